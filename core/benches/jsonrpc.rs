@@ -1,0 +1,2 @@
+//! Placeholder until the jsonrpc module lands.
+fn main() {}

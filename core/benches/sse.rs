@@ -1,0 +1,2 @@
+//! Placeholder until the sse module lands.
+fn main() {}
