@@ -1,0 +1,5 @@
+//! sluice: the runtime of the sluice MCP proxy — the smol driver around
+//! `sluice-core`, the wasmtime hook host, configuration and the CLI.
+//!
+//! No protocol rule lives here: this crate turns core outputs into syscalls
+//! and syscalls into core inputs.
