@@ -10,3 +10,7 @@
 pub mod http1;
 pub mod jsonrpc;
 pub mod sse;
+pub mod exchange;
+pub mod guard;
+pub mod inject;
+pub mod route;

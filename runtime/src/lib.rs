@@ -3,3 +3,7 @@
 //!
 //! No protocol rule lives here: this crate turns core outputs into syscalls
 //! and syscalls into core inputs.
+
+pub mod access;
+pub mod proxy;
+pub mod tls;

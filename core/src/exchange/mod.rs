@@ -1,0 +1,708 @@
+//! One proxied HTTP exchange — a client request and the upstream's answer —
+//! as a sans-IO state machine.
+//!
+//! # The loop
+//!
+//! The caller owns the sockets and the clock. It pushes what happened in
+//! (`feed_client`, `upstream_connected`, `feed_upstream`, `upstream_closed`,
+//! `client_closed`, `handle_timeout`) and after **every** input drains
+//! [`Exchange::poll_output`] until it returns `None`, performing each
+//! [`Output`] in the order given. Then it sleeps until the next socket event
+//! or [`Exchange::poll_timeout`].
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use std::time::Instant;
+//! # use sluice_core::exchange::{Exchange, ExchangeConfig, Output, ClientInfo};
+//! # fn run(config: Arc<ExchangeConfig>, request: &[u8]) {
+//! let now = Instant::now();
+//! let mut exchange = Exchange::new(config, ClientInfo::default(), now);
+//! exchange.feed_client(request, now);
+//! while let Some(output) = exchange.poll_output() {
+//!     match output {
+//!         Output::Connect { route, fresh } => { /* open or borrow a connection */ }
+//!         Output::ToUpstream(bytes) => { /* write to the upstream */ }
+//!         Output::ToClient(bytes) => { /* write to the client */ }
+//!         Output::ReleaseUpstream { reusable } => { /* pool or close it */ }
+//!         Output::Finished { close } => { /* exchange over */ }
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # What it decides
+//!
+//! - The request is read whole (head and body, within limits), checked
+//!   (framing, `Host`/`Origin`, route) and forwarded with normalized framing:
+//!   a `Content-Length`, never a chunked body, so the upstream cannot read
+//!   the message boundaries differently from us (no smuggling).
+//! - The response body is forwarded as it arrives, read by read. A chunked
+//!   upstream body is decoded and re-chunked; nothing is buffered.
+//! - Unhooked traffic is never parsed as JSON. The one exception is bookkeeping
+//!   on a `POST` answered with SSE: the stream is run through the SSE parser
+//!   (without holding anything back) to know whether the response to the
+//!   client's request has gone out and whether the client is at an event
+//!   boundary, so that a failure mid-stream can still be answered correctly
+//!   (see [`crate::inject`]).
+
+mod request;
+mod response;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::guard::HostGuard;
+use crate::http1;
+use crate::inject::{self, Accepts, Answer, ClientFraming, Injection, Sent};
+use crate::jsonrpc::{self, codes};
+
+/// JSON-RPC error code for an upstream that failed or closed before the
+/// answer was complete (the TypeScript SDK's `ConnectionClosed`).
+pub const UPSTREAM_FAILED: i64 = -32000;
+/// JSON-RPC error code for an upstream that did not answer in time (the
+/// TypeScript SDK's `RequestTimeout`).
+pub const UPSTREAM_TIMEOUT: i64 = -32001;
+use crate::route::Router;
+use crate::sse::SseLimits;
+
+pub use request::RpcSummary;
+use response::Streaming;
+
+/// Limits applied to one exchange.
+#[derive(Debug, Clone)]
+pub struct ExchangeLimits {
+    /// Limits for the client's request head.
+    pub request_head: http1::Limits,
+    /// Limits for the upstream's response head and chunked framing.
+    pub response_head: http1::Limits,
+    /// The largest request body accepted (413 past it).
+    pub max_request_body: usize,
+    /// SSE limits for streams sluice has to parse.
+    pub sse: SseLimits,
+    /// JSON limits for request classification.
+    pub json: jsonrpc::Limits,
+}
+
+impl Default for ExchangeLimits {
+    fn default() -> Self {
+        ExchangeLimits {
+            request_head: http1::Limits::default(),
+            response_head: http1::Limits::default(),
+            max_request_body: 4 << 20,
+            sse: SseLimits::default(),
+            json: jsonrpc::Limits::default(),
+        }
+    }
+}
+
+/// Timeouts; `None` disables one.
+#[derive(Debug, Clone, Default)]
+pub struct Timeouts {
+    /// How long a connection may wait for the first byte of a request (an
+    /// idle keep-alive connection is closed quietly after it).
+    pub client_idle: Option<Duration>,
+    /// From a request's first byte until it is read whole (slow-loris
+    /// defence; 408 after it).
+    pub client_request: Option<Duration>,
+    /// Opening the upstream connection.
+    pub connect: Option<Duration>,
+    /// From sending the request until the response head arrives.
+    pub response_head: Option<Duration>,
+    /// Longest silence on a response body before the stream counts as dead.
+    pub stream_idle: Option<Duration>,
+    /// After this much silence on an SSE answer at an event boundary, write a
+    /// `: keepalive` comment to the client.
+    pub sse_keepalive: Option<Duration>,
+}
+
+/// Configuration shared by every exchange of a listener.
+#[derive(Debug, Clone)]
+pub struct ExchangeConfig {
+    /// Where requests go.
+    pub router: Router,
+    /// The DNS-rebinding defence.
+    pub guard: HostGuard,
+    /// Size limits.
+    pub limits: ExchangeLimits,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Add `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
+    pub forwarded_headers: bool,
+}
+
+/// Facts about the client connection that the exchange cannot see in bytes.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The client's address, for `X-Forwarded-For` (empty: not added).
+    pub peer_ip: String,
+    /// The scheme the client used (`http` or `https`).
+    pub https: bool,
+}
+
+/// How the client connection ends after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Keep the connection for the next request.
+    KeepAlive,
+    /// Flush what was written, then close cleanly.
+    Graceful,
+    /// Close at once without a clean end (the client must see a truncation).
+    Abort,
+}
+
+/// Something the caller must do, in order.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Open a connection to the upstream of route `route`, or take one from
+    /// the pool (`fresh` forbids the pool: a retry after a stale connection).
+    /// Answer with [`Exchange::upstream_connected`] or
+    /// [`Exchange::upstream_closed`].
+    Connect {
+        /// Index into the router's routes.
+        route: usize,
+        /// Do not reuse a pooled connection.
+        fresh: bool,
+    },
+    /// Write these bytes to the upstream.
+    ToUpstream(Bytes),
+    /// Write these bytes to the client.
+    ToClient(Bytes),
+    /// The upstream connection is no longer needed: return it to the pool
+    /// when `reusable`, else close it.
+    ReleaseUpstream {
+        /// The connection is at a clean message boundary.
+        reusable: bool,
+    },
+    /// The exchange is over; how the client connection continues. Bytes the
+    /// client sent past this request are in [`Exchange::take_leftover`].
+    Finished {
+        /// Keep-alive, graceful close or abort.
+        close: Close,
+    },
+}
+
+/// Why an upstream connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamEnd {
+    /// Connecting failed (refused, unreachable, TLS handshake).
+    ConnectFailed,
+    /// A clean end of stream (FIN).
+    Eof,
+    /// A read or write error (reset, broken pipe, TLS alert).
+    Error,
+}
+
+/// How the exchange ended, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still running.
+    Pending,
+    /// The upstream's answer went through whole.
+    Complete,
+    /// sluice answered (a local error or an injected JSON-RPC error).
+    Answered,
+    /// The client connection was aborted mid-answer.
+    Aborted,
+    /// The client went away first.
+    ClientGone,
+}
+
+/// What the access log line reports about an exchange.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// HTTP method.
+    pub http_method: String,
+    /// The request target as the client sent it.
+    pub target: String,
+    /// JSON-RPC facts about a POST body, when it classified.
+    pub rpc: Option<RpcSummary>,
+    /// The route used.
+    pub route: Option<usize>,
+    /// The status the client got.
+    pub status: Option<u16>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why sluice answered or aborted, if it did.
+    pub reason: Option<String>,
+    /// When the exchange started.
+    pub started: Instant,
+    /// When the request was read whole.
+    pub request_done: Option<Instant>,
+    /// When the upstream's response head arrived.
+    pub response_head: Option<Instant>,
+    /// When the exchange finished.
+    pub finished: Option<Instant>,
+    /// Response body bytes written to the client (before chunk framing).
+    pub body_bytes: u64,
+    /// The upstream connection was reused from the pool.
+    pub reused: bool,
+}
+
+enum State {
+    /// Reading the request head and body.
+    Request(request::Intake),
+    /// Waiting for [`Exchange::upstream_connected`].
+    Connecting,
+    /// The request went upstream; reading the response head.
+    AwaitingHead,
+    /// Forwarding the response body.
+    Streaming(Streaming),
+    /// Over.
+    Done,
+}
+
+/// One proxied exchange. See the [module docs](self) for the loop.
+pub struct Exchange {
+    config: Arc<ExchangeConfig>,
+    client: ClientInfo,
+    state: State,
+    outputs: std::collections::VecDeque<Output>,
+    /// Client bytes past the end of this request.
+    leftover: Vec<u8>,
+    /// The request, once read.
+    req: Option<request::Forward>,
+    /// Response head bytes read so far.
+    head_buf: Vec<u8>,
+    head_scanner: http1::HeadScanner,
+    /// The current timer, if any.
+    deadline: Option<Instant>,
+    /// The upstream connection came from the pool.
+    reused: bool,
+    /// A retry on a fresh connection already happened.
+    retried: bool,
+    /// Any byte of a response arrived from the upstream.
+    upstream_spoke: bool,
+    /// What the client has been sent (for injection).
+    sent: Sent,
+    /// The last time the upstream sent body bytes.
+    last_upstream: Instant,
+    summary: Summary,
+}
+
+impl Exchange {
+    /// A new exchange waiting for a request.
+    pub fn new(config: Arc<ExchangeConfig>, client: ClientInfo, now: Instant) -> Self {
+        let deadline = config.timeouts.client_idle.map(|t| now + t);
+        Exchange {
+            config,
+            client,
+            state: State::Request(request::Intake::default()),
+            outputs: Default::default(),
+            leftover: Vec::new(),
+            req: None,
+            head_buf: Vec::new(),
+            head_scanner: http1::HeadScanner::new(),
+            deadline,
+            reused: false,
+            retried: false,
+            upstream_spoke: false,
+            sent: Sent::Nothing,
+            last_upstream: now,
+            summary: Summary {
+                http_method: String::new(),
+                target: String::new(),
+                rpc: None,
+                route: None,
+                status: None,
+                outcome: Outcome::Pending,
+                reason: None,
+                started: now,
+                request_done: None,
+                response_head: None,
+                finished: None,
+                body_bytes: 0,
+                reused: false,
+            },
+        }
+    }
+
+    /// The next thing to do, in order. Drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Exchange::handle_timeout`] must be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Done => None,
+            _ => self.deadline,
+        }
+    }
+
+    /// The exchange is over (its `Finished` output was emitted).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Whether the request has been read whole (client bytes fed after that
+    /// belong to the next request and are kept in the leftover).
+    pub fn request_complete(&self) -> bool {
+        !matches!(self.state, State::Request(_))
+    }
+
+    /// What the access log reports.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Client bytes received past this request (pipelined requests).
+    pub fn take_leftover(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.leftover)
+    }
+
+    /// Bytes from the client.
+    pub fn feed_client(&mut self, input: &[u8], now: Instant) {
+        match &mut self.state {
+            State::Request(intake) => {
+                if intake.is_idle() && !input.is_empty() {
+                    self.deadline = self.config.timeouts.client_request.map(|t| now + t);
+                }
+                let step = intake.feed(input, &self.config, &self.client, &mut self.leftover);
+                self.after_intake(step, now);
+            }
+            // Pipelined bytes wait for the next exchange.
+            _ => self.leftover.extend_from_slice(input),
+        }
+    }
+
+    /// The client closed its side or its connection failed.
+    pub fn client_closed(&mut self, now: Instant) {
+        match self.state {
+            State::Done => {}
+            State::Request(_) | State::Connecting | State::AwaitingHead | State::Streaming(_) => {
+                if !matches!(self.state, State::Request(_)) {
+                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                }
+                self.summary.outcome = Outcome::ClientGone;
+                self.finish(Close::Abort, now);
+            }
+        }
+    }
+
+    /// The upstream connection asked for by `Connect` is ready.
+    pub fn upstream_connected(&mut self, reused: bool, now: Instant) {
+        if !matches!(self.state, State::Connecting) {
+            return;
+        }
+        self.reused = reused;
+        self.summary.reused = reused;
+        let bytes = self.req.as_ref().map(|r| r.upstream_bytes.clone()).unwrap_or_default();
+        self.outputs.push_back(Output::ToUpstream(bytes));
+        self.state = State::AwaitingHead;
+        self.deadline = self.config.timeouts.response_head.map(|t| now + t);
+    }
+
+    /// The upstream connection ended (or never opened).
+    pub fn upstream_closed(&mut self, end: UpstreamEnd, now: Instant) {
+        match &mut self.state {
+            State::Request(_) | State::Done => {}
+            State::Connecting => {
+                self.fail(502, "could not connect to the upstream", now);
+            }
+            State::AwaitingHead => {
+                if self.reused && !self.upstream_spoke && !self.retried {
+                    // A pooled connection the upstream had already closed:
+                    // nothing was read, so send the request again, once.
+                    self.retried = true;
+                    self.head_buf.clear();
+                    self.head_scanner.reset();
+                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                    let route = self.summary.route.unwrap_or(0);
+                    self.outputs.push_back(Output::Connect { route, fresh: true });
+                    self.state = State::Connecting;
+                    self.deadline = self.config.timeouts.connect.map(|t| now + t);
+                    return;
+                }
+                let why = match end {
+                    UpstreamEnd::Eof => "the upstream closed the connection before answering",
+                    _ => "the upstream connection failed before answering",
+                };
+                self.fail(502, why, now);
+            }
+            State::Streaming(stream) => {
+                if end == UpstreamEnd::Eof && stream.ends_at_eof() {
+                    let out = stream.finish_clean();
+                    self.emit_client(out);
+                    self.summary.outcome = Outcome::Complete;
+                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                    let close = self.client_close_after();
+                    self.finish(close, now);
+                } else {
+                    self.fail(502, "the upstream connection failed mid-answer", now);
+                }
+            }
+        }
+    }
+
+    /// Bytes from the upstream.
+    pub fn feed_upstream(&mut self, input: Bytes, now: Instant) {
+        if input.is_empty() {
+            return;
+        }
+        self.upstream_spoke = true;
+        match self.state {
+            State::AwaitingHead => self.read_response_head(input, now),
+            State::Streaming(_) => self.stream_body(input, now),
+            // Bytes before the request went out, or after the end: the
+            // upstream is out of step; drop the connection.
+            State::Request(_) | State::Connecting | State::Done => {}
+        }
+    }
+
+    /// A timer set by [`Exchange::poll_timeout`] fired (or time passed).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.deadline else { return };
+        if now < deadline {
+            return;
+        }
+        self.deadline = None;
+        match &mut self.state {
+            State::Done => {}
+            State::Request(intake) => {
+                if intake.is_idle() {
+                    // An idle keep-alive connection: close quietly.
+                    self.summary.outcome = Outcome::ClientGone;
+                    self.finish(Close::Graceful, now);
+                } else {
+                    let bytes = inject::http_error(
+                        408,
+                        codes::INVALID_REQUEST,
+                        "the request did not arrive in time",
+                        true,
+                    );
+                    self.answer_locally(408, bytes, "request timeout", now);
+                }
+            }
+            State::Connecting => self.fail(504, "connecting to the upstream timed out", now),
+            State::AwaitingHead => self.fail(504, "the upstream did not answer in time", now),
+            State::Streaming(stream) => {
+                let idle_for = now.saturating_duration_since(self.last_upstream);
+                if self.config.timeouts.stream_idle.is_some_and(|t| idle_for >= t) {
+                    self.fail(504, "the upstream stream went idle", now);
+                    return;
+                }
+                if let Some(bytes) = stream.keepalive_due(now) {
+                    self.emit_client(bytes);
+                }
+                self.deadline = self.stream_deadline(now);
+            }
+        }
+    }
+
+    fn after_intake(&mut self, step: request::Step, now: Instant) {
+        match step {
+            request::Step::NeedMore => {}
+            request::Step::Continue100 => {
+                self.outputs
+                    .push_back(Output::ToClient(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")));
+            }
+            request::Step::Reject { status, code, message } => {
+                self.note_request_line();
+                let bytes = inject::http_error(status, code, &message, true);
+                self.answer_locally(status, bytes, &message, now);
+            }
+            request::Step::Ready(forward) => {
+                self.note_request_line();
+                self.summary.rpc = forward.rpc.clone();
+                self.summary.route = Some(forward.route);
+                self.summary.request_done = Some(now);
+                let route = forward.route;
+                self.req = Some(*forward);
+                self.state = State::Connecting;
+                self.deadline = self.config.timeouts.connect.map(|t| now + t);
+                self.outputs.push_back(Output::Connect { route, fresh: false });
+            }
+        }
+    }
+
+    fn note_request_line(&mut self) {
+        if let State::Request(intake) = &self.state {
+            if let Some((method, target)) = intake.request_line() {
+                self.summary.http_method = method.to_owned();
+                self.summary.target = target.to_owned();
+            }
+        }
+    }
+
+    fn read_response_head(&mut self, input: Bytes, now: Instant) {
+        self.head_buf.extend_from_slice(&input);
+        let Some(req) = self.req.as_ref() else { return };
+        match response::read_head(&mut self.head_scanner, &self.head_buf, req, &self.config, now) {
+            response::HeadStep::NeedMore => {}
+            response::HeadStep::Informational { len } => {
+                // 1xx answers are ours to absorb (we sent no Expect upstream).
+                let rest = self.head_buf.split_off(len);
+                self.head_buf.clear();
+                if !rest.is_empty() {
+                    self.read_response_head(Bytes::from(rest), now);
+                }
+            }
+            response::HeadStep::Bad(why) => self.fail(502, &why, now),
+            response::HeadStep::Ready { stream, client_head, status, len } => {
+                let rest = Bytes::from(self.head_buf.split_off(len));
+                self.head_buf = Vec::new();
+                self.summary.status = Some(status);
+                self.summary.response_head = Some(now);
+                self.sent = if stream.is_sse() { Sent::SseHead { at_boundary: true } } else { Sent::OtherHead };
+                self.outputs.push_back(Output::ToClient(client_head));
+                self.state = State::Streaming(*stream);
+                self.deadline = self.stream_deadline(now);
+                if let State::Streaming(s) = &self.state {
+                    if s.is_complete() {
+                        self.complete(now);
+                        return;
+                    }
+                }
+                if !rest.is_empty() {
+                    self.stream_body(rest, now);
+                }
+            }
+        }
+    }
+
+    fn stream_body(&mut self, input: Bytes, now: Instant) {
+        let State::Streaming(stream) = &mut self.state else { return };
+        let mut out = Vec::new();
+        self.last_upstream = now;
+        let result = stream.feed(input, &mut out, now);
+        for bytes in out {
+            self.summary.body_bytes += bytes.len() as u64;
+            self.outputs.push_back(Output::ToClient(bytes));
+        }
+        self.sent = stream.sent();
+        match result {
+            Ok(()) if stream.is_complete() => self.complete(now),
+            Ok(()) => self.deadline = self.stream_deadline(now),
+            Err(why) => self.fail(502, &why, now),
+        }
+    }
+
+    fn complete(&mut self, now: Instant) {
+        let (tail, reusable) = match &mut self.state {
+            State::Streaming(stream) => (stream.finish_clean(), stream.upstream_reusable()),
+            _ => (Vec::new(), false),
+        };
+        self.emit_client(tail);
+        self.summary.outcome = Outcome::Complete;
+        self.outputs.push_back(Output::ReleaseUpstream { reusable });
+        let close = self.client_close_after();
+        self.finish(close, now);
+    }
+
+    fn stream_deadline(&self, now: Instant) -> Option<Instant> {
+        let State::Streaming(stream) = &self.state else { return None };
+        let idle = self.config.timeouts.stream_idle.map(|t| self.last_upstream + t);
+        let keepalive = stream.keepalive_deadline(now);
+        match (idle, keepalive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn client_close_after(&self) -> Close {
+        let keep = self.req.as_ref().is_some_and(|r| r.client_keep_alive);
+        let framing_allows = match &self.state {
+            State::Streaming(s) => !s.client_until_close(),
+            _ => true,
+        };
+        if keep && framing_allows { Close::KeepAlive } else { Close::Graceful }
+    }
+
+    fn emit_client(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
+        }
+    }
+
+    /// A local answer before anything was forwarded (bad request, refused
+    /// host, timeout waiting for the request). The connection closes.
+    fn answer_locally(&mut self, status: u16, bytes: Vec<u8>, reason: &str, now: Instant) {
+        self.summary.status = Some(status);
+        self.summary.outcome = Outcome::Answered;
+        self.summary.reason = Some(reason.to_owned());
+        self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
+        self.finish(Close::Graceful, now);
+    }
+
+    /// Something failed after the request was accepted: answer the client
+    /// with a JSON-RPC error carrying its own id, by the injection rules.
+    fn fail(&mut self, status: u16, why: &str, now: Instant) {
+        let had_upstream = !matches!(self.state, State::Request(_) | State::Done);
+        if had_upstream {
+            self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+        }
+        self.summary.reason = Some(why.to_owned());
+        let req = self.req.as_ref();
+        let id = req.and_then(|r| r.rpc.as_ref()).and_then(|r| r.id.clone());
+        let accepts = req.map(|r| r.accepts).unwrap_or_default();
+        let framing = match &self.state {
+            State::Streaming(s) if s.client_until_close() => ClientFraming::UntilClose,
+            _ => ClientFraming::Chunked,
+        };
+        // The stream's own view of what went out is the exact one.
+        let sent = match &self.state {
+            State::Streaming(s) => s.sent_for_injection(),
+            _ => self.sent,
+        };
+        let code = if status == 504 { UPSTREAM_TIMEOUT } else { UPSTREAM_FAILED };
+        let message = jsonrpc::error_message(id.as_deref(), code, &format!("sluice: {why}"), None);
+        let close_after = !req.is_some_and(|r| r.client_keep_alive);
+        match inject::plan(sent, framing, accepts, Answer::Error { message: &message, status }, close_after) {
+            Injection::Response(bytes) => {
+                self.summary.status = Some(status);
+                self.summary.outcome = Outcome::Answered;
+                self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
+                let close = if close_after { Close::Graceful } else { Close::KeepAlive };
+                self.finish(close, now);
+            }
+            Injection::EventThenEnd(bytes) => {
+                self.summary.outcome = Outcome::Answered;
+                self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
+                let close = match framing {
+                    ClientFraming::UntilClose => Close::Graceful,
+                    ClientFraming::Chunked if close_after => Close::Graceful,
+                    ClientFraming::Chunked => Close::KeepAlive,
+                };
+                self.finish(close, now);
+            }
+            Injection::Abort => {
+                self.summary.outcome = Outcome::Aborted;
+                self.finish(Close::Abort, now);
+            }
+            Injection::Nothing => {
+                // The answer is whole; end the body cleanly.
+                let tail = match &mut self.state {
+                    State::Streaming(s) => s.finish_clean(),
+                    _ => Vec::new(),
+                };
+                self.emit_client(tail);
+                self.summary.outcome = Outcome::Complete;
+                let close = self.client_close_after();
+                self.finish(close, now);
+            }
+        }
+    }
+
+    fn finish(&mut self, close: Close, now: Instant) {
+        self.state = State::Done;
+        self.deadline = None;
+        self.summary.finished = Some(now);
+        self.outputs.push_back(Output::Finished { close });
+    }
+}
+
+/// The media types a request accepts, from its headers.
+pub(crate) fn accepts_of(headers: &[http1::Header]) -> Accepts {
+    let values: Vec<&[u8]> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("accept"))
+        .map(|h| h.value.as_ref())
+        .collect();
+    Accepts::from_headers(&values)
+}
+
+#[cfg(test)]
+mod tests;

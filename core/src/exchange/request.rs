@@ -1,0 +1,357 @@
+//! The request side of an exchange: read the head and body within limits,
+//! check them, and build the bytes that go upstream.
+
+use bytes::Bytes;
+
+use super::{ClientInfo, ExchangeConfig, accepts_of};
+use crate::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed, RequestHead};
+use crate::inject::Accepts;
+use crate::jsonrpc::{self, Classified, Kind, codes};
+
+/// JSON-RPC facts about a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcSummary {
+    /// The method, for a single request or notification.
+    pub method: Option<String>,
+    /// The id as its raw JSON text, for a single request.
+    pub id: Option<Vec<u8>>,
+    /// The tool, prompt or resource named (tools/call, prompts/get, resources/read).
+    pub name: Option<String>,
+    /// The body was a batch (2025-03-26).
+    pub batch: bool,
+}
+
+/// What reading more client bytes led to.
+pub(super) enum Step {
+    NeedMore,
+    /// The client waits for `100 Continue` before sending its body.
+    Continue100,
+    Reject {
+        status: u16,
+        code: i64,
+        message: String,
+    },
+    Ready(Box<Forward>),
+}
+
+/// A request ready to go upstream.
+pub(super) struct Forward {
+    pub route: usize,
+    pub upstream_bytes: Bytes,
+    pub method: String,
+    pub client_keep_alive: bool,
+    pub client_http10: bool,
+    pub accepts: Accepts,
+    pub rpc: Option<RpcSummary>,
+}
+
+/// Head checked, body being read.
+struct Accepted {
+    head: RequestHead,
+    route: usize,
+    upstream_target: String,
+    framing: BodyFraming,
+    chunked: Option<ChunkedDecoder>,
+    body: Vec<u8>,
+    wants_continue: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Intake {
+    /// Head bytes until the head is complete.
+    buf: Vec<u8>,
+    /// Remembers how far `buf` was searched, so a slow head stays linear.
+    scanner: http1::HeadScanner,
+    accepted: Option<Accepted>,
+    /// The request line, kept for the access log even when rejected.
+    line: Option<(String, String)>,
+    done: bool,
+}
+
+impl Intake {
+    /// No byte of a request has arrived.
+    pub fn is_idle(&self) -> bool {
+        self.buf.is_empty() && self.accepted.is_none()
+    }
+
+    pub fn request_line(&self) -> Option<(&str, &str)> {
+        self.line.as_ref().map(|(m, t)| (m.as_str(), t.as_str()))
+    }
+
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        config: &ExchangeConfig,
+        client: &ClientInfo,
+        leftover: &mut Vec<u8>,
+    ) -> Step {
+        if self.done {
+            leftover.extend_from_slice(input);
+            return Step::NeedMore;
+        }
+        if self.accepted.is_none() {
+            self.buf.extend_from_slice(input);
+            let (head, len) = match self.scanner.parse_request(&self.buf, &config.limits.request_head) {
+                Ok(Parsed::Partial) => return Step::NeedMore,
+                Ok(Parsed::Complete { head, len }) => (head, len),
+                Err(e) => return self.reject(e.status(), codes::INVALID_REQUEST, format!("malformed request: {e}")),
+            };
+            self.line = Some((head.method.clone(), head.target.clone()));
+            let rest = self.buf.split_off(len);
+            self.buf = Vec::new();
+            match accept(head, config) {
+                Ok(accepted) => self.accepted = Some(accepted),
+                Err((status, message)) => return self.reject(status, codes::INVALID_REQUEST, message),
+            }
+            let step = self.read_body(&rest, config, client, leftover);
+            return match step {
+                Step::NeedMore if self.accepted.as_ref().is_some_and(|a| a.wants_continue) => Step::Continue100,
+                other => other,
+            };
+        }
+        self.read_body(input, config, client, leftover)
+    }
+
+    fn reject(&mut self, status: u16, code: i64, message: String) -> Step {
+        self.done = true;
+        Step::Reject { status, code, message }
+    }
+
+    fn read_body(
+        &mut self,
+        input: &[u8],
+        config: &ExchangeConfig,
+        client: &ClientInfo,
+        leftover: &mut Vec<u8>,
+    ) -> Step {
+        let max = config.limits.max_request_body;
+        let Some(acc) = self.accepted.as_mut() else { return Step::NeedMore };
+        let complete = match acc.framing {
+            BodyFraming::None | BodyFraming::UntilClose => {
+                leftover.extend_from_slice(input);
+                true
+            }
+            BodyFraming::ContentLength(n) => {
+                let want = (n as usize).saturating_sub(acc.body.len());
+                let take = want.min(input.len());
+                acc.body.extend_from_slice(&input[..take]);
+                leftover.extend_from_slice(&input[take..]);
+                acc.body.len() as u64 == n
+            }
+            BodyFraming::Chunked => {
+                let decoder = acc.chunked.get_or_insert_with(|| ChunkedDecoder::new(&config.limits.request_head));
+                let mut pos = 0;
+                let mut done = false;
+                while pos < input.len() && !done {
+                    match decoder.decode(&input[pos..]) {
+                        Ok(d) => {
+                            if let Some(range) = d.data {
+                                if acc.body.len() + range.len() > max {
+                                    return self.reject(413, codes::INVALID_REQUEST, too_large(max));
+                                }
+                                acc.body.extend_from_slice(&input[pos + range.start..pos + range.end]);
+                            }
+                            done = d.done;
+                            if d.consumed == 0 && !done {
+                                break;
+                            }
+                            pos += d.consumed;
+                        }
+                        Err(e) => {
+                            return self.reject(400, codes::INVALID_REQUEST, format!("malformed chunked body: {e}"));
+                        }
+                    }
+                }
+                if done {
+                    leftover.extend_from_slice(&input[pos..]);
+                }
+                done
+            }
+        };
+        if !complete {
+            return Step::NeedMore;
+        }
+        self.done = true;
+        let Some(acc) = self.accepted.take() else { return Step::NeedMore };
+        Step::Ready(Box::new(forward(acc, config, client)))
+    }
+}
+
+fn too_large(max: usize) -> String {
+    format!("request body larger than the limit of {max} bytes")
+}
+
+/// Check a complete head: method, target, Host/Origin, route, framing, size.
+fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, (u16, String)> {
+    if head.method == "CONNECT" {
+        return Err((501, "sluice does not tunnel CONNECT requests".into()));
+    }
+    let target = origin_form(&head.target).ok_or_else(|| (400, format!("unsupported request target {:?}", head.target)))?;
+    let hosts = values(&head.headers, "host");
+    let origins = values(&head.headers, "origin");
+    config.guard.check(&hosts, &origins).map_err(|e| (e.status(), e.to_string()))?;
+    let resolved = config
+        .router
+        .resolve(target)
+        .ok_or_else(|| (404, format!("no route serves {target:?}")))?;
+    let framing = http1::request_framing(&head).map_err(|e| (e.status(), format!("malformed request: {e}")))?;
+    let max = config.limits.max_request_body;
+    if let BodyFraming::ContentLength(n) = framing {
+        if n > max as u64 {
+            return Err((413, too_large(max)));
+        }
+    }
+    let wants_continue = values(&head.headers, "expect")
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case(b"100-continue"))
+        && !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+    Ok(Accepted {
+        route: resolved.route,
+        upstream_target: resolved.upstream_target,
+        framing,
+        chunked: None,
+        body: Vec::new(),
+        wants_continue,
+        head,
+    })
+}
+
+/// The path-and-query of an origin-form or absolute-form target.
+fn origin_form(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return Some(target);
+    }
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))?;
+    let path_at = rest.find(['/', '?']).unwrap_or(rest.len());
+    match &rest[path_at..] {
+        "" => Some("/"),
+        p if p.starts_with('/') => Some(p),
+        _ => None,
+    }
+}
+
+pub(super) fn values<'h>(headers: &'h [Header], name: &str) -> Vec<&'h [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_ref())
+        .collect()
+}
+
+/// Whether the client connection stays open after this exchange.
+fn keep_alive(head: &RequestHead) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for v in values(&head.headers, "connection") {
+        for token in v.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    if head.version == http1::Version::Http10 { keep && !close } else { !close }
+}
+
+fn classify(body: &[u8], config: &ExchangeConfig) -> Option<RpcSummary> {
+    match jsonrpc::classify(body, &config.limits.json).ok()? {
+        Classified::Single(m) => Some(RpcSummary {
+            method: m.method.map(|s| s.into_owned()),
+            id: match m.kind {
+                Kind::Request => m.id.map(<[u8]>::to_vec),
+                _ => None,
+            },
+            name: m.name.map(|s| s.into_owned()),
+            batch: false,
+        }),
+        Classified::Batch(_) => Some(RpcSummary {
+            method: None,
+            id: None,
+            name: None,
+            batch: true,
+        }),
+    }
+}
+
+/// The request as the upstream sees it: our framing, its Host, no hop-by-hop
+/// headers, the forwarding headers.
+fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forward {
+    let head = &acc.head;
+    let route = &config.router.routes()[acc.route];
+    let client_keep_alive = keep_alive(head);
+    let mut headers = head.headers.clone();
+    let original_host = values(&headers, "host").first().map(|h| h.to_vec());
+    http1::remove_hop_by_hop(&mut headers);
+    headers.retain(|h| {
+        !["host", "content-length", "expect"]
+            .iter()
+            .any(|n| h.name.eq_ignore_ascii_case(n))
+    });
+
+    let mut out = Vec::with_capacity(256 + acc.body.len());
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(acc.upstream_target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(route.upstream_host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut forwarded_for: Option<Vec<u8>> = None;
+    for h in &headers {
+        if config.forwarded_headers && h.name.eq_ignore_ascii_case("x-forwarded-for") {
+            let prior = forwarded_for.get_or_insert_with(Vec::new);
+            if !prior.is_empty() {
+                prior.extend_from_slice(b", ");
+            }
+            prior.extend_from_slice(&h.value);
+            continue;
+        }
+        if config.forwarded_headers
+            && (h.name.eq_ignore_ascii_case("x-forwarded-proto") || h.name.eq_ignore_ascii_case("x-forwarded-host"))
+        {
+            continue;
+        }
+        push_header(&mut out, &h.name, &h.value);
+    }
+    let has_body = !acc.body.is_empty() || !matches!(acc.framing, BodyFraming::None);
+    if has_body || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", acc.body.len()).as_bytes());
+    }
+    if config.forwarded_headers {
+        // The client's address is appended; what earlier hops claimed stays in front.
+        if !client.peer_ip.is_empty() || forwarded_for.is_some() {
+            let mut xff = forwarded_for.unwrap_or_default();
+            if !client.peer_ip.is_empty() {
+                if !xff.is_empty() {
+                    xff.extend_from_slice(b", ");
+                }
+                xff.extend_from_slice(client.peer_ip.as_bytes());
+            }
+            push_header(&mut out, "X-Forwarded-For", &xff);
+        }
+        let proto: &[u8] = if client.https { b"https" } else { b"http" };
+        push_header(&mut out, "X-Forwarded-Proto", proto);
+        if let Some(host) = original_host {
+            push_header(&mut out, "X-Forwarded-Host", &host);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&acc.body);
+
+    Forward {
+        route: acc.route,
+        upstream_bytes: Bytes::from(out),
+        method: head.method.clone(),
+        client_keep_alive,
+        client_http10: head.version == http1::Version::Http10,
+        accepts: accepts_of(&head.headers),
+        rpc: if head.method == "POST" { classify(&acc.body, config) } else { None },
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,449 @@
+//! The exchange between a scripted client and a scripted upstream, on a
+//! virtual clock.
+
+use super::*;
+use crate::http1::{ChunkedDecoder, Parsed};
+use crate::route::Route;
+
+fn config() -> ExchangeConfig {
+    ExchangeConfig {
+        router: Router::new(vec![Route {
+            prefix: "/mcp".into(),
+            upstream_path: "/mcp".into(),
+            well_known: true,
+            upstream_host: "backend:3000".into(),
+        }]),
+        guard: HostGuard::local_default("127.0.0.1"),
+        limits: ExchangeLimits {
+            max_request_body: 1024,
+            ..Default::default()
+        },
+        timeouts: Timeouts {
+            client_idle: Some(Duration::from_secs(30)),
+            client_request: Some(Duration::from_secs(10)),
+            connect: Some(Duration::from_secs(5)),
+            response_head: Some(Duration::from_secs(60)),
+            stream_idle: None,
+            sse_keepalive: None,
+        },
+        forwarded_headers: true,
+    }
+}
+
+/// Everything one exchange asked for, in order, with client and upstream
+/// bytes concatenated for convenience.
+#[derive(Default, Debug)]
+struct Log {
+    to_client: Vec<u8>,
+    to_upstream: Vec<u8>,
+    connects: Vec<(usize, bool)>,
+    releases: Vec<bool>,
+    finished: Option<Close>,
+}
+
+struct Harness {
+    ex: Exchange,
+    now: Instant,
+    log: Log,
+}
+
+impl Harness {
+    fn new(config: ExchangeConfig) -> Self {
+        let now = Instant::now();
+        let client = ClientInfo {
+            peer_ip: "10.0.0.7".into(),
+            https: false,
+        };
+        Harness {
+            ex: Exchange::new(Arc::new(config), client, now),
+            now,
+            log: Log::default(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.ex.poll_output() {
+            assert!(self.log.finished.is_none(), "output after Finished: {out:?}");
+            match out {
+                Output::Connect { route, fresh } => self.log.connects.push((route, fresh)),
+                Output::ToUpstream(b) => self.log.to_upstream.extend_from_slice(&b),
+                Output::ToClient(b) => self.log.to_client.extend_from_slice(&b),
+                Output::ReleaseUpstream { reusable } => self.log.releases.push(reusable),
+                Output::Finished { close } => self.log.finished = Some(close),
+            }
+        }
+    }
+
+    fn client(&mut self, bytes: &[u8]) -> &mut Self {
+        self.ex.feed_client(bytes, self.now);
+        self.drain();
+        self
+    }
+
+    fn connected(&mut self, reused: bool) -> &mut Self {
+        self.ex.upstream_connected(reused, self.now);
+        self.drain();
+        self
+    }
+
+    fn upstream(&mut self, bytes: &[u8]) -> &mut Self {
+        self.ex.feed_upstream(Bytes::copy_from_slice(bytes), self.now);
+        self.drain();
+        self
+    }
+
+    fn upstream_end(&mut self, end: UpstreamEnd) -> &mut Self {
+        self.ex.upstream_closed(end, self.now);
+        self.drain();
+        self
+    }
+
+    fn advance(&mut self, by: Duration) -> &mut Self {
+        self.now += by;
+        if self.ex.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.ex.handle_timeout(self.now);
+            self.drain();
+        }
+        self
+    }
+
+    fn client_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.to_client).into_owned()
+    }
+}
+
+const POST_HEAD: &str = "POST /mcp HTTP/1.1\r\nHost: localhost:8080\r\nContent-Type: application/json\r\n\
+                         Accept: application/json, text/event-stream\r\nMcp-Session-Id: s-1\r\n";
+
+fn post(body: &str) -> Vec<u8> {
+    format!("{POST_HEAD}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+
+/// Split a client-side response into head text and decoded body.
+fn decode_response(bytes: &[u8]) -> (String, Vec<u8>) {
+    let limits = http1::Limits::default();
+    let Ok(Parsed::Complete { head, len }) = http1::parse_response_head(bytes, &limits) else {
+        panic!("no complete response head in {:?}", String::from_utf8_lossy(bytes));
+    };
+    let head_text = String::from_utf8_lossy(&bytes[..len]).into_owned();
+    let body = &bytes[len..];
+    let chunked = head
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    if !chunked {
+        return (head_text, body.to_vec());
+    }
+    let mut decoder = ChunkedDecoder::new(&limits);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let d = decoder.decode(&body[pos..]).expect("client-side chunking is valid");
+        if let Some(r) = d.data {
+            out.extend_from_slice(&body[pos + r.start..pos + r.end]);
+        }
+        pos += d.consumed;
+        if d.done {
+            assert_eq!(pos, body.len(), "bytes after the last chunk");
+            return (head_text, out);
+        }
+    }
+    panic!("chunked body without its last chunk: {:?}", String::from_utf8_lossy(body));
+}
+
+#[test]
+fn json_post_is_forwarded_with_normalized_head() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL));
+    assert_eq!(h.log.connects, vec![(0, false)]);
+    h.connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(up.starts_with("POST /mcp HTTP/1.1\r\nHost: backend:3000\r\n"), "{up}");
+    assert!(up.contains("Mcp-Session-Id: s-1\r\n"));
+    assert!(up.contains(&format!("Content-Length: {}\r\n", CALL.len())));
+    assert!(up.contains("X-Forwarded-For: 10.0.0.7\r\n"));
+    assert!(up.contains("X-Forwarded-Host: localhost:8080\r\n"));
+    assert!(up.ends_with(CALL));
+
+    let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]}}"#;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s-1\r\nKeep-Alive: timeout=5\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    h.upstream(&resp.as_bytes()[..40]).upstream(&resp.as_bytes()[40..]);
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(!text.contains("Keep-Alive"), "hop-by-hop header dropped: {text}");
+    assert!(text.contains("Mcp-Session-Id: s-1\r\n"));
+    assert!(text.ends_with(body));
+    assert_eq!(h.log.releases, vec![true]);
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+    let summary = h.ex.summary();
+    assert_eq!(summary.outcome, Outcome::Complete);
+    let rpc = summary.rpc.as_ref().unwrap();
+    assert_eq!(rpc.method.as_deref(), Some("tools/call"));
+    assert_eq!(rpc.name.as_deref(), Some("echo"));
+    assert_eq!(rpc.id.as_deref(), Some(&b"\"req-7\""[..]));
+}
+
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+fn chunk(data: &str) -> String {
+    format!("{:x}\r\n{data}\r\n", data.len())
+}
+
+const PROGRESS: &str = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n";
+const ANSWER: &str = "event: message\nid: 9\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"req-7\",\"result\":{}}\n\n";
+
+#[test]
+fn sse_answer_streams_event_by_event_byte_for_byte() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes());
+    let head_len = h.log.to_client.len();
+    assert!(head_len > 0, "head forwarded before any body");
+    // Each upstream read goes out at once, even a partial event.
+    h.upstream(chunk(&PROGRESS[..10]).as_bytes());
+    assert!(h.log.to_client.len() > head_len);
+    h.upstream(chunk(&PROGRESS[10..]).as_bytes());
+    h.upstream(format!("{}0\r\n\r\n", chunk(ANSWER)).as_bytes());
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.contains("Content-Type: text/event-stream"));
+    assert_eq!(String::from_utf8(body).unwrap(), format!("{PROGRESS}{ANSWER}"));
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+    assert_eq!(h.log.releases, vec![true]);
+}
+
+#[test]
+fn upstream_dying_at_a_boundary_gets_an_injected_error_with_the_clients_id() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(PROGRESS).as_bytes());
+    h.upstream_end(UpstreamEnd::Error);
+    let (_, body) = decode_response(&h.log.to_client);
+    let body = String::from_utf8(body).unwrap();
+    let injected = body.strip_prefix(PROGRESS).expect("progress forwarded first");
+    assert!(injected.starts_with("event: message\ndata: {"), "{injected}");
+    assert!(injected.contains("\"id\":\"req-7\""), "{injected}");
+    assert!(injected.contains(&UPSTREAM_FAILED.to_string()));
+    assert!(injected.ends_with("\n\n"));
+    assert_eq!(h.log.releases, vec![false]);
+    assert_eq!(h.ex.summary().outcome, Outcome::Answered);
+}
+
+#[test]
+fn upstream_dying_mid_event_aborts_the_client() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(&PROGRESS[..20]).as_bytes());
+    let before = h.log.to_client.len();
+    h.upstream_end(UpstreamEnd::Eof);
+    assert_eq!(h.log.to_client.len(), before, "nothing written after a partial event");
+    assert_eq!(h.log.finished, Some(Close::Abort));
+    assert_eq!(h.ex.summary().outcome, Outcome::Aborted);
+}
+
+#[test]
+fn upstream_dying_after_the_answer_ends_cleanly() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(ANSWER).as_bytes());
+    h.upstream_end(UpstreamEnd::Eof);
+    let (_, body) = decode_response(&h.log.to_client);
+    assert_eq!(body, ANSWER.as_bytes());
+    assert_ne!(h.log.finished, Some(Close::Abort));
+}
+
+#[test]
+fn json_body_cut_short_aborts() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"");
+    h.upstream_end(UpstreamEnd::Eof);
+    assert_eq!(h.log.finished, Some(Close::Abort));
+}
+
+#[test]
+fn upstream_closing_before_the_head_is_a_502_with_the_id() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false).upstream_end(UpstreamEnd::Eof);
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], UPSTREAM_FAILED);
+}
+
+#[test]
+fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(true);
+    let once = h.log.to_upstream.len();
+    h.upstream_end(UpstreamEnd::Eof);
+    assert_eq!(h.log.connects, vec![(0, false), (0, true)]);
+    assert_eq!(h.log.releases, vec![false]);
+    assert!(h.log.to_client.is_empty());
+    h.connected(false);
+    assert_eq!(h.log.to_upstream.len(), 2 * once, "the same request sent again");
+    h.upstream_end(UpstreamEnd::Eof);
+    assert!(h.client_text().starts_with("HTTP/1.1 502 "), "a second failure is not retried");
+}
+
+#[test]
+fn connect_timeout_is_a_504() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL));
+    h.advance(Duration::from_secs(4));
+    assert!(h.log.to_client.is_empty());
+    h.advance(Duration::from_secs(2));
+    assert!(h.client_text().starts_with("HTTP/1.1 504 "), "{}", h.client_text());
+    assert!(h.client_text().contains(&UPSTREAM_TIMEOUT.to_string()));
+}
+
+#[test]
+fn local_rejections() {
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"GARBAGE\r\n\r\n".to_vec(), 400),
+        (b"POST /mcp HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\n\r\n".to_vec(), 403),
+        (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil.example\r\nContent-Length: 0\r\n\r\n".to_vec(), 403),
+        (b"POST /other HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 404),
+        (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n".to_vec(), 413),
+        (
+            b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            400,
+        ),
+        (b"CONNECT localhost:1 HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 501),
+    ];
+    for (request, status) in cases {
+        let mut h = Harness::new(config());
+        h.client(&request);
+        let text = h.client_text();
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{:?} -> {text}", String::from_utf8_lossy(&request));
+        assert!(h.log.connects.is_empty(), "nothing reaches the upstream");
+        assert_eq!(h.log.finished, Some(Close::Graceful));
+    }
+}
+
+#[test]
+fn chunked_request_body_goes_upstream_with_a_content_length() {
+    let mut h = Harness::new(config());
+    let request = format!("{POST_HEAD}Transfer-Encoding: chunked\r\n\r\n{}{}0\r\n\r\n", chunk(&CALL[..30]), chunk(&CALL[30..]));
+    h.client(request.as_bytes()).connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(!up.to_ascii_lowercase().contains("transfer-encoding"));
+    assert!(up.contains(&format!("Content-Length: {}\r\n", CALL.len())));
+    assert!(up.ends_with(CALL));
+}
+
+#[test]
+fn pipelined_bytes_are_left_for_the_next_exchange() {
+    let mut h = Harness::new(config());
+    let mut two = post(CALL);
+    two.extend_from_slice(b"GET /mcp HTTP/1.1\r\n");
+    h.client(&two);
+    assert!(h.ex.request_complete());
+    h.client(b"Host: localhost\r\n\r\n");
+    assert_eq!(h.ex.take_leftover(), b"GET /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n");
+}
+
+#[test]
+fn client_going_away_releases_the_upstream() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false).upstream(SSE_HEAD.as_bytes());
+    h.ex.client_closed(h.now);
+    h.drain();
+    assert_eq!(h.log.releases, vec![false]);
+    assert_eq!(h.log.finished, Some(Close::Abort));
+    assert_eq!(h.ex.summary().outcome, Outcome::ClientGone);
+}
+
+#[test]
+fn get_stream_until_close_is_rechunked_and_ends_cleanly_at_eof() {
+    let mut h = Harness::new(config());
+    h.client(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .connected(false)
+        .upstream(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: hi\n\n")
+        .upstream(PROGRESS.as_bytes())
+        .upstream_end(UpstreamEnd::Eof);
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.contains("Transfer-Encoding: chunked"));
+    assert_eq!(body, format!(": hi\n\n{PROGRESS}").as_bytes());
+    assert_eq!(h.log.releases, vec![false], "an until-close upstream is never pooled");
+}
+
+#[test]
+fn get_stream_reset_aborts() {
+    let mut h = Harness::new(config());
+    h.client(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .connected(false)
+        .upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes())
+        .upstream_end(UpstreamEnd::Error);
+    assert_eq!(h.log.finished, Some(Close::Abort), "no response is owed on a GET stream: resume, don't end");
+}
+
+#[test]
+fn keepalive_comments_only_at_boundaries() {
+    let mut cfg = config();
+    cfg.timeouts.sse_keepalive = Some(Duration::from_secs(15));
+    let mut h = Harness::new(cfg);
+    h.client(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .connected(false)
+        .upstream(SSE_HEAD.as_bytes());
+    h.advance(Duration::from_secs(16));
+    let (_, body) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
+    assert_eq!(body, b": keepalive\n\n");
+    // Mid-event: no comment, however long the silence.
+    h.upstream(chunk("data: par").as_bytes());
+    h.advance(Duration::from_secs(100));
+    let (_, body) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
+    assert_eq!(body, b": keepalive\n\ndata: par");
+}
+
+#[test]
+fn expect_continue_is_answered_by_sluice() {
+    let mut h = Harness::new(config());
+    let head = format!("{POST_HEAD}Expect: 100-continue\r\nContent-Length: {}\r\n\r\n", CALL.len());
+    h.client(head.as_bytes());
+    assert_eq!(h.client_text(), "HTTP/1.1 100 Continue\r\n\r\n");
+    h.client(CALL.as_bytes()).connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(!up.to_ascii_lowercase().contains("expect:"));
+}
+
+#[test]
+fn http10_client_gets_an_until_close_body() {
+    let mut h = Harness::new(config());
+    h.client(b"GET /mcp HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .connected(false)
+        .upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes())
+        .upstream(b"0\r\n\r\n");
+    let text = h.client_text();
+    assert!(text.contains("Connection: close\r\n"));
+    assert!(!text.contains("Transfer-Encoding"));
+    assert!(text.ends_with(PROGRESS));
+    assert_eq!(h.log.finished, Some(Close::Graceful));
+}
+
+#[test]
+fn idle_keepalive_connection_closes_quietly() {
+    let mut h = Harness::new(config());
+    h.advance(Duration::from_secs(31));
+    assert!(h.log.to_client.is_empty());
+    assert_eq!(h.log.finished, Some(Close::Graceful));
+}
+
+#[test]
+fn slow_request_is_a_408() {
+    let mut h = Harness::new(config());
+    h.advance(Duration::from_secs(20));
+    h.client(b"POST /mcp HTTP/1.1\r\nHost: local");
+    h.advance(Duration::from_secs(9));
+    assert!(h.log.to_client.is_empty());
+    h.advance(Duration::from_secs(2));
+    assert!(h.client_text().starts_with("HTTP/1.1 408 "), "{}", h.client_text());
+    assert_eq!(h.log.finished, Some(Close::Graceful));
+}

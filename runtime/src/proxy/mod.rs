@@ -1,0 +1,261 @@
+//! The proxy server: a listener, an executor with one thread per worker, a
+//! task per client connection, and graceful shutdown.
+
+mod conn;
+pub mod upstream;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_io::{Async, Timer};
+use smol::channel::{Receiver, Sender};
+use smol::Executor;
+use sluice_core::exchange::ExchangeConfig;
+
+use crate::access::AccessLog;
+use upstream::{UpstreamTarget, Upstreams};
+
+/// Everything the proxy needs to run, resolved from configuration.
+#[derive(Clone)]
+pub struct ProxySettings {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The protocol core's configuration.
+    pub exchange: ExchangeConfig,
+    /// Per route (same order as the router's), where its upstream lives.
+    pub upstreams: Vec<UpstreamTarget>,
+    /// Route names for the access log, by route index.
+    pub route_names: Vec<String>,
+    /// TLS client configuration for `https` upstreams.
+    pub tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
+    /// Idle connections kept per upstream.
+    pub max_idle_per_upstream: usize,
+    /// How long an idle upstream connection is kept.
+    pub pool_idle: Duration,
+    /// How long shutdown waits for in-flight exchanges.
+    pub shutdown_grace: Duration,
+    /// Executor threads.
+    pub workers: usize,
+    /// Write an access log line per exchange.
+    pub access_log: bool,
+}
+
+pub(crate) struct ShutdownListener(Receiver<()>);
+
+impl ShutdownListener {
+    async fn wait(&mut self) {
+        // The sender is dropped on shutdown; every receiver wakes.
+        let _ = self.0.recv().await;
+    }
+}
+
+pub(crate) struct Shutdown {
+    trigger: Mutex<Option<Sender<()>>>,
+    listener: Receiver<()>,
+    flag: AtomicBool,
+}
+
+impl Shutdown {
+    fn listen(&self) -> ShutdownListener {
+        ShutdownListener(self.listener.clone())
+    }
+}
+
+pub(crate) struct Shared {
+    exchange: Arc<ExchangeConfig>,
+    upstreams: Upstreams,
+    access: AccessLog,
+    route_names: Vec<String>,
+    shutdown: Shutdown,
+    active: AtomicUsize,
+    /// Dropped to stop the worker threads.
+    stop: Mutex<Option<Sender<()>>>,
+}
+
+impl Shared {
+    fn is_shutting_down(&self) -> bool {
+        self.shutdown.flag.load(Ordering::Acquire)
+    }
+}
+
+/// A running proxy. Dropping it does not stop it; call [`RunningProxy::shutdown`].
+pub struct RunningProxy {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl RunningProxy {
+    /// The address the proxy listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stop accepting, let in-flight exchanges finish within the grace
+    /// period, then stop every worker. Returns how many connections were
+    /// still open when the grace period ended.
+    pub fn shutdown(self) -> usize {
+        let shared = self.shared;
+        shared.shutdown.flag.store(true, Ordering::Release);
+        drop(shared.shutdown.trigger.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let deadline = Instant::now() + self.grace;
+        while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = shared.active.load(Ordering::Acquire);
+        shared.stop_workers();
+        for t in self.threads {
+            let _ = t.join();
+        }
+        left
+    }
+
+    /// Block until a shutdown is requested through `signal`, then shut down.
+    pub fn run_until(self, signal: impl std::future::Future<Output = ()>) -> usize {
+        smol::block_on(signal);
+        self.shutdown()
+    }
+}
+
+impl Shared {
+    fn stop_workers(&self) {
+        drop(self.stop.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// Bind and start serving in background threads.
+pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
+    let listener = TcpListener::bind(settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let local_addr = listener.local_addr()?;
+    let listener = Async::new(listener)?;
+    let (trigger, listener_rx) = smol::channel::bounded::<()>(1);
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let shared = Arc::new(Shared {
+        exchange: Arc::new(settings.exchange),
+        upstreams: Upstreams::new(
+            settings.upstreams,
+            settings.tls,
+            settings.max_idle_per_upstream,
+            settings.pool_idle,
+        ),
+        access: AccessLog::new(settings.access_log),
+        route_names: settings.route_names,
+        shutdown: Shutdown {
+            trigger: Mutex::new(Some(trigger)),
+            listener: listener_rx,
+            flag: AtomicBool::new(false),
+        },
+        active: AtomicUsize::new(0),
+        stop: Mutex::new(Some(stop_tx)),
+    });
+    let executor = Arc::new(Executor::new());
+    let accept = {
+        let shared = shared.clone();
+        let executor = executor.clone();
+        async move { accept_loop(listener, shared, executor).await }
+    };
+    executor.spawn(accept).detach();
+    let mut threads = Vec::new();
+    for i in 0..settings.workers.max(1) {
+        let executor = executor.clone();
+        let stop = stop_rx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-worker-{i}"))
+            .spawn(move || {
+                let _ = smol::block_on(executor.run(stop.recv()));
+            })
+            .context("cannot start a worker thread")?;
+        threads.push(thread);
+    }
+    Ok(RunningProxy {
+        local_addr,
+        shared,
+        threads,
+        grace: settings.shutdown_grace,
+    })
+}
+
+async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>, executor: Arc<Executor<'static>>) {
+    let mut shutdown = shared.shutdown.listen();
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shutdown.wait().await;
+            None
+        })
+        .await;
+        let Some(accepted) = accepted else { return };
+        match accepted {
+            Ok((stream, peer)) => {
+                let shared = shared.clone();
+                shared.active.fetch_add(1, Ordering::AcqRel);
+                executor
+                    .spawn(async move {
+                        conn::serve(stream, peer, shared.clone()).await;
+                        shared.active.fetch_sub(1, Ordering::AcqRel);
+                    })
+                    .detach();
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, don't spin.
+                tracing::warn!(error = %e, "accept failed");
+                Timer::after(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl ProxySettings {
+    /// Settings for one plain-HTTP upstream served at `path` (the same path
+    /// upstream), with default limits and timeouts: the zero-config case,
+    /// and what tests and the demo use.
+    pub fn single(listen: SocketAddr, upstream: SocketAddr, path: &str) -> ProxySettings {
+        use sluice_core::exchange::{ExchangeLimits, Timeouts};
+        use sluice_core::guard::HostGuard;
+        use sluice_core::route::{Route, Router};
+        let host = upstream.ip().to_string();
+        let host_header = match upstream {
+            SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        };
+        ProxySettings {
+            listen,
+            exchange: ExchangeConfig {
+                router: Router::new(vec![Route {
+                    prefix: path.to_owned(),
+                    upstream_path: path.to_owned(),
+                    well_known: true,
+                    upstream_host: host_header,
+                }]),
+                guard: HostGuard::local_default(&listen.ip().to_string()),
+                limits: ExchangeLimits::default(),
+                timeouts: Timeouts {
+                    client_idle: Some(Duration::from_secs(60)),
+                    client_request: Some(Duration::from_secs(30)),
+                    connect: Some(Duration::from_secs(10)),
+                    response_head: Some(Duration::from_secs(300)),
+                    stream_idle: None,
+                    sse_keepalive: None,
+                },
+                forwarded_headers: true,
+            },
+            upstreams: vec![UpstreamTarget {
+                host,
+                port: upstream.port(),
+                tls: false,
+            }],
+            route_names: vec!["upstream".to_owned()],
+            tls: None,
+            max_idle_per_upstream: 64,
+            pool_idle: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+            workers: 1,
+            access_log: true,
+        }
+    }
+}
