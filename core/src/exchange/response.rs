@@ -238,6 +238,7 @@ impl Streaming {
     /// Forward one upstream read: the bytes for the client go to `out`.
     pub fn feed(&mut self, input: Bytes, out: &mut Vec<Bytes>, now: Instant) -> Result<(), String> {
         let mut pieces: Vec<Range<usize>> = Vec::new();
+        let mut failure = None;
         match &mut self.upstream {
             UpstreamBody::Empty => {
                 self.upstream_reusable = false;
@@ -258,9 +259,14 @@ impl Streaming {
             UpstreamBody::Chunked(decoder) => {
                 let mut pos = 0;
                 while pos < input.len() {
-                    let d = decoder
-                        .decode(&input[pos..])
-                        .map_err(|e| format!("the upstream sent invalid chunked framing: {e}"))?;
+                    let d = match decoder.decode(&input[pos..]) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            // What decoded before the fault still goes out.
+                            failure = Some(format!("the upstream sent invalid chunked framing: {e}"));
+                            break;
+                        }
+                    };
                     if let Some(r) = d.data {
                         pieces.push(pos + r.start..pos + r.end);
                     }
@@ -289,7 +295,7 @@ impl Streaming {
             self.write_client(data, out);
             self.last_client_write = now;
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     fn write_client(&self, data: Bytes, out: &mut Vec<Bytes>) {
