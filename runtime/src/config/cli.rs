@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use super::file::{DEFAULT_LISTEN, default_route_name, not_built};
 use super::url::parse_listen;
@@ -16,14 +18,15 @@ use super::{
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
 
 const LONG_ABOUT: &str = "\
-sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look.
+sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks \
+to look.
 
-Zero-config: `sluice --upstream URL` serves the upstream's path (e.g. /mcp) at the same path on the
-listen address (or at --path), and forwards /.well-known/* to the upstream's origin so OAuth metadata
-stays reachable. Everything else takes its default.
+Zero-config: `sluice --upstream URL` serves the upstream's path (e.g. /mcp) at the same path on \
+the listen address (or at --path), and forwards /.well-known/* to the upstream's origin so OAuth \
+metadata stays reachable. Everything else takes its default.
 
-Full configuration: `sluice --config FILE.toml` (schema: docs/CONFIG.md). The file and the
-proxy flags are exclusive; only --log-level and --log-format may be given with --config, and they
+Full configuration: `sluice --config FILE.toml` (schema: docs/CONFIG.md). The file and the proxy \
+flags are exclusive; only --log-level and --log-format may be given with --config, and they \
 override the file.";
 
 const AFTER_LONG_HELP: &str = "\
@@ -42,7 +45,6 @@ Examples:
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP,
-    args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
 struct Cli {
@@ -78,7 +80,7 @@ struct Cli {
         short,
         long,
         value_name = "FILE",
-        conflicts_with_all = ["upstream", "path", "allow_host", "allow_origin",
+        conflicts_with_all = ["upstream", "listen", "path", "allow_host", "allow_origin",
             "upstream_transport", "ca_file", "hooks"]
     )]
     config: Option<PathBuf>,
@@ -101,8 +103,8 @@ struct Cli {
 
     /// The upstream's MCP transport.
     ///
-    /// streamable: Streamable HTTP (2025-03-26 and later), passed through.
-    /// sse and auto need the legacy HTTP+SSE bridge, which is not built yet.
+    /// Only streamable (MCP 2025-03-26 and later) works today: sse and auto need the legacy
+    /// HTTP+SSE bridge, which is not built yet.
     #[arg(
         long,
         value_enum,
@@ -181,6 +183,20 @@ enum CliTransport {
     Auto,
 }
 
+/// The top-level arguments (clap ids) that make no sense with `demo`.
+const PROXY_ARGS: [&str; 10] = [
+    "upstream",
+    "listen",
+    "path",
+    "config",
+    "allow_host",
+    "allow_origin",
+    "upstream_transport",
+    "ca_file",
+    "hook",
+    "hook_config",
+];
+
 const CLI_KEYS: FileKeys = FileKeys {
     ca_file: "--ca-file",
     hook_path: |_| "--hook".to_string(),
@@ -195,7 +211,28 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args).map_err(ConfigError::Cli)?;
+    let mut cmd = Cli::command();
+    let matches = cmd
+        .try_get_matches_from_mut(args)
+        .map_err(ConfigError::Cli)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigError::Cli(e.format(&mut cmd)))?;
+    // The log flags are global, so they may come before `demo`; the proxy
+    // flags may not (clap's args_conflicts_with_subcommands would refuse
+    // both).
+    if matches.subcommand_name() == Some("demo") {
+        let given = PROXY_ARGS
+            .iter()
+            .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = given {
+            let flag = format!("--{}", id.replace('_', "-"));
+            return Err(ConfigError::Cli(cmd.error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "{flag} cannot be used with `sluice demo`; give demo's own flags after `demo`"
+                ),
+            )));
+        }
+    }
     let log = |mut log: Log| {
         if let Some(level) = cli.log.log_level {
             log.level = level;
