@@ -248,6 +248,19 @@ fn every_flag_error_names_its_flag() {
             ],
             "--hook: \"a.wasm\" is given twice",
         ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--hook",
+                "a.wasm",
+                "--hook-config",
+                "a.wasm=1",
+                "--hook-config",
+                "a.wasm=2",
+            ],
+            "--hook-config: is given twice for \"a.wasm\"",
+        ),
     ];
     for (args, want) in cases {
         let e = err(args);

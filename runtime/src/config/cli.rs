@@ -333,14 +333,15 @@ fn hooks(args: &HookArgs) -> Result<Vec<HookConfig>, ConfigError> {
     for (hook, name) in hooks.iter_mut().zip(unique_names(&names)) {
         hook.name = name;
     }
+    let mut configured = vec![false; hooks.len()];
     for value in &args.hook_config {
         // Match on the --hook spellings, so a path may itself contain '='.
-        let hook = hooks.iter_mut().find(|h| {
+        let found = hooks.iter().position(|h| {
             value
                 .strip_prefix(h.path.to_string_lossy().as_ref())
                 .is_some_and(|rest| rest.starts_with('='))
         });
-        let Some(hook) = hook else {
+        let Some(i) = found else {
             let known: Vec<String> = args.hook.iter().map(|p| p.display().to_string()).collect();
             return Err(flag_err(
                 "--hook-config",
@@ -354,6 +355,13 @@ fn hooks(args: &HookArgs) -> Result<Vec<HookConfig>, ConfigError> {
                 ),
             ));
         };
+        let hook = &mut hooks[i];
+        if std::mem::replace(&mut configured[i], true) {
+            return Err(flag_err(
+                "--hook-config",
+                format!("is given twice for {:?}", hook.path.display().to_string()),
+            ));
+        }
         let prefix = hook.path.to_string_lossy().len() + 1;
         hook.config = value[prefix..].to_string();
     }
