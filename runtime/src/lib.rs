@@ -7,3 +7,4 @@
 pub mod access;
 pub mod proxy;
 pub mod tls;
+pub mod config;

@@ -1,0 +1,369 @@
+//! The command-line front end (clap). clap checks the shape of the command
+//! line; the values are validated here with the same parsers as the file,
+//! and errors name the flag (`--upstream: ...`).
+
+use std::path::PathBuf;
+
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use super::file::{DEFAULT_LISTEN, default_route_name, not_built};
+use super::url::parse_listen;
+use super::{
+    Command, Config, ConfigError, Demo, FileKeys, HookConfig, HostRule, Log, LogFormat, LogLevel,
+    OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
+};
+
+const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
+
+const LONG_ABOUT: &str = "\
+sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks \
+to look.
+
+Zero-config: `sluice --upstream URL` serves the upstream's path (e.g. /mcp) at the same path on \
+the listen address (or at --path), and forwards /.well-known/* to the upstream's origin so OAuth \
+metadata stays reachable. Everything else takes its default.
+
+Full configuration: `sluice --config FILE.toml` (schema: docs/CONFIG.md). The file and the proxy \
+flags are exclusive; only --log-level and --log-format may be given with --config, and they \
+override the file.";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  sluice --upstream http://127.0.0.1:3001/mcp
+  sluice --upstream https://mcp.example.com/v1/mcp --path /mcp --listen 0.0.0.0:8080 \\
+         --allow-host proxy.internal
+  sluice --upstream http://127.0.0.1:3001/mcp --hook deny.wasm --hook-config 'deny.wasm={\"tools\":[\"rm\"]}'
+  sluice --config /etc/sluice/sluice.toml --log-level debug
+  sluice demo --listen 127.0.0.1:0";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+
+    /// The MCP server to proxy: an http:// or https:// URL.
+    ///
+    /// Its path (e.g. /mcp) is served at the same path on the listen address unless --path
+    /// says otherwise; its query, if any, is added to every upstream request. No user:password@,
+    /// no #fragment; IPv6 hosts in brackets.
+    #[arg(long, value_name = "URL", required_unless_present = "config")]
+    upstream: Option<String>,
+
+    /// The address to listen on: IP:PORT, [IPv6]:PORT or localhost:PORT.
+    ///
+    /// Port 0 picks a free port; the proxy prints the address it bound.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    listen: String,
+
+    /// The path prefix to serve the upstream at [default: the upstream URL's path].
+    ///
+    /// Requests under it go to the upstream with the prefix replaced by the upstream's path:
+    /// with --path /mcp and --upstream http://h/v1/mcp, /mcp/x goes to /v1/mcp/x.
+    #[arg(long, value_name = "PATH", requires = "upstream")]
+    path: Option<String>,
+
+    /// Read the whole configuration from a TOML file (see docs/CONFIG.md).
+    ///
+    /// Relative paths in the file are relative to the file's directory. Cannot be combined with
+    /// the other proxy flags; --log-level and --log-format override the file.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["upstream", "listen", "path", "allow_host", "allow_origin",
+            "upstream_transport", "ca_file", "hooks"]
+    )]
+    config: Option<PathBuf>,
+
+    /// Accept requests whose Host header names HOST (repeatable; replaces the default list).
+    ///
+    /// The port is ignored. "*.example.com" matches subdomains; "*" turns the check off.
+    /// Default: the listen IP, localhost, 127.0.0.1, [::1]. Other hosts get 403: this is the
+    /// DNS-rebinding defence, so list the names clients really use when listening on 0.0.0.0.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_host: Vec<String>,
+
+    /// Accept browser requests from ORIGIN (repeatable; replaces the default list).
+    ///
+    /// Forms: https://app.example.com, http://localhost:* (any port), null, * (any).
+    /// Default: http and https on localhost, 127.0.0.1 and [::1], any port. Requests without an
+    /// Origin header (non-browser clients) are always accepted; a foreign origin gets 403.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+
+    /// The upstream's MCP transport.
+    ///
+    /// Only streamable (MCP 2025-03-26 and later) works today: sse and auto need the legacy
+    /// HTTP+SSE bridge, which is not built yet.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TRANSPORT",
+        default_value = "streamable"
+    )]
+    upstream_transport: CliTransport,
+
+    /// Also trust the CA certificates in this PEM file for https upstreams.
+    ///
+    /// Added to the built-in Mozilla roots (webpki).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    hooks: HookArgs,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Run the built-in demo MCP server behind the proxy, to try sluice (and hooks) at once.
+    ///
+    /// The demo server listens on a free loopback port; the proxy serves it at /mcp on --listen.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// The address the proxy listens on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    listen: String,
+
+    #[command(flatten)]
+    hooks: HookArgs,
+}
+
+#[derive(Args, Debug)]
+#[group(id = "hooks", multiple = true)]
+struct HookArgs {
+    /// Run the WebAssembly hook component FILE on the messages it asks for (repeatable).
+    ///
+    /// Hooks run in the order given. Defaults: on_error reject, deadline 50ms, 16 MiB memory,
+    /// a fresh instance per message, no clock/random/stdio. Use a config file for other settings.
+    #[arg(long = "hook", value_name = "FILE.wasm")]
+    hook: Vec<PathBuf>,
+
+    /// Give the hook FILE its configuration string (repeatable): FILE=TEXT.
+    ///
+    /// FILE is written exactly as in its --hook; TEXT (usually JSON) is handed to the hook
+    /// verbatim.
+    #[arg(long = "hook-config", value_name = "FILE.wasm=JSON")]
+    hook_config: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct LogArgs {
+    /// The most verbose log level written [default: info].
+    #[arg(long, value_enum, value_name = "LEVEL", global = true)]
+    log_level: Option<LogLevel>,
+
+    /// Log line format: text (for people) or json (one object per line) [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliTransport {
+    /// Streamable HTTP (passthrough).
+    Streamable,
+    /// Legacy HTTP+SSE (2024-11-05), bridged. Not built yet.
+    Sse,
+    /// Try Streamable HTTP, fall back to HTTP+SSE. Not built yet.
+    Auto,
+}
+
+/// The top-level arguments (clap ids) that make no sense with `demo`.
+const PROXY_ARGS: [&str; 10] = [
+    "upstream",
+    "listen",
+    "path",
+    "config",
+    "allow_host",
+    "allow_origin",
+    "upstream_transport",
+    "ca_file",
+    "hook",
+    "hook_config",
+];
+
+const CLI_KEYS: FileKeys = FileKeys {
+    ca_file: "--ca-file",
+    hook_path: |_| "--hook".to_string(),
+};
+
+fn flag_err(flag: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(None, None, flag, problem)
+}
+
+pub(super) fn from_args<I, T>(args: I) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = Cli::command();
+    let matches = cmd
+        .try_get_matches_from_mut(args)
+        .map_err(ConfigError::Cli)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| ConfigError::Cli(e.format(&mut cmd)))?;
+    // The log flags are global, so they may come before `demo`; the proxy
+    // flags may not (clap's args_conflicts_with_subcommands would refuse
+    // both).
+    if matches.subcommand_name() == Some("demo") {
+        let given = PROXY_ARGS
+            .iter()
+            .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = given {
+            let flag = format!("--{}", id.replace('_', "-"));
+            return Err(ConfigError::Cli(cmd.error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "{flag} cannot be used with `sluice demo`; give demo's own flags after `demo`"
+                ),
+            )));
+        }
+    }
+    let log = |mut log: Log| {
+        if let Some(level) = cli.log.log_level {
+            log.level = level;
+        }
+        if let Some(format) = cli.log.log_format {
+            log.format = format;
+        }
+        log
+    };
+
+    if let Some(Sub::Demo(demo)) = &cli.command {
+        let listen = parse_listen(&demo.listen).map_err(|p| flag_err("--listen", p))?;
+        let demo = Demo {
+            listen,
+            log: log(Log::default()),
+            hooks: hooks(&demo.hooks)?,
+        };
+        let probe = demo.proxy_config(listen);
+        probe.check_files(&CLI_KEYS, None)?;
+        return Ok(Command::Demo(demo));
+    }
+
+    if let Some(path) = &cli.config {
+        let mut config = Config::from_file(path)?;
+        config.log = log(config.log);
+        return Ok(Command::Proxy(config));
+    }
+
+    let Some(url) = &cli.upstream else {
+        // clap enforces --upstream without --config; keep a message anyway.
+        return Err(flag_err("--upstream", "missing (or give --config FILE)"));
+    };
+    let upstream = Upstream::parse(url).map_err(|p| flag_err("--upstream", p))?;
+    let transport = match cli.upstream_transport {
+        CliTransport::Streamable => Transport::Streamable,
+        CliTransport::Sse => Transport::Sse,
+        CliTransport::Auto => Transport::Auto,
+    };
+    if transport != Transport::Streamable {
+        return Err(flag_err("--upstream-transport", not_built(transport)));
+    }
+    let listen = parse_listen(&cli.listen).map_err(|p| flag_err("--listen", p))?;
+    let path = match &cli.path {
+        None => upstream.path.clone(),
+        Some(p) => {
+            check_route_path(p).map_err(|e| flag_err("--path", e))?;
+            p.clone()
+        }
+    };
+    let name = default_route_name(&upstream);
+    let mut config = Config::with_route(listen, path, upstream);
+    config.routes[0].name = name;
+    if !cli.allow_host.is_empty() {
+        config.security.allowed_hosts = cli
+            .allow_host
+            .iter()
+            .map(|h| HostRule::parse(h).map_err(|p| flag_err("--allow-host", p)))
+            .collect::<Result<_, _>>()?;
+    }
+    if !cli.allow_origin.is_empty() {
+        config.security.allowed_origins = cli
+            .allow_origin
+            .iter()
+            .map(|o| OriginRule::parse(o).map_err(|p| flag_err("--allow-origin", p)))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(ca) = &cli.ca_file {
+        if ca.as_os_str().is_empty() {
+            return Err(flag_err("--ca-file", "cannot be empty"));
+        }
+        config.tls.ca_file = Some(ca.clone());
+    }
+    config.hooks = hooks(&cli.hooks)?;
+    config.log = log(config.log);
+    config.check_files(&CLI_KEYS, None)?;
+    Ok(Command::Proxy(config))
+}
+
+/// `--hook` files with their `--hook-config` strings.
+fn hooks(args: &HookArgs) -> Result<Vec<HookConfig>, ConfigError> {
+    let mut hooks: Vec<HookConfig> = Vec::new();
+    for path in &args.hook {
+        if path.as_os_str().is_empty() {
+            return Err(flag_err("--hook", "cannot be empty"));
+        }
+        if hooks.iter().any(|h| &h.path == path) {
+            return Err(flag_err(
+                "--hook",
+                format!("{:?} is given twice", path.display().to_string()),
+            ));
+        }
+        hooks.push(HookConfig::new(String::new(), path.clone()));
+    }
+    let names: Vec<_> = hooks
+        .iter()
+        .map(|h| (None, hook_base_name(&h.path)))
+        .collect();
+    for (hook, name) in hooks.iter_mut().zip(unique_names(&names)) {
+        hook.name = name;
+    }
+    let mut configured = vec![false; hooks.len()];
+    for value in &args.hook_config {
+        // Match on the --hook spellings, so a path may itself contain '='.
+        let found = hooks.iter().position(|h| {
+            value
+                .strip_prefix(h.path.to_string_lossy().as_ref())
+                .is_some_and(|rest| rest.starts_with('='))
+        });
+        let Some(i) = found else {
+            let known: Vec<String> = args.hook.iter().map(|p| p.display().to_string()).collect();
+            return Err(flag_err(
+                "--hook-config",
+                format!(
+                    "{value:?} does not start with FILE= for any --hook FILE (hooks: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        };
+        let hook = &mut hooks[i];
+        if std::mem::replace(&mut configured[i], true) {
+            return Err(flag_err(
+                "--hook-config",
+                format!("is given twice for {:?}", hook.path.display().to_string()),
+            ));
+        }
+        let prefix = hook.path.to_string_lossy().len() + 1;
+        hook.config = value[prefix..].to_string();
+    }
+    Ok(hooks)
+}

@@ -1,0 +1,859 @@
+//! Configuration and command line of the `sluice` binary.
+//!
+//! Two front ends produce one validated [`Config`]:
+//!
+//! - the command line alone: `sluice --upstream http://127.0.0.1:3001/mcp`
+//!   (zero-config: one route, every other setting at its default);
+//! - a TOML file: `sluice --config sluice.toml` (every setting; the schema is
+//!   documented key by key in `docs/CONFIG.md`).
+//!
+//! [`Config::from_args`] is the one entry point `main` needs:
+//!
+//! ```no_run
+//! use sluice::config::{Command, Config};
+//!
+//! match Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit()) {
+//!     Command::Proxy(config) => { /* serve config.routes on config.listen */ }
+//!     Command::Demo(demo) => {
+//!         // start the demo MCP server on a free port, then:
+//!         let config = demo.proxy_config("127.0.0.1:3001".parse().unwrap());
+//!     }
+//! }
+//! ```
+//!
+//! Every error names where it comes from and what is wrong, e.g.
+//! `sluice.toml:7:12: route[1].upstream: "ftp://x" is not an http or https URL`
+//! or `--listen: "nowhere" is not a listen address (...)`. Values arrive here
+//! already parsed (durations, sizes, URLs, addresses, host and origin rules),
+//! so the proxy never re-validates configuration.
+
+mod cli;
+mod duration;
+mod file;
+mod security;
+mod url;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use security::{HostRule, OriginRule, Security};
+pub use url::{Host, Scheme, Upstream};
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once at startup
+pub enum Command {
+    /// Run the proxy with this configuration.
+    Proxy(Config),
+    /// `sluice demo`: run the embedded demo MCP server behind the proxy.
+    Demo(Demo),
+}
+
+/// The whole validated configuration of the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The address the proxy listens on. Port 0 asks the OS for a free port;
+    /// print the bound address so the operator can find it.
+    /// Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// At least one route; the request path picks one (see [`Config::resolve`]).
+    /// Paths are unique, names are unique, at most one route serves
+    /// `/.well-known/`.
+    pub routes: Vec<Route>,
+    /// Size limits.
+    pub limits: Limits,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Host and Origin checks, forwarding headers.
+    pub security: Security,
+    /// How https upstreams are verified.
+    pub tls: Tls,
+    /// Logging.
+    pub log: Log,
+    /// The upstream connection pool.
+    pub pool: Pool,
+    /// WebAssembly hooks, in the order they run on a request (responses see
+    /// them in the same order).
+    pub hooks: Vec<HookConfig>,
+}
+
+/// One path prefix on the listen address and the upstream that serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// A name for logs, metrics and hooks (the `upstream` of a hook's
+    /// context). Default: the upstream's host, made unique with `-2`, `-3`…
+    pub name: String,
+    /// The path prefix served on the listen address, starting with `/`.
+    /// Matching is by whole segments: `/mcp` matches `/mcp`, `/mcp/x` and
+    /// `/mcp?q`, not `/mcpx`.
+    pub path: String,
+    /// Where requests go. The part of the request path after the prefix is
+    /// appended to the upstream's path (see [`Route::upstream_target`]).
+    pub upstream: Upstream,
+    /// The upstream's transport. Validation accepts only
+    /// [`Transport::Streamable`] until the legacy bridge exists.
+    pub transport: Transport,
+    /// Whether `/.well-known/*` requests go to this upstream's origin,
+    /// path unchanged (OAuth protected-resource and authorization-server
+    /// metadata must be reachable through the proxy). Default true for the
+    /// first route, false for the others.
+    pub well_known: bool,
+}
+
+/// The MCP transport an upstream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Streamable HTTP (2025-03-26 and later): passthrough.
+    Streamable,
+    /// The legacy HTTP+SSE transport (2024-11-05), bridged. Not built yet.
+    Sse,
+    /// Probe: Streamable HTTP, falling back to HTTP+SSE. Not built yet.
+    Auto,
+}
+
+impl Transport {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Streamable => "streamable",
+            Transport::Sse => "sse",
+            Transport::Auto => "auto",
+        }
+    }
+}
+
+/// Size limits. Every limit is greater than zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers) read from a client;
+    /// beyond it the client gets 431. Default 32 KiB.
+    pub max_head_bytes: usize,
+    /// Most header fields in one request or response head; beyond it 431
+    /// (request) or 502 (response). Default 100.
+    pub max_headers: usize,
+    /// Largest request body accepted from a client; beyond it 413.
+    /// Default 4 MiB.
+    pub max_request_body_bytes: usize,
+    /// Largest response head read from an upstream; beyond it 502.
+    /// Default 64 KiB.
+    pub max_response_head_bytes: usize,
+    /// Largest `application/json` response body buffered because a hook
+    /// looks at it; beyond it 502. Unhooked responses stream and are not
+    /// limited. Default 16 MiB.
+    pub max_response_body_bytes: usize,
+    /// Largest SSE event the proxy parses (only events on hooked streams are
+    /// parsed). Default 16 MiB.
+    pub max_sse_event_bytes: usize,
+    /// Deepest JSON nesting the message classifier accepts. Default 128.
+    pub max_json_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 32 << 10,
+            max_headers: 100,
+            max_request_body_bytes: 4 << 20,
+            max_response_head_bytes: 64 << 10,
+            max_response_body_bytes: 16 << 20,
+            max_sse_event_bytes: 16 << 20,
+            max_json_depth: 128,
+        }
+    }
+}
+
+/// Timeouts. `None` means "off" (no limit); no timeout is zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect plus TLS handshake to an upstream; on expiry the client
+    /// gets 502. Default 10s.
+    pub connect: Duration,
+    /// From the request's last byte sent upstream to the response head
+    /// received; on expiry 504. Default 300s (tools can be slow).
+    pub response_head: Option<Duration>,
+    /// Longest silence on a response body or SSE stream before the proxy
+    /// gives up on it. Default off: MCP streams are long-lived and may
+    /// idle for hours.
+    pub stream_idle: Option<Duration>,
+    /// When set, a `: keepalive` SSE comment is written to the client at an
+    /// event boundary after this much idle time (keeps middleboxes from
+    /// cutting quiet streams). Default off.
+    pub sse_keepalive: Option<Duration>,
+    /// How long an idle pooled upstream connection is kept. Default 60s.
+    pub pool_idle: Duration,
+    /// On shutdown, how long in-flight exchanges get to finish before they are
+    /// cut. Zero allowed. Default 10s.
+    pub shutdown_grace: Duration,
+    /// Time a client has to send a whole request head, counted from its
+    /// first byte (slow-loris defence); on expiry 408. Default 30s.
+    pub client_head: Duration,
+    /// How long a keep-alive client connection may sit idle between
+    /// requests before the proxy closes it. Default 60s.
+    pub client_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            response_head: Some(Duration::from_secs(300)),
+            stream_idle: None,
+            sse_keepalive: None,
+            pool_idle: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+            client_head: Duration::from_secs(30),
+            client_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How https upstreams are verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// Extra trusted CA certificates (PEM), added to `roots`. Relative paths
+    /// in a config file are relative to the file's directory.
+    pub ca_file: Option<PathBuf>,
+    /// The built-in trust anchors. Default [`Roots::Webpki`].
+    pub roots: Roots,
+}
+
+/// Where the trust anchors for https upstreams come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Roots {
+    /// The Mozilla root set compiled into the binary (webpki-roots):
+    /// the same on every machine.
+    #[default]
+    Webpki,
+    /// The operating system's trust store.
+    System,
+    /// None: only `ca_file` is trusted (requires `ca_file`).
+    None,
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log {
+    /// The most verbose level written. Default [`LogLevel::Info`].
+    pub level: LogLevel,
+    /// Line format. Default [`LogFormat::Text`].
+    pub format: LogFormat,
+    /// Write one access-log line per proxied request. Default true.
+    pub access: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+            access: true,
+        }
+    }
+}
+
+/// Log verbosity, least to most verbose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Failures only.
+    Error,
+    /// Failures and suspicious events (rejected hosts/origins, hook errors).
+    Warn,
+    /// Startup, shutdown and (with `access`) one line per request.
+    Info,
+    /// Connection and exchange life cycles.
+    Debug,
+    /// Everything, including header names (never header values of
+    /// `Authorization`).
+    Trace,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The upstream connection pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Most idle keep-alive connections kept per upstream; 0 disables
+    /// pooling. Default 64.
+    pub max_idle_per_upstream: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            max_idle_per_upstream: 64,
+        }
+    }
+}
+
+/// One WebAssembly hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookConfig {
+    /// A name for logs. Default: the file name without `.wasm`, made unique
+    /// with `-2`, `-3`…
+    pub name: String,
+    /// The component file. Relative paths in a config file are relative to
+    /// the file's directory.
+    pub path: PathBuf,
+    /// The hook's configuration string, handed to it verbatim (a TOML table
+    /// in the file is turned into JSON text). Empty when not given.
+    pub config: String,
+    /// Narrows the methods the hook sees to these (same patterns as the
+    /// hook's own list: `tools/call`, `notifications/*`, `*`). `None`: the
+    /// hook's own list.
+    pub methods: Option<Vec<String>>,
+    /// What happens to the message when the hook traps, runs out of time or
+    /// memory, or returns an invalid verdict. Default [`OnError::Reject`].
+    pub on_error: OnError,
+    /// CPU time a single call may take. Default 50ms.
+    pub deadline: Duration,
+    /// Most linear memory an instance may grow to. Default 16 MiB.
+    pub max_memory: usize,
+    /// Instance life cycle. Default [`HookMode::Fresh`].
+    pub mode: HookMode,
+    /// Capabilities beyond pure computation. Default none.
+    pub grants: Grants,
+}
+
+impl HookConfig {
+    /// A hook with every setting at its default.
+    pub fn new(name: String, path: PathBuf) -> HookConfig {
+        HookConfig {
+            name,
+            path,
+            config: String::new(),
+            methods: None,
+            on_error: OnError::Reject,
+            deadline: Duration::from_millis(50),
+            max_memory: 16 << 20,
+            mode: HookMode::Fresh,
+            grants: Grants::default(),
+        }
+    }
+}
+
+/// What to do with a message when its hook fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnError {
+    /// Answer the client with a JSON-RPC error (fail closed).
+    Reject,
+    /// Forward the message as if the hook had said "continue" (fail open).
+    Pass,
+}
+
+/// How hook instances are created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookMode {
+    /// A fresh instance per hooked message: no state survives between
+    /// messages.
+    Fresh,
+    /// Reuse instances: faster for hooks with costly start-up, but state
+    /// leaks from one message (and one client) to the next.
+    Warm {
+        /// Most instances kept ready. Default 4.
+        pool: usize,
+        /// An instance is discarded after this many calls. Default 1000.
+        recycle_after: u64,
+    },
+}
+
+/// WASI capabilities granted to a hook. A hook never gets the filesystem,
+/// network or environment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Grants {
+    /// Wall and monotonic clocks.
+    pub clock: bool,
+    /// Random numbers.
+    pub random: bool,
+    /// stdout and stderr, into the proxy's own.
+    pub stdio: bool,
+}
+
+/// `sluice demo`: the embedded demo MCP server behind the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Demo {
+    /// Where the proxy listens. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Logging.
+    pub log: Log,
+    /// Hooks given with `--hook`.
+    pub hooks: Vec<HookConfig>,
+}
+
+impl Demo {
+    /// The path the demo MCP endpoint is served at.
+    pub const PATH: &'static str = "/mcp";
+
+    /// The proxy configuration once the demo server listens on `upstream`:
+    /// one route, [`Demo::PATH`] → `http://{upstream}/mcp`, defaults
+    /// elsewhere.
+    pub fn proxy_config(&self, upstream: SocketAddr) -> Config {
+        let host = Host::Ip(upstream.ip());
+        let upstream = Upstream {
+            scheme: Scheme::Http,
+            authority: match upstream.port() {
+                80 => host.to_string(),
+                port => format!("{host}:{port}"),
+            },
+            host,
+            port: upstream.port(),
+            path: Demo::PATH.to_string(),
+            query: None,
+        };
+        let mut config = Config::with_route(self.listen, Demo::PATH.to_string(), upstream);
+        config.routes[0].name = "demo".into();
+        config.log = self.log.clone();
+        config.hooks = self.hooks.clone();
+        config
+    }
+}
+
+/// Where a request goes: the answer of [`Config::resolve`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved<'a> {
+    /// The route that serves the request.
+    pub route: &'a Route,
+    /// The request target to send upstream (path and query).
+    pub target: String,
+    /// True when this is a `/.well-known/*` request sent to the route's
+    /// origin rather than under its path.
+    pub well_known: bool,
+}
+
+impl Config {
+    /// Parses the command line (`args` includes the program name, as
+    /// `std::env::args_os()` does) and, with `--config`, reads the file.
+    /// Checks that `--ca-file`/`tls.ca_file` and hook files exist.
+    ///
+    /// `--help` and `--version` come back as [`ConfigError::Cli`]; call
+    /// [`ConfigError::exit`], which prints them and exits 0.
+    pub fn from_args<I, T>(args: I) -> Result<Command, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        cli::from_args(args)
+    }
+
+    /// Reads and validates a TOML config file. Relative paths inside it are
+    /// resolved against the file's directory; the files they name must exist.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let config = Config::from_toml(&text, &path.display().to_string(), base)?;
+        config.check_files(&file::FILE_KEYS, Some(&path.display().to_string()))?;
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text without touching the filesystem:
+    /// `origin` names the text in errors (a file name), relative paths are
+    /// joined to `base_dir`, and files are not checked for existence.
+    pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        file::parse(text, origin, base_dir)
+    }
+
+    /// The route for a request target (origin form: `/path?query`), and the
+    /// target to send upstream. `None` when no route matches: answer 404.
+    ///
+    /// The longest matching route path wins. `/.well-known/...` goes, path
+    /// unchanged, to the origin of the route marked `well_known` — unless a
+    /// route's own path is under `/.well-known`.
+    pub fn resolve(&self, target: &str) -> Option<Resolved<'_>> {
+        if !target.starts_with('/') {
+            return None;
+        }
+        let path = target.split('?').next().unwrap_or(target);
+        let best = self
+            .routes
+            .iter()
+            .filter(|r| r.matches(path))
+            .max_by_key(|r| r.path.trim_end_matches('/').len());
+        let is_well_known = path == "/.well-known" || path.starts_with("/.well-known/");
+        let own_route = best.is_some_and(|r| r.path.starts_with("/.well-known"));
+        if let Some(route) = self.routes.iter().find(|r| r.well_known)
+            && is_well_known
+            && !own_route
+        {
+            return Some(Resolved {
+                route,
+                target: target.to_string(),
+                well_known: true,
+            });
+        }
+        best.map(|route| Resolved {
+            route,
+            target: route.upstream_target(target),
+            well_known: false,
+        })
+    }
+
+    /// A config with one route and every other setting at its default.
+    fn with_route(listen: SocketAddr, path: String, upstream: Upstream) -> Config {
+        Config {
+            listen,
+            routes: vec![Route {
+                name: match &upstream.host {
+                    Host::Name(name) => name.clone(),
+                    ip => ip.to_string(),
+                },
+                path,
+                upstream,
+                transport: Transport::Streamable,
+                well_known: true,
+            }],
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            security: Security::defaults_for(listen),
+            tls: Tls::default(),
+            log: Log::default(),
+            pool: Pool::default(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Checks that the files the config names exist. `keys` says how to name
+    /// them in errors (file keys or CLI flags).
+    fn check_files(&self, keys: &FileKeys, origin: Option<&str>) -> Result<(), ConfigError> {
+        let missing = |key: String, path: &Path| -> Result<(), ConfigError> {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => Ok(()),
+                Ok(_) => Err(ConfigError::invalid(
+                    origin,
+                    None,
+                    key,
+                    format!("{:?} is not a file", path.display().to_string()),
+                )),
+                Err(e) => Err(ConfigError::invalid(
+                    origin,
+                    None,
+                    key,
+                    format!("{:?}: {e}", path.display().to_string()),
+                )),
+            }
+        };
+        if let Some(ca) = &self.tls.ca_file {
+            missing(keys.ca_file.to_string(), ca)?;
+        }
+        for (i, hook) in self.hooks.iter().enumerate() {
+            missing((keys.hook_path)(i), &hook.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// How the file checks name their keys.
+struct FileKeys {
+    ca_file: &'static str,
+    hook_path: fn(usize) -> String,
+}
+
+impl Route {
+    /// Whether this route serves a request path (without its query).
+    pub fn matches(&self, path: &str) -> bool {
+        let prefix = self.path.trim_end_matches('/');
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// The upstream request target for a client's request target matched by
+    /// this route: the route prefix is replaced by the upstream's path, and
+    /// the upstream URL's query (if any) comes first, joined to the client's
+    /// with `&`.
+    ///
+    /// Route `/mcp` → `http://h/v1/mcp?k=1`: `/mcp` → `/v1/mcp?k=1`,
+    /// `/mcp/x?y=2` → `/v1/mcp/x?k=1&y=2`.
+    pub fn upstream_target(&self, target: &str) -> String {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let base = &self.upstream.path;
+        let mut out = if path == self.path {
+            base.clone()
+        } else {
+            let rest = path
+                .strip_prefix(self.path.trim_end_matches('/'))
+                .unwrap_or(path);
+            if rest.is_empty() {
+                base.clone()
+            } else {
+                format!("{}{rest}", base.trim_end_matches('/'))
+            }
+        };
+        match (&self.upstream.query, query) {
+            (Some(a), Some(b)) if !b.is_empty() => {
+                out.push('?');
+                out.push_str(a);
+                out.push('&');
+                out.push_str(b);
+            }
+            (Some(a), _) => {
+                out.push('?');
+                out.push_str(a);
+            }
+            (None, Some(b)) => {
+                out.push('?');
+                out.push_str(b);
+            }
+            (None, None) => {}
+        }
+        out
+    }
+}
+
+/// Checks a route path: starts with `/`, visible ASCII, no query, fragment
+/// or dot segments. Returns the problem.
+fn check_route_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with /"));
+    }
+    if path.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(format!(
+            "{path:?} contains a space, control or non-ASCII character"
+        ));
+    }
+    if path.contains(['?', '#']) {
+        return Err(format!(
+            "{path:?} is a path prefix; it cannot have a query or fragment"
+        ));
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(format!("{path:?} has a . or .. segment"));
+    }
+    Ok(())
+}
+
+/// Gives every unnamed item a default name, unique against the explicit ones
+/// and each other: `base`, `base-2`, `base-3`…
+fn unique_names(names: &[(Option<String>, String)]) -> Vec<String> {
+    let explicit: Vec<String> = names.iter().filter_map(|(n, _)| n.clone()).collect();
+    let mut taken = explicit;
+    names
+        .iter()
+        .map(|(name, base)| match name {
+            Some(n) => n.clone(),
+            None => {
+                let mut candidate = base.clone();
+                let mut k = 2;
+                while taken.contains(&candidate) {
+                    candidate = format!("{base}-{k}");
+                    k += 1;
+                }
+                taken.push(candidate.clone());
+                candidate
+            }
+        })
+        .collect()
+}
+
+/// The default hook name: the file name without `.wasm`.
+fn hook_base_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "hook".into())
+}
+
+/// Checks one entry of a hook's `methods` list.
+fn check_method_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("a method name cannot be empty".into());
+    }
+    let body = pattern.strip_suffix("/*").unwrap_or(pattern);
+    if pattern != "*" && body.contains('*') {
+        return Err(format!(
+            "{pattern:?}: '*' may only be the whole pattern or a final \"/*\""
+        ));
+    }
+    Ok(())
+}
+
+/// Why the configuration could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The command line is malformed — or `--help`/`--version` was asked
+    /// for. [`ConfigError::exit`] prints it the way clap does.
+    Cli(clap::Error),
+    /// The config file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    Syntax {
+        /// The file name.
+        origin: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters).
+        column: usize,
+        /// The TOML parser's description.
+        message: String,
+    },
+    /// A value is missing, of the wrong type, or invalid.
+    Invalid {
+        /// The file name; `None` for the command line.
+        origin: Option<String>,
+        /// 1-based line and column of the offending key or value, when known.
+        position: Option<(usize, usize)>,
+        /// The key path (`route[1].upstream`) or flag (`--upstream`).
+        key: String,
+        /// What is wrong, as a sentence fragment.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(
+        origin: Option<&str>,
+        position: Option<(usize, usize)>,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            origin: origin.map(str::to_string),
+            position,
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The process exit code for this error: 0 for `--help`/`--version`,
+    /// 2 for everything else (the usage-error convention).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::Cli(e) => e.exit_code(),
+            _ => 2,
+        }
+    }
+
+    /// Prints the error (help and version to stdout, errors to stderr,
+    /// prefixed `sluice: `) and exits with [`ConfigError::exit_code`].
+    pub fn exit(&self) -> ! {
+        if let ConfigError::Cli(e) = self {
+            e.exit();
+        }
+        eprintln!("sluice: {self}");
+        std::process::exit(self.exit_code());
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Cli(e) => write!(f, "{}", e.to_string().trim_end()),
+            ConfigError::Read { path, error } => {
+                write!(f, "cannot read config file {}: {error}", path.display())
+            }
+            ConfigError::Syntax {
+                origin,
+                line,
+                column,
+                message,
+            } => write!(f, "{origin}:{line}:{column}: TOML syntax error: {message}"),
+            ConfigError::Invalid {
+                origin,
+                position,
+                key,
+                problem,
+            } => {
+                match (origin, position) {
+                    (Some(o), Some((l, c))) => write!(f, "{o}:{l}:{c}: ")?,
+                    (Some(o), None) => write!(f, "{o}: ")?,
+                    (None, _) => {}
+                }
+                write!(f, "{key}: {problem}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Cli(e) => Some(e),
+            ConfigError::Read { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, upstream: &str) -> Route {
+        Route {
+            name: "r".into(),
+            path: path.into(),
+            upstream: Upstream::parse(upstream).unwrap(),
+            transport: Transport::Streamable,
+            well_known: false,
+        }
+    }
+
+    #[test]
+    fn upstream_targets() {
+        let r = route("/mcp", "http://h/v1/mcp?k=1");
+        assert_eq!(r.upstream_target("/mcp"), "/v1/mcp?k=1");
+        assert_eq!(r.upstream_target("/mcp/x?y=2"), "/v1/mcp/x?k=1&y=2");
+        assert_eq!(r.upstream_target("/mcp?"), "/v1/mcp?k=1");
+        let r = route("/", "http://h/mcp");
+        assert_eq!(r.upstream_target("/"), "/mcp");
+        assert_eq!(r.upstream_target("/x"), "/mcp/x");
+        assert_eq!(r.upstream_target("/?a"), "/mcp?a");
+        let r = route("/a/", "http://h/b/");
+        assert_eq!(r.upstream_target("/a/"), "/b/");
+        assert_eq!(r.upstream_target("/a"), "/b/");
+        assert_eq!(r.upstream_target("/a/c"), "/b/c");
+        let r = route("/mcp", "http://h/");
+        assert_eq!(r.upstream_target("/mcp"), "/");
+        assert_eq!(r.upstream_target("/mcp/x"), "/x");
+    }
+
+    #[test]
+    fn matching() {
+        let r = route("/mcp", "http://h/");
+        assert!(r.matches("/mcp") && r.matches("/mcp/") && r.matches("/mcp/x"));
+        assert!(!r.matches("/mcpx") && !r.matches("/") && !r.matches("/m"));
+        let r = route("/", "http://h/");
+        assert!(r.matches("/") && r.matches("/anything"));
+    }
+
+    #[test]
+    fn names() {
+        let n = vec![
+            (None, "h".to_string()),
+            (Some("h-2".to_string()), "x".to_string()),
+            (None, "h".to_string()),
+            (None, "h".to_string()),
+        ];
+        assert_eq!(unique_names(&n), ["h", "h-2", "h-3", "h-4"]);
+    }
+
+    #[test]
+    fn method_patterns() {
+        for ok in ["*", "tools/call", "notifications/*"] {
+            check_method_pattern(ok).unwrap();
+        }
+        for bad in ["", "tools*", "*/call", "a/*/b"] {
+            assert!(check_method_pattern(bad).is_err(), "{bad}");
+        }
+    }
+}

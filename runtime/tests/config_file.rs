@@ -1,0 +1,618 @@
+//! The TOML front end: defaults, the documented example, and one test per
+//! error message (each names its key path and position).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sluice::config::{
+    Config, ConfigError, Grants, HookMode, Host, LogFormat, LogLevel, OnError, Roots, Scheme,
+    Timeouts, Transport,
+};
+
+const ROUTE: &str = "[[route]]\nupstream = \"http://127.0.0.1:3001/mcp\"\n";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, "t.toml", Path::new("/etc/sluice"))
+}
+
+fn err(text: &str) -> String {
+    match parse(text) {
+        Ok(c) => panic!("accepted:\n{text}\n{c:#?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn manifest(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+#[test]
+fn minimal_file_takes_every_default() {
+    let c = parse(ROUTE).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.routes.len(), 1);
+    let r = &c.routes[0];
+    assert_eq!((r.name.as_str(), r.path.as_str()), ("127.0.0.1", "/mcp"));
+    assert_eq!(r.transport, Transport::Streamable);
+    assert!(r.well_known);
+    assert_eq!(r.upstream.scheme, Scheme::Http);
+    assert_eq!(r.upstream.port, 3001);
+    assert_eq!(r.upstream.authority, "127.0.0.1:3001");
+
+    assert_eq!(c.limits.max_head_bytes, 32 * 1024);
+    assert_eq!(c.limits.max_headers, 100);
+    assert_eq!(c.limits.max_request_body_bytes, 4 << 20);
+    assert_eq!(c.limits.max_response_head_bytes, 64 * 1024);
+    assert_eq!(c.limits.max_response_body_bytes, 16 << 20);
+    assert_eq!(c.limits.max_sse_event_bytes, 16 << 20);
+    assert_eq!(c.limits.max_json_depth, 128);
+
+    let t = &c.timeouts;
+    assert_eq!(t.connect, Duration::from_secs(10));
+    assert_eq!(t.response_head, Some(Duration::from_secs(300)));
+    assert_eq!((t.stream_idle, t.sse_keepalive), (None, None));
+    assert_eq!(t.pool_idle, Duration::from_secs(60));
+    assert_eq!(t.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(t.client_head, Duration::from_secs(30));
+    assert_eq!(t.client_idle, Duration::from_secs(60));
+
+    let hosts: Vec<String> = c
+        .security
+        .allowed_hosts
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    assert_eq!(hosts, ["127.0.0.1", "localhost", "[::1]"]);
+    let origins: Vec<String> = c
+        .security
+        .allowed_origins
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            "http://localhost:*",
+            "http://127.0.0.1:*",
+            "http://[::1]:*",
+            "https://localhost:*",
+            "https://127.0.0.1:*",
+            "https://[::1]:*"
+        ]
+    );
+    assert!(c.security.forwarded_headers);
+    assert_eq!(
+        (c.tls.ca_file.as_deref(), c.tls.roots),
+        (None, Roots::Webpki)
+    );
+    assert_eq!(
+        (c.log.level, c.log.format, c.log.access),
+        (LogLevel::Info, LogFormat::Text, true)
+    );
+    assert_eq!(c.pool.max_idle_per_upstream, 64);
+    assert!(c.hooks.is_empty());
+}
+
+#[test]
+fn full_example_parses() {
+    let text = std::fs::read_to_string(manifest("tests/fixtures/config/full.toml")).unwrap();
+    let c = parse(&text).unwrap();
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].name, "everything");
+    assert_eq!(c.routes[1].name, "api.githubcopilot.com");
+    assert_eq!(c.routes[1].upstream.scheme, Scheme::Https);
+    assert_eq!(
+        c.routes[1].upstream.host,
+        Host::Name("api.githubcopilot.com".into())
+    );
+    assert_eq!(c.routes[1].upstream.port, 443);
+    assert!(c.routes[0].well_known && !c.routes[1].well_known);
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert!(c.security.host_allowed("mcp.internal:8080"));
+    assert!(c.security.origin_allowed(Some("https://app.example.com")));
+    assert!(!c.security.origin_allowed(Some("https://127.0.0.1")));
+    assert_eq!(
+        c.tls.ca_file,
+        Some(PathBuf::from("/etc/sluice/certs/internal-ca.pem"))
+    );
+
+    let guard = &c.hooks[0];
+    assert_eq!(guard.name, "guard");
+    assert_eq!(guard.path, PathBuf::from("/etc/sluice/hooks/guard.wasm"));
+    assert_eq!(
+        guard.methods.as_deref(),
+        Some(&["tools/call".to_string()][..])
+    );
+    assert_eq!(
+        guard.config,
+        r#"{"deny":["delete_file"],"log_arguments":false}"#
+    );
+    assert_eq!(guard.on_error, OnError::Reject);
+    assert_eq!(guard.deadline, Duration::from_millis(50));
+    assert_eq!(guard.max_memory, 16 << 20);
+    assert_eq!(guard.mode, HookMode::Fresh);
+    assert_eq!(guard.grants, Grants::default());
+
+    let audit = &c.hooks[1];
+    assert_eq!(audit.name, "audit");
+    assert_eq!(audit.config, r#"{"sink": "stderr"}"#);
+    assert_eq!(audit.on_error, OnError::Pass);
+    assert_eq!(
+        audit.mode,
+        HookMode::Warm {
+            pool: 4,
+            recycle_after: 1000
+        }
+    );
+    assert_eq!(
+        audit.grants,
+        Grants {
+            clock: true,
+            random: false,
+            stdio: true
+        }
+    );
+}
+
+/// Every ```toml block of docs/CONFIG.md is a complete, valid config, and
+/// the longest one is the fixture, so the documentation cannot rot.
+#[test]
+fn doc_examples_parse() {
+    let doc = std::fs::read_to_string(manifest("../docs/CONFIG.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        match &mut current {
+            None if line.trim_start().starts_with("```toml") => current = Some(String::new()),
+            Some(block) if line.trim_start().starts_with("```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    assert!(
+        blocks.len() >= 2,
+        "docs/CONFIG.md should hold toml examples"
+    );
+    for block in &blocks {
+        if let Err(e) = parse(block) {
+            panic!("docs/CONFIG.md example does not parse: {e}\n{block}");
+        }
+    }
+    let longest = blocks.iter().max_by_key(|b| b.len()).unwrap();
+    let fixture = std::fs::read_to_string(manifest("tests/fixtures/config/full.toml")).unwrap();
+    assert_eq!(
+        longest, &fixture,
+        "docs/CONFIG.md full example and fixtures/config/full.toml differ"
+    );
+}
+
+#[test]
+fn hook_config_tables_become_json() {
+    let c = parse(&format!(
+        "{ROUTE}[[hook]]\npath = \"h.wasm\"\n[hook.config]\nz = 1\na = \"q\\\"\\n\\u0001\"\nn = {{ x = [1.5, true, 0xff, 1_000] }}\nd = 1979-05-27\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.hooks[0].config,
+        r#"{"z":1,"a":"q\"\n\u0001","n":{"x":[1.5,true,255,1000]},"d":"1979-05-27"}"#
+    );
+    assert_eq!(c.hooks[0].config.len(), c.hooks[0].config.trim().len());
+    let e = err(&format!(
+        "{ROUTE}[[hook]]\npath = \"h.wasm\"\nconfig = {{ x = nan }}\n"
+    ));
+    assert_eq!(e, "t.toml:5:10: hook[0].config: nan has no JSON form");
+}
+
+#[test]
+fn default_names_are_unique() {
+    let c = parse(
+        "[[route]]\nupstream = \"http://a/x\"\n[[route]]\nupstream = \"http://a/y\"\n\
+         [[hook]]\npath = \"d/h.wasm\"\n[[hook]]\npath = \"e/h.wasm\"\n[[hook]]\nname = \"h-2\"\npath = \"f.wasm\"\n",
+    )
+    .unwrap();
+    let routes: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(routes, ["a", "a-2"]);
+    let hooks: Vec<&str> = c.hooks.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(hooks, ["h", "h-3", "h-2"]);
+}
+
+#[test]
+fn sizes_durations_and_off() {
+    let c = parse(&format!(
+        "{ROUTE}[limits]\nmax_head_bytes = 1000\nmax_request_body_bytes = \"1 GiB\"\n\
+         [timeouts]\nconnect = \"250ms\"\nresponse_head = \"off\"\nstream_idle = \"1h\"\nsse_keepalive = \"15s\"\nshutdown_grace = \"0s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.limits.max_head_bytes, 1000);
+    assert_eq!(c.limits.max_request_body_bytes, 1 << 30);
+    assert_eq!(c.timeouts.connect, Duration::from_millis(250));
+    assert_eq!(c.timeouts.response_head, None);
+    assert_eq!(c.timeouts.stream_idle, Some(Duration::from_secs(3600)));
+    assert_eq!(c.timeouts.sse_keepalive, Some(Duration::from_secs(15)));
+    assert_eq!(c.timeouts.shutdown_grace, Duration::ZERO);
+}
+
+#[test]
+fn listen_forms() {
+    for (text, want) in [
+        ("localhost:0", "127.0.0.1:0"),
+        ("[::1]:9000", "[::1]:9000"),
+        ("0.0.0.0:80", "0.0.0.0:80"),
+    ] {
+        let c = parse(&format!("listen = \"{text}\"\n{ROUTE}")).unwrap();
+        assert_eq!(c.listen.to_string(), want);
+    }
+    // Listening on all interfaces drops the listen IP from the host defaults.
+    let c = parse(&format!("listen = \"0.0.0.0:80\"\n{ROUTE}")).unwrap();
+    assert!(!c.security.host_allowed("0.0.0.0"));
+}
+
+#[test]
+fn routing() {
+    let c = parse(
+        "[[route]]\npath = \"/\"\nupstream = \"http://a:1/root\"\nwell_known = false\n\
+         [[route]]\npath = \"/mcp\"\nupstream = \"https://b/v1/mcp?k=1\"\nwell_known = true\n\
+         [[route]]\npath = \"/mcp/deep\"\nupstream = \"http://c:2/\"\n\
+         [[route]]\npath = \"/.well-known/special\"\nupstream = \"http://d:3/s\"\n",
+    )
+    .unwrap();
+    let go = |t: &str| {
+        let r = c.resolve(t).unwrap();
+        (r.route.name.as_str(), r.target, r.well_known)
+    };
+    assert_eq!(go("/mcp"), ("b", "/v1/mcp?k=1".into(), false));
+    assert_eq!(go("/mcp/x?y"), ("b", "/v1/mcp/x?k=1&y".into(), false));
+    assert_eq!(go("/mcpx"), ("a", "/root/mcpx".into(), false));
+    assert_eq!(go("/mcp/deep/z"), ("c", "/z".into(), false));
+    assert_eq!(go("/"), ("a", "/root".into(), false));
+    assert_eq!(
+        go("/.well-known/oauth-protected-resource/mcp"),
+        (
+            "b",
+            "/.well-known/oauth-protected-resource/mcp".into(),
+            true
+        )
+    );
+    assert_eq!(go("/.well-known/special/x"), ("d", "/s/x".into(), false));
+    assert!(c.resolve("*").is_none());
+    assert!(c.resolve("http://a/").is_none());
+
+    let c = parse(ROUTE).unwrap();
+    assert!(c.resolve("/other").is_none());
+    assert!(c.resolve("/.well-known/x").unwrap().well_known);
+}
+
+/// (file text, the whole error message).
+const ERRORS: &[(&str, &str)] = &[
+    // Syntax, with line and column.
+    ("listen = \n", "t.toml:1:10: TOML syntax error: "),
+    (
+        "[[route]]\nupstream = \"http://a/\"\nupstream = \"http://b/\"\n",
+        "t.toml:3:1: TOML syntax error: duplicate key",
+    ),
+    // Unknown keys anywhere.
+    (
+        "lisen = \"127.0.0.1:1\"\n[[route]]\nupstream = \"http://a/\"\n",
+        "t.toml:1:1: lisen: unknown key (expected one of: listen, route, limits, timeouts, security, tls, log, pool, hook)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",
+        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, transport, well_known)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_body = 1\n",
+        "t.toml:4:1: limits.max_body: unknown key (expected one of: max_head_bytes, max_headers, max_request_body_bytes, max_response_head_bytes, max_response_body_bytes, max_sse_event_bytes, max_json_depth)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\ndeadline_ms = 5\n",
+        "t.toml:5:1: hook[0].deadline_ms: unknown key (expected one of: name, path, config, methods, on_error, deadline, max_memory, mode, pool, recycle_after, grants)",
+    ),
+    // listen
+    (
+        "listen = \"nowhere\"\n[[route]]\nupstream = \"http://a/\"\n",
+        "t.toml:1:10: listen: \"nowhere\" is not a listen address (examples: 127.0.0.1:8080, [::1]:8080, localhost:8080, 0.0.0.0:0)",
+    ),
+    (
+        "listen = 8080\n[[route]]\nupstream = \"http://a/\"\n",
+        "t.toml:1:10: listen: expected a string, found an integer 8080",
+    ),
+    // routes
+    (
+        "listen = \"127.0.0.1:1\"\n",
+        "t.toml: route: at least one [[route]] is required",
+    ),
+    (
+        "[route]\nupstream = \"http://a/\"\n",
+        "t.toml:1:1: route: expected an array of tables ([[route]]), found a table",
+    ),
+    (
+        "[[route]]\npath = \"/x\"\n",
+        "t.toml:1:1: route[0].upstream: missing (every route needs an upstream URL)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[route]]\nupstream = \"ftp://x\"\n",
+        "t.toml:4:12: route[1].upstream: \"ftp://x\" is not an http or https URL",
+    ),
+    (
+        "[[route]]\nupstream = \"http://u:p@a/\"\n",
+        "t.toml:2:12: route[0].upstream: \"http://u:p@a/\" has userinfo (user:password@), which sluice does not send; pass credentials in headers instead",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\npath = \"mcp\"\n",
+        "t.toml:3:8: route[0].path: \"mcp\" must start with /",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\npath = \"/a/../b\"\n",
+        "t.toml:3:8: route[0].path: \"/a/../b\" has a . or .. segment",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\npath = \"/a?b\"\n",
+        "t.toml:3:8: route[0].path: \"/a?b\" is a path prefix; it cannot have a query or fragment",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/mcp\"\n[[route]]\nupstream = \"http://b/x\"\npath = \"/mcp/\"\n",
+        "t.toml:5:8: route[1].path: \"/mcp/\" is already served by route[0]",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"sse\"\n",
+        "t.toml:3:13: route[0].transport: \"sse\": the legacy HTTP+SSE bridge is not built yet (use \"streamable\")",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"auto\"\n",
+        "t.toml:3:13: route[0].transport: \"auto\": the legacy HTTP+SSE bridge is not built yet (use \"streamable\")",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"websocket\"\n",
+        "t.toml:3:13: route[0].transport: \"websocket\" is not one of: streamable, sse, auto",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/x\"\n[[route]]\nupstream = \"http://b/y\"\nwell_known = true\n",
+        "t.toml:5:14: route[1].well_known: only one route may serve /.well-known/, and route[0] already does",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/x\"\nwell_known = \"yes\"\n",
+        "t.toml:3:14: route[0].well_known: expected true or false, found a string \"yes\"",
+    ),
+    (
+        "[[route]]\nname = \"n\"\nupstream = \"http://a/x\"\n[[route]]\nname = \"n\"\nupstream = \"http://b/y\"\n",
+        "t.toml:5:8: route[1].name: \"n\" is already the name of route[0]",
+    ),
+    // limits
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_headers = 0\n",
+        "t.toml:4:15: limits.max_headers: 0 is out of range (at least 1)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_headers = \"100\"\n",
+        "t.toml:4:15: limits.max_headers: expected a whole number, found a string \"100\"",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_head_bytes = 0\n",
+        "t.toml:4:18: limits.max_head_bytes: must be more than zero",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_head_bytes = -1\n",
+        "t.toml:4:18: limits.max_head_bytes: a size cannot be negative",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_request_body_bytes = \"4 megs\"\n",
+        "t.toml:4:26: limits.max_request_body_bytes: \"4 megs\" is not a size (examples: 65536, \"64 KiB\", \"4 MiB\", \"1 GiB\")",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_sse_event_bytes = 1.5\n",
+        "t.toml:4:23: limits.max_sse_event_bytes: expected a size (bytes, or a string like \"4 MiB\"), found a float 1.5",
+    ),
+    (
+        "limits = 5\n[[route]]\nupstream = \"http://a/\"\n",
+        "t.toml:1:10: limits: expected a table ([limits]), found an integer 5",
+    ),
+    // A key after [[route]] belongs to the route: the classic TOML slip.
+    (
+        "[[route]]\nupstream = \"http://a/\"\nlimits = 5\n",
+        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, transport, well_known)",
+    ),
+    // timeouts
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[timeouts]\nconnect = \"10 parsecs\"\n",
+        "t.toml:4:11: timeouts.connect: \"10 parsecs\" is not a duration (examples: 250ms, 10s, 5m, 1h, off)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[timeouts]\nconnect = 10\n",
+        "t.toml:4:11: timeouts.connect: expected a duration string such as \"10s\" or \"off\", found an integer 10",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[timeouts]\nconnect = \"off\"\n",
+        "t.toml:4:11: timeouts.connect: cannot be \"off\"; give a duration such as 10s",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[timeouts]\nstream_idle = \"0s\"\n",
+        "t.toml:4:15: timeouts.stream_idle: must be more than zero (write \"off\" for no limit where that is allowed)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[timeouts]\nshutdown_grace = \"off\"\n",
+        "t.toml:4:18: timeouts.shutdown_grace: cannot be \"off\"; give a duration such as 10s",
+    ),
+    // security
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[security]\nallowed_hosts = []\n",
+        "t.toml:4:17: security.allowed_hosts: an empty list would refuse every request; write [\"*\"] to allow any host",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[security]\nallowed_hosts = [\"ok\", \"example.com:8080\"]\n",
+        "t.toml:4:24: security.allowed_hosts[1]: \"example.com:8080\" has a port; hosts are matched without their port",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[security]\nallowed_hosts = [\"ok\", 5]\n",
+        "t.toml:4:24: security.allowed_hosts[1]: expected a string, found an integer 5",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[security]\nallowed_origins = [\"example.com\"]\n",
+        "t.toml:4:20: security.allowed_origins[0]: \"example.com\" is not an origin (no scheme://; examples: https://app.example.com, http://localhost:*, null, *)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[security]\nforwarded_headers = 1\n",
+        "t.toml:4:21: security.forwarded_headers: expected true or false, found an integer 1",
+    ),
+    // tls
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[tls]\nroots = \"none\"\n",
+        "t.toml:4:9: tls.roots: \"none\" trusts no certificate unless tls.ca_file is set",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[tls]\nroots = \"mozilla\"\n",
+        "t.toml:4:9: tls.roots: \"mozilla\" is not one of: webpki, system, none",
+    ),
+    // log, pool
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[log]\nlevel = \"verbose\"\n",
+        "t.toml:4:9: log.level: \"verbose\" is not one of: off, error, warn, info, debug, trace",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[log]\nformat = \"yaml\"\n",
+        "t.toml:4:10: log.format: \"yaml\" is not one of: text, json",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[pool]\nmax_idle_per_upstream = -1\n",
+        "t.toml:4:25: pool.max_idle_per_upstream: -1 is out of range (at least 0)",
+    ),
+    // hooks
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\nname = \"x\"\n",
+        "t.toml:3:1: hook[0].path: missing (every hook needs the path of its .wasm component)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\npool = 2\n",
+        "t.toml:5:8: hook[0].pool: only applies with mode = \"warm\"",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmode = \"warm\"\nrecycle_after = 0\n",
+        "t.toml:6:17: hook[0].recycle_after: 0 is out of range (at least 1)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\ngrants = [\"clock\", \"network\"]\n",
+        "t.toml:5:20: hook[0].grants[1]: \"network\" is not one of: clock, random, stdio",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmethods = []\n",
+        "t.toml:5:11: hook[0].methods: an empty list would hide every message from the hook; remove the hook instead",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmethods = [\"tools*\"]\n",
+        "t.toml:5:12: hook[0].methods[0]: \"tools*\": '*' may only be the whole pattern or a final \"/*\"",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\non_error = \"ignore\"\n",
+        "t.toml:5:12: hook[0].on_error: \"ignore\" is not one of: reject, pass",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\ndeadline = \"off\"\n",
+        "t.toml:5:12: hook[0].deadline: cannot be \"off\"; give a duration such as 10s",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmax_memory = \"lots\"\n",
+        "t.toml:5:14: hook[0].max_memory: \"lots\" is not a size (examples: 65536, \"64 KiB\", \"4 MiB\", \"1 GiB\")",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"a.wasm\"\n[[hook]]\nname = \"a\"\npath = \"b.wasm\"\n[[hook]]\nname = \"a\"\npath = \"c.wasm\"\n",
+        "t.toml:9:8: hook[2].name: \"a\" is already the name of hook[1]",
+    ),
+];
+
+#[test]
+fn every_error_names_its_key_and_position() {
+    let mut failures = Vec::new();
+    for (text, want) in ERRORS {
+        let got = err(text);
+        let ok = if want.ends_with(": ") {
+            got.starts_with(want)
+        } else {
+            &got == want
+        };
+        if !ok {
+            failures.push(format!("input:\n{text}\n  want: {want}\n  got:  {got}\n"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn error_structure() {
+    match parse("[[route]]\nupstream = \"ftp://x\"\n").unwrap_err() {
+        ConfigError::Invalid {
+            origin,
+            position,
+            key,
+            problem,
+        } => {
+            assert_eq!(origin.as_deref(), Some("t.toml"));
+            assert_eq!(position, Some((2, 12)));
+            assert_eq!(key, "route[0].upstream");
+            assert_eq!(problem, "\"ftp://x\" is not an http or https URL");
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse("a = 1\nb = = 2\n").unwrap_err() {
+        ConfigError::Syntax { origin, line, .. } => {
+            assert_eq!((origin.as_str(), line), ("t.toml", 2))
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = parse("x = 1").unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+}
+
+/// A scratch directory under the target dir, unique per test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn from_file_resolves_and_checks_paths() {
+    let dir = scratch("config_from_file");
+    std::fs::create_dir_all(dir.join("hooks")).unwrap();
+    std::fs::write(dir.join("hooks/g.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.join("ca.pem"), b"").unwrap();
+    let file = dir.join("sluice.toml");
+    std::fs::write(
+        &file,
+        format!("{ROUTE}[tls]\nca_file = \"ca.pem\"\n[[hook]]\npath = \"hooks/g.wasm\"\n"),
+    )
+    .unwrap();
+    let c = Config::from_file(&file).unwrap();
+    assert_eq!(c.tls.ca_file, Some(dir.join("ca.pem")));
+    assert_eq!(c.hooks[0].path, dir.join("hooks/g.wasm"));
+    assert_eq!(c.hooks[0].name, "g");
+
+    std::fs::write(
+        &file,
+        format!("{ROUTE}[[hook]]\npath = \"hooks/missing.wasm\"\n"),
+    )
+    .unwrap();
+    let e = Config::from_file(&file).unwrap_err().to_string();
+    let want = format!(
+        "{}: hook[0].path: {:?}: ",
+        file.display(),
+        dir.join("hooks/missing.wasm").display().to_string()
+    );
+    assert!(e.starts_with(&want), "{e}");
+
+    std::fs::write(&file, format!("{ROUTE}[tls]\nca_file = \"hooks\"\n")).unwrap();
+    let e = Config::from_file(&file).unwrap_err().to_string();
+    assert!(
+        e.contains(": tls.ca_file: ") && e.ends_with("is not a file"),
+        "{e}"
+    );
+
+    let e = Config::from_file(&dir.join("nope.toml")).unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }));
+    assert!(e.to_string().starts_with("cannot read config file "), "{e}");
+}
