@@ -3,3 +3,5 @@
 //!
 //! No protocol rule lives here: this crate turns core outputs into syscalls
 //! and syscalls into core inputs.
+
+pub mod demo;
