@@ -56,8 +56,9 @@ impl DemoServer {
             .spawn(move || {
                 // Connection tasks live in this executor: when `serve`
                 // returns, dropping it cancels them and closes their sockets.
+                // `smol::block_on` drives the reactor on this thread itself.
                 let ex = LocalExecutor::new();
-                future::block_on(ex.run(serve(&ex, listener, stopped)));
+                smol::block_on(ex.run(serve(&ex, listener, stopped)));
             })
             .context("starting the demo server thread")?;
         Ok(DemoServer {
