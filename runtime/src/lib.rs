@@ -8,3 +8,4 @@ pub mod access;
 pub mod proxy;
 pub mod tls;
 pub mod config;
+pub mod demo;
