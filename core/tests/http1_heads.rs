@@ -445,3 +445,13 @@ fn writers_refuse_injection() {
         assert_eq!(write_response_head(&bad, &mut out), Err(err));
     }
 }
+
+#[test]
+fn huge_configured_header_count_does_not_allocate_it() {
+    let limits = Limits {
+        max_headers: usize::MAX,
+        ..Limits::default()
+    };
+    let got = parse_request_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &limits);
+    assert!(matches!(got, Ok(Parsed::Complete { len: 27, .. })));
+}

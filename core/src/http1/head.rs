@@ -144,7 +144,7 @@ pub enum TargetForm {
 /// Each call rescans `buf`; [`HeadScanner`] avoids that for slow senders.
 pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, HeadError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut slots = vec![httparse::EMPTY_HEADER; header_slots(limits)];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(window) {
         Ok(httparse::Status::Complete(len)) => {
@@ -179,7 +179,7 @@ pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestH
 /// final one (a 101 switches protocols instead).
 pub fn parse_response_head(buf: &[u8], limits: &Limits) -> Result<Parsed<ResponseHead>, HeadError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut slots = vec![httparse::EMPTY_HEADER; header_slots(limits)];
     let mut res = httparse::Response::new(&mut slots);
     match res.parse(window) {
         Ok(httparse::Status::Complete(len)) => {
@@ -285,6 +285,13 @@ fn has_empty_line(window: &[u8], from: usize) -> bool {
         let rest = &window[at + 1..];
         at == 0 || window[at - 1] != b'\r' || rest.starts_with(b"\n") || rest.starts_with(b"\r\n")
     })
+}
+
+/// Slots for httparse: `max_headers`, but never more than a head of
+/// `max_head_bytes` can hold (a field line takes at least 4 bytes), so a
+/// huge configured count cannot make us allocate.
+fn header_slots(limits: &Limits) -> usize {
+    limits.max_headers.min(limits.max_head_bytes / 4 + 1)
 }
 
 fn partial<T>(buf: &[u8], window: &[u8], limits: &Limits) -> Result<Parsed<T>, HeadError> {
