@@ -112,10 +112,21 @@ impl HostGuard {
                 let (name, None) = split_host_port(domain).ok_or_else(|| h.to_owned())? else {
                     return Err(h.to_owned());
                 };
-                guard.hosts.push(HostRule::Subdomains(name.to_ascii_lowercase()));
+                guard
+                    .hosts
+                    .push(HostRule::Subdomains(name.to_ascii_lowercase()));
                 continue;
             }
+            // A bare IPv6 literal is written bracketed, as in `Host`.
+            let bracketed;
+            let h = if h.matches(':').count() > 1 && !h.starts_with('[') {
+                bracketed = format!("[{h}]");
+                bracketed.as_str()
+            } else {
+                h
+            };
             let (name, _) = split_host_port(h).ok_or_else(|| h.to_owned())?;
+            let name = name.strip_suffix('.').unwrap_or(name);
             guard.hosts.push(HostRule::Exact(name.to_ascii_lowercase()));
         }
         for o in origins {
@@ -123,7 +134,9 @@ impl HostGuard {
             match o {
                 "*" => guard.any_origin = true,
                 "null" => guard.null_origin = true,
-                _ => guard.origins.push(parse_origin_rule(o).ok_or_else(|| o.to_owned())?),
+                _ => guard
+                    .origins
+                    .push(parse_origin_rule(o).ok_or_else(|| o.to_owned())?),
             }
         }
         Ok(guard)
@@ -145,6 +158,30 @@ impl HostGuard {
         })
     }
 
+    /// Whether one `Host` value (`name[:port]`) is allowed.
+    pub fn host_allowed(&self, host: &[u8]) -> bool {
+        self.check(&[host], &[]).is_ok()
+    }
+
+    /// Whether one `Origin` value is allowed; `None` (no header) is.
+    pub fn origin_allowed(&self, origin: Option<&[u8]>) -> bool {
+        let Some(origin) = origin else { return true };
+        let Ok(origin) = std::str::from_utf8(origin) else {
+            return false;
+        };
+        if self.any_origin || (origin == "null" && self.null_origin) {
+            return true;
+        }
+        let Some(got) = parse_origin(origin) else {
+            return false;
+        };
+        self.origins.iter().any(|r| {
+            r.scheme == got.scheme
+                && r.host == got.host
+                && r.port.is_none_or(|p| Some(p) == got.port)
+        })
+    }
+
     /// Check one request's `Host` and `Origin` header values (every
     /// occurrence, in order).
     pub fn check(&self, hosts: &[&[u8]], origins: &[&[u8]]) -> Result<(), GuardError> {
@@ -153,22 +190,20 @@ impl HostGuard {
         };
         let host = std::str::from_utf8(host).map_err(|_| GuardError::BadHost)?;
         let (name, _) = split_host_port(host).ok_or(GuardError::BadHost)?;
+        // `localhost.` is `localhost`: the root label changes nothing.
+        let name = name.strip_suffix('.').unwrap_or(name);
         if !self.any_host && !self.hosts.iter().any(|h| h.matches(name)) {
             return Err(GuardError::ForeignHost(host.to_owned()));
         }
         match origins {
             [] => Ok(()),
             [origin] => {
-                let origin = std::str::from_utf8(origin).map_err(|_| GuardError::BadOrigin)?;
-                if self.any_origin || (origin == "null" && self.null_origin) {
-                    return Ok(());
+                let text = std::str::from_utf8(origin).map_err(|_| GuardError::BadOrigin)?;
+                if self.origin_allowed(Some(origin)) {
+                    Ok(())
+                } else {
+                    Err(GuardError::ForeignOrigin(text.to_owned()))
                 }
-                let foreign = || GuardError::ForeignOrigin(origin.to_owned());
-                let got = parse_origin(origin).ok_or_else(foreign)?;
-                let allowed = self.origins.iter().any(|r| {
-                    r.scheme == got.scheme && r.host == got.host && r.port.is_none_or(|p| Some(p) == got.port)
-                });
-                if allowed { Ok(()) } else { Err(foreign()) }
             }
             _ => Err(GuardError::BadOrigin),
         }
@@ -253,7 +288,12 @@ mod tests {
         let g = HostGuard::local_default("127.0.0.1");
         assert_eq!(check(&g, &["localhost:8080"], &[]), Ok(()));
         assert_eq!(check(&g, &["LOCALHOST"], &[]), Ok(()));
-        assert_eq!(check(&g, &["127.0.0.1:1"], &["http://localhost:3000"]), Ok(()));
+        assert_eq!(check(&g, &["localhost.:80"], &[]), Ok(()));
+        assert_eq!(check(&g, &["localhost"], &["HTTP://LocalHost:1"]), Ok(()));
+        assert_eq!(
+            check(&g, &["127.0.0.1:1"], &["http://localhost:3000"]),
+            Ok(())
+        );
         assert_eq!(check(&g, &["[::1]:9"], &["https://[::1]"]), Ok(()));
     }
 
@@ -268,7 +308,11 @@ mod tests {
             (&["localhost"], &["ftp://localhost"], 403),
             (&[], &[], 400),
             (&["localhost", "localhost"], &[], 400),
-            (&["localhost"], &["http://localhost", "http://localhost"], 400),
+            (
+                &["localhost"],
+                &["http://localhost", "http://localhost"],
+                400,
+            ),
         ];
         for (host, origin, status) in cases {
             let err = check(&g, host, origin).expect_err("must refuse");
@@ -280,17 +324,36 @@ mod tests {
     fn explicit_lists_and_wildcards() {
         let g = HostGuard::new(
             &["mcp.example.com", "*.corp.example"],
-            &["https://app.example.com:8443", "https://web.example", "vscode-webview://x:*", "null"],
+            &[
+                "https://app.example.com:8443",
+                "https://web.example",
+                "vscode-webview://x:*",
+                "null",
+            ],
         )
         .unwrap();
-        assert_eq!(check(&g, &["mcp.example.com"], &["https://app.example.com:8443"]), Ok(()));
+        assert_eq!(
+            check(&g, &["mcp.example.com"], &["https://app.example.com:8443"]),
+            Ok(())
+        );
         assert!(check(&g, &["mcp.example.com"], &["https://app.example.com"]).is_err());
-        assert_eq!(check(&g, &["mcp.example.com"], &["https://web.example:443"]), Ok(()));
-        assert_eq!(check(&g, &["mcp.example.com"], &["https://web.example"]), Ok(()));
+        assert_eq!(
+            check(&g, &["mcp.example.com"], &["https://web.example:443"]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&g, &["mcp.example.com"], &["https://web.example"]),
+            Ok(())
+        );
         assert!(check(&g, &["mcp.example.com"], &["https://web.example:8443"]).is_err());
-        assert_eq!(check(&g, &["mcp.example.com"], &["vscode-webview://x:123"]), Ok(()));
+        assert_eq!(
+            check(&g, &["mcp.example.com"], &["vscode-webview://x:123"]),
+            Ok(())
+        );
         assert_eq!(check(&g, &["mcp.example.com"], &["null"]), Ok(()));
         assert_eq!(check(&g, &["a.corp.example:1"], &[]), Ok(()));
+        let v6 = HostGuard::new(&["::1"], &[] as &[&str]).unwrap();
+        assert_eq!(check(&v6, &["[::1]:8080"], &[]), Ok(()));
         assert!(check(&g, &["corp.example"], &[]).is_err());
         assert!(check(&g, &["acorp.example"], &[]).is_err());
         assert!(check(&g, &["localhost"], &[]).is_err());

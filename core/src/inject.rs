@@ -252,10 +252,17 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// forwarding garbage as events.
 pub fn expect_event_stream(status: u16, content_type: Option<&[u8]>) -> Result<(), String> {
     if status != 200 {
-        return Err(format!("upstream answered {status} where an event stream was expected"));
+        return Err(format!(
+            "upstream answered {status} where an event stream was expected"
+        ));
     }
     let media = content_type
-        .map(|ct| ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii())
+        .map(|ct| {
+            ct.split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+        })
         .unwrap_or_default();
     if media.eq_ignore_ascii_case(b"text/event-stream") {
         Ok(())

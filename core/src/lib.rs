@@ -7,10 +7,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod http1;
-pub mod jsonrpc;
-pub mod sse;
 pub mod exchange;
 pub mod guard;
+pub mod http1;
 pub mod inject;
+pub mod jsonrpc;
 pub mod route;
+pub mod sse;

@@ -14,6 +14,9 @@ pub struct Route {
     pub prefix: String,
     /// The path prefix on the upstream that `prefix` maps to.
     pub upstream_path: String,
+    /// A query the upstream URL carries; it goes first, joined to the
+    /// client's query with `&`.
+    pub upstream_query: Option<String>,
     /// Whether `/.well-known/*` requests go to this route's upstream.
     pub well_known: bool,
     /// The `Host` header value the upstream expects (`host[:port]`).
@@ -60,20 +63,31 @@ impl Router {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| strip_segment_prefix(path, &r.prefix).map(|rest| (i, r, rest)))
-            .max_by_key(|(_, r, _)| r.prefix.len());
-        if let Some((route, r, rest)) = best {
-            let mut upstream_target = join_path(&r.upstream_path, rest);
-            upstream_target.push_str(query);
-            return Some(Resolved {
-                route,
-                upstream_target,
-            });
-        }
-        if path == "/.well-known" || path.starts_with("/.well-known/") {
-            let i = self.routes.iter().position(|r| r.well_known)?;
+            .max_by_key(|(_, r, _)| r.prefix.trim_end_matches('/').len());
+        let is_well_known = path == "/.well-known" || path.starts_with("/.well-known/");
+        // A route mounted under /.well-known itself keeps its requests.
+        let own_route = best.is_some_and(|(_, r, _)| r.prefix.starts_with("/.well-known"));
+        if is_well_known
+            && !own_route
+            && let Some(i) = self.routes.iter().position(|r| r.well_known)
+        {
             return Some(Resolved {
                 route: i,
                 upstream_target: target.to_owned(),
+            });
+        }
+        if let Some((route, r, rest)) = best {
+            let rest = if path == r.prefix { "" } else { rest };
+            let mut upstream_target = join_path(&r.upstream_path, rest);
+            let client_query = query.strip_prefix('?').filter(|q| !q.is_empty());
+            match (&r.upstream_query, client_query) {
+                (Some(a), Some(b)) => upstream_target.push_str(&format!("?{a}&{b}")),
+                (Some(a), None) => upstream_target.push_str(&format!("?{a}")),
+                (None, _) => upstream_target.push_str(query),
+            }
+            return Some(Resolved {
+                route,
+                upstream_target,
             });
         }
         None
@@ -113,20 +127,57 @@ mod tests {
                 upstream_path: "/mcp".into(),
                 well_known: true,
                 upstream_host: "a".into(),
+                upstream_query: None,
             },
             Route {
                 prefix: "/mcp/deep".into(),
                 upstream_path: "/other".into(),
                 well_known: false,
                 upstream_host: "b".into(),
+                upstream_query: None,
             },
             Route {
                 prefix: "/x".into(),
                 upstream_path: "/".into(),
                 well_known: false,
                 upstream_host: "b".into(),
+                upstream_query: None,
             },
         ])
+    }
+
+    fn one(prefix: &str, upstream_path: &str, query: Option<&str>) -> Router {
+        Router::new(vec![Route {
+            prefix: prefix.into(),
+            upstream_path: upstream_path.into(),
+            upstream_query: query.map(Into::into),
+            well_known: false,
+            upstream_host: "h".into(),
+        }])
+    }
+
+    #[test]
+    fn upstream_targets_join_paths_and_queries() {
+        let cases = [
+            (one("/mcp", "/v1/mcp", Some("k=1")), "/mcp", "/v1/mcp?k=1"),
+            (
+                one("/mcp", "/v1/mcp", Some("k=1")),
+                "/mcp/x?y=2",
+                "/v1/mcp/x?k=1&y=2",
+            ),
+            (one("/mcp", "/v1/mcp", Some("k=1")), "/mcp?", "/v1/mcp?k=1"),
+            (one("/", "/mcp", None), "/", "/mcp"),
+            (one("/", "/mcp", None), "/x", "/mcp/x"),
+            (one("/", "/mcp", None), "/?a", "/mcp?a"),
+            (one("/a/", "/b/", None), "/a/", "/b/"),
+            (one("/a/", "/b/", None), "/a/c", "/b/c"),
+            (one("/mcp", "/", None), "/mcp", "/"),
+            (one("/mcp", "/", None), "/mcp/x", "/x"),
+        ];
+        for (router, target, want) in cases {
+            let got = router.resolve(target).map(|r| r.upstream_target);
+            assert_eq!(got.as_deref(), Some(want), "{target}");
+        }
     }
 
     #[test]
@@ -141,7 +192,10 @@ mod tests {
             ("/mcp/deeper", Some((0, "/mcp/deeper"))),
             ("/x", Some((2, "/"))),
             ("/x/a", Some((2, "/a"))),
-            ("/.well-known/oauth-protected-resource/mcp", Some((0, "/.well-known/oauth-protected-resource/mcp"))),
+            (
+                "/.well-known/oauth-protected-resource/mcp",
+                Some((0, "/.well-known/oauth-protected-resource/mcp")),
+            ),
             ("/", None),
             ("*", None),
             ("http://evil/mcp", None),

@@ -1,13 +1,22 @@
 //! The injection rules as a table: every kind of "already sent" crossed with
 //! every answer kind, client framing and Accept combination.
 
-use sluice_core::inject::{plan, Accepts, Answer, ClientFraming, Injection, Sent};
+use sluice_core::inject::{Accepts, Answer, ClientFraming, Injection, Sent, plan};
 use sluice_core::jsonrpc::{error_message, result_message};
 use sluice_core::sse::{SseItem, SseLimits, SseParser};
 
-const BOTH: Accepts = Accepts { json: true, sse: true };
-const JSON: Accepts = Accepts { json: true, sse: false };
-const SSE: Accepts = Accepts { json: false, sse: true };
+const BOTH: Accepts = Accepts {
+    json: true,
+    sse: true,
+};
+const JSON: Accepts = Accepts {
+    json: true,
+    sse: false,
+};
+const SSE: Accepts = Accepts {
+    json: false,
+    sse: true,
+};
 
 fn error(id: &[u8]) -> Vec<u8> {
     error_message(Some(id), -32603, "upstream closed the connection", None)
@@ -16,8 +25,13 @@ fn error(id: &[u8]) -> Vec<u8> {
 /// What one case must produce, in a form readable in a table.
 #[derive(Debug, PartialEq)]
 enum Want {
-    Response { status: u16, content_type: &'static str },
-    EventThenEnd { chunked: bool },
+    Response {
+        status: u16,
+        content_type: &'static str,
+    },
+    EventThenEnd {
+        chunked: bool,
+    },
     Abort,
     Nothing,
 }
@@ -33,7 +47,10 @@ fn describe(injection: &Injection) -> Want {
                 assert!(text.contains("Content-Type: application/json"), "{text}");
                 "application/json"
             };
-            Want::Response { status, content_type }
+            Want::Response {
+                status,
+                content_type,
+            }
         }
         Injection::EventThenEnd(bytes) => Want::EventThenEnd {
             chunked: bytes.ends_with(b"0\r\n\r\n"),
@@ -47,20 +64,98 @@ fn describe(injection: &Injection) -> Want {
 fn injection_table() {
     let err = error(b"\"req-1\"");
     let res = result_message(b"7", b"{\"content\":[]}");
-    let e = Answer::Error { message: &err, status: 502 };
+    let e = Answer::Error {
+        message: &err,
+        status: 502,
+    };
     let r = Answer::Result { message: &res };
     use ClientFraming::*;
     let table: Vec<(Sent, ClientFraming, Accepts, Answer<'_>, Want)> = vec![
-        (Sent::Nothing, Chunked, BOTH, e, Want::Response { status: 502, content_type: "application/json" }),
-        (Sent::Nothing, Chunked, SSE, e, Want::Response { status: 502, content_type: "application/json" }),
-        (Sent::Nothing, Chunked, JSON, r, Want::Response { status: 200, content_type: "application/json" }),
-        (Sent::Nothing, Chunked, BOTH, r, Want::Response { status: 200, content_type: "application/json" }),
-        (Sent::Nothing, Chunked, SSE, r, Want::Response { status: 200, content_type: "text/event-stream" }),
-        (Sent::SseHead { at_boundary: true }, Chunked, BOTH, e, Want::EventThenEnd { chunked: true }),
-        (Sent::SseHead { at_boundary: true }, UntilClose, BOTH, e, Want::EventThenEnd { chunked: false }),
-        (Sent::SseHead { at_boundary: true }, Chunked, SSE, r, Want::EventThenEnd { chunked: true }),
-        (Sent::SseHead { at_boundary: false }, Chunked, BOTH, e, Want::Abort),
-        (Sent::SseHead { at_boundary: false }, UntilClose, BOTH, r, Want::Abort),
+        (
+            Sent::Nothing,
+            Chunked,
+            BOTH,
+            e,
+            Want::Response {
+                status: 502,
+                content_type: "application/json",
+            },
+        ),
+        (
+            Sent::Nothing,
+            Chunked,
+            SSE,
+            e,
+            Want::Response {
+                status: 502,
+                content_type: "application/json",
+            },
+        ),
+        (
+            Sent::Nothing,
+            Chunked,
+            JSON,
+            r,
+            Want::Response {
+                status: 200,
+                content_type: "application/json",
+            },
+        ),
+        (
+            Sent::Nothing,
+            Chunked,
+            BOTH,
+            r,
+            Want::Response {
+                status: 200,
+                content_type: "application/json",
+            },
+        ),
+        (
+            Sent::Nothing,
+            Chunked,
+            SSE,
+            r,
+            Want::Response {
+                status: 200,
+                content_type: "text/event-stream",
+            },
+        ),
+        (
+            Sent::SseHead { at_boundary: true },
+            Chunked,
+            BOTH,
+            e,
+            Want::EventThenEnd { chunked: true },
+        ),
+        (
+            Sent::SseHead { at_boundary: true },
+            UntilClose,
+            BOTH,
+            e,
+            Want::EventThenEnd { chunked: false },
+        ),
+        (
+            Sent::SseHead { at_boundary: true },
+            Chunked,
+            SSE,
+            r,
+            Want::EventThenEnd { chunked: true },
+        ),
+        (
+            Sent::SseHead { at_boundary: false },
+            Chunked,
+            BOTH,
+            e,
+            Want::Abort,
+        ),
+        (
+            Sent::SseHead { at_boundary: false },
+            UntilClose,
+            BOTH,
+            r,
+            Want::Abort,
+        ),
         (Sent::OtherHead, Chunked, BOTH, e, Want::Abort),
         (Sent::OtherHead, UntilClose, JSON, r, Want::Abort),
         (Sent::Finished, Chunked, BOTH, e, Want::Nothing),
@@ -74,13 +169,23 @@ fn injection_table() {
 
 #[test]
 fn injected_event_parses_back_with_the_clients_id() {
-    for id in [&b"1"[..], b"\"1\"", b"1.0", b"18446744073709551616", b"-0", b"\"a\\\"b\""] {
+    for id in [
+        &b"1"[..],
+        b"\"1\"",
+        b"1.0",
+        b"18446744073709551616",
+        b"-0",
+        b"\"a\\\"b\"",
+    ] {
         let message = error(id);
         let Injection::EventThenEnd(bytes) = plan(
             Sent::SseHead { at_boundary: true },
             ClientFraming::UntilClose,
             BOTH,
-            Answer::Error { message: &message, status: 502 },
+            Answer::Error {
+                message: &message,
+                status: 502,
+            },
             false,
         ) else {
             panic!("expected an event");
@@ -93,7 +198,14 @@ fn injected_event_parses_back_with_the_clients_id() {
         assert_eq!(event.event_type, "message");
         assert_eq!(event.data.as_bytes(), &message[..]);
         let needle = [&b"\"id\":"[..], id].concat();
-        assert!(event.data.as_bytes().windows(needle.len()).any(|w| w == needle), "id {id:?} kept");
+        assert!(
+            event
+                .data
+                .as_bytes()
+                .windows(needle.len())
+                .any(|w| w == needle),
+            "id {id:?} kept"
+        );
         assert!(parser.at_event_boundary());
     }
 }

@@ -5,7 +5,8 @@
 //! and syscalls into core inputs.
 
 pub mod access;
-pub mod proxy;
-pub mod tls;
 pub mod config;
 pub mod demo;
+pub mod proxy;
+pub mod settings;
+pub mod tls;

@@ -1,7 +1,95 @@
-//! The `sluice` binary. The proxy lands with the runtime issue; until then
-//! this says so rather than pretending.
+//! The `sluice` binary: parse the command line, start the proxy (and the
+//! demo server for `sluice demo`), run until SIGINT/SIGTERM, shut down
+//! gracefully.
 
-fn main() {
-    eprintln!("sluice: the proxy runtime is not built yet (see the README's status section)");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use futures_lite::StreamExt;
+use sluice::config::{Command, Config, Log, LogFormat, LogLevel};
+use sluice::demo::DemoServer;
+use sluice::{proxy, settings};
+
+fn main() -> ExitCode {
+    let command = Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let result = match command {
+        Command::Proxy(config) => run(config, None),
+        Command::Demo(demo) => DemoServer::start()
+            .and_then(|server| run(demo.proxy_config(server.addr()), Some(server))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config, demo: Option<DemoServer>) -> anyhow::Result<()> {
+    init_logging(&config.log);
+    let settings = settings::proxy_settings(&config)?;
+    let running = proxy::start(settings)?;
+    let addr = running.local_addr();
+    // One line on stdout that scripts (and people) can rely on.
+    println!("sluice listening on http://{addr}");
+    for route in &config.routes {
+        tracing::info!(route = %route.name, path = %route.path, upstream = %route.upstream, "route");
+    }
+    if let Some(server) = &demo {
+        println!();
+        println!("  demo MCP server (in-process): {}", server.url());
+        println!("  point an MCP client at:       http://{addr}/mcp");
+        println!();
+        println!("  try it:");
+        println!(
+            "    curl -s http://{addr}/mcp -H 'Content-Type: application/json' \\\n      \
+             -H 'Accept: application/json, text/event-stream' \\\n      \
+             -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"1\"}}}}}}' -i"
+        );
+        println!("  press Ctrl-C to stop");
+    }
+    let left = running.run_until(async {
+        match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
+            Ok(mut signals) => {
+                let signal = signals.next().await;
+                tracing::info!(?signal, "shutting down");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch signals; running until killed");
+                futures_lite::future::pending::<()>().await;
+            }
+        }
+    });
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "grace period over; cut the remaining connections"
+        );
+    }
+    if let Some(server) = demo {
+        server.shutdown();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(log: &Log) {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match log.level {
+        LogLevel::Off => LevelFilter::OFF,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    };
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match log.format {
+        LogFormat::Text => builder.with_target(true).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

@@ -18,13 +18,17 @@ pub enum Roots {
     System,
 }
 
-/// A client configuration trusting `roots` plus every certificate in
+/// A client configuration trusting `roots` (none: only the CA file) plus every certificate in
 /// `ca_file` (PEM), speaking HTTP/1.1 over ALPN.
-pub fn client_config(roots: Roots, ca_file: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
+pub fn client_config(
+    roots: Option<Roots>,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<Arc<ClientConfig>> {
     let mut store = RootCertStore::empty();
     match roots {
-        Roots::Webpki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Roots::System => {
+        None => {}
+        Some(Roots::Webpki) => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(Roots::System) => {
             let found = rustls_native_certs::load_native_certs();
             for cert in found.certs {
                 let _ = store.add(cert);

@@ -14,7 +14,12 @@ fn read_until(conn: &mut std::net::TcpStream, buf: &mut Vec<u8>, needle: &[u8]) 
     let mut chunk = [0u8; 4096];
     while !buf.windows(needle.len()).any(|w| w == needle) {
         let n = conn.read(&mut chunk).expect("read before timeout");
-        assert!(n > 0, "EOF before {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(buf));
+        assert!(
+            n > 0,
+            "EOF before {:?}; got {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -47,7 +52,10 @@ fn json_round_trip_keeps_headers_and_bytes() {
     assert!(r.head.contains("Mcp-Session-Id: sess-9\r\n"));
     assert!(r.head.contains("WWW-Authenticate: Bearer realm=\"x\"\r\n"));
     assert!(!r.head.contains("Connection: keep-alive"));
-    assert_eq!(r.text(), r#"{"jsonrpc":"2.0","id":"abc","result":{"content":[]}}"#);
+    assert_eq!(
+        r.text(),
+        r#"{"jsonrpc":"2.0","id":"abc","result":{"content":[]}}"#
+    );
     let seen = up.requests.recv().unwrap();
     for h in [
         "Authorization: Bearer tok-123\r\n",
@@ -60,7 +68,11 @@ fn json_round_trip_keeps_headers_and_bytes() {
         "X-Forwarded-For: 127.0.0.1\r\n",
         "X-Forwarded-Proto: http\r\n",
     ] {
-        assert!(seen.head.contains(h), "{h:?} forwarded verbatim in {}", seen.head);
+        assert!(
+            seen.head.contains(h),
+            "{h:?} forwarded verbatim in {}",
+            seen.head
+        );
     }
     assert!(seen.head.contains(&format!("Host: {}\r\n", up.addr)));
     assert_eq!(seen.body, CALL.as_bytes());
@@ -172,7 +184,11 @@ fn a_one_mebibyte_event_passes_intact() {
 fn death_mid_event_truncates_the_client_without_a_clean_end() {
     static EVENTS: &[&[u8]] = &[b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"ab"];
     let r = sse_case(EVENTS, close);
-    assert!(!r.complete, "a truncated answer must not end cleanly: {:?}", r.text());
+    assert!(
+        !r.complete,
+        "a truncated answer must not end cleanly: {:?}",
+        r.text()
+    );
     assert_eq!(r.body, EVENTS[0]);
 }
 
@@ -183,9 +199,12 @@ fn death_at_a_boundary_gets_an_error_event_with_the_clients_id() {
     let r = sse_case(EVENTS, close);
     assert!(r.complete, "the injected answer completes the stream");
     let text = r.text();
-    let injected = text.strip_prefix(std::str::from_utf8(EVENTS[0]).unwrap()).unwrap();
+    let injected = text
+        .strip_prefix(std::str::from_utf8(EVENTS[0]).unwrap())
+        .unwrap();
     assert!(injected.starts_with("event: message\ndata: "), "{injected}");
-    let json: serde_json::Value = serde_json::from_str(injected.trim_start_matches("event: message\ndata: ").trim()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(injected.trim_start_matches("event: message\ndata: ").trim()).unwrap();
     assert_eq!(json["id"], "abc");
     assert_eq!(json["error"]["code"], -32000);
 }
@@ -220,7 +239,10 @@ fn upstream_closing_before_answering_is_a_502_with_the_id() {
 
 #[test]
 fn unreachable_upstream_is_a_502() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = proxy_for(dead);
     let mut c = connect(proxy.local_addr());
     c.write_all(&post(CALL)).unwrap();
@@ -243,7 +265,9 @@ fn keep_alive_reuses_both_connections() {
         let r = read_response(&mut c, "POST");
         assert_eq!(r.status, 200);
     }
-    let conns: Vec<usize> = (0..3).map(|_| up.requests.recv().unwrap().connection).collect();
+    let conns: Vec<usize> = (0..3)
+        .map(|_| up.requests.recv().unwrap().connection)
+        .collect();
     assert_eq!(conns, vec![0, 0, 0], "one pooled upstream connection");
     proxy.shutdown();
 }
@@ -263,7 +287,8 @@ fn a_client_that_goes_away_releases_its_upstream_at_once() {
     });
     let proxy = proxy_for(up.addr);
     let mut c = connect(proxy.local_addr());
-    c.write_all(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    c.write_all(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
     let mut buf = Vec::new();
     read_until(&mut c, &mut buf, b": open\n\n");
     drop(c);
@@ -278,15 +303,26 @@ fn dns_rebinding_is_refused_before_the_upstream() {
         true
     });
     let proxy = proxy_for(up.addr);
-    for (host, origin) in [("evil.example", None), ("localhost", Some("http://evil.example"))] {
+    for (host, origin) in [
+        ("evil.example", None),
+        ("localhost", Some("http://evil.example")),
+    ] {
         let mut c = connect(proxy.local_addr());
-        let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
-        c.write_all(format!("POST /mcp HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Length: 0\r\n\r\n").as_bytes())
-            .unwrap();
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        c.write_all(
+            format!("POST /mcp HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Length: 0\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
         let r = read_response(&mut c, "POST");
         assert_eq!(r.status, 403);
     }
-    assert!(up.requests.try_recv().is_err(), "nothing reached the upstream");
+    assert!(
+        up.requests.try_recv().is_err(),
+        "nothing reached the upstream"
+    );
     proxy.shutdown();
 }
 
@@ -297,7 +333,10 @@ fn malformed_and_oversized_requests() {
         true
     });
     let proxy = proxy_with(up.addr, |s| s.exchange.limits.max_request_body = 100);
-    let big_head = format!("GET /mcp HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(100_000));
+    let big_head = format!(
+        "GET /mcp HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400),
         (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(), 400),
@@ -309,9 +348,17 @@ fn malformed_and_oversized_requests() {
         let mut c = connect(proxy.local_addr());
         let _ = c.write_all(&request);
         let r = read_response(&mut c, "POST");
-        assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(&request[..request.len().min(80)]));
+        assert_eq!(
+            r.status,
+            status,
+            "{:?}",
+            String::from_utf8_lossy(&request[..request.len().min(80)])
+        );
         assert!(r.head.contains("Connection: close"));
     }
-    assert!(up.requests.try_recv().is_err(), "nothing reached the upstream");
+    assert!(
+        up.requests.try_recv().is_err(),
+        "nothing reached the upstream"
+    );
     proxy.shutdown();
 }

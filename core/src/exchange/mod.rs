@@ -374,7 +374,8 @@ impl Exchange {
             State::Done => {}
             State::Request(_) | State::Connecting | State::AwaitingHead | State::Streaming(_) => {
                 if !matches!(self.state, State::Request(_)) {
-                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                    self.outputs
+                        .push_back(Output::ReleaseUpstream { reusable: false });
                 }
                 self.summary.outcome = Outcome::ClientGone;
                 self.finish(Close::Abort, now);
@@ -389,7 +390,11 @@ impl Exchange {
         }
         self.reused = reused;
         self.summary.reused = reused;
-        let bytes = self.req.as_ref().map(|r| r.upstream_bytes.clone()).unwrap_or_default();
+        let bytes = self
+            .req
+            .as_ref()
+            .map(|r| r.upstream_bytes.clone())
+            .unwrap_or_default();
         self.outputs.push_back(Output::ToUpstream(bytes));
         self.state = State::AwaitingHead;
         self.deadline = self.config.timeouts.response_head.map(|t| now + t);
@@ -409,9 +414,11 @@ impl Exchange {
                     self.retried = true;
                     self.head_buf.clear();
                     self.head_scanner.reset();
-                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                    self.outputs
+                        .push_back(Output::ReleaseUpstream { reusable: false });
                     let route = self.summary.route.unwrap_or(0);
-                    self.outputs.push_back(Output::Connect { route, fresh: true });
+                    self.outputs
+                        .push_back(Output::Connect { route, fresh: true });
                     self.state = State::Connecting;
                     self.deadline = self.config.timeouts.connect.map(|t| now + t);
                     return;
@@ -427,7 +434,8 @@ impl Exchange {
                     let out = stream.finish_clean();
                     self.emit_client(out);
                     self.summary.outcome = Outcome::Complete;
-                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                    self.outputs
+                        .push_back(Output::ReleaseUpstream { reusable: false });
                     let close = self.client_close_after();
                     self.finish(close, now);
                 } else {
@@ -454,7 +462,9 @@ impl Exchange {
 
     /// A timer set by [`Exchange::poll_timeout`] fired (or time passed).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.deadline else { return };
+        let Some(deadline) = self.deadline else {
+            return;
+        };
         if now < deadline {
             return;
         }
@@ -480,7 +490,12 @@ impl Exchange {
             State::AwaitingHead => self.fail(504, "the upstream did not answer in time", now),
             State::Streaming(stream) => {
                 let idle_for = now.saturating_duration_since(self.last_upstream);
-                if self.config.timeouts.stream_idle.is_some_and(|t| idle_for >= t) {
+                if self
+                    .config
+                    .timeouts
+                    .stream_idle
+                    .is_some_and(|t| idle_for >= t)
+                {
                     self.fail(504, "the upstream stream went idle", now);
                     return;
                 }
@@ -496,10 +511,15 @@ impl Exchange {
         match step {
             request::Step::NeedMore => {}
             request::Step::Continue100 => {
-                self.outputs
-                    .push_back(Output::ToClient(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n")));
+                self.outputs.push_back(Output::ToClient(Bytes::from_static(
+                    b"HTTP/1.1 100 Continue\r\n\r\n",
+                )));
             }
-            request::Step::Reject { status, code, message } => {
+            request::Step::Reject {
+                status,
+                code,
+                message,
+            } => {
                 self.note_request_line();
                 let bytes = inject::http_error(status, code, &message, true);
                 self.answer_locally(status, bytes, &message, now);
@@ -513,24 +533,33 @@ impl Exchange {
                 self.req = Some(*forward);
                 self.state = State::Connecting;
                 self.deadline = self.config.timeouts.connect.map(|t| now + t);
-                self.outputs.push_back(Output::Connect { route, fresh: false });
+                self.outputs.push_back(Output::Connect {
+                    route,
+                    fresh: false,
+                });
             }
         }
     }
 
     fn note_request_line(&mut self) {
-        if let State::Request(intake) = &self.state {
-            if let Some((method, target)) = intake.request_line() {
-                self.summary.http_method = method.to_owned();
-                self.summary.target = target.to_owned();
-            }
+        if let State::Request(intake) = &self.state
+            && let Some((method, target)) = intake.request_line()
+        {
+            self.summary.http_method = method.to_owned();
+            self.summary.target = target.to_owned();
         }
     }
 
     fn read_response_head(&mut self, input: Bytes, now: Instant) {
         self.head_buf.extend_from_slice(&input);
         let Some(req) = self.req.as_ref() else { return };
-        match response::read_head(&mut self.head_scanner, &self.head_buf, req, &self.config, now) {
+        match response::read_head(
+            &mut self.head_scanner,
+            &self.head_buf,
+            req,
+            &self.config,
+            now,
+        ) {
             response::HeadStep::NeedMore => {}
             response::HeadStep::Informational { len } => {
                 // 1xx answers are ours to absorb (we sent no Expect upstream).
@@ -541,20 +570,29 @@ impl Exchange {
                 }
             }
             response::HeadStep::Bad(why) => self.fail(502, &why, now),
-            response::HeadStep::Ready { stream, client_head, status, len } => {
+            response::HeadStep::Ready {
+                stream,
+                client_head,
+                status,
+                len,
+            } => {
                 let rest = Bytes::from(self.head_buf.split_off(len));
                 self.head_buf = Vec::new();
                 self.summary.status = Some(status);
                 self.summary.response_head = Some(now);
-                self.sent = if stream.is_sse() { Sent::SseHead { at_boundary: true } } else { Sent::OtherHead };
+                self.sent = if stream.is_sse() {
+                    Sent::SseHead { at_boundary: true }
+                } else {
+                    Sent::OtherHead
+                };
                 self.outputs.push_back(Output::ToClient(client_head));
                 self.state = State::Streaming(*stream);
                 self.deadline = self.stream_deadline(now);
-                if let State::Streaming(s) = &self.state {
-                    if s.is_complete() {
-                        self.complete(now);
-                        return;
-                    }
+                if let State::Streaming(s) = &self.state
+                    && s.is_complete()
+                {
+                    self.complete(now);
+                    return;
                 }
                 if !rest.is_empty() {
                     self.stream_body(rest, now);
@@ -564,7 +602,9 @@ impl Exchange {
     }
 
     fn stream_body(&mut self, input: Bytes, now: Instant) {
-        let State::Streaming(stream) = &mut self.state else { return };
+        let State::Streaming(stream) = &mut self.state else {
+            return;
+        };
         let mut out = Vec::new();
         self.last_upstream = now;
         let result = stream.feed(input, &mut out, now);
@@ -593,8 +633,14 @@ impl Exchange {
     }
 
     fn stream_deadline(&self, now: Instant) -> Option<Instant> {
-        let State::Streaming(stream) = &self.state else { return None };
-        let idle = self.config.timeouts.stream_idle.map(|t| self.last_upstream + t);
+        let State::Streaming(stream) = &self.state else {
+            return None;
+        };
+        let idle = self
+            .config
+            .timeouts
+            .stream_idle
+            .map(|t| self.last_upstream + t);
         let keepalive = stream.keepalive_deadline(now);
         match (idle, keepalive) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -608,7 +654,11 @@ impl Exchange {
             State::Streaming(s) => !s.client_until_close(),
             _ => true,
         };
-        if keep && framing_allows { Close::KeepAlive } else { Close::Graceful }
+        if keep && framing_allows {
+            Close::KeepAlive
+        } else {
+            Close::Graceful
+        }
     }
 
     fn emit_client(&mut self, bytes: Vec<u8>) {
@@ -632,7 +682,8 @@ impl Exchange {
     fn fail(&mut self, status: u16, why: &str, now: Instant) {
         let had_upstream = !matches!(self.state, State::Request(_) | State::Done);
         if had_upstream {
-            self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+            self.outputs
+                .push_back(Output::ReleaseUpstream { reusable: false });
         }
         self.summary.reason = Some(why.to_owned());
         let req = self.req.as_ref();
@@ -647,15 +698,32 @@ impl Exchange {
             State::Streaming(s) => s.sent_for_injection(),
             _ => self.sent,
         };
-        let code = if status == 504 { UPSTREAM_TIMEOUT } else { UPSTREAM_FAILED };
+        let code = if status == 504 {
+            UPSTREAM_TIMEOUT
+        } else {
+            UPSTREAM_FAILED
+        };
         let message = jsonrpc::error_message(id.as_deref(), code, &format!("sluice: {why}"), None);
         let close_after = !req.is_some_and(|r| r.client_keep_alive);
-        match inject::plan(sent, framing, accepts, Answer::Error { message: &message, status }, close_after) {
+        match inject::plan(
+            sent,
+            framing,
+            accepts,
+            Answer::Error {
+                message: &message,
+                status,
+            },
+            close_after,
+        ) {
             Injection::Response(bytes) => {
                 self.summary.status = Some(status);
                 self.summary.outcome = Outcome::Answered;
                 self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
-                let close = if close_after { Close::Graceful } else { Close::KeepAlive };
+                let close = if close_after {
+                    Close::Graceful
+                } else {
+                    Close::KeepAlive
+                };
                 self.finish(close, now);
             }
             Injection::EventThenEnd(bytes) => {

@@ -91,21 +91,34 @@ impl Intake {
         }
         if self.accepted.is_none() {
             self.buf.extend_from_slice(input);
-            let (head, len) = match self.scanner.parse_request(&self.buf, &config.limits.request_head) {
+            let (head, len) = match self
+                .scanner
+                .parse_request(&self.buf, &config.limits.request_head)
+            {
                 Ok(Parsed::Partial) => return Step::NeedMore,
                 Ok(Parsed::Complete { head, len }) => (head, len),
-                Err(e) => return self.reject(e.status(), codes::INVALID_REQUEST, format!("malformed request: {e}")),
+                Err(e) => {
+                    return self.reject(
+                        e.status(),
+                        codes::INVALID_REQUEST,
+                        format!("malformed request: {e}"),
+                    );
+                }
             };
             self.line = Some((head.method.clone(), head.target.clone()));
             let rest = self.buf.split_off(len);
             self.buf = Vec::new();
             match accept(head, config) {
                 Ok(accepted) => self.accepted = Some(accepted),
-                Err((status, message)) => return self.reject(status, codes::INVALID_REQUEST, message),
+                Err((status, message)) => {
+                    return self.reject(status, codes::INVALID_REQUEST, message);
+                }
             }
             let step = self.read_body(&rest, config, client, leftover);
             return match step {
-                Step::NeedMore if self.accepted.as_ref().is_some_and(|a| a.wants_continue) => Step::Continue100,
+                Step::NeedMore if self.accepted.as_ref().is_some_and(|a| a.wants_continue) => {
+                    Step::Continue100
+                }
                 other => other,
             };
         }
@@ -114,7 +127,11 @@ impl Intake {
 
     fn reject(&mut self, status: u16, code: i64, message: String) -> Step {
         self.done = true;
-        Step::Reject { status, code, message }
+        Step::Reject {
+            status,
+            code,
+            message,
+        }
     }
 
     fn read_body(
@@ -125,7 +142,9 @@ impl Intake {
         leftover: &mut Vec<u8>,
     ) -> Step {
         let max = config.limits.max_request_body;
-        let Some(acc) = self.accepted.as_mut() else { return Step::NeedMore };
+        let Some(acc) = self.accepted.as_mut() else {
+            return Step::NeedMore;
+        };
         let complete = match acc.framing {
             BodyFraming::None | BodyFraming::UntilClose => {
                 leftover.extend_from_slice(input);
@@ -139,7 +158,9 @@ impl Intake {
                 acc.body.len() as u64 == n
             }
             BodyFraming::Chunked => {
-                let decoder = acc.chunked.get_or_insert_with(|| ChunkedDecoder::new(&config.limits.request_head));
+                let decoder = acc
+                    .chunked
+                    .get_or_insert_with(|| ChunkedDecoder::new(&config.limits.request_head));
                 let mut pos = 0;
                 let mut done = false;
                 while pos < input.len() && !done {
@@ -147,9 +168,14 @@ impl Intake {
                         Ok(d) => {
                             if let Some(range) = d.data {
                                 if acc.body.len() + range.len() > max {
-                                    return self.reject(413, codes::INVALID_REQUEST, too_large(max));
+                                    return self.reject(
+                                        413,
+                                        codes::INVALID_REQUEST,
+                                        too_large(max),
+                                    );
                                 }
-                                acc.body.extend_from_slice(&input[pos + range.start..pos + range.end]);
+                                acc.body
+                                    .extend_from_slice(&input[pos + range.start..pos + range.end]);
                             }
                             done = d.done;
                             if d.consumed == 0 && !done {
@@ -158,7 +184,11 @@ impl Intake {
                             pos += d.consumed;
                         }
                         Err(e) => {
-                            return self.reject(400, codes::INVALID_REQUEST, format!("malformed chunked body: {e}"));
+                            return self.reject(
+                                400,
+                                codes::INVALID_REQUEST,
+                                format!("malformed chunked body: {e}"),
+                            );
                         }
                     }
                 }
@@ -172,7 +202,9 @@ impl Intake {
             return Step::NeedMore;
         }
         self.done = true;
-        let Some(acc) = self.accepted.take() else { return Step::NeedMore };
+        let Some(acc) = self.accepted.take() else {
+            return Step::NeedMore;
+        };
         Step::Ready(Box::new(forward(acc, config, client)))
     }
 }
@@ -186,20 +218,25 @@ fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, (u16, 
     if head.method == "CONNECT" {
         return Err((501, "sluice does not tunnel CONNECT requests".into()));
     }
-    let target = origin_form(&head.target).ok_or_else(|| (400, format!("unsupported request target {:?}", head.target)))?;
+    let target = origin_form(&head.target)
+        .ok_or_else(|| (400, format!("unsupported request target {:?}", head.target)))?;
     let hosts = values(&head.headers, "host");
     let origins = values(&head.headers, "origin");
-    config.guard.check(&hosts, &origins).map_err(|e| (e.status(), e.to_string()))?;
+    config
+        .guard
+        .check(&hosts, &origins)
+        .map_err(|e| (e.status(), e.to_string()))?;
     let resolved = config
         .router
         .resolve(target)
         .ok_or_else(|| (404, format!("no route serves {target:?}")))?;
-    let framing = http1::request_framing(&head).map_err(|e| (e.status(), format!("malformed request: {e}")))?;
+    let framing = http1::request_framing(&head)
+        .map_err(|e| (e.status(), format!("malformed request: {e}")))?;
     let max = config.limits.max_request_body;
-    if let BodyFraming::ContentLength(n) = framing {
-        if n > max as u64 {
-            return Err((413, too_large(max)));
-        }
+    if let BodyFraming::ContentLength(n) = framing
+        && n > max as u64
+    {
+        return Err((413, too_large(max)));
     }
     let wants_continue = values(&head.headers, "expect")
         .iter()
@@ -251,7 +288,11 @@ fn keep_alive(head: &RequestHead) -> bool {
             keep |= token.eq_ignore_ascii_case(b"keep-alive");
         }
     }
-    if head.version == http1::Version::Http10 { keep && !close } else { !close }
+    if head.version == http1::Version::Http10 {
+        keep && !close
+    } else {
+        !close
+    }
 }
 
 fn classify(body: &[u8], config: &ExchangeConfig) -> Option<RpcSummary> {
@@ -283,6 +324,8 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
     let mut headers = head.headers.clone();
     let original_host = values(&headers, "host").first().map(|h| h.to_vec());
     http1::remove_hop_by_hop(&mut headers);
+    // Proxy credentials are for sluice, not for the MCP server behind it.
+    http1::remove_proxy_auth(&mut headers);
     headers.retain(|h| {
         !["host", "content-length", "expect"]
             .iter()
@@ -307,7 +350,8 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
             continue;
         }
         if config.forwarded_headers
-            && (h.name.eq_ignore_ascii_case("x-forwarded-proto") || h.name.eq_ignore_ascii_case("x-forwarded-host"))
+            && (h.name.eq_ignore_ascii_case("x-forwarded-proto")
+                || h.name.eq_ignore_ascii_case("x-forwarded-host"))
         {
             continue;
         }
@@ -345,7 +389,11 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
         client_keep_alive,
         client_http10: head.version == http1::Version::Http10,
         accepts: accepts_of(&head.headers),
-        rpc: if head.method == "POST" { classify(&acc.body, config) } else { None },
+        rpc: if head.method == "POST" {
+            classify(&acc.body, config)
+        } else {
+            None
+        },
     }
 }
 

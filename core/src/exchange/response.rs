@@ -68,7 +68,9 @@ impl SseWatch {
             match item {
                 Ok(SseItem::Event(event)) => {
                     let Some(owed) = &self.owed else { continue };
-                    if let Ok(Classified::Single(m)) = jsonrpc::classify(event.data.as_bytes(), &self.json) {
+                    if let Ok(Classified::Single(m)) =
+                        jsonrpc::classify(event.data.as_bytes(), &self.json)
+                    {
                         let answers = matches!(m.kind, Kind::Response | Kind::Error);
                         if answers && m.id == Some(owed.as_slice()) {
                             self.owed = None;
@@ -111,44 +113,71 @@ pub(super) fn read_head(
     let (head, len) = match scanner.parse_response(buf, &config.limits.response_head) {
         Ok(Parsed::Partial) => return HeadStep::NeedMore,
         Ok(Parsed::Complete { head, len }) => (head, len),
-        Err(e) => return HeadStep::Bad(format!("the upstream sent a malformed response head: {e}")),
+        Err(e) => {
+            return HeadStep::Bad(format!("the upstream sent a malformed response head: {e}"));
+        }
     };
     if head.status == 101 {
-        return HeadStep::Bad("the upstream switched protocols, which sluice does not proxy".into());
+        return HeadStep::Bad(
+            "the upstream switched protocols, which sluice does not proxy".into(),
+        );
     }
     if (100..200).contains(&head.status) {
         return HeadStep::Informational { len };
     }
     let framing = match http1::response_framing(&req.method, &head) {
         Ok(f) => f,
-        Err(e) => return HeadStep::Bad(format!("the upstream's response framing is ambiguous: {e}")),
+        Err(e) => {
+            return HeadStep::Bad(format!("the upstream's response framing is ambiguous: {e}"));
+        }
     };
-    let sse = values(&head.headers, "content-type").first().is_some_and(|ct| {
-        let media = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-        media.eq_ignore_ascii_case(b"text/event-stream")
-    });
+    let sse = values(&head.headers, "content-type")
+        .first()
+        .is_some_and(|ct| {
+            let media = ct
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            media.eq_ignore_ascii_case(b"text/event-stream")
+        });
     let (upstream, client) = match framing {
         BodyFraming::None => (UpstreamBody::Empty, ClientBody::Empty),
         BodyFraming::ContentLength(0) => (UpstreamBody::Empty, ClientBody::Length),
-        BodyFraming::ContentLength(n) => (UpstreamBody::Length { remaining: n }, ClientBody::Length),
+        BodyFraming::ContentLength(n) => {
+            (UpstreamBody::Length { remaining: n }, ClientBody::Length)
+        }
         BodyFraming::Chunked => (
             UpstreamBody::Chunked(ChunkedDecoder::new(&config.limits.response_head)),
-            if req.client_http10 { ClientBody::UntilClose } else { ClientBody::Chunked },
+            if req.client_http10 {
+                ClientBody::UntilClose
+            } else {
+                ClientBody::Chunked
+            },
         ),
         BodyFraming::UntilClose => (
             UpstreamBody::UntilClose,
-            if req.client_http10 { ClientBody::UntilClose } else { ClientBody::Chunked },
+            if req.client_http10 {
+                ClientBody::UntilClose
+            } else {
+                ClientBody::Chunked
+            },
         ),
     };
-    let upstream_reusable = !matches!(framing, BodyFraming::UntilClose) && upstream_keeps_alive(&head);
+    let upstream_reusable =
+        !matches!(framing, BodyFraming::UntilClose) && upstream_keeps_alive(&head);
 
     let owed = req.rpc.as_ref().and_then(|r| r.id.clone());
-    let keepalive = if sse { config.timeouts.sse_keepalive } else { None };
+    let keepalive = if sse {
+        config.timeouts.sse_keepalive
+    } else {
+        None
+    };
     let watch = (sse && (owed.is_some() || keepalive.is_some())).then(|| SseWatch {
-        parser: SseParser::new(config.limits.sse.clone()),
+        parser: SseParser::new(config.limits.sse),
         answers_request: owed.is_some(),
         owed,
-        json: config.limits.json.clone(),
+        json: config.limits.json,
         lost: false,
     });
 
@@ -263,7 +292,8 @@ impl Streaming {
                         Ok(d) => d,
                         Err(e) => {
                             // What decoded before the fault still goes out.
-                            failure = Some(format!("the upstream sent invalid chunked framing: {e}"));
+                            failure =
+                                Some(format!("the upstream sent invalid chunked framing: {e}"));
                             break;
                         }
                     };

@@ -12,6 +12,7 @@ fn config() -> ExchangeConfig {
             upstream_path: "/mcp".into(),
             well_known: true,
             upstream_host: "backend:3000".into(),
+            upstream_query: None,
         }]),
         guard: HostGuard::local_default("127.0.0.1"),
         limits: ExchangeLimits {
@@ -63,7 +64,10 @@ impl Harness {
 
     fn drain(&mut self) {
         while let Some(out) = self.ex.poll_output() {
-            assert!(self.log.finished.is_none(), "output after Finished: {out:?}");
+            assert!(
+                self.log.finished.is_none(),
+                "output after Finished: {out:?}"
+            );
             match out {
                 Output::Connect { route, fresh } => self.log.connects.push((route, fresh)),
                 Output::ToUpstream(b) => self.log.to_upstream.extend_from_slice(&b),
@@ -87,7 +91,8 @@ impl Harness {
     }
 
     fn upstream(&mut self, bytes: &[u8]) -> &mut Self {
-        self.ex.feed_upstream(Bytes::copy_from_slice(bytes), self.now);
+        self.ex
+            .feed_upstream(Bytes::copy_from_slice(bytes), self.now);
         self.drain();
         self
     }
@@ -125,7 +130,10 @@ const CALL: &str = r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","param
 fn decode_response(bytes: &[u8]) -> (String, Vec<u8>) {
     let limits = http1::Limits::default();
     let Ok(Parsed::Complete { head, len }) = http1::parse_response_head(bytes, &limits) else {
-        panic!("no complete response head in {:?}", String::from_utf8_lossy(bytes));
+        panic!(
+            "no complete response head in {:?}",
+            String::from_utf8_lossy(bytes)
+        );
     };
     let head_text = String::from_utf8_lossy(&bytes[..len]).into_owned();
     let body = &bytes[len..];
@@ -140,7 +148,9 @@ fn decode_response(bytes: &[u8]) -> (String, Vec<u8>) {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < body.len() {
-        let d = decoder.decode(&body[pos..]).expect("client-side chunking is valid");
+        let d = decoder
+            .decode(&body[pos..])
+            .expect("client-side chunking is valid");
         if let Some(r) = d.data {
             out.extend_from_slice(&body[pos + r.start..pos + r.end]);
         }
@@ -150,7 +160,10 @@ fn decode_response(bytes: &[u8]) -> (String, Vec<u8>) {
             return (head_text, out);
         }
     }
-    panic!("chunked body without its last chunk: {:?}", String::from_utf8_lossy(body));
+    panic!(
+        "chunked body without its last chunk: {:?}",
+        String::from_utf8_lossy(body)
+    );
 }
 
 #[test]
@@ -160,7 +173,10 @@ fn json_post_is_forwarded_with_normalized_head() {
     assert_eq!(h.log.connects, vec![(0, false)]);
     h.connected(false);
     let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
-    assert!(up.starts_with("POST /mcp HTTP/1.1\r\nHost: backend:3000\r\n"), "{up}");
+    assert!(
+        up.starts_with("POST /mcp HTTP/1.1\r\nHost: backend:3000\r\n"),
+        "{up}"
+    );
     assert!(up.contains("Mcp-Session-Id: s-1\r\n"));
     assert!(up.contains(&format!("Content-Length: {}\r\n", CALL.len())));
     assert!(up.contains("X-Forwarded-For: 10.0.0.7\r\n"));
@@ -172,10 +188,14 @@ fn json_post_is_forwarded_with_normalized_head() {
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: s-1\r\nKeep-Alive: timeout=5\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    h.upstream(&resp.as_bytes()[..40]).upstream(&resp.as_bytes()[40..]);
+    h.upstream(&resp.as_bytes()[..40])
+        .upstream(&resp.as_bytes()[40..]);
     let text = h.client_text();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
-    assert!(!text.contains("Keep-Alive"), "hop-by-hop header dropped: {text}");
+    assert!(
+        !text.contains("Keep-Alive"),
+        "hop-by-hop header dropped: {text}"
+    );
     assert!(text.contains("Mcp-Session-Id: s-1\r\n"));
     assert!(text.ends_with(body));
     assert_eq!(h.log.releases, vec![true]);
@@ -195,7 +215,8 @@ fn chunk(data: &str) -> String {
 }
 
 const PROGRESS: &str = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n";
-const ANSWER: &str = "event: message\nid: 9\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"req-7\",\"result\":{}}\n\n";
+const ANSWER: &str =
+    "event: message\nid: 9\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"req-7\",\"result\":{}}\n\n";
 
 #[test]
 fn sse_answer_streams_event_by_event_byte_for_byte() {
@@ -211,7 +232,10 @@ fn sse_answer_streams_event_by_event_byte_for_byte() {
     h.upstream(format!("{}0\r\n\r\n", chunk(ANSWER)).as_bytes());
     let (head, body) = decode_response(&h.log.to_client);
     assert!(head.contains("Content-Type: text/event-stream"));
-    assert_eq!(String::from_utf8(body).unwrap(), format!("{PROGRESS}{ANSWER}"));
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        format!("{PROGRESS}{ANSWER}")
+    );
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
     assert_eq!(h.log.releases, vec![true]);
 }
@@ -220,12 +244,18 @@ fn sse_answer_streams_event_by_event_byte_for_byte() {
 fn upstream_dying_at_a_boundary_gets_an_injected_error_with_the_clients_id() {
     let mut h = Harness::new(config());
     h.client(&post(CALL)).connected(false);
-    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(PROGRESS).as_bytes());
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes());
     h.upstream_end(UpstreamEnd::Error);
     let (_, body) = decode_response(&h.log.to_client);
     let body = String::from_utf8(body).unwrap();
-    let injected = body.strip_prefix(PROGRESS).expect("progress forwarded first");
-    assert!(injected.starts_with("event: message\ndata: {"), "{injected}");
+    let injected = body
+        .strip_prefix(PROGRESS)
+        .expect("progress forwarded first");
+    assert!(
+        injected.starts_with("event: message\ndata: {"),
+        "{injected}"
+    );
     assert!(injected.contains("\"id\":\"req-7\""), "{injected}");
     assert!(injected.contains(&UPSTREAM_FAILED.to_string()));
     assert!(injected.ends_with("\n\n"));
@@ -237,10 +267,15 @@ fn upstream_dying_at_a_boundary_gets_an_injected_error_with_the_clients_id() {
 fn upstream_dying_mid_event_aborts_the_client() {
     let mut h = Harness::new(config());
     h.client(&post(CALL)).connected(false);
-    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(&PROGRESS[..20]).as_bytes());
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(&PROGRESS[..20]).as_bytes());
     let before = h.log.to_client.len();
     h.upstream_end(UpstreamEnd::Eof);
-    assert_eq!(h.log.to_client.len(), before, "nothing written after a partial event");
+    assert_eq!(
+        h.log.to_client.len(),
+        before,
+        "nothing written after a partial event"
+    );
     assert_eq!(h.log.finished, Some(Close::Abort));
     assert_eq!(h.ex.summary().outcome, Outcome::Aborted);
 }
@@ -249,7 +284,8 @@ fn upstream_dying_mid_event_aborts_the_client() {
 fn upstream_dying_after_the_answer_ends_cleanly() {
     let mut h = Harness::new(config());
     h.client(&post(CALL)).connected(false);
-    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(ANSWER).as_bytes());
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(ANSWER).as_bytes());
     h.upstream_end(UpstreamEnd::Eof);
     let (_, body) = decode_response(&h.log.to_client);
     assert_eq!(body, ANSWER.as_bytes());
@@ -268,7 +304,9 @@ fn json_body_cut_short_aborts() {
 #[test]
 fn upstream_closing_before_the_head_is_a_502_with_the_id() {
     let mut h = Harness::new(config());
-    h.client(&post(CALL)).connected(false).upstream_end(UpstreamEnd::Eof);
+    h.client(&post(CALL))
+        .connected(false)
+        .upstream_end(UpstreamEnd::Eof);
     let (head, body) = decode_response(&h.log.to_client);
     assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -286,9 +324,16 @@ fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
     assert_eq!(h.log.releases, vec![false]);
     assert!(h.log.to_client.is_empty());
     h.connected(false);
-    assert_eq!(h.log.to_upstream.len(), 2 * once, "the same request sent again");
+    assert_eq!(
+        h.log.to_upstream.len(),
+        2 * once,
+        "the same request sent again"
+    );
     h.upstream_end(UpstreamEnd::Eof);
-    assert!(h.client_text().starts_with("HTTP/1.1 502 "), "a second failure is not retried");
+    assert!(
+        h.client_text().starts_with("HTTP/1.1 502 "),
+        "a second failure is not retried"
+    );
 }
 
 #[test]
@@ -298,7 +343,11 @@ fn connect_timeout_is_a_504() {
     h.advance(Duration::from_secs(4));
     assert!(h.log.to_client.is_empty());
     h.advance(Duration::from_secs(2));
-    assert!(h.client_text().starts_with("HTTP/1.1 504 "), "{}", h.client_text());
+    assert!(
+        h.client_text().starts_with("HTTP/1.1 504 "),
+        "{}",
+        h.client_text()
+    );
     assert!(h.client_text().contains(&UPSTREAM_TIMEOUT.to_string()));
 }
 
@@ -320,7 +369,11 @@ fn local_rejections() {
         let mut h = Harness::new(config());
         h.client(&request);
         let text = h.client_text();
-        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{:?} -> {text}", String::from_utf8_lossy(&request));
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{:?} -> {text}",
+            String::from_utf8_lossy(&request)
+        );
         assert!(h.log.connects.is_empty(), "nothing reaches the upstream");
         assert_eq!(h.log.finished, Some(Close::Graceful));
     }
@@ -329,7 +382,11 @@ fn local_rejections() {
 #[test]
 fn chunked_request_body_goes_upstream_with_a_content_length() {
     let mut h = Harness::new(config());
-    let request = format!("{POST_HEAD}Transfer-Encoding: chunked\r\n\r\n{}{}0\r\n\r\n", chunk(&CALL[..30]), chunk(&CALL[30..]));
+    let request = format!(
+        "{POST_HEAD}Transfer-Encoding: chunked\r\n\r\n{}{}0\r\n\r\n",
+        chunk(&CALL[..30]),
+        chunk(&CALL[30..])
+    );
     h.client(request.as_bytes()).connected(false);
     let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
     assert!(!up.to_ascii_lowercase().contains("transfer-encoding"));
@@ -345,13 +402,18 @@ fn pipelined_bytes_are_left_for_the_next_exchange() {
     h.client(&two);
     assert!(h.ex.request_complete());
     h.client(b"Host: localhost\r\n\r\n");
-    assert_eq!(h.ex.take_leftover(), b"GET /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(
+        h.ex.take_leftover(),
+        b"GET /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    );
 }
 
 #[test]
 fn client_going_away_releases_the_upstream() {
     let mut h = Harness::new(config());
-    h.client(&post(CALL)).connected(false).upstream(SSE_HEAD.as_bytes());
+    h.client(&post(CALL))
+        .connected(false)
+        .upstream(SSE_HEAD.as_bytes());
     h.ex.client_closed(h.now);
     h.drain();
     assert_eq!(h.log.releases, vec![false]);
@@ -370,7 +432,11 @@ fn get_stream_until_close_is_rechunked_and_ends_cleanly_at_eof() {
     let (head, body) = decode_response(&h.log.to_client);
     assert!(head.contains("Transfer-Encoding: chunked"));
     assert_eq!(body, format!(": hi\n\n{PROGRESS}").as_bytes());
-    assert_eq!(h.log.releases, vec![false], "an until-close upstream is never pooled");
+    assert_eq!(
+        h.log.releases,
+        vec![false],
+        "an until-close upstream is never pooled"
+    );
 }
 
 #[test]
@@ -381,7 +447,11 @@ fn get_stream_reset_aborts() {
         .upstream(SSE_HEAD.as_bytes())
         .upstream(chunk(PROGRESS).as_bytes())
         .upstream_end(UpstreamEnd::Error);
-    assert_eq!(h.log.finished, Some(Close::Abort), "no response is owed on a GET stream: resume, don't end");
+    assert_eq!(
+        h.log.finished,
+        Some(Close::Abort),
+        "no response is owed on a GET stream: resume, don't end"
+    );
 }
 
 #[test]
@@ -405,7 +475,10 @@ fn keepalive_comments_only_at_boundaries() {
 #[test]
 fn expect_continue_is_answered_by_sluice() {
     let mut h = Harness::new(config());
-    let head = format!("{POST_HEAD}Expect: 100-continue\r\nContent-Length: {}\r\n\r\n", CALL.len());
+    let head = format!(
+        "{POST_HEAD}Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        CALL.len()
+    );
     h.client(head.as_bytes());
     assert_eq!(h.client_text(), "HTTP/1.1 100 Continue\r\n\r\n");
     h.client(CALL.as_bytes()).connected(false);
@@ -444,6 +517,10 @@ fn slow_request_is_a_408() {
     h.advance(Duration::from_secs(9));
     assert!(h.log.to_client.is_empty());
     h.advance(Duration::from_secs(2));
-    assert!(h.client_text().starts_with("HTTP/1.1 408 "), "{}", h.client_text());
+    assert!(
+        h.client_text().starts_with("HTTP/1.1 408 "),
+        "{}",
+        h.client_text()
+    );
     assert_eq!(h.log.finished, Some(Close::Graceful));
 }

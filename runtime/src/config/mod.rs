@@ -472,32 +472,33 @@ impl Config {
     /// unchanged, to the origin of the route marked `well_known` — unless a
     /// route's own path is under `/.well-known`.
     pub fn resolve(&self, target: &str) -> Option<Resolved<'_>> {
-        if !target.starts_with('/') {
-            return None;
-        }
+        let resolved = self.router().resolve(target)?;
+        let route = &self.routes[resolved.route];
         let path = target.split('?').next().unwrap_or(target);
-        let best = self
-            .routes
-            .iter()
-            .filter(|r| r.matches(path))
-            .max_by_key(|r| r.path.trim_end_matches('/').len());
-        let is_well_known = path == "/.well-known" || path.starts_with("/.well-known/");
-        let own_route = best.is_some_and(|r| r.path.starts_with("/.well-known"));
-        if let Some(route) = self.routes.iter().find(|r| r.well_known)
-            && is_well_known
-            && !own_route
-        {
-            return Some(Resolved {
-                route,
-                target: target.to_string(),
-                well_known: true,
-            });
-        }
-        best.map(|route| Resolved {
+        let well_known = (path == "/.well-known" || path.starts_with("/.well-known/"))
+            && !route.path.starts_with("/.well-known");
+        Some(Resolved {
             route,
-            target: route.upstream_target(target),
-            well_known: false,
+            target: resolved.upstream_target,
+            well_known,
         })
+    }
+
+    /// The core router for these routes (what the proxy routes with), in
+    /// route order.
+    pub fn router(&self) -> sluice_core::route::Router {
+        sluice_core::route::Router::new(
+            self.routes
+                .iter()
+                .map(|r| sluice_core::route::Route {
+                    prefix: r.path.clone(),
+                    upstream_path: r.upstream.path.clone(),
+                    upstream_query: r.upstream.query.clone(),
+                    well_known: r.well_known,
+                    upstream_host: r.upstream.authority.clone(),
+                })
+                .collect(),
+        )
     }
 
     /// A config with one route and every other setting at its default.
@@ -558,60 +559,6 @@ impl Config {
 struct FileKeys {
     ca_file: &'static str,
     hook_path: fn(usize) -> String,
-}
-
-impl Route {
-    /// Whether this route serves a request path (without its query).
-    pub fn matches(&self, path: &str) -> bool {
-        let prefix = self.path.trim_end_matches('/');
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
-
-    /// The upstream request target for a client's request target matched by
-    /// this route: the route prefix is replaced by the upstream's path, and
-    /// the upstream URL's query (if any) comes first, joined to the client's
-    /// with `&`.
-    ///
-    /// Route `/mcp` → `http://h/v1/mcp?k=1`: `/mcp` → `/v1/mcp?k=1`,
-    /// `/mcp/x?y=2` → `/v1/mcp/x?k=1&y=2`.
-    pub fn upstream_target(&self, target: &str) -> String {
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (target, None),
-        };
-        let base = &self.upstream.path;
-        let mut out = if path == self.path {
-            base.clone()
-        } else {
-            let rest = path
-                .strip_prefix(self.path.trim_end_matches('/'))
-                .unwrap_or(path);
-            if rest.is_empty() {
-                base.clone()
-            } else {
-                format!("{}{rest}", base.trim_end_matches('/'))
-            }
-        };
-        match (&self.upstream.query, query) {
-            (Some(a), Some(b)) if !b.is_empty() => {
-                out.push('?');
-                out.push_str(a);
-                out.push('&');
-                out.push_str(b);
-            }
-            (Some(a), _) => {
-                out.push('?');
-                out.push_str(a);
-            }
-            (None, Some(b)) => {
-                out.push('?');
-                out.push_str(b);
-            }
-            (None, None) => {}
-        }
-        out
-    }
 }
 
 /// Checks a route path: starts with `/`, visible ASCII, no query, fragment
@@ -797,44 +744,6 @@ impl std::error::Error for ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn route(path: &str, upstream: &str) -> Route {
-        Route {
-            name: "r".into(),
-            path: path.into(),
-            upstream: Upstream::parse(upstream).unwrap(),
-            transport: Transport::Streamable,
-            well_known: false,
-        }
-    }
-
-    #[test]
-    fn upstream_targets() {
-        let r = route("/mcp", "http://h/v1/mcp?k=1");
-        assert_eq!(r.upstream_target("/mcp"), "/v1/mcp?k=1");
-        assert_eq!(r.upstream_target("/mcp/x?y=2"), "/v1/mcp/x?k=1&y=2");
-        assert_eq!(r.upstream_target("/mcp?"), "/v1/mcp?k=1");
-        let r = route("/", "http://h/mcp");
-        assert_eq!(r.upstream_target("/"), "/mcp");
-        assert_eq!(r.upstream_target("/x"), "/mcp/x");
-        assert_eq!(r.upstream_target("/?a"), "/mcp?a");
-        let r = route("/a/", "http://h/b/");
-        assert_eq!(r.upstream_target("/a/"), "/b/");
-        assert_eq!(r.upstream_target("/a"), "/b/");
-        assert_eq!(r.upstream_target("/a/c"), "/b/c");
-        let r = route("/mcp", "http://h/");
-        assert_eq!(r.upstream_target("/mcp"), "/");
-        assert_eq!(r.upstream_target("/mcp/x"), "/x");
-    }
-
-    #[test]
-    fn matching() {
-        let r = route("/mcp", "http://h/");
-        assert!(r.matches("/mcp") && r.matches("/mcp/") && r.matches("/mcp/x"));
-        assert!(!r.matches("/mcpx") && !r.matches("/") && !r.matches("/m"));
-        let r = route("/", "http://h/");
-        assert!(r.matches("/") && r.matches("/anything"));
-    }
 
     #[test]
     fn names() {

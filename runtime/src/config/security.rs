@@ -5,6 +5,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use sluice_core::guard::HostGuard;
+
 use super::url::{Host, check_dns_name, parse_host};
 
 /// The `[security]` section.
@@ -35,22 +37,29 @@ impl Security {
         }
     }
 
+    /// The core guard these rules describe (the one the proxy enforces).
+    pub fn guard(&self) -> Result<HostGuard, String> {
+        let hosts: Vec<String> = self.allowed_hosts.iter().map(ToString::to_string).collect();
+        let origins: Vec<String> = self
+            .allowed_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        HostGuard::new(&hosts, &origins)
+            .map_err(|bad| format!("{bad:?} is not a valid host or origin rule"))
+    }
+
     /// Whether a request's `Host` header value (e.g. `localhost:8080`) is
-    /// allowed. The port is ignored; names compare case-insensitively.
+    /// allowed, as the proxy decides it. The port is ignored.
     pub fn host_allowed(&self, host_header: &str) -> bool {
-        let Some(host) = host_without_port(host_header) else {
-            return false;
-        };
-        self.allowed_hosts.iter().any(|rule| rule.matches(&host))
+        self.guard()
+            .is_ok_and(|g| g.host_allowed(host_header.as_bytes()))
     }
 
     /// Whether a request's `Origin` header is allowed; `None` (no header) is.
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
-        let Some(origin) = origin else { return true };
-        let parsed = parse_origin_header(origin);
-        self.allowed_origins
-            .iter()
-            .any(|rule| rule.matches(origin, parsed.as_ref()))
+        self.guard()
+            .is_ok_and(|g| g.origin_allowed(origin.map(str::as_bytes)))
     }
 }
 
@@ -96,16 +105,6 @@ impl HostRule {
             Host::Name(name) => normalise_name(&name),
             Host::Ip(_) => host.to_string(),
         }))
-    }
-
-    fn matches(&self, host: &str) -> bool {
-        match self {
-            HostRule::Any => true,
-            HostRule::Exact(want) => want == host,
-            HostRule::Subdomains(parent) => host
-                .strip_suffix(parent.as_str())
-                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-        }
     }
 }
 
@@ -179,16 +178,6 @@ impl OriginRule {
             port,
         })
     }
-
-    fn matches(&self, raw: &str, parsed: Option<&ParsedOrigin>) -> bool {
-        match self {
-            OriginRule::Any => true,
-            OriginRule::Null => raw == "null",
-            OriginRule::Exact { scheme, host, port } => parsed.is_some_and(|o| {
-                &o.scheme == scheme && &o.host == host && (port.is_none() || o.port == *port)
-            }),
-        }
-    }
 }
 
 impl fmt::Display for OriginRule {
@@ -210,18 +199,6 @@ struct ParsedOrigin {
     /// Explicit or the scheme's default; `None` for an unknown scheme without
     /// a port.
     port: Option<u16>,
-}
-
-fn parse_origin_header(origin: &str) -> Option<ParsedOrigin> {
-    let (scheme, rest) = origin.split_once("://")?;
-    if rest.contains(['/', '?', '#', '@']) {
-        return None;
-    }
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => (host, Some(port.parse::<u16>().ok()?)),
-        _ => (rest, None),
-    };
-    parse_origin_parts(scheme, host, port)
 }
 
 fn parse_origin_parts(scheme: &str, host: &str, port: Option<u16>) -> Option<ParsedOrigin> {
@@ -248,21 +225,6 @@ fn parse_origin_parts(scheme: &str, host: &str, port: Option<u16>) -> Option<Par
 /// Lower case, no trailing dot: `Example.COM.` and `example.com` are one host.
 fn normalise_name(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
-}
-
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`; normalised like
-/// the rules. `None` for something that is not a host at all.
-fn host_without_port(value: &str) -> Option<String> {
-    let value = value.trim();
-    let host = if value.starts_with('[') {
-        &value[..=value.find(']')?]
-    } else {
-        value.split(':').next().unwrap_or(value)
-    };
-    match parse_host(host).ok()? {
-        Host::Name(name) => Some(normalise_name(&name)),
-        ip => Some(ip.to_string()),
-    }
 }
 
 fn default_hosts(listen: SocketAddr) -> Vec<HostRule> {

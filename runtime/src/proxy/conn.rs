@@ -41,7 +41,9 @@ pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Ar
             shutdown: &mut shutdown,
         };
         let close = driver.run().await;
-        shared.access.record(exchange.summary(), &shared.route_names);
+        shared
+            .access
+            .record(exchange.summary(), &shared.route_names);
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
@@ -92,15 +94,19 @@ impl Driver<'_> {
                         self.connect(route, fresh).await;
                     }
                     Output::ReleaseUpstream { reusable } => {
-                        if let Some(conn) = self.upstream.take() {
-                            if reusable {
-                                self.shared.upstreams.checkin(self.route, conn);
-                            }
+                        if let Some(conn) = self.upstream.take()
+                            && reusable
+                        {
+                            self.shared.upstreams.checkin(self.route, conn);
                         }
                     }
                     Output::Finished { close } => {
                         let flushed = self.flush_client(&mut to_client).await;
-                        return if flushed.is_err() { Close::Abort } else { close };
+                        return if flushed.is_err() {
+                            Close::Abort
+                        } else {
+                            close
+                        };
                     }
                 }
             }
@@ -108,9 +114,15 @@ impl Driver<'_> {
                 self.exchange.client_closed(Instant::now());
                 continue;
             }
-            let idle_between_requests = !self.exchange.request_complete() && self.upstream.is_none();
-            match self.wait(&mut client_buf, &mut up_buf, idle_between_requests).await {
-                Event::Client(Ok(0)) | Event::Client(Err(_)) => self.exchange.client_closed(Instant::now()),
+            let idle_between_requests =
+                !self.exchange.request_complete() && self.upstream.is_none();
+            match self
+                .wait(&mut client_buf, &mut up_buf, idle_between_requests)
+                .await
+            {
+                Event::Client(Ok(0)) | Event::Client(Err(_)) => {
+                    self.exchange.client_closed(Instant::now())
+                }
                 Event::Client(Ok(n)) => self.exchange.feed_client(&client_buf[..n], Instant::now()),
                 Event::Upstream(Ok(0)) => self.upstream_closed(UpstreamEnd::Eof),
                 Event::Upstream(Err(_)) => self.upstream_closed(UpstreamEnd::Error),
@@ -151,7 +163,8 @@ impl Driver<'_> {
             Some(up) => {
                 up_buf.resize(READ_CHUNK, 0);
                 let upstream = async { Event::Upstream(up.read(&mut up_buf[..]).await) };
-                let event = future::or(upstream, future::or(client, future::or(timer, shutdown))).await;
+                let event =
+                    future::or(upstream, future::or(client, future::or(timer, shutdown))).await;
                 if !matches!(event, Event::Upstream(Ok(_))) {
                     up_buf.clear();
                 } else if let Event::Upstream(Ok(n)) = event {
@@ -184,7 +197,8 @@ impl Driver<'_> {
             }
             Some(Err(e)) => {
                 tracing::debug!(route, error = %e, "upstream connect failed");
-                self.exchange.upstream_closed(UpstreamEnd::ConnectFailed, Instant::now());
+                self.exchange
+                    .upstream_closed(UpstreamEnd::ConnectFailed, Instant::now());
             }
             None => self.exchange.handle_timeout(Instant::now()),
         }
@@ -192,7 +206,8 @@ impl Driver<'_> {
 
     async fn write_upstream(&mut self, bytes: &[u8]) {
         let Some(up) = self.upstream.as_mut() else {
-            self.exchange.upstream_closed(UpstreamEnd::Error, Instant::now());
+            self.exchange
+                .upstream_closed(UpstreamEnd::Error, Instant::now());
             return;
         };
         let result = async {
@@ -218,11 +233,18 @@ impl Driver<'_> {
 }
 
 /// Write every buffer, gathering them into as few syscalls as the kernel allows.
-async fn write_all_vectored(mut w: impl AsyncWrite + Unpin, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+async fn write_all_vectored(
+    mut w: impl AsyncWrite + Unpin,
+    bufs: &mut Vec<Bytes>,
+) -> io::Result<()> {
     bufs.retain(|b| !b.is_empty());
     let mut first = 0;
     while first < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = bufs[first..].iter().take(64).map(|b| IoSlice::new(b)).collect();
+        let slices: Vec<IoSlice<'_>> = bufs[first..]
+            .iter()
+            .take(64)
+            .map(|b| IoSlice::new(b))
+            .collect();
         let mut n = w.write_vectored(&slices).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_io::{Async, Timer};
-use smol::channel::{Receiver, Sender};
-use smol::Executor;
 use sluice_core::exchange::ExchangeConfig;
+use smol::Executor;
+use smol::channel::{Receiver, Sender};
 
 use crate::access::AccessLog;
 use upstream::{UpstreamTarget, Upstreams};
@@ -102,7 +102,14 @@ impl RunningProxy {
     pub fn shutdown(self) -> usize {
         let shared = self.shared;
         shared.shutdown.flag.store(true, Ordering::Release);
-        drop(shared.shutdown.trigger.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(
+            shared
+                .shutdown
+                .trigger
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let deadline = Instant::now() + self.grace;
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -181,7 +188,11 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
     })
 }
 
-async fn accept_loop(listener: Async<TcpListener>, shared: Arc<Shared>, executor: Arc<Executor<'static>>) {
+async fn accept_loop(
+    listener: Async<TcpListener>,
+    shared: Arc<Shared>,
+    executor: Arc<Executor<'static>>,
+) {
     let mut shutdown = shared.shutdown.listen();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -231,6 +242,7 @@ impl ProxySettings {
                     upstream_path: path.to_owned(),
                     well_known: true,
                     upstream_host: host_header,
+                    upstream_query: None,
                 }]),
                 guard: HostGuard::local_default(&listen.ip().to_string()),
                 limits: ExchangeLimits::default(),

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsConnector;
 use futures_rustls::rustls::pki_types::ServerName;
-use async_io::Async;
 use std::net::TcpStream;
 
 /// Where one route's upstream lives.
@@ -53,7 +53,11 @@ fn tcp_peek(tcp: &Async<TcpStream>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 impl AsyncRead for UpConn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             UpConn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -62,7 +66,11 @@ impl AsyncRead for UpConn {
 }
 
 impl AsyncWrite for UpConn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpConn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -129,10 +137,8 @@ impl Upstreams {
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,
     /// else a new one. Returns whether it was reused.
     pub async fn checkout(&self, route: usize, fresh: bool) -> io::Result<(UpConn, bool)> {
-        if !fresh {
-            if let Some(conn) = self.take_idle(route) {
-                return Ok((conn, true));
-            }
+        if !fresh && let Some(conn) = self.take_idle(route) {
+            return Ok((conn, true));
         }
         let target = self
             .targets
@@ -186,7 +192,10 @@ pub async fn connect_tcp(host: &str, port: u16) -> io::Result<Async<TcpStream>> 
         Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
         Err(_) => smol::net::resolve((host, port)).await?,
     };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} resolved to no address"));
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{host} resolved to no address"),
+    );
     for addr in addrs {
         match Async::<TcpStream>::connect(addr).await {
             Ok(tcp) => {

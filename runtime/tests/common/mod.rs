@@ -33,7 +33,9 @@ pub struct Upstream {
 pub type Script = dyn Fn(&mut TcpStream, &Received) -> bool + Send + Sync + 'static;
 
 /// `script` returns whether to keep the connection for another request.
-pub fn upstream(script: impl Fn(&mut TcpStream, &Received) -> bool + Send + Sync + 'static) -> Upstream {
+pub fn upstream(
+    script: impl Fn(&mut TcpStream, &Received) -> bool + Send + Sync + 'static,
+) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -48,8 +50,7 @@ pub fn upstream(script: impl Fn(&mut TcpStream, &Received) -> bool + Send + Sync
             thread::spawn(move || {
                 conn.set_nodelay(true).unwrap();
                 let mut buf = Vec::new();
-                loop {
-                    let Some(req) = read_request(&mut conn, &mut buf, index) else { break };
+                while let Some(req) = read_request(&mut conn, &mut buf, index) {
                     if tx.send(req.clone()).is_err() {
                         break;
                     }
@@ -135,8 +136,7 @@ pub fn post(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-pub const CALL: &str =
-    r#"{"jsonrpc":"2.0","id":"abc","method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+pub const CALL: &str = r#"{"jsonrpc":"2.0","id":"abc","method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
 
 /// A response as the client saw it.
 #[derive(Debug)]
@@ -168,10 +168,16 @@ pub fn read_response(conn: &mut TcpStream, method: &str) -> Response {
                 break (head, len);
             }
             Ok(Parsed::Partial) => {}
-            Err(e) => panic!("bad response head: {e}: {:?}", String::from_utf8_lossy(&buf)),
+            Err(e) => panic!(
+                "bad response head: {e}: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
         }
         if read_more(conn, &mut buf).is_none() {
-            panic!("connection ended before a response head: {:?}", String::from_utf8_lossy(&buf));
+            panic!(
+                "connection ended before a response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
         }
     };
     let head_text = String::from_utf8_lossy(&buf[..len]).into_owned();
@@ -199,7 +205,9 @@ pub fn read_response(conn: &mut TcpStream, method: &str) -> Response {
             let mut pos = 0;
             'outer: loop {
                 while pos < buf.len() {
-                    let d = decoder.decode(&buf[pos..]).expect("valid chunking towards the client");
+                    let d = decoder
+                        .decode(&buf[pos..])
+                        .expect("valid chunking towards the client");
                     if let Some(r) = d.data {
                         body.extend_from_slice(&buf[pos + r.start..pos + r.end]);
                     }
