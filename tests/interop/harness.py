@@ -288,14 +288,20 @@ def start_sluice(sluice: str, upstream: str, name: str, env: dict) -> tuple[Runn
     """sluice in front of `upstream`; returns the URL clients should use.
 
     Asks for port 0 and reads `sluice listening on http://ADDR` from its output;
-    with SLUICE_FIXED_PORT=1 (or if it reports port 0) we pick the port instead.
+    with SLUICE_FIXED_PORT=1 (or if it reports port 0 or prints no such line) we
+    pick a free port ourselves and wait for it to accept connections.
     """
     path = "/" + upstream.split("/", 3)[3]
     fixed = os.environ.get("SLUICE_FIXED_PORT") == "1"
     for _attempt in range(3):
-        listen = f"127.0.0.1:{free_port() if fixed else 0}"
+        port = free_port() if fixed else 0
+        listen = f"127.0.0.1:{port}"
         r = Running(f"sluice[{name}]", [sluice, "--upstream", upstream, "--listen", listen], env)
         try:
+            if fixed:
+                # The port is ours: a listening socket is ready enough, no line needed.
+                wait_tcp(port, 20)
+                return r, f"http://{listen}{path}"
             m = r.wait_for(SLUICE_LINE, 20)
             addr = m.group(1)
             if addr.endswith(":0"):
