@@ -1,0 +1,404 @@
+"""Client driver on the Python SDK 2.x (`mcp.Client`).
+
+    python py_client.py '<json config>'
+
+The config names the server URL, the connect mode (`auto`, `legacy` or a
+modern version such as `2026-07-28`), the checks to run and the server's
+profile (see harness.py). Prints one JSON object per check on stdout:
+{"check", "status": "pass"|"fail", "detail", "ms"}.
+
+Checks the SDK cannot express (resumption with Last-Event-ID, DELETE then a
+request on the dead session) speak raw HTTP with httpx2, the SDK's own client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+import warnings
+from contextlib import asynccontextmanager
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+
+LEGACY_VERSION = "2025-11-25"
+
+# The checks use deprecated-but-legal features (ping, logging) on purpose, and
+# the SDK's "tool not listed yet" notes are expected: keep stderr for real trouble.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
+logging.disable(logging.WARNING)
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def need(cond, msg):
+    if not cond:
+        raise CheckFailed(msg)
+
+
+class Driver:
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.url = cfg["url"]
+        self.mode = cfg.get("mode", "auto")
+        self.p = cfg["profile"]
+        self.token = cfg.get("token")
+        self.logs: list = []
+
+    @asynccontextmanager
+    async def connect(self, *, logs: list | None = None, token: str | None = None):
+        headers = {"Authorization": token} if token else None
+        http = create_mcp_http_client(headers=headers)
+        sink = self.logs if logs is None else logs
+
+        async def on_log(params) -> None:
+            sink.append((time.monotonic(), params.data))
+
+        async with http:
+            transport = streamable_http_client(self.url, http_client=http)
+            async with Client(transport, mode=self.mode, cache=None, logging_callback=on_log,
+                              read_timeout_seconds=20) as client:
+                yield client
+
+    # -- checks -------------------------------------------------------------
+
+    async def check_initialize(self):
+        async with self.connect() as c:
+            info = c.server_info
+            return f"protocol {c.protocol_version}, server {info.name if info else None}"
+
+    async def check_tools_list(self):
+        async with self.connect() as c:
+            names, pages, cursor = [], 0, None
+            while True:
+                r = await c.list_tools(cursor=cursor)
+                pages += 1
+                names += [t.name for t in r.tools]
+                cursor = r.next_cursor
+                if not cursor or pages > 50:
+                    break
+            missing = [n for n in self.p["expected_tools"] if n not in names]
+            need(not missing, f"missing tools {missing}")
+            if self.p.get("paginated"):
+                need(pages >= 2, f"expected several pages, got {pages}")
+            need(len(names) == len(set(names)), "a tool listed twice across pages")
+            return f"{len(names)} tools in {pages} pages"
+
+    async def check_tools_call(self):
+        async with self.connect() as c:
+            await list_all(c)  # lets the SDK validate structuredContent against outputSchema
+            for spec in self.p["calls"]:
+                label = spec["name"]
+                r = await c.call_tool(spec["name"], spec["args"])
+                need(not r.is_error, f"{label}: isError {r.content}")
+                if "structured" in spec:
+                    need(r.structured_content == spec["structured"],
+                         f"{label}: structuredContent {r.structured_content!r} != {spec['structured']!r}")
+                if "structured_keys" in spec:
+                    keys = sorted((r.structured_content or {}).keys())
+                    need(keys == sorted(spec["structured_keys"]), f"{label}: structuredContent keys {keys}")
+                if "text_contains" in spec:
+                    texts = " ".join(getattr(b, "text", "") for b in r.content)
+                    need(spec["text_contains"] in texts, f"{label}: text {texts!r}")
+            return "ok: " + ", ".join(s["name"] for s in self.p["calls"])
+
+    async def check_progress(self):
+        spec = self.p["progress"]
+        async with self.connect() as c:
+            seen = []
+
+            async def on_progress(progress, total, message):
+                seen.append((time.monotonic(), progress, message))
+
+            t0 = time.monotonic()
+            r = await c.call_tool(spec["name"], spec["args"], progress_callback=on_progress)
+            t_end = time.monotonic()
+            need(not r.is_error, f"isError {r.content}")
+            return judge_progress(spec, [(t - t0, p) for t, p, _ in seen], t_end - t0, slack=0)
+
+    async def check_is_error(self):
+        spec = self.p["fail_result"]
+        async with self.connect() as c:
+            r = await c.call_tool(spec["name"], spec.get("args", {}))
+            need(r.is_error is True, f"isError is {r.is_error!r}")
+            return "isError: true"
+
+    async def check_jsonrpc_error(self):
+        spec = self.p["fail_throw"]
+        async with self.connect() as c:
+            try:
+                if "prompt" in spec:
+                    r = await c.get_prompt(spec["prompt"])
+                else:
+                    r = await c.call_tool(spec["name"], spec.get("args", {}))
+            except MCPError as e:
+                need(e.code == spec["code"], f"code {e.code} != {spec['code']} ({e.message})")
+                return f"error {e.code}: {e.message}"
+            raise CheckFailed(f"no JSON-RPC error; result {r!r}"[:300])
+
+    async def check_ping(self):
+        async with self.connect() as c:
+            await c.send_ping()
+            return "pong"
+
+    async def check_get_stream(self):
+        spec = self.p["notify"]
+        async with self.connect() as c:
+            tag = "get-stream"
+            want = f"notify:{tag}"
+            # The SDK opens the GET stream in the background: give it a few tries.
+            for attempt in range(1, 6):
+                await c.call_tool(spec["name"], {"tag": tag})
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline:
+                    if any(d == want for _, d in self.logs):
+                        return f"log notification arrived (attempt {attempt})"
+                    await asyncio.sleep(0.02)
+            raise CheckFailed(f"no {want!r} notification; got {[d for _, d in self.logs]}")
+
+    async def check_bearer(self):
+        spec = self.p["whoami"]
+        token = self.token
+        async with self.connect(token=token) as c:
+            await list_all(c)
+            r = await c.call_tool(spec["name"], {})
+            got = (r.structured_content or {}).get("authorization")
+            need(got == token, f"server saw {got!r}, sent {token!r}")
+            return "Authorization arrived unchanged"
+
+    async def check_resume(self):
+        spec = self.p["progress"]
+        async with httpx2.AsyncClient(timeout=20) as h:
+            sid = await raw_open_session(h, self.url)
+            try:
+                call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                        "params": {"name": spec["name"], "arguments": spec["resume_args"],
+                                   "_meta": {"progressToken": "resume-1"}}}
+                first, last_id = [], None
+                async with h.stream("POST", self.url, json=call, headers=raw_headers(sid)) as resp:
+                    need(resp.status_code == 200, f"tools/call status {resp.status_code}")
+                    ctype = resp.headers.get("content-type", "")
+                    need(ctype.startswith("text/event-stream"), f"tools/call answered {ctype}")
+                    async for ev in sse_events(resp):
+                        msg = ev.get("json")
+                        if msg and msg.get("method") == "notifications/progress":
+                            first.append(msg["params"]["progress"])
+                            last_id = ev.get("id")
+                            if len(first) == 2:
+                                break
+                need(last_id, f"no event id on progress events (got {first})")
+                # Let the server notice the closed stream before resuming (see harness.py).
+                await asyncio.sleep(spec.get("resume_pause_ms", 300) / 1000)
+                # The POST stream is gone now; pick the rest up on GET with Last-Event-ID.
+                later, answer = [], None
+                hdrs = raw_headers(sid) | {"Last-Event-ID": last_id, "Accept": "text/event-stream"}
+                # 409 = the server has not yet seen the POST stream close; ask again shortly.
+                for _ in range(20):
+                    resp = await h.send(h.build_request("GET", self.url, headers=hdrs), stream=True)
+                    if resp.status_code != 409:
+                        break
+                    await resp.aclose()
+                    await asyncio.sleep(0.05)
+                try:
+                    need(resp.status_code == 200, f"resume GET status {resp.status_code}")
+                    async for ev in sse_events(resp):
+                        msg = ev.get("json")
+                        if not msg:
+                            continue
+                        if msg.get("method") == "notifications/progress":
+                            later.append(msg["params"]["progress"])
+                        elif msg.get("id") == 7:
+                            answer = msg
+                            break
+                finally:
+                    await resp.aclose()
+                need(answer is not None and "result" in answer, f"no answer after resume: {answer}")
+                allp = first + later
+                need(allp == sorted(set(allp)), f"progress repeated or out of order: {first} + {later}")
+                steps = spec["resume_args"]["steps"]
+                if spec.get("resume_gap_ok") and later:
+                    lost = steps - len(allp)
+                    return f"before {first}, after resume {later}, answer received ({lost} lost: known SDK window)"
+                need(len(allp) == steps, f"expected {steps} progress events, got {first} + {later}")
+                return f"before {first}, after resume {later}, answer received"
+            finally:
+                await h.delete(self.url, headers=raw_headers(sid))
+
+    async def check_delete(self):
+        async with httpx2.AsyncClient(timeout=20) as h:
+            sid = await raw_open_session(h, self.url)
+            r = await h.delete(self.url, headers=raw_headers(sid))
+            need(r.status_code == 200, f"DELETE status {r.status_code}")
+            ping = {"jsonrpc": "2.0", "id": 9, "method": "ping"}
+            r = await h.post(self.url, json=ping, headers=raw_headers(sid))
+            want = self.p.get("unknown_session_status", 404)
+            need(r.status_code == want, f"request on the deleted session got {r.status_code}, want {want}")
+            return f"DELETE 200, then {r.status_code}"
+
+    async def check_concurrency(self):
+        n = self.cfg.get("sessions", 10)
+        results = await asyncio.gather(*(self._one_session(i) for i in range(n)), return_exceptions=True)
+        bad = [f"#{i}: {r!r}" for i, r in enumerate(results) if r is not True]
+        need(not bad, f"{len(bad)}/{n} sessions wrong: {bad[:3]}")
+        return f"{n} parallel sessions, each saw only its own answers"
+
+    async def _one_session(self, i: int):
+        logs: list = []
+        tag = f"s{i}-{self.cfg.get('salt', '')}"
+        async with self.connect(logs=logs) as c:
+            e = self.p["echo"]
+            args = dict(e["args"])
+            key = next(iter(args))
+            args[key] = f"{args[key]} {tag}"
+            r = await c.call_tool(e["name"], args)
+            texts = " ".join(getattr(b, "text", "") for b in r.content)
+            need(tag in texts, f"echo answer {texts!r} lacks {tag}")
+            spec = self.p["progress"]
+            msgs = []
+
+            async def on_progress(progress, total, message):
+                msgs.append(message)
+
+            pargs = dict(spec["args"])
+            if "tag" in pargs:
+                pargs["tag"] = tag
+            r = await c.call_tool(spec["name"], pargs, progress_callback=on_progress)
+            need(not r.is_error, "progress call failed")
+            if spec.get("streams", True):
+                need(len(msgs) >= spec["steps"] - spec.get("tolerate_missing", 0), f"progress count {len(msgs)}")
+            if "tag" in pargs:
+                need(all(m and m.startswith(tag + " ") for m in msgs), f"foreign progress {msgs}")
+            if self.p.get("notify") and self.mode != "2026-07-28":
+                await asyncio.sleep(0.2)
+                await c.call_tool(self.p["notify"]["name"], {"tag": tag})
+                await asyncio.sleep(0.3)
+                foreign = [d for _, d in logs if isinstance(d, str) and d.startswith("notify:") and d != f"notify:{tag}"]
+                need(not foreign, f"foreign notifications {foreign}")
+        return True
+
+
+async def list_all(c) -> None:
+    cursor, pages = None, 0
+    while True:
+        r = await c.list_tools(cursor=cursor)
+        cursor, pages = r.next_cursor, pages + 1
+        if not cursor or pages > 50:
+            return
+
+
+def judge_progress(spec, seen, t_end, slack):
+    """Progress must arrive one by one, spread out, before the answer."""
+    steps, interval = spec["steps"], spec["interval_ms"] / 1000
+    if not spec.get("streams", True):
+        return f"server answers with JSON: {len(seen)} progress events, answer at {t_end * 1000:.0f} ms"
+    need(len(seen) >= steps - slack, f"{len(seen)} of {steps} progress events")
+    values = [p for _, p in seen]
+    need(values == sorted(values), f"progress out of order {values}")
+    times = [t for t, _ in seen]
+    spread = times[-1] - times[0]
+    need(spread >= (len(seen) - 1) * interval * 0.5,
+         f"progress bunched: {len(seen)} events within {spread * 1000:.0f} ms")
+    need(t_end - times[0] >= (steps - 1) * interval * 0.5,
+         f"first progress only {(t_end - times[0]) * 1000:.0f} ms before the answer: buffered?")
+    ms = ", ".join(f"{t * 1000:.0f}" for t in times)
+    return f"{len(seen)}/{steps} events at [{ms}] ms, answer at {t_end * 1000:.0f} ms"
+
+
+# -- raw Streamable HTTP ----------------------------------------------------------
+
+
+def raw_headers(sid: str | None) -> dict:
+    h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+         "MCP-Protocol-Version": LEGACY_VERSION}
+    if sid:
+        h["Mcp-Session-Id"] = sid
+    return h
+
+
+async def raw_open_session(h: httpx2.AsyncClient, url: str) -> str:
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": LEGACY_VERSION, "capabilities": {},
+                       "clientInfo": {"name": "sluice-interop-raw", "version": "1"}}}
+    hdrs = raw_headers(None)
+    del hdrs["MCP-Protocol-Version"]
+    async with h.stream("POST", url, json=init, headers=hdrs) as resp:
+        need(resp.status_code == 200, f"initialize status {resp.status_code}")
+        sid = resp.headers.get("mcp-session-id")
+        need(sid, "no Mcp-Session-Id on the initialize answer")
+        if resp.headers.get("content-type", "").startswith("text/event-stream"):
+            async for ev in sse_events(resp):
+                if ev.get("json", {}).get("id") == 1:
+                    break
+        else:
+            await resp.aread()
+    r = await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=raw_headers(sid))
+    need(r.status_code == 202, f"initialized notification status {r.status_code}")
+    return sid
+
+
+async def sse_events(resp):
+    """Minimal event-stream reader: yields {"id", "data", "json"} per event."""
+    buf = ""
+    async for chunk in resp.aiter_text():
+        buf += chunk.replace("\r\n", "\n").replace("\r", "\n")
+        while "\n\n" in buf:
+            block, buf = buf.split("\n\n", 1)
+            ev, data = {}, []
+            for line in block.split("\n"):
+                if not line or line.startswith(":"):
+                    continue
+                field, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "data":
+                    data.append(value)
+                elif field == "id":
+                    ev["id"] = value
+            if data:
+                ev["data"] = "\n".join(data)
+                if ev["data"].strip():
+                    ev["json"] = json.loads(ev["data"])
+            if ev:
+                yield ev
+
+
+def describe(e: BaseException) -> str:
+    """The innermost failures, not the task-group wrappers around them."""
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(describe(x) for x in e.exceptions)
+    if isinstance(e, CheckFailed):
+        return str(e)
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+        return "timed out"
+    return f"{type(e).__name__}: {e}"
+
+
+async def main() -> int:
+    cfg = json.loads(sys.argv[1])
+    d = Driver(cfg)
+    failed = 0
+    for check in cfg["checks"]:
+        t0 = time.monotonic()
+        try:
+            detail = await asyncio.wait_for(getattr(d, f"check_{check}")(), cfg.get("timeout", 30))
+            status = "pass"
+        except BaseException as e:  # noqa: BLE001 — a peer's failure is a result, not a crash
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            status, detail = "fail", describe(e)
+        failed += status != "pass"
+        d.logs.clear()
+        print(json.dumps({"check": check, "status": status, "detail": detail,
+                          "ms": round((time.monotonic() - t0) * 1000)}), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,552 @@
+"""Interop harness: real MCP clients x real MCP servers, direct or through sluice.
+
+Started by ./run (which installs the peers first). Standard library only.
+Every process it starts gets its own process group and is killed by group at
+the end, whatever happens (try/finally, atexit, SIGTERM/SIGINT handlers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import concurrent.futures
+import json
+import math
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+FIXTURE = json.loads((HERE / "servers" / "tools.json").read_text())
+
+CHECKS = ["initialize", "tools_list", "tools_call", "progress", "is_error", "jsonrpc_error",
+          "ping", "get_stream", "bearer", "resume", "delete"]
+# Unusual but legal token68 characters: a proxy must not touch them.
+TOKEN = "Bearer sluice.Interop-token_0123~+/=="
+CONCURRENT_SESSIONS = 50
+
+# -- peers ------------------------------------------------------------------------------
+
+OUR_TOOLS = [t["name"] for t in FIXTURE["tools"]]
+
+
+def fixture_profile(**over) -> dict:
+    """What our own fixture servers offer (servers/tools.json)."""
+    p = {
+        "expected_tools": OUR_TOOLS,
+        "paginated": True,
+        "calls": [
+            {"name": "echo", "args": {"text": "héllo ✓ \"quoted\""},
+             "structured": {"text": "héllo ✓ \"quoted\"", "echoed": True}},
+            {"name": "add", "args": {"a": 2, "b": 3.5}, "structured": {"sum": 5.5}},
+        ],
+        "echo": {"name": "echo", "args": {"text": "hello"}},
+        "progress": {"name": "progress", "args": {"steps": 5, "interval_ms": 80, "tag": "p"},
+                     "steps": 5, "interval_ms": 80,
+                     "resume_args": {"steps": 6, "interval_ms": 100, "tag": "r"}},
+        "fail_result": {"name": "fail_result"},
+        "fail_throw": {"name": "fail_throw", "code": FIXTURE["error_code"]},
+        "notify": {"name": "notify"},
+        "whoami": {"name": "whoami"},
+        "unknown_session_status": 404,
+    }
+    p.update(over)
+    return p
+
+
+@dataclass
+class Server:
+    name: str
+    cmd: list[str]
+    profile: dict
+    # Checks this peer cannot support, with the reason (reported as "skip").
+    unsupported: dict[str, str] = field(default_factory=dict)
+    modern: bool = False  # also serves 2026-07-28
+    port_env: str | None = None  # server takes its port from this env var (no port 0)
+
+
+def servers(env_dir: Path) -> list[Server]:
+    node_modules = env_dir / "node_modules"
+    py1 = str(env_dir / "venv-mcp1" / "bin" / "python")
+    py2 = str(env_dir / "venv-mcp2" / "bin" / "python")
+    # The Python SDKs' replay has a window (their own comment says so) in which an
+    # event stored between the replay and the live tail is never sent: the resumed
+    # stream must carry live events and the answer, but may miss one in between.
+    py_profile = fixture_profile()
+    py_profile["progress"] = {**py_profile["progress"], "resume_gap_ok": True}
+    no_session = "stateless server: no session, no GET stream, no resumption, no DELETE"
+    return [
+        Server("ts-sessions", ["node", str(HERE / "servers" / "ts_server.cjs"), "--mode", "sessions"],
+               fixture_profile()),
+        Server("ts-stateless", ["node", str(HERE / "servers" / "ts_server.cjs"), "--mode", "stateless"],
+               fixture_profile(progress={**fixture_profile()["progress"], "streams": False}, notify=None),
+               {"get_stream": no_session, "resume": no_session, "delete": no_session}),
+        Server("everything",
+               ["node", str(node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"),
+                "streamableHttp"],
+               {
+                   "expected_tools": ["echo", "get-sum", "get-structured-content", "trigger-long-running-operation"],
+                   "paginated": False,
+                   "calls": [
+                       {"name": "echo", "args": {"message": "héllo ✓"}, "text_contains": "Echo: héllo ✓"},
+                       {"name": "get-sum", "args": {"a": 2, "b": 3}, "text_contains": "5"},
+                       {"name": "get-structured-content", "args": {"location": "Chicago"},
+                        "structured_keys": ["temperature", "conditions", "humidity"]},
+                   ],
+                   "echo": {"name": "echo", "args": {"message": "hello"}},
+                   "progress": {"name": "trigger-long-running-operation", "args": {"duration": 0.4, "steps": 5},
+                                "steps": 5, "interval_ms": 80,
+                                "resume_args": {"duration": 0.6, "steps": 6},
+                                # Its event store returns an event id where the SDK wants the
+                                # stream id, so events after a replay never reach the resumed
+                                # stream: resume only once the call is over (pure replay).
+                                "resume_pause_ms": 900},
+                   # Unknown tools and bad arguments come back as isError results here.
+                   "fail_result": {"name": "get-sum", "args": {"a": "x"}},
+                   "fail_throw": {"prompt": "no-such-prompt", "code": -32602},
+                   "notify": None,
+                   "whoami": None,
+                   # MCP-NOTES: it answers 400 (not 404) for an unknown session.
+                   "unknown_session_status": 400,
+               },
+               {"get_stream": "no tool sends a notification outside a request on demand",
+                "bearer": "no tool reports the Authorization header"},
+               port_env="PORT"),
+        Server("py-mcp2", [py2, str(HERE / "servers" / "py_mcp2_server.py")], py_profile, modern=True),
+        Server("py-mcp1", [py1, str(HERE / "servers" / "py_mcp1_server.py")], py_profile),
+    ]
+
+
+@dataclass
+class ClientSpec:
+    name: str
+    cmd: list[str]
+    mode: str = "legacy"  # legacy | auto | 2026-07-28
+    raw_checks: bool = True  # runs the raw-HTTP checks (resume, delete)
+
+
+def clients(env_dir: Path) -> list[ClientSpec]:
+    py2 = str(env_dir / "venv-mcp2" / "bin" / "python")
+    pyc = str(HERE / "clients" / "py_client.py")
+    return [
+        ClientSpec("ts-sdk", ["node", str(HERE / "clients" / "ts_client.cjs")]),
+        ClientSpec("py-sdk/legacy", [py2, pyc], "legacy"),
+        ClientSpec("py-sdk/auto", [py2, pyc], "auto", raw_checks=False),
+        ClientSpec("py-sdk/2026-07-28", [py2, pyc], "2026-07-28", raw_checks=False),
+    ]
+
+
+def plan(client: ClientSpec, server: Server) -> tuple[list[str], dict[str, str]]:
+    """Which checks this pair runs, and why the others are skipped."""
+    run, skip = [], {}
+    modern = client.mode == "2026-07-28" or (client.mode == "auto" and server.modern)
+    for check in CHECKS:
+        if client.mode == "2026-07-28" and not server.modern:
+            skip[check] = "server speaks only the handshake era"
+        elif check in server.unsupported:
+            skip[check] = server.unsupported[check]
+        elif check in ("resume", "delete") and not client.raw_checks:
+            skip[check] = "raw-HTTP check, run once per server by the legacy clients"
+        elif modern and check in ("ping", "get_stream"):
+            skip[check] = "2026-07-28 has no ping and no GET stream"
+        else:
+            run.append(check)
+    return run, skip
+
+
+# -- processes --------------------------------------------------------------------------
+
+_children: list[subprocess.Popen] = []
+_children_lock = threading.Lock()
+
+
+def spawn(cmd, **kw) -> subprocess.Popen:
+    p = subprocess.Popen(cmd, start_new_session=True, **kw)
+    with _children_lock:
+        _children.append(p)
+    return p
+
+
+def kill_group(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+    # The leader may be gone while its group lives on.
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(timeout=3)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def kill_all() -> None:
+    with _children_lock:
+        procs = list(_children)
+        _children.clear()
+    for p in procs:
+        kill_group(p)
+
+
+def _on_signal(signum, _frame):
+    kill_all()
+    sys.exit(128 + signum)
+
+
+class Running:
+    """A started long-lived peer: its process, its collected output, its URL."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict | None = None) -> None:
+        self.name = name
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self.proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          env=env, text=True, errors="replace")
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            self.log.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, pattern: re.Pattern, timeout: float) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}") from None
+                continue
+            m = pattern.search(line)
+            if m:
+                return m
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s: {self.tail()}")
+
+    def tail(self, n: int = 8) -> str:
+        return " | ".join(self.log[-n:])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_tcp(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_server(s: Server, env: dict) -> tuple[Running, str]:
+    if s.port_env:
+        # This peer cannot report a port it chose: pick one (a small race; retried).
+        for _attempt in range(3):
+            port = free_port()
+            r = Running(s.name, s.cmd, env | {s.port_env: str(port)})
+            try:
+                r.wait_for(re.compile(r"listening on port (\d+)"), 30)
+                wait_tcp(port, 10)
+                return r, f"http://127.0.0.1:{port}/mcp"
+            except RuntimeError:
+                kill_group(r.proc)
+        raise RuntimeError(f"{s.name} did not start: {r.tail()}")
+    r = Running(s.name, s.cmd, env)
+    m = r.wait_for(re.compile(r"READY (http://\S+)"), 30)
+    return r, m.group(1)
+
+
+SLUICE_LINE = re.compile(r"sluice listening on (?:https?://)?([^\s/]+)")
+
+
+def start_sluice(sluice: str, upstream: str, name: str, env: dict) -> tuple[Running, str]:
+    """sluice in front of `upstream`; returns the URL clients should use.
+
+    Asks for port 0 and reads `sluice listening on http://ADDR` from its output;
+    with SLUICE_FIXED_PORT=1 (or if it reports port 0 or prints no such line) we
+    pick a free port ourselves and wait for it to accept connections.
+    """
+    path = "/" + upstream.split("/", 3)[3]
+    fixed = os.environ.get("SLUICE_FIXED_PORT") == "1"
+    for _attempt in range(3):
+        port = free_port() if fixed else 0
+        listen = f"127.0.0.1:{port}"
+        r = Running(f"sluice[{name}]", [sluice, "--upstream", upstream, "--listen", listen], env)
+        try:
+            if fixed:
+                # The port is ours: a listening socket is ready enough, no line needed.
+                wait_tcp(port, 20)
+                return r, f"http://{listen}{path}"
+            m = r.wait_for(SLUICE_LINE, 20)
+            addr = m.group(1)
+            if addr.endswith(":0"):
+                kill_group(r.proc)
+                fixed = True
+                continue
+            wait_tcp(int(addr.rsplit(":", 1)[1]), 10)
+            return r, f"http://{addr}{path}"
+        except RuntimeError:
+            kill_group(r.proc)
+            if not fixed:
+                fixed = True
+                continue
+    raise RuntimeError(f"sluice did not start in front of {name}: {r.tail()}")
+
+
+def run_driver(cmd: list[str], cfg: dict, env: dict, timeout: float) -> tuple[list[dict], str]:
+    p = spawn(cmd + [json.dumps(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+              stdin=subprocess.DEVNULL, env=env, text=True, errors="replace")
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        out, err = p.communicate()
+        err += f"\n(driver killed after {timeout:.0f}s)"
+    finally:
+        kill_group(p)
+        with _children_lock:
+            if p in _children:
+                _children.remove(p)
+    results = []
+    for line in out.splitlines():
+        try:
+            results.append(json.loads(line))
+        except ValueError:
+            pass
+    return results, err.strip()
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+def result(client, server, check, status, detail, ms=0):
+    return {"client": client, "server": server, "check": check, "status": status, "detail": detail, "ms": ms}
+
+
+def run_pair(c: ClientSpec, s: Server, url: str, env: dict) -> list[dict]:
+    checks, skip = plan(c, s)
+    out = [result(c.name, s.name, k, "skip", why) for k, why in skip.items()]
+    if not checks:
+        return out
+    cfg = {"url": url, "mode": c.mode, "checks": checks, "profile": s.profile, "token": TOKEN, "timeout": 30}
+    got, err = run_driver(c.cmd, cfg, env, timeout=30 * len(checks) + 30)
+    seen = set()
+    for r in got:
+        seen.add(r["check"])
+        out.append(result(c.name, s.name, r["check"], r["status"], r["detail"], r.get("ms", 0)))
+    for k in checks:
+        if k not in seen:
+            out.append(result(c.name, s.name, k, "fail", f"driver gave no result; stderr: {err[-500:]}"))
+    return out
+
+
+def run_inspector(env_dir: Path, s: Server, url: str, env: dict) -> list[dict]:
+    """The MCP Inspector in CLI mode: tools/list and one tools/call."""
+    launcher = env_dir / "node_modules" / ".bin" / "mcp-inspector"
+    call = s.profile["calls"][0]
+    out = []
+    for check, extra in (
+        ("tools_list", ["--method", "tools/list"]),
+        ("tools_call", ["--method", "tools/call", "--tool-name", call["name"],
+                        "--tool-arg", *[f"{k}={v}" for k, v in call["args"].items()]]),
+    ):
+        t0 = time.monotonic()
+        p = spawn(["node", str(launcher), "--cli", url, "--transport", "http", *extra],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                  env=env | {"MCP_CATALOG_PATH": str(env_dir / "inspector-catalog.json")},
+                  text=True, errors="replace")
+        try:
+            stdout, stderr = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = "", "timed out"
+        finally:
+            kill_group(p)
+        ms = round((time.monotonic() - t0) * 1000)
+        try:
+            doc = json.loads(stdout)
+        except ValueError:
+            out.append(result("inspector-cli", s.name, check, "fail",
+                              f"exit {p.returncode}, no JSON: {(stderr or stdout)[-300:]}", ms))
+            continue
+        if check == "tools_list":
+            names = [t.get("name") for t in doc.get("tools", [])]
+            first = s.profile["expected_tools"][0]
+            ok = first in names
+            detail = f"{len(names)} tools listed" + ("" if ok else f", {first} missing")
+        else:
+            texts = " ".join(b.get("text", "") for b in doc.get("content", []))
+            if "structured" in call:
+                ok = doc.get("structuredContent") == call["structured"] and not doc.get("isError")
+            else:
+                ok = call.get("text_contains", "") in texts and not doc.get("isError")
+            detail = f"isError={doc.get('isError', False)}, text {texts[:60]!r}"
+        out.append(result("inspector-cli", s.name, check, "pass" if ok else "fail", detail, ms))
+    return out
+
+
+def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> list[dict]:
+    """≥ 50 sessions at once across all servers; each must see only its own traffic."""
+    per = math.ceil(CONCURRENT_SESSIONS / len(targets))
+    pyc = str(HERE / "clients" / "py_client.py")
+    jobs = []
+    with concurrent.futures.ThreadPoolExecutor(len(targets)) as ex:
+        for s, url in targets:
+            cfg = {"url": url, "mode": "auto", "checks": ["concurrency"], "profile": s.profile,
+                   "sessions": per, "salt": s.name, "timeout": 90}
+            jobs.append((s, ex.submit(run_driver, [py2, pyc], cfg, env, 120)))
+    out = []
+    for s, job in jobs:
+        got, err = job.result()
+        if not got:
+            out.append(result("py-sdk/auto x" + str(per), s.name, "concurrency", "fail",
+                              f"driver gave no result; stderr: {err[-500:]}"))
+        for r in got:
+            out.append(result(f"py-sdk/auto x{per}", s.name, "concurrency", r["status"], r["detail"], r.get("ms", 0)))
+    return out
+
+
+def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_clients, jobs: int) -> list[dict]:
+    env = dict(os.environ)
+    env["NODE_PATH"] = str(env_dir / "node_modules")
+    env["PYTHONPATH"] = str(HERE / "servers")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    all_servers = [s for s in servers(env_dir) if not only_servers or s.name in only_servers]
+    all_clients = [c for c in clients(env_dir) if not only_clients or c.name in only_clients]
+    results: list[dict] = []
+    started: list[tuple[Server, str]] = []
+    procs: list[Running] = []
+    try:
+        for s in all_servers:
+            try:
+                r, url = start_server(s, env)
+                procs.append(r)
+                if mode == "proxy":
+                    sr, url = start_sluice(sluice, url, s.name, env)
+                    procs.append(sr)
+                started.append((s, url))
+            except RuntimeError as e:
+                results.append(result("-", s.name, "start", "fail", str(e)))
+        pairs = [(c, s, url) for s, url in started for c in all_clients]
+        with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
+            futs = [ex.submit(run_pair, c, s, url, env) for c, s, url in pairs]
+            if not only_clients or "inspector-cli" in only_clients:
+                futs += [ex.submit(run_inspector, env_dir, s, url, env) for s, url in started]
+            for f in futs:
+                results += f.result()
+        if started and (not only_clients or "concurrency" in only_clients):
+            results += run_concurrency(str(env_dir / "venv-mcp2" / "bin" / "python"), started, env)
+        for r in procs:
+            if r.proc.poll() is not None:
+                results.append(result("-", r.name, "alive", "fail",
+                                      f"exited early with {r.proc.returncode}: {r.tail()}"))
+    finally:
+        for r in procs:
+            kill_group(r.proc)
+    for r in results:
+        r["mode"] = mode
+    return results
+
+
+# -- report -----------------------------------------------------------------------------
+
+MARK = {"pass": "ok", "fail": "FAIL", "skip": "-"}
+
+
+def print_table(results: list[dict], mode: str) -> None:
+    rows = [r for r in results if r["mode"] == mode]
+    servers_ = list(dict.fromkeys(r["server"] for r in rows))
+    order = {k: i for i, k in enumerate(CHECKS + ["concurrency"])}
+    pairs = list(dict.fromkeys((r["client"], r["check"]) for r in rows))
+    clients_ = list(dict.fromkeys(c for c, _ in pairs))
+    pairs.sort(key=lambda ck: (clients_.index(ck[0]), order.get(ck[1], len(order))))
+    cell = {(r["client"], r["check"], r["server"]): r for r in rows}
+    w0 = max([len(f"{c} {k}") for c, k in pairs] + [10])
+    widths = [max(len(s), 4) for s in servers_]
+    print(f"\n== interop matrix ({mode}) ==")
+    print(" " * w0 + "  " + "  ".join(s.ljust(w) for s, w in zip(servers_, widths, strict=True)))
+    for c, k in pairs:
+        marks = [MARK[cell[(c, k, s)]["status"]] if (c, k, s) in cell else "" for s in servers_]
+        print(f"{c} {k}".ljust(w0) + "  " + "  ".join(m.ljust(w) for m, w in zip(marks, widths, strict=True)))
+    fails = [r for r in rows if r["status"] == "fail"]
+    if fails:
+        print(f"\n-- failures ({mode}) --")
+        for r in fails:
+            print(f"{r['client']} -> {r['server']}: {r['check']}: {r['detail']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--env-dir", required=True, help="install directory printed by ./install --print-dir")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--direct", action="store_const", dest="modes", const=["direct"],
+                   help="clients talk to servers directly")
+    g.add_argument("--proxy", action="store_const", dest="modes", const=["proxy"],
+                   help="through $SLUICE_BIN (default when SLUICE_BIN is set)")
+    g.add_argument("--both", action="store_const", dest="modes", const=["direct", "proxy"])
+    ap.add_argument("--server", action="append", help="only this server (repeatable)")
+    ap.add_argument("--client", action="append",
+                    help="only this client (repeatable; also inspector-cli, concurrency)")
+    ap.add_argument("--jobs", type=int, default=4, help="client x server pairs run at once")
+    ap.add_argument("--out", default=str(ROOT / "target" / "interop" / "results.json"))
+    a = ap.parse_args()
+
+    sluice = os.environ.get("SLUICE_BIN")
+    modes = a.modes or (["proxy"] if sluice else ["direct"])
+    if "proxy" in modes and not (sluice and os.access(sluice, os.X_OK)):
+        print(f"interop: --proxy needs SLUICE_BIN pointing at the sluice binary (got {sluice!r})", file=sys.stderr)
+        return 2
+
+    atexit.register(kill_all)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    t0 = time.monotonic()
+    results: list[dict] = []
+    try:
+        for mode in modes:
+            results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs)
+    finally:
+        kill_all()
+    for mode in modes:
+        print_table(results, mode)
+
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"modes": modes, "seconds": round(time.monotonic() - t0, 1),
+                               "results": results}, indent=1, ensure_ascii=False) + "\n")
+    passed = sum(r["status"] == "pass" for r in results)
+    failed = sum(r["status"] == "fail" for r in results)
+    skipped = sum(r["status"] == "skip" for r in results)
+    print(f"\n{skipped} skipped (not supported by that peer), results in {out}, "
+          f"{time.monotonic() - t0:.0f}s")
+    print(f"interop: {passed} passed, {failed} failed")
+    return 1 if failed or not results else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

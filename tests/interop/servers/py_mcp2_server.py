@@ -1,0 +1,81 @@
+"""Fixture MCP server on the Python SDK 2.x (low-level `Server`).
+
+    python py_mcp2_server.py [--port N]
+
+One Streamable HTTP endpoint at /mcp serving both eras: the handshake era
+(sessions, SSE, event store for resumability, GET stream, DELETE) and
+2026-07-28 (POST only). Prints `READY http://127.0.0.1:PORT/mcp`.
+"""
+
+from __future__ import annotations
+
+import anyio
+import mcp_types as types
+from _fixture import ERROR_CODE, TOOLS, MemoryEventStore, page, port_arg, serve
+from mcp.server import Server
+from mcp.shared.exceptions import MCPError
+
+
+def _tool(d: dict) -> types.Tool:
+    return types.Tool(
+        name=d["name"],
+        description=d.get("description"),
+        input_schema=d["inputSchema"],
+        output_schema=d.get("outputSchema"),
+    )
+
+
+def _text(t: str) -> list[types.TextContent]:
+    return [types.TextContent(type="text", text=t)]
+
+
+async def list_tools(ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    try:
+        tools, nxt = page(params.cursor if params else None)
+    except ValueError as e:
+        raise MCPError(types.INVALID_PARAMS, str(e)) from None
+    return types.ListToolsResult(tools=[_tool(t) for t in tools], next_cursor=nxt)
+
+
+async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+    a = params.arguments or {}
+    name = params.name
+    if name == "echo":
+        return types.CallToolResult(content=_text(a["text"]), structured_content={"text": a["text"], "echoed": True})
+    if name == "add":
+        s = a["a"] + a["b"]
+        return types.CallToolResult(content=_text(str(s)), structured_content={"sum": s})
+    if name == "progress":
+        steps = a.get("steps", 5)
+        tag = a.get("tag", "")
+        for i in range(1, steps + 1):
+            await anyio.sleep(a.get("interval_ms", 80) / 1000)
+            await ctx.session.report_progress(i, steps, f"{tag} {i}")
+        return types.CallToolResult(content=_text(f"done {tag}"))
+    if name == "fail_result":
+        return types.CallToolResult(content=_text("deliberate tool error"), is_error=True)
+    if name == "fail_throw":
+        raise MCPError(ERROR_CODE, "deliberate protocol error")
+    if name == "notify":
+        # No related request id: on the handshake era this goes to the GET stream.
+        await ctx.session.send_log_message("info", f"notify:{a.get('tag', '')}")
+        await ctx.session.send_tool_list_changed()
+        return types.CallToolResult(content=_text("sent"))
+    if name == "whoami":
+        headers = getattr(ctx.request, "headers", None)
+        value = headers.get("authorization") if headers is not None else None
+        return types.CallToolResult(content=_text(repr(value)), structured_content={"authorization": value})
+    if name.startswith("filler_"):
+        return types.CallToolResult(content=_text("ok"))
+    raise MCPError(types.INVALID_PARAMS, f"unknown tool {name}")
+
+
+def main() -> None:
+    server = Server("sluice-interop-py2", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
+    app = server.streamable_http_app(event_store=MemoryEventStore())
+    serve(app, port_arg())
+
+
+if __name__ == "__main__":
+    assert TOOLS
+    main()
