@@ -164,6 +164,10 @@ impl SseParser {
         if let Bom::Pending(matched) = self.bom {
             pos = self.strip_bom(input, matched);
             self.scanned += pos as u64;
+            // BOM bytes belong to the first block and count toward its limit.
+            if self.check_limit(base + pos as u64).is_err() {
+                return;
+            }
         }
         while pos < input.len() {
             if self.skip_lf {
@@ -204,10 +208,6 @@ impl SseParser {
                     self.line_bytes(rest);
                 }
             }
-        }
-        if self.bom != Bom::Done {
-            // Held BOM bytes count toward the block like any other.
-            let _ = self.check_limit(base + pos as u64);
         }
         self.offset = base + pos as u64;
     }
