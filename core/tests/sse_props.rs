@@ -436,3 +436,20 @@ fn injecting_at_every_reported_boundary_is_safe() {
     }
     assert!(checked > 1000);
 }
+
+#[test]
+fn retry_only_block_sets_reconnection_time_and_finish_is_final() {
+    let mut parser = SseParser::new(SseLimits::default());
+    parser.feed(b"retry: 2500\n\n");
+    assert!(drain(&mut parser).is_empty(), "no data, no event");
+    assert_eq!(parser.reconnection_time(), Some(2500));
+    parser.feed(b"data: a\n");
+    parser.finish();
+    assert!(!parser.at_event_boundary(), "ended inside a block");
+    parser.feed(b"\n");
+    assert!(
+        drain(&mut parser).is_empty(),
+        "input after finish is ignored"
+    );
+    assert_eq!(parser.consumed_bytes(), 21);
+}

@@ -298,7 +298,7 @@ impl SseParser {
         self.error
     }
 
-    /// Total stream bytes consumed so far.
+    /// Total stream bytes consumed so far (stops advancing at an error).
     pub fn consumed_bytes(&self) -> u64 {
         self.offset
     }
@@ -419,7 +419,9 @@ impl SseParser {
             Field::Id => {
                 self.scanned += value.len() as u64;
                 if memchr(0, value).is_none() {
-                    self.id_buffer = lossy(value);
+                    // In place: ids repeat on every event, keep the allocation.
+                    self.id_buffer.clear();
+                    self.id_buffer.push_str(&String::from_utf8_lossy(value));
                 }
             }
             Field::Retry => {
@@ -485,7 +487,10 @@ impl SseParser {
 /// decoder does. Every byte that splits lines or fields is ASCII, so
 /// decoding piece by piece gives the same text as decoding the whole stream.
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// `retry` counts only when the value is one or more ASCII digits; a value
