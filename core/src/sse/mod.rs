@@ -118,9 +118,10 @@ pub struct SseEvent {
     /// the previous block up to and including the first byte of its
     /// terminating blank line. If that blank line is a CRLF, the LF is not in
     /// this span but starts the next block (the event is emitted when the CR
-    /// arrives, before anyone can know an LF follows). Concatenating all
-    /// spans, in order, gives back the stream up to
-    /// [`SseParser::boundary_offset`], minus blocks that dispatched nothing.
+    /// arrives, before anyone can know an LF follows). Blocks that
+    /// dispatch nothing (comments only, `id`/`retry` only) lie between two
+    /// event spans; the bytes of one span fed alone to a parser resumed with
+    /// the previous id give this event back.
     pub span: Range<u64>,
 }
 

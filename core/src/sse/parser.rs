@@ -22,6 +22,49 @@ enum Bom {
     Done,
 }
 
+/// Progress through the line being received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineState {
+    /// No byte of this line yet (an LF/CR now means a blank line).
+    Idle,
+    /// Before the first colon; the field name so far is in `line`.
+    Name,
+    /// After the colon. `at_start`: no value byte seen yet, so a leading
+    /// space may still need stripping.
+    Value { field: Field, at_start: bool },
+}
+
+/// What a line's value feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// Value streamed straight into the data buffer.
+    Data,
+    /// Value streamed straight into the event type buffer.
+    Event,
+    /// Value collected in `line`, applied at the line end (a NUL anywhere
+    /// voids it).
+    Id,
+    /// Value collected in `line`, applied at the line end.
+    Retry,
+    /// A line starting with `:`; text collected in `line`.
+    Comment,
+    /// Value dropped as it arrives.
+    Unknown,
+}
+
+impl Field {
+    fn from_name(name: &[u8]) -> Field {
+        match name {
+            b"" => Field::Comment,
+            b"data" => Field::Data,
+            b"event" => Field::Event,
+            b"id" => Field::Id,
+            b"retry" => Field::Retry,
+            _ => Field::Unknown,
+        }
+    }
+}
+
 /// Incremental WHATWG `text/event-stream` parser.
 ///
 /// Feed bytes with [`feed`](Self::feed), in any split, then drain with
@@ -30,7 +73,11 @@ enum Bom {
 /// stream. The result does not depend on how the input was split.
 ///
 /// Work is linear in the input: each byte is searched for a line end once
-/// (with `memchr2`), and only the unterminated tail of a feed is copied.
+/// (with `memchr2`) and, up to the first colon, for a colon once. Lines are
+/// processed as they arrive rather than buffered whole: a `data` value goes
+/// straight into the data buffer, an unknown field's value is dropped, and
+/// only a field name, an `id`, `retry` or comment value waits in the line
+/// buffer until its line end.
 /// Memory is bounded by [`SseLimits::max_event_bytes`].
 #[derive(Debug)]
 pub struct SseParser {
@@ -41,14 +88,15 @@ pub struct SseParser {
     block_start: u64,
     /// Start of the line in progress.
     line_start: u64,
-    /// The unterminated line carried over from earlier feeds. It holds no
-    /// CR or LF, so it is never searched again.
+    line_state: LineState,
+    /// The field name, or the `id`/`retry`/comment value, of the line in
+    /// progress. It holds no CR or LF and is never searched again.
     line: Vec<u8>,
     /// The previous line ended with CR: an LF right after it is the rest of
     /// a CRLF, not an empty line.
     skip_lf: bool,
     bom: Bom,
-    /// A field or comment line arrived since the last blank line.
+    /// A field or comment line was completed since the last blank line.
     block_has_lines: bool,
     data: Vec<u8>,
     event_type: Vec<u8>,
@@ -76,6 +124,7 @@ impl SseParser {
             offset: 0,
             block_start: 0,
             line_start: 0,
+            line_state: LineState::Idle,
             line: Vec::new(),
             skip_lf: false,
             bom: Bom::Pending(0),
@@ -115,6 +164,10 @@ impl SseParser {
         if let Bom::Pending(matched) = self.bom {
             pos = self.strip_bom(input, matched);
             self.scanned += pos as u64;
+            // BOM bytes belong to the first block and count toward its limit.
+            if self.check_limit(base + pos as u64).is_err() {
+                return;
+            }
         }
         while pos < input.len() {
             if self.skip_lf {
@@ -139,17 +192,10 @@ impl SseParser {
                         return;
                     }
                     self.skip_lf = rest[i] == b'\r';
-                    if self.line.is_empty() {
-                        self.complete_line(&rest[..i], end);
-                    } else {
-                        let mut line = mem::take(&mut self.line);
-                        line.extend_from_slice(&rest[..i]);
-                        self.complete_line(&line, end);
-                        if line.capacity() <= KEEP_LINE_CAPACITY {
-                            line.clear();
-                            self.line = line;
-                        }
+                    if i > 0 {
+                        self.line_bytes(&rest[..i]);
                     }
+                    self.line_end(end);
                     self.line_start = end;
                     pos += i + 1;
                 }
@@ -159,13 +205,9 @@ impl SseParser {
                     if self.check_limit(base + pos as u64).is_err() {
                         return;
                     }
-                    self.line.extend_from_slice(rest);
+                    self.line_bytes(rest);
                 }
             }
-        }
-        if self.bom != Bom::Done {
-            // Held BOM bytes count toward the block like any other.
-            let _ = self.check_limit(base + pos as u64);
         }
         self.offset = base + pos as u64;
     }
@@ -213,6 +255,12 @@ impl SseParser {
     /// event). Holding the boundary back for the LF would delay it on
     /// CR-only streams forever.
     ///
+    /// Before the first byte this is `true` too. One caveat: a BOM is only
+    /// stripped at the very start of the stream, so if the upstream then
+    /// opens with a BOM, an event injected before it pushes the BOM into the
+    /// first line; an injector writing first should drop a leading BOM from
+    /// the forwarded bytes.
+    ///
     /// After [`finish`](Self::finish): whether the stream ended at a
     /// boundary (`false` means an incomplete event was discarded). After an
     /// error: `false`.
@@ -222,7 +270,7 @@ impl SseParser {
         }
         self.error.is_none()
             && matches!(self.bom, Bom::Done | Bom::Pending(0))
-            && self.line.is_empty()
+            && self.line_state == LineState::Idle
             && !self.block_has_lines
     }
 
@@ -250,7 +298,7 @@ impl SseParser {
         self.error
     }
 
-    /// Total stream bytes consumed so far.
+    /// Total stream bytes consumed so far (stops advancing at an error).
     pub fn consumed_bytes(&self) -> u64 {
         self.offset
     }
@@ -268,7 +316,9 @@ impl SseParser {
     fn strip_bom(&mut self, input: &[u8], mut matched: u8) -> usize {
         for (pos, &byte) in input.iter().enumerate() {
             if byte != BOM[usize::from(matched)] {
-                self.line.extend_from_slice(&BOM[..usize::from(matched)]);
+                if matched > 0 {
+                    self.line_bytes(&BOM[..usize::from(matched)]);
+                }
                 self.bom = Bom::Done;
                 return pos;
             }
@@ -299,51 +349,101 @@ impl SseParser {
         Err(error)
     }
 
-    /// One line, without its line end; `end` is the offset after its
-    /// terminating CR or LF.
-    fn complete_line(&mut self, line: &[u8], end: u64) {
-        if line.is_empty() {
-            self.dispatch(end);
-            return;
-        }
-        self.block_has_lines = true;
-        let colon = memchr(b':', line);
-        self.scanned += colon.map_or(line.len(), |c| c + 1) as u64;
-        match colon {
-            Some(0) => {
-                let text = lossy(strip_one_space(&line[1..]));
-                let span = self.line_start..end;
-                self.queue.push_back(SseItem::Comment { text, span });
+    /// Bytes of the line in progress (non-empty, no CR or LF).
+    fn line_bytes(&mut self, mut bytes: &[u8]) {
+        if matches!(self.line_state, LineState::Idle | LineState::Name) {
+            let colon = memchr(b':', bytes);
+            self.scanned += colon.map_or(bytes.len(), |c| c + 1) as u64;
+            let Some(c) = colon else {
+                self.line.extend_from_slice(bytes);
+                self.line_state = LineState::Name;
+                return;
+            };
+            let field = if self.line.is_empty() {
+                Field::from_name(&bytes[..c])
+            } else {
+                self.line.extend_from_slice(&bytes[..c]);
+                let field = Field::from_name(&self.line);
+                self.line.clear();
+                field
+            };
+            if field == Field::Event {
+                // Replacing the type early is invisible: the block can only
+                // dispatch after this line ends.
+                self.event_type.clear();
             }
-            Some(c) => self.field(&line[..c], strip_one_space(&line[c + 1..])),
-            None => self.field(line, b""),
+            self.line_state = LineState::Value {
+                field,
+                at_start: true,
+            };
+            bytes = &bytes[c + 1..];
+        }
+        if let LineState::Value { field, at_start } = &mut self.line_state {
+            if *at_start && !bytes.is_empty() {
+                *at_start = false;
+                bytes = bytes.strip_prefix(b" ").unwrap_or(bytes);
+            }
+            match field {
+                Field::Data => {
+                    // Room for the LF too, so ending the line never
+                    // reallocates a large buffer.
+                    self.data.reserve(bytes.len() + 1);
+                    self.data.extend_from_slice(bytes);
+                }
+                Field::Event => self.event_type.extend_from_slice(bytes),
+                Field::Id | Field::Retry | Field::Comment => self.line.extend_from_slice(bytes),
+                Field::Unknown => {}
+            }
         }
     }
 
-    fn field(&mut self, name: &[u8], value: &[u8]) {
-        match name {
-            b"event" => {
-                self.event_type.clear();
-                self.event_type.extend_from_slice(value);
+    /// The line in progress ended; `end` is the offset after its CR or LF.
+    fn line_end(&mut self, end: u64) {
+        let (field, value_in_line) = match self.line_state {
+            LineState::Idle => {
+                self.dispatch(end);
+                return;
             }
-            b"data" => {
-                self.data.extend_from_slice(value);
-                self.data.push(b'\n');
-            }
-            b"id" => {
-                self.scanned += value.len() as u64;
-                if memchr(0, value).is_none() {
-                    self.id_buffer = lossy(value);
+            // No colon: the whole line is the name, the value is empty.
+            LineState::Name => (Field::from_name(&self.line), false),
+            LineState::Value { field, .. } => (field, true),
+        };
+        let value: &[u8] = if value_in_line { &self.line } else { b"" };
+        match field {
+            Field::Data => self.data.push(b'\n'),
+            Field::Event => {
+                if !value_in_line {
+                    self.event_type.clear();
                 }
             }
-            b"retry" => {
+            Field::Id => {
+                self.scanned += value.len() as u64;
+                if memchr(0, value).is_none() {
+                    // In place: ids repeat on every event, keep the allocation.
+                    self.id_buffer.clear();
+                    self.id_buffer.push_str(&String::from_utf8_lossy(value));
+                }
+            }
+            Field::Retry => {
                 self.scanned += value.len() as u64;
                 if let Some(millis) = parse_retry(value) {
                     self.reconnection_time = Some(millis);
                     self.block_retry = Some(millis);
                 }
             }
-            _ => {}
+            Field::Comment => {
+                let text = lossy(value);
+                let span = self.line_start..end;
+                self.queue.push_back(SseItem::Comment { text, span });
+            }
+            Field::Unknown => {}
+        }
+        self.line_state = LineState::Idle;
+        self.block_has_lines = true;
+        if self.line.capacity() > KEEP_LINE_CAPACITY {
+            self.line = Vec::new();
+        } else {
+            self.line.clear();
         }
     }
 
@@ -387,11 +487,10 @@ impl SseParser {
 /// decoder does. Every byte that splits lines or fields is ASCII, so
 /// decoding piece by piece gives the same text as decoding the whole stream.
 fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn strip_one_space(value: &[u8]) -> &[u8] {
-    value.strip_prefix(b" ").unwrap_or(value)
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// `retry` counts only when the value is one or more ASCII digits; a value
