@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(c) => c,
         Err(e) => {
             assert!(
-                [codes::PARSE_ERROR, codes::INVALID_REQUEST, codes::INVALID_PARAMS].contains(&e.code()),
+                [
+                    codes::PARSE_ERROR,
+                    codes::INVALID_REQUEST,
+                    codes::INVALID_PARAMS
+                ]
+                .contains(&e.code()),
                 "{e:?}"
             );
             assert!(!e.to_string().is_empty());
@@ -51,7 +56,9 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(Some(&parse(raw)), v.get("id"));
                 let echoed = result_message(raw, b"null");
                 match classify(&echoed, &limits) {
-                    Ok(Classified::Single(r)) if m.kind == Kind::Request => assert_eq!(r.id, Some(raw)),
+                    Ok(Classified::Single(r)) if m.kind == Kind::Request => {
+                        assert_eq!(r.id, Some(raw))
+                    }
                     Ok(_) => {}
                     // A null id (error responses) cannot carry a result.
                     Err(e) => assert!(raw == b"null", "{e:?}"),
@@ -61,13 +68,21 @@ fuzz_target!(|data: &[u8]| {
         }
         let params = &v["params"];
         if let Some(name) = &m.name {
-            let key = if m.method.as_deref() == Some("resources/read") { "uri" } else { "name" };
+            let key = if m.method.as_deref() == Some("resources/read") {
+                "uri"
+            } else {
+                "name"
+            };
             assert_eq!(params[key].as_str(), Some(name.as_ref()));
         }
         if let Some(token) = m.progress_token {
             assert_eq!(parse(token), params["_meta"]["progressToken"]);
         }
-        for (span, key) in [(&m.params, "params"), (&m.result, "result"), (&m.error, "error")] {
+        for (span, key) in [
+            (&m.params, "params"),
+            (&m.result, "result"),
+            (&m.error, "error"),
+        ] {
             if let Some(r) = span {
                 assert_eq!(&parse(&data[r.clone()]), &v[key]);
             }
