@@ -83,11 +83,40 @@ struct Frame {
     field: Field,
 }
 
-/// A key of an open object, decoded, with where it starts.
-#[derive(Debug)]
-struct Key<'a> {
-    name: Cow<'a, str>,
-    offset: usize,
+/// A key of an open object: its raw span, quotes included. Decoded only
+/// when it holds escapes and is compared with another key.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    start: usize,
+    end: usize,
+    escaped: bool,
+    /// The first (up to) eight raw bytes, so most unequal keys are told
+    /// apart without a `memcmp`.
+    prefix: u64,
+}
+
+impl Key {
+    fn new(buf: &[u8], start: usize, end: usize, escaped: bool) -> Key {
+        let len = end - start;
+        let prefix = match buf.get(start..).and_then(|r| r.first_chunk::<8>()) {
+            Some(word) if len >= 8 => u64::from_le_bytes(*word),
+            Some(word) => u64::from_le_bytes(*word) & ((1u64 << (8 * len)) - 1),
+            // Within eight bytes of the end: the bytes one by one.
+            None => buf
+                .get(start..end)
+                .unwrap_or_default()
+                .iter()
+                .take(8)
+                .enumerate()
+                .fold(0, |acc, (k, &b)| acc | (b as u64) << (8 * k)),
+        };
+        Key {
+            start,
+            end,
+            escaped,
+            prefix,
+        }
+    }
 }
 
 /// The spans of the members read from one message object.
@@ -109,7 +138,7 @@ struct Walker<'a> {
     text: &'a str,
     max_depth: usize,
     stack: Vec<Frame>,
-    keys: Vec<Key<'a>>,
+    keys: Vec<Key>,
     cur: Extract,
     out: Vec<Message<'a>>,
     /// The first shape error; reported only if the whole text is valid JSON.
@@ -293,8 +322,8 @@ impl<'a> Walker<'a> {
             return Err(ClassifyError::Syntax { offset: end - 1 });
         };
         if frame.is_object {
-            let keys = self.keys.get_mut(frame.keys_from..).unwrap_or_default();
-            check_duplicates(keys)?;
+            let keys = self.keys.get(frame.keys_from..).unwrap_or_default();
+            check_duplicates(self.text, keys)?;
             self.keys.truncate(frame.keys_from);
         }
         if frame.role == Role::Top {
@@ -327,24 +356,15 @@ impl<'a> Walker<'a> {
             None => return Err(ClassifyError::UnexpectedEnd),
         }
         let (end, escaped) = scan_string(self.buf, pos)?;
-        let name = decode(self.text, pos + 1, end - 1, escaped)?;
         let Some(frame) = self.stack.last_mut() else {
             return Err(ClassifyError::Syntax { offset: pos });
         };
-        frame.field = match (frame.role, name.as_ref()) {
-            (Role::Top, "jsonrpc") => Field::JsonRpc,
-            (Role::Top, "id") => Field::Id,
-            (Role::Top, "method") => Field::Method,
-            (Role::Top, "params") => Field::Params,
-            (Role::Top, "result") => Field::Result,
-            (Role::Top, "error") => Field::Error,
-            (Role::Params, "name") => Field::Name,
-            (Role::Params, "uri") => Field::Uri,
-            (Role::Params, "_meta") => Field::Meta,
-            (Role::Meta, "progressToken") => Field::ProgressToken,
-            _ => Field::None,
+        frame.field = match frame.role {
+            // Most keys sit in objects we do not read: no decoding.
+            Role::Other | Role::Batch => Field::None,
+            role => field(role, &decode(self.text, pos + 1, end - 1, escaped)?),
         };
-        self.keys.push(Key { name, offset: pos });
+        self.keys.push(Key::new(self.buf, pos, end, escaped));
         let colon = skip_ws(self.buf, end);
         match self.buf.get(colon) {
             Some(b':') => Ok(colon + 1),
@@ -382,23 +402,56 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Which member a key names, in an object whose members we read.
+fn field(role: Role, name: &str) -> Field {
+    match (role, name) {
+        (Role::Top, "jsonrpc") => Field::JsonRpc,
+        (Role::Top, "id") => Field::Id,
+        (Role::Top, "method") => Field::Method,
+        (Role::Top, "params") => Field::Params,
+        (Role::Top, "result") => Field::Result,
+        (Role::Top, "error") => Field::Error,
+        (Role::Params, "name") => Field::Name,
+        (Role::Params, "uri") => Field::Uri,
+        (Role::Params, "_meta") => Field::Meta,
+        (Role::Meta, "progressToken") => Field::ProgressToken,
+        _ => Field::None,
+    }
+}
+
+/// The decoded text of a key.
+fn key_name(text: &str, k: Key) -> Result<Cow<'_, str>, ClassifyError> {
+    decode(text, k.start + 1, k.end - 1, k.escaped)
+}
+
 /// Fails on the first key (after unescaping) that appears twice.
-fn check_duplicates(keys: &mut [Key<'_>]) -> Result<(), ClassifyError> {
+fn check_duplicates(text: &str, keys: &[Key]) -> Result<(), ClassifyError> {
+    let raw = |k: &Key| text.as_bytes().get(k.start..k.end).unwrap_or_default();
     if keys.len() <= PAIRWISE_MAX {
-        for i in 1..keys.len() {
-            if keys[..i].iter().any(|k| k.name == keys[i].name) {
-                return Err(ClassifyError::DuplicateKey {
-                    offset: keys[i].offset,
-                });
+        for (i, b) in keys.iter().enumerate().skip(1) {
+            for a in &keys[..i] {
+                // Without escapes, equal text is equal raw bytes.
+                let same = if a.escaped || b.escaped {
+                    key_name(text, *a)? == key_name(text, *b)?
+                } else {
+                    a.prefix == b.prefix && raw(a) == raw(b)
+                };
+                if same {
+                    return Err(ClassifyError::DuplicateKey { offset: b.start });
+                }
             }
         }
         return Ok(());
     }
-    keys.sort_unstable_by(|a, b| a.name.cmp(&b.name).then(a.offset.cmp(&b.offset)));
-    match keys
+    let mut names = keys
+        .iter()
+        .map(|k| Ok((key_name(text, *k)?, k.start)))
+        .collect::<Result<Vec<_>, ClassifyError>>()?;
+    names.sort_unstable();
+    match names
         .windows(2)
-        .filter(|w| w[0].name == w[1].name)
-        .map(|w| w[1].offset)
+        .filter(|w| w[0].0 == w[1].0)
+        .map(|w| w[1].1)
         .min()
     {
         Some(offset) => Err(ClassifyError::DuplicateKey { offset }),

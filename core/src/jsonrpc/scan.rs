@@ -33,30 +33,70 @@ pub(super) fn scan_string(buf: &[u8], pos: usize) -> Result<(usize, bool), Class
     let mut i = pos + 1;
     let mut escaped = false;
     loop {
-        let rest = buf.get(i..).unwrap_or_default();
-        let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
-            check_controls(rest, i)?;
-            return Err(ClassifyError::UnexpectedEnd);
-        };
-        check_controls(&rest[..k], i)?;
-        i += k;
-        if rest[k] == b'"' {
-            return Ok((i + 1, escaped));
+        i = find_stop(buf, i);
+        match buf.get(i) {
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {
+                escaped = true;
+                i = scan_escape(buf, i)?;
+            }
+            Some(_) => return Err(ClassifyError::Syntax { offset: i }),
+            None => return Err(ClassifyError::UnexpectedEnd),
         }
-        escaped = true;
-        i = scan_escape(buf, i)?;
     }
 }
 
-/// Rejects U+0000..U+001F inside a string chunk. The fold has no early exit
-/// so it vectorises; the slow search for the offset runs only on failure.
+/// Strings longer than this are searched with memchr, shorter ones (keys,
+/// enum values: most of them) eight bytes at a time, which has no setup cost.
+const SHORT: usize = 32;
+
+/// The offset of the first byte at or after `i` that ends plain string
+/// content: `"`, `\` or a control character (JSON forbids them raw); the
+/// buffer's length if there is none.
 #[inline]
-fn check_controls(chunk: &[u8], at: usize) -> Result<(), ClassifyError> {
-    if chunk.iter().fold(false, |bad, &b| bad | (b < 0x20)) {
-        let k = chunk.iter().position(|&b| b < 0x20).unwrap_or(0);
-        return Err(ClassifyError::Syntax { offset: at + k });
+fn find_stop(buf: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let short_end = i + SHORT;
+    while let Some(chunk) = buf.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        // Classic SWAR: a byte of `x - k*LO & !x & HI` is set where the byte
+        // of `x` is below `k` (exact for the lowest set byte, which is all
+        // we look at).
+        let x = u64::from_le_bytes(*chunk);
+        let quote = x ^ (LO * b'"' as u64);
+        let backslash = x ^ (LO * b'\\' as u64);
+        let hits = (quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (x.wrapping_sub(LO * 0x20) & !x);
+        let hits = hits & HI;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+        if i >= short_end {
+            return find_stop_long(buf, i);
+        }
     }
-    Ok(())
+    while let Some(&b) = buf.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// [`find_stop`] for the rest of a long string: memchr for the quote or
+/// backslash, then one vectorisable pass for control characters before it.
+#[cold]
+fn find_stop_long(buf: &[u8], i: usize) -> usize {
+    let rest = buf.get(i..).unwrap_or_default();
+    let end = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+    let plain = &rest[..end];
+    if plain.iter().fold(false, |bad, &b| bad | (b < 0x20)) {
+        return i + plain.iter().position(|&b| b < 0x20).unwrap_or(end);
+    }
+    i + end
 }
 
 /// Validates the escape whose backslash is at `i`; returns the offset after it.
@@ -237,4 +277,51 @@ pub(super) fn decode<'a>(
     }
     out.push_str(raw.get(i..).unwrap_or_default());
     Ok(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(buf: &[u8], i: usize) -> usize {
+        buf.iter()
+            .skip(i)
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .map_or(buf.len(), |k| i + k)
+    }
+
+    /// The SWAR search must agree with the obvious loop for every stop byte
+    /// at every position, next to the bytes that trip borrow bugs.
+    #[test]
+    fn find_stop_matches_naive() {
+        let fillers = [b'a', 0x80, 0xff, 0x21, 0x20, 0x7f, b'#', b']'];
+        let stops = [b'"', b'\\', 0x00, 0x01, 0x1f];
+        for len in 0..80 {
+            for &fill in &fillers {
+                let mut buf = vec![fill; len];
+                for start in 0..=len.min(9) {
+                    assert_eq!(find_stop(&buf, start), naive(&buf, start));
+                }
+                for at in 0..len {
+                    for &stop in &stops {
+                        buf[at] = stop;
+                        for start in [0, at.saturating_sub(1), at] {
+                            assert_eq!(
+                                find_stop(&buf, start),
+                                naive(&buf, start),
+                                "{buf:?} from {start}"
+                            );
+                        }
+                        // A second stop later must not hide the first.
+                        if at + 3 < len {
+                            buf[at + 3] = 0x00;
+                            assert_eq!(find_stop(&buf, 0), naive(&buf, 0));
+                            buf[at + 3] = fill;
+                        }
+                        buf[at] = fill;
+                    }
+                }
+            }
+        }
+    }
 }
