@@ -47,6 +47,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
                 max_depth: l.max_json_depth,
                 max_bytes: l.max_request_body_bytes.max(l.max_sse_event_bytes),
             },
+            max_hooked_response: l.max_response_body_bytes,
         },
         timeouts: Timeouts {
             client_idle: Some(t.client_idle),
@@ -57,6 +58,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
             sse_keepalive: t.sse_keepalive,
         },
         forwarded_headers: config.security.forwarded_headers,
+        hooks: sluice_core::exchange::HookFilter::none(),
     };
     let upstreams: Vec<UpstreamTarget> = config
         .routes

@@ -45,6 +45,7 @@
 //!   boundary, so that a failure mid-stream can still be answered correctly
 //!   (see [`crate::inject`]).
 
+mod hooks;
 mod request;
 mod response;
 
@@ -67,8 +68,9 @@ pub const UPSTREAM_TIMEOUT: i64 = -32001;
 use crate::route::Router;
 use crate::sse::SseLimits;
 
+pub use hooks::{BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict};
 pub use request::RpcSummary;
-use response::Streaming;
+use response::{HeldAnswer, Streaming};
 
 /// Limits applied to one exchange.
 #[derive(Debug, Clone)]
@@ -83,6 +85,8 @@ pub struct ExchangeLimits {
     pub sse: SseLimits,
     /// JSON limits for request classification.
     pub json: jsonrpc::Limits,
+    /// The largest JSON answer held whole for response hooks.
+    pub max_hooked_response: usize,
 }
 
 impl Default for ExchangeLimits {
@@ -93,6 +97,7 @@ impl Default for ExchangeLimits {
             max_request_body: 4 << 20,
             sse: SseLimits::default(),
             json: jsonrpc::Limits::default(),
+            max_hooked_response: 16 << 20,
         }
     }
 }
@@ -130,6 +135,8 @@ pub struct ExchangeConfig {
     pub timeouts: Timeouts,
     /// Add `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
     pub forwarded_headers: bool,
+    /// Which methods the operator's hooks see.
+    pub hooks: HookFilter,
 }
 
 /// Facts about the client connection that the exchange cannot see in bytes.
@@ -170,6 +177,9 @@ pub enum Output {
     ToUpstream(Bytes),
     /// Write these bytes to the client.
     ToClient(Bytes),
+    /// Run the hook chain on a message and answer with
+    /// [`Exchange::hook_done`]. Nothing else happens until then.
+    RunHook(HookCall),
     /// The upstream connection is no longer needed: return it to the pool
     /// when `reusable`, else close it.
     ReleaseUpstream {
@@ -241,9 +251,21 @@ pub struct Summary {
     pub reused: bool,
 }
 
+/// Hook runs on the request body, one per hooked message.
+struct RequestHooks {
+    calls: Vec<hooks::Hooked>,
+    next: usize,
+    /// (batch element or `None`, replacement message).
+    replaced: Vec<(Option<usize>, Vec<u8>)>,
+    /// (request id, the hook's answer) for messages a hook stopped.
+    stopped: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+}
+
 enum State {
     /// Reading the request head and body.
     Request(request::Intake),
+    /// Waiting for request hooks.
+    HookingRequest(RequestHooks),
     /// Waiting for [`Exchange::upstream_connected`].
     Connecting,
     /// The request went upstream; reading the response head.
@@ -279,6 +301,8 @@ pub struct Exchange {
     sent: Sent,
     /// The last time the upstream sent body bytes.
     last_upstream: Instant,
+    /// `ReleaseUpstream` was emitted already.
+    upstream_released: bool,
     summary: Summary,
 }
 
@@ -301,6 +325,7 @@ impl Exchange {
             upstream_spoke: false,
             sent: Sent::Nothing,
             last_upstream: now,
+            upstream_released: false,
             summary: Summary {
                 http_method: String::new(),
                 target: String::new(),
@@ -372,8 +397,12 @@ impl Exchange {
     pub fn client_closed(&mut self, now: Instant) {
         match self.state {
             State::Done => {}
-            State::Request(_) | State::Connecting | State::AwaitingHead | State::Streaming(_) => {
-                if !matches!(self.state, State::Request(_)) {
+            State::Request(_)
+            | State::HookingRequest(_)
+            | State::Connecting
+            | State::AwaitingHead
+            | State::Streaming(_) => {
+                if !matches!(self.state, State::Request(_) | State::HookingRequest(_)) {
                     self.outputs
                         .push_back(Output::ReleaseUpstream { reusable: false });
                 }
@@ -390,11 +419,7 @@ impl Exchange {
         }
         self.reused = reused;
         self.summary.reused = reused;
-        let bytes = self
-            .req
-            .as_ref()
-            .map(|r| r.upstream_bytes.clone())
-            .unwrap_or_default();
+        let bytes = self.req.as_ref().map(request::Forward::render).unwrap_or_default();
         self.outputs.push_back(Output::ToUpstream(bytes));
         self.state = State::AwaitingHead;
         self.deadline = self.config.timeouts.response_head.map(|t| now + t);
@@ -403,7 +428,7 @@ impl Exchange {
     /// The upstream connection ended (or never opened).
     pub fn upstream_closed(&mut self, end: UpstreamEnd, now: Instant) {
         match &mut self.state {
-            State::Request(_) | State::Done => {}
+            State::Request(_) | State::HookingRequest(_) | State::Done => {}
             State::Connecting => {
                 self.fail(502, "could not connect to the upstream", now);
             }
@@ -430,7 +455,12 @@ impl Exchange {
                 self.fail(502, why, now);
             }
             State::Streaming(stream) => {
-                if end == UpstreamEnd::Eof && stream.ends_at_eof() {
+                if end == UpstreamEnd::Eof && stream.ends_at_eof() && stream.awaiting_hooks() {
+                    // The body is whole; the held answer goes out after the verdict.
+                    stream.mark_upstream_done();
+                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                    self.upstream_released = true;
+                } else if end == UpstreamEnd::Eof && stream.ends_at_eof() {
                     let out = stream.finish_clean();
                     self.emit_client(out);
                     self.summary.outcome = Outcome::Complete;
@@ -456,7 +486,7 @@ impl Exchange {
             State::Streaming(_) => self.stream_body(input, now),
             // Bytes before the request went out, or after the end: the
             // upstream is out of step; drop the connection.
-            State::Request(_) | State::Connecting | State::Done => {}
+            State::Request(_) | State::HookingRequest(_) | State::Connecting | State::Done => {}
         }
     }
 
@@ -470,7 +500,7 @@ impl Exchange {
         }
         self.deadline = None;
         match &mut self.state {
-            State::Done => {}
+            State::Done | State::HookingRequest(_) => {}
             State::Request(intake) => {
                 if intake.is_idle() {
                     // An idle keep-alive connection: close quietly.
@@ -529,16 +559,185 @@ impl Exchange {
                 self.summary.rpc = forward.rpc.clone();
                 self.summary.route = Some(forward.route);
                 self.summary.request_done = Some(now);
-                let route = forward.route;
+                let calls = hooks::hooked_messages(&forward.body, &self.config.hooks, &self.config.limits.json);
                 self.req = Some(*forward);
-                self.state = State::Connecting;
-                self.deadline = self.config.timeouts.connect.map(|t| now + t);
-                self.outputs.push_back(Output::Connect {
-                    route,
-                    fresh: false,
-                });
+                if calls.is_empty() {
+                    self.connect(now);
+                } else {
+                    self.state = State::HookingRequest(RequestHooks {
+                        calls,
+                        next: 0,
+                        replaced: Vec::new(),
+                        stopped: Vec::new(),
+                    });
+                    self.deadline = None;
+                    self.next_request_hook();
+                }
             }
         }
+    }
+
+    fn connect(&mut self, now: Instant) {
+        let route = self.req.as_ref().map_or(0, |r| r.route);
+        self.state = State::Connecting;
+        self.deadline = self.config.timeouts.connect.map(|t| now + t);
+        self.outputs.push_back(Output::Connect { route, fresh: false });
+    }
+
+    fn hook_call(&self, phase: HookPhase, method: String, request: Bytes, response: Option<Bytes>) -> HookCall {
+        let req = self.req.as_ref();
+        HookCall {
+            phase,
+            method,
+            request,
+            response,
+            session_id: req.and_then(|r| r.session_id.clone()),
+            protocol_version: req.and_then(|r| r.protocol_version.clone()),
+            route: req.map_or(0, |r| r.route),
+        }
+    }
+
+    fn next_request_hook(&mut self) {
+        let State::HookingRequest(h) = &self.state else { return };
+        let Some(call) = h.calls.get(h.next) else { return };
+        let call = self.hook_call(HookPhase::Request, call.method.clone(), call.message.clone(), None);
+        self.outputs.push_back(Output::RunHook(call));
+    }
+
+    /// The verdict of the hook chain asked for by the last `RunHook`.
+    pub fn hook_done(&mut self, verdict: HookVerdict, now: Instant) {
+        match &mut self.state {
+            State::HookingRequest(h) => {
+                let Some(call) = h.calls.get(h.next).cloned() else { return };
+                h.next += 1;
+                match verdict {
+                    HookVerdict::Continue => {}
+                    HookVerdict::Replace(message) => h.replaced.push((call.element, message)),
+                    HookVerdict::Reject { code, message, data } => {
+                        // A notification gets no answer, only a 202.
+                        let answer = match call.id.as_deref() {
+                            Some(id) => jsonrpc::error_message(Some(id), code, &message, data.as_deref()),
+                            None => Vec::new(),
+                        };
+                        h.stopped.push((call.id.clone(), answer));
+                    }
+                    HookVerdict::Respond(result) => {
+                        let answer = call.id.as_deref().map(|id| jsonrpc::result_message(id, &result));
+                        h.stopped.push((call.id.clone(), answer.unwrap_or_default()));
+                    }
+                }
+                // A stopped single message ends the chain; a batch finishes its hooks.
+                let single_stopped = call.element.is_none() && !h.stopped.is_empty();
+                if h.next < h.calls.len() && !single_stopped {
+                    self.next_request_hook();
+                    return;
+                }
+                let State::HookingRequest(h) = std::mem::replace(&mut self.state, State::Done) else { return };
+                self.finish_request_hooks(h, now);
+            }
+            State::Streaming(stream) if stream.awaiting_hooks() => {
+                let id = self
+                    .req
+                    .as_ref()
+                    .and_then(|r| r.rpc.as_ref())
+                    .and_then(|r| r.id.clone())
+                    .unwrap_or_default();
+                let answer = match verdict {
+                    HookVerdict::Continue => HeldAnswer::Original,
+                    HookVerdict::Replace(message) => HeldAnswer::Message(message),
+                    HookVerdict::Reject { code, message, data } => {
+                        HeldAnswer::Message(jsonrpc::error_message(Some(&id), code, &message, data.as_deref()))
+                    }
+                    HookVerdict::Respond(result) => HeldAnswer::Message(jsonrpc::result_message(&id, &result)),
+                };
+                let mut out = Vec::new();
+                stream.apply_hooks(answer, &mut out, now);
+                for bytes in out {
+                    self.summary.body_bytes += bytes.len() as u64;
+                    self.outputs.push_back(Output::ToClient(bytes));
+                }
+                if matches!(&self.state, State::Streaming(s) if s.is_complete()) {
+                    self.complete(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_request_hooks(&mut self, h: RequestHooks, now: Instant) {
+        let Some(req) = self.req.as_mut() else { return };
+        if h.stopped.is_empty() {
+            let old = std::mem::take(&mut req.body);
+            let new = match h.replaced.as_slice() {
+                [] => old.clone(),
+                [(None, message)] => message.clone(),
+                batch => {
+                    let items: Vec<(usize, Vec<u8>)> =
+                        batch.iter().filter_map(|(i, m)| i.map(|i| (i, m.clone()))).collect();
+                    hooks::rebuild_batch(&old, &items).unwrap_or_else(|| old.clone())
+                }
+            };
+            if new != old {
+                hooks::rewrite_mirror_headers(&mut req.headers, &old, &new, &self.config.limits.json);
+            }
+            req.body = new;
+            self.connect(now);
+            return;
+        }
+        // A hook answered: nothing reaches the upstream.
+        let accepts = req.accepts;
+        let close_after = !req.client_keep_alive;
+        let batch = h.calls.iter().any(|c| c.element.is_some());
+        let message = if batch {
+            // Every request of the batch gets an answer: the hook's, or a
+            // refusal saying why it was not forwarded.
+            let ids = hooks::batch_request_ids(&req.body, &self.config.limits.json);
+            let mut out = vec![b'['];
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match h.stopped.iter().find(|(sid, _)| sid.as_deref() == Some(id.as_slice())) {
+                    Some((_, answer)) => out.extend_from_slice(answer),
+                    None => out.extend_from_slice(&jsonrpc::error_message(
+                        Some(id),
+                        hooks::BATCH_REFUSED,
+                        "sluice: not forwarded, a hook stopped another message of this batch",
+                        None,
+                    )),
+                }
+            }
+            out.push(b']');
+            out
+        } else {
+            h.stopped.into_iter().next().map(|(_, m)| m).unwrap_or_default()
+        };
+        self.summary.reason = Some("answered by a hook".into());
+        self.summary.outcome = Outcome::Answered;
+        let bytes = if message.is_empty() || message == b"[]" {
+            // A notification (or only notifications): acknowledged, dropped.
+            let close = if close_after { "Connection: close\r\n" } else { "" };
+            format!("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n{close}\r\n").into_bytes()
+        } else {
+            // A JSON-RPC answer is a successful HTTP exchange, error or not.
+            let answer = if batch {
+                Answer::Error { message: &message, status: 200 }
+            } else {
+                match jsonrpc::classify(&message, &self.config.limits.json) {
+                    Ok(jsonrpc::Classified::Single(m)) if m.kind == jsonrpc::Kind::Response => {
+                        Answer::Result { message: &message }
+                    }
+                    _ => Answer::Error { message: &message, status: 200 },
+                }
+            };
+            match inject::plan(Sent::Nothing, ClientFraming::Chunked, accepts, answer, close_after) {
+                Injection::Response(bytes) => bytes,
+                _ => Vec::new(),
+            }
+        };
+        self.summary.status = Some(if bytes.starts_with(b"HTTP/1.1 202") { 202 } else { 200 });
+        self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
+        self.finish(if close_after { Close::Graceful } else { Close::KeepAlive }, now);
     }
 
     fn note_request_line(&mut self) {
@@ -553,13 +752,11 @@ impl Exchange {
     fn read_response_head(&mut self, input: Bytes, now: Instant) {
         self.head_buf.extend_from_slice(&input);
         let Some(req) = self.req.as_ref() else { return };
-        match response::read_head(
-            &mut self.head_scanner,
-            &self.head_buf,
-            req,
-            &self.config,
-            now,
-        ) {
+        let hooked = req
+            .rpc
+            .as_ref()
+            .is_some_and(|r| !r.batch && r.id.is_some() && r.method.as_deref().is_some_and(|m| self.config.hooks.wants(m)));
+        match response::read_head(&mut self.head_scanner, &self.head_buf, req, &self.config, hooked, now) {
             response::HeadStep::NeedMore => {}
             response::HeadStep::Informational { len } => {
                 // 1xx answers are ours to absorb (we sent no Expect upstream).
@@ -585,7 +782,9 @@ impl Exchange {
                 } else {
                     Sent::OtherHead
                 };
-                self.outputs.push_back(Output::ToClient(client_head));
+                if !client_head.is_empty() {
+                    self.outputs.push_back(Output::ToClient(client_head));
+                }
                 self.state = State::Streaming(*stream);
                 self.deadline = self.stream_deadline(now);
                 if let State::Streaming(s) = &self.state
@@ -613,9 +812,19 @@ impl Exchange {
             self.outputs.push_back(Output::ToClient(bytes));
         }
         self.sent = stream.sent();
+        let hook_response = stream.take_hook_call();
         match result {
             Ok(()) if stream.is_complete() => self.complete(now),
-            Ok(()) => self.deadline = self.stream_deadline(now),
+            Ok(()) => {
+                self.deadline = self.stream_deadline(now);
+                if let Some(response) = hook_response {
+                    let req = self.req.as_ref();
+                    let method = req.and_then(|r| r.rpc.as_ref()).and_then(|r| r.method.clone()).unwrap_or_default();
+                    let request = Bytes::copy_from_slice(req.map_or(&[][..], |r| &r.body));
+                    let call = self.hook_call(HookPhase::Response, method, request, Some(response));
+                    self.outputs.push_back(Output::RunHook(call));
+                }
+            }
             Err(why) => self.fail(502, &why, now),
         }
     }
@@ -627,7 +836,9 @@ impl Exchange {
         };
         self.emit_client(tail);
         self.summary.outcome = Outcome::Complete;
-        self.outputs.push_back(Output::ReleaseUpstream { reusable });
+        if !self.upstream_released {
+            self.outputs.push_back(Output::ReleaseUpstream { reusable });
+        }
         let close = self.client_close_after();
         self.finish(close, now);
     }
@@ -680,7 +891,8 @@ impl Exchange {
     /// Something failed after the request was accepted: answer the client
     /// with a JSON-RPC error carrying its own id, by the injection rules.
     fn fail(&mut self, status: u16, why: &str, now: Instant) {
-        let had_upstream = !matches!(self.state, State::Request(_) | State::Done);
+        let had_upstream = !matches!(self.state, State::Request(_) | State::HookingRequest(_) | State::Done)
+            && !self.upstream_released;
         if had_upstream {
             self.outputs
                 .push_back(Output::ReleaseUpstream { reusable: false });

@@ -34,15 +34,22 @@ pub(super) enum Step {
     Ready(Box<Forward>),
 }
 
-/// A request ready to go upstream.
+/// A request ready to go upstream (the body may still be replaced by a hook).
 pub(super) struct Forward {
     pub route: usize,
-    pub upstream_bytes: Bytes,
     pub method: String,
+    pub upstream_target: String,
+    /// End-to-end headers as forwarded, `Host` first; no framing headers.
+    pub headers: Vec<Header>,
+    /// Send a `Content-Length` (any request with a body, and every POST).
+    pub send_length: bool,
+    pub body: Vec<u8>,
     pub client_keep_alive: bool,
     pub client_http10: bool,
     pub accepts: Accepts,
     pub rpc: Option<RpcSummary>,
+    pub session_id: Option<String>,
+    pub protocol_version: Option<String>,
 }
 
 /// Head checked, body being read.
@@ -323,6 +330,8 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
     let client_keep_alive = keep_alive(head);
     let mut headers = head.headers.clone();
     let original_host = values(&headers, "host").first().map(|h| h.to_vec());
+    let session_id = text_header(&headers, "mcp-session-id");
+    let protocol_version = text_header(&headers, "mcp-protocol-version");
     http1::remove_hop_by_hop(&mut headers);
     // Proxy credentials are for sluice, not for the MCP server behind it.
     http1::remove_proxy_auth(&mut headers);
@@ -332,15 +341,10 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
             .any(|n| h.name.eq_ignore_ascii_case(n))
     });
 
-    let mut out = Vec::with_capacity(256 + acc.body.len());
-    out.extend_from_slice(head.method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(acc.upstream_target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(route.upstream_host.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let mut out_headers = Vec::with_capacity(headers.len() + 4);
+    out_headers.push(Header::new("Host", route.upstream_host.as_bytes()));
     let mut forwarded_for: Option<Vec<u8>> = None;
-    for h in &headers {
+    for h in headers {
         if config.forwarded_headers && h.name.eq_ignore_ascii_case("x-forwarded-for") {
             let prior = forwarded_for.get_or_insert_with(Vec::new);
             if !prior.is_empty() {
@@ -355,11 +359,7 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
         {
             continue;
         }
-        push_header(&mut out, &h.name, &h.value);
-    }
-    let has_body = !acc.body.is_empty() || !matches!(acc.framing, BodyFraming::None);
-    if has_body || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", acc.body.len()).as_bytes());
+        out_headers.push(h);
     }
     if config.forwarded_headers {
         // The client's address is appended; what earlier hops claimed stays in front.
@@ -371,29 +371,58 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
                 }
                 xff.extend_from_slice(client.peer_ip.as_bytes());
             }
-            push_header(&mut out, "X-Forwarded-For", &xff);
+            out_headers.push(Header::new("X-Forwarded-For", xff));
         }
         let proto: &[u8] = if client.https { b"https" } else { b"http" };
-        push_header(&mut out, "X-Forwarded-Proto", proto);
+        out_headers.push(Header::new("X-Forwarded-Proto", proto));
         if let Some(host) = original_host {
-            push_header(&mut out, "X-Forwarded-Host", &host);
+            out_headers.push(Header::new("X-Forwarded-Host", host));
         }
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&acc.body);
-
+    let has_body = !acc.body.is_empty() || !matches!(acc.framing, BodyFraming::None);
+    let send_length = has_body || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH");
     Forward {
         route: acc.route,
-        upstream_bytes: Bytes::from(out),
         method: head.method.clone(),
-        client_keep_alive,
-        client_http10: head.version == http1::Version::Http10,
-        accepts: accepts_of(&head.headers),
+        upstream_target: acc.upstream_target,
+        headers: out_headers,
+        send_length,
         rpc: if head.method == "POST" {
             classify(&acc.body, config)
         } else {
             None
         },
+        body: acc.body,
+        client_keep_alive,
+        client_http10: head.version == http1::Version::Http10,
+        accepts: accepts_of(&head.headers),
+        session_id,
+        protocol_version,
+    }
+}
+
+fn text_header(headers: &[Header], name: &str) -> Option<String> {
+    let value = values(headers, name).into_iter().next()?;
+    std::str::from_utf8(value).ok().map(str::to_owned)
+}
+
+impl Forward {
+    /// The request as the upstream gets it: our framing, its `Host`.
+    pub fn render(&self) -> Bytes {
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.upstream_target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for h in &self.headers {
+            push_header(&mut out, &h.name, &h.value);
+        }
+        if self.send_length {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        Bytes::from(out)
     }
 }
 

@@ -11,7 +11,7 @@ use super::request::{Forward, values};
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Parsed};
 use crate::inject::Sent;
 use crate::jsonrpc::{self, Classified, Kind};
-use crate::sse::{SseItem, SseParser};
+use crate::sse::{self, OutgoingEvent, SseEvent, SseItem, SseParser};
 
 pub(super) enum HeadStep {
     NeedMore,
@@ -56,6 +56,11 @@ struct SseWatch {
     json: jsonrpc::Limits,
     /// The parser hit a limit: boundaries are no longer known.
     lost: bool,
+    /// Hold the response event for the response hooks instead of letting it
+    /// through (see [`Streaming`]).
+    hold: bool,
+    /// The response event, once seen in hold mode: its span and the event.
+    held: Option<(Range<u64>, SseEvent)>,
 }
 
 impl SseWatch {
@@ -74,6 +79,9 @@ impl SseWatch {
                         let answers = matches!(m.kind, Kind::Response | Kind::Error);
                         if answers && m.id == Some(owed.as_slice()) {
                             self.owed = None;
+                            if self.hold {
+                                self.held = Some((event.span.clone(), event));
+                            }
                         }
                     }
                 }
@@ -91,15 +99,53 @@ impl SseWatch {
     }
 }
 
+/// A JSON answer held whole for the response hooks.
+struct JsonHold {
+    head: http1::ResponseHead,
+    close: bool,
+    body: Vec<u8>,
+    limit: usize,
+    /// The head and body went out.
+    flushed: bool,
+}
+
+/// An SSE answer whose response event is held for the response hooks; every
+/// other event goes through at once.
+struct SseHold {
+    /// Decoded body bytes not yet forwarded, from stream offset `base`.
+    pending: Vec<u8>,
+    base: u64,
+    /// The hook verdict on the held event was applied.
+    resolved: bool,
+}
+
 pub(super) struct Streaming {
     upstream: UpstreamBody,
     client: ClientBody,
     sse: bool,
     watch: Option<SseWatch>,
     upstream_reusable: bool,
+    /// The upstream body ended.
     complete: bool,
     keepalive: Option<Duration>,
     last_client_write: Instant,
+    json_hold: Option<JsonHold>,
+    sse_hold: Option<SseHold>,
+    /// The response message handed to the hooks, waiting for a verdict.
+    hook_pending: bool,
+    /// A response message for the hooks, not yet taken by the exchange.
+    hook_call: Option<Bytes>,
+    /// The id of the request whose response is hooked.
+    hooked_id: Option<Vec<u8>>,
+    json_limits: jsonrpc::Limits,
+}
+
+/// What goes to the client in place of the held response.
+pub(super) enum HeldAnswer {
+    /// The upstream's own response, unchanged.
+    Original,
+    /// This JSON-RPC message instead.
+    Message(Vec<u8>),
 }
 
 /// Parse the response head in `buf`.
@@ -108,6 +154,7 @@ pub(super) fn read_head(
     buf: &[u8],
     req: &Forward,
     config: &ExchangeConfig,
+    hooked: bool,
     now: Instant,
 ) -> HeadStep {
     let (head, len) = match scanner.parse_response(buf, &config.limits.response_head) {
@@ -173,25 +220,58 @@ pub(super) fn read_head(
     } else {
         None
     };
+    // Only an answer that can carry the response to a hooked request is held.
+    let hooked = hooked && owed.is_some() && !matches!(upstream, UpstreamBody::Empty);
+    let hooked_id = if hooked { owed.clone() } else { None };
     let watch = (sse && (owed.is_some() || keepalive.is_some())).then(|| SseWatch {
         parser: SseParser::new(config.limits.sse),
         answers_request: owed.is_some(),
         owed,
         json: config.limits.json,
         lost: false,
+        hold: hooked,
+        held: None,
     });
 
     let close_client = !req.client_keep_alive || client == ClientBody::UntilClose;
-    let client_head = client_head(&head, client, close_client);
+    let json_hold = (hooked && !sse).then(|| {
+        let mut head = head.clone();
+        http1::remove_hop_by_hop(&mut head.headers);
+        head.headers.retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
+        JsonHold {
+            head,
+            close: !req.client_keep_alive,
+            body: Vec::new(),
+            limit: config.limits.max_hooked_response,
+            flushed: false,
+        }
+    });
+    let sse_hold = (hooked && sse).then(|| SseHold {
+        pending: Vec::new(),
+        base: 0,
+        resolved: false,
+    });
+    // A held JSON answer gets its head once the hooks have spoken.
+    let client_head = if json_hold.is_some() {
+        Bytes::new()
+    } else {
+        client_head(&head, client, close_client)
+    };
     let stream = Streaming {
         complete: matches!(upstream, UpstreamBody::Empty),
         upstream,
-        client,
+        client: if json_hold.is_some() { ClientBody::Length } else { client },
         sse,
         watch,
         upstream_reusable,
         keepalive,
         last_client_write: now,
+        json_hold,
+        sse_hold,
+        hook_pending: false,
+        hook_call: None,
+        hooked_id,
+        json_limits: config.limits.json,
     };
     HeadStep::Ready {
         stream: Box::new(stream),
@@ -247,8 +327,24 @@ impl Streaming {
         self.sse
     }
 
+    /// The upstream body ended and nothing is held back any more.
     pub fn is_complete(&self) -> bool {
         self.complete
+            && !self.hook_pending
+            && self.hook_call.is_none()
+            && self.json_hold.as_ref().is_none_or(|h| h.flushed)
+            && self.sse_hold.as_ref().is_none_or(|h| h.pending.is_empty())
+    }
+
+    /// The upstream body ended (at EOF) while an answer is held.
+    pub fn mark_upstream_done(&mut self) {
+        self.complete = true;
+        self.upstream_reusable = false;
+    }
+
+    /// A held answer waits for the hooks.
+    pub fn awaiting_hooks(&self) -> bool {
+        self.hook_pending
     }
 
     pub fn upstream_reusable(&self) -> bool {
@@ -319,13 +415,143 @@ impl Streaming {
                 continue;
             }
             let data = input.slice(r);
+            if let Some(hold) = &mut self.json_hold {
+                if hold.body.len() + data.len() > hold.limit {
+                    return Err(format!(
+                        "the upstream's answer is larger than the {} bytes the response hooks may hold",
+                        hold.limit
+                    ));
+                }
+                hold.body.extend_from_slice(&data);
+                continue;
+            }
             if let Some(watch) = &mut self.watch {
                 watch.observe(&data);
+            }
+            if let Some(hold) = &mut self.sse_hold {
+                hold.pending.extend_from_slice(&data);
+                continue;
             }
             self.write_client(data, out);
             self.last_client_write = now;
         }
+        if self.sse_hold.is_some() {
+            self.flush_sse(out, now);
+        }
+        if self.complete && self.json_hold.as_ref().is_some_and(|h| !h.flushed) && !self.hook_pending {
+            self.offer_json(out);
+        }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// A held JSON answer is whole: hand it to the hooks if it answers the
+    /// hooked request, else let it through.
+    fn offer_json(&mut self, out: &mut Vec<Bytes>) {
+        let Some(hold) = &self.json_hold else { return };
+        let answers = match jsonrpc::classify(&hold.body, &self.json_limits) {
+            Ok(Classified::Single(m)) => {
+                matches!(m.kind, Kind::Response | Kind::Error) && m.id == self.hooked_id.as_deref()
+            }
+            _ => false,
+        };
+        if answers {
+            self.hook_call = Some(Bytes::copy_from_slice(&hold.body));
+            self.hook_pending = true;
+        } else {
+            self.flush_json(None, out);
+        }
+    }
+
+    fn flush_json(&mut self, replacement: Option<Vec<u8>>, out: &mut Vec<Bytes>) {
+        let Some(hold) = &mut self.json_hold else { return };
+        let body = replacement.unwrap_or_else(|| std::mem::take(&mut hold.body));
+        let mut head = hold.head.clone();
+        head.headers.push(http1::Header::new("Content-Length", body.len().to_string()));
+        out.push(client_head(&head, ClientBody::Length, hold.close));
+        out.push(Bytes::from(body));
+        hold.flushed = true;
+    }
+
+    /// Forward held-mode SSE bytes up to the last whole event, stopping
+    /// before the response event until the hooks have spoken.
+    fn flush_sse(&mut self, out: &mut Vec<Bytes>, now: Instant) {
+        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else { return };
+        if watch.lost {
+            // Past the parser's limit nothing can be held; let it all through.
+            let data = Bytes::from(std::mem::take(&mut hold.pending));
+            hold.base += data.len() as u64;
+            hold.resolved = true;
+            self.write_client_now(data, out, now);
+            return;
+        }
+        let mut limit = watch.parser.boundary_offset();
+        if !hold.resolved
+            && let Some((span, event)) = &watch.held
+        {
+            limit = limit.min(span.start);
+            if !self.hook_pending && self.hook_call.is_none() {
+                self.hook_call = Some(Bytes::copy_from_slice(event.data.as_bytes()));
+                self.hook_pending = true;
+            }
+        }
+        let n = limit.saturating_sub(hold.base) as usize;
+        if n == 0 {
+            return;
+        }
+        let data: Vec<u8> = hold.pending.drain(..n.min(hold.pending.len())).collect();
+        hold.base += data.len() as u64;
+        self.write_client_now(Bytes::from(data), out, now);
+    }
+
+    fn write_client_now(&mut self, data: Bytes, out: &mut Vec<Bytes>, now: Instant) {
+        if !data.is_empty() {
+            self.write_client(data, out);
+            self.last_client_write = now;
+        }
+    }
+
+    /// The response message waiting for the hooks, once.
+    pub fn take_hook_call(&mut self) -> Option<Bytes> {
+        self.hook_call.take()
+    }
+
+    /// Put the hooks' answer where the held response was.
+    pub fn apply_hooks(&mut self, answer: HeldAnswer, out: &mut Vec<Bytes>, now: Instant) {
+        self.hook_pending = false;
+        if self.json_hold.is_some() {
+            let replacement = match answer {
+                HeldAnswer::Original => None,
+                HeldAnswer::Message(m) => Some(m),
+            };
+            self.flush_json(replacement, out);
+            return;
+        }
+        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else { return };
+        let Some((span, event)) = watch.held.take() else { return };
+        let start = span.start.saturating_sub(hold.base) as usize;
+        let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
+        let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
+        hold.base = span.end.max(hold.base);
+        hold.resolved = true;
+        let bytes = match answer {
+            HeldAnswer::Original => original,
+            HeldAnswer::Message(m) => {
+                let mut v = Vec::with_capacity(m.len() + 32);
+                let data = String::from_utf8_lossy(&m);
+                let event = OutgoingEvent {
+                    event_type: Some(event.event_type.as_str()),
+                    data: &data,
+                    id: Some(event.id.as_str()).filter(|id| !id.is_empty()),
+                    retry: None,
+                };
+                if sse::encode_event(&event, &mut v).is_err() {
+                    sse::encode_jsonrpc_message(&m, &mut v);
+                }
+                v
+            }
+        };
+        self.write_client_now(Bytes::from(bytes), out, now);
+        self.flush_sse(out, now);
     }
 
     fn write_client(&self, data: Bytes, out: &mut Vec<Bytes>) {
@@ -355,8 +581,21 @@ impl Streaming {
     }
 
     pub fn sent_for_injection(&self) -> Sent {
-        if self.complete {
+        if let Some(hold) = &self.json_hold {
+            return if hold.flushed { Sent::Finished } else { Sent::Nothing };
+        }
+        if self.complete && self.is_complete() {
             return Sent::Finished;
+        }
+        if let (Some(_), Some(w)) = (&self.sse_hold, &self.watch)
+            && !w.lost
+        {
+            // Held mode only ever forwards whole events.
+            return if w.answers_request && w.owed.is_none() && w.held.is_none() {
+                Sent::Finished
+            } else {
+                Sent::SseHead { at_boundary: true }
+            };
         }
         if !self.sse {
             return Sent::OtherHead;

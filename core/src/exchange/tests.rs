@@ -28,6 +28,7 @@ fn config() -> ExchangeConfig {
             sse_keepalive: None,
         },
         forwarded_headers: true,
+        hooks: HookFilter::none(),
     }
 }
 
@@ -40,6 +41,7 @@ struct Log {
     connects: Vec<(usize, bool)>,
     releases: Vec<bool>,
     finished: Option<Close>,
+    hooks: Vec<HookCall>,
 }
 
 struct Harness {
@@ -74,6 +76,7 @@ impl Harness {
                 Output::ToClient(b) => self.log.to_client.extend_from_slice(&b),
                 Output::ReleaseUpstream { reusable } => self.log.releases.push(reusable),
                 Output::Finished { close } => self.log.finished = Some(close),
+                Output::RunHook(call) => self.log.hooks.push(call),
             }
         }
     }
@@ -99,6 +102,12 @@ impl Harness {
 
     fn upstream_end(&mut self, end: UpstreamEnd) -> &mut Self {
         self.ex.upstream_closed(end, self.now);
+        self.drain();
+        self
+    }
+
+    fn verdict(&mut self, v: HookVerdict) -> &mut Self {
+        self.ex.hook_done(v, self.now);
         self.drain();
         self
     }
@@ -523,4 +532,161 @@ fn slow_request_is_a_408() {
         h.client_text()
     );
     assert_eq!(h.log.finished, Some(Close::Graceful));
+}
+
+fn hooked_config(methods: &'static [&'static str]) -> ExchangeConfig {
+    let mut c = config();
+    c.hooks = HookFilter::new(move |m| methods.contains(&m));
+    c
+}
+
+#[test]
+fn unhooked_methods_never_ask_for_a_hook() {
+    let mut h = Harness::new(hooked_config(&["tools/list"]));
+    h.client(&post(CALL)).connected(false);
+    assert!(h.log.hooks.is_empty());
+    assert_eq!(h.log.connects.len(), 1);
+}
+
+#[test]
+fn a_request_hook_runs_before_anything_goes_upstream() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL));
+    assert_eq!(h.log.hooks.len(), 1);
+    assert!(h.log.connects.is_empty(), "no connect before the verdict");
+    let call = &h.log.hooks[0];
+    assert_eq!(call.phase, HookPhase::Request);
+    assert_eq!(call.method, "tools/call");
+    assert_eq!(call.request, CALL.as_bytes());
+    assert_eq!(call.session_id.as_deref(), Some("s-1"));
+    h.verdict(HookVerdict::Continue).connected(false);
+    assert!(String::from_utf8_lossy(&h.log.to_upstream).ends_with(CALL));
+}
+
+#[test]
+fn a_replaced_request_goes_upstream_with_its_own_length_and_mirror_headers() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    let request = format!(
+        "{POST_HEAD}Mcp-Method: tools/call\r\nMcp-Name: echo\r\nContent-Length: {}\r\n\r\n{CALL}",
+        CALL.len()
+    );
+    h.client(request.as_bytes());
+    let new = r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{"name":"safe_echo","arguments":{"text":"redacted"}}}"#;
+    h.verdict(HookVerdict::Replace(new.as_bytes().to_vec())).connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(up.contains(&format!("Content-Length: {}\r\n", new.len())), "{up}");
+    assert!(up.contains("Mcp-Name: safe_echo\r\n"), "{up}");
+    assert!(up.ends_with(new));
+}
+
+#[test]
+fn a_rejected_request_never_reaches_the_upstream() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL)).verdict(HookVerdict::Reject {
+        code: -32602,
+        message: "tool echo is not allowed".into(),
+        data: Some(br#"{"hook":"policy"}"#.to_vec()),
+    });
+    assert!(h.log.connects.is_empty());
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], -32602);
+    assert_eq!(v["error"]["data"]["hook"], "policy");
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+}
+
+#[test]
+fn a_direct_answer_is_a_result_with_the_clients_id() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL)).verdict(HookVerdict::Respond(br#"{"content":[]}"#.to_vec()));
+    let (_, body) = decode_response(&h.log.to_client);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["result"]["content"], serde_json::json!([]));
+}
+
+#[test]
+fn every_hooked_message_of_a_batch_is_checked() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},{"jsonrpc":"2.0","id":2,"method":"tools/list"},{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b"}}]"#;
+    h.client(&post(batch));
+    assert_eq!(h.log.hooks.len(), 1);
+    h.verdict(HookVerdict::Continue);
+    assert_eq!(h.log.hooks.len(), 2, "the second tools/call is hooked too");
+    assert!(h.log.hooks[1].request.starts_with(br#"{"jsonrpc":"2.0","id":3"#));
+    h.verdict(HookVerdict::Reject { code: -32001, message: "no b".into(), data: None });
+    assert!(h.log.connects.is_empty(), "a batch with a refused call is not forwarded");
+    let (_, body) = decode_response(&h.log.to_client);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let answers = v.as_array().unwrap();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0]["error"]["code"], BATCH_REFUSED);
+    assert_eq!(answers[2]["error"]["message"], "no b");
+}
+
+#[test]
+fn a_json_response_is_held_for_the_response_hooks() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
+    let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[{"type":"text","text":"sk-secret"}]}}"#;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
+        chunk(body)
+    );
+    h.upstream(resp.as_bytes());
+    assert!(h.log.to_client.is_empty(), "nothing before the verdict");
+    assert_eq!(h.log.hooks.len(), 2);
+    assert_eq!(h.log.hooks[1].phase, HookPhase::Response);
+    assert_eq!(h.log.hooks[1].response.as_deref(), Some(body.as_bytes()));
+    let redacted = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[{"type":"text","text":"[redacted]"}]}}"#;
+    h.verdict(HookVerdict::Replace(redacted.as_bytes().to_vec()));
+    let (head, got) = decode_response(&h.log.to_client);
+    assert!(head.contains(&format!("Content-Length: {}\r\n", redacted.len())), "{head}");
+    assert_eq!(got, redacted.as_bytes());
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+}
+
+#[test]
+fn an_sse_response_holds_only_the_answer_event() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
+    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(PROGRESS).as_bytes());
+    let (_, so_far) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
+    assert_eq!(so_far, PROGRESS.as_bytes(), "progress flows at once");
+    h.upstream(chunk(ANSWER).as_bytes()).upstream(b"0\r\n\r\n");
+    assert_eq!(h.log.hooks.len(), 2);
+    let (_, so_far) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
+    assert_eq!(so_far, PROGRESS.as_bytes(), "the answer waits for the verdict");
+    assert!(h.log.finished.is_none());
+    h.verdict(HookVerdict::Reject { code: -32003, message: "denied".into(), data: None });
+    let (_, body) = decode_response(&h.log.to_client);
+    let body = String::from_utf8(body).unwrap();
+    let answer = body.strip_prefix(PROGRESS).unwrap();
+    assert!(answer.starts_with("event: message\nid: 9\ndata: "), "{answer}");
+    assert!(answer.contains("\"id\":\"req-7\"") && answer.contains("-32003"), "{answer}");
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+}
+
+#[test]
+fn an_sse_answer_left_unchanged_keeps_its_bytes() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
+    h.upstream(format!("{SSE_HEAD}{}{}0\r\n\r\n", chunk(PROGRESS), chunk(ANSWER)).as_bytes());
+    h.verdict(HookVerdict::Continue);
+    let (_, body) = decode_response(&h.log.to_client);
+    assert_eq!(body, format!("{PROGRESS}{ANSWER}").as_bytes());
+}
+
+#[test]
+fn upstream_death_while_the_answer_is_held_is_still_answered() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
+    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(&PROGRESS[..30]).as_bytes());
+    h.upstream_end(UpstreamEnd::Error);
+    let (_, body) = decode_response(&h.log.to_client);
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.starts_with("event: message\ndata: "), "held mode forwards whole events only: {body}");
+    assert!(body.contains("\"id\":\"req-7\""));
 }

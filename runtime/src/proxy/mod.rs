@@ -255,6 +255,7 @@ impl ProxySettings {
                     sse_keepalive: None,
                 },
                 forwarded_headers: true,
+                hooks: sluice_core::exchange::HookFilter::none(),
             },
             upstreams: vec![UpstreamTarget {
                 host,

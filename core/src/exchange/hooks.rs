@@ -1,0 +1,386 @@
+//! What the exchange needs to run operator hooks: which methods are hooked,
+//! the call it hands the caller, the verdict it gets back, and the rules for
+//! applying a verdict (batches, 2026-07-28 mirror headers).
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::http1::Header;
+use crate::jsonrpc::{self, Classified, Kind};
+
+/// Which JSON-RPC methods some hook wants to see. Only these are parsed.
+#[derive(Clone)]
+pub struct HookFilter(Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>);
+
+impl HookFilter {
+    /// No hooks: nothing is ever parsed for them.
+    pub fn none() -> Self {
+        HookFilter(None)
+    }
+
+    /// Hooks on the methods `wants` accepts.
+    pub fn new(wants: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        HookFilter(Some(Arc::new(wants)))
+    }
+
+    /// Whether `method` is hooked.
+    pub fn wants(&self, method: &str) -> bool {
+        self.0.as_ref().is_some_and(|f| f(method))
+    }
+
+    /// Whether any hook exists at all.
+    pub fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Default for HookFilter {
+    fn default() -> Self {
+        HookFilter::none()
+    }
+}
+
+impl fmt::Debug for HookFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "HookFilter(active)" } else { "HookFilter(none)" })
+    }
+}
+
+/// Which way the hooked message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    /// A client request or notification, before it goes upstream.
+    Request,
+    /// The upstream's response to a hooked request, before it goes to the client.
+    Response,
+}
+
+/// A hook chain run the caller must perform, then answer with
+/// [`super::Exchange::hook_done`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookCall {
+    /// Request or response.
+    pub phase: HookPhase,
+    /// The JSON-RPC method (of the request, for a response).
+    pub method: String,
+    /// The request message as JSON text (as it will be or was forwarded).
+    pub request: Bytes,
+    /// The response message, for [`HookPhase::Response`].
+    pub response: Option<Bytes>,
+    /// The client's `Mcp-Session-Id`.
+    pub session_id: Option<String>,
+    /// The client's `MCP-Protocol-Version`.
+    pub protocol_version: Option<String>,
+    /// The route the exchange uses.
+    pub route: usize,
+}
+
+/// The outcome of a hook chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookVerdict {
+    /// Forward the message unchanged.
+    Continue,
+    /// Forward this message instead (whole JSON-RPC message).
+    Replace(Vec<u8>),
+    /// Answer the client with this JSON-RPC error.
+    Reject {
+        /// Error code.
+        code: i64,
+        /// Error message.
+        message: String,
+        /// Optional `data` (JSON text).
+        data: Option<Vec<u8>>,
+    },
+    /// Answer the client with a result (JSON text of `result`).
+    Respond(Vec<u8>),
+}
+
+/// JSON-RPC error code for a batch element that was not forwarded because a
+/// hook stopped another element of the same batch.
+pub const BATCH_REFUSED: i64 = -32002;
+
+/// One hooked message inside a request body.
+#[derive(Debug, Clone)]
+pub(super) struct Hooked {
+    /// Index in the batch, `None` for a single message.
+    pub element: Option<usize>,
+    pub method: String,
+    pub message: Bytes,
+    /// Raw id, for requests.
+    pub id: Option<Vec<u8>>,
+}
+
+/// The hooked messages of a request body, in order.
+pub(super) fn hooked_messages(body: &[u8], filter: &HookFilter, limits: &jsonrpc::Limits) -> Vec<Hooked> {
+    if !filter.is_active() {
+        return Vec::new();
+    }
+    match jsonrpc::classify(body, limits) {
+        Ok(Classified::Single(m)) => match m.method.as_deref() {
+            Some(method) if filter.wants(method) => vec![Hooked {
+                element: None,
+                method: method.to_owned(),
+                message: Bytes::copy_from_slice(body),
+                id: if m.kind == Kind::Request { m.id.map(<[u8]>::to_vec) } else { None },
+            }],
+            _ => Vec::new(),
+        },
+        Ok(Classified::Batch(_)) => {
+            let Some(elements) = batch_elements(body) else { return Vec::new() };
+            let mut out = Vec::new();
+            for (i, element) in elements.iter().enumerate() {
+                let Ok(Classified::Single(m)) = jsonrpc::classify(element.as_bytes(), limits) else { continue };
+                if let Some(method) = m.method.as_deref().filter(|m| filter.wants(m)) {
+                    out.push(Hooked {
+                        element: Some(i),
+                        method: method.to_owned(),
+                        message: Bytes::copy_from_slice(element.as_bytes()),
+                        id: if m.kind == Kind::Request { m.id.map(<[u8]>::to_vec) } else { None },
+                    });
+                }
+            }
+            out
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The elements of a batch as their exact JSON text.
+fn batch_elements(body: &[u8]) -> Option<Vec<String>> {
+    let raw: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(body).ok()?;
+    Some(raw.into_iter().map(|r| r.get().to_owned()).collect())
+}
+
+/// A batch body with some elements replaced (index → new JSON text).
+pub(super) fn rebuild_batch(body: &[u8], replaced: &[(usize, Vec<u8>)]) -> Option<Vec<u8>> {
+    let elements = batch_elements(body)?;
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.push(b'[');
+    for (i, element) in elements.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match replaced.iter().find(|(j, _)| *j == i) {
+            Some((_, new)) => out.extend_from_slice(new),
+            None => out.extend_from_slice(element.as_bytes()),
+        }
+    }
+    out.push(b']');
+    Some(out)
+}
+
+/// The ids of every request in a batch body, in order.
+pub(super) fn batch_request_ids(body: &[u8], limits: &jsonrpc::Limits) -> Vec<Vec<u8>> {
+    match jsonrpc::classify(body, limits) {
+        Ok(Classified::Batch(ms)) => ms
+            .into_iter()
+            .filter(|m| m.kind == Kind::Request)
+            .filter_map(|m| m.id.map(<[u8]>::to_vec))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// After a hook replaced a 2026-07-28 request, keep the mirror headers equal
+/// to the body, as the backend checks them (400, -32020 otherwise):
+/// `Mcp-Name` follows the new name; each `Mcp-Param-{X}` follows the argument
+/// it mirrored in the original body (found by its original value, preferring
+/// an argument named `X`), and is dropped when that argument is gone or null.
+pub(super) fn rewrite_mirror_headers(headers: &mut Vec<Header>, old_body: &[u8], new_body: &[u8], limits: &jsonrpc::Limits) {
+    let has_mirror = headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("mcp-name") || starts_with_ignore_case(&h.name, "mcp-param-")
+    });
+    if !has_mirror {
+        return;
+    }
+    if let Ok(Classified::Single(m)) = jsonrpc::classify(new_body, limits)
+        && let Some(name) = m.name
+    {
+        for h in headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("mcp-name")) {
+            h.value = encode_header_value(&name).into_bytes();
+        }
+    }
+    let old_args = arguments(old_body);
+    let new_args = arguments(new_body);
+    headers.retain_mut(|h| {
+        let Some(param) = strip_prefix_ignore_case(&h.name, "mcp-param-") else { return true };
+        let Some(old_args) = &old_args else { return true };
+        let value = String::from_utf8_lossy(&h.value).into_owned();
+        let Some(path) = find_mirrored(old_args, &decode_header_value(&value), param) else { return true };
+        match new_args.as_ref().and_then(|a| lookup(a, &path)) {
+            Some(v) if !v.is_null() => {
+                if let Some(text) = scalar_text(v) {
+                    h.value = encode_header_value(&text).into_bytes();
+                }
+                true
+            }
+            // The argument is gone: so is its header (the spec's rule for absent values).
+            _ => false,
+        }
+    });
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    strip_prefix_ignore_case(s, prefix).is_some()
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    (s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+fn arguments(body: &[u8]) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("params")?.get("arguments").cloned()
+}
+
+/// The path of the primitive argument whose text equals `value`; an
+/// argument named like the header wins a tie.
+fn find_mirrored(args: &serde_json::Value, value: &str, param: &str) -> Option<Vec<String>> {
+    let mut found = Vec::new();
+    walk(args, &mut Vec::new(), &mut |path, v| {
+        if scalar_text(v).as_deref() == Some(value) {
+            found.push(path.to_vec());
+        }
+    });
+    found
+        .iter()
+        .find(|p| p.last().is_some_and(|k| k.eq_ignore_ascii_case(param)))
+        .or_else(|| found.first())
+        .cloned()
+}
+
+fn walk(v: &serde_json::Value, path: &mut Vec<String>, visit: &mut dyn FnMut(&[String], &serde_json::Value)) {
+    if let serde_json::Value::Object(map) = v {
+        for (k, child) in map {
+            path.push(k.clone());
+            walk(child, path, visit);
+            path.pop();
+        }
+    } else {
+        visit(path, v);
+    }
+}
+
+fn lookup<'v>(v: &'v serde_json::Value, path: &[String]) -> Option<&'v serde_json::Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+fn scalar_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A header value as 2026-07-28 writes it: plain when it is visible ASCII
+/// without surrounding whitespace, else `=?base64?…?=`.
+pub(super) fn encode_header_value(text: &str) -> String {
+    let plain = text.bytes().all(|b| b == b'\t' || (0x20..=0x7e).contains(&b))
+        && text.trim() == text
+        && !(text.starts_with("=?base64?") && text.ends_with("?="));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("=?base64?{}?=", base64(text.as_bytes()))
+    }
+}
+
+fn decode_header_value(text: &str) -> String {
+    text.strip_prefix("=?base64?")
+        .and_then(|t| t.strip_suffix("?="))
+        .and_then(unbase64)
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64(input: &[u8]) -> String {
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn unbase64(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = B64.iter().position(|&b| b == c)? as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for s in ["", "a", "ab", "abc", "abcd", "héllo wörld", " padded "] {
+            assert_eq!(unbase64(&base64(s.as_bytes())).unwrap(), s.as_bytes());
+        }
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+    }
+
+    #[test]
+    fn header_values_encode_like_the_spec() {
+        assert_eq!(encode_header_value("us-west1"), "us-west1");
+        assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
+        assert_eq!(encode_header_value("日本"), "=?base64?5pel5pys?=");
+        assert_eq!(decode_header_value("=?base64?5pel5pys?="), "日本");
+    }
+
+    #[test]
+    fn mirror_headers_follow_a_replaced_body() {
+        let limits = jsonrpc::Limits::default();
+        let old = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"query","arguments":{"region":"eu","q":"x","n":3}}}"#;
+        let new = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"safe_query","arguments":{"region":"us","q":"x"}}}"#;
+        let mut headers = vec![
+            Header::new("Mcp-Method", "tools/call"),
+            Header::new("Mcp-Name", "query"),
+            Header::new("Mcp-Param-Region", "eu"),
+            Header::new("Mcp-Param-Count", "3"),
+            Header::new("Other", "kept"),
+        ];
+        rewrite_mirror_headers(&mut headers, old, new, &limits);
+        let get = |n: &str| headers.iter().find(|h| h.name == n).map(|h| String::from_utf8_lossy(&h.value).into_owned());
+        assert_eq!(get("Mcp-Name").as_deref(), Some("safe_query"));
+        assert_eq!(get("Mcp-Param-Region").as_deref(), Some("us"));
+        assert_eq!(get("Mcp-Param-Count"), None, "argument removed, header removed");
+        assert_eq!(get("Other").as_deref(), Some("kept"));
+    }
+
+    #[test]
+    fn batches_rebuild_with_exact_element_text() {
+        let body = br#"[{"jsonrpc":"2.0","id":1.0,"method":"a"} , {"jsonrpc":"2.0","id":"x","method":"b"}]"#;
+        let out = rebuild_batch(body, &[(1, br#"{"jsonrpc":"2.0","id":"x","method":"b","params":{}}"#.to_vec())]).unwrap();
+        assert_eq!(
+            out,
+            br#"[{"jsonrpc":"2.0","id":1.0,"method":"a"},{"jsonrpc":"2.0","id":"x","method":"b","params":{}}]"#
+        );
+        let limits = jsonrpc::Limits::default();
+        assert_eq!(batch_request_ids(body, &limits), vec![b"1.0".to_vec(), b"\"x\"".to_vec()]);
+    }
+}
