@@ -3,3 +3,4 @@
 //!
 //! No protocol rule lives here: this crate turns core outputs into syscalls
 //! and syscalls into core inputs.
+pub mod hooks;
