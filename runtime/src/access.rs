@@ -14,7 +14,7 @@ impl AccessLog {
     }
 
     /// Record one finished exchange.
-    pub fn record(&self, s: &Summary, route_names: &[String]) {
+    pub fn record(&self, s: &Summary, route_names: &[String], hook_time: Option<std::time::Duration>) {
         if !self.enabled || s.http_method.is_empty() {
             return;
         }
@@ -37,6 +37,7 @@ impl AccessLog {
             total_us = micros(s.finished),
             bytes = s.body_bytes,
             reused = s.reused,
+            hooks_us = hook_time.map(|t| t.as_micros() as u64),
         );
     }
 }

@@ -10,3 +10,4 @@ pub mod demo;
 pub mod proxy;
 pub mod settings;
 pub mod tls;
+pub mod hooks;

@@ -1,22 +1,19 @@
 //! From a validated [`Config`] to what the proxy runs with.
 
-use anyhow::{Context as _, bail};
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use sluice_core::exchange::{ExchangeConfig, ExchangeLimits, Timeouts};
 use sluice_core::{http1, jsonrpc, sse};
 
 use crate::config::{self, Config, Scheme};
+use crate::hooks::{Grants, HookHost, HookSpec, InstanceMode, OnError, default_cache_dir};
 use crate::proxy::ProxySettings;
 use crate::proxy::upstream::UpstreamTarget;
 use crate::tls::{self, Roots};
 
 /// Resolve `config` into proxy settings (builds the TLS client config).
 pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
-    if !config.hooks.is_empty() {
-        bail!(
-            "hooks are configured, but the proxy does not run hooks yet (the hook host is being wired in); \
-             remove the [[hook]] entries or --hook flags"
-        );
-    }
     let l = &config.limits;
     let t = &config.timeouts;
     let request_head = http1::Limits {
@@ -83,7 +80,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     } else {
         None
     };
-    Ok(ProxySettings {
+    let settings = ProxySettings {
         listen: config.listen,
         exchange,
         upstreams,
@@ -94,5 +91,45 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
         shutdown_grace: t.shutdown_grace,
         workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         access_log: config.log.access,
-    })
+        hooks: None,
+    };
+    if config.hooks.is_empty() {
+        return Ok(settings);
+    }
+    let host = HookHost::load(hook_specs(&config.hooks), default_cache_dir()).context("loading hooks")?;
+    for info in host.hooks() {
+        tracing::info!(hook = %info.name, methods = ?info.declared, cache = ?info.cache, "hook loaded");
+    }
+    Ok(settings.with_hooks(Arc::new(host)))
+}
+
+/// The host's view of the configured hooks.
+pub fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
+    hooks
+        .iter()
+        .map(|h| HookSpec {
+            name: h.name.clone(),
+            path: h.path.clone(),
+            methods: h.methods.clone(),
+            config: h.config.clone(),
+            on_error: match h.on_error {
+                config::OnError::Reject => OnError::Reject,
+                config::OnError::Pass => OnError::Pass,
+            },
+            deadline: h.deadline,
+            max_memory_bytes: h.max_memory,
+            mode: match h.mode {
+                config::HookMode::Fresh => InstanceMode::Fresh,
+                config::HookMode::Warm { pool, recycle_after } => InstanceMode::Warm {
+                    pool,
+                    recycle_after: u32::try_from(recycle_after).unwrap_or(u32::MAX),
+                },
+            },
+            grants: Grants {
+                clock: h.grants.clock,
+                random: h.grants.random,
+                stdio: h.grants.stdio,
+            },
+        })
+        .collect()
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 use async_io::{Async, Timer};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
-use sluice_core::exchange::{ClientInfo, Close, Exchange, Output, UpstreamEnd};
+use sluice_core::exchange::{ClientInfo, Close, Exchange, HookCall, HookPhase, HookVerdict, Output, UpstreamEnd};
+
+use crate::hooks::{ChainOutcome, HookContext};
 
 use super::Shared;
 use super::upstream::UpConn;
@@ -73,6 +75,8 @@ struct Driver<'a> {
     upstream: Option<UpConn>,
     route: usize,
     shutdown: &'a mut super::ShutdownListener,
+    /// Time spent in hook chains on this exchange.
+    hook_time: Option<std::time::Duration>,
 }
 
 impl Driver<'_> {
@@ -84,6 +88,10 @@ impl Driver<'_> {
             while let Some(output) = self.exchange.poll_output() {
                 match output {
                     Output::ToClient(bytes) => to_client.push(bytes),
+                    Output::RunHook(call) => {
+                        let verdict = self.run_hooks(&call);
+                        self.exchange.hook_done(verdict, Instant::now());
+                    }
                     Output::ToUpstream(bytes) => self.write_upstream(&bytes).await,
                     Output::Connect { route, fresh } => {
                         // A 100 Continue or similar must not wait for the connect.
@@ -173,6 +181,51 @@ impl Driver<'_> {
                 event
             }
             None => future::or(client, future::or(timer, shutdown)).await,
+        }
+    }
+
+    /// Run the hook chain inline: hooks are bounded CPU work (a deadline
+    /// per hook), microseconds for compiled guests.
+    fn run_hooks(&mut self, call: &HookCall) -> HookVerdict {
+        let Some(host) = self.shared.hooks.as_deref() else {
+            return HookVerdict::Continue;
+        };
+        let ctx = HookContext {
+            session_id: call.session_id.clone(),
+            protocol_version: call.protocol_version.clone(),
+            upstream: self.shared.route_names.get(call.route).cloned().unwrap_or_default(),
+            headers: Vec::new(),
+        };
+        let (Ok(request), Ok(response)) = (
+            std::str::from_utf8(&call.request),
+            std::str::from_utf8(call.response.as_deref().unwrap_or_default()),
+        ) else {
+            // Classified JSON is UTF-8; anything else is refused, not guessed.
+            return HookVerdict::Reject {
+                code: crate::hooks::HOOK_FAILED_CODE,
+                message: "sluice: message is not UTF-8; hooks not run".into(),
+                data: None,
+            };
+        };
+        let report = match call.phase {
+            HookPhase::Request => host.run_request(&ctx, &call.method, request),
+            HookPhase::Response => host.run_response(&ctx, &call.method, request, response),
+        };
+        *self.hook_time.get_or_insert_default() += report.total;
+        for run in &report.runs {
+            if let crate::hooks::HookRunResult::Failed { error, passed } = &run.result {
+                tracing::warn!(hook = %run.hook, error = %error, passed, "hook failed");
+            }
+        }
+        match report.outcome {
+            ChainOutcome::Continue => HookVerdict::Continue,
+            ChainOutcome::Replaced(json) => HookVerdict::Replace(json.into_bytes()),
+            ChainOutcome::Reject { code, message, data } => HookVerdict::Reject {
+                code,
+                message,
+                data: data.map(String::into_bytes),
+            },
+            ChainOutcome::Respond(result) => HookVerdict::Respond(result.into_bytes()),
         }
     }
 

@@ -42,6 +42,8 @@ pub struct ProxySettings {
     pub workers: usize,
     /// Write an access log line per exchange.
     pub access_log: bool,
+    /// The loaded hooks (the exchange's hook filter asks them).
+    pub hooks: Option<Arc<crate::hooks::HookHost>>,
 }
 
 pub(crate) struct ShutdownListener(Receiver<()>);
@@ -70,6 +72,7 @@ pub(crate) struct Shared {
     upstreams: Upstreams,
     access: AccessLog,
     route_names: Vec<String>,
+    hooks: Option<Arc<crate::hooks::HookHost>>,
     shutdown: Shutdown,
     active: AtomicUsize,
     /// Dropped to stop the worker threads.
@@ -153,6 +156,7 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         ),
         access: AccessLog::new(settings.access_log),
         route_names: settings.route_names,
+        hooks: settings.hooks,
         shutdown: Shutdown {
             trigger: Mutex::new(Some(trigger)),
             listener: listener_rx,
@@ -269,6 +273,17 @@ impl ProxySettings {
             shutdown_grace: Duration::from_secs(10),
             workers: 1,
             access_log: true,
+            hooks: None,
         }
+    }
+}
+
+impl ProxySettings {
+    /// Run `host`'s hooks on every exchange (and parse only what they want).
+    pub fn with_hooks(mut self, host: Arc<crate::hooks::HookHost>) -> ProxySettings {
+        let filter_host = host.clone();
+        self.exchange.hooks = sluice_core::exchange::HookFilter::new(move |m| filter_host.wants(m));
+        self.hooks = Some(host);
+        self
     }
 }
