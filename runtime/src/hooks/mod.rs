@@ -509,9 +509,17 @@ impl Ticker {
         let handle = std::thread::Builder::new()
             .name("sluice-hook-epoch".into())
             .spawn(move || {
+                // Ticks follow the clock, not the number of wake-ups: on a
+                // busy machine a sleep overruns, and the epoch catches up.
+                let start = Instant::now();
+                let mut ticks: u128 = 0;
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    engine.increment_epoch();
+                    let due = start.elapsed().as_micros() / TICK.as_micros();
+                    while ticks < due {
+                        engine.increment_epoch();
+                        ticks += 1;
+                    }
                 }
             })?;
         Ok(Ticker {
