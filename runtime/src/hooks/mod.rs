@@ -509,17 +509,13 @@ impl Ticker {
         let handle = std::thread::Builder::new()
             .name("sluice-hook-epoch".into())
             .spawn(move || {
-                // Ticks follow the clock, not the number of wake-ups: on a
-                // busy machine a sleep overruns, and the epoch catches up.
-                let start = Instant::now();
-                let mut ticks: u128 = 0;
+                // One tick per wake-up, deliberately not catching up after a
+                // late one: when the machine is starved of CPU the deadline
+                // stretches with it, rather than killing hooks whose thread
+                // merely waited for a core.
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
-                    let due = start.elapsed().as_micros() / TICK.as_micros();
-                    while ticks < due {
-                        engine.increment_epoch();
-                        ticks += 1;
-                    }
+                    engine.increment_epoch();
                 }
             })?;
         Ok(Ticker {
