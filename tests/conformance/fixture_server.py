@@ -471,6 +471,7 @@ def json_schema_2020_12_tool() -> str:
     return "ok"
 
 
+# MCPServer derives schemas from signatures and has no public way to set one by hand.
 app._tool_manager._tools["json_schema_2020_12_tool"] = Tool.from_function(json_schema_2020_12_tool).model_copy(
     update={"parameters": SCHEMA_2020_12}
 )
