@@ -1,0 +1,222 @@
+"""Renders docs/INTEROP.md from the last interop and conformance runs.
+
+    python3 tests/interop/matrix.py                # writes docs/INTEROP.md
+    python3 tests/interop/matrix.py --stdout       # prints it instead
+
+Reads target/interop/results.json (tests/interop/run --both) and, when present,
+target/conformance/results.json (tests/conformance/run). The pinned versions
+come from the lock files, so the page says exactly what was exercised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEROP = ROOT / "tests" / "interop"
+
+# Column order; a check a row never ran is left blank.
+CHECKS = ["initialize", "tools_list", "tools_call", "progress", "is_error", "jsonrpc_error", "ping",
+          "get_stream", "bearer", "resume", "delete", "concurrency"]
+MARK = {"pass": "✓", "fail": "✗", "skip": "–"}
+
+
+def pins() -> list[tuple[str, str]]:
+    """(peer, version) from the interop and conformance lock files."""
+    out = []
+    for pkg_json in (INTEROP / "package.json", ROOT / "tests" / "conformance" / "package.json"):
+        if pkg_json.is_file():
+            for name, spec in json.loads(pkg_json.read_text())["dependencies"].items():
+                real, _, ver = spec.removeprefix("npm:").rpartition("@") if spec.startswith("npm:") else (name, "", spec)
+                out.append((f"{real} (npm)" if real == name else f"{real} (npm, as {name})", ver))
+    for lock, role in ((INTEROP / "requirements-mcp2.lock", "interop: client, py-mcp2 server"),
+                       (INTEROP / "requirements-mcp1.lock", "interop: py-mcp1 server"),
+                       (ROOT / "tests" / "conformance" / "requirements.lock", "conformance fixture")):
+        if lock.is_file():
+            m = re.search(r"^mcp==(\S+)", lock.read_text(), re.M)
+            if m:
+                out.append((f"mcp (PyPI; {role})", m.group(1)))
+    return out
+
+
+def era(rows: list[dict]) -> str:
+    """The protocol version a client × server pair spoke, from its initialize check."""
+    for r in rows:
+        m = re.search(r"protocol (\d{4}-\d\d-\d\d)", r.get("detail", ""))
+        if r["check"] == "initialize" and m:
+            return m.group(1)
+    client = rows[0]["client"]
+    if client.endswith("2026-07-28"):
+        return "2026-07-28"
+    return "handshake"
+
+
+def interop_section(doc: dict) -> list[str]:
+    results = doc["results"]
+    modes = doc["modes"]
+    pairs: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        pairs.setdefault((r["client"], r["server"]), []).append(r)
+    servers = list(dict.fromkeys(r["server"] for r in results if r["server"] != "-"))
+    clients = list(dict.fromkeys(r["client"] for r in results if r["client"] != "-"))
+    checks = [c for c in CHECKS if any(r["check"] == c for r in results)]
+    checks += sorted({r["check"] for r in results} - set(checks) - {"start", "alive"})
+    legend = " / ".join(modes)
+    out = [
+        f"Each cell is `{legend}`: ✓ passed, ✗ failed, – not applicable to that peer (the reason is in",
+        "`target/interop/results.json`; see tests/interop/README.md), blank: not run for that row.",
+        "",
+        "| client | server | era | " + " | ".join(checks) + " |",
+        "|---|---|---|" + "---|" * len(checks),
+    ]
+    not_run = []
+    for c in clients:
+        for s in servers:
+            rows = pairs.get((c, s))
+            if not rows:
+                continue
+            if all(r["status"] == "skip" for r in rows):
+                not_run.append(f"{c} → {s} ({rows[0]['detail']})")
+                continue
+            cells = []
+            for k in checks:
+                marks = []
+                for m in modes:
+                    hit = [r for r in rows if r["check"] == k and r["mode"] == m]
+                    marks.append(MARK.get(hit[0]["status"], "?") if hit else "")
+                cells.append("/".join(marks) if any(marks) else "")
+            # A load row (`client xN`) speaks what its single-session client spoke.
+            base = pairs.get((re.sub(r" x\d+$", "", c), s), rows)
+            out.append(f"| {c} | {s} | {era(base)} | " + " | ".join(cells) + " |")
+    if not_run:
+        out += ["", "Pairs that cannot talk at all, so not in the table: " + "; ".join(not_run) + "."]
+    counts = []
+    for m in modes:
+        mine = [r for r in results if r["mode"] == m]
+        n = {st: sum(r["status"] == st for r in mine) for st in ("pass", "fail", "skip")}
+        counts.append(f"{m}: {n['pass']} passed, {n['fail']} failed, {n['skip']} not applicable")
+    out += ["", "Totals — " + "; ".join(counts) + f" ({doc.get('seconds', '?')} s for the whole run)."]
+    fails = [r for r in results if r["status"] == "fail"]
+    if fails:
+        out += ["", "Failures:", ""]
+        failed_direct = {(r["client"], r["server"], r["check"]) for r in fails if r["mode"] == "direct"}
+        for r in fails:
+            also = ""
+            if r["mode"] != "direct" and (r["client"], r["server"], r["check"]) not in failed_direct:
+                also = " — passes directly: a sluice defect until shown otherwise"
+            elif r["mode"] != "direct":
+                also = " — fails directly too: the peer or the machine, not sluice"
+            out.append(f"- {r['mode']}: {r['client']} → {r['server']} `{r['check']}`: {r['detail']}{also}")
+    return out
+
+
+def conformance_section(doc: dict) -> list[str]:
+    v = doc["versions"]
+    out = [
+        f"The official suite, `@modelcontextprotocol/conformance` {v['conformance-stable']} (stable) and "
+        f"{v['conformance-alpha']} (newest alpha, once per requirement set), against our fixture "
+        f"(`tests/conformance/fixture_server.py`, Python `mcp` {v['python-mcp (fixture)']}) on Node {v['node']}, "
+        "directly and through sluice. A scenario passes when no check in it fails.",
+        "",
+        "| suite run | scenarios | pass directly | pass through sluice | scored by the requirement set: pass directly / through sluice | sluice ≥ direct |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in doc["runs"]:
+        label = run["label"]
+        s = doc["summary"][label]
+        recs = [r for r in doc["scenarios"] if r["run"] == label]
+        bad = [r["scenario"] for r in recs if r["verdict"] == "fail"]
+        args = " ".join(run["args"]) or "(default suite)"
+        scored = run.get("scored")
+        if scored:
+            by = {r["scenario"]: r for r in recs}
+            n = {m: sum(1 for sc in scored if (by.get(sc) or {}).get(m) and by[sc][m]["pass"]) for m in ("direct", "sluice")}
+            scored_cell = f"{n['direct']}/{len(scored)} / {n['sluice']}/{len(scored)}"
+        else:
+            scored_cell = "(no requirement set)"
+        out.append(f"| {run['version']} `{args}` | {s['direct']['total']} | {s['direct']['passed']} | "
+                   f"{s['sluice']['passed']} | {scored_cell} | {'yes' if not bad else 'NO: ' + ', '.join(bad)} |")
+    excused: dict[str, set[str]] = {}
+    for r in doc["scenarios"]:
+        if r["verdict"] == "excused":
+            excused.setdefault(r["reason"], set()).add(r["scenario"])
+    dns = [r for r in doc["scenarios"] if r["scenario"] == "dns-rebinding-protection"]
+    out += ["", "Scenarios the fixture fails on its own; not counted, but through sluice they must fail no",
+            "check that does not already fail directly:", ""]
+    out += [f"- {', '.join(f'`{n}`' for n in sorted(names))}: {why}" for why, names in excused.items()]
+    out += ["- `dns-rebinding-protection` (directly): the fixture runs with the SDK's Host/Origin check off,",
+            "  so that the scenario through sluice measures sluice's own check"]
+    if dns:
+        ok = all(r["sluice"] and r["sluice"]["pass"] for r in dns)
+        out += ["", f"`dns-rebinding-protection` through sluice: {'passes' if ok else 'FAILS'} in every run "
+                "(sluice answers a foreign Host or Origin with 403 itself)."]
+    out += ["", f"Verdict: `conformance: {doc['passed']} passed, {doc['failed']} failed` "
+            f"({doc['seconds']} s for the stage)."]
+    return out
+
+
+def render(interop: dict | None, conformance: dict | None) -> str:
+    date = (conformance or {}).get("date", "")
+    lines = [
+        "# Interoperability",
+        "",
+        "<!-- Generated by tests/interop/matrix.py from target/interop/results.json and",
+        "     target/conformance/results.json; edit the script, not this file. -->",
+        "",
+        "sluice is tested against real MCP peers from the registries, each pinned, both directly",
+        "(client → server) and through the proxy (client → sluice → server): the same checks must",
+        "pass both ways. Reproduce everything on this page with one command:",
+        "",
+        "    scripts/test-all",
+        "",
+        "or only these two stages, then regenerate the page:",
+        "",
+        "    cargo build -p sluice",
+        "    SLUICE_BIN=target/debug/sluice tests/interop/run --both",
+        "    SLUICE_BIN=target/debug/sluice tests/conformance/run",
+        "    python3 tests/interop/matrix.py",
+        "",
+    ]
+    if date:
+        lines += [f"Last run: {date[:10]}" + (f", {conformance['versions']['sluice']}." if conformance else "."), ""]
+    elif interop:
+        lines += [f"Last run: {interop['_date']}.", ""]
+    lines += ["## Pinned peers", "", "| peer | version |", "|---|---|"]
+    lines += [f"| {p} | {v} |" for p, v in pins()]
+    if conformance:
+        lines += [f"| Node (runs the conformance suite) | {conformance['versions']['node']} |"]
+    lines += ["", "## Interop matrix", ""]
+    lines += interop_section(interop) if interop else ["(no interop results: run tests/interop/run --both)"]
+    lines += ["", "## Official conformance suite", ""]
+    lines += conformance_section(conformance) if conformance else ["(no results: run tests/conformance/run)"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--interop", type=Path, default=ROOT / "target" / "interop" / "results.json")
+    ap.add_argument("--conformance", type=Path, default=ROOT / "target" / "conformance" / "results.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "INTEROP.md")
+    ap.add_argument("--stdout", action="store_true")
+    a = ap.parse_args()
+    load = lambda p: json.loads(p.read_text()) if p.is_file() else None  # noqa: E731
+    interop = load(a.interop)
+    if interop is not None:
+        # results.json carries no date of its own; the file's is the run's.
+        interop["_date"] = datetime.datetime.fromtimestamp(a.interop.stat().st_mtime, datetime.timezone.utc).date()
+    text = render(interop, load(a.conformance))
+    if a.stdout:
+        sys.stdout.write(text)
+    else:
+        a.out.write_text(text)
+        print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
