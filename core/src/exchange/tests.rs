@@ -524,3 +524,25 @@ fn slow_request_is_a_408() {
     );
     assert_eq!(h.log.finished, Some(Close::Graceful));
 }
+
+/// Found by the `exchange_ops` fuzz target: a 502 for a `HEAD` request
+/// carried a JSON body, which a keep-alive client reads as the start of the
+/// next response.
+#[test]
+fn answers_to_head_requests_have_no_body() {
+    let head_request = b"HEAD /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut h = Harness::new(config());
+    h.client(head_request)
+        .upstream_end(UpstreamEnd::ConnectFailed);
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+
+    // Local answers too (the connection closes, but the bytes stay exact).
+    let mut h = Harness::new(config());
+    h.client(b"HEAD /other HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
+}
