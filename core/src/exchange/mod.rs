@@ -881,6 +881,12 @@ impl Exchange {
     /// A local answer before anything was forwarded (bad request, refused
     /// host, timeout waiting for the request). The connection closes.
     fn answer_locally(&mut self, status: u16, bytes: Vec<u8>, reason: &str, now: Instant) {
+        self.note_request_line();
+        let bytes = if self.summary.http_method == "HEAD" {
+            head_only(bytes)
+        } else {
+            bytes
+        };
         self.summary.status = Some(status);
         self.summary.outcome = Outcome::Answered;
         self.summary.reason = Some(reason.to_owned());
@@ -928,6 +934,11 @@ impl Exchange {
             close_after,
         ) {
             Injection::Response(bytes) => {
+                let bytes = if req.is_some_and(|r| r.method == "HEAD") {
+                    head_only(bytes)
+                } else {
+                    bytes
+                };
                 self.summary.status = Some(status);
                 self.summary.outcome = Outcome::Answered;
                 self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
@@ -972,6 +983,16 @@ impl Exchange {
         self.summary.finished = Some(now);
         self.outputs.push_back(Output::Finished { close });
     }
+}
+
+/// A response to `HEAD` carries no body (RFC 9110 §9.3.2): a client on a
+/// kept-alive connection would read the body as the next response. The head
+/// keeps its `Content-Length`, which `HEAD` answers may carry.
+fn head_only(mut response: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+        response.truncate(end + 4);
+    }
+    response
 }
 
 /// The media types a request accepts, from its headers.

@@ -689,4 +689,24 @@ fn upstream_death_while_the_answer_is_held_is_still_answered() {
     let body = String::from_utf8(body).unwrap();
     assert!(body.starts_with("event: message\ndata: "), "held mode forwards whole events only: {body}");
     assert!(body.contains("\"id\":\"req-7\""));
+/// Found by the `exchange_ops` fuzz target: a 502 for a `HEAD` request
+/// carried a JSON body, which a keep-alive client reads as the start of the
+/// next response.
+#[test]
+fn answers_to_head_requests_have_no_body() {
+    let head_request = b"HEAD /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut h = Harness::new(config());
+    h.client(head_request)
+        .upstream_end(UpstreamEnd::ConnectFailed);
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+
+    // Local answers too (the connection closes, but the bytes stay exact).
+    let mut h = Harness::new(config());
+    h.client(b"HEAD /other HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
 }

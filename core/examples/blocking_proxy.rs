@@ -1,0 +1,413 @@
+//! A complete single-upstream MCP proxy on blocking `std::net`, with no async
+//! runtime: the proof that [`sluice_core::exchange::Exchange`] is not tied to
+//! the smol driver in `runtime/`.
+//!
+//! ```text
+//! cargo run -p sluice-core --example blocking_proxy -- \
+//!     --listen 127.0.0.1:9000 --upstream 127.0.0.1:3000 --path /mcp
+//! ```
+//!
+//! Requests for `--path` (and below it, and `/.well-known/*`) go to the
+//! upstream at the same path; `Host` and `Origin` must be local names (the
+//! DNS-rebinding defence of `HostGuard::local_default`).
+//!
+//! # Waiting on two sockets and a clock without async
+//!
+//! An exchange reacts to whichever comes first: client bytes, upstream bytes
+//! or its deadline. A blocking `read` waits on one socket only, so every
+//! socket gets a *reader thread* that only reads and sends what it read (or
+//! how the socket ended) into one channel per client connection. The
+//! connection's own thread is the only one that touches the `Exchange`: it
+//! waits on that channel with `recv_timeout(poll_timeout() - now)`, feeds the
+//! event (or calls `handle_timeout`), drains every output in order and
+//! performs it with plain blocking writes on a clone of the socket.
+//!
+//! Why not `set_read_timeout` polling of both sockets in turn: each SSE event
+//! could wait up to one polling interval behind a read on the other socket,
+//! and an idle stream would wake the thread for nothing. The channel wakes
+//! the driver the moment either side has bytes, and the exchange's deadline
+//! maps exactly onto `recv_timeout`. The price is threads (three per client
+//! connection while a request is in flight), acceptable for a demonstration
+//! and what the smol runtime avoids.
+//!
+//! Upstream events carry the id of the connection they came from, so a
+//! reader thread that outlives its connection (released, retried, dropped)
+//! is never mistaken for the current one. Each client connection keeps the
+//! upstream connection the exchange releases as reusable for its next
+//! request; if that pooled connection turns out dead, the exchange itself
+//! asks for a fresh one (`Connect { fresh: true }`).
+//!
+//! Limits of the demonstration: plain HTTP upstreams only, one upstream, no
+//! hooks, and `Close::Abort` is a `shutdown` (a FIN, not a reset): the
+//! client still sees a chunked body without its last chunk as truncated.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_core::exchange::{
+    ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, Output, Timeouts, UpstreamEnd,
+};
+use sluice_core::guard::HostGuard;
+use sluice_core::route::{Route, Router};
+
+/// Size of one read from either side.
+const READ_CHUNK: usize = 16 * 1024;
+
+const USAGE: &str = "usage: blocking_proxy --listen ADDR:PORT --upstream HOST:PORT [--path /mcp]";
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: String,
+    /// The upstream MCP server, `host:port`, plain HTTP.
+    pub upstream: String,
+    /// The MCP endpoint path, the same on both sides.
+    pub path: String,
+}
+
+/// Read `--listen`, `--upstream` and `--path`.
+pub fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut listen = None;
+    let mut upstream = None;
+    let mut path = "/mcp".to_owned();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => listen = Some(value()?),
+            "--upstream" => upstream = Some(value()?),
+            "--path" => path = value()?,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if !path.starts_with('/') {
+        return Err(format!("--path must start with '/', got {path:?}"));
+    }
+    Ok(Options {
+        listen: listen.ok_or(USAGE)?,
+        upstream: upstream.ok_or(USAGE)?,
+        path,
+    })
+}
+
+/// The exchange configuration for one route `path` → `upstream`.
+pub fn exchange_config(upstream: &str, path: &str, listen_host: &str) -> ExchangeConfig {
+    ExchangeConfig {
+        router: Router::new(vec![Route {
+            prefix: path.to_owned(),
+            upstream_path: path.to_owned(),
+            upstream_query: None,
+            well_known: true,
+            upstream_host: upstream.to_owned(),
+        }]),
+        guard: HostGuard::local_default(listen_host),
+        limits: ExchangeLimits::default(),
+        timeouts: Timeouts {
+            client_idle: Some(Duration::from_secs(60)),
+            client_request: Some(Duration::from_secs(30)),
+            connect: Some(Duration::from_secs(5)),
+            response_head: Some(Duration::from_secs(120)),
+            stream_idle: None,
+            sse_keepalive: Some(Duration::from_secs(15)),
+        },
+        forwarded_headers: true,
+    }
+}
+
+/// Bind the listener and serve on a background thread; returns the bound
+/// address.
+pub fn spawn(options: &Options) -> io::Result<SocketAddr> {
+    let (listener, config, upstream) = setup(options)?;
+    let addr = listener.local_addr()?;
+    thread::spawn(move || serve(listener, config, upstream));
+    Ok(addr)
+}
+
+fn setup(options: &Options) -> io::Result<(TcpListener, Arc<ExchangeConfig>, SocketAddr)> {
+    let upstream = options
+        .upstream
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("{} resolves to nothing", options.upstream)))?;
+    let listener = TcpListener::bind(&options.listen)?;
+    let listen_host = listener.local_addr()?.ip().to_string();
+    let config = exchange_config(&options.upstream, &options.path, &listen_host);
+    Ok((listener, Arc::new(config), upstream))
+}
+
+/// Accept connections forever, one thread each.
+pub fn serve(listener: TcpListener, config: Arc<ExchangeConfig>, upstream: SocketAddr) {
+    for client in listener.incoming() {
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("blocking_proxy: accept: {e}");
+                continue;
+            }
+        };
+        let config = config.clone();
+        thread::spawn(move || {
+            if let Err(e) = serve_connection(client, config, upstream) {
+                eprintln!("blocking_proxy: connection: {e}");
+            }
+        });
+    }
+}
+
+/// What a reader thread saw.
+enum Event {
+    Client(Result<Bytes, UpstreamEnd>),
+    Upstream {
+        conn: u64,
+        read: Result<Bytes, UpstreamEnd>,
+    },
+}
+
+/// Read `stream` until it ends, sending each read through `tx`.
+fn spawn_reader(
+    mut stream: TcpStream,
+    tx: Sender<Event>,
+    wrap: impl Fn(Result<Bytes, UpstreamEnd>) -> Event + Send + 'static,
+) {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let read = match stream.read(&mut buf) {
+                Ok(0) => Err(UpstreamEnd::Eof),
+                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Err(UpstreamEnd::Error),
+            };
+            let last = read.is_err();
+            // A closed channel means the connection's driver is gone.
+            if tx.send(wrap(read)).is_err() || last {
+                return;
+            }
+        }
+    });
+}
+
+/// An upstream connection; dropping it closes the socket, which also ends
+/// its reader thread.
+struct Upstream {
+    id: u64,
+    stream: TcpStream,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// One client connection and what it holds between exchanges.
+struct Connection {
+    client: TcpStream,
+    events: Receiver<Event>,
+    tx: Sender<Event>,
+    upstream_addr: SocketAddr,
+    /// The connection the current exchange uses.
+    current: Option<Upstream>,
+    /// A released, reusable connection for the next request.
+    idle: Option<Upstream>,
+    next_id: u64,
+}
+
+fn serve_connection(
+    client: TcpStream,
+    config: Arc<ExchangeConfig>,
+    upstream_addr: SocketAddr,
+) -> io::Result<()> {
+    client.set_nodelay(true)?;
+    let info = ClientInfo {
+        peer_ip: client.peer_addr()?.ip().to_string(),
+        https: false,
+    };
+    let (tx, events) = mpsc::channel();
+    spawn_reader(client.try_clone()?, tx.clone(), Event::Client);
+    let mut conn = Connection {
+        client,
+        events,
+        tx,
+        upstream_addr,
+        current: None,
+        idle: None,
+        next_id: 0,
+    };
+    let mut carry = Vec::new();
+    loop {
+        let now = Instant::now();
+        let mut exchange = Exchange::new(config.clone(), info.clone(), now);
+        if !carry.is_empty() {
+            // Pipelined bytes read during the previous exchange.
+            exchange.feed_client(&carry, now);
+        }
+        match conn.run(&mut exchange) {
+            Close::KeepAlive => carry = exchange.take_leftover(),
+            Close::Graceful => {
+                let _ = conn.client.shutdown(Shutdown::Write);
+                return Ok(());
+            }
+            Close::Abort => {
+                let _ = conn.client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Drive one exchange to its end.
+    fn run(&mut self, exchange: &mut Exchange) -> Close {
+        // A failed client write makes the rest moot; the end becomes an abort.
+        let mut client_ok = true;
+        loop {
+            while let Some(output) = exchange.poll_output() {
+                match output {
+                    Output::Connect { route: _, fresh } => self.connect(exchange, fresh),
+                    Output::ToUpstream(bytes) => self.write_upstream(exchange, &bytes),
+                    Output::ToClient(bytes) => {
+                        if client_ok && self.client.write_all(&bytes).is_err() {
+                            client_ok = false;
+                            exchange.client_closed(Instant::now());
+                        }
+                    }
+                    Output::ReleaseUpstream { reusable } => {
+                        let conn = self.current.take();
+                        if reusable {
+                            self.idle = conn;
+                        }
+                    }
+                    Output::Finished { close } => {
+                        return if client_ok { close } else { Close::Abort };
+                    }
+                }
+            }
+            let event = match exchange.poll_timeout() {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    match self.events.recv_timeout(wait) {
+                        Ok(event) => event,
+                        Err(RecvTimeoutError::Timeout) => {
+                            exchange.handle_timeout(Instant::now());
+                            continue;
+                        }
+                        // Unreachable while `self.tx` lives; treat as gone.
+                        Err(RecvTimeoutError::Disconnected) => Event::Client(Err(UpstreamEnd::Eof)),
+                    }
+                }
+                None => self
+                    .events
+                    .recv()
+                    .unwrap_or(Event::Client(Err(UpstreamEnd::Eof))),
+            };
+            self.handle(exchange, event);
+        }
+    }
+
+    fn handle(&mut self, exchange: &mut Exchange, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Client(Ok(bytes)) => exchange.feed_client(&bytes, now),
+            Event::Client(Err(_)) => exchange.client_closed(now),
+            Event::Upstream { conn, read } => {
+                if self.current.as_ref().is_some_and(|u| u.id == conn) {
+                    match read {
+                        Ok(bytes) => exchange.feed_upstream(bytes, now),
+                        Err(end) => {
+                            self.current = None;
+                            exchange.upstream_closed(end, now);
+                        }
+                    }
+                } else if self.idle.as_ref().is_some_and(|u| u.id == conn) {
+                    // An idle connection that speaks or ends is not reusable.
+                    self.idle = None;
+                }
+                // Otherwise: a reader of a connection already dropped.
+            }
+        }
+    }
+
+    fn connect(&mut self, exchange: &mut Exchange, fresh: bool) {
+        let now = Instant::now();
+        if !fresh && let Some(conn) = self.idle.take() {
+            self.current = Some(conn);
+            exchange.upstream_connected(true, now);
+            return;
+        }
+        let deadline = exchange.poll_timeout();
+        let result = match deadline {
+            Some(at) => match at.checked_duration_since(now).filter(|d| !d.is_zero()) {
+                Some(budget) => TcpStream::connect_timeout(&self.upstream_addr, budget),
+                None => Err(io::ErrorKind::TimedOut.into()),
+            },
+            None => TcpStream::connect(self.upstream_addr),
+        };
+        let opened = result.and_then(|stream| {
+            stream.set_nodelay(true)?;
+            let reader = stream.try_clone()?;
+            Ok((stream, reader))
+        });
+        match opened {
+            Ok((stream, reader)) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                spawn_reader(reader, self.tx.clone(), move |read| Event::Upstream {
+                    conn: id,
+                    read,
+                });
+                self.current = Some(Upstream { id, stream });
+                exchange.upstream_connected(false, Instant::now());
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                // The connect budget was the exchange's deadline: it has come.
+                let now = Instant::now();
+                exchange.handle_timeout(deadline.map_or(now, |d| d.max(now)));
+            }
+            Err(_) => exchange.upstream_closed(UpstreamEnd::ConnectFailed, Instant::now()),
+        }
+    }
+
+    fn write_upstream(&mut self, exchange: &mut Exchange, bytes: &[u8]) {
+        let written = match self.current.as_mut() {
+            Some(up) => up.stream.write_all(bytes).is_ok(),
+            None => false,
+        };
+        if !written {
+            // A pooled connection the upstream closed fails here; the
+            // exchange retries it on a fresh one.
+            self.current = None;
+            exchange.upstream_closed(UpstreamEnd::Error, Instant::now());
+        }
+    }
+}
+
+fn main() {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let (listener, config, upstream) = match setup(&options) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("blocking_proxy: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        eprintln!(
+            "blocking_proxy: http://{addr}{} -> http://{}{}",
+            options.path, options.upstream, options.path
+        );
+    }
+    serve(listener, config, upstream);
+}
