@@ -170,5 +170,6 @@ pub mod guard;
 pub mod http1;
 pub mod inject;
 pub mod jsonrpc;
+pub mod legacy;
 pub mod route;
 pub mod sse;

@@ -6,8 +6,9 @@ use anyhow::Context as _;
 use sluice_core::exchange::{ExchangeConfig, ExchangeLimits, Timeouts};
 use sluice_core::{http1, jsonrpc, sse};
 
-use crate::config::{self, Config, Scheme};
+use crate::config::{self, Config, LegacyMode, Scheme, Transport};
 use crate::hooks::{Grants, HookHost, HookSpec, InstanceMode, OnError, default_cache_dir};
+use crate::legacy::{Bridging, UpstreamTransport};
 use crate::proxy::ProxySettings;
 use crate::proxy::upstream::UpstreamTarget;
 use crate::tls::{self, Roots};
@@ -67,6 +68,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
             },
             port: r.upstream.port,
             tls: r.upstream.scheme == Scheme::Https,
+            transport: transport(r, config),
         })
         .collect();
     let needs_tls = upstreams.iter().any(|u| u.tls);
@@ -132,4 +134,34 @@ pub fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
             },
         })
         .collect()
+}
+
+/// How route `r`'s upstream is reached, with the bridge's limits taken from
+/// the configured ones.
+fn transport(r: &config::Route, config: &Config) -> UpstreamTransport {
+    if r.transport == Transport::Streamable {
+        return UpstreamTransport::Streamable;
+    }
+    let mode = match r.legacy_mode {
+        LegacyMode::Session => sluice_core::legacy::Mode::Session,
+        LegacyMode::PerRequest => sluice_core::legacy::Mode::PerRequest,
+    };
+    let u = &r.upstream;
+    let target = match &u.query {
+        Some(q) => format!("{}?{q}", u.path),
+        None => u.path.clone(),
+    };
+    let mut b = Bridging::new(mode, u.scheme == Scheme::Https, &u.authority, &target);
+    let l = &config.limits;
+    let limits = &mut b.config.limits;
+    limits.http.max_head_bytes = l.max_response_head_bytes;
+    limits.sse.max_event_bytes = l.max_sse_event_bytes;
+    limits.json.max_depth = l.max_json_depth;
+    limits.json.max_bytes = l.max_request_body_bytes.max(l.max_sse_event_bytes);
+    limits.max_body = l.max_request_body_bytes;
+    b.connect_timeout = config.timeouts.connect;
+    match r.transport {
+        Transport::Sse => UpstreamTransport::Sse(b),
+        _ => UpstreamTransport::Auto(b),
+    }
 }

@@ -207,14 +207,6 @@ fn every_flag_error_names_its_flag() {
             "--path: \"mcp\" must start with /",
         ),
         (
-            &["--upstream", "http://a/", "--upstream-transport", "sse"],
-            "--upstream-transport: \"sse\": the legacy HTTP+SSE bridge is not built yet (use \"streamable\")",
-        ),
-        (
-            &["--upstream", "http://a/", "--upstream-transport", "auto"],
-            "--upstream-transport: \"auto\": the legacy HTTP+SSE bridge is not built yet (use \"streamable\")",
-        ),
-        (
             &["--upstream", "http://a/", "--allow-host", "a.com:80"],
             "--allow-host: \"a.com:80\" has a port; hosts are matched without their port",
         ),
@@ -393,7 +385,7 @@ fn help_explains_every_option() {
         "--allow-origin <ORIGIN>",
         "--upstream-transport <TRANSPORT>",
         "[default: streamable]",
-        "not built yet",
+        "bridged",
         "--ca-file <PEM>",
         "--hook <FILE.wasm>",
         "--hook-config <FILE.wasm=JSON>",
@@ -428,4 +420,18 @@ fn print_help_for_review() {
     // `cargo test -p sluice --test config_cli print_help -- --nocapture` shows it.
     println!("{}", err(&["--help"]));
     println!("{}", err(&["-h"]));
+}
+
+#[test]
+fn legacy_transports_are_accepted() {
+    use sluice::config::{LegacyMode, Transport};
+    for (flag, want) in [
+        ("sse", Transport::Sse),
+        ("auto", Transport::Auto),
+        ("streamable", Transport::Streamable),
+    ] {
+        let c = proxy(&["--upstream", "http://a/sse", "--upstream-transport", flag]);
+        assert_eq!(c.routes[0].transport, want);
+        assert_eq!(c.routes[0].legacy_mode, LegacyMode::Session);
+    }
 }

@@ -303,7 +303,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",
-        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, transport, well_known)",
+        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, transport, legacy_mode, well_known)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_body = 1\n",
@@ -360,12 +360,12 @@ const ERRORS: &[(&str, &str)] = &[
         "t.toml:5:8: route[1].path: \"/mcp/\" is already served by route[0]",
     ),
     (
-        "[[route]]\nupstream = \"http://a/\"\ntransport = \"sse\"\n",
-        "t.toml:3:13: route[0].transport: \"sse\": the legacy HTTP+SSE bridge is not built yet (use \"streamable\")",
+        "[[route]]\nupstream = \"http://a/\"\nlegacy_mode = \"per-request\"\n",
+        "t.toml:3:15: route[0].legacy_mode: only applies to transport = \"sse\" or \"auto\"",
     ),
     (
-        "[[route]]\nupstream = \"http://a/\"\ntransport = \"auto\"\n",
-        "t.toml:3:13: route[0].transport: \"auto\": the legacy HTTP+SSE bridge is not built yet (use \"streamable\")",
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"sse\"\nlegacy_mode = \"stateless\"\n",
+        "t.toml:4:15: route[0].legacy_mode: \"stateless\" is not one of: session, per-request",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\ntransport = \"websocket\"\n",
@@ -415,7 +415,7 @@ const ERRORS: &[(&str, &str)] = &[
     // A key after [[route]] belongs to the route: the classic TOML slip.
     (
         "[[route]]\nupstream = \"http://a/\"\nlimits = 5\n",
-        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, transport, well_known)",
+        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, transport, legacy_mode, well_known)",
     ),
     // timeouts
     (
@@ -615,4 +615,22 @@ fn from_file_resolves_and_checks_paths() {
     let e = Config::from_file(&dir.join("nope.toml")).unwrap_err();
     assert!(matches!(e, ConfigError::Read { .. }));
     assert!(e.to_string().starts_with("cannot read config file "), "{e}");
+}
+
+#[test]
+fn legacy_transport_and_mode() {
+    use sluice::config::LegacyMode;
+    let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_mode = \"per-request\"\n[[route]]\nupstream = \"http://b/mcp\"\ntransport = \"auto\"\n").unwrap();
+    assert_eq!(c.routes[0].transport, Transport::Sse);
+    assert_eq!(c.routes[0].legacy_mode, LegacyMode::PerRequest);
+    assert_eq!(c.routes[1].transport, Transport::Auto);
+    assert_eq!(c.routes[1].legacy_mode, LegacyMode::Session);
+    let s = sluice::settings::proxy_settings(&c).unwrap();
+    assert!(
+        matches!(s.upstreams[0].transport, sluice::legacy::UpstreamTransport::Sse(ref b) if b.mode == sluice_core::legacy::Mode::PerRequest && b.target == "/sse" && b.authority == "a")
+    );
+    assert!(matches!(
+        s.upstreams[1].transport,
+        sluice::legacy::UpstreamTransport::Auto(_)
+    ));
 }

@@ -72,6 +72,11 @@ class Server:
     unsupported: dict[str, str] = field(default_factory=dict)
     modern: bool = False  # also serves 2026-07-28
     port_env: str | None = None  # server takes its port from this env var (no port 0)
+    # With port_env: the line that says it listens, and the path of its URL.
+    ready: str = r"listening on port (\d+)"
+    path: str = "/mcp"
+    # "sse": the legacy HTTP+SSE transport (2024-11-05), reached through sluice's bridge.
+    transport: str = "streamable"
 
 
 def servers(env_dir: Path) -> list[Server]:
@@ -93,7 +98,17 @@ def servers(env_dir: Path) -> list[Server]:
         Server("everything",
                ["node", str(node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"),
                 "streamableHttp"],
-               {
+               everything_profile(),
+               {"get_stream": "no tool sends a notification outside a request on demand",
+                "bearer": "no tool reports the Authorization header"},
+               port_env="PORT"),
+        Server("py-mcp2", [py2, str(HERE / "servers" / "py_mcp2_server.py")], py_profile, modern=True),
+        Server("py-mcp1", [py1, str(HERE / "servers" / "py_mcp1_server.py")], py_profile),
+    ]
+
+
+def everything_profile() -> dict:
+    return {
                    "expected_tools": ["echo", "get-sum", "get-structured-content", "trigger-long-running-operation"],
                    "paginated": False,
                    "calls": [
@@ -117,12 +132,34 @@ def servers(env_dir: Path) -> list[Server]:
                    "whoami": None,
                    # MCP-NOTES: it answers 400 (not 404) for an unknown session.
                    "unknown_session_status": 400,
-               },
-               {"get_stream": "no tool sends a notification outside a request on demand",
+               }
+
+
+def legacy_servers(env_dir: Path) -> list[Server]:
+    """Servers of the legacy HTTP+SSE transport (2024-11-05). Streamable HTTP clients
+    reach them through sluice's bridge (`--upstream-transport sse`), never directly."""
+    node_modules = env_dir / "node_modules"
+    py1 = str(env_dir / "venv-mcp1" / "bin" / "python")
+    py2 = str(env_dir / "venv-mcp2" / "bin" / "python")
+    py_profile = fixture_profile()
+    no_resume = "the bridge keeps no event ids: legacy backends have none to resume from"
+    legacy = {"resume": no_resume}
+    # sluice owns the session ids of a bridged session: an unknown one is its 404.
+    everything = {**everything_profile(), "unknown_session_status": 404}
+    return [
+        Server("ts-sse", ["node", str(HERE / "servers" / "ts_sse_server.cjs")], fixture_profile(), legacy,
+               transport="sse"),
+        Server("everything-sse",
+               ["node", str(node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"),
+                "sse"],
+               everything,
+               {**legacy, "get_stream": "no tool sends a notification outside a request on demand",
                 "bearer": "no tool reports the Authorization header"},
-               port_env="PORT"),
-        Server("py-mcp2", [py2, str(HERE / "servers" / "py_mcp2_server.py")], py_profile, modern=True),
-        Server("py-mcp1", [py1, str(HERE / "servers" / "py_mcp1_server.py")], py_profile),
+               port_env="PORT", ready=r"running on port (\d+)", path="/sse", transport="sse"),
+        Server("py-mcp2-sse", [py2, str(HERE / "servers" / "py_mcp2_sse_server.py")], py_profile, legacy,
+               transport="sse"),
+        Server("py-mcp1-sse", [py1, str(HERE / "servers" / "py_mcp1_sse_server.py")], py_profile, legacy,
+               transport="sse"),
     ]
 
 
@@ -270,9 +307,9 @@ def start_server(s: Server, env: dict) -> tuple[Running, str]:
             port = free_port()
             r = Running(s.name, s.cmd, env | {s.port_env: str(port)})
             try:
-                r.wait_for(re.compile(r"listening on port (\d+)"), 30)
+                r.wait_for(re.compile(s.ready), 30)
                 wait_tcp(port, 10)
-                return r, f"http://127.0.0.1:{port}/mcp"
+                return r, f"http://127.0.0.1:{port}{s.path}"
             except RuntimeError:
                 kill_group(r.proc)
         raise RuntimeError(f"{s.name} did not start: {r.tail()}")
@@ -284,7 +321,8 @@ def start_server(s: Server, env: dict) -> tuple[Running, str]:
 SLUICE_LINE = re.compile(r"sluice listening on (?:https?://)?([^\s/]+)")
 
 
-def start_sluice(sluice: str, upstream: str, name: str, env: dict) -> tuple[Running, str]:
+def start_sluice(sluice: str, upstream: str, name: str, env: dict,
+                 transport: str = "streamable") -> tuple[Running, str]:
     """sluice in front of `upstream`; returns the URL clients should use.
 
     Asks for port 0 and reads `sluice listening on http://ADDR` from its output;
@@ -296,7 +334,8 @@ def start_sluice(sluice: str, upstream: str, name: str, env: dict) -> tuple[Runn
     for _attempt in range(3):
         port = free_port() if fixed else 0
         listen = f"127.0.0.1:{port}"
-        r = Running(f"sluice[{name}]", [sluice, "--upstream", upstream, "--listen", listen], env)
+        r = Running(f"sluice[{name}]", [sluice, "--upstream", upstream, "--listen", listen,
+                                        "--upstream-transport", transport], env)
         try:
             if fixed:
                 # The port is ours: a listening socket is ready enough, no line needed.
@@ -430,14 +469,22 @@ def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> l
     return out
 
 
-def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_clients, jobs: int) -> list[dict]:
+def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_clients, jobs: int,
+             legacy: str = "with") -> list[dict]:
     env = dict(os.environ)
     env["NODE_PATH"] = str(env_dir / "node_modules")
     env["PYTHONPATH"] = str(HERE / "servers")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    all_servers = [s for s in servers(env_dir) if not only_servers or s.name in only_servers]
-    all_clients = [c for c in clients(env_dir) if not only_clients or c.name in only_clients]
+    pool = {"with": servers(env_dir) + legacy_servers(env_dir), "without": servers(env_dir),
+            "only": legacy_servers(env_dir)}[legacy]
+    all_servers = [s for s in pool if not only_servers or s.name in only_servers]
     results: list[dict] = []
+    if mode == "direct":
+        for s in [s for s in all_servers if s.transport == "sse"]:
+            results.append(result("-", s.name, "start", "skip",
+                                  "legacy HTTP+SSE server: Streamable HTTP clients reach it through sluice only"))
+        all_servers = [s for s in all_servers if s.transport != "sse"]
+    all_clients = [c for c in clients(env_dir) if not only_clients or c.name in only_clients]
     started: list[tuple[Server, str]] = []
     procs: list[Running] = []
     try:
@@ -446,7 +493,7 @@ def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_cl
                 r, url = start_server(s, env)
                 procs.append(r)
                 if mode == "proxy":
-                    sr, url = start_sluice(sluice, url, s.name, env)
+                    sr, url = start_sluice(sluice, url, s.name, env, s.transport)
                     procs.append(sr)
                 started.append((s, url))
             except RuntimeError as e:
@@ -512,6 +559,11 @@ def main() -> int:
     ap.add_argument("--client", action="append",
                     help="only this client (repeatable; also inspector-cli, concurrency)")
     ap.add_argument("--jobs", type=int, default=4, help="client x server pairs run at once")
+    lg = ap.add_mutually_exclusive_group()
+    lg.add_argument("--legacy", action="store_const", dest="legacy", const="only",
+                    help="only the legacy HTTP+SSE servers (through sluice's bridge)")
+    lg.add_argument("--no-legacy", action="store_const", dest="legacy", const="without",
+                    help="leave the legacy HTTP+SSE servers out")
     ap.add_argument("--out", default=str(ROOT / "target" / "interop" / "results.json"))
     a = ap.parse_args()
 
@@ -529,7 +581,7 @@ def main() -> int:
     results: list[dict] = []
     try:
         for mode in modes:
-            results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs)
+            results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs, a.legacy or "with")
     finally:
         kill_all()
     for mode in modes:

@@ -8,7 +8,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use super::file::{DEFAULT_LISTEN, default_route_name, not_built};
+use super::file::{DEFAULT_LISTEN, default_route_name};
 use super::url::parse_listen;
 use super::{
     Command, Config, ConfigError, Demo, FileKeys, HookConfig, HostRule, Log, LogFormat, LogLevel,
@@ -103,8 +103,9 @@ struct Cli {
 
     /// The upstream's MCP transport.
     ///
-    /// Only streamable (MCP 2025-03-26 and later) works today: sse and auto need the legacy
-    /// HTTP+SSE bridge, which is not built yet.
+    /// streamable: MCP 2025-03-26 and later, passed through. sse: the 2024-11-05 HTTP+SSE
+    /// transport, bridged (one backend session per client session). auto: probe once (POST
+    /// initialize; on 400/404/405 try the SSE transport) and remember.
     #[arg(
         long,
         value_enum,
@@ -177,9 +178,9 @@ struct LogArgs {
 enum CliTransport {
     /// Streamable HTTP (passthrough).
     Streamable,
-    /// Legacy HTTP+SSE (2024-11-05), bridged. Not built yet.
+    /// Legacy HTTP+SSE (2024-11-05), bridged.
     Sse,
-    /// Try Streamable HTTP, fall back to HTTP+SSE. Not built yet.
+    /// Try Streamable HTTP, fall back to HTTP+SSE.
     Auto,
 }
 
@@ -271,9 +272,6 @@ where
         CliTransport::Sse => Transport::Sse,
         CliTransport::Auto => Transport::Auto,
     };
-    if transport != Transport::Streamable {
-        return Err(flag_err("--upstream-transport", not_built(transport)));
-    }
     let listen = parse_listen(&cli.listen).map_err(|p| flag_err("--listen", p))?;
     let path = match &cli.path {
         None => upstream.path.clone(),
@@ -285,6 +283,7 @@ where
     let name = default_route_name(&upstream);
     let mut config = Config::with_route(listen, path, upstream);
     config.routes[0].name = name;
+    config.routes[0].transport = transport;
     if !cli.allow_host.is_empty() {
         config.security.allowed_hosts = cli
             .allow_host

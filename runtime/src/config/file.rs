@@ -15,9 +15,9 @@ use toml::de::{DeTable, DeValue};
 use super::duration::{parse_duration, parse_size};
 use super::url::parse_listen;
 use super::{
-    Config, ConfigError, FileKeys, Grants, HookConfig, HookMode, HostRule, Limits, Log, LogFormat,
-    LogLevel, OnError, OriginRule, Pool, Roots, Route, Security, Timeouts, Tls, Transport,
-    Upstream, check_method_pattern, check_route_path, hook_base_name, unique_names,
+    Config, ConfigError, FileKeys, Grants, HookConfig, HookMode, HostRule, LegacyMode, Limits, Log,
+    LogFormat, LogLevel, OnError, OriginRule, Pool, Roots, Route, Security, Timeouts, Tls,
+    Transport, Upstream, check_method_pattern, check_route_path, hook_base_name, unique_names,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -378,7 +378,14 @@ fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
     let mut names: Vec<(Option<String>, String)> = Vec::new();
     let mut well_known_at: Option<usize> = None;
     for (i, t) in tables.iter().enumerate() {
-        t.known(&["name", "path", "upstream", "transport", "well_known"])?;
+        t.known(&[
+            "name",
+            "path",
+            "upstream",
+            "transport",
+            "legacy_mode",
+            "well_known",
+        ])?;
         let (url, url_span) = t
             .string("upstream")?
             .ok_or_else(|| t.missing("upstream", "every route needs an upstream URL"))?;
@@ -414,9 +421,22 @@ fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
             ],
             Transport::Streamable,
         )?;
-        if transport != Transport::Streamable {
-            let span = t.get("transport").map_or(t.span.clone(), |v| v.span());
-            return Err(t.cx.err(&span, &t.key("transport"), not_built(transport)));
+        let legacy_mode = t.choice(
+            "legacy_mode",
+            &[
+                ("session", LegacyMode::Session),
+                ("per-request", LegacyMode::PerRequest),
+            ],
+            LegacyMode::Session,
+        )?;
+        if transport == Transport::Streamable
+            && let Some(v) = t.get("legacy_mode")
+        {
+            return Err(t.cx.err(
+                &v.span(),
+                &t.key("legacy_mode"),
+                "only applies to transport = \"sse\" or \"auto\"",
+            ));
         }
 
         let well_known = t.boolean("well_known", i == 0)?;
@@ -454,6 +474,7 @@ fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
             path,
             upstream,
             transport,
+            legacy_mode,
             well_known,
         });
     }
@@ -461,14 +482,6 @@ fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
         route.name = name;
     }
     Ok(routes)
-}
-
-/// The problem text for a transport that has no implementation yet.
-pub(super) fn not_built(transport: Transport) -> String {
-    format!(
-        "{:?}: the legacy HTTP+SSE bridge is not built yet (use \"streamable\")",
-        transport.as_str()
-    )
 }
 
 pub(super) fn default_route_name(upstream: &Upstream) -> String {

@@ -92,9 +92,12 @@ pub struct Route {
     /// Where requests go. The part of the request path after the prefix is
     /// appended to the upstream's path (see [`Route::upstream_target`]).
     pub upstream: Upstream,
-    /// The upstream's transport. Validation accepts only
-    /// [`Transport::Streamable`] until the legacy bridge exists.
+    /// The upstream's transport. Default [`Transport::Streamable`].
     pub transport: Transport,
+    /// How a legacy HTTP+SSE upstream's sessions map to client sessions
+    /// (only with [`Transport::Sse`] or [`Transport::Auto`]). Default
+    /// [`LegacyMode::Session`].
+    pub legacy_mode: LegacyMode,
     /// Whether `/.well-known/*` requests go to this upstream's origin,
     /// path unchanged (OAuth protected-resource and authorization-server
     /// metadata must be reachable through the proxy). Default true for the
@@ -107,10 +110,34 @@ pub struct Route {
 pub enum Transport {
     /// Streamable HTTP (2025-03-26 and later): passthrough.
     Streamable,
-    /// The legacy HTTP+SSE transport (2024-11-05), bridged. Not built yet.
+    /// The legacy HTTP+SSE transport (2024-11-05), bridged.
     Sse,
-    /// Probe: Streamable HTTP, falling back to HTTP+SSE. Not built yet.
+    /// Probe as the specification tells clients (POST `initialize`; on
+    /// 400/404/405 GET and expect `endpoint`), remember the answer, then
+    /// pass through or bridge.
     Auto,
+}
+
+/// How the legacy bridge maps backend HTTP+SSE sessions to clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LegacyMode {
+    /// One backend SSE session per client session (`Mcp-Session-Id`
+    /// minted by sluice), reused for every request; server-initiated
+    /// messages reach the client's GET stream.
+    #[default]
+    Session,
+    /// A fresh backend SSE session (and handshake) per request; nothing kept.
+    PerRequest,
+}
+
+impl LegacyMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegacyMode::Session => "session",
+            LegacyMode::PerRequest => "per-request",
+        }
+    }
 }
 
 impl Transport {
@@ -513,6 +540,7 @@ impl Config {
                 path,
                 upstream,
                 transport: Transport::Streamable,
+                legacy_mode: LegacyMode::Session,
                 well_known: true,
             }],
             limits: Limits::default(),

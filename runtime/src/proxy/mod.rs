@@ -265,6 +265,7 @@ impl ProxySettings {
                 host,
                 port: upstream.port(),
                 tls: false,
+                transport: Default::default(),
             }],
             route_names: vec!["upstream".to_owned()],
             tls: None,

@@ -1,5 +1,7 @@
 //! Upstream connections: plain TCP or TLS, opened with TCP_NODELAY, and a
-//! small pool of idle keep-alive connections per route.
+//! small pool of idle keep-alive connections per route; for routes whose
+//! upstream speaks the legacy HTTP+SSE transport, a virtual connection to
+//! the bridge ([`crate::legacy`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -14,6 +16,8 @@ use futures_rustls::TlsConnector;
 use futures_rustls::rustls::pki_types::ServerName;
 use std::net::TcpStream;
 
+use crate::legacy::{BridgePipe, RouteBridge, UpstreamTransport};
+
 /// Where one route's upstream lives.
 #[derive(Debug, Clone)]
 pub struct UpstreamTarget {
@@ -23,6 +27,8 @@ pub struct UpstreamTarget {
     pub port: u16,
     /// Speak TLS.
     pub tls: bool,
+    /// Streamable HTTP, or the legacy transport through the bridge.
+    pub transport: UpstreamTransport,
 }
 
 /// An open upstream connection.
@@ -31,6 +37,8 @@ pub enum UpConn {
     Plain(Async<TcpStream>),
     /// TLS over TCP.
     Tls(Box<futures_rustls::client::TlsStream<Async<TcpStream>>>),
+    /// A virtual connection to the legacy bridge (one exchange, never pooled).
+    Bridge(BridgePipe),
 }
 
 impl UpConn {
@@ -40,6 +48,7 @@ impl UpConn {
         let tcp = match self {
             UpConn::Plain(s) => s,
             UpConn::Tls(s) => s.get_ref().0,
+            UpConn::Bridge(_) => return false,
         };
         let mut probe = [0u8; 1];
         // A non-blocking peek: WouldBlock means idle and open.
@@ -61,6 +70,7 @@ impl AsyncRead for UpConn {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             UpConn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            UpConn::Bridge(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -74,6 +84,7 @@ impl AsyncWrite for UpConn {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpConn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            UpConn::Bridge(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -85,6 +96,7 @@ impl AsyncWrite for UpConn {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             UpConn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            UpConn::Bridge(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -92,6 +104,7 @@ impl AsyncWrite for UpConn {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_flush(cx),
             UpConn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            UpConn::Bridge(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -99,17 +112,24 @@ impl AsyncWrite for UpConn {
         match self.get_mut() {
             UpConn::Plain(s) => Pin::new(s).poll_close(cx),
             UpConn::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            UpConn::Bridge(s) => Pin::new(s).poll_close(cx),
         }
     }
 }
 
-/// Opens upstream connections and keeps idle ones for reuse.
+/// Opens upstream connections and keeps idle ones for reuse; routes to a
+/// legacy upstream get a virtual connection to their bridge.
 pub struct Upstreams {
-    targets: Vec<UpstreamTarget>,
-    tls: Option<TlsConnector>,
-    idle: Mutex<HashMap<usize, Vec<(UpConn, Instant)>>>,
-    max_idle: usize,
-    idle_timeout: Duration,
+    direct: Arc<Direct>,
+    kinds: Vec<RouteKind>,
+}
+
+enum RouteKind {
+    Direct,
+    Bridge(Arc<RouteBridge>),
+    /// `transport = "auto"`: `Some(true)` once the probe found the legacy
+    /// transport, `Some(false)` Streamable HTTP.
+    Auto(Arc<RouteBridge>, Mutex<Option<bool>>),
 }
 
 impl Upstreams {
@@ -120,22 +140,91 @@ impl Upstreams {
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Self {
-        Upstreams {
-            targets,
+        let direct = Arc::new(Direct {
+            targets: targets.clone(),
             tls: tls.map(TlsConnector::from),
             idle: Mutex::new(HashMap::new()),
             max_idle,
             idle_timeout,
-        }
+        });
+        let kinds = targets
+            .into_iter()
+            .enumerate()
+            .map(|(route, t)| match t.transport {
+                UpstreamTransport::Streamable => RouteKind::Direct,
+                UpstreamTransport::Sse(b) => {
+                    RouteKind::Bridge(RouteBridge::new(route, b, direct.clone()))
+                }
+                UpstreamTransport::Auto(b) => {
+                    RouteKind::Auto(RouteBridge::new(route, b, direct.clone()), Mutex::new(None))
+                }
+            })
+            .collect();
+        Upstreams { direct, kinds }
     }
 
     /// The target of route `route`.
     pub fn target(&self, route: usize) -> Option<&UpstreamTarget> {
-        self.targets.get(route)
+        self.direct.targets.get(route)
+    }
+
+    /// The bridge of route `route`, if its upstream is (or may be) legacy.
+    pub fn bridge(&self, route: usize) -> Option<&Arc<RouteBridge>> {
+        match self.kinds.get(route)? {
+            RouteKind::Bridge(b) | RouteKind::Auto(b, _) => Some(b),
+            RouteKind::Direct => None,
+        }
     }
 
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,
-    /// else a new one. Returns whether it was reused.
+    /// else a new one; for a legacy upstream, a virtual connection to its
+    /// bridge. Returns whether it was reused.
+    pub async fn checkout(&self, route: usize, fresh: bool) -> io::Result<(UpConn, bool)> {
+        match self.kinds.get(route) {
+            Some(RouteKind::Bridge(b)) => return Ok((UpConn::Bridge(b.open()), false)),
+            Some(RouteKind::Auto(b, known)) => {
+                let decided = *known.lock().unwrap_or_else(|e| e.into_inner());
+                let legacy = match decided {
+                    Some(legacy) => legacy,
+                    None => match b.probe().await? {
+                        Some(legacy) => {
+                            tracing::info!(
+                                route,
+                                transport = if legacy { "sse" } else { "streamable" },
+                                "upstream transport probed"
+                            );
+                            *known.lock().unwrap_or_else(|e| e.into_inner()) = Some(legacy);
+                            legacy
+                        }
+                        None => false,
+                    },
+                };
+                if legacy {
+                    return Ok((UpConn::Bridge(b.open()), false));
+                }
+            }
+            _ => {}
+        }
+        self.direct.checkout(route, fresh).await
+    }
+
+    /// Return a connection that ended at a clean message boundary.
+    pub fn checkin(&self, route: usize, conn: UpConn) {
+        self.direct.checkin(route, conn);
+    }
+}
+
+/// Real connections to the upstreams, and the pool of idle ones.
+pub struct Direct {
+    targets: Vec<UpstreamTarget>,
+    tls: Option<TlsConnector>,
+    idle: Mutex<HashMap<usize, Vec<(UpConn, Instant)>>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl Direct {
+    /// A real connection to route `route`'s upstream (pooled unless `fresh`).
     pub async fn checkout(&self, route: usize, fresh: bool) -> io::Result<(UpConn, bool)> {
         if !fresh && let Some(conn) = self.take_idle(route) {
             return Ok((conn, true));
@@ -144,18 +233,29 @@ impl Upstreams {
             .targets
             .get(route)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such route"))?;
-        let tcp = connect_tcp(&target.host, target.port).await?;
-        if !target.tls {
-            return Ok((UpConn::Plain(tcp), false));
+        let conn = self.connect(&target.host, target.port, target.tls).await?;
+        Ok((conn, false))
+    }
+
+    /// A new connection to another origin (a legacy endpoint elsewhere,
+    /// when configured).
+    pub async fn connect_origin(&self, origin: &sluice_core::legacy::Origin) -> io::Result<UpConn> {
+        self.connect(&origin.host, origin.port, origin.https).await
+    }
+
+    async fn connect(&self, host: &str, port: u16, tls: bool) -> io::Result<UpConn> {
+        let tcp = connect_tcp(host, port).await?;
+        if !tls {
+            return Ok(UpConn::Plain(tcp));
         }
         let connector = self
             .tls
             .as_ref()
             .ok_or_else(|| io::Error::other("TLS is not configured"))?;
-        let name = ServerName::try_from(target.host.clone())
+        let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let tls = connector.connect(name, tcp).await?;
-        Ok((UpConn::Tls(Box::new(tls)), false))
+        Ok(UpConn::Tls(Box::new(tls)))
     }
 
     fn take_idle(&self, route: usize) -> Option<UpConn> {
@@ -170,9 +270,10 @@ impl Upstreams {
         None
     }
 
-    /// Return a connection that ended at a clean message boundary.
+    /// Return a connection that ended at a clean message boundary (virtual
+    /// connections are never kept).
     pub fn checkin(&self, route: usize, conn: UpConn) {
-        if self.max_idle == 0 {
+        if self.max_idle == 0 || matches!(conn, UpConn::Bridge(_)) {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

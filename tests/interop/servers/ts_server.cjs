@@ -174,6 +174,10 @@ const httpServer = http.createServer((req, res) => {
     else res.destroy();
   });
 });
-httpServer.listen(PORT, "127.0.0.1", () => {
-  process.stdout.write(`READY http://127.0.0.1:${httpServer.address().port}/mcp\n`);
-});
+// Required by ts_sse_server.cjs for the same tools: export, do not listen.
+if (require.main === module) {
+  httpServer.listen(PORT, "127.0.0.1", () => {
+    process.stdout.write(`READY http://127.0.0.1:${httpServer.address().port}/mcp\n`);
+  });
+}
+module.exports = { makeServer };

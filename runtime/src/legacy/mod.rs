@@ -1,0 +1,334 @@
+//! The legacy HTTP+SSE bridge as a virtual upstream.
+//!
+//! For a route whose upstream speaks the 2024-11-05 transport,
+//! [`Upstreams::checkout`](crate::proxy::upstream::Upstreams::checkout)
+//! hands the exchange a [`BridgePipe`] instead of a socket: an in-memory
+//! duplex pipe whose far end is served here. The exchange writes its
+//! normalized HTTP/1.1 request into the pipe and reads a Streamable HTTP
+//! response back, so the injection rules, the access log and the hooks
+//! apply to bridged traffic as to any other. Each pipe carries one
+//! exchange and is never pooled.
+//!
+//! Every protocol decision is `sluice_core::legacy`'s; this module only
+//! moves bytes: it reads the request from the pipe, asks the core which
+//! session serves it, runs one task per backend session (the SSE stream, the
+//! POSTs, the client streams attached to it, the timers) and writes what the
+//! core says to write.
+
+mod pipe;
+mod session;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_io::Timer;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+use sluice_core::legacy::{
+    self, AnswerReader, BridgeConfig, EndpointWatch, Mode, ProbeStep, StreamId,
+};
+
+use crate::proxy::upstream::{Direct, UpConn};
+pub use pipe::BridgePipe;
+
+/// How an upstream is reached.
+#[derive(Debug, Clone, Default)]
+pub enum UpstreamTransport {
+    /// Streamable HTTP: connections pass through.
+    #[default]
+    Streamable,
+    /// HTTP+SSE, bridged.
+    Sse(Bridging),
+    /// Probe once, then one of the two.
+    Auto(Bridging),
+}
+
+/// Settings of the bridge of one route.
+#[derive(Debug, Clone)]
+pub struct Bridging {
+    /// Session or per-request.
+    pub mode: Mode,
+    /// The core's configuration (limits, timeouts, the backend's scheme).
+    pub config: BridgeConfig,
+    /// `Host` value of the upstream, for the `auto` probe.
+    pub authority: String,
+    /// The upstream URL's path and query, for the `auto` probe.
+    pub target: String,
+    /// How long the `auto` probe may take.
+    pub probe_timeout: Duration,
+    /// Connecting to the backend (TCP and TLS).
+    pub connect_timeout: Duration,
+}
+
+impl Bridging {
+    /// Default bridge settings for an upstream at `authority` + `target`.
+    pub fn new(mode: Mode, https: bool, authority: &str, target: &str) -> Self {
+        Bridging {
+            mode,
+            config: BridgeConfig {
+                https,
+                ..BridgeConfig::default()
+            },
+            authority: authority.to_owned(),
+            target: target.to_owned(),
+            probe_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Size of each direction of a pipe.
+const PIPE_BYTES: usize = 256 * 1024;
+/// Size of one read.
+const READ_CHUNK: usize = 16 * 1024;
+
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
+
+/// The bridge of one route: its settings and its live sessions.
+pub struct RouteBridge {
+    route: usize,
+    settings: Bridging,
+    config: Arc<BridgeConfig>,
+    direct: Arc<Direct>,
+    sessions: Mutex<HashMap<String, smol::channel::Sender<session::Msg>>>,
+}
+
+impl RouteBridge {
+    /// The bridge of route `route`, opening backend connections with `direct`.
+    pub fn new(route: usize, settings: Bridging, direct: Arc<Direct>) -> Arc<Self> {
+        Arc::new(RouteBridge {
+            route,
+            config: Arc::new(settings.config.clone()),
+            settings,
+            direct,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A virtual connection for one exchange; its far end is served by a
+    /// task of its own.
+    pub fn open(self: &Arc<Self>) -> BridgePipe {
+        let (to_bridge_r, to_bridge_w) = piper::pipe(PIPE_BYTES);
+        let (to_exchange_r, to_exchange_w) = piper::pipe(PIPE_BYTES);
+        let this = self.clone();
+        smol::spawn(async move { this.serve(to_bridge_r, to_exchange_w).await }).detach();
+        BridgePipe::new(to_exchange_r, to_bridge_w)
+    }
+
+    /// Live sessions (session mode).
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, smol::channel::Sender<session::Msg>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads one request from the pipe and hands it to the session that
+    /// serves it.
+    async fn serve(self: Arc<Self>, mut from: piper::Reader, mut to: piper::Writer) {
+        let stream: StreamId = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
+        let limits = &self.config.limits;
+        let mut reader = legacy::RequestReader::new();
+        let mut buf = vec![0u8; READ_CHUNK];
+        let req = loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            match reader.feed(&buf[..n], &limits.http, limits.max_body) {
+                Ok(Some(req)) => break req,
+                Ok(None) => {}
+                Err(legacy::Refusal(bytes)) => {
+                    let _ = to.write_all(&bytes).await;
+                    return;
+                }
+            }
+        };
+        let now = std::time::Instant::now();
+        match legacy::dispatch(&req, self.settings.mode, &limits.json) {
+            legacy::Dispatch::Reply(bytes) => {
+                let _ = to.write_all(&bytes).await;
+            }
+            legacy::Dispatch::NewSession => {
+                let id = mint_session_id();
+                let (tx, rx) = smol::channel::unbounded();
+                self.lock().insert(id.clone(), tx.clone());
+                let bridge =
+                    legacy::Bridge::new(self.config.clone(), Mode::Session, Some(id.clone()), now);
+                let this = self.clone();
+                let tx2 = tx.clone();
+                smol::spawn(async move { session::run(this, bridge, rx, tx2, Some(id)).await })
+                    .detach();
+                let _ = tx
+                    .send(session::Msg::Attach {
+                        stream,
+                        req,
+                        writer: to,
+                    })
+                    .await;
+                watch_until_gone(from, &tx, stream).await;
+            }
+            legacy::Dispatch::Session(id) => {
+                let tx = self.lock().get(&id).cloned();
+                let Some(tx) = tx else {
+                    let _ = to.write_all(&legacy::unknown_session()).await;
+                    return;
+                };
+                if let Err(e) = tx
+                    .send(session::Msg::Attach {
+                        stream,
+                        req,
+                        writer: to,
+                    })
+                    .await
+                {
+                    // The session ended between the lookup and now.
+                    if let session::Msg::Attach { mut writer, .. } = e.into_inner() {
+                        let _ = writer.write_all(&legacy::unknown_session()).await;
+                    }
+                    return;
+                }
+                watch_until_gone(from, &tx, stream).await;
+            }
+            legacy::Dispatch::PerRequest => {
+                let (tx, rx) = smol::channel::unbounded();
+                let bridge = legacy::Bridge::new(self.config.clone(), Mode::PerRequest, None, now);
+                let _ = tx
+                    .send(session::Msg::Attach {
+                        stream,
+                        req,
+                        writer: to,
+                    })
+                    .await;
+                let watch = async {
+                    watch_until_gone(from, &tx, stream).await;
+                    future::pending::<()>().await
+                };
+                future::or(
+                    session::run(self.clone(), bridge, rx, tx.clone(), None),
+                    watch,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// `transport = "auto"`: which transport the backend speaks. `None`
+    /// when the probe reached no conclusion (do not remember it).
+    pub(crate) async fn probe(&self) -> io::Result<Option<bool>> {
+        let attempt = self.probe_inner();
+        let timeout = async {
+            Timer::after(self.settings.probe_timeout).await;
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the transport probe timed out",
+            ))
+        };
+        future::or(attempt, timeout).await
+    }
+
+    async fn probe_inner(&self) -> io::Result<Option<bool>> {
+        let s = &self.settings;
+        let limits = &self.config.limits;
+        let (mut conn, _) = self.direct.checkout(self.route, true).await?;
+        conn.write_all(&legacy::probe_request(&s.authority, &s.target, &[]))
+            .await?;
+        conn.flush().await?;
+        let mut reader = AnswerReader::head_only(&limits.http);
+        let answer = read_answer(&mut conn, &mut reader).await?;
+        drop(conn);
+        match legacy::probe_step(&answer) {
+            ProbeStep::Streamable => {
+                if let Some(sid) = &answer.session_id {
+                    // Best effort: do not leave the probe's session behind.
+                    if let Ok((mut c, _)) = self.direct.checkout(self.route, true).await {
+                        let bytes = legacy::probe_cleanup(&s.authority, &s.target, sid);
+                        if c.write_all(&bytes).await.is_ok() {
+                            let mut r = AnswerReader::head_only(&limits.http);
+                            let _ = read_answer(&mut c, &mut r).await;
+                        }
+                    }
+                }
+                Ok(Some(false))
+            }
+            ProbeStep::TryLegacy => {
+                let (mut conn, _) = self.direct.checkout(self.route, true).await?;
+                conn.write_all(&legacy::probe_stream_request(&s.authority, &s.target, &[]))
+                    .await?;
+                conn.flush().await?;
+                let mut watch = EndpointWatch::new(&limits.http, limits.sse);
+                let mut buf = vec![0u8; READ_CHUNK];
+                loop {
+                    let n = conn.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    match watch.feed(&buf[..n]) {
+                        Ok(Some(_)) => return Ok(Some(true)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::info!(route = self.route, error = %e, "transport probe: no legacy endpoint");
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+            ProbeStep::Inconclusive(status) => {
+                tracing::info!(route = self.route, status, "transport probe inconclusive");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Waits until the exchange drops its end of the pipe, then tells the session.
+async fn watch_until_gone(
+    mut from: piper::Reader,
+    tx: &smol::channel::Sender<session::Msg>,
+    stream: StreamId,
+) {
+    let mut sink = [0u8; 256];
+    while matches!(from.read(&mut sink).await, Ok(n) if n > 0) {}
+    let _ = tx.send(session::Msg::Gone(stream)).await;
+}
+
+/// Reads an answer to a request the bridge sent.
+async fn read_answer(conn: &mut UpConn, reader: &mut AnswerReader) -> io::Result<legacy::Answer> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = conn.read(&mut buf).await?;
+        if n == 0 {
+            return reader.eof().map_err(io::Error::other);
+        }
+        if let Some(answer) = reader.feed(&buf[..n]).map_err(io::Error::other)? {
+            return Ok(answer);
+        }
+    }
+}
+
+/// 128 random bits as hex: unguessable session ids.
+fn mint_session_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if random.is_err() {
+        // No /dev/urandom: SipHash keyed by the std's per-process random keys.
+        for (i, half) in bytes.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

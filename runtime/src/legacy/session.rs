@@ -1,0 +1,231 @@
+//! The task that drives one `sluice_core::legacy::Bridge`: the backend's SSE
+//! connection, its POSTs, and the client streams attached to it.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+use sluice_core::legacy::{self, Answer, AnswerReader, Bridge, Origin, Output, PostId, StreamId};
+use smol::channel::{Receiver, Sender};
+
+use super::{READ_CHUNK, RouteBridge, read_answer};
+use crate::proxy::upstream::{Direct, UpConn};
+
+/// How long one POST to the backend may take, connect included.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What reaches a session task.
+pub(super) enum Msg {
+    /// A client request for this session, and the pipe its answer goes to.
+    Attach {
+        stream: StreamId,
+        req: legacy::ClientRequest,
+        writer: piper::Writer,
+    },
+    /// The client of this stream went away.
+    Gone(StreamId),
+    /// A POST finished.
+    PostDone(PostId, Result<Answer, String>),
+}
+
+enum Event {
+    Backend(io::Result<usize>),
+    Inbox(Option<Msg>),
+    Timer,
+}
+
+/// Runs `bridge` until it closes.
+pub(super) async fn run(
+    route: Arc<RouteBridge>,
+    mut bridge: Bridge,
+    inbox: Receiver<Msg>,
+    tx: Sender<Msg>,
+    session: Option<String>,
+) {
+    let mut writers: HashMap<StreamId, piper::Writer> = HashMap::new();
+    let mut backend: Option<UpConn> = None;
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        while let Some(output) = bridge.poll_output() {
+            match output {
+                Output::OpenStream(bytes) => match open_stream(&route, &bytes).await {
+                    Ok(conn) => backend = Some(conn),
+                    Err(e) => {
+                        tracing::info!(route = route.route, error = %e, "legacy backend stream failed to open");
+                        bridge.stream_closed(true, Instant::now());
+                    }
+                },
+                Output::Post { id, bytes, origin } => {
+                    let direct = route.direct.clone();
+                    let tx = tx.clone();
+                    let limits = route.config.limits.http.clone();
+                    let r = route.route;
+                    smol::spawn(async move {
+                        let result = post(&direct, r, origin, bytes, &limits).await;
+                        let _ = tx.send(Msg::PostDone(id, result)).await;
+                    })
+                    .detach();
+                }
+                Output::ToClient { stream, bytes } => {
+                    let Some(w) = writers.get_mut(&stream) else {
+                        continue;
+                    };
+                    if !write_fully(w, &bytes).await {
+                        writers.remove(&stream);
+                        bridge.client_gone(stream, Instant::now());
+                    }
+                }
+                Output::EndClient { stream } => {
+                    // Dropping the writer ends the exchange's upstream read.
+                    writers.remove(&stream);
+                }
+                Output::CloseStream => backend = None,
+                Output::Closed { error } => {
+                    if let Some(id) = &session {
+                        route.lock().remove(id);
+                    }
+                    match error {
+                        Some(e) => {
+                            tracing::info!(route = route.route, error = %e, "legacy session ended")
+                        }
+                        None => tracing::debug!(route = route.route, "legacy session ended"),
+                    }
+                    refuse_latecomers(&inbox).await;
+                    return;
+                }
+            }
+        }
+        let deadline = bridge.poll_timeout();
+        let event = {
+            let timer = async {
+                match deadline {
+                    Some(at) => Timer::at(at).await,
+                    None => future::pending().await,
+                };
+                Event::Timer
+            };
+            let inbox_ev = async { Event::Inbox(inbox.recv().await.ok()) };
+            match backend.as_mut() {
+                Some(conn) => {
+                    let read = async { Event::Backend(conn.read(&mut buf).await) };
+                    future::or(read, future::or(inbox_ev, timer)).await
+                }
+                None => future::or(inbox_ev, timer).await,
+            }
+        };
+        let now = Instant::now();
+        match event {
+            Event::Backend(Ok(0)) => {
+                backend = None;
+                bridge.stream_closed(false, now);
+            }
+            Event::Backend(Err(_)) => {
+                backend = None;
+                bridge.stream_closed(true, now);
+            }
+            Event::Backend(Ok(n)) => bridge.stream_data(&buf[..n], now),
+            Event::Inbox(Some(Msg::Attach {
+                stream,
+                req,
+                writer,
+            })) => {
+                writers.insert(stream, writer);
+                bridge.attach(stream, req, now);
+            }
+            Event::Inbox(Some(Msg::Gone(stream))) => {
+                writers.remove(&stream);
+                bridge.client_gone(stream, now);
+            }
+            Event::Inbox(Some(Msg::PostDone(id, result))) => bridge.post_done(id, result, now),
+            // Cannot happen while this task holds a sender; close anyway.
+            Event::Inbox(None) => bridge.close(),
+            Event::Timer => bridge.handle_timeout(now),
+        }
+    }
+}
+
+/// Requests that reached the inbox after the session closed get 404.
+async fn refuse_latecomers(inbox: &Receiver<Msg>) {
+    inbox.close();
+    while let Ok(msg) = inbox.try_recv() {
+        if let Msg::Attach { mut writer, .. } = msg {
+            let _ = writer.write_all(&legacy::unknown_session()).await;
+        }
+    }
+}
+
+async fn write_fully(w: &mut piper::Writer, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        match w.write(bytes).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => bytes = &bytes[n..],
+        }
+    }
+    true
+}
+
+/// Connects afresh and sends the GET of the SSE stream.
+async fn open_stream(route: &RouteBridge, bytes: &[u8]) -> io::Result<UpConn> {
+    let attempt = async {
+        let (mut conn, _) = route.direct.checkout(route.route, true).await?;
+        conn.write_all(bytes).await?;
+        conn.flush().await?;
+        Ok(conn)
+    };
+    with_timeout(attempt, route.settings.connect_timeout).await
+}
+
+/// One POST: a pooled connection (retried once on a fresh one if the pooled
+/// one turns out dead before answering), its answer read whole.
+async fn post(
+    direct: &Direct,
+    route: usize,
+    origin: Option<Origin>,
+    bytes: Bytes,
+    limits: &sluice_core::http1::Limits,
+) -> Result<Answer, String> {
+    let attempt = async {
+        for fresh in [false, true] {
+            let (mut conn, reused) = match &origin {
+                None => direct.checkout(route, fresh).await?,
+                Some(o) => (direct.connect_origin(o).await?, false),
+            };
+            let mut reader = AnswerReader::post(limits);
+            let sent = async {
+                conn.write_all(&bytes).await?;
+                conn.flush().await
+            }
+            .await;
+            let answer = match sent {
+                Ok(()) => read_answer(&mut conn, &mut reader).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(a) => {
+                    if a.reusable && origin.is_none() {
+                        direct.checkin(route, conn);
+                    }
+                    return Ok(a);
+                }
+                Err(_) if reused && !fresh => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("no connection"))
+    };
+    with_timeout(attempt, POST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn with_timeout<T>(f: impl Future<Output = io::Result<T>>, after: Duration) -> io::Result<T> {
+    future::or(f, async {
+        Timer::after(after).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+    })
+    .await
+}
