@@ -14,7 +14,12 @@ impl AccessLog {
     }
 
     /// Record one finished exchange.
-    pub fn record(&self, s: &Summary, route_names: &[String], hook_time: Option<std::time::Duration>) {
+    pub fn record(
+        &self,
+        s: &Summary,
+        route_names: &[String],
+        hook_time: Option<std::time::Duration>,
+    ) {
         if !self.enabled || s.http_method.is_empty() {
             return;
         }

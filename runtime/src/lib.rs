@@ -7,8 +7,8 @@
 pub mod access;
 pub mod config;
 pub mod demo;
+pub mod hooks;
 pub mod legacy;
 pub mod proxy;
 pub mod settings;
 pub mod tls;
-pub mod hooks;

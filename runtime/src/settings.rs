@@ -98,7 +98,8 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     if config.hooks.is_empty() {
         return Ok(settings);
     }
-    let host = HookHost::load(hook_specs(&config.hooks), default_cache_dir()).context("loading hooks")?;
+    let host =
+        HookHost::load(hook_specs(&config.hooks), default_cache_dir()).context("loading hooks")?;
     for info in host.hooks() {
         tracing::info!(hook = %info.name, methods = ?info.declared, cache = ?info.cache, "hook loaded");
     }
@@ -122,7 +123,10 @@ pub fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
             max_memory_bytes: h.max_memory,
             mode: match h.mode {
                 config::HookMode::Fresh => InstanceMode::Fresh,
-                config::HookMode::Warm { pool, recycle_after } => InstanceMode::Warm {
+                config::HookMode::Warm {
+                    pool,
+                    recycle_after,
+                } => InstanceMode::Warm {
                     pool,
                     recycle_after: u32::try_from(recycle_after).unwrap_or(u32::MAX),
                 },

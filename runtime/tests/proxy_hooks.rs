@@ -13,7 +13,8 @@ use sluice::hooks::{HookHost, OnError};
 use support::{DENIED, ECHO, Guest, body, spec};
 
 fn proxy_with_hooks(upstream: std::net::SocketAddr, host: HookHost) -> sluice::proxy::RunningProxy {
-    let mut settings = sluice::proxy::ProxySettings::single("127.0.0.1:0".parse().unwrap(), upstream, "/mcp");
+    let mut settings =
+        sluice::proxy::ProxySettings::single("127.0.0.1:0".parse().unwrap(), upstream, "/mcp");
     settings.access_log = false;
     sluice::proxy::start(settings.with_hooks(Arc::new(host))).expect("proxy starts")
 }
@@ -21,7 +22,13 @@ fn proxy_with_hooks(upstream: std::net::SocketAddr, host: HookHost) -> sluice::p
 fn answering_upstream() -> Upstream {
     upstream(|conn, req| {
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        json_response(conn, &format!(r#"{{"jsonrpc":"2.0","id":"abc","result":{{"seen":{}}}}}"#, body.len()));
+        json_response(
+            conn,
+            &format!(
+                r#"{{"jsonrpc":"2.0","id":"abc","result":{{"seen":{}}}}}"#,
+                body.len()
+            ),
+        );
         true
     })
 }
@@ -29,8 +36,14 @@ fn answering_upstream() -> Upstream {
 #[test]
 fn a_rejecting_hook_answers_with_the_clients_id_and_the_upstream_sees_nothing() {
     let up = answering_upstream();
-    let host = HookHost::load(vec![spec("deny", &Guest::new(&["tools/call"], body::reject(-32099, DENIED)).component())], None)
-        .unwrap();
+    let host = HookHost::load(
+        vec![spec(
+            "deny",
+            &Guest::new(&["tools/call"], body::reject(-32099, DENIED)).component(),
+        )],
+        None,
+    )
+    .unwrap();
     let proxy = proxy_with_hooks(up.addr, host);
     let mut c = connect(proxy.local_addr());
     c.write_all(&post(CALL)).unwrap();
@@ -40,9 +53,15 @@ fn a_rejecting_hook_answers_with_the_clients_id_and_the_upstream_sees_nothing() 
     assert_eq!(v["id"], "abc");
     assert_eq!(v["error"]["code"], -32099);
     assert_eq!(v["error"]["message"], DENIED.1);
-    assert!(up.requests.try_recv().is_err(), "nothing reached the upstream");
+    assert!(
+        up.requests.try_recv().is_err(),
+        "nothing reached the upstream"
+    );
     // Unhooked methods still pass.
-    c.write_all(&post(r#"{"jsonrpc":"2.0","id":"abc","method":"tools/list"}"#)).unwrap();
+    c.write_all(&post(
+        r#"{"jsonrpc":"2.0","id":"abc","method":"tools/list"}"#,
+    ))
+    .unwrap();
     let r = read_response(&mut c, "POST");
     assert_eq!(r.status, 200);
     assert!(r.text().contains("\"seen\""));
@@ -52,8 +71,14 @@ fn a_rejecting_hook_answers_with_the_clients_id_and_the_upstream_sees_nothing() 
 #[test]
 fn a_hook_can_answer_directly() {
     let up = answering_upstream();
-    let host = HookHost::load(vec![spec("answer", &Guest::new(&["tools/call"], body::respond(ECHO)).component())], None)
-        .unwrap();
+    let host = HookHost::load(
+        vec![spec(
+            "answer",
+            &Guest::new(&["tools/call"], body::respond(ECHO)).component(),
+        )],
+        None,
+    )
+    .unwrap();
     let proxy = proxy_with_hooks(up.addr, host);
     let mut c = connect(proxy.local_addr());
     c.write_all(&post(CALL)).unwrap();
@@ -69,7 +94,10 @@ fn a_hook_can_answer_directly() {
 fn a_trapping_hook_fails_closed_or_open_as_configured() {
     for (on_error, forwarded) in [(OnError::Reject, false), (OnError::Pass, true)] {
         let up = answering_upstream();
-        let mut s = spec("trapper", &Guest::new(&["tools/call"], body::trap()).component());
+        let mut s = spec(
+            "trapper",
+            &Guest::new(&["tools/call"], body::trap()).component(),
+        );
         s.on_error = on_error;
         let proxy = proxy_with_hooks(up.addr, HookHost::load(vec![s], None).unwrap());
         let mut c = connect(proxy.local_addr());
@@ -80,7 +108,10 @@ fn a_trapping_hook_fails_closed_or_open_as_configured() {
         if forwarded {
             assert!(v["result"]["seen"].is_number(), "{v}");
         } else {
-            assert!(v["error"]["message"].as_str().unwrap().contains("trapper"), "{v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("trapper"),
+                "{v}"
+            );
         }
         assert_eq!(up.requests.try_recv().is_ok(), forwarded);
         proxy.shutdown();
@@ -97,14 +128,25 @@ fn a_response_hook_rewrites_a_streamed_answer_and_lets_progress_through() {
         true
     });
     let guest = Guest::new(&["tools/call"], body::cont()).on_response(body::respond(ECHO));
-    let proxy = proxy_with_hooks(up.addr, HookHost::load(vec![spec("rewrite", &guest.component())], None).unwrap());
+    let proxy = proxy_with_hooks(
+        up.addr,
+        HookHost::load(vec![spec("rewrite", &guest.component())], None).unwrap(),
+    );
     let mut c = connect(proxy.local_addr());
     c.write_all(&post(CALL)).unwrap();
     let r = read_response(&mut c, "POST");
     assert!(r.complete);
     let text = r.text();
-    assert!(text.starts_with("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""), "{text}");
+    assert!(
+        text.starts_with(
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""
+        ),
+        "{text}"
+    );
     assert!(!text.contains("secret"), "{text}");
-    assert!(text.contains("{\"echo\":true}") && text.contains("\"id\":\"abc\""), "{text}");
+    assert!(
+        text.contains("{\"echo\":true}") && text.contains("\"id\":\"abc\""),
+        "{text}"
+    );
     proxy.shutdown();
 }

@@ -44,7 +44,11 @@ impl Default for HookFilter {
 
 impl fmt::Debug for HookFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "HookFilter(active)" } else { "HookFilter(none)" })
+        f.write_str(if self.0.is_some() {
+            "HookFilter(active)"
+        } else {
+            "HookFilter(none)"
+        })
     }
 }
 
@@ -113,7 +117,11 @@ pub(super) struct Hooked {
 }
 
 /// The hooked messages of a request body, in order.
-pub(super) fn hooked_messages(body: &[u8], filter: &HookFilter, limits: &jsonrpc::Limits) -> Vec<Hooked> {
+pub(super) fn hooked_messages(
+    body: &[u8],
+    filter: &HookFilter,
+    limits: &jsonrpc::Limits,
+) -> Vec<Hooked> {
     if !filter.is_active() {
         return Vec::new();
     }
@@ -123,21 +131,34 @@ pub(super) fn hooked_messages(body: &[u8], filter: &HookFilter, limits: &jsonrpc
                 element: None,
                 method: method.to_owned(),
                 message: Bytes::copy_from_slice(body),
-                id: if m.kind == Kind::Request { m.id.map(<[u8]>::to_vec) } else { None },
+                id: if m.kind == Kind::Request {
+                    m.id.map(<[u8]>::to_vec)
+                } else {
+                    None
+                },
             }],
             _ => Vec::new(),
         },
         Ok(Classified::Batch(_)) => {
-            let Some(elements) = batch_elements(body) else { return Vec::new() };
+            let Some(elements) = batch_elements(body) else {
+                return Vec::new();
+            };
             let mut out = Vec::new();
             for (i, element) in elements.iter().enumerate() {
-                let Ok(Classified::Single(m)) = jsonrpc::classify(element.as_bytes(), limits) else { continue };
+                let Ok(Classified::Single(m)) = jsonrpc::classify(element.as_bytes(), limits)
+                else {
+                    continue;
+                };
                 if let Some(method) = m.method.as_deref().filter(|m| filter.wants(m)) {
                     out.push(Hooked {
                         element: Some(i),
                         method: method.to_owned(),
                         message: Bytes::copy_from_slice(element.as_bytes()),
-                        id: if m.kind == Kind::Request { m.id.map(<[u8]>::to_vec) } else { None },
+                        id: if m.kind == Kind::Request {
+                            m.id.map(<[u8]>::to_vec)
+                        } else {
+                            None
+                        },
                     });
                 }
             }
@@ -188,7 +209,12 @@ pub(super) fn batch_request_ids(body: &[u8], limits: &jsonrpc::Limits) -> Vec<Ve
 /// `Mcp-Name` follows the new name; each `Mcp-Param-{X}` follows the argument
 /// it mirrored in the original body (found by its original value, preferring
 /// an argument named `X`), and is dropped when that argument is gone or null.
-pub(super) fn rewrite_mirror_headers(headers: &mut Vec<Header>, old_body: &[u8], new_body: &[u8], limits: &jsonrpc::Limits) {
+pub(super) fn rewrite_mirror_headers(
+    headers: &mut Vec<Header>,
+    old_body: &[u8],
+    new_body: &[u8],
+    limits: &jsonrpc::Limits,
+) {
     let has_mirror = headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("mcp-name") || starts_with_ignore_case(&h.name, "mcp-param-")
     });
@@ -198,17 +224,26 @@ pub(super) fn rewrite_mirror_headers(headers: &mut Vec<Header>, old_body: &[u8],
     if let Ok(Classified::Single(m)) = jsonrpc::classify(new_body, limits)
         && let Some(name) = m.name
     {
-        for h in headers.iter_mut().filter(|h| h.name.eq_ignore_ascii_case("mcp-name")) {
+        for h in headers
+            .iter_mut()
+            .filter(|h| h.name.eq_ignore_ascii_case("mcp-name"))
+        {
             h.value = encode_header_value(&name).into_bytes();
         }
     }
     let old_args = arguments(old_body);
     let new_args = arguments(new_body);
     headers.retain_mut(|h| {
-        let Some(param) = strip_prefix_ignore_case(&h.name, "mcp-param-") else { return true };
-        let Some(old_args) = &old_args else { return true };
+        let Some(param) = strip_prefix_ignore_case(&h.name, "mcp-param-") else {
+            return true;
+        };
+        let Some(old_args) = &old_args else {
+            return true;
+        };
         let value = String::from_utf8_lossy(&h.value).into_owned();
-        let Some(path) = find_mirrored(old_args, &decode_header_value(&value), param) else { return true };
+        let Some(path) = find_mirrored(old_args, &decode_header_value(&value), param) else {
+            return true;
+        };
         match new_args.as_ref().and_then(|a| lookup(a, &path)) {
             Some(v) if !v.is_null() => {
                 if let Some(text) = scalar_text(v) {
@@ -227,8 +262,10 @@ fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
+    (s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+    .then(|| &s[prefix.len()..])
 }
 
 fn arguments(body: &[u8]) -> Option<serde_json::Value> {
@@ -252,7 +289,11 @@ fn find_mirrored(args: &serde_json::Value, value: &str, param: &str) -> Option<V
         .cloned()
 }
 
-fn walk(v: &serde_json::Value, path: &mut Vec<String>, visit: &mut dyn FnMut(&[String], &serde_json::Value)) {
+fn walk(
+    v: &serde_json::Value,
+    path: &mut Vec<String>,
+    visit: &mut dyn FnMut(&[String], &serde_json::Value),
+) {
     if let serde_json::Value::Object(map) = v {
         for (k, child) in map {
             path.push(k.clone());
@@ -280,7 +321,9 @@ fn scalar_text(v: &serde_json::Value) -> Option<String> {
 /// A header value as 2026-07-28 writes it: plain when it is visible ASCII
 /// without surrounding whitespace, else `=?base64?…?=`.
 pub(super) fn encode_header_value(text: &str) -> String {
-    let plain = text.bytes().all(|b| b == b'\t' || (0x20..=0x7e).contains(&b))
+    let plain = text
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..=0x7e).contains(&b))
         && text.trim() == text
         && !(text.starts_with("=?base64?") && text.ends_with("?="));
     if plain {
@@ -303,7 +346,10 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -365,22 +411,41 @@ mod tests {
             Header::new("Other", "kept"),
         ];
         rewrite_mirror_headers(&mut headers, old, new, &limits);
-        let get = |n: &str| headers.iter().find(|h| h.name == n).map(|h| String::from_utf8_lossy(&h.value).into_owned());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|h| h.name == n)
+                .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        };
         assert_eq!(get("Mcp-Name").as_deref(), Some("safe_query"));
         assert_eq!(get("Mcp-Param-Region").as_deref(), Some("us"));
-        assert_eq!(get("Mcp-Param-Count"), None, "argument removed, header removed");
+        assert_eq!(
+            get("Mcp-Param-Count"),
+            None,
+            "argument removed, header removed"
+        );
         assert_eq!(get("Other").as_deref(), Some("kept"));
     }
 
     #[test]
     fn batches_rebuild_with_exact_element_text() {
         let body = br#"[{"jsonrpc":"2.0","id":1.0,"method":"a"} , {"jsonrpc":"2.0","id":"x","method":"b"}]"#;
-        let out = rebuild_batch(body, &[(1, br#"{"jsonrpc":"2.0","id":"x","method":"b","params":{}}"#.to_vec())]).unwrap();
+        let out = rebuild_batch(
+            body,
+            &[(
+                1,
+                br#"{"jsonrpc":"2.0","id":"x","method":"b","params":{}}"#.to_vec(),
+            )],
+        )
+        .unwrap();
         assert_eq!(
             out,
             br#"[{"jsonrpc":"2.0","id":1.0,"method":"a"},{"jsonrpc":"2.0","id":"x","method":"b","params":{}}]"#
         );
         let limits = jsonrpc::Limits::default();
-        assert_eq!(batch_request_ids(body, &limits), vec![b"1.0".to_vec(), b"\"x\"".to_vec()]);
+        assert_eq!(
+            batch_request_ids(body, &limits),
+            vec![b"1.0".to_vec(), b"\"x\"".to_vec()]
+        );
     }
 }

@@ -419,7 +419,11 @@ impl Exchange {
         }
         self.reused = reused;
         self.summary.reused = reused;
-        let bytes = self.req.as_ref().map(request::Forward::render).unwrap_or_default();
+        let bytes = self
+            .req
+            .as_ref()
+            .map(request::Forward::render)
+            .unwrap_or_default();
         self.outputs.push_back(Output::ToUpstream(bytes));
         self.state = State::AwaitingHead;
         self.deadline = self.config.timeouts.response_head.map(|t| now + t);
@@ -458,7 +462,8 @@ impl Exchange {
                 if end == UpstreamEnd::Eof && stream.ends_at_eof() && stream.awaiting_hooks() {
                     // The body is whole; the held answer goes out after the verdict.
                     stream.mark_upstream_done();
-                    self.outputs.push_back(Output::ReleaseUpstream { reusable: false });
+                    self.outputs
+                        .push_back(Output::ReleaseUpstream { reusable: false });
                     self.upstream_released = true;
                 } else if end == UpstreamEnd::Eof && stream.ends_at_eof() {
                     let out = stream.finish_clean();
@@ -559,7 +564,11 @@ impl Exchange {
                 self.summary.rpc = forward.rpc.clone();
                 self.summary.route = Some(forward.route);
                 self.summary.request_done = Some(now);
-                let calls = hooks::hooked_messages(&forward.body, &self.config.hooks, &self.config.limits.json);
+                let calls = hooks::hooked_messages(
+                    &forward.body,
+                    &self.config.hooks,
+                    &self.config.limits.json,
+                );
                 self.req = Some(*forward);
                 if calls.is_empty() {
                     self.connect(now);
@@ -581,10 +590,19 @@ impl Exchange {
         let route = self.req.as_ref().map_or(0, |r| r.route);
         self.state = State::Connecting;
         self.deadline = self.config.timeouts.connect.map(|t| now + t);
-        self.outputs.push_back(Output::Connect { route, fresh: false });
+        self.outputs.push_back(Output::Connect {
+            route,
+            fresh: false,
+        });
     }
 
-    fn hook_call(&self, phase: HookPhase, method: String, request: Bytes, response: Option<Bytes>) -> HookCall {
+    fn hook_call(
+        &self,
+        phase: HookPhase,
+        method: String,
+        request: Bytes,
+        response: Option<Bytes>,
+    ) -> HookCall {
         let req = self.req.as_ref();
         HookCall {
             phase,
@@ -598,9 +616,18 @@ impl Exchange {
     }
 
     fn next_request_hook(&mut self) {
-        let State::HookingRequest(h) = &self.state else { return };
-        let Some(call) = h.calls.get(h.next) else { return };
-        let call = self.hook_call(HookPhase::Request, call.method.clone(), call.message.clone(), None);
+        let State::HookingRequest(h) = &self.state else {
+            return;
+        };
+        let Some(call) = h.calls.get(h.next) else {
+            return;
+        };
+        let call = self.hook_call(
+            HookPhase::Request,
+            call.method.clone(),
+            call.message.clone(),
+            None,
+        );
         self.outputs.push_back(Output::RunHook(call));
     }
 
@@ -608,22 +635,34 @@ impl Exchange {
     pub fn hook_done(&mut self, verdict: HookVerdict, now: Instant) {
         match &mut self.state {
             State::HookingRequest(h) => {
-                let Some(call) = h.calls.get(h.next).cloned() else { return };
+                let Some(call) = h.calls.get(h.next).cloned() else {
+                    return;
+                };
                 h.next += 1;
                 match verdict {
                     HookVerdict::Continue => {}
                     HookVerdict::Replace(message) => h.replaced.push((call.element, message)),
-                    HookVerdict::Reject { code, message, data } => {
+                    HookVerdict::Reject {
+                        code,
+                        message,
+                        data,
+                    } => {
                         // A notification gets no answer, only a 202.
                         let answer = match call.id.as_deref() {
-                            Some(id) => jsonrpc::error_message(Some(id), code, &message, data.as_deref()),
+                            Some(id) => {
+                                jsonrpc::error_message(Some(id), code, &message, data.as_deref())
+                            }
                             None => Vec::new(),
                         };
                         h.stopped.push((call.id.clone(), answer));
                     }
                     HookVerdict::Respond(result) => {
-                        let answer = call.id.as_deref().map(|id| jsonrpc::result_message(id, &result));
-                        h.stopped.push((call.id.clone(), answer.unwrap_or_default()));
+                        let answer = call
+                            .id
+                            .as_deref()
+                            .map(|id| jsonrpc::result_message(id, &result));
+                        h.stopped
+                            .push((call.id.clone(), answer.unwrap_or_default()));
                     }
                 }
                 // A stopped single message ends the chain; a batch finishes its hooks.
@@ -632,7 +671,10 @@ impl Exchange {
                     self.next_request_hook();
                     return;
                 }
-                let State::HookingRequest(h) = std::mem::replace(&mut self.state, State::Done) else { return };
+                let State::HookingRequest(h) = std::mem::replace(&mut self.state, State::Done)
+                else {
+                    return;
+                };
                 self.finish_request_hooks(h, now);
             }
             State::Streaming(stream) if stream.awaiting_hooks() => {
@@ -645,10 +687,19 @@ impl Exchange {
                 let answer = match verdict {
                     HookVerdict::Continue => HeldAnswer::Original,
                     HookVerdict::Replace(message) => HeldAnswer::Message(message),
-                    HookVerdict::Reject { code, message, data } => {
-                        HeldAnswer::Message(jsonrpc::error_message(Some(&id), code, &message, data.as_deref()))
+                    HookVerdict::Reject {
+                        code,
+                        message,
+                        data,
+                    } => HeldAnswer::Message(jsonrpc::error_message(
+                        Some(&id),
+                        code,
+                        &message,
+                        data.as_deref(),
+                    )),
+                    HookVerdict::Respond(result) => {
+                        HeldAnswer::Message(jsonrpc::result_message(&id, &result))
                     }
-                    HookVerdict::Respond(result) => HeldAnswer::Message(jsonrpc::result_message(&id, &result)),
                 };
                 let mut out = Vec::new();
                 stream.apply_hooks(answer, &mut out, now);
@@ -672,13 +723,20 @@ impl Exchange {
                 [] => old.clone(),
                 [(None, message)] => message.clone(),
                 batch => {
-                    let items: Vec<(usize, Vec<u8>)> =
-                        batch.iter().filter_map(|(i, m)| i.map(|i| (i, m.clone()))).collect();
+                    let items: Vec<(usize, Vec<u8>)> = batch
+                        .iter()
+                        .filter_map(|(i, m)| i.map(|i| (i, m.clone())))
+                        .collect();
                     hooks::rebuild_batch(&old, &items).unwrap_or_else(|| old.clone())
                 }
             };
             if new != old {
-                hooks::rewrite_mirror_headers(&mut req.headers, &old, &new, &self.config.limits.json);
+                hooks::rewrite_mirror_headers(
+                    &mut req.headers,
+                    &old,
+                    &new,
+                    &self.config.limits.json,
+                );
             }
             req.body = new;
             self.connect(now);
@@ -697,7 +755,11 @@ impl Exchange {
                 if i > 0 {
                     out.push(b',');
                 }
-                match h.stopped.iter().find(|(sid, _)| sid.as_deref() == Some(id.as_slice())) {
+                match h
+                    .stopped
+                    .iter()
+                    .find(|(sid, _)| sid.as_deref() == Some(id.as_slice()))
+                {
                     Some((_, answer)) => out.extend_from_slice(answer),
                     None => out.extend_from_slice(&jsonrpc::error_message(
                         Some(id),
@@ -710,34 +772,65 @@ impl Exchange {
             out.push(b']');
             out
         } else {
-            h.stopped.into_iter().next().map(|(_, m)| m).unwrap_or_default()
+            h.stopped
+                .into_iter()
+                .next()
+                .map(|(_, m)| m)
+                .unwrap_or_default()
         };
         self.summary.reason = Some("answered by a hook".into());
         self.summary.outcome = Outcome::Answered;
         let bytes = if message.is_empty() || message == b"[]" {
             // A notification (or only notifications): acknowledged, dropped.
-            let close = if close_after { "Connection: close\r\n" } else { "" };
+            let close = if close_after {
+                "Connection: close\r\n"
+            } else {
+                ""
+            };
             format!("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n{close}\r\n").into_bytes()
         } else {
             // A JSON-RPC answer is a successful HTTP exchange, error or not.
             let answer = if batch {
-                Answer::Error { message: &message, status: 200 }
+                Answer::Error {
+                    message: &message,
+                    status: 200,
+                }
             } else {
                 match jsonrpc::classify(&message, &self.config.limits.json) {
                     Ok(jsonrpc::Classified::Single(m)) if m.kind == jsonrpc::Kind::Response => {
                         Answer::Result { message: &message }
                     }
-                    _ => Answer::Error { message: &message, status: 200 },
+                    _ => Answer::Error {
+                        message: &message,
+                        status: 200,
+                    },
                 }
             };
-            match inject::plan(Sent::Nothing, ClientFraming::Chunked, accepts, answer, close_after) {
+            match inject::plan(
+                Sent::Nothing,
+                ClientFraming::Chunked,
+                accepts,
+                answer,
+                close_after,
+            ) {
                 Injection::Response(bytes) => bytes,
                 _ => Vec::new(),
             }
         };
-        self.summary.status = Some(if bytes.starts_with(b"HTTP/1.1 202") { 202 } else { 200 });
+        self.summary.status = Some(if bytes.starts_with(b"HTTP/1.1 202") {
+            202
+        } else {
+            200
+        });
         self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
-        self.finish(if close_after { Close::Graceful } else { Close::KeepAlive }, now);
+        self.finish(
+            if close_after {
+                Close::Graceful
+            } else {
+                Close::KeepAlive
+            },
+            now,
+        );
     }
 
     fn note_request_line(&mut self) {
@@ -752,11 +845,21 @@ impl Exchange {
     fn read_response_head(&mut self, input: Bytes, now: Instant) {
         self.head_buf.extend_from_slice(&input);
         let Some(req) = self.req.as_ref() else { return };
-        let hooked = req
-            .rpc
-            .as_ref()
-            .is_some_and(|r| !r.batch && r.id.is_some() && r.method.as_deref().is_some_and(|m| self.config.hooks.wants(m)));
-        match response::read_head(&mut self.head_scanner, &self.head_buf, req, &self.config, hooked, now) {
+        let hooked = req.rpc.as_ref().is_some_and(|r| {
+            !r.batch
+                && r.id.is_some()
+                && r.method
+                    .as_deref()
+                    .is_some_and(|m| self.config.hooks.wants(m))
+        });
+        match response::read_head(
+            &mut self.head_scanner,
+            &self.head_buf,
+            req,
+            &self.config,
+            hooked,
+            now,
+        ) {
             response::HeadStep::NeedMore => {}
             response::HeadStep::Informational { len } => {
                 // 1xx answers are ours to absorb (we sent no Expect upstream).
@@ -819,7 +922,10 @@ impl Exchange {
                 self.deadline = self.stream_deadline(now);
                 if let Some(response) = hook_response {
                     let req = self.req.as_ref();
-                    let method = req.and_then(|r| r.rpc.as_ref()).and_then(|r| r.method.clone()).unwrap_or_default();
+                    let method = req
+                        .and_then(|r| r.rpc.as_ref())
+                        .and_then(|r| r.method.clone())
+                        .unwrap_or_default();
                     let request = Bytes::copy_from_slice(req.map_or(&[][..], |r| &r.body));
                     let call = self.hook_call(HookPhase::Response, method, request, Some(response));
                     self.outputs.push_back(Output::RunHook(call));
@@ -897,8 +1003,10 @@ impl Exchange {
     /// Something failed after the request was accepted: answer the client
     /// with a JSON-RPC error carrying its own id, by the injection rules.
     fn fail(&mut self, status: u16, why: &str, now: Instant) {
-        let had_upstream = !matches!(self.state, State::Request(_) | State::HookingRequest(_) | State::Done)
-            && !self.upstream_released;
+        let had_upstream = !matches!(
+            self.state,
+            State::Request(_) | State::HookingRequest(_) | State::Done
+        ) && !self.upstream_released;
         if had_upstream {
             self.outputs
                 .push_back(Output::ReleaseUpstream { reusable: false });

@@ -237,7 +237,8 @@ pub(super) fn read_head(
     let json_hold = (hooked && !sse).then(|| {
         let mut head = head.clone();
         http1::remove_hop_by_hop(&mut head.headers);
-        head.headers.retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
+        head.headers
+            .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
         JsonHold {
             head,
             close: !req.client_keep_alive,
@@ -260,7 +261,11 @@ pub(super) fn read_head(
     let stream = Streaming {
         complete: matches!(upstream, UpstreamBody::Empty),
         upstream,
-        client: if json_hold.is_some() { ClientBody::Length } else { client },
+        client: if json_hold.is_some() {
+            ClientBody::Length
+        } else {
+            client
+        },
         sse,
         watch,
         upstream_reusable,
@@ -438,7 +443,10 @@ impl Streaming {
         if self.sse_hold.is_some() {
             self.flush_sse(out, now);
         }
-        if self.complete && self.json_hold.as_ref().is_some_and(|h| !h.flushed) && !self.hook_pending {
+        if self.complete
+            && self.json_hold.as_ref().is_some_and(|h| !h.flushed)
+            && !self.hook_pending
+        {
             self.offer_json(out);
         }
         failure.map_or(Ok(()), Err)
@@ -463,10 +471,13 @@ impl Streaming {
     }
 
     fn flush_json(&mut self, replacement: Option<Vec<u8>>, out: &mut Vec<Bytes>) {
-        let Some(hold) = &mut self.json_hold else { return };
+        let Some(hold) = &mut self.json_hold else {
+            return;
+        };
         let body = replacement.unwrap_or_else(|| std::mem::take(&mut hold.body));
         let mut head = hold.head.clone();
-        head.headers.push(http1::Header::new("Content-Length", body.len().to_string()));
+        head.headers
+            .push(http1::Header::new("Content-Length", body.len().to_string()));
         out.push(client_head(&head, ClientBody::Length, hold.close));
         out.push(Bytes::from(body));
         hold.flushed = true;
@@ -475,7 +486,9 @@ impl Streaming {
     /// Forward held-mode SSE bytes up to the last whole event, stopping
     /// before the response event until the hooks have spoken.
     fn flush_sse(&mut self, out: &mut Vec<Bytes>, now: Instant) {
-        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else { return };
+        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else {
+            return;
+        };
         if watch.lost {
             // Past the parser's limit nothing can be held; let it all through.
             let data = Bytes::from(std::mem::take(&mut hold.pending));
@@ -526,8 +539,12 @@ impl Streaming {
             self.flush_json(replacement, out);
             return;
         }
-        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else { return };
-        let Some((span, event)) = watch.held.take() else { return };
+        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else {
+            return;
+        };
+        let Some((span, event)) = watch.held.take() else {
+            return;
+        };
         let start = span.start.saturating_sub(hold.base) as usize;
         let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
         let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
@@ -582,7 +599,11 @@ impl Streaming {
 
     pub fn sent_for_injection(&self) -> Sent {
         if let Some(hold) = &self.json_hold {
-            return if hold.flushed { Sent::Finished } else { Sent::Nothing };
+            return if hold.flushed {
+                Sent::Finished
+            } else {
+                Sent::Nothing
+            };
         }
         if self.complete && self.is_complete() {
             return Sent::Finished;

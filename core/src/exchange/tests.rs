@@ -572,9 +572,13 @@ fn a_replaced_request_goes_upstream_with_its_own_length_and_mirror_headers() {
     );
     h.client(request.as_bytes());
     let new = r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{"name":"safe_echo","arguments":{"text":"redacted"}}}"#;
-    h.verdict(HookVerdict::Replace(new.as_bytes().to_vec())).connected(false);
+    h.verdict(HookVerdict::Replace(new.as_bytes().to_vec()))
+        .connected(false);
     let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
-    assert!(up.contains(&format!("Content-Length: {}\r\n", new.len())), "{up}");
+    assert!(
+        up.contains(&format!("Content-Length: {}\r\n", new.len())),
+        "{up}"
+    );
     assert!(up.contains("Mcp-Name: safe_echo\r\n"), "{up}");
     assert!(up.ends_with(new));
 }
@@ -600,7 +604,8 @@ fn a_rejected_request_never_reaches_the_upstream() {
 #[test]
 fn a_direct_answer_is_a_result_with_the_clients_id() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL)).verdict(HookVerdict::Respond(br#"{"content":[]}"#.to_vec()));
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Respond(br#"{"content":[]}"#.to_vec()));
     let (_, body) = decode_response(&h.log.to_client);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["id"], "req-7");
@@ -615,9 +620,20 @@ fn every_hooked_message_of_a_batch_is_checked() {
     assert_eq!(h.log.hooks.len(), 1);
     h.verdict(HookVerdict::Continue);
     assert_eq!(h.log.hooks.len(), 2, "the second tools/call is hooked too");
-    assert!(h.log.hooks[1].request.starts_with(br#"{"jsonrpc":"2.0","id":3"#));
-    h.verdict(HookVerdict::Reject { code: -32001, message: "no b".into(), data: None });
-    assert!(h.log.connects.is_empty(), "a batch with a refused call is not forwarded");
+    assert!(
+        h.log.hooks[1]
+            .request
+            .starts_with(br#"{"jsonrpc":"2.0","id":3"#)
+    );
+    h.verdict(HookVerdict::Reject {
+        code: -32001,
+        message: "no b".into(),
+        data: None,
+    });
+    assert!(
+        h.log.connects.is_empty(),
+        "a batch with a refused call is not forwarded"
+    );
     let (_, body) = decode_response(&h.log.to_client);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let answers = v.as_array().unwrap();
@@ -629,7 +645,9 @@ fn every_hooked_message_of_a_batch_is_checked() {
 #[test]
 fn a_json_response_is_held_for_the_response_hooks() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
     let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[{"type":"text","text":"sk-secret"}]}}"#;
     let resp = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
@@ -643,7 +661,10 @@ fn a_json_response_is_held_for_the_response_hooks() {
     let redacted = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[{"type":"text","text":"[redacted]"}]}}"#;
     h.verdict(HookVerdict::Replace(redacted.as_bytes().to_vec()));
     let (head, got) = decode_response(&h.log.to_client);
-    assert!(head.contains(&format!("Content-Length: {}\r\n", redacted.len())), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", redacted.len())),
+        "{head}"
+    );
     assert_eq!(got, redacted.as_bytes());
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
 }
@@ -651,28 +672,47 @@ fn a_json_response_is_held_for_the_response_hooks() {
 #[test]
 fn an_sse_response_holds_only_the_answer_event() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
-    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(PROGRESS).as_bytes());
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes());
     let (_, so_far) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
     assert_eq!(so_far, PROGRESS.as_bytes(), "progress flows at once");
     h.upstream(chunk(ANSWER).as_bytes()).upstream(b"0\r\n\r\n");
     assert_eq!(h.log.hooks.len(), 2);
     let (_, so_far) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
-    assert_eq!(so_far, PROGRESS.as_bytes(), "the answer waits for the verdict");
+    assert_eq!(
+        so_far,
+        PROGRESS.as_bytes(),
+        "the answer waits for the verdict"
+    );
     assert!(h.log.finished.is_none());
-    h.verdict(HookVerdict::Reject { code: -32003, message: "denied".into(), data: None });
+    h.verdict(HookVerdict::Reject {
+        code: -32003,
+        message: "denied".into(),
+        data: None,
+    });
     let (_, body) = decode_response(&h.log.to_client);
     let body = String::from_utf8(body).unwrap();
     let answer = body.strip_prefix(PROGRESS).unwrap();
-    assert!(answer.starts_with("event: message\nid: 9\ndata: "), "{answer}");
-    assert!(answer.contains("\"id\":\"req-7\"") && answer.contains("-32003"), "{answer}");
+    assert!(
+        answer.starts_with("event: message\nid: 9\ndata: "),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("\"id\":\"req-7\"") && answer.contains("-32003"),
+        "{answer}"
+    );
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
 }
 
 #[test]
 fn an_sse_answer_left_unchanged_keeps_its_bytes() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
     h.upstream(format!("{SSE_HEAD}{}{}0\r\n\r\n", chunk(PROGRESS), chunk(ANSWER)).as_bytes());
     h.verdict(HookVerdict::Continue);
     let (_, body) = decode_response(&h.log.to_client);
@@ -682,13 +722,21 @@ fn an_sse_answer_left_unchanged_keeps_its_bytes() {
 #[test]
 fn upstream_death_while_the_answer_is_held_is_still_answered() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL)).verdict(HookVerdict::Continue).connected(false);
-    h.upstream(SSE_HEAD.as_bytes()).upstream(chunk(&PROGRESS[..30]).as_bytes());
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(&PROGRESS[..30]).as_bytes());
     h.upstream_end(UpstreamEnd::Error);
     let (_, body) = decode_response(&h.log.to_client);
     let body = String::from_utf8(body).unwrap();
-    assert!(body.starts_with("event: message\ndata: "), "held mode forwards whole events only: {body}");
+    assert!(
+        body.starts_with("event: message\ndata: "),
+        "held mode forwards whole events only: {body}"
+    );
     assert!(body.contains("\"id\":\"req-7\""));
+}
+
 /// Found by the `exchange_ops` fuzz target: a 502 for a `HEAD` request
 /// carried a JSON body, which a keep-alive client reads as the start of the
 /// next response.

@@ -9,7 +9,9 @@ use std::time::Instant;
 use async_io::{Async, Timer};
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
-use sluice_core::exchange::{ClientInfo, Close, Exchange, HookCall, HookPhase, HookVerdict, Output, UpstreamEnd};
+use sluice_core::exchange::{
+    ClientInfo, Close, Exchange, HookCall, HookPhase, HookVerdict, Output, UpstreamEnd,
+};
 
 use crate::hooks::{ChainOutcome, HookContext};
 
@@ -193,7 +195,12 @@ impl Driver<'_> {
         let ctx = HookContext {
             session_id: call.session_id.clone(),
             protocol_version: call.protocol_version.clone(),
-            upstream: self.shared.route_names.get(call.route).cloned().unwrap_or_default(),
+            upstream: self
+                .shared
+                .route_names
+                .get(call.route)
+                .cloned()
+                .unwrap_or_default(),
             headers: Vec::new(),
         };
         let (Ok(request), Ok(response)) = (
@@ -220,7 +227,11 @@ impl Driver<'_> {
         match report.outcome {
             ChainOutcome::Continue => HookVerdict::Continue,
             ChainOutcome::Replaced(json) => HookVerdict::Replace(json.into_bytes()),
-            ChainOutcome::Reject { code, message, data } => HookVerdict::Reject {
+            ChainOutcome::Reject {
+                code,
+                message,
+                data,
+            } => HookVerdict::Reject {
                 code,
                 message,
                 data: data.map(String::into_bytes),
