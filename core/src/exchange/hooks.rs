@@ -10,9 +10,12 @@ use bytes::Bytes;
 use crate::http1::Header;
 use crate::jsonrpc::{self, Classified, Kind};
 
+/// Answers "does some hook want this method?".
+type MethodPredicate = dyn Fn(&str) -> bool + Send + Sync;
+
 /// Which JSON-RPC methods some hook wants to see. Only these are parsed.
 #[derive(Clone)]
-pub struct HookFilter(Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>);
+pub struct HookFilter(Option<Arc<MethodPredicate>>);
 
 impl HookFilter {
     /// No hooks: nothing is ever parsed for them.

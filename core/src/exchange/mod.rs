@@ -271,7 +271,7 @@ enum State {
     /// The request went upstream; reading the response head.
     AwaitingHead,
     /// Forwarding the response body.
-    Streaming(Streaming),
+    Streaming(Box<Streaming>),
     /// Over.
     Done,
 }
@@ -888,7 +888,7 @@ impl Exchange {
                 if !client_head.is_empty() {
                     self.outputs.push_back(Output::ToClient(client_head));
                 }
-                self.state = State::Streaming(*stream);
+                self.state = State::Streaming(stream);
                 self.deadline = self.stream_deadline(now);
                 if let State::Streaming(s) = &self.state
                     && s.is_complete()
