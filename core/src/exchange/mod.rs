@@ -263,7 +263,7 @@ struct RequestHooks {
 
 enum State {
     /// Reading the request head and body.
-    Request(request::Intake),
+    Request(Box<request::Intake>),
     /// Waiting for request hooks.
     HookingRequest(RequestHooks),
     /// Waiting for [`Exchange::upstream_connected`].
@@ -313,7 +313,7 @@ impl Exchange {
         Exchange {
             config,
             client,
-            state: State::Request(request::Intake::default()),
+            state: State::Request(Box::default()),
             outputs: Default::default(),
             leftover: Vec::new(),
             req: None,
