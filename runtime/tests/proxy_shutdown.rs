@@ -191,7 +191,6 @@ fn after_shutdown_the_listener_refuses_connections() {
 }
 
 #[test]
-#[ignore = "races: the accept loop can outlive shutdown (see the fix in proxy/mod.rs)"]
 fn a_proxy_shut_down_right_after_start_refuses_connections() {
     // Shutdown before the workers have necessarily run anything.
     let up = upstream(|conn, _| {
