@@ -50,7 +50,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_core::exchange::{
-    ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, Output, Timeouts, UpstreamEnd,
+    ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, HookFilter, HookVerdict, Output,
+    Timeouts, UpstreamEnd,
 };
 use sluice_core::guard::HostGuard;
 use sluice_core::route::{Route, Router};
@@ -108,6 +109,8 @@ pub fn exchange_config(upstream: &str, path: &str, listen_host: &str) -> Exchang
         }]),
         guard: HostGuard::local_default(listen_host),
         limits: ExchangeLimits::default(),
+        // This example runs no hooks, so nothing is ever parsed for them.
+        hooks: HookFilter::none(),
         timeouts: Timeouts {
             client_idle: Some(Duration::from_secs(60)),
             client_request: Some(Duration::from_secs(30)),
@@ -287,6 +290,9 @@ impl Connection {
                     Output::Finished { close } => {
                         return if client_ok { close } else { Close::Abort };
                     }
+                    // Unreachable with `HookFilter::none()`; a runtime with
+                    // hooks would run the chain here.
+                    Output::RunHook(_) => exchange.hook_done(HookVerdict::Continue, Instant::now()),
                 }
             }
             let event = match exchange.poll_timeout() {

@@ -91,6 +91,8 @@ pub struct RunningProxy {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     grace: Duration,
+    /// Closed once the accept loop has ended (and dropped the listener).
+    accept_done: Receiver<()>,
 }
 
 impl RunningProxy {
@@ -114,6 +116,17 @@ impl RunningProxy {
                 .take(),
         );
         let deadline = Instant::now() + self.grace;
+        // Stopping the workers before the accept loop has seen the trigger
+        // would strand it in the executor, which it keeps alive: the
+        // listener would stay open and nothing would ever be dropped.
+        smol::block_on(futures_lite::future::or(
+            async {
+                let _ = self.accept_done.recv().await;
+            },
+            async {
+                Timer::at(deadline).await;
+            },
+        ));
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -166,10 +179,14 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         stop: Mutex::new(Some(stop_tx)),
     });
     let executor = Arc::new(Executor::new());
+    let (accept_done_tx, accept_done) = smol::channel::bounded::<()>(1);
     let accept = {
         let shared = shared.clone();
         let executor = executor.clone();
-        async move { accept_loop(listener, shared, executor).await }
+        async move {
+            accept_loop(listener, shared, executor).await;
+            drop(accept_done_tx);
+        }
     };
     executor.spawn(accept).detach();
     let mut threads = Vec::new();
@@ -189,6 +206,7 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         shared,
         threads,
         grace: settings.shutdown_grace,
+        accept_done,
     })
 }
 
