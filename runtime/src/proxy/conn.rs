@@ -43,11 +43,13 @@ pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Ar
             upstream: None,
             route: 0,
             shutdown: &mut shutdown,
+            hook_time: None,
         };
         let close = driver.run().await;
+        let hook_time = driver.hook_time;
         shared
             .access
-            .record(exchange.summary(), &shared.route_names);
+            .record(exchange.summary(), &shared.route_names, hook_time);
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
