@@ -39,7 +39,7 @@
 //!
 //! use bytes::Bytes;
 //! use sluice_core::exchange::{
-//!     ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, Output, Timeouts,
+//!     ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, HookFilter, Output, Timeouts,
 //! };
 //! use sluice_core::guard::HostGuard;
 //! use sluice_core::route::{Route, Router};
@@ -59,6 +59,7 @@
 //!         ..Timeouts::default()
 //!     },
 //!     forwarded_headers: false,
+//!     hooks: HookFilter::none(),
 //! });
 //!
 //! /// Perform every queued output, in order (here: write it down).
@@ -70,6 +71,7 @@
 //!             Output::ToClient(bytes) => format!("client <- {:?}", String::from_utf8_lossy(&bytes)),
 //!             Output::ReleaseUpstream { reusable } => format!("release reusable={reusable}"),
 //!             Output::Finished { close } => format!("finished {close:?}"),
+//!             Output::RunHook(call) => format!("run hooks on {}", call.method),
 //!         });
 //!     }
 //! }

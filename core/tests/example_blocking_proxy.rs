@@ -221,9 +221,9 @@ fn json_then_sse_on_one_keep_alive_connection() {
     let expected = |body: &str| {
         format!(
             "POST /mcp HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\n\
-             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\
+             Accept: application/json, text/event-stream\r\n\
              X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
-             X-Forwarded-Host: 127.0.0.1:{port}\r\n\r\n{body}",
+             X-Forwarded-Host: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
     };

@@ -39,7 +39,7 @@ fn a_rejecting_hook_answers_with_the_clients_id_and_the_upstream_sees_nothing() 
     let host = HookHost::load(
         vec![spec(
             "deny",
-            &Guest::new(&["tools/call"], body::reject(-32099, DENIED)).component(),
+            &Guest::new(&["tools/call"], body::reject(4001, DENIED)).component(),
         )],
         None,
     )
@@ -51,7 +51,7 @@ fn a_rejecting_hook_answers_with_the_clients_id_and_the_upstream_sees_nothing() 
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["id"], "abc");
-    assert_eq!(v["error"]["code"], -32099);
+    assert_eq!(v["error"]["code"], 4001);
     assert_eq!(v["error"]["message"], DENIED.1);
     assert!(
         up.requests.try_recv().is_err(),

@@ -25,6 +25,7 @@
 //!         Output::ToClient(bytes) => { /* write to the client */ }
 //!         Output::ReleaseUpstream { reusable } => { /* pool or close it */ }
 //!         Output::Finished { close } => { /* exchange over */ }
+//!         Output::RunHook(call) => { /* run the hook chain, then exchange.hook_done(verdict, now) */ }
 //!     }
 //! }
 //! # }
