@@ -24,7 +24,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_core::exchange::{
-    ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, Output, Timeouts, UpstreamEnd,
+    ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, HookFilter, Output, Timeouts,
+    UpstreamEnd,
 };
 use sluice_core::guard::HostGuard;
 use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Limits, Parsed};
@@ -164,6 +165,7 @@ fn config(tight: bool) -> ExchangeConfig {
                     max_event_bytes: 96,
                 },
                 json: Default::default(),
+                max_hooked_response: 128,
             },
             Timeouts::default(),
         )
@@ -192,6 +194,7 @@ fn config(tight: bool) -> ExchangeConfig {
         limits,
         timeouts,
         forwarded_headers: !tight,
+        hooks: HookFilter::none(),
     }
 }
 
@@ -264,6 +267,8 @@ impl Run {
                 }
                 Output::ToUpstream(_) => {}
                 Output::ToClient(b) => self.to_client.extend_from_slice(&b),
+                // No hooks are configured, so none is ever asked for.
+                Output::RunHook(call) => panic!("RunHook without hooks: {call:?}"),
                 Output::Finished { close } => {
                     assert!(!self.holding, "finished without releasing the upstream");
                     self.finished = Some(close);
