@@ -43,18 +43,22 @@ fn padded(head: &[u8], tail: &[u8], size: usize) -> Vec<u8> {
     v
 }
 
-/// A `tools/list` result of about `size` bytes: many tools with schemas, the
+/// A `tools/list` result of at most `size` bytes (within one tool of it): many tools with schemas, the
 /// shape of a real large listing.
 pub fn tools_list(size: usize) -> Vec<u8> {
     let mut v = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":["#.to_vec();
     let mut i = 0usize;
-    while v.len() + 200 < size {
-        if i > 0 {
-            v.push(b',');
-        }
+    loop {
         let tool = format!(
             r#"{{"name":"tool_{i}","description":"Tool number {i}: reads a file, searches a repository or calls an API; the description is long because real ones are.","inputSchema":{{"type":"object","properties":{{"path":{{"type":"string"}},"limit":{{"type":"integer","minimum":1}}}},"required":["path"]}}}}"#
         );
+        // Stay within `size`: a separator, the tool and the closing `]}}`.
+        if v.len() + 1 + tool.len() + 3 > size {
+            break;
+        }
+        if i > 0 {
+            v.push(b',');
+        }
         v.extend_from_slice(tool.as_bytes());
         i += 1;
     }
