@@ -7,6 +7,7 @@
 pub mod access;
 pub mod config;
 pub mod demo;
+pub mod hooks;
 pub mod proxy;
 pub mod settings;
 pub mod tls;

@@ -1,0 +1,965 @@
+//! The hook host: runs operator-configured WebAssembly components
+//! (`wit/hook.wit`, package `sluice:hook@0.1.0`) on JSON-RPC messages.
+//!
+//! Each hook is compiled once at [`HookHost::load`] (through a cache of
+//! precompiled artifacts), validated against the world, and asked which
+//! methods it wants. Per hooked message the host takes a fresh instance from
+//! the pooling allocator (copy-on-write memory images make that cheap), sets
+//! a CPU deadline (epoch interruption, 1 ms ticks) and a memory cap, calls the
+//! hook and checks its verdict. Hooks in an interpreted language, whose
+//! instantiation costs hundreds of microseconds, may instead run in
+//! [`InstanceMode::Warm`]: a few instances kept between calls, recycled after
+//! a number of calls and discarded after any failure.
+//!
+//! Calls are synchronous CPU work bounded by the deadline; [`HookHost`] is
+//! `Send + Sync` and may be called from many tasks at once.
+//!
+//! ```no_run
+//! # use sluice::hooks::*;
+//! # fn main() -> anyhow::Result<()> {
+//! let host = HookHost::load(vec![HookSpec::new("policy", "policy.wasm")], None)?;
+//! let ctx = HookContext { upstream: "tools".into(), ..HookContext::default() };
+//! let req = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}}"#;
+//! if host.wants("tools/call") {
+//!     match host.run_request(&ctx, "tools/call", req).outcome {
+//!         ChainOutcome::Continue => { /* forward the original bytes */ }
+//!         ChainOutcome::Replaced(json) => { /* forward `json` */ }
+//!         ChainOutcome::Reject { code, message, data } => { /* answer with an error */ }
+//!         ChainOutcome::Respond(result) => { /* answer with a result */ }
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod cache;
+mod error;
+mod verdict;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use bindings::exports::sluice::hook::handler::Guest;
+use bindings::sluice::hook::types;
+use bindings::{Hook, HookPre};
+
+pub use cache::{CacheStatus, default_cache_dir};
+pub use error::{HookError, HookErrorKind};
+use verdict::Checked;
+
+/// The JSON-RPC error code the proxy answers with when a hook with
+/// `on_error = reject` fails (in the implementation-defined range
+/// -32000..-32019; hooks themselves may not use that range).
+pub const HOOK_FAILED_CODE: i64 = -32010;
+
+/// Default deadline per hooked message (instantiation plus call). It is
+/// wall-clock time on the calling thread, so it also counts time the OS
+/// spends running other threads: a safety net against runaway guests, set
+/// well above a hook's normal cost (tens of microseconds).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
+/// Default cap on a hook's linear memory, in bytes.
+pub const DEFAULT_MAX_MEMORY: usize = 32 << 20;
+/// Default cap on a message handed to a hook and on a verdict's payload.
+pub const DEFAULT_MAX_MESSAGE: usize = 4 << 20;
+/// Default number of instance slots in the pool, shared by all hooks of a
+/// host (concurrent fresh calls plus every warm instance).
+pub const DEFAULT_MAX_INSTANCES: u32 = 128;
+
+/// Log lines from a guest are cut at this many bytes.
+const MAX_LOG_LINE: usize = 4096;
+/// The epoch ticker's period: the granularity of deadlines.
+const TICK: Duration = Duration::from_millis(1);
+/// A wasm file larger than this is refused at load.
+const MAX_WASM_FILE: u64 = 256 << 20;
+/// Bounds on `methods()`: entries and bytes per entry.
+const MAX_METHODS: usize = 256;
+const MAX_METHOD_LEN: usize = 256;
+
+/// What the chain runner does when a hook fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Fail closed: answer the client with a [`HOOK_FAILED_CODE`] error.
+    #[default]
+    Reject,
+    /// Fail open: skip the hook, as if it had said `continue`.
+    Pass,
+}
+
+/// How instances are provided to a hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstanceMode {
+    /// A fresh instance per hooked message: nothing survives between
+    /// messages. Right for Rust, C and other compiled guests (~10–20 µs).
+    #[default]
+    Fresh,
+    /// Keep up to `pool` instantiated instances and reuse them; an instance
+    /// is dropped after `recycle_after` calls or after any failure. State
+    /// (globals, memory) survives between the calls one instance serves.
+    /// For interpreted guests (JS, Python) whose instantiation is slow.
+    Warm {
+        /// Instances kept idle at most.
+        pool: usize,
+        /// Calls one instance serves before it is dropped.
+        recycle_after: u32,
+    },
+}
+
+/// Capabilities the operator grants a hook. Everything is denied by default.
+///
+/// WASI interfaces are always linked (Rust std guests import some whether
+/// they use them or not) but behave as denied: no files, no network, no
+/// environment, closed stdin, discarded stdout/stderr, a clock frozen at the
+/// Unix epoch and a fixed, non-secret "random" sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Grants {
+    /// The real wall and monotonic clocks.
+    pub clock: bool,
+    /// Real randomness (secure and insecure WASI random).
+    pub random: bool,
+    /// The guest's stdout and stderr go to the proxy's stderr (debugging).
+    pub stdio: bool,
+}
+
+impl Grants {
+    /// Parse grant names as written in config: `clock`, `random`, `stdio`.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> anyhow::Result<Grants> {
+        let mut g = Grants::default();
+        for n in names {
+            match n.as_ref() {
+                "clock" => g.clock = true,
+                "random" => g.random = true,
+                "stdio" => g.stdio = true,
+                other => bail!("unknown hook grant {other:?} (known: clock, random, stdio)"),
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// One hook as the operator configured it.
+#[derive(Debug, Clone)]
+pub struct HookSpec {
+    /// Name used in logs and error messages.
+    pub name: String,
+    /// The component file (`.wasm`).
+    pub path: PathBuf,
+    /// Operator narrowing: the hook sees a method only if both its own
+    /// `methods()` and this list match it. `None` = no narrowing.
+    pub methods: Option<Vec<String>>,
+    /// The string the hook's `config()` import returns.
+    pub config: String,
+    /// What a failure of this hook does to the message.
+    pub on_error: OnError,
+    /// Deadline per message, instantiation plus call (wall-clock, 1 ms
+    /// granularity; may overrun by up to 1 ms).
+    pub deadline: Duration,
+    /// Cap on the hook's linear memory, in bytes.
+    pub max_memory_bytes: usize,
+    /// Fresh or warm instances.
+    pub mode: InstanceMode,
+    /// Capabilities granted.
+    pub grants: Grants,
+}
+
+impl HookSpec {
+    /// A spec with the defaults: no narrowing, empty config, fail closed,
+    /// [`DEFAULT_DEADLINE`], [`DEFAULT_MAX_MEMORY`], fresh instances, no grants.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> HookSpec {
+        HookSpec {
+            name: name.into(),
+            path: path.into(),
+            methods: None,
+            config: String::new(),
+            on_error: OnError::Reject,
+            deadline: DEFAULT_DEADLINE,
+            max_memory_bytes: DEFAULT_MAX_MEMORY,
+            mode: InstanceMode::Fresh,
+            grants: Grants::default(),
+        }
+    }
+}
+
+/// Severity of a guest's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Very detailed tracing.
+    Trace,
+    /// Diagnostic detail.
+    Debug,
+    /// Normal information.
+    Info,
+    /// Something unexpected.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Where guest log lines go: `(hook name, level, line)`.
+pub type LogSink = Arc<dyn Fn(&str, LogLevel, &str) + Send + Sync>;
+
+/// Host-wide settings beyond the hook specs.
+#[derive(Clone)]
+pub struct HostOptions {
+    /// Directory of the precompiled-artifact cache; `None` compiles in memory.
+    pub cache_dir: Option<PathBuf>,
+    /// Cap on a message given to a hook and on a verdict's payload.
+    pub max_message_bytes: usize,
+    /// Instance slots in the pooling allocator (see [`DEFAULT_MAX_INSTANCES`]).
+    pub max_instances: u32,
+    /// Receives the guests' `log` calls. Default: stderr, `info` and up.
+    pub log: LogSink,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            cache_dir: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            log: Arc::new(|hook, level, line| {
+                if level >= LogLevel::Info {
+                    eprintln!("hook {hook} [{level:?}]: {line}");
+                }
+            }),
+        }
+    }
+}
+
+/// What the proxy knows about the exchange; given to hooks as `context`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookContext {
+    /// `Mcp-Session-Id`, when the session has one.
+    pub session_id: Option<String>,
+    /// The negotiated MCP protocol version, when known.
+    pub protocol_version: Option<String>,
+    /// The route / upstream name.
+    pub upstream: String,
+    /// The request headers the operator lets hooks see (lower-case names).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Client → upstream.
+    Request,
+    /// Upstream → client.
+    Response,
+}
+
+/// The final word of a hook chain on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainOutcome {
+    /// Forward the message unchanged (the original bytes).
+    Continue,
+    /// Forward this JSON-RPC message instead (same kind, same id).
+    Replaced(String),
+    /// Answer the client with this JSON-RPC error (echoing the request id).
+    Reject {
+        /// JSON-RPC error code.
+        code: i64,
+        /// Error message.
+        message: String,
+        /// Optional `data`, as JSON text.
+        data: Option<String>,
+    },
+    /// Answer the client with a success response whose `result` is this JSON.
+    Respond(String),
+}
+
+/// What one hook did in a chain run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookRunResult {
+    /// Said `continue`.
+    Continue,
+    /// Replaced the message.
+    Replaced,
+    /// Rejected (stopped the chain).
+    Rejected,
+    /// Answered directly (stopped the chain).
+    Responded,
+    /// Failed; `passed` tells whether `on_error = pass` let the chain go on.
+    Failed {
+        /// The failure.
+        error: HookError,
+        /// Whether the chain continued past it.
+        passed: bool,
+    },
+}
+
+/// Timing and result of one hook in a chain run, for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRun {
+    /// The hook's name.
+    pub hook: Arc<str>,
+    /// Wall time spent (instantiation, call and checks).
+    pub elapsed: Duration,
+    /// What it did.
+    pub result: HookRunResult,
+}
+
+/// The outcome of a chain run plus what each hook did and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// What the proxy should do.
+    pub outcome: ChainOutcome,
+    /// Total wall time of the chain.
+    pub total: Duration,
+    /// One entry per hook that ran, in order.
+    pub runs: Vec<HookRun>,
+}
+
+/// Facts about a loaded hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookInfo {
+    /// The hook's name.
+    pub name: Arc<str>,
+    /// What the hook's `methods()` returned.
+    pub declared: Vec<String>,
+    /// Whether its compiled artifact came from the cache.
+    pub cache: CacheStatus,
+}
+
+/// The loaded hooks, ready to run. `Send + Sync`.
+pub struct HookHost {
+    hooks: Vec<LoadedHook>,
+    max_message_bytes: usize,
+    // Dropped last: stops the epoch thread after the hooks are gone.
+    _ticker: Ticker,
+}
+
+struct LoadedHook {
+    shared: Arc<Shared>,
+    pre: HookPre<HostState>,
+    declared: Vec<String>,
+    narrowing: Option<Vec<String>>,
+    on_error: OnError,
+    deadline: Duration,
+    deadline_ticks: u64,
+    mode: InstanceMode,
+    warm: Mutex<Vec<Warm>>,
+    cache: CacheStatus,
+}
+
+/// Per-hook data every store of that hook points at.
+struct Shared {
+    name: Arc<str>,
+    config: String,
+    grants: Grants,
+    max_memory: usize,
+    log: LogSink,
+}
+
+struct Warm {
+    store: Store<HostState>,
+    hook: Hook,
+    calls: u32,
+}
+
+/// The store data of one instance.
+struct HostState {
+    shared: Arc<Shared>,
+    memory_used: usize,
+    memory_denied: bool,
+    // Built on the first WASI call only: most hooks never make one.
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+}
+
+impl HostState {
+    fn new(shared: Arc<Shared>) -> HostState {
+        HostState {
+            shared,
+            memory_used: 0,
+            memory_denied: false,
+            wasi: None,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Counted over all memories of the instance.
+        let next = self.memory_used + desired.saturating_sub(current);
+        if next > self.shared.max_memory {
+            self.memory_denied = true;
+            // An error traps at once, rather than leaving a guest to spin on
+            // a failing `memory.grow` until the deadline.
+            return Err(wasmtime::Error::msg("hook memory cap reached"));
+        }
+        self.memory_used = next;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let grants = self.shared.grants;
+        let ctx = self.wasi.get_or_insert_with(|| wasi_ctx(grants));
+        WasiCtxView {
+            ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A clock stopped at the Unix epoch: what a guest without the `clock`
+/// grant sees.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn wasi_ctx(grants: Grants) -> WasiCtx {
+    let mut b = WasiCtxBuilder::new();
+    // No tokio threads for blocking stdio; no sockets, files, env or args
+    // (the builder's defaults for the latter two).
+    b.allow_blocking_current_thread(true)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if grants.stdio {
+        b.stdout(std::io::stderr()).stderr(std::io::stderr());
+    }
+    if !grants.clock {
+        b.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    if !grants.random {
+        b.secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5]))
+            .insecure_random_seed(0);
+    }
+    b.build()
+}
+
+impl bindings::sluice::hook::types::Host for HostState {}
+
+impl bindings::sluice::hook::host::Host for HostState {
+    fn log(&mut self, level: types::Level, message: String) {
+        let level = match level {
+            types::Level::Trace => LogLevel::Trace,
+            types::Level::Debug => LogLevel::Debug,
+            types::Level::Info => LogLevel::Info,
+            types::Level::Warn => LogLevel::Warn,
+            types::Level::Error => LogLevel::Error,
+        };
+        let mut end = message.len().min(MAX_LOG_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        (self.shared.log)(&self.shared.name, level, &message[..end]);
+    }
+
+    fn config(&mut self) -> String {
+        self.shared.config.clone()
+    }
+}
+
+/// The thread that advances the engine's epoch every [`TICK`].
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> anyhow::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("sluice-hook-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// `*` matches everything, `prefix/*` every method under the prefix, any
+/// other pattern exactly one method.
+fn pattern_matches(pattern: &str, method: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some("") => true,
+        Some(prefix) => method.starts_with(prefix),
+        None => pattern == method,
+    }
+}
+
+fn check_patterns(who: &str, patterns: &[String]) -> anyhow::Result<()> {
+    if patterns.len() > MAX_METHODS {
+        bail!("{who}: more than {MAX_METHODS} method patterns");
+    }
+    for p in patterns {
+        let star_ok = match p.find('*') {
+            None => true,
+            Some(i) => i == p.len() - 1 && (p.len() == 1 || p.ends_with("/*")),
+        };
+        if p.is_empty() || p.len() > MAX_METHOD_LEN || !star_ok {
+            bail!("{who}: bad method pattern {p:?} (use a method name, \"*\" or \"prefix/*\")");
+        }
+    }
+    Ok(())
+}
+
+fn engine(specs: &[HookSpec], opts: &HostOptions) -> anyhow::Result<Engine> {
+    const PAGE: usize = 64 << 10;
+    let max_memory = specs
+        .iter()
+        .map(|s| s.max_memory_bytes)
+        .max()
+        .unwrap_or(DEFAULT_MAX_MEMORY)
+        .div_ceil(PAGE)
+        .max(1)
+        * PAGE;
+    let slots = opts.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    // Compiled guests (Rust std + WASI shims, Python) have many core
+    // instances and tables per component.
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(16))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(16))
+        .max_core_instances_per_component(128)
+        .max_memories_per_component(8)
+        .max_tables_per_component(64)
+        .max_tables_per_module(8)
+        .max_memory_size(max_memory)
+        // Small guests: reset the first pages with memset instead of
+        // madvise, which is cheaper when the next instance reuses the slot.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&cfg)?)
+}
+
+fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    Hook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
+impl HookHost {
+    /// Load, compile (through the cache at `cache_dir`, if any) and validate
+    /// every hook, and ask each which methods it wants. Errors name the hook.
+    pub fn load(specs: Vec<HookSpec>, cache_dir: Option<PathBuf>) -> anyhow::Result<HookHost> {
+        HookHost::load_with(
+            specs,
+            HostOptions {
+                cache_dir,
+                ..HostOptions::default()
+            },
+        )
+    }
+
+    /// [`HookHost::load`] with every host-wide setting.
+    pub fn load_with(specs: Vec<HookSpec>, opts: HostOptions) -> anyhow::Result<HookHost> {
+        let engine = engine(&specs, &opts)?;
+        let mut hooks = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let name = spec.name.clone();
+            let hook = load_one(&engine, spec, &opts).with_context(|| format!("hook {name}"))?;
+            hooks.push(hook);
+        }
+        Ok(HookHost {
+            hooks,
+            max_message_bytes: opts.max_message_bytes,
+            _ticker: Ticker::start(engine)?,
+        })
+    }
+
+    /// Whether any hook wants to see `method`: if not, the proxy need not
+    /// parse the message (or its response) at all.
+    pub fn wants(&self, method: &str) -> bool {
+        self.hooks.iter().any(|h| h.wants(method))
+    }
+
+    /// Facts about the loaded hooks, in chain order.
+    pub fn hooks(&self) -> Vec<HookInfo> {
+        self.hooks
+            .iter()
+            .map(|h| HookInfo {
+                name: h.shared.name.clone(),
+                declared: h.declared.clone(),
+                cache: h.cache,
+            })
+            .collect()
+    }
+
+    /// Run the chain on a client request (or notification) `request_json`
+    /// whose method is `method`.
+    pub fn run_request(&self, ctx: &HookContext, method: &str, request_json: &str) -> ChainReport {
+        self.run(ctx, Phase::Request, method, None, request_json)
+    }
+
+    /// Run the chain on the upstream's `response_json` to `request_json` (the
+    /// request as forwarded, after any replacement).
+    pub fn run_response(
+        &self,
+        ctx: &HookContext,
+        method: &str,
+        request_json: &str,
+        response_json: &str,
+    ) -> ChainReport {
+        self.run(
+            ctx,
+            Phase::Response,
+            method,
+            Some(request_json),
+            response_json,
+        )
+    }
+
+    fn run(
+        &self,
+        ctx: &HookContext,
+        phase: Phase,
+        method: &str,
+        request: Option<&str>,
+        message: &str,
+    ) -> ChainReport {
+        let start = Instant::now();
+        let wit_ctx = types::Context {
+            session_id: ctx.session_id.clone(),
+            protocol_version: ctx.protocol_version.clone(),
+            upstream: ctx.upstream.clone(),
+            headers: ctx.headers.clone(),
+            phase: match phase {
+                Phase::Request => types::Phase::Request,
+                Phase::Response => types::Phase::Response,
+            },
+        };
+        let request = request.map(|r| types::Message {
+            method: method.to_owned(),
+            json: r.to_owned(),
+        });
+        let mut replaced: Option<String> = None;
+        let mut runs = Vec::new();
+        for hook in self.hooks.iter().filter(|h| h.wants(method)) {
+            let t0 = Instant::now();
+            let current = replaced.as_deref().unwrap_or(message);
+            let result = self.run_one(hook, phase, &wit_ctx, method, request.as_ref(), current);
+            let mut run = |result| {
+                runs.push(HookRun {
+                    hook: hook.shared.name.clone(),
+                    elapsed: t0.elapsed(),
+                    result,
+                })
+            };
+            let stop = match result {
+                Ok(Checked::Continue) => {
+                    run(HookRunResult::Continue);
+                    None
+                }
+                Ok(Checked::Replace(json)) => {
+                    run(HookRunResult::Replaced);
+                    replaced = Some(json);
+                    None
+                }
+                Ok(Checked::Reject {
+                    code,
+                    message,
+                    data,
+                }) => {
+                    run(HookRunResult::Rejected);
+                    Some(ChainOutcome::Reject {
+                        code,
+                        message,
+                        data,
+                    })
+                }
+                Ok(Checked::Respond(result)) => {
+                    run(HookRunResult::Responded);
+                    Some(ChainOutcome::Respond(result))
+                }
+                Err(kind) => {
+                    let passed = hook.on_error == OnError::Pass;
+                    let outcome = (!passed).then(|| ChainOutcome::Reject {
+                        code: HOOK_FAILED_CODE,
+                        message: format!("hook {} failed: {}", hook.shared.name, kind.short()),
+                        data: None,
+                    });
+                    let error = HookError {
+                        hook: hook.shared.name.clone(),
+                        kind,
+                    };
+                    run(HookRunResult::Failed { error, passed });
+                    outcome
+                }
+            };
+            if let Some(outcome) = stop {
+                return ChainReport {
+                    outcome,
+                    total: start.elapsed(),
+                    runs,
+                };
+            }
+        }
+        ChainReport {
+            outcome: replaced.map_or(ChainOutcome::Continue, ChainOutcome::Replaced),
+            total: start.elapsed(),
+            runs,
+        }
+    }
+
+    fn run_one(
+        &self,
+        hook: &LoadedHook,
+        phase: Phase,
+        ctx: &types::Context,
+        method: &str,
+        request: Option<&types::Message>,
+        current: &str,
+    ) -> Result<Checked, HookErrorKind> {
+        let len = current.len() + request.map_or(0, |r| r.json.len());
+        if len > self.max_message_bytes {
+            return Err(HookErrorKind::InputTooLarge {
+                len,
+                limit: self.max_message_bytes,
+            });
+        }
+        let msg = types::Message {
+            method: method.to_owned(),
+            json: current.to_owned(),
+        };
+        let verdict = hook.call(|g, store| match request {
+            None => g.call_on_request(store, ctx, &msg),
+            Some(req) => g.call_on_response(store, ctx, req, &msg),
+        })?;
+        verdict::check(verdict, phase, method, current, self.max_message_bytes)
+    }
+}
+
+fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Result<LoadedHook> {
+    if let InstanceMode::Warm {
+        pool,
+        recycle_after,
+    } = spec.mode
+        && (pool == 0 || recycle_after == 0)
+    {
+        bail!("warm mode needs pool >= 1 and recycle_after >= 1");
+    }
+    if let Some(m) = &spec.methods {
+        check_patterns("operator methods", m)?;
+    }
+    let len = std::fs::metadata(&spec.path)
+        .with_context(|| format!("reading {}", spec.path.display()))?
+        .len();
+    if len > MAX_WASM_FILE {
+        bail!(
+            "{} is larger than {MAX_WASM_FILE} bytes",
+            spec.path.display()
+        );
+    }
+    let wasm =
+        std::fs::read(&spec.path).with_context(|| format!("reading {}", spec.path.display()))?;
+    let (component, cache) = cache::load_component(engine, &wasm, opts.cache_dir.as_deref())?;
+    component.initialize_copy_on_write_image()?;
+    let mut linker = linker(engine)?;
+    // Imports nobody provides (wasi:http, other worlds' interfaces) trap if
+    // called instead of failing the load: toolchains add imports a hook
+    // never uses.
+    linker.define_unknown_imports_as_traps(&component)?;
+    let pre = HookPre::new(linker.instantiate_pre(&component)?)
+        .map_err(anyhow::Error::from)
+        .context("the component does not implement the sluice:hook/hook world")?;
+    let deadline_ticks = (spec.deadline.as_micros().div_ceil(TICK.as_micros()) as u64).max(1) + 1;
+    let mut hook = LoadedHook {
+        shared: Arc::new(Shared {
+            name: spec.name.into(),
+            config: spec.config,
+            grants: spec.grants,
+            max_memory: spec.max_memory_bytes,
+            log: opts.log.clone(),
+        }),
+        pre,
+        declared: Vec::new(),
+        narrowing: spec.methods,
+        on_error: spec.on_error,
+        deadline: spec.deadline,
+        deadline_ticks,
+        // Asking for the methods must not leave a warm instance behind.
+        mode: InstanceMode::Fresh,
+        warm: Mutex::new(Vec::new()),
+        cache,
+    };
+    let declared = hook
+        .call(|g, store| g.call_methods(store))
+        .map_err(|e| anyhow::anyhow!("methods() failed: {e}"))?;
+    check_patterns("methods()", &declared)?;
+    hook.declared = declared;
+    hook.mode = spec.mode;
+    Ok(hook)
+}
+
+impl LoadedHook {
+    fn wants(&self, method: &str) -> bool {
+        self.declared.iter().any(|p| pattern_matches(p, method))
+            && self
+                .narrowing
+                .as_ref()
+                .is_none_or(|n| n.iter().any(|p| pattern_matches(p, method)))
+    }
+
+    fn new_store(&self) -> Store<HostState> {
+        let mut store = Store::new(self.pre.engine(), HostState::new(self.shared.clone()));
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        // Before instantiating: a new store's deadline has already passed,
+        // and instantiation runs guest code (start functions, constructors).
+        store.set_epoch_deadline(self.deadline_ticks);
+        store
+    }
+
+    /// Call into the guest with an instance per the mode, turning every
+    /// failure into a [`HookErrorKind`].
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, HookErrorKind> {
+        match self.mode {
+            InstanceMode::Fresh => {
+                let mut store = self.new_store();
+                let hook = self
+                    .pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.classify(&store, e, true))?;
+                f(hook.sluice_hook_handler(), &mut store)
+                    .map_err(|e| self.classify(&store, e, false))
+            }
+            InstanceMode::Warm {
+                pool,
+                recycle_after,
+            } => {
+                let idle = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let mut warm = match idle {
+                    Some(mut w) => {
+                        w.store.set_epoch_deadline(self.deadline_ticks);
+                        w
+                    }
+                    None => {
+                        let mut store = self.new_store();
+                        let hook = self
+                            .pre
+                            .instantiate(&mut store)
+                            .map_err(|e| self.classify(&store, e, true))?;
+                        Warm {
+                            store,
+                            hook,
+                            calls: 0,
+                        }
+                    }
+                };
+                // On failure the instance is dropped: its state is suspect.
+                let r = f(warm.hook.sluice_hook_handler(), &mut warm.store)
+                    .map_err(|e| self.classify(&warm.store, e, false))?;
+                warm.calls += 1;
+                if warm.calls < recycle_after {
+                    let mut idle = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+                    if idle.len() < pool {
+                        idle.push(warm);
+                    }
+                }
+                Ok(r)
+            }
+        }
+    }
+
+    fn classify(
+        &self,
+        store: &Store<HostState>,
+        e: wasmtime::Error,
+        instantiating: bool,
+    ) -> HookErrorKind {
+        if store.data().memory_denied {
+            return HookErrorKind::MemoryLimit(self.shared.max_memory);
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => HookErrorKind::Deadline(self.deadline),
+            Some(t) => HookErrorKind::Trap(t.to_string()),
+            None if instantiating => HookErrorKind::Instantiate(format!("{e:#}")),
+            None => HookErrorKind::Trap(format!("{e:#}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("*", "tools/call"));
+        assert!(pattern_matches("tools/*", "tools/call"));
+        assert!(!pattern_matches("tools/*", "toolsx"));
+        assert!(pattern_matches("tools/call", "tools/call"));
+        assert!(!pattern_matches("tools/call", "tools/list"));
+        let ok = |p: &str| check_patterns("t", &[p.to_string()]).is_ok();
+        assert!(ok("*") && ok("tools/*") && ok("initialize"));
+        assert!(!ok("") && !ok("to*") && !ok("*/call") && !ok("a*b"));
+    }
+
+    #[test]
+    fn host_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<HookHost>();
+    }
+}

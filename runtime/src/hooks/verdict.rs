@@ -1,0 +1,181 @@
+//! Checking a guest's verdict before the proxy acts on it.
+//!
+//! A hook is untrusted code: whatever it returns is checked here, and anything
+//! the proxy could not forward faithfully becomes a [`HookErrorKind`].
+
+use serde_json::Value;
+
+use super::Phase;
+use super::bindings::sluice::hook::types::Verdict;
+use super::error::HookErrorKind;
+
+/// Largest integer every JSON reader keeps exact (2^53 − 1).
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// The predefined JSON-RPC codes a hook may use.
+const PREDEFINED: [i64; 5] = [-32700, -32600, -32601, -32602, -32603];
+
+/// A verdict that passed the checks.
+#[derive(Debug)]
+pub(crate) enum Checked {
+    Continue,
+    Replace(String),
+    Reject {
+        code: i64,
+        message: String,
+        data: Option<String>,
+    },
+    Respond(String),
+}
+
+/// Whether a hook may put `code` in a reject: the reserved range
+/// -32768..=-32000 is the protocol's and the proxy's, except the predefined
+/// codes; and the code must survive a trip through a JavaScript number.
+pub(crate) fn code_allowed(code: i64) -> bool {
+    let reserved = (-32768..=-32000).contains(&code);
+    (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&code)
+        && (!reserved || PREDEFINED.contains(&code))
+}
+
+/// Check `verdict` returned for `current` (the message as the hook saw it).
+pub(crate) fn check(
+    verdict: Verdict,
+    phase: Phase,
+    method: &str,
+    current: &str,
+    max_bytes: usize,
+) -> Result<Checked, HookErrorKind> {
+    match verdict {
+        Verdict::Continue => Ok(Checked::Continue),
+        Verdict::Replace(json) => {
+            cap(json.len(), max_bytes)?;
+            check_replacement(&json, phase, method, current)?;
+            Ok(Checked::Replace(json))
+        }
+        Verdict::Reject(e) => {
+            let len = e.message.len() + e.data.as_ref().map_or(0, String::len);
+            cap(len, max_bytes)?;
+            if !code_allowed(e.code) {
+                return Err(invalid(format!("reject code {} is reserved", e.code)));
+            }
+            if let Some(data) = &e.data {
+                serde_json::from_str::<serde::de::IgnoredAny>(data)
+                    .map_err(|err| invalid(format!("reject data is not JSON: {err}")))?;
+            }
+            Ok(Checked::Reject {
+                code: e.code,
+                message: e.message,
+                data: e.data,
+            })
+        }
+        Verdict::Respond(result) => {
+            cap(result.len(), max_bytes)?;
+            serde_json::from_str::<serde::de::IgnoredAny>(&result)
+                .map_err(|err| invalid(format!("respond result is not JSON: {err}")))?;
+            Ok(Checked::Respond(result))
+        }
+    }
+}
+
+fn cap(len: usize, limit: usize) -> Result<(), HookErrorKind> {
+    if len > limit {
+        return Err(HookErrorKind::OutputTooLarge { len, limit });
+    }
+    Ok(())
+}
+
+fn invalid(m: String) -> HookErrorKind {
+    HookErrorKind::InvalidVerdict(m)
+}
+
+/// A replacement must be one JSON-RPC message of the same kind, answering or
+/// asking under the same id, so that the proxy's bookkeeping (id matching,
+/// method subscriptions, the Mcp-Method header) stays true.
+fn check_replacement(
+    json: &str,
+    phase: Phase,
+    method: &str,
+    current: &str,
+) -> Result<(), HookErrorKind> {
+    let new: Value =
+        serde_json::from_str(json).map_err(|e| invalid(format!("replacement is not JSON: {e}")))?;
+    let new = new
+        .as_object()
+        .ok_or_else(|| invalid("replacement is not a JSON object".into()))?;
+    if new.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(invalid("replacement lacks \"jsonrpc\": \"2.0\"".into()));
+    }
+    // The host built `current` or a previous check accepted it; parse failure
+    // here means the proxy handed us something odd: compare ids as absent.
+    let old: Value = serde_json::from_str(current).unwrap_or(Value::Null);
+    if new.get("id") != old.get("id") {
+        return Err(invalid("replacement changes the id".into()));
+    }
+    match phase {
+        Phase::Request => {
+            if new.get("method").and_then(Value::as_str) != Some(method) {
+                return Err(invalid(format!(
+                    "replacement request must keep method \"{method}\""
+                )));
+            }
+            if new.contains_key("result") || new.contains_key("error") {
+                return Err(invalid("replacement request carries result/error".into()));
+            }
+        }
+        Phase::Response => {
+            if new.contains_key("method") {
+                return Err(invalid("replacement response carries a method".into()));
+            }
+            if new.contains_key("result") == new.contains_key("error") {
+                return Err(invalid(
+                    "replacement response needs exactly one of result and error".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert!(code_allowed(-32602));
+        assert!(code_allowed(1));
+        assert!(code_allowed(-31999));
+        assert!(code_allowed(-32769));
+        assert!(!code_allowed(-32000));
+        assert!(!code_allowed(-32010));
+        assert!(!code_allowed(-32020));
+        assert!(!code_allowed(-32768));
+        assert!(!code_allowed(i64::MAX));
+        assert!(!code_allowed(-(1 << 53)));
+    }
+
+    #[test]
+    fn replacement_rules() {
+        let req = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#;
+        let ok = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"x":1}}"#;
+        assert!(check_replacement(ok, Phase::Request, "tools/call", req).is_ok());
+        for bad in [
+            "nope",
+            "[]",
+            r#"{"id":7,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":"7","method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","result":{}}"#,
+        ] {
+            assert!(
+                check_replacement(bad, Phase::Request, "tools/call", req).is_err(),
+                "{bad}"
+            );
+        }
+        let resp = r#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
+        let ok = r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#;
+        assert!(check_replacement(ok, Phase::Response, "tools/call", resp).is_ok());
+        let both = r#"{"jsonrpc":"2.0","id":7,"result":{},"error":{}}"#;
+        assert!(check_replacement(both, Phase::Response, "tools/call", resp).is_err());
+    }
+}
