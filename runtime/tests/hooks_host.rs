@@ -150,6 +150,19 @@ fn a_non_hook_component_fails_the_load_naming_it() {
 }
 
 #[test]
+fn unknown_imports_load_and_trap_only_when_called() {
+    let quiet = spec("quiet", &support::component_with_unknown_import(false));
+    let h = host(vec![quiet]);
+    assert_eq!(
+        h.run_request(&ctx(), "tools/call", CALL).outcome,
+        ChainOutcome::Continue
+    );
+    let loud = spec("loud", &support::component_with_unknown_import(true));
+    let r = host(vec![loud]).run_request(&ctx(), "tools/call", CALL);
+    assert!(matches!(failure(&r), HookErrorKind::Trap(_)), "{r:?}");
+}
+
+#[test]
 fn infinite_loop_is_stopped_by_the_deadline() {
     let mut s = spec("spin", &Guest::new(&["*"], body::spin()).component());
     s.deadline = Duration::from_millis(20);
@@ -157,6 +170,7 @@ fn infinite_loop_is_stopped_by_the_deadline() {
     let t = Instant::now();
     let r = h.run_request(&ctx(), "tools/call", CALL);
     let took = t.elapsed();
+    eprintln!("a spinning hook with a 20 ms deadline stopped after {took:?}");
     assert_eq!(
         failure(&r),
         &HookErrorKind::Deadline(Duration::from_millis(20))

@@ -509,6 +509,10 @@ impl Ticker {
         let handle = std::thread::Builder::new()
             .name("sluice-hook-epoch".into())
             .spawn(move || {
+                // One tick per wake-up, deliberately not catching up after a
+                // late one: when the machine is starved of CPU the deadline
+                // stretches with it, rather than killing hooks whose thread
+                // merely waited for a core.
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(TICK);
                     engine.increment_epoch();
