@@ -44,7 +44,11 @@ fi
 
 t0=$SECONDS
 # The generated bindings (wit_world) live only inside the component.
-"$venv/bin/componentize-py" -d "$repo/wit" -w hook componentize -p "$here" app -o "$wasm.tmp" >&2
+# --stub-wasi: CPython's WASI imports become stubs inside the component, so
+# it imports only sluice:hook/host (the hook needs no clock, files or
+# randomness; Python's `random` would replay a seed fixed at build time).
+"$venv/bin/componentize-py" -d "$repo/wit" -w hook componentize --stub-wasi -p "$here" app \
+  -o "$wasm.tmp" >&2
 mv "$wasm.tmp" "$wasm"
 echo "$stamp" > "$wasm.stamp"
 echo "build.sh: built $wasm ($(wc -c < "$wasm") bytes, $((SECONDS - t0)) s)" >&2
