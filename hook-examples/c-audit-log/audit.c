@@ -228,7 +228,7 @@ static void emit(line *l) {
 
 // "id=.. tool=.." from a tools/call request.
 static void put_call(line *l, span request, span *params_out, bool *has_params) {
-  span id, params, name;
+  span id = {0}, params = {0}, name = {0};
   put_field(l, " id=", member(request, "id", &id), id);
   *has_params = member(request, "params", &params);
   put_field(l, " tool=", *has_params && member(params, "name", &name), name);
@@ -236,7 +236,7 @@ static void put_call(line *l, span request, span *params_out, bool *has_params) 
 }
 
 static void put_arg_keys(line *l, span params, bool has_params) {
-  span args;
+  span args = {0};
   puts_(l, " args=");
   if (!has_params || !member(params, "arguments", &args)) {
     puts_(l, "-");
@@ -338,7 +338,7 @@ void exports_sluice_hook_handler_on_response(exports_sluice_hook_handler_context
                                              exports_sluice_hook_handler_verdict_t *ret) {
   configure();
   line l = {.len = 0, .cut = false};
-  span params, error, code, result, is_error;
+  span params = {0}, error = {0}, code = {0}, result = {0}, is_error = {0};
   bool has_params;
   span resp = as_span(&response->json);
   puts_(&l, "audit done");

@@ -69,7 +69,9 @@ if ! wit-bindgen --version 2>/dev/null | grep -q " $WIT_BINDGEN_VERSION\b"; then
   if [ ! -x "$wit_bindgen" ]; then
     command -v cargo >/dev/null || { echo "build.sh: cargo is needed" >&2; exit 3; }
     echo "build.sh: installing wit-bindgen-cli $WIT_BINDGEN_VERSION (takes minutes, once)" >&2
-    cargo install -q --locked wit-bindgen-cli --version "$WIT_BINDGEN_VERSION" \
+    # A kept target dir lets an interrupted install resume where it stopped.
+    CARGO_TARGET_DIR="$cache/wit-bindgen-build" \
+      cargo install -q --locked wit-bindgen-cli --version "$WIT_BINDGEN_VERSION" \
       --root "$cache/wit-bindgen-$WIT_BINDGEN_VERSION" >&2 || {
       echo "build.sh: installing wit-bindgen-cli failed" >&2
       exit 3
@@ -80,7 +82,7 @@ fi
 t0=$SECONDS
 rm -rf "$gen" && mkdir -p "$gen"
 "$wit_bindgen" c "$repo/wit" --world hook --out-dir "$gen" >&2
-"${cc[@]}" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror \
+"${cc[@]}" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror -Wl,--strip-debug \
   -I "$gen" -o "$gen/core.wasm" "$gen/hook.c" "$here/audit.c" "$gen/hook_component_type.o"
 
 # The wrapper runs on the build machine: keep the guest's flags away from it.

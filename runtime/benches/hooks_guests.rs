@@ -97,7 +97,11 @@ fn case(ex: Example, mode: InstanceMode) -> Option<Case> {
         },
     )
     .expect("guest loads");
-    let label = if mode == InstanceMode::Fresh { "fresh" } else { "warm" };
+    let label = if mode == InstanceMode::Fresh {
+        "fresh"
+    } else {
+        "warm"
+    };
     let case = Case {
         name: format!("{} {label}", ex.name()),
         host,
@@ -109,7 +113,9 @@ fn case(ex: Example, mode: InstanceMode) -> Option<Case> {
     // Fail loudly if the hook does not do its job (e.g. a deadline).
     let r = case.run();
     assert!(
-        r.runs.iter().all(|run| !matches!(run.result, HookRunResult::Failed { .. })),
+        r.runs
+            .iter()
+            .all(|run| !matches!(run.result, HookRunResult::Failed { .. })),
         "{}: {r:?}",
         case.name
     );
@@ -135,7 +141,10 @@ fn main() {
     }
     c.final_summary();
 
-    println!("\n{:<32} {:>10} {:>10}", "guest (loop of 2000)", "p50", "p99");
+    println!(
+        "\n{:<32} {:>10} {:>10}",
+        "guest (loop of 2000)", "p50", "p99"
+    );
     for case in &cases {
         for _ in 0..200 {
             black_box(case.run());

@@ -77,7 +77,10 @@ fn js_rewriter(ex: Example) {
         let call = tools_call(3, "acme_echo", json!({"text": "hi"}));
         match h.run_request(&ctx(), "tools/call", &call).outcome {
             ChainOutcome::Replaced(json) => {
-                assert_eq!(parse(&json), parse(&tools_call(3, "echo", json!({"text": "hi"}))));
+                assert_eq!(
+                    parse(&json),
+                    parse(&tools_call(3, "echo", json!({"text": "hi"})))
+                );
             }
             other => panic!("{mode:?}: {other:?}"),
         }
@@ -116,7 +119,10 @@ fn js_rewriter(ex: Example) {
         .err()
         .expect("bad config refused");
     let err = format!("{err:#}");
-    assert!(err.contains(ex.name()) && err.contains("methods()"), "{err}");
+    assert!(
+        err.contains(ex.name()) && err.contains("methods()"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -176,30 +182,48 @@ fn python_validator_rejects_bad_arguments_and_passes_good_ones() {
             );
         }
         let data = expect_reject(&h, &tools_call(3, "add", json!({"a": "12", "b": 1})));
-        assert_eq!((data["argument"].as_str(), data["rule"].as_str()), (Some("a"), Some("type")));
+        assert_eq!(
+            (data["argument"].as_str(), data["rule"].as_str()),
+            (Some("a"), Some("type"))
+        );
         // A JSON true is not a number, even though Python's bool is an int.
         let data = expect_reject(&h, &tools_call(3, "add", json!({"a": true, "b": 1})));
         assert_eq!(data["rule"], "type");
         let data = expect_reject(&h, &tools_call(4, "add", json!({"a": 1})));
-        assert_eq!((data["argument"].as_str(), data["rule"].as_str()), (Some("b"), Some("required")));
+        assert_eq!(
+            (data["argument"].as_str(), data["rule"].as_str()),
+            (Some("b"), Some("required"))
+        );
         // The "*" rule applies to every tool, nested strings included.
         let long = "x".repeat(10_001);
-        let data = expect_reject(&h, &tools_call(5, "echo", json!({"msg": {"parts": ["a", long]}})));
+        let data = expect_reject(
+            &h,
+            &tools_call(5, "echo", json!({"msg": {"parts": ["a", long]}})),
+        );
         assert_eq!(
             data,
             json!({"tool": "echo", "argument": "msg", "rule": "max_string_length",
                    "expected": 10000, "path": "/msg/parts/1"})
         );
         let fine = tools_call(6, "echo", json!({"text": "x".repeat(10_000)}));
-        assert_eq!(h.run_request(&ctx(), "tools/call", &fine).outcome, ChainOutcome::Continue);
+        assert_eq!(
+            h.run_request(&ctx(), "tools/call", &fine).outcome,
+            ChainOutcome::Continue
+        );
         let data = expect_reject(&h, &tools_call(7, "mode", json!({"level": "mid"})));
         assert_eq!(data["rule"], "enum");
         let data = expect_reject(&h, &tools_call(7, "mode", json!({"tag": "ABC"})));
         assert_eq!(data["rule"], "pattern");
         let data = expect_reject(&h, &tools_call(7, "mode", json!({"level": "low", "x": 1})));
-        assert_eq!((data["argument"].as_str(), data["rule"].as_str()), (Some("x"), Some("additional_arguments")));
+        assert_eq!(
+            (data["argument"].as_str(), data["rule"].as_str()),
+            (Some("x"), Some("additional_arguments"))
+        );
         let ok = tools_call(8, "mode", json!({"level": "high", "tag": "abc"}));
-        assert_eq!(h.run_request(&ctx(), "tools/call", &ok).outcome, ChainOutcome::Continue);
+        assert_eq!(
+            h.run_request(&ctx(), "tools/call", &ok).outcome,
+            ChainOutcome::Continue
+        );
         // Responses pass.
         let resp = r#"{"jsonrpc":"2.0","id":8,"result":{"content":[]}}"#;
         assert_eq!(
@@ -214,11 +238,19 @@ fn python_validator_rejects_bad_arguments_and_passes_good_ones() {
             "{logs:?}"
         );
     }
-    let err = load(spec(ex, &wasm, r#"{"rules":{"add":{"a":{"type":"float"}}}}"#, InstanceMode::Fresh))
-        .err()
-        .expect("bad config refused");
+    let err = load(spec(
+        ex,
+        &wasm,
+        r#"{"rules":{"add":{"a":{"type":"float"}}}}"#,
+        InstanceMode::Fresh,
+    ))
+    .err()
+    .expect("bad config refused");
     let err = format!("{err:#}");
-    assert!(err.contains(ex.name()) && err.contains("methods()"), "{err}");
+    assert!(
+        err.contains(ex.name()) && err.contains("methods()"),
+        "{err}"
+    );
 }
 
 // ---- C: the audit logger ----
@@ -240,27 +272,40 @@ fn c_audit_log_logs_each_call_and_always_continues() {
     for mode in MODES {
         let (h, logs) = load(spec(ex, &wasm, "", mode)).expect("audit log loads");
         assert!(h.wants("tools/call") && !h.wants("tools/list"));
-        let call = tools_call(7, "echo", json!({"text": "hi", "loud": true}));
-        assert_eq!(h.run_request(&ctx(), "tools/call", &call).outcome, ChainOutcome::Continue);
+        // Raw text: argument names are logged in message order.
+        let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi","loud":true}}}"#;
+        assert_eq!(
+            h.run_request(&ctx(), "tools/call", call).outcome,
+            ChainOutcome::Continue
+        );
         let ok = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi"}]}}"#;
         let tool_err = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":true}}"#;
         let rpc_err = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad"}}"#;
         for resp in [ok, tool_err, rpc_err] {
             assert_eq!(
-                h.run_response(&ctx(), "tools/call", &call, resp).outcome,
+                h.run_response(&ctx(), "tools/call", call, resp).outcome,
                 ChainOutcome::Continue
             );
         }
         // Keys hidden behind escapes are still found; names are logged as
         // raw JSON, so a newline in one cannot start a forged line.
         let sneaky = r#"{"jsonrpc":"2.0","id":"a\nb","method":"tools/call","params":{"n\u0061me":"r\nm","arguments":{}}}"#;
-        assert_eq!(h.run_request(&ctx(), "tools/call", sneaky).outcome, ChainOutcome::Continue);
+        assert_eq!(
+            h.run_request(&ctx(), "tools/call", sneaky).outcome,
+            ChainOutcome::Continue
+        );
         let no_args = r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"ping"}}"#;
-        assert_eq!(h.run_request(&ctx(), "tools/call", no_args).outcome, ChainOutcome::Continue);
+        assert_eq!(
+            h.run_request(&ctx(), "tools/call", no_args).outcome,
+            ChainOutcome::Continue
+        );
         let many: serde_json::Map<String, Value> =
             (0..40).map(|i| (format!("k{i:02}"), json!(i))).collect();
         let wide = tools_call(9, "wide", Value::Object(many));
-        assert_eq!(h.run_request(&ctx(), "tools/call", &wide).outcome, ChainOutcome::Continue);
+        assert_eq!(
+            h.run_request(&ctx(), "tools/call", &wide).outcome,
+            ChainOutcome::Continue
+        );
 
         let lines = audit_lines(&logs);
         let keys: Vec<String> = (0..32).map(|i| format!("\"k{i:02}\"")).collect();

@@ -118,7 +118,12 @@ pub fn build(ex: Example) -> Option<PathBuf> {
             let log = String::from_utf8_lossy(&output.stderr);
             if output.status.success() {
                 let wasm = out_dir().join(format!("{}.wasm", ex.name()));
-                assert!(wasm.is_file(), "{} did not produce {}", script.display(), wasm.display());
+                assert!(
+                    wasm.is_file(),
+                    "{} did not produce {}",
+                    script.display(),
+                    wasm.display()
+                );
                 return Some(wasm);
             }
             let why = match output.status.code() {

@@ -31,12 +31,13 @@ fn imports_preview1(module: &[u8]) -> Result<bool, String> {
 
 fn wrap(core: &str, out: &str) -> Result<(), String> {
     let module = std::fs::read(core).map_err(|e| format!("reading {core}: {e}"))?;
-    let mut encoder = ComponentEncoder::default()
+    let mut encoder = ComponentEncoder::default();
+    encoder
         .module(&module)
         .map_err(|e| format!("{core}: {e:#}"))?
         .validate(true);
     if imports_preview1(&module)? {
-        encoder = encoder
+        encoder
             .adapter(PREVIEW1, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
             .map_err(|e| format!("adapter: {e:#}"))?;
     }
