@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Build the Python argument validator into a sluice hook component.
+#
+#   ./build.sh   ->  $SLUICE_HOOK_OUT/python_arg_validator.wasm
+#                    (default <repo>/target/hook-examples)
+# componentize-py (pinned in requirements.txt) is installed once into a venv
+# under $SLUICE_TOOLCHAIN_CACHE (default ~/.cache/sluice/toolchains), keyed by
+# the requirements file's hash. A build whose inputs did not change is skipped.
+# Exit status 3: the toolchain could not be installed (no python3, offline).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=${SLUICE_HOOK_OUT:-$repo/target/hook-examples}
+cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
+wasm="$out/python_arg_validator.wasm"
+mkdir -p "$out" "$cache"
+
+exec 9>"$out/.python-arg-validator.lock"
+command -v flock >/dev/null && flock 9
+
+hash() { cat "$@" | sha256sum | cut -c1-16; }
+
+stamp=$(hash "$here/app.py" "$here/requirements.txt" "$here/build.sh" "$repo"/wit/*.wit)
+if [ -f "$wasm" ] && [ "$(cat "$wasm.stamp" 2>/dev/null)" = "$stamp" ]; then
+  echo "build.sh: $wasm is up to date" >&2
+  exit 0
+fi
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || { echo "build.sh: python3 (3.10+) is needed" >&2; exit 3; }
+venv="$cache/py-$(hash "$here/requirements.txt")"
+# .installed marks a complete install (an interrupted one is redone).
+if [ ! -f "$venv/.installed" ]; then
+  echo "build.sh: installing componentize-py into $venv" >&2
+  rm -rf "$venv"
+  if ! { "$python" -m venv "$venv" && "$venv/bin/pip" install -q -r "$here/requirements.txt" >&2; }; then
+    rm -rf "$venv"
+    echo "build.sh: installing componentize-py failed" >&2
+    exit 3
+  fi
+  touch "$venv/.installed"
+fi
+
+t0=$SECONDS
+# The generated bindings (wit_world) live only inside the component.
+# --stub-wasi: CPython's WASI imports become stubs inside the component, so
+# it imports only sluice:hook/host (the hook needs no clock, files or
+# randomness; Python's `random` would replay a seed fixed at build time).
+"$venv/bin/componentize-py" -d "$repo/wit" -w hook componentize --stub-wasi -p "$here" app \
+  -o "$wasm.tmp" >&2
+mv "$wasm.tmp" "$wasm"
+echo "$stamp" > "$wasm.stamp"
+echo "build.sh: built $wasm ($(wc -c < "$wasm") bytes, $((SECONDS - t0)) s)" >&2
