@@ -162,6 +162,28 @@ fn unknown_imports_load_and_trap_only_when_called() {
     assert!(matches!(failure(&r), HookErrorKind::Trap(_)), "{r:?}");
 }
 
+/// A guest built against WASI 0.2.6 (older than wasmtime-wasi's) reaches
+/// the host's WASI through semver matching; only the import nobody provides
+/// is stubbed. Denied randomness is the fixed 0x5a sequence and the denied
+/// clock reads 0, so the guest's code is 0x5a; granted, both are real.
+#[test]
+fn older_wasi_imports_reach_the_host() {
+    let wasm = support::component_with_old_wasi();
+    let r = host(vec![spec("old-wasi", &wasm)]).run_request(&ctx(), "tools/call", CALL);
+    match &r.outcome {
+        ChainOutcome::Reject { code, .. } => assert_eq!(*code, 0x5a, "{r:?}"),
+        other => panic!("expected the guest's rejection, got {other:?}"),
+    }
+    let mut granted = spec("old-wasi-granted", &wasm);
+    granted.grants = Grants::parse(&["clock", "random"]).unwrap();
+    let r = host(vec![granted]).run_request(&ctx(), "tools/call", CALL);
+    match &r.outcome {
+        // A real monotonic clock is far past 255 ns.
+        ChainOutcome::Reject { code, .. } => assert!(*code > 255, "{r:?}"),
+        other => panic!("expected the guest's rejection, got {other:?}"),
+    }
+}
+
 #[test]
 fn infinite_loop_is_stopped_by_the_deadline() {
     let mut s = spec("spin", &Guest::new(&["*"], body::spin()).component());

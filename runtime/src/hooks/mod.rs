@@ -34,6 +34,7 @@
 mod bindings;
 mod cache;
 mod error;
+mod imports;
 mod verdict;
 
 use std::path::PathBuf;
@@ -822,7 +823,7 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
     // Imports nobody provides (wasi:http, other worlds' interfaces) trap if
     // called instead of failing the load: toolchains add imports a hook
     // never uses.
-    linker.define_unknown_imports_as_traps(&component)?;
+    imports::stub_unprovided(&mut linker, engine, &component)?;
     let pre = HookPre::new(linker.instantiate_pre(&component)?)
         .map_err(anyhow::Error::from)
         .context("the component does not implement the sluice:hook/hook world")?;
