@@ -19,7 +19,8 @@ pub enum Roots {
 }
 
 /// A client configuration trusting `roots` (none: only the CA file) plus every certificate in
-/// `ca_file` (PEM), speaking HTTP/1.1 over ALPN.
+/// `ca_file` (PEM), speaking HTTP/1.1 over ALPN. Trusting nothing at all is an error, not a
+/// configuration that refuses every upstream.
 pub fn client_config(
     roots: Option<Roots>,
     ca_file: Option<&Path>,
@@ -33,7 +34,13 @@ pub fn client_config(
             for cert in found.certs {
                 let _ = store.add(cert);
             }
+            if store.is_empty() {
+                bail!("the system certificate store holds no usable certificate");
+            }
         }
+    }
+    if roots.is_none() && ca_file.is_none() {
+        bail!("no trust anchors: choose webpki or system roots, or give a CA file");
     }
     if let Some(path) = ca_file {
         let mut added = 0;

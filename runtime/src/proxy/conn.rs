@@ -262,7 +262,7 @@ impl Driver<'_> {
                 self.exchange.upstream_connected(reused, Instant::now());
             }
             Some(Err(e)) => {
-                tracing::debug!(route, error = %e, "upstream connect failed");
+                tracing::warn!(route, error = %e, "upstream connect failed");
                 self.exchange
                     .upstream_closed(UpstreamEnd::ConnectFailed, Instant::now());
             }
