@@ -3,39 +3,12 @@
 
 mod common;
 
-use common::{Rng, Split, for_each_split};
+use common::{Rng, Split, for_each_split, vector_bytes as bytes, vector_limits as limits};
 use serde_json::Value;
 use sluice_core::http1::{
     ChunkedDecoder, ChunkedError, Header, LAST_CHUNK, Limits, chunk_header, encode_chunk,
     encode_last_chunk,
 };
-
-/// Vector strings are bytes: each char U+0000..U+00FF is one byte.
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_str()
-        .expect("string")
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).expect("char above U+00FF in a vector"))
-        .collect()
-}
-
-fn limits(v: &Value) -> Limits {
-    let mut l = Limits::default();
-    if let Some(o) = v.get("limits").and_then(Value::as_object) {
-        for (k, n) in o {
-            let n = n.as_u64().expect("number") as usize;
-            match k.as_str() {
-                "max_head_bytes" => l.max_head_bytes = n,
-                "max_headers" => l.max_headers = n,
-                "max_chunk_size_digits" => l.max_chunk_size_digits = n,
-                "max_chunk_ext_bytes" => l.max_chunk_ext_bytes = n,
-                "max_trailer_bytes" => l.max_trailer_bytes = n,
-                other => panic!("unknown limit {other}"),
-            }
-        }
-    }
-    l
-}
 
 #[derive(Debug, PartialEq)]
 enum Verdict {

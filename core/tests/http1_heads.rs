@@ -4,37 +4,13 @@
 
 mod common;
 
-use common::for_each_split;
+use common::{for_each_split, vector_bytes as bytes, vector_limits as limits};
 use serde_json::Value;
 use sluice_core::http1::{
     BodyFraming, HeadError, HeadScanner, Header, Limits, Parsed, RequestHead, ResponseHead,
     Version, WriteError, parse_request_head, parse_response_head, request_framing,
     response_framing, write_request_head, write_response_head,
 };
-
-/// Vector strings are bytes: each char U+0000..U+00FF is one byte.
-fn bytes(v: &Value) -> Vec<u8> {
-    v.as_str()
-        .expect("string")
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).expect("char above U+00FF in a vector"))
-        .collect()
-}
-
-fn limits(v: &Value) -> Limits {
-    let mut l = Limits::default();
-    if let Some(o) = v.get("limits").and_then(Value::as_object) {
-        for (k, n) in o {
-            let n = n.as_u64().expect("number") as usize;
-            match k.as_str() {
-                "max_head_bytes" => l.max_head_bytes = n,
-                "max_headers" => l.max_headers = n,
-                other => panic!("unknown limit {other}"),
-            }
-        }
-    }
-    l
-}
 
 fn load(text: &str) -> Vec<Value> {
     let doc: Value = serde_json::from_str(text).unwrap();

@@ -74,3 +74,31 @@ pub fn for_each_split(input: &[u8], mut check: impl FnMut(&Split, &[&[u8]])) {
         check(&split, &chunks);
     }
 }
+
+/// Vector strings are bytes: each char U+0000..U+00FF is one byte.
+pub fn vector_bytes(v: &serde_json::Value) -> Vec<u8> {
+    v.as_str()
+        .expect("string")
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("char above U+00FF in a vector"))
+        .collect()
+}
+
+/// The vector's `limits` object applied over the default limits.
+pub fn vector_limits(v: &serde_json::Value) -> sluice_core::http1::Limits {
+    let mut l = sluice_core::http1::Limits::default();
+    if let Some(o) = v.get("limits").and_then(serde_json::Value::as_object) {
+        for (k, n) in o {
+            let n = n.as_u64().expect("number") as usize;
+            match k.as_str() {
+                "max_head_bytes" => l.max_head_bytes = n,
+                "max_headers" => l.max_headers = n,
+                "max_chunk_size_digits" => l.max_chunk_size_digits = n,
+                "max_chunk_ext_bytes" => l.max_chunk_ext_bytes = n,
+                "max_trailer_bytes" => l.max_trailer_bytes = n,
+                other => panic!("unknown limit {other}"),
+            }
+        }
+    }
+    l
+}
