@@ -170,14 +170,20 @@ fn start_proxy(upstream: SocketAddr) -> SocketAddr {
     .unwrap()
 }
 
+/// A client connection whose reads give up after 10 s instead of hanging.
+fn connect(proxy: SocketAddr) -> TcpStream {
+    let client = TcpStream::connect(proxy).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+}
+
 #[test]
 fn json_then_sse_on_one_keep_alive_connection() {
     let (upstream, seen) = scripted_upstream();
     let proxy = start_proxy(upstream);
-    let mut client = TcpStream::connect(proxy).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut client = connect(proxy);
 
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     client
@@ -235,10 +241,7 @@ fn json_then_sse_on_one_keep_alive_connection() {
 fn upstream_dying_between_events_gets_an_injected_error_event() {
     let (upstream, _) = scripted_upstream();
     let proxy = start_proxy(upstream);
-    let mut client = TcpStream::connect(proxy).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut client = connect(proxy);
     let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"die"}}"#;
     client
         .write_all(post(proxy, call, false).as_bytes())
@@ -267,10 +270,7 @@ fn unreachable_upstream_is_a_502_carrying_the_id() {
         .local_addr()
         .unwrap();
     let proxy = start_proxy(upstream);
-    let mut client = TcpStream::connect(proxy).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut client = connect(proxy);
     let call = r#"{"jsonrpc":"2.0","id":"x-4","method":"tools/list"}"#;
     client
         .write_all(post(proxy, call, false).as_bytes())
@@ -288,10 +288,7 @@ fn unreachable_upstream_is_a_502_carrying_the_id() {
 fn foreign_host_is_refused_without_reaching_the_upstream() {
     let (upstream, seen) = scripted_upstream();
     let proxy = start_proxy(upstream);
-    let mut client = TcpStream::connect(proxy).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut client = connect(proxy);
     let request = "POST /mcp HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 2\r\n\r\n{}";
     client.write_all(request.as_bytes()).unwrap();
     let mut all = Vec::new();
