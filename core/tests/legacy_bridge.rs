@@ -1036,7 +1036,12 @@ fn dispatch_rules() {
         status(dispatch(&bad_sid, Mode::Session, &json)),
         "HTTP/1.1 400"
     );
-    assert!(unknown_session().starts_with(b"HTTP/1.1 404"));
+    let gone = unknown_session(
+        &post(r#"{"jsonrpc":"2.0","id":"q","method":"ping"}"#),
+        &json,
+    );
+    assert!(gone.starts_with(b"HTTP/1.1 404"));
+    assert!(decode(&gone).json()["id"] == "q", "the request's own id");
 }
 
 // -- the auto probe ---------------------------------------------------------------------
