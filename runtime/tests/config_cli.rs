@@ -386,6 +386,8 @@ fn help_explains_every_option() {
         "--upstream-transport <TRANSPORT>",
         "[default: streamable]",
         "bridged",
+        "--legacy-max-sessions <N>",
+        "--legacy-session-idle <DURATION>",
         "--ca-file <PEM>",
         "--hook <FILE.wasm>",
         "--hook-config <FILE.wasm=JSON>",
