@@ -1036,7 +1036,12 @@ fn dispatch_rules() {
         status(dispatch(&bad_sid, Mode::Session, &json)),
         "HTTP/1.1 400"
     );
-    assert!(unknown_session().starts_with(b"HTTP/1.1 404"));
+    let gone = unknown_session(
+        &post(r#"{"jsonrpc":"2.0","id":"q","method":"ping"}"#),
+        &json,
+    );
+    assert!(gone.starts_with(b"HTTP/1.1 404"));
+    assert!(decode(&gone).json()["id"] == "q", "the request's own id");
 }
 
 // -- the auto probe ---------------------------------------------------------------------
@@ -1112,4 +1117,69 @@ fn post_answers_are_read_whole_for_reuse() {
             .is_none()
     );
     assert!(r.eof().is_err());
+}
+
+#[test]
+fn closing_for_shutdown_answers_in_flight_requests_with_their_ids() {
+    let mut sim = ready_session();
+    sim.attach(2, req("GET", "", &[]));
+    sim.attach(
+        3,
+        post(r#"{"jsonrpc":"2.0","id":"slow","method":"resources/read","params":{"uri":"x"}}"#),
+    );
+    sim.answer_post(202);
+    sim.bridge.close();
+    sim.drain();
+    let r = sim.response(3);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["id"], "slow");
+    assert_eq!(r.json()["error"]["code"], BACKEND_FAILED);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("shutting down"), "{msg}");
+    assert!(sim.response(2).complete, "the GET stream ends cleanly");
+    assert!(sim.seen.stream_closed);
+    assert_eq!(sim.seen.closed, Some(Some(BridgeError::ShuttingDown)));
+}
+
+#[test]
+fn a_refused_new_session_gets_503_with_the_requests_id() {
+    let json = sluice_core::jsonrpc::Limits::default();
+    let e = BridgeError::TooManySessions { limit: 8 };
+    let r = decode(&refuse_new_session(&post(INIT), &e, &json));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["id"], 0);
+    assert_eq!(r.json()["error"]["code"], -32603);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("8 legacy backend sessions"), "{msg}");
+    // Not a request: a null id.
+    let note = post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let r = decode(&refuse_new_session(
+        &note,
+        &BridgeError::ShuttingDown,
+        &json,
+    ));
+    assert_eq!(r.status, 503);
+    assert!(r.json()["id"].is_null());
+}
+
+#[test]
+fn per_request_server_requests_cannot_flood_the_post_queue() {
+    let mut config = BridgeConfig::default();
+    config.limits.max_queued_posts = 2;
+    let mut sim = Sim::with(config, Mode::PerRequest);
+    sim.attach(
+        1,
+        post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#),
+    );
+    sim.open("/m");
+    // The bridge's initialize is in flight (unanswered): answers to pings queue.
+    for i in 0..10 {
+        sim.message(&format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#));
+    }
+    assert_eq!(sim.bridge.buffered().queued_posts, 2);
+    assert_eq!(
+        sim.bridge.dropped(),
+        9,
+        "the client's call and one answer fit"
+    );
 }

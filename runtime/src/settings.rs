@@ -164,6 +164,9 @@ fn transport(r: &config::Route, config: &Config) -> UpstreamTransport {
     limits.json.max_bytes = l.max_request_body_bytes.max(l.max_sse_event_bytes);
     limits.max_body = l.max_request_body_bytes;
     b.connect_timeout = config.timeouts.connect;
+    b.max_sessions = r.legacy.max_sessions;
+    b.config.timeouts.session_idle = r.legacy.session_idle;
+    b.config.allow_other_origin = r.legacy.allow_other_origin;
     match r.transport {
         Transport::Sse => UpstreamTransport::Sse(b),
         _ => UpstreamTransport::Auto(b),

@@ -386,6 +386,8 @@ fn help_explains_every_option() {
         "--upstream-transport <TRANSPORT>",
         "[default: streamable]",
         "bridged",
+        "--legacy-max-sessions <N>",
+        "--legacy-session-idle <DURATION>",
         "--ca-file <PEM>",
         "--hook <FILE.wasm>",
         "--hook-config <FILE.wasm=JSON>",
@@ -433,5 +435,76 @@ fn legacy_transports_are_accepted() {
         let c = proxy(&["--upstream", "http://a/sse", "--upstream-transport", flag]);
         assert_eq!(c.routes[0].transport, want);
         assert_eq!(c.routes[0].legacy_mode, LegacyMode::Session);
+    }
+}
+
+#[test]
+fn legacy_session_flags() {
+    let c = proxy(&[
+        "--upstream",
+        "http://a/sse",
+        "--upstream-transport",
+        "sse",
+        "--legacy-max-sessions",
+        "3",
+        "--legacy-session-idle",
+        "5m",
+    ]);
+    assert_eq!(c.routes[0].legacy.max_sessions, 3);
+    assert_eq!(
+        c.routes[0].legacy.session_idle,
+        Some(std::time::Duration::from_secs(300))
+    );
+    let c = proxy(&[
+        "--upstream",
+        "http://a/sse",
+        "--upstream-transport",
+        "auto",
+        "--legacy-session-idle",
+        "off",
+    ]);
+    assert_eq!(c.routes[0].legacy.session_idle, None);
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--upstream", "http://a/", "--legacy-max-sessions", "3"],
+            "--legacy-max-sessions: only applies with --upstream-transport sse or auto",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--upstream-transport",
+                "sse",
+                "--legacy-max-sessions",
+                "0",
+            ],
+            "--legacy-max-sessions: \"0\" is not a whole number above zero",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--upstream-transport",
+                "sse",
+                "--legacy-session-idle",
+                "0s",
+            ],
+            "--legacy-session-idle: must be more than zero (or \"off\")",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--upstream-transport",
+                "sse",
+                "--legacy-session-idle",
+                "soon",
+            ],
+            "--legacy-session-idle: ",
+        ),
+    ];
+    for (args, want) in cases {
+        let got = err(args).to_string();
+        assert!(got.starts_with(want), "{args:?}: {got}");
     }
 }

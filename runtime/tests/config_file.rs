@@ -303,7 +303,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",
-        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, transport, legacy_mode, well_known)",
+        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_body = 1\n",
@@ -364,6 +364,22 @@ const ERRORS: &[(&str, &str)] = &[
         "t.toml:3:15: route[0].legacy_mode: only applies to transport = \"sse\" or \"auto\"",
     ),
     (
+        "[[route]]\nupstream = \"http://a/\"\nlegacy_max_sessions = 5\n",
+        "t.toml:3:23: route[0].legacy_max_sessions: only applies to transport = \"sse\" or \"auto\"",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"sse\"\nlegacy_max_sessions = 0\n",
+        "t.toml:4:23: route[0].legacy_max_sessions: 0 is out of range (at least 1)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"sse\"\nlegacy_session_idle = \"0s\"\n",
+        "t.toml:4:23: route[0].legacy_session_idle: must be more than zero (write \"off\" for no limit where that is allowed)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"auto\"\nlegacy_allow_other_origin = \"yes\"\n",
+        "t.toml:4:29: route[0].legacy_allow_other_origin: ",
+    ),
+    (
         "[[route]]\nupstream = \"http://a/\"\ntransport = \"sse\"\nlegacy_mode = \"stateless\"\n",
         "t.toml:4:15: route[0].legacy_mode: \"stateless\" is not one of: session, per-request",
     ),
@@ -415,7 +431,7 @@ const ERRORS: &[(&str, &str)] = &[
     // A key after [[route]] belongs to the route: the classic TOML slip.
     (
         "[[route]]\nupstream = \"http://a/\"\nlimits = 5\n",
-        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, transport, legacy_mode, well_known)",
+        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known)",
     ),
     // timeouts
     (
@@ -633,4 +649,21 @@ fn legacy_transport_and_mode() {
         s.upstreams[1].transport,
         sluice::legacy::UpstreamTransport::Auto(_)
     ));
+    // Defaults, then every legacy key set.
+    assert_eq!(c.routes[0].legacy, sluice::config::Legacy::default());
+    let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_max_sessions = 7\nlegacy_session_idle = \"off\"\nlegacy_allow_other_origin = true\n[[route]]\nupstream = \"http://b/sse2\"\ntransport = \"auto\"\nlegacy_session_idle = \"90s\"\n").unwrap();
+    assert_eq!(c.routes[0].legacy.max_sessions, 7);
+    assert_eq!(c.routes[0].legacy.session_idle, None);
+    assert!(c.routes[0].legacy.allow_other_origin);
+    assert_eq!(
+        c.routes[1].legacy.session_idle,
+        Some(std::time::Duration::from_secs(90))
+    );
+    let s = sluice::settings::proxy_settings(&c).unwrap();
+    let sluice::legacy::UpstreamTransport::Sse(b) = &s.upstreams[0].transport else {
+        panic!("route 0 is bridged");
+    };
+    assert_eq!(b.max_sessions, 7);
+    assert_eq!(b.config.timeouts.session_idle, None);
+    assert!(b.config.allow_other_origin);
 }

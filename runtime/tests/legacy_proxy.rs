@@ -3,454 +3,19 @@
 //! the GET stream, server requests, DELETE, per-request mode, failures.
 
 mod common;
+#[path = "fixtures/legacy_backend.rs"]
+mod legacy_backend;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use legacy_backend::*;
 use serde_json::{Value, json};
 use sluice::legacy::{Bridging, UpstreamTransport};
-use sluice::proxy::RunningProxy;
-use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Parsed};
 use sluice_core::legacy::Mode;
-use sluice_core::sse::{SseItem, SseLimits, SseParser};
-
-// -- a scripted legacy backend -----------------------------------------------------------
-
-#[derive(Clone, Copy, Default)]
-struct Opts {
-    /// CRLF line ends and `: ping` comments, like the Python SDK.
-    crlf: bool,
-    /// Answer the GET with this instead of an event stream.
-    wrong_content_type: bool,
-}
-
-enum Push {
-    Event(Vec<u8>),
-    Close,
-}
-
-#[derive(Default)]
-struct State {
-    streams: HashMap<String, mpsc::Sender<Push>>,
-    /// Answers to server requests, by session.
-    answers: HashMap<String, mpsc::Sender<Value>>,
-    next: usize,
-}
-
-struct Backend {
-    addr: SocketAddr,
-    /// SSE streams opened / ended.
-    opened: Arc<AtomicUsize>,
-    ended: Arc<AtomicUsize>,
-    /// Every message POSTed, in arrival order.
-    posted: Arc<Mutex<Vec<Value>>>,
-}
-
-fn backend(opts: Opts) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = Arc::new(Mutex::new(State::default()));
-    let opened = Arc::new(AtomicUsize::new(0));
-    let ended = Arc::new(AtomicUsize::new(0));
-    let posted = Arc::new(Mutex::new(Vec::new()));
-    let b = Backend {
-        addr,
-        opened: opened.clone(),
-        ended: ended.clone(),
-        posted: posted.clone(),
-    };
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let (state, opened, ended, posted) =
-                (state.clone(), opened.clone(), ended.clone(), posted.clone());
-            thread::spawn(move || serve(conn, opts, state, opened, ended, posted));
-        }
-    });
-    b
-}
-
-fn read_req(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(http1::RequestHead, Vec<u8>)> {
-    loop {
-        if let Ok(Parsed::Complete { head, len }) =
-            http1::parse_request_head(buf, &http1::Limits::default())
-        {
-            let n = match http1::request_framing(&head).unwrap() {
-                BodyFraming::ContentLength(n) => n as usize,
-                _ => 0,
-            };
-            if buf.len() >= len + n {
-                let body = buf[len..len + n].to_vec();
-                buf.drain(..len + n);
-                return Some((head, body));
-            }
-        }
-        let mut tmp = [0u8; 8192];
-        match conn.read(&mut tmp) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-        }
-    }
-}
-
-fn serve(
-    mut conn: TcpStream,
-    opts: Opts,
-    state: Arc<Mutex<State>>,
-    opened: Arc<AtomicUsize>,
-    ended: Arc<AtomicUsize>,
-    posted: Arc<Mutex<Vec<Value>>>,
-) {
-    let mut buf = Vec::new();
-    while let Some((head, body)) = read_req(&mut conn, &mut buf) {
-        if head.method == "GET" {
-            sse_stream(conn, opts, &state, &opened, &ended);
-            return;
-        }
-        let sid = head
-            .target
-            .split("sessionId=")
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
-        let known = state.lock().unwrap().streams.contains_key(&sid);
-        if !known {
-            conn.write_all(
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 17\r\n\r\nCould not find it",
-            )
-            .unwrap();
-            continue;
-        }
-        let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
-            conn.write_all(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 15\r\n\r\nCould not parse",
-            )
-            .unwrap();
-            continue;
-        };
-        posted.lock().unwrap().push(msg.clone());
-        conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\n\r\nAccepted")
-            .unwrap();
-        let state = state.clone();
-        thread::spawn(move || handle(&sid, msg, &state));
-    }
-}
-
-fn sse_stream(
-    mut conn: TcpStream,
-    opts: Opts,
-    state: &Mutex<State>,
-    opened: &AtomicUsize,
-    ended: &AtomicUsize,
-) {
-    if opts.wrong_content_type {
-        let _ = conn.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
-        );
-        return;
-    }
-    let (tx, rx) = mpsc::channel();
-    let sid = {
-        let mut s = state.lock().unwrap();
-        s.next += 1;
-        let sid = format!("s{}", s.next);
-        s.streams.insert(sid.clone(), tx);
-        sid
-    };
-    opened.fetch_add(1, Ordering::SeqCst);
-    let eol = if opts.crlf { "\r\n" } else { "\n" };
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let chunk = |data: &[u8]| {
-        let mut out = format!("{:x}\r\n", data.len()).into_bytes();
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-        out
-    };
-    let mut ok = conn.write_all(head.as_bytes()).is_ok();
-    let endpoint = format!("event: endpoint{eol}data: /messages?sessionId={sid}{eol}{eol}");
-    ok &= conn.write_all(&chunk(endpoint.as_bytes())).is_ok();
-    while ok {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Push::Event(json)) => {
-                let mut ev = format!("event: message{eol}data: ").into_bytes();
-                ev.extend_from_slice(&json);
-                ev.extend_from_slice(format!("{eol}{eol}").as_bytes());
-                ok = conn.write_all(&chunk(&ev)).is_ok();
-            }
-            Ok(Push::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = conn.write_all(b"0\r\n\r\n");
-                break;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if opts.crlf {
-                    ok = conn.write_all(&chunk(b": ping\r\n\r\n")).is_ok();
-                }
-                // Notice the proxy closing the stream.
-                conn.set_nonblocking(true).unwrap();
-                let mut probe = [0u8; 1];
-                if matches!(conn.peek(&mut probe), Ok(0)) {
-                    ok = false;
-                }
-                conn.set_nonblocking(false).unwrap();
-            }
-        }
-    }
-    state.lock().unwrap().streams.remove(&sid);
-    ended.fetch_add(1, Ordering::SeqCst);
-}
-
-fn push(state: &Mutex<State>, sid: &str, msg: Value) {
-    if let Some(tx) = state.lock().unwrap().streams.get(sid) {
-        let _ = tx.send(Push::Event(serde_json::to_vec(&msg).unwrap()));
-    }
-}
-
-/// A small 2024-11-05 server: initialize, ping, tools/list, and tools that
-/// stream progress, notify, sample the client, or kill the stream.
-fn handle(sid: &str, msg: Value, state: &Mutex<State>) {
-    let Some(method) = msg.get("method").and_then(Value::as_str) else {
-        // The client's answer to a server request.
-        if let Some(tx) = state.lock().unwrap().answers.remove(sid) {
-            let _ = tx.send(msg);
-        }
-        return;
-    };
-    let Some(id) = msg.get("id").cloned() else {
-        return;
-    };
-    let reply = |result: Value| push(state, sid, json!({"jsonrpc":"2.0","id":id,"result":result}));
-    match method {
-        "initialize" => reply(
-            json!({"protocolVersion":"2024-11-05","capabilities":{"tools":{}},"serverInfo":{"name":"scripted-legacy","version":"1"}}),
-        ),
-        "ping" => reply(json!({})),
-        "tools/list" => reply(json!({"tools":[{"name":"echo","inputSchema":{"type":"object"}}]})),
-        "tools/call" => {
-            let p = &msg["params"];
-            let args = &p["arguments"];
-            match p["name"].as_str().unwrap_or("") {
-                "echo" => reply(json!({"content":[{"type":"text","text":args["text"]}]})),
-                "progress" => {
-                    let token = p["_meta"]["progressToken"].clone();
-                    let steps = args["steps"].as_u64().unwrap_or(3);
-                    for i in 1..=steps {
-                        thread::sleep(Duration::from_millis(
-                            args["interval_ms"].as_u64().unwrap_or(100),
-                        ));
-                        push(
-                            state,
-                            sid,
-                            json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":token,"progress":i,"total":steps}}),
-                        );
-                    }
-                    reply(json!({"content":[{"type":"text","text":"done"}]}));
-                }
-                "notify" => {
-                    push(
-                        state,
-                        sid,
-                        json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hello from the backend"}}),
-                    );
-                    reply(json!({"content":[]}));
-                }
-                "sample" => {
-                    let (tx, rx) = mpsc::channel();
-                    state.lock().unwrap().answers.insert(sid.to_owned(), tx);
-                    push(
-                        state,
-                        sid,
-                        json!({"jsonrpc":"2.0","id":"srv-1","method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}),
-                    );
-                    let answer = rx
-                        .recv_timeout(Duration::from_secs(10))
-                        .unwrap_or(Value::Null);
-                    reply(
-                        json!({"content":[{"type":"text","text":answer["result"]["content"]["text"]}]}),
-                    );
-                }
-                "die" => {
-                    if let Some(tx) = state.lock().unwrap().streams.get(sid) {
-                        let _ = tx.send(Push::Close);
-                    }
-                }
-                other => push(
-                    state,
-                    sid,
-                    json!({"jsonrpc":"2.0","id":id,"error":{"code":-32602,"message":format!("unknown tool {other}")}}),
-                ),
-            }
-        }
-        _ => push(
-            state,
-            sid,
-            json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"Method not found"}}),
-        ),
-    }
-}
-
-// -- the client side ------------------------------------------------------------------------
-
-fn proxy(b: &Backend, mode: Mode) -> RunningProxy {
-    let authority = b.addr.to_string();
-    common::proxy_with(b.addr, |s| {
-        s.upstreams[0].transport =
-            UpstreamTransport::Sse(Bridging::new(mode, false, &authority, "/mcp"));
-    })
-}
-
-fn request(method: &str, body: &str, sid: Option<&str>, accept: &str) -> Vec<u8> {
-    let sid = sid
-        .map(|s| format!("Mcp-Session-Id: {s}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "{method} /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Accept: {accept}\r\nMcp-Protocol-Version: 2024-11-05\r\n{sid}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-const BOTH: &str = "application/json, text/event-stream";
-
-/// One exchange on a fresh connection; SSE events with their arrival times.
-struct Got {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-    events: Vec<(Instant, String)>,
-    complete: bool,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
-        })
-    }
-
-    fn last(&self) -> Value {
-        match self.events.last() {
-            Some((_, data)) => serde_json::from_str(data).unwrap(),
-            None => serde_json::from_slice(&self.body).unwrap(),
-        }
-    }
-}
-
-fn exchange(p: &RunningProxy, bytes: &[u8]) -> Got {
-    let mut conn = common::connect(p.local_addr());
-    conn.write_all(bytes).unwrap();
-    read_got(&mut conn, None)
-}
-
-/// Reads one response; with `stop_after`, returns once that many events came.
-fn read_got(conn: &mut TcpStream, stop_after: Option<usize>) -> Got {
-    let limits = http1::Limits::default();
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 16384];
-    let (head, len) = loop {
-        if let Ok(Parsed::Complete { head, len }) = http1::parse_response_head(&buf, &limits) {
-            break (head, len);
-        }
-        let n = conn.read(&mut tmp).unwrap();
-        assert!(
-            n > 0,
-            "no response head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head_text = String::from_utf8_lossy(&buf[..len]).into_owned();
-    let mut rest = buf.split_off(len);
-    let framing = http1::response_framing("POST", &head).unwrap();
-    let mut got = Got {
-        status: head.status,
-        head: head_text,
-        body: Vec::new(),
-        events: Vec::new(),
-        complete: false,
-    };
-    let mut sse = SseParser::new(SseLimits::default());
-    let mut decoder = ChunkedDecoder::new(&limits);
-    loop {
-        let now = Instant::now();
-        match framing {
-            BodyFraming::ContentLength(n) => {
-                got.body.extend_from_slice(&rest);
-                if got.body.len() as u64 >= n {
-                    got.complete = true;
-                    return got;
-                }
-            }
-            BodyFraming::None => {
-                got.complete = true;
-                return got;
-            }
-            _ => {
-                let mut input = &rest[..];
-                while !input.is_empty() {
-                    let d = decoder.decode(input).unwrap();
-                    if let Some(r) = d.data.clone() {
-                        got.body.extend_from_slice(&input[r.clone()]);
-                        sse.feed(&input[r]);
-                    }
-                    input = &input[d.consumed..];
-                    if d.done {
-                        got.complete = true;
-                    }
-                    if d.consumed == 0 {
-                        break;
-                    }
-                }
-                while let Some(item) = sse.poll() {
-                    if let Ok(SseItem::Event(e)) = item {
-                        got.events.push((now, e.data));
-                    }
-                }
-                if got.complete || stop_after.is_some_and(|n| got.events.len() >= n) {
-                    return got;
-                }
-            }
-        }
-        let n = conn.read(&mut tmp).unwrap_or(0);
-        if n == 0 {
-            return got;
-        }
-        rest = tmp[..n].to_vec();
-    }
-}
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}}"#;
-
-fn initialize(p: &RunningProxy) -> String {
-    let got = exchange(p, &request("POST", INIT, None, BOTH));
-    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
-    assert_eq!(
-        got.last()["result"]["serverInfo"]["name"],
-        "scripted-legacy"
-    );
-    let sid = got.header("mcp-session-id").expect("a session id");
-    assert_eq!(sid.len(), 32);
-    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    assert_eq!(
-        exchange(p, &request("POST", note, Some(&sid), BOTH)).status,
-        202
-    );
-    sid
-}
-
-fn wait_for(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
 
 // -- tests --------------------------------------------------------------------------------------
 
@@ -760,5 +325,184 @@ fn auto_passes_a_streamable_backend_through() {
     assert!(String::from_utf8_lossy(&probe.body).contains("sluice-probe"));
     let forwarded = up.requests.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(String::from_utf8_lossy(&forwarded.body).contains(r#""id":7"#));
+    p.shutdown();
+}
+
+#[test]
+fn shutdown_closes_bridge_sessions_and_their_backend_streams() {
+    let b = backend(Opts::default());
+    let p = proxy_tuned(&b, Mode::Session, |_, s| {
+        s.shutdown_grace = Duration::from_millis(200);
+    });
+    let sid = initialize(&p);
+    let idle_sid = initialize(&p);
+    assert_ne!(sid, idle_sid);
+    let mut get = common::connect(p.local_addr());
+    get.write_all(&request("GET", "", Some(&sid), "text/event-stream"))
+        .unwrap();
+    // The GET stream is attached once the notify's message arrives on it.
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"notify","arguments":{}}}"#;
+    exchange(&p, &request("POST", call, Some(&sid), BOTH));
+    let g = read_got(&mut get, Some(1));
+    assert_eq!(g.status, 200);
+    assert_eq!(b.ended.load(Ordering::SeqCst), 0);
+    p.shutdown();
+    wait_for("both backend streams to close", || {
+        b.ended.load(Ordering::SeqCst) == 2
+    });
+    // The GET stream ended cleanly (last chunk), not cut.
+    let mut rest = Vec::new();
+    let _ = get.read_to_end(&mut rest);
+    assert!(
+        rest.ends_with(b"0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[test]
+fn past_the_session_cap_initialize_gets_503_with_its_id() {
+    let b = backend(Opts::default());
+    let p = proxy_tuned(&b, Mode::Session, |bridging, _| bridging.max_sessions = 2);
+    let first = initialize(&p);
+    initialize(&p);
+    let init = INIT.replace(r#""id":0"#, r#""id":"third""#);
+    let got = exchange(&p, &request("POST", &init, None, BOTH));
+    assert_eq!(got.status, 503);
+    assert_eq!(
+        got.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let v = got.last();
+    assert_eq!(v["id"], "third");
+    assert_eq!(v["error"]["code"], -32603);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("2 legacy backend sessions"), "{msg}");
+    assert_eq!(
+        b.opened.load(Ordering::SeqCst),
+        2,
+        "no third backend stream"
+    );
+    // Ending a session frees its slot.
+    let del = exchange(&p, &request("DELETE", "", Some(&first), BOTH));
+    assert_eq!(del.status, 200);
+    wait_for("a free slot", || {
+        exchange(&p, &request("POST", INIT, None, BOTH)).status == 200
+    });
+    p.shutdown();
+}
+
+#[test]
+fn per_request_mode_counts_requests_in_flight_against_the_cap() {
+    let b = backend(Opts::default());
+    let p = proxy_tuned(&b, Mode::PerRequest, |bridging, _| {
+        bridging.max_sessions = 1
+    });
+    let addr = p.local_addr();
+    let slow = thread::spawn(move || {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"progress","arguments":{"steps":3,"interval_ms":200}}}"#;
+        let mut c = common::connect(addr);
+        c.write_all(&request("POST", call, None, BOTH)).unwrap();
+        read_got(&mut c, None)
+    });
+    wait_for("the first backend stream", || {
+        b.opened.load(Ordering::SeqCst) == 1
+    });
+    let got = exchange(
+        &p,
+        &request(
+            "POST",
+            r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+            None,
+            BOTH,
+        ),
+    );
+    assert_eq!(got.status, 503);
+    assert_eq!(got.last()["id"], 2);
+    assert_eq!(slow.join().unwrap().last()["id"], 1);
+    p.shutdown();
+}
+
+#[test]
+fn an_idle_session_expires_and_closes_its_backend_stream() {
+    let b = backend(Opts::default());
+    let p = proxy_tuned(&b, Mode::Session, |bridging, _| {
+        bridging.config.timeouts.session_idle = Some(Duration::from_millis(300));
+    });
+    let sid = initialize(&p);
+    wait_for("the idle session's backend stream to close", || {
+        b.ended.load(Ordering::SeqCst) == 1
+    });
+    let after = exchange(
+        &p,
+        &request(
+            "POST",
+            r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+            Some(&sid),
+            BOTH,
+        ),
+    );
+    assert_eq!(after.status, 404, "an expired session is unknown");
+    p.shutdown();
+}
+
+#[test]
+fn an_endpoint_on_another_origin_is_refused_unless_configured() {
+    let b = backend_with(Opts::default(), true);
+    let p = proxy(&b, Mode::Session);
+    let got = exchange(&p, &request("POST", INIT, None, BOTH));
+    assert_eq!(got.status, 502);
+    let v = got.last();
+    assert_eq!(v["id"], 0);
+    assert_eq!(v["error"]["code"], -32000);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("on another origin") && msg.contains("/messages?sessionId="),
+        "{msg}"
+    );
+    assert!(b.posted.lock().unwrap().is_empty(), "nothing was POSTed");
+    p.shutdown();
+
+    let p = proxy_tuned(&b, Mode::Session, |bridging, _| {
+        bridging.config.allow_other_origin = true
+    });
+    let sid = initialize(&p);
+    let got = exchange(
+        &p,
+        &request(
+            "POST",
+            r#"{"jsonrpc":"2.0","id":"x","method":"tools/list"}"#,
+            Some(&sid),
+            BOTH,
+        ),
+    );
+    assert_eq!(got.last()["result"]["tools"][0]["name"], "echo");
+    p.shutdown();
+}
+
+#[test]
+fn every_failure_names_what_happened_with_the_clients_exact_id() {
+    // A backend that is not there: the stream cannot be opened.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = gone.local_addr().unwrap();
+    drop(gone);
+    let authority = addr.to_string();
+    let p = common::proxy_with(addr, |s| {
+        s.upstreams[0].transport =
+            UpstreamTransport::Sse(Bridging::new(Mode::Session, false, &authority, "/mcp"));
+    });
+    let init = INIT.replace(r#""id":0"#, r#""id":12345678901234567890"#);
+    let got = exchange(&p, &request("POST", &init, None, BOTH));
+    assert_eq!(got.status, 502);
+    assert!(
+        String::from_utf8_lossy(&got.body).contains(r#""id":12345678901234567890"#),
+        "the id keeps its text: {}",
+        String::from_utf8_lossy(&got.body)
+    );
+    let msg = got.last()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("SSE stream failed while opening the SSE stream"),
+        "{msg}"
+    );
     p.shutdown();
 }

@@ -29,7 +29,10 @@ ROOT = HERE.parent.parent
 FIXTURE = json.loads((HERE / "servers" / "tools.json").read_text())
 
 CHECKS = ["initialize", "tools_list", "tools_call", "progress", "is_error", "jsonrpc_error",
-          "ping", "get_stream", "bearer", "resume", "delete"]
+          "ping", "get_stream", "bearer", "resume", "delete", "resources", "prompts", "sampling",
+          "elicitation", "roots"]
+# Checks in which the server sends a request to the client (over the POST or GET stream).
+SERVER_REQUESTS = ("sampling", "elicitation", "roots")
 # Unusual but legal token68 characters: a proxy must not touch them.
 TOKEN = "Bearer sluice.Interop-token_0123~+/=="
 CONCURRENT_SESSIONS = 50
@@ -58,6 +61,13 @@ def fixture_profile(**over) -> dict:
         "notify": {"name": "notify"},
         "whoami": {"name": "whoami"},
         "unknown_session_status": 404,
+        "resources": {"uri": FIXTURE["resources"][0]["uri"], "text_contains": FIXTURE["resources"][0]["text"],
+                      "template": FIXTURE["resource_templates"][0]["uriTemplate"],
+                      "template_uri": "sluice://fixture/items/42", "template_text": "item 42"},
+        "prompts": {"name": "greet", "args": {"name": "sluice"}, "text_contains": "Hello, sluice!"},
+        "sampling": {"name": "sample", "args": {"prompt": "2+2?"}},
+        "elicitation": {"name": "elicit"},
+        "roots": {"name": "roots"},
     }
     p.update(over)
     return p
@@ -89,12 +99,14 @@ def servers(env_dir: Path) -> list[Server]:
     py_profile = fixture_profile()
     py_profile["progress"] = {**py_profile["progress"], "resume_gap_ok": True}
     no_session = "stateless server: no session, no GET stream, no resumption, no DELETE"
+    no_back_channel = "stateless JSON answers: no channel for a server request to reach the client"
     return [
         Server("ts-sessions", ["node", str(HERE / "servers" / "ts_server.cjs"), "--mode", "sessions"],
                fixture_profile()),
         Server("ts-stateless", ["node", str(HERE / "servers" / "ts_server.cjs"), "--mode", "stateless"],
                fixture_profile(progress={**fixture_profile()["progress"], "streams": False}, notify=None),
-               {"get_stream": no_session, "resume": no_session, "delete": no_session}),
+               {"get_stream": no_session, "resume": no_session, "delete": no_session,
+                **{k: no_back_channel for k in SERVER_REQUESTS}}),
         Server("everything",
                ["node", str(node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"),
                 "streamableHttp"],
@@ -132,6 +144,17 @@ def everything_profile() -> dict:
                    "whoami": None,
                    # MCP-NOTES: it answers 400 (not 404) for an unknown session.
                    "unknown_session_status": 400,
+                   "resources": {"uri": "demo://resource/static/document/features.md",
+                                 "text_contains": "# Everything Server - Features",
+                                 "template": "demo://resource/dynamic/text/{resourceId}",
+                                 "template_uri": "demo://resource/dynamic/text/3",
+                                 "template_text": "Resource 3: This is a plaintext resource"},
+                   "prompts": {"name": "args-prompt", "args": {"city": "Lyon"},
+                               "text_contains": "What's weather in Lyon?"},
+                   # Registered only for clients that declare the capability.
+                   "sampling": {"name": "trigger-sampling-request", "args": {"prompt": "2+2?", "maxTokens": 20}},
+                   "elicitation": {"name": "trigger-elicitation-request"},
+                   "roots": {"name": "get-roots-list"},
                }
 
 
@@ -182,11 +205,13 @@ def clients(env_dir: Path) -> list[ClientSpec]:
     ]
 
 
-def plan(client: ClientSpec, server: Server) -> tuple[list[str], dict[str, str]]:
+def plan(client: ClientSpec, server: Server, only_checks=None) -> tuple[list[str], dict[str, str]]:
     """Which checks this pair runs, and why the others are skipped."""
     run, skip = [], {}
     modern = client.mode == "2026-07-28" or (client.mode == "auto" and server.modern)
     for check in CHECKS:
+        if only_checks and check not in only_checks:
+            continue
         if client.mode == "2026-07-28" and not server.modern:
             skip[check] = "server speaks only the handshake era"
         elif check in server.unsupported:
@@ -195,6 +220,8 @@ def plan(client: ClientSpec, server: Server) -> tuple[list[str], dict[str, str]]
             skip[check] = "raw-HTTP check, run once per server by the legacy clients"
         elif modern and check in ("ping", "get_stream"):
             skip[check] = "2026-07-28 has no ping and no GET stream"
+        elif modern and check in SERVER_REQUESTS:
+            skip[check] = "2026-07-28 has no server-to-client requests outside a request's input-required round"
         else:
             run.append(check)
     return run, skip
@@ -387,8 +414,8 @@ def result(client, server, check, status, detail, ms=0):
     return {"client": client, "server": server, "check": check, "status": status, "detail": detail, "ms": ms}
 
 
-def run_pair(c: ClientSpec, s: Server, url: str, env: dict) -> list[dict]:
-    checks, skip = plan(c, s)
+def run_pair(c: ClientSpec, s: Server, url: str, env: dict, only_checks=None) -> list[dict]:
+    checks, skip = plan(c, s, only_checks)
     out = [result(c.name, s.name, k, "skip", why) for k, why in skip.items()]
     if not checks:
         return out
@@ -470,7 +497,7 @@ def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> l
 
 
 def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_clients, jobs: int,
-             legacy: str = "with") -> list[dict]:
+             legacy: str = "with", only_checks=None) -> list[dict]:
     env = dict(os.environ)
     env["NODE_PATH"] = str(env_dir / "node_modules")
     env["PYTHONPATH"] = str(HERE / "servers")
@@ -500,12 +527,13 @@ def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_cl
                 results.append(result("-", s.name, "start", "fail", str(e)))
         pairs = [(c, s, url) for s, url in started for c in all_clients]
         with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
-            futs = [ex.submit(run_pair, c, s, url, env) for c, s, url in pairs]
-            if not only_clients or "inspector-cli" in only_clients:
+            futs = [ex.submit(run_pair, c, s, url, env, only_checks) for c, s, url in pairs]
+            if (not only_clients or "inspector-cli" in only_clients) and not only_checks:
                 futs += [ex.submit(run_inspector, env_dir, s, url, env) for s, url in started]
             for f in futs:
                 results += f.result()
-        if started and (not only_clients or "concurrency" in only_clients):
+        if started and (not only_clients or "concurrency" in only_clients) and (
+                not only_checks or "concurrency" in only_checks):
             results += run_concurrency(str(env_dir / "venv-mcp2" / "bin" / "python"), started, env)
         for r in procs:
             if r.proc.poll() is not None:
@@ -558,6 +586,8 @@ def main() -> int:
     ap.add_argument("--server", action="append", help="only this server (repeatable)")
     ap.add_argument("--client", action="append",
                     help="only this client (repeatable; also inspector-cli, concurrency)")
+    ap.add_argument("--check", action="append",
+                    help="only this check (repeatable; also concurrency); for quick runs")
     ap.add_argument("--jobs", type=int, default=4, help="client x server pairs run at once")
     lg = ap.add_mutually_exclusive_group()
     lg.add_argument("--legacy", action="store_const", dest="legacy", const="only",
@@ -581,7 +611,8 @@ def main() -> int:
     results: list[dict] = []
     try:
         for mode in modes:
-            results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs, a.legacy or "with")
+            results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs, a.legacy or "with",
+                                a.check)
     finally:
         kill_all()
     for mode in modes:

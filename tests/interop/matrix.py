@@ -22,7 +22,8 @@ INTEROP = ROOT / "tests" / "interop"
 
 # Column order; a check a row never ran is left blank.
 CHECKS = ["initialize", "tools_list", "tools_call", "progress", "is_error", "jsonrpc_error", "ping",
-          "get_stream", "bearer", "resume", "delete", "concurrency"]
+          "get_stream", "bearer", "resume", "delete", "resources", "prompts", "sampling", "elicitation",
+          "roots", "concurrency"]
 MARK = {"pass": "✓", "fail": "✗", "skip": "–"}
 
 

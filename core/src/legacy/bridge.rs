@@ -16,6 +16,20 @@ use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, RawId, codes};
 use crate::sse::SseEvent;
 
+/// What a [`Bridge`] holds, against its [`BridgeLimits`](super::BridgeLimits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffered {
+    /// Messages waiting for their POST (`max_queued_posts`).
+    pub queued_posts: usize,
+    /// Client requests awaiting answers (`max_pending`).
+    pub pending: usize,
+    /// Server messages held for the GET stream
+    /// (`max_queued_server_messages`).
+    pub queued_server_messages: usize,
+    /// Their bytes (`max_queued_server_bytes`).
+    pub queued_server_bytes: usize,
+}
+
 /// A message waiting for its turn to be POSTed (one POST at a time per
 /// session keeps the client's order, which the legacy transport has).
 struct Post {
@@ -195,13 +209,25 @@ impl Bridge {
         self.clients.len()
     }
 
+    /// What the bridge holds right now (for metrics and tests): each is
+    /// bounded by its limit in [`BridgeLimits`](super::BridgeLimits).
+    pub fn buffered(&self) -> Buffered {
+        Buffered {
+            queued_posts: self.posts.len(),
+            pending: self.pending.len(),
+            queued_server_messages: self.server_queue.len(),
+            queued_server_bytes: self.server_queue_bytes,
+        }
+    }
+
     /// A client request for this session arrived on stream `stream`
     /// (a fresh id per request). Its answer goes out as `ToClient` outputs
     /// for `stream`, ended by `EndClient`.
     pub fn attach(&mut self, stream: StreamId, req: ClientRequest, now: Instant) {
         self.last_activity = now;
         if self.phase == Phase::Closed {
-            self.reply(stream, client::unknown_session());
+            let bytes = client::unknown_session(&req, &self.config.limits.json);
+            self.reply(stream, bytes);
             return;
         }
         match (self.mode, req.method.as_str()) {
@@ -341,7 +367,7 @@ impl Bridge {
     /// stream gets an error, the backend stream closes.
     pub fn close(&mut self) {
         if self.phase != Phase::Closed {
-            self.fail_session(BridgeError::SessionExpired);
+            self.fail_session(BridgeError::ShuttingDown);
         }
     }
 
@@ -556,6 +582,11 @@ impl Bridge {
     }
 
     fn own_post(&mut self, body: Vec<u8>, front: bool) {
+        if !front && self.posts.len() >= self.config.limits.max_queued_posts {
+            // A backend flooding server requests: the queue stays bounded.
+            self.dropped += 1;
+            return;
+        }
         let fwd = self
             .base
             .as_ref()

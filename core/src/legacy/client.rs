@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::Mode;
+use super::error::BridgeError;
 use crate::http1::{self, BodyFraming, HeadScanner, Header, Parsed};
 use crate::inject::{self, Accepts};
 use crate::jsonrpc::{self, Classified, Kind, codes};
@@ -197,9 +198,39 @@ pub fn dispatch(req: &ClientRequest, mode: Mode, json: &jsonrpc::Limits) -> Disp
 }
 
 /// The answer for a session id nobody knows (expired, deleted, or its
-/// backend went away): 404, so the client starts a new session.
-pub fn unknown_session() -> Vec<u8> {
-    reply_error(404, codes::INVALID_REQUEST, "unknown or expired session")
+/// backend went away): 404, so the client starts a new session. A request
+/// gets a JSON-RPC error with its own id.
+pub fn unknown_session(req: &ClientRequest, json: &jsonrpc::Limits) -> Vec<u8> {
+    let msg = jsonrpc::error_message(
+        request_id(req, json).as_ref().map(|i| i.as_bytes()),
+        codes::INVALID_REQUEST,
+        "sluice bridge: unknown or expired session",
+        None,
+    );
+    Writer { session: None }.json(404, &msg)
+}
+
+/// The answer for a request that would need a new backend session the
+/// caller cannot open (`e`: [`BridgeError::TooManySessions`] or
+/// [`BridgeError::ShuttingDown`]): `e.status()` (503) with a JSON-RPC error
+/// carrying the request's own id (`null` for anything but a request), so
+/// SDK clients fail that call with a readable message.
+pub fn refuse_new_session(req: &ClientRequest, e: &BridgeError, json: &jsonrpc::Limits) -> Vec<u8> {
+    let msg = jsonrpc::error_message(
+        request_id(req, json).as_ref().map(|i| i.as_bytes()),
+        e.code(),
+        &format!("sluice bridge: {e}"),
+        None,
+    );
+    Writer { session: None }.json(e.status(), &msg)
+}
+
+/// The id of `req` when it is one JSON-RPC request.
+fn request_id(req: &ClientRequest, json: &jsonrpc::Limits) -> Option<jsonrpc::RawId> {
+    match jsonrpc::classify(&req.body, json) {
+        Ok(Classified::Single(m)) if m.kind == Kind::Request => m.raw_id(),
+        _ => None,
+    }
 }
 
 fn method_not_allowed(mode: Mode) -> Vec<u8> {

@@ -133,6 +133,14 @@ pub enum BridgeError {
     SessionDeleted,
     /// The session was closed after being idle.
     SessionExpired,
+    /// The proxy is shutting down and closed the session.
+    ShuttingDown,
+    /// The route already serves as many backend sessions as it may; no new
+    /// one was opened.
+    TooManySessions {
+        /// The configured limit.
+        limit: usize,
+    },
 }
 
 impl BridgeError {
@@ -142,9 +150,9 @@ impl BridgeError {
             BridgeError::EndpointTimeout { .. } | BridgeError::InitializeTimeout { .. } => {
                 BACKEND_TIMEOUT
             }
-            BridgeError::QueueFull { .. } | BridgeError::TooManyPending { .. } => {
-                codes::INTERNAL_ERROR
-            }
+            BridgeError::QueueFull { .. }
+            | BridgeError::TooManyPending { .. }
+            | BridgeError::TooManySessions { .. } => codes::INTERNAL_ERROR,
             _ => BACKEND_FAILED,
         }
     }
@@ -154,7 +162,10 @@ impl BridgeError {
     pub fn status(&self) -> u16 {
         match self {
             BridgeError::EndpointTimeout { .. } | BridgeError::InitializeTimeout { .. } => 504,
-            BridgeError::QueueFull { .. } | BridgeError::TooManyPending { .. } => 503,
+            BridgeError::QueueFull { .. }
+            | BridgeError::TooManyPending { .. }
+            | BridgeError::TooManySessions { .. }
+            | BridgeError::ShuttingDown => 503,
             BridgeError::BackendSessionGone
             | BridgeError::SessionDeleted
             | BridgeError::SessionExpired => 404,
@@ -170,6 +181,7 @@ impl BridgeError {
                 | BridgeError::PostFailed { .. }
                 | BridgeError::QueueFull { .. }
                 | BridgeError::TooManyPending { .. }
+                | BridgeError::TooManySessions { .. }
                 | BridgeError::InitializeRefused { .. }
                 | BridgeError::InitializeTimeout { .. }
         )
@@ -246,6 +258,14 @@ impl fmt::Display for BridgeError {
             ),
             BridgeError::SessionDeleted => f.write_str("the session was deleted by the client"),
             BridgeError::SessionExpired => f.write_str("the session expired after being idle"),
+            BridgeError::ShuttingDown => {
+                f.write_str("sluice is shutting down and closed the legacy backend session")
+            }
+            BridgeError::TooManySessions { limit } => write!(
+                f,
+                "this route already has {limit} legacy backend sessions open (its limit); \
+                 try again once one ends"
+            ),
         }
     }
 }

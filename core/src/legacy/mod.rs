@@ -85,9 +85,10 @@ use crate::jsonrpc;
 use crate::sse::SseLimits;
 
 pub use backend::{Answer, AnswerReader, Endpoint, Origin, resolve_endpoint};
-pub use bridge::Bridge;
+pub use bridge::{Bridge, Buffered};
 pub use client::{
-    ClientRequest, Dispatch, Refusal, RequestReader, SESSION_HEADER, dispatch, unknown_session,
+    ClientRequest, Dispatch, Refusal, RequestReader, SESSION_HEADER, dispatch, refuse_new_session,
+    unknown_session,
 };
 pub use error::{BACKEND_FAILED, BACKEND_TIMEOUT, BridgeError, Phase};
 pub use probe::{

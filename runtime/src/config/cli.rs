@@ -8,6 +8,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use super::duration::parse_duration;
 use super::file::{DEFAULT_LISTEN, default_route_name};
 use super::url::parse_listen;
 use super::{
@@ -81,7 +82,7 @@ struct Cli {
         long,
         value_name = "FILE",
         conflicts_with_all = ["upstream", "listen", "path", "allow_host", "allow_origin",
-            "upstream_transport", "ca_file", "hooks"]
+            "upstream_transport", "legacy_max_sessions", "legacy_session_idle", "ca_file", "hooks"]
     )]
     config: Option<PathBuf>,
 
@@ -113,6 +114,19 @@ struct Cli {
         default_value = "streamable"
     )]
     upstream_transport: CliTransport,
+
+    /// With --upstream-transport sse or auto: most legacy backend sessions open at once
+    /// [default: 1024].
+    ///
+    /// Each client session holds one backend SSE stream; past the limit a new session's
+    /// initialize gets 503 with a JSON-RPC error.
+    #[arg(long, value_name = "N")]
+    legacy_max_sessions: Option<String>,
+
+    /// With --upstream-transport sse or auto: close a legacy session after this long without
+    /// a client request or GET stream, e.g. 10m, or "off" [default: 30m].
+    #[arg(long, value_name = "DURATION")]
+    legacy_session_idle: Option<String>,
 
     /// Also trust the CA certificates in this PEM file for https upstreams.
     ///
@@ -185,7 +199,7 @@ enum CliTransport {
 }
 
 /// The top-level arguments (clap ids) that make no sense with `demo`.
-const PROXY_ARGS: [&str; 10] = [
+const PROXY_ARGS: [&str; 12] = [
     "upstream",
     "listen",
     "path",
@@ -193,6 +207,8 @@ const PROXY_ARGS: [&str; 10] = [
     "allow_host",
     "allow_origin",
     "upstream_transport",
+    "legacy_max_sessions",
+    "legacy_session_idle",
     "ca_file",
     "hook",
     "hook_config",
@@ -284,6 +300,39 @@ where
     let mut config = Config::with_route(listen, path, upstream);
     config.routes[0].name = name;
     config.routes[0].transport = transport;
+    let legacy_flags = [
+        ("--legacy-max-sessions", &cli.legacy_max_sessions),
+        ("--legacy-session-idle", &cli.legacy_session_idle),
+    ];
+    for (flag, value) in legacy_flags {
+        if value.is_some() && transport == Transport::Streamable {
+            return Err(flag_err(
+                flag,
+                "only applies with --upstream-transport sse or auto",
+            ));
+        }
+    }
+    if let Some(n) = &cli.legacy_max_sessions {
+        config.routes[0].legacy.max_sessions = match n.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(flag_err(
+                    "--legacy-max-sessions",
+                    format!("{n:?} is not a whole number above zero"),
+                ));
+            }
+        };
+    }
+    if let Some(d) = &cli.legacy_session_idle {
+        let idle = parse_duration(d).map_err(|p| flag_err("--legacy-session-idle", p))?;
+        if idle == Some(std::time::Duration::ZERO) {
+            return Err(flag_err(
+                "--legacy-session-idle",
+                "must be more than zero (or \"off\")",
+            ));
+        }
+        config.routes[0].legacy.session_idle = idle;
+    }
     if !cli.allow_host.is_empty() {
         config.security.allowed_hosts = cli
             .allow_host

@@ -15,9 +15,9 @@ use toml::de::{DeTable, DeValue};
 use super::duration::{parse_duration, parse_size};
 use super::url::parse_listen;
 use super::{
-    Config, ConfigError, FileKeys, Grants, HookConfig, HookMode, HostRule, LegacyMode, Limits, Log,
-    LogFormat, LogLevel, OnError, OriginRule, Pool, Roots, Route, Security, Timeouts, Tls,
-    Transport, Upstream, check_method_pattern, check_route_path, hook_base_name, unique_names,
+    Config, ConfigError, FileKeys, Grants, HookConfig, HookMode, HostRule, Legacy, LegacyMode,
+    Limits, Log, LogFormat, LogLevel, OnError, OriginRule, Pool, Roots, Route, Security, Timeouts,
+    Tls, Transport, Upstream, check_method_pattern, check_route_path, hook_base_name, unique_names,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -364,6 +364,14 @@ pub(super) fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config>
     })
 }
 
+/// Route keys that only mean something for a legacy upstream.
+const LEGACY_KEYS: [&str; 4] = [
+    "legacy_mode",
+    "legacy_max_sessions",
+    "legacy_session_idle",
+    "legacy_allow_other_origin",
+];
+
 fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
     let tables = root.tables("route")?;
     if tables.is_empty() {
@@ -384,6 +392,9 @@ fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
             "upstream",
             "transport",
             "legacy_mode",
+            "legacy_max_sessions",
+            "legacy_session_idle",
+            "legacy_allow_other_origin",
             "well_known",
         ])?;
         let (url, url_span) = t
@@ -429,15 +440,26 @@ fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
             ],
             LegacyMode::Session,
         )?;
-        if transport == Transport::Streamable
-            && let Some(v) = t.get("legacy_mode")
-        {
-            return Err(t.cx.err(
-                &v.span(),
-                &t.key("legacy_mode"),
-                "only applies to transport = \"sse\" or \"auto\"",
-            ));
+        if transport == Transport::Streamable {
+            for key in LEGACY_KEYS {
+                if let Some(v) = t.get(key) {
+                    return Err(t.cx.err(
+                        &v.span(),
+                        &t.key(key),
+                        "only applies to transport = \"sse\" or \"auto\"",
+                    ));
+                }
+            }
         }
+        let d = Legacy::default();
+        let legacy = Legacy {
+            max_sessions: t.count("legacy_max_sessions", d.max_sessions, 1)?,
+            session_idle: match t.duration("legacy_session_idle")? {
+                None => d.session_idle,
+                Some((idle, _)) => idle,
+            },
+            allow_other_origin: t.boolean("legacy_allow_other_origin", d.allow_other_origin)?,
+        };
 
         let well_known = t.boolean("well_known", i == 0)?;
         if well_known {
@@ -475,6 +497,7 @@ fn routes(root: &Tbl<'_>) -> Result<Vec<Route>> {
             upstream,
             transport,
             legacy_mode,
+            legacy,
             well_known,
         });
     }

@@ -98,6 +98,9 @@ pub struct Route {
     /// (only with [`Transport::Sse`] or [`Transport::Auto`]). Default
     /// [`LegacyMode::Session`].
     pub legacy_mode: LegacyMode,
+    /// The legacy bridge's session limit, idle expiry and endpoint origin
+    /// rule (only with [`Transport::Sse`] or [`Transport::Auto`]).
+    pub legacy: Legacy,
     /// Whether `/.well-known/*` requests go to this upstream's origin,
     /// path unchanged (OAuth protected-resource and authorization-server
     /// metadata must be reachable through the proxy). Default true for the
@@ -116,6 +119,33 @@ pub enum Transport {
     /// 400/404/405 GET and expect `endpoint`), remember the answer, then
     /// pass through or bridge.
     Auto,
+}
+
+/// Settings of a route's legacy HTTP+SSE bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Legacy {
+    /// Most backend SSE sessions open at once on the route (session mode:
+    /// client sessions; per-request mode: requests in flight). Past it a
+    /// new one is refused with 503 and a JSON-RPC error. Default 1024.
+    pub max_sessions: usize,
+    /// Session mode: a session with no client request or GET stream
+    /// attached for this long is closed (its backend stream too). `None`:
+    /// never. Default 30 minutes.
+    pub session_idle: Option<Duration>,
+    /// Accept an `endpoint` event naming another origin than the SSE
+    /// stream's (and POST there). Default false: such a backend session
+    /// fails with a JSON-RPC error naming the endpoint.
+    pub allow_other_origin: bool,
+}
+
+impl Default for Legacy {
+    fn default() -> Self {
+        Legacy {
+            max_sessions: 1024,
+            session_idle: Some(Duration::from_secs(30 * 60)),
+            allow_other_origin: false,
+        }
+    }
 }
 
 /// How the legacy bridge maps backend HTTP+SSE sessions to clients.
@@ -541,6 +571,7 @@ impl Config {
                 upstream,
                 transport: Transport::Streamable,
                 legacy_mode: LegacyMode::Session,
+                legacy: Legacy::default(),
                 well_known: true,
             }],
             limits: Limits::default(),

@@ -60,6 +60,9 @@ pub struct Bridging {
     pub probe_timeout: Duration,
     /// Connecting to the backend (TCP and TLS).
     pub connect_timeout: Duration,
+    /// Most bridges (backend SSE sessions) running at once on the route;
+    /// past it a new client session (or, per-request, a request) gets 503.
+    pub max_sessions: usize,
 }
 
 impl Bridging {
@@ -75,9 +78,13 @@ impl Bridging {
             target: target.to_owned(),
             probe_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
+
+/// Default of [`Bridging::max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 1024;
 
 /// Size of each direction of a pipe.
 const PIPE_BYTES: usize = 256 * 1024;
@@ -92,7 +99,24 @@ pub struct RouteBridge {
     settings: Bridging,
     config: Arc<BridgeConfig>,
     direct: Arc<Direct>,
-    sessions: Mutex<HashMap<String, smol::channel::Sender<session::Msg>>>,
+    live: Mutex<Live>,
+}
+
+/// The bridges of a route that are running, each by its inbox.
+#[derive(Default)]
+struct Live {
+    sessions: HashMap<String, smol::channel::Sender<session::Msg>>,
+    per_request: HashMap<StreamId, smol::channel::Sender<session::Msg>>,
+    /// Shutting down: no new bridge starts.
+    closing: bool,
+}
+
+/// Which running bridge a session task is, to forget it when it ends.
+pub(super) enum Key {
+    /// Session mode, by its `Mcp-Session-Id`.
+    Session(String),
+    /// Per-request mode, by its client stream.
+    PerRequest(StreamId),
 }
 
 impl RouteBridge {
@@ -103,7 +127,7 @@ impl RouteBridge {
             config: Arc::new(settings.config.clone()),
             settings,
             direct,
-            sessions: Mutex::new(HashMap::new()),
+            live: Mutex::new(Live::default()),
         })
     }
 
@@ -119,13 +143,66 @@ impl RouteBridge {
 
     /// Live sessions (session mode).
     pub fn session_count(&self) -> usize {
-        self.lock().len()
+        self.lock().sessions.len()
     }
 
-    fn lock(
+    /// Running bridges of either mode, each holding a backend SSE stream
+    /// (or about to open one).
+    pub fn live_count(&self) -> usize {
+        let live = self.lock();
+        live.sessions.len() + live.per_request.len()
+    }
+
+    /// Shutting down: every running bridge closes its backend stream and
+    /// answers its clients with an error; no new one starts. Returns how
+    /// many were told to close; [`live_count`](Self::live_count) drops to
+    /// zero as they finish.
+    pub fn close_all(&self) -> usize {
+        let mut live = self.lock();
+        live.closing = true;
+        let inboxes = live.sessions.values().chain(live.per_request.values());
+        let mut n = 0;
+        for tx in inboxes {
+            // Unbounded: never full; closed means that task is already ending.
+            if tx.try_send(session::Msg::Close).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a new bridge, unless the route is at its limit or closing.
+    fn register(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, smol::channel::Sender<session::Msg>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        key: &Key,
+        tx: &smol::channel::Sender<session::Msg>,
+    ) -> Result<(), legacy::BridgeError> {
+        let mut live = self.lock();
+        if live.closing {
+            return Err(legacy::BridgeError::ShuttingDown);
+        }
+        let limit = self.settings.max_sessions;
+        if live.sessions.len() + live.per_request.len() >= limit {
+            return Err(legacy::BridgeError::TooManySessions { limit });
+        }
+        match key {
+            Key::Session(id) => live.sessions.insert(id.clone(), tx.clone()),
+            Key::PerRequest(stream) => live.per_request.insert(*stream, tx.clone()),
+        };
+        Ok(())
+    }
+
+    /// A bridge ended.
+    fn forget(&self, key: &Key) {
+        let mut live = self.lock();
+        match key {
+            Key::Session(id) => live.sessions.remove(id),
+            Key::PerRequest(stream) => live.per_request.remove(stream),
+        };
     }
 
     /// Reads one request from the pipe and hands it to the session that
@@ -157,13 +234,18 @@ impl RouteBridge {
             legacy::Dispatch::NewSession => {
                 let id = mint_session_id();
                 let (tx, rx) = smol::channel::unbounded();
-                self.lock().insert(id.clone(), tx.clone());
-                let bridge =
-                    legacy::Bridge::new(self.config.clone(), Mode::Session, Some(id.clone()), now);
+                let key = Key::Session(id.clone());
+                if let Err(e) = self.register(&key, &tx) {
+                    tracing::warn!(route = self.route, error = %e, "legacy session refused");
+                    let _ = to
+                        .write_all(&legacy::refuse_new_session(&req, &e, &limits.json))
+                        .await;
+                    return;
+                }
+                let bridge = legacy::Bridge::new(self.config.clone(), Mode::Session, Some(id), now);
                 let this = self.clone();
                 let tx2 = tx.clone();
-                smol::spawn(async move { session::run(this, bridge, rx, tx2, Some(id)).await })
-                    .detach();
+                smol::spawn(async move { session::run(this, bridge, rx, tx2, key).await }).detach();
                 let _ = tx
                     .send(session::Msg::Attach {
                         stream,
@@ -174,9 +256,11 @@ impl RouteBridge {
                 watch_until_gone(from, &tx, stream).await;
             }
             legacy::Dispatch::Session(id) => {
-                let tx = self.lock().get(&id).cloned();
+                let tx = self.lock().sessions.get(&id).cloned();
                 let Some(tx) = tx else {
-                    let _ = to.write_all(&legacy::unknown_session()).await;
+                    let _ = to
+                        .write_all(&legacy::unknown_session(&req, &limits.json))
+                        .await;
                     return;
                 };
                 if let Err(e) = tx
@@ -188,8 +272,12 @@ impl RouteBridge {
                     .await
                 {
                     // The session ended between the lookup and now.
-                    if let session::Msg::Attach { mut writer, .. } = e.into_inner() {
-                        let _ = writer.write_all(&legacy::unknown_session()).await;
+                    if let session::Msg::Attach {
+                        mut writer, req, ..
+                    } = e.into_inner()
+                    {
+                        let bytes = legacy::unknown_session(&req, &limits.json);
+                        let _ = writer.write_all(&bytes).await;
                     }
                     return;
                 }
@@ -197,6 +285,14 @@ impl RouteBridge {
             }
             legacy::Dispatch::PerRequest => {
                 let (tx, rx) = smol::channel::unbounded();
+                let key = Key::PerRequest(stream);
+                if let Err(e) = self.register(&key, &tx) {
+                    tracing::warn!(route = self.route, error = %e, "legacy request refused");
+                    let _ = to
+                        .write_all(&legacy::refuse_new_session(&req, &e, &limits.json))
+                        .await;
+                    return;
+                }
                 let bridge = legacy::Bridge::new(self.config.clone(), Mode::PerRequest, None, now);
                 let _ = tx
                     .send(session::Msg::Attach {
@@ -210,7 +306,7 @@ impl RouteBridge {
                     future::pending::<()>().await
                 };
                 future::or(
-                    session::run(self.clone(), bridge, rx, tx.clone(), None),
+                    session::run(self.clone(), bridge, rx, tx.clone(), key),
                     watch,
                 )
                 .await;

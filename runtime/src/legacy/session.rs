@@ -12,7 +12,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{self, Answer, AnswerReader, Bridge, Origin, Output, PostId, StreamId};
 use smol::channel::{Receiver, Sender};
 
-use super::{READ_CHUNK, RouteBridge, read_answer};
+use super::{Key, READ_CHUNK, RouteBridge, read_answer};
 use crate::proxy::upstream::{Direct, UpConn};
 
 /// How long one POST to the backend may take, connect included.
@@ -30,6 +30,8 @@ pub(super) enum Msg {
     Gone(StreamId),
     /// A POST finished.
     PostDone(PostId, Result<Answer, String>),
+    /// The proxy is shutting down: close the session now.
+    Close,
 }
 
 enum Event {
@@ -44,7 +46,7 @@ pub(super) async fn run(
     mut bridge: Bridge,
     inbox: Receiver<Msg>,
     tx: Sender<Msg>,
-    session: Option<String>,
+    key: Key,
 ) {
     let mut writers: HashMap<StreamId, piper::Writer> = HashMap::new();
     let mut backend: Option<UpConn> = None;
@@ -85,16 +87,14 @@ pub(super) async fn run(
                 }
                 Output::CloseStream => backend = None,
                 Output::Closed { error } => {
-                    if let Some(id) = &session {
-                        route.lock().remove(id);
-                    }
+                    route.forget(&key);
                     match error {
                         Some(e) => {
                             tracing::info!(route = route.route, error = %e, "legacy session ended")
                         }
                         None => tracing::debug!(route = route.route, "legacy session ended"),
                     }
-                    refuse_latecomers(&inbox).await;
+                    refuse_latecomers(&inbox, &route.config.limits.json).await;
                     return;
                 }
             }
@@ -141,6 +141,7 @@ pub(super) async fn run(
                 bridge.client_gone(stream, now);
             }
             Event::Inbox(Some(Msg::PostDone(id, result))) => bridge.post_done(id, result, now),
+            Event::Inbox(Some(Msg::Close)) => bridge.close(),
             // Cannot happen while this task holds a sender; close anyway.
             Event::Inbox(None) => bridge.close(),
             Event::Timer => bridge.handle_timeout(now),
@@ -149,11 +150,14 @@ pub(super) async fn run(
 }
 
 /// Requests that reached the inbox after the session closed get 404.
-async fn refuse_latecomers(inbox: &Receiver<Msg>) {
+async fn refuse_latecomers(inbox: &Receiver<Msg>, json: &sluice_core::jsonrpc::Limits) {
     inbox.close();
     while let Ok(msg) = inbox.try_recv() {
-        if let Msg::Attach { mut writer, .. } = msg {
-            let _ = writer.write_all(&legacy::unknown_session()).await;
+        if let Msg::Attach {
+            mut writer, req, ..
+        } = msg
+        {
+            let _ = writer.write_all(&legacy::unknown_session(&req, json)).await;
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct ProxySettings {
     pub hooks: Option<Arc<crate::hooks::HookHost>>,
 }
 
+/// How long shutdown waits for closed legacy bridges to finish.
+const BRIDGE_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 pub(crate) struct ShutdownListener(Receiver<()>);
 
 impl ShutdownListener {
@@ -131,6 +134,19 @@ impl RunningProxy {
             std::thread::sleep(Duration::from_millis(10));
         }
         let left = shared.active.load(Ordering::Acquire);
+        // Legacy bridges run outside the workers (a session outlives its
+        // client connections): close them, so their backend SSE streams end
+        // and their clients get an error, before the workers stop.
+        if shared.upstreams.close_bridges() > 0 {
+            let until = Instant::now() + BRIDGE_CLOSE_WAIT;
+            while shared.upstreams.bridges_live() > 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Let the exchanges write the bridges' last words to their clients.
+            while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         shared.stop_workers();
         for t in self.threads {
             let _ = t.join();

@@ -176,6 +176,24 @@ impl Upstreams {
         }
     }
 
+    /// Shutting down: closes every running legacy bridge (their backend SSE
+    /// streams included) and refuses new ones. Returns how many were running.
+    pub fn close_bridges(&self) -> usize {
+        self.bridges().map(|b| b.close_all()).sum()
+    }
+
+    /// Legacy bridges still running, across routes.
+    pub fn bridges_live(&self) -> usize {
+        self.bridges().map(|b| b.live_count()).sum()
+    }
+
+    fn bridges(&self) -> impl Iterator<Item = &Arc<RouteBridge>> {
+        self.kinds.iter().filter_map(|k| match k {
+            RouteKind::Bridge(b) | RouteKind::Auto(b, _) => Some(b),
+            RouteKind::Direct => None,
+        })
+    }
+
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,
     /// else a new one; for a legacy upstream, a virtual connection to its
     /// bridge. Returns whether it was reused.

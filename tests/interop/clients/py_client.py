@@ -22,12 +22,17 @@ import warnings
 from contextlib import asynccontextmanager
 
 import httpx2
+import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 LEGACY_VERSION = "2025-11-25"
+# What this client answers to server requests (the checks look for these).
+SAMPLED = "sampled by py-sdk"
+ELICITED_NAME = "sluice-user"
+ROOT = "file:///sluice/interop"
 
 # The checks use deprecated-but-legal features (ping, logging) on purpose, and
 # the SDK's "tool not listed yet" notes are expected: keep stderr for real trouble.
@@ -54,7 +59,9 @@ class Driver:
         self.logs: list = []
 
     @asynccontextmanager
-    async def connect(self, *, logs: list | None = None, token: str | None = None):
+    async def connect(self, *, logs: list | None = None, token: str | None = None,
+                      server_requests: list | None = None):
+        """`server_requests`: answer sampling, elicitation and roots, noting each method here."""
         headers = {"Authorization": token} if token else None
         http = create_mcp_http_client(headers=headers)
         sink = self.logs if logs is None else logs
@@ -62,10 +69,30 @@ class Driver:
         async def on_log(params) -> None:
             sink.append((time.monotonic(), params.data))
 
+        extra = {}
+        if server_requests is not None:
+            seen = server_requests
+
+            async def on_sampling(ctx, params):
+                seen.append("sampling/createMessage")
+                return types.CreateMessageResult(role="assistant", model="interop-model",
+                                                 content=types.TextContent(type="text", text=SAMPLED))
+
+            async def on_elicit(ctx, params):
+                seen.append("elicitation/create")
+                return types.ElicitResult(action="accept", content={"name": ELICITED_NAME})
+
+            async def on_roots(ctx):
+                seen.append("roots/list")
+                return types.ListRootsResult(roots=[types.Root(uri=ROOT, name="interop")])
+
+            extra = {"sampling_callback": on_sampling, "elicitation_callback": on_elicit,
+                     "list_roots_callback": on_roots}
+
         async with http:
             transport = streamable_http_client(self.url, http_client=http)
             async with Client(transport, mode=self.mode, cache=None, logging_callback=on_log,
-                              read_timeout_seconds=20) as client:
+                              read_timeout_seconds=20, **extra) as client:
                 yield client
 
     # -- checks -------------------------------------------------------------
@@ -143,6 +170,58 @@ class Driver:
                 need(e.code == spec["code"], f"code {e.code} != {spec['code']} ({e.message})")
                 return f"error {e.code}: {e.message}"
             raise CheckFailed(f"no JSON-RPC error; result {r!r}"[:300])
+
+    async def check_resources(self):
+        spec = self.p["resources"]
+        async with self.connect() as c:
+            listed = await c.list_resources()
+            uris = [str(r.uri) for r in listed.resources]
+            need(spec["uri"] in uris, f"resources/list lacks {spec['uri']}: {uris}")
+            read = await c.read_resource(spec["uri"])
+            text = " ".join(getattr(x, "text", "") for x in read.contents)
+            need(spec["text_contains"] in text, f"resources/read {spec['uri']}: {text[:200]!r}")
+            done = ["list", "read"]
+            if spec.get("template"):
+                t = await c.list_resource_templates()
+                templates = [r.uri_template for r in t.resource_templates]
+                need(spec["template"] in templates, f"resources/templates/list lacks {spec['template']}: {templates}")
+                read = await c.read_resource(spec["template_uri"])
+                got = " ".join(getattr(x, "text", "") for x in read.contents)
+                need(spec["template_text"] in got, f"resources/read {spec['template_uri']}: {got[:200]!r}")
+                done += ["templates/list", "read of a templated URI"]
+            return f"resources/{', '.join(done)}: ok"
+
+    async def check_prompts(self):
+        spec = self.p["prompts"]
+        async with self.connect() as c:
+            listed = await c.list_prompts()
+            names = [p.name for p in listed.prompts]
+            need(spec["name"] in names, f"prompts/list lacks {spec['name']}: {names}")
+            got = await c.get_prompt(spec["name"], spec["args"])
+            text = " ".join(getattr(m.content, "text", "") for m in got.messages)
+            need(spec["text_contains"] in text, f"prompts/get: {text!r}")
+            return f"prompts/list ({len(names)}), prompts/get {spec['name']}: {text!r}"
+
+    async def check_sampling(self):
+        return await self._server_request("sampling", "sampling/createMessage", SAMPLED)
+
+    async def check_elicitation(self):
+        return await self._server_request("elicitation", "elicitation/create", ELICITED_NAME)
+
+    async def check_roots(self):
+        return await self._server_request("roots", "roots/list", ROOT)
+
+    async def _server_request(self, key: str, method: str, want: str):
+        """A tool sends `method` to this client; its answer must come back in the result."""
+        spec = self.p[key]
+        seen: list = []
+        async with self.connect(server_requests=seen) as c:
+            r = await c.call_tool(spec["name"], spec.get("args", {}))
+            need(not r.is_error, f"isError {r.content}")
+            need(method in seen, f"the client never got {method} (got {seen})")
+            text = " ".join(getattr(b, "text", "") for b in r.content)
+            need(want in text, f"the result lacks the client's answer {want!r}: {text[:200]!r}")
+            return f"{method} answered by the client, tool result carries it"
 
     async def check_ping(self):
         async with self.connect() as c:

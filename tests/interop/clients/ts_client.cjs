@@ -10,7 +10,13 @@
 
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
-const { LoggingMessageNotificationSchema, McpError } = require("@modelcontextprotocol/sdk/types.js");
+const {
+  LoggingMessageNotificationSchema,
+  McpError,
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+} = require("@modelcontextprotocol/sdk/types.js");
 
 const LEGACY_VERSION = "2025-11-25";
 const cfg = JSON.parse(process.argv[2]);
@@ -31,8 +37,29 @@ function sortKeys(v) {
   return v;
 }
 
-async function connect({ token, logs } = {}) {
-  const client = new Client({ name: "sluice-interop-ts", version: "1.0.0" }, { capabilities: {} });
+// What this client answers to server requests (the checks look for these).
+const SAMPLED = "sampled by ts-sdk";
+const ELICITED_NAME = "sluice-user";
+const ROOT = "file:///sluice/interop";
+
+async function connect({ token, logs, serverRequests, seen } = {}) {
+  const capabilities = serverRequests ? { sampling: {}, elicitation: {}, roots: { listChanged: false } } : {};
+  const client = new Client({ name: "sluice-interop-ts", version: "1.0.0" }, { capabilities });
+  if (serverRequests) {
+    const note = (m) => seen && seen.push(m);
+    client.setRequestHandler(CreateMessageRequestSchema, async () => {
+      note("sampling/createMessage");
+      return { role: "assistant", content: { type: "text", text: SAMPLED }, model: "interop-model" };
+    });
+    client.setRequestHandler(ElicitRequestSchema, async () => {
+      note("elicitation/create");
+      return { action: "accept", content: { name: ELICITED_NAME } };
+    });
+    client.setRequestHandler(ListRootsRequestSchema, async () => {
+      note("roots/list");
+      return { roots: [{ uri: ROOT, name: "interop" }] };
+    });
+  }
   if (logs) {
     client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params.data));
   }
@@ -145,6 +172,46 @@ const checks = {
       throw new CheckFailed(`no JSON-RPC error; result ${JSON.stringify(r).slice(0, 300)}`);
     });
   },
+
+  async resources() {
+    const spec = P.resources;
+    return withClient({}, async (client) => {
+      const listed = await client.listResources();
+      const uris = listed.resources.map((r) => r.uri);
+      need(uris.includes(spec.uri), `resources/list lacks ${spec.uri}: ${uris}`);
+      const read = await client.readResource({ uri: spec.uri });
+      const text = read.contents.map((c) => c.text || "").join(" ");
+      need(text.includes(spec.text_contains), `resources/read ${spec.uri}: ${JSON.stringify(text.slice(0, 200))}`);
+      const done = ["list", "read"];
+      if (spec.template) {
+        const t = await client.listResourceTemplates();
+        const templates = t.resourceTemplates.map((r) => r.uriTemplate);
+        need(templates.includes(spec.template), `resources/templates/list lacks ${spec.template}: ${templates}`);
+        const r = await client.readResource({ uri: spec.template_uri });
+        const got = r.contents.map((c) => c.text || "").join(" ");
+        need(got.includes(spec.template_text), `resources/read ${spec.template_uri}: ${JSON.stringify(got.slice(0, 200))}`);
+        done.push("templates/list", "read of a templated URI");
+      }
+      return `resources/${done.join(", ")}: ok`;
+    });
+  },
+
+  async prompts() {
+    const spec = P.prompts;
+    return withClient({}, async (client) => {
+      const listed = await client.listPrompts();
+      const names = listed.prompts.map((p) => p.name);
+      need(names.includes(spec.name), `prompts/list lacks ${spec.name}: ${names}`);
+      const got = await client.getPrompt({ name: spec.name, arguments: spec.args });
+      const text = got.messages.map((m) => (m.content && m.content.text) || "").join(" ");
+      need(text.includes(spec.text_contains), `prompts/get: ${JSON.stringify(text)}`);
+      return `prompts/list (${names.length}), prompts/get ${spec.name}: ${JSON.stringify(text)}`;
+    });
+  },
+
+  sampling: () => serverRequest("sampling", "sampling/createMessage", SAMPLED),
+  elicitation: () => serverRequest("elicitation", "elicitation/create", ELICITED_NAME),
+  roots: () => serverRequest("roots", "roots/list", ROOT),
 
   async ping() {
     return withClient({}, async (client) => {
@@ -261,6 +328,21 @@ const checks = {
     }
   },
 };
+
+// A tool that sends the server request `method` to this client, whose
+// answer (containing `want`) must come back in the tool's result.
+async function serverRequest(key, method, want) {
+  const spec = P[key];
+  const seen = [];
+  return withClient({ serverRequests: true, seen }, async (client) => {
+    const r = await client.callTool({ name: spec.name, arguments: spec.args || {} });
+    need(!r.isError, `isError ${JSON.stringify(r.content)}`);
+    need(seen.includes(method), `the client never got ${method} (got ${seen})`);
+    const text = (r.content || []).map((b) => b.text || "").join(" ");
+    need(text.includes(want), `the result lacks the client's answer ${JSON.stringify(want)}: ${JSON.stringify(text.slice(0, 200))}`);
+    return `${method} answered by the client, tool result carries it`;
+  });
+}
 
 async function listAll(client) {
   let cursor;

@@ -18,6 +18,25 @@ FIXTURE = json.loads((Path(__file__).parent / "tools.json").read_text())
 TOOLS = FIXTURE["tools"]
 PAGE_SIZE = FIXTURE["page_size"]
 ERROR_CODE = FIXTURE["error_code"]
+RESOURCES = FIXTURE["resources"]
+RESOURCE_TEMPLATES = FIXTURE["resource_templates"]
+PROMPTS = FIXTURE["prompts"]
+ELICIT_SCHEMA = FIXTURE["elicit_schema"]
+ITEM_PREFIX = "sluice://fixture/items/"
+
+
+def read_resource_text(uri: str) -> tuple[str, str] | None:
+    """(mimeType, text) of a fixture resource, static or templated; None if unknown."""
+    for r in RESOURCES:
+        if r["uri"] == uri:
+            return r["mimeType"], r["text"]
+    if uri.startswith(ITEM_PREFIX) and "/" not in uri[len(ITEM_PREFIX):]:
+        return "text/plain", f"item {uri[len(ITEM_PREFIX):]}"
+    return None
+
+
+def greeting(name: str) -> str:
+    return f"Hello, {name}!"
 
 
 def page(cursor: str | None) -> tuple[list[dict], str | None]:

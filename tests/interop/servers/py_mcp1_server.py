@@ -14,7 +14,20 @@ from __future__ import annotations
 from typing import TypedDict
 
 import anyio
-from _fixture import ERROR_CODE, TOOLS, MemoryEventStore, page, port_arg, serve
+from _fixture import (
+    ELICIT_SCHEMA,
+    ERROR_CODE,
+    PROMPTS,
+    RESOURCE_TEMPLATES,
+    RESOURCES,
+    TOOLS,
+    MemoryEventStore,
+    greeting,
+    page,
+    port_arg,
+    read_resource_text,
+    serve,
+)
 from mcp import types
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.shared.exceptions import McpError
@@ -74,6 +87,54 @@ async def notify(ctx: Context, tag: str = "") -> str:
 def whoami(ctx: Context) -> Who:
     request = ctx.request_context.request
     return {"authorization": request.headers.get("authorization") if request is not None else None}
+
+
+@mcp.tool(description="Ask the client to sample (sampling/createMessage) and return its text")
+async def sample(ctx: Context, prompt: str) -> str:
+    r = await ctx.session.create_message(
+        [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=prompt))],
+        max_tokens=20,
+        related_request_id=ctx.request_id,
+    )
+    return f"sampled: {r.content.text}"
+
+
+@mcp.tool(description="Ask the client for a name (elicitation/create) and return its answer")
+async def elicit(ctx: Context) -> str:
+    r = await ctx.session.elicit_form("Your name?", ELICIT_SCHEMA, related_request_id=ctx.request_id)
+    return f"elicited: {r.action} {(r.content or {}).get('name')}"
+
+
+@mcp.tool(description="Ask the client for its roots (roots/list) and return their URIs")
+async def roots(ctx: Context) -> str:
+    r = await ctx.session.list_roots()
+    return "roots: " + " ".join(str(x.uri) for x in r.roots)
+
+
+_README = RESOURCES[0]
+
+
+@mcp.resource(_README["uri"], name=_README["name"], description=_README["description"], mime_type=_README["mimeType"])
+def readme() -> str:
+    return _README["text"]
+
+
+_ITEM = RESOURCE_TEMPLATES[0]
+
+
+@mcp.resource(_ITEM["uriTemplate"], name=_ITEM["name"], description=_ITEM["description"], mime_type=_ITEM["mimeType"])
+def item(id: str) -> str:
+    found = read_resource_text(f"sluice://fixture/items/{id}")
+    assert found is not None
+    return found[1]
+
+
+_GREET = PROMPTS[0]
+
+
+@mcp.prompt(name=_GREET["name"], description=_GREET["description"])
+def greet(name: str) -> str:
+    return greeting(name)
 
 
 for _i in range(1, 6):

@@ -11,7 +11,20 @@ from __future__ import annotations
 
 import anyio
 import mcp_types as types
-from _fixture import ERROR_CODE, TOOLS, MemoryEventStore, page, port_arg, serve
+from _fixture import (
+    ELICIT_SCHEMA,
+    ERROR_CODE,
+    PROMPTS,
+    RESOURCE_TEMPLATES,
+    RESOURCES,
+    TOOLS,
+    MemoryEventStore,
+    greeting,
+    page,
+    port_arg,
+    read_resource_text,
+    serve,
+)
 from mcp.server import Server
 from mcp.shared.exceptions import MCPError
 
@@ -61,6 +74,19 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
         await ctx.session.send_log_message("info", f"notify:{a.get('tag', '')}")
         await ctx.session.send_tool_list_changed()
         return types.CallToolResult(content=_text("sent"))
+    if name == "sample":
+        r = await ctx.session.create_message(
+            [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=a["prompt"]))],
+            max_tokens=20,
+            related_request_id=ctx.request_id,
+        )
+        return types.CallToolResult(content=_text(f"sampled: {r.content.text}"))
+    if name == "elicit":
+        r = await ctx.session.elicit_form("Your name?", ELICIT_SCHEMA, related_request_id=ctx.request_id)
+        return types.CallToolResult(content=_text(f"elicited: {r.action} {(r.content or {}).get('name')}"))
+    if name == "roots":
+        r = await ctx.session.list_roots()
+        return types.CallToolResult(content=_text("roots: " + " ".join(str(x.uri) for x in r.roots)))
     if name == "whoami":
         headers = getattr(ctx.request, "headers", None)
         value = headers.get("authorization") if headers is not None else None
@@ -70,8 +96,52 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
     raise MCPError(types.INVALID_PARAMS, f"unknown tool {name}")
 
 
+async def list_resources(ctx, params) -> types.ListResourcesResult:
+    listed = [{k: v for k, v in r.items() if k != "text"} for r in RESOURCES]
+    return types.ListResourcesResult.model_validate({"resources": listed})
+
+
+async def list_resource_templates(ctx, params) -> types.ListResourceTemplatesResult:
+    return types.ListResourceTemplatesResult.model_validate({"resourceTemplates": RESOURCE_TEMPLATES})
+
+
+async def read_resource(ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    uri = str(params.uri)
+    found = read_resource_text(uri)
+    if found is None:
+        raise MCPError(-32002, f"resource not found: {uri}")
+    mime, text = found
+    return types.ReadResourceResult.model_validate({"contents": [{"uri": uri, "mimeType": mime, "text": text}]})
+
+
+async def list_prompts(ctx, params) -> types.ListPromptsResult:
+    return types.ListPromptsResult.model_validate({"prompts": PROMPTS})
+
+
+async def get_prompt(ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    if params.name != "greet":
+        raise MCPError(types.INVALID_PARAMS, f"unknown prompt {params.name}")
+    name = (params.arguments or {}).get("name")
+    if not name:
+        raise MCPError(types.INVALID_PARAMS, "argument name is required")
+    return types.GetPromptResult.model_validate(
+        {"description": "A greeting", "messages": [{"role": "user", "content": {"type": "text", "text": greeting(name)}}]}
+    )
+
+
+HANDLERS = {
+    "on_list_tools": list_tools,
+    "on_call_tool": call_tool,
+    "on_list_resources": list_resources,
+    "on_list_resource_templates": list_resource_templates,
+    "on_read_resource": read_resource,
+    "on_list_prompts": list_prompts,
+    "on_get_prompt": get_prompt,
+}
+
+
 def main() -> None:
-    server = Server("sluice-interop-py2", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
+    server = Server("sluice-interop-py2", version="1.0.0", **HANDLERS)
     app = server.streamable_http_app(event_store=MemoryEventStore())
     serve(app, port_arg())
 

@@ -14,14 +14,14 @@ from _fixture import port_arg
 from _legacy import serve_sse
 from mcp.server import Server
 from mcp.server.sse import SseServerTransport
-from py_mcp2_server import call_tool, list_tools
+from py_mcp2_server import HANDLERS
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 
 def main() -> None:
-    server = Server("sluice-interop-py2-sse", version="1.0.0", on_list_tools=list_tools, on_call_tool=call_tool)
+    server = Server("sluice-interop-py2-sse", version="1.0.0", **HANDLERS)
     sse = SseServerTransport("/messages/")
 
     async def handle_sse(request):

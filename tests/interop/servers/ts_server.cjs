@@ -17,6 +17,14 @@ const { StreamableHTTPServerTransport } = require("@modelcontextprotocol/sdk/ser
 const {
   ListToolsRequestSchema,
   CallToolRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ReadResourceRequestSchema,
+  ListPromptsRequestSchema,
+  GetPromptRequestSchema,
+  CreateMessageResultSchema,
+  ElicitResultSchema,
+  ListRootsResultSchema,
   McpError,
 } = require("@modelcontextprotocol/sdk/types.js");
 
@@ -30,6 +38,8 @@ const PORT = Number(opt("--port", "0"));
 // The tool set all our fixture servers share.
 const FIXTURE = require("./tools.json");
 const TOOLS = FIXTURE.tools;
+const RESOURCES = FIXTURE.resources;
+const ITEM = /^sluice:\/\/fixture\/items\/([^/]+)$/;
 const PAGE_SIZE = FIXTURE.page_size;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -38,8 +48,32 @@ const text = (t) => [{ type: "text", text: t }];
 function makeServer() {
   const server = new Server(
     { name: "sluice-interop-ts", version: "1.0.0" },
-    { capabilities: { tools: { listChanged: true }, logging: {} } },
+    { capabilities: { tools: { listChanged: true }, logging: {}, resources: {}, prompts: {} } },
   );
+  server.setRequestHandler(ListResourcesRequestSchema, async () => ({
+    resources: RESOURCES.map(({ text: _text, ...r }) => r),
+  }));
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
+    resourceTemplates: FIXTURE.resource_templates,
+  }));
+  server.setRequestHandler(ReadResourceRequestSchema, async (req) => {
+    const uri = req.params.uri;
+    const r = RESOURCES.find((x) => x.uri === uri);
+    if (r) return { contents: [{ uri, mimeType: r.mimeType, text: r.text }] };
+    const m = ITEM.exec(uri);
+    if (m) return { contents: [{ uri, mimeType: "text/plain", text: `item ${decodeURIComponent(m[1])}` }] };
+    throw new McpError(-32002, `resource not found: ${uri}`);
+  });
+  server.setRequestHandler(ListPromptsRequestSchema, async () => ({ prompts: FIXTURE.prompts }));
+  server.setRequestHandler(GetPromptRequestSchema, async (req) => {
+    if (req.params.name !== "greet") throw new McpError(-32602, `unknown prompt ${req.params.name}`);
+    const name = (req.params.arguments || {}).name;
+    if (!name) throw new McpError(-32602, "argument name is required");
+    return {
+      description: "A greeting",
+      messages: [{ role: "user", content: { type: "text", text: `Hello, ${name}!` } }],
+    };
+  });
   server.setRequestHandler(ListToolsRequestSchema, async (req) => {
     const start = req.params && req.params.cursor ? Number(req.params.cursor) : 0;
     if (!Number.isInteger(start) || start < 0 || start >= TOOLS.length) {
@@ -82,6 +116,27 @@ function makeServer() {
         await server.sendLoggingMessage({ level: "info", data: `notify:${a.tag || ""}` }, extra.sessionId);
         await server.sendToolListChanged();
         return { content: text("sent") };
+      case "sample": {
+        const r = await extra.sendRequest(
+          {
+            method: "sampling/createMessage",
+            params: { messages: [{ role: "user", content: { type: "text", text: a.prompt } }], maxTokens: 20 },
+          },
+          CreateMessageResultSchema,
+        );
+        return { content: text(`sampled: ${r.content.text}`) };
+      }
+      case "elicit": {
+        const r = await extra.sendRequest(
+          { method: "elicitation/create", params: { message: "Your name?", requestedSchema: FIXTURE.elicit_schema } },
+          ElicitResultSchema,
+        );
+        return { content: text(`elicited: ${r.action} ${(r.content || {}).name}`) };
+      }
+      case "roots": {
+        const r = await extra.sendRequest({ method: "roots/list" }, ListRootsResultSchema);
+        return { content: text(`roots: ${r.roots.map((x) => x.uri).join(" ")}`) };
+      }
       case "whoami": {
         const h = extra.requestInfo && extra.requestInfo.headers ? extra.requestInfo.headers.authorization : undefined;
         const v = h === undefined ? null : String(h);
