@@ -2,7 +2,7 @@
 # Build the C audit logger into a sluice hook component.
 #
 #   ./build.sh   ->  $SLUICE_HOOK_OUT/c_audit_log.wasm
-#                    (default <repo>/target/hook-examples)
+#                    (default <this directory>/dist)
 #
 # Steps: wit-bindgen 0.63 generates the C bindings for wit/; clang (wasm32-wasi,
 # reactor) builds a core module; wrap/ (a tiny Rust tool over wit-component)
@@ -17,8 +17,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-out=${SLUICE_HOOK_OUT:-$repo/target/hook-examples}
+out=${SLUICE_HOOK_OUT:-$here/dist}
+# wit/ is a link to sluice's wit/ in the repository; a copy made with
+# `cp -rL` holds the files themselves.
+wit="$here/wit"
+[ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 wasm="$out/c_audit_log.wasm"
 gen="$out/c-audit-log.gen"
@@ -31,7 +34,7 @@ command -v flock >/dev/null && flock 9
 hash() { cat "$@" | sha256sum | cut -c1-16; }
 
 stamp=$(hash "$here/audit.c" "$here/build.sh" "$here/wrap/Cargo.toml" "$here/wrap/Cargo.lock" \
-  "$here/wrap/src/main.rs" "$repo"/wit/*.wit)
+  "$here/wrap/src/main.rs" "$wit"/*.wit)
 if [ -f "$wasm" ] && [ "$(cat "$wasm.stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "build.sh: $wasm is up to date" >&2
   exit 0
@@ -81,15 +84,15 @@ fi
 
 t0=$SECONDS
 rm -rf "$gen" && mkdir -p "$gen"
-"$wit_bindgen" c "$repo/wit" --world hook --out-dir "$gen" >&2
+"$wit_bindgen" c "$wit" --world hook --out-dir "$gen" >&2
 "${cc[@]}" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror -Wl,--strip-debug \
   -I "$gen" -o "$gen/core.wasm" "$gen/hook.c" "$here/audit.c" "$gen/hook_component_type.o"
 
 # The wrapper runs on the build machine: keep the guest's flags away from it.
 env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARGET \
-  CARGO_TARGET_DIR="$repo/target/hook-tools" \
+  CARGO_TARGET_DIR="$cache/hook-tools" \
   cargo build -q --release --locked --manifest-path "$here/wrap/Cargo.toml" >&2
-"$repo/target/hook-tools/release/sluice-hook-wrap" "$gen/core.wasm" "$wasm.tmp"
+"$cache/hook-tools/release/sluice-hook-wrap" "$gen/core.wasm" "$wasm.tmp"
 mv "$wasm.tmp" "$wasm"
 echo "$stamp" > "$wasm.stamp"
 echo "build.sh: built $wasm ($(wc -c < "$wasm") bytes, $((SECONDS - t0)) s)" >&2

@@ -5,7 +5,7 @@
 #   ./build.sh starlingmonkey   StarlingMonkey backend (componentize-js)
 #   ./build.sh all              both
 #
-# Outputs go to $SLUICE_HOOK_OUT (default <repo>/target/hook-examples):
+# Outputs go to $SLUICE_HOOK_OUT (default <this directory>/dist):
 #   js_tools_rewriter.wasm      (QuickJS)
 #   js_tools_rewriter_sm.wasm   (StarlingMonkey)
 # The pinned npm toolchain (package-lock.json) is installed once into
@@ -15,8 +15,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-out=${SLUICE_HOOK_OUT:-$repo/target/hook-examples}
+out=${SLUICE_HOOK_OUT:-$here/dist}
+# wit/ is a link to sluice's wit/ in the repository; a copy made with
+# `cp -rL` holds the files themselves.
+wit="$here/wit"
+[ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 what=${1:-quickjs}
 mkdir -p "$out" "$cache"
@@ -52,7 +55,7 @@ toolchain() {
 
 build() { # backend output
   local backend=$1 wasm="$out/$2" stamp
-  stamp=$(hash "$here/tools-rewriter.js" "$here/package-lock.json" "$here/build.sh" "$repo"/wit/*.wit)-$backend
+  stamp=$(hash "$here/tools-rewriter.js" "$here/package-lock.json" "$here/build.sh" "$wit"/*.wit)-$backend
   if [ -f "$wasm" ] && [ "$(cat "$wasm.stamp" 2>/dev/null)" = "$stamp" ]; then
     echo "build.sh: $wasm is up to date" >&2
     return
@@ -63,13 +66,13 @@ build() { # backend output
     quickjs)
       # --backend-qjs-disable-async: no component-model-async in the host;
       # --backend-qjs-stub-wasi: no WASI imports at all.
-      "$bin/jco" componentize "$here/tools-rewriter.js" -w "$repo/wit" -n hook \
+      "$bin/jco" componentize "$here/tools-rewriter.js" -w "$wit" -n hook \
         --backend quickjs --backend-qjs-disable-async --backend-qjs-stub-wasi \
         -o "$wasm.tmp" >&2 ;;
     starlingmonkey)
       # Without http/fetch-event it would import wasi:http, which sluice
       # does not provide; the others are denied by the host anyway.
-      "$bin/componentize-js" "$here/tools-rewriter.js" --wit "$repo/wit" -n hook \
+      "$bin/componentize-js" "$here/tools-rewriter.js" --wit "$wit" -n hook \
         -d stdio random clocks http fetch-event -o "$wasm.tmp" >&2 ;;
   esac
   mv "$wasm.tmp" "$wasm"

@@ -2,7 +2,7 @@
 # Build the Python argument validator into a sluice hook component.
 #
 #   ./build.sh   ->  $SLUICE_HOOK_OUT/python_arg_validator.wasm
-#                    (default <repo>/target/hook-examples)
+#                    (default <this directory>/dist)
 # componentize-py (pinned in requirements.txt) is installed once into a venv
 # under $SLUICE_TOOLCHAIN_CACHE (default ~/.cache/sluice/toolchains), keyed by
 # the requirements file's hash. A build whose inputs did not change is skipped.
@@ -10,8 +10,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-out=${SLUICE_HOOK_OUT:-$repo/target/hook-examples}
+out=${SLUICE_HOOK_OUT:-$here/dist}
+# wit/ is a link to sluice's wit/ in the repository; a copy made with
+# `cp -rL` holds the files themselves.
+wit="$here/wit"
+[ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 wasm="$out/python_arg_validator.wasm"
 mkdir -p "$out" "$cache"
@@ -21,7 +24,7 @@ command -v flock >/dev/null && flock 9
 
 hash() { cat "$@" | sha256sum | cut -c1-16; }
 
-stamp=$(hash "$here/app.py" "$here/requirements.txt" "$here/build.sh" "$repo"/wit/*.wit)
+stamp=$(hash "$here/app.py" "$here/requirements.txt" "$here/build.sh" "$wit"/*.wit)
 if [ -f "$wasm" ] && [ "$(cat "$wasm.stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "build.sh: $wasm is up to date" >&2
   exit 0
@@ -47,7 +50,7 @@ t0=$SECONDS
 # --stub-wasi: CPython's WASI imports become stubs inside the component, so
 # it imports only sluice:hook/host (the hook needs no clock, files or
 # randomness; Python's `random` would replay a seed fixed at build time).
-"$venv/bin/componentize-py" -d "$repo/wit" -w hook componentize --stub-wasi -p "$here" app \
+"$venv/bin/componentize-py" -d "$wit" -w hook componentize --stub-wasi -p "$here" app \
   -o "$wasm.tmp" >&2
 mv "$wasm.tmp" "$wasm"
 echo "$stamp" > "$wasm.stamp"

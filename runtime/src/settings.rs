@@ -136,6 +136,7 @@ pub fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
                 random: h.grants.random,
                 stdio: h.grants.stdio,
             },
+            headers: h.headers.clone(),
         })
         .collect()
 }

@@ -63,6 +63,7 @@ fn cli_equals_file_form() {
     std::fs::write(&ca, b"").unwrap();
     std::fs::write(&hook, b"\0asm").unwrap();
     let hook_config = format!("{}={{\"deny\":[\"rm\"]}}", hook.display());
+    let hook_headers = format!("{}=Authorization, x-tenant", hook.display());
     let c = proxy(&[
         "--upstream",
         "https://MCP.example.com:8443/v1/mcp?tenant=a",
@@ -84,6 +85,8 @@ fn cli_equals_file_form() {
         hook.to_str().unwrap(),
         "--hook-config",
         &hook_config,
+        "--hook-headers",
+        &hook_headers,
         "--log-level",
         "debug",
         "--log-format",
@@ -105,6 +108,7 @@ format = "json"
 [[hook]]
 path = {hook:?}
 config = '{{"deny":["rm"]}}'
+headers = ["authorization", "X-Tenant"]
 "#
     );
     assert_eq!(c, file(&toml));
@@ -113,6 +117,7 @@ config = '{{"deny":["rm"]}}'
     assert_eq!(c.tls.roots, Roots::Webpki);
     assert_eq!(c.hooks[0].name, "g");
     assert_eq!(c.hooks[0].config, r#"{"deny":["rm"]}"#);
+    assert_eq!(c.hooks[0].headers, ["authorization", "x-tenant"]);
     assert_eq!(
         c.resolve("/mcp/x?y=1").unwrap().target,
         "/v1/mcp/x?tenant=a&y=1"
@@ -155,6 +160,7 @@ fn config_excludes_proxy_flags() {
         &["--ca-file", "x.pem"],
         &["--hook", "x.wasm"],
         &["--hook-config", "x.wasm=1"],
+        &["--hook-headers", "x.wasm=a"],
     ] {
         let mut args = vec!["--config", "s.toml"];
         args.extend_from_slice(extra);
@@ -252,6 +258,56 @@ fn every_flag_error_names_its_flag() {
                 "a.wasm=2",
             ],
             "--hook-config: is given twice for \"a.wasm\"",
+        ),
+        (
+            &["--upstream", "http://a/", "--hook-headers", "x.wasm=a"],
+            "--hook-headers: \"x.wasm=a\" does not start with FILE= for any --hook FILE (hooks: none)",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--hook",
+                "a.wasm",
+                "--hook-headers",
+                "a.wasm=x-a,",
+            ],
+            "--hook-headers: a header name cannot be empty",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--hook",
+                "a.wasm",
+                "--hook-headers",
+                "a.wasm=x-a,X-A",
+            ],
+            "--hook-headers: \"X-A\" is listed twice",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--hook",
+                "a.wasm",
+                "--hook-headers",
+                "a.wasm=x:y",
+            ],
+            "--hook-headers: \"x:y\" is not a header name (':' is not allowed)",
+        ),
+        (
+            &[
+                "--upstream",
+                "http://a/",
+                "--hook",
+                "a.wasm",
+                "--hook-headers",
+                "a.wasm=x",
+                "--hook-headers",
+                "a.wasm=y",
+            ],
+            "--hook-headers: is given twice for \"a.wasm\"",
         ),
     ];
     for (args, want) in cases {

@@ -132,9 +132,11 @@ fn full_example_parses() {
     assert_eq!(guard.max_memory, 16 << 20);
     assert_eq!(guard.mode, HookMode::Fresh);
     assert_eq!(guard.grants, Grants::default());
+    assert_eq!(guard.headers, ["authorization", "x-tenant"]);
 
     let audit = &c.hooks[1];
     assert_eq!(audit.name, "audit");
+    assert!(audit.headers.is_empty());
     assert_eq!(audit.config, r#"{"sink": "stderr"}"#);
     assert_eq!(audit.on_error, OnError::Pass);
     assert_eq!(
@@ -311,7 +313,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\ndeadline_ms = 5\n",
-        "t.toml:5:1: hook[0].deadline_ms: unknown key (expected one of: name, path, config, methods, on_error, deadline, max_memory, mode, pool, recycle_after, grants)",
+        "t.toml:5:1: hook[0].deadline_ms: unknown key (expected one of: name, path, config, methods, on_error, deadline, max_memory, mode, pool, recycle_after, grants, headers)",
     ),
     // listen
     (
@@ -537,6 +539,22 @@ const ERRORS: &[(&str, &str)] = &[
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"a.wasm\"\n[[hook]]\nname = \"a\"\npath = \"b.wasm\"\n[[hook]]\nname = \"a\"\npath = \"c.wasm\"\n",
         "t.toml:9:8: hook[2].name: \"a\" is already the name of hook[1]",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nheaders = [\"x-ok\", \"bad name\"]\n",
+        "t.toml:5:20: hook[0].headers[1]: \"bad name\" is not a header name (' ' is not allowed)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nheaders = [\"*\"]\n",
+        "t.toml:5:12: hook[0].headers[0]: there is no wildcard: list each header a hook may see",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nheaders = [\"X-Tenant\", \"x-tenant\"]\n",
+        "t.toml:5:24: hook[0].headers[1]: \"x-tenant\" is listed twice",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nheaders = [\"\"]\n",
+        "t.toml:5:12: hook[0].headers[0]: a header name cannot be empty",
     ),
 ];
 

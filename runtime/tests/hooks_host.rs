@@ -375,7 +375,12 @@ fn response_phase_sees_request_and_response() {
 
 #[test]
 fn context_reaches_the_guest() {
-    let h = one(&["*"], body::reject_with_context());
+    let mut s = spec(
+        "h",
+        &Guest::new(&["*"], body::reject_with_context()).component(),
+    );
+    s.headers = vec!["X-User".into(), "x-team".into()];
+    let h = host(vec![s]);
     let c = HookContext {
         session_id: Some("\"s-1\"".into()),
         protocol_version: Some("2025-06-18".into()),
@@ -400,6 +405,69 @@ fn context_reaches_the_guest() {
     let h = one(&["*"], body::respond_session_id());
     let r = h.run_request(&c, "tools/call", CALL);
     assert_eq!(r.outcome, ChainOutcome::Respond("\"s-1\"".into()));
+}
+
+#[test]
+fn each_hook_sees_only_the_headers_listed_for_it() {
+    let reflect = |name: &str, headers: &[&str]| {
+        let guest = Guest::new(&["*"], body::reject_with_headers(false))
+            .on_response(body::reject_with_headers(true));
+        let mut s = spec(name, &guest.component());
+        s.headers = headers.iter().map(|h| h.to_string()).collect();
+        s
+    };
+    let c = HookContext {
+        headers: vec![
+            ("authorization".into(), "Bearer t0k".into()),
+            ("cookie".into(), "c=1".into()),
+            ("x-tenant".into(), "acme".into()),
+            ("x-tenant".into(), "beta".into()),
+        ],
+        ..ctx()
+    };
+    let seen = |h: &HookHost| match h.run_request(&c, "tools/call", CALL).outcome {
+        ChainOutcome::Reject { code, message, .. } => (code, message),
+        other => panic!("{other:?}"),
+    };
+    let h = host(vec![reflect("tenant", &["X-TENANT"])]);
+    assert_eq!(seen(&h), (4002, "x-tenant=acme;x-tenant=beta;".into()));
+    assert_eq!(h.header_names(), ["x-tenant"]);
+
+    let h = host(vec![reflect("auth", &["authorization", "x-absent"])]);
+    assert_eq!(seen(&h), (4001, "authorization=Bearer t0k;".into()));
+    let r = h.run_response(&c, "tools/call", CALL, RESULT);
+    assert!(
+        matches!(&r.outcome, ChainOutcome::Reject { code: 4001, message, .. } if message == "authorization=Bearer t0k;"),
+        "the response phase sees the same: {r:?}"
+    );
+
+    let h = host(vec![reflect("none", &[])]);
+    assert_eq!(seen(&h), (4000, String::new()));
+    assert!(h.header_names().is_empty());
+
+    // A chain: the first hook sees its headers and passes, the second its own.
+    let mut first = spec("first", &Guest::new(&["*"], body::cont()).component());
+    first.headers = vec!["cookie".into()];
+    let h = host(vec![first, reflect("second", &["x-tenant"])]);
+    assert_eq!(seen(&h), (4002, "x-tenant=acme;x-tenant=beta;".into()));
+    assert_eq!(h.header_names(), ["cookie", "x-tenant"]);
+}
+
+#[test]
+fn bad_header_names_fail_the_load() {
+    for (name, want) in [
+        ("", "cannot be empty"),
+        ("*", "no wildcard"),
+        ("x tenant", "is not a header name"),
+    ] {
+        let mut s = spec("h", &Guest::new(&["*"], body::cont()).component());
+        s.headers = vec![name.into()];
+        let e = format!(
+            "{:#}",
+            HookHost::load(vec![s], None).err().expect("refused")
+        );
+        assert!(e.contains("hook h") && e.contains(want), "{name:?}: {e}");
+    }
 }
 
 #[test]

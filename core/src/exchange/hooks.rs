@@ -13,45 +13,76 @@ use crate::jsonrpc::{self, Classified, Kind};
 /// Answers "does some hook want this method?".
 type MethodPredicate = dyn Fn(&str) -> bool + Send + Sync;
 
-/// Which JSON-RPC methods some hook wants to see. Only these are parsed.
-#[derive(Clone)]
-pub struct HookFilter(Option<Arc<MethodPredicate>>);
+/// Which JSON-RPC methods some hook wants to see (only these are parsed),
+/// and which client request headers some hook may see.
+#[derive(Clone, Default)]
+pub struct HookFilter {
+    wants: Option<Arc<MethodPredicate>>,
+    /// Lower-case header names; empty: hooks see no headers.
+    headers: Arc<[String]>,
+}
 
 impl HookFilter {
     /// No hooks: nothing is ever parsed for them.
     pub fn none() -> Self {
-        HookFilter(None)
+        HookFilter::default()
     }
 
     /// Hooks on the methods `wants` accepts.
     pub fn new(wants: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
-        HookFilter(Some(Arc::new(wants)))
+        HookFilter {
+            wants: Some(Arc::new(wants)),
+            headers: Arc::from([]),
+        }
+    }
+
+    /// Let hooks see the client's request headers named in `names` (compared
+    /// case-insensitively). Every other header stays hidden from them.
+    pub fn with_headers<S: AsRef<str>>(mut self, names: &[S]) -> Self {
+        let mut lower: Vec<String> = names
+            .iter()
+            .map(|n| n.as_ref().to_ascii_lowercase())
+            .collect();
+        lower.sort();
+        lower.dedup();
+        self.headers = lower.into();
+        self
     }
 
     /// Whether `method` is hooked.
     pub fn wants(&self, method: &str) -> bool {
-        self.0.as_ref().is_some_and(|f| f(method))
+        self.wants.as_ref().is_some_and(|f| f(method))
     }
 
     /// Whether any hook exists at all.
     pub fn is_active(&self) -> bool {
-        self.0.is_some()
+        self.wants.is_some()
     }
-}
 
-impl Default for HookFilter {
-    fn default() -> Self {
-        HookFilter::none()
+    /// The client's headers hooks may see, as (lower-case name, value) in
+    /// arrival order. A value that is not UTF-8 has its bad bytes replaced
+    /// with U+FFFD.
+    pub fn visible_headers(&self, headers: &[Header]) -> Vec<(String, String)> {
+        if self.headers.is_empty() || !self.is_active() {
+            return Vec::new();
+        }
+        headers
+            .iter()
+            .filter_map(|h| {
+                let name = h.name.to_ascii_lowercase();
+                self.headers.binary_search(&name).ok()?;
+                Some((name, String::from_utf8_lossy(&h.value).into_owned()))
+            })
+            .collect()
     }
 }
 
 impl fmt::Debug for HookFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "HookFilter(active)"
-        } else {
-            "HookFilter(none)"
-        })
+        f.debug_struct("HookFilter")
+            .field("active", &self.wants.is_some())
+            .field("headers", &self.headers)
+            .finish()
     }
 }
 
@@ -82,6 +113,9 @@ pub struct HookCall {
     pub protocol_version: Option<String>,
     /// The route the exchange uses.
     pub route: usize,
+    /// The client's request headers the operator lets hooks see, as
+    /// (lower-case name, value) in arrival order (see [`HookFilter::with_headers`]).
+    pub headers: Vec<(String, String)>,
 }
 
 /// The outcome of a hook chain.

@@ -258,7 +258,9 @@ struct RequestHooks {
     next: usize,
     /// (batch element or `None`, replacement message).
     replaced: Vec<(Option<usize>, Vec<u8>)>,
-    /// (request id, the hook's answer) for messages a hook stopped.
+    /// (request id, the hook's answer) for messages a hook stopped. For a
+    /// notification (no id) the answer is the refusal (a JSON-RPC error with
+    /// a null id), or empty when a hook answered it, which consumes it.
     stopped: Vec<(Option<Vec<u8>>, Vec<u8>)>,
 }
 
@@ -613,6 +615,7 @@ impl Exchange {
             session_id: req.and_then(|r| r.session_id.clone()),
             protocol_version: req.and_then(|r| r.protocol_version.clone()),
             route: req.map_or(0, |r| r.route),
+            headers: req.map(|r| r.hook_headers.clone()).unwrap_or_default(),
         }
     }
 
@@ -648,13 +651,13 @@ impl Exchange {
                         message,
                         data,
                     } => {
-                        // A notification gets no answer, only a 202.
-                        let answer = match call.id.as_deref() {
-                            Some(id) => {
-                                jsonrpc::error_message(Some(id), code, &message, data.as_deref())
-                            }
-                            None => Vec::new(),
-                        };
+                        // A notification's refusal carries a null id.
+                        let answer = jsonrpc::error_message(
+                            call.id.as_deref(),
+                            code,
+                            &message,
+                            data.as_deref(),
+                        );
                         h.stopped.push((call.id.clone(), answer));
                     }
                     HookVerdict::Respond(result) => {
@@ -747,67 +750,87 @@ impl Exchange {
         let accepts = req.accepts;
         let close_after = !req.client_keep_alive;
         let batch = h.calls.iter().any(|c| c.element.is_some());
-        let message = if batch {
-            // Every request of the batch gets an answer: the hook's, or a
-            // refusal saying why it was not forwarded.
-            let ids = hooks::batch_request_ids(&req.body, &self.config.limits.json);
-            let mut out = vec![b'['];
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                match h
-                    .stopped
-                    .iter()
-                    .find(|(sid, _)| sid.as_deref() == Some(id.as_slice()))
-                {
-                    Some((_, answer)) => out.extend_from_slice(answer),
-                    None => out.extend_from_slice(&jsonrpc::error_message(
-                        Some(id),
-                        hooks::BATCH_REFUSED,
-                        "sluice: not forwarded, a hook stopped another message of this batch",
-                        None,
-                    )),
-                }
-            }
-            out.push(b']');
-            out
+        let request_ids = if batch {
+            hooks::batch_request_ids(&req.body, &self.config.limits.json)
         } else {
-            h.stopped
-                .into_iter()
-                .next()
-                .map(|(_, m)| m)
-                .unwrap_or_default()
+            h.stopped.iter().filter_map(|(id, _)| id.clone()).collect()
         };
+        // Notifications have no answer. Refused ones get an HTTP error, as
+        // the transport says for input the server cannot accept; consumed
+        // ones (a hook answered) get the 202 of accepted input.
+        let refusal = h
+            .stopped
+            .iter()
+            .find(|(id, answer)| id.is_none() && !answer.is_empty())
+            .map(|(_, answer)| answer.as_slice());
         self.summary.reason = Some("answered by a hook".into());
         self.summary.outcome = Outcome::Answered;
-        let bytes = if message.is_empty() || message == b"[]" {
-            // A notification (or only notifications): acknowledged, dropped.
-            let close = if close_after {
-                "Connection: close\r\n"
-            } else {
-                ""
-            };
-            format!("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n{close}\r\n").into_bytes()
+        let (status, bytes) = if request_ids.is_empty() {
+            match refusal {
+                Some(error) => (
+                    400,
+                    inject::full_response(
+                        accepts,
+                        Answer::Error {
+                            message: error,
+                            status: 400,
+                        },
+                        close_after,
+                    ),
+                ),
+                None => {
+                    let close = if close_after {
+                        "Connection: close\r\n"
+                    } else {
+                        ""
+                    };
+                    let head = format!("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n{close}\r\n");
+                    (202, head.into_bytes())
+                }
+            }
         } else {
             // A JSON-RPC answer is a successful HTTP exchange, error or not.
-            let answer = if batch {
-                Answer::Error {
+            let message = if batch {
+                // Every request of the batch gets an answer: the hook's, or a
+                // refusal saying why it was not forwarded.
+                let mut out = vec![b'['];
+                for (i, id) in request_ids.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    match h
+                        .stopped
+                        .iter()
+                        .find(|(sid, _)| sid.as_deref() == Some(id.as_slice()))
+                    {
+                        Some((_, answer)) => out.extend_from_slice(answer),
+                        None => out.extend_from_slice(&jsonrpc::error_message(
+                            Some(id),
+                            hooks::BATCH_REFUSED,
+                            "sluice: not forwarded, a hook stopped another message of this batch",
+                            None,
+                        )),
+                    }
+                }
+                out.push(b']');
+                out
+            } else {
+                h.stopped
+                    .into_iter()
+                    .next()
+                    .map(|(_, m)| m)
+                    .unwrap_or_default()
+            };
+            let answer = match jsonrpc::classify(&message, &self.config.limits.json) {
+                Ok(jsonrpc::Classified::Single(m)) if m.kind == jsonrpc::Kind::Response => {
+                    Answer::Result { message: &message }
+                }
+                _ => Answer::Error {
                     message: &message,
                     status: 200,
-                }
-            } else {
-                match jsonrpc::classify(&message, &self.config.limits.json) {
-                    Ok(jsonrpc::Classified::Single(m)) if m.kind == jsonrpc::Kind::Response => {
-                        Answer::Result { message: &message }
-                    }
-                    _ => Answer::Error {
-                        message: &message,
-                        status: 200,
-                    },
-                }
+                },
             };
-            match inject::plan(
+            let bytes = match inject::plan(
                 Sent::Nothing,
                 ClientFraming::Chunked,
                 accepts,
@@ -816,13 +839,10 @@ impl Exchange {
             ) {
                 Injection::Response(bytes) => bytes,
                 _ => Vec::new(),
-            }
+            };
+            (200, bytes)
         };
-        self.summary.status = Some(if bytes.starts_with(b"HTTP/1.1 202") {
-            202
-        } else {
-            200
-        });
+        self.summary.status = Some(status);
         self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
         self.finish(
             if close_after {

@@ -50,6 +50,8 @@ pub(super) struct Forward {
     pub rpc: Option<RpcSummary>,
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
+    /// The client's headers hooks may see (empty unless the operator listed some).
+    pub hook_headers: Vec<(String, String)>,
 }
 
 /// Head checked, body being read.
@@ -328,6 +330,7 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
     let head = &acc.head;
     let route = &config.router.routes()[acc.route];
     let client_keep_alive = keep_alive(head);
+    let hook_headers = config.hooks.visible_headers(&head.headers);
     let mut headers = head.headers.clone();
     let original_host = values(&headers, "host").first().map(|h| h.to_vec());
     let session_id = text_header(&headers, "mcp-session-id");
@@ -398,6 +401,7 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
         accepts: accepts_of(&head.headers),
         session_id,
         protocol_version,
+        hook_headers,
     }
 }
 

@@ -643,6 +643,110 @@ fn every_hooked_message_of_a_batch_is_checked() {
 }
 
 #[test]
+fn hooks_see_only_the_headers_the_operator_listed() {
+    let request = format!(
+        "{POST_HEAD}authorization: Bearer t0k\r\nCookie: c=1\r\nX-Tenant: acme\r\nx-TENANT: beta\r\n\
+         Content-Length: {}\r\n\r\n{CALL}",
+        CALL.len()
+    );
+    let expected: Vec<(String, String)> = [
+        ("authorization", "Bearer t0k"),
+        ("x-tenant", "acme"),
+        ("x-tenant", "beta"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    let mut c = hooked_config(&["tools/call"]);
+    c.hooks = c
+        .hooks
+        .with_headers(&["Authorization", "X-Tenant", "x-absent"]);
+    let mut h = Harness::new(c);
+    h.client(request.as_bytes());
+    assert_eq!(h.log.hooks[0].headers, expected);
+    h.verdict(HookVerdict::Continue).connected(false);
+    let up = String::from_utf8_lossy(&h.log.to_upstream).into_owned();
+    assert!(
+        up.contains("Cookie: c=1\r\n"),
+        "headers still go upstream: {up}"
+    );
+    let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{}}"#;
+    h.upstream(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(h.log.hooks[1].phase, HookPhase::Response);
+    assert_eq!(h.log.hooks[1].headers, expected, "the response phase too");
+
+    // Nothing listed: nothing seen.
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(request.as_bytes());
+    assert!(h.log.hooks[0].headers.is_empty());
+}
+
+const NOTIFICATION: &str = r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#;
+const NOTIFICATIONS: &[&str] = &[
+    "notifications/roots/list_changed",
+    "notifications/cancelled",
+];
+
+#[test]
+fn a_refused_notification_is_a_400_carrying_the_error_and_goes_nowhere() {
+    let mut h = Harness::new(hooked_config(NOTIFICATIONS));
+    h.client(&post(NOTIFICATION)).verdict(HookVerdict::Reject {
+        code: 4001,
+        message: "not now".into(),
+        data: None,
+    });
+    assert!(h.log.connects.is_empty(), "nothing went upstream");
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], serde_json::Value::Null);
+    assert_eq!(v["error"]["code"], 4001);
+    assert_eq!(v["error"]["message"], "not now");
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+}
+
+#[test]
+fn a_notification_a_hook_answers_is_consumed_with_a_202() {
+    let mut h = Harness::new(hooked_config(NOTIFICATIONS));
+    h.client(&post(NOTIFICATION))
+        .verdict(HookVerdict::Respond(b"{}".to_vec()));
+    assert!(h.log.connects.is_empty());
+    let text = h.client_text();
+    assert!(
+        text.starts_with("HTTP/1.1 202 Accepted\r\n") && text.ends_with("\r\n\r\n"),
+        "{text}"
+    );
+    assert_eq!(h.ex.summary().status, Some(202));
+}
+
+#[test]
+fn a_batch_of_notifications_with_one_refused_is_a_400() {
+    let mut h = Harness::new(hooked_config(NOTIFICATIONS));
+    let batch = format!(
+        "[{NOTIFICATION},{}]",
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#
+    );
+    h.client(&post(&batch)).verdict(HookVerdict::Continue);
+    assert_eq!(h.log.hooks.len(), 2, "both notifications are hooked");
+    h.verdict(HookVerdict::Reject {
+        code: 4002,
+        message: "no cancelling".into(),
+        data: None,
+    });
+    assert!(h.log.connects.is_empty());
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], 4002);
+}
+
+#[test]
 fn a_json_response_is_held_for_the_response_hooks() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
     h.client(&post(CALL))

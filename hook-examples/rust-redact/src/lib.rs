@@ -15,7 +15,7 @@
 //! not recognised (or only up to the escape).
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "sluice:hook/hook",
 });
 

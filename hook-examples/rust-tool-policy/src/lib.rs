@@ -11,7 +11,7 @@
 //! - A config that does not parse denies every call (fail closed).
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "sluice:hook/hook",
 });
 

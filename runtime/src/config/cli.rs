@@ -2,7 +2,7 @@
 //! line; the values are validated here with the same parsers as the file,
 //! and errors name the flag (`--upstream: ...`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
@@ -15,6 +15,7 @@ use super::{
     Command, Config, ConfigError, Demo, FileKeys, HookConfig, HostRule, Log, LogFormat, LogLevel,
     OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
 };
+use crate::hooks::check_header_name;
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
 
@@ -175,6 +176,13 @@ struct HookArgs {
     /// verbatim.
     #[arg(long = "hook-config", value_name = "FILE.wasm=JSON")]
     hook_config: Vec<String>,
+
+    /// Let the hook FILE see these client request headers (repeatable): FILE=NAME[,NAME...].
+    ///
+    /// FILE is written exactly as in its --hook. Names are case-insensitive; every header
+    /// not listed stays hidden from the hook. Default: none.
+    #[arg(long = "hook-headers", value_name = "FILE.wasm=NAMES")]
+    hook_headers: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -199,7 +207,7 @@ enum CliTransport {
 }
 
 /// The top-level arguments (clap ids) that make no sense with `demo`.
-const PROXY_ARGS: [&str; 12] = [
+const PROXY_ARGS: &[&str] = &[
     "upstream",
     "listen",
     "path",
@@ -212,6 +220,7 @@ const PROXY_ARGS: [&str; 12] = [
     "ca_file",
     "hook",
     "hook_config",
+    "hook_headers",
 ];
 
 const CLI_KEYS: FileKeys = FileKeys {
@@ -359,7 +368,7 @@ where
     Ok(Command::Proxy(config))
 }
 
-/// `--hook` files with their `--hook-config` strings.
+/// `--hook` files with their `--hook-config` strings and `--hook-headers` lists.
 fn hooks(args: &HookArgs) -> Result<Vec<HookConfig>, ConfigError> {
     let mut hooks: Vec<HookConfig> = Vec::new();
     for path in &args.hook {
@@ -383,35 +392,66 @@ fn hooks(args: &HookArgs) -> Result<Vec<HookConfig>, ConfigError> {
     }
     let mut configured = vec![false; hooks.len()];
     for value in &args.hook_config {
-        // Match on the --hook spellings, so a path may itself contain '='.
-        let found = hooks.iter().position(|h| {
-            value
-                .strip_prefix(h.path.to_string_lossy().as_ref())
-                .is_some_and(|rest| rest.starts_with('='))
-        });
-        let Some(i) = found else {
-            let known: Vec<String> = args.hook.iter().map(|p| p.display().to_string()).collect();
-            return Err(flag_err(
-                "--hook-config",
-                format!(
-                    "{value:?} does not start with FILE= for any --hook FILE (hooks: {})",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
-        };
-        let hook = &mut hooks[i];
+        let (i, text) = for_hook(&args.hook, "--hook-config", value)?;
         if std::mem::replace(&mut configured[i], true) {
-            return Err(flag_err(
-                "--hook-config",
-                format!("is given twice for {:?}", hook.path.display().to_string()),
-            ));
+            return Err(given_twice("--hook-config", &args.hook[i]));
         }
-        let prefix = hook.path.to_string_lossy().len() + 1;
-        hook.config = value[prefix..].to_string();
+        hooks[i].config = text.to_string();
+    }
+    let mut listed = vec![false; hooks.len()];
+    for value in &args.hook_headers {
+        let (i, names) = for_hook(&args.hook, "--hook-headers", value)?;
+        if std::mem::replace(&mut listed[i], true) {
+            return Err(given_twice("--hook-headers", &args.hook[i]));
+        }
+        for name in names.split(',').map(str::trim) {
+            check_header_name(name).map_err(|p| flag_err("--hook-headers", p))?;
+            let lower = name.to_ascii_lowercase();
+            if hooks[i].headers.contains(&lower) {
+                return Err(flag_err(
+                    "--hook-headers",
+                    format!("{name:?} is listed twice"),
+                ));
+            }
+            hooks[i].headers.push(lower);
+        }
     }
     Ok(hooks)
+}
+
+/// Split a `FILE=REST` value of `flag` into the index of the `--hook FILE`
+/// it names and REST. Matched on the --hook spellings, so a path may itself
+/// contain '='.
+fn for_hook<'v>(
+    hooks: &[PathBuf],
+    flag: &str,
+    value: &'v str,
+) -> Result<(usize, &'v str), ConfigError> {
+    let found = hooks.iter().enumerate().find_map(|(i, path)| {
+        value
+            .strip_prefix(path.to_string_lossy().as_ref())
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(|rest| (i, rest))
+    });
+    found.ok_or_else(|| {
+        let known: Vec<String> = hooks.iter().map(|p| p.display().to_string()).collect();
+        flag_err(
+            flag,
+            format!(
+                "{value:?} does not start with FILE= for any --hook FILE (hooks: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )
+    })
+}
+
+fn given_twice(flag: &str, path: &Path) -> ConfigError {
+    flag_err(
+        flag,
+        format!("is given twice for {:?}", path.display().to_string()),
+    )
 }

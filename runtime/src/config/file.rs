@@ -20,6 +20,8 @@ use super::{
     Tls, Transport, Upstream, check_method_pattern, check_route_path, hook_base_name, unique_names,
 };
 
+use crate::hooks::check_header_name;
+
 type Result<T> = std::result::Result<T, ConfigError>;
 type Value<'a> = Spanned<DeValue<'a>>;
 /// A string value with its span.
@@ -674,6 +676,7 @@ fn hooks(root: &Tbl<'_>, base_dir: &Path) -> Result<Vec<HookConfig>> {
             "pool",
             "recycle_after",
             "grants",
+            "headers",
         ])?;
         let (path, path_span) = t
             .string("path")?
@@ -773,6 +776,18 @@ fn hooks(root: &Tbl<'_>, base_dir: &Path) -> Result<Vec<HookConfig>> {
                 }
             }
             hook.grants = g;
+        }
+
+        if let Some(headers) = t.strings("headers")? {
+            for (i, (name, span)) in headers.iter().enumerate() {
+                let key = t.key(&format!("headers[{i}]"));
+                check_header_name(name).map_err(|p| t.cx.err(span, &key, p))?;
+                let lower = name.to_ascii_lowercase();
+                if hook.headers.contains(&lower) {
+                    return Err(t.cx.err(span, &key, format!("{name:?} is listed twice")));
+                }
+                hook.headers.push(lower);
+            }
         }
         hooks.push(hook);
     }

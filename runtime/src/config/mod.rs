@@ -380,6 +380,9 @@ pub struct HookConfig {
     pub mode: HookMode,
     /// Capabilities beyond pure computation. Default none.
     pub grants: Grants,
+    /// The client request headers the hook sees in its context, as
+    /// lower-case names. Default none.
+    pub headers: Vec<String>,
 }
 
 impl HookConfig {
@@ -395,6 +398,7 @@ impl HookConfig {
             max_memory: 16 << 20,
             mode: HookMode::Fresh,
             grants: Grants::default(),
+            headers: Vec::new(),
         }
     }
 }

@@ -171,11 +171,15 @@ pub struct HookSpec {
     pub mode: InstanceMode,
     /// Capabilities granted.
     pub grants: Grants,
+    /// The client request headers this hook sees in its context, by name
+    /// (case-insensitive). Empty: none. Headers not listed never reach it.
+    pub headers: Vec<String>,
 }
 
 impl HookSpec {
     /// A spec with the defaults: no narrowing, empty config, fail closed,
-    /// [`DEFAULT_DEADLINE`], [`DEFAULT_MAX_MEMORY`], fresh instances, no grants.
+    /// [`DEFAULT_DEADLINE`], [`DEFAULT_MAX_MEMORY`], fresh instances, no grants,
+    /// no headers.
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> HookSpec {
         HookSpec {
             name: name.into(),
@@ -187,8 +191,30 @@ impl HookSpec {
             max_memory_bytes: DEFAULT_MAX_MEMORY,
             mode: InstanceMode::Fresh,
             grants: Grants::default(),
+            headers: Vec::new(),
         }
     }
+}
+
+/// Whether `name` can be put in a hook's header allow-list: an HTTP field
+/// name (RFC 9110 token characters), no wildcard.
+pub fn check_header_name(name: &str) -> Result<(), String> {
+    const EXTRA: &[u8] = b"!#$%&'*+-.^_`|~";
+    if name.is_empty() {
+        return Err("a header name cannot be empty".into());
+    }
+    if name == "*" {
+        return Err("there is no wildcard: list each header a hook may see".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || (c.is_ascii() && EXTRA.contains(&(*c as u8)))))
+    {
+        return Err(format!(
+            "{name:?} is not a header name ({c:?} is not allowed)"
+        ));
+    }
+    Ok(())
 }
 
 /// Severity of a guest's log line.
@@ -246,7 +272,9 @@ pub struct HookContext {
     pub protocol_version: Option<String>,
     /// The route / upstream name.
     pub upstream: String,
-    /// The request headers the operator lets hooks see (lower-case names).
+    /// The client's request headers, (lower-case name, value) in arrival
+    /// order. Each hook gets only those its [`HookSpec::headers`] names;
+    /// the rest are dropped before the guest is called.
     pub headers: Vec<(String, String)>,
 }
 
@@ -345,6 +373,8 @@ struct LoadedHook {
     pre: HookPre<HostState>,
     declared: Vec<String>,
     narrowing: Option<Vec<String>>,
+    /// Lower-case names of the headers this hook may see.
+    headers: Vec<String>,
     on_error: OnError,
     deadline: Duration,
     deadline_ticks: u64,
@@ -638,6 +668,19 @@ impl HookHost {
         self.hooks.iter().any(|h| h.wants(method))
     }
 
+    /// The lower-case names of every header some hook may see (sorted, no
+    /// duplicates): the proxy collects only these from a request.
+    pub fn header_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .hooks
+            .iter()
+            .flat_map(|h| h.headers.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Facts about the loaded hooks, in chain order.
     pub fn hooks(&self) -> Vec<HookInfo> {
         self.hooks
@@ -687,7 +730,7 @@ impl HookHost {
             session_id: ctx.session_id.clone(),
             protocol_version: ctx.protocol_version.clone(),
             upstream: ctx.upstream.clone(),
-            headers: ctx.headers.clone(),
+            headers: Vec::new(),
             phase: match phase {
                 Phase::Request => types::Phase::Request,
                 Phase::Response => types::Phase::Response,
@@ -702,7 +745,17 @@ impl HookHost {
         for hook in self.hooks.iter().filter(|h| h.wants(method)) {
             let t0 = Instant::now();
             let current = replaced.as_deref().unwrap_or(message);
-            let result = self.run_one(hook, phase, &wit_ctx, method, request.as_ref(), current);
+            let with_headers;
+            let hook_ctx = if hook.headers.is_empty() || ctx.headers.is_empty() {
+                &wit_ctx
+            } else {
+                with_headers = types::Context {
+                    headers: hook.visible_headers(&ctx.headers),
+                    ..wit_ctx.clone()
+                };
+                &with_headers
+            };
+            let result = self.run_one(hook, phase, hook_ctx, method, request.as_ref(), current);
             let mut run = |result| {
                 runs.push(HookRun {
                     hook: hook.shared.name.clone(),
@@ -806,6 +859,16 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
     if let Some(m) = &spec.methods {
         check_patterns("operator methods", m)?;
     }
+    for h in &spec.headers {
+        check_header_name(h).map_err(anyhow::Error::msg)?;
+    }
+    let mut headers: Vec<String> = spec
+        .headers
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    headers.sort();
+    headers.dedup();
     let len = std::fs::metadata(&spec.path)
         .with_context(|| format!("reading {}", spec.path.display()))?
         .len();
@@ -839,6 +902,7 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
         pre,
         declared: Vec::new(),
         narrowing: spec.methods,
+        headers,
         on_error: spec.on_error,
         deadline: spec.deadline,
         deadline_ticks,
@@ -863,6 +927,14 @@ impl LoadedHook {
                 .narrowing
                 .as_ref()
                 .is_none_or(|n| n.iter().any(|p| pattern_matches(p, method)))
+    }
+
+    /// The headers of `all` this hook may see, in their order.
+    fn visible_headers(&self, all: &[(String, String)]) -> Vec<(String, String)> {
+        all.iter()
+            .filter(|(name, _)| self.headers.iter().any(|h| h.eq_ignore_ascii_case(name)))
+            .cloned()
+            .collect()
     }
 
     fn new_store(&self) -> Store<HostState> {

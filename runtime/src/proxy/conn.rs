@@ -203,7 +203,7 @@ impl Driver<'_> {
                 .get(call.route)
                 .cloned()
                 .unwrap_or_default(),
-            headers: Vec::new(),
+            headers: call.headers.clone(),
         };
         let (Ok(request), Ok(response)) = (
             std::str::from_utf8(&call.request),

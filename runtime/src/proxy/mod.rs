@@ -317,7 +317,8 @@ impl ProxySettings {
     /// Run `host`'s hooks on every exchange (and parse only what they want).
     pub fn with_hooks(mut self, host: Arc<crate::hooks::HookHost>) -> ProxySettings {
         let filter_host = host.clone();
-        self.exchange.hooks = sluice_core::exchange::HookFilter::new(move |m| filter_host.wants(m));
+        self.exchange.hooks = sluice_core::exchange::HookFilter::new(move |m| filter_host.wants(m))
+            .with_headers(&host.header_names());
         self.hooks = Some(host);
         self
     }
