@@ -197,9 +197,9 @@ fn infinite_loop_is_stopped_by_the_deadline() {
         failure(&r),
         &HookErrorKind::Deadline(Duration::from_millis(20))
     );
+    // Not before its deadline; how late after it depends on the machine's
+    // load, so no upper bound here (a deadline that never fires hangs).
     assert!(took >= Duration::from_millis(19), "{took:?}");
-    // Generous: 2 shared cores, debug build.
-    assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(
         r.outcome,
         ChainOutcome::Reject {
