@@ -1,11 +1,13 @@
 //! Building the JavaScript, Python and C example hooks (hook-examples/) with
 //! their own build scripts, for the guest tests and benches.
 //!
-//! Each build script installs its pinned toolchain on first use (in a cache
-//! outside the repository) and skips the build when its inputs did not
-//! change. A failed build fails the test, unless `SLUICE_SKIP_GUEST_TOOLCHAINS`
-//! is set (to `1`/`all`, or to a comma list of `js`, `python`, `c`): then the
-//! example is skipped with a loud message. CI leaves it unset.
+//! Each build script takes a component built before from the same inputs
+//! from the build cache (hook-examples/build-cache.sh); otherwise it
+//! installs its pinned toolchain on first use (in a cache outside the
+//! repository) and builds. A failed build fails the test, unless
+//! `SLUICE_SKIP_GUEST_TOOLCHAINS` is set (to `1`/`all`, or to a comma list of
+//! `js`, `python`, `c`): then the example is skipped with a loud message. CI
+//! leaves it unset.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
