@@ -55,6 +55,9 @@ fn sh(dir: &Path, line: &str) -> String {
             "CARGO_TARGET_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("walkthrough-target"),
         )
+        // A build cache of this run's own: the edited example must be a
+        // miss, which it is only the first time the cache sees it.
+        .env("SLUICE_HOOK_BUILD_CACHE", dir.join("build-cache"))
         .output()
         .expect("sh runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -147,19 +150,20 @@ fn the_rust_walkthrough_works_as_documented() {
     // The build cache (hook-examples/build-cache.sh) keys a component by its
     // inputs, not by where they are: the unchanged copy is a hit once the
     // example was built in the repository...
-    let cache_on = std::env::var("SLUICE_HOOK_BUILD_CACHE").as_deref() != Ok("off");
-    sh(
+    let log = sh(
         &dir,
-        r#"SLUICE_HOOK_OUT=repo-build "$SLUICE"/hook-examples/rust-tool-policy/build.sh"#,
+        // In the repository's own target dir: cargo names a cdylib's file
+        // without a hash, so two crates of one name sharing a target dir
+        // could hand each other a stale component.
+        r#"env -u CARGO_TARGET_DIR SLUICE_HOOK_OUT=repo-build "$SLUICE"/hook-examples/rust-tool-policy/build.sh"#,
     );
+    assert!(log.contains("not in the build cache"), "{log}");
     let log = sh(&dir, BUILD);
-    if cache_on {
-        assert!(log.contains("from the build cache"), "{log}");
-    }
+    assert!(log.contains("from the build cache"), "{log}");
     let unchanged = std::fs::read(dir.join("my-policy/dist/rust-tool-policy.wasm")).unwrap();
-    assert_eq!(
-        unchanged,
-        std::fs::read(dir.join("repo-build/rust-tool-policy.wasm")).unwrap()
+    assert!(
+        unchanged == std::fs::read(dir.join("repo-build/rust-tool-policy.wasm")).unwrap(),
+        "the copy's component is not the repository's"
     );
     // 2. Change its rule.
     let lib = dir.join("my-policy/src/lib.rs");
@@ -173,11 +177,12 @@ fn the_rust_walkthrough_works_as_documented() {
     // 3. Build it: ...and a changed source is a miss, built afresh (the
     // rule enforced below shows the new component is the one in dist/).
     let log = sh(&dir, BUILD);
-    if cache_on {
-        assert!(log.contains("not in the build cache"), "{log}");
-    }
+    assert!(log.contains("not in the build cache"), "{log}");
     let changed = std::fs::read(dir.join("my-policy/dist/rust-tool-policy.wasm")).unwrap();
-    assert_ne!(changed, unchanged, "the edit did not change the component");
+    assert!(
+        changed != unchanged,
+        "the edit did not change the component"
+    );
     // 4. Three lines of config, next to a route to a real MCP server.
     let server = DemoServer::start().unwrap();
     std::fs::write(

@@ -82,11 +82,14 @@ pub fn out_dir() -> PathBuf {
         .join("hook-examples")
 }
 
-/// The precompiled-artifact cache shared by the guest tests and benches, so
-/// the 1.6–18 MB interpreted guests are compiled by wasmtime once, not on
-/// every run.
+/// The precompiled-artifact cache: the one the sluice binary uses
+/// (`~/.cache/sluice/hooks`), so the 1.6–18 MB interpreted guests are
+/// compiled by wasmtime once per machine — not once per clone, and not again
+/// by the sluice of the interop hooks stage (the file names bind the wasm's
+/// hash to the engine's). Without a home directory, one under `target/`.
 pub fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-cache")
+    sluice::hooks::default_cache_dir()
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-cache"))
 }
 
 fn skip_allowed(lang: &str) -> bool {
