@@ -11,17 +11,18 @@
 # libclang-rt-14-dev-wasm32, done here when running as root; or set
 # WASI_SDK_PATH to a wasi-sdk), wit-bindgen-cli 0.63.0 (from PATH, else
 # installed with cargo into $SLUICE_TOOLCHAIN_CACHE, default
-# ~/.cache/sluice/toolchains; ~4 min once). A build whose inputs did not
-# change is skipped.
+# ~/.cache/sluice/toolchains; ~4 min once). A component built before from
+# the same inputs and compiler comes from the build cache (build-cache.sh).
 # Exit status 3: a toolchain could not be installed.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SLUICE_HOOK_OUT:-$here/dist}
-# wit/ is a link to sluice's wit/ in the repository; a copy made with
+# wit/ and build-cache.sh are links into the repository; a copy made with
 # `cp -rL` holds the files themselves.
 wit="$here/wit"
 [ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
+. "$here/build-cache.sh"
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 wasm="$out/c_audit_log.wasm"
 gen="$out/c-audit-log.gen"
@@ -31,14 +32,6 @@ mkdir -p "$out" "$cache"
 exec 9>"$out/.c-audit-log.lock"
 command -v flock >/dev/null && flock 9
 
-hash() { cat "$@" | sha256sum | cut -c1-16; }
-
-stamp=$(hash "$here/audit.c" "$here/build.sh" "$here/wrap/Cargo.toml" "$here/wrap/Cargo.lock" \
-  "$here/wrap/src/main.rs" "$wit"/*.wit)
-if [ -f "$wasm" ] && [ "$(cat "$wasm.stamp" 2>/dev/null)" = "$stamp" ]; then
-  echo "build.sh: $wasm is up to date" >&2
-  exit 0
-fi
 
 # clang that can target wasm32-wasi with a libc.
 if [ -n "${WASI_SDK_PATH:-}" ]; then
@@ -50,6 +43,15 @@ can_build_wasm() {
   echo 'int main(void){return 0;}' |
     "${cc[@]}" --target=wasm32-wasi -x c - -o /dev/null 2>/dev/null
 }
+# The inputs; the toolchain is wit-bindgen (pinned above), the wrapper's
+# lock file, and the compiler (its version line).
+cache_key() {
+  hook_cache_key "$("${cc[@]}" --version 2>/dev/null | head -n 1)" "$here/audit.c" "$here/build.sh" \
+    "$here/build-cache.sh" "$here/wrap/Cargo.toml" "$here/wrap/Cargo.lock" "$here/wrap/src" "$wit"/*.wit
+}
+key=$(cache_key)
+hook_cache_fetch "$key" "$out" c_audit_log.wasm && exit 0
+
 if ! can_build_wasm; then
   pkgs=(clang lld wasi-libc libclang-rt-14-dev-wasm32)
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -63,6 +65,9 @@ if ! can_build_wasm; then
     echo "build.sh: no clang for wasm32-wasi; install ${pkgs[*]} or set WASI_SDK_PATH" >&2
     exit 3
   }
+  # The compiler just installed is part of the key.
+  key=$(cache_key)
+  hook_cache_fetch "$key" "$out" c_audit_log.wasm && exit 0
 fi
 
 # wit-bindgen-cli, the pinned version.
@@ -94,5 +99,5 @@ env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARGET \
   cargo build -q --release --locked --manifest-path "$here/wrap/Cargo.toml" >&2
 "$cache/hook-tools/release/sluice-hook-wrap" "$gen/core.wasm" "$wasm.tmp"
 mv "$wasm.tmp" "$wasm"
-echo "$stamp" > "$wasm.stamp"
+hook_cache_store "$key" "$out" c_audit_log.wasm
 echo "build.sh: built $wasm ($(wc -c < "$wasm") bytes, $((SECONDS - t0)) s)" >&2

@@ -10,16 +10,18 @@
 #   js_tools_rewriter_sm.wasm   (StarlingMonkey)
 # The pinned npm toolchain (package-lock.json) is installed once into
 # $SLUICE_TOOLCHAIN_CACHE (default ~/.cache/sluice/toolchains), keyed by the
-# lock file's hash. A build whose inputs did not change is skipped.
+# lock file's hash. A component built before from the same inputs comes from
+# the build cache (build-cache.sh) without the toolchain.
 # Exit status 3: the toolchain could not be installed (no node/npm, offline).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SLUICE_HOOK_OUT:-$here/dist}
-# wit/ is a link to sluice's wit/ in the repository; a copy made with
+# wit/ and build-cache.sh are links into the repository; a copy made with
 # `cp -rL` holds the files themselves.
 wit="$here/wit"
 [ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
+. "$here/build-cache.sh"
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 what=${1:-quickjs}
 mkdir -p "$out" "$cache"
@@ -54,12 +56,11 @@ toolchain() {
 }
 
 build() { # backend output
-  local backend=$1 wasm="$out/$2" stamp
-  stamp=$(hash "$here/tools-rewriter.js" "$here/package-lock.json" "$here/build.sh" "$wit"/*.wit)-$backend
-  if [ -f "$wasm" ] && [ "$(cat "$wasm.stamp" 2>/dev/null)" = "$stamp" ]; then
-    echo "build.sh: $wasm is up to date" >&2
-    return
-  fi
+  local backend=$1 name=$2 wasm="$out/$2" key
+  # The toolchain is pinned by package-lock.json.
+  key=$(hook_cache_key "backend $backend" "$here/tools-rewriter.js" "$here/package.json" \
+    "$here/package-lock.json" "$here/build.sh" "$here/build-cache.sh" "$wit"/*.wit)
+  hook_cache_fetch "$key" "$out" "$name" && return
   toolchain
   local t0=$SECONDS
   case $backend in
@@ -76,7 +77,7 @@ build() { # backend output
         -d stdio random clocks http fetch-event -o "$wasm.tmp" >&2 ;;
   esac
   mv "$wasm.tmp" "$wasm"
-  echo "$stamp" > "$wasm.stamp"
+  hook_cache_store "$key" "$out" "$name"
   echo "build.sh: built $wasm ($(wc -c < "$wasm") bytes, $((SECONDS - t0)) s)" >&2
 }
 

@@ -5,16 +5,18 @@
 #                    (default <this directory>/dist)
 # componentize-py (pinned in requirements.txt) is installed once into a venv
 # under $SLUICE_TOOLCHAIN_CACHE (default ~/.cache/sluice/toolchains), keyed by
-# the requirements file's hash. A build whose inputs did not change is skipped.
+# the requirements file's hash. A component built before from the same inputs
+# comes from the build cache (build-cache.sh) without the toolchain.
 # Exit status 3: the toolchain could not be installed (no python3, offline).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SLUICE_HOOK_OUT:-$here/dist}
-# wit/ is a link to sluice's wit/ in the repository; a copy made with
+# wit/ and build-cache.sh are links into the repository; a copy made with
 # `cp -rL` holds the files themselves.
 wit="$here/wit"
 [ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
+. "$here/build-cache.sh"
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 wasm="$out/python_arg_validator.wasm"
 mkdir -p "$out" "$cache"
@@ -24,11 +26,10 @@ command -v flock >/dev/null && flock 9
 
 hash() { cat "$@" | sha256sum | cut -c1-16; }
 
-stamp=$(hash "$here/app.py" "$here/requirements.txt" "$here/build.sh" "$wit"/*.wit)
-if [ -f "$wasm" ] && [ "$(cat "$wasm.stamp" 2>/dev/null)" = "$stamp" ]; then
-  echo "build.sh: $wasm is up to date" >&2
-  exit 0
-fi
+# componentize-py, pinned by requirements.txt, bundles its own CPython.
+key=$(hook_cache_key "" "$here/app.py" "$here/requirements.txt" "$here/build.sh" \
+  "$here/build-cache.sh" "$wit"/*.wit)
+hook_cache_fetch "$key" "$out" python_arg_validator.wasm && exit 0
 
 python=${PYTHON:-python3}
 command -v "$python" >/dev/null || { echo "build.sh: python3 (3.10+) is needed" >&2; exit 3; }
@@ -53,5 +54,5 @@ t0=$SECONDS
 "$venv/bin/componentize-py" -d "$wit" -w hook componentize --stub-wasi -p "$here" app \
   -o "$wasm.tmp" >&2
 mv "$wasm.tmp" "$wasm"
-echo "$stamp" > "$wasm.stamp"
+hook_cache_store "$key" "$out" python_arg_validator.wasm
 echo "build.sh: built $wasm ($(wc -c < "$wasm") bytes, $((SECONDS - t0)) s)" >&2

@@ -2,12 +2,28 @@
 # Build the rust-tool-policy hook as a WASI component (wasm32-wasip2 emits a component
 # directly) into ${SLUICE_HOOK_OUT:-<this directory>/dist}/rust-tool-policy.wasm.
 # Works the same in a copy of this directory outside the sluice repository.
+# A component built before from the same inputs comes from the build cache
+# (build-cache.sh).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SLUICE_HOOK_OUT:-$here/dist}
-# wit/ is a link to sluice's wit/ in the repository; a copy made with
+# wit/ and build-cache.sh are links into the repository; a copy made with
 # `cp -rL` holds the files themselves.
 [ -f "$here/wit/hook.wit" ] || { echo "build.sh: $here/wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
+. "$here/build-cache.sh"
+mkdir -p "$out"
+# The inputs: sources, WIT, this script, the compiler, and the dependencies
+# as resolved for this crate alone (not the lock file, which in the
+# repository also holds the other examples' dependencies).
+deps=$(cargo tree --manifest-path "$here/Cargo.toml" --target wasm32-wasip2 -e normal,build \
+    --prefix none --format '{p}' | sed 's/ (.*)$//' | LC_ALL=C sort -u)
+key=$(hook_cache_key "$(rustc -vV)
+$deps" "$here/Cargo.toml" "$here/src" "$here/build.sh" \
+    "$here/build-cache.sh" "$here"/wit/*.wit)
+if hook_cache_fetch "$key" "$out" rust-tool-policy.wasm; then
+    echo "$out/rust-tool-policy.wasm"
+    exit 0
+fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     echo "rust-tool-policy: the wasm32-wasip2 target is missing: rustup target add wasm32-wasip2" >&2
     exit 1
@@ -20,6 +36,6 @@ cargo build --release --target wasm32-wasip2 --manifest-path "$here/Cargo.toml"
 # The workspace's target dir in the repository, the crate's own in a copy.
 target=$(cargo metadata --format-version 1 --no-deps --manifest-path "$here/Cargo.toml" |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-mkdir -p "$out"
 cp "$target/wasm32-wasip2/release/rust_tool_policy.wasm" "$out/rust-tool-policy.wasm"
+hook_cache_store "$key" "$out" rust-tool-policy.wasm
 echo "$out/rust-tool-policy.wasm"

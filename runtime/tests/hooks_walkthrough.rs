@@ -4,6 +4,8 @@
 //! add three lines to a sluice config, and see the `sluice` binary enforce
 //! it against a real MCP server (the demo server). The commands, the edit
 //! and the config lines are checked to be the ones the document shows.
+//! On the way it checks the build cache: the unchanged copy is a hit, the
+//! edited one a miss.
 //! Skipped, with a message, when the wasm32-wasip2 target is missing.
 
 mod common;
@@ -38,7 +40,8 @@ fn wasm_target_installed() -> bool {
     sysroot.join("lib/rustlib/wasm32-wasip2").is_dir()
 }
 
-fn sh(dir: &Path, line: &str) {
+/// Run `line` in `dir`; its stderr.
+fn sh(dir: &Path, line: &str) -> String {
     let out = Command::new("sh")
         .args(["-c", line])
         .current_dir(dir)
@@ -52,14 +55,14 @@ fn sh(dir: &Path, line: &str) {
             "CARGO_TARGET_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("walkthrough-target"),
         )
+        // A build cache of this run's own: the edited example must be a
+        // miss, which it is only the first time the cache sees it.
+        .env("SLUICE_HOOK_BUILD_CACHE", dir.join("build-cache"))
         .output()
         .expect("sh runs");
-    assert!(
-        out.status.success(),
-        "{line}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{line}: {}\n{stderr}", out.status);
+    stderr
 }
 
 /// Whether `doc` has the lines of `text` one after the other (indentation
@@ -144,6 +147,24 @@ fn the_rust_walkthrough_works_as_documented() {
 
     // 1. Copy the example.
     sh(&dir, COPY);
+    // The build cache (hook-examples/build-cache.sh) keys a component by its
+    // inputs, not by where they are: the unchanged copy is a hit once the
+    // example was built in the repository...
+    let log = sh(
+        &dir,
+        // In the repository's own target dir: cargo names a cdylib's file
+        // without a hash, so two crates of one name sharing a target dir
+        // could hand each other a stale component.
+        r#"env -u CARGO_TARGET_DIR SLUICE_HOOK_OUT=repo-build "$SLUICE"/hook-examples/rust-tool-policy/build.sh"#,
+    );
+    assert!(log.contains("not in the build cache"), "{log}");
+    let log = sh(&dir, BUILD);
+    assert!(log.contains("from the build cache"), "{log}");
+    let unchanged = std::fs::read(dir.join("my-policy/dist/rust-tool-policy.wasm")).unwrap();
+    assert!(
+        unchanged == std::fs::read(dir.join("repo-build/rust-tool-policy.wasm")).unwrap(),
+        "the copy's component is not the repository's"
+    );
     // 2. Change its rule.
     let lib = dir.join("my-policy/src/lib.rs");
     let source = std::fs::read_to_string(&lib).unwrap();
@@ -153,9 +174,15 @@ fn the_rust_walkthrough_works_as_documented() {
         "the rule's function moved"
     );
     std::fs::write(&lib, source.replace(RULE_AT, &format!("{RULE_AT}{RULE}"))).unwrap();
-    // 3. Build it.
-    sh(&dir, BUILD);
-    assert!(dir.join("my-policy/dist/rust-tool-policy.wasm").is_file());
+    // 3. Build it: ...and a changed source is a miss, built afresh (the
+    // rule enforced below shows the new component is the one in dist/).
+    let log = sh(&dir, BUILD);
+    assert!(log.contains("not in the build cache"), "{log}");
+    let changed = std::fs::read(dir.join("my-policy/dist/rust-tool-policy.wasm")).unwrap();
+    assert!(
+        changed != unchanged,
+        "the edit did not change the component"
+    );
     // 4. Three lines of config, next to a route to a real MCP server.
     let server = DemoServer::start().unwrap();
     std::fs::write(

@@ -24,6 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# hooks.py imports this module as `harness`: let it find this very one (its
+# process list, killed at exit), not a second copy, when run as a script.
+sys.modules.setdefault("harness", sys.modules[__name__])
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 FIXTURE = json.loads((HERE / "servers" / "tools.json").read_text())
@@ -283,8 +287,10 @@ class Running:
         self.log: list[str] = []
         self.proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                           env=env, text=True, errors="replace")
-        for stream in (self.proc.stdout, self.proc.stderr):
-            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        self.pumps = [threading.Thread(target=self._pump, args=(stream,), daemon=True)
+                      for stream in (self.proc.stdout, self.proc.stderr)]
+        for t in self.pumps:
+            t.start()
 
     def _pump(self, stream) -> None:
         for line in stream:
@@ -305,6 +311,12 @@ class Running:
             if m:
                 return m
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s: {self.tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM to its group, then wait until all it wrote is in `log`."""
+        kill_group(self.proc)
+        for t in self.pumps:
+            t.join(timeout=5)
 
     def tail(self, n: int = 8) -> str:
         return " | ".join(self.log[-n:])
@@ -594,13 +606,19 @@ def main() -> int:
                     help="only the legacy HTTP+SSE servers (through sluice's bridge)")
     lg.add_argument("--no-legacy", action="store_const", dest="legacy", const="without",
                     help="leave the legacy HTTP+SSE servers out")
+    ap.add_argument("--hooks", action="store_true",
+                    help="also (alone: only) the example hooks through $SLUICE_BIN in front of server-everything")
+    ap.add_argument("--hook-example", action="append",
+                    help="with --hooks: only this example of hook-examples/ (repeatable)")
     ap.add_argument("--out", default=str(ROOT / "target" / "interop" / "results.json"))
+    ap.add_argument("--hooks-out", default=str(ROOT / "target" / "interop" / "hooks.json"))
     a = ap.parse_args()
 
     sluice = os.environ.get("SLUICE_BIN")
-    modes = a.modes or (["proxy"] if sluice else ["direct"])
-    if "proxy" in modes and not (sluice and os.access(sluice, os.X_OK)):
-        print(f"interop: --proxy needs SLUICE_BIN pointing at the sluice binary (got {sluice!r})", file=sys.stderr)
+    modes = a.modes or ([] if a.hooks else ["proxy"] if sluice else ["direct"])
+    if ("proxy" in modes or a.hooks) and not (sluice and os.access(sluice, os.X_OK)):
+        print(f"interop: --proxy and --hooks need SLUICE_BIN pointing at the sluice binary (got {sluice!r})",
+              file=sys.stderr)
         return 2
 
     atexit.register(kill_all)
@@ -609,23 +627,36 @@ def main() -> int:
 
     t0 = time.monotonic()
     results: list[dict] = []
+    hook_results: list[dict] = []
     try:
         for mode in modes:
             results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs, a.legacy or "with",
                                 a.check)
+        t_hooks = time.monotonic()
+        if a.hooks:
+            import hooks
+
+            hook_results = hooks.run(Path(a.env_dir), sluice, a.hook_example)
     finally:
         kill_all()
     for mode in modes:
         print_table(results, mode)
 
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"modes": modes, "seconds": round(time.monotonic() - t0, 1),
-                               "results": results}, indent=1, ensure_ascii=False) + "\n")
+    written = []
+    for path, doc in ((a.out, {"modes": modes, "seconds": round(t_hooks - t0, 1), "results": results}),
+                      (a.hooks_out, {"seconds": round(time.monotonic() - t_hooks, 1), "results": hook_results})):
+        if doc["results"]:
+            out = Path(path)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+            written.append(str(out))
+    if hook_results:
+        hooks.print_table(hook_results)
+    results += hook_results
     passed = sum(r["status"] == "pass" for r in results)
     failed = sum(r["status"] == "fail" for r in results)
     skipped = sum(r["status"] == "skip" for r in results)
-    print(f"\n{skipped} skipped (not supported by that peer), results in {out}, "
+    print(f"\n{skipped} skipped (not supported by that peer), results in {', '.join(written)}, "
           f"{time.monotonic() - t0:.0f}s")
     print(f"interop: {passed} passed, {failed} failed")
     return 1 if failed or not results else 0

@@ -4,6 +4,7 @@
     python3 tests/interop/matrix.py --stdout       # prints it instead
 
 Reads target/interop/results.json (tests/interop/run --both) and, when present,
+target/interop/hooks.json (tests/interop/run --hooks) and
 target/conformance/results.json (tests/conformance/run). The pinned versions
 come from the lock files, so the page says exactly what was exercised.
 """
@@ -116,6 +117,39 @@ def interop_section(doc: dict) -> list[str]:
     return out
 
 
+def hooks_section(doc: dict) -> list[str]:
+    """Per example hook: the server and client it ran between, and its checks."""
+    out = [
+        "Each example of `hook-examples/`, built by its own `build.sh`, configured as a user would",
+        "(`--hook FILE --hook-config FILE=JSON` or a TOML file), run by the sluice binary in front of",
+        "server-everything and driven by a real client. The same calls made directly to the server are",
+        "the control: the hook's effect must show against them.",
+        "",
+        "| hook | server | client | checks passed | checks |",
+        "|---|---|---|---|---|",
+    ]
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for r in doc["results"]:
+        rows.setdefault((r["hook"], r["client"]), []).append(r)
+    builds = {hook: rs[0] for (hook, client), rs in rows.items() if client == "-"}
+    for (hook, client), rs in rows.items():
+        if client == "-":
+            continue
+        n = sum(r["status"] == "pass" for r in rs)
+        checks = ", ".join(f"{r['check']} {MARK.get(r['status'], '?')}" for r in rs)
+        out.append(f"| {hook} | {rs[0]['server']} | {client} | {n}/{len(rs)} | {checks} |")
+    bad = [r for r in doc["results"] if r["status"] != "pass"]
+    n = {st: sum(r["status"] == st for r in doc["results"]) for st in ("pass", "fail", "skip")}
+    out += ["", "Builds: " + "; ".join(f"{h} {MARK.get(b['status'], '?')} ({b['detail']})"
+                                       for h, b in builds.items()) + "."]
+    out += ["", f"Totals — {n['pass']} passed, {n['fail']} failed, {n['skip']} skipped "
+            f"({doc.get('seconds', '?')} s for the stage)."]
+    if bad:
+        out += ["", "Not passed:", ""]
+        out += [f"- {r['hook']} {r['client']} `{r['check']}`: {r['status']}: {r['detail']}" for r in bad]
+    return out
+
+
 def conformance_section(doc: dict) -> list[str]:
     v = doc["versions"]
     out = [
@@ -161,7 +195,7 @@ def conformance_section(doc: dict) -> list[str]:
     return out
 
 
-def render(interop: dict | None, conformance: dict | None) -> str:
+def render(interop: dict | None, conformance: dict | None, hooks: dict | None = None) -> str:
     date = (conformance or {}).get("date", "")
     lines = [
         "# Interoperability",
@@ -178,7 +212,7 @@ def render(interop: dict | None, conformance: dict | None) -> str:
         "or only these two stages, then regenerate the page:",
         "",
         "    cargo build -p sluice",
-        "    SLUICE_BIN=target/debug/sluice tests/interop/run --both",
+        "    SLUICE_BIN=target/debug/sluice tests/interop/run --both --hooks",
         "    SLUICE_BIN=target/debug/sluice tests/conformance/run",
         "    python3 tests/interop/matrix.py",
         "",
@@ -193,6 +227,8 @@ def render(interop: dict | None, conformance: dict | None) -> str:
         lines += [f"| Node (runs the conformance suite) | {conformance['versions']['node']} |"]
     lines += ["", "## Interop matrix", ""]
     lines += interop_section(interop) if interop else ["(no interop results: run tests/interop/run --both)"]
+    lines += ["", "## Example hooks through sluice", ""]
+    lines += hooks_section(hooks) if hooks else ["(no results: run tests/interop/run --hooks)"]
     lines += ["", "## Official conformance suite", ""]
     lines += conformance_section(conformance) if conformance else ["(no results: run tests/conformance/run)"]
     return "\n".join(lines) + "\n"
@@ -201,6 +237,7 @@ def render(interop: dict | None, conformance: dict | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--interop", type=Path, default=ROOT / "target" / "interop" / "results.json")
+    ap.add_argument("--hooks", type=Path, default=ROOT / "target" / "interop" / "hooks.json")
     ap.add_argument("--conformance", type=Path, default=ROOT / "target" / "conformance" / "results.json")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "INTEROP.md")
     ap.add_argument("--stdout", action="store_true")
@@ -210,7 +247,7 @@ def main() -> int:
     if interop is not None:
         # results.json carries no date of its own; the file's is the run's.
         interop["_date"] = datetime.datetime.fromtimestamp(a.interop.stat().st_mtime, datetime.timezone.utc).date()
-    text = render(interop, load(a.conformance))
+    text = render(interop, load(a.conformance), load(a.hooks))
     if a.stdout:
         sys.stdout.write(text)
     else:

@@ -1,11 +1,13 @@
 //! Building the JavaScript, Python and C example hooks (hook-examples/) with
 //! their own build scripts, for the guest tests and benches.
 //!
-//! Each build script installs its pinned toolchain on first use (in a cache
-//! outside the repository) and skips the build when its inputs did not
-//! change. A failed build fails the test, unless `SLUICE_SKIP_GUEST_TOOLCHAINS`
-//! is set (to `1`/`all`, or to a comma list of `js`, `python`, `c`): then the
-//! example is skipped with a loud message. CI leaves it unset.
+//! Each build script takes a component built before from the same inputs
+//! from the build cache (hook-examples/build-cache.sh); otherwise it
+//! installs its pinned toolchain on first use (in a cache outside the
+//! repository) and builds. A failed build fails the test, unless
+//! `SLUICE_SKIP_GUEST_TOOLCHAINS` is set (to `1`/`all`, or to a comma list of
+//! `js`, `python`, `c`): then the example is skipped with a loud message. CI
+//! leaves it unset.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -80,11 +82,14 @@ pub fn out_dir() -> PathBuf {
         .join("hook-examples")
 }
 
-/// The precompiled-artifact cache shared by the guest tests and benches, so
-/// the 1.6–18 MB interpreted guests are compiled by wasmtime once, not on
-/// every run.
+/// The precompiled-artifact cache: the one the sluice binary uses
+/// (`~/.cache/sluice/hooks`), so the 1.6–18 MB interpreted guests are
+/// compiled by wasmtime once per machine — not once per clone, and not again
+/// by the sluice of the interop hooks stage (the file names bind the wasm's
+/// hash to the engine's). Without a home directory, one under `target/`.
 pub fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-cache")
+    sluice::hooks::default_cache_dir()
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-cache"))
 }
 
 fn skip_allowed(lang: &str) -> bool {

@@ -5,7 +5,8 @@
 The config names the server URL, the connect mode (`auto`, `legacy` or a
 modern version such as `2026-07-28`), the checks to run and the server's
 profile (see harness.py). Prints one JSON object per check on stdout:
-{"check", "status": "pass"|"fail", "detail", "ms"}.
+{"check", "status": "pass"|"fail", "detail", "ms"}; the `script` check's detail is
+what each of its steps got back (see check_script).
 
 Checks the SDK cannot express (resumption with Last-Event-ID, DELETE then a
 request on the dead session) speak raw HTTP with httpx2, the SDK's own client.
@@ -136,6 +137,24 @@ class Driver:
                     texts = " ".join(getattr(b, "text", "") for b in r.content)
                     need(spec["text_contains"] in texts, f"{label}: text {texts!r}")
             return "ok: " + ", ".join(s["name"] for s in self.p["calls"])
+
+    async def check_script(self):
+        """Runs cfg["script"] in one session ({"op": "list"} or {"op": "call", "name", "args"})
+        and reports what came back, for the harness to judge (the hook checks)."""
+        seen = []
+        async with self.connect() as c:
+            for step in self.cfg["script"]:
+                try:
+                    if step["op"] == "list":
+                        r = await c.list_tools()
+                        seen.append({"tools": [{"name": t.name, "description": t.description} for t in r.tools]})
+                    else:
+                        r = await c.call_tool(step["name"], step.get("args", {}))
+                        seen.append({"result": {"isError": bool(r.is_error),
+                                                "text": " ".join(getattr(b, "text", "") for b in r.content)}})
+                except MCPError as e:
+                    seen.append({"error": {"code": e.code, "message": e.message, "data": e.data}})
+        return seen
 
     async def check_progress(self):
         spec = self.p["progress"]

@@ -4,7 +4,8 @@
 //   node ts_client.cjs '<json config>'
 //
 // Same contract as py_client.py: config {url, checks, profile, token}; one JSON
-// line per check on stdout: {check, status: "pass"|"fail", detail, ms}.
+// line per check on stdout: {check, status: "pass"|"fail", detail, ms}; the
+// `script` check's detail is what each of its steps got back.
 // Resumption and the request on a deleted session speak raw HTTP (fetch).
 "use strict";
 
@@ -84,6 +85,30 @@ const checks = {
       const info = client.getServerVersion();
       need(info && info.name, "no serverInfo");
       return `protocol ${transport.protocolVersion || "?"}, server ${info.name}, session ${transport.sessionId ? "yes" : "no"}`;
+    });
+  },
+
+  // Runs cfg.script in one session ({op: "list"} or {op: "call", name, args}) and reports
+  // what came back, for the harness to judge (the hook checks).
+  async script() {
+    return withClient({}, async (client) => {
+      const seen = [];
+      for (const step of cfg.script) {
+        try {
+          if (step.op === "list") {
+            const r = await client.listTools();
+            seen.push({ tools: r.tools.map((t) => ({ name: t.name, description: t.description })) });
+          } else {
+            const r = await client.callTool({ name: step.name, arguments: step.args || {} });
+            const text = (r.content || []).map((b) => b.text || "").join(" ");
+            seen.push({ result: { isError: !!r.isError, text } });
+          }
+        } catch (e) {
+          if (!(e instanceof McpError)) throw e;
+          seen.push({ error: { code: e.code, message: e.message, data: e.data ?? null } });
+        }
+      }
+      return seen;
     });
   },
 
