@@ -12,7 +12,7 @@ use super::file::{DEFAULT_LISTEN, default_route_name};
 use super::url::parse_listen;
 use super::{
     Command, Config, ConfigError, Demo, FileKeys, HookConfig, HostRule, Log, LogFormat, LogLevel,
-    OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
+    MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
 };
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
@@ -123,6 +123,12 @@ struct Cli {
     #[command(flatten)]
     hooks: HookArgs,
 
+    /// Worker threads serving connections, 1 to 1024 [default: one per CPU].
+    ///
+    /// May be given with --config, and then overrides the file's server.workers.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
+    workers: Option<u16>,
+
     #[command(flatten)]
     log: LogArgs,
 }
@@ -185,7 +191,7 @@ enum CliTransport {
 }
 
 /// The top-level arguments (clap ids) that make no sense with `demo`.
-const PROXY_ARGS: [&str; 10] = [
+const PROXY_ARGS: [&str; 11] = [
     "upstream",
     "listen",
     "path",
@@ -196,6 +202,7 @@ const PROXY_ARGS: [&str; 10] = [
     "ca_file",
     "hook",
     "hook_config",
+    "workers",
 ];
 
 const CLI_KEYS: FileKeys = FileKeys {
@@ -259,6 +266,9 @@ where
     if let Some(path) = &cli.config {
         let mut config = Config::from_file(path)?;
         config.log = log(config.log);
+        if let Some(n) = cli.workers {
+            config.server.workers = Some(n.into());
+        }
         return Ok(Command::Proxy(config));
     }
 
@@ -306,6 +316,7 @@ where
     }
     config.hooks = hooks(&cli.hooks)?;
     config.log = log(config.log);
+    config.server.workers = cli.workers.map(usize::from);
     config.check_files(&CLI_KEYS, None)?;
     Ok(Command::Proxy(config))
 }
