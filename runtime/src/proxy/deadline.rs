@@ -5,7 +5,7 @@
 //! per wait costs a reactor wake-up each time it is armed (`write` and `read`
 //! on an eventfd, `timerfd_settime`, `epoll_ctl`): four syscalls, twice per
 //! request. Here a connection only stores its deadline in its own slot; a
-//! single ticker scans the slots every [`TICK`] and wakes the connections
+//! single ticker thread scans the slots every [`TICK`] and wakes the connections
 //! whose deadline has passed. A deadline fires up to one tick late, which
 //! second-scale timeouts do not notice; nothing is ever early.
 //!
@@ -90,16 +90,22 @@ impl Deadlines {
     }
 }
 
-/// Check the deadlines every [`TICK`] until the proxy is gone.
-pub(crate) async fn run_ticker(deadlines: Weak<Deadlines>) {
-    let mut timer = async_io::Timer::interval(TICK);
-    loop {
-        futures_lite::StreamExt::next(&mut timer).await;
-        let Some(deadlines) = deadlines.upgrade() else {
-            return;
-        };
-        deadlines.scan(Some(Instant::now()));
-    }
+/// Check the deadlines every [`TICK`] until the proxy is gone, on a thread
+/// of its own: a reactor timer would make every reactor turn of every
+/// worker split the timer map (two allocations per request).
+pub(crate) fn start_ticker(deadlines: Weak<Deadlines>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sluice-deadlines".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(TICK);
+                let Some(deadlines) = deadlines.upgrade() else {
+                    return;
+                };
+                deadlines.scan(Some(Instant::now()));
+            }
+        })
+        .map(drop)
 }
 
 impl Slot {

@@ -195,9 +195,8 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         }
     };
     executor.spawn(accept).detach();
-    executor
-        .spawn(deadline::run_ticker(Arc::downgrade(&shared.deadlines)))
-        .detach();
+    deadline::start_ticker(Arc::downgrade(&shared.deadlines))
+        .context("cannot start the deadline thread")?;
     let mut threads = Vec::new();
     for i in 0..settings.workers.max(1) {
         let executor = executor.clone();
