@@ -180,7 +180,7 @@ pub enum Output {
     ToClient(Bytes),
     /// Run the hook chain on a message and answer with
     /// [`Exchange::hook_done`]. Nothing else happens until then.
-    RunHook(HookCall),
+    RunHook(Box<HookCall>),
     /// The upstream connection is no longer needed: return it to the pool
     /// when `reusable`, else close it.
     ReleaseUpstream {
@@ -640,7 +640,7 @@ impl Exchange {
             call.message.clone(),
             None,
         );
-        self.outputs.push_back(Output::RunHook(call));
+        self.outputs.push_back(Output::RunHook(Box::new(call)));
     }
 
     /// The verdict of the hook chain asked for by the last `RunHook`.
@@ -918,6 +918,11 @@ impl Exchange {
                     self.outputs.push_back(Output::ToClient(client_head));
                 }
                 self.state = State::Streaming(stream);
+                // The request is never rendered again (no retry once the
+                // upstream answered): a long-lived stream need not keep its headers.
+                if let Some(req) = self.req.as_mut() {
+                    req.headers = Vec::new();
+                }
                 self.deadline = self.stream_deadline(now);
                 if let State::Streaming(s) = &self.state
                     && s.is_complete()
@@ -957,7 +962,7 @@ impl Exchange {
                         .unwrap_or_default();
                     let request = Bytes::copy_from_slice(req.map_or(&[][..], |r| &r.body));
                     let call = self.hook_call(HookPhase::Response, method, request, Some(response));
-                    self.outputs.push_back(Output::RunHook(call));
+                    self.outputs.push_back(Output::RunHook(Box::new(call)));
                 }
             }
             Err(why) => self.fail(502, &why, now),

@@ -76,7 +76,7 @@ impl Harness {
                 Output::ToClient(b) => self.log.to_client.extend_from_slice(&b),
                 Output::ReleaseUpstream { reusable } => self.log.releases.push(reusable),
                 Output::Finished { close } => self.log.finished = Some(close),
-                Output::RunHook(call) => self.log.hooks.push(call),
+                Output::RunHook(call) => self.log.hooks.push(*call),
             }
         }
     }
