@@ -236,7 +236,8 @@ impl Upstreams {
                 let decided = *known.lock().unwrap_or_else(|e| e.into_inner());
                 let legacy = match decided {
                     Some(legacy) => legacy,
-                    None => match b.probe().await? {
+                    // Boxed for the same reason as the TLS handshake (once per route).
+                    None => match Box::pin(b.probe()).await? {
                         Some(legacy) => {
                             tracing::info!(
                                 route,
@@ -304,7 +305,9 @@ impl Direct {
             .ok_or_else(|| io::Error::other("TLS is not configured"))?;
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let tls = connector.connect(name, tcp).await?;
+        // Boxed: the handshake state is large, and would otherwise size
+        // every connection's task, idle streams included.
+        let tls = Box::pin(connector.connect(name, tcp)).await?;
         Ok(UpConn::Tls(Box::new(tls)))
     }
 
