@@ -388,9 +388,10 @@ fuzz_target!(|input: Input| {
             }
             Op::UpstreamRaw(bytes) => run.ex.feed_upstream(Bytes::copy_from_slice(bytes), now),
             Op::UpstreamClosed(kind) => {
-                let end = match kind % 3 {
+                let end = match kind % 4 {
                     0 => UpstreamEnd::Eof,
                     1 => UpstreamEnd::Error,
+                    2 => UpstreamEnd::WriteFailed,
                     _ => UpstreamEnd::ConnectFailed,
                 };
                 run.ex.upstream_closed(end, now);

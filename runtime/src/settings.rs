@@ -91,7 +91,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
         max_idle_per_upstream: config.pool.max_idle_per_upstream,
         pool_idle: t.pool_idle,
         shutdown_grace: t.shutdown_grace,
-        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        workers: config.server.worker_threads(),
         access_log: config.log.access,
         hooks: None,
     };

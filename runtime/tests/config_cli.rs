@@ -150,6 +150,42 @@ fn config_file_and_log_overrides() {
 }
 
 #[test]
+fn workers_flag() {
+    assert_eq!(proxy(&["--upstream", "http://a/"]).server.workers, None);
+    let c = proxy(&["--upstream", "http://a/", "--workers", "2"]);
+    assert_eq!(c.server.workers, Some(2));
+    assert_eq!(c.server.worker_threads(), 2);
+
+    // With --config it overrides the file.
+    let dir = scratch("config_cli_workers");
+    let path = dir.join("s.toml");
+    std::fs::write(
+        &path,
+        "[server]\nworkers = 4\n[[route]]\nupstream = \"http://a/\"\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    assert_eq!(proxy(&["--config", p]).server.workers, Some(4));
+    assert_eq!(
+        proxy(&["--config", p, "--workers", "1"]).server.workers,
+        Some(1)
+    );
+
+    for bad in ["0", "1025", "two"] {
+        let e = err(&["--upstream", "http://a/", "--workers", bad]);
+        assert!(matches!(e, ConfigError::Cli(_)), "{bad}: {e}");
+        assert!(e.to_string().contains("--workers"), "{bad}: {e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+    let e = err(&["--workers", "2", "demo"]);
+    assert!(
+        e.to_string()
+            .contains("--workers cannot be used with `sluice demo`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn config_excludes_proxy_flags() {
     for extra in [
         &["--upstream", "http://a/"][..],
@@ -451,6 +487,8 @@ fn help_explains_every_option() {
         "[default: info]",
         "--log-format <FORMAT>",
         "[default: text]",
+        "--workers <N>",
+        "[default: one per CPU]",
         "demo",
         "docs/CONFIG.md",
         "Examples:",

@@ -90,6 +90,8 @@ fn minimal_file_takes_every_default() {
         (LogLevel::Info, LogFormat::Text, true)
     );
     assert_eq!(c.pool.max_idle_per_upstream, 64);
+    assert_eq!(c.server.workers, None);
+    assert!(c.server.worker_threads() >= 1);
     assert!(c.hooks.is_empty());
 }
 
@@ -98,6 +100,7 @@ fn full_example_parses() {
     let text = std::fs::read_to_string(manifest("tests/fixtures/config/full.toml")).unwrap();
     let c = parse(&text).unwrap();
     assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.server.workers, Some(2));
     assert_eq!(c.routes[0].name, "everything");
     assert_eq!(c.routes[1].name, "api.githubcopilot.com");
     assert_eq!(c.routes[1].upstream.scheme, Scheme::Https);
@@ -241,6 +244,20 @@ fn sizes_durations_and_off() {
 }
 
 #[test]
+fn workers_setting() {
+    let c = parse("[[route]]\nupstream = \"http://a/\"\n[server]\nworkers = 3\n").unwrap();
+    assert_eq!(c.server.workers, Some(3));
+    assert_eq!(c.server.worker_threads(), 3);
+    let c = parse("[[route]]\nupstream = \"http://a/\"\n[server]\nworkers = 1024\n").unwrap();
+    assert_eq!(c.server.worker_threads(), 1024);
+    let c = parse("[server]\n[[route]]\nupstream = \"http://a/\"\n").unwrap();
+    assert_eq!(
+        c.server.workers, None,
+        "an empty [server] keeps the default"
+    );
+}
+
+#[test]
 fn listen_forms() {
     for (text, want) in [
         ("localhost:0", "127.0.0.1:0"),
@@ -301,7 +318,7 @@ const ERRORS: &[(&str, &str)] = &[
     // Unknown keys anywhere.
     (
         "lisen = \"127.0.0.1:1\"\n[[route]]\nupstream = \"http://a/\"\n",
-        "t.toml:1:1: lisen: unknown key (expected one of: listen, route, limits, timeouts, security, tls, log, pool, hook)",
+        "t.toml:1:1: lisen: unknown key (expected one of: listen, route, limits, timeouts, security, tls, log, pool, server, hook)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",
@@ -498,6 +515,23 @@ const ERRORS: &[(&str, &str)] = &[
     (
         "[[route]]\nupstream = \"http://a/\"\n[pool]\nmax_idle_per_upstream = -1\n",
         "t.toml:4:25: pool.max_idle_per_upstream: -1 is out of range (at least 0)",
+    ),
+    // server
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[server]\nworkers = 0\n",
+        "t.toml:4:11: server.workers: 0 is out of range (at least 1)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[server]\nworkers = 1025\n",
+        "t.toml:4:11: server.workers: 1025 is out of range (at most 1024)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[server]\nworkers = \"2\"\n",
+        "t.toml:4:11: server.workers: expected a whole number, found a string \"2\"",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[server]\nthreads = 2\n",
+        "t.toml:4:1: server.threads: unknown key (expected one of: workers)",
     ),
     // hooks
     (

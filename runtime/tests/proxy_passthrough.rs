@@ -273,6 +273,80 @@ fn keep_alive_reuses_both_connections() {
 }
 
 #[test]
+fn a_pooled_connection_the_upstream_closed_is_not_reused() {
+    let (closed_tx, closed_rx) = mpsc::channel::<()>();
+    let closed_tx = Mutex::new(closed_tx);
+    let up = upstream(move |conn, _| {
+        json_response(conn, "{}");
+        // Keep-alive by the headers, then gone while idle in the pool.
+        close(conn);
+        closed_tx.lock().unwrap().send(()).unwrap();
+        false
+    });
+    let proxy = proxy_for(up.addr);
+    let mut c = connect(proxy.local_addr());
+    for _ in 0..2 {
+        c.write_all(&post(CALL)).unwrap();
+        let r = read_response(&mut c, "POST");
+        assert_eq!(r.status, 200, "{}", r.head);
+        closed_rx.recv().unwrap();
+    }
+    let conns: Vec<usize> = (0..2)
+        .map(|_| up.requests.recv().unwrap().connection)
+        .collect();
+    assert_eq!(conns, vec![0, 1], "the closed connection was dropped");
+    proxy.shutdown();
+}
+
+#[test]
+fn a_post_is_not_sent_twice_when_a_pooled_connection_dies_after_it() {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let up = upstream(move |conn, _| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            // The second request arrived whole; the upstream dies before answering.
+            close(conn);
+            return false;
+        }
+        json_response(conn, "{}");
+        true
+    });
+    let proxy = proxy_for(up.addr);
+    let mut c = connect(proxy.local_addr());
+    let bodies = [
+        CALL.to_string(),
+        CALL.replace("\"abc\"", "\"second\""),
+        CALL.replace("\"abc\"", "\"third\""),
+    ];
+    let mut statuses = Vec::new();
+    for body in &bodies {
+        c.write_all(&post(body)).unwrap();
+        let r = read_response(&mut c, "POST");
+        if r.status == 502 {
+            let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(json["id"], "second");
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, vec![200, 502, 200]);
+    let received: Vec<(usize, Vec<u8>)> = (0..3)
+        .map(|_| {
+            let r = up.requests.recv().unwrap();
+            (r.connection, r.body)
+        })
+        .collect();
+    assert_eq!(
+        received,
+        vec![
+            (0, bodies[0].clone().into_bytes()),
+            (0, bodies[1].clone().into_bytes()),
+            (1, bodies[2].clone().into_bytes()),
+        ],
+        "the second request reached the upstream once"
+    );
+    proxy.shutdown();
+}
+
+#[test]
 fn a_client_that_goes_away_releases_its_upstream_at_once() {
     let (gone_tx, gone_rx) = mpsc::channel::<()>();
     let gone_tx = Mutex::new(gone_tx);

@@ -180,7 +180,7 @@ pub enum Output {
     ToClient(Bytes),
     /// Run the hook chain on a message and answer with
     /// [`Exchange::hook_done`]. Nothing else happens until then.
-    RunHook(HookCall),
+    RunHook(Box<HookCall>),
     /// The upstream connection is no longer needed: return it to the pool
     /// when `reusable`, else close it.
     ReleaseUpstream {
@@ -202,8 +202,13 @@ pub enum UpstreamEnd {
     ConnectFailed,
     /// A clean end of stream (FIN).
     Eof,
-    /// A read or write error (reset, broken pipe, TLS alert).
+    /// A read error (reset, TLS alert), or a write error after the request
+    /// went out whole.
     Error,
+    /// Writing the request failed before all of it went out (broken pipe,
+    /// reset): the upstream cannot have read a whole request, so it cannot
+    /// have acted on it.
+    WriteFailed,
 }
 
 /// How the exchange ended, for the access log.
@@ -317,7 +322,8 @@ impl Exchange {
             config,
             client,
             state: State::Request(Box::default()),
-            outputs: Default::default(),
+            // Room for a whole exchange's outputs without growing.
+            outputs: std::collections::VecDeque::with_capacity(8),
             leftover: Vec::new(),
             req: None,
             head_buf: Vec::new(),
@@ -440,9 +446,14 @@ impl Exchange {
                 self.fail(502, "could not connect to the upstream", now);
             }
             State::AwaitingHead => {
-                if self.reused && !self.upstream_spoke && !self.retried {
-                    // A pooled connection the upstream had already closed:
-                    // nothing was read, so send the request again, once.
+                // A pooled connection the upstream had already closed: send
+                // the request again on a fresh one, once — but only when the
+                // upstream cannot have acted on it (it never got it whole),
+                // or acting twice is harmless (an idempotent method). A
+                // `tools/call` POST that went out is never sent twice.
+                let resendable = end == UpstreamEnd::WriteFailed
+                    || self.req.as_ref().is_some_and(|r| idempotent(&r.method));
+                if self.reused && !self.upstream_spoke && !self.retried && resendable {
                     self.retried = true;
                     self.head_buf.clear();
                     self.head_scanner.reset();
@@ -632,7 +643,7 @@ impl Exchange {
             call.message.clone(),
             None,
         );
-        self.outputs.push_back(Output::RunHook(call));
+        self.outputs.push_back(Output::RunHook(Box::new(call)));
     }
 
     /// The verdict of the hook chain asked for by the last `RunHook`.
@@ -855,16 +866,21 @@ impl Exchange {
     }
 
     fn note_request_line(&mut self) {
-        if let State::Request(intake) = &self.state
-            && let Some((method, target)) = intake.request_line()
+        if let State::Request(intake) = &mut self.state
+            && let Some((method, target)) = intake.take_request_line()
         {
-            self.summary.http_method = method.to_owned();
-            self.summary.target = target.to_owned();
+            self.summary.http_method = method;
+            self.summary.target = target;
         }
     }
 
     fn read_response_head(&mut self, input: Bytes, now: Instant) {
-        self.head_buf.extend_from_slice(&input);
+        // A head that arrives whole in one read is parsed where it lies, and
+        // the body bytes after it go on as a slice of the same read.
+        let buffered = !self.head_buf.is_empty();
+        if buffered {
+            self.head_buf.extend_from_slice(&input);
+        }
         let Some(req) = self.req.as_ref() else { return };
         let hooked = req.rpc.as_ref().is_some_and(|r| {
             !r.batch
@@ -873,21 +889,34 @@ impl Exchange {
                     .as_deref()
                     .is_some_and(|m| self.config.hooks.wants(m))
         });
-        match response::read_head(
+        let step = response::read_head(
             &mut self.head_scanner,
-            &self.head_buf,
+            if buffered { &self.head_buf } else { &input },
             req,
             &self.config,
             hooked,
             now,
-        ) {
-            response::HeadStep::NeedMore => {}
+        );
+        let rest_after = |head_buf: &mut Vec<u8>, len: usize| {
+            let rest = if buffered {
+                Bytes::copy_from_slice(&head_buf[len..])
+            } else {
+                input.slice(len..)
+            };
+            *head_buf = Vec::new();
+            rest
+        };
+        match step {
+            response::HeadStep::NeedMore => {
+                if !buffered {
+                    self.head_buf.extend_from_slice(&input);
+                }
+            }
             response::HeadStep::Informational { len } => {
                 // 1xx answers are ours to absorb (we sent no Expect upstream).
-                let rest = self.head_buf.split_off(len);
-                self.head_buf.clear();
+                let rest = rest_after(&mut self.head_buf, len);
                 if !rest.is_empty() {
-                    self.read_response_head(Bytes::from(rest), now);
+                    self.read_response_head(rest, now);
                 }
             }
             response::HeadStep::Bad(why) => self.fail(502, &why, now),
@@ -897,8 +926,7 @@ impl Exchange {
                 status,
                 len,
             } => {
-                let rest = Bytes::from(self.head_buf.split_off(len));
-                self.head_buf = Vec::new();
+                let rest = rest_after(&mut self.head_buf, len);
                 self.summary.status = Some(status);
                 self.summary.response_head = Some(now);
                 self.sent = if stream.is_sse() {
@@ -910,6 +938,11 @@ impl Exchange {
                     self.outputs.push_back(Output::ToClient(client_head));
                 }
                 self.state = State::Streaming(stream);
+                // The request is never rendered again (no retry once the
+                // upstream answered): a long-lived stream need not keep its headers.
+                if let Some(req) = self.req.as_mut() {
+                    req.headers = Vec::new();
+                }
                 self.deadline = self.stream_deadline(now);
                 if let State::Streaming(s) = &self.state
                     && s.is_complete()
@@ -949,7 +982,7 @@ impl Exchange {
                         .unwrap_or_default();
                     let request = Bytes::copy_from_slice(req.map_or(&[][..], |r| &r.body));
                     let call = self.hook_call(HookPhase::Response, method, request, Some(response));
-                    self.outputs.push_back(Output::RunHook(call));
+                    self.outputs.push_back(Output::RunHook(Box::new(call)));
                 }
             }
             Err(why) => self.fail(502, &why, now),
@@ -1122,6 +1155,15 @@ fn head_only(mut response: Vec<u8>) -> Vec<u8> {
         response.truncate(end + 4);
     }
     response
+}
+
+/// Methods whose repetition has the same effect as one request (RFC 9110
+/// §9.2.2), so a request that may have reached the upstream can be re-sent.
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
 }
 
 /// The media types a request accepts, from its headers.

@@ -83,8 +83,10 @@ impl Intake {
         self.buf.is_empty() && self.accepted.is_none()
     }
 
-    pub fn request_line(&self) -> Option<(&str, &str)> {
-        self.line.as_ref().map(|(m, t)| (m.as_str(), t.as_str()))
+    /// The request line (method, target), once; kept for the access log
+    /// even when the request is rejected.
+    pub fn take_request_line(&mut self) -> Option<(String, String)> {
+        self.line.take()
     }
 
     pub fn feed(
@@ -99,12 +101,25 @@ impl Intake {
             return Step::NeedMore;
         }
         if self.accepted.is_none() {
-            self.buf.extend_from_slice(input);
+            // A head that arrives whole in one read is parsed where it lies.
+            let buffered = !self.buf.is_empty();
+            if buffered {
+                self.buf.extend_from_slice(input);
+            }
+            let buf = if buffered {
+                std::mem::take(&mut self.buf)
+            } else {
+                Vec::new()
+            };
+            let data = if buffered { &buf[..] } else { input };
             let (head, len) = match self
                 .scanner
-                .parse_request(&self.buf, &config.limits.request_head)
+                .parse_request(data, &config.limits.request_head)
             {
-                Ok(Parsed::Partial) => return Step::NeedMore,
+                Ok(Parsed::Partial) => {
+                    self.buf = if buffered { buf } else { input.to_vec() };
+                    return Step::NeedMore;
+                }
                 Ok(Parsed::Complete { head, len }) => (head, len),
                 Err(e) => {
                     return self.reject(
@@ -115,15 +130,14 @@ impl Intake {
                 }
             };
             self.line = Some((head.method.clone(), head.target.clone()));
-            let rest = self.buf.split_off(len);
-            self.buf = Vec::new();
+            let rest = &data[len..];
             match accept(head, config) {
                 Ok(accepted) => self.accepted = Some(accepted),
                 Err((status, message)) => {
                     return self.reject(status, codes::INVALID_REQUEST, message);
                 }
             }
-            let step = self.read_body(&rest, config, client, leftover);
+            let step = self.read_body(rest, config, client, leftover);
             return match step {
                 Step::NeedMore if self.accepted.as_ref().is_some_and(|a| a.wants_continue) => {
                     Step::Continue100
@@ -162,6 +176,8 @@ impl Intake {
             BodyFraming::ContentLength(n) => {
                 let want = (n as usize).saturating_sub(acc.body.len());
                 let take = want.min(input.len());
+                // The length was checked against the limit: room for it all at once.
+                acc.body.reserve_exact(want);
                 acc.body.extend_from_slice(&input[..take]);
                 leftover.extend_from_slice(&input[take..]);
                 acc.body.len() as u64 == n
@@ -247,8 +263,7 @@ fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, (u16, 
     {
         return Err((413, too_large(max)));
     }
-    let wants_continue = values(&head.headers, "expect")
-        .iter()
+    let wants_continue = http1::header_values(&head.headers, "expect")
         .any(|v| v.eq_ignore_ascii_case(b"100-continue"))
         && !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
     Ok(Accepted {
@@ -278,7 +293,7 @@ fn origin_form(target: &str) -> Option<&str> {
     }
 }
 
-pub(super) fn values<'h>(headers: &'h [Header], name: &str) -> Vec<&'h [u8]> {
+fn values<'h>(headers: &'h [Header], name: &str) -> Vec<&'h [u8]> {
     headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case(name))
@@ -290,7 +305,7 @@ pub(super) fn values<'h>(headers: &'h [Header], name: &str) -> Vec<&'h [u8]> {
 fn keep_alive(head: &RequestHead) -> bool {
     let mut close = false;
     let mut keep = false;
-    for v in values(&head.headers, "connection") {
+    for v in http1::header_values(&head.headers, "connection") {
         for token in v.split(|&b| b == b',') {
             let token = token.trim_ascii();
             close |= token.eq_ignore_ascii_case(b"close");
@@ -327,12 +342,27 @@ fn classify(body: &[u8], config: &ExchangeConfig) -> Option<RpcSummary> {
 /// The request as the upstream sees it: our framing, its Host, no hop-by-hop
 /// headers, the forwarding headers.
 fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forward {
-    let head = &acc.head;
-    let route = &config.router.routes()[acc.route];
-    let client_keep_alive = keep_alive(head);
+    let Accepted {
+        head,
+        route: route_index,
+        upstream_target,
+        framing,
+        body,
+        ..
+    } = acc;
+    let route = &config.router.routes()[route_index];
+    let client_keep_alive = keep_alive(&head);
+    let accepts = accepts_of(&head.headers);
     let hook_headers = config.hooks.visible_headers(&head.headers);
-    let mut headers = head.headers.clone();
-    let original_host = values(&headers, "host").first().map(|h| h.to_vec());
+    let client_http10 = head.version == http1::Version::Http10;
+    let RequestHead {
+        method,
+        mut headers,
+        ..
+    } = head;
+    let original_host = http1::header_values(&headers, "host")
+        .next()
+        .map(<[u8]>::to_vec);
     let session_id = text_header(&headers, "mcp-session-id");
     let protocol_version = text_header(&headers, "mcp-protocol-version");
     http1::remove_hop_by_hop(&mut headers);
@@ -382,23 +412,23 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
             out_headers.push(Header::new("X-Forwarded-Host", host));
         }
     }
-    let has_body = !acc.body.is_empty() || !matches!(acc.framing, BodyFraming::None);
-    let send_length = has_body || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH");
+    let has_body = !body.is_empty() || !matches!(framing, BodyFraming::None);
+    let send_length = has_body || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
     Forward {
-        route: acc.route,
-        method: head.method.clone(),
-        upstream_target: acc.upstream_target,
-        headers: out_headers,
-        send_length,
-        rpc: if head.method == "POST" {
-            classify(&acc.body, config)
+        route: route_index,
+        rpc: if method == "POST" {
+            classify(&body, config)
         } else {
             None
         },
-        body: acc.body,
+        method,
+        upstream_target,
+        headers: out_headers,
+        send_length,
+        body,
         client_keep_alive,
-        client_http10: head.version == http1::Version::Http10,
-        accepts: accepts_of(&head.headers),
+        client_http10,
+        accepts,
         session_id,
         protocol_version,
         hook_headers,
@@ -406,14 +436,22 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
 }
 
 fn text_header(headers: &[Header], name: &str) -> Option<String> {
-    let value = values(headers, name).into_iter().next()?;
+    let value = http1::header_values(headers, name).next()?;
     std::str::from_utf8(value).ok().map(str::to_owned)
 }
 
 impl Forward {
     /// The request as the upstream gets it: our framing, its `Host`.
     pub fn render(&self) -> Bytes {
-        let mut out = Vec::with_capacity(256 + self.body.len());
+        use std::io::Write as _;
+        let head_len: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum();
+        let mut out = Vec::with_capacity(
+            self.method.len() + self.upstream_target.len() + head_len + 64 + self.body.len(),
+        );
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.upstream_target.as_bytes());
@@ -422,7 +460,8 @@ impl Forward {
             push_header(&mut out, &h.name, &h.value);
         }
         if self.send_length {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);

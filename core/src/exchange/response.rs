@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::ExchangeConfig;
-use super::request::{Forward, values};
+use super::request::Forward;
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Parsed};
 use crate::inject::Sent;
 use crate::jsonrpc::{self, Classified, Kind};
@@ -73,6 +73,9 @@ impl SseWatch {
             match item {
                 Ok(SseItem::Event(event)) => {
                     let Some(owed) = &self.owed else { continue };
+                    if !may_answer(event.data.as_bytes(), owed) {
+                        continue;
+                    }
                     if let Ok(Classified::Single(m)) =
                         jsonrpc::classify(event.data.as_bytes(), &self.json)
                     {
@@ -97,6 +100,20 @@ impl SseWatch {
     fn at_boundary(&self) -> bool {
         !self.lost && self.parser.at_event_boundary()
     }
+}
+
+/// Whether an event's data can be the response to request `id` (its raw
+/// JSON text): a cheap scan that lets the many notifications of a stream
+/// (progress, logging) skip classification. A response has a `result` or
+/// `error` member and carries the id's exact text (the match is on raw
+/// bytes); a key spelled with escapes has a backslash, so any data with one
+/// is classified to be sure.
+fn may_answer(data: &[u8], id: &[u8]) -> bool {
+    use memchr::memmem;
+    let member = memmem::find(data, b"\"result\"").is_some()
+        || memmem::find(data, b"\"error\"").is_some()
+        || memchr::memchr(b'\\', data).is_some();
+    member && memmem::find(data, id).is_some()
 }
 
 /// A JSON answer held whole for the response hooks.
@@ -178,8 +195,8 @@ pub(super) fn read_head(
             return HeadStep::Bad(format!("the upstream's response framing is ambiguous: {e}"));
         }
     };
-    let sse = values(&head.headers, "content-type")
-        .first()
+    let sse = http1::header_values(&head.headers, "content-type")
+        .next()
         .is_some_and(|ct| {
             let media = ct
                 .split(|&b| b == b';')
@@ -287,31 +304,28 @@ pub(super) fn read_head(
 }
 
 fn upstream_keeps_alive(head: &http1::ResponseHead) -> bool {
-    let tokens: Vec<&[u8]> = values(&head.headers, "connection")
-        .into_iter()
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect();
-    let has = |t: &[u8]| tokens.iter().any(|x| x.eq_ignore_ascii_case(t));
-    match head.version {
-        http1::Version::Http10 => has(b"keep-alive") && !has(b"close"),
-        _ => !has(b"close"),
-    }
+    !http1::connection_close(head.version, &head.headers)
 }
 
 /// The head the client sees: the upstream's status and end-to-end headers,
 /// with our own framing.
 fn client_head(head: &http1::ResponseHead, client: ClientBody, close: bool) -> Bytes {
-    let mut headers = head.headers.clone();
-    http1::remove_hop_by_hop(&mut headers);
-    if client != ClientBody::Length && client != ClientBody::Empty {
-        headers.retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
-    }
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(format!("HTTP/1.1 {} ", head.status).as_bytes());
+    use std::io::Write as _;
+    let drop_length = client != ClientBody::Length && client != ClientBody::Empty;
+    let fields: usize = head
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum();
+    let mut out = Vec::with_capacity(fields + head.reason.len() + 96);
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {} ", head.status);
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for h in &headers {
+    for h in &head.headers {
+        if http1::is_hop_by_hop(&head.headers, h) || (drop_length && h.is("content-length")) {
+            continue;
+        }
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(&h.value);
@@ -325,6 +339,23 @@ fn client_head(head: &http1::ResponseHead, client: ClientBody, close: bool) -> B
     }
     out.extend_from_slice(b"\r\n");
     Bytes::from(out)
+}
+
+/// `{len:x}\r\n`, the line that opens a chunk, in one small allocation.
+fn chunk_size_line(len: usize) -> Bytes {
+    let mut line = [0u8; 2 * std::mem::size_of::<usize>() + 2];
+    let mut at = line.len() - 2;
+    line[at..].copy_from_slice(b"\r\n");
+    let mut rest = len;
+    loop {
+        at -= 1;
+        line[at] = b"0123456789abcdef"[rest & 0xf];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    Bytes::copy_from_slice(&line[at..])
 }
 
 impl Streaming {
@@ -574,7 +605,7 @@ impl Streaming {
     fn write_client(&self, data: Bytes, out: &mut Vec<Bytes>) {
         match self.client {
             ClientBody::Chunked => {
-                out.push(Bytes::from(format!("{:x}\r\n", data.len())));
+                out.push(chunk_size_line(data.len()));
                 out.push(data);
                 out.push(Bytes::from_static(b"\r\n"));
             }
@@ -655,5 +686,44 @@ impl Streaming {
             }
             _ => comment.to_vec(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_lines_are_lower_case_hex() {
+        for (len, line) in [
+            (0, "0\r\n"),
+            (9, "9\r\n"),
+            (0x1a, "1a\r\n"),
+            (16 * 1024, "4000\r\n"),
+            (usize::MAX, "ffffffffffffffff\r\n"),
+        ] {
+            assert_eq!(chunk_size_line(len), line.as_bytes(), "{len}");
+        }
+    }
+
+    #[test]
+    fn only_possible_answers_are_classified() {
+        let id = br#""req-7""#;
+        assert!(may_answer(
+            br#"{"jsonrpc":"2.0","id":"req-7","result":{}}"#,
+            id
+        ));
+        assert!(may_answer(br#"{"id":"req-7","error":{"code":1}}"#, id));
+        assert!(may_answer(br#"{"id":"req-7","\u0072esult":{}}"#, id));
+        // No result or error member: a notification.
+        assert!(!may_answer(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"req-7"}}"#,
+            id
+        ));
+        // Another id.
+        assert!(!may_answer(
+            br#"{"jsonrpc":"2.0","id":"req-8","result":{}}"#,
+            id
+        ));
     }
 }

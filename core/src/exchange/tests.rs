@@ -76,7 +76,7 @@ impl Harness {
                 Output::ToClient(b) => self.log.to_client.extend_from_slice(&b),
                 Output::ReleaseUpstream { reusable } => self.log.releases.push(reusable),
                 Output::Finished { close } => self.log.finished = Some(close),
-                Output::RunHook(call) => self.log.hooks.push(call),
+                Output::RunHook(call) => self.log.hooks.push(*call),
             }
         }
     }
@@ -302,6 +302,47 @@ fn upstream_dying_after_the_answer_ends_cleanly() {
 }
 
 #[test]
+fn only_the_answer_to_the_clients_id_settles_the_stream() {
+    // A notification that mentions `"result"` and the id's text, and an
+    // answer to another id: the answer to req-7 is still owed.
+    let lookalike = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"result\":\"req-7\"}}\n\n";
+    let other = "data: {\"jsonrpc\":\"2.0\",\"id\":\"req-8\",\"result\":{}}\n\n";
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes())
+        .upstream(chunk(lookalike).as_bytes())
+        .upstream(chunk(other).as_bytes());
+    h.upstream_end(UpstreamEnd::Error);
+    let (_, body) = decode_response(&h.log.to_client);
+    let body = String::from_utf8(body).unwrap();
+    let injected = body
+        .strip_prefix(&format!("{PROGRESS}{lookalike}{other}"))
+        .expect("every event forwarded first");
+    assert!(injected.contains("\"id\":\"req-7\""), "{injected}");
+    assert_eq!(h.ex.summary().outcome, Outcome::Answered);
+}
+
+#[test]
+fn an_answer_with_an_escaped_member_name_still_counts() {
+    // `\u0072esult` is `result`: the answer went out, nothing is owed.
+    let answer = "data: {\"jsonrpc\":\"2.0\",\"id\":\"req-7\",\"\\u0072esult\":{}}\n\n";
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes())
+        .upstream(chunk(answer).as_bytes());
+    h.upstream_end(UpstreamEnd::Error);
+    let (_, body) = decode_response(&h.log.to_client);
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        format!("{PROGRESS}{answer}"),
+        "no error injected after the answer"
+    );
+    assert_ne!(h.log.finished, Some(Close::Abort));
+}
+
+#[test]
 fn json_body_cut_short_aborts() {
     let mut h = Harness::new(config());
     h.client(&post(CALL)).connected(false);
@@ -324,11 +365,12 @@ fn upstream_closing_before_the_head_is_a_502_with_the_id() {
 }
 
 #[test]
-fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+fn a_request_that_could_not_be_written_is_retried_once_on_a_fresh_connection() {
     let mut h = Harness::new(config());
     h.client(&post(CALL)).connected(true);
     let once = h.log.to_upstream.len();
-    h.upstream_end(UpstreamEnd::Eof);
+    // A pooled connection the upstream had closed: the write fails.
+    h.upstream_end(UpstreamEnd::WriteFailed);
     assert_eq!(h.log.connects, vec![(0, false), (0, true)]);
     assert_eq!(h.log.releases, vec![false]);
     assert!(h.log.to_client.is_empty());
@@ -338,11 +380,56 @@ fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
         2 * once,
         "the same request sent again"
     );
-    h.upstream_end(UpstreamEnd::Eof);
+    h.upstream_end(UpstreamEnd::WriteFailed);
     assert!(
         h.client_text().starts_with("HTTP/1.1 502 "),
         "a second failure is not retried"
     );
+}
+
+#[test]
+fn a_post_that_went_out_on_a_pooled_connection_is_never_sent_twice() {
+    for end in [UpstreamEnd::Eof, UpstreamEnd::Error] {
+        let mut h = Harness::new(config());
+        h.client(&post(CALL)).connected(true);
+        let once = h.log.to_upstream.len();
+        // Written whole, then the connection closed without an answer: the
+        // upstream may have run the tool. Say so instead of running it again.
+        h.upstream_end(end);
+        assert_eq!(h.log.connects, vec![(0, false)], "{end:?}");
+        assert_eq!(h.log.to_upstream.len(), once, "{end:?}");
+        let (head, body) = decode_response(&h.log.to_client);
+        assert!(head.starts_with("HTTP/1.1 502 "), "{end:?}: {head}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], "req-7");
+        assert_eq!(v["error"]["code"], UPSTREAM_FAILED);
+    }
+}
+
+#[test]
+fn an_idempotent_request_is_retried_after_a_silent_close() {
+    for method in ["GET", "DELETE"] {
+        let mut h = Harness::new(config());
+        let request =
+            format!("{method} /mcp HTTP/1.1\r\nHost: localhost\r\nMcp-Session-Id: s-1\r\n\r\n");
+        h.client(request.as_bytes()).connected(true);
+        h.upstream_end(UpstreamEnd::Eof);
+        assert_eq!(h.log.connects, vec![(0, false), (0, true)], "{method}");
+        assert!(h.log.to_client.is_empty(), "{method}");
+        h.connected(false)
+            .upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(h.client_text().starts_with("HTTP/1.1 200 "), "{method}");
+    }
+}
+
+#[test]
+fn a_fresh_connection_that_closes_is_not_retried() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL))
+        .connected(false)
+        .upstream_end(UpstreamEnd::WriteFailed);
+    assert_eq!(h.log.connects, vec![(0, false)]);
+    assert!(h.client_text().starts_with("HTTP/1.1 502 "));
 }
 
 #[test]

@@ -144,8 +144,10 @@ pub enum TargetForm {
 /// Each call rescans `buf`; [`HeadScanner`] avoids that for slow senders.
 pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, HeadError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
-    let mut slots = vec![httparse::EMPTY_HEADER; header_slots(limits)];
-    let mut req = httparse::Request::new(&mut slots);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slot_buf(limits, &mut stack, &mut heap);
+    let mut req = httparse::Request::new(slots);
     match req.parse(window) {
         Ok(httparse::Status::Complete(len)) => {
             check_line_endings(&window[..len])?;
@@ -179,8 +181,10 @@ pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestH
 /// final one (a 101 switches protocols instead).
 pub fn parse_response_head(buf: &[u8], limits: &Limits) -> Result<Parsed<ResponseHead>, HeadError> {
     let window = &buf[..buf.len().min(limits.max_head_bytes)];
-    let mut slots = vec![httparse::EMPTY_HEADER; header_slots(limits)];
-    let mut res = httparse::Response::new(&mut slots);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slot_buf(limits, &mut stack, &mut heap);
+    let mut res = httparse::Response::new(slots);
     match res.parse(window) {
         Ok(httparse::Status::Complete(len)) => {
             check_line_endings(&window[..len])?;
@@ -292,6 +296,26 @@ fn has_empty_line(window: &[u8], from: usize) -> bool {
 /// huge configured count cannot make us allocate.
 fn header_slots(limits: &Limits) -> usize {
     limits.max_headers.min(limits.max_head_bytes / 4 + 1)
+}
+
+/// Header slots on the stack up to this many (the default limit is 100);
+/// beyond, on the heap.
+const STACK_SLOTS: usize = 128;
+
+/// Exactly [`header_slots`] slots (httparse refuses a head with more
+/// fields than slots): on the stack when they fit, else in `heap`.
+fn header_slot_buf<'a, 'h>(
+    limits: &Limits,
+    stack: &'a mut [httparse::Header<'h>; STACK_SLOTS],
+    heap: &'a mut Vec<httparse::Header<'h>>,
+) -> &'a mut [httparse::Header<'h>] {
+    let n = header_slots(limits);
+    if n <= STACK_SLOTS {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, httparse::EMPTY_HEADER);
+        heap
+    }
 }
 
 fn partial<T>(buf: &[u8], window: &[u8], limits: &Limits) -> Result<Parsed<T>, HeadError> {

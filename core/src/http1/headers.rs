@@ -95,6 +95,14 @@ pub fn remove_hop_by_hop(headers: &mut Vec<Header>) {
     });
 }
 
+/// Whether [`remove_hop_by_hop`] would remove `field` from `headers`: for
+/// writing a head straight from the parsed one, without a filtered copy.
+pub fn is_hop_by_hop(headers: &[Header], field: &Header) -> bool {
+    HOP_BY_HOP.iter().any(|n| field.is(n))
+        || (!NEVER_NOMINATED.iter().any(|n| field.is(n))
+            && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(field.name.as_bytes())))
+}
+
 /// Remove `Proxy-Authorization` and `Proxy-Authenticate`.
 ///
 /// They address the nearest proxy. A reverse proxy that does not itself
@@ -112,6 +120,42 @@ mod tests {
 
     fn h(name: &str, value: &str) -> Header {
         Header::new(name, value.as_bytes())
+    }
+
+    #[test]
+    fn is_hop_by_hop_agrees_with_remove_hop_by_hop() {
+        let heads = [
+            vec![
+                h("Host", "a"),
+                h("Connection", "keep-alive, X-Trace, content-length, HOST"),
+                h("X-Trace", "1"),
+                h("x-trace", "2"),
+                h("Content-Length", "5"),
+                h("Keep-Alive", "timeout=5"),
+                h("Transfer-Encoding", "chunked"),
+                h("Content-Type", "application/json"),
+            ],
+            vec![
+                h("Upgrade", "websocket"),
+                h("TE", "trailers"),
+                h("Accept", "*/*"),
+            ],
+            vec![
+                h("Connection", ""),
+                h("Connection", " , close ,"),
+                h("close", "x"),
+            ],
+        ];
+        for headers in heads {
+            let mut removed = headers.clone();
+            remove_hop_by_hop(&mut removed);
+            let kept: Vec<Header> = headers
+                .iter()
+                .filter(|f| !is_hop_by_hop(&headers, f))
+                .cloned()
+                .collect();
+            assert_eq!(kept, removed, "{headers:?}");
+        }
     }
 
     #[test]

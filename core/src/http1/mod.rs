@@ -66,8 +66,8 @@ pub use head::{
     HeadError, HeadScanner, Parsed, TargetForm, parse_request_head, parse_response_head,
 };
 pub use headers::{
-    connection_close, connection_has_token, find_header, header_values, remove_hop_by_hop,
-    remove_proxy_auth,
+    connection_close, connection_has_token, find_header, header_values, is_hop_by_hop,
+    remove_hop_by_hop, remove_proxy_auth,
 };
 pub use write::{WriteError, write_request_head, write_response_head};
 

@@ -13,7 +13,7 @@ use super::file::{DEFAULT_LISTEN, default_route_name};
 use super::url::parse_listen;
 use super::{
     Command, Config, ConfigError, Demo, FileKeys, HookConfig, HostRule, Log, LogFormat, LogLevel,
-    OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
+    MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
 };
 use crate::hooks::check_header_name;
 
@@ -138,6 +138,12 @@ struct Cli {
     #[command(flatten)]
     hooks: HookArgs,
 
+    /// Worker threads serving connections, 1 to 1024 [default: one per CPU].
+    ///
+    /// May be given with --config, and then overrides the file's server.workers.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
+    workers: Option<u16>,
+
     #[command(flatten)]
     log: LogArgs,
 }
@@ -221,6 +227,7 @@ const PROXY_ARGS: &[&str] = &[
     "hook",
     "hook_config",
     "hook_headers",
+    "workers",
 ];
 
 const CLI_KEYS: FileKeys = FileKeys {
@@ -284,6 +291,9 @@ where
     if let Some(path) = &cli.config {
         let mut config = Config::from_file(path)?;
         config.log = log(config.log);
+        if let Some(n) = cli.workers {
+            config.server.workers = Some(n.into());
+        }
         return Ok(Command::Proxy(config));
     }
 
@@ -364,6 +374,7 @@ where
     }
     config.hooks = hooks(&cli.hooks)?;
     config.log = log(config.log);
+    config.server.workers = cli.workers.map(usize::from);
     config.check_files(&CLI_KEYS, None)?;
     Ok(Command::Proxy(config))
 }

@@ -16,8 +16,9 @@ use super::duration::{parse_duration, parse_size};
 use super::url::parse_listen;
 use super::{
     Config, ConfigError, FileKeys, Grants, HookConfig, HookMode, HostRule, Legacy, LegacyMode,
-    Limits, Log, LogFormat, LogLevel, OnError, OriginRule, Pool, Roots, Route, Security, Timeouts,
-    Tls, Transport, Upstream, check_method_pattern, check_route_path, hook_base_name, unique_names,
+    Limits, Log, LogFormat, LogLevel, MAX_WORKERS, OnError, OriginRule, Pool, Roots, Route,
+    Security, Server, Timeouts, Tls, Transport, Upstream, check_method_pattern, check_route_path,
+    hook_base_name, unique_names,
 };
 
 use crate::hooks::check_header_name;
@@ -346,7 +347,7 @@ pub(super) fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config>
         span: 0..0,
     };
     root.known(&[
-        "listen", "route", "limits", "timeouts", "security", "tls", "log", "pool", "hook",
+        "listen", "route", "limits", "timeouts", "security", "tls", "log", "pool", "server", "hook",
     ])?;
 
     let listen = match root.string("listen")? {
@@ -362,6 +363,7 @@ pub(super) fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config>
         tls: tls(&root.table("tls")?, base_dir)?,
         log: log(&root.table("log")?)?,
         pool: pool(&root.table("pool")?)?,
+        server: server(&root.table("server")?)?,
         hooks: hooks(&root, base_dir)?,
     })
 }
@@ -658,6 +660,25 @@ fn pool(t: &Tbl<'_>) -> Result<Pool> {
     Ok(Pool {
         max_idle_per_upstream: t.count("max_idle_per_upstream", d.max_idle_per_upstream, 0)?,
     })
+}
+
+fn server(t: &Tbl<'_>) -> Result<Server> {
+    t.known(&["workers"])?;
+    let workers = match t.get("workers") {
+        None => None,
+        Some(v) => {
+            let n = t.count("workers", 1, 1)?;
+            if n > MAX_WORKERS {
+                return Err(t.cx.err(
+                    &v.span(),
+                    &t.key("workers"),
+                    format!("{n} is out of range (at most {MAX_WORKERS})"),
+                ));
+            }
+            Some(n)
+        }
+    };
+    Ok(Server { workers })
 }
 
 fn hooks(root: &Tbl<'_>, base_dir: &Path) -> Result<Vec<HookConfig>> {

@@ -74,6 +74,8 @@ pub struct Config {
     pub log: Log,
     /// The upstream connection pool.
     pub pool: Pool,
+    /// The server's own resources.
+    pub server: Server,
     /// WebAssembly hooks, in the order they run on a request (responses see
     /// them in the same order).
     pub hooks: Vec<HookConfig>,
@@ -353,6 +355,25 @@ impl Default for Pool {
     }
 }
 
+/// The most worker threads `workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
+/// The server's own resources.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Server {
+    /// Worker threads serving connections, 1 to [`MAX_WORKERS`]. Default
+    /// `None`: one per CPU the process may run on.
+    pub workers: Option<usize>,
+}
+
+impl Server {
+    /// The worker count to start: the configured one, or one per CPU.
+    pub fn worker_threads(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
 /// One WebAssembly hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HookConfig {
@@ -584,6 +605,7 @@ impl Config {
             tls: Tls::default(),
             log: Log::default(),
             pool: Pool::default(),
+            server: Server::default(),
             hooks: Vec::new(),
         }
     }

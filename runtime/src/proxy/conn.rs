@@ -4,11 +4,12 @@
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
-use async_io::{Async, Timer};
-use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, future};
+use async_io::Async;
+use bytes::Bytes;
+use futures_lite::{AsyncWrite, AsyncWriteExt, future};
 use sluice_core::exchange::{
     ClientInfo, Close, Exchange, HookCall, HookPhase, HookVerdict, Output, UpstreamEnd,
 };
@@ -16,10 +17,9 @@ use sluice_core::exchange::{
 use crate::hooks::{ChainOutcome, HookContext};
 
 use super::Shared;
+use super::deadline::{Due, Slot};
+use super::read::{self, READ_CHUNK};
 use super::upstream::UpConn;
-
-/// Size of one read from either side.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Serve every request on one client connection.
 pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
@@ -28,8 +28,9 @@ pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Ar
         peer_ip: peer.ip().to_string(),
         https: false,
     };
+    let slot = shared.deadlines.register();
     let mut carry = Vec::new();
-    let mut shutdown = shared.shutdown.listen();
+    let mut to_client: Vec<Bytes> = Vec::new();
     loop {
         let now = Instant::now();
         let mut exchange = Exchange::new(shared.exchange.clone(), info.clone(), now);
@@ -42,7 +43,11 @@ pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Ar
             shared: &shared,
             upstream: None,
             route: 0,
-            shutdown: &mut shutdown,
+            slot: &slot,
+            armed: None,
+            client_eager: false,
+            upstream_eager: false,
+            to_client: &mut to_client,
             hook_time: None,
         };
         let close = driver.run().await;
@@ -66,8 +71,9 @@ pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Ar
 }
 
 enum Event {
-    Client(io::Result<usize>),
-    Upstream(io::Result<usize>),
+    /// The client socket is readable (or was, the last time it was read).
+    Client,
+    Upstream(io::Result<Bytes>),
     Timer,
     Shutdown,
 }
@@ -78,20 +84,27 @@ struct Driver<'a> {
     shared: &'a Shared,
     upstream: Option<UpConn>,
     route: usize,
-    shutdown: &'a mut super::ShutdownListener,
+    /// This connection's deadline, checked by the proxy's ticker.
+    slot: &'a Slot,
+    /// The deadline last stored in `slot`.
+    armed: Option<Instant>,
+    /// The last client read filled the buffer: read again before waiting.
+    client_eager: bool,
+    /// The same for the upstream.
+    upstream_eager: bool,
+    /// Bytes for the client, written together at the next flush.
+    to_client: &'a mut Vec<Bytes>,
     /// Time spent in hook chains on this exchange.
     hook_time: Option<std::time::Duration>,
 }
 
 impl Driver<'_> {
     async fn run(&mut self) -> Close {
-        let mut client_buf = vec![0u8; READ_CHUNK];
-        let mut up_buf = BytesMut::new();
-        let mut to_client: Vec<Bytes> = Vec::new();
+        self.to_client.clear();
         loop {
             while let Some(output) = self.exchange.poll_output() {
                 match output {
-                    Output::ToClient(bytes) => to_client.push(bytes),
+                    Output::ToClient(bytes) => self.to_client.push(bytes),
                     Output::RunHook(call) => {
                         let verdict = self.run_hooks(&call);
                         self.exchange.hook_done(verdict, Instant::now());
@@ -99,13 +112,14 @@ impl Driver<'_> {
                     Output::ToUpstream(bytes) => self.write_upstream(&bytes).await,
                     Output::Connect { route, fresh } => {
                         // A 100 Continue or similar must not wait for the connect.
-                        if self.flush_client(&mut to_client).await.is_err() {
+                        if self.flush_client().await.is_err() {
                             self.exchange.client_closed(Instant::now());
                             continue;
                         }
                         self.connect(route, fresh).await;
                     }
                     Output::ReleaseUpstream { reusable } => {
+                        self.upstream_eager = false;
                         if let Some(conn) = self.upstream.take()
                             && reusable
                         {
@@ -113,7 +127,7 @@ impl Driver<'_> {
                         }
                     }
                     Output::Finished { close } => {
-                        let flushed = self.flush_client(&mut to_client).await;
+                        let flushed = self.flush_client().await;
                         return if flushed.is_err() {
                             Close::Abort
                         } else {
@@ -122,26 +136,22 @@ impl Driver<'_> {
                     }
                 }
             }
-            if self.flush_client(&mut to_client).await.is_err() {
+            if self.flush_client().await.is_err() {
                 self.exchange.client_closed(Instant::now());
                 continue;
             }
             let idle_between_requests =
                 !self.exchange.request_complete() && self.upstream.is_none();
-            match self
-                .wait(&mut client_buf, &mut up_buf, idle_between_requests)
-                .await
-            {
-                Event::Client(Ok(0)) | Event::Client(Err(_)) => {
-                    self.exchange.client_closed(Instant::now())
+            match self.wait(idle_between_requests).await {
+                Event::Client => self.read_client(),
+                Event::Upstream(Ok(bytes)) if bytes.is_empty() => {
+                    self.upstream_closed(UpstreamEnd::Eof)
                 }
-                Event::Client(Ok(n)) => self.exchange.feed_client(&client_buf[..n], Instant::now()),
-                Event::Upstream(Ok(0)) => self.upstream_closed(UpstreamEnd::Eof),
-                Event::Upstream(Err(_)) => self.upstream_closed(UpstreamEnd::Error),
-                Event::Upstream(Ok(n)) => {
-                    let bytes = up_buf.split_to(n).freeze();
+                Event::Upstream(Ok(bytes)) => {
+                    self.upstream_eager = bytes.len() == READ_CHUNK;
                     self.exchange.feed_upstream(bytes, Instant::now());
                 }
+                Event::Upstream(Err(_)) => self.upstream_closed(UpstreamEnd::Error),
                 Event::Timer => self.exchange.handle_timeout(Instant::now()),
                 Event::Shutdown => {
                     // Only an idle connection between requests is closed early.
@@ -151,40 +161,64 @@ impl Driver<'_> {
         }
     }
 
-    async fn wait(&mut self, client_buf: &mut [u8], up_buf: &mut BytesMut, idle: bool) -> Event {
+    /// Store the exchange's current deadline where the ticker sees it.
+    fn arm(&mut self) {
         let deadline = self.exchange.poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(at) => {
-                    Timer::at(at).await;
-                }
-                None => future::pending::<()>().await,
+        if deadline != self.armed {
+            self.slot.set(deadline);
+            self.armed = deadline;
+        }
+    }
+
+    /// Wait for the upstream's next bytes, the client's, the deadline or
+    /// (when idle between requests) shutdown. Holds no buffer while waiting.
+    async fn wait(&mut self, idle: bool) -> Event {
+        self.arm();
+        let client = self.client;
+        let client_eager = self.client_eager;
+        let upstream_eager = self.upstream_eager;
+        let slot = self.slot;
+        let deadlines = &*self.shared.deadlines;
+        let mut upstream = self.upstream.as_mut();
+        future::poll_fn(move |cx| {
+            if let Some(up) = upstream.as_deref_mut()
+                && let Poll::Ready(read) = up.poll_read_bytes(cx, upstream_eager)
+            {
+                return Poll::Ready(Event::Upstream(read));
             }
-            Event::Timer
-        };
-        let shutdown = async {
-            if idle {
-                self.shutdown.wait().await;
-                Event::Shutdown
-            } else {
-                future::pending().await
+            // Readiness only: a client read happens when there is something to read.
+            if client_eager || client.poll_readable(cx).is_ready() {
+                return Poll::Ready(Event::Client);
             }
-        };
-        let client = async { Event::Client((&*self.client).read(client_buf).await) };
-        match self.upstream.as_mut() {
-            Some(up) => {
-                up_buf.resize(READ_CHUNK, 0);
-                let upstream = async { Event::Upstream(up.read(&mut up_buf[..]).await) };
-                let event =
-                    future::or(upstream, future::or(client, future::or(timer, shutdown))).await;
-                if !matches!(event, Event::Upstream(Ok(_))) {
-                    up_buf.clear();
-                } else if let Event::Upstream(Ok(n)) = event {
-                    up_buf.truncate(n);
-                }
-                event
+            slot.poll_due(deadlines, idle, cx).map(|due| match due {
+                Due::Deadline => Event::Timer,
+                Due::Shutdown => Event::Shutdown,
+            })
+        })
+        .await
+    }
+
+    /// Read what the client sent straight from the worker's scratch buffer
+    /// into the exchange.
+    fn read_client(&mut self) {
+        let exchange = &mut *self.exchange;
+        let read = read::read_tcp(self.client, |bytes| {
+            if !bytes.is_empty() {
+                exchange.feed_client(bytes, Instant::now());
             }
-            None => future::or(client, future::or(timer, shutdown)).await,
+        });
+        match read {
+            Ok((0, ())) => {
+                self.client_eager = false;
+                self.exchange.client_closed(Instant::now());
+            }
+            Ok((n, ())) => self.client_eager = n == READ_CHUNK,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.client_eager = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                self.client_eager = false;
+                self.exchange.client_closed(Instant::now());
+            }
         }
     }
 
@@ -245,17 +279,11 @@ impl Driver<'_> {
     async fn connect(&mut self, route: usize, fresh: bool) {
         self.route = route;
         self.upstream = None;
-        let deadline = self.exchange.poll_timeout();
+        self.upstream_eager = false;
+        self.arm();
         let attempt = async { Some(self.shared.upstreams.checkout(route, fresh).await) };
-        let timeout = async {
-            match deadline {
-                Some(at) => {
-                    Timer::at(at).await;
-                    None
-                }
-                None => future::pending().await,
-            }
-        };
+        let (slot, deadlines) = (self.slot, &*self.shared.deadlines);
+        let timeout = future::poll_fn(|cx| slot.poll_due(deadlines, false, cx).map(|_| None));
         match future::or(attempt, timeout).await {
             Some(Ok((conn, reused))) => {
                 self.upstream = Some(conn);
@@ -273,15 +301,15 @@ impl Driver<'_> {
     async fn write_upstream(&mut self, bytes: &[u8]) {
         let Some(up) = self.upstream.as_mut() else {
             self.exchange
-                .upstream_closed(UpstreamEnd::Error, Instant::now());
+                .upstream_closed(UpstreamEnd::WriteFailed, Instant::now());
             return;
         };
-        let result = async {
-            up.write_all(bytes).await?;
-            up.flush().await
+        if up.write_all(bytes).await.is_err() {
+            self.upstream_closed(UpstreamEnd::WriteFailed);
+            return;
         }
-        .await;
-        if result.is_err() {
+        if up.flush().await.is_err() {
+            // TLS: the request may have gone out whole before the flush failed.
             self.upstream_closed(UpstreamEnd::Error);
         }
     }
@@ -291,9 +319,12 @@ impl Driver<'_> {
         self.exchange.upstream_closed(end, Instant::now());
     }
 
-    async fn flush_client(&mut self, pending: &mut Vec<Bytes>) -> io::Result<()> {
-        let result = write_all_vectored(self.client, pending).await;
-        pending.clear();
+    async fn flush_client(&mut self) -> io::Result<()> {
+        if self.to_client.is_empty() {
+            return Ok(());
+        }
+        let result = write_all_vectored(self.client, self.to_client).await;
+        self.to_client.clear();
         result
     }
 }
@@ -306,12 +337,12 @@ async fn write_all_vectored(
     bufs.retain(|b| !b.is_empty());
     let mut first = 0;
     while first < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = bufs[first..]
-            .iter()
-            .take(64)
-            .map(|b| IoSlice::new(b))
-            .collect();
-        let mut n = w.write_vectored(&slices).await?;
+        let mut slices = [IoSlice::new(&[]); 64];
+        let count = (bufs.len() - first).min(slices.len());
+        for (slice, b) in slices.iter_mut().zip(&bufs[first..first + count]) {
+            *slice = IoSlice::new(b);
+        }
+        let mut n = w.write_vectored(&slices[..count]).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -2,6 +2,8 @@
 //! task per client connection, and graceful shutdown.
 
 mod conn;
+mod deadline;
+mod read;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
@@ -77,6 +79,8 @@ pub(crate) struct Shared {
     route_names: Vec<String>,
     hooks: Option<Arc<crate::hooks::HookHost>>,
     shutdown: Shutdown,
+    /// Every connection's deadline; also wakes idle connections on shutdown.
+    deadlines: Arc<deadline::Deadlines>,
     active: AtomicUsize,
     /// Dropped to stop the worker threads.
     stop: Mutex<Option<Sender<()>>>,
@@ -110,6 +114,7 @@ impl RunningProxy {
     pub fn shutdown(self) -> usize {
         let shared = self.shared;
         shared.shutdown.flag.store(true, Ordering::Release);
+        shared.deadlines.shut_down();
         drop(
             shared
                 .shutdown
@@ -191,6 +196,7 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
             listener: listener_rx,
             flag: AtomicBool::new(false),
         },
+        deadlines: Arc::default(),
         active: AtomicUsize::new(0),
         stop: Mutex::new(Some(stop_tx)),
     });
@@ -205,6 +211,8 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         }
     };
     executor.spawn(accept).detach();
+    deadline::start_ticker(Arc::downgrade(&shared.deadlines))
+        .context("cannot start the deadline thread")?;
     let mut threads = Vec::new();
     for i in 0..settings.workers.max(1) {
         let executor = executor.clone();

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_io::Async;
+use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsConnector;
 use futures_rustls::rustls::pki_types::ServerName;
@@ -41,24 +42,73 @@ pub enum UpConn {
     Bridge(BridgePipe),
 }
 
-impl UpConn {
-    /// A cheap liveness check for an idle pooled connection: a plain socket
-    /// that is readable (EOF or stray bytes) is not reusable.
-    fn looks_alive(&self) -> bool {
-        let tcp = match self {
-            UpConn::Plain(s) => s,
-            UpConn::Tls(s) => s.get_ref().0,
-            UpConn::Bridge(_) => return false,
-        };
-        let mut probe = [0u8; 1];
-        // A non-blocking peek: WouldBlock means idle and open.
-        matches!(tcp_peek(tcp, &mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-    }
-}
+/// A pooled connection idle longer than this is also probed with a
+/// `MSG_PEEK` at checkout; a younger one is trusted unless the reactor saw
+/// it become readable while it sat in the pool.
+const PEEK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-fn tcp_peek(tcp: &Async<TcpStream>, buf: &mut [u8]) -> io::Result<usize> {
-    // The socket is non-blocking; peek never waits.
-    tcp.get_ref().peek(buf)
+impl UpConn {
+    /// The TCP socket under a real connection.
+    fn tcp(&self) -> Option<&Async<TcpStream>> {
+        match self {
+            UpConn::Plain(s) => Some(s),
+            UpConn::Tls(s) => Some(s.get_ref().0),
+            UpConn::Bridge(_) => None,
+        }
+    }
+
+    /// Going into the pool: ask the reactor to note any readiness (EOF, a
+    /// reset, stray bytes) while the connection sits there, as nginx's
+    /// keep-alive cache does. No waker is needed: checkout looks at the
+    /// result. This is the `epoll_ctl` the next read would make anyway.
+    /// False for a virtual connection, which is never pooled.
+    fn watch_while_idle(&self) -> bool {
+        let Some(tcp) = self.tcp() else { return false };
+        let mut cx = Context::from_waker(Waker::noop());
+        // Ready here can be an event a read has consumed already (TLS reads
+        // before it asks the reactor); asking again registers afresh.
+        if tcp.poll_readable(&mut cx).is_ready() {
+            let _ = tcp.poll_readable(&mut cx);
+        }
+        true
+    }
+
+    /// Coming out of the pool: not reusable if the reactor saw it become
+    /// readable; after a long idle, a non-blocking peek makes sure (the
+    /// reactor may not have polled since the upstream closed it).
+    fn looks_alive(&self, idle_for: Duration) -> bool {
+        let Some(tcp) = self.tcp() else { return false };
+        if tcp
+            .poll_readable(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+        {
+            return false;
+        }
+        if idle_for < PEEK_AFTER_IDLE {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        // The socket is non-blocking: WouldBlock means idle and open.
+        matches!(tcp.get_ref().peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// One read into the worker's scratch buffer, the bytes read copied out:
+    /// nothing is allocated or held while the connection waits. With
+    /// `eager` (the last read filled the buffer, more is likely there) a
+    /// plain socket is read before asking the reactor.
+    pub(super) fn poll_read_bytes(
+        &mut self,
+        cx: &mut Context<'_>,
+        eager: bool,
+    ) -> Poll<io::Result<Bytes>> {
+        match self {
+            UpConn::Plain(s) => super::read::poll_read_tcp(s, cx, eager),
+            // TLS and the bridge pipe keep their own buffers; readiness of
+            // the socket says nothing about them.
+            UpConn::Tls(s) => super::read::poll_read_any(Pin::new(s.as_mut()), cx),
+            UpConn::Bridge(s) => super::read::poll_read_any(Pin::new(s), cx),
+        }
+    }
 }
 
 impl AsyncRead for UpConn {
@@ -204,7 +254,8 @@ impl Upstreams {
                 let decided = *known.lock().unwrap_or_else(|e| e.into_inner());
                 let legacy = match decided {
                     Some(legacy) => legacy,
-                    None => match b.probe().await? {
+                    // Boxed for the same reason as the TLS handshake (once per route).
+                    None => match Box::pin(b.probe()).await? {
                         Some(legacy) => {
                             tracing::info!(
                                 route,
@@ -272,7 +323,9 @@ impl Direct {
             .ok_or_else(|| io::Error::other("TLS is not configured"))?;
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let tls = connector.connect(name, tcp).await?;
+        // Boxed: the handshake state is large, and would otherwise size
+        // every connection's task, idle streams included.
+        let tls = Box::pin(connector.connect(name, tcp)).await?;
         Ok(UpConn::Tls(Box::new(tls)))
     }
 
@@ -281,7 +334,8 @@ impl Direct {
         let list = idle.get_mut(&route)?;
         let now = Instant::now();
         while let Some((conn, since)) = list.pop() {
-            if now.duration_since(since) < self.idle_timeout && conn.looks_alive() {
+            let idle_for = now.duration_since(since);
+            if idle_for < self.idle_timeout && conn.looks_alive(idle_for) {
                 return Some(conn);
             }
         }
@@ -291,7 +345,7 @@ impl Direct {
     /// Return a connection that ended at a clean message boundary (virtual
     /// connections are never kept).
     pub fn checkin(&self, route: usize, conn: UpConn) {
-        if self.max_idle == 0 || matches!(conn, UpConn::Bridge(_)) {
+        if self.max_idle == 0 || !conn.watch_while_idle() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
