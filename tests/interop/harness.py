@@ -158,7 +158,12 @@ def everything_profile() -> dict:
                    # Registered only for clients that declare the capability.
                    "sampling": {"name": "trigger-sampling-request", "args": {"prompt": "2+2?", "maxTokens": 20}},
                    "elicitation": {"name": "trigger-elicitation-request"},
-                   "roots": {"name": "get-roots-list"},
+                   # The tool asks for roots on the GET stream (no related
+                   # request): a call made before the client's GET stream is
+                   # up loses that request and hangs. The server's own first
+                   # roots/list (350 ms after initialize, same stream) shows
+                   # the stream is up; the clients wait for it (10 s at most).
+                   "roots": {"name": "get-roots-list", "await_first": "roots/list"},
                }
 
 

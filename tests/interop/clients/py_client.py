@@ -235,6 +235,10 @@ class Driver:
         spec = self.p[key]
         seen: list = []
         async with self.connect(server_requests=seen) as c:
+            if "await_first" in spec:
+                until = time.monotonic() + 10.0
+                while spec["await_first"] not in seen and time.monotonic() < until:
+                    await asyncio.sleep(0.02)
             r = await c.call_tool(spec["name"], spec.get("args", {}))
             need(not r.is_error, f"isError {r.content}")
             need(method in seen, f"the client never got {method} (got {seen})")

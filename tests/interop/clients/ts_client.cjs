@@ -360,6 +360,10 @@ async function serverRequest(key, method, want) {
   const spec = P[key];
   const seen = [];
   return withClient({ serverRequests: true, seen }, async (client) => {
+    if (spec.await_first) {
+      const until = Date.now() + 10000;
+      while (!seen.includes(spec.await_first) && Date.now() < until) await sleep(20);
+    }
     const r = await client.callTool({ name: spec.name, arguments: spec.args || {} });
     need(!r.isError, `isError ${JSON.stringify(r.content)}`);
     need(seen.includes(method), `the client never got ${method} (got ${seen})`);
