@@ -32,6 +32,11 @@ fi
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_LTO=true \
     CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_STRIP=true \
     CARGO_PROFILE_RELEASE_PANIC=abort
+# A 256 KiB shadow stack instead of Rust's 1 MiB default: the host resets a
+# fresh instance's whole linear memory per message, so the stack's size is
+# paid on every call (about 2x the proxy's throughput with this hook). Deep
+# enough for serde_json's 128 nesting levels.
+export CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS="-C link-arg=-zstack-size=262144"
 cargo build --release --target wasm32-wasip2 --manifest-path "$here/Cargo.toml"
 # The workspace's target dir in the repository, the crate's own in a copy.
 target=$(cargo metadata --format-version 1 --no-deps --manifest-path "$here/Cargo.toml" |
