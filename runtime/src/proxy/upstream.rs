@@ -42,11 +42,6 @@ pub enum UpConn {
     Bridge(BridgePipe),
 }
 
-/// A pooled connection idle longer than this is also probed with a
-/// `MSG_PEEK` at checkout; a younger one is trusted unless the reactor saw
-/// it become readable while it sat in the pool.
-const PEEK_AFTER_IDLE: Duration = Duration::from_secs(1);
-
 impl UpConn {
     /// The TCP socket under a real connection.
     fn tcp(&self) -> Option<&Async<TcpStream>> {
@@ -74,18 +69,17 @@ impl UpConn {
     }
 
     /// Coming out of the pool: not reusable if the reactor saw it become
-    /// readable; after a long idle, a non-blocking peek makes sure (the
-    /// reactor may not have polled since the upstream closed it).
-    fn looks_alive(&self, idle_for: Duration) -> bool {
+    /// readable, else a non-blocking peek makes sure. The peek is needed
+    /// even right after checkin: the reactor may not have polled since the
+    /// upstream closed the connection, and a POST written into a closed
+    /// connection cannot be re-sent.
+    fn looks_alive(&self) -> bool {
         let Some(tcp) = self.tcp() else { return false };
         if tcp
             .poll_readable(&mut Context::from_waker(Waker::noop()))
             .is_ready()
         {
             return false;
-        }
-        if idle_for < PEEK_AFTER_IDLE {
-            return true;
         }
         let mut probe = [0u8; 1];
         // The socket is non-blocking: WouldBlock means idle and open.
@@ -335,7 +329,7 @@ impl Direct {
         let now = Instant::now();
         while let Some((conn, since)) = list.pop() {
             let idle_for = now.duration_since(since);
-            if idle_for < self.idle_timeout && conn.looks_alive(idle_for) {
+            if idle_for < self.idle_timeout && conn.looks_alive() {
                 return Some(conn);
             }
         }
