@@ -4,40 +4,16 @@
 //! `cargo bench -p sluice --bench hooks` — criterion figures, then a p50/p99
 //! table from a plain loop (criterion reports means; the target is a p50).
 
+mod common;
 #[path = "../tests/fixtures/hooks/support.rs"]
 mod support;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
+use common::{Case, print_percentiles};
 use criterion::Criterion;
 use sluice::hooks::*;
 use support::{Guest, body, example_spec, request_1k, rust_examples, spec};
-
-struct Case {
-    name: &'static str,
-    host: HookHost,
-    phase: Phase,
-    method: &'static str,
-    request: String,
-    response: String,
-}
-
-impl Case {
-    fn run(&self) -> ChainReport {
-        let ctx = HookContext {
-            upstream: "bench".into(),
-            ..HookContext::default()
-        };
-        match self.phase {
-            Phase::Request => self.host.run_request(&ctx, self.method, &self.request),
-            Phase::Response => {
-                self.host
-                    .run_response(&ctx, self.method, &self.request, &self.response)
-            }
-        }
-    }
-}
 
 /// A ~1 KiB tools/call result carrying one secret.
 fn response_1k() -> String {
@@ -51,7 +27,7 @@ fn wat(name: &'static str, on_request: String, mode: InstanceMode) -> Case {
     let mut s = spec(name, &Guest::new(&["*"], on_request).component());
     s.mode = mode;
     Case {
-        name,
+        name: name.into(),
         host: HookHost::load(vec![s], None).unwrap(),
         phase: Phase::Request,
         method: "tools/call",
@@ -81,7 +57,7 @@ fn cases() -> Vec<Case> {
         let mut policy = example_spec(&dir, "rust_tool_policy");
         policy.config = r#"{"allow":["echo","add*"],"deny":["*delete*"]}"#.into();
         cases.push(Case {
-            name: "rust tool-policy allow (1 KiB in)",
+            name: "rust tool-policy allow (1 KiB in)".into(),
             host: HookHost::load(vec![policy], None).unwrap(),
             phase: Phase::Request,
             method: "tools/call",
@@ -90,7 +66,7 @@ fn cases() -> Vec<Case> {
         });
         let redact = example_spec(&dir, "rust_redact");
         cases.push(Case {
-            name: "rust redact (1 KiB in+out)",
+            name: "rust redact (1 KiB in+out)".into(),
             host: HookHost::load(vec![redact], None).unwrap(),
             phase: Phase::Response,
             method: "tools/call",
@@ -113,38 +89,14 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-fn percentiles(cases: &[Case]) {
-    const N: usize = 20_000;
-    println!("\n{:<38} {:>10} {:>10}", "case (per message)", "p50", "p99");
-    for c in cases {
-        for _ in 0..1_000 {
-            black_box(c.run());
-        }
-        let mut t: Vec<Duration> = (0..N)
-            .map(|_| {
-                let s = Instant::now();
-                black_box(c.run());
-                s.elapsed()
-            })
-            .collect();
-        t.sort();
-        println!(
-            "{:<38} {:>10.2?} {:>10.2?}",
-            c.name,
-            t[N / 2],
-            t[N * 99 / 100]
-        );
-    }
-}
-
 fn main() {
     let cases = cases();
     let mut crit = Criterion::default().configure_from_args();
     let mut g = crit.benchmark_group("hooks");
     for c in &cases {
-        g.bench_function(c.name, |b| b.iter(|| black_box(c.run())));
+        g.bench_function(&c.name, |b| b.iter(|| black_box(c.run())));
     }
     g.finish();
     crit.final_summary();
-    percentiles(&cases);
+    print_percentiles(&cases, "case (per message)", 1_000, 20_000);
 }

@@ -6,13 +6,15 @@
 //! p50/p99 table from a plain loop. The guests are built by their build
 //! scripts (see runtime/tests/guests/mod.rs).
 
+mod common;
 #[path = "../tests/guests/mod.rs"]
 mod guests;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{Case, print_percentiles};
 use criterion::Criterion;
 use guests::{Example, build, cache_dir};
 use serde_json::json;
@@ -22,31 +24,6 @@ const WARM: InstanceMode = InstanceMode::Warm {
     pool: 4,
     recycle_after: 1_000_000,
 };
-
-struct Case {
-    name: String,
-    host: HookHost,
-    phase: Phase,
-    method: &'static str,
-    request: String,
-    response: String,
-}
-
-impl Case {
-    fn run(&self) -> ChainReport {
-        let ctx = HookContext {
-            upstream: "bench".into(),
-            ..HookContext::default()
-        };
-        match self.phase {
-            Phase::Request => self.host.run_request(&ctx, self.method, &self.request),
-            Phase::Response => {
-                self.host
-                    .run_response(&ctx, self.method, &self.request, &self.response)
-            }
-        }
-    }
-}
 
 /// A tools/list result of eight tools (~1.3 KiB).
 fn tools_list() -> String {
@@ -122,10 +99,6 @@ fn case(ex: Example, mode: InstanceMode) -> Option<Case> {
     Some(case)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
 fn main() {
     let cases: Vec<Case> = Example::ALL
         .into_iter()
@@ -141,27 +114,5 @@ fn main() {
     }
     c.final_summary();
 
-    println!(
-        "\n{:<32} {:>10} {:>10}",
-        "guest (loop of 2000)", "p50", "p99"
-    );
-    for case in &cases {
-        for _ in 0..200 {
-            black_box(case.run());
-        }
-        let mut times: Vec<Duration> = (0..2000)
-            .map(|_| {
-                let t = Instant::now();
-                black_box(case.run());
-                t.elapsed()
-            })
-            .collect();
-        times.sort();
-        println!(
-            "{:<32} {:>10.1?} {:>10.1?}",
-            case.name,
-            percentile(&times, 0.5),
-            percentile(&times, 0.99)
-        );
-    }
+    print_percentiles(&cases, "guest (loop of 2000)", 200, 2000);
 }
