@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import sys
 import time
 import warnings
@@ -280,8 +281,11 @@ class Driver:
         spec = self.p["progress"]
         async with httpx2.AsyncClient(timeout=20) as h:
             sid = await raw_open_session(h, self.url)
+            # The Python SDKs key their event streams by request id alone, across
+            # sessions, so a fixed id would mix in another client's replay.
+            call_id = random.randrange(1, 1 << 40)
             try:
-                call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                call = {"jsonrpc": "2.0", "id": call_id, "method": "tools/call",
                         "params": {"name": spec["name"], "arguments": spec["resume_args"],
                                    "_meta": {"progressToken": "resume-1"}}}
                 first, last_id = [], None
@@ -317,7 +321,7 @@ class Driver:
                             continue
                         if msg.get("method") == "notifications/progress":
                             later.append(msg["params"]["progress"])
-                        elif msg.get("id") == 7:
+                        elif msg.get("id") == call_id:
                             answer = msg
                             break
                 finally:

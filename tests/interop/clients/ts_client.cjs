@@ -294,9 +294,12 @@ const checks = {
   async resume() {
     const spec = P.progress;
     const sid = await rawOpenSession();
+    // The Python SDKs key their event streams by request id alone, across
+    // sessions, so a fixed id would mix in another client's replay.
+    const callId = 1 + Math.floor(Math.random() * 2 ** 40);
     try {
       const call = {
-        jsonrpc: "2.0", id: 7, method: "tools/call",
+        jsonrpc: "2.0", id: callId, method: "tools/call",
         params: { name: spec.name, arguments: spec.resume_args, _meta: { progressToken: "resume-1" } },
       };
       const first = [];
@@ -333,7 +336,7 @@ const checks = {
       for await (const ev of sseEvents(g)) {
         if (!ev.json) continue;
         if (ev.json.method === "notifications/progress") later.push(ev.json.params.progress);
-        else if (ev.json.id === 7) {
+        else if (ev.json.id === callId) {
           answer = ev.json;
           break;
         }
