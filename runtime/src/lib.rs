@@ -10,5 +10,6 @@ pub mod demo;
 pub mod hooks;
 pub mod legacy;
 pub mod proxy;
+pub mod rt;
 pub mod settings;
 pub mod tls;

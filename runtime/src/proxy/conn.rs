@@ -2,12 +2,11 @@
 //! request on the connection in turn.
 
 use std::io::{self, IoSlice};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use async_io::Async;
 use bytes::Bytes;
 use futures_lite::{AsyncWrite, AsyncWriteExt, future};
 use sluice_core::exchange::{
@@ -15,15 +14,16 @@ use sluice_core::exchange::{
 };
 
 use crate::hooks::{ChainOutcome, HookContext};
+use crate::rt::net::Stream;
 
 use super::Shared;
 use super::deadline::{Due, Slot};
-use super::read::{self, READ_CHUNK};
+use super::read;
 use super::upstream::UpConn;
 
 /// Serve every request on one client connection.
-pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = client.get_ref().set_nodelay(true);
+pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = client.set_nodelay(true);
     let info = ClientInfo {
         peer_ip: peer.ip().to_string(),
         https: false,
@@ -45,8 +45,6 @@ pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Ar
             route: 0,
             slot: &slot,
             armed: None,
-            client_eager: false,
-            upstream_eager: false,
             to_client: &mut to_client,
             hook_time: None,
         };
@@ -58,12 +56,12 @@ pub(super) async fn serve(client: Async<TcpStream>, peer: SocketAddr, shared: Ar
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
-                let _ = client.get_ref().shutdown(Shutdown::Write);
+                let _ = client.shutdown(Shutdown::Write);
                 return;
             }
             Close::Abort => {
                 // Dropping without a clean end: the client sees the truncation.
-                let _ = client.get_ref().shutdown(Shutdown::Both);
+                let _ = client.shutdown(Shutdown::Both);
                 return;
             }
         }
@@ -80,7 +78,7 @@ enum Event {
 
 struct Driver<'a> {
     exchange: &'a mut Exchange,
-    client: &'a Async<TcpStream>,
+    client: &'a Stream,
     shared: &'a Shared,
     upstream: Option<UpConn>,
     route: usize,
@@ -88,10 +86,6 @@ struct Driver<'a> {
     slot: &'a Slot,
     /// The deadline last stored in `slot`.
     armed: Option<Instant>,
-    /// The last client read filled the buffer: read again before waiting.
-    client_eager: bool,
-    /// The same for the upstream.
-    upstream_eager: bool,
     /// Bytes for the client, written together at the next flush.
     to_client: &'a mut Vec<Bytes>,
     /// Time spent in hook chains on this exchange.
@@ -119,7 +113,6 @@ impl Driver<'_> {
                         self.connect(route, fresh).await;
                     }
                     Output::ReleaseUpstream { reusable } => {
-                        self.upstream_eager = false;
                         if let Some(conn) = self.upstream.take()
                             && reusable
                         {
@@ -147,10 +140,7 @@ impl Driver<'_> {
                 Event::Upstream(Ok(bytes)) if bytes.is_empty() => {
                     self.upstream_closed(UpstreamEnd::Eof)
                 }
-                Event::Upstream(Ok(bytes)) => {
-                    self.upstream_eager = bytes.len() == READ_CHUNK;
-                    self.exchange.feed_upstream(bytes, Instant::now());
-                }
+                Event::Upstream(Ok(bytes)) => self.exchange.feed_upstream(bytes, Instant::now()),
                 Event::Upstream(Err(_)) => self.upstream_closed(UpstreamEnd::Error),
                 Event::Timer => self.exchange.handle_timeout(Instant::now()),
                 Event::Shutdown => {
@@ -175,19 +165,17 @@ impl Driver<'_> {
     async fn wait(&mut self, idle: bool) -> Event {
         self.arm();
         let client = self.client;
-        let client_eager = self.client_eager;
-        let upstream_eager = self.upstream_eager;
         let slot = self.slot;
         let deadlines = &*self.shared.deadlines;
         let mut upstream = self.upstream.as_mut();
         future::poll_fn(move |cx| {
             if let Some(up) = upstream.as_deref_mut()
-                && let Poll::Ready(read) = up.poll_read_bytes(cx, upstream_eager)
+                && let Poll::Ready(read) = up.poll_read_bytes(cx)
             {
                 return Poll::Ready(Event::Upstream(read));
             }
             // Readiness only: a client read happens when there is something to read.
-            if client_eager || client.poll_readable(cx).is_ready() {
+            if client.poll_readable(cx).is_ready() {
                 return Poll::Ready(Event::Client);
             }
             slot.poll_due(deadlines, idle, cx).map(|due| match due {
@@ -208,17 +196,14 @@ impl Driver<'_> {
             }
         });
         match read {
-            Ok((0, ())) => {
-                self.client_eager = false;
-                self.exchange.client_closed(Instant::now());
-            }
-            Ok((n, ())) => self.client_eager = n == READ_CHUNK,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.client_eager = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                self.client_eager = false;
-                self.exchange.client_closed(Instant::now());
-            }
+            Ok((0, ())) => self.exchange.client_closed(Instant::now()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => self.exchange.client_closed(Instant::now()),
         }
     }
 
@@ -279,7 +264,6 @@ impl Driver<'_> {
     async fn connect(&mut self, route: usize, fresh: bool) {
         self.route = route;
         self.upstream = None;
-        self.upstream_eager = false;
         self.arm();
         let attempt = async { Some(self.shared.upstreams.checkout(route, fresh).await) };
         let (slot, deadlines) = (self.slot, &*self.shared.deadlines);

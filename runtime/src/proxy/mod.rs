@@ -1,5 +1,5 @@
-//! The proxy server: a listener, an executor with one thread per worker, a
-//! task per client connection, and graceful shutdown.
+//! The proxy server: a listener, worker threads ([`crate::rt`]), a task per
+//! client connection on the least loaded worker, and graceful shutdown.
 
 mod conn;
 mod deadline;
@@ -9,16 +9,16 @@ pub mod upstream;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_io::{Async, Timer};
+use async_io::Timer;
 use sluice_core::exchange::ExchangeConfig;
-use smol::Executor;
 use smol::channel::{Receiver, Sender};
 
 use crate::access::AccessLog;
+use crate::rt::Workers;
+use crate::rt::net::{Listener, Stream};
 use upstream::{UpstreamTarget, Upstreams};
 
 /// Everything the proxy needs to run, resolved from configuration.
@@ -82,8 +82,6 @@ pub(crate) struct Shared {
     /// Every connection's deadline; also wakes idle connections on shutdown.
     deadlines: Arc<deadline::Deadlines>,
     active: AtomicUsize,
-    /// Dropped to stop the worker threads.
-    stop: Mutex<Option<Sender<()>>>,
 }
 
 impl Shared {
@@ -96,7 +94,7 @@ impl Shared {
 pub struct RunningProxy {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    workers: Workers,
     grace: Duration,
     /// Closed once the accept loop has ended (and dropped the listener).
     accept_done: Receiver<()>,
@@ -152,10 +150,7 @@ impl RunningProxy {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        shared.stop_workers();
-        for t in self.threads {
-            let _ = t.join();
-        }
+        self.workers.stop();
         left
     }
 
@@ -166,20 +161,14 @@ impl RunningProxy {
     }
 }
 
-impl Shared {
-    fn stop_workers(&self) {
-        drop(self.stop.lock().unwrap_or_else(|e| e.into_inner()).take());
-    }
-}
-
 /// Bind and start serving in background threads.
 pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
     let listener = TcpListener::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local_addr = listener.local_addr()?;
-    let listener = Async::new(listener)?;
+    let workers = Workers::start(settings.workers).context("cannot start the worker threads")?;
+    let listener = Listener::new(listener, workers.first().reactor())?;
     let (trigger, listener_rx) = smol::channel::bounded::<()>(1);
-    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let shared = Arc::new(Shared {
         exchange: Arc::new(settings.exchange),
         upstreams: Upstreams::new(
@@ -198,47 +187,29 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         },
         deadlines: Arc::default(),
         active: AtomicUsize::new(0),
-        stop: Mutex::new(Some(stop_tx)),
     });
-    let executor = Arc::new(Executor::new());
     let (accept_done_tx, accept_done) = smol::channel::bounded::<()>(1);
     let accept = {
         let shared = shared.clone();
-        let executor = executor.clone();
+        let workers = workers.handle();
         async move {
-            accept_loop(listener, shared, executor).await;
+            accept_loop(listener, shared, workers).await;
             drop(accept_done_tx);
         }
     };
-    executor.spawn(accept).detach();
+    workers.first().spawn(accept);
     deadline::start_ticker(Arc::downgrade(&shared.deadlines))
         .context("cannot start the deadline thread")?;
-    let mut threads = Vec::new();
-    for i in 0..settings.workers.max(1) {
-        let executor = executor.clone();
-        let stop = stop_rx.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("sluice-worker-{i}"))
-            .spawn(move || {
-                let _ = smol::block_on(executor.run(stop.recv()));
-            })
-            .context("cannot start a worker thread")?;
-        threads.push(thread);
-    }
     Ok(RunningProxy {
         local_addr,
         shared,
-        threads,
+        workers,
         grace: settings.shutdown_grace,
         accept_done,
     })
 }
 
-async fn accept_loop(
-    listener: Async<TcpListener>,
-    shared: Arc<Shared>,
-    executor: Arc<Executor<'static>>,
-) {
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, workers: crate::rt::WorkersHandle) {
     let mut shutdown = shared.shutdown.listen();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -249,14 +220,22 @@ async fn accept_loop(
         let Some(accepted) = accepted else { return };
         match accepted {
             Ok((stream, peer)) => {
+                // The connection lives on one worker: its socket is
+                // registered with that worker's reactor.
+                let worker = workers.least_loaded();
+                let stream = match Stream::accepted(stream, worker.reactor()) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register a connection");
+                        continue;
+                    }
+                };
                 let shared = shared.clone();
                 shared.active.fetch_add(1, Ordering::AcqRel);
-                executor
-                    .spawn(async move {
-                        conn::serve(stream, peer, shared.clone()).await;
-                        shared.active.fetch_sub(1, Ordering::AcqRel);
-                    })
-                    .detach();
+                worker.spawn(async move {
+                    conn::serve(stream, peer, shared.clone()).await;
+                    shared.active.fetch_sub(1, Ordering::AcqRel);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, don't spin.

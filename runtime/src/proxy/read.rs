@@ -9,14 +9,14 @@
 //! allocates 16 KiB.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
-use std::net::TcpStream;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_io::Async;
 use bytes::Bytes;
 use futures_lite::AsyncRead;
+
+use crate::rt::net::Stream;
 
 /// Size of one read from either side.
 pub(super) const READ_CHUNK: usize = 16 * 1024;
@@ -36,30 +36,21 @@ pub(super) fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
 
 /// One non-blocking read from a socket into the scratch buffer; `f` gets
 /// the bytes read (empty at EOF). `WouldBlock` when nothing is there.
-pub(super) fn read_tcp<R>(
-    tcp: &Async<TcpStream>,
-    f: impl FnOnce(&[u8]) -> R,
-) -> io::Result<(usize, R)> {
+pub(super) fn read_tcp<R>(tcp: &Stream, f: impl FnOnce(&[u8]) -> R) -> io::Result<(usize, R)> {
     with_scratch(|buf| {
-        let n = tcp.get_ref().read(buf)?;
+        let n = tcp.try_read(buf)?;
         Ok((n, f(&buf[..n])))
     })
 }
 
-/// Wait until `tcp` is readable (at once with `eager`), then read once.
-pub(super) fn poll_read_tcp(
-    tcp: &Async<TcpStream>,
-    cx: &mut Context<'_>,
-    eager: bool,
-) -> Poll<io::Result<Bytes>> {
-    let mut ask_reactor = !eager;
+/// Wait until `tcp` is readable, then read once. A socket the last read
+/// left possibly non-empty counts as readable without asking the reactor.
+pub(super) fn poll_read_tcp(tcp: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
     loop {
-        if ask_reactor && let Err(e) = std::task::ready!(tcp.poll_readable(cx)) {
-            return Poll::Ready(Err(e));
-        }
+        std::task::ready!(tcp.poll_readable(cx));
         match read_tcp(tcp, Bytes::copy_from_slice) {
             Ok((_, bytes)) => return Poll::Ready(Ok(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ask_reactor = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Poll::Ready(Err(e)),
         }

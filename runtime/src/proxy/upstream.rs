@@ -7,17 +7,16 @@ use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_io::Async;
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsConnector;
 use futures_rustls::rustls::pki_types::ServerName;
-use std::net::TcpStream;
 
 use crate::legacy::{BridgePipe, RouteBridge, UpstreamTransport};
+use crate::rt::net::Stream;
 
 /// Where one route's upstream lives.
 #[derive(Debug, Clone)]
@@ -35,16 +34,16 @@ pub struct UpstreamTarget {
 /// An open upstream connection.
 pub enum UpConn {
     /// Plain TCP.
-    Plain(Async<TcpStream>),
+    Plain(Stream),
     /// TLS over TCP.
-    Tls(Box<futures_rustls::client::TlsStream<Async<TcpStream>>>),
+    Tls(Box<futures_rustls::client::TlsStream<Stream>>),
     /// A virtual connection to the legacy bridge (one exchange, never pooled).
     Bridge(BridgePipe),
 }
 
 impl UpConn {
     /// The TCP socket under a real connection.
-    fn tcp(&self) -> Option<&Async<TcpStream>> {
+    fn tcp(&self) -> Option<&Stream> {
         match self {
             UpConn::Plain(s) => Some(s),
             UpConn::Tls(s) => Some(s.get_ref().0),
@@ -52,51 +51,28 @@ impl UpConn {
         }
     }
 
-    /// Going into the pool: ask the reactor to note any readiness (EOF, a
-    /// reset, stray bytes) while the connection sits there, as nginx's
-    /// keep-alive cache does. No waker is needed: checkout looks at the
-    /// result. This is the `epoll_ctl` the next read would make anyway.
-    /// False for a virtual connection, which is never pooled.
-    fn watch_while_idle(&self) -> bool {
-        let Some(tcp) = self.tcp() else { return false };
-        let mut cx = Context::from_waker(Waker::noop());
-        // Ready here can be an event a read has consumed already (TLS reads
-        // before it asks the reactor); asking again registers afresh.
-        if tcp.poll_readable(&mut cx).is_ready() {
-            let _ = tcp.poll_readable(&mut cx);
-        }
-        true
-    }
-
-    /// Coming out of the pool: not reusable if the reactor saw it become
-    /// readable, else a non-blocking peek makes sure. The peek is needed
-    /// even right after checkin: the reactor may not have polled since the
-    /// upstream closed the connection, and a POST written into a closed
-    /// connection cannot be re-sent.
+    /// Coming out of the pool: a non-blocking peek finds out whether the
+    /// upstream closed it (or sent stray bytes) while it sat there. The
+    /// reactor cannot be trusted for this: it may not have polled since
+    /// the upstream closed the connection, and a POST written into a closed
+    /// connection cannot be re-sent. The peek's `WouldBlock` also leaves
+    /// the socket marked drained, so the next read waits for the reactor.
     fn looks_alive(&self) -> bool {
         let Some(tcp) = self.tcp() else { return false };
-        if tcp
-            .poll_readable(&mut Context::from_waker(Waker::noop()))
-            .is_ready()
-        {
-            return false;
-        }
         let mut probe = [0u8; 1];
-        // The socket is non-blocking: WouldBlock means idle and open.
-        matches!(tcp.get_ref().peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        matches!(tcp.try_peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Whether the connection's socket is served by this thread's worker.
+    fn is_local(&self) -> bool {
+        self.tcp().is_some_and(Stream::is_local)
     }
 
     /// One read into the worker's scratch buffer, the bytes read copied out:
-    /// nothing is allocated or held while the connection waits. With
-    /// `eager` (the last read filled the buffer, more is likely there) a
-    /// plain socket is read before asking the reactor.
-    pub(super) fn poll_read_bytes(
-        &mut self,
-        cx: &mut Context<'_>,
-        eager: bool,
-    ) -> Poll<io::Result<Bytes>> {
+    /// nothing is allocated or held while the connection waits.
+    pub(super) fn poll_read_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
         match self {
-            UpConn::Plain(s) => super::read::poll_read_tcp(s, cx, eager),
+            UpConn::Plain(s) => super::read::poll_read_tcp(s, cx),
             // TLS and the bridge pipe keep their own buffers; readiness of
             // the socket says nothing about them.
             UpConn::Tls(s) => super::read::poll_read_any(Pin::new(s.as_mut()), cx),
@@ -323,13 +299,20 @@ impl Direct {
         Ok(UpConn::Tls(Box::new(tls)))
     }
 
+    /// The most recently used live connection, preferring one whose socket
+    /// this worker serves (its events then wake no other thread).
     fn take_idle(&self, route: usize) -> Option<UpConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&route)?;
         let now = Instant::now();
-        while let Some((conn, since)) = list.pop() {
-            let idle_for = now.duration_since(since);
-            if idle_for < self.idle_timeout && conn.looks_alive() {
+        list.retain(|(_, since)| now.duration_since(*since) < self.idle_timeout);
+        while !list.is_empty() {
+            let at = list
+                .iter()
+                .rposition(|(conn, _)| conn.is_local())
+                .unwrap_or(list.len() - 1);
+            let (conn, _) = list.remove(at);
+            if conn.looks_alive() {
                 return Some(conn);
             }
         }
@@ -339,7 +322,7 @@ impl Direct {
     /// Return a connection that ended at a clean message boundary (virtual
     /// connections are never kept).
     pub fn checkin(&self, route: usize, conn: UpConn) {
-        if self.max_idle == 0 || !conn.watch_while_idle() {
+        if self.max_idle == 0 || conn.tcp().is_none() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -354,7 +337,7 @@ impl Direct {
 }
 
 /// Resolve and connect, trying each address in turn; TCP_NODELAY set.
-pub async fn connect_tcp(host: &str, port: u16) -> io::Result<Async<TcpStream>> {
+pub async fn connect_tcp(host: &str, port: u16) -> io::Result<Stream> {
     let addrs = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
         Err(_) => smol::net::resolve((host, port)).await?,
@@ -364,9 +347,9 @@ pub async fn connect_tcp(host: &str, port: u16) -> io::Result<Async<TcpStream>> 
         format!("{host} resolved to no address"),
     );
     for addr in addrs {
-        match Async::<TcpStream>::connect(addr).await {
+        match Stream::connect(addr).await {
             Ok(tcp) => {
-                tcp.get_ref().set_nodelay(true)?;
+                tcp.set_nodelay(true)?;
                 return Ok(tcp);
             }
             Err(e) => last = e,
