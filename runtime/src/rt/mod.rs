@@ -272,3 +272,83 @@ pub(crate) fn current_reactor() -> io::Result<Arc<Reactor>> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_task_runs_on_its_worker_and_a_remote_wake_reaches_it() {
+        let workers = Workers::start(2).unwrap();
+        let (tx, rx) = smol::channel::bounded::<u32>(1);
+        let (done_tx, done_rx) = mpsc::channel();
+        workers.handle().least_loaded().spawn(async move {
+            // Sleeps in epoll_wait until the send below wakes it from this thread.
+            let n = rx.recv().await.unwrap();
+            let name = std::thread::current().name().unwrap_or_default().to_owned();
+            done_tx.send((n, name)).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        smol::block_on(tx.send(7)).unwrap();
+        let (n, name) = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(n, 7);
+        assert!(name.starts_with("sluice-worker-"), "{name}");
+        workers.stop();
+    }
+
+    #[test]
+    fn stopping_the_workers_drops_the_tasks_still_waiting() {
+        struct Guard(mpsc::Sender<()>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let workers = Workers::start(1).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let guard = Guard(tx);
+        workers.first().spawn(async move {
+            let _guard = guard;
+            futures_lite::future::pending::<()>().await;
+        });
+        workers.stop();
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the task was dropped");
+    }
+
+    #[test]
+    fn data_and_fin_in_one_event_read_to_eof() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = smol::block_on(net::Stream::connect(addr)).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        peer.write_all(b"last words").unwrap();
+        drop(peer);
+        let mut got = Vec::new();
+        let read_to_eof = async {
+            let mut buf = [0u8; 64];
+            loop {
+                let n = futures_lite::future::poll_fn(|cx| stream.poll_read(cx, &mut buf))
+                    .await
+                    .unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            true
+        };
+        // Waiting for a second report of the FIN would never end.
+        let timeout = async {
+            async_io::Timer::after(Duration::from_secs(10)).await;
+            false
+        };
+        assert!(
+            smol::block_on(futures_lite::future::or(read_to_eof, timeout)),
+            "EOF never seen"
+        );
+        assert_eq!(got, b"last words");
+    }
+}

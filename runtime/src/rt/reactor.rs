@@ -264,3 +264,81 @@ impl Drop for Registration {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(initial: usize) -> IoState {
+        IoState {
+            readiness: AtomicUsize::new(initial),
+            waiters: Mutex::default(),
+        }
+    }
+
+    #[test]
+    fn a_clear_after_a_newer_event_keeps_the_event() {
+        let s = state(0);
+        s.deliver(READ);
+        let seen = s.snapshot();
+        // The socket was read to WouldBlock, but data arrived meanwhile.
+        s.deliver(READ);
+        s.clear(READ, seen);
+        assert!(
+            s.poll_ready(READ, &mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        );
+        // With no newer event the clear takes effect.
+        let seen = s.snapshot();
+        s.clear(READ, seen);
+        assert!(
+            s.poll_ready(READ, &mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+    }
+
+    #[test]
+    fn a_peer_close_stays_readable_after_a_short_read() {
+        let s = state(0);
+        s.deliver(READ | READ_CLOSED);
+        let seen = s.snapshot();
+        s.clear(READ, seen);
+        assert!(
+            s.poll_ready(READ, &mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        );
+        assert!(
+            s.poll_ready(WRITE, &mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+    }
+
+    #[test]
+    fn a_waiting_task_is_woken_by_its_direction_only() {
+        use std::sync::atomic::AtomicBool;
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let s = state(0);
+        let (r, w) = (
+            Arc::new(Flag(AtomicBool::new(false))),
+            Arc::new(Flag(AtomicBool::new(false))),
+        );
+        let (rw, ww) = (Waker::from(r.clone()), Waker::from(w.clone()));
+        assert!(
+            s.poll_ready(READ, &mut Context::from_waker(&rw))
+                .is_pending()
+        );
+        assert!(
+            s.poll_ready(WRITE, &mut Context::from_waker(&ww))
+                .is_pending()
+        );
+        s.deliver(WRITE);
+        assert!(!r.0.load(Ordering::SeqCst) && w.0.load(Ordering::SeqCst));
+        s.deliver(READ_CLOSED);
+        assert!(r.0.load(Ordering::SeqCst));
+    }
+}
