@@ -272,7 +272,9 @@ impl Direct {
             .targets
             .get(route)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such route"))?;
-        let conn = self.connect(&target.host, target.port, target.tls).await?;
+        // Boxed: resolving and connecting is the largest state a
+        // connection's task would otherwise carry, idle or not.
+        let conn = Box::pin(self.connect(&target.host, target.port, target.tls)).await?;
         Ok((conn, false))
     }
 
