@@ -45,7 +45,8 @@ export const handler = {
   // Called once at load: a bad config fails the load, not every message.
   methods() {
     loadSettings();
-    return ["tools/list", "tools/call"];
+    // Lists are rewritten on the way out, calls routed back on the way in.
+    return ["tools/list@response", "tools/call@request"];
   },
 
   onRequest(_ctx, request) {

@@ -236,7 +236,8 @@ class Handler(exports.Handler):
     def methods(self):
         # Called once at load: a bad config fails the load with its reason.
         rules()
-        return ["tools/call"]
+        # Arguments are checked on the way in only.
+        return ["tools/call@request"]
 
     def on_request(self, ctx, request):
         if request.method != "tools/call":

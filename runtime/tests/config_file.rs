@@ -559,6 +559,10 @@ const ERRORS: &[(&str, &str)] = &[
         "t.toml:5:12: hook[0].methods[0]: \"tools*\": '*' may only be the whole pattern or a final \"/*\"",
     ),
     (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmethods = [\"tools/call@request\", \"tools/list@later\"]\n",
+        "t.toml:5:34: hook[0].methods[1]: \"tools/list@later\": a phase is \"@request\" or \"@response\" at the end",
+    ),
+    (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\non_error = \"ignore\"\n",
         "t.toml:5:12: hook[0].on_error: \"ignore\" is not one of: reject, pass",
     ),

@@ -115,6 +115,59 @@ fn operator_narrows_methods() {
 }
 
 #[test]
+fn a_phase_suffix_limits_a_hook_to_one_phase() {
+    use sluice::hooks::Phase;
+    let h = host(vec![spec(
+        "in",
+        &Guest::new(
+            &["tools/call@request", "tools/list@response"],
+            body::reject(403, DENIED),
+        )
+        .on_response(body::reject(403, DENIED))
+        .component(),
+    )]);
+    assert!(h.wants("tools/call") && h.wants("tools/list"));
+    assert!(h.wants_in("tools/call", Phase::Request));
+    assert!(!h.wants_in("tools/call", Phase::Response));
+    assert!(!h.wants_in("tools/list", Phase::Request));
+    assert!(h.wants_in("tools/list", Phase::Response));
+    // The phase it did not ask for runs nothing, not even an instance.
+    let r = h.run_response(&ctx(), "tools/call", CALL, RESULT);
+    assert_eq!(r.outcome, ChainOutcome::Continue);
+    assert!(r.runs.is_empty());
+    assert!(matches!(
+        h.run_request(&ctx(), "tools/call", CALL).outcome,
+        ChainOutcome::Reject { code: 403, .. }
+    ));
+    assert!(h.run_request(&ctx(), "tools/list", LIST).runs.is_empty());
+
+    // The operator narrows by phase in the same syntax, and never widens.
+    let mut s = spec(
+        "op",
+        &Guest::new(&["*"], body::reject(403, DENIED)).component(),
+    );
+    s.methods = Some(vec!["tools/call@request".into()]);
+    let h = host(vec![s]);
+    assert!(h.wants_in("tools/call", Phase::Request));
+    assert!(!h.wants_in("tools/call", Phase::Response));
+    let mut s = spec(
+        "op",
+        &Guest::new(&["tools/call@response"], body::cont()).component(),
+    );
+    s.methods = Some(vec!["tools/call@request".into()]);
+    let h = host(vec![s]);
+    assert!(!h.wants("tools/call"), "no phase is wanted by both lists");
+
+    let bad = spec(
+        "bad",
+        &Guest::new(&["tools/call@later"], body::cont()).component(),
+    );
+    assert!(HookHost::load(vec![bad], None).is_err());
+    let bad = spec("bad", &Guest::new(&["@request"], body::cont()).component());
+    assert!(HookHost::load(vec![bad], None).is_err());
+}
+
+#[test]
 fn bad_method_patterns_fail_the_load() {
     let err = HookHost::load(
         vec![spec(

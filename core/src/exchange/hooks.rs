@@ -18,6 +18,8 @@ type MethodPredicate = dyn Fn(&str) -> bool + Send + Sync;
 #[derive(Clone, Default)]
 pub struct HookFilter {
     wants: Option<Arc<MethodPredicate>>,
+    /// Narrower answers per phase, when hooks asked for one phase only.
+    phases: Option<(Arc<MethodPredicate>, Arc<MethodPredicate>)>,
     /// Lower-case header names; empty: hooks see no headers.
     headers: Arc<[String]>,
 }
@@ -32,8 +34,22 @@ impl HookFilter {
     pub fn new(wants: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         HookFilter {
             wants: Some(Arc::new(wants)),
+            phases: None,
             headers: Arc::from([]),
         }
+    }
+
+    /// Narrow [`HookFilter::new`]'s answer per phase: `request` says which
+    /// methods' requests are hooked, `response` which methods' responses
+    /// (a response no hook wants is neither held nor parsed). Both must
+    /// imply the predicate given to `new`.
+    pub fn with_phases(
+        mut self,
+        request: impl Fn(&str) -> bool + Send + Sync + 'static,
+        response: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.phases = Some((Arc::new(request), Arc::new(response)));
+        self
     }
 
     /// Let hooks see the client's request headers named in `names` (compared
@@ -49,9 +65,19 @@ impl HookFilter {
         self
     }
 
-    /// Whether `method` is hooked.
+    /// Whether `method` is hooked, in either phase.
     pub fn wants(&self, method: &str) -> bool {
         self.wants.as_ref().is_some_and(|f| f(method))
+    }
+
+    /// Whether a request (or notification) of `method` is hooked.
+    pub fn wants_request(&self, method: &str) -> bool {
+        self.wants(method) && self.phases.as_ref().is_none_or(|(req, _)| req(method))
+    }
+
+    /// Whether the response to a request of `method` is hooked.
+    pub fn wants_response(&self, method: &str) -> bool {
+        self.wants(method) && self.phases.as_ref().is_none_or(|(_, resp)| resp(method))
     }
 
     /// Whether any hook exists at all.
@@ -164,7 +190,7 @@ pub(super) fn hooked_messages(
     }
     match jsonrpc::classify(body, limits) {
         Ok(Classified::Single(m)) => match m.method.as_deref() {
-            Some(method) if filter.wants(method) => vec![Hooked {
+            Some(method) if filter.wants_request(method) => vec![Hooked {
                 element: None,
                 method: method.to_owned(),
                 message: Bytes::copy_from_slice(body),
@@ -186,7 +212,7 @@ pub(super) fn hooked_messages(
                 else {
                     continue;
                 };
-                if let Some(method) = m.method.as_deref().filter(|m| filter.wants(m)) {
+                if let Some(method) = m.method.as_deref().filter(|m| filter.wants_request(m)) {
                     out.push(Hooked {
                         element: Some(i),
                         method: method.to_owned(),

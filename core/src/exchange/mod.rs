@@ -887,7 +887,7 @@ impl Exchange {
                 && r.id.is_some()
                 && r.method
                     .as_deref()
-                    .is_some_and(|m| self.config.hooks.wants(m))
+                    .is_some_and(|m| self.config.hooks.wants_response(m))
         });
         let step = response::read_head(
             &mut self.head_scanner,

@@ -861,6 +861,40 @@ fn a_json_response_is_held_for_the_response_hooks() {
 }
 
 #[test]
+fn a_phase_no_hook_wants_is_neither_asked_for_nor_held() {
+    let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]}}"#;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Requests only: the answer streams through without a verdict.
+    let mut c = config();
+    c.hooks = HookFilter::new(|m| m == "tools/call").with_phases(|_| true, |_| false);
+    let mut h = Harness::new(c);
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
+    h.upstream(resp.as_bytes());
+    assert_eq!(h.log.hooks.len(), 1);
+    assert_eq!(h.log.hooks[0].phase, HookPhase::Request);
+    assert_eq!(decode_response(&h.log.to_client).1, body.as_bytes());
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+
+    // Responses only: the request goes upstream at once, the answer waits.
+    let mut c = config();
+    c.hooks = HookFilter::new(|m| m == "tools/call").with_phases(|_| false, |_| true);
+    let mut h = Harness::new(c);
+    h.client(&post(CALL)).connected(false);
+    assert!(h.log.hooks.is_empty(), "no request-phase call");
+    h.upstream(resp.as_bytes());
+    assert_eq!(h.log.hooks.len(), 1);
+    assert_eq!(h.log.hooks[0].phase, HookPhase::Response);
+    assert!(h.log.to_client.is_empty(), "held for the verdict");
+    h.verdict(HookVerdict::Continue);
+    assert_eq!(decode_response(&h.log.to_client).1, body.as_bytes());
+}
+
+#[test]
 fn an_sse_response_holds_only_the_answer_event() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
     h.client(&post(CALL))

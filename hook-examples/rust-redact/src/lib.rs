@@ -160,7 +160,12 @@ struct Redact;
 
 impl Guest for Redact {
     fn methods() -> Vec<String> {
-        Config::load().methods
+        // Only answers are redacted: ask for the response phase alone.
+        Config::load()
+            .methods
+            .into_iter()
+            .map(|m| if m.contains('@') { m } else { m + "@response" })
+            .collect()
     }
 
     fn on_request(_ctx: Context, _request: Message) -> Verdict {

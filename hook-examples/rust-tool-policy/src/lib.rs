@@ -98,7 +98,9 @@ struct ToolPolicy;
 
 impl Guest for ToolPolicy {
     fn methods() -> Vec<String> {
-        vec!["tools/call".into(), "tools/list".into()]
+        // Calls are checked on the way in, lists filtered on the way out;
+        // asking for only those phases spares an instance per message.
+        vec!["tools/call@request".into(), "tools/list@response".into()]
     }
 
     fn on_request(_ctx: Context, request: Message) -> Verdict {

@@ -700,9 +700,18 @@ fn hook_base_name(path: &Path) -> String {
 }
 
 /// Checks one entry of a hook's `methods` list.
-fn check_method_pattern(pattern: &str) -> Result<(), String> {
+fn check_method_pattern(entry: &str) -> Result<(), String> {
+    let pattern = entry
+        .strip_suffix("@request")
+        .or_else(|| entry.strip_suffix("@response"))
+        .unwrap_or(entry);
     if pattern.is_empty() {
         return Err("a method name cannot be empty".into());
+    }
+    if pattern.contains('@') {
+        return Err(format!(
+            "{entry:?}: a phase is \"@request\" or \"@response\" at the end"
+        ));
     }
     let body = pattern.strip_suffix("/*").unwrap_or(pattern);
     if pattern != "*" && body.contains('*') {

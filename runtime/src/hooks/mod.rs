@@ -565,6 +565,24 @@ impl Drop for Ticker {
     }
 }
 
+/// A method-list entry: a pattern, optionally limited to one phase by an
+/// `@request` or `@response` suffix (`"tools/call@request"`).
+fn split_phase(entry: &str) -> (&str, Option<Phase>) {
+    if let Some(pattern) = entry.strip_suffix("@request") {
+        (pattern, Some(Phase::Request))
+    } else if let Some(pattern) = entry.strip_suffix("@response") {
+        (pattern, Some(Phase::Response))
+    } else {
+        (entry, None)
+    }
+}
+
+/// Whether `entry` covers `method` in `phase`.
+fn entry_matches(entry: &str, method: &str, phase: Option<Phase>) -> bool {
+    let (pattern, only) = split_phase(entry);
+    pattern_matches(pattern, method) && (only.is_none() || only == phase)
+}
+
 /// `*` matches everything, `prefix/*` every method under the prefix, any
 /// other pattern exactly one method.
 fn pattern_matches(pattern: &str, method: &str) -> bool {
@@ -579,13 +597,18 @@ fn check_patterns(who: &str, patterns: &[String]) -> anyhow::Result<()> {
     if patterns.len() > MAX_METHODS {
         bail!("{who}: more than {MAX_METHODS} method patterns");
     }
-    for p in patterns {
+    for entry in patterns {
+        let (p, _) = split_phase(entry);
         let star_ok = match p.find('*') {
             None => true,
             Some(i) => i == p.len() - 1 && (p.len() == 1 || p.ends_with("/*")),
         };
-        if p.is_empty() || p.len() > MAX_METHOD_LEN || !star_ok {
-            bail!("{who}: bad method pattern {p:?} (use a method name, \"*\" or \"prefix/*\")");
+        // An '@' elsewhere is a mistyped phase, not a method MCP defines.
+        if p.is_empty() || p.len() > MAX_METHOD_LEN || !star_ok || p.contains('@') {
+            bail!(
+                "{who}: bad method pattern {entry:?} (use a method name, \"*\" or \"prefix/*\", \
+                 optionally followed by @request or @response)"
+            );
         }
     }
     Ok(())
@@ -662,10 +685,16 @@ impl HookHost {
         })
     }
 
-    /// Whether any hook wants to see `method`: if not, the proxy need not
-    /// parse the message (or its response) at all.
+    /// Whether any hook wants to see `method`, in either phase: if not, the
+    /// proxy need not parse the message (or its response) at all.
     pub fn wants(&self, method: &str) -> bool {
-        self.hooks.iter().any(|h| h.wants(method))
+        self.hooks.iter().any(|h| h.wants(method, None))
+    }
+
+    /// Whether any hook wants to see `method` in `phase`: if not, running
+    /// the chain there is a no-op and instantiates nothing.
+    pub fn wants_in(&self, method: &str, phase: Phase) -> bool {
+        self.hooks.iter().any(|h| h.wants(method, Some(phase)))
     }
 
     /// The lower-case names of every header some hook may see (sorted, no
@@ -742,7 +771,7 @@ impl HookHost {
         });
         let mut replaced: Option<String> = None;
         let mut runs = Vec::new();
-        for hook in self.hooks.iter().filter(|h| h.wants(method)) {
+        for hook in self.hooks.iter().filter(|h| h.wants(method, Some(phase))) {
             let t0 = Instant::now();
             let current = replaced.as_deref().unwrap_or(message);
             let with_headers;
@@ -921,12 +950,21 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
 }
 
 impl LoadedHook {
-    fn wants(&self, method: &str) -> bool {
-        self.declared.iter().any(|p| pattern_matches(p, method))
+    /// Whether both the hook's and the operator's lists cover `method` in
+    /// `phase` (`None`: in either phase).
+    fn wants(&self, method: &str, phase: Option<Phase>) -> bool {
+        let Some(phase) = phase else {
+            return self.wants(method, Some(Phase::Request))
+                || self.wants(method, Some(Phase::Response));
+        };
+        let phase = Some(phase);
+        self.declared
+            .iter()
+            .any(|e| entry_matches(e, method, phase))
             && self
                 .narrowing
                 .as_ref()
-                .is_none_or(|n| n.iter().any(|p| pattern_matches(p, method)))
+                .is_none_or(|n| n.iter().any(|e| entry_matches(e, method, phase)))
     }
 
     /// The headers of `all` this hook may see, in their order.

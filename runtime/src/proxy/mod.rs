@@ -303,8 +303,13 @@ impl ProxySettings {
 impl ProxySettings {
     /// Run `host`'s hooks on every exchange (and parse only what they want).
     pub fn with_hooks(mut self, host: Arc<crate::hooks::HookHost>) -> ProxySettings {
-        let filter_host = host.clone();
-        self.exchange.hooks = sluice_core::exchange::HookFilter::new(move |m| filter_host.wants(m))
+        use crate::hooks::Phase;
+        let (any, req, resp) = (host.clone(), host.clone(), host.clone());
+        self.exchange.hooks = sluice_core::exchange::HookFilter::new(move |m| any.wants(m))
+            .with_phases(
+                move |m| req.wants_in(m, Phase::Request),
+                move |m| resp.wants_in(m, Phase::Response),
+            )
             .with_headers(&host.header_names());
         self.hooks = Some(host);
         self
