@@ -36,7 +36,9 @@ const BITS: usize = READ | WRITE | READ_CLOSED | WRITE_CLOSED;
 /// The waker token: a wake-up from another thread.
 const WAKE: Token = Token(usize::MAX);
 
-/// What one socket's reactor knows, and who waits on it.
+/// What one socket's reactor knows, and who waits on it: one task per
+/// direction (a second waiter would replace the first, which every user
+/// here avoids: a socket is read by one task and written by one task).
 pub(crate) struct IoState {
     /// [`READ`] | [`WRITE`], plus the count of events above them.
     readiness: AtomicUsize,
