@@ -179,17 +179,21 @@ pub(super) struct Hooked {
     pub id: Option<Vec<u8>>,
 }
 
-/// The hooked messages of a request body, in order.
+/// The hooked messages of a request body, in order. A body the classifier
+/// refuses is an error: with hooks active it must not go upstream unseen
+/// (see [`crate::jsonrpc`]: what it refuses, parsers read differently, so a
+/// `tools/call` with two `name` keys would reach a tool the policy hook
+/// never saw).
 pub(super) fn hooked_messages(
     body: &[u8],
     filter: &HookFilter,
     limits: &jsonrpc::Limits,
-) -> Vec<Hooked> {
+) -> Result<Vec<Hooked>, jsonrpc::ClassifyError> {
     if !filter.is_active() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    match jsonrpc::classify(body, limits) {
-        Ok(Classified::Single(m)) => match m.method.as_deref() {
+    Ok(match jsonrpc::classify(body, limits)? {
+        Classified::Single(m) => match m.method.as_deref() {
             Some(method) if filter.wants_request(method) => vec![Hooked {
                 element: None,
                 method: method.to_owned(),
@@ -202,15 +206,15 @@ pub(super) fn hooked_messages(
             }],
             _ => Vec::new(),
         },
-        Ok(Classified::Batch(_)) => {
+        Classified::Batch(_) => {
+            // The batch classified whole, so it splits; if not, fail closed.
             let Some(elements) = batch_elements(body) else {
-                return Vec::new();
+                return Err(jsonrpc::ClassifyError::BadShape);
             };
             let mut out = Vec::new();
             for (i, element) in elements.iter().enumerate() {
-                let Ok(Classified::Single(m)) = jsonrpc::classify(element.as_bytes(), limits)
-                else {
-                    continue;
+                let Classified::Single(m) = jsonrpc::classify(element.as_bytes(), limits)? else {
+                    return Err(jsonrpc::ClassifyError::BadShape);
                 };
                 if let Some(method) = m.method.as_deref().filter(|m| filter.wants_request(m)) {
                     out.push(Hooked {
@@ -227,8 +231,7 @@ pub(super) fn hooked_messages(
             }
             out
         }
-        Err(_) => Vec::new(),
-    }
+    })
 }
 
 /// The elements of a batch as their exact JSON text.

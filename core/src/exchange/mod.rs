@@ -578,11 +578,26 @@ impl Exchange {
                 self.summary.rpc = forward.rpc.clone();
                 self.summary.route = Some(forward.route);
                 self.summary.request_done = Some(now);
-                let calls = hooks::hooked_messages(
-                    &forward.body,
-                    &self.config.hooks,
-                    &self.config.limits.json,
-                );
+                let calls = if forward.method == "POST" {
+                    hooks::hooked_messages(
+                        &forward.body,
+                        &self.config.hooks,
+                        &self.config.limits.json,
+                    )
+                } else {
+                    Ok(Vec::new())
+                };
+                let calls = match calls {
+                    Ok(calls) => calls,
+                    Err(e) => {
+                        // What the hooks cannot read must not reach an
+                        // upstream whose parser may read it differently.
+                        let message = format!("sluice: message refused, hooks cannot read it: {e}");
+                        let bytes = inject::http_error(400, e.code(), &message, true);
+                        self.answer_locally(400, bytes, &message, now);
+                        return;
+                    }
+                };
                 self.req = Some(*forward);
                 if calls.is_empty() {
                     self.connect(now);

@@ -61,6 +61,9 @@ struct SseWatch {
     hold: bool,
     /// The response event, once seen in hold mode: its span and the event.
     held: Option<(Range<u64>, SseEvent)>,
+    /// In hold mode, the held event could be the response but could not be
+    /// read: why. It is replaced by an error, never shown to the hooks.
+    unreadable: Option<String>,
 }
 
 impl SseWatch {
@@ -76,16 +79,26 @@ impl SseWatch {
                     if !may_answer(event.data.as_bytes(), owed) {
                         continue;
                     }
-                    if let Ok(Classified::Single(m)) =
-                        jsonrpc::classify(event.data.as_bytes(), &self.json)
-                    {
-                        let answers = matches!(m.kind, Kind::Response | Kind::Error);
-                        if answers && m.id == Some(owed.as_slice()) {
-                            self.owed = None;
-                            if self.hold {
-                                self.held = Some((event.span.clone(), event));
+                    match jsonrpc::classify(event.data.as_bytes(), &self.json) {
+                        Ok(Classified::Single(m)) => {
+                            let answers = matches!(m.kind, Kind::Response | Kind::Error);
+                            if answers && m.id == Some(owed.as_slice()) {
+                                self.owed = None;
+                                if self.hold {
+                                    self.held = Some((event.span.clone(), event));
+                                }
                             }
                         }
+                        Ok(Classified::Batch(_)) => {}
+                        // It may be the response, and the client's parser
+                        // may read it differently: held, it is replaced by
+                        // an error rather than passed on unseen by the hooks.
+                        Err(e) if self.hold => {
+                            self.owed = None;
+                            self.unreadable = Some(e.to_string());
+                            self.held = Some((event.span.clone(), event));
+                        }
+                        Err(_) => {}
                     }
                 }
                 Ok(_) => {}
@@ -248,6 +261,7 @@ pub(super) fn read_head(
         lost: false,
         hold: hooked,
         held: None,
+        unreadable: None,
     });
 
     let close_client = !req.client_keep_alive || client == ClientBody::UntilClose;
@@ -491,7 +505,22 @@ impl Streaming {
             Ok(Classified::Single(m)) => {
                 matches!(m.kind, Kind::Response | Kind::Error) && m.id == self.hooked_id.as_deref()
             }
-            _ => false,
+            Ok(Classified::Batch(_)) => false,
+            Err(e) => {
+                // It may be the answer, and the client's parser may read it
+                // differently: the hooks must see it or the client must not.
+                let message = format!(
+                    "sluice: the upstream's answer could not be read, so the response hooks did not run: {e}"
+                );
+                let error = jsonrpc::error_message(
+                    self.hooked_id.as_deref(),
+                    jsonrpc::codes::INTERNAL_ERROR,
+                    &message,
+                    None,
+                );
+                self.flush_json(Some(error), out);
+                return;
+            }
         };
         if answers {
             self.hook_call = Some(Bytes::copy_from_slice(&hold.body));
@@ -533,6 +562,24 @@ impl Streaming {
             && let Some((span, event)) = &watch.held
         {
             limit = limit.min(span.start);
+            if let Some(why) = watch.unreadable.take() {
+                // Everything before the event goes first, then the error.
+                let n = (span.start.saturating_sub(hold.base) as usize).min(hold.pending.len());
+                let data: Vec<u8> = hold.pending.drain(..n).collect();
+                hold.base += data.len() as u64;
+                self.write_client_now(Bytes::from(data), out, now);
+                let message = format!(
+                    "sluice: the upstream's answer could not be read, so the response hooks did not run: {why}"
+                );
+                let error = jsonrpc::error_message(
+                    self.hooked_id.as_deref(),
+                    jsonrpc::codes::INTERNAL_ERROR,
+                    &message,
+                    None,
+                );
+                self.apply_hooks(HeldAnswer::Message(error), out, now);
+                return;
+            }
             if !self.hook_pending && self.hook_call.is_none() {
                 self.hook_call = Some(Bytes::copy_from_slice(event.data.as_bytes()));
                 self.hook_pending = true;

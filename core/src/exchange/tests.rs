@@ -636,6 +636,37 @@ fn unhooked_methods_never_ask_for_a_hook() {
 }
 
 #[test]
+fn a_message_the_hooks_cannot_read_never_goes_upstream() {
+    // Two `name` keys: JSON parsers keep the first, the last, or fail, so a
+    // policy hook cannot know which tool the backend would call.
+    let twice = r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{"name":"echo","name":"rm_rf"}}"#;
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(twice));
+    assert!(h.log.hooks.is_empty());
+    assert!(h.log.connects.is_empty(), "refused before any connect");
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32700);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
+        "{v}"
+    );
+    // The same for a hook on another method: the method cannot be trusted
+    // either when the message cannot be read.
+    let mut h = Harness::new(hooked_config(&["tools/list"]));
+    h.client(&post(twice));
+    assert!(h.log.connects.is_empty());
+    // Without hooks the proxy does not judge bodies: the upstream does.
+    let mut h = Harness::new(config());
+    h.client(&post(twice));
+    assert_eq!(h.log.connects.len(), 1);
+}
+
+#[test]
 fn a_request_hook_runs_before_anything_goes_upstream() {
     let mut h = Harness::new(hooked_config(&["tools/call"]));
     h.client(&post(CALL));
@@ -892,6 +923,64 @@ fn a_phase_no_hook_wants_is_neither_asked_for_nor_held() {
     assert!(h.log.to_client.is_empty(), "held for the verdict");
     h.verdict(HookVerdict::Continue);
     assert_eq!(decode_response(&h.log.to_client).1, body.as_bytes());
+}
+
+#[test]
+fn a_hooked_json_answer_that_cannot_be_read_becomes_an_error() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
+    // Two `result` keys: a client might read either one.
+    let body =
+        r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]},"result":{"secret":"sk-1"}}"#;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    h.upstream(resp.as_bytes());
+    assert_eq!(
+        h.log.hooks.len(),
+        1,
+        "no response-phase call on unreadable input"
+    );
+    let (_, got) = decode_response(&h.log.to_client);
+    let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], -32603);
+    assert!(!String::from_utf8_lossy(&got).contains("sk-1"));
+}
+
+#[test]
+fn a_hooked_sse_answer_that_cannot_be_read_becomes_an_error_event() {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
+    let twice = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"req-7\",\"result\":{},\"result\":{\"secret\":\"sk-1\"}}\n\n";
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes())
+        .upstream(chunk(twice).as_bytes())
+        .upstream(b"0\r\n\r\n");
+    assert_eq!(
+        h.log.hooks.len(),
+        1,
+        "no response-phase call on unreadable input"
+    );
+    let (_, got) = decode_response(&h.log.to_client);
+    let text = String::from_utf8(got).unwrap();
+    let rest = text
+        .strip_prefix(PROGRESS)
+        .expect("progress first, unchanged");
+    assert!(!rest.contains("sk-1"), "{rest}");
+    let data = rest
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("an event");
+    let v: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], -32603);
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
 }
 
 #[test]

@@ -151,3 +151,22 @@ fn a_failing_hook_in_a_batch() {
         proxy.shutdown();
     }
 }
+
+/// A body the hooks cannot read (here: `name` twice, which parsers resolve
+/// differently) is refused whole: the policy hook would judge one tool and
+/// the backend call another.
+#[test]
+fn a_tools_call_the_hooks_cannot_read_is_refused_and_never_forwarded() {
+    let up = accepting_upstream();
+    let guest = Guest::new(&["tools/call"], body::cont());
+    let proxy = proxy_with_hooks(up.addr, load(vec![hook("policy", &guest, OnError::Reject)]));
+    let r = call(
+        &proxy,
+        r#"{"jsonrpc":"2.0","id":"abc","method":"tools/call","params":{"name":"echo","name":"rm_rf"}}"#,
+    );
+    assert_eq!(r.status, 400);
+    let v = json(&r);
+    assert_eq!(v["error"]["code"], -32700, "{v}");
+    assert!(up.requests.try_recv().is_err(), "nothing forwarded");
+    proxy.shutdown();
+}
