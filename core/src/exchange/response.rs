@@ -509,15 +509,7 @@ impl Streaming {
             Err(e) => {
                 // It may be the answer, and the client's parser may read it
                 // differently: the hooks must see it or the client must not.
-                let message = format!(
-                    "sluice: the upstream's answer could not be read, so the response hooks did not run: {e}"
-                );
-                let error = jsonrpc::error_message(
-                    self.hooked_id.as_deref(),
-                    jsonrpc::codes::INTERNAL_ERROR,
-                    &message,
-                    None,
-                );
+                let error = self.unreadable_answer(&e.to_string());
                 self.flush_json(Some(error), out);
                 return;
             }
@@ -568,15 +560,7 @@ impl Streaming {
                 let data: Vec<u8> = hold.pending.drain(..n).collect();
                 hold.base += data.len() as u64;
                 self.write_client_now(Bytes::from(data), out, now);
-                let message = format!(
-                    "sluice: the upstream's answer could not be read, so the response hooks did not run: {why}"
-                );
-                let error = jsonrpc::error_message(
-                    self.hooked_id.as_deref(),
-                    jsonrpc::codes::INTERNAL_ERROR,
-                    &message,
-                    None,
-                );
+                let error = self.unreadable_answer(&why);
                 self.apply_hooks(HeldAnswer::Message(error), out, now);
                 return;
             }
@@ -599,6 +583,20 @@ impl Streaming {
             self.write_client(data, out);
             self.last_client_write = now;
         }
+    }
+
+    /// What the client gets instead of an answer to the hooked request
+    /// that could not be read (`why`).
+    fn unreadable_answer(&self, why: &str) -> Vec<u8> {
+        let message = format!(
+            "sluice: the upstream's answer could not be read, so the response hooks did not run: {why}"
+        );
+        jsonrpc::error_message(
+            self.hooked_id.as_deref(),
+            jsonrpc::codes::INTERNAL_ERROR,
+            &message,
+            None,
+        )
     }
 
     /// The response message waiting for the hooks, once.
