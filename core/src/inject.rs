@@ -199,7 +199,18 @@ pub fn full_response(accepts: Accepts, answer: Answer<'_>, close: bool) -> Vec<u
 /// JSON-RPC message is known (bad heads, refused hosts). The body is a
 /// JSON-RPC error with a null id so MCP clients can still read it.
 pub fn http_error(status: u16, code: i64, text: &str, close: bool) -> Vec<u8> {
-    let message = crate::jsonrpc::error_message(None, code, text, None);
+    http_error_for(None, status, code, text, close)
+}
+
+/// [`http_error`] answering the request whose raw id is `id`.
+pub fn http_error_for(
+    id: Option<&[u8]>,
+    status: u16,
+    code: i64,
+    text: &str,
+    close: bool,
+) -> Vec<u8> {
+    let message = crate::jsonrpc::error_message(id, code, text, None);
     full_response(
         Accepts {
             json: true,

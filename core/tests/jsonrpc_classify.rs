@@ -437,3 +437,23 @@ fn mutations_accepted_only_if_serde_agrees() {
         "mutator too destructive: {accepted} accepted"
     );
 }
+
+#[test]
+fn a_request_refused_for_an_mcp_rule_still_gives_its_id() {
+    use sluice_core::jsonrpc::refused_request_id;
+    let l = Limits::default();
+    let nameless = br#"{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{}}"#;
+    assert_eq!(
+        classify(nameless, &l).err(),
+        Some(ClassifyError::MissingName)
+    );
+    assert_eq!(
+        refused_request_id(nameless, &l).as_deref(),
+        Some(&b"17"[..])
+    );
+    // Parse errors and invalid requests keep the null id JSON-RPC asks for.
+    let dup = br#"{"jsonrpc":"2.0","id":17,"id":18,"method":"ping"}"#;
+    assert_eq!(refused_request_id(dup, &l), None);
+    let bad_version = br#"{"jsonrpc":"1.0","id":17,"method":"ping"}"#;
+    assert_eq!(refused_request_id(bad_version, &l), None);
+}

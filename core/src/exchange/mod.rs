@@ -593,7 +593,14 @@ impl Exchange {
                         // What the hooks cannot read must not reach an
                         // upstream whose parser may read it differently.
                         let message = format!("sluice: message refused, hooks cannot read it: {e}");
-                        let bytes = inject::http_error(400, e.code(), &message, true);
+                        let id = match e {
+                            jsonrpc::ClassifyError::MissingName => {
+                                jsonrpc::refused_request_id(&forward.body, &self.config.limits.json)
+                            }
+                            _ => None,
+                        };
+                        let bytes =
+                            inject::http_error_for(id.as_deref(), 400, e.code(), &message, true);
                         self.answer_locally(400, bytes, &message, now);
                         return;
                     }

@@ -660,6 +660,16 @@ fn a_message_the_hooks_cannot_read_never_goes_upstream() {
     let mut h = Harness::new(hooked_config(&["tools/list"]));
     h.client(&post(twice));
     assert!(h.log.connects.is_empty());
+    // A readable request that breaks an MCP rule is answered with its id.
+    let nameless =
+        r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{"arguments":{}}}"#;
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(nameless));
+    assert!(h.log.connects.is_empty());
+    let v: serde_json::Value =
+        serde_json::from_slice(&decode_response(&h.log.to_client).1).unwrap();
+    assert_eq!(v["id"], "req-7", "{v}");
+    assert_eq!(v["error"]["code"], -32602);
     // Without hooks the proxy does not judge bodies: the upstream does.
     let mut h = Harness::new(config());
     h.client(&post(twice));

@@ -144,12 +144,15 @@ struct Walker<'a> {
     /// The first shape error; reported only if the whole text is valid JSON.
     shape: Option<ClassifyError>,
     batch_len: usize,
+    /// Apply the MCP rules (a named method needs its name) on top of JSON-RPC's.
+    mcp_rules: bool,
 }
 
-/// See [`super::classify`].
+/// See [`super::classify`]; without `mcp_rules`, JSON-RPC's rules only.
 pub(super) fn classify<'a>(
     buf: &'a [u8],
     limits: &Limits,
+    mcp_rules: bool,
 ) -> Result<Classified<'a>, ClassifyError> {
     if buf.len() > limits.max_bytes {
         return Err(ClassifyError::TooLarge {
@@ -172,6 +175,7 @@ pub(super) fn classify<'a>(
         out: Vec::new(),
         shape: None,
         batch_len: 0,
+        mcp_rules,
     };
     let start = skip_ws(buf, 0);
     let batch = match buf.get(start) {
@@ -327,7 +331,7 @@ impl<'a> Walker<'a> {
             self.keys.truncate(frame.keys_from);
         }
         if frame.role == Role::Top {
-            match finish(self.text, &self.cur) {
+            match finish(self.text, &self.cur, self.mcp_rules) {
                 Ok(m) => self.out.push(m),
                 Err(e) => {
                     self.shape.get_or_insert(e);
@@ -477,7 +481,7 @@ fn string<'a>(text: &'a str, s: Option<Span>) -> Result<Option<Cow<'a, str>>, Cl
 }
 
 /// Decides the kind of one message object from the members read.
-fn finish<'a>(text: &'a str, ex: &Extract) -> Result<Message<'a>, ClassifyError> {
+fn finish<'a>(text: &'a str, ex: &Extract, mcp_rules: bool) -> Result<Message<'a>, ClassifyError> {
     if string(text, ex.jsonrpc)?.as_deref() != Some("2.0") {
         return Err(ClassifyError::BadVersion);
     }
@@ -545,7 +549,7 @@ fn finish<'a>(text: &'a str, ex: &Extract) -> Result<Message<'a>, ClassifyError>
                 method.as_deref(),
                 Some("tools/call" | "prompts/get" | "resources/read")
             );
-            if kind == Kind::Request && named && msg.name.is_none() {
+            if mcp_rules && kind == Kind::Request && named && msg.name.is_none() {
                 return Err(ClassifyError::MissingName);
             }
             msg.method = method;

@@ -173,5 +173,17 @@ pub enum Classified<'a> {
 /// JSON-RPC message or batch; see the [module docs](self) for what is
 /// accepted and why.
 pub fn classify<'a>(json: &'a [u8], limits: &Limits) -> Result<Classified<'a>, ClassifyError> {
-    classify::classify(json, limits)
+    classify::classify(json, limits, true)
+}
+
+/// The raw id to answer a message [`classify`] refused with: for a single
+/// request that is valid JSON-RPC but breaks an MCP rule
+/// ([`ClassifyError::MissingName`]), its id, which JSON-RPC requires an
+/// invalid-params error to echo; `None` for every other refusal (parse
+/// errors and invalid requests answer with a null id).
+pub fn refused_request_id(json: &[u8], limits: &Limits) -> Option<Vec<u8>> {
+    match classify::classify(json, limits, false) {
+        Ok(Classified::Single(m)) if m.kind == Kind::Request => m.id.map(<[u8]>::to_vec),
+        _ => None,
+    }
 }
