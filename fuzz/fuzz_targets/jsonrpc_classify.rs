@@ -1,12 +1,14 @@
 //! classify() on arbitrary bytes: never panic; every error carries one of the
-//! three codes; whatever we accept, serde_json accepts too and reads the same
+//! three codes, and a request refused for a missing name still gives its id; whatever we accept, serde_json accepts too and reads the same
 //! kind, method, id, name and progress token; a result built with the
 //! accepted id classifies back to that id.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use sluice_core::jsonrpc::{Classified, Kind, Limits, classify, codes, result_message};
+use sluice_core::jsonrpc::{
+    Classified, ClassifyError, Kind, Limits, classify, codes, refused_request_id, result_message,
+};
 
 fuzz_target!(|data: &[u8]| {
     // serde_json stops at depth 127; stay inside it so a report is a real
@@ -28,6 +30,21 @@ fuzz_target!(|data: &[u8]| {
                 "{e:?}"
             );
             assert!(!e.to_string().is_empty());
+            // Only a request refused for an MCP rule has an id to echo, and
+            // then it is the id serde_json reads there.
+            let id = refused_request_id(data, &limits);
+            if e != ClassifyError::MissingName {
+                return;
+            }
+            let value: Value = serde_json::from_slice(data).expect("MissingName on invalid JSON");
+            if value.is_array() {
+                // A batch is refused whole: no one id to echo.
+                assert_eq!(id, None);
+                return;
+            }
+            let raw = id.expect("a request refused for its name has an id");
+            let id: Value = serde_json::from_slice(&raw).expect("the id is JSON");
+            assert_eq!(value.get("id"), Some(&id));
             return;
         }
     };

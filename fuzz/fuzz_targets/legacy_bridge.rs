@@ -43,7 +43,13 @@ const IDS: [&str; 9] = [
     "\"sluice-bridge-1\"",
     "\"sluice-bridge-2\"",
 ];
-const METHODS: [&str; 5] = ["tools/call", "initialize", "ping", "resources/read", "prompts/get"];
+const METHODS: [&str; 5] = [
+    "tools/call",
+    "initialize",
+    "ping",
+    "resources/read",
+    "prompts/get",
+];
 const TOKENS: [&str; 3] = ["\"p\"", "7", "7.0"];
 
 #[derive(Arbitrary, Debug)]
@@ -57,12 +63,24 @@ enum Op {
         accept: u8,
     },
     /// Stream bytes, split at `split` (0: whole).
-    Backend { piece: Piece, split: u8 },
+    Backend {
+        piece: Piece,
+        split: u8,
+    },
     /// The POST in flight (or a stale one) finishes.
-    PostDone { outcome: u8, stale: bool },
-    StreamClosed { error: bool },
-    ClientGone { which: u8 },
-    Advance { ms: u16 },
+    PostDone {
+        outcome: u8,
+        stale: bool,
+    },
+    StreamClosed {
+        error: bool,
+    },
+    ClientGone {
+        which: u8,
+    },
+    Advance {
+        ms: u16,
+    },
     Close,
 }
 
@@ -79,24 +97,44 @@ enum Piece {
     Raw(Vec<u8>),
 }
 
-fn client_request(shape: u8, id: &str, method: &str, token: Option<&str>, accept: u8) -> ClientRequest {
+fn client_request(
+    shape: u8,
+    id: &str,
+    method: &str,
+    token: Option<&str>,
+    accept: u8,
+) -> ClientRequest {
     let meta = token
         .map(|t| format!(",\"_meta\":{{\"progressToken\":{t}}}"))
         .unwrap_or_default();
     let (verb, body) = match shape % 9 {
         0..=3 => (
             "POST",
-            format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{\"name\":\"x\"{meta}}}}}"),
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{\"name\":\"x\"{meta}}}}}"
+            ),
         ),
-        4 => ("POST", "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}".to_owned()),
-        5 => ("POST", format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{}}}}")),
+        4 => (
+            "POST",
+            "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}".to_owned(),
+        ),
+        5 => (
+            "POST",
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{}}}}"),
+        ),
         6 => ("GET", String::new()),
         7 => ("DELETE", String::new()),
         _ => match shape / 9 % 4 {
-            0 => ("POST", format!("[{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"a\"}}]")),
+            0 => (
+                "POST",
+                format!("[{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"a\"}}]"),
+            ),
             1 => ("POST", "{\"jsonrpc\":".to_owned()),
             2 => ("PUT", String::new()),
-            _ => ("POST", format!("{{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"{method}\"}}")),
+            _ => (
+                "POST",
+                format!("{{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"{method}\"}}"),
+            ),
         },
     };
     let accept = match accept % 4 {
@@ -217,12 +255,18 @@ impl World {
                     self.in_flight = Some(id);
                 }
                 Output::ToClient { stream, bytes } => {
-                    let c = self.clients.get_mut(&stream).expect("bytes for an unknown stream");
+                    let c = self
+                        .clients
+                        .get_mut(&stream)
+                        .expect("bytes for an unknown stream");
                     assert!(!c.ended, "bytes after the end of stream {stream}");
                     c.bytes.extend_from_slice(&bytes);
                 }
                 Output::EndClient { stream } => {
-                    let c = self.clients.get_mut(&stream).expect("end of an unknown stream");
+                    let c = self
+                        .clients
+                        .get_mut(&stream)
+                        .expect("end of an unknown stream");
                     assert!(!c.ended, "stream {stream} ended twice");
                     c.ended = true;
                 }
@@ -238,14 +282,23 @@ impl World {
         let l = &self.config.limits;
         assert!(b.queued_posts <= l.max_queued_posts + 1, "{b:?}");
         assert!(b.pending <= l.max_pending, "{b:?}");
-        assert!(b.queued_server_messages <= l.max_queued_server_messages, "{b:?}");
+        assert!(
+            b.queued_server_messages <= l.max_queued_server_messages,
+            "{b:?}"
+        );
         assert!(b.queued_server_bytes <= l.max_queued_server_bytes, "{b:?}");
         assert_eq!(self.closed, self.bridge.is_closed());
     }
 
     fn op(&mut self, op: &Op) {
         match op {
-            Op::Attach { shape, id, method, token, accept } => {
+            Op::Attach {
+                shape,
+                id,
+                method,
+                token,
+                accept,
+            } => {
                 let req = client_request(
                     *shape,
                     IDS[*id as usize % 7],
@@ -254,14 +307,22 @@ impl World {
                     *accept,
                 );
                 let request_id = match jsonrpc::classify(&req.body, &self.config.limits.json) {
-                    Ok(Classified::Single(m)) if m.kind == Kind::Request && req.method == "POST" => {
+                    Ok(Classified::Single(m))
+                        if m.kind == Kind::Request && req.method == "POST" =>
+                    {
                         m.id.map(<[u8]>::to_vec)
                     }
                     _ => None,
                 };
                 let stream = self.next_stream;
                 self.next_stream += 1;
-                self.clients.insert(stream, ClientSeen { request_id, ..ClientSeen::default() });
+                self.clients.insert(
+                    stream,
+                    ClientSeen {
+                        request_id,
+                        ..ClientSeen::default()
+                    },
+                );
                 self.bridge.attach(stream, req, self.now);
             }
             Op::Backend { piece, split } => {
@@ -342,7 +403,10 @@ impl World {
             let Some(id) = &c.request_id else { continue };
             let messages = messages(&c.bytes);
             let (last, before) = messages.split_last().unwrap_or_else(|| {
-                panic!("request stream {stream} got no message: {:?}", String::from_utf8_lossy(&c.bytes))
+                panic!(
+                    "request stream {stream} got no message: {:?}",
+                    String::from_utf8_lossy(&c.bytes)
+                )
             });
             let json = jsonrpc::Limits::default();
             for m in before {
@@ -354,9 +418,16 @@ impl World {
                 }
             }
             let Ok(Classified::Single(m)) = jsonrpc::classify(last, &json) else {
-                panic!("the last message of stream {stream} is not one message: {:?}", String::from_utf8_lossy(last));
+                panic!(
+                    "the last message of stream {stream} is not one message: {:?}",
+                    String::from_utf8_lossy(last)
+                );
             };
-            assert!(matches!(m.kind, Kind::Response | Kind::Error), "not an answer: {:?}", String::from_utf8_lossy(last));
+            assert!(
+                matches!(m.kind, Kind::Response | Kind::Error),
+                "not an answer: {:?}",
+                String::from_utf8_lossy(last)
+            );
             assert_eq!(
                 m.id,
                 Some(&id[..]),
@@ -402,7 +473,11 @@ fn messages(bytes: &[u8]) -> Vec<Vec<u8>> {
     let sse = http1::find_header(&head.headers, "content-type")
         .is_some_and(|h| h.value.starts_with(b"text/event-stream"));
     if !sse {
-        return if body.is_empty() { Vec::new() } else { vec![body] };
+        return if body.is_empty() {
+            Vec::new()
+        } else {
+            vec![body]
+        };
     }
     let mut p = SseParser::new(SseLimits::default());
     p.feed(&body);
@@ -429,7 +504,11 @@ fuzz_target!(|input: Input| {
     config.limits.max_queued_server_bytes = 256;
     config.limits.sse.max_event_bytes = 512;
     let config = Arc::new(config);
-    let mode = if input.per_request { Mode::PerRequest } else { Mode::Session };
+    let mode = if input.per_request {
+        Mode::PerRequest
+    } else {
+        Mode::Session
+    };
     let now = Instant::now();
     let mut w = World {
         bridge: Bridge::new(config.clone(), mode, Some("sid".to_owned()), now),

@@ -41,7 +41,9 @@ fuzz_target!(|data: &[u8]| {
     let [a, b, l, input @ ..] = data else { return };
     let at = usize::from(u16::from_le_bytes([*a, *b])) % (input.len() + 1);
     let limits = match *l {
-        l @ 0..64 => SseLimits { max_event_bytes: usize::from(l) * 3 },
+        l @ 0..64 => SseLimits {
+            max_event_bytes: usize::from(l) * 3,
+        },
         _ => SseLimits::default(),
     };
 

@@ -34,7 +34,12 @@ fn normalise(data: &str) -> String {
 
 fuzz_target!(|input: (Option<&str>, &str, Option<&str>, Option<u64>)| {
     let (event_type, data, id, retry) = input;
-    let event = OutgoingEvent { event_type, data, id, retry };
+    let event = OutgoingEvent {
+        event_type,
+        data,
+        id,
+        retry,
+    };
     let mut wire = Vec::new();
     match encode_event(&event, &mut wire) {
         Err(EncodeError::LineBreakInEventType) => {
