@@ -40,7 +40,7 @@ pub struct ProxySettings {
     pub pool_idle: Duration,
     /// How long shutdown waits for in-flight exchanges.
     pub shutdown_grace: Duration,
-    /// Executor threads.
+    /// Worker threads, each with its own event loop ([`crate::rt`]).
     pub workers: usize,
     /// Write an access log line per exchange.
     pub access_log: bool,
