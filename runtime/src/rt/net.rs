@@ -3,12 +3,12 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::reactor::{READ, Reactor, Registration, WRITE};
-use std::sync::Arc;
 
 /// A non-blocking TCP stream registered with a reactor.
 pub struct Stream {
@@ -18,8 +18,9 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Register `io`, assumed ready both ways: the first read or write
-    /// finds out, and only a short or refused one waits for the reactor.
+    /// Register `io`, assumed ready in the directions of `ready` until an
+    /// event says otherwise: a read or write tries first, and only a short
+    /// or refused one makes the next attempt wait for the reactor.
     fn register(
         mut io: mio::net::TcpStream,
         reactor: &Arc<Reactor>,
@@ -29,7 +30,8 @@ impl Stream {
         Ok(Stream { reg, io })
     }
 
-    /// Adopt an accepted connection onto `reactor`.
+    /// Adopt an accepted connection onto `reactor` (a client's request is
+    /// usually there already: the first read does not wait).
     pub(crate) fn accepted(io: mio::net::TcpStream, reactor: &Arc<Reactor>) -> io::Result<Self> {
         Self::register(io, reactor, READ | WRITE)
     }
@@ -99,10 +101,12 @@ impl Stream {
         }
     }
 
+    /// `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.io.set_nodelay(on)
     }
 
+    /// Shut down one or both directions.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.io.shutdown(how)
     }
