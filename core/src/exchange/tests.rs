@@ -627,6 +627,15 @@ fn hooked_config(methods: &'static [&'static str]) -> ExchangeConfig {
     c
 }
 
+/// A hooked tools/call whose request hooks said continue, sent upstream.
+fn call_past_the_request_hooks() -> Harness {
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL))
+        .verdict(HookVerdict::Continue)
+        .connected(false);
+    h
+}
+
 #[test]
 fn unhooked_methods_never_ask_for_a_hook() {
     let mut h = Harness::new(hooked_config(&["tools/list"]));
@@ -876,10 +885,7 @@ fn a_batch_of_notifications_with_one_refused_is_a_400() {
 
 #[test]
 fn a_json_response_is_held_for_the_response_hooks() {
-    let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL))
-        .verdict(HookVerdict::Continue)
-        .connected(false);
+    let mut h = call_past_the_request_hooks();
     let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[{"type":"text","text":"sk-secret"}]}}"#;
     let resp = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
@@ -937,10 +943,7 @@ fn a_phase_no_hook_wants_is_neither_asked_for_nor_held() {
 
 #[test]
 fn a_hooked_json_answer_that_cannot_be_read_becomes_an_error() {
-    let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL))
-        .verdict(HookVerdict::Continue)
-        .connected(false);
+    let mut h = call_past_the_request_hooks();
     // Two `result` keys: a client might read either one.
     let body =
         r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]},"result":{"secret":"sk-1"}}"#;
@@ -963,10 +966,7 @@ fn a_hooked_json_answer_that_cannot_be_read_becomes_an_error() {
 
 #[test]
 fn a_hooked_sse_answer_that_cannot_be_read_becomes_an_error_event() {
-    let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL))
-        .verdict(HookVerdict::Continue)
-        .connected(false);
+    let mut h = call_past_the_request_hooks();
     let twice = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"req-7\",\"result\":{},\"result\":{\"secret\":\"sk-1\"}}\n\n";
     h.upstream(SSE_HEAD.as_bytes())
         .upstream(chunk(PROGRESS).as_bytes())
@@ -995,10 +995,7 @@ fn a_hooked_sse_answer_that_cannot_be_read_becomes_an_error_event() {
 
 #[test]
 fn an_sse_response_holds_only_the_answer_event() {
-    let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL))
-        .verdict(HookVerdict::Continue)
-        .connected(false);
+    let mut h = call_past_the_request_hooks();
     h.upstream(SSE_HEAD.as_bytes())
         .upstream(chunk(PROGRESS).as_bytes());
     let (_, so_far) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
@@ -1033,10 +1030,7 @@ fn an_sse_response_holds_only_the_answer_event() {
 
 #[test]
 fn an_sse_answer_left_unchanged_keeps_its_bytes() {
-    let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL))
-        .verdict(HookVerdict::Continue)
-        .connected(false);
+    let mut h = call_past_the_request_hooks();
     h.upstream(format!("{SSE_HEAD}{}{}0\r\n\r\n", chunk(PROGRESS), chunk(ANSWER)).as_bytes());
     h.verdict(HookVerdict::Continue);
     let (_, body) = decode_response(&h.log.to_client);
@@ -1045,10 +1039,7 @@ fn an_sse_answer_left_unchanged_keeps_its_bytes() {
 
 #[test]
 fn upstream_death_while_the_answer_is_held_is_still_answered() {
-    let mut h = Harness::new(hooked_config(&["tools/call"]));
-    h.client(&post(CALL))
-        .verdict(HookVerdict::Continue)
-        .connected(false);
+    let mut h = call_past_the_request_hooks();
     h.upstream(SSE_HEAD.as_bytes())
         .upstream(chunk(&PROGRESS[..30]).as_bytes());
     h.upstream_end(UpstreamEnd::Error);
