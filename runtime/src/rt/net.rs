@@ -4,7 +4,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
@@ -52,53 +52,41 @@ impl Stream {
 
     /// Ready to read (or at EOF, or in error) now, or the task is woken when it is.
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.reg.state().poll_ready(READ, cx).map(|_| ())
+        self.reg.state().poll_ready(READ, cx)
     }
 
-    /// One read. A read that comes back short drained the socket: the next
-    /// wait asks the reactor instead of reading into `EAGAIN`.
+    /// One read. One that comes back short (but not at EOF) drained the
+    /// socket: the next wait asks the reactor instead of reading into `EAGAIN`.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let state = self.reg.state();
-        let snapshot = state.snapshot();
-        match (&self.io).read(buf) {
-            Ok(n) if n > 0 && n < buf.len() => {
-                state.clear(READ, snapshot);
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                state.clear(READ, snapshot);
-                Err(e)
-            }
-            other => other,
-        }
+        let len = buf.len();
+        self.reg
+            .attempt(READ, || (&self.io).read(buf), |&n| n > 0 && n < len)
     }
 
     /// Peek without consuming (the pool's liveness check).
     pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let state = self.reg.state();
-        let snapshot = state.snapshot();
-        let result = self.io.peek(buf);
-        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            state.clear(READ, snapshot);
-        }
-        result
+        self.reg.attempt(READ, || self.io.peek(buf), |_| false)
     }
 
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let state = self.reg.state();
-        let snapshot = state.snapshot();
         let want: usize = bufs.iter().map(|b| b.len()).sum();
-        match (&self.io).write_vectored(bufs) {
-            Ok(n) if n < want => {
-                state.clear(WRITE, snapshot);
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                state.clear(WRITE, snapshot);
-                Err(e)
-            }
-            other => other,
-        }
+        self.reg
+            .attempt(WRITE, || (&self.io).write_vectored(bufs), |&n| n < want)
+    }
+
+    /// Read once the socket is ready; `Pending` until then.
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.reg.poll_attempt(READ, cx, || self.try_read(buf))
+    }
+
+    /// Write once the socket is ready; `Pending` until then.
+    pub fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.reg
+            .poll_attempt(WRITE, cx, || self.try_write_vectored(bufs))
     }
 
     /// `TCP_NODELAY`.
@@ -114,36 +102,6 @@ impl Stream {
     /// Whether this socket's events are delivered by the current worker.
     pub(crate) fn is_local(&self) -> bool {
         super::with_local_reactor(|r| self.reg.belongs_to(r)).unwrap_or(false)
-    }
-}
-
-impl Stream {
-    /// Read once the socket is ready; `Pending` until then.
-    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.reg.state().poll_ready(READ, cx));
-            match self.try_read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
-    /// Write once the socket is ready; `Pending` until then.
-    pub fn poll_write_vectored(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.reg.state().poll_ready(WRITE, cx));
-            match self.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return Poll::Ready(other),
-            }
-        }
     }
 }
 
@@ -207,17 +165,9 @@ impl Listener {
     /// The next connection.
     pub(crate) async fn accept(&self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
         futures_lite::future::poll_fn(|cx| {
-            loop {
-                ready!(self.reg.state().poll_ready(READ, cx));
-                let snapshot = self.reg.state().snapshot();
-                match self.io.accept() {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.reg.state().clear(READ, snapshot);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    other => return Poll::Ready(other),
-                }
-            }
+            self.reg.poll_attempt(READ, cx, || {
+                self.reg.attempt(READ, || self.io.accept(), |_| false)
+            })
         })
         .await
     }

@@ -53,12 +53,11 @@ struct Waiters {
 
 impl IoState {
     /// Ready in `dir` now, or the task is woken by the next event.
-    /// The snapshot returned is what [`IoState::clear`] compares with.
-    pub(crate) fn poll_ready(&self, dir: usize, cx: &mut Context<'_>) -> Poll<usize> {
+    pub(crate) fn poll_ready(&self, dir: usize, cx: &mut Context<'_>) -> Poll<()> {
         let ready = dir | dir << 2;
         let now = self.readiness.load(Ordering::Acquire);
         if now & ready != 0 {
-            return Poll::Ready(now);
+            return Poll::Ready(());
         }
         let mut waiters = lock(&self.waiters);
         let slot = if dir == READ {
@@ -74,7 +73,7 @@ impl IoState {
         // to wake: look again, under the lock the reactor takes to wake.
         let now = self.readiness.load(Ordering::Acquire);
         if now & ready != 0 {
-            Poll::Ready(now)
+            Poll::Ready(())
         } else {
             Poll::Pending
         }
@@ -249,6 +248,48 @@ pub(crate) struct Registration {
 impl Registration {
     pub(crate) fn state(&self) -> &IoState {
         &self.state
+    }
+
+    /// One non-blocking operation in `dir`. A refusal (`WouldBlock`), or a
+    /// result `drained` calls short, marks the socket drained so the next
+    /// wait asks the reactor, unless an event came in meanwhile.
+    pub(crate) fn attempt<R>(
+        &self,
+        dir: usize,
+        op: impl FnOnce() -> io::Result<R>,
+        drained: impl FnOnce(&R) -> bool,
+    ) -> io::Result<R> {
+        let snapshot = self.state.snapshot();
+        let result = op();
+        let empty = match &result {
+            Ok(r) => drained(r),
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+        };
+        if empty {
+            self.state.clear(dir, snapshot);
+        }
+        result
+    }
+
+    /// `attempt` (made by `op`) each time the socket is ready in `dir`,
+    /// until it neither refuses nor is interrupted; `Pending` while not ready.
+    pub(crate) fn poll_attempt<R>(
+        &self,
+        dir: usize,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            std::task::ready!(self.state.poll_ready(dir, cx));
+            match op() {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                other => return Poll::Ready(other),
+            }
+        }
     }
 
     /// Whether this socket's events are delivered by `reactor`.
