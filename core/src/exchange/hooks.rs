@@ -72,12 +72,18 @@ impl HookFilter {
 
     /// Whether a request (or notification) of `method` is hooked.
     pub fn wants_request(&self, method: &str) -> bool {
-        self.wants(method) && self.phases.as_ref().is_none_or(|(req, _)| req(method))
+        match &self.phases {
+            Some((request, _)) => self.is_active() && request(method),
+            None => self.wants(method),
+        }
     }
 
     /// Whether the response to a request of `method` is hooked.
     pub fn wants_response(&self, method: &str) -> bool {
-        self.wants(method) && self.phases.as_ref().is_none_or(|(_, resp)| resp(method))
+        match &self.phases {
+            Some((_, response)) => self.is_active() && response(method),
+            None => self.wants(method),
+        }
     }
 
     /// Whether any hook exists at all.
