@@ -241,7 +241,7 @@ pub(super) fn hooked_messages(
 }
 
 /// The elements of a batch as their exact JSON text.
-fn batch_elements(body: &[u8]) -> Option<Vec<String>> {
+pub(super) fn batch_elements(body: &[u8]) -> Option<Vec<String>> {
     let raw: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(body).ok()?;
     Some(raw.into_iter().map(|r| r.get().to_owned()).collect())
 }

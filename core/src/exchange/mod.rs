@@ -46,6 +46,7 @@
 //!   boundary, so that a failure mid-stream can still be answered correctly
 //!   (see [`crate::inject`]).
 
+mod answer;
 mod hooks;
 mod request;
 mod response;
@@ -66,12 +67,16 @@ pub const UPSTREAM_FAILED: i64 = -32000;
 /// JSON-RPC error code for an upstream that did not answer in time (the
 /// TypeScript SDK's `RequestTimeout`).
 pub const UPSTREAM_TIMEOUT: i64 = -32001;
+/// JSON-RPC error code for a message the hooks were owed but could not
+/// judge: a hook failed (closed), or an answer to a hooked request broke the
+/// rule in [`answer`](self#hooked-answers) and was cut.
+pub const HOOK_FAILED: i64 = -32010;
 use crate::route::Router;
 use crate::sse::SseLimits;
 
 pub use hooks::{BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict};
 pub use request::RpcSummary;
-use response::{HeldAnswer, Streaming};
+use response::{HeldFailure, Streaming};
 
 /// Limits applied to one exchange.
 #[derive(Debug, Clone)]
@@ -88,6 +93,11 @@ pub struct ExchangeLimits {
     pub json: jsonrpc::Limits,
     /// The largest JSON answer held whole for response hooks.
     pub max_hooked_response: usize,
+    /// The most client bytes kept past the end of a request while its
+    /// answer runs (pipelined data): past it, [`Exchange::client_read_budget`]
+    /// is 0 and the driver stops reading the client until the exchange is
+    /// over, so the kernel's buffers push back on the client.
+    pub max_pipelined: usize,
 }
 
 impl Default for ExchangeLimits {
@@ -99,6 +109,7 @@ impl Default for ExchangeLimits {
             sse: SseLimits::default(),
             json: jsonrpc::Limits::default(),
             max_hooked_response: 16 << 20,
+            max_pipelined: 64 << 10,
         }
     }
 }
@@ -311,6 +322,9 @@ pub struct Exchange {
     last_upstream: Instant,
     /// `ReleaseUpstream` was emitted already.
     upstream_released: bool,
+    /// The requests owed answers that some response hook judges, from the
+    /// body as forwarded; moved into the stream when the answer arrives.
+    ledger: Option<answer::Ledger>,
     summary: Summary,
 }
 
@@ -335,6 +349,7 @@ impl Exchange {
             sent: Sent::Nothing,
             last_upstream: now,
             upstream_released: false,
+            ledger: None,
             summary: Summary {
                 http_method: String::new(),
                 target: String::new(),
@@ -387,7 +402,28 @@ impl Exchange {
         std::mem::take(&mut self.leftover)
     }
 
-    /// Bytes from the client.
+    /// How many client bytes [`Exchange::feed_client`] takes now. While the
+    /// request is read this is what its limits allow; once it is whole,
+    /// bytes past it (pipelined data) are kept only up to
+    /// [`ExchangeLimits::max_pipelined`]. At 0 the driver must stop reading
+    /// the client until the exchange is over (it then carries the leftover
+    /// into the next exchange): the client's bytes wait in the kernel, and
+    /// its writes block. A driver that feeds more anyway has the excess
+    /// kept (nothing is dropped), so respecting the budget is what bounds
+    /// memory.
+    pub fn client_read_budget(&self) -> usize {
+        match &self.state {
+            State::Request(_) => usize::MAX,
+            State::Done => 0,
+            _ => self
+                .config
+                .limits
+                .max_pipelined
+                .saturating_sub(self.leftover.len()),
+        }
+    }
+
+    /// Bytes from the client; at most [`Exchange::client_read_budget`].
     pub fn feed_client(&mut self, input: &[u8], now: Instant) {
         match &mut self.state {
             State::Request(intake) => {
@@ -473,13 +509,15 @@ impl Exchange {
                 self.fail(502, why, now);
             }
             State::Streaming(stream) => {
-                if end == UpstreamEnd::Eof && stream.ends_at_eof() && stream.awaiting_hooks() {
+                let clean_eof =
+                    end == UpstreamEnd::Eof && stream.ends_at_eof() && stream.eof_ends_answer();
+                if clean_eof && stream.awaiting_hooks() {
                     // The body is whole; the held answer goes out after the verdict.
                     stream.mark_upstream_done();
                     self.outputs
                         .push_back(Output::ReleaseUpstream { reusable: false });
                     self.upstream_released = true;
-                } else if end == UpstreamEnd::Eof && stream.ends_at_eof() {
+                } else if clean_eof {
                     let out = stream.finish_clean();
                     self.emit_client(out);
                     self.summary.outcome = Outcome::Complete;
@@ -487,6 +525,8 @@ impl Exchange {
                         .push_back(Output::ReleaseUpstream { reusable: false });
                     let close = self.client_close_after();
                     self.finish(close, now);
+                } else if end == UpstreamEnd::Eof && stream.ends_at_eof() {
+                    self.fail(502, "the upstream closed the connection mid-answer", now);
                 } else {
                     self.fail(502, "the upstream connection failed mid-answer", now);
                 }
@@ -623,6 +663,23 @@ impl Exchange {
     }
 
     fn connect(&mut self, now: Instant) {
+        self.ledger = self.req.as_mut().and_then(|req| {
+            let filter = &self.config.hooks;
+            if req.method != "POST" || !filter.is_active() {
+                return None;
+            }
+            let ledger = answer::Ledger::for_request(
+                &req.body,
+                |m| filter.wants_response(m),
+                self.config.limits.json,
+            )?;
+            // The hooks must read the answer: ask for it unencoded.
+            req.headers
+                .retain(|h| !h.name.eq_ignore_ascii_case("accept-encoding"));
+            req.headers
+                .push(http1::Header::new("Accept-Encoding", "identity"));
+            Some(ledger)
+        });
         let route = self.req.as_ref().map_or(0, |r| r.route);
         self.state = State::Connecting;
         self.deadline = self.config.timeouts.connect.map(|t| now + t);
@@ -715,40 +772,35 @@ impl Exchange {
                 self.finish_request_hooks(h, now);
             }
             State::Streaming(stream) if stream.awaiting_hooks() => {
-                let id = self
-                    .req
-                    .as_ref()
-                    .and_then(|r| r.rpc.as_ref())
-                    .and_then(|r| r.id.clone())
-                    .unwrap_or_default();
-                let answer = match verdict {
-                    HookVerdict::Continue => HeldAnswer::Original,
-                    HookVerdict::Replace(message) => HeldAnswer::Message(message),
-                    HookVerdict::Reject {
-                        code,
-                        message,
-                        data,
-                    } => HeldAnswer::Message(jsonrpc::error_message(
-                        Some(&id),
-                        code,
-                        &message,
-                        data.as_deref(),
-                    )),
-                    HookVerdict::Respond(result) => {
-                        HeldAnswer::Message(jsonrpc::result_message(&id, &result))
-                    }
-                };
                 let mut out = Vec::new();
-                stream.apply_hooks(answer, &mut out, now);
+                stream.apply_verdict(verdict, &mut out, now);
                 for bytes in out {
                     self.summary.body_bytes += bytes.len() as u64;
                     self.outputs.push_back(Output::ToClient(bytes));
                 }
                 if matches!(&self.state, State::Streaming(s) if s.is_complete()) {
                     self.complete(now);
+                } else {
+                    self.ask_response_hook();
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Hand out the next response hook call the stream holds, if any.
+    fn ask_response_hook(&mut self) {
+        let State::Streaming(stream) = &mut self.state else {
+            return;
+        };
+        if let Some(call) = stream.take_hook_call() {
+            let call = self.hook_call(
+                HookPhase::Response,
+                call.method,
+                call.request,
+                Some(call.response),
+            );
+            self.outputs.push_back(Output::RunHook(Box::new(call)));
         }
     }
 
@@ -904,19 +956,12 @@ impl Exchange {
             self.head_buf.extend_from_slice(&input);
         }
         let Some(req) = self.req.as_ref() else { return };
-        let hooked = req.rpc.as_ref().is_some_and(|r| {
-            !r.batch
-                && r.id.is_some()
-                && r.method
-                    .as_deref()
-                    .is_some_and(|m| self.config.hooks.wants_response(m))
-        });
         let step = response::read_head(
             &mut self.head_scanner,
             if buffered { &self.head_buf } else { &input },
             req,
             &self.config,
-            hooked,
+            &mut self.ledger,
             now,
         );
         let rest_after = |head_buf: &mut Vec<u8>, len: usize| {
@@ -990,22 +1035,12 @@ impl Exchange {
             self.summary.body_bytes += bytes.len() as u64;
             self.outputs.push_back(Output::ToClient(bytes));
         }
-        self.sent = stream.sent();
-        let hook_response = stream.take_hook_call();
+        self.sent = stream.sent_for_injection();
         match result {
             Ok(()) if stream.is_complete() => self.complete(now),
             Ok(()) => {
                 self.deadline = self.stream_deadline(now);
-                if let Some(response) = hook_response {
-                    let req = self.req.as_ref();
-                    let method = req
-                        .and_then(|r| r.rpc.as_ref())
-                        .and_then(|r| r.method.clone())
-                        .unwrap_or_default();
-                    let request = Bytes::copy_from_slice(req.map_or(&[][..], |r| &r.body));
-                    let call = self.hook_call(HookPhase::Response, method, request, Some(response));
-                    self.outputs.push_back(Output::RunHook(Box::new(call)));
-                }
+                self.ask_response_hook();
             }
             Err(why) => self.fail(502, &why, now),
         }
@@ -1088,25 +1123,55 @@ impl Exchange {
                 .push_back(Output::ReleaseUpstream { reusable: false });
         }
         self.summary.reason = Some(why.to_owned());
-        let req = self.req.as_ref();
-        let id = req.and_then(|r| r.rpc.as_ref()).and_then(|r| r.id.clone());
-        let accepts = req.map(|r| r.accepts).unwrap_or_default();
         let framing = match &self.state {
             State::Streaming(s) if s.client_until_close() => ClientFraming::UntilClose,
             _ => ClientFraming::Chunked,
-        };
-        // The stream's own view of what went out is the exact one.
-        let sent = match &self.state {
-            State::Streaming(s) => s.sent_for_injection(),
-            _ => self.sent,
         };
         let code = if status == 504 {
             UPSTREAM_TIMEOUT
         } else {
             UPSTREAM_FAILED
         };
-        let message = jsonrpc::error_message(id.as_deref(), code, &format!("sluice: {why}"), None);
-        let close_after = !req.is_some_and(|r| r.client_keep_alive);
+        let close_after = !self.req.as_ref().is_some_and(|r| r.client_keep_alive);
+        // The stream's own view of what went out is the exact one.
+        let mut sent = match &self.state {
+            State::Streaming(s) => s.sent_for_injection(),
+            _ => self.sent,
+        };
+        // A held answer owes every hooked request of the body its own error.
+        let mut message = None;
+        let held = match &mut self.state {
+            State::Streaming(s) => s.fail_held(code, why),
+            _ => None,
+        };
+        match held {
+            Some(HeldFailure::Answered) => sent = Sent::Finished,
+            Some(HeldFailure::Body(body)) => message = Some(body),
+            Some(HeldFailure::Events(bytes)) => {
+                self.summary.outcome = Outcome::Answered;
+                for b in bytes {
+                    self.outputs.push_back(Output::ToClient(b));
+                }
+                let close = match framing {
+                    ClientFraming::Chunked if !close_after => Close::KeepAlive,
+                    _ => Close::Graceful,
+                };
+                self.finish(close, now);
+                return;
+            }
+            None => {
+                if let Some(ledger) = &mut self.ledger {
+                    let errors = ledger.fail_undelivered(code, why);
+                    message = Some(ledger.body_of(&errors));
+                }
+            }
+        }
+        let req = self.req.as_ref();
+        let id = req.and_then(|r| r.rpc.as_ref()).and_then(|r| r.id.clone());
+        let accepts = req.map(|r| r.accepts).unwrap_or_default();
+        let message = message.unwrap_or_else(|| {
+            jsonrpc::error_message(id.as_deref(), code, &format!("sluice: {why}"), None)
+        });
         match inject::plan(
             sent,
             framing,

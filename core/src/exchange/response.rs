@@ -1,17 +1,19 @@
 //! The response side of an exchange: read the upstream's head, decide how
 //! the body is framed on both legs, and forward the body read by read.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::ExchangeConfig;
+use super::answer::{Judged, Ledger, Part};
 use super::request::Forward;
+use super::{ExchangeConfig, HOOK_FAILED, HookVerdict, UPSTREAM_FAILED, hooks};
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Parsed};
 use crate::inject::Sent;
 use crate::jsonrpc::{self, Classified, Kind};
-use crate::sse::{self, OutgoingEvent, SseEvent, SseItem, SseParser};
+use crate::sse::{self, OutgoingEvent, SseItem, SseParser};
 
 pub(super) enum HeadStep {
     NeedMore,
@@ -45,8 +47,9 @@ enum ClientBody {
     Empty,
 }
 
-/// Watches an SSE answer without holding anything back: is the client at an
-/// event boundary, and has the response to its request gone out yet?
+/// Watches an unheld SSE answer without holding anything back: is the
+/// client at an event boundary, and has the response to its request gone
+/// out yet?
 struct SseWatch {
     parser: SseParser,
     /// The raw id of the request still owed a response.
@@ -56,14 +59,6 @@ struct SseWatch {
     json: jsonrpc::Limits,
     /// The parser hit a limit: boundaries are no longer known.
     lost: bool,
-    /// Hold the response event for the response hooks instead of letting it
-    /// through (see [`Streaming`]).
-    hold: bool,
-    /// The response event, once seen in hold mode: its span and the event.
-    held: Option<(Range<u64>, SseEvent)>,
-    /// In hold mode, the held event could be the response but could not be
-    /// read: why. It is replaced by an error, never shown to the hooks.
-    unreadable: Option<String>,
 }
 
 impl SseWatch {
@@ -79,26 +74,12 @@ impl SseWatch {
                     if !may_answer(event.data.as_bytes(), owed) {
                         continue;
                     }
-                    match jsonrpc::classify(event.data.as_bytes(), &self.json) {
-                        Ok(Classified::Single(m)) => {
-                            let answers = matches!(m.kind, Kind::Response | Kind::Error);
-                            if answers && m.id == Some(owed.as_slice()) {
-                                self.owed = None;
-                                if self.hold {
-                                    self.held = Some((event.span.clone(), event));
-                                }
-                            }
-                        }
-                        Ok(Classified::Batch(_)) => {}
-                        // It may be the response, and the client's parser
-                        // may read it differently: held, it is replaced by
-                        // an error rather than passed on unseen by the hooks.
-                        Err(e) if self.hold => {
-                            self.owed = None;
-                            self.unreadable = Some(e.to_string());
-                            self.held = Some((event.span.clone(), event));
-                        }
-                        Err(_) => {}
+                    if let Ok(Classified::Single(m)) =
+                        jsonrpc::classify(event.data.as_bytes(), &self.json)
+                        && matches!(m.kind, Kind::Response | Kind::Error)
+                        && m.id == Some(owed.as_slice())
+                    {
+                        self.owed = None;
                     }
                 }
                 Ok(_) => {}
@@ -120,7 +101,8 @@ impl SseWatch {
 /// (progress, logging) skip classification. A response has a `result` or
 /// `error` member and carries the id's exact text (the match is on raw
 /// bytes); a key spelled with escapes has a backslash, so any data with one
-/// is classified to be sure.
+/// is classified to be sure. (Only for bookkeeping: a held answer judges
+/// every event, see [`super::answer`].)
 fn may_answer(data: &[u8], id: &[u8]) -> bool {
     use memchr::memmem;
     let member = memmem::find(data, b"\"result\"").is_some()
@@ -139,43 +121,126 @@ struct JsonHold {
     flushed: bool,
 }
 
-/// An SSE answer whose response event is held for the response hooks; every
-/// other event goes through at once.
+/// Something in a held SSE answer that the forwarding must stop at.
+enum Mark {
+    /// An event of unhooked answers (in a batch): once forwarded, they are
+    /// delivered.
+    Through(Vec<usize>),
+    /// An event carrying hooked answers, waiting for the hooks.
+    Held {
+        event_type: String,
+        id: String,
+        data: String,
+        parts: Vec<Part>,
+    },
+    /// The answer breaks the rule here (why): nothing from here on goes out.
+    Cut(String),
+}
+
+/// An SSE answer whose answer events are held for the response hooks; every
+/// other event goes through as soon as it is whole. Only whole events are
+/// ever forwarded, so the client is always at an event boundary.
 struct SseHold {
+    parser: SseParser,
     /// Decoded body bytes not yet forwarded, from stream offset `base`.
     pending: Vec<u8>,
     base: u64,
-    /// The hook verdict on the held event was applied.
-    resolved: bool,
+    /// Judged events to stop at, in stream order, with their spans (a cut
+    /// has an empty span where it applies).
+    marks: VecDeque<(Range<u64>, Mark)>,
+    /// A cut is queued: later upstream bytes are dropped unread.
+    cut: bool,
+}
+
+/// The hooks' run over one held message (a JSON body or an SSE event's
+/// data): one hook call per hooked part, in order.
+struct Round {
+    data: Vec<u8>,
+    parts: Vec<Part>,
+    /// The array elements' text, when the message is an array.
+    elements: Option<Vec<String>>,
+    /// The next part to ask about (an index into `parts`).
+    next: usize,
+    /// A call for `parts[next]` was handed out and awaits its verdict.
+    asked: bool,
+    /// (element, replacement) for parts whose hooks changed the answer.
+    replaced: Vec<(Option<usize>, Vec<u8>)>,
+}
+
+/// How a held answer is held.
+enum HoldForm {
+    Json(JsonHold),
+    Sse(SseHold),
+}
+
+/// An answer held for response hooks: the strict rule's ledger, the form,
+/// and the hook run in progress.
+struct Held {
+    ledger: Ledger,
+    form: HoldForm,
+    round: Option<Round>,
+}
+
+/// A response hook run the exchange must ask for.
+pub(super) struct ResponseCall {
+    pub method: String,
+    pub request: Bytes,
+    pub response: Bytes,
+}
+
+/// What an upstream failure leaves to say about a held answer.
+pub(super) enum HeldFailure {
+    /// Every owed answer went out already.
+    Answered,
+    /// Nothing went out yet: this JSON body (one error, or an array of them
+    /// for a batch) is the answer.
+    Body(Vec<u8>),
+    /// The client is at an event boundary of an SSE answer: these framed
+    /// bytes (one error event per owed request, then the end of the body)
+    /// complete it.
+    Events(Vec<Bytes>),
 }
 
 pub(super) struct Streaming {
     upstream: UpstreamBody,
     client: ClientBody,
     sse: bool,
+    /// Bookkeeping on an unheld SSE answer.
     watch: Option<SseWatch>,
+    /// The answer held for response hooks.
+    held: Option<Held>,
     upstream_reusable: bool,
     /// The upstream body ended.
     complete: bool,
     keepalive: Option<Duration>,
     last_client_write: Instant,
-    json_hold: Option<JsonHold>,
-    sse_hold: Option<SseHold>,
-    /// The response message handed to the hooks, waiting for a verdict.
-    hook_pending: bool,
-    /// A response message for the hooks, not yet taken by the exchange.
-    hook_call: Option<Bytes>,
-    /// The id of the request whose response is hooked.
-    hooked_id: Option<Vec<u8>>,
-    json_limits: jsonrpc::Limits,
 }
 
-/// What goes to the client in place of the held response.
-pub(super) enum HeldAnswer {
-    /// The upstream's own response, unchanged.
-    Original,
-    /// This JSON-RPC message instead.
-    Message(Vec<u8>),
+/// The JSON-RPC message for a hook's verdict on the answer to request `id`;
+/// `None` keeps the upstream's own.
+fn verdict_message(verdict: HookVerdict, id: &[u8]) -> Option<Vec<u8>> {
+    match verdict {
+        HookVerdict::Continue => None,
+        HookVerdict::Replace(message) => Some(message),
+        HookVerdict::Reject {
+            code,
+            message,
+            data,
+        } => Some(jsonrpc::error_message(
+            Some(id),
+            code,
+            &message,
+            data.as_deref(),
+        )),
+        HookVerdict::Respond(result) => Some(jsonrpc::result_message(id, &result)),
+    }
+}
+
+/// The error a client gets for a held answer cut under the strict rule.
+fn cut_reason(why: &str) -> String {
+    format!(
+        "the upstream's answer breaks the rule the response hooks rely on, so they did not run: {why}"
+    )
 }
 
 /// Parse the response head in `buf`.
@@ -184,7 +249,7 @@ pub(super) fn read_head(
     buf: &[u8],
     req: &Forward,
     config: &ExchangeConfig,
-    hooked: bool,
+    ledger: &mut Option<Ledger>,
     now: Instant,
 ) -> HeadStep {
     let (head, len) = match scanner.parse_response(buf, &config.limits.response_head) {
@@ -244,47 +309,83 @@ pub(super) fn read_head(
     let upstream_reusable =
         !matches!(framing, BodyFraming::UntilClose) && upstream_keeps_alive(&head);
 
+    // A coded body cannot be parsed: a held answer refuses it (sluice asked
+    // for `identity`), and bookkeeping does not guess at its events.
+    let coding = http1::header_values(&head.headers, "content-encoding")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"));
+    // Only an answer that can carry the response to a hooked request is held.
+    let held_ledger = if matches!(upstream, UpstreamBody::Empty) {
+        None
+    } else {
+        ledger.take()
+    };
+    if let Some(coding) = coding
+        && held_ledger.is_some()
+    {
+        *ledger = held_ledger;
+        return HeadStep::Bad(format!(
+            "the upstream's answer is content-encoded ({}), which the response hooks cannot read",
+            String::from_utf8_lossy(coding)
+        ));
+    }
     let owed = req.rpc.as_ref().and_then(|r| r.id.clone());
     let keepalive = if sse {
         config.timeouts.sse_keepalive
     } else {
         None
     };
-    // Only an answer that can carry the response to a hooked request is held.
-    let hooked = hooked && owed.is_some() && !matches!(upstream, UpstreamBody::Empty);
-    let hooked_id = if hooked { owed.clone() } else { None };
-    let watch = (sse && (owed.is_some() || keepalive.is_some())).then(|| SseWatch {
+    let watch = (held_ledger.is_none()
+        && coding.is_none()
+        && sse
+        && (owed.is_some() || keepalive.is_some()))
+    .then(|| SseWatch {
         parser: SseParser::new(config.limits.sse),
         answers_request: owed.is_some(),
         owed,
         json: config.limits.json,
         lost: false,
-        hold: hooked,
-        held: None,
-        unreadable: None,
     });
 
     let close_client = !req.client_keep_alive || client == ClientBody::UntilClose;
-    let json_hold = (hooked && !sse).then(|| {
-        let mut head = head.clone();
-        http1::remove_hop_by_hop(&mut head.headers);
-        head.headers
-            .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
-        JsonHold {
-            head,
-            close: !req.client_keep_alive,
-            body: Vec::new(),
-            limit: config.limits.max_hooked_response,
-            flushed: false,
+    let held = held_ledger.map(|ledger| {
+        let form = if sse {
+            HoldForm::Sse(SseHold {
+                parser: SseParser::new(config.limits.sse),
+                pending: Vec::new(),
+                base: 0,
+                marks: VecDeque::new(),
+                cut: false,
+            })
+        } else {
+            let mut head = head.clone();
+            http1::remove_hop_by_hop(&mut head.headers);
+            head.headers
+                .retain(|h| !h.name.eq_ignore_ascii_case("content-length"));
+            HoldForm::Json(JsonHold {
+                head,
+                close: !req.client_keep_alive,
+                body: Vec::new(),
+                limit: config.limits.max_hooked_response,
+                flushed: false,
+            })
+        };
+        Held {
+            ledger,
+            form,
+            round: None,
         }
     });
-    let sse_hold = (hooked && sse).then(|| SseHold {
-        pending: Vec::new(),
-        base: 0,
-        resolved: false,
-    });
+    let json_held = matches!(
+        held,
+        Some(Held {
+            form: HoldForm::Json(_),
+            ..
+        })
+    );
     // A held JSON answer gets its head once the hooks have spoken.
-    let client_head = if json_hold.is_some() {
+    let client_head = if json_held {
         Bytes::new()
     } else {
         client_head(&head, client, close_client)
@@ -292,22 +393,17 @@ pub(super) fn read_head(
     let stream = Streaming {
         complete: matches!(upstream, UpstreamBody::Empty),
         upstream,
-        client: if json_hold.is_some() {
+        client: if json_held {
             ClientBody::Length
         } else {
             client
         },
         sse,
         watch,
+        held,
         upstream_reusable,
         keepalive,
         last_client_write: now,
-        json_hold,
-        sse_hold,
-        hook_pending: false,
-        hook_call: None,
-        hooked_id,
-        json_limits: config.limits.json,
     };
     HeadStep::Ready {
         stream: Box::new(stream),
@@ -380,10 +476,13 @@ impl Streaming {
     /// The upstream body ended and nothing is held back any more.
     pub fn is_complete(&self) -> bool {
         self.complete
-            && !self.hook_pending
-            && self.hook_call.is_none()
-            && self.json_hold.as_ref().is_none_or(|h| h.flushed)
-            && self.sse_hold.as_ref().is_none_or(|h| h.pending.is_empty())
+            && self.held.as_ref().is_none_or(|h| {
+                h.round.is_none()
+                    && match &h.form {
+                        HoldForm::Json(j) => j.flushed,
+                        HoldForm::Sse(s) => s.pending.is_empty() && s.marks.is_empty(),
+                    }
+            })
     }
 
     /// The upstream body ended (at EOF) while an answer is held.
@@ -394,7 +493,7 @@ impl Streaming {
 
     /// A held answer waits for the hooks.
     pub fn awaiting_hooks(&self) -> bool {
-        self.hook_pending
+        self.held.as_ref().is_some_and(|h| h.round.is_some())
     }
 
     pub fn upstream_reusable(&self) -> bool {
@@ -408,6 +507,24 @@ impl Streaming {
     /// The upstream body ends with the connection.
     pub fn ends_at_eof(&self) -> bool {
         matches!(self.upstream, UpstreamBody::UntilClose)
+    }
+
+    /// Whether the upstream closing its connection now ends this
+    /// close-delimited answer cleanly. An SSE answer to a request that is
+    /// still owed its response, or that stops inside an event, was cut
+    /// short: like a chunked answer cut short, it fails (an injected error
+    /// at a boundary, else an abort), never a clean end.
+    pub fn eof_ends_answer(&self) -> bool {
+        if let Some(held) = &self.held {
+            return match &held.form {
+                HoldForm::Json(_) => true,
+                HoldForm::Sse(s) => s.cut || held.ledger.all_seen(),
+            };
+        }
+        match &self.watch {
+            Some(w) if w.answers_request => w.owed.is_none() && w.at_boundary(),
+            _ => true,
+        }
     }
 
     /// Forward one upstream read: the bytes for the client go to `out`.
@@ -465,68 +582,131 @@ impl Streaming {
                 continue;
             }
             let data = input.slice(r);
-            if let Some(hold) = &mut self.json_hold {
-                if hold.body.len() + data.len() > hold.limit {
-                    return Err(format!(
-                        "the upstream's answer is larger than the {} bytes the response hooks may hold",
-                        hold.limit
-                    ));
+            match self.held.as_mut().map(|h| &mut h.form) {
+                Some(HoldForm::Json(hold)) => {
+                    if hold.body.len() + data.len() > hold.limit {
+                        return Err(format!(
+                            "the upstream's answer is larger than the {} bytes the response hooks may hold",
+                            hold.limit
+                        ));
+                    }
+                    hold.body.extend_from_slice(&data);
                 }
-                hold.body.extend_from_slice(&data);
-                continue;
+                Some(HoldForm::Sse(_)) => self.hold_sse(&data),
+                None => {
+                    if let Some(watch) = &mut self.watch {
+                        watch.observe(&data);
+                    }
+                    self.write_client(data, out);
+                    self.last_client_write = now;
+                }
             }
-            if let Some(watch) = &mut self.watch {
-                watch.observe(&data);
-            }
-            if let Some(hold) = &mut self.sse_hold {
-                hold.pending.extend_from_slice(&data);
-                continue;
-            }
-            self.write_client(data, out);
-            self.last_client_write = now;
         }
-        if self.sse_hold.is_some() {
-            self.flush_sse(out, now);
-        }
-        if self.complete
-            && self.json_hold.as_ref().is_some_and(|h| !h.flushed)
-            && !self.hook_pending
-        {
-            self.offer_json(out);
+        match self.held.as_ref().map(|h| &h.form) {
+            Some(HoldForm::Sse(_)) => self.flush_sse(out, now),
+            Some(HoldForm::Json(hold)) if self.complete && !hold.flushed => {
+                if self.held.as_ref().is_some_and(|h| h.round.is_none()) {
+                    self.offer_json(out);
+                }
+            }
+            _ => {}
         }
         failure.map_or(Ok(()), Err)
     }
 
-    /// A held JSON answer is whole: hand it to the hooks if it answers the
-    /// hooked request, else let it through.
-    fn offer_json(&mut self, out: &mut Vec<Bytes>) {
-        let Some(hold) = &self.json_hold else { return };
-        let answers = match jsonrpc::classify(&hold.body, &self.json_limits) {
-            Ok(Classified::Single(m)) => {
-                matches!(m.kind, Kind::Response | Kind::Error) && m.id == self.hooked_id.as_deref()
-            }
-            Ok(Classified::Batch(_)) => false,
-            Err(e) => {
-                // It may be the answer, and the client's parser may read it
-                // differently: the hooks must see it or the client must not.
-                let error = self.unreadable_answer(&e.to_string());
-                self.flush_json(Some(error), out);
+    /// Judge the events of held SSE bytes as they complete.
+    fn hold_sse(&mut self, data: &[u8]) {
+        let Some(Held {
+            ledger,
+            form: HoldForm::Sse(hold),
+            ..
+        }) = &mut self.held
+        else {
+            return;
+        };
+        if hold.cut {
+            return;
+        }
+        hold.pending.extend_from_slice(data);
+        hold.parser.feed(data);
+        while let Some(item) = hold.parser.poll() {
+            let (span, mark) = match item {
+                Ok(SseItem::Event(event)) => match ledger.judge(event.data.as_bytes()) {
+                    Judged::Pass => continue,
+                    Judged::Through(owed) => (event.span, Mark::Through(owed)),
+                    Judged::Hold(parts) => (
+                        event.span,
+                        Mark::Held {
+                            event_type: event.event_type,
+                            id: event.id,
+                            data: event.data,
+                            parts,
+                        },
+                    ),
+                    Judged::Refuse(why) => (event.span.start..event.span.start, Mark::Cut(why)),
+                },
+                Ok(_) => continue,
+                Err(e) => {
+                    // Past a parser limit nothing more can be judged: the
+                    // answer is cut at the last whole event.
+                    let at = hold.parser.boundary_offset();
+                    (
+                        at..at,
+                        Mark::Cut(format!("its event stream could not be read: {e}")),
+                    )
+                }
+            };
+            if let Mark::Cut(_) = mark {
+                hold.cut = true;
+                // Nothing past the cut is ever sent: do not keep it.
+                let keep = (span.start.saturating_sub(hold.base) as usize).min(hold.pending.len());
+                hold.pending.truncate(keep);
+                hold.marks.push_back((span, mark));
                 return;
             }
+            hold.marks.push_back((span, mark));
+        }
+    }
+
+    /// A held JSON answer is whole: judge it, and hand its hooked answers
+    /// to the hooks or let it through.
+    fn offer_json(&mut self, out: &mut Vec<Bytes>) {
+        let Some(Held {
+            ledger,
+            form: HoldForm::Json(hold),
+            round,
+        }) = &mut self.held
+        else {
+            return;
         };
-        if answers {
-            self.hook_call = Some(Bytes::copy_from_slice(&hold.body));
-            self.hook_pending = true;
-        } else {
-            self.flush_json(None, out);
+        match ledger.judge(&hold.body) {
+            Judged::Pass => self.flush_json(None, out),
+            Judged::Through(owed) => {
+                ledger.delivered(owed);
+                self.flush_json(None, out);
+            }
+            Judged::Hold(parts) => *round = Round::start(hold.body.clone(), parts, ledger),
+            Judged::Refuse(why) => {
+                let errors = ledger.fail_undelivered(HOOK_FAILED, &cut_reason(&why));
+                let body = ledger.body_of(&errors);
+                self.flush_json(Some(body), out);
+            }
         }
     }
 
     fn flush_json(&mut self, replacement: Option<Vec<u8>>, out: &mut Vec<Bytes>) {
-        let Some(hold) = &mut self.json_hold else {
+        let Some(Held {
+            form: HoldForm::Json(hold),
+            ..
+        }) = &mut self.held
+        else {
             return;
         };
+        if hold.flushed {
+            return;
+        }
         let body = replacement.unwrap_or_else(|| std::mem::take(&mut hold.body));
+        hold.body = Vec::new();
         let mut head = hold.head.clone();
         head.headers
             .push(http1::Header::new("Content-Length", body.len().to_string()));
@@ -535,47 +715,73 @@ impl Streaming {
         hold.flushed = true;
     }
 
-    /// Forward held-mode SSE bytes up to the last whole event, stopping
-    /// before the response event until the hooks have spoken.
+    /// Forward held SSE bytes up to the last whole event, stopping at each
+    /// held answer until the hooks have spoken, and at a cut for good.
     fn flush_sse(&mut self, out: &mut Vec<Bytes>, now: Instant) {
-        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else {
-            return;
-        };
-        if watch.lost {
-            // Past the parser's limit nothing can be held; let it all through.
-            let data = Bytes::from(std::mem::take(&mut hold.pending));
-            hold.base += data.len() as u64;
-            hold.resolved = true;
-            self.write_client_now(data, out, now);
-            return;
-        }
-        let mut limit = watch.parser.boundary_offset();
-        if !hold.resolved
-            && let Some((span, event)) = &watch.held
-        {
-            limit = limit.min(span.start);
-            if let Some(why) = watch.unreadable.take() {
-                // Everything before the event goes first, then the error.
-                let n = (span.start.saturating_sub(hold.base) as usize).min(hold.pending.len());
-                let data: Vec<u8> = hold.pending.drain(..n).collect();
-                hold.base += data.len() as u64;
-                self.write_client_now(Bytes::from(data), out, now);
-                let error = self.unreadable_answer(&why);
-                self.apply_hooks(HeldAnswer::Message(error), out, now);
+        loop {
+            let Some(Held {
+                ledger,
+                form: HoldForm::Sse(hold),
+                round,
+            }) = &mut self.held
+            else {
+                return;
+            };
+            if round.is_some() {
                 return;
             }
-            if !self.hook_pending && self.hook_call.is_none() {
-                self.hook_call = Some(Bytes::copy_from_slice(event.data.as_bytes()));
-                self.hook_pending = true;
+            let limit = match hold.marks.front() {
+                Some((span, Mark::Through(_))) => span.end,
+                Some((span, _)) => span.start,
+                None => hold.parser.boundary_offset(),
+            };
+            let n = (limit.saturating_sub(hold.base) as usize).min(hold.pending.len());
+            let data: Vec<u8> = hold.pending.drain(..n).collect();
+            hold.base += n as u64;
+            let mut cut = None;
+            match hold.marks.front() {
+                // The body ended: a partial event never completes, and an
+                // answer never seen will not come.
+                None if self.complete => {
+                    hold.pending = Vec::new();
+                    cut = Some(ledger.fail_undelivered(
+                        UPSTREAM_FAILED,
+                        "the upstream's answer ended before it was whole",
+                    ));
+                }
+                None => {}
+                Some((_, Mark::Through(_))) => {
+                    if let Some((_, Mark::Through(owed))) = hold.marks.pop_front() {
+                        ledger.delivered(owed);
+                    }
+                }
+                Some((_, Mark::Held { data, parts, .. })) => {
+                    *round = Round::start(data.clone().into_bytes(), parts.clone(), ledger);
+                }
+                Some((_, Mark::Cut(why))) => {
+                    cut = Some(ledger.fail_undelivered(HOOK_FAILED, &cut_reason(why)));
+                    hold.marks.clear();
+                    hold.pending = Vec::new();
+                }
+            }
+            let more = !matches!(hold.marks.front(), None) && round.is_none() && cut.is_none();
+            self.write_client_now(Bytes::from(data), out, now);
+            if let Some(errors) = cut {
+                for error in errors {
+                    let mut event = Vec::with_capacity(error.len() + 32);
+                    sse::encode_jsonrpc_message(&error, &mut event);
+                    self.write_client_now(Bytes::from(event), out, now);
+                }
+                // The answer is complete (errors stand for what was owed);
+                // the upstream's stream is out of step and not reused.
+                self.complete = true;
+                self.upstream_reusable = false;
+                return;
+            }
+            if !more {
+                return;
             }
         }
-        let n = limit.saturating_sub(hold.base) as usize;
-        if n == 0 {
-            return;
-        }
-        let data: Vec<u8> = hold.pending.drain(..n.min(hold.pending.len())).collect();
-        hold.base += data.len() as u64;
-        self.write_client_now(Bytes::from(data), out, now);
     }
 
     fn write_client_now(&mut self, data: Bytes, out: &mut Vec<Bytes>, now: Instant) {
@@ -585,78 +791,131 @@ impl Streaming {
         }
     }
 
-    /// What the client gets instead of an answer to the hooked request
-    /// that could not be read (`why`).
-    fn unreadable_answer(&self, why: &str) -> Vec<u8> {
-        let message = format!(
-            "sluice: the upstream's answer could not be read, so the response hooks did not run: {why}"
-        );
-        jsonrpc::error_message(
-            self.hooked_id.as_deref(),
-            jsonrpc::codes::INTERNAL_ERROR,
-            &message,
-            None,
-        )
+    /// The next response hook call, once per hooked part.
+    pub fn take_hook_call(&mut self) -> Option<ResponseCall> {
+        let held = self.held.as_mut()?;
+        let round = held.round.as_mut()?;
+        if round.asked {
+            return None;
+        }
+        let part = *round.parts.get(round.next)?;
+        round.asked = true;
+        let owed = held.ledger.owed(part.owed);
+        let response = match (&round.elements, part.element) {
+            (Some(elements), Some(i)) => Bytes::copy_from_slice(elements[i].as_bytes()),
+            _ => Bytes::copy_from_slice(&round.data),
+        };
+        Some(ResponseCall {
+            method: owed.method.clone(),
+            request: owed.request.clone(),
+            response,
+        })
     }
 
-    /// The response message waiting for the hooks, once.
-    pub fn take_hook_call(&mut self) -> Option<Bytes> {
-        self.hook_call.take()
-    }
-
-    /// Put the hooks' answer where the held response was.
-    pub fn apply_hooks(&mut self, answer: HeldAnswer, out: &mut Vec<Bytes>, now: Instant) {
-        self.hook_pending = false;
-        if self.json_hold.is_some() {
-            let replacement = match answer {
-                HeldAnswer::Original => None,
-                HeldAnswer::Message(m) => Some(m),
-            };
-            self.flush_json(replacement, out);
+    /// The hooks' verdict on the part last handed out; once every part is
+    /// judged, the answer (as the hooks left it) goes out.
+    pub fn apply_verdict(&mut self, verdict: HookVerdict, out: &mut Vec<Bytes>, now: Instant) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        let Some(round) = held.round.as_mut() else {
+            return;
+        };
+        let Some(part) = round.parts.get(round.next).copied() else {
+            return;
+        };
+        round.asked = false;
+        if let Some(message) = verdict_message(verdict, &held.ledger.owed(part.owed).id) {
+            round.replaced.push((part.element, message));
+        }
+        round.advance(&held.ledger);
+        if round.next < round.parts.len() {
             return;
         }
-        let (Some(hold), Some(watch)) = (&mut self.sse_hold, &mut self.watch) else {
+        let Some(round) = held.round.take() else {
             return;
         };
-        let Some((span, event)) = watch.held.take() else {
+        held.ledger.delivered(round.parts.iter().map(|p| p.owed));
+        let changed = !round.replaced.is_empty();
+        let message = round.finish();
+        if matches!(held.form, HoldForm::Json(_)) {
+            self.flush_json(changed.then_some(message), out);
             return;
-        };
-        let start = span.start.saturating_sub(hold.base) as usize;
-        let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
-        let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
-        hold.base = span.end.max(hold.base);
-        hold.resolved = true;
-        let bytes = match answer {
-            HeldAnswer::Original => original,
-            HeldAnswer::Message(m) => {
-                let mut v = Vec::with_capacity(m.len() + 32);
-                let data = String::from_utf8_lossy(&m);
-                let event = OutgoingEvent {
-                    event_type: Some(event.event_type.as_str()),
-                    data: &data,
-                    id: Some(event.id.as_str()).filter(|id| !id.is_empty()),
-                    retry: None,
+        }
+        {
+            {
+                let Some(Held {
+                    form: HoldForm::Sse(hold),
+                    ..
+                }) = &mut self.held
+                else {
+                    return;
                 };
-                if sse::encode_event(&event, &mut v).is_err() {
-                    sse::encode_jsonrpc_message(&m, &mut v);
-                }
-                v
+                let Some((span, Mark::Held { event_type, id, .. })) = hold.marks.pop_front() else {
+                    return;
+                };
+                let start = span.start.saturating_sub(hold.base) as usize;
+                let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
+                let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
+                hold.base = span.end.max(hold.base);
+                let bytes = if changed {
+                    let mut v = Vec::with_capacity(message.len() + 32);
+                    let data = String::from_utf8_lossy(&message);
+                    let event = OutgoingEvent {
+                        event_type: Some(event_type.as_str()),
+                        data: &data,
+                        id: Some(id.as_str()).filter(|id| !id.is_empty()),
+                        retry: None,
+                    };
+                    if sse::encode_event(&event, &mut v).is_err() {
+                        sse::encode_jsonrpc_message(&message, &mut v);
+                    }
+                    v
+                } else {
+                    original
+                };
+                self.write_client_now(Bytes::from(bytes), out, now);
+                self.flush_sse(out, now);
             }
+        }
+    }
+
+    /// The upstream failed with `code` and `why` while an answer is held:
+    /// what is left to tell the client. `None` when nothing is held.
+    pub fn fail_held(&mut self, code: i64, why: &str) -> Option<HeldFailure> {
+        let held = self.held.as_mut()?;
+        held.round = None;
+        let flushed = match &held.form {
+            HoldForm::Json(j) => j.flushed,
+            HoldForm::Sse(_) => false,
         };
-        self.write_client_now(Bytes::from(bytes), out, now);
-        self.flush_sse(out, now);
+        let errors = held.ledger.fail_undelivered(code, why);
+        if errors.is_empty() || flushed {
+            return Some(HeldFailure::Answered);
+        }
+        let client = self.client;
+        match &mut held.form {
+            HoldForm::Json(_) => Some(HeldFailure::Body(held.ledger.body_of(&errors))),
+            HoldForm::Sse(hold) => {
+                hold.marks.clear();
+                hold.pending = Vec::new();
+                let mut out = Vec::new();
+                for error in errors {
+                    let mut event = Vec::with_capacity(error.len() + 32);
+                    sse::encode_jsonrpc_message(&error, &mut event);
+                    frame(client, Bytes::from(event), &mut out);
+                }
+                let end = self.finish_clean();
+                if !end.is_empty() {
+                    out.push(Bytes::from(end));
+                }
+                Some(HeldFailure::Events(out))
+            }
+        }
     }
 
     fn write_client(&self, data: Bytes, out: &mut Vec<Bytes>) {
-        match self.client {
-            ClientBody::Chunked => {
-                out.push(chunk_size_line(data.len()));
-                out.push(data);
-                out.push(Bytes::from_static(b"\r\n"));
-            }
-            ClientBody::Length | ClientBody::UntilClose => out.push(data),
-            ClientBody::Empty => {}
-        }
+        frame(self.client, data, out);
     }
 
     /// The bytes that end the client's body cleanly.
@@ -669,30 +928,18 @@ impl Streaming {
     }
 
     /// What the client has been sent, as the injection rules need it.
-    pub fn sent(&self) -> Sent {
-        self.sent_for_injection()
-    }
-
     pub fn sent_for_injection(&self) -> Sent {
-        if let Some(hold) = &self.json_hold {
-            return if hold.flushed {
-                Sent::Finished
-            } else {
-                Sent::Nothing
+        if let Some(held) = &self.held {
+            return match &held.form {
+                HoldForm::Json(j) if j.flushed => Sent::Finished,
+                HoldForm::Json(_) => Sent::Nothing,
+                // Held mode only ever forwards whole events.
+                HoldForm::Sse(_) if held.ledger.all_delivered() => Sent::Finished,
+                HoldForm::Sse(_) => Sent::SseHead { at_boundary: true },
             };
         }
         if self.complete && self.is_complete() {
             return Sent::Finished;
-        }
-        if let (Some(_), Some(w)) = (&self.sse_hold, &self.watch)
-            && !w.lost
-        {
-            // Held mode only ever forwards whole events.
-            return if w.answers_request && w.owed.is_none() && w.held.is_none() {
-                Sent::Finished
-            } else {
-                Sent::SseHead { at_boundary: true }
-            };
         }
         if !self.sse {
             return Sent::OtherHead;
@@ -710,7 +957,14 @@ impl Streaming {
     /// When a keep-alive comment would be due, if one may be written.
     pub fn keepalive_deadline(&self, _now: Instant) -> Option<Instant> {
         let every = self.keepalive?;
-        let at_boundary = self.watch.as_ref().is_some_and(SseWatch::at_boundary);
+        let at_boundary = match &self.held {
+            Some(Held {
+                form: HoldForm::Sse(hold),
+                ..
+            }) => !hold.cut,
+            Some(_) => false,
+            None => self.watch.as_ref().is_some_and(SseWatch::at_boundary),
+        };
         at_boundary.then_some(self.last_client_write + every)
     }
 
@@ -731,6 +985,72 @@ impl Streaming {
             }
             _ => comment.to_vec(),
         })
+    }
+}
+
+/// Body bytes framed for the client.
+fn frame(client: ClientBody, data: Bytes, out: &mut Vec<Bytes>) {
+    match client {
+        ClientBody::Chunked => {
+            out.push(chunk_size_line(data.len()));
+            out.push(data);
+            out.push(Bytes::from_static(b"\r\n"));
+        }
+        ClientBody::Length | ClientBody::UntilClose => out.push(data),
+        ClientBody::Empty => {}
+    }
+}
+
+impl Round {
+    /// A run over `data`, or `None` when no part is hooked.
+    fn start(data: Vec<u8>, parts: Vec<Part>, ledger: &Ledger) -> Option<Round> {
+        let elements = parts
+            .iter()
+            .any(|p| p.element.is_some())
+            .then(|| hooks::batch_elements(&data))
+            .flatten();
+        let mut round = Round {
+            data,
+            parts,
+            elements,
+            next: 0,
+            asked: false,
+            replaced: Vec::new(),
+        };
+        round.next = round
+            .parts
+            .iter()
+            .position(|p| ledger.owed(p.owed).hooked)
+            .unwrap_or(round.parts.len());
+        Some(round)
+    }
+
+    /// Move to the next hooked part.
+    fn advance(&mut self, ledger: &Ledger) {
+        self.next += 1;
+        while self
+            .parts
+            .get(self.next)
+            .is_some_and(|p| !ledger.owed(p.owed).hooked)
+        {
+            self.next += 1;
+        }
+    }
+
+    /// The message as the hooks left it.
+    fn finish(self) -> Vec<u8> {
+        match self.replaced.as_slice() {
+            [] => self.data,
+            [(None, message)] => message.clone(),
+            _ => {
+                let by_element: Vec<(usize, Vec<u8>)> = self
+                    .replaced
+                    .iter()
+                    .filter_map(|(e, m)| e.map(|e| (e, m.clone())))
+                    .collect();
+                hooks::rebuild_batch(&self.data, &by_element).unwrap_or(self.data)
+            }
+        }
     }
 }
 

@@ -960,7 +960,7 @@ fn a_hooked_json_answer_that_cannot_be_read_becomes_an_error() {
     let (_, got) = decode_response(&h.log.to_client);
     let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
     assert_eq!(v["id"], "req-7");
-    assert_eq!(v["error"]["code"], -32603);
+    assert_eq!(v["error"]["code"], HOOK_FAILED);
     assert!(!String::from_utf8_lossy(&got).contains("sk-1"));
 }
 
@@ -989,7 +989,7 @@ fn a_hooked_sse_answer_that_cannot_be_read_becomes_an_error_event() {
         .expect("an event");
     let v: serde_json::Value = serde_json::from_str(data).unwrap();
     assert_eq!(v["id"], "req-7");
-    assert_eq!(v["error"]["code"], -32603);
+    assert_eq!(v["error"]["code"], HOOK_FAILED);
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
 }
 
@@ -1073,3 +1073,6 @@ fn answers_to_head_requests_have_no_body() {
     assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
 }
+
+mod bounds;
+mod hooked_answers;

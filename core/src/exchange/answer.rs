@@ -1,0 +1,442 @@
+//! Which messages of an upstream answer a response hook must judge, under
+//! the one strict rule that keeps hooked content from reaching a client
+//! unseen.
+//!
+//! # The rule
+//!
+//! When a hook subscribed to the answer of a request, every message the
+//! upstream sends in that answer is either the one the hook judged, or
+//! something no client takes as an answer:
+//!
+//! - a response or error whose `id` is **byte for byte** the raw text of an
+//!   owed request id is that request's answer, and is held for the hooks
+//!   (or passes, in a batch, when no hook wants that request's answer);
+//! - a server request, a notification or an SSE event without data (a
+//!   priming event) is not an answer and passes;
+//! - anything else breaks the rule: a response with any other id (`"1"`,
+//!   `1.0`, `1e0` or `"\u0031"` for the request id `1`, `null`, or a second
+//!   answer to the same request), an array in the answer to a single
+//!   request, an array holding anything but owed answers, or a message that
+//!   does not classify. The answer is then cut there: every request still
+//!   owed an answer gets a hook-failure error with its own id, and nothing
+//!   after the cut reaches the client.
+//!
+//! Comparing ids "the way the SDKs do" was the alternative. It was not
+//! taken: the SDKs disagree (the TypeScript SDK matches `"1"`, `1.0` and
+//! `1e0` to `1`, the Python SDKs only `"1"`), so "equal as some client reads
+//! it" would be the union of every client's quirks, today's and tomorrow's.
+//! An upstream that answers with a re-spelled id is broken or hostile;
+//! failing its answer closed costs nothing a correct server ever sees.
+
+use bytes::Bytes;
+
+use super::hooks;
+use crate::jsonrpc::{self, Classified, Kind};
+
+/// One request of the client's body that is owed an answer.
+#[derive(Debug, Clone)]
+pub(super) struct Owed {
+    /// The request id, as its raw JSON text.
+    pub id: Vec<u8>,
+    /// The request's method.
+    pub method: String,
+    /// The request message as it was forwarded.
+    pub request: Bytes,
+    /// Some hook wants this request's answer.
+    pub hooked: bool,
+    /// A message answering it was seen in the answer.
+    seen: bool,
+    /// Its answer (or an error in its place) went to the client.
+    pub delivered: bool,
+}
+
+/// One message of a held answer that a hook judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Part {
+    /// The element of an array answer, `None` for a single message.
+    pub element: Option<usize>,
+    /// Index into the ledger's owed requests.
+    pub owed: usize,
+}
+
+/// What one message of an answer (a JSON body or an SSE event's data) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Judged {
+    /// Not an answer (a server request, a notification, no data): it goes
+    /// through as it is.
+    Pass,
+    /// Answers only requests no hook judges (in a batch): it goes through,
+    /// and these owed requests are answered once it has.
+    Through(Vec<usize>),
+    /// Answers hooked requests: held until the hooks have judged each hooked
+    /// part (every answer in it is listed, hooked or not).
+    Hold(Vec<Part>),
+    /// Breaks the rule (why): the answer is cut here.
+    Refuse(String),
+}
+
+/// The requests of one exchange that are owed answers, for an answer some
+/// response hook subscribed to.
+#[derive(Debug)]
+pub(super) struct Ledger {
+    owed: Vec<Owed>,
+    /// The client sent a batch (arrays may answer it).
+    batch: bool,
+    limits: jsonrpc::Limits,
+}
+
+impl Ledger {
+    /// The ledger for a request body, or `None` when no hook wants any of
+    /// its answers (the answer then streams unheld).
+    pub fn for_request(
+        body: &[u8],
+        wants_response: impl Fn(&str) -> bool,
+        limits: jsonrpc::Limits,
+    ) -> Option<Ledger> {
+        let owed_of = |m: &jsonrpc::Message<'_>, text: &[u8]| -> Option<Owed> {
+            if m.kind != Kind::Request {
+                return None;
+            }
+            let method = m.method.as_deref()?;
+            Some(Owed {
+                id: m.id?.to_vec(),
+                method: method.to_owned(),
+                request: Bytes::copy_from_slice(text),
+                hooked: wants_response(method),
+                seen: false,
+                delivered: false,
+            })
+        };
+        let (owed, batch) = match jsonrpc::classify(body, &limits).ok()? {
+            Classified::Single(m) => (owed_of(&m, body).into_iter().collect(), false),
+            Classified::Batch(_) => {
+                let elements = hooks::batch_elements(body)?;
+                let mut owed = Vec::new();
+                for text in &elements {
+                    if let Ok(Classified::Single(m)) = jsonrpc::classify(text.as_bytes(), &limits)
+                        && let Some(o) = owed_of(&m, text.as_bytes())
+                    {
+                        owed.push(o);
+                    }
+                }
+                (owed, true)
+            }
+        };
+        let ledger = Ledger {
+            owed,
+            batch,
+            limits,
+        };
+        ledger.owed.iter().any(|o| o.hooked).then_some(ledger)
+    }
+
+    pub fn owed(&self, index: usize) -> &Owed {
+        &self.owed[index]
+    }
+
+    /// Judge one message of the answer, in stream order. An empty `data`
+    /// (an SSE event without data) is not a message.
+    pub fn judge(&mut self, data: &[u8]) -> Judged {
+        if data.is_empty() {
+            return Judged::Pass;
+        }
+        let classified = match jsonrpc::classify(data, &self.limits) {
+            Ok(c) => c,
+            Err(e) => return Judged::Refuse(format!("a message could not be read: {e}")),
+        };
+        let mut parts = Vec::new();
+        match classified {
+            Classified::Single(m) => match m.kind {
+                Kind::Request | Kind::Notification => return Judged::Pass,
+                Kind::Response | Kind::Error => match self.claim(m.id, &[]) {
+                    Ok(owed) => parts.push(Part {
+                        element: None,
+                        owed,
+                    }),
+                    Err(why) => return Judged::Refuse(why),
+                },
+            },
+            Classified::Batch(ms) => {
+                if !self.batch {
+                    return Judged::Refuse("an array answered a single request".into());
+                }
+                let mut claimed = Vec::with_capacity(ms.len());
+                for (i, m) in ms.iter().enumerate() {
+                    if !matches!(m.kind, Kind::Response | Kind::Error) {
+                        return Judged::Refuse(
+                            "an array held a message that is not an answer".into(),
+                        );
+                    }
+                    match self.claim(m.id, &claimed) {
+                        Ok(owed) => {
+                            claimed.push(owed);
+                            parts.push(Part {
+                                element: Some(i),
+                                owed,
+                            });
+                        }
+                        Err(why) => return Judged::Refuse(why),
+                    }
+                }
+            }
+        }
+        // The whole message is valid: only now are its answers counted.
+        for p in &parts {
+            self.owed[p.owed].seen = true;
+        }
+        if parts.iter().any(|p| self.owed[p.owed].hooked) {
+            // Unhooked elements of a held array wait with it.
+            Judged::Hold(parts)
+        } else {
+            Judged::Through(parts.iter().map(|p| p.owed).collect())
+        }
+    }
+
+    /// The owed request that `id` answers, if it is owed and not yet seen
+    /// (nor claimed by an earlier element of the same array).
+    fn claim(&self, id: Option<&[u8]>, claimed: &[usize]) -> Result<usize, String> {
+        let Some(id) = id else {
+            return Err("an answer carried no id".into());
+        };
+        self.owed
+            .iter()
+            .enumerate()
+            .position(|(i, o)| o.id == id && !o.seen && !claimed.contains(&i))
+            .ok_or_else(|| {
+                let text = String::from_utf8_lossy(id);
+                if self.owed.iter().any(|o| o.id == id) {
+                    format!("a second answer to the request with id {text}")
+                } else {
+                    format!("an answer with id {text}, which is not the request's id as sent")
+                }
+            })
+    }
+
+    /// The answers to these owed requests went to the client.
+    pub fn delivered(&mut self, owed: impl IntoIterator<Item = usize>) {
+        for i in owed {
+            self.owed[i].delivered = true;
+        }
+    }
+
+    /// Every owed request has been seen answered.
+    pub fn all_seen(&self) -> bool {
+        self.owed.iter().all(|o| o.seen)
+    }
+
+    /// Every owed request's answer went to the client.
+    pub fn all_delivered(&self) -> bool {
+        self.owed.iter().all(|o| o.delivered)
+    }
+
+    /// A hook-failure error for every request whose answer has not gone to
+    /// the client, which now counts as delivered; `why` goes into the
+    /// message.
+    pub fn fail_undelivered(&mut self, code: i64, why: &str) -> Vec<Vec<u8>> {
+        let message = format!("sluice: {why}");
+        let mut out = Vec::new();
+        for o in &mut self.owed {
+            if !o.delivered {
+                o.delivered = true;
+                o.seen = true;
+                out.push(jsonrpc::error_message(Some(&o.id), code, &message, None));
+            }
+        }
+        out
+    }
+
+    /// The JSON text that carries `messages` as one body: the message
+    /// itself, or an array for a batch.
+    pub fn body_of(&self, messages: &[Vec<u8>]) -> Vec<u8> {
+        match messages {
+            [one] if !self.batch => one.clone(),
+            many => {
+                let mut out = vec![b'['];
+                for (i, m) in many.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(m);
+                }
+                out.push(b']');
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(body: &str, hooked: &'static [&'static str]) -> Ledger {
+        Ledger::for_request(
+            body.as_bytes(),
+            |m| hooked.contains(&m),
+            jsonrpc::Limits::default(),
+        )
+        .expect("a hooked request")
+    }
+
+    const CALL_1: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+
+    #[test]
+    fn only_the_exact_id_is_the_answer() {
+        for (answer, want) in [
+            (r#"{"jsonrpc":"2.0","id":1,"result":{}}"#, true),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#,
+                true,
+            ),
+            (r#"{"jsonrpc":"2.0","id":"1","result":{}}"#, false),
+            (r#"{"jsonrpc":"2.0","id":1.0,"result":{}}"#, false),
+            (r#"{"jsonrpc":"2.0","id":1e0,"result":{}}"#, false),
+            (r#"{"jsonrpc":"2.0","id":"\u0031","result":{}}"#, false),
+            (r#"{"jsonrpc":"2.0","id":2,"result":{}}"#, false),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"x"}}"#,
+                false,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","error":{"code":1,"message":"x"}}"#,
+                false,
+            ),
+            (r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#, false),
+            (r#"{"jsonrpc":"2.0","id":1,"result":{},"result":{}}"#, false),
+            (r#"not json"#, false),
+        ] {
+            let got = ledger(CALL_1, &["tools/call"]).judge(answer.as_bytes());
+            match (want, &got) {
+                (true, Judged::Hold(parts)) => assert_eq!(
+                    parts,
+                    &[Part {
+                        element: None,
+                        owed: 0
+                    }]
+                ),
+                (false, Judged::Refuse(_)) => {}
+                _ => panic!("{answer}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_in_a_string_id_are_a_different_spelling() {
+        let mut l = ledger(
+            r#"{"jsonrpc":"2.0","id":"r-1","method":"tools/call","params":{"name":"x"}}"#,
+            &["tools/call"],
+        );
+        assert!(matches!(
+            l.judge(br#"{"jsonrpc":"2.0","id":"\u0072-1","result":{}}"#),
+            Judged::Refuse(_)
+        ));
+        assert!(matches!(
+            l.judge(br#"{"jsonrpc":"2.0","id":"r-1","result":{}}"#),
+            Judged::Hold(_)
+        ));
+    }
+
+    #[test]
+    fn what_is_not_an_answer_passes_and_a_second_answer_is_refused() {
+        let mut l = ledger(CALL_1, &["tools/call"]);
+        for other in [
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}"#,
+            "",
+        ] {
+            assert_eq!(l.judge(other.as_bytes()), Judged::Pass, "{other}");
+        }
+        assert!(matches!(
+            l.judge(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            Judged::Hold(_)
+        ));
+        assert!(l.all_seen());
+        assert!(matches!(
+            l.judge(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            Judged::Refuse(why) if why.contains("second answer")
+        ));
+    }
+
+    #[test]
+    fn a_batch_holds_each_hooked_answer_and_passes_the_others() {
+        let body = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}},
+                       {"jsonrpc":"2.0","id":"b","method":"tools/list"},
+                       {"jsonrpc":"2.0","method":"notifications/x"}]"#;
+        let mut l = ledger(body, &["tools/call"]);
+        assert!(l.batch);
+        assert_eq!(
+            l.owed(0).request.as_ref(),
+            CALL_1.replace(' ', "").as_bytes()
+        );
+        // The unhooked answer passes; the hooked one is held, as an element.
+        assert_eq!(
+            l.judge(br#"{"jsonrpc":"2.0","id":"b","result":{}}"#),
+            Judged::Through(vec![1])
+        );
+        assert_eq!(
+            l.judge(br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#),
+            Judged::Hold(vec![Part {
+                element: Some(0),
+                owed: 0
+            }])
+        );
+        let mut l = ledger(body, &["tools/call"]);
+        assert_eq!(
+            l.judge(
+                br#"[{"jsonrpc":"2.0","id":"b","result":{}},{"jsonrpc":"2.0","id":1,"result":{}}]"#
+            ),
+            Judged::Hold(vec![
+                Part {
+                    element: Some(0),
+                    owed: 1
+                },
+                Part {
+                    element: Some(1),
+                    owed: 0
+                }
+            ])
+        );
+        // An element answering nothing owed, twice the same id, or a request.
+        for bad in [
+            r#"[{"jsonrpc":"2.0","id":"1","result":{}}]"#,
+            r#"[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+            r#"[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":9,"method":"ping"}]"#,
+        ] {
+            let mut l = ledger(body, &["tools/call"]);
+            assert!(
+                matches!(l.judge(bad.as_bytes()), Judged::Refuse(_)),
+                "{bad}"
+            );
+            assert!(!l.owed(0).seen, "a refused array counts nothing");
+        }
+    }
+
+    #[test]
+    fn unhooked_requests_need_no_ledger() {
+        assert!(
+            Ledger::for_request(CALL_1.as_bytes(), |_| false, jsonrpc::Limits::default()).is_none()
+        );
+        let note = r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#;
+        assert!(
+            Ledger::for_request(note.as_bytes(), |_| true, jsonrpc::Limits::default()).is_none()
+        );
+    }
+
+    #[test]
+    fn failing_names_every_undelivered_request_once() {
+        let body = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}},
+                       {"jsonrpc":"2.0","id":"b","method":"tools/list"}]"#;
+        let mut l = ledger(body, &["tools/call"]);
+        assert_eq!(
+            l.judge(br#"{"jsonrpc":"2.0","id":"b","result":{}}"#),
+            Judged::Through(vec![1])
+        );
+        l.delivered([1]);
+        let errors = l.fail_undelivered(-32010, "cut");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with(br#"{"jsonrpc":"2.0","id":1,"error""#));
+        assert!(l.all_delivered());
+        assert!(l.fail_undelivered(-32010, "again").is_empty());
+        assert_eq!(l.body_of(&errors).first(), Some(&b'['));
+    }
+}
