@@ -44,7 +44,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -172,16 +172,28 @@ enum Event {
     },
 }
 
-/// Read `stream` until it ends, sending each read through `tx`.
+/// Read `stream` until it ends, sending each read through `tx`. With
+/// `credits`, each read waits for a credit and reads at most that many
+/// bytes: the driver grants one only while the exchange has room
+/// (`Exchange::client_read_budget`), so a client that floods is held back by
+/// its socket, not buffered here.
 fn spawn_reader(
     mut stream: TcpStream,
     tx: Sender<Event>,
+    credits: Option<Receiver<usize>>,
     wrap: impl Fn(Result<Bytes, UpstreamEnd>) -> Event + Send + 'static,
 ) {
     thread::spawn(move || {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            let read = match stream.read(&mut buf) {
+            let max = match &credits {
+                Some(credits) => match credits.recv() {
+                    Ok(max) => max.clamp(1, READ_CHUNK),
+                    Err(_) => return,
+                },
+                None => READ_CHUNK,
+            };
+            let read = match stream.read(&mut buf[..max]) {
                 Ok(0) => Err(UpstreamEnd::Eof),
                 Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -213,6 +225,10 @@ impl Drop for Upstream {
 struct Connection {
     client: TcpStream,
     events: Receiver<Event>,
+    /// Lets the client's reader read once more (at most this many bytes).
+    credit: SyncSender<usize>,
+    /// A credit is out and its read not yet handled.
+    granted: bool,
     tx: Sender<Event>,
     upstream_addr: SocketAddr,
     /// The connection the current exchange uses.
@@ -233,10 +249,18 @@ fn serve_connection(
         https: false,
     };
     let (tx, events) = mpsc::channel();
-    spawn_reader(client.try_clone()?, tx.clone(), Event::Client);
+    let (credit, credits) = mpsc::sync_channel(1);
+    spawn_reader(
+        client.try_clone()?,
+        tx.clone(),
+        Some(credits),
+        Event::Client,
+    );
     let mut conn = Connection {
         client,
         events,
+        credit,
+        granted: false,
         tx,
         upstream_addr,
         current: None,
@@ -295,6 +319,10 @@ impl Connection {
                     Output::RunHook(_) => exchange.hook_done(HookVerdict::Continue, Instant::now()),
                 }
             }
+            let budget = exchange.client_read_budget();
+            if !self.granted && budget > 0 && self.credit.send(budget).is_ok() {
+                self.granted = true;
+            }
             let event = match exchange.poll_timeout() {
                 Some(at) => {
                     let wait = at.saturating_duration_since(Instant::now());
@@ -320,7 +348,10 @@ impl Connection {
     fn handle(&mut self, exchange: &mut Exchange, event: Event) {
         let now = Instant::now();
         match event {
-            Event::Client(Ok(bytes)) => exchange.feed_client(&bytes, now),
+            Event::Client(Ok(bytes)) => {
+                self.granted = false;
+                exchange.feed_client(&bytes, now);
+            }
             Event::Client(Err(_)) => exchange.client_closed(now),
             Event::Upstream { conn, read } => {
                 if self.current.as_ref().is_some_and(|u| u.id == conn) {
@@ -364,7 +395,7 @@ impl Connection {
             Ok((stream, reader)) => {
                 let id = self.next_id;
                 self.next_id += 1;
-                spawn_reader(reader, self.tx.clone(), move |read| Event::Upstream {
+                spawn_reader(reader, self.tx.clone(), None, move |read| Event::Upstream {
                     conn: id,
                     read,
                 });

@@ -46,6 +46,8 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
                 max_bytes: l.max_request_body_bytes.max(l.max_sse_event_bytes),
             },
             max_hooked_response: l.max_response_body_bytes,
+            // Not a config key: pipelined bytes wait in the kernel past it.
+            max_pipelined: ExchangeLimits::default().max_pipelined,
         },
         timeouts: Timeouts {
             client_idle: Some(t.client_idle),

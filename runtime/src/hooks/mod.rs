@@ -62,7 +62,7 @@ use verdict::Checked;
 /// The JSON-RPC error code the proxy answers with when a hook with
 /// `on_error = reject` fails (in the implementation-defined range
 /// -32000..-32019; hooks themselves may not use that range).
-pub const HOOK_FAILED_CODE: i64 = -32010;
+pub const HOOK_FAILED_CODE: i64 = sluice_core::exchange::HOOK_FAILED;
 
 /// Default deadline per hooked message (instantiation plus call). It is
 /// wall-clock time on the calling thread, so it also counts time the OS

@@ -163,9 +163,11 @@ impl Driver<'_> {
 
     /// Wait for the upstream's next bytes, the client's, the deadline or
     /// (when idle between requests) shutdown. Holds no buffer while waiting.
+    /// The client is not waited on while the exchange takes no more of its
+    /// bytes (pipelined data past the limit): its socket pushes back.
     async fn wait(&mut self, idle: bool) -> Event {
         self.arm();
-        let client = self.client;
+        let client = (self.exchange.client_read_budget() > 0).then_some(self.client);
         let slot = self.slot;
         let deadlines = &*self.shared.deadlines;
         let mut upstream = self.upstream.as_mut();
@@ -176,7 +178,7 @@ impl Driver<'_> {
                 return Poll::Ready(Event::Upstream(read));
             }
             // Readiness only: a client read happens when there is something to read.
-            if client.poll_readable(cx).is_ready() {
+            if client.is_some_and(|c| c.poll_readable(cx).is_ready()) {
                 return Poll::Ready(Event::Client);
             }
             slot.poll_due(deadlines, idle, cx).map(|due| match due {
@@ -191,7 +193,11 @@ impl Driver<'_> {
     /// into the exchange.
     fn read_client(&mut self) {
         let exchange = &mut *self.exchange;
-        let read = read::read_tcp(self.client, |bytes| {
+        let budget = exchange.client_read_budget();
+        if budget == 0 {
+            return;
+        }
+        let read = read::read_tcp(self.client, budget, |bytes| {
             if !bytes.is_empty() {
                 exchange.feed_client(bytes, Instant::now());
             }

@@ -34,11 +34,17 @@ pub(super) fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     })
 }
 
-/// One non-blocking read from a socket into the scratch buffer; `f` gets
-/// the bytes read (empty at EOF). `WouldBlock` when nothing is there.
-pub(super) fn read_tcp<R>(tcp: &Stream, f: impl FnOnce(&[u8]) -> R) -> io::Result<(usize, R)> {
+/// One non-blocking read of at most `max` bytes from a socket into the
+/// scratch buffer; `f` gets the bytes read (empty at EOF). `WouldBlock`
+/// when nothing is there.
+pub(super) fn read_tcp<R>(
+    tcp: &Stream,
+    max: usize,
+    f: impl FnOnce(&[u8]) -> R,
+) -> io::Result<(usize, R)> {
     with_scratch(|buf| {
-        let n = tcp.try_read(buf)?;
+        let max = max.clamp(1, buf.len());
+        let n = tcp.try_read(&mut buf[..max])?;
         Ok((n, f(&buf[..n])))
     })
 }
@@ -48,7 +54,7 @@ pub(super) fn read_tcp<R>(tcp: &Stream, f: impl FnOnce(&[u8]) -> R) -> io::Resul
 pub(super) fn poll_read_tcp(tcp: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
     loop {
         std::task::ready!(tcp.poll_readable(cx));
-        match read_tcp(tcp, Bytes::copy_from_slice) {
+        match read_tcp(tcp, READ_CHUNK, Bytes::copy_from_slice) {
             Ok((_, bytes)) => return Poll::Ready(Ok(bytes)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -5,13 +5,15 @@
 //! - `failures`: every way a hook can fail, with `on_error` reject and pass,
 //!   on a request, a JSON answer and an SSE answer;
 //! - `messages`: notifications and 2025-03-26 batches;
-//! - `headers`: the operator's header allow-list.
+//! - `headers`: the operator's header allow-list;
+//! - `bypass`: the ways an upstream tried to get an answer past the hooks.
 
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../fixtures/hooks/support.rs"]
 mod support;
 
+mod bypass;
 mod failures;
 mod headers;
 mod messages;
