@@ -413,6 +413,10 @@ fn malformed_and_oversized_requests() {
     );
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400),
+        // A malformed request line, not a version sluice does not speak.
+        (b"POST /mcp  HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (b"POST /mcp HTTP/1.1 \r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (b"POST /mcp HTTP/2.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 505),
         (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(), 400),
         (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n".to_vec(), 400),
         (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 101\r\n\r\n".to_vec(), 413),
