@@ -6,6 +6,108 @@
 //! `/mcp/x` and `/mcp?q`, never `/mcpx`); the longest prefix wins.
 //! `/.well-known/*` goes, unchanged, to the origin of the route that claims it,
 //! because OAuth discovery (RFC 9728) looks there, not under the MCP path.
+//!
+//! Before any of that, [`check_path`] refuses a path that a server behind
+//! sluice could read as another path: dot-segments and encoded separators.
+//! Prefix matching is on the bytes as sent, so such a path would be routed by
+//! one reading and served by another.
+
+/// Why a request path is refused before routing. Each is a client error (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathError {
+    /// A `.` or `..` segment, in any spelling: plain, percent-encoded in any
+    /// case (`%2e`, `.%2E`), or with `;` parameters (`..;x`, `.;`).
+    DotSegment,
+    /// A percent-encoded `/` or `\` (`%2F`, `%5c`): a server that decodes
+    /// before it splits the path sees other segments than sluice routed.
+    EncodedSeparator,
+    /// A literal `\`, which some servers treat as `/`.
+    Backslash,
+}
+
+impl PathError {
+    /// The status to answer: 400.
+    pub fn status(&self) -> u16 {
+        400
+    }
+}
+
+impl core::fmt::Display for PathError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PathError::DotSegment => "dot-segment in the request path",
+            PathError::EncodedSeparator => "percent-encoded / or \\ in the request path",
+            PathError::Backslash => "backslash in the request path",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Refuse a request path a server behind sluice could read as another path.
+/// `target` is origin-form (`/path?query`); only the path is checked.
+///
+/// Routing matches prefixes on the path as sent, and the upstream gets it
+/// verbatim under the route's upstream path. If the upstream (or a server in
+/// front of it) removed dot-segments, `/tenant/../../tenant-b/mcp` routed to
+/// `/tenant` would be served from another tenant's prefix. So sluice refuses,
+/// rather than normalises, every path holding:
+/// - a `.` or `..` segment, after percent-decoding and with any `;`
+///   parameters cut off (`%2e%2E`, `.%2e`, `..;x`, `.;`, `%2e%3b`);
+/// - a percent-encoded `/` or `\` (`%2f`, `%5C`), which a server that
+///   decodes before splitting reads as a separator;
+/// - a literal `\`, which some servers read as `/`.
+///
+/// No MCP client sends these: an MCP endpoint is one fixed URL, and a client
+/// resolves relative references (RFC 3986 §5.2), which removes dot-segments,
+/// before it sends. Empty segments (`//`) are left alone: they are not
+/// dot-segments, and a path with them still starts with the route's prefix.
+pub fn check_path(target: &str) -> Result<(), PathError> {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
+        return Err(PathError::Backslash);
+    }
+    let encoded_separator = bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && (matches!(w[1..], [b'2', b'f' | b'F']) || matches!(w[1..], [b'5', b'c' | b'C']))
+    });
+    if encoded_separator {
+        return Err(PathError::EncodedSeparator);
+    }
+    if bytes.split(|&b| b == b'/').any(is_dot_segment) {
+        return Err(PathError::DotSegment);
+    }
+    Ok(())
+}
+
+/// Whether a segment is `.` or `..` once percent-decoded and stripped of `;`
+/// parameters.
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let mut name = decoded(segment).take_while(|&b| b != b';');
+    matches!(
+        (name.next(), name.next(), name.next()),
+        (Some(b'.'), None, _) | (Some(b'.'), Some(b'.'), None)
+    )
+}
+
+/// The bytes of `s` with every `%XX` decoded (a `%` without two hex digits
+/// stays as it is).
+fn decoded(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        let hex = |at: usize| s.get(at).and_then(|&c| (c as char).to_digit(16));
+        if b == b'%'
+            && let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2))
+        {
+            i += 3;
+            return Some((hi * 16 + lo) as u8);
+        }
+        i += 1;
+        Some(b)
+    })
+}
 
 /// One route, as resolved from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +279,74 @@ mod tests {
         for (router, target, want) in cases {
             let got = router.resolve(target).map(|r| r.upstream_target);
             assert_eq!(got.as_deref(), Some(want), "{target}");
+        }
+    }
+
+    #[test]
+    fn paths_a_server_could_read_as_another_are_refused() {
+        use PathError::*;
+        let refused = [
+            ("/tenant/../../tenant-b/mcp", DotSegment),
+            ("/mcp/..", DotSegment),
+            ("/mcp/.", DotSegment),
+            ("/mcp/./x", DotSegment),
+            ("/..", DotSegment),
+            ("/.", DotSegment),
+            ("/mcp/%2e%2e/x", DotSegment),
+            ("/mcp/%2E%2E/x", DotSegment),
+            ("/mcp/.%2e/x", DotSegment),
+            ("/mcp/%2e./x", DotSegment),
+            ("/mcp/%2E/x", DotSegment),
+            ("/mcp/..;/x", DotSegment),
+            ("/mcp/..;x/y", DotSegment),
+            ("/mcp/.;/x", DotSegment),
+            ("/mcp/.;a=b", DotSegment),
+            ("/mcp/%2e%2e;x/y", DotSegment),
+            ("/mcp/..%3b/x", DotSegment),
+            ("/mcp/.%3Bjsessionid=1", DotSegment),
+            ("/.well-known/../mcp", DotSegment),
+            ("/.well-known/%2e%2e/mcp", DotSegment),
+            ("/mcp/..?q=1", DotSegment),
+            ("/mcp%2f..%2f..%2fother", EncodedSeparator),
+            ("/mcp/%2F", EncodedSeparator),
+            ("/mcp/a%2fb", EncodedSeparator),
+            ("/mcp/a%5cb", EncodedSeparator),
+            ("/mcp/a%5Cb", EncodedSeparator),
+            ("/mcp\\..\\other", Backslash),
+            ("/mcp/a\\b", Backslash),
+        ];
+        for (target, want) in refused {
+            assert_eq!(check_path(target), Err(want), "{target}");
+            assert_eq!(want.status(), 400);
+        }
+        let allowed = [
+            "/",
+            "/mcp",
+            "/mcp/",
+            "/mcp//x",
+            "//mcp",
+            "/mcp/...",
+            "/mcp/.../x",
+            "/mcp/..a",
+            "/mcp/a..",
+            "/mcp/.x",
+            "/mcp/x.",
+            "/mcp/%2e%2e%2e",
+            "/mcp/%2ex",
+            "/mcp/;/x",
+            "/mcp/%",
+            "/mcp/%2",
+            "/mcp/%2g",
+            "/mcp/%252e%252e",
+            "/mcp/a%20b",
+            "/.well-known/oauth-protected-resource/mcp",
+            // Only the path is checked.
+            "/mcp?next=/../x",
+            "/mcp?p=%2f%5c&q=\\",
+            "/mcp?..",
+        ];
+        for target in allowed {
+            assert_eq!(check_path(target), Ok(()), "{target}");
         }
     }
 

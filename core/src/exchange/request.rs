@@ -7,6 +7,7 @@ use super::{ClientInfo, ExchangeConfig, accepts_of};
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed, RequestHead};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, codes};
+use crate::route;
 
 /// JSON-RPC facts about a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,13 +239,17 @@ fn too_large(max: usize) -> String {
     format!("request body larger than the limit of {max} bytes")
 }
 
-/// Check a complete head: method, target, Host/Origin, route, framing, size.
+/// Check a complete head: method, target and its path, Host/Origin, route,
+/// framing, size.
 fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, (u16, String)> {
     if head.method == "CONNECT" {
         return Err((501, "sluice does not tunnel CONNECT requests".into()));
     }
     let target = origin_form(&head.target)
         .ok_or_else(|| (400, format!("unsupported request target {:?}", head.target)))?;
+    // Before routing: a path the upstream could read as another must not be
+    // matched against a prefix at all.
+    route::check_path(target).map_err(|e| (e.status(), format!("{e}: {target:?}")))?;
     let hosts = values(&head.headers, "host");
     let origins = values(&head.headers, "origin");
     config

@@ -1073,3 +1073,80 @@ fn answers_to_head_requests_have_no_body() {
     assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
 }
+
+/// Issue 11, item 4: a dot-segment or an encoded separator was routed on the
+/// bytes as sent and forwarded verbatim; an upstream that normalises would
+/// serve another prefix. Refused before routing, whichever route it names.
+#[test]
+fn paths_another_server_could_read_differently_are_refused_before_routing() {
+    let tenant = || {
+        let mut c = config();
+        c.router = Router::new(vec![
+            Route {
+                prefix: "/tenant".into(),
+                upstream_path: "/v1/tenant-a/mcp".into(),
+                well_known: true,
+                upstream_host: "backend:3000".into(),
+                upstream_query: None,
+            },
+            Route {
+                prefix: "/".into(),
+                upstream_path: "/".into(),
+                well_known: false,
+                upstream_host: "backend:3000".into(),
+                upstream_query: None,
+            },
+        ]);
+        c
+    };
+    for target in [
+        "/tenant/../../tenant-b/mcp",
+        "/tenant/%2e%2e/%2E%2E/tenant-b/mcp",
+        "/tenant/.%2e/x",
+        "/tenant/..;/x",
+        "/tenant/..;x/y",
+        "/tenant/.;/x",
+        "/tenant/./x",
+        "/.well-known/../tenant/x",
+        "/.well-known/oauth-protected-resource/../../tenant",
+        "/tenant%2f..%2fother",
+        "/tenant/a%2Fb",
+        "/tenant/a%5cb",
+        "/tenant\\..\\other",
+        "/other/../tenant",
+        "http://localhost/tenant/../x",
+        "http://localhost/.well-known/%2e%2e/tenant?q",
+    ] {
+        for method in ["POST", "GET"] {
+            let mut h = Harness::new(tenant());
+            let request = if method == "POST" {
+                format!(
+                    "POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{CALL}",
+                    CALL.len()
+                )
+            } else {
+                format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            };
+            h.client(request.as_bytes());
+            let text = h.client_text();
+            assert!(
+                text.starts_with("HTTP/1.1 400 "),
+                "{method} {target}: {text}"
+            );
+            assert!(h.log.connects.is_empty(), "{method} {target}: routed");
+            assert!(h.log.to_upstream.is_empty(), "{method} {target}");
+            assert_eq!(h.log.finished, Some(Close::Graceful));
+            assert_eq!(h.ex.summary().status, Some(400));
+        }
+    }
+    // The query is not the path; dots and slashes there are the upstream's
+    // business.
+    let mut h = Harness::new(tenant());
+    h.client(b"GET /tenant/x?next=/../%2f HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(
+        up.starts_with("GET /v1/tenant-a/mcp/x?next=/../%2f HTTP/1.1\r\n"),
+        "{up}"
+    );
+}
