@@ -109,6 +109,103 @@ fn decoded(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
+/// What a routed request is for. It decides the methods the request may
+/// use ([`Endpoint::check_method`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A route's MCP endpoint: Streamable HTTP (POST a message, GET a
+    /// stream, DELETE a session), and the client side of the legacy bridge.
+    /// A route mounted under `/.well-known` is an MCP endpoint too.
+    Mcp,
+    /// `/.well-known/*` passed, unchanged, to the `well_known` route's origin:
+    /// OAuth discovery (RFC 9728, RFC 8414), which is read with GET.
+    WellKnown,
+}
+
+impl Endpoint {
+    /// The methods this endpoint takes: the `Allow` header of a 405.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Mcp => "POST, GET, DELETE, OPTIONS",
+            Endpoint::WellKnown => "GET, HEAD, OPTIONS",
+        }
+    }
+
+    /// Whether a request with `method` (and a body, if `has_body`) may go to
+    /// this endpoint's upstream.
+    ///
+    /// Request hooks read POST bodies, so on an MCP endpoint a message may
+    /// travel in a POST only: any other method that reached the upstream with
+    /// a body (`PUT`, a `GET` with a body, a lowercase `post`) would carry a
+    /// `tools/call` past every hook. So an MCP endpoint takes `POST`, and
+    /// `GET`, `DELETE` and `OPTIONS` without a body (no Content-Length above
+    /// 0, no Transfer-Encoding). `OPTIONS` is passed through for CORS
+    /// preflight, which sluice does not answer itself; it carries no message,
+    /// so no hook is bypassed. A `/.well-known/*` document is read with
+    /// `GET`, `HEAD` or `OPTIONS`, without a body. Method names are
+    /// case-sensitive (RFC 9110 §9.1): `post` is not `POST`.
+    pub fn check_method(self, method: &str, has_body: bool) -> Result<(), MethodError> {
+        let bodyless = match (self, method) {
+            (Endpoint::Mcp, "POST") => return Ok(()),
+            (Endpoint::Mcp, "GET" | "DELETE" | "OPTIONS") => true,
+            (Endpoint::WellKnown, "GET" | "HEAD" | "OPTIONS") => true,
+            _ => false,
+        };
+        if !bodyless {
+            Err(MethodError::NotAllowed(self))
+        } else if has_body {
+            Err(MethodError::BodyNotAllowed(self))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A request its endpoint does not take. Each is a 405 whose `Allow` header
+/// is [`MethodError::allow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MethodError {
+    /// A method the endpoint does not take.
+    NotAllowed(Endpoint),
+    /// A body on a method that carries none there.
+    BodyNotAllowed(Endpoint),
+}
+
+impl MethodError {
+    /// The status to answer: 405.
+    pub fn status(&self) -> u16 {
+        405
+    }
+
+    /// The methods the endpoint takes, for the `Allow` header.
+    pub fn allow(&self) -> &'static str {
+        match self {
+            MethodError::NotAllowed(e) | MethodError::BodyNotAllowed(e) => e.allow(),
+        }
+    }
+}
+
+impl core::fmt::Display for MethodError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MethodError::NotAllowed(Endpoint::Mcp) => {
+                f.write_str("method not allowed on an MCP endpoint")
+            }
+            MethodError::NotAllowed(Endpoint::WellKnown) => {
+                f.write_str("method not allowed on /.well-known")
+            }
+            MethodError::BodyNotAllowed(Endpoint::Mcp) => {
+                f.write_str("a body on an MCP endpoint goes in a POST only")
+            }
+            MethodError::BodyNotAllowed(Endpoint::WellKnown) => {
+                f.write_str("a request to /.well-known carries no body")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MethodError {}
+
 /// One route, as resolved from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -132,6 +229,9 @@ pub struct Resolved {
     pub route: usize,
     /// The origin-form target to send upstream.
     pub upstream_target: String,
+    /// What the request is for: an MCP endpoint, or a `/.well-known/*`
+    /// document passed to the `well_known` route's origin.
+    pub endpoint: Endpoint,
 }
 
 /// A set of routes.
@@ -176,6 +276,7 @@ impl Router {
             return Some(Resolved {
                 route: i,
                 upstream_target: target.to_owned(),
+                endpoint: Endpoint::WellKnown,
             });
         }
         if let Some((route, r, rest)) = best {
@@ -190,6 +291,7 @@ impl Router {
             return Some(Resolved {
                 route,
                 upstream_target,
+                endpoint: Endpoint::Mcp,
             });
         }
         None
@@ -348,6 +450,89 @@ mod tests {
         for target in allowed {
             assert_eq!(check_path(target), Ok(()), "{target}");
         }
+    }
+
+    #[test]
+    fn methods_each_endpoint_takes() {
+        use Endpoint::*;
+        let ok = Ok(());
+        let not = |e| Err(MethodError::NotAllowed(e));
+        let body = |e| Err(MethodError::BodyNotAllowed(e));
+        let cases = [
+            (Mcp, "POST", true, ok),
+            (Mcp, "POST", false, ok),
+            (Mcp, "GET", false, ok),
+            (Mcp, "DELETE", false, ok),
+            (Mcp, "OPTIONS", false, ok),
+            (Mcp, "GET", true, body(Mcp)),
+            (Mcp, "DELETE", true, body(Mcp)),
+            (Mcp, "OPTIONS", true, body(Mcp)),
+            (Mcp, "PUT", true, not(Mcp)),
+            (Mcp, "PUT", false, not(Mcp)),
+            (Mcp, "PATCH", true, not(Mcp)),
+            (Mcp, "post", true, not(Mcp)),
+            (Mcp, "Post", true, not(Mcp)),
+            (Mcp, "get", false, not(Mcp)),
+            (Mcp, "HEAD", false, not(Mcp)),
+            (Mcp, "TRACE", false, not(Mcp)),
+            (Mcp, "PROPFIND", true, not(Mcp)),
+            (Mcp, "CONNECT", false, not(Mcp)),
+            (WellKnown, "GET", false, ok),
+            (WellKnown, "HEAD", false, ok),
+            (WellKnown, "OPTIONS", false, ok),
+            (WellKnown, "GET", true, body(WellKnown)),
+            (WellKnown, "HEAD", true, body(WellKnown)),
+            (WellKnown, "POST", true, not(WellKnown)),
+            (WellKnown, "POST", false, not(WellKnown)),
+            (WellKnown, "DELETE", false, not(WellKnown)),
+            (WellKnown, "get", false, not(WellKnown)),
+        ];
+        for (endpoint, method, has_body, want) in cases {
+            let got = endpoint.check_method(method, has_body);
+            assert_eq!(got, want, "{endpoint:?} {method} body={has_body}");
+            if let Err(e) = got {
+                assert_eq!(e.status(), 405);
+                assert_eq!(e.allow(), endpoint.allow());
+            }
+        }
+        assert_eq!(Mcp.allow(), "POST, GET, DELETE, OPTIONS");
+        assert_eq!(WellKnown.allow(), "GET, HEAD, OPTIONS");
+    }
+
+    #[test]
+    fn well_known_passthrough_is_its_own_endpoint() {
+        let mut routes = router().routes().to_vec();
+        routes.push(Route {
+            prefix: "/.well-known/mcp-server".into(),
+            upstream_path: "/card".into(),
+            well_known: false,
+            upstream_host: "c".into(),
+            upstream_query: None,
+        });
+        let r = Router::new(routes);
+        let cases = [
+            ("/mcp", Endpoint::Mcp),
+            ("/x/a", Endpoint::Mcp),
+            ("/.well-known", Endpoint::WellKnown),
+            (
+                "/.well-known/oauth-protected-resource/mcp",
+                Endpoint::WellKnown,
+            ),
+            ("/.well-known/mcp-server", Endpoint::Mcp),
+        ];
+        for (target, want) in cases {
+            assert_eq!(
+                r.resolve(target).map(|x| x.endpoint),
+                Some(want),
+                "{target}"
+            );
+        }
+        // Without a well_known route, /.well-known is a path like any other.
+        let r = one("/", "/", None);
+        assert_eq!(
+            r.resolve("/.well-known/x").map(|x| x.endpoint),
+            Some(Endpoint::Mcp)
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - `failures`: every way a hook can fail, with `on_error` reject and pass,
 //!   on a request, a JSON answer and an SSE answer;
 //! - `messages`: notifications and 2025-03-26 batches;
-//! - `headers`: the operator's header allow-list.
+//! - `headers`: the operator's header allow-list;
+//! - `methods`: a message reaches the upstream in a POST only.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -15,6 +16,7 @@ mod support;
 mod failures;
 mod headers;
 mod messages;
+mod methods;
 mod verdicts;
 
 use std::sync::Arc;
