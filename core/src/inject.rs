@@ -182,17 +182,24 @@ pub fn full_response(accepts: Accepts, answer: Answer<'_>, close: bool) -> Vec<u
                 Answer::Error { message, status } => (status, message),
                 Answer::Result { message } => (200, message),
             };
-            let mut out = format!(
-                "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
-                 Content-Length: {}\r\n{connection}\r\n",
-                reason_phrase(status),
-                message.len()
-            )
-            .into_bytes();
-            out.extend_from_slice(message);
-            out
+            json_response(status, message, "", close)
         }
     }
+}
+
+/// A complete `application/json` response; `extra` is more header lines,
+/// each ending in CRLF.
+fn json_response(status: u16, message: &[u8], extra: &str, close: bool) -> Vec<u8> {
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
+         {extra}Content-Length: {}\r\n{connection}\r\n",
+        reason_phrase(status),
+        message.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(message);
+    out
 }
 
 /// A body-less or plain-text HTTP response for errors that happen before any
@@ -200,6 +207,13 @@ pub fn full_response(accepts: Accepts, answer: Answer<'_>, close: bool) -> Vec<u
 /// JSON-RPC error with a null id so MCP clients can still read it.
 pub fn http_error(status: u16, code: i64, text: &str, close: bool) -> Vec<u8> {
     http_error_for(None, status, code, text, close)
+}
+
+/// [`http_error`] with an `Allow` header naming the methods the target
+/// takes, as a 405 must carry (RFC 9110 §15.5.6).
+pub fn http_error_allow(status: u16, code: i64, text: &str, allow: &str, close: bool) -> Vec<u8> {
+    let message = crate::jsonrpc::error_message(None, code, text, None);
+    json_response(status, &message, &format!("Allow: {allow}\r\n"), close)
 }
 
 /// [`http_error`] answering the request whose raw id is `id`.

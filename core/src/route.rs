@@ -6,6 +6,205 @@
 //! `/mcp/x` and `/mcp?q`, never `/mcpx`); the longest prefix wins.
 //! `/.well-known/*` goes, unchanged, to the origin of the route that claims it,
 //! because OAuth discovery (RFC 9728) looks there, not under the MCP path.
+//!
+//! Before any of that, [`check_path`] refuses a path that a server behind
+//! sluice could read as another path: dot-segments and encoded separators.
+//! Prefix matching is on the bytes as sent, so such a path would be routed by
+//! one reading and served by another.
+
+/// Why a request path is refused before routing. Each is a client error (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathError {
+    /// A `.` or `..` segment, in any spelling: plain, percent-encoded in any
+    /// case (`%2e`, `.%2E`), or with `;` parameters (`..;x`, `.;`).
+    DotSegment,
+    /// A percent-encoded `/` or `\` (`%2F`, `%5c`): a server that decodes
+    /// before it splits the path sees other segments than sluice routed.
+    EncodedSeparator,
+    /// A literal `\`, which some servers treat as `/`.
+    Backslash,
+}
+
+impl PathError {
+    /// The status to answer: 400.
+    pub fn status(&self) -> u16 {
+        400
+    }
+}
+
+impl core::fmt::Display for PathError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PathError::DotSegment => "dot-segment in the request path",
+            PathError::EncodedSeparator => "percent-encoded / or \\ in the request path",
+            PathError::Backslash => "backslash in the request path",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Refuse a request path a server behind sluice could read as another path.
+/// `target` is origin-form (`/path?query`); only the path is checked.
+///
+/// Routing matches prefixes on the path as sent, and the upstream gets it
+/// verbatim under the route's upstream path. If the upstream (or a server in
+/// front of it) removed dot-segments, `/tenant/../../tenant-b/mcp` routed to
+/// `/tenant` would be served from another tenant's prefix. So sluice refuses,
+/// rather than normalises, every path holding:
+/// - a `.` or `..` segment, after percent-decoding and with any `;`
+///   parameters cut off (`%2e%2E`, `.%2e`, `..;x`, `.;`, `%2e%3b`);
+/// - a percent-encoded `/` or `\` (`%2f`, `%5C`), which a server that
+///   decodes before splitting reads as a separator;
+/// - a literal `\`, which some servers read as `/`.
+///
+/// No MCP client sends these: an MCP endpoint is one fixed URL, and a client
+/// resolves relative references (RFC 3986 §5.2), which removes dot-segments,
+/// before it sends. Empty segments (`//`) are left alone: they are not
+/// dot-segments, and a path with them still starts with the route's prefix.
+pub fn check_path(target: &str) -> Result<(), PathError> {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') {
+        return Err(PathError::Backslash);
+    }
+    let encoded_separator = bytes.windows(3).any(|w| {
+        w[0] == b'%'
+            && (matches!(w[1..], [b'2', b'f' | b'F']) || matches!(w[1..], [b'5', b'c' | b'C']))
+    });
+    if encoded_separator {
+        return Err(PathError::EncodedSeparator);
+    }
+    if bytes.split(|&b| b == b'/').any(is_dot_segment) {
+        return Err(PathError::DotSegment);
+    }
+    Ok(())
+}
+
+/// Whether a segment is `.` or `..` once percent-decoded and stripped of `;`
+/// parameters.
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let mut name = decoded(segment).take_while(|&b| b != b';');
+    matches!(
+        (name.next(), name.next(), name.next()),
+        (Some(b'.'), None, _) | (Some(b'.'), Some(b'.'), None)
+    )
+}
+
+/// The bytes of `s` with every `%XX` decoded (a `%` without two hex digits
+/// stays as it is).
+fn decoded(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        let hex = |at: usize| s.get(at).and_then(|&c| (c as char).to_digit(16));
+        if b == b'%'
+            && let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2))
+        {
+            i += 3;
+            return Some((hi * 16 + lo) as u8);
+        }
+        i += 1;
+        Some(b)
+    })
+}
+
+/// What a routed request is for. It decides the methods the request may
+/// use ([`Endpoint::check_method`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A route's MCP endpoint: Streamable HTTP (POST a message, GET a
+    /// stream, DELETE a session), and the client side of the legacy bridge.
+    /// A route mounted under `/.well-known` is an MCP endpoint too.
+    Mcp,
+    /// `/.well-known/*` passed, unchanged, to the `well_known` route's origin:
+    /// OAuth discovery (RFC 9728, RFC 8414), which is read with GET.
+    WellKnown,
+}
+
+impl Endpoint {
+    /// The methods this endpoint takes: the `Allow` header of a 405.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Mcp => "POST, GET, DELETE, OPTIONS",
+            Endpoint::WellKnown => "GET, HEAD, OPTIONS",
+        }
+    }
+
+    /// Whether a request with `method` (and a body, if `has_body`) may go to
+    /// this endpoint's upstream.
+    ///
+    /// Request hooks read POST bodies, so on an MCP endpoint a message may
+    /// travel in a POST only: any other method that reached the upstream with
+    /// a body (`PUT`, a `GET` with a body, a lowercase `post`) would carry a
+    /// `tools/call` past every hook. So an MCP endpoint takes `POST`, and
+    /// `GET`, `DELETE` and `OPTIONS` without a body (no Content-Length above
+    /// 0, no Transfer-Encoding). `OPTIONS` is passed through for CORS
+    /// preflight, which sluice does not answer itself; it carries no message,
+    /// so no hook is bypassed. A `/.well-known/*` document is read with
+    /// `GET`, `HEAD` or `OPTIONS`, without a body. Method names are
+    /// case-sensitive (RFC 9110 §9.1): `post` is not `POST`.
+    pub fn check_method(self, method: &str, has_body: bool) -> Result<(), MethodError> {
+        let bodyless = match (self, method) {
+            (Endpoint::Mcp, "POST") => return Ok(()),
+            (Endpoint::Mcp, "GET" | "DELETE" | "OPTIONS") => true,
+            (Endpoint::WellKnown, "GET" | "HEAD" | "OPTIONS") => true,
+            _ => false,
+        };
+        if !bodyless {
+            Err(MethodError::NotAllowed(self))
+        } else if has_body {
+            Err(MethodError::BodyNotAllowed(self))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A request its endpoint does not take. Each is a 405 whose `Allow` header
+/// is [`MethodError::allow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MethodError {
+    /// A method the endpoint does not take.
+    NotAllowed(Endpoint),
+    /// A body on a method that carries none there.
+    BodyNotAllowed(Endpoint),
+}
+
+impl MethodError {
+    /// The status to answer: 405.
+    pub fn status(&self) -> u16 {
+        405
+    }
+
+    /// The methods the endpoint takes, for the `Allow` header.
+    pub fn allow(&self) -> &'static str {
+        match self {
+            MethodError::NotAllowed(e) | MethodError::BodyNotAllowed(e) => e.allow(),
+        }
+    }
+}
+
+impl core::fmt::Display for MethodError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MethodError::NotAllowed(Endpoint::Mcp) => {
+                f.write_str("method not allowed on an MCP endpoint")
+            }
+            MethodError::NotAllowed(Endpoint::WellKnown) => {
+                f.write_str("method not allowed on /.well-known")
+            }
+            MethodError::BodyNotAllowed(Endpoint::Mcp) => {
+                f.write_str("a body on an MCP endpoint goes in a POST only")
+            }
+            MethodError::BodyNotAllowed(Endpoint::WellKnown) => {
+                f.write_str("a request to /.well-known carries no body")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MethodError {}
 
 /// One route, as resolved from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +229,9 @@ pub struct Resolved {
     pub route: usize,
     /// The origin-form target to send upstream.
     pub upstream_target: String,
+    /// What the request is for: an MCP endpoint, or a `/.well-known/*`
+    /// document passed to the `well_known` route's origin.
+    pub endpoint: Endpoint,
 }
 
 /// A set of routes.
@@ -74,6 +276,7 @@ impl Router {
             return Some(Resolved {
                 route: i,
                 upstream_target: target.to_owned(),
+                endpoint: Endpoint::WellKnown,
             });
         }
         if let Some((route, r, rest)) = best {
@@ -88,6 +291,7 @@ impl Router {
             return Some(Resolved {
                 route,
                 upstream_target,
+                endpoint: Endpoint::Mcp,
             });
         }
         None
@@ -178,6 +382,157 @@ mod tests {
             let got = router.resolve(target).map(|r| r.upstream_target);
             assert_eq!(got.as_deref(), Some(want), "{target}");
         }
+    }
+
+    #[test]
+    fn paths_a_server_could_read_as_another_are_refused() {
+        use PathError::*;
+        let refused = [
+            ("/tenant/../../tenant-b/mcp", DotSegment),
+            ("/mcp/..", DotSegment),
+            ("/mcp/.", DotSegment),
+            ("/mcp/./x", DotSegment),
+            ("/..", DotSegment),
+            ("/.", DotSegment),
+            ("/mcp/%2e%2e/x", DotSegment),
+            ("/mcp/%2E%2E/x", DotSegment),
+            ("/mcp/.%2e/x", DotSegment),
+            ("/mcp/%2e./x", DotSegment),
+            ("/mcp/%2E/x", DotSegment),
+            ("/mcp/..;/x", DotSegment),
+            ("/mcp/..;x/y", DotSegment),
+            ("/mcp/.;/x", DotSegment),
+            ("/mcp/.;a=b", DotSegment),
+            ("/mcp/%2e%2e;x/y", DotSegment),
+            ("/mcp/..%3b/x", DotSegment),
+            ("/mcp/.%3Bjsessionid=1", DotSegment),
+            ("/.well-known/../mcp", DotSegment),
+            ("/.well-known/%2e%2e/mcp", DotSegment),
+            ("/mcp/..?q=1", DotSegment),
+            ("/mcp%2f..%2f..%2fother", EncodedSeparator),
+            ("/mcp/%2F", EncodedSeparator),
+            ("/mcp/a%2fb", EncodedSeparator),
+            ("/mcp/a%5cb", EncodedSeparator),
+            ("/mcp/a%5Cb", EncodedSeparator),
+            ("/mcp\\..\\other", Backslash),
+            ("/mcp/a\\b", Backslash),
+        ];
+        for (target, want) in refused {
+            assert_eq!(check_path(target), Err(want), "{target}");
+            assert_eq!(want.status(), 400);
+        }
+        let allowed = [
+            "/",
+            "/mcp",
+            "/mcp/",
+            "/mcp//x",
+            "//mcp",
+            "/mcp/...",
+            "/mcp/.../x",
+            "/mcp/..a",
+            "/mcp/a..",
+            "/mcp/.x",
+            "/mcp/x.",
+            "/mcp/%2e%2e%2e",
+            "/mcp/%2ex",
+            "/mcp/;/x",
+            "/mcp/%",
+            "/mcp/%2",
+            "/mcp/%2g",
+            "/mcp/%252e%252e",
+            "/mcp/a%20b",
+            "/.well-known/oauth-protected-resource/mcp",
+            // Only the path is checked.
+            "/mcp?next=/../x",
+            "/mcp?p=%2f%5c&q=\\",
+            "/mcp?..",
+        ];
+        for target in allowed {
+            assert_eq!(check_path(target), Ok(()), "{target}");
+        }
+    }
+
+    #[test]
+    fn methods_each_endpoint_takes() {
+        use Endpoint::*;
+        let ok = Ok(());
+        let not = |e| Err(MethodError::NotAllowed(e));
+        let body = |e| Err(MethodError::BodyNotAllowed(e));
+        let cases = [
+            (Mcp, "POST", true, ok),
+            (Mcp, "POST", false, ok),
+            (Mcp, "GET", false, ok),
+            (Mcp, "DELETE", false, ok),
+            (Mcp, "OPTIONS", false, ok),
+            (Mcp, "GET", true, body(Mcp)),
+            (Mcp, "DELETE", true, body(Mcp)),
+            (Mcp, "OPTIONS", true, body(Mcp)),
+            (Mcp, "PUT", true, not(Mcp)),
+            (Mcp, "PUT", false, not(Mcp)),
+            (Mcp, "PATCH", true, not(Mcp)),
+            (Mcp, "post", true, not(Mcp)),
+            (Mcp, "Post", true, not(Mcp)),
+            (Mcp, "get", false, not(Mcp)),
+            (Mcp, "HEAD", false, not(Mcp)),
+            (Mcp, "TRACE", false, not(Mcp)),
+            (Mcp, "PROPFIND", true, not(Mcp)),
+            (Mcp, "CONNECT", false, not(Mcp)),
+            (WellKnown, "GET", false, ok),
+            (WellKnown, "HEAD", false, ok),
+            (WellKnown, "OPTIONS", false, ok),
+            (WellKnown, "GET", true, body(WellKnown)),
+            (WellKnown, "HEAD", true, body(WellKnown)),
+            (WellKnown, "POST", true, not(WellKnown)),
+            (WellKnown, "POST", false, not(WellKnown)),
+            (WellKnown, "DELETE", false, not(WellKnown)),
+            (WellKnown, "get", false, not(WellKnown)),
+        ];
+        for (endpoint, method, has_body, want) in cases {
+            let got = endpoint.check_method(method, has_body);
+            assert_eq!(got, want, "{endpoint:?} {method} body={has_body}");
+            if let Err(e) = got {
+                assert_eq!(e.status(), 405);
+                assert_eq!(e.allow(), endpoint.allow());
+            }
+        }
+        assert_eq!(Mcp.allow(), "POST, GET, DELETE, OPTIONS");
+        assert_eq!(WellKnown.allow(), "GET, HEAD, OPTIONS");
+    }
+
+    #[test]
+    fn well_known_passthrough_is_its_own_endpoint() {
+        let mut routes = router().routes().to_vec();
+        routes.push(Route {
+            prefix: "/.well-known/mcp-server".into(),
+            upstream_path: "/card".into(),
+            well_known: false,
+            upstream_host: "c".into(),
+            upstream_query: None,
+        });
+        let r = Router::new(routes);
+        let cases = [
+            ("/mcp", Endpoint::Mcp),
+            ("/x/a", Endpoint::Mcp),
+            ("/.well-known", Endpoint::WellKnown),
+            (
+                "/.well-known/oauth-protected-resource/mcp",
+                Endpoint::WellKnown,
+            ),
+            ("/.well-known/mcp-server", Endpoint::Mcp),
+        ];
+        for (target, want) in cases {
+            assert_eq!(
+                r.resolve(target).map(|x| x.endpoint),
+                Some(want),
+                "{target}"
+            );
+        }
+        // Without a well_known route, /.well-known is a path like any other.
+        let r = one("/", "/", None);
+        assert_eq!(
+            r.resolve("/.well-known/x").map(|x| x.endpoint),
+            Some(Endpoint::Mcp)
+        );
     }
 
     #[test]

@@ -10,7 +10,14 @@
 //! - a timer handled before its deadline does nothing;
 //! - what went to the client, once finished with `KeepAlive` (or
 //!   `Graceful`), is a complete, valid HTTP response per `http1` (after any
-//!   `100 Continue`), with no byte after it.
+//!   `100 Continue`), with no byte after it;
+//! - what went to the upstream is one request whose path no server could
+//!   read as another (no `.`/`..` segment once percent-decoded and cut at
+//!   `;`, no `%2f`/`%5c`, no `\`, still under its route's upstream prefix),
+//!   whose method the endpoint takes (`POST`, `GET`, `DELETE`, `OPTIONS`; on
+//!   `/.well-known` `GET`, `HEAD`, `OPTIONS`), and that carries a body only if
+//!   it is a `POST` (request hooks read POST bodies only). Checked by a
+//!   reading of the request independent of `route::check_path`.
 //!
 //! After a `KeepAlive` finish the next exchange starts with the leftover
 //! bytes, as a driver's connection loop does; or, when the input says so, the
@@ -85,6 +92,23 @@ fn client_dictionary() -> Vec<Vec<u8>> {
         format!("{}{}", post("", CALL), post("", NOTE)),
         "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
             .to_owned(),
+        // Methods and paths an upstream must never see (issue 11, items 4 and 5).
+        post("", CALL).replacen("POST", "PUT", 1),
+        post("", CALL).replacen("POST", "post", 1),
+        post("", CALL).replacen("POST", "GET", 1),
+        format!(
+            "GET /mcp HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
+            chunk(CALL)
+        ),
+        "OPTIONS /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
+        "HEAD /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            .to_owned(),
+        post("", CALL).replacen("/mcp", "/tenant/../../mcp", 1),
+        post("", CALL).replacen("/mcp", "/tenant/%2e%2E/mcp", 1),
+        post("", CALL).replacen("/mcp", "/tenant/..;x/mcp", 1),
+        post("", CALL).replacen("/mcp", "/tenant%2f..%2fmcp", 1),
+        post("", CALL).replacen("/mcp", "http://localhost/tenant/../mcp", 1),
+        "GET /.well-known/../tenant HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
     ]
     .into_iter()
     .map(String::into_bytes)
@@ -183,13 +207,22 @@ fn config(tight: bool) -> ExchangeConfig {
         )
     };
     ExchangeConfig {
-        router: Router::new(vec![Route {
-            prefix: "/mcp".into(),
-            upstream_path: "/mcp".into(),
-            upstream_query: None,
-            well_known: true,
-            upstream_host: "backend:3000".into(),
-        }]),
+        router: Router::new(vec![
+            Route {
+                prefix: "/mcp".into(),
+                upstream_path: "/mcp".into(),
+                upstream_query: None,
+                well_known: true,
+                upstream_host: "backend:3000".into(),
+            },
+            Route {
+                prefix: "/tenant".into(),
+                upstream_path: "/v1/tenant-a/mcp".into(),
+                upstream_query: None,
+                well_known: false,
+                upstream_host: "backend:3000".into(),
+            },
+        ]),
         guard: HostGuard::local_default("127.0.0.1"),
         limits,
         timeouts,
@@ -224,6 +257,70 @@ enum Op {
     Advance(u16),
     /// Fire the timer early: must do nothing.
     Early,
+    /// A request built from a method, path pieces and a body kind, all
+    /// picked from lists of the spellings that matter.
+    ClientBuilt {
+        method: u8,
+        path: Vec<u8>,
+        body: u8,
+    },
+}
+
+const METHODS: &[&str] = &[
+    "POST", "GET", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH", "post", "Get", "TRACE", "PROPFIND",
+    "CONNECT",
+];
+
+const PATH_PIECES: &[&str] = &[
+    "/",
+    "mcp",
+    "tenant",
+    "..",
+    ".",
+    "%2e",
+    "%2E",
+    ".%2e",
+    ";",
+    ";x",
+    "%3b",
+    "x",
+    "%2f",
+    "%2F",
+    "%5c",
+    "\\",
+    "//",
+    ".well-known",
+    "oauth-protected-resource",
+    "?",
+    "%",
+    "%25",
+    "...",
+    "http://localhost",
+    "*",
+];
+
+/// A request for [`Op::ClientBuilt`].
+fn built_request(method: u8, path: &[u8], body: u8) -> Vec<u8> {
+    let method = METHODS[usize::from(method) % METHODS.len()];
+    let mut target = String::new();
+    for &i in path.iter().take(12) {
+        target.push_str(PATH_PIECES[usize::from(i) % PATH_PIECES.len()]);
+    }
+    if target.is_empty() {
+        target.push('/');
+    }
+    let framing = match body % 4 {
+        0 => String::new(),
+        1 => "Content-Length: 0\r\n\r\n".to_owned(),
+        2 => format!("Content-Length: {}\r\n\r\n{CALL}", CALL.len()),
+        _ => format!("Transfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n", chunk(CALL)),
+    };
+    let framing = if framing.is_empty() {
+        "\r\n".to_owned()
+    } else {
+        framing
+    };
+    format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{framing}").into_bytes()
 }
 
 #[derive(Arbitrary, Debug)]
@@ -257,7 +354,7 @@ impl Run {
             assert!(self.finished.is_none(), "output after Finished: {out:?}");
             match out {
                 Output::Connect { route, .. } => {
-                    assert_eq!(route, 0);
+                    assert!(route < self.config.router.routes().len());
                     assert!(!self.holding, "Connect while holding a connection");
                     self.holding = true;
                 }
@@ -265,7 +362,7 @@ impl Run {
                     assert!(self.holding, "ReleaseUpstream without a Connect");
                     self.holding = false;
                 }
-                Output::ToUpstream(_) => {}
+                Output::ToUpstream(b) => check_upstream_request(&b),
                 Output::ToClient(b) => self.to_client.extend_from_slice(&b),
                 // No hooks are configured, so none is ever asked for.
                 Output::RunHook(call) => panic!("RunHook without hooks: {call:?}"),
@@ -303,6 +400,86 @@ impl Run {
             self.drain();
         }
     }
+}
+
+/// `bytes` is one request an upstream may see: see the crate docs. This
+/// reads the request on its own terms rather than asking `route`.
+fn check_upstream_request(bytes: &[u8]) {
+    let limits = Limits {
+        max_head_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    let Ok(Parsed::Complete { head, len }) = http1::parse_request_head(bytes, &limits) else {
+        panic!("not a request: {:?}", String::from_utf8_lossy(bytes));
+    };
+    let line = format!("{} {}", head.method, head.target);
+    let path = head.target.split('?').next().unwrap_or_default();
+    assert!(path.starts_with('/'), "{line}: not origin-form");
+    let well_known = path == "/.well-known" || path.starts_with("/.well-known/");
+    let allowed: &[&str] = if well_known {
+        &["GET", "HEAD", "OPTIONS"]
+    } else {
+        &["POST", "GET", "DELETE", "OPTIONS"]
+    };
+    assert!(allowed.contains(&head.method.as_str()), "{line}: method");
+    let body_len = bytes.len() - len;
+    let framing = http1::request_framing(&head).expect("valid framing upstream");
+    assert!(
+        matches!(framing, BodyFraming::None | BodyFraming::ContentLength(_)),
+        "{line}: chunked upstream"
+    );
+    if body_len > 0 || !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0)) {
+        assert_eq!(
+            head.method, "POST",
+            "{line}: a body on another method than POST"
+        );
+    }
+    // The path as any server could read it.
+    let lower = path.to_ascii_lowercase();
+    assert!(
+        !lower.contains("%2f") && !lower.contains("%5c"),
+        "{line}: encoded separator"
+    );
+    assert!(!path.contains('\\'), "{line}: backslash");
+    for segment in path.split('/') {
+        let decoded = percent_decode(segment.as_bytes());
+        let name = decoded.split(|&b| b == b';').next().unwrap_or_default();
+        assert!(
+            name != b"." && name != b"..",
+            "{line}: dot-segment {segment:?}"
+        );
+    }
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    assert!(
+        well_known || under("/mcp") || under("/v1/tenant-a/mcp"),
+        "{line}: outside every upstream prefix"
+    );
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            s[i],
+            s.get(i + 1).copied().and_then(hex),
+            s.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// `bytes` is one complete response (after any 1xx), nothing after it.
@@ -376,6 +553,10 @@ fuzz_target!(|input: Input| {
                 run.ex.feed_client(part(entry, *at, *head), now);
             }
             Op::ClientRaw(bytes) => run.ex.feed_client(bytes, now),
+            Op::ClientBuilt { method, path, body } => {
+                run.ex
+                    .feed_client(&built_request(*method, path, *body), now);
+            }
             Op::Connected { reused } => run.ex.upstream_connected(*reused, now),
             Op::Upstream(i) => {
                 let entry = &dict.upstream[usize::from(*i) % dict.upstream.len()];

@@ -1,11 +1,14 @@
 //! Request and response heads plus framing: never panic; bytes after a
 //! complete head never change the result; the memoizing scanner agrees with
-//! the stateless parser; a parsed head writes and re-parses to itself.
+//! the stateless parser; a parsed head writes and re-parses to itself; a
+//! request refused for its version (505) has a well-formed request line
+//! (`method SP target SP HTTP/d.d`, single spaces), so a malformed line is
+//! never answered as a version sluice does not speak.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sluice_core::http1::{
-    HeadScanner, Limits, Parsed, Version, parse_request_head, parse_response_head,
+    HeadError, HeadScanner, Limits, Parsed, Version, parse_request_head, parse_response_head,
     remove_hop_by_hop, request_framing, response_framing, write_request_head, write_response_head,
 };
 
@@ -26,6 +29,10 @@ fuzz_target!(|data: &[u8]| {
 
     // Requests.
     let req = parse_request_head(input, &limits);
+    if req == Err(HeadError::UnsupportedVersion) {
+        // The parser reads no further than the head limit.
+        assert_well_formed_request_line(&input[..input.len().min(limits.max_head_bytes)]);
+    }
     scanner_agrees(&req, |s, b| s.parse_request(b, &limits), input, split);
     if let Ok(Parsed::Complete { head, len }) = &req {
         let mut more = input[..*len].to_vec();
@@ -112,4 +119,41 @@ fn scanner_agrees<T: PartialEq + std::fmt::Debug>(
         Err(_) => assert!(!matches!(last, Ok(Parsed::Complete { .. })), "{last:?}"),
         Ok(Parsed::Partial) => {}
     }
+}
+
+/// The request line that starts `input` (after empty lines) is `token SP
+/// target SP HTTP/d.d`; an unfinished line may end inside the version.
+fn assert_well_formed_request_line(input: &[u8]) {
+    let mut rest = input;
+    while let Some(r) = rest
+        .strip_prefix(b"\r\n")
+        .or_else(|| rest.strip_prefix(b"\n"))
+    {
+        rest = r;
+    }
+    let end = rest.iter().position(|&b| b == b'\r' || b == b'\n');
+    let line = &rest[..end.unwrap_or(rest.len())];
+    let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let ok = match fields[..] {
+        [method, target, version] => {
+            !method.is_empty()
+                && method.iter().all(|&b| b.is_ascii_graphic())
+                && !target.is_empty()
+                && match (version, end.is_some()) {
+                    ([b'H', b'T', b'T', b'P', b'/', a, b'.', b], _) => {
+                        a.is_ascii_digit() && b.is_ascii_digit()
+                    }
+                    ([b'H', b'T', b'T', b'P', b'/', a, tail @ ..], false) => {
+                        a.is_ascii_digit() && matches!(tail, [] | [b'.'])
+                    }
+                    _ => false,
+                }
+        }
+        _ => false,
+    };
+    assert!(
+        ok,
+        "505 for a malformed request line: {:?}",
+        String::from_utf8_lossy(line)
+    );
 }

@@ -413,6 +413,10 @@ fn malformed_and_oversized_requests() {
     );
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400),
+        // A malformed request line, not a version sluice does not speak.
+        (b"POST /mcp  HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (b"POST /mcp HTTP/1.1 \r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (b"POST /mcp HTTP/2.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 505),
         (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(), 400),
         (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n".to_vec(), 400),
         (b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 101\r\n\r\n".to_vec(), 413),
@@ -433,6 +437,81 @@ fn malformed_and_oversized_requests() {
     assert!(
         up.requests.try_recv().is_err(),
         "nothing reached the upstream"
+    );
+    proxy.shutdown();
+}
+
+/// A proxy with one route, `/tenant` → the upstream's `/v1/tenant-a/mcp`.
+fn tenant_proxy(up: &Upstream) -> sluice::proxy::RunningProxy {
+    proxy_with(up.addr, |s| {
+        use sluice_core::route::{Route, Router};
+        let route = &s.exchange.router.routes()[0];
+        s.exchange.router = Router::new(vec![Route {
+            prefix: "/tenant".into(),
+            upstream_path: "/v1/tenant-a/mcp".into(),
+            ..route.clone()
+        }]);
+    })
+}
+
+/// Issue 11, item 4: dot-segments (plain, encoded, with `;` parameters) and
+/// encoded separators were routed on the bytes as sent and forwarded
+/// verbatim, so an upstream that normalises served another tenant's prefix.
+#[test]
+fn paths_an_upstream_could_normalise_are_refused_before_routing() {
+    let up = upstream(|conn, _| {
+        json_response(conn, "{}");
+        true
+    });
+    let proxy = tenant_proxy(&up);
+    for target in [
+        "/tenant/../../tenant-b/mcp",
+        "/tenant/%2e%2e/%2E%2E/tenant-b/mcp",
+        "/tenant/.%2e/.%2E/tenant-b/mcp",
+        "/tenant/..;/..;/tenant-b/mcp",
+        "/tenant/..;x/y",
+        "/tenant/.;/x",
+        "/tenant/./x",
+        "/.well-known/../tenant",
+        "/.well-known/oauth-protected-resource/%2e%2e/%2e%2e/tenant",
+        "/tenant%2f..%2f..%2ftenant-b%2fmcp",
+        "/tenant/a%2Fb",
+        "/tenant/..%5c..%5ctenant-b",
+        "/tenant\\..\\..\\tenant-b",
+        "http://localhost/tenant/../../tenant-b/mcp",
+    ] {
+        for (method, body) in [("POST", CALL), ("GET", "")] {
+            let mut c = connect(proxy.local_addr());
+            let length = if body.is_empty() {
+                String::new()
+            } else {
+                format!("Content-Length: {}\r\n", body.len())
+            };
+            c.write_all(
+                format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n{length}\r\n{body}")
+                    .as_bytes(),
+            )
+            .unwrap();
+            let r = read_response(&mut c, method);
+            assert_eq!(r.status, 400, "{method} {target}: {}", r.head);
+        }
+    }
+    assert!(
+        up.requests.try_recv().is_err(),
+        "nothing reached the upstream"
+    );
+    // The same proxy forwards a plain path under the prefix (so the test
+    // above could have seen a request arrive).
+    let mut c = connect(proxy.local_addr());
+    c.write_all(b"GET /tenant/x?next=/../ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut c, "GET").status, 200);
+    let seen = up.requests.recv().unwrap();
+    assert!(
+        seen.head
+            .starts_with("GET /v1/tenant-a/mcp/x?next=/../ HTTP/1.1\r\n"),
+        "{}",
+        seen.head
     );
     proxy.shutdown();
 }

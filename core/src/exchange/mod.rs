@@ -608,9 +608,13 @@ impl Exchange {
                 status,
                 code,
                 message,
+                allow,
             } => {
                 self.note_request_line();
-                let bytes = inject::http_error(status, code, &message, true);
+                let bytes = match allow {
+                    Some(allow) => inject::http_error_allow(status, code, &message, allow, true),
+                    None => inject::http_error(status, code, &message, true),
+                };
                 self.answer_locally(status, bytes, &message, now);
             }
             request::Step::Ready(forward) => {

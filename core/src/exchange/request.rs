@@ -7,6 +7,7 @@ use super::{ClientInfo, ExchangeConfig, accepts_of};
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed, RequestHead};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, codes};
+use crate::route;
 
 /// JSON-RPC facts about a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub(super) enum Step {
         status: u16,
         code: i64,
         message: String,
+        /// For a 405: the methods the target takes (the `Allow` header).
+        allow: Option<&'static str>,
     },
     Ready(Box<Forward>),
 }
@@ -41,7 +44,8 @@ pub(super) struct Forward {
     pub upstream_target: String,
     /// End-to-end headers as forwarded, `Host` first; no framing headers.
     pub headers: Vec<Header>,
-    /// Send a `Content-Length` (any request with a body, and every POST).
+    /// Send a `Content-Length` (every POST, and a `Content-Length: 0` on
+    /// another method).
     pub send_length: bool,
     pub body: Vec<u8>,
     pub client_keep_alive: bool,
@@ -133,8 +137,14 @@ impl Intake {
             let rest = &data[len..];
             match accept(head, config) {
                 Ok(accepted) => self.accepted = Some(accepted),
-                Err((status, message)) => {
-                    return self.reject(status, codes::INVALID_REQUEST, message);
+                Err(refusal) => {
+                    self.done = true;
+                    return Step::Reject {
+                        status: refusal.status,
+                        code: codes::INVALID_REQUEST,
+                        message: refusal.message,
+                        allow: refusal.allow,
+                    };
                 }
             }
             let step = self.read_body(rest, config, client, leftover);
@@ -154,6 +164,7 @@ impl Intake {
             status,
             code,
             message,
+            allow: None,
         }
     }
 
@@ -238,34 +249,71 @@ fn too_large(max: usize) -> String {
     format!("request body larger than the limit of {max} bytes")
 }
 
-/// Check a complete head: method, target, Host/Origin, route, framing, size.
-fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, (u16, String)> {
-    if head.method == "CONNECT" {
-        return Err((501, "sluice does not tunnel CONNECT requests".into()));
+/// Why a request is answered by sluice before anything goes upstream.
+struct Refusal {
+    status: u16,
+    message: String,
+    /// For a 405: the methods the target takes (the `Allow` header).
+    allow: Option<&'static str>,
+}
+
+impl Refusal {
+    fn new(status: u16, message: String) -> Self {
+        Refusal {
+            status,
+            message,
+            allow: None,
+        }
     }
-    let target = origin_form(&head.target)
-        .ok_or_else(|| (400, format!("unsupported request target {:?}", head.target)))?;
+}
+
+/// Check a complete head, in this order: CONNECT (501), target form and
+/// path (400), Host/Origin (403/400), route (404), framing (400/501), the
+/// method the route's endpoint takes (405), size (413).
+fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, Refusal> {
+    if head.method == "CONNECT" {
+        return Err(Refusal::new(
+            501,
+            "sluice does not tunnel CONNECT requests".into(),
+        ));
+    }
+    let target = origin_form(&head.target).ok_or_else(|| {
+        Refusal::new(400, format!("unsupported request target {:?}", head.target))
+    })?;
+    // Before routing: a path the upstream could read as another must not be
+    // matched against a prefix at all.
+    route::check_path(target).map_err(|e| Refusal::new(e.status(), format!("{e}: {target:?}")))?;
     let hosts = values(&head.headers, "host");
     let origins = values(&head.headers, "origin");
     config
         .guard
         .check(&hosts, &origins)
-        .map_err(|e| (e.status(), e.to_string()))?;
+        .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
     let resolved = config
         .router
         .resolve(target)
-        .ok_or_else(|| (404, format!("no route serves {target:?}")))?;
+        .ok_or_else(|| Refusal::new(404, format!("no route serves {target:?}")))?;
     let framing = http1::request_framing(&head)
-        .map_err(|e| (e.status(), format!("malformed request: {e}")))?;
+        .map_err(|e| Refusal::new(e.status(), format!("malformed request: {e}")))?;
+    // Request hooks read POST bodies: no other method may carry one upstream.
+    let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+    resolved
+        .endpoint
+        .check_method(&head.method, has_body)
+        .map_err(|e| Refusal {
+            status: e.status(),
+            message: format!("{e}: {:?}", head.method),
+            allow: Some(e.allow()),
+        })?;
     let max = config.limits.max_request_body;
     if let BodyFraming::ContentLength(n) = framing
         && n > max as u64
     {
-        return Err((413, too_large(max)));
+        return Err(Refusal::new(413, too_large(max)));
     }
     let wants_continue = http1::header_values(&head.headers, "expect")
         .any(|v| v.eq_ignore_ascii_case(b"100-continue"))
-        && !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+        && has_body;
     Ok(Accepted {
         route: resolved.route,
         upstream_target: resolved.upstream_target,
@@ -413,7 +461,8 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
         }
     }
     let has_body = !body.is_empty() || !matches!(framing, BodyFraming::None);
-    let send_length = has_body || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+    // Only a POST carries a body this far (`Endpoint::check_method`).
+    let send_length = has_body || method == "POST";
     Forward {
         route: route_index,
         rpc: if method == "POST" {

@@ -10,6 +10,9 @@
 //! - NUL, CR, LF and other controls in field values are rejected.
 //! - Only HTTP/1.0 and HTTP/1.1. A well-formed `HTTP/x.y` that is neither gets
 //!   505, even HTTP/1.2 (§2.3 says SHOULD treat as 1.1; we prefer to refuse).
+//!   A request line that is not `method SP target SP version` with single
+//!   spaces (two spaces, a tab, a trailing space) is a 400 whatever its
+//!   version says.
 //! - Requests: exactly one `Host` in HTTP/1.1, at most one in 1.0, holding only
 //!   URI authority bytes (§3.2).
 //! - The request-target must be one of the four forms, each with its own
@@ -454,23 +457,57 @@ fn classify_error(e: httparse::Error, window: &[u8], request: bool) -> HeadError
     }
 }
 
-/// `HTTP/` and a digit is a version we could name but do not speak: 505.
-/// Anything else is garbage: 400.
+/// httparse stopped at the version: say whether the start line is malformed
+/// (400), the version is garbage (400) or a well-formed version we do not
+/// speak (505).
+///
+/// A request line is `method SP request-target SP HTTP-version` with single
+/// spaces (RFC 9112 §3): two spaces, a tab or a trailing space make it
+/// malformed whatever follows, so `POST /mcp  HTTP/1.1` is a 400, not a
+/// version we do not speak. Only `HTTP/` DIGIT `.` DIGIT (§2.3) that is
+/// neither 1.0 nor 1.1 is a 505.
 fn classify_version(window: &[u8], request: bool) -> HeadError {
     let body = skip_leading_empty_lines(window);
     let line_end = memchr::memchr2(b'\r', b'\n', body).unwrap_or(body.len());
     let line = &body[..line_end];
-    let field = if request {
-        // The version is the last of three fields.
-        match line.iter().rposition(|&b| b == b' ') {
-            Some(sp) => &line[sp + 1..],
-            None => line,
+    let finished = line_end < body.len();
+    let malformed = if request {
+        HeadError::InvalidRequestLine
+    } else {
+        HeadError::InvalidStatusLine
+    };
+    let mut fields = line.split(|&b| b == b' ');
+    let version = if request {
+        match (fields.next(), fields.next(), fields.next(), fields.next()) {
+            (Some(method), Some(target), Some(version), None)
+                if !method.is_empty() && !target.is_empty() =>
+            {
+                version
+            }
+            _ => return malformed,
         }
     } else {
-        line.split(|&b| b == b' ').next().unwrap_or(line)
+        fields.next().unwrap_or(line)
     };
-    match field {
-        [b'H', b'T', b'T', b'P', b'/', d, ..] if d.is_ascii_digit() => {
+    match version {
+        // A version httparse reads: the fault is what follows it.
+        b"HTTP/1.0" | b"HTTP/1.1" => {
+            if body[line_end..].starts_with(b"\r") && !body[line_end..].starts_with(b"\r\n") {
+                HeadError::InvalidLineEnding
+            } else {
+                malformed
+            }
+        }
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            HeadError::UnsupportedVersion
+        }
+        // An unfinished line may still grow into a well-formed version: the
+        // answer must not depend on where the bytes were split.
+        [b'H', b'T', b'T', b'P', b'/', major, rest @ ..]
+            if !finished && major.is_ascii_digit() && matches!(rest, [] | [b'.']) =>
+        {
             HeadError::UnsupportedVersion
         }
         _ => HeadError::InvalidVersion,

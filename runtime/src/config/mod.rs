@@ -555,14 +555,10 @@ impl Config {
     /// route's own path is under `/.well-known`.
     pub fn resolve(&self, target: &str) -> Option<Resolved<'_>> {
         let resolved = self.router().resolve(target)?;
-        let route = &self.routes[resolved.route];
-        let path = target.split('?').next().unwrap_or(target);
-        let well_known = (path == "/.well-known" || path.starts_with("/.well-known/"))
-            && !route.path.starts_with("/.well-known");
         Some(Resolved {
-            route,
+            route: &self.routes[resolved.route],
             target: resolved.upstream_target,
-            well_known,
+            well_known: resolved.endpoint == sluice_core::route::Endpoint::WellKnown,
         })
     }
 

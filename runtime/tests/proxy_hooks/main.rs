@@ -6,7 +6,8 @@
 //!   on a request, a JSON answer and an SSE answer;
 //! - `messages`: notifications and 2025-03-26 batches;
 //! - `headers`: the operator's header allow-list;
-//! - `bypass`: the ways an upstream tried to get an answer past the hooks.
+//! - `bypass`: the ways an upstream tried to get an answer past the hooks;
+//! - `methods`: a message reaches the upstream in a POST only.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,6 +18,7 @@ mod bypass;
 mod failures;
 mod headers;
 mod messages;
+mod methods;
 mod verdicts;
 
 use std::sync::Arc;

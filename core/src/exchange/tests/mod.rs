@@ -1054,10 +1054,12 @@ fn upstream_death_while_the_answer_is_held_is_still_answered() {
 
 /// Found by the `exchange_ops` fuzz target: a 502 for a `HEAD` request
 /// carried a JSON body, which a keep-alive client reads as the start of the
-/// next response.
+/// next response. (`HEAD` reaches an upstream only on `/.well-known/*`; on an
+/// MCP endpoint it is a local 405.)
 #[test]
 fn answers_to_head_requests_have_no_body() {
-    let head_request = b"HEAD /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let head_request =
+        b"HEAD /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let mut h = Harness::new(config());
     h.client(head_request)
         .upstream_end(UpstreamEnd::ConnectFailed);
@@ -1072,6 +1074,195 @@ fn answers_to_head_requests_have_no_body() {
     let text = h.client_text();
     assert!(text.starts_with("HTTP/1.1 404 "), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
+    let mut h = Harness::new(config());
+    h.client(b"HEAD /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 405 "), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body after the head: {text}");
+}
+
+/// Issue 11, item 4: a dot-segment or an encoded separator was routed on the
+/// bytes as sent and forwarded verbatim; an upstream that normalises would
+/// serve another prefix. Refused before routing, whichever route it names.
+#[test]
+fn paths_another_server_could_read_differently_are_refused_before_routing() {
+    let tenant = || {
+        let mut c = config();
+        c.router = Router::new(vec![
+            Route {
+                prefix: "/tenant".into(),
+                upstream_path: "/v1/tenant-a/mcp".into(),
+                well_known: true,
+                upstream_host: "backend:3000".into(),
+                upstream_query: None,
+            },
+            Route {
+                prefix: "/".into(),
+                upstream_path: "/".into(),
+                well_known: false,
+                upstream_host: "backend:3000".into(),
+                upstream_query: None,
+            },
+        ]);
+        c
+    };
+    for target in [
+        "/tenant/../../tenant-b/mcp",
+        "/tenant/%2e%2e/%2E%2E/tenant-b/mcp",
+        "/tenant/.%2e/x",
+        "/tenant/..;/x",
+        "/tenant/..;x/y",
+        "/tenant/.;/x",
+        "/tenant/./x",
+        "/.well-known/../tenant/x",
+        "/.well-known/oauth-protected-resource/../../tenant",
+        "/tenant%2f..%2fother",
+        "/tenant/a%2Fb",
+        "/tenant/a%5cb",
+        "/tenant\\..\\other",
+        "/other/../tenant",
+        "http://localhost/tenant/../x",
+        "http://localhost/.well-known/%2e%2e/tenant?q",
+    ] {
+        for method in ["POST", "GET"] {
+            let mut h = Harness::new(tenant());
+            let request = if method == "POST" {
+                format!(
+                    "POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{CALL}",
+                    CALL.len()
+                )
+            } else {
+                format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            };
+            h.client(request.as_bytes());
+            let text = h.client_text();
+            assert!(
+                text.starts_with("HTTP/1.1 400 "),
+                "{method} {target}: {text}"
+            );
+            assert!(h.log.connects.is_empty(), "{method} {target}: routed");
+            assert!(h.log.to_upstream.is_empty(), "{method} {target}");
+            assert_eq!(h.log.finished, Some(Close::Graceful));
+            assert_eq!(h.ex.summary().status, Some(400));
+        }
+    }
+    // The query is not the path; dots and slashes there are the upstream's
+    // business.
+    let mut h = Harness::new(tenant());
+    h.client(b"GET /tenant/x?next=/../%2f HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(
+        up.starts_with("GET /v1/tenant-a/mcp/x?next=/../%2f HTTP/1.1\r\n"),
+        "{up}"
+    );
+}
+
+/// Issue 11, item 5: request hooks run on POST bodies only, and a
+/// `tools/call` sent with `PUT`, a lowercase `post`, or as a `GET` with a
+/// body reached the upstream unhooked. On an MCP endpoint only POST carries a
+/// body; GET, DELETE and OPTIONS go without one; everything else is a 405
+/// with `Allow`, before any hook or upstream.
+#[test]
+fn only_a_post_carries_a_message_to_an_mcp_endpoint() {
+    let hooked = || {
+        let mut c = config();
+        c.hooks = HookFilter::new(|m| m == "tools/call");
+        c
+    };
+    let with_length = |method: &str, target: &str, body: &str| {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let chunked = |method: &str, target: &str| {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x}\r\n{CALL}\r\n0\r\n\r\n",
+            CALL.len()
+        )
+    };
+    let bare = |method: &str, target: &str| {
+        format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    };
+    let mcp = "POST, GET, DELETE, OPTIONS";
+    let well_known = "GET, HEAD, OPTIONS";
+    let wk = "/.well-known/oauth-protected-resource";
+    let refused = [
+        (with_length("PUT", "/mcp", CALL), mcp),
+        (with_length("PATCH", "/mcp", CALL), mcp),
+        (with_length("post", "/mcp", CALL), mcp),
+        (with_length("Post", "/mcp", CALL), mcp),
+        (with_length("GET", "/mcp", CALL), mcp),
+        (with_length("DELETE", "/mcp", CALL), mcp),
+        (with_length("OPTIONS", "/mcp", CALL), mcp),
+        (with_length("PROPFIND", "/mcp", CALL), mcp),
+        (chunked("GET", "/mcp"), mcp),
+        (chunked("PUT", "/mcp"), mcp),
+        // Any Transfer-Encoding is a body, even an empty one.
+        (
+            "GET /mcp HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_owned(),
+            mcp,
+        ),
+        (bare("PUT", "/mcp"), mcp),
+        (bare("HEAD", "/mcp"), mcp),
+        (bare("TRACE", "/mcp"), mcp),
+        (bare("get", "/mcp"), mcp),
+        (with_length("POST", wk, CALL), well_known),
+        (with_length("GET", wk, CALL), well_known),
+        (bare("DELETE", wk), well_known),
+        (bare("PUT", wk), well_known),
+    ];
+    for (request, allow) in refused {
+        let mut h = Harness::new(hooked());
+        h.client(request.as_bytes());
+        let line = request.lines().next().unwrap();
+        let (head, body) = decode_response(&h.log.to_client);
+        assert!(head.starts_with("HTTP/1.1 405 "), "{line}: {head}");
+        assert!(
+            head.contains(&format!("\r\nAllow: {allow}\r\n")),
+            "{line}: {head}"
+        );
+        assert!(head.contains("\r\nConnection: close\r\n"), "{line}: {head}");
+        if !line.starts_with("HEAD") {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["code"], codes::INVALID_REQUEST, "{line}");
+        }
+        assert!(h.log.hooks.is_empty(), "{line}");
+        assert!(h.log.connects.is_empty(), "{line}");
+        assert!(h.log.to_upstream.is_empty(), "{line}");
+        assert_eq!(h.log.finished, Some(Close::Graceful), "{line}");
+        assert_eq!(h.ex.summary().status, Some(405), "{line}");
+    }
+
+    // What goes through, body-less but for POST.
+    let passed = [
+        bare("GET", "/mcp"),
+        bare("DELETE", "/mcp"),
+        bare("OPTIONS", "/mcp"),
+        with_length("GET", "/mcp", ""),
+        bare("GET", wk),
+        bare("HEAD", wk),
+        bare("OPTIONS", wk),
+    ];
+    for request in passed {
+        let mut h = Harness::new(hooked());
+        h.client(request.as_bytes());
+        let line = request.lines().next().unwrap();
+        assert_eq!(h.log.connects, vec![(0, false)], "{line}");
+        assert!(h.log.hooks.is_empty(), "{line}");
+        h.connected(false);
+        let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+        assert!(up.starts_with(&format!("{line}\r\n")), "{up}");
+        assert!(up.ends_with("\r\n\r\n"), "no body upstream: {up}");
+    }
+    // And a POST is hooked.
+    let mut h = Harness::new(hooked());
+    h.client(&post(CALL));
+    assert_eq!(h.log.hooks.len(), 1);
 }
 
 mod bounds;
