@@ -170,7 +170,7 @@ struct Round {
 /// How a held answer is held.
 enum HoldForm {
     Json(JsonHold),
-    Sse(SseHold),
+    Sse(Box<SseHold>),
 }
 
 /// An answer held for response hooks: the strict rule's ledger, the form,
@@ -351,13 +351,13 @@ pub(super) fn read_head(
     let close_client = !req.client_keep_alive || client == ClientBody::UntilClose;
     let held = held_ledger.map(|ledger| {
         let form = if sse {
-            HoldForm::Sse(SseHold {
+            HoldForm::Sse(Box::new(SseHold {
                 parser: SseParser::new(config.limits.sse),
                 pending: Vec::new(),
                 base: 0,
                 marks: VecDeque::new(),
                 cut: false,
-            })
+            }))
         } else {
             let mut head = head.clone();
             http1::remove_hop_by_hop(&mut head.headers);
@@ -604,10 +604,12 @@ impl Streaming {
         }
         match self.held.as_ref().map(|h| &h.form) {
             Some(HoldForm::Sse(_)) => self.flush_sse(out, now),
-            Some(HoldForm::Json(hold)) if self.complete && !hold.flushed => {
-                if self.held.as_ref().is_some_and(|h| h.round.is_none()) {
-                    self.offer_json(out);
-                }
+            Some(HoldForm::Json(hold))
+                if self.complete
+                    && !hold.flushed
+                    && self.held.as_ref().is_some_and(|h| h.round.is_none()) =>
+            {
+                self.offer_json(out);
             }
             _ => {}
         }
@@ -764,7 +766,7 @@ impl Streaming {
                     hold.pending = Vec::new();
                 }
             }
-            let more = !matches!(hold.marks.front(), None) && round.is_none() && cut.is_none();
+            let more = hold.marks.front().is_some() && round.is_none() && cut.is_none();
             self.write_client_now(Bytes::from(data), out, now);
             if let Some(errors) = cut {
                 for error in errors {
