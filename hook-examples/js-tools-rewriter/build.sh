@@ -8,11 +8,16 @@
 # Outputs go to $SLUICE_HOOK_OUT (default <this directory>/dist):
 #   js_tools_rewriter.wasm      (QuickJS)
 #   js_tools_rewriter_sm.wasm   (StarlingMonkey)
-# The pinned npm toolchain (package-lock.json) is installed once into
-# $SLUICE_TOOLCHAIN_CACHE (default ~/.cache/sluice/toolchains), keyed by the
-# lock file's hash. A component built before from the same inputs comes from
-# the build cache (build-cache.sh) without the toolchain.
-# Exit status 3: the toolchain could not be installed (no node/npm, offline).
+# The pinned npm toolchain (package.json + package-lock.json) is installed
+# once into $SLUICE_TOOLCHAIN_CACHE (default ~/.cache/sluice/toolchains),
+# keyed by the hash of both files. A component built before from the same
+# inputs comes from the build cache (build-cache.sh) without the toolchain,
+# so neither cache proves the lock still installs: scripts/check-locks does.
+# Exit status 3: the toolchain could not be installed here (no node/npm, the
+#   registry unreachable); the tests may skip on it.
+# Exit status 4: npm refused the pinned toolchain (lock out of sync with
+#   package.json or this npm, a pinned package missing): a bug in the example,
+#   never skipped. npm's error is printed either way.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,24 +37,46 @@ command -v flock >/dev/null && flock 9
 
 hash() { cat "$@" | sha256sum | cut -c1-16; }
 
+# npm_failed LOG TMP: show npm's error, then exit 3 when the registry could
+# not be reached, 4 when npm refused the pinned toolchain. The one-line
+# reason comes last, so a caller that shows only the tail still shows it.
+npm_failed() {
+  local log=$1 code why
+  # EUSAGE appends `npm ci`'s usage text to the reason: left out.
+  sed '/^npm error Clean install a project$/,$d' "$log" >&2
+  code=$(sed -n 's/^npm error code //p' "$log" | head -n 1)
+  why=$(sed -n 's/^npm error //p' "$log" | grep -Ev '^((code|syscall|errno) |$)' | head -n 1)
+  rm -rf "$2" "$log"
+  case $code in
+    ENOTFOUND | EAI_AGAIN | ECONNREFUSED | ECONNRESET | ETIMEDOUT | ENETUNREACH | EHOSTUNREACH | \
+      ERR_SOCKET_TIMEOUT | E5[0-9][0-9])
+      echo "build.sh: npm ci could not reach the registry ($code): $why" >&2
+      exit 3 ;;
+  esac
+  echo "build.sh: npm $(npm --version) refused the pinned toolchain (${code:-no error code}): $why" >&2
+  echo "build.sh: package.json and package-lock.json must install with npm ci; scripts/check-locks checks them" >&2
+  exit 4
+}
+
 toolchain() {
   command -v node >/dev/null && command -v npm >/dev/null || {
     echo "build.sh: node and npm are needed (Node 18 or newer)" >&2
     exit 3
   }
   local key dir
-  key=$(hash "$here/package-lock.json")
+  # npm ci reads both files: a package.json edited without its lock must
+  # not find the old toolchain.
+  key=$(hash "$here/package.json" "$here/package-lock.json")
   dir="$cache/js-$key"
   if [ ! -x "$dir/node_modules/.bin/jco" ]; then
     echo "build.sh: installing the pinned jco + componentize-js into $dir" >&2
     local tmp="$dir.tmp.$$"
     rm -rf "$tmp" && mkdir -p "$tmp"
     cp "$here/package.json" "$here/package-lock.json" "$tmp/"
-    if ! (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error >&2); then
-      rm -rf "$tmp"
-      echo "build.sh: npm ci failed" >&2
-      exit 3
+    if ! (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error) >"$tmp.log" 2>&1; then
+      npm_failed "$tmp.log" "$tmp"
     fi
+    cat "$tmp.log" >&2 && rm -f "$tmp.log"
     rm -rf "$dir" && mv "$tmp" "$dir"
   fi
   bin="$dir/node_modules/.bin"

@@ -6,8 +6,13 @@
 # componentize-py (pinned in requirements.txt) is installed once into a venv
 # under $SLUICE_TOOLCHAIN_CACHE (default ~/.cache/sluice/toolchains), keyed by
 # the requirements file's hash. A component built before from the same inputs
-# comes from the build cache (build-cache.sh) without the toolchain.
-# Exit status 3: the toolchain could not be installed (no python3, offline).
+# comes from the build cache (build-cache.sh) without the toolchain, so
+# neither cache proves the pin still installs: scripts/check-locks does.
+# Exit status 3: the toolchain could not be installed here (no python3 or
+#   venv, PyPI unreachable); the tests may skip on it.
+# Exit status 4: pip refused the pinned toolchain (no such version, none for
+#   this Python or platform): a bug in the example, never skipped. pip's
+#   error is printed either way.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,11 +43,26 @@ venv="$cache/py-$(hash "$here/requirements.txt")"
 if [ ! -f "$venv/.installed" ]; then
   echo "build.sh: installing componentize-py into $venv" >&2
   rm -rf "$venv"
-  if ! { "$python" -m venv "$venv" && "$venv/bin/pip" install -q -r "$here/requirements.txt" >&2; }; then
+  "$python" -m venv "$venv" >&2 || {
     rm -rf "$venv"
-    echo "build.sh: installing componentize-py failed" >&2
+    echo "build.sh: $python -m venv failed (Debian: apt-get install python3-venv)" >&2
     exit 3
+  }
+  if ! "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt" >"$venv.log" 2>&1; then
+    cat "$venv.log" >&2
+    rm -rf "$venv"
+    # pip says "No matching distribution" offline too: the connection
+    # errors before it tell the two apart.
+    if grep -Eq 'NewConnectionError|ConnectTimeoutError|ReadTimeoutError|ProxyError|Temporary failure in name resolution|Network is unreachable|Connection refused' "$venv.log"; then
+      rm -f "$venv.log"
+      echo "build.sh: pip could not reach the package index" >&2
+      exit 3
+    fi
+    echo "build.sh: pip refused the pinned toolchain: $(grep -m 1 '^ERROR' "$venv.log" || tail -n 1 "$venv.log")" >&2
+    rm -f "$venv.log"
+    exit 4
   fi
+  rm -f "$venv.log"
   touch "$venv/.installed"
 fi
 

@@ -135,6 +135,56 @@ fn js_starlingmonkey_rewriter_prefixes_tools_and_keeps_the_cursor() {
     js_rewriter(Example::JsStarlingMonkey);
 }
 
+/// A lock that npm refuses is exit status 4, which `guests::build` never
+/// skips, with npm's reason printed. The broken lock is the one of issue 11:
+/// an optional platform package missing, which npm 11 refuses and an older
+/// npm installed, so a toolchain cached before hid it. The copy has its own
+/// empty toolchain cache and no build cache.
+#[test]
+fn js_lock_refused_by_npm_is_a_failure_not_a_skip() {
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("js-refused-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let copy = tmp.join("example");
+    // -L: wit/ and build-cache.sh are links into the repository.
+    let cp = std::process::Command::new("cp")
+        .arg("-rL")
+        .arg(guests::repo().join("hook-examples/js-tools-rewriter"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let lock_path = copy.join("package-lock.json");
+    let mut lock = parse(&std::fs::read_to_string(&lock_path).unwrap());
+    let gone = "@rolldown/binding-win32-x64-msvc";
+    let packages = lock["packages"].as_object_mut().unwrap();
+    assert!(packages.remove(&format!("node_modules/{gone}")).is_some());
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+
+    let out = std::process::Command::new("bash")
+        .arg(copy.join("build.sh"))
+        .env("SLUICE_HOOK_OUT", tmp.join("out"))
+        .env("SLUICE_TOOLCHAIN_CACHE", tmp.join("toolchains"))
+        .env("SLUICE_HOOK_BUILD_CACHE", "off")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) && guests::skip_allowed("js") {
+        eprintln!("\n==== SKIPPED: no npm here (SLUICE_SKIP_GUEST_TOOLCHAINS is set) ====\n{log}");
+    } else {
+        assert_eq!(out.status.code(), Some(4), "{log}");
+        // npm's own words, and the reason again on the lines a tail shows.
+        assert!(log.contains(&format!("Missing: {gone}@")), "{log}");
+        let tail: Vec<&str> = log.lines().rev().take(2).collect();
+        assert!(
+            tail[1].contains("refused the pinned toolchain (EUSAGE)"),
+            "{log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 // ---- Python: the argument validator ----
 
 const RULES: &str = r#"{"rules":{

@@ -10,7 +10,8 @@ differ from what the server says on its own. The hook's effect is judged here.
 
 A hook that cannot be built fails its rows, unless SLUICE_SKIP_GUEST_TOOLCHAINS names
 its language (`rust`, `js`, `python`, `c`, or `1`/`all`): then its rows are skipped
-with a loud message. CI leaves it unset.
+with a loud message. CI leaves it unset. A build script's exit status 4 (the package
+manager refused the pinned toolchain: a broken lock) fails even then.
 """
 
 from __future__ import annotations
@@ -228,6 +229,12 @@ def build(ex: Example) -> tuple[Path | None, dict]:
         return OUT / ex.wasm, row(ex, "-", "build", "pass", f"{ex.wasm}: {how}", ms)
     why = "its toolchain could not be installed" if p.returncode == 3 else f"build failed (exit {p.returncode})"
     tail = " | ".join(log.strip().splitlines()[-6:])
+    if p.returncode == 4:
+        # The package manager refused the pinned toolchain: a broken lock in the
+        # repository, not a machine without the toolchain. Never skipped.
+        return None, row(ex, "-", "build", "fail",
+                         f"the package manager refused the pinned toolchain (a broken lock; "
+                         f"scripts/check-locks): {tail}", ms)
     if skip_allowed(ex.lang):
         print(f"\n==== SKIPPED: hook example {ex.name}: {why} (SLUICE_SKIP_GUEST_TOOLCHAINS is set) ====\n"
               f"{log}", file=sys.stderr)

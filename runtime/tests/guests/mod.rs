@@ -7,7 +7,11 @@
 //! repository) and builds. A failed build fails the test, unless
 //! `SLUICE_SKIP_GUEST_TOOLCHAINS` is set (to `1`/`all`, or to a comma list of
 //! `js`, `python`, `c`): then the example is skipped with a loud message. CI
-//! leaves it unset.
+//! leaves it unset. One failure is never skipped: a pinned toolchain that the
+//! package manager refuses (build script exit status 4: a lock out of sync
+//! with its manifest or with this npm, a pinned version that does not exist)
+//! is a bug in the repository, not a machine without the toolchain (exit
+//! status 3: no node/npm or python3, the registry unreachable).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -70,7 +74,7 @@ impl Example {
     }
 }
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -92,7 +96,7 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-cache"))
 }
 
-fn skip_allowed(lang: &str) -> bool {
+pub fn skip_allowed(lang: &str) -> bool {
     match std::env::var("SLUICE_SKIP_GUEST_TOOLCHAINS") {
         Ok(v) => {
             let v = v.trim();
@@ -131,7 +135,17 @@ pub fn build(ex: Example) -> Option<PathBuf> {
                 );
                 return Some(wasm);
             }
-            let why = match output.status.code() {
+            let code = output.status.code();
+            if code == Some(4) {
+                panic!(
+                    "{} ({}): the package manager refused the pinned toolchain: its lock \
+                     file is broken, not this machine (SLUICE_SKIP_GUEST_TOOLCHAINS does \
+                     not skip this; scripts/check-locks shows every lock's state).\n{log}",
+                    script.display(),
+                    output.status,
+                );
+            }
+            let why = match code {
                 Some(3) => "its toolchain could not be installed",
                 _ => "the build failed",
             };
