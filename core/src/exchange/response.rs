@@ -844,42 +844,38 @@ impl Streaming {
             self.flush_json(changed.then_some(message), out);
             return;
         }
-        {
-            {
-                let Some(Held {
-                    form: HoldForm::Sse(hold),
-                    ..
-                }) = &mut self.held
-                else {
-                    return;
-                };
-                let Some((span, Mark::Held { event_type, id, .. })) = hold.marks.pop_front() else {
-                    return;
-                };
-                let start = span.start.saturating_sub(hold.base) as usize;
-                let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
-                let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
-                hold.base = span.end.max(hold.base);
-                let bytes = if changed {
-                    let mut v = Vec::with_capacity(message.len() + 32);
-                    let data = String::from_utf8_lossy(&message);
-                    let event = OutgoingEvent {
-                        event_type: Some(event_type.as_str()),
-                        data: &data,
-                        id: Some(id.as_str()).filter(|id| !id.is_empty()),
-                        retry: None,
-                    };
-                    if sse::encode_event(&event, &mut v).is_err() {
-                        sse::encode_jsonrpc_message(&message, &mut v);
-                    }
-                    v
-                } else {
-                    original
-                };
-                self.write_client_now(Bytes::from(bytes), out, now);
-                self.flush_sse(out, now);
+        let Some(Held {
+            form: HoldForm::Sse(hold),
+            ..
+        }) = &mut self.held
+        else {
+            return;
+        };
+        let Some((span, Mark::Held { event_type, id, .. })) = hold.marks.pop_front() else {
+            return;
+        };
+        let start = span.start.saturating_sub(hold.base) as usize;
+        let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
+        let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
+        hold.base = span.end.max(hold.base);
+        let bytes = if changed {
+            let mut v = Vec::with_capacity(message.len() + 32);
+            let data = String::from_utf8_lossy(&message);
+            let event = OutgoingEvent {
+                event_type: Some(event_type.as_str()),
+                data: &data,
+                id: Some(id.as_str()).filter(|id| !id.is_empty()),
+                retry: None,
+            };
+            if sse::encode_event(&event, &mut v).is_err() {
+                sse::encode_jsonrpc_message(&message, &mut v);
             }
-        }
+            v
+        } else {
+            original
+        };
+        self.write_client_now(Bytes::from(bytes), out, now);
+        self.flush_sse(out, now);
     }
 
     /// The upstream failed with `code` and `why` while an answer is held:
