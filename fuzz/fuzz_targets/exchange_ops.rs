@@ -19,8 +19,9 @@
 //!   it is a `POST` (request hooks read POST bodies only). Checked by a
 //!   reading of the request independent of `route::check_path`.
 //!
-//! After a `KeepAlive` finish the next exchange starts with the leftover
-//! bytes, as a driver's connection loop does; or, when the input says so, the
+//! Client bytes go in no faster than `client_read_budget` lets them (the
+//! rest waits, as in the kernel), and after a `KeepAlive` finish the next
+//! exchange starts with the leftover bytes, as a driver's connection loop does; or, when the input says so, the
 //! finished exchange keeps receiving inputs to check it stays silent.
 #![no_main]
 
@@ -190,6 +191,7 @@ fn config(tight: bool) -> ExchangeConfig {
                 },
                 json: Default::default(),
                 max_hooked_response: 128,
+                max_pipelined: 48,
             },
             Timeouts::default(),
         )
@@ -346,9 +348,27 @@ struct Run {
     /// A `Connect` not yet answered by a `ReleaseUpstream`.
     holding: bool,
     stay: bool,
+    /// Client bytes past the exchange's read budget: they wait, as they
+    /// would in the kernel, until the budget lets them in.
+    waiting: Vec<u8>,
 }
 
 impl Run {
+    /// Feeds client bytes the way a driver does: never past
+    /// `client_read_budget`.
+    fn feed_client(&mut self, bytes: &[u8]) {
+        self.waiting.extend_from_slice(bytes);
+        self.admit_waiting();
+    }
+
+    fn admit_waiting(&mut self) {
+        let n = self.ex.client_read_budget().min(self.waiting.len());
+        if n > 0 {
+            let admitted: Vec<u8> = self.waiting.drain(..n).collect();
+            self.ex.feed_client(&admitted, self.now);
+        }
+    }
+
     fn drain(&mut self) {
         while let Some(out) = self.ex.poll_output() {
             assert!(self.finished.is_none(), "output after Finished: {out:?}");
@@ -397,8 +417,9 @@ impl Run {
         self.holding = false;
         if !leftover.is_empty() {
             self.ex.feed_client(&leftover, self.now);
-            self.drain();
         }
+        self.admit_waiting();
+        self.drain();
     }
 }
 
@@ -540,22 +561,21 @@ fuzz_target!(|input: Input| {
         finished: None,
         holding: false,
         stay: input.stay,
+        waiting: Vec::new(),
     };
     for op in input.ops.iter().take(64) {
         let now = run.now;
         match op {
             Op::Client(i) => {
-                let entry = &dict.client[usize::from(*i) % dict.client.len()];
-                run.ex.feed_client(entry, now);
+                run.feed_client(&dict.client[usize::from(*i) % dict.client.len()]);
             }
             Op::ClientPart { entry, at, head } => {
                 let entry = &dict.client[usize::from(*entry) % dict.client.len()];
-                run.ex.feed_client(part(entry, *at, *head), now);
+                run.feed_client(part(entry, *at, *head));
             }
-            Op::ClientRaw(bytes) => run.ex.feed_client(bytes, now),
+            Op::ClientRaw(bytes) => run.feed_client(bytes),
             Op::ClientBuilt { method, path, body } => {
-                run.ex
-                    .feed_client(&built_request(*method, path, *body), now);
+                run.feed_client(&built_request(*method, path, *body));
             }
             Op::Connected { reused } => run.ex.upstream_connected(*reused, now),
             Op::Upstream(i) => {

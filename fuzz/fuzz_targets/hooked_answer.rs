@@ -298,7 +298,7 @@ fuzz_target!(|input: Input| {
     let mut ex = Exchange::new(config(), ClientInfo::default(), now);
     let mut to_client = Vec::new();
     let mut finished = false;
-    let mut drain = |ex: &mut Exchange, to_client: &mut Vec<u8>, finished: &mut bool| {
+    let drain = |ex: &mut Exchange, to_client: &mut Vec<u8>, finished: &mut bool| {
         while let Some(out) = ex.poll_output() {
             match out {
                 Output::ToClient(b) => to_client.extend_from_slice(&b),
