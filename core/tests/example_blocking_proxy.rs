@@ -264,11 +264,12 @@ fn upstream_dying_between_events_gets_an_injected_error_event() {
 
 #[test]
 fn unreachable_upstream_is_a_502_carrying_the_id() {
-    // A port that was just free: nothing listens there.
-    let upstream = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Nothing listens on 127.0.0.2 at the port held here on 127.0.0.1 (Linux
+    // routes all of 127/8 to loopback): a connect there is refused, and
+    // while `held` lives no other test can take the port, which a port
+    // merely released could not promise.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = SocketAddr::from(([127, 0, 0, 2], held.local_addr().unwrap().port()));
     let proxy = start_proxy(upstream);
     let mut client = connect(proxy);
     let call = r#"{"jsonrpc":"2.0","id":"x-4","method":"tools/list"}"#;
