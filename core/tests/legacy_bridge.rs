@@ -21,6 +21,9 @@ const STREAM_HEAD: &[u8] =
 struct Seen {
     opened: Vec<Vec<u8>>,
     posts: Vec<(PostId, Vec<u8>)>,
+    /// Of each POST in `posts` order: sent on a fresh connection.
+    fresh: Vec<bool>,
+    abandoned: Vec<PostId>,
     clients: BTreeMap<StreamId, Vec<u8>>,
     ended: BTreeSet<StreamId>,
     stream_closed: bool,
@@ -52,10 +55,17 @@ impl Sim {
         while let Some(out) = self.bridge.poll_output() {
             match out {
                 Output::OpenStream(b) => self.seen.opened.push(b.to_vec()),
-                Output::Post { id, bytes, origin } => {
+                Output::Post {
+                    id,
+                    bytes,
+                    origin,
+                    fresh,
+                } => {
                     assert!(origin.is_none());
-                    self.seen.posts.push((id, bytes.to_vec()))
+                    self.seen.posts.push((id, bytes.to_vec()));
+                    self.seen.fresh.push(fresh);
                 }
+                Output::AbandonPost { id } => self.seen.abandoned.push(id),
                 Output::ToClient { stream, bytes } => {
                     assert!(!self.seen.ended.contains(&stream), "bytes after the end");
                     self.seen
@@ -97,6 +107,7 @@ impl Sim {
     /// Answers the oldest unanswered POST with `status`; returns its body.
     fn answer_post(&mut self, status: u16) -> Vec<u8> {
         let (id, bytes) = self.seen.posts.remove(0);
+        self.seen.fresh.remove(0);
         let answer = Answer {
             status,
             excerpt: b"Accepted".to_vec(),
@@ -104,7 +115,17 @@ impl Sim {
             session_id: None,
             content_type: String::new(),
         };
-        self.bridge.post_done(id, Ok(answer), self.now);
+        self.bridge
+            .post_done(id, PostOutcome::Answered(answer), self.now);
+        self.drain();
+        split_body(&bytes).1
+    }
+
+    /// Ends the oldest unanswered POST with `outcome`; returns its body.
+    fn end_post(&mut self, outcome: PostOutcome) -> Vec<u8> {
+        let (id, bytes) = self.seen.posts.remove(0);
+        self.seen.fresh.remove(0);
+        self.bridge.post_done(id, outcome, self.now);
         self.drain();
         split_body(&bytes).1
     }
@@ -549,15 +570,103 @@ fn a_post_refused_fails_that_request_only_and_404_ends_the_session() {
 fn a_post_that_fails_in_transport_names_the_cause() {
     let mut sim = ready_session();
     sim.attach(2, post(r#"{"jsonrpc":"2.0","id":1,"method":"a"}"#));
-    let (id, _) = sim.seen.posts.remove(0);
-    sim.bridge
-        .post_done(id, Err("connection refused".into()), sim.now);
-    sim.drain();
+    sim.end_post(PostOutcome::NotSent {
+        reused: false,
+        detail: "connection refused".into(),
+    });
     let msg = sim.response(2).json()["error"]["message"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(msg.contains("connection refused"), "{msg}");
+}
+
+#[test]
+fn a_post_lost_on_a_pooled_connection_before_it_went_out_is_sent_once_more_fresh() {
+    let mut sim = ready_session();
+    let call = r#"{"jsonrpc":"2.0","id":"c-1","method":"tools/call","params":{"name":"t"}}"#;
+    sim.attach(2, post(call));
+    assert_eq!(sim.seen.fresh, [false]);
+    let first = sim.end_post(PostOutcome::NotSent {
+        reused: true,
+        detail: "broken pipe".into(),
+    });
+    // The same message again, on a fresh connection; nothing to the client.
+    assert_eq!(sim.seen.fresh, [true]);
+    assert_eq!(split_body(&sim.seen.posts[0].1).1, first);
+    assert!(!sim.seen.clients.contains_key(&2));
+    // A fresh connection that fails too is the end: no third try.
+    sim.end_post(PostOutcome::NotSent {
+        reused: false,
+        detail: "connection refused".into(),
+    });
+    assert!(sim.seen.posts.is_empty());
+    let r = sim.response(2);
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["id"], "c-1");
+    assert_eq!(r.json()["error"]["code"], BACKEND_FAILED);
+    assert!(
+        sim.seen.closed.is_none(),
+        "one failed POST keeps the session"
+    );
+}
+
+#[test]
+fn a_post_that_went_out_whole_is_never_sent_again() {
+    let mut sim = ready_session();
+    sim.attach(
+        2,
+        post(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"t"}}"#),
+    );
+    sim.attach(3, post(r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#));
+    sim.end_post(PostOutcome::Unanswered {
+        detail: "connection closed before the answer".into(),
+    });
+    // The call is not re-sent (the backend may have run the tool): its
+    // client gets an error with its own id, and the next message goes on.
+    let r = sim.response(2);
+    assert_eq!(r.status, 502, "{:?}", r.json());
+    assert_eq!(r.json()["id"], 7);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("did not send it again"), "{msg}");
+    assert_eq!(sim.seen.posts.len(), 1);
+    assert!(
+        split_body(&sim.seen.posts[0].1)
+            .1
+            .ends_with(br#""tools/list"}"#),
+    );
+    assert_eq!(sim.seen.fresh, [false]);
+}
+
+#[test]
+fn a_post_past_its_timeout_is_abandoned_and_its_client_answered() {
+    let mut config = BridgeConfig::default();
+    config.timeouts.post = Duration::from_secs(5);
+    config.timeouts.session_idle = None;
+    let mut sim = Sim::with(config, Mode::Session);
+    sim.attach(1, post(INIT));
+    sim.open("/messages?sessionId=abc");
+    sim.answer_post(202);
+    sim.message(INIT_OK);
+    sim.attach(
+        2,
+        post(r#"{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"t"}}"#),
+    );
+    let (id, _) = sim.seen.posts[0];
+    sim.advance(Duration::from_secs(4));
+    assert!(sim.seen.abandoned.is_empty());
+    sim.advance(Duration::from_secs(1));
+    assert_eq!(sim.seen.abandoned, [id]);
+    let r = sim.response(2);
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json()["id"], "slow");
+    assert_eq!(r.json()["error"]["code"], BACKEND_TIMEOUT);
+    // A late report of the abandoned POST changes nothing.
+    sim.end_post(PostOutcome::Unanswered {
+        detail: "late".into(),
+    });
+    assert!(sim.seen.closed.is_none());
+    assert_eq!(sim.bridge.poll_timeout(), None);
 }
 
 #[test]

@@ -93,7 +93,12 @@ enum Message {
 
 impl Message {
     fn text(&self) -> String {
-        let result = |id: Id| format!(r#"{{"jsonrpc":"2.0",{}"result":{{"t":"{MARKER}"}}}}"#, id.member());
+        let result = |id: Id| {
+            format!(
+                r#"{{"jsonrpc":"2.0",{}"result":{{"t":"{MARKER}"}}}}"#,
+                id.member()
+            )
+        };
         match self {
             Message::Result(id) => result(*id),
             Message::Error(id) => format!(
@@ -200,7 +205,11 @@ fn upstream_bytes(input: &Input) -> Vec<u8> {
             .map(|m| format!("event: message\ndata: {}\n\n", m.text()))
             .collect()
     } else {
-        input.messages.first().map(Message::text).unwrap_or_default()
+        input
+            .messages
+            .first()
+            .map(Message::text)
+            .unwrap_or_default()
     };
     let content_type = if input.sse {
         "text/event-stream"
@@ -322,7 +331,8 @@ fuzz_target!(|input: Input| {
                     ex.hook_done(verdict, now);
                 }
                 Output::Finished { .. } => *finished = true,
-                Output::Connect { .. } | Output::ToUpstream(_) | Output::ReleaseUpstream { .. } => {}
+                Output::Connect { .. } | Output::ToUpstream(_) | Output::ReleaseUpstream { .. } => {
+                }
             }
         }
     };

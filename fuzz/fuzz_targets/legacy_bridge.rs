@@ -8,7 +8,10 @@
 //!
 //! Never panic, and:
 //! - at most one POST in flight; nothing opened or POSTed after `Closed`,
-//!   which comes at most once;
+//!   which comes at most once; only the POST in flight is abandoned;
+//! - a message is POSTed again only right after its POST did not go out
+//!   whole on a pooled connection: once, on a fresh connection, the same
+//!   bytes. One that went out whole, answered or not, never is;
 //! - no bytes for a client stream after its end, no end twice;
 //! - the buffers stay within their limits (`Bridge::buffered`);
 //! - once the bridge is closed, every client stream that did not leave has
@@ -27,7 +30,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed};
 use sluice_core::jsonrpc::{self, Classified, Kind};
-use sluice_core::legacy::{Answer, Bridge, BridgeConfig, ClientRequest, Mode, Output};
+use sluice_core::legacy::{Answer, Bridge, BridgeConfig, ClientRequest, Mode, Output, PostOutcome};
 use sluice_core::sse::{SseItem, SseLimits, SseParser};
 
 /// Ids clients and the backend pick from: equal values in other spellings
@@ -237,7 +240,12 @@ struct World {
     now: Instant,
     clients: BTreeMap<u64, ClientSeen>,
     next_stream: u64,
-    in_flight: Option<u64>,
+    /// The POST in flight: its id, bytes and whether it went on a fresh
+    /// connection.
+    in_flight: Option<(u64, Bytes, bool)>,
+    /// The bytes of a POST reported not sent on a pooled connection: the
+    /// next POST must be them, fresh.
+    resend_due: Option<Bytes>,
     closed: bool,
     /// The chunked framing of the backend stream, when that head was sent
     /// (the bytes that follow must be chunks to mean anything).
@@ -249,10 +257,22 @@ impl World {
         while let Some(out) = self.bridge.poll_output() {
             match out {
                 Output::OpenStream(_) => assert!(!self.closed, "opened after Closed"),
-                Output::Post { id, .. } => {
+                Output::Post {
+                    id, bytes, fresh, ..
+                } => {
                     assert!(!self.closed, "POST after Closed");
                     assert!(self.in_flight.is_none(), "two POSTs in flight");
-                    self.in_flight = Some(id);
+                    if fresh {
+                        let due = self.resend_due.take();
+                        assert_eq!(due.as_ref(), Some(&bytes), "a fresh POST not a re-send");
+                    } else {
+                        assert!(self.resend_due.is_none(), "the lost POST not sent again");
+                    }
+                    self.in_flight = Some((id, bytes, fresh));
+                }
+                Output::AbandonPost { id } => {
+                    let in_flight = self.in_flight.take().map(|p| p.0);
+                    assert_eq!(in_flight, Some(id), "abandoned a POST not in flight");
                 }
                 Output::ToClient { stream, bytes } => {
                     let c = self
@@ -275,6 +295,7 @@ impl World {
                     assert!(!self.closed, "Closed twice");
                     self.closed = true;
                     self.in_flight = None;
+                    self.resend_due = None;
                 }
             }
         }
@@ -345,29 +366,47 @@ impl World {
                 }
             }
             Op::PostDone { outcome, stale } => {
-                let id = match (self.in_flight, stale) {
-                    (Some(id), false) => {
-                        self.in_flight = None;
+                let answered = |status| {
+                    PostOutcome::Answered(Answer {
+                        status,
+                        excerpt: b"x".to_vec(),
+                        reusable: true,
+                        session_id: None,
+                        content_type: String::new(),
+                    })
+                };
+                let outcome = match outcome % 8 {
+                    0 | 1 => answered(202),
+                    2 => answered(200),
+                    3 => answered(404),
+                    4 => answered(500),
+                    5 => PostOutcome::NotSent {
+                        reused: false,
+                        detail: "connection refused".into(),
+                    },
+                    6 => PostOutcome::NotSent {
+                        reused: true,
+                        detail: "broken pipe".into(),
+                    },
+                    _ => PostOutcome::Unanswered {
+                        detail: "connection reset".into(),
+                    },
+                };
+                let id = match (self.in_flight.take(), stale) {
+                    (Some((id, bytes, fresh)), false) => {
+                        if !fresh && matches!(outcome, PostOutcome::NotSent { reused: true, .. }) {
+                            self.resend_due = Some(bytes);
+                        }
                         id
                     }
-                    (Some(id), true) => id + 1,
+                    (Some(p), true) => {
+                        let id = p.0 + 1;
+                        self.in_flight = Some(p);
+                        id
+                    }
                     (None, _) => 0,
                 };
-                let result = match outcome % 6 {
-                    0 | 1 => Ok(202),
-                    2 => Ok(200),
-                    3 => Ok(404),
-                    4 => Ok(500),
-                    _ => Err("connection reset".to_owned()),
-                }
-                .map(|status| Answer {
-                    status,
-                    excerpt: b"x".to_vec(),
-                    reusable: true,
-                    session_id: None,
-                    content_type: String::new(),
-                });
-                self.bridge.post_done(id, result, self.now);
+                self.bridge.post_done(id, outcome, self.now);
             }
             Op::StreamClosed { error } => self.bridge.stream_closed(*error, self.now),
             Op::ClientGone { which } => {
@@ -517,6 +556,7 @@ fuzz_target!(|input: Input| {
         clients: BTreeMap::new(),
         next_stream: 1,
         in_flight: None,
+        resend_due: None,
         closed: false,
         chunked: false,
     };

@@ -221,6 +221,42 @@ fn a_backend_that_is_not_sse_gets_an_error_with_the_clients_id() {
 }
 
 #[test]
+fn a_call_the_backend_took_and_never_answered_is_not_sent_again() {
+    // The POST of the call goes out whole on the session's pooled
+    // keep-alive connection; the backend reads it (the tool runs) and
+    // closes without answering. Sending it again would run the tool twice.
+    let b = backend(Opts {
+        vanish_after: Some("tools/call"),
+        ..Opts::default()
+    });
+    let p = proxy(&b, Mode::Session);
+    let sid = initialize(&p);
+    let call = r#"{"jsonrpc":"2.0","id":"call-1","method":"tools/call","params":{"name":"echo","arguments":{"text":"once"}}}"#;
+    let got = exchange(&p, &request("POST", call, Some(&sid), BOTH));
+    let calls = || {
+        b.posted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m["method"] == "tools/call")
+            .count()
+    };
+    assert_eq!(calls(), 1, "the tool ran once");
+    assert_eq!(got.status, 502);
+    let v = got.last();
+    assert_eq!(v["id"], "call-1");
+    assert_eq!(v["error"]["code"], -32000);
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("did not send it again"), "{msg}");
+    // The session goes on: the next request is answered.
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let next = exchange(&p, &request("POST", list, Some(&sid), BOTH));
+    assert_eq!(next.last()["result"]["tools"][0]["name"], "echo");
+    assert_eq!(calls(), 1);
+    p.shutdown();
+}
+
+#[test]
 fn the_backend_ending_its_stream_ends_the_session() {
     let b = backend(Opts::default());
     let p = proxy(&b, Mode::Session);
@@ -482,10 +518,11 @@ fn an_endpoint_on_another_origin_is_refused_unless_configured() {
 
 #[test]
 fn every_failure_names_what_happened_with_the_clients_exact_id() {
-    // A backend that is not there: the stream cannot be opened.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = gone.local_addr().unwrap();
-    drop(gone);
+    // A backend that is not there: the stream cannot be opened. Nothing
+    // listens on 127.0.0.2 at the port held on 127.0.0.1 (Linux routes all
+    // of 127/8 to loopback), and while it is held no other test takes it.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 2], held.local_addr().unwrap().port()));
     let authority = addr.to_string();
     let p = common::proxy_with(addr, |s| {
         s.upstreams[0].transport =

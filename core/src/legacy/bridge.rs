@@ -8,10 +8,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::backend::{self, Answer, BackendStream, Endpoint};
+use super::backend::{self, BackendStream, Endpoint};
 use super::client::{self, ClientRequest, Writer};
 use super::error::{BridgeError, Phase};
-use super::{BridgeConfig, Mode, Output, PostId, StreamId};
+use super::{BridgeConfig, Mode, Output, PostId, PostOutcome, StreamId};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, RawId, codes};
 use crate::sse::SseEvent;
@@ -32,6 +32,7 @@ pub struct Buffered {
 
 /// A message waiting for its turn to be POSTed (one POST at a time per
 /// session keeps the client's order, which the legacy transport has).
+#[derive(Clone)]
 struct Post {
     body: Bytes,
     fwd: Vec<crate::http1::Header>,
@@ -47,6 +48,16 @@ enum Purpose {
     OneWay(StreamId),
     /// The bridge's own message (per-request handshake, answers to pings).
     Own,
+}
+
+/// The POST out now. The message is kept for the one re-send a POST that
+/// did not go out whole on a pooled connection gets.
+struct InFlight {
+    id: PostId,
+    post: Post,
+    /// Sent on a fresh connection: no second try.
+    fresh: bool,
+    deadline: Instant,
 }
 
 struct Client {
@@ -90,7 +101,7 @@ pub struct Bridge {
     endpoint: Option<Endpoint>,
     outputs: VecDeque<Output>,
     posts: VecDeque<Post>,
-    in_flight: Option<(PostId, Purpose)>,
+    in_flight: Option<InFlight>,
     next_post: PostId,
     next_own_id: u64,
     clients: BTreeMap<StreamId, Client>,
@@ -109,6 +120,8 @@ pub struct Bridge {
     endpoint_deadline: Option<Instant>,
     handshake_deadline: Option<Instant>,
     last_activity: Instant,
+    /// The `now` of the latest input, for deadlines set while reacting.
+    clock: Instant,
     error: Option<BridgeError>,
 }
 
@@ -151,6 +164,7 @@ impl Bridge {
             endpoint_deadline: None,
             handshake_deadline: None,
             last_activity: now,
+            clock: now,
             error: None,
             config,
         }
@@ -170,6 +184,7 @@ impl Bridge {
         [
             self.endpoint_deadline,
             self.handshake_deadline,
+            self.in_flight.as_ref().map(|p| p.deadline),
             self.idle_deadline(),
         ]
         .into_iter()
@@ -224,6 +239,7 @@ impl Bridge {
     /// (a fresh id per request). Its answer goes out as `ToClient` outputs
     /// for `stream`, ended by `EndClient`.
     pub fn attach(&mut self, stream: StreamId, req: ClientRequest, now: Instant) {
+        self.clock = now;
         self.last_activity = now;
         if self.phase == Phase::Closed {
             let bytes = client::unknown_session(&req, &self.config.limits.json);
@@ -249,6 +265,7 @@ impl Bridge {
     /// The client of stream `stream` went away. Legacy semantics: its
     /// request is not cancelled; an answer that comes later is dropped.
     pub fn client_gone(&mut self, stream: StreamId, now: Instant) {
+        self.clock = now;
         self.last_activity = now;
         if let Some(client) = self.clients.remove(&stream) {
             if let ClientKind::Request { id, .. } = client.kind {
@@ -263,6 +280,7 @@ impl Bridge {
 
     /// Bytes of the backend's SSE stream (response head included).
     pub fn stream_data(&mut self, input: &[u8], now: Instant) {
+        self.clock = now;
         if self.phase == Phase::Closed {
             return;
         }
@@ -289,7 +307,8 @@ impl Bridge {
 
     /// The backend's SSE connection ended (`error`: it failed, or could
     /// not be opened).
-    pub fn stream_closed(&mut self, error: bool, _now: Instant) {
+    pub fn stream_closed(&mut self, error: bool, now: Instant) {
+        self.clock = now;
         if self.phase == Phase::Closed {
             return;
         }
@@ -299,20 +318,28 @@ impl Bridge {
         });
     }
 
-    /// The POST `id` got its answer (or failed: `Err(what happened)`).
-    pub fn post_done(&mut self, id: PostId, result: Result<Answer, String>, now: Instant) {
-        let Some((in_flight, purpose)) = self.in_flight else {
-            return;
-        };
-        if in_flight != id || self.phase == Phase::Closed {
+    /// The POST `id` ended: answered, or failed before or after it went out
+    /// whole. Only a POST that did not go out whole on a pooled connection
+    /// is sent again (once, fresh); a backend that took the message and gave
+    /// no answer may have acted on it, so its client gets an error instead.
+    pub fn post_done(&mut self, id: PostId, outcome: PostOutcome, now: Instant) {
+        self.clock = now;
+        if self.phase == Phase::Closed || self.in_flight.as_ref().is_none_or(|p| p.id != id) {
             return;
         }
-        self.in_flight = None;
+        let Some(in_flight) = self.in_flight.take() else {
+            return;
+        };
         self.last_activity = now;
-        let error = match result {
-            Ok(a) if (200..300).contains(&a.status) => None,
-            Ok(a) if a.status == 404 => Some(BridgeError::BackendSessionGone),
-            Ok(a) => Some(BridgeError::PostRefused {
+        let purpose = in_flight.post.purpose;
+        let error = match outcome {
+            PostOutcome::NotSent { reused: true, .. } if !in_flight.fresh => {
+                self.send_post(in_flight.post, true);
+                return;
+            }
+            PostOutcome::Answered(a) if (200..300).contains(&a.status) => None,
+            PostOutcome::Answered(a) if a.status == 404 => Some(BridgeError::BackendSessionGone),
+            PostOutcome::Answered(a) => Some(BridgeError::PostRefused {
                 status: a.status,
                 body: String::from_utf8_lossy(&a.excerpt)
                     .trim()
@@ -320,8 +347,15 @@ impl Bridge {
                     .take(200)
                     .collect(),
             }),
-            Err(detail) => Some(BridgeError::PostFailed { detail }),
+            PostOutcome::NotSent { detail, .. } => Some(BridgeError::PostFailed { detail }),
+            PostOutcome::Unanswered { detail } => Some(BridgeError::PostUnanswered { detail }),
         };
+        self.post_ended(purpose, error);
+    }
+
+    /// After the in-flight POST ended (`error`: how it failed): answers
+    /// its client and sends the next one.
+    fn post_ended(&mut self, purpose: Purpose, error: Option<BridgeError>) {
         match (purpose, error) {
             (Purpose::Own, Some(e)) => {
                 self.fail_session(e);
@@ -348,10 +382,20 @@ impl Bridge {
 
     /// Time passed; fires whatever deadline is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
         if self.phase == Phase::Closed {
             return;
         }
         let t = &self.config.timeouts;
+        if let Some(late) = self.in_flight.take_if(|p| now >= p.deadline) {
+            self.outputs.push_back(Output::AbandonPost { id: late.id });
+            let waited_ms = t.post.as_millis() as u64;
+            self.post_ended(
+                late.post.purpose,
+                Some(BridgeError::PostTimeout { waited_ms }),
+            );
+            return;
+        }
         if self.endpoint_deadline.is_some_and(|d| now >= d) {
             let waited_ms = t.endpoint.as_millis() as u64;
             self.fail_session(BridgeError::EndpointTimeout { waited_ms });
@@ -558,11 +602,11 @@ impl Bridge {
             return;
         }
         if let Some(post) = self.posts.pop_front() {
-            self.send_post(post);
+            self.send_post(post, false);
         }
     }
 
-    fn send_post(&mut self, post: Post) {
+    fn send_post(&mut self, post: Post, fresh: bool) {
         let (Some(endpoint), Some(base)) = (&self.endpoint, &self.base) else {
             return;
         };
@@ -573,11 +617,17 @@ impl Bridge {
         let bytes = backend::post_request(authority, &endpoint.target, &post.fwd, &post.body);
         let id = self.next_post;
         self.next_post += 1;
-        self.in_flight = Some((id, post.purpose));
         self.outputs.push_back(Output::Post {
             id,
             bytes,
             origin: endpoint.origin.clone(),
+            fresh,
+        });
+        self.in_flight = Some(InFlight {
+            id,
+            post,
+            fresh,
+            deadline: self.clock + self.config.timeouts.post,
         });
     }
 
@@ -650,11 +700,14 @@ impl Bridge {
                 .as_ref()
                 .map(|b| b.fwd.clone())
                 .unwrap_or_default();
-            self.send_post(Post {
-                body: Bytes::from(body),
-                fwd,
-                purpose: Purpose::Own,
-            });
+            self.send_post(
+                Post {
+                    body: Bytes::from(body),
+                    fwd,
+                    purpose: Purpose::Own,
+                },
+                false,
+            );
         } else {
             self.phase = Phase::Ready;
             self.pump_posts();
@@ -897,7 +950,9 @@ impl Bridge {
         self.posts.clear();
         self.server_queue.clear();
         self.server_queue_bytes = 0;
-        self.in_flight = None;
+        if let Some(p) = self.in_flight.take() {
+            self.outputs.push_back(Output::AbandonPost { id: p.id });
+        }
         self.endpoint_deadline = None;
         self.handshake_deadline = None;
         if self.phase != Phase::Idle {

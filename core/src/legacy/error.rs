@@ -112,10 +112,21 @@ pub enum BridgeError {
         /// The start of its body, lossily decoded.
         body: String,
     },
-    /// The POST of a message failed at the connection level.
+    /// The POST of a message could not be sent (connect or write failed).
     PostFailed {
         /// What the transport said.
         detail: String,
+    },
+    /// The POST of a message went out whole and the backend gave no
+    /// answer: it may have acted on it, so it was not sent again.
+    PostUnanswered {
+        /// What the transport said.
+        detail: String,
+    },
+    /// The POST of a message got no answer in time.
+    PostTimeout {
+        /// The configured wait, in milliseconds.
+        waited_ms: u64,
     },
     /// The backend no longer knows the session (404 on a POST).
     BackendSessionGone,
@@ -147,9 +158,9 @@ impl BridgeError {
     /// The JSON-RPC error code a client's request gets.
     pub fn code(&self) -> i64 {
         match self {
-            BridgeError::EndpointTimeout { .. } | BridgeError::InitializeTimeout { .. } => {
-                BACKEND_TIMEOUT
-            }
+            BridgeError::EndpointTimeout { .. }
+            | BridgeError::InitializeTimeout { .. }
+            | BridgeError::PostTimeout { .. } => BACKEND_TIMEOUT,
             BridgeError::QueueFull { .. }
             | BridgeError::TooManyPending { .. }
             | BridgeError::TooManySessions { .. } => codes::INTERNAL_ERROR,
@@ -161,7 +172,9 @@ impl BridgeError {
     /// out yet.
     pub fn status(&self) -> u16 {
         match self {
-            BridgeError::EndpointTimeout { .. } | BridgeError::InitializeTimeout { .. } => 504,
+            BridgeError::EndpointTimeout { .. }
+            | BridgeError::InitializeTimeout { .. }
+            | BridgeError::PostTimeout { .. } => 504,
             BridgeError::QueueFull { .. }
             | BridgeError::TooManyPending { .. }
             | BridgeError::TooManySessions { .. }
@@ -179,6 +192,8 @@ impl BridgeError {
             self,
             BridgeError::PostRefused { .. }
                 | BridgeError::PostFailed { .. }
+                | BridgeError::PostUnanswered { .. }
+                | BridgeError::PostTimeout { .. }
                 | BridgeError::QueueFull { .. }
                 | BridgeError::TooManyPending { .. }
                 | BridgeError::TooManySessions { .. }
@@ -245,6 +260,15 @@ impl fmt::Display for BridgeError {
                     "posting the message to the legacy backend failed: {detail}"
                 )
             }
+            BridgeError::PostUnanswered { detail } => write!(
+                f,
+                "the legacy backend took the message and gave no answer ({detail}); \
+                 it may have acted on it, so sluice did not send it again"
+            ),
+            BridgeError::PostTimeout { waited_ms } => write!(
+                f,
+                "the legacy backend did not answer the POST of the message within {waited_ms} ms"
+            ),
             BridgeError::BackendSessionGone => {
                 f.write_str("the legacy backend no longer knows this session (404 on POST)")
             }

@@ -52,7 +52,8 @@
 //! while let Some(output) = bridge.poll_output() {
 //!     match output {
 //!         Output::OpenStream(bytes) => { /* connect, write, feed the answer to stream_data */ }
-//!         Output::Post { id, bytes, origin } => { /* send, read with AnswerReader::post, then post_done(id, ..) */ }
+//!         Output::Post { id, bytes, origin, fresh } => { /* send, read with AnswerReader::post, then post_done(id, ..) */ }
+//!         Output::AbandonPost { id } => { /* drop that POST's connection; no post_done */ }
 //!         Output::ToClient { stream, bytes } => { /* write to that client */ }
 //!         Output::EndClient { stream } => { /* that client's answer is complete: close it */ }
 //!         Output::CloseStream => { /* drop the SSE connection */ }
@@ -91,6 +92,31 @@ pub use client::{
     unknown_session,
 };
 pub use error::{BACKEND_FAILED, BACKEND_TIMEOUT, BridgeError, Phase};
+
+/// How a POST asked for by [`Output::Post`] ended. What matters for a
+/// failure is whether the backend can have acted on the message: only one
+/// that did not go out whole is ever sent again (at most once, on a fresh
+/// connection), because a `tools/call` must not run twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// The backend answered, with any status.
+    Answered(Answer),
+    /// The request did not go out whole: the connect or a write failed.
+    NotSent {
+        /// It was tried on a pooled keep-alive connection, which the
+        /// backend may have closed just before (then it is sent again, once,
+        /// on a fresh one).
+        reused: bool,
+        /// What the transport said.
+        detail: String,
+    },
+    /// The request went out whole and no complete answer came back: the
+    /// backend may have acted on it, so it is not sent again.
+    Unanswered {
+        /// What the transport said.
+        detail: String,
+    },
+}
 pub use probe::{
     EndpointWatch, ProbeStep, probe_cleanup, probe_request, probe_step, probe_stream_request,
 };
@@ -118,8 +144,9 @@ pub enum Output {
     /// SSE stream) and feed everything it answers to
     /// [`Bridge::stream_data`]; report its end with [`Bridge::stream_closed`].
     OpenStream(Bytes),
-    /// Send one POST (a pooled connection is fine) and report its answer
-    /// with [`Bridge::post_done`]. At most one is in flight.
+    /// Send one POST and report how it ended with [`Bridge::post_done`]
+    /// (a [`PostOutcome`] that says whether it went out whole). At most one
+    /// is in flight; its deadline is part of [`Bridge::poll_timeout`].
     Post {
         /// Echo this in `post_done`.
         id: PostId,
@@ -127,6 +154,16 @@ pub enum Output {
         bytes: Bytes,
         /// `None`: the stream's origin; else the endpoint's own origin.
         origin: Option<Origin>,
+        /// Connect anew: `false` lets a pooled keep-alive connection carry
+        /// it. `true` comes only for the one re-send of a POST that did not
+        /// go out whole on a pooled connection.
+        fresh: bool,
+    },
+    /// The POST `id` ran out of time: drop its connection (mid-answer, it
+    /// cannot be reused) and report nothing more for it.
+    AbandonPost {
+        /// The POST given up on.
+        id: PostId,
     },
     /// Write these bytes to client stream `stream` (unknown or gone
     /// streams: ignore).
@@ -198,15 +235,20 @@ pub struct BridgeTimeouts {
     /// Session mode: a session with no client stream attached for this
     /// long is closed. `None`: never.
     pub session_idle: Option<Duration>,
+    /// One POST to the backend, connect included, until its answer is
+    /// read whole.
+    pub post: Duration,
 }
 
 impl Default for BridgeTimeouts {
-    /// 10 s for the endpoint, 30 s for the handshake, 30 min idle.
+    /// 10 s for the endpoint, 30 s for the handshake and for a POST, 30 min
+    /// idle.
     fn default() -> Self {
         BridgeTimeouts {
             endpoint: Duration::from_secs(10),
             handshake: Duration::from_secs(30),
             session_idle: Some(Duration::from_secs(30 * 60)),
+            post: Duration::from_secs(30),
         }
     }
 }

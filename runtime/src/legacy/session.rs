@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
-use sluice_core::legacy::{self, Answer, AnswerReader, Bridge, Origin, Output, PostId, StreamId};
+use sluice_core::legacy::{
+    self, AnswerReader, Bridge, Origin, Output, PostId, PostOutcome, StreamId,
+};
 use smol::channel::{Receiver, Sender};
 
 use super::{Key, READ_CHUNK, RouteBridge, read_answer};
 use crate::proxy::upstream::{Direct, UpConn};
-
-/// How long one POST to the backend may take, connect included.
-const POST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What reaches a session task.
 pub(super) enum Msg {
@@ -28,8 +27,8 @@ pub(super) enum Msg {
     },
     /// The client of this stream went away.
     Gone(StreamId),
-    /// A POST finished.
-    PostDone(PostId, Result<Answer, String>),
+    /// A POST ended.
+    PostDone(PostId, PostOutcome),
     /// The proxy is shutting down: close the session now.
     Close,
 }
@@ -49,6 +48,8 @@ pub(super) async fn run(
     key: Key,
 ) {
     let mut writers: HashMap<StreamId, piper::Writer> = HashMap::new();
+    // The POSTs out now; dropping one's task drops its connection.
+    let mut posts: HashMap<PostId, smol::Task<()>> = HashMap::new();
     let mut backend: Option<UpConn> = None;
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -61,16 +62,24 @@ pub(super) async fn run(
                         bridge.stream_closed(true, Instant::now());
                     }
                 },
-                Output::Post { id, bytes, origin } => {
+                Output::Post {
+                    id,
+                    bytes,
+                    origin,
+                    fresh,
+                } => {
                     let direct = route.direct.clone();
                     let tx = tx.clone();
                     let limits = route.config.limits.http.clone();
                     let r = route.route;
-                    smol::spawn(async move {
-                        let result = post(&direct, r, origin, bytes, &limits).await;
-                        let _ = tx.send(Msg::PostDone(id, result)).await;
-                    })
-                    .detach();
+                    let task = smol::spawn(async move {
+                        let outcome = post(&direct, r, origin, fresh, bytes, &limits).await;
+                        let _ = tx.send(Msg::PostDone(id, outcome)).await;
+                    });
+                    posts.insert(id, task);
+                }
+                Output::AbandonPost { id } => {
+                    posts.remove(&id);
                 }
                 Output::ToClient { stream, bytes } => {
                     let Some(w) = writers.get_mut(&stream) else {
@@ -140,7 +149,10 @@ pub(super) async fn run(
                 writers.remove(&stream);
                 bridge.client_gone(stream, now);
             }
-            Event::Inbox(Some(Msg::PostDone(id, result))) => bridge.post_done(id, result, now),
+            Event::Inbox(Some(Msg::PostDone(id, outcome))) => {
+                posts.remove(&id);
+                bridge.post_done(id, outcome, now)
+            }
             Event::Inbox(Some(Msg::Close)) => bridge.close(),
             // Cannot happen while this task holds a sender; close anyway.
             Event::Inbox(None) => bridge.close(),
@@ -183,47 +195,53 @@ async fn open_stream(route: &RouteBridge, bytes: &[u8]) -> io::Result<UpConn> {
     with_timeout(attempt, route.settings.connect_timeout).await
 }
 
-/// One POST: a pooled connection (retried once on a fresh one if the pooled
-/// one turns out dead before answering), its answer read whole.
+/// One POST, on a pooled connection unless `fresh`, its answer read whole.
+/// Whether the bridge may send it again is the bridge's call: this only
+/// reports whether the request went out whole.
 async fn post(
     direct: &Direct,
     route: usize,
     origin: Option<Origin>,
+    fresh: bool,
     bytes: Bytes,
     limits: &sluice_core::http1::Limits,
-) -> Result<Answer, String> {
-    let attempt = async {
-        for fresh in [false, true] {
-            let (mut conn, reused) = match &origin {
-                None => direct.checkout(route, fresh).await?,
-                Some(o) => (direct.connect_origin(o).await?, false),
-            };
-            let mut reader = AnswerReader::post(limits);
-            let sent = async {
-                conn.write_all(&bytes).await?;
-                conn.flush().await
-            }
-            .await;
-            let answer = match sent {
-                Ok(()) => read_answer(&mut conn, &mut reader).await,
-                Err(e) => Err(e),
-            };
-            match answer {
-                Ok(a) => {
-                    if a.reusable && origin.is_none() {
-                        direct.checkin(route, conn);
-                    }
-                    return Ok(a);
-                }
-                Err(_) if reused && !fresh => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(io::Error::other("no connection"))
+) -> PostOutcome {
+    let checkout = match &origin {
+        None => direct.checkout(route, fresh).await,
+        Some(o) => direct.connect_origin(o).await.map(|c| (c, false)),
     };
-    with_timeout(attempt, POST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())
+    let (mut conn, reused) = match checkout {
+        Ok(c) => c,
+        Err(e) => {
+            return PostOutcome::NotSent {
+                reused: false,
+                detail: e.to_string(),
+            };
+        }
+    };
+    let sent = async {
+        conn.write_all(&bytes).await?;
+        conn.flush().await
+    }
+    .await;
+    if let Err(e) = sent {
+        return PostOutcome::NotSent {
+            reused,
+            detail: e.to_string(),
+        };
+    }
+    let mut reader = AnswerReader::post(limits);
+    match read_answer(&mut conn, &mut reader).await {
+        Ok(answer) => {
+            if answer.reusable && origin.is_none() {
+                direct.checkin(route, conn);
+            }
+            PostOutcome::Answered(answer)
+        }
+        Err(e) => PostOutcome::Unanswered {
+            detail: e.to_string(),
+        },
+    }
 }
 
 async fn with_timeout<T>(f: impl Future<Output = io::Result<T>>, after: Duration) -> io::Result<T> {
