@@ -457,3 +457,24 @@ fn a_request_refused_for_an_mcp_rule_still_gives_its_id() {
     let bad_version = br#"{"jsonrpc":"1.0","id":17,"method":"ping"}"#;
     assert_eq!(refused_request_id(bad_version, &l), None);
 }
+
+#[test]
+fn each_message_carries_its_exact_text() {
+    let body = " [ {\"jsonrpc\":\"2.0\",\"id\":1.0,\"method\":\"a\"} ,\n{\"jsonrpc\":\"2.0\",\"method\":\"b\",\"params\":{\"x\":\"\\u00e9\"}} ] ";
+    let Ok(Classified::Batch(ms)) = classify(body.as_bytes(), &Limits::default()) else {
+        panic!("a batch");
+    };
+    let texts: Vec<&str> = ms.iter().map(|m| m.text).collect();
+    assert_eq!(
+        texts,
+        [
+            r#"{"jsonrpc":"2.0","id":1.0,"method":"a"}"#,
+            r#"{"jsonrpc":"2.0","method":"b","params":{"x":"\u00e9"}}"#
+        ]
+    );
+    let single = "\t{\"jsonrpc\":\"2.0\",\"id\":\"é\",\"result\":{}}\r\n";
+    let Ok(Classified::Single(m)) = classify(single.as_bytes(), &Limits::default()) else {
+        panic!("one message");
+    };
+    assert_eq!(m.text, single.trim());
+}

@@ -316,7 +316,7 @@ fuzz_target!(|input: Input| {
                         HookPhase::Request => HookVerdict::Continue,
                         // The hook sees the message: with the marker, it rejects.
                         HookPhase::Response => {
-                            let seen = call.response.as_deref().unwrap_or_default();
+                            let seen = call.response.as_deref().unwrap_or_default().as_bytes();
                             if contains(seen, MARKER.as_bytes()) {
                                 HookVerdict::Reject {
                                     code: -32003,

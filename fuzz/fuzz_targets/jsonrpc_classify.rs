@@ -1,6 +1,8 @@
 //! classify() on arbitrary bytes: never panic; every error carries one of the
 //! three codes, and a request refused for a missing name still gives its id; whatever we accept, serde_json accepts too and reads the same
-//! kind, method, id, name and progress token; a result built with the
+//! kind, method, id, name and progress token; each message's `text` is
+//! that message alone (serde_json reads the same value, and it classifies
+//! again as one message of the same kind and id); a result built with the
 //! accepted id classifies back to that id.
 #![no_main]
 
@@ -58,6 +60,15 @@ fuzz_target!(|data: &[u8]| {
     let parse = |raw: &[u8]| serde_json::from_slice::<Value>(raw).expect("raw slice is not JSON");
     for (m, v) in messages.into_iter().zip(values) {
         assert_eq!(v["jsonrpc"], "2.0");
+        // Its own text is that message, alone, read the same way again.
+        assert_eq!(&parse(m.text.as_bytes()), v);
+        match classify(m.text.as_bytes(), &limits) {
+            Ok(Classified::Single(again)) => assert_eq!(
+                (again.kind, again.id, again.method.as_deref()),
+                (m.kind, m.id, m.method.as_deref())
+            ),
+            other => panic!("a message's own text classifies as {other:?}"),
+        }
         let has = |k: &str| v.get(k).is_some();
         match m.kind {
             Kind::Request => assert!(has("method") && has("id")),

@@ -28,9 +28,8 @@
 //! An upstream that answers with a re-spelled id is broken or hostile;
 //! failing its answer closed costs nothing a correct server ever sees.
 
-use bytes::Bytes;
+use std::sync::Arc;
 
-use super::hooks;
 use crate::jsonrpc::{self, Classified, Kind};
 
 /// One request of the client's body that is owed an answer.
@@ -41,7 +40,7 @@ pub(super) struct Owed {
     /// The request's method.
     pub method: String,
     /// The request message as it was forwarded.
-    pub request: Bytes,
+    pub request: Arc<str>,
     /// Some hook wants this request's answer.
     pub hooked: bool,
     /// A message answering it was seen in the answer.
@@ -51,12 +50,14 @@ pub(super) struct Owed {
 }
 
 /// One message of a held answer that a hook judges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Part {
     /// The element of an array answer, `None` for a single message.
     pub element: Option<usize>,
     /// Index into the ledger's owed requests.
     pub owed: usize,
+    /// The answer's exact text, as classified (what a hook sees).
+    pub text: Arc<str>,
 }
 
 /// What one message of an answer (a JSON body or an SSE event's data) is.
@@ -93,7 +94,7 @@ impl Ledger {
         wants_response: impl Fn(&str) -> bool,
         limits: jsonrpc::Limits,
     ) -> Option<Ledger> {
-        let owed_of = |m: &jsonrpc::Message<'_>, text: &[u8]| -> Option<Owed> {
+        let owed_of = |m: &jsonrpc::Message<'_>| -> Option<Owed> {
             if m.kind != Kind::Request {
                 return None;
             }
@@ -101,26 +102,15 @@ impl Ledger {
             Some(Owed {
                 id: m.id?.to_vec(),
                 method: method.to_owned(),
-                request: Bytes::copy_from_slice(text),
+                request: Arc::from(m.text),
                 hooked: wants_response(method),
                 seen: false,
                 delivered: false,
             })
         };
         let (owed, batch) = match jsonrpc::classify(body, &limits).ok()? {
-            Classified::Single(m) => (owed_of(&m, body).into_iter().collect(), false),
-            Classified::Batch(_) => {
-                let elements = hooks::batch_elements(body)?;
-                let mut owed = Vec::new();
-                for text in &elements {
-                    if let Ok(Classified::Single(m)) = jsonrpc::classify(text.as_bytes(), &limits)
-                        && let Some(o) = owed_of(&m, text.as_bytes())
-                    {
-                        owed.push(o);
-                    }
-                }
-                (owed, true)
-            }
+            Classified::Single(m) => (owed_of(&m).into_iter().collect(), false),
+            Classified::Batch(ms) => (ms.iter().filter_map(owed_of).collect(), true),
         };
         let ledger = Ledger {
             owed,
@@ -152,6 +142,7 @@ impl Ledger {
                     Ok(owed) => parts.push(Part {
                         element: None,
                         owed,
+                        text: Arc::from(m.text),
                     }),
                     Err(why) => return Judged::Refuse(why),
                 },
@@ -173,6 +164,7 @@ impl Ledger {
                             parts.push(Part {
                                 element: Some(i),
                                 owed,
+                                text: Arc::from(m.text),
                             });
                         }
                         Err(why) => return Judged::Refuse(why),
@@ -311,7 +303,8 @@ mod tests {
                     parts,
                     &[Part {
                         element: None,
-                        owed: 0
+                        owed: 0,
+                        text: Arc::from(answer.trim()),
                     }]
                 ),
                 (false, Judged::Refuse(_)) => {}
@@ -364,10 +357,7 @@ mod tests {
                        {"jsonrpc":"2.0","method":"notifications/x"}]"#;
         let mut l = ledger(body, &["tools/call"]);
         assert!(l.batch);
-        assert_eq!(
-            l.owed(0).request.as_ref(),
-            CALL_1.replace(' ', "").as_bytes()
-        );
+        assert_eq!(l.owed(0).request.as_ref(), CALL_1.replace(' ', ""));
         // The unhooked answer passes; the hooked one is held, as an element.
         assert_eq!(
             l.judge(br#"{"jsonrpc":"2.0","id":"b","result":{}}"#),
@@ -377,7 +367,8 @@ mod tests {
             l.judge(br#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#),
             Judged::Hold(vec![Part {
                 element: Some(0),
-                owed: 0
+                owed: 0,
+                text: Arc::from(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
             }])
         );
         let mut l = ledger(body, &["tools/call"]);
@@ -388,11 +379,13 @@ mod tests {
             Judged::Hold(vec![
                 Part {
                     element: Some(0),
-                    owed: 1
+                    owed: 1,
+                    text: Arc::from(r#"{"jsonrpc":"2.0","id":"b","result":{}}"#),
                 },
                 Part {
                     element: Some(1),
-                    owed: 0
+                    owed: 0,
+                    text: Arc::from(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
                 }
             ])
         );

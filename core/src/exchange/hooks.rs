@@ -5,8 +5,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::http1::Header;
 use crate::jsonrpc::{self, Classified, Kind};
 
@@ -135,10 +133,11 @@ pub struct HookCall {
     pub phase: HookPhase,
     /// The JSON-RPC method (of the request, for a response).
     pub method: String,
-    /// The request message as JSON text (as it will be or was forwarded).
-    pub request: Bytes,
-    /// The response message, for [`HookPhase::Response`].
-    pub response: Option<Bytes>,
+    /// The request message as JSON text (as it will be or was forwarded),
+    /// exactly as core classified it: valid UTF-8 JSON-RPC.
+    pub request: Arc<str>,
+    /// The response message, for [`HookPhase::Response`], likewise.
+    pub response: Option<Arc<str>>,
     /// The client's `Mcp-Session-Id`.
     pub session_id: Option<String>,
     /// The client's `MCP-Protocol-Version`.
@@ -174,13 +173,122 @@ pub enum HookVerdict {
 /// hook stopped another element of the same batch.
 pub const BATCH_REFUSED: i64 = -32002;
 
+/// Why a hook's replacement cannot stand in for the message it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplacementError {
+    /// Not one JSON-RPC message as core reads it (core's classifier refused
+    /// it: not JSON, not UTF-8, a duplicate key, a bad shape...). What the
+    /// classifier refuses, other parsers read differently.
+    Unreadable(jsonrpc::ClassifyError),
+    /// A batch, where one message was hooked.
+    Batch,
+    /// Another kind of message: a request must stay a request, a
+    /// notification a notification, an answer a result or an error.
+    Kind {
+        /// What the replaced message was.
+        was: Kind,
+        /// What the replacement is.
+        now: Kind,
+    },
+    /// A request or notification with another method (hooks are chosen by
+    /// method, and the `Mcp-Method` header must match the body).
+    Method {
+        /// The method of the replaced message.
+        was: String,
+    },
+    /// Another id, or the same id spelled otherwise: the client and the
+    /// proxy's bookkeeping match answers to requests by the id's exact text.
+    Id,
+}
+
+impl fmt::Display for ReplacementError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplacementError::Unreadable(e) => {
+                write!(
+                    f,
+                    "the replacement is not a JSON-RPC message sluice reads: {e}"
+                )
+            }
+            ReplacementError::Batch => f.write_str("the replacement is a batch, not one message"),
+            ReplacementError::Kind { was, now } => write!(
+                f,
+                "the replacement is a {} where the message was a {}",
+                kind_name(*now),
+                kind_name(*was)
+            ),
+            ReplacementError::Method { was } => {
+                write!(f, "the replacement must keep the method {was:?}")
+            }
+            ReplacementError::Id => f.write_str(
+                "the replacement must keep the id, byte for byte as the message spelled it",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReplacementError {}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Request => "request",
+        Kind::Notification => "notification",
+        Kind::Response => "result",
+        Kind::Error => "error",
+    }
+}
+
+/// Checks a hook's replacement for `current` (the message as that hook saw
+/// it) in `phase`: one message core reads, of the same kind (an answer may
+/// turn from result to error and back), the same method for a request or
+/// notification, and the same id text. Drivers that run hook chains check
+/// each hook's replacement with it; [`super::Exchange::hook_done`] checks
+/// the chain's final one again and treats a refusal as a failed hook.
+pub fn check_replacement(
+    phase: HookPhase,
+    current: &[u8],
+    replacement: &[u8],
+    limits: &jsonrpc::Limits,
+) -> Result<(), ReplacementError> {
+    let single = |json| match jsonrpc::classify(json, limits) {
+        Ok(Classified::Single(m)) => Ok(m),
+        Ok(Classified::Batch(_)) => Err(ReplacementError::Batch),
+        Err(e) => Err(ReplacementError::Unreadable(e)),
+    };
+    let new = single(replacement)?;
+    // `current` is what core handed out or a replacement checked before;
+    // were it unreadable, nothing could be shown to match it.
+    let old = single(current)?;
+    let answer = |k| matches!(k, Kind::Response | Kind::Error);
+    let same_kind = match phase {
+        HookPhase::Request => new.kind == old.kind,
+        HookPhase::Response => answer(old.kind) && answer(new.kind),
+    };
+    if !same_kind {
+        return Err(ReplacementError::Kind {
+            was: old.kind,
+            now: new.kind,
+        });
+    }
+    if phase == HookPhase::Request && new.method != old.method {
+        return Err(ReplacementError::Method {
+            was: old.method.as_deref().unwrap_or_default().to_owned(),
+        });
+    }
+    match (old.id, new.id) {
+        (None, None) => Ok(()),
+        (Some(a), Some(b)) if jsonrpc::same_id(a, b) => Ok(()),
+        _ => Err(ReplacementError::Id),
+    }
+}
+
 /// One hooked message inside a request body.
 #[derive(Debug, Clone)]
 pub(super) struct Hooked {
     /// Index in the batch, `None` for a single message.
     pub element: Option<usize>,
     pub method: String,
-    pub message: Bytes,
+    pub message: Arc<str>,
     /// Raw id, for requests.
     pub id: Option<Vec<u8>>,
 }
@@ -198,70 +306,47 @@ pub(super) fn hooked_messages(
     if !filter.is_active() {
         return Ok(Vec::new());
     }
+    let hooked = |element, m: &jsonrpc::Message<'_>| {
+        let method = m.method.as_deref().filter(|m| filter.wants_request(m))?;
+        Some(Hooked {
+            element,
+            method: method.to_owned(),
+            message: Arc::from(m.text),
+            id: if m.kind == Kind::Request {
+                m.id.map(<[u8]>::to_vec)
+            } else {
+                None
+            },
+        })
+    };
     Ok(match jsonrpc::classify(body, limits)? {
-        Classified::Single(m) => match m.method.as_deref() {
-            Some(method) if filter.wants_request(method) => vec![Hooked {
-                element: None,
-                method: method.to_owned(),
-                message: Bytes::copy_from_slice(body),
-                id: if m.kind == Kind::Request {
-                    m.id.map(<[u8]>::to_vec)
-                } else {
-                    None
-                },
-            }],
-            _ => Vec::new(),
-        },
-        Classified::Batch(_) => {
-            // The batch classified whole, so it splits; if not, fail closed.
-            let Some(elements) = batch_elements(body) else {
-                return Err(jsonrpc::ClassifyError::BadShape);
-            };
-            let mut out = Vec::new();
-            for (i, element) in elements.iter().enumerate() {
-                let Classified::Single(m) = jsonrpc::classify(element.as_bytes(), limits)? else {
-                    return Err(jsonrpc::ClassifyError::BadShape);
-                };
-                if let Some(method) = m.method.as_deref().filter(|m| filter.wants_request(m)) {
-                    out.push(Hooked {
-                        element: Some(i),
-                        method: method.to_owned(),
-                        message: Bytes::copy_from_slice(element.as_bytes()),
-                        id: if m.kind == Kind::Request {
-                            m.id.map(<[u8]>::to_vec)
-                        } else {
-                            None
-                        },
-                    });
-                }
-            }
-            out
-        }
+        Classified::Single(m) => hooked(None, &m).into_iter().collect(),
+        Classified::Batch(ms) => ms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| hooked(Some(i), m))
+            .collect(),
     })
 }
 
-/// The elements of a batch as their exact JSON text.
-pub(super) fn batch_elements(body: &[u8]) -> Option<Vec<String>> {
-    let raw: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(body).ok()?;
-    Some(raw.into_iter().map(|r| r.get().to_owned()).collect())
-}
-
-/// A batch body with some elements replaced (index → new JSON text).
-pub(super) fn rebuild_batch(body: &[u8], replaced: &[(usize, Vec<u8>)]) -> Option<Vec<u8>> {
-    let elements = batch_elements(body)?;
-    let mut out = Vec::with_capacity(body.len() + 64);
-    out.push(b'[');
-    for (i, element) in elements.iter().enumerate() {
+/// A JSON array of `elements` (exact texts), with the element at each index
+/// `replaced` names swapped for its new text.
+pub(super) fn rebuild_array<'e>(
+    elements: impl Iterator<Item = &'e [u8]>,
+    replaced: &[(Option<usize>, Vec<u8>)],
+) -> Vec<u8> {
+    let mut out = vec![b'['];
+    for (i, element) in elements.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        match replaced.iter().find(|(j, _)| *j == i) {
+        match replaced.iter().find(|(j, _)| *j == Some(i)) {
             Some((_, new)) => out.extend_from_slice(new),
-            None => out.extend_from_slice(element.as_bytes()),
+            None => out.extend_from_slice(element),
         }
     }
     out.push(b']');
-    Some(out)
+    out
 }
 
 /// The ids of every request in a batch body, in order.
@@ -455,6 +540,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn replacements_keep_kind_method_and_id_text() {
+        let limits = jsonrpc::Limits::default();
+        let check = |phase, old: &str, new: &str| {
+            check_replacement(phase, old.as_bytes(), new.as_bytes(), &limits)
+        };
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}"#;
+        let ok = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"b"}}"#;
+        assert_eq!(check(HookPhase::Request, call, ok), Ok(()));
+        // A duplicate key: parsers disagree on which one counts.
+        let dup = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/call","params":{"name":"b"}}"#;
+        assert!(matches!(
+            check(HookPhase::Request, call, dup),
+            Err(ReplacementError::Unreadable(
+                jsonrpc::ClassifyError::DuplicateKey { .. }
+            ))
+        ));
+        let renamed = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        assert!(matches!(
+            check(HookPhase::Request, call, renamed),
+            Err(ReplacementError::Method { .. })
+        ));
+        for id in ["1.0", r#""1""#, "2"] {
+            let other = ok.replace(r#""id":1"#, &format!(r#""id":{id}"#));
+            assert_eq!(
+                check(HookPhase::Request, call, &other),
+                Err(ReplacementError::Id),
+                "{id}"
+            );
+        }
+        let note = r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"b"}}"#;
+        assert!(matches!(
+            check(HookPhase::Request, call, note),
+            Err(ReplacementError::Kind { .. })
+        ));
+        assert_eq!(
+            check(HookPhase::Request, call, &format!("[{ok}]")),
+            Err(ReplacementError::Batch)
+        );
+
+        let answer = r#"{"jsonrpc":"2.0","id":"r-1","result":{"content":[]}}"#;
+        let error = r#"{"jsonrpc":"2.0","id":"r-1","error":{"code":1,"message":"no"}}"#;
+        assert_eq!(check(HookPhase::Response, answer, error), Ok(()));
+        assert_eq!(check(HookPhase::Response, error, answer), Ok(()));
+        let escaped = answer.replace("r-1", "\\u0072-1");
+        assert_eq!(
+            check(HookPhase::Response, answer, &escaped),
+            Err(ReplacementError::Id)
+        );
+        let as_request = r#"{"jsonrpc":"2.0","id":"r-1","method":"x"}"#;
+        assert!(matches!(
+            check(HookPhase::Response, answer, as_request),
+            Err(ReplacementError::Kind { .. })
+        ));
+        let null_id = r#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"no"}}"#;
+        assert_eq!(
+            check(HookPhase::Response, answer, null_id),
+            Err(ReplacementError::Id)
+        );
+    }
+
+    #[test]
     fn base64_round_trips() {
         for s in ["", "a", "ab", "abc", "abcd", "héllo wörld", " padded "] {
             assert_eq!(unbase64(&base64(s.as_bytes())).unwrap(), s.as_bytes());
@@ -502,19 +648,21 @@ mod tests {
     #[test]
     fn batches_rebuild_with_exact_element_text() {
         let body = br#"[{"jsonrpc":"2.0","id":1.0,"method":"a"} , {"jsonrpc":"2.0","id":"x","method":"b"}]"#;
-        let out = rebuild_batch(
-            body,
+        let limits = jsonrpc::Limits::default();
+        let Ok(Classified::Batch(ms)) = jsonrpc::classify(body, &limits) else {
+            panic!("a batch");
+        };
+        let out = rebuild_array(
+            ms.iter().map(|m| m.text.as_bytes()),
             &[(
-                1,
+                Some(1),
                 br#"{"jsonrpc":"2.0","id":"x","method":"b","params":{}}"#.to_vec(),
             )],
-        )
-        .unwrap();
+        );
         assert_eq!(
             out,
             br#"[{"jsonrpc":"2.0","id":1.0,"method":"a"},{"jsonrpc":"2.0","id":"x","method":"b","params":{}}]"#
         );
-        let limits = jsonrpc::Limits::default();
         assert_eq!(
             batch_request_ids(body, &limits),
             vec![b"1.0".to_vec(), b"\"x\"".to_vec()]

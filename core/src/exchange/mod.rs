@@ -59,7 +59,7 @@ use bytes::Bytes;
 use crate::guard::HostGuard;
 use crate::http1;
 use crate::inject::{self, Accepts, Answer, ClientFraming, Injection, Sent};
-use crate::jsonrpc::{self, codes};
+use crate::jsonrpc::{self, Classified, codes};
 
 /// JSON-RPC error code for an upstream that failed or closed before the
 /// answer was complete (the TypeScript SDK's `ConnectionClosed`).
@@ -74,7 +74,10 @@ pub const HOOK_FAILED: i64 = -32010;
 use crate::route::Router;
 use crate::sse::SseLimits;
 
-pub use hooks::{BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict};
+pub use hooks::{
+    BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict, ReplacementError,
+    check_replacement,
+};
 pub use request::RpcSummary;
 use response::{HeldFailure, Streaming};
 
@@ -697,8 +700,8 @@ impl Exchange {
         &self,
         phase: HookPhase,
         method: String,
-        request: Bytes,
-        response: Option<Bytes>,
+        request: Arc<str>,
+        response: Option<Arc<str>>,
     ) -> HookCall {
         let req = self.req.as_ref();
         HookCall {
@@ -737,6 +740,12 @@ impl Exchange {
                     return;
                 };
                 h.next += 1;
+                let verdict = checked_verdict(
+                    verdict,
+                    HookPhase::Request,
+                    call.message.as_bytes(),
+                    &self.config.limits.json,
+                );
                 match verdict {
                     HookVerdict::Continue => {}
                     HookVerdict::Replace(message) => h.replaced.push((call.element, message)),
@@ -777,7 +786,7 @@ impl Exchange {
             }
             State::Streaming(stream) if stream.awaiting_hooks() => {
                 let mut out = Vec::new();
-                stream.apply_verdict(verdict, &mut out, now);
+                stream.apply_verdict(verdict, &self.config.limits.json, &mut out, now);
                 for bytes in out {
                     self.summary.body_bytes += bytes.len() as u64;
                     self.outputs.push_back(Output::ToClient(bytes));
@@ -815,13 +824,13 @@ impl Exchange {
             let new = match h.replaced.as_slice() {
                 [] => old.clone(),
                 [(None, message)] => message.clone(),
-                batch => {
-                    let items: Vec<(usize, Vec<u8>)> = batch
-                        .iter()
-                        .filter_map(|(i, m)| i.map(|i| (i, m.clone())))
-                        .collect();
-                    hooks::rebuild_batch(&old, &items).unwrap_or_else(|| old.clone())
-                }
+                batch => match jsonrpc::classify(&old, &self.config.limits.json) {
+                    Ok(Classified::Batch(ms)) => {
+                        hooks::rebuild_array(ms.iter().map(|m| m.text.as_bytes()), batch)
+                    }
+                    // The body classified as a batch when its hooks were asked for.
+                    _ => old.clone(),
+                },
             };
             if new != old {
                 hooks::rewrite_mirror_headers(
@@ -1269,3 +1278,25 @@ pub(crate) fn accepts_of(headers: &[http1::Header]) -> Accepts {
 
 #[cfg(test)]
 mod tests;
+
+/// `verdict`, with a replacement [`check_replacement`] refuses turned into
+/// the failure of the hook that made it (fail closed, as for any hook
+/// failure the driver reports).
+pub(super) fn checked_verdict(
+    verdict: HookVerdict,
+    phase: HookPhase,
+    current: &[u8],
+    limits: &jsonrpc::Limits,
+) -> HookVerdict {
+    match verdict {
+        HookVerdict::Replace(new) => match check_replacement(phase, current, &new, limits) {
+            Ok(()) => HookVerdict::Replace(new),
+            Err(e) => HookVerdict::Reject {
+                code: HOOK_FAILED,
+                message: format!("sluice: a hook's replacement was refused: {e}"),
+                data: None,
+            },
+        },
+        other => other,
+    }
+}

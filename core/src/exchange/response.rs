@@ -3,13 +3,14 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::answer::{Judged, Ledger, Part};
 use super::request::Forward;
-use super::{ExchangeConfig, HOOK_FAILED, HookVerdict, UPSTREAM_FAILED, hooks};
+use super::{ExchangeConfig, HOOK_FAILED, HookPhase, HookVerdict, UPSTREAM_FAILED, hooks};
 use crate::http1::{self, BodyFraming, ChunkedDecoder, Parsed};
 use crate::inject::Sent;
 use crate::jsonrpc::{self, Classified, Kind};
@@ -156,9 +157,9 @@ struct SseHold {
 /// data): one hook call per hooked part, in order.
 struct Round {
     data: Vec<u8>,
+    /// Every answer in the message, in order (for an array, its elements:
+    /// an array holding anything else is cut, never held).
     parts: Vec<Part>,
-    /// The array elements' text, when the message is an array.
-    elements: Option<Vec<String>>,
     /// The next part to ask about (an index into `parts`).
     next: usize,
     /// A call for `parts[next]` was handed out and awaits its verdict.
@@ -184,8 +185,8 @@ struct Held {
 /// A response hook run the exchange must ask for.
 pub(super) struct ResponseCall {
     pub method: String,
-    pub request: Bytes,
-    pub response: Bytes,
+    pub request: Arc<str>,
+    pub response: Arc<str>,
 }
 
 /// What an upstream failure leaves to say about a held answer.
@@ -800,35 +801,40 @@ impl Streaming {
         if round.asked {
             return None;
         }
-        let part = *round.parts.get(round.next)?;
+        let part = round.parts.get(round.next)?;
         round.asked = true;
         let owed = held.ledger.owed(part.owed);
-        let response = match (&round.elements, part.element) {
-            (Some(elements), Some(i)) => Bytes::copy_from_slice(elements[i].as_bytes()),
-            _ => Bytes::copy_from_slice(&round.data),
-        };
         Some(ResponseCall {
             method: owed.method.clone(),
             request: owed.request.clone(),
-            response,
+            response: part.text.clone(),
         })
     }
 
     /// The hooks' verdict on the part last handed out; once every part is
     /// judged, the answer (as the hooks left it) goes out.
-    pub fn apply_verdict(&mut self, verdict: HookVerdict, out: &mut Vec<Bytes>, now: Instant) {
+    pub fn apply_verdict(
+        &mut self,
+        verdict: HookVerdict,
+        limits: &jsonrpc::Limits,
+        out: &mut Vec<Bytes>,
+        now: Instant,
+    ) {
         let Some(held) = self.held.as_mut() else {
             return;
         };
         let Some(round) = held.round.as_mut() else {
             return;
         };
-        let Some(part) = round.parts.get(round.next).copied() else {
+        let Some(part) = round.parts.get(round.next) else {
             return;
         };
         round.asked = false;
-        if let Some(message) = verdict_message(verdict, &held.ledger.owed(part.owed).id) {
-            round.replaced.push((part.element, message));
+        let (element, owed) = (part.element, part.owed);
+        let verdict =
+            super::checked_verdict(verdict, HookPhase::Response, part.text.as_bytes(), limits);
+        if let Some(message) = verdict_message(verdict, &held.ledger.owed(owed).id) {
+            round.replaced.push((element, message));
         }
         round.advance(&held.ledger);
         if round.next < round.parts.len() {
@@ -1002,15 +1008,9 @@ fn frame(client: ClientBody, data: Bytes, out: &mut Vec<Bytes>) {
 impl Round {
     /// A run over `data`, or `None` when no part is hooked.
     fn start(data: Vec<u8>, parts: Vec<Part>, ledger: &Ledger) -> Option<Round> {
-        let elements = parts
-            .iter()
-            .any(|p| p.element.is_some())
-            .then(|| hooks::batch_elements(&data))
-            .flatten();
         let mut round = Round {
             data,
             parts,
-            elements,
             next: 0,
             asked: false,
             replaced: Vec::new(),
@@ -1040,13 +1040,9 @@ impl Round {
         match self.replaced.as_slice() {
             [] => self.data,
             [(None, message)] => message.clone(),
-            _ => {
-                let by_element: Vec<(usize, Vec<u8>)> = self
-                    .replaced
-                    .iter()
-                    .filter_map(|(e, m)| e.map(|e| (e, m.clone())))
-                    .collect();
-                hooks::rebuild_batch(&self.data, &by_element).unwrap_or(self.data)
+            replaced => {
+                let elements = self.parts.iter().map(|p| p.text.as_bytes());
+                hooks::rebuild_array(elements, replaced)
             }
         }
     }

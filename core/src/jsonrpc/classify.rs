@@ -331,7 +331,8 @@ impl<'a> Walker<'a> {
             self.keys.truncate(frame.keys_from);
         }
         if frame.role == Role::Top {
-            match finish(self.text, &self.cur, self.mcp_rules) {
+            let whole = &self.text[frame.start..end];
+            match finish(self.text, whole, &self.cur, self.mcp_rules) {
                 Ok(m) => self.out.push(m),
                 Err(e) => {
                     self.shape.get_or_insert(e);
@@ -481,7 +482,12 @@ fn string<'a>(text: &'a str, s: Option<Span>) -> Result<Option<Cow<'a, str>>, Cl
 }
 
 /// Decides the kind of one message object from the members read.
-fn finish<'a>(text: &'a str, ex: &Extract, mcp_rules: bool) -> Result<Message<'a>, ClassifyError> {
+fn finish<'a>(
+    text: &'a str,
+    whole: &'a str,
+    ex: &Extract,
+    mcp_rules: bool,
+) -> Result<Message<'a>, ClassifyError> {
     if string(text, ex.jsonrpc)?.as_deref() != Some("2.0") {
         return Err(ClassifyError::BadVersion);
     }
@@ -524,6 +530,7 @@ fn finish<'a>(text: &'a str, ex: &Extract, mcp_rules: bool) -> Result<Message<'a
         _ => return Err(ClassifyError::BadShape),
     };
     let mut msg = Message {
+        text: whole,
         kind,
         method: None,
         id: ex.id.map(|s| raw(text, s)),

@@ -129,6 +129,9 @@ pub enum Kind {
 /// surrounding whitespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// The message's exact JSON text (a batch element's own, for a batch),
+    /// without surrounding whitespace: the validated input, not a copy.
+    pub text: &'a str,
     /// What the message is.
     pub kind: Kind,
     /// The decoded method (requests and notifications).

@@ -872,7 +872,7 @@ impl HookHost {
             None => g.call_on_request(store, ctx, &msg),
             Some(req) => g.call_on_response(store, ctx, req, &msg),
         })?;
-        verdict::check(verdict, phase, method, current, self.max_message_bytes)
+        verdict::check(verdict, phase, current, self.max_message_bytes)
     }
 }
 

@@ -3,7 +3,8 @@
 //! A hook is untrusted code: whatever it returns is checked here, and anything
 //! the proxy could not forward faithfully becomes a [`HookErrorKind`].
 
-use serde_json::Value;
+use sluice_core::exchange::{self, HookPhase};
+use sluice_core::jsonrpc;
 
 use super::Phase;
 use super::bindings::sluice::hook::types::Verdict;
@@ -41,7 +42,6 @@ pub(crate) fn code_allowed(code: i64) -> bool {
 pub(crate) fn check(
     verdict: Verdict,
     phase: Phase,
-    method: &str,
     current: &str,
     max_bytes: usize,
 ) -> Result<Checked, HookErrorKind> {
@@ -49,7 +49,7 @@ pub(crate) fn check(
         Verdict::Continue => Ok(Checked::Continue),
         Verdict::Replace(json) => {
             cap(json.len(), max_bytes)?;
-            check_replacement(&json, phase, method, current)?;
+            check_replacement(&json, phase, current, max_bytes)?;
             Ok(Checked::Replace(json))
         }
         Verdict::Reject(e) => {
@@ -88,52 +88,26 @@ fn invalid(m: String) -> HookErrorKind {
     HookErrorKind::InvalidVerdict(m)
 }
 
-/// A replacement must be one JSON-RPC message of the same kind, answering or
-/// asking under the same id, so that the proxy's bookkeeping (id matching,
-/// method subscriptions, the Mcp-Method header) stays true.
+/// A replacement must pass core's rule (`exchange::check_replacement`: one
+/// message core reads, same kind, method and id text), so that the proxy's
+/// bookkeeping (id matching, method subscriptions, the Mcp-Method header)
+/// stays true and no parser downstream reads it differently.
 fn check_replacement(
     json: &str,
     phase: Phase,
-    method: &str,
     current: &str,
+    max_bytes: usize,
 ) -> Result<(), HookErrorKind> {
-    let new: Value =
-        serde_json::from_str(json).map_err(|e| invalid(format!("replacement is not JSON: {e}")))?;
-    let new = new
-        .as_object()
-        .ok_or_else(|| invalid("replacement is not a JSON object".into()))?;
-    if new.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(invalid("replacement lacks \"jsonrpc\": \"2.0\"".into()));
-    }
-    // The host built `current` or a previous check accepted it; parse failure
-    // here means the proxy handed us something odd: compare ids as absent.
-    let old: Value = serde_json::from_str(current).unwrap_or(Value::Null);
-    if new.get("id") != old.get("id") {
-        return Err(invalid("replacement changes the id".into()));
-    }
-    match phase {
-        Phase::Request => {
-            if new.get("method").and_then(Value::as_str) != Some(method) {
-                return Err(invalid(format!(
-                    "replacement request must keep method \"{method}\""
-                )));
-            }
-            if new.contains_key("result") || new.contains_key("error") {
-                return Err(invalid("replacement request carries result/error".into()));
-            }
-        }
-        Phase::Response => {
-            if new.contains_key("method") {
-                return Err(invalid("replacement response carries a method".into()));
-            }
-            if new.contains_key("result") == new.contains_key("error") {
-                return Err(invalid(
-                    "replacement response needs exactly one of result and error".into(),
-                ));
-            }
-        }
-    }
-    Ok(())
+    let phase = match phase {
+        Phase::Request => HookPhase::Request,
+        Phase::Response => HookPhase::Response,
+    };
+    let limits = jsonrpc::Limits {
+        max_bytes,
+        ..jsonrpc::Limits::default()
+    };
+    exchange::check_replacement(phase, current.as_bytes(), json.as_bytes(), &limits)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 #[cfg(test)]
@@ -156,26 +130,25 @@ mod tests {
 
     #[test]
     fn replacement_rules() {
-        let req = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#;
-        let ok = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"x":1}}"#;
-        assert!(check_replacement(ok, Phase::Request, "tools/call", req).is_ok());
+        let req = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a"}}"#;
+        let ok = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"b"}}"#;
+        let check = |json, phase, current| check_replacement(json, phase, current, 1 << 20);
+        assert!(check(ok, Phase::Request, req).is_ok());
         for bad in [
             "nope",
             "[]",
-            r#"{"id":7,"method":"tools/call"}"#,
-            r#"{"jsonrpc":"2.0","id":"7","method":"tools/call"}"#,
+            r#"{"id":7,"method":"tools/call","params":{"name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":"7","method":"tools/call","params":{"name":"b"}}"#,
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#,
-            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"id":7,"method":"tools/call","params":{"name":"b"}}"#,
         ] {
-            assert!(
-                check_replacement(bad, Phase::Request, "tools/call", req).is_err(),
-                "{bad}"
-            );
+            assert!(check(bad, Phase::Request, req).is_err(), "{bad}");
         }
         let resp = r#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
         let ok = r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#;
-        assert!(check_replacement(ok, Phase::Response, "tools/call", resp).is_ok());
+        assert!(check(ok, Phase::Response, resp).is_ok());
         let both = r#"{"jsonrpc":"2.0","id":7,"result":{},"error":{}}"#;
-        assert!(check_replacement(both, Phase::Response, "tools/call", resp).is_err());
+        assert!(check(both, Phase::Response, resp).is_err());
     }
 }

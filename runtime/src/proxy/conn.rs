@@ -231,20 +231,15 @@ impl Driver<'_> {
                 .unwrap_or_default(),
             headers: call.headers.clone(),
         };
-        let (Ok(request), Ok(response)) = (
-            std::str::from_utf8(&call.request),
-            std::str::from_utf8(call.response.as_deref().unwrap_or_default()),
-        ) else {
-            // Classified JSON is UTF-8; anything else is refused, not guessed.
-            return HookVerdict::Reject {
-                code: crate::hooks::HOOK_FAILED_CODE,
-                message: "sluice: message is not UTF-8; hooks not run".into(),
-                data: None,
-            };
-        };
-        let report = match call.phase {
-            HookPhase::Request => host.run_request(&ctx, &call.method, request),
-            HookPhase::Response => host.run_response(&ctx, &call.method, request, response),
+        // Core hands out text it classified: UTF-8 JSON-RPC, nothing to re-check.
+        let report = match (call.phase, call.response.as_deref()) {
+            (HookPhase::Request, _) => host.run_request(&ctx, &call.method, &call.request),
+            (HookPhase::Response, response) => host.run_response(
+                &ctx,
+                &call.method,
+                &call.request,
+                response.unwrap_or_default(),
+            ),
         };
         *self.hook_time.get_or_insert_default() += report.total;
         for run in &report.runs {

@@ -694,7 +694,7 @@ fn a_request_hook_runs_before_anything_goes_upstream() {
     let call = &h.log.hooks[0];
     assert_eq!(call.phase, HookPhase::Request);
     assert_eq!(call.method, "tools/call");
-    assert_eq!(call.request, CALL.as_bytes());
+    assert_eq!(&*call.request, CALL);
     assert_eq!(call.session_id.as_deref(), Some("s-1"));
     h.verdict(HookVerdict::Continue).connected(false);
     assert!(String::from_utf8_lossy(&h.log.to_upstream).ends_with(CALL));
@@ -760,7 +760,7 @@ fn every_hooked_message_of_a_batch_is_checked() {
     assert!(
         h.log.hooks[1]
             .request
-            .starts_with(br#"{"jsonrpc":"2.0","id":3"#)
+            .starts_with(r#"{"jsonrpc":"2.0","id":3"#)
     );
     h.verdict(HookVerdict::Reject {
         code: -32001,
@@ -895,7 +895,7 @@ fn a_json_response_is_held_for_the_response_hooks() {
     assert!(h.log.to_client.is_empty(), "nothing before the verdict");
     assert_eq!(h.log.hooks.len(), 2);
     assert_eq!(h.log.hooks[1].phase, HookPhase::Response);
-    assert_eq!(h.log.hooks[1].response.as_deref(), Some(body.as_bytes()));
+    assert_eq!(h.log.hooks[1].response.as_deref(), Some(body));
     let redacted = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[{"type":"text","text":"[redacted]"}]}}"#;
     h.verdict(HookVerdict::Replace(redacted.as_bytes().to_vec()));
     let (head, got) = decode_response(&h.log.to_client);
@@ -905,6 +905,48 @@ fn a_json_response_is_held_for_the_response_hooks() {
     );
     assert_eq!(got, redacted.as_bytes());
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
+}
+
+#[test]
+fn a_replacement_core_cannot_read_alike_is_a_hook_failure() {
+    // Two `method` keys: a first-wins reader and a last-wins reader would
+    // send different requests. Refused: nothing goes upstream, the client
+    // gets the hook failure under its id.
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(CALL));
+    let dup = r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}"#;
+    h.verdict(HookVerdict::Replace(dup.as_bytes().to_vec()));
+    assert!(h.log.to_upstream.is_empty());
+    let (head, body) = decode_response(&h.log.to_client);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], HOOK_FAILED);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_response_replacement_that_respells_the_id_is_a_hook_failure() {
+    let mut h = call_past_the_request_hooks();
+    let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]}}"#;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    h.upstream(resp.as_bytes());
+    let respelled = r#"{"jsonrpc":"2.0","id":"\u0072eq-7","result":{"content":[]}}"#;
+    h.verdict(HookVerdict::Replace(respelled.as_bytes().to_vec()));
+    let (_, got) = decode_response(&h.log.to_client);
+    let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], HOOK_FAILED, "{v}");
+    assert!(!String::from_utf8_lossy(&got).contains("u0072"));
 }
 
 #[test]
