@@ -34,19 +34,22 @@
 //! reader thread that outlives its connection (released, retried, dropped)
 //! is never mistaken for the current one. Each client connection keeps the
 //! upstream connection the exchange releases as reusable for its next
-//! request; if that pooled connection turns out dead, the exchange itself
-//! asks for a fresh one (`Connect { fresh: true }`).
+//! request, and peeks at it before reusing it; if it dies anyway before
+//! answering, the exchange decides whether the request may go again on a
+//! fresh one (`Connect { fresh: true }`).
 //!
 //! Limits of the demonstration: plain HTTP upstreams only, one upstream, no
-//! hooks, and `Close::Abort` is a `shutdown` (a FIN, not a reset): the
-//! client still sees a chunked body without its last chunk as truncated.
+//! hooks, and `Close::Abort` is a `shutdown` (a FIN, not a reset: `std` has
+//! no stable `SO_LINGER`): an HTTP/1.1 client still sees a chunked body
+//! without its last chunk as cut, but an HTTP/1.0 client, whose body ends
+//! with the connection, cannot tell. `core/examples/tokio_proxy.rs` resets.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use sluice_core::exchange::{
@@ -111,14 +114,7 @@ pub fn exchange_config(upstream: &str, path: &str, listen_host: &str) -> Exchang
         limits: ExchangeLimits::default(),
         // This example runs no hooks, so nothing is ever parsed for them.
         hooks: HookFilter::none(),
-        timeouts: Timeouts {
-            client_idle: Some(Duration::from_secs(60)),
-            client_request: Some(Duration::from_secs(30)),
-            connect: Some(Duration::from_secs(5)),
-            response_head: Some(Duration::from_secs(120)),
-            stream_idle: None,
-            sse_keepalive: Some(Duration::from_secs(15)),
-        },
+        timeouts: Timeouts::recommended(),
         forwarded_headers: true,
     }
 }
@@ -373,7 +369,7 @@ impl Connection {
 
     fn connect(&mut self, exchange: &mut Exchange, fresh: bool) {
         let now = Instant::now();
-        if !fresh && let Some(conn) = self.idle.take() {
+        if !fresh && let Some(conn) = self.idle.take().filter(|c| still_open(&c.stream)) {
             self.current = Some(conn);
             exchange.upstream_connected(true, now);
             return;
@@ -417,12 +413,30 @@ impl Connection {
             None => false,
         };
         if !written {
-            // A pooled connection the upstream closed fails here; the
-            // exchange retries it on a fresh one.
+            // `write_all` stopped at an error, so the request did not go out
+            // whole and the upstream cannot have acted on it: on a pooled
+            // connection the exchange sends it again on a fresh one, any
+            // method; on a fresh connection the client gets a 502.
             self.current = None;
-            exchange.upstream_closed(UpstreamEnd::Error, Instant::now());
+            exchange.upstream_closed(UpstreamEnd::WriteFailed, Instant::now());
         }
     }
+}
+
+/// Whether an idle pooled connection is still open and silent. The upstream
+/// may have closed it while it was idle, and the reader thread's report of
+/// that may still wait in the channel behind the client's request; a request
+/// written into it would seem to go out, and a POST could not be sent again.
+/// Its reader thread sits in a blocking `read` meanwhile, which a
+/// non-blocking flag set for a moment does not disturb.
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    // EOF, an error or bytes nobody asked for: not reusable.
+    let silent =
+        matches!(stream.peek(&mut [0; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    silent && stream.set_nonblocking(false).is_ok()
 }
 
 fn main() {

@@ -37,7 +37,7 @@
 //! use std::sync::Arc;
 //! use std::time::{Duration, Instant};
 //!
-//! use bytes::Bytes;
+//! use sluice_core::bytes::Bytes;
 //! use sluice_core::exchange::{
 //!     ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, HookFilter, Output, Timeouts,
 //! };
@@ -133,9 +133,12 @@
 //! ```
 //!
 //! A real driver replaces `drain`'s bookkeeping with writes, connects and
-//! pool check-ins, and waits with `poll_timeout` as its timer; see
-//! `runtime/src/proxy/conn.rs` (smol) and `core/examples/blocking_proxy.rs`
-//! (threads and `std::net`).
+//! pool check-ins, and waits with `poll_timeout` as its timer; what it owes
+//! the sockets is in the [`exchange`] docs. See `core/examples/tokio_proxy.rs`
+//! (tokio, the one to copy), `core/examples/blocking_proxy.rs` (threads and
+//! `std::net`) and `runtime/src/proxy/conn.rs` (the `sluice` binary). Start
+//! from [`exchange::Timeouts::recommended`]: `Timeouts::default()` turns
+//! every timeout off.
 //!
 //! # Errors and limits
 //!
@@ -164,8 +167,14 @@
 //! - No I/O, no clock, no threads: the crate builds for `wasm32-wasip2`
 //!   (`cargo build -p sluice-core --target wasm32-wasip2`), its only
 //!   dependencies being `bytes`, `httparse`, `memchr` and `serde_json`.
+//! - [`Bytes`](bytes::Bytes) is part of the API (upstream input, every
+//!   output), so the crate re-exports [`bytes`]: `sluice_core::bytes::Bytes`
+//!   is always the version the machines take, with no second dependency to
+//!   keep in step.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub use bytes;
 
 pub mod exchange;
 pub mod guard;

@@ -31,6 +31,27 @@
 //! # }
 //! ```
 //!
+//! # Writing to the client
+//!
+//! The [`Output::ToClient`] bytes of one exchange are one HTTP response
+//! (after a `100 Continue`, if the request asked for one), framing
+//! included. Write each whole, in the order given, and nothing of the
+//! driver's own in between: a byte added, dropped or moved corrupts the
+//! framing the client reads. Writes may be buffered and gathered, but flush
+//! them before waiting on anything (a socket, the connect, the timer): an
+//! SSE event left in a buffer reaches the client late. Write nothing after
+//! [`Output::Finished`]; on a kept-alive connection the next bytes belong
+//! to the next exchange. When a client write fails, call
+//! [`Exchange::client_closed`], write nothing more and end the connection
+//! as an abort. [`Close`] says what each end requires of the socket.
+//!
+//! # Threads
+//!
+//! An `Exchange` is `Send` and holds no socket, so a work-stealing runtime
+//! may move the task that drives it between threads. Its
+//! [`ExchangeConfig`] is shared read-only through an `Arc` by every
+//! connection of a listener.
+//!
 //! # What it decides
 //!
 //! - The request is read whole (head and body, within limits), checked
@@ -118,6 +139,9 @@ impl Default for ExchangeLimits {
 }
 
 /// Timeouts; `None` disables one.
+///
+/// [`Timeouts::default`] turns every one off (tests, or a driver with timers
+/// of its own); a proxy wants [`Timeouts::recommended`].
 #[derive(Debug, Clone, Default)]
 pub struct Timeouts {
     /// How long a connection may wait for the first byte of a request (an
@@ -135,6 +159,31 @@ pub struct Timeouts {
     /// After this much silence on an SSE answer at an event boundary, write a
     /// `: keepalive` comment to the client.
     pub sse_keepalive: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The `sluice` binary's defaults, for a proxy in front of MCP servers:
+    ///
+    /// | field | value | why |
+    /// |---|---|---|
+    /// | `client_idle` | 60 s | an idle keep-alive connection holds a socket; clients reconnect |
+    /// | `client_request` | 30 s | slow-loris defence; a real request arrives in far less |
+    /// | `connect` | 10 s | TCP (and TLS) to the upstream; then the client gets a 504 |
+    /// | `response_head` | 300 s | a tool call may work for minutes before it answers |
+    /// | `stream_idle` | off | MCP streams are long-lived and may be quiet for hours |
+    /// | `sse_keepalive` | off | comments change the stream; turn on (e.g. 15 s) behind a middlebox that cuts quiet connections |
+    ///
+    /// [`Timeouts::default`], by contrast, turns every timeout off.
+    pub fn recommended() -> Self {
+        Timeouts {
+            client_idle: Some(Duration::from_secs(60)),
+            client_request: Some(Duration::from_secs(30)),
+            connect: Some(Duration::from_secs(10)),
+            response_head: Some(Duration::from_secs(300)),
+            stream_idle: None,
+            sse_keepalive: None,
+        }
+    }
 }
 
 /// Configuration shared by every exchange of a listener.
@@ -163,14 +212,24 @@ pub struct ClientInfo {
     pub https: bool,
 }
 
-/// How the client connection ends after an exchange.
+/// How the client connection ends after an exchange: what the driver does
+/// to the socket once every `ToClient` before [`Output::Finished`] is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close {
-    /// Keep the connection for the next request.
+    /// Keep the connection open and start the next [`Exchange`], fed first
+    /// with [`Exchange::take_leftover`] (pipelined bytes already read).
     KeepAlive,
-    /// Flush what was written, then close cleanly.
+    /// The answer is complete: flush, half-close (`shutdown(Write)`, a FIN),
+    /// then close. Where it can, the driver reads and discards the client's
+    /// input for a moment before closing (a lingering close, RFC 9112
+    /// §9.6): closing a socket with unread input makes the kernel send a
+    /// reset, which can destroy the answer before the client has read it.
     Graceful,
-    /// Close at once without a clean end (the client must see a truncation).
+    /// The answer is cut: close without a clean end, by a reset where the
+    /// socket API allows it (`SO_LINGER` 0, tokio's `set_zero_linger`). A
+    /// FIN alone still shows a chunked or `Content-Length` body as cut, but
+    /// an HTTP/1.0 client's body ends with the connection, and to it only a
+    /// reset says the answer is incomplete.
     Abort,
 }
 
@@ -178,19 +237,42 @@ pub enum Close {
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Open a connection to the upstream of route `route`, or take one from
-    /// the pool (`fresh` forbids the pool: a retry after a stale connection).
-    /// Answer with [`Exchange::upstream_connected`] or
-    /// [`Exchange::upstream_closed`].
+    /// Open a connection to the upstream of route `route`, or take an idle
+    /// one from the driver's pool for that route. Answer with
+    /// [`Exchange::upstream_connected`] (`reused` when it came from the
+    /// pool), [`Exchange::upstream_closed`]`(`[`UpstreamEnd::ConnectFailed`]`)`
+    /// (the client gets a 502), or [`Exchange::handle_timeout`] once
+    /// [`Exchange::poll_timeout`] passes: while connecting it is the
+    /// [`Timeouts::connect`] deadline (the client gets a 504).
+    ///
+    /// The exchange knows routes only by index and `Host` header: the driver
+    /// keeps the table from route index to address and TLS settings.
+    ///
+    /// A pooled connection must be checked before it is reused, e.g. with a
+    /// non-blocking `peek` (EOF, an error or unasked-for bytes: drop it). The
+    /// upstream may have closed it while it sat idle, and a request written
+    /// into a closed connection usually *succeeds* as a write: the failure
+    /// shows only as an EOF or reset on the read, when the upstream may have
+    /// acted on the request. When a reused connection ends before any byte
+    /// of an answer, the exchange asks once for a fresh one (`fresh: true`)
+    /// only if the upstream cannot have acted on the request (the write
+    /// failed: [`UpstreamEnd::WriteFailed`]) or acting twice is harmless (an
+    /// idempotent method); a POST that went out whole gets a 502 instead,
+    /// because sending it again could run a tool twice.
     Connect {
         /// Index into the router's routes.
         route: usize,
-        /// Do not reuse a pooled connection.
+        /// Do not take a pooled connection: the retry after a reused one
+        /// died before answering.
         fresh: bool,
     },
-    /// Write these bytes to the upstream.
+    /// Write these bytes to the upstream: the whole request, after
+    /// `Connect`. If the write fails, report
+    /// [`UpstreamEnd::WriteFailed`]; the exchange decides about a re-send.
     ToUpstream(Bytes),
-    /// Write these bytes to the client.
+    /// Write these bytes to the client, whole, after those of the previous
+    /// `ToClient` and before those of the next. See [writing to the
+    /// client](self#writing-to-the-client).
     ToClient(Bytes),
     /// Run the hook chain on a message and answer with
     /// [`Exchange::hook_done`]. Nothing else happens until then.

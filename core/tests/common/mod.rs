@@ -1,6 +1,9 @@
 //! Shared test helpers: the chunking harness that replays one input under
-//! every feed split we care about.
+//! every feed split we care about, and (in [`proxy`]) the scripted upstream
+//! and the scenarios every example proxy must pass.
 #![allow(dead_code)]
+
+pub mod proxy;
 
 /// A tiny deterministic PRNG (xorshift64*), so random splits are reproducible
 /// from a seed printed on failure.

@@ -1307,5 +1307,35 @@ fn only_a_post_carries_a_message_to_an_mcp_endpoint() {
     assert_eq!(h.log.hooks.len(), 1);
 }
 
+/// A work-stealing runtime moves the task driving an exchange between
+/// threads, and shares the config between connections.
+#[test]
+fn exchange_is_send_and_its_config_shareable() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<Exchange>();
+    assert_send::<Output>();
+    assert_send_sync::<ExchangeConfig>();
+}
+
+#[test]
+fn recommended_timeouts_are_all_set_but_the_stream_ones() {
+    let t = Timeouts::recommended();
+    assert!(t.client_idle.is_some() && t.client_request.is_some());
+    assert!(t.connect.is_some() && t.response_head.is_some());
+    // MCP streams may be quiet for hours; keep-alive comments are opt-in.
+    assert_eq!((t.stream_idle, t.sse_keepalive), (None, None));
+    let off = Timeouts::default();
+    assert_eq!(
+        (
+            off.client_idle,
+            off.client_request,
+            off.connect,
+            off.response_head
+        ),
+        (None, None, None, None)
+    );
+}
+
 mod bounds;
 mod hooked_answers;
