@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use sluice_core::exchange::methods::{HookMethods, MethodSet};
 use sluice_core::exchange::{
     ClientInfo, Exchange, ExchangeConfig, ExchangeLimits, HookFilter, HookPhase, HookVerdict,
     Output, Timeouts, UpstreamEnd,
@@ -182,7 +183,10 @@ fn config() -> Arc<ExchangeConfig> {
                 },
                 timeouts: Timeouts::default(),
                 forwarded_headers: false,
-                hooks: HookFilter::new(|_| true),
+                hooks: HookFilter::new(vec![HookMethods::new(
+                    MethodSet::parse(&["*"]).unwrap(),
+                    None,
+                )]),
             })
         })
         .clone()

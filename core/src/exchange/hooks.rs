@@ -5,19 +5,16 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::methods::HookMethods;
 use crate::http1::Header;
 use crate::jsonrpc::{self, Classified, Kind};
 
-/// Answers "does some hook want this method?".
-type MethodPredicate = dyn Fn(&str) -> bool + Send + Sync;
-
-/// Which JSON-RPC methods some hook wants to see (only these are parsed),
-/// and which client request headers some hook may see.
-#[derive(Clone, Default)]
+/// Which JSON-RPC methods some hook wants to see, per phase (only these
+/// are parsed), and which client request headers some hook may see.
+#[derive(Debug, Clone, Default)]
 pub struct HookFilter {
-    wants: Option<Arc<MethodPredicate>>,
-    /// Narrower answers per phase, when hooks asked for one phase only.
-    phases: Option<(Arc<MethodPredicate>, Arc<MethodPredicate>)>,
+    /// One entry per hook of the chain; empty: no hooks.
+    hooks: Arc<[HookMethods]>,
     /// Lower-case header names; empty: hooks see no headers.
     headers: Arc<[String]>,
 }
@@ -28,26 +25,12 @@ impl HookFilter {
         HookFilter::default()
     }
 
-    /// Hooks on the methods `wants` accepts.
-    pub fn new(wants: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+    /// A chain of hooks, each seeing the methods its [`HookMethods`] cover.
+    pub fn new(hooks: Vec<HookMethods>) -> Self {
         HookFilter {
-            wants: Some(Arc::new(wants)),
-            phases: None,
+            hooks: hooks.into(),
             headers: Arc::from([]),
         }
-    }
-
-    /// Narrow [`HookFilter::new`]'s answer per phase: `request` says which
-    /// methods' requests are hooked, `response` which methods' responses
-    /// (a response no hook wants is neither held nor parsed). Both must
-    /// imply the predicate given to `new`.
-    pub fn with_phases(
-        mut self,
-        request: impl Fn(&str) -> bool + Send + Sync + 'static,
-        response: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.phases = Some((Arc::new(request), Arc::new(response)));
-        self
     }
 
     /// Let hooks see the client's request headers named in `names` (compared
@@ -65,28 +48,26 @@ impl HookFilter {
 
     /// Whether `method` is hooked, in either phase.
     pub fn wants(&self, method: &str) -> bool {
-        self.wants.as_ref().is_some_and(|f| f(method))
+        self.wants_request(method) || self.wants_response(method)
     }
 
     /// Whether a request (or notification) of `method` is hooked.
     pub fn wants_request(&self, method: &str) -> bool {
-        match &self.phases {
-            Some((request, _)) => self.is_active() && request(method),
-            None => self.wants(method),
-        }
+        self.hooks
+            .iter()
+            .any(|h| h.wants(method, HookPhase::Request))
     }
 
     /// Whether the response to a request of `method` is hooked.
     pub fn wants_response(&self, method: &str) -> bool {
-        match &self.phases {
-            Some((_, response)) => self.is_active() && response(method),
-            None => self.wants(method),
-        }
+        self.hooks
+            .iter()
+            .any(|h| h.wants(method, HookPhase::Response))
     }
 
     /// Whether any hook exists at all.
     pub fn is_active(&self) -> bool {
-        self.wants.is_some()
+        !self.hooks.is_empty()
     }
 
     /// The client's headers hooks may see, as (lower-case name, value) in
@@ -104,15 +85,6 @@ impl HookFilter {
                 Some((name, String::from_utf8_lossy(&h.value).into_owned()))
             })
             .collect()
-    }
-}
-
-impl fmt::Debug for HookFilter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HookFilter")
-            .field("active", &self.wants.is_some())
-            .field("headers", &self.headers)
-            .finish()
     }
 }
 

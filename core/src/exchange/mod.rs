@@ -69,6 +69,7 @@
 
 mod answer;
 mod hooks;
+pub mod methods;
 mod request;
 mod response;
 

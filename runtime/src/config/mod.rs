@@ -695,27 +695,11 @@ fn hook_base_name(path: &Path) -> String {
         .unwrap_or_else(|| "hook".into())
 }
 
-/// Checks one entry of a hook's `methods` list.
+/// Checks one entry of a hook's `methods` list with core's grammar.
 fn check_method_pattern(entry: &str) -> Result<(), String> {
-    let pattern = entry
-        .strip_suffix("@request")
-        .or_else(|| entry.strip_suffix("@response"))
-        .unwrap_or(entry);
-    if pattern.is_empty() {
-        return Err("a method name cannot be empty".into());
-    }
-    if pattern.contains('@') {
-        return Err(format!(
-            "{entry:?}: a phase is \"@request\" or \"@response\" at the end"
-        ));
-    }
-    let body = pattern.strip_suffix("/*").unwrap_or(pattern);
-    if pattern != "*" && body.contains('*') {
-        return Err(format!(
-            "{pattern:?}: '*' may only be the whole pattern or a final \"/*\""
-        ));
-    }
-    Ok(())
+    sluice_core::exchange::methods::MethodPattern::parse(entry)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Why the configuration could not be built.

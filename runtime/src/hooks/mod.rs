@@ -57,6 +57,8 @@ use bindings::{Hook, HookPre};
 
 pub use cache::{CacheStatus, default_cache_dir};
 pub use error::{HookError, HookErrorKind};
+use sluice_core::exchange::HookPhase;
+use sluice_core::exchange::methods::{HookMethods, MethodSet};
 use verdict::Checked;
 
 /// The JSON-RPC error code the proxy answers with when a hook with
@@ -83,9 +85,6 @@ const MAX_LOG_LINE: usize = 4096;
 const TICK: Duration = Duration::from_millis(1);
 /// A wasm file larger than this is refused at load.
 const MAX_WASM_FILE: u64 = 256 << 20;
-/// Bounds on `methods()`: entries and bytes per entry.
-const MAX_METHODS: usize = 256;
-const MAX_METHOD_LEN: usize = 256;
 
 /// What the chain runner does when a hook fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -372,7 +371,8 @@ struct LoadedHook {
     shared: Arc<Shared>,
     pre: HookPre<HostState>,
     declared: Vec<String>,
-    narrowing: Option<Vec<String>>,
+    /// What it sees: its `methods()`, narrowed by the operator's list.
+    methods: HookMethods,
     /// Lower-case names of the headers this hook may see.
     headers: Vec<String>,
     on_error: OnError,
@@ -565,53 +565,15 @@ impl Drop for Ticker {
     }
 }
 
-/// A method-list entry: a pattern, optionally limited to one phase by an
-/// `@request` or `@response` suffix (`"tools/call@request"`).
-fn split_phase(entry: &str) -> (&str, Option<Phase>) {
-    if let Some(pattern) = entry.strip_suffix("@request") {
-        (pattern, Some(Phase::Request))
-    } else if let Some(pattern) = entry.strip_suffix("@response") {
-        (pattern, Some(Phase::Response))
-    } else {
-        (entry, None)
-    }
-}
-
-/// Whether `entry` covers `method` in `phase`.
-fn entry_matches(entry: &str, method: &str, phase: Option<Phase>) -> bool {
-    let (pattern, only) = split_phase(entry);
-    pattern_matches(pattern, method) && (only.is_none() || only == phase)
-}
-
-/// `*` matches everything, `prefix/*` every method under the prefix, any
-/// other pattern exactly one method.
-fn pattern_matches(pattern: &str, method: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some("") => true,
-        Some(prefix) => method.starts_with(prefix),
-        None => pattern == method,
-    }
-}
-
-fn check_patterns(who: &str, patterns: &[String]) -> anyhow::Result<()> {
-    if patterns.len() > MAX_METHODS {
-        bail!("{who}: more than {MAX_METHODS} method patterns");
-    }
-    for entry in patterns {
-        let (p, _) = split_phase(entry);
-        let star_ok = match p.find('*') {
-            None => true,
-            Some(i) => i == p.len() - 1 && (p.len() == 1 || p.ends_with("/*")),
-        };
-        // An '@' elsewhere is a mistyped phase, not a method MCP defines.
-        if p.is_empty() || p.len() > MAX_METHOD_LEN || !star_ok || p.contains('@') {
-            bail!(
-                "{who}: bad method pattern {entry:?} (use a method name, \"*\" or \"prefix/*\", \
-                 optionally followed by @request or @response)"
-            );
-        }
-    }
-    Ok(())
+/// Reads a method list with core's grammar; `who` names it in the error.
+fn method_set(who: &str, entries: &[String]) -> anyhow::Result<MethodSet> {
+    MethodSet::parse(entries).map_err(|(i, e)| {
+        anyhow::anyhow!(
+            "{who}: bad method pattern {:?}: {e} (use a method name, \"*\" or \"prefix/*\", \
+             optionally followed by @request or @response)",
+            entries.get(i).map_or("", String::as_str)
+        )
+    })
 }
 
 fn engine(specs: &[HookSpec], opts: &HostOptions) -> anyhow::Result<Engine> {
@@ -688,13 +650,23 @@ impl HookHost {
     /// Whether any hook wants to see `method`, in either phase: if not, the
     /// proxy need not parse the message (or its response) at all.
     pub fn wants(&self, method: &str) -> bool {
-        self.hooks.iter().any(|h| h.wants(method, None))
+        self.wants_in(method, Phase::Request) || self.wants_in(method, Phase::Response)
     }
 
     /// Whether any hook wants to see `method` in `phase`: if not, running
     /// the chain there is a no-op and instantiates nothing.
     pub fn wants_in(&self, method: &str, phase: Phase) -> bool {
-        self.hooks.iter().any(|h| h.wants(method, Some(phase)))
+        let phase = match phase {
+            Phase::Request => HookPhase::Request,
+            Phase::Response => HookPhase::Response,
+        };
+        self.hooks.iter().any(|h| h.methods.wants(method, phase))
+    }
+
+    /// What each hook sees, in chain order: the proxy's exchange filter
+    /// ([`sluice_core::exchange::HookFilter`]) is built from it.
+    pub fn methods(&self) -> Vec<HookMethods> {
+        self.hooks.iter().map(|h| h.methods.clone()).collect()
     }
 
     /// The lower-case names of every header some hook may see (sorted, no
@@ -771,7 +743,15 @@ impl HookHost {
         });
         let mut replaced: Option<String> = None;
         let mut runs = Vec::new();
-        for hook in self.hooks.iter().filter(|h| h.wants(method, Some(phase))) {
+        let core_phase = match phase {
+            Phase::Request => HookPhase::Request,
+            Phase::Response => HookPhase::Response,
+        };
+        for hook in self
+            .hooks
+            .iter()
+            .filter(|h| h.methods.wants(method, core_phase))
+        {
             let t0 = Instant::now();
             let current = replaced.as_deref().unwrap_or(message);
             let with_headers;
@@ -885,9 +865,11 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
     {
         bail!("warm mode needs pool >= 1 and recycle_after >= 1");
     }
-    if let Some(m) = &spec.methods {
-        check_patterns("operator methods", m)?;
-    }
+    let narrowing = spec
+        .methods
+        .as_deref()
+        .map(|m| method_set("operator methods", m))
+        .transpose()?;
     for h in &spec.headers {
         check_header_name(h).map_err(anyhow::Error::msg)?;
     }
@@ -930,7 +912,7 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
         }),
         pre,
         declared: Vec::new(),
-        narrowing: spec.methods,
+        methods: HookMethods::new(MethodSet::default(), None),
         headers,
         on_error: spec.on_error,
         deadline: spec.deadline,
@@ -943,30 +925,13 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
     let declared = hook
         .call(|g, store| g.call_methods(store))
         .map_err(|e| anyhow::anyhow!("methods() failed: {e}"))?;
-    check_patterns("methods()", &declared)?;
+    hook.methods = HookMethods::new(method_set("methods()", &declared)?, narrowing);
     hook.declared = declared;
     hook.mode = spec.mode;
     Ok(hook)
 }
 
 impl LoadedHook {
-    /// Whether both the hook's and the operator's lists cover `method` in
-    /// `phase` (`None`: in either phase).
-    fn wants(&self, method: &str, phase: Option<Phase>) -> bool {
-        let Some(phase) = phase else {
-            return self.wants(method, Some(Phase::Request))
-                || self.wants(method, Some(Phase::Response));
-        };
-        let phase = Some(phase);
-        self.declared
-            .iter()
-            .any(|e| entry_matches(e, method, phase))
-            && self
-                .narrowing
-                .as_ref()
-                .is_none_or(|n| n.iter().any(|e| entry_matches(e, method, phase)))
-    }
-
     /// The headers of `all` this hook may see, in their order.
     fn visible_headers(&self, all: &[(String, String)]) -> Vec<(String, String)> {
         all.iter()
@@ -1061,15 +1026,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patterns() {
-        assert!(pattern_matches("*", "tools/call"));
-        assert!(pattern_matches("tools/*", "tools/call"));
-        assert!(!pattern_matches("tools/*", "toolsx"));
-        assert!(pattern_matches("tools/call", "tools/call"));
-        assert!(!pattern_matches("tools/call", "tools/list"));
-        let ok = |p: &str| check_patterns("t", &[p.to_string()]).is_ok();
-        assert!(ok("*") && ok("tools/*") && ok("initialize"));
-        assert!(!ok("") && !ok("to*") && !ok("*/call") && !ok("a*b"));
+    fn method_lists_use_cores_grammar_and_name_the_bad_entry() {
+        let set = |p: &str| method_set("methods()", &[p.to_string()]);
+        assert!(set("*").is_ok() && set("tools/*").is_ok() && set("initialize").is_ok());
+        for bad in ["", "to*", "*/call", "a*b", "x@later"] {
+            let e = set(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("methods(): bad method pattern {bad:?}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

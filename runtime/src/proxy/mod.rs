@@ -303,13 +303,7 @@ impl ProxySettings {
 impl ProxySettings {
     /// Run `host`'s hooks on every exchange (and parse only what they want).
     pub fn with_hooks(mut self, host: Arc<crate::hooks::HookHost>) -> ProxySettings {
-        use crate::hooks::Phase;
-        let (any, req, resp) = (host.clone(), host.clone(), host.clone());
-        self.exchange.hooks = sluice_core::exchange::HookFilter::new(move |m| any.wants(m))
-            .with_phases(
-                move |m| req.wants_in(m, Phase::Request),
-                move |m| resp.wants_in(m, Phase::Response),
-            )
+        self.exchange.hooks = sluice_core::exchange::HookFilter::new(host.methods())
             .with_headers(&host.header_names());
         self.hooks = Some(host);
         self

@@ -621,9 +621,15 @@ fn slow_request_is_a_408() {
     assert_eq!(h.log.finished, Some(Close::Graceful));
 }
 
+/// One hook declaring `methods`.
+fn filter(methods: &[&str]) -> HookFilter {
+    let own = methods::MethodSet::parse(methods).unwrap();
+    HookFilter::new(vec![methods::HookMethods::new(own, None)])
+}
+
 fn hooked_config(methods: &'static [&'static str]) -> ExchangeConfig {
     let mut c = config();
-    c.hooks = HookFilter::new(move |m| methods.contains(&m));
+    c.hooks = filter(methods);
     c
 }
 
@@ -958,7 +964,7 @@ fn a_phase_no_hook_wants_is_neither_asked_for_nor_held() {
     );
     // Requests only: the answer streams through without a verdict.
     let mut c = config();
-    c.hooks = HookFilter::new(|m| m == "tools/call").with_phases(|_| true, |_| false);
+    c.hooks = filter(&["tools/call@request"]);
     let mut h = Harness::new(c);
     h.client(&post(CALL))
         .verdict(HookVerdict::Continue)
@@ -971,7 +977,7 @@ fn a_phase_no_hook_wants_is_neither_asked_for_nor_held() {
 
     // Responses only: the request goes upstream at once, the answer waits.
     let mut c = config();
-    c.hooks = HookFilter::new(|m| m == "tools/call").with_phases(|_| false, |_| true);
+    c.hooks = filter(&["tools/call@response"]);
     let mut h = Harness::new(c);
     h.client(&post(CALL)).connected(false);
     assert!(h.log.hooks.is_empty(), "no request-phase call");
@@ -1209,7 +1215,7 @@ fn paths_another_server_could_read_differently_are_refused_before_routing() {
 fn only_a_post_carries_a_message_to_an_mcp_endpoint() {
     let hooked = || {
         let mut c = config();
-        c.hooks = HookFilter::new(|m| m == "tools/call");
+        c.hooks = filter(&["tools/call"]);
         c
     };
     let with_length = |method: &str, target: &str, body: &str| {

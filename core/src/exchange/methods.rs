@@ -1,0 +1,315 @@
+//! Which methods a hook sees: the method-pattern grammar, once, as data.
+//!
+//! An entry is `*` (every method), `prefix/*` (every method under
+//! `prefix/`) or one method name, optionally limited to one phase by an
+//! `@request` or `@response` suffix: `tools/call@response`. A hook declares
+//! its list (`methods()`), and the operator may narrow it; the hook then sees
+//! a message only where both lists cover its method in that phase. The hook
+//! host, the config and [`super::HookFilter`] all read entries with
+//! [`MethodPattern::parse`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::HookPhase;
+
+/// Entries one list may hold.
+pub const MAX_PATTERNS: usize = 256;
+/// Bytes one entry may hold.
+pub const MAX_PATTERN_LEN: usize = 256;
+
+/// One entry of a method list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodPattern {
+    methods: Methods,
+    /// `None`: both phases.
+    phase: Option<HookPhase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Methods {
+    All,
+    /// Every method starting with this (which ends in `/`).
+    Under(String),
+    Exactly(String),
+}
+
+/// Why an entry is not a method pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatternError {
+    /// The entry (without its phase) is empty.
+    Empty,
+    /// Longer than [`MAX_PATTERN_LEN`].
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A `*` other than the whole pattern or a final `/*`.
+    Star {
+        /// The pattern.
+        pattern: String,
+    },
+    /// An `@` other than an `@request`/`@response` suffix.
+    Phase {
+        /// The entry.
+        entry: String,
+    },
+    /// More than [`MAX_PATTERNS`] entries in one list.
+    TooMany,
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatternError::Empty => f.write_str("a method name cannot be empty"),
+            PatternError::TooLong { len } => write!(
+                f,
+                "a method pattern of {len} bytes is longer than {MAX_PATTERN_LEN}"
+            ),
+            PatternError::Star { pattern } => write!(
+                f,
+                "{pattern:?}: '*' may only be the whole pattern or a final \"/*\""
+            ),
+            PatternError::Phase { entry } => write!(
+                f,
+                "{entry:?}: a phase is \"@request\" or \"@response\" at the end"
+            ),
+            PatternError::TooMany => write!(f, "more than {MAX_PATTERNS} method patterns"),
+        }
+    }
+}
+
+impl std::error::Error for PatternError {}
+
+impl MethodPattern {
+    /// Reads one entry.
+    pub fn parse(entry: &str) -> Result<MethodPattern, PatternError> {
+        let (pattern, phase) = if let Some(p) = entry.strip_suffix("@request") {
+            (p, Some(HookPhase::Request))
+        } else if let Some(p) = entry.strip_suffix("@response") {
+            (p, Some(HookPhase::Response))
+        } else {
+            (entry, None)
+        };
+        if pattern.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if pattern.len() > MAX_PATTERN_LEN {
+            return Err(PatternError::TooLong { len: pattern.len() });
+        }
+        // An '@' elsewhere is a mistyped phase: no MCP method has one.
+        if pattern.contains('@') {
+            return Err(PatternError::Phase {
+                entry: entry.to_owned(),
+            });
+        }
+        let methods = match pattern.strip_suffix('*') {
+            Some("") => Methods::All,
+            Some(prefix) if prefix.ends_with('/') && !prefix.contains('*') => {
+                Methods::Under(prefix.to_owned())
+            }
+            None if !pattern.contains('*') => Methods::Exactly(pattern.to_owned()),
+            _ => {
+                return Err(PatternError::Star {
+                    pattern: pattern.to_owned(),
+                });
+            }
+        };
+        Ok(MethodPattern { methods, phase })
+    }
+
+    /// Whether this entry covers `method` in `phase`.
+    pub fn matches(&self, method: &str, phase: HookPhase) -> bool {
+        self.phase.is_none_or(|p| p == phase)
+            && match &self.methods {
+                Methods::All => true,
+                Methods::Under(prefix) => method.starts_with(prefix.as_str()),
+                Methods::Exactly(m) => m == method,
+            }
+    }
+}
+
+impl FromStr for MethodPattern {
+    type Err = PatternError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MethodPattern::parse(s)
+    }
+}
+
+impl fmt::Display for MethodPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.methods {
+            Methods::All => f.write_str("*")?,
+            Methods::Under(prefix) => write!(f, "{prefix}*")?,
+            Methods::Exactly(m) => f.write_str(m)?,
+        }
+        match self.phase {
+            None => Ok(()),
+            Some(HookPhase::Request) => f.write_str("@request"),
+            Some(HookPhase::Response) => f.write_str("@response"),
+        }
+    }
+}
+
+/// A method list: a hook's `methods()` or an operator's narrowing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MethodSet(Vec<MethodPattern>);
+
+impl MethodSet {
+    /// Reads a list; the first bad entry fails it, with its index.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<MethodSet, (usize, PatternError)> {
+        if entries.len() > MAX_PATTERNS {
+            return Err((MAX_PATTERNS, PatternError::TooMany));
+        }
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| MethodPattern::parse(e.as_ref()).map_err(|err| (i, err)))
+            .collect::<Result<_, _>>()
+            .map(MethodSet)
+    }
+
+    /// Whether some entry covers `method` in `phase`.
+    pub fn matches(&self, method: &str, phase: HookPhase) -> bool {
+        self.0.iter().any(|p| p.matches(method, phase))
+    }
+
+    /// The entries, in order.
+    pub fn patterns(&self) -> &[MethodPattern] {
+        &self.0
+    }
+}
+
+/// The methods one hook of a chain sees: where its own list and the
+/// operator's narrowing (if any) both cover a method in a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookMethods {
+    own: MethodSet,
+    narrowing: Option<MethodSet>,
+}
+
+impl HookMethods {
+    /// A hook that declared `own`, narrowed by the operator to `narrowing`.
+    pub fn new(own: MethodSet, narrowing: Option<MethodSet>) -> HookMethods {
+        HookMethods { own, narrowing }
+    }
+
+    /// Whether this hook sees `method` in `phase`.
+    pub fn wants(&self, method: &str, phase: HookPhase) -> bool {
+        self.own.matches(method, phase)
+            && self
+                .narrowing
+                .as_ref()
+                .is_none_or(|n| n.matches(method, phase))
+    }
+
+    /// What the hook declared.
+    pub fn declared(&self) -> &MethodSet {
+        &self.own
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use HookPhase::{Request, Response};
+
+    #[test]
+    fn the_grammar() {
+        let p = |s: &str| MethodPattern::parse(s);
+        for ok in [
+            "*",
+            "tools/call",
+            "tools/*",
+            "notifications/tools/*",
+            "tools/call@request",
+            "*@response",
+        ] {
+            assert_eq!(p(ok).unwrap().to_string(), ok);
+        }
+        for (bad, want) in [
+            ("", PatternError::Empty),
+            ("@request", PatternError::Empty),
+            (
+                "tools*",
+                PatternError::Star {
+                    pattern: "tools*".into(),
+                },
+            ),
+            (
+                "*/call",
+                PatternError::Star {
+                    pattern: "*/call".into(),
+                },
+            ),
+            (
+                "t*/*",
+                PatternError::Star {
+                    pattern: "t*/*".into(),
+                },
+            ),
+            (
+                "**",
+                PatternError::Star {
+                    pattern: "**".into(),
+                },
+            ),
+            (
+                "tools/list@later",
+                PatternError::Phase {
+                    entry: "tools/list@later".into(),
+                },
+            ),
+            (
+                "a@request@request",
+                PatternError::Phase {
+                    entry: "a@request@request".into(),
+                },
+            ),
+        ] {
+            assert_eq!(p(bad), Err(want), "{bad:?}");
+        }
+        assert!(matches!(
+            p(&"m".repeat(MAX_PATTERN_LEN + 1)),
+            Err(PatternError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn matching() {
+        let p = |s: &str| MethodPattern::parse(s).unwrap();
+        assert!(p("*").matches("anything", Request));
+        assert!(p("tools/*").matches("tools/call", Response));
+        assert!(!p("tools/*").matches("tools", Request));
+        assert!(!p("tools/*").matches("toolsx/call", Request));
+        assert!(p("tools/call@request").matches("tools/call", Request));
+        assert!(!p("tools/call@request").matches("tools/call", Response));
+        assert!(!p("tools/call").matches("tools/call/x", Request));
+    }
+
+    #[test]
+    fn a_hook_sees_what_both_lists_cover() {
+        let set = |e: &[&str]| MethodSet::parse(e).unwrap();
+        let h = HookMethods::new(set(&["tools/*"]), Some(set(&["tools/call@response"])));
+        assert!(h.wants("tools/call", Response));
+        assert!(!h.wants("tools/call", Request));
+        assert!(!h.wants("tools/list", Response));
+        let h = HookMethods::new(set(&["tools/call"]), None);
+        assert!(h.wants("tools/call", Request) && h.wants("tools/call", Response));
+        assert_eq!(
+            MethodSet::parse(&["a", "b@x"]),
+            Err((
+                1,
+                PatternError::Phase {
+                    entry: "b@x".into()
+                }
+            ))
+        );
+        let many = vec!["a"; MAX_PATTERNS + 1];
+        assert_eq!(
+            MethodSet::parse(&many),
+            Err((MAX_PATTERNS, PatternError::TooMany))
+        );
+    }
+}

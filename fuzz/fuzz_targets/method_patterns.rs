@@ -1,0 +1,61 @@
+//! The hook method-pattern grammar on arbitrary entries and methods. Never
+//! panic, and for every entry `parse` accepts:
+//! - it prints back to the same text, which parses to the same pattern;
+//! - it matches a method exactly as the grammar says, checked against an
+//!   independent reading: `*` everything, `p/*` every method that starts
+//!   with `p/`, anything else one method; `@request`/`@response` one phase.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use sluice_core::exchange::HookPhase;
+use sluice_core::exchange::methods::MethodPattern;
+
+#[derive(Arbitrary, Debug)]
+struct Input<'a> {
+    entry: &'a str,
+    method: &'a str,
+    response: bool,
+}
+
+fuzz_target!(|input: Input<'_>| {
+    let Ok(pattern) = MethodPattern::parse(input.entry) else {
+        return;
+    };
+    assert_eq!(pattern.to_string(), input.entry);
+    assert_eq!(
+        MethodPattern::parse(&pattern.to_string()),
+        Ok(pattern.clone())
+    );
+    let phase = if input.response {
+        HookPhase::Response
+    } else {
+        HookPhase::Request
+    };
+    let (body, only) = if let Some(b) = input.entry.strip_suffix("@request") {
+        (b, Some(HookPhase::Request))
+    } else if let Some(b) = input.entry.strip_suffix("@response") {
+        (b, Some(HookPhase::Response))
+    } else {
+        (input.entry, None)
+    };
+    assert!(!body.is_empty() && !body.contains('@'));
+    let covers = if body == "*" {
+        true
+    } else if let Some(prefix) = body.strip_suffix("/*") {
+        assert!(!prefix.contains('*'));
+        input.method.len() > prefix.len()
+            && input.method.starts_with(prefix)
+            && input.method.as_bytes()[prefix.len()] == b'/'
+    } else {
+        assert!(!body.contains('*'));
+        input.method == body
+    };
+    let expected = covers && only.is_none_or(|p| p == phase);
+    assert_eq!(
+        pattern.matches(input.method, phase),
+        expected,
+        "{pattern} {:?}",
+        input.method
+    );
+});
