@@ -13,6 +13,10 @@
 //! An absent `Origin` is allowed (non-browser clients send none); the literal
 //! `null` origin is refused unless allowed.
 
+use std::fmt;
+
+use crate::host::{Host, check_dns_name, parse_host};
+
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GuardError {
@@ -49,24 +53,176 @@ impl std::fmt::Display for GuardError {
 
 impl std::error::Error for GuardError {}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct OriginRule {
-    scheme: String,
-    host: String,
-    /// `None`: any port.
-    port: Option<u16>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostRule {
+/// One entry of `allowed_hosts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostRule {
+    /// `"*"`: any host (turns the check off; for a proxy behind another one
+    /// that already checks).
+    Any,
+    /// An exact host, normalised: lower case, no trailing dot, IPv6 in
+    /// brackets.
     Exact(String),
-    /// Names ending in `.{0}`.
+    /// `"*.example.com"`: any name ending in `.example.com` (stored as
+    /// `example.com`); not `example.com` itself.
     Subdomains(String),
 }
 
 impl HostRule {
+    /// Parses an `allowed_hosts` entry.
+    pub fn parse(text: &str) -> Result<HostRule, String> {
+        if text == "*" {
+            return Ok(HostRule::Any);
+        }
+        if let Some(parent) = text.strip_prefix("*.") {
+            check_dns_name(parent)?;
+            return Ok(HostRule::Subdomains(normalise_name(parent)));
+        }
+        // A bare IPv6 address is accepted and bracketed.
+        if let Ok(ip) = text.parse::<std::net::Ipv6Addr>() {
+            return Ok(HostRule::Exact(format!("[{ip}]")));
+        }
+        let has_port = match text.strip_prefix('[') {
+            Some(_) => !text.ends_with(']'),
+            None => text.contains(':'),
+        };
+        if has_port {
+            return Err(format!(
+                "{text:?} has a port; hosts are matched without their port"
+            ));
+        }
+        let host = parse_host(text)?;
+        Ok(HostRule::Exact(match host {
+            Host::Name(name) => normalise_name(&name),
+            Host::Ip(_) => host.to_string(),
+        }))
+    }
+}
+
+impl fmt::Display for HostRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostRule::Any => f.write_str("*"),
+            HostRule::Exact(host) => f.write_str(host),
+            HostRule::Subdomains(parent) => write!(f, "*.{parent}"),
+        }
+    }
+}
+
+/// One entry of `allowed_origins`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginRule {
+    /// `"*"`: any origin (turns the check off).
+    Any,
+    /// `"null"`: the opaque origin browsers send from sandboxed frames and
+    /// `file:` pages. Not allowed unless listed.
+    Null,
+    /// `scheme://host[:port]`, or `scheme://host:*` for any port. Scheme and
+    /// host lower case; for http/https a missing port means the default one.
+    Exact {
+        /// The scheme, lower case (`http`, `https`, or e.g. `vscode-webview`).
+        scheme: String,
+        /// The host, lower case, IPv6 in brackets.
+        host: String,
+        /// The port, or `None` for any port (`:*`).
+        port: Option<u16>,
+    },
+}
+
+impl OriginRule {
+    /// Parses an `allowed_origins` entry.
+    pub fn parse(text: &str) -> Result<OriginRule, String> {
+        match text {
+            "*" => return Ok(OriginRule::Any),
+            "null" => return Ok(OriginRule::Null),
+            _ => {}
+        }
+        let bad = |why: &str| {
+            Err(format!(
+                "{text:?} is not an origin ({why}; examples: https://app.example.com, http://localhost:*, null, *)"
+            ))
+        };
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return bad("no scheme://");
+        };
+        if rest.contains(['/', '?', '#', '@']) {
+            return bad("an origin has no path, query or userinfo");
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && !port.contains(']') => (host, Some(port)),
+            _ => (rest, None),
+        };
+        let Some(parsed) = parse_origin_parts(scheme, host, None) else {
+            return bad("bad scheme or host");
+        };
+        let port = match port {
+            Some("*") => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => return bad("bad port"),
+            },
+            None => parsed.port,
+        };
+        Ok(OriginRule::Exact {
+            scheme: parsed.scheme,
+            host: parsed.host,
+            port,
+        })
+    }
+}
+
+impl fmt::Display for OriginRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginRule::Any => f.write_str("*"),
+            OriginRule::Null => f.write_str("null"),
+            OriginRule::Exact { scheme, host, port } => match port {
+                None => write!(f, "{scheme}://{host}:*"),
+                Some(p) => write!(f, "{scheme}://{host}:{p}"),
+            },
+        }
+    }
+}
+
+struct ParsedOrigin {
+    scheme: String,
+    host: String,
+    /// Explicit or the scheme's default; `None` for an unknown scheme without
+    /// a port.
+    port: Option<u16>,
+}
+
+fn parse_origin_parts(scheme: &str, host: &str, port: Option<u16>) -> Option<ParsedOrigin> {
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok || host.is_empty() || host.bytes().any(|b| !b.is_ascii_graphic()) {
+        return None;
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    let host = match parse_host(host).ok()? {
+        Host::Name(name) => normalise_name(&name),
+        ip => ip.to_string(),
+    };
+    let port = port.or(match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    });
+    Some(ParsedOrigin { scheme, host, port })
+}
+
+/// Lower case, no trailing dot: `Example.COM.` and `example.com` are one host.
+fn normalise_name(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+impl HostRule {
+    /// Whether a request's host name (port and trailing dot removed) is
+    /// covered.
     fn matches(&self, name: &str) -> bool {
         match self {
+            HostRule::Any => true,
             HostRule::Exact(h) => h.eq_ignore_ascii_case(name),
             HostRule::Subdomains(d) => {
                 name.len() > d.len() + 1
@@ -80,10 +236,7 @@ impl HostRule {
 /// The allow-lists for `Host` and `Origin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostGuard {
-    any_host: bool,
     hosts: Vec<HostRule>,
-    any_origin: bool,
-    null_origin: bool,
     origins: Vec<OriginRule>,
 }
 
@@ -91,71 +244,66 @@ pub struct HostGuard {
 pub const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 impl HostGuard {
-    /// A guard allowing `hosts` (names, or `*` for any) and `origins`
-    /// (`scheme://host[:port]`, or `*` for any). Returns the first entry that
-    /// does not parse.
+    /// A guard allowing what these rules cover.
+    pub fn from_rules(hosts: &[HostRule], origins: &[OriginRule]) -> Self {
+        HostGuard {
+            hosts: hosts.to_vec(),
+            origins: origins.to_vec(),
+        }
+    }
+
+    /// A guard allowing `hosts` and `origins` entries, read with
+    /// [`HostRule::parse`] and [`OriginRule::parse`]; the first entry that
+    /// does not parse is the error.
     pub fn new<H: AsRef<str>, O: AsRef<str>>(hosts: &[H], origins: &[O]) -> Result<Self, String> {
-        let mut guard = HostGuard {
-            any_host: false,
-            hosts: Vec::new(),
-            any_origin: false,
-            null_origin: false,
-            origins: Vec::new(),
-        };
-        for h in hosts {
-            let h = h.as_ref().trim();
-            if h == "*" {
-                guard.any_host = true;
-                continue;
-            }
-            if let Some(domain) = h.strip_prefix("*.") {
-                let (name, None) = split_host_port(domain).ok_or_else(|| h.to_owned())? else {
-                    return Err(h.to_owned());
-                };
-                guard
-                    .hosts
-                    .push(HostRule::Subdomains(name.to_ascii_lowercase()));
-                continue;
-            }
-            // A bare IPv6 literal is written bracketed, as in `Host`.
-            let bracketed;
-            let h = if h.matches(':').count() > 1 && !h.starts_with('[') {
-                bracketed = format!("[{h}]");
-                bracketed.as_str()
-            } else {
-                h
-            };
-            let (name, _) = split_host_port(h).ok_or_else(|| h.to_owned())?;
-            let name = name.strip_suffix('.').unwrap_or(name);
-            guard.hosts.push(HostRule::Exact(name.to_ascii_lowercase()));
-        }
-        for o in origins {
-            let o = o.as_ref().trim();
-            match o {
-                "*" => guard.any_origin = true,
-                "null" => guard.null_origin = true,
-                _ => guard
-                    .origins
-                    .push(parse_origin_rule(o).ok_or_else(|| o.to_owned())?),
-            }
-        }
-        Ok(guard)
+        let hosts = hosts
+            .iter()
+            .map(|h| HostRule::parse(h.as_ref().trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let origins = origins
+            .iter()
+            .map(|o| OriginRule::parse(o.as_ref().trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HostGuard { hosts, origins })
     }
 
     /// The default for a listen host: that host plus the local names, and
     /// their `http`/`https` origins on any port.
     pub fn local_default(listen_host: &str) -> Self {
-        let mut hosts: Vec<String> = LOCAL_NAMES.iter().map(|s| s.to_string()).collect();
-        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(listen_host)) {
-            hosts.push(listen_host.to_owned());
-        }
-        let origins: Vec<String> = hosts
+        let mut hosts: Vec<HostRule> = LOCAL_NAMES
             .iter()
-            .flat_map(|h| [format!("http://{h}:*"), format!("https://{h}:*")])
+            .map(|n| HostRule::Exact((*n).to_owned()))
             .collect();
-        HostGuard::new(&hosts, &origins).unwrap_or_else(|_| {
-            HostGuard::new(&LOCAL_NAMES, &[] as &[&str]).expect("local names parse")
-        })
+        if let Ok(rule) = HostRule::parse(listen_host)
+            && !hosts.contains(&rule)
+        {
+            hosts.push(rule);
+        }
+        let origins = hosts
+            .iter()
+            .filter_map(|h| match h {
+                HostRule::Exact(host) => Some(host),
+                _ => None,
+            })
+            .flat_map(|host| {
+                ["http", "https"].map(|scheme| OriginRule::Exact {
+                    scheme: scheme.to_owned(),
+                    host: host.clone(),
+                    port: None,
+                })
+            })
+            .collect();
+        HostGuard { hosts, origins }
+    }
+
+    /// The host rules, in order.
+    pub fn host_rules(&self) -> &[HostRule] {
+        &self.hosts
+    }
+
+    /// The origin rules, in order.
+    pub fn origin_rules(&self) -> &[OriginRule] {
+        &self.origins
     }
 
     /// Whether one `Host` value (`name[:port]`) is allowed.
@@ -169,16 +317,16 @@ impl HostGuard {
         let Ok(origin) = std::str::from_utf8(origin) else {
             return false;
         };
-        if self.any_origin || (origin == "null" && self.null_origin) {
-            return true;
-        }
-        let Some(got) = parse_origin(origin) else {
-            return false;
-        };
-        self.origins.iter().any(|r| {
-            r.scheme == got.scheme
-                && r.host == got.host
-                && r.port.is_none_or(|p| Some(p) == got.port)
+        let got = parse_origin(origin);
+        self.origins.iter().any(|rule| match (rule, &got) {
+            (OriginRule::Any, _) => true,
+            (OriginRule::Null, _) => origin == "null",
+            (OriginRule::Exact { scheme, host, port }, Some(got)) => {
+                *scheme == got.scheme
+                    && *host == got.host
+                    && port.is_none_or(|p| Some(p) == got.port)
+            }
+            (OriginRule::Exact { .. }, None) => false,
         })
     }
 
@@ -192,7 +340,7 @@ impl HostGuard {
         let (name, _) = split_host_port(host).ok_or(GuardError::BadHost)?;
         // `localhost.` is `localhost`: the root label changes nothing.
         let name = name.strip_suffix('.').unwrap_or(name);
-        if !self.any_host && !self.hosts.iter().any(|h| h.matches(name)) {
+        if !self.hosts.iter().any(|h| h.matches(name)) {
             return Err(GuardError::ForeignHost(host.to_owned()));
         }
         match origins {
@@ -240,29 +388,26 @@ fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     Some((name, port))
 }
 
-/// A request's `Origin`: the port is always concrete (the default filled in).
-fn parse_origin(s: &str) -> Option<OriginRule> {
+/// A request's `Origin`, as the rules compare it: scheme and host lower
+/// case, the port concrete when the scheme has a default.
+struct RequestOrigin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+fn parse_origin(s: &str) -> Option<RequestOrigin> {
     let (scheme, rest) = s.split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
     if rest.contains('/') || rest.contains('@') || rest.ends_with(":*") {
         return None;
     }
     let (host, port) = split_host_port(rest)?;
-    Some(OriginRule {
+    Some(RequestOrigin {
         port: port.or_else(|| default_port(&scheme)),
         scheme,
         host: host.to_ascii_lowercase(),
     })
-}
-
-/// An allow-list entry: `:*` means any port.
-fn parse_origin_rule(s: &str) -> Option<OriginRule> {
-    if let Some(base) = s.strip_suffix(":*") {
-        let mut rule = parse_origin(base)?;
-        rule.port = None;
-        return Some(rule);
-    }
-    parse_origin(s)
 }
 
 fn default_port(scheme: &str) -> Option<u16> {

@@ -178,6 +178,7 @@ pub use bytes;
 
 pub mod exchange;
 pub mod guard;
+pub mod host;
 pub mod http1;
 pub mod inject;
 pub mod jsonrpc;

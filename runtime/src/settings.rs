@@ -29,11 +29,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     };
     let exchange = ExchangeConfig {
         router: config.router(),
-        guard: config
-            .security
-            .guard()
-            .map_err(anyhow::Error::msg)
-            .context("security")?,
+        guard: config.security.guard(),
         limits: ExchangeLimits {
             request_head,
             response_head,

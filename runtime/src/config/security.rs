@@ -2,12 +2,10 @@
 //! proxy accepts. The proxy must check these itself — it rewrites `Host` for
 //! the upstream, which hides the attack from the backend.
 
-use std::fmt;
 use std::net::SocketAddr;
 
-use sluice_core::guard::HostGuard;
-
-use super::url::{Host, check_dns_name, parse_host};
+pub use sluice_core::guard::{HostGuard, HostRule, OriginRule};
+use sluice_core::host::Host;
 
 /// The `[security]` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,193 +36,20 @@ impl Security {
     }
 
     /// The core guard these rules describe (the one the proxy enforces).
-    pub fn guard(&self) -> Result<HostGuard, String> {
-        let hosts: Vec<String> = self.allowed_hosts.iter().map(ToString::to_string).collect();
-        let origins: Vec<String> = self
-            .allowed_origins
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        HostGuard::new(&hosts, &origins)
-            .map_err(|bad| format!("{bad:?} is not a valid host or origin rule"))
+    pub fn guard(&self) -> HostGuard {
+        HostGuard::from_rules(&self.allowed_hosts, &self.allowed_origins)
     }
 
     /// Whether a request's `Host` header value (e.g. `localhost:8080`) is
     /// allowed, as the proxy decides it. The port is ignored.
     pub fn host_allowed(&self, host_header: &str) -> bool {
-        self.guard()
-            .is_ok_and(|g| g.host_allowed(host_header.as_bytes()))
+        self.guard().host_allowed(host_header.as_bytes())
     }
 
     /// Whether a request's `Origin` header is allowed; `None` (no header) is.
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
-        self.guard()
-            .is_ok_and(|g| g.origin_allowed(origin.map(str::as_bytes)))
+        self.guard().origin_allowed(origin.map(str::as_bytes))
     }
-}
-
-/// One entry of `allowed_hosts`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostRule {
-    /// `"*"`: any host (turns the check off; for a proxy behind another one
-    /// that already checks).
-    Any,
-    /// An exact host, normalised: lower case, no trailing dot, IPv6 in
-    /// brackets.
-    Exact(String),
-    /// `"*.example.com"`: any name ending in `.example.com` (stored as
-    /// `example.com`); not `example.com` itself.
-    Subdomains(String),
-}
-
-impl HostRule {
-    /// Parses an `allowed_hosts` entry.
-    pub fn parse(text: &str) -> Result<HostRule, String> {
-        if text == "*" {
-            return Ok(HostRule::Any);
-        }
-        if let Some(parent) = text.strip_prefix("*.") {
-            check_dns_name(parent)?;
-            return Ok(HostRule::Subdomains(normalise_name(parent)));
-        }
-        // A bare IPv6 address is accepted and bracketed.
-        if let Ok(ip) = text.parse::<std::net::Ipv6Addr>() {
-            return Ok(HostRule::Exact(format!("[{ip}]")));
-        }
-        let has_port = match text.strip_prefix('[') {
-            Some(_) => !text.ends_with(']'),
-            None => text.contains(':'),
-        };
-        if has_port {
-            return Err(format!(
-                "{text:?} has a port; hosts are matched without their port"
-            ));
-        }
-        let host = parse_host(text)?;
-        Ok(HostRule::Exact(match host {
-            Host::Name(name) => normalise_name(&name),
-            Host::Ip(_) => host.to_string(),
-        }))
-    }
-}
-
-impl fmt::Display for HostRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HostRule::Any => f.write_str("*"),
-            HostRule::Exact(host) => f.write_str(host),
-            HostRule::Subdomains(parent) => write!(f, "*.{parent}"),
-        }
-    }
-}
-
-/// One entry of `allowed_origins`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OriginRule {
-    /// `"*"`: any origin (turns the check off).
-    Any,
-    /// `"null"`: the opaque origin browsers send from sandboxed frames and
-    /// `file:` pages. Not allowed unless listed.
-    Null,
-    /// `scheme://host[:port]`, or `scheme://host:*` for any port. Scheme and
-    /// host lower case; for http/https a missing port means the default one.
-    Exact {
-        /// The scheme, lower case (`http`, `https`, or e.g. `vscode-webview`).
-        scheme: String,
-        /// The host, lower case, IPv6 in brackets.
-        host: String,
-        /// The port, or `None` for any port (`:*`).
-        port: Option<u16>,
-    },
-}
-
-impl OriginRule {
-    /// Parses an `allowed_origins` entry.
-    pub fn parse(text: &str) -> Result<OriginRule, String> {
-        match text {
-            "*" => return Ok(OriginRule::Any),
-            "null" => return Ok(OriginRule::Null),
-            _ => {}
-        }
-        let bad = |why: &str| {
-            Err(format!(
-                "{text:?} is not an origin ({why}; examples: https://app.example.com, http://localhost:*, null, *)"
-            ))
-        };
-        let Some((scheme, rest)) = text.split_once("://") else {
-            return bad("no scheme://");
-        };
-        if rest.contains(['/', '?', '#', '@']) {
-            return bad("an origin has no path, query or userinfo");
-        }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && !port.contains(']') => (host, Some(port)),
-            _ => (rest, None),
-        };
-        let Some(parsed) = parse_origin_parts(scheme, host, None) else {
-            return bad("bad scheme or host");
-        };
-        let port = match port {
-            Some("*") => None,
-            Some(p) => match p.parse::<u16>() {
-                Ok(p) if p > 0 => Some(p),
-                _ => return bad("bad port"),
-            },
-            None => parsed.port,
-        };
-        Ok(OriginRule::Exact {
-            scheme: parsed.scheme,
-            host: parsed.host,
-            port,
-        })
-    }
-}
-
-impl fmt::Display for OriginRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OriginRule::Any => f.write_str("*"),
-            OriginRule::Null => f.write_str("null"),
-            OriginRule::Exact { scheme, host, port } => match port {
-                None => write!(f, "{scheme}://{host}:*"),
-                Some(p) => write!(f, "{scheme}://{host}:{p}"),
-            },
-        }
-    }
-}
-
-struct ParsedOrigin {
-    scheme: String,
-    host: String,
-    /// Explicit or the scheme's default; `None` for an unknown scheme without
-    /// a port.
-    port: Option<u16>,
-}
-
-fn parse_origin_parts(scheme: &str, host: &str, port: Option<u16>) -> Option<ParsedOrigin> {
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    if !scheme_ok || host.is_empty() || host.bytes().any(|b| !b.is_ascii_graphic()) {
-        return None;
-    }
-    let scheme = scheme.to_ascii_lowercase();
-    let host = match parse_host(host).ok()? {
-        Host::Name(name) => normalise_name(&name),
-        ip => ip.to_string(),
-    };
-    let port = port.or(match scheme.as_str() {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
-    });
-    Some(ParsedOrigin { scheme, host, port })
-}
-
-/// Lower case, no trailing dot: `Example.COM.` and `example.com` are one host.
-fn normalise_name(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
 fn default_hosts(listen: SocketAddr) -> Vec<HostRule> {
