@@ -174,6 +174,36 @@ fn an_idle_keep_alive_client_is_closed_promptly() {
 }
 
 #[test]
+fn a_request_still_arriving_at_shutdown_gets_a_503_and_never_goes_upstream() {
+    let up = upstream(|conn, _| {
+        json_response(conn, r#"{"jsonrpc":"2.0","id":"abc","result":{}}"#);
+        true
+    });
+    let proxy = proxy_with(up.addr, |s| s.shutdown_grace = Duration::from_secs(60));
+    let addr = proxy.local_addr();
+    let mut c = connect(addr);
+    // The 100 Continue proves the proxy read the head; the body never comes.
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nExpect: 100-continue\r\n\
+         Content-Length: {}\r\n\r\n",
+        CALL.len()
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    read_until(&mut c, &mut got, b"HTTP/1.1 100 Continue\r\n\r\n");
+
+    let done = shutdown_in_background(proxy, || {});
+    let after = String::from_utf8(read_to_close(&mut c)).unwrap();
+    assert!(after.starts_with("HTTP/1.1 503 "), "{after}");
+    assert!(after.contains("shutting down"), "{after}");
+    let (cut, took) = done.join().unwrap();
+    assert_eq!(cut, 0);
+    assert!(took < PROMPT, "{took:?}");
+    assert!(up.requests.try_recv().is_err(), "nothing went upstream");
+}
+
+#[test]
 fn after_shutdown_the_listener_refuses_connections() {
     let up = upstream(|conn, _| {
         json_response(conn, "{}");

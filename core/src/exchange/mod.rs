@@ -524,6 +524,36 @@ impl Exchange {
         }
     }
 
+    /// The proxy is shutting down. An exchange waiting for a request's
+    /// first byte ends quietly; one whose request is still arriving is
+    /// answered 503 and closed (nothing went upstream: the client may send
+    /// it again elsewhere); one under way finishes, then closes the
+    /// connection instead of keeping it alive. Call it once; the driver's
+    /// grace period bounds how long the rest may take.
+    pub fn shutdown(&mut self, now: Instant) {
+        match &self.state {
+            State::Done => {}
+            State::Request(intake) if intake.is_idle() => {
+                self.summary.outcome = Outcome::ClientGone;
+                self.finish(Close::Graceful, now);
+            }
+            State::Request(_) => {
+                let bytes = inject::http_error(
+                    503,
+                    codes::INTERNAL_ERROR,
+                    "sluice is shutting down; send the request again",
+                    true,
+                );
+                self.answer_locally(503, bytes, "shutting down", now);
+            }
+            _ => {
+                if let Some(req) = self.req.as_mut() {
+                    req.client_keep_alive = false;
+                }
+            }
+        }
+    }
+
     /// The client closed its side or its connection failed.
     pub fn client_closed(&mut self, now: Instant) {
         match self.state {

@@ -48,6 +48,7 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
             armed: None,
             to_client: &mut to_client,
             hook_time: None,
+            told_shutdown: false,
         };
         let close = driver.run().await;
         let hook_time = driver.hook_time;
@@ -91,6 +92,8 @@ struct Driver<'a> {
     to_client: &'a mut Vec<Bytes>,
     /// Time spent in hook chains on this exchange.
     hook_time: Option<std::time::Duration>,
+    /// The exchange heard of the shutdown already.
+    told_shutdown: bool,
 }
 
 impl Driver<'_> {
@@ -134,9 +137,7 @@ impl Driver<'_> {
                 self.exchange.client_closed(Instant::now());
                 continue;
             }
-            let idle_between_requests =
-                !self.exchange.request_complete() && self.upstream.is_none();
-            match self.wait(idle_between_requests).await {
+            match self.wait(!self.told_shutdown).await {
                 Event::Client => self.read_client(),
                 Event::Upstream(Ok(bytes)) if bytes.is_empty() => {
                     self.upstream_closed(UpstreamEnd::Eof)
@@ -145,8 +146,9 @@ impl Driver<'_> {
                 Event::Upstream(Err(_)) => self.upstream_closed(UpstreamEnd::Error),
                 Event::Timer => self.exchange.handle_timeout(Instant::now()),
                 Event::Shutdown => {
-                    // Only an idle connection between requests is closed early.
-                    self.exchange.client_closed(Instant::now());
+                    // Core decides: idle closes, half-read gets 503, under way finishes.
+                    self.told_shutdown = true;
+                    self.exchange.shutdown(Instant::now());
                 }
             }
         }
@@ -162,10 +164,11 @@ impl Driver<'_> {
     }
 
     /// Wait for the upstream's next bytes, the client's, the deadline or
-    /// (when idle between requests) shutdown. Holds no buffer while waiting.
+    /// (unless the exchange heard of it) shutdown. Holds no buffer while
+    /// waiting.
     /// The client is not waited on while the exchange takes no more of its
     /// bytes (pipelined data past the limit): its socket pushes back.
-    async fn wait(&mut self, idle: bool) -> Event {
+    async fn wait(&mut self, shutdown: bool) -> Event {
         self.arm();
         let client = (self.exchange.client_read_budget() > 0).then_some(self.client);
         let slot = self.slot;
@@ -181,7 +184,7 @@ impl Driver<'_> {
             if client.is_some_and(|c| c.poll_readable(cx).is_ready()) {
                 return Poll::Ready(Event::Client);
             }
-            slot.poll_due(deadlines, idle, cx).map(|due| match due {
+            slot.poll_due(deadlines, shutdown, cx).map(|due| match due {
                 Due::Deadline => Event::Timer,
                 Due::Shutdown => Event::Shutdown,
             })

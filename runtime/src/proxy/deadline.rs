@@ -114,9 +114,14 @@ impl Slot {
         lock(&self.state).at = at;
     }
 
-    /// Ready once the deadline has passed, or, when `idle`, once the proxy
-    /// shuts down.
-    pub fn poll_due(&self, deadlines: &Deadlines, idle: bool, cx: &mut Context<'_>) -> Poll<Due> {
+    /// Ready once the deadline has passed, or, when `report_shutdown`, once
+    /// the proxy shuts down.
+    pub fn poll_due(
+        &self,
+        deadlines: &Deadlines,
+        report_shutdown: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Due> {
         let mut state = lock(&self.state);
         if state.at.is_some_and(|at| at <= Instant::now()) {
             return Poll::Ready(Due::Deadline);
@@ -127,7 +132,7 @@ impl Slot {
         }
         // Checked after the waker is stored: `shut_down` sets the flag
         // before it wakes, so either this sees it or the wake comes.
-        if idle && deadlines.is_shutting_down() {
+        if report_shutdown && deadlines.is_shutting_down() {
             return Poll::Ready(Due::Shutdown);
         }
         Poll::Pending

@@ -1345,3 +1345,49 @@ fn recommended_timeouts_are_all_set_but_the_stream_ones() {
 
 mod bounds;
 mod hooked_answers;
+
+#[test]
+fn shutdown_closes_an_idle_connection_quietly() {
+    let mut h = Harness::new(config());
+    h.ex.shutdown(h.now);
+    h.drain();
+    assert!(h.log.to_client.is_empty());
+    assert_eq!(h.log.finished, Some(Close::Graceful));
+}
+
+#[test]
+fn shutdown_answers_a_half_read_request_503_and_sends_nothing_upstream() {
+    let mut h = Harness::new(config());
+    let request = post(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+    h.client(&request[..request.len() - 5]);
+    h.ex.shutdown(h.now);
+    h.drain();
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert!(h.log.to_upstream.is_empty());
+    assert_eq!(h.log.finished, Some(Close::Graceful));
+}
+
+#[test]
+fn shutdown_lets_an_exchange_under_way_finish_then_close() {
+    let mut h = Harness::new(config());
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    h.client(&post(body)).connected(false);
+    h.ex.shutdown(h.now);
+    h.drain();
+    assert!(h.log.finished.is_none(), "the answer is still owed");
+    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#;
+    h.upstream(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        )
+        .as_bytes(),
+    );
+    let text = h.client_text();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert!(text.ends_with(answer));
+    assert_eq!(h.log.finished, Some(Close::Graceful));
+}
