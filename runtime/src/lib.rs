@@ -7,6 +7,7 @@
 pub mod access;
 pub mod config;
 pub mod demo;
+mod dial;
 pub mod hooks;
 pub mod legacy;
 pub mod proxy;

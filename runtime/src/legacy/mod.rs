@@ -1,19 +1,19 @@
 //! The legacy HTTP+SSE bridge as a virtual upstream.
 //!
-//! For a route whose upstream speaks the 2024-11-05 transport,
-//! [`Upstreams::checkout`](crate::proxy::upstream::Upstreams::checkout)
-//! hands the exchange a [`BridgePipe`] instead of a socket: an in-memory
-//! duplex pipe whose far end is served here. The exchange writes its
-//! normalized HTTP/1.1 request into the pipe and reads a Streamable HTTP
-//! response back, so the injection rules, the access log and the hooks
-//! apply to bridged traffic as to any other. Each pipe carries one
-//! exchange and is never pooled.
+//! For a route whose upstream speaks the 2024-11-05 transport, the proxy's
+//! upstream table hands the exchange a [`BridgePipe`] instead of a socket
+//! (its `UpConn::Bridge`): an in-memory duplex pipe whose far end is served
+//! here. The exchange writes its normalized HTTP/1.1 request into the pipe
+//! and reads a Streamable HTTP response back, so the injection rules, the
+//! access log and the hooks apply to bridged traffic as to any other. Each
+//! pipe carries one exchange and is never pooled.
 //!
 //! Every protocol decision is `sluice_core::legacy`'s; this module only
 //! moves bytes: it reads the request from the pipe, asks the core which
 //! session serves it, runs one task per backend session (the SSE stream, the
 //! POSTs, the client streams attached to it, the timers) and writes what the
-//! core says to write.
+//! core says to write. It reaches the backend through the dialer
+//! ([`crate::dial`]) and its pool, and knows nothing of the proxy.
 
 mod pipe;
 mod session;
@@ -30,7 +30,7 @@ use sluice_core::legacy::{
     self, AnswerReader, BridgeConfig, EndpointWatch, Mode, ProbeStep, StreamId,
 };
 
-use crate::proxy::upstream::{Direct, UpConn};
+use crate::dial::{Conn, Dialer};
 pub use pipe::BridgePipe;
 
 /// How an upstream is reached.
@@ -98,7 +98,7 @@ pub struct RouteBridge {
     route: usize,
     settings: Bridging,
     config: Arc<BridgeConfig>,
-    direct: Arc<Direct>,
+    dialer: Arc<Dialer>,
     live: Mutex<Live>,
 }
 
@@ -120,13 +120,13 @@ pub(super) enum Key {
 }
 
 impl RouteBridge {
-    /// The bridge of route `route`, opening backend connections with `direct`.
-    pub fn new(route: usize, settings: Bridging, direct: Arc<Direct>) -> Arc<Self> {
+    /// The bridge of route `route`, opening backend connections with `dialer`.
+    pub(crate) fn new(route: usize, settings: Bridging, dialer: Arc<Dialer>) -> Arc<Self> {
         Arc::new(RouteBridge {
             route,
             config: Arc::new(settings.config.clone()),
             settings,
-            direct,
+            dialer,
             live: Mutex::new(Live::default()),
         })
     }
@@ -331,7 +331,7 @@ impl RouteBridge {
     async fn probe_inner(&self) -> io::Result<Option<bool>> {
         let s = &self.settings;
         let limits = &self.config.limits;
-        let (mut conn, _) = self.direct.checkout(self.route, true).await?;
+        let (mut conn, _) = self.dialer.checkout(self.route, true).await?;
         conn.write_all(&legacy::probe_request(&s.authority, &s.target, &[]))
             .await?;
         conn.flush().await?;
@@ -342,7 +342,7 @@ impl RouteBridge {
             ProbeStep::Streamable => {
                 if let Some(sid) = &answer.session_id {
                     // Best effort: do not leave the probe's session behind.
-                    if let Ok((mut c, _)) = self.direct.checkout(self.route, true).await {
+                    if let Ok((mut c, _)) = self.dialer.checkout(self.route, true).await {
                         let bytes = legacy::probe_cleanup(&s.authority, &s.target, sid);
                         if c.write_all(&bytes).await.is_ok() {
                             let mut r = AnswerReader::head_only(&limits.http);
@@ -353,7 +353,7 @@ impl RouteBridge {
                 Ok(Some(false))
             }
             ProbeStep::TryLegacy => {
-                let (mut conn, _) = self.direct.checkout(self.route, true).await?;
+                let (mut conn, _) = self.dialer.checkout(self.route, true).await?;
                 conn.write_all(&legacy::probe_stream_request(&s.authority, &s.target, &[]))
                     .await?;
                 conn.flush().await?;
@@ -394,7 +394,7 @@ async fn watch_until_gone(
 }
 
 /// Reads an answer to a request the bridge sent.
-async fn read_answer(conn: &mut UpConn, reader: &mut AnswerReader) -> io::Result<legacy::Answer> {
+async fn read_answer(conn: &mut Conn, reader: &mut AnswerReader) -> io::Result<legacy::Answer> {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = conn.read(&mut buf).await?;
