@@ -44,6 +44,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use sluice_core::exchange::HookPhase;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
@@ -276,15 +277,6 @@ pub struct HookContext {
     /// order. Each hook gets only those its [`HookSpec::headers`] names;
     /// the rest are dropped before the guest is called.
     pub headers: Vec<(String, String)>,
-}
-
-/// Which way a message travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Client → upstream.
-    Request,
-    /// Upstream → client.
-    Response,
 }
 
 /// The final word of a hook chain on one message.
@@ -567,18 +559,18 @@ impl Drop for Ticker {
 
 /// A method-list entry: a pattern, optionally limited to one phase by an
 /// `@request` or `@response` suffix (`"tools/call@request"`).
-fn split_phase(entry: &str) -> (&str, Option<Phase>) {
+fn split_phase(entry: &str) -> (&str, Option<HookPhase>) {
     if let Some(pattern) = entry.strip_suffix("@request") {
-        (pattern, Some(Phase::Request))
+        (pattern, Some(HookPhase::Request))
     } else if let Some(pattern) = entry.strip_suffix("@response") {
-        (pattern, Some(Phase::Response))
+        (pattern, Some(HookPhase::Response))
     } else {
         (entry, None)
     }
 }
 
 /// Whether `entry` covers `method` in `phase`.
-fn entry_matches(entry: &str, method: &str, phase: Option<Phase>) -> bool {
+fn entry_matches(entry: &str, method: &str, phase: Option<HookPhase>) -> bool {
     let (pattern, only) = split_phase(entry);
     pattern_matches(pattern, method) && (only.is_none() || only == phase)
 }
@@ -693,7 +685,7 @@ impl HookHost {
 
     /// Whether any hook wants to see `method` in `phase`: if not, running
     /// the chain there is a no-op and instantiates nothing.
-    pub fn wants_in(&self, method: &str, phase: Phase) -> bool {
+    pub fn wants_in(&self, method: &str, phase: HookPhase) -> bool {
         self.hooks.iter().any(|h| h.wants(method, Some(phase)))
     }
 
@@ -725,7 +717,7 @@ impl HookHost {
     /// Run the chain on a client request (or notification) `request_json`
     /// whose method is `method`.
     pub fn run_request(&self, ctx: &HookContext, method: &str, request_json: &str) -> ChainReport {
-        self.run(ctx, Phase::Request, method, None, request_json)
+        self.run(ctx, HookPhase::Request, method, None, request_json)
     }
 
     /// Run the chain on the upstream's `response_json` to `request_json` (the
@@ -739,7 +731,7 @@ impl HookHost {
     ) -> ChainReport {
         self.run(
             ctx,
-            Phase::Response,
+            HookPhase::Response,
             method,
             Some(request_json),
             response_json,
@@ -749,7 +741,7 @@ impl HookHost {
     fn run(
         &self,
         ctx: &HookContext,
-        phase: Phase,
+        phase: HookPhase,
         method: &str,
         request: Option<&str>,
         message: &str,
@@ -761,8 +753,8 @@ impl HookHost {
             upstream: ctx.upstream.clone(),
             headers: Vec::new(),
             phase: match phase {
-                Phase::Request => types::Phase::Request,
-                Phase::Response => types::Phase::Response,
+                HookPhase::Request => types::Phase::Request,
+                HookPhase::Response => types::Phase::Response,
             },
         };
         let request = request.map(|r| types::Message {
@@ -851,7 +843,7 @@ impl HookHost {
     fn run_one(
         &self,
         hook: &LoadedHook,
-        phase: Phase,
+        phase: HookPhase,
         ctx: &types::Context,
         method: &str,
         request: Option<&types::Message>,
@@ -952,10 +944,10 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
 impl LoadedHook {
     /// Whether both the hook's and the operator's lists cover `method` in
     /// `phase` (`None`: in either phase).
-    fn wants(&self, method: &str, phase: Option<Phase>) -> bool {
+    fn wants(&self, method: &str, phase: Option<HookPhase>) -> bool {
         let Some(phase) = phase else {
-            return self.wants(method, Some(Phase::Request))
-                || self.wants(method, Some(Phase::Response));
+            return self.wants(method, Some(HookPhase::Request))
+                || self.wants(method, Some(HookPhase::Response));
         };
         let phase = Some(phase);
         self.declared

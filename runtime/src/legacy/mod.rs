@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_io::Timer;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
-    self, AnswerReader, BridgeConfig, EndpointWatch, Mode, ProbeStep, StreamId,
+    self, BridgeConfig, EndpointWatch, Mode, PostAnswerReader, ProbeStep, StreamId,
 };
 
 use crate::dial::{Conn, Dialer};
@@ -335,7 +335,7 @@ impl RouteBridge {
         conn.write_all(&legacy::probe_request(&s.authority, &s.target, &[]))
             .await?;
         conn.flush().await?;
-        let mut reader = AnswerReader::head_only(&limits.http);
+        let mut reader = PostAnswerReader::head_only(&limits.http);
         let answer = read_answer(&mut conn, &mut reader).await?;
         drop(conn);
         match legacy::probe_step(&answer) {
@@ -345,7 +345,7 @@ impl RouteBridge {
                     if let Ok((mut c, _)) = self.dialer.checkout(self.route, true).await {
                         let bytes = legacy::probe_cleanup(&s.authority, &s.target, sid);
                         if c.write_all(&bytes).await.is_ok() {
-                            let mut r = AnswerReader::head_only(&limits.http);
+                            let mut r = PostAnswerReader::head_only(&limits.http);
                             let _ = read_answer(&mut c, &mut r).await;
                         }
                     }
@@ -394,7 +394,10 @@ async fn watch_until_gone(
 }
 
 /// Reads an answer to a request the bridge sent.
-async fn read_answer(conn: &mut Conn, reader: &mut AnswerReader) -> io::Result<legacy::Answer> {
+async fn read_answer(
+    conn: &mut Conn,
+    reader: &mut PostAnswerReader,
+) -> io::Result<legacy::PostAnswer> {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = conn.read(&mut buf).await?;

@@ -10,7 +10,7 @@ use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
-    self, AnswerReader, Bridge, Origin, Output, PostId, PostOutcome, StreamId,
+    self, Bridge, Origin, Output, PostAnswerReader, PostId, PostOutcome, StreamId,
 };
 use smol::channel::{Receiver, Sender};
 
@@ -230,7 +230,7 @@ async fn post(
             detail: e.to_string(),
         };
     }
-    let mut reader = AnswerReader::post(limits);
+    let mut reader = PostAnswerReader::post(limits);
     match read_answer(&mut conn, &mut reader).await {
         Ok(answer) => {
             if answer.reusable && origin.is_none() {

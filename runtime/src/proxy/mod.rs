@@ -303,12 +303,12 @@ impl ProxySettings {
 impl ProxySettings {
     /// Run `host`'s hooks on every exchange (and parse only what they want).
     pub fn with_hooks(mut self, host: Arc<crate::hooks::HookHost>) -> ProxySettings {
-        use crate::hooks::Phase;
+        use sluice_core::exchange::HookPhase;
         let (any, req, resp) = (host.clone(), host.clone(), host.clone());
         self.exchange.hooks = sluice_core::exchange::HookFilter::new(move |m| any.wants(m))
             .with_phases(
-                move |m| req.wants_in(m, Phase::Request),
-                move |m| resp.wants_in(m, Phase::Response),
+                move |m| req.wants_in(m, HookPhase::Request),
+                move |m| resp.wants_in(m, HookPhase::Response),
             )
             .with_headers(&host.header_names());
         self.hooks = Some(host);
