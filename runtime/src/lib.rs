@@ -4,13 +4,13 @@
 //! No protocol rule lives here: this crate turns core outputs into syscalls
 //! and syscalls into core inputs.
 
-pub mod access;
+mod access;
 pub mod config;
 pub mod demo;
 mod dial;
 pub mod hooks;
 pub mod legacy;
 pub mod proxy;
-pub mod rt;
+mod rt;
 pub mod settings;
 pub mod tls;

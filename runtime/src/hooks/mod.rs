@@ -69,14 +69,14 @@ pub const HOOK_FAILED_CODE: i64 = sluice_core::exchange::HOOK_FAILED;
 /// wall-clock time on the calling thread, so it also counts time the OS
 /// spends running other threads: a safety net against runaway guests, set
 /// well above a hook's normal cost (tens of microseconds).
-pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
 /// Default cap on a hook's linear memory, in bytes.
-pub const DEFAULT_MAX_MEMORY: usize = 32 << 20;
+pub(crate) const DEFAULT_MAX_MEMORY: usize = 32 << 20;
 /// Default cap on a message handed to a hook and on a verdict's payload.
-pub const DEFAULT_MAX_MESSAGE: usize = 4 << 20;
+pub(crate) const DEFAULT_MAX_MESSAGE: usize = 4 << 20;
 /// Default number of instance slots in the pool, shared by all hooks of a
 /// host (concurrent fresh calls plus every warm instance).
-pub const DEFAULT_MAX_INSTANCES: u32 = 128;
+pub(crate) const DEFAULT_MAX_INSTANCES: u32 = 128;
 
 /// Log lines from a guest are cut at this many bytes.
 const MAX_LOG_LINE: usize = 4096;
@@ -199,7 +199,7 @@ impl HookSpec {
 
 /// Whether `name` can be put in a hook's header allow-list: an HTTP field
 /// name (RFC 9110 token characters), no wildcard.
-pub fn check_header_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
     const EXTRA: &[u8] = b"!#$%&'*+-.^_`|~";
     if name.is_empty() {
         return Err("a header name cannot be empty".into());

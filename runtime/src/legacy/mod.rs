@@ -13,7 +13,7 @@
 //! session serves it, runs one task per backend session (the SSE stream, the
 //! POSTs, the client streams attached to it, the timers) and writes what the
 //! core says to write. It reaches the backend through the dialer
-//! ([`crate::dial`]) and its pool, and knows nothing of the proxy.
+//! (`dial`) and its pool, and knows nothing of the proxy.
 
 mod pipe;
 mod session;
@@ -31,7 +31,7 @@ use sluice_core::legacy::{
 };
 
 use crate::dial::{Conn, Dialer};
-pub use pipe::BridgePipe;
+pub(crate) use pipe::BridgePipe;
 
 /// How an upstream is reached.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +84,7 @@ impl Bridging {
 }
 
 /// Default of [`Bridging::max_sessions`].
-pub const DEFAULT_MAX_SESSIONS: usize = 1024;
+pub(crate) const DEFAULT_MAX_SESSIONS: usize = 1024;
 
 /// Size of each direction of a pipe.
 const PIPE_BYTES: usize = 256 * 1024;
@@ -94,7 +94,7 @@ const READ_CHUNK: usize = 16 * 1024;
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 
 /// The bridge of one route: its settings and its live sessions.
-pub struct RouteBridge {
+pub(crate) struct RouteBridge {
     route: usize,
     settings: Bridging,
     config: Arc<BridgeConfig>,
@@ -133,7 +133,7 @@ impl RouteBridge {
 
     /// A virtual connection for one exchange; its far end is served by a
     /// task of its own.
-    pub fn open(self: &Arc<Self>) -> BridgePipe {
+    pub(crate) fn open(self: &Arc<Self>) -> BridgePipe {
         let (to_bridge_r, to_bridge_w) = piper::pipe(PIPE_BYTES);
         let (to_exchange_r, to_exchange_w) = piper::pipe(PIPE_BYTES);
         let this = self.clone();
@@ -141,14 +141,9 @@ impl RouteBridge {
         BridgePipe::new(to_exchange_r, to_bridge_w)
     }
 
-    /// Live sessions (session mode).
-    pub fn session_count(&self) -> usize {
-        self.lock().sessions.len()
-    }
-
     /// Running bridges of either mode, each holding a backend SSE stream
     /// (or about to open one).
-    pub fn live_count(&self) -> usize {
+    pub(crate) fn live_count(&self) -> usize {
         let live = self.lock();
         live.sessions.len() + live.per_request.len()
     }
@@ -157,7 +152,7 @@ impl RouteBridge {
     /// answers its clients with an error; no new one starts. Returns how
     /// many were told to close; [`live_count`](Self::live_count) drops to
     /// zero as they finish.
-    pub fn close_all(&self) -> usize {
+    pub(crate) fn close_all(&self) -> usize {
         let mut live = self.lock();
         live.closing = true;
         let inboxes = live.sessions.values().chain(live.per_request.values());
