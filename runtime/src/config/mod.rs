@@ -335,7 +335,7 @@ impl Default for Pool {
 }
 
 /// The most worker threads `workers` may ask for.
-pub(crate) const MAX_WORKERS: usize = 1024;
+pub const MAX_WORKERS: usize = 1024;
 
 /// The server's own resources.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

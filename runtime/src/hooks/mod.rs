@@ -69,14 +69,14 @@ pub const HOOK_FAILED_CODE: i64 = sluice_core::exchange::HOOK_FAILED;
 /// wall-clock time on the calling thread, so it also counts time the OS
 /// spends running other threads: a safety net against runaway guests, set
 /// well above a hook's normal cost (tens of microseconds).
-pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
 /// Default cap on a hook's linear memory, in bytes.
-pub(crate) const DEFAULT_MAX_MEMORY: usize = 32 << 20;
+pub const DEFAULT_MAX_MEMORY: usize = 32 << 20;
 /// Default cap on a message handed to a hook and on a verdict's payload.
-pub(crate) const DEFAULT_MAX_MESSAGE: usize = 4 << 20;
+pub const DEFAULT_MAX_MESSAGE: usize = 4 << 20;
 /// Default number of instance slots in the pool, shared by all hooks of a
 /// host (concurrent fresh calls plus every warm instance).
-pub(crate) const DEFAULT_MAX_INSTANCES: u32 = 128;
+pub const DEFAULT_MAX_INSTANCES: u32 = 128;
 
 /// Log lines from a guest are cut at this many bytes.
 const MAX_LOG_LINE: usize = 4096;

@@ -1,7 +1,7 @@
 //! The legacy HTTP+SSE bridge as a virtual upstream.
 //!
 //! For a route whose upstream speaks the 2024-11-05 transport, the proxy's
-//! upstream table hands the exchange a [`BridgePipe`] instead of a socket
+//! upstream table hands the exchange a `BridgePipe` instead of a socket
 //! (its `UpConn::Bridge`): an in-memory duplex pipe whose far end is served
 //! here. The exchange writes its normalized HTTP/1.1 request into the pipe
 //! and reads a Streamable HTTP response back, so the injection rules, the
