@@ -1,6 +1,7 @@
 //! A complete single-upstream MCP proxy on blocking `std::net`, with no async
 //! runtime: the proof that [`sluice_core::exchange::Exchange`] is not tied to
-//! the smol driver in `runtime/`.
+//! the `sluice` binary's driver in `runtime/` (async tasks on an executor of
+//! its own: mio and async-task worker threads).
 //!
 //! ```text
 //! cargo run -p sluice-core --example blocking_proxy -- \
@@ -28,7 +29,8 @@
 //! the driver the moment either side has bytes, and the exchange's deadline
 //! maps exactly onto `recv_timeout`. The price is threads (three per client
 //! connection while a request is in flight), acceptable for a demonstration
-//! and what the smol runtime avoids.
+//! and what the `sluice` binary avoids: there a connection is one task, and
+//! one epoll per worker thread waits on the sockets of all its tasks.
 //!
 //! Upstream events carry the id of the connection they came from, so a
 //! reader thread that outlives its connection (released, retried, dropped)

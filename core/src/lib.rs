@@ -4,8 +4,9 @@
 //! MCP's transport rules lives here, as data types and state machines that
 //! never touch a socket, a clock, a thread or an async runtime. Callers push
 //! bytes (and the current time) in and drain what the machines decide, so
-//! the same code runs under smol (the `sluice` binary), a blocking
-//! `std::net` loop (`examples/blocking_proxy.rs`), a tokio server or a
+//! the same code runs under the `sluice` binary's own executor (mio and
+//! async-task worker threads), a blocking `std::net` loop
+//! (`examples/blocking_proxy.rs`), tokio (`examples/tokio_proxy.rs`) or a
 //! proxy-wasm filter.
 //!
 //! # Modules

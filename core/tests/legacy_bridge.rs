@@ -108,7 +108,7 @@ impl Sim {
     fn answer_post(&mut self, status: u16) -> Vec<u8> {
         let (id, bytes) = self.seen.posts.remove(0);
         self.seen.fresh.remove(0);
-        let answer = Answer {
+        let answer = PostAnswer {
             status,
             excerpt: b"Accepted".to_vec(),
             reusable: true,
@@ -285,11 +285,11 @@ fn session_initialize_opens_the_stream_and_answers_with_the_session_id() {
     assert!(get.contains("Authorization: Bearer tok.~+/=\r\n"));
     assert!(!get.to_ascii_lowercase().contains("mcp-protocol-version"));
     assert!(!get.to_ascii_lowercase().contains("gzip"));
-    assert_eq!(sim.bridge.phase(), Phase::Opening);
+    assert_eq!(sim.bridge.phase(), SessionPhase::Opening);
     assert!(sim.seen.posts.is_empty(), "no POST before the endpoint");
 
     sim.open("messages?sessionId=abc");
-    assert_eq!(sim.bridge.phase(), Phase::Ready);
+    assert_eq!(sim.bridge.phase(), SessionPhase::Ready);
     let (head, body) = split_body(&sim.seen.posts[0].1);
     assert!(head.starts_with("POST /messages?sessionId=abc HTTP/1.1\r\nHost: backend:9000\r\n"));
     assert!(head.contains("Authorization: Bearer tok.~+/=\r\n"));
@@ -739,7 +739,7 @@ fn a_slow_endpoint_is_waited_for() {
     sim.attach(1, post(INIT));
     sim.feed(STREAM_HEAD);
     sim.advance(Duration::from_secs(9));
-    assert_eq!(sim.bridge.phase(), Phase::AwaitingEndpoint);
+    assert_eq!(sim.bridge.phase(), SessionPhase::AwaitingEndpoint);
     sim.feed(b"event: endpoint\ndata: /m\n\n");
     assert_eq!(sim.seen.posts.len(), 1);
     sim.advance(Duration::from_secs(60));
@@ -975,7 +975,7 @@ fn per_request_handshakes_then_forwards_then_closes() {
         sim.seen.posts.is_empty(),
         "initialized waits for the answer"
     );
-    assert_eq!(sim.bridge.phase(), Phase::Handshake);
+    assert_eq!(sim.bridge.phase(), SessionPhase::Handshake);
     sim.message(&format!(
         r#"{{"jsonrpc":"2.0","id":{own_id},"result":{{"protocolVersion":"2024-11-05","capabilities":{{}},"serverInfo":{{"name":"l","version":"1"}}}}}}"#
     ));
@@ -1165,7 +1165,7 @@ fn probe_steps_and_endpoint_watch() {
     assert_eq!(v["method"], "initialize");
 
     let answer = |wire: &[u8]| {
-        let mut r = AnswerReader::head_only(&http1::Limits::default());
+        let mut r = PostAnswerReader::head_only(&http1::Limits::default());
         r.feed(wire).unwrap().unwrap()
     };
     let a =
@@ -1197,7 +1197,7 @@ fn probe_steps_and_endpoint_watch() {
 fn post_answers_are_read_whole_for_reuse() {
     let wire = b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\n\r\nAccepted";
     common::for_each_split(wire, |split, chunks| {
-        let mut r = AnswerReader::post(&http1::Limits::default());
+        let mut r = PostAnswerReader::post(&http1::Limits::default());
         let mut got = None;
         for c in chunks {
             if let Some(a) = r.feed(c).unwrap() {
@@ -1210,7 +1210,7 @@ fn post_answers_are_read_whole_for_reuse() {
             (202, &b"Accepted"[..], true)
         );
     });
-    let mut r = AnswerReader::post(&http1::Limits::default());
+    let mut r = PostAnswerReader::post(&http1::Limits::default());
     assert!(
         r.feed(b"HTTP/1.1 400 Bad\r\n\r\nCould not parse")
             .unwrap()
@@ -1219,7 +1219,7 @@ fn post_answers_are_read_whole_for_reuse() {
     let a = r.eof().unwrap();
     assert_eq!((a.status, a.reusable), (400, false));
     assert_eq!(a.excerpt, b"Could not parse");
-    let mut r = AnswerReader::post(&http1::Limits::default());
+    let mut r = PostAnswerReader::post(&http1::Limits::default());
     assert!(
         r.feed(b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\n\r\nAcc")
             .unwrap()

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed};
 use sluice_core::jsonrpc::{self, Classified, Kind};
-use sluice_core::legacy::{Answer, Bridge, BridgeConfig, ClientRequest, Mode, Output, PostOutcome};
+use sluice_core::legacy::{Bridge, BridgeConfig, ClientRequest, Mode, Output, PostAnswer, PostOutcome};
 use sluice_core::sse::{SseItem, SseLimits, SseParser};
 
 /// Ids clients and the backend pick from: equal values in other spellings
@@ -367,7 +367,7 @@ impl World {
             }
             Op::PostDone { outcome, stale } => {
                 let answered = |status| {
-                    PostOutcome::Answered(Answer {
+                    PostOutcome::Answered(PostAnswer {
                         status,
                         excerpt: b"x".to_vec(),
                         reusable: true,

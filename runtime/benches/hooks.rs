@@ -13,6 +13,7 @@ use std::hint::black_box;
 use common::{Case, print_percentiles};
 use criterion::Criterion;
 use sluice::hooks::*;
+use sluice_core::exchange::HookPhase;
 use support::{Guest, body, example_spec, request_1k, rust_examples, spec};
 
 /// A ~1 KiB tools/call result carrying one secret.
@@ -29,7 +30,7 @@ fn wat(name: &'static str, on_request: String, mode: InstanceMode) -> Case {
     Case {
         name: name.into(),
         host: HookHost::load(vec![s], None).unwrap(),
-        phase: Phase::Request,
+        phase: HookPhase::Request,
         method: "tools/call",
         request: request_1k(),
         response: String::new(),
@@ -59,7 +60,7 @@ fn cases() -> Vec<Case> {
         cases.push(Case {
             name: "rust tool-policy allow (1 KiB in)".into(),
             host: HookHost::load(vec![policy], None).unwrap(),
-            phase: Phase::Request,
+            phase: HookPhase::Request,
             method: "tools/call",
             request: request_1k(),
             response: String::new(),
@@ -68,7 +69,7 @@ fn cases() -> Vec<Case> {
         cases.push(Case {
             name: "rust redact (1 KiB in+out)".into(),
             host: HookHost::load(vec![redact], None).unwrap(),
-            phase: Phase::Response,
+            phase: HookPhase::Response,
             method: "tools/call",
             request: request_1k(),
             response: response_1k(),

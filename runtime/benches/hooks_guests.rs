@@ -19,6 +19,7 @@ use criterion::Criterion;
 use guests::{Example, build, cache_dir};
 use serde_json::json;
 use sluice::hooks::*;
+use sluice_core::exchange::HookPhase;
 
 const WARM: InstanceMode = InstanceMode::Warm {
     pool: 4,
@@ -47,19 +48,25 @@ fn case(ex: Example, mode: InstanceMode) -> Option<Case> {
     let (config, phase, method, request, response) = match ex {
         Example::JsQuickJs | Example::JsStarlingMonkey => (
             r#"{"prefix":"acme_","describe":{"tool1":"Better words"}}"#,
-            Phase::Response,
+            HookPhase::Response,
             "tools/list",
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_string(),
             tools_list(),
         ),
         Example::Python => (
             r#"{"rules":{"add":{"a":{"type":"number","max":1000}},"*":{"max_string_length":10000}}}"#,
-            Phase::Request,
+            HookPhase::Request,
             "tools/call",
             add_call(),
             String::new(),
         ),
-        Example::C => ("", Phase::Request, "tools/call", add_call(), String::new()),
+        Example::C => (
+            "",
+            HookPhase::Request,
+            "tools/call",
+            add_call(),
+            String::new(),
+        ),
     };
     let mut spec = HookSpec::new(ex.name(), wasm);
     spec.config = config.into();

@@ -9,8 +9,7 @@ use sluice_core::{http1, jsonrpc, sse};
 use crate::config::{self, Config, LegacyMode, Scheme, Transport};
 use crate::hooks::{Grants, HookHost, HookSpec, InstanceMode, OnError, default_cache_dir};
 use crate::legacy::{Bridging, UpstreamTransport};
-use crate::proxy::ProxySettings;
-use crate::proxy::upstream::UpstreamTarget;
+use crate::proxy::{ProxySettings, UpstreamTarget};
 use crate::tls::{self, Roots};
 
 /// Resolve `config` into proxy settings (builds the TLS client config).
@@ -105,7 +104,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
 }
 
 /// The host's view of the configured hooks.
-pub fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
+fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
     hooks
         .iter()
         .map(|h| HookSpec {

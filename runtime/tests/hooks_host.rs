@@ -116,7 +116,7 @@ fn operator_narrows_methods() {
 
 #[test]
 fn a_phase_suffix_limits_a_hook_to_one_phase() {
-    use sluice::hooks::Phase;
+    use sluice_core::exchange::HookPhase;
     let h = host(vec![spec(
         "in",
         &Guest::new(
@@ -127,10 +127,10 @@ fn a_phase_suffix_limits_a_hook_to_one_phase() {
         .component(),
     )]);
     assert!(h.wants("tools/call") && h.wants("tools/list"));
-    assert!(h.wants_in("tools/call", Phase::Request));
-    assert!(!h.wants_in("tools/call", Phase::Response));
-    assert!(!h.wants_in("tools/list", Phase::Request));
-    assert!(h.wants_in("tools/list", Phase::Response));
+    assert!(h.wants_in("tools/call", HookPhase::Request));
+    assert!(!h.wants_in("tools/call", HookPhase::Response));
+    assert!(!h.wants_in("tools/list", HookPhase::Request));
+    assert!(h.wants_in("tools/list", HookPhase::Response));
     // The phase it did not ask for runs nothing, not even an instance.
     let r = h.run_response(&ctx(), "tools/call", CALL, RESULT);
     assert_eq!(r.outcome, ChainOutcome::Continue);
@@ -148,8 +148,8 @@ fn a_phase_suffix_limits_a_hook_to_one_phase() {
     );
     s.methods = Some(vec!["tools/call@request".into()]);
     let h = host(vec![s]);
-    assert!(h.wants_in("tools/call", Phase::Request));
-    assert!(!h.wants_in("tools/call", Phase::Response));
+    assert!(h.wants_in("tools/call", HookPhase::Request));
+    assert!(!h.wants_in("tools/call", HookPhase::Response));
     let mut s = spec(
         "op",
         &Guest::new(&["tools/call@response"], body::cont()).component(),

@@ -275,7 +275,7 @@ const EXCERPT: usize = 512;
 /// A backend's answer to a POST (or to the probe's `initialize`), read
 /// far enough to judge it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub struct PostAnswer {
     /// The status.
     pub status: u16,
     /// The first bytes of the body, for error messages.
@@ -291,13 +291,13 @@ pub struct Answer {
 /// Reads one HTTP response to a request the bridge sent: the whole body
 /// (POST answers are tiny), or only the head.
 #[derive(Debug)]
-pub struct AnswerReader {
+pub struct PostAnswerReader {
     method: &'static str,
     head_only: bool,
     limits: http1::Limits,
     buf: Vec<u8>,
     scanner: HeadScanner,
-    body: Option<(Answer, BodyState)>,
+    body: Option<(PostAnswer, BodyState)>,
     done: bool,
 }
 
@@ -308,20 +308,20 @@ enum BodyState {
     UntilClose,
 }
 
-impl AnswerReader {
+impl PostAnswerReader {
     /// A reader for the answer to a POST.
     pub fn post(limits: &http1::Limits) -> Self {
-        AnswerReader::new("POST", false, limits)
+        PostAnswerReader::new("POST", false, limits)
     }
 
     /// A reader that stops at the head (the probe: a Streamable HTTP answer
     /// may be a long stream).
     pub fn head_only(limits: &http1::Limits) -> Self {
-        AnswerReader::new("POST", true, limits)
+        PostAnswerReader::new("POST", true, limits)
     }
 
     fn new(method: &'static str, head_only: bool, limits: &http1::Limits) -> Self {
-        AnswerReader {
+        PostAnswerReader {
             method,
             head_only,
             limits: limits.clone(),
@@ -333,7 +333,7 @@ impl AnswerReader {
     }
 
     /// Push bytes; `Ok(Some(answer))` when judged.
-    pub fn feed(&mut self, input: &[u8]) -> Result<Option<Answer>, String> {
+    pub fn feed(&mut self, input: &[u8]) -> Result<Option<PostAnswer>, String> {
         if self.done {
             return Ok(None);
         }
@@ -351,7 +351,7 @@ impl AnswerReader {
                 }
                 let framing =
                     http1::response_framing(self.method, &head).map_err(|e| e.to_string())?;
-                let answer = Answer {
+                let answer = PostAnswer {
                     status: head.status,
                     excerpt: Vec::new(),
                     reusable: !head.connection_close(),
@@ -382,7 +382,7 @@ impl AnswerReader {
                 };
                 if self.head_only {
                     self.done = true;
-                    return Ok(Some(Answer {
+                    return Ok(Some(PostAnswer {
                         reusable: false,
                         ..answer
                     }));
@@ -394,11 +394,11 @@ impl AnswerReader {
         self.body_bytes(input)
     }
 
-    fn body_bytes(&mut self, mut input: &[u8]) -> Result<Option<Answer>, String> {
+    fn body_bytes(&mut self, mut input: &[u8]) -> Result<Option<PostAnswer>, String> {
         let Some((answer, state)) = self.body.as_mut() else {
             return Ok(None);
         };
-        let keep = |answer: &mut Answer, data: &[u8]| {
+        let keep = |answer: &mut PostAnswer, data: &[u8]| {
             let room = EXCERPT.saturating_sub(answer.excerpt.len());
             answer
                 .excerpt
@@ -441,7 +441,7 @@ impl AnswerReader {
 
     /// The connection ended: the answer if a body delimited by the close
     /// was being read, else an error.
-    pub fn eof(&mut self) -> Result<Answer, String> {
+    pub fn eof(&mut self) -> Result<PostAnswer, String> {
         match self.body.take() {
             Some((answer, BodyState::UntilClose)) if !self.done => {
                 self.done = true;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::backend::{self, BackendStream, Endpoint};
 use super::client::{self, ClientRequest, Writer};
-use super::error::{BridgeError, Phase};
+use super::error::{BridgeError, SessionPhase};
 use super::{BridgeConfig, Mode, Output, PostId, PostOutcome, StreamId};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, RawId, codes};
@@ -95,7 +95,7 @@ pub struct Bridge {
     config: Arc<BridgeConfig>,
     mode: Mode,
     session_id: Option<String>,
-    phase: Phase,
+    phase: SessionPhase,
     stream: BackendStream,
     base: Option<Base>,
     endpoint: Option<Endpoint>,
@@ -143,7 +143,7 @@ impl Bridge {
             } else {
                 None
             },
-            phase: Phase::Idle,
+            phase: SessionPhase::Idle,
             stream,
             base: None,
             endpoint: None,
@@ -178,7 +178,7 @@ impl Bridge {
 
     /// When [`handle_timeout`](Self::handle_timeout) is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.phase == Phase::Closed {
+        if self.phase == SessionPhase::Closed {
             return None;
         }
         [
@@ -193,13 +193,13 @@ impl Bridge {
     }
 
     /// Where the session stands.
-    pub fn phase(&self) -> Phase {
+    pub fn phase(&self) -> SessionPhase {
         self.phase
     }
 
     /// The session is over (its `Closed` output was emitted).
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        self.phase == SessionPhase::Closed
     }
 
     /// The error that ended the session, if one did.
@@ -241,7 +241,7 @@ impl Bridge {
     pub fn attach(&mut self, stream: StreamId, req: ClientRequest, now: Instant) {
         self.clock = now;
         self.last_activity = now;
-        if self.phase == Phase::Closed {
+        if self.phase == SessionPhase::Closed {
             let bytes = client::unknown_session(&req, &self.config.limits.json);
             self.reply(stream, bytes);
             return;
@@ -281,17 +281,17 @@ impl Bridge {
     /// Bytes of the backend's SSE stream (response head included).
     pub fn stream_data(&mut self, input: &[u8], now: Instant) {
         self.clock = now;
-        if self.phase == Phase::Closed {
+        if self.phase == SessionPhase::Closed {
             return;
         }
         let mut events = Vec::new();
         let result = self.stream.feed(input, &mut events);
-        if self.phase == Phase::Opening && self.stream.is_open() {
-            self.phase = Phase::AwaitingEndpoint;
+        if self.phase == SessionPhase::Opening && self.stream.is_open() {
+            self.phase = SessionPhase::AwaitingEndpoint;
         }
         for event in events {
             self.on_event(event, now);
-            if self.phase == Phase::Closed {
+            if self.phase == SessionPhase::Closed {
                 return;
             }
         }
@@ -309,7 +309,7 @@ impl Bridge {
     /// not be opened).
     pub fn stream_closed(&mut self, error: bool, now: Instant) {
         self.clock = now;
-        if self.phase == Phase::Closed {
+        if self.phase == SessionPhase::Closed {
             return;
         }
         self.fail_session(BridgeError::StreamClosed {
@@ -324,7 +324,8 @@ impl Bridge {
     /// no answer may have acted on it, so its client gets an error instead.
     pub fn post_done(&mut self, id: PostId, outcome: PostOutcome, now: Instant) {
         self.clock = now;
-        if self.phase == Phase::Closed || self.in_flight.as_ref().is_none_or(|p| p.id != id) {
+        if self.phase == SessionPhase::Closed || self.in_flight.as_ref().is_none_or(|p| p.id != id)
+        {
             return;
         }
         let Some(in_flight) = self.in_flight.take() else {
@@ -383,7 +384,7 @@ impl Bridge {
     /// Time passed; fires whatever deadline is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.clock = now;
-        if self.phase == Phase::Closed {
+        if self.phase == SessionPhase::Closed {
             return;
         }
         let t = &self.config.timeouts;
@@ -410,7 +411,7 @@ impl Bridge {
     /// Ends the session now (the proxy is shutting down): every client
     /// stream gets an error, the backend stream closes.
     pub fn close(&mut self) {
-        if self.phase != Phase::Closed {
+        if self.phase != SessionPhase::Closed {
             self.fail_session(BridgeError::ShuttingDown);
         }
     }
@@ -462,7 +463,7 @@ impl Bridge {
         let bytes = backend::stream_request(&base.authority, &base.target, &base.fwd);
         self.base = Some(base);
         self.outputs.push_back(Output::OpenStream(bytes));
-        self.phase = Phase::Opening;
+        self.phase = SessionPhase::Opening;
         self.endpoint_deadline = Some(now + self.config.timeouts.endpoint);
     }
 
@@ -598,7 +599,7 @@ impl Bridge {
     }
 
     fn pump_posts(&mut self) {
-        if self.in_flight.is_some() || self.phase != Phase::Ready {
+        if self.in_flight.is_some() || self.phase != SessionPhase::Ready {
             return;
         }
         if let Some(post) = self.posts.pop_front() {
@@ -682,7 +683,7 @@ impl Bridge {
         self.endpoint = Some(endpoint);
         self.endpoint_deadline = None;
         if self.handshake_for.is_some() {
-            self.phase = Phase::Handshake;
+            self.phase = SessionPhase::Handshake;
             self.handshake_deadline = Some(now + self.config.timeouts.handshake);
             let id = self.own_id();
             let mut body = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
@@ -709,7 +710,7 @@ impl Bridge {
                 false,
             );
         } else {
-            self.phase = Phase::Ready;
+            self.phase = SessionPhase::Ready;
             self.pump_posts();
         }
     }
@@ -809,7 +810,7 @@ impl Bridge {
             self.fail_session(BridgeError::InitializeRefused { message });
             return;
         }
-        self.phase = Phase::Ready;
+        self.phase = SessionPhase::Ready;
         self.handshake_for = None;
         self.own_post(
             b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}".to_vec(),
@@ -934,7 +935,7 @@ impl Bridge {
 
     /// The session is over: every client hears why, the stream closes.
     fn fail_session(&mut self, e: BridgeError) {
-        if self.phase == Phase::Closed {
+        if self.phase == SessionPhase::Closed {
             return;
         }
         let streams: Vec<StreamId> = self.clients.keys().copied().collect();
@@ -955,10 +956,10 @@ impl Bridge {
         }
         self.endpoint_deadline = None;
         self.handshake_deadline = None;
-        if self.phase != Phase::Idle {
+        if self.phase != SessionPhase::Idle {
             self.outputs.push_back(Output::CloseStream);
         }
-        self.phase = Phase::Closed;
+        self.phase = SessionPhase::Closed;
         self.outputs.push_back(Output::Closed {
             error: self.error.clone(),
         });
@@ -966,7 +967,10 @@ impl Bridge {
 
     /// Per-request mode ends with its last client.
     fn maybe_finish(&mut self) {
-        if self.mode == Mode::PerRequest && self.clients.is_empty() && self.phase != Phase::Closed {
+        if self.mode == Mode::PerRequest
+            && self.clients.is_empty()
+            && self.phase != SessionPhase::Closed
+        {
             self.shut();
         }
     }

@@ -16,7 +16,7 @@ pub const BACKEND_TIMEOUT: i64 = -32001;
 /// error message so an operator can tell "never sent `endpoint`" from "died
 /// mid-call".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum SessionPhase {
     /// No client request yet; the stream is not open.
     Idle,
     /// The GET for the SSE stream is sent; waiting for its response head.
@@ -31,16 +31,16 @@ pub enum Phase {
     Closed,
 }
 
-impl Phase {
+impl SessionPhase {
     /// A short name for messages and logs.
     pub fn as_str(self) -> &'static str {
         match self {
-            Phase::Idle => "idle",
-            Phase::Opening => "opening the SSE stream",
-            Phase::AwaitingEndpoint => "waiting for the endpoint event",
-            Phase::Handshake => "initializing",
-            Phase::Ready => "forwarding",
-            Phase::Closed => "closed",
+            SessionPhase::Idle => "idle",
+            SessionPhase::Opening => "opening the SSE stream",
+            SessionPhase::AwaitingEndpoint => "waiting for the endpoint event",
+            SessionPhase::Handshake => "initializing",
+            SessionPhase::Ready => "forwarding",
+            SessionPhase::Closed => "closed",
         }
     }
 }
@@ -77,7 +77,7 @@ pub enum BridgeError {
     /// The backend ended its SSE stream (or the connection failed).
     StreamClosed {
         /// What the session was doing.
-        phase: Phase,
+        phase: SessionPhase,
         /// The connection failed rather than ending cleanly.
         error: bool,
     },

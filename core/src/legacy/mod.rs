@@ -52,7 +52,7 @@
 //! while let Some(output) = bridge.poll_output() {
 //!     match output {
 //!         Output::OpenStream(bytes) => { /* connect, write, feed the answer to stream_data */ }
-//!         Output::Post { id, bytes, origin, fresh } => { /* send, read with AnswerReader::post, then post_done(id, ..) */ }
+//!         Output::Post { id, bytes, origin, fresh } => { /* send, read with PostAnswerReader::post, then post_done(id, ..) */ }
 //!         Output::AbandonPost { id } => { /* drop that POST's connection; no post_done */ }
 //!         Output::ToClient { stream, bytes } => { /* write to that client */ }
 //!         Output::EndClient { stream } => { /* that client's answer is complete: close it */ }
@@ -85,13 +85,13 @@ use crate::http1;
 use crate::jsonrpc;
 use crate::sse::SseLimits;
 
-pub use backend::{Answer, AnswerReader, Endpoint, Origin, resolve_endpoint};
+pub use backend::{Endpoint, Origin, PostAnswer, PostAnswerReader, resolve_endpoint};
 pub use bridge::{Bridge, Buffered};
 pub use client::{
     ClientRequest, Dispatch, Refusal, RequestReader, SESSION_HEADER, dispatch, refuse_new_session,
     unknown_session,
 };
-pub use error::{BACKEND_FAILED, BACKEND_TIMEOUT, BridgeError, Phase};
+pub use error::{BACKEND_FAILED, BACKEND_TIMEOUT, BridgeError, SessionPhase};
 
 /// How a POST asked for by [`Output::Post`] ended. What matters for a
 /// failure is whether the backend can have acted on the message: only one
@@ -100,7 +100,7 @@ pub use error::{BACKEND_FAILED, BACKEND_TIMEOUT, BridgeError, Phase};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostOutcome {
     /// The backend answered, with any status.
-    Answered(Answer),
+    Answered(PostAnswer),
     /// The request did not go out whole: the connect or a write failed.
     NotSent {
         /// It was tried on a pooled keep-alive connection, which the

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::backend::{self, Answer, BackendStream};
+use super::backend::{self, BackendStream, PostAnswer};
 use super::error::BridgeError;
 use crate::http1::{self, Header};
 use crate::sse::SseLimits;
@@ -37,8 +37,8 @@ pub fn probe_request(authority: &str, target: &str, fwd: &[Header]) -> Bytes {
 }
 
 /// Judge the answer to [`probe_request`] (read with
-/// [`AnswerReader::head_only`](super::AnswerReader::head_only)).
-pub fn probe_step(answer: &Answer) -> ProbeStep {
+/// [`PostAnswerReader::head_only`](super::PostAnswerReader::head_only)).
+pub fn probe_step(answer: &PostAnswer) -> ProbeStep {
     match answer.status {
         200..=299 => ProbeStep::Streamable,
         400 | 404 | 405 => ProbeStep::TryLegacy,
@@ -94,7 +94,7 @@ impl EndpointWatch {
         }
         if ended {
             return Err(BridgeError::StreamClosed {
-                phase: super::Phase::AwaitingEndpoint,
+                phase: super::SessionPhase::AwaitingEndpoint,
                 error: false,
             });
         }

@@ -6,11 +6,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use sluice::hooks::*;
+use sluice_core::exchange::HookPhase;
 
 pub struct Case {
     pub name: String,
     pub host: HookHost,
-    pub phase: Phase,
+    pub phase: HookPhase,
     pub method: &'static str,
     pub request: String,
     pub response: String,
@@ -23,8 +24,8 @@ impl Case {
             ..HookContext::default()
         };
         match self.phase {
-            Phase::Request => self.host.run_request(&ctx, self.method, &self.request),
-            Phase::Response => {
+            HookPhase::Request => self.host.run_request(&ctx, self.method, &self.request),
+            HookPhase::Response => {
                 self.host
                     .run_response(&ctx, self.method, &self.request, &self.response)
             }

@@ -162,27 +162,6 @@ pub enum LegacyMode {
     PerRequest,
 }
 
-impl LegacyMode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LegacyMode::Session => "session",
-            LegacyMode::PerRequest => "per-request",
-        }
-    }
-}
-
-impl Transport {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Streamable => "streamable",
-            Transport::Sse => "sse",
-            Transport::Auto => "auto",
-        }
-    }
-}
-
 /// Size limits. Every limit is greater than zero.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -408,7 +387,7 @@ pub struct HookConfig {
 
 impl HookConfig {
     /// A hook with every setting at its default.
-    pub fn new(name: String, path: PathBuf) -> HookConfig {
+    pub(crate) fn new(name: String, path: PathBuf) -> HookConfig {
         HookConfig {
             name,
             path,
@@ -564,7 +543,7 @@ impl Config {
 
     /// The core router for these routes (what the proxy routes with), in
     /// route order.
-    pub fn router(&self) -> sluice_core::route::Router {
+    pub(crate) fn router(&self) -> sluice_core::route::Router {
         sluice_core::route::Router::new(
             self.routes
                 .iter()

@@ -23,7 +23,7 @@ pub enum Scheme {
 
 impl Scheme {
     /// The port used when the URL gives none: 80 or 443.
-    pub fn default_port(self) -> u16 {
+    pub(crate) fn default_port(self) -> u16 {
         match self {
             Scheme::Http => 80,
             Scheme::Https => 443,
@@ -31,7 +31,7 @@ impl Scheme {
     }
 
     /// `"http"` or `"https"`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scheme::Http => "http",
             Scheme::Https => "https",
@@ -69,7 +69,7 @@ impl Upstream {
     /// Parses an upstream URL such as `http://127.0.0.1:3001/mcp` or
     /// `https://mcp.example.com/v1/mcp?tenant=a`. The error is a sentence
     /// naming the problem.
-    pub fn parse(text: &str) -> Result<Upstream, String> {
+    pub(crate) fn parse(text: &str) -> Result<Upstream, String> {
         if let Some(c) = text.chars().find(|c| !c.is_ascii()) {
             return Err(format!(
                 "{text:?} contains the non-ASCII character {c:?} (percent-encode the path; write the host in punycode)"

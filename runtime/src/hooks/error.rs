@@ -47,7 +47,7 @@ pub enum HookErrorKind {
 
 impl HookErrorKind {
     /// A short reason, safe to show a client (no guest backtraces).
-    pub fn short(&self) -> &'static str {
+    pub(crate) fn short(&self) -> &'static str {
         match self {
             Self::Deadline(_) => "deadline exceeded",
             Self::MemoryLimit(_) => "memory limit exceeded",

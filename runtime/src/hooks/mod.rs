@@ -44,6 +44,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use sluice_core::exchange::HookPhase;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
@@ -57,7 +58,6 @@ use bindings::{Hook, HookPre};
 
 pub use cache::{CacheStatus, default_cache_dir};
 pub use error::{HookError, HookErrorKind};
-use sluice_core::exchange::HookPhase;
 use sluice_core::exchange::methods::{HookMethods, MethodSet};
 use verdict::Checked;
 
@@ -197,7 +197,7 @@ impl HookSpec {
 
 /// Whether `name` can be put in a hook's header allow-list: an HTTP field
 /// name (RFC 9110 token characters), no wildcard.
-pub fn check_header_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
     const EXTRA: &[u8] = b"!#$%&'*+-.^_`|~";
     if name.is_empty() {
         return Err("a header name cannot be empty".into());
@@ -275,15 +275,6 @@ pub struct HookContext {
     /// order. Each hook gets only those its [`HookSpec::headers`] names;
     /// the rest are dropped before the guest is called.
     pub headers: Vec<(String, String)>,
-}
-
-/// Which way a message travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Client → upstream.
-    Request,
-    /// Upstream → client.
-    Response,
 }
 
 /// The final word of a hook chain on one message.
@@ -650,16 +641,12 @@ impl HookHost {
     /// Whether any hook wants to see `method`, in either phase: if not, the
     /// proxy need not parse the message (or its response) at all.
     pub fn wants(&self, method: &str) -> bool {
-        self.wants_in(method, Phase::Request) || self.wants_in(method, Phase::Response)
+        self.wants_in(method, HookPhase::Request) || self.wants_in(method, HookPhase::Response)
     }
 
     /// Whether any hook wants to see `method` in `phase`: if not, running
     /// the chain there is a no-op and instantiates nothing.
-    pub fn wants_in(&self, method: &str, phase: Phase) -> bool {
-        let phase = match phase {
-            Phase::Request => HookPhase::Request,
-            Phase::Response => HookPhase::Response,
-        };
+    pub fn wants_in(&self, method: &str, phase: HookPhase) -> bool {
         self.hooks.iter().any(|h| h.methods.wants(method, phase))
     }
 
@@ -697,7 +684,7 @@ impl HookHost {
     /// Run the chain on a client request (or notification) `request_json`
     /// whose method is `method`.
     pub fn run_request(&self, ctx: &HookContext, method: &str, request_json: &str) -> ChainReport {
-        self.run(ctx, Phase::Request, method, None, request_json)
+        self.run(ctx, HookPhase::Request, method, None, request_json)
     }
 
     /// Run the chain on the upstream's `response_json` to `request_json` (the
@@ -711,7 +698,7 @@ impl HookHost {
     ) -> ChainReport {
         self.run(
             ctx,
-            Phase::Response,
+            HookPhase::Response,
             method,
             Some(request_json),
             response_json,
@@ -721,7 +708,7 @@ impl HookHost {
     fn run(
         &self,
         ctx: &HookContext,
-        phase: Phase,
+        phase: HookPhase,
         method: &str,
         request: Option<&str>,
         message: &str,
@@ -733,8 +720,8 @@ impl HookHost {
             upstream: ctx.upstream.clone(),
             headers: Vec::new(),
             phase: match phase {
-                Phase::Request => types::Phase::Request,
-                Phase::Response => types::Phase::Response,
+                HookPhase::Request => types::Phase::Request,
+                HookPhase::Response => types::Phase::Response,
             },
         };
         let request = request.map(|r| types::Message {
@@ -743,15 +730,7 @@ impl HookHost {
         });
         let mut replaced: Option<String> = None;
         let mut runs = Vec::new();
-        let core_phase = match phase {
-            Phase::Request => HookPhase::Request,
-            Phase::Response => HookPhase::Response,
-        };
-        for hook in self
-            .hooks
-            .iter()
-            .filter(|h| h.methods.wants(method, core_phase))
-        {
+        for hook in self.hooks.iter().filter(|h| h.methods.wants(method, phase)) {
             let t0 = Instant::now();
             let current = replaced.as_deref().unwrap_or(message);
             let with_headers;
@@ -831,7 +810,7 @@ impl HookHost {
     fn run_one(
         &self,
         hook: &LoadedHook,
-        phase: Phase,
+        phase: HookPhase,
         ctx: &types::Context,
         method: &str,
         request: Option<&types::Message>,

@@ -6,7 +6,6 @@
 use sluice_core::exchange::{self, HookPhase};
 use sluice_core::jsonrpc;
 
-use super::Phase;
 use super::bindings::sluice::hook::types::Verdict;
 use super::error::HookErrorKind;
 
@@ -41,7 +40,7 @@ pub(crate) fn code_allowed(code: i64) -> bool {
 /// Check `verdict` returned for `current` (the message as the hook saw it).
 pub(crate) fn check(
     verdict: Verdict,
-    phase: Phase,
+    phase: HookPhase,
     current: &str,
     max_bytes: usize,
 ) -> Result<Checked, HookErrorKind> {
@@ -94,14 +93,10 @@ fn invalid(m: String) -> HookErrorKind {
 /// stays true and no parser downstream reads it differently.
 fn check_replacement(
     json: &str,
-    phase: Phase,
+    phase: HookPhase,
     current: &str,
     max_bytes: usize,
 ) -> Result<(), HookErrorKind> {
-    let phase = match phase {
-        Phase::Request => HookPhase::Request,
-        Phase::Response => HookPhase::Response,
-    };
     let limits = jsonrpc::Limits {
         max_bytes,
         ..jsonrpc::Limits::default()
@@ -133,7 +128,7 @@ mod tests {
         let req = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a"}}"#;
         let ok = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"b"}}"#;
         let check = |json, phase, current| check_replacement(json, phase, current, 1 << 20);
-        assert!(check(ok, Phase::Request, req).is_ok());
+        assert!(check(ok, HookPhase::Request, req).is_ok());
         for bad in [
             "nope",
             "[]",
@@ -143,12 +138,12 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
             r#"{"jsonrpc":"2.0","id":7,"id":7,"method":"tools/call","params":{"name":"b"}}"#,
         ] {
-            assert!(check(bad, Phase::Request, req).is_err(), "{bad}");
+            assert!(check(bad, HookPhase::Request, req).is_err(), "{bad}");
         }
         let resp = r#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
         let ok = r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#;
-        assert!(check(ok, Phase::Response, resp).is_ok());
+        assert!(check(ok, HookPhase::Response, resp).is_ok());
         let both = r#"{"jsonrpc":"2.0","id":7,"result":{},"error":{}}"#;
-        assert!(check(both, Phase::Response, resp).is_err());
+        assert!(check(both, HookPhase::Response, resp).is_err());
     }
 }

@@ -1,19 +1,19 @@
 //! The legacy HTTP+SSE bridge as a virtual upstream.
 //!
-//! For a route whose upstream speaks the 2024-11-05 transport,
-//! [`Upstreams::checkout`](crate::proxy::upstream::Upstreams::checkout)
-//! hands the exchange a [`BridgePipe`] instead of a socket: an in-memory
-//! duplex pipe whose far end is served here. The exchange writes its
-//! normalized HTTP/1.1 request into the pipe and reads a Streamable HTTP
-//! response back, so the injection rules, the access log and the hooks
-//! apply to bridged traffic as to any other. Each pipe carries one
-//! exchange and is never pooled.
+//! For a route whose upstream speaks the 2024-11-05 transport, the proxy's
+//! upstream table hands the exchange a `BridgePipe` instead of a socket
+//! (its `UpConn::Bridge`): an in-memory duplex pipe whose far end is served
+//! here. The exchange writes its normalized HTTP/1.1 request into the pipe
+//! and reads a Streamable HTTP response back, so the injection rules, the
+//! access log and the hooks apply to bridged traffic as to any other. Each
+//! pipe carries one exchange and is never pooled.
 //!
 //! Every protocol decision is `sluice_core::legacy`'s; this module only
 //! moves bytes: it reads the request from the pipe, asks the core which
 //! session serves it, runs one task per backend session (the SSE stream, the
 //! POSTs, the client streams attached to it, the timers) and writes what the
-//! core says to write.
+//! core says to write. It reaches the backend through the dialer
+//! (`dial`) and its pool, and knows nothing of the proxy.
 
 mod pipe;
 mod session;
@@ -27,11 +27,11 @@ use std::time::Duration;
 use async_io::Timer;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
-    self, AnswerReader, BridgeConfig, EndpointWatch, Mode, ProbeStep, StreamId,
+    self, BridgeConfig, EndpointWatch, Mode, PostAnswerReader, ProbeStep, StreamId,
 };
 
-use crate::proxy::upstream::{Direct, UpConn};
-pub use pipe::BridgePipe;
+use crate::dial::{Conn, Dialer};
+pub(crate) use pipe::BridgePipe;
 
 /// How an upstream is reached.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +84,7 @@ impl Bridging {
 }
 
 /// Default of [`Bridging::max_sessions`].
-pub const DEFAULT_MAX_SESSIONS: usize = 1024;
+pub(crate) const DEFAULT_MAX_SESSIONS: usize = 1024;
 
 /// Size of each direction of a pipe.
 const PIPE_BYTES: usize = 256 * 1024;
@@ -94,11 +94,11 @@ const READ_CHUNK: usize = 16 * 1024;
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 
 /// The bridge of one route: its settings and its live sessions.
-pub struct RouteBridge {
+pub(crate) struct RouteBridge {
     route: usize,
     settings: Bridging,
     config: Arc<BridgeConfig>,
-    direct: Arc<Direct>,
+    dialer: Arc<Dialer>,
     live: Mutex<Live>,
 }
 
@@ -120,20 +120,20 @@ pub(super) enum Key {
 }
 
 impl RouteBridge {
-    /// The bridge of route `route`, opening backend connections with `direct`.
-    pub fn new(route: usize, settings: Bridging, direct: Arc<Direct>) -> Arc<Self> {
+    /// The bridge of route `route`, opening backend connections with `dialer`.
+    pub(crate) fn new(route: usize, settings: Bridging, dialer: Arc<Dialer>) -> Arc<Self> {
         Arc::new(RouteBridge {
             route,
             config: Arc::new(settings.config.clone()),
             settings,
-            direct,
+            dialer,
             live: Mutex::new(Live::default()),
         })
     }
 
     /// A virtual connection for one exchange; its far end is served by a
     /// task of its own.
-    pub fn open(self: &Arc<Self>) -> BridgePipe {
+    pub(crate) fn open(self: &Arc<Self>) -> BridgePipe {
         let (to_bridge_r, to_bridge_w) = piper::pipe(PIPE_BYTES);
         let (to_exchange_r, to_exchange_w) = piper::pipe(PIPE_BYTES);
         let this = self.clone();
@@ -141,14 +141,9 @@ impl RouteBridge {
         BridgePipe::new(to_exchange_r, to_bridge_w)
     }
 
-    /// Live sessions (session mode).
-    pub fn session_count(&self) -> usize {
-        self.lock().sessions.len()
-    }
-
     /// Running bridges of either mode, each holding a backend SSE stream
     /// (or about to open one).
-    pub fn live_count(&self) -> usize {
+    pub(crate) fn live_count(&self) -> usize {
         let live = self.lock();
         live.sessions.len() + live.per_request.len()
     }
@@ -157,7 +152,7 @@ impl RouteBridge {
     /// answers its clients with an error; no new one starts. Returns how
     /// many were told to close; [`live_count`](Self::live_count) drops to
     /// zero as they finish.
-    pub fn close_all(&self) -> usize {
+    pub(crate) fn close_all(&self) -> usize {
         let mut live = self.lock();
         live.closing = true;
         let inboxes = live.sessions.values().chain(live.per_request.values());
@@ -331,21 +326,21 @@ impl RouteBridge {
     async fn probe_inner(&self) -> io::Result<Option<bool>> {
         let s = &self.settings;
         let limits = &self.config.limits;
-        let (mut conn, _) = self.direct.checkout(self.route, true).await?;
+        let (mut conn, _) = self.dialer.checkout(self.route, true).await?;
         conn.write_all(&legacy::probe_request(&s.authority, &s.target, &[]))
             .await?;
         conn.flush().await?;
-        let mut reader = AnswerReader::head_only(&limits.http);
+        let mut reader = PostAnswerReader::head_only(&limits.http);
         let answer = read_answer(&mut conn, &mut reader).await?;
         drop(conn);
         match legacy::probe_step(&answer) {
             ProbeStep::Streamable => {
                 if let Some(sid) = &answer.session_id {
                     // Best effort: do not leave the probe's session behind.
-                    if let Ok((mut c, _)) = self.direct.checkout(self.route, true).await {
+                    if let Ok((mut c, _)) = self.dialer.checkout(self.route, true).await {
                         let bytes = legacy::probe_cleanup(&s.authority, &s.target, sid);
                         if c.write_all(&bytes).await.is_ok() {
-                            let mut r = AnswerReader::head_only(&limits.http);
+                            let mut r = PostAnswerReader::head_only(&limits.http);
                             let _ = read_answer(&mut c, &mut r).await;
                         }
                     }
@@ -353,7 +348,7 @@ impl RouteBridge {
                 Ok(Some(false))
             }
             ProbeStep::TryLegacy => {
-                let (mut conn, _) = self.direct.checkout(self.route, true).await?;
+                let (mut conn, _) = self.dialer.checkout(self.route, true).await?;
                 conn.write_all(&legacy::probe_stream_request(&s.authority, &s.target, &[]))
                     .await?;
                 conn.flush().await?;
@@ -394,7 +389,10 @@ async fn watch_until_gone(
 }
 
 /// Reads an answer to a request the bridge sent.
-async fn read_answer(conn: &mut UpConn, reader: &mut AnswerReader) -> io::Result<legacy::Answer> {
+async fn read_answer(
+    conn: &mut Conn,
+    reader: &mut PostAnswerReader,
+) -> io::Result<legacy::PostAnswer> {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = conn.read(&mut buf).await?;

@@ -10,12 +10,12 @@ use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
-    self, AnswerReader, Bridge, Origin, Output, PostId, PostOutcome, StreamId,
+    self, Bridge, Origin, Output, PostAnswerReader, PostId, PostOutcome, StreamId,
 };
 use smol::channel::{Receiver, Sender};
 
 use super::{Key, READ_CHUNK, RouteBridge, read_answer};
-use crate::proxy::upstream::{Direct, UpConn};
+use crate::dial::{Conn, Dialer};
 
 /// What reaches a session task.
 pub(super) enum Msg {
@@ -50,7 +50,7 @@ pub(super) async fn run(
     let mut writers: HashMap<StreamId, piper::Writer> = HashMap::new();
     // The POSTs out now; dropping one's task drops its connection.
     let mut posts: HashMap<PostId, smol::Task<()>> = HashMap::new();
-    let mut backend: Option<UpConn> = None;
+    let mut backend: Option<Conn> = None;
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         while let Some(output) = bridge.poll_output() {
@@ -68,12 +68,12 @@ pub(super) async fn run(
                     origin,
                     fresh,
                 } => {
-                    let direct = route.direct.clone();
+                    let dialer = route.dialer.clone();
                     let tx = tx.clone();
                     let limits = route.config.limits.http.clone();
                     let r = route.route;
                     let task = smol::spawn(async move {
-                        let outcome = post(&direct, r, origin, fresh, bytes, &limits).await;
+                        let outcome = post(&dialer, r, origin, fresh, bytes, &limits).await;
                         let _ = tx.send(Msg::PostDone(id, outcome)).await;
                     });
                     posts.insert(id, task);
@@ -185,9 +185,9 @@ async fn write_fully(w: &mut piper::Writer, mut bytes: &[u8]) -> bool {
 }
 
 /// Connects afresh and sends the GET of the SSE stream.
-async fn open_stream(route: &RouteBridge, bytes: &[u8]) -> io::Result<UpConn> {
+async fn open_stream(route: &RouteBridge, bytes: &[u8]) -> io::Result<Conn> {
     let attempt = async {
-        let (mut conn, _) = route.direct.checkout(route.route, true).await?;
+        let (mut conn, _) = route.dialer.checkout(route.route, true).await?;
         conn.write_all(bytes).await?;
         conn.flush().await?;
         Ok(conn)
@@ -199,7 +199,7 @@ async fn open_stream(route: &RouteBridge, bytes: &[u8]) -> io::Result<UpConn> {
 /// Whether the bridge may send it again is the bridge's call: this only
 /// reports whether the request went out whole.
 async fn post(
-    direct: &Direct,
+    dialer: &Dialer,
     route: usize,
     origin: Option<Origin>,
     fresh: bool,
@@ -207,8 +207,8 @@ async fn post(
     limits: &sluice_core::http1::Limits,
 ) -> PostOutcome {
     let checkout = match &origin {
-        None => direct.checkout(route, fresh).await,
-        Some(o) => direct.connect_origin(o).await.map(|c| (c, false)),
+        None => dialer.checkout(route, fresh).await,
+        Some(o) => dialer.connect_origin(o).await.map(|c| (c, false)),
     };
     let (mut conn, reused) = match checkout {
         Ok(c) => c,
@@ -230,11 +230,11 @@ async fn post(
             detail: e.to_string(),
         };
     }
-    let mut reader = AnswerReader::post(limits);
+    let mut reader = PostAnswerReader::post(limits);
     match read_answer(&mut conn, &mut reader).await {
         Ok(answer) => {
             if answer.reusable && origin.is_none() {
-                direct.checkin(route, conn);
+                dialer.checkin(route, conn);
             }
             PostOutcome::Answered(answer)
         }

@@ -1,10 +1,10 @@
-//! The proxy server: a listener, worker threads ([`crate::rt`]), a task per
+//! The proxy server: a listener, worker threads (the `rt` executor), a task per
 //! client connection on the least loaded worker, and graceful shutdown.
 
 mod conn;
 mod deadline;
 mod read;
-pub mod upstream;
+mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,7 +19,8 @@ use smol::channel::{Receiver, Sender};
 use crate::access::AccessLog;
 use crate::rt::Workers;
 use crate::rt::net::{Listener, Stream};
-use upstream::{UpstreamTarget, Upstreams};
+pub use upstream::UpstreamTarget;
+use upstream::Upstreams;
 
 /// Everything the proxy needs to run, resolved from configuration.
 #[derive(Clone)]
@@ -40,7 +41,7 @@ pub struct ProxySettings {
     pub pool_idle: Duration,
     /// How long shutdown waits for in-flight exchanges.
     pub shutdown_grace: Duration,
-    /// Worker threads, each with its own event loop ([`crate::rt`]).
+    /// Worker threads, each with its own event loop (the `rt` executor).
     pub workers: usize,
     /// Write an access log line per exchange.
     pub access_log: bool,
