@@ -1136,6 +1136,16 @@ fn dispatch_rules() {
         status(dispatch(&req("GET", "", &[]), Mode::PerRequest, &json)),
         "HTTP/1.1 405"
     );
+    for (mode, allow) in [
+        (Mode::Session, "Allow: GET, POST, DELETE\r\n"),
+        (Mode::PerRequest, "Allow: POST\r\n"),
+    ] {
+        let Dispatch::Reply(bytes) = dispatch(&req("PUT", "", &[]), mode, &json) else {
+            panic!("a reply");
+        };
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains(allow), "{text}");
+    }
     assert_eq!(
         dispatch(&post("{}"), Mode::PerRequest, &json),
         Dispatch::PerRequest

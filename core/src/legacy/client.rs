@@ -238,22 +238,13 @@ fn method_not_allowed(mode: Mode) -> Vec<u8> {
         Mode::Session => "GET, POST, DELETE",
         Mode::PerRequest => "POST",
     };
-    let mut out = reply_error(405, codes::INVALID_REQUEST, "method not allowed");
-    insert_header(&mut out, "Allow", allow);
-    out
+    let text = "sluice bridge: method not allowed";
+    inject::http_error_allow(405, codes::INVALID_REQUEST, text, allow, true)
 }
 
 /// A complete JSON error response with a null id; the connection closes.
 pub(super) fn reply_error(status: u16, code: i64, text: &str) -> Vec<u8> {
     inject::http_error(status, code, &format!("sluice bridge: {text}"), true)
-}
-
-/// Adds a header line right after the status line of a complete response.
-fn insert_header(response: &mut Vec<u8>, name: &str, value: &str) {
-    if let Some(i) = memchr::memmem::find(response, b"\r\n") {
-        let line = format!("\r\n{name}: {value}");
-        response.splice(i..i, line.bytes());
-    }
 }
 
 /// Response heads and bodies the bridge writes to a client stream. Every
