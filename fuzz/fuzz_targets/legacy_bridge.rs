@@ -30,7 +30,9 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed};
 use sluice_core::jsonrpc::{self, Classified, Kind};
-use sluice_core::legacy::{Bridge, BridgeConfig, ClientRequest, Mode, Output, PostAnswer, PostOutcome};
+use sluice_core::legacy::{
+    Bridge, BridgeConfig, ClientRequest, Mode, Output, PostAnswer, PostOutcome,
+};
 use sluice_core::sse::{SseItem, SseLimits, SseParser};
 
 /// Ids clients and the backend pick from: equal values in other spellings
