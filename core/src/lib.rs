@@ -186,3 +186,4 @@ pub mod jsonrpc;
 pub mod legacy;
 pub mod route;
 pub mod sse;
+pub mod upstream;

@@ -160,7 +160,6 @@ fn transport(r: &config::Route, config: &Config) -> UpstreamTransport {
     limits.sse.max_event_bytes = l.max_sse_event_bytes;
     limits.json.max_depth = l.max_json_depth;
     limits.json.max_bytes = l.max_request_body_bytes.max(l.max_sse_event_bytes);
-    limits.max_body = l.max_request_body_bytes;
     b.connect_timeout = config.timeouts.connect;
     b.max_sessions = r.legacy.max_sessions;
     b.config.timeouts.session_idle = r.legacy.session_idle;

@@ -95,6 +95,7 @@ pub const UPSTREAM_TIMEOUT: i64 = -32001;
 pub const HOOK_FAILED: i64 = -32010;
 use crate::route::Router;
 use crate::sse::SseLimits;
+use crate::upstream::{self, AnswerBody, AnswerPart};
 
 pub use hooks::{
     BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict, ReplacementError,
@@ -271,6 +272,10 @@ pub enum Output {
     /// `Connect`. If the write fails, report
     /// [`UpstreamEnd::WriteFailed`]; the exchange decides about a re-send.
     ToUpstream(Bytes),
+    /// Hand this request to the message upstream, after `Connect` was
+    /// answered with [`Exchange::message_upstream_connected`]; feed its
+    /// answer back with [`Exchange::feed_answer`]. See [`crate::upstream`].
+    Dispatch(Box<upstream::Request>),
     /// Write these bytes to the client, whole, after those of the previous
     /// `ToClient` and before those of the next. See [writing to the
     /// client](self#writing-to-the-client).
@@ -588,6 +593,50 @@ impl Exchange {
         self.outputs.push_back(Output::ToUpstream(bytes));
         self.state = State::AwaitingHead;
         self.deadline = self.config.timeouts.response_head.map(|t| now + t);
+    }
+
+    /// The upstream asked for by `Connect` speaks in messages (see
+    /// [`crate::upstream`]): the request goes to it as an
+    /// [`Output::Dispatch`], and its answer comes back through
+    /// [`Exchange::feed_answer`]. It is never pooled and never retried.
+    pub fn message_upstream_connected(&mut self, now: Instant) {
+        if !matches!(self.state, State::Connecting) {
+            return;
+        }
+        self.reused = false;
+        self.retried = true;
+        let Some(req) = self.req.as_ref() else { return };
+        let request = upstream::Request {
+            method: req.method.clone(),
+            target: req.upstream_target.clone(),
+            headers: req.headers.clone(),
+            body: Bytes::copy_from_slice(&req.body),
+        };
+        self.outputs.push_back(Output::Dispatch(Box::new(request)));
+        self.state = State::AwaitingHead;
+        self.deadline = self.config.timeouts.response_head.map(|t| now + t);
+    }
+
+    /// The next part of a message upstream's answer, in the order the
+    /// upstream gave them. A part out of order (an event before a head, a
+    /// second head) fails the exchange like malformed upstream bytes.
+    pub fn feed_answer(&mut self, part: AnswerPart, now: Instant) {
+        self.upstream_spoke = true;
+        match (&self.state, part) {
+            (State::AwaitingHead, AnswerPart::Whole { head, body }) => {
+                self.typed_head(&head, AnswerBody::Json(body.len()), body, now);
+            }
+            (State::AwaitingHead, AnswerPart::Stream(head)) => {
+                self.typed_head(&head, AnswerBody::Sse, Bytes::new(), now);
+            }
+            (State::Streaming(_), AnswerPart::Event(data)) => self.stream_message(&data, now),
+            (State::Streaming(_), AnswerPart::End) => self.upstream_closed(UpstreamEnd::Eof, now),
+            (State::AwaitingHead | State::Streaming(_), _) => {
+                self.fail(502, "the upstream answered out of order", now);
+            }
+            // Late parts of an exchange that is over, or never asked.
+            _ => {}
+        }
     }
 
     /// The upstream connection ended (or never opened).
@@ -1120,34 +1169,83 @@ impl Exchange {
                 len,
             } => {
                 let rest = rest_after(&mut self.head_buf, len);
-                self.summary.status = Some(status);
-                self.summary.response_head = Some(now);
-                self.sent = if stream.is_sse() {
-                    Sent::SseHead { at_boundary: true }
-                } else {
-                    Sent::OtherHead
-                };
-                if !client_head.is_empty() {
-                    self.outputs.push_back(Output::ToClient(client_head));
-                }
-                self.state = State::Streaming(stream);
-                // The request is never rendered again (no retry once the
-                // upstream answered): a long-lived stream need not keep its headers.
-                if let Some(req) = self.req.as_mut() {
-                    req.headers = Vec::new();
-                }
-                self.deadline = self.stream_deadline(now);
-                if let State::Streaming(s) = &self.state
-                    && s.is_complete()
-                {
-                    self.complete(now);
-                    return;
-                }
-                if !rest.is_empty() {
-                    self.stream_body(rest, now);
-                }
+                self.head_ready(stream, client_head, status, rest, now);
             }
         }
+    }
+
+    fn typed_head(
+        &mut self,
+        head: &upstream::AnswerHead,
+        kind: AnswerBody,
+        body: Bytes,
+        now: Instant,
+    ) {
+        let Some(req) = self.req.as_ref() else { return };
+        let step = response::typed_head(head, kind, req, &self.config, &mut self.ledger, now);
+        match step {
+            response::HeadStep::Ready {
+                stream,
+                client_head,
+                status,
+                ..
+            } => self.head_ready(stream, client_head, status, body, now),
+            response::HeadStep::Bad(why) => self.fail(502, &why, now),
+            response::HeadStep::NeedMore | response::HeadStep::Informational { .. } => {}
+        }
+    }
+
+    /// The answer's head is known: send the client's, then what followed it.
+    fn head_ready(
+        &mut self,
+        stream: Box<Streaming>,
+        client_head: Bytes,
+        status: u16,
+        rest: Bytes,
+        now: Instant,
+    ) {
+        self.summary.status = Some(status);
+        self.summary.response_head = Some(now);
+        self.sent = if stream.is_sse() {
+            Sent::SseHead { at_boundary: true }
+        } else {
+            Sent::OtherHead
+        };
+        if !client_head.is_empty() {
+            self.outputs.push_back(Output::ToClient(client_head));
+        }
+        self.state = State::Streaming(stream);
+        // The request is never rendered again (no retry once the
+        // upstream answered): a long-lived stream need not keep its headers.
+        if let Some(req) = self.req.as_mut() {
+            req.headers = Vec::new();
+        }
+        self.deadline = self.stream_deadline(now);
+        if let State::Streaming(s) = &self.state
+            && s.is_complete()
+        {
+            self.complete(now);
+            return;
+        }
+        if !rest.is_empty() {
+            self.stream_body(rest, now);
+        }
+    }
+
+    fn stream_message(&mut self, data: &[u8], now: Instant) {
+        let State::Streaming(stream) = &mut self.state else {
+            return;
+        };
+        let mut out = Vec::new();
+        self.last_upstream = now;
+        stream.feed_message(data, &mut out, now);
+        for bytes in out {
+            self.summary.body_bytes += bytes.len() as u64;
+            self.outputs.push_back(Output::ToClient(bytes));
+        }
+        self.sent = stream.sent_for_injection();
+        self.deadline = self.stream_deadline(now);
+        self.ask_response_hook();
     }
 
     fn stream_body(&mut self, input: Bytes, now: Instant) {

@@ -15,6 +15,7 @@ use crate::http1::{self, BodyFraming, ChunkedDecoder, Parsed};
 use crate::inject::Sent;
 use crate::jsonrpc::{self, Classified, Kind};
 use crate::sse::{self, OutgoingEvent, SseItem, SseParser};
+use crate::upstream::{AnswerBody, AnswerHead};
 
 pub(super) enum HeadStep {
     NeedMore,
@@ -33,10 +34,15 @@ pub(super) enum HeadStep {
 
 /// How the upstream delimits its body.
 enum UpstreamBody {
-    Length { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
     Chunked(ChunkedDecoder),
     UntilClose,
     Empty,
+    /// A message upstream's SSE answer: whole messages, ended by
+    /// [`AnswerPart::End`](crate::upstream::AnswerPart::End).
+    Messages,
 }
 
 /// How we delimit the body towards the client.
@@ -52,7 +58,8 @@ enum ClientBody {
 /// client at an event boundary, and has the response to its request gone
 /// out yet?
 struct SseWatch {
-    parser: SseParser,
+    /// `None` for a message upstream, whose events arrive whole.
+    parser: Option<SseParser>,
     /// The raw id of the request still owed a response.
     owed: Option<Vec<u8>>,
     /// This stream carries the answer to a request (not a GET stream).
@@ -64,21 +71,15 @@ struct SseWatch {
 
 impl SseWatch {
     fn observe(&mut self, data: &[u8]) {
-        if self.lost {
+        let Some(parser) = self.parser.as_mut().filter(|_| !self.lost) else {
             return;
-        }
-        self.parser.feed(data);
-        while let Some(item) = self.parser.poll() {
+        };
+        parser.feed(data);
+        while let Some(item) = parser.poll() {
             match item {
                 Ok(SseItem::Event(event)) => {
-                    let Some(owed) = &self.owed else { continue };
-                    if !may_answer(event.data.as_bytes(), owed) {
-                        continue;
-                    }
-                    if let Ok(Classified::Single(m)) =
-                        jsonrpc::classify(event.data.as_bytes(), &self.json)
-                        && matches!(m.kind, Kind::Response | Kind::Error)
-                        && m.id == Some(owed.as_slice())
+                    if let Some(owed) = &self.owed
+                        && answers(event.data.as_bytes(), owed, &self.json)
                     {
                         self.owed = None;
                     }
@@ -92,9 +93,32 @@ impl SseWatch {
         }
     }
 
-    fn at_boundary(&self) -> bool {
-        !self.lost && self.parser.at_event_boundary()
+    /// One whole message from a message upstream.
+    fn observe_message(&mut self, data: &[u8]) {
+        if let Some(owed) = &self.owed
+            && answers(data, owed, &self.json)
+        {
+            self.owed = None;
+        }
     }
+
+    fn at_boundary(&self) -> bool {
+        !self.lost
+            && self
+                .parser
+                .as_ref()
+                .is_none_or(SseParser::at_event_boundary)
+    }
+}
+
+/// Whether `data` is the response to request `id` (its raw JSON text).
+fn answers(data: &[u8], id: &[u8], json: &jsonrpc::Limits) -> bool {
+    may_answer(data, id)
+        && matches!(
+            jsonrpc::classify(data, json),
+            Ok(Classified::Single(m))
+                if matches!(m.kind, Kind::Response | Kind::Error) && m.id == Some(id)
+        )
 }
 
 /// Whether an event's data can be the response to request `id` (its raw
@@ -142,7 +166,8 @@ enum Mark {
 /// other event goes through as soon as it is whole. Only whole events are
 /// ever forwarded, so the client is always at an event boundary.
 struct SseHold {
-    parser: SseParser,
+    /// `None` for a message upstream, whose events arrive whole.
+    parser: Option<SseParser>,
     /// Decoded body bytes not yet forwarded, from stream offset `base`.
     pending: Vec<u8>,
     base: u64,
@@ -151,6 +176,16 @@ struct SseHold {
     marks: VecDeque<(Range<u64>, Mark)>,
     /// A cut is queued: later upstream bytes are dropped unread.
     cut: bool,
+}
+
+impl SseHold {
+    /// The stream offset of the end of the last whole event.
+    fn boundary(&self) -> u64 {
+        match &self.parser {
+            Some(parser) => parser.boundary_offset(),
+            None => self.base + self.pending.len() as u64,
+        }
+    }
 }
 
 /// The hooks' run over one held message (a JSON body or an SSE event's
@@ -309,6 +344,72 @@ pub(super) fn read_head(
     };
     let upstream_reusable =
         !matches!(framing, BodyFraming::UntilClose) && upstream_keeps_alive(&head);
+    let body = Framed {
+        upstream,
+        client,
+        sse,
+        reusable: upstream_reusable,
+    };
+    prepare(head, body, req, config, ledger, now, len)
+}
+
+/// What a message upstream's answer head becomes: the same streaming state
+/// an HTTP head gets, with framing chosen for the body that follows.
+pub(super) fn typed_head(
+    head: &AnswerHead,
+    kind: AnswerBody,
+    req: &Forward,
+    config: &ExchangeConfig,
+    ledger: &mut Option<Ledger>,
+    now: Instant,
+) -> HeadStep {
+    let (upstream, client) = match kind {
+        AnswerBody::Json(0) => (UpstreamBody::Empty, ClientBody::Length),
+        AnswerBody::Json(n) => (
+            UpstreamBody::Length {
+                remaining: n as u64,
+            },
+            ClientBody::Length,
+        ),
+        AnswerBody::Sse if req.client_http10 => (UpstreamBody::Messages, ClientBody::UntilClose),
+        AnswerBody::Sse => (UpstreamBody::Messages, ClientBody::Chunked),
+    };
+    let body = Framed {
+        upstream,
+        client,
+        sse: kind == AnswerBody::Sse,
+        reusable: false,
+    };
+    prepare(head.to_http(kind), body, req, config, ledger, now, 0)
+}
+
+/// How an answer's body is framed on both legs.
+struct Framed {
+    upstream: UpstreamBody,
+    client: ClientBody,
+    sse: bool,
+    /// The upstream connection can carry another request afterwards.
+    reusable: bool,
+}
+
+/// The streaming state for an answer with `head`, and the head the client
+/// gets (`len`: the head's size in the upstream's bytes).
+fn prepare(
+    head: http1::ResponseHead,
+    body: Framed,
+    req: &Forward,
+    config: &ExchangeConfig,
+    ledger: &mut Option<Ledger>,
+    now: Instant,
+    len: usize,
+) -> HeadStep {
+    let Framed {
+        upstream,
+        client,
+        sse,
+        reusable: upstream_reusable,
+    } = body;
+    let typed = matches!(upstream, UpstreamBody::Messages);
 
     // A coded body cannot be parsed: a held answer refuses it (sluice asked
     // for `identity`), and bookkeeping does not guess at its events.
@@ -342,7 +443,7 @@ pub(super) fn read_head(
         && sse
         && (owed.is_some() || keepalive.is_some()))
     .then(|| SseWatch {
-        parser: SseParser::new(config.limits.sse),
+        parser: (!typed).then(|| SseParser::new(config.limits.sse)),
         answers_request: owed.is_some(),
         owed,
         json: config.limits.json,
@@ -353,7 +454,7 @@ pub(super) fn read_head(
     let held = held_ledger.map(|ledger| {
         let form = if sse {
             HoldForm::Sse(Box::new(SseHold {
-                parser: SseParser::new(config.limits.sse),
+                parser: (!typed).then(|| SseParser::new(config.limits.sse)),
                 pending: Vec::new(),
                 base: 0,
                 marks: VecDeque::new(),
@@ -505,9 +606,13 @@ impl Streaming {
         self.client == ClientBody::UntilClose
     }
 
-    /// The upstream body ends with the connection.
+    /// The upstream body ends with the connection (or, from a message
+    /// upstream, with its end part).
     pub fn ends_at_eof(&self) -> bool {
-        matches!(self.upstream, UpstreamBody::UntilClose)
+        matches!(
+            self.upstream,
+            UpstreamBody::UntilClose | UpstreamBody::Messages
+        )
     }
 
     /// Whether the upstream closing its connection now ends this
@@ -535,6 +640,9 @@ impl Streaming {
         match &mut self.upstream {
             UpstreamBody::Empty => {
                 self.upstream_reusable = false;
+            }
+            UpstreamBody::Messages => {
+                failure = Some("the upstream sent bytes where messages were due".to_owned());
             }
             UpstreamBody::UntilClose => pieces.push(0..input.len()),
             UpstreamBody::Length { remaining } => {
@@ -617,6 +725,62 @@ impl Streaming {
         failure.map_or(Ok(()), Err)
     }
 
+    /// One whole message of a message upstream's SSE answer: encoded once as
+    /// an event for the client, and judged or watched as it is, never parsed
+    /// back from the encoding.
+    pub fn feed_message(&mut self, data: &[u8], out: &mut Vec<Bytes>, now: Instant) {
+        let mut event = Vec::with_capacity(data.len() + 24);
+        sse::encode_jsonrpc_message(data, &mut event);
+        match &mut self.held {
+            Some(Held {
+                ledger,
+                form: HoldForm::Sse(hold),
+                ..
+            }) => {
+                if hold.cut {
+                    return;
+                }
+                let start = hold.base + hold.pending.len() as u64;
+                let span = start..start + event.len() as u64;
+                let mark = match ledger.judge(data) {
+                    Judged::Pass => None,
+                    Judged::Through(owed) => Some(Mark::Through(owed)),
+                    Judged::Hold(parts) => match std::str::from_utf8(data) {
+                        Ok(text) => Some(Mark::Held {
+                            event_type: "message".to_owned(),
+                            id: String::new(),
+                            data: text.to_owned(),
+                            parts,
+                        }),
+                        Err(_) => Some(Mark::Cut("an event is not UTF-8".to_owned())),
+                    },
+                    Judged::Refuse(why) => Some(Mark::Cut(why)),
+                };
+                match mark {
+                    Some(Mark::Cut(why)) => {
+                        hold.cut = true;
+                        hold.marks.push_back((start..start, Mark::Cut(why)));
+                    }
+                    Some(mark) => {
+                        hold.pending.extend_from_slice(&event);
+                        hold.marks.push_back((span, mark));
+                    }
+                    None => hold.pending.extend_from_slice(&event),
+                }
+                self.flush_sse(out, now);
+            }
+            // A JSON answer is never a stream of messages.
+            Some(_) => {}
+            None => {
+                if let Some(watch) = &mut self.watch {
+                    watch.observe_message(data);
+                }
+                self.write_client(Bytes::from(event), out);
+                self.last_client_write = now;
+            }
+        }
+    }
+
     /// Judge the events of held SSE bytes as they complete.
     fn hold_sse(&mut self, data: &[u8]) {
         let Some(Held {
@@ -631,8 +795,11 @@ impl Streaming {
             return;
         }
         hold.pending.extend_from_slice(data);
-        hold.parser.feed(data);
-        while let Some(item) = hold.parser.poll() {
+        let Some(parser) = hold.parser.as_mut() else {
+            return;
+        };
+        parser.feed(data);
+        while let Some(item) = parser.poll() {
             let (span, mark) = match item {
                 Ok(SseItem::Event(event)) => match ledger.judge(event.data.as_bytes()) {
                     Judged::Pass => continue,
@@ -652,7 +819,7 @@ impl Streaming {
                 Err(e) => {
                     // Past a parser limit nothing more can be judged: the
                     // answer is cut at the last whole event.
-                    let at = hold.parser.boundary_offset();
+                    let at = parser.boundary_offset();
                     (
                         at..at,
                         Mark::Cut(format!("its event stream could not be read: {e}")),
@@ -736,7 +903,7 @@ impl Streaming {
             let limit = match hold.marks.front() {
                 Some((span, Mark::Through(_))) => span.end,
                 Some((span, _)) => span.start,
-                None => hold.parser.boundary_offset(),
+                None => hold.boundary(),
             };
             let n = (limit.saturating_sub(hold.base) as usize).min(hold.pending.len());
             let data: Vec<u8> = hold.pending.drain(..n).collect();

@@ -9,12 +9,13 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::backend::{self, BackendStream, Endpoint};
-use super::client::{self, ClientRequest, Writer};
+use super::client;
 use super::error::{BridgeError, SessionPhase};
 use super::{BridgeConfig, Mode, Output, PostId, PostOutcome, StreamId};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, RawId, codes};
 use crate::sse::SseEvent;
+use crate::upstream::{AnswerHead, AnswerPart, Request};
 
 /// What a [`Bridge`] holds, against its [`BridgeLimits`](super::BridgeLimits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +239,7 @@ impl Bridge {
     /// A client request for this session arrived on stream `stream`
     /// (a fresh id per request). Its answer goes out as `ToClient` outputs
     /// for `stream`, ended by `EndClient`.
-    pub fn attach(&mut self, stream: StreamId, req: ClientRequest, now: Instant) {
+    pub fn attach(&mut self, stream: StreamId, req: Request, now: Instant) {
         self.clock = now;
         self.last_activity = now;
         if self.phase == SessionPhase::Closed {
@@ -249,7 +250,7 @@ impl Bridge {
         match (self.mode, req.method.as_str()) {
             (Mode::Session, "GET") => self.attach_get(stream, &req, now),
             (Mode::Session, "DELETE") => {
-                let bytes = self.writer().empty(200);
+                let bytes = AnswerPart::empty(self.head(200));
                 self.reply(stream, bytes);
                 self.fail_session(BridgeError::SessionDeleted);
             }
@@ -371,7 +372,7 @@ impl Bridge {
             }
             (Purpose::OneWay(stream), None) => {
                 if self.clients.remove(&stream).is_some() {
-                    let bytes = self.writer().empty(202);
+                    let bytes = AnswerPart::empty(self.head(202));
                     self.reply(stream, bytes);
                 }
             }
@@ -426,28 +427,22 @@ impl Bridge {
             .map(|t| self.last_activity + t)
     }
 
-    fn writer(&self) -> Writer<'_> {
-        Writer {
-            session: self.session_id.as_deref(),
-        }
+    /// A head with `status` and this session's id.
+    fn head(&self, status: u16) -> AnswerHead {
+        AnswerHead::status(status).with_session(self.session_id.as_deref())
     }
 
-    fn emit(&mut self, stream: StreamId, bytes: Vec<u8>) {
-        if !bytes.is_empty() {
-            self.outputs.push_back(Output::ToClient {
-                stream,
-                bytes: Bytes::from(bytes),
-            });
-        }
+    fn emit(&mut self, stream: StreamId, part: AnswerPart) {
+        self.outputs.push_back(Output::ToClient { stream, part });
     }
 
-    /// A whole answer, then the end of the stream.
-    fn reply(&mut self, stream: StreamId, bytes: Vec<u8>) {
-        self.emit(stream, bytes);
+    /// The last part of an answer, then the end of the stream.
+    fn reply(&mut self, stream: StreamId, part: AnswerPart) {
+        self.emit(stream, part);
         self.outputs.push_back(Output::EndClient { stream });
     }
 
-    fn ensure_open(&mut self, req: &ClientRequest, now: Instant) {
+    fn ensure_open(&mut self, req: &Request, now: Instant) {
         if self.base.is_some() {
             return;
         }
@@ -467,7 +462,7 @@ impl Bridge {
         self.endpoint_deadline = Some(now + self.config.timeouts.endpoint);
     }
 
-    fn attach_get(&mut self, stream: StreamId, req: &ClientRequest, now: Instant) {
+    fn attach_get(&mut self, stream: StreamId, req: &Request, now: Instant) {
         if self.get_stream.is_some() {
             let bytes = client::reply_error(
                 409,
@@ -478,7 +473,7 @@ impl Bridge {
             return;
         }
         self.ensure_open(req, now);
-        let head = self.writer().sse_head();
+        let head = AnswerPart::Stream(self.head(200));
         self.emit(stream, head);
         self.clients.insert(
             stream,
@@ -491,11 +486,11 @@ impl Bridge {
         self.get_stream = Some(stream);
         while let Some(message) = self.server_queue.pop_front() {
             self.server_queue_bytes -= message.len();
-            self.emit(stream, client::sse_chunk(&message));
+            self.emit(stream, AnswerPart::Event(Bytes::from(message)));
         }
     }
 
-    fn attach_post(&mut self, stream: StreamId, req: ClientRequest, now: Instant) {
+    fn attach_post(&mut self, stream: StreamId, req: Request, now: Instant) {
         let json = self.config.limits.json;
         let (kind, method, id, token) = match jsonrpc::classify(&req.body, &json) {
             Err(e) => {
@@ -532,7 +527,7 @@ impl Bridge {
                         "sluice bridge: a request with this id is already in flight",
                         None,
                     );
-                    let bytes = self.writer().json(400, &msg);
+                    let bytes = AnswerPart::json(self.head(400), msg);
                     self.reply(stream, bytes);
                     return;
                 }
@@ -560,7 +555,7 @@ impl Bridge {
             }
             _ if self.mode == Mode::PerRequest => {
                 // No session outlives this exchange: nothing to deliver to.
-                let bytes = self.writer().empty(202);
+                let bytes = AnswerPart::empty(self.head(202));
                 self.reply(stream, bytes);
                 return;
             }
@@ -594,7 +589,7 @@ impl Bridge {
     fn answer_error(&mut self, stream: StreamId, id: &RawId, e: &BridgeError) {
         let text = format!("sluice bridge: {e}");
         let msg = jsonrpc::error_message(Some(id.as_bytes()), e.code(), &text, None);
-        let bytes = self.writer().json(e.status(), &msg);
+        let bytes = AnswerPart::json(self.head(e.status()), msg);
         self.reply(stream, bytes);
     }
 
@@ -875,10 +870,10 @@ impl Bridge {
         }
         let open = std::mem::replace(&mut client.sse_open, true);
         if !open {
-            let head = self.writer().sse_head();
+            let head = AnswerPart::Stream(self.head(200));
             self.emit(stream, head);
         }
-        self.emit(stream, client::sse_chunk(message));
+        self.emit(stream, AnswerPart::Event(Bytes::copy_from_slice(message)));
         true
     }
 
@@ -887,19 +882,18 @@ impl Bridge {
         let Some(client) = self.clients.remove(&stream) else {
             return;
         };
-        let bytes = if client.sse_open {
-            let mut out = client::sse_chunk(message);
-            out.extend_from_slice(&client::last_chunk());
-            out
+        let event = AnswerPart::Event(Bytes::copy_from_slice(message));
+        if client.sse_open {
+            self.emit(stream, event);
+            self.reply(stream, AnswerPart::End);
         } else if client.accepts.json || !client.accepts.sse {
-            self.writer().json(200, message)
+            let whole = AnswerPart::json(self.head(200), Bytes::copy_from_slice(message));
+            self.reply(stream, whole);
         } else {
-            let mut out = self.writer().sse_head();
-            out.extend_from_slice(&client::sse_chunk(message));
-            out.extend_from_slice(&client::last_chunk());
-            out
-        };
-        self.reply(stream, bytes);
+            self.emit(stream, AnswerPart::Stream(self.head(200)));
+            self.emit(stream, event);
+            self.reply(stream, AnswerPart::End);
+        }
         self.maybe_finish();
     }
 
@@ -916,19 +910,18 @@ impl Bridge {
                 self.pending.remove(&id);
                 let msg = jsonrpc::error_message(Some(id.as_bytes()), e.code(), &text, None);
                 if client.sse_open {
-                    let mut out = client::sse_chunk(&msg);
-                    out.extend_from_slice(&client::last_chunk());
-                    out
+                    self.emit(stream, AnswerPart::Event(Bytes::from(msg)));
+                    AnswerPart::End
                 } else {
-                    self.writer().json(e.status(), &msg)
+                    AnswerPart::json(self.head(e.status()), msg)
                 }
             }
             ClientKind::OneWay => {
                 let msg = jsonrpc::error_message(None, e.code(), &text, None);
-                self.writer().json(e.status(), &msg)
+                AnswerPart::json(self.head(e.status()), msg)
             }
             // A GET stream just ends; the client's next GET learns why.
-            ClientKind::Get => client::last_chunk(),
+            ClientKind::Get => AnswerPart::End,
         };
         self.reply(stream, bytes);
     }

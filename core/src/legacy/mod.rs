@@ -45,7 +45,8 @@
 //! # use std::sync::Arc;
 //! # use std::time::Instant;
 //! # use sluice_core::legacy::*;
-//! # fn run(config: Arc<BridgeConfig>, request: ClientRequest) {
+//! # use sluice_core::upstream::Request;
+//! # fn run(config: Arc<BridgeConfig>, request: Request) {
 //! let now = Instant::now();
 //! let mut bridge = Bridge::new(config, Mode::PerRequest, None, now);
 //! bridge.attach(1, request, now);
@@ -54,7 +55,7 @@
 //!         Output::OpenStream(bytes) => { /* connect, write, feed the answer to stream_data */ }
 //!         Output::Post { id, bytes, origin, fresh } => { /* send, read with PostAnswerReader::post, then post_done(id, ..) */ }
 //!         Output::AbandonPost { id } => { /* drop that POST's connection; no post_done */ }
-//!         Output::ToClient { stream, bytes } => { /* write to that client */ }
+//!         Output::ToClient { stream, part } => { /* hand the part to that client's exchange */ }
 //!         Output::EndClient { stream } => { /* that client's answer is complete: close it */ }
 //!         Output::CloseStream => { /* drop the SSE connection */ }
 //!         Output::Closed { error } => { /* forget this bridge */ }
@@ -64,8 +65,9 @@
 //! # }
 //! ```
 //!
-//! Responses written to clients always carry `Connection: close`: the
-//! runtime serves each client request on its own virtual connection.
+//! Client requests arrive and answers leave over the typed seam of
+//! [`crate::upstream`]: a [`Request`](crate::upstream::Request) in, answer
+//! parts out, one client stream per exchange; nothing is rendered as HTTP.
 //! Failures become JSON-RPC errors carrying the client's id, a code from
 //! [`BridgeError::code`] and a message naming the state and what the
 //! backend did; a client whose SSE answer has begun gets the error as the
@@ -84,13 +86,11 @@ use bytes::Bytes;
 use crate::http1;
 use crate::jsonrpc;
 use crate::sse::SseLimits;
+use crate::upstream::AnswerPart;
 
 pub use backend::{Endpoint, Origin, PostAnswer, PostAnswerReader, resolve_endpoint};
 pub use bridge::{Bridge, Buffered};
-pub use client::{
-    ClientRequest, Dispatch, Refusal, RequestReader, SESSION_HEADER, dispatch, refuse_new_session,
-    unknown_session,
-};
+pub use client::{Dispatch, dispatch, refuse_new_session, unknown_session};
 pub use error::{BACKEND_FAILED, BACKEND_TIMEOUT, BridgeError, SessionPhase};
 
 /// How a POST asked for by [`Output::Post`] ended. What matters for a
@@ -165,13 +165,13 @@ pub enum Output {
         /// The POST given up on.
         id: PostId,
     },
-    /// Write these bytes to client stream `stream` (unknown or gone
-    /// streams: ignore).
+    /// Send this part of its answer to client stream `stream` (unknown or
+    /// gone streams: ignore).
     ToClient {
         /// The client stream.
         stream: StreamId,
-        /// Response bytes (head and body as HTTP/1.1).
-        bytes: Bytes,
+        /// The next part of the answer.
+        part: AnswerPart,
     },
     /// The response on `stream` is complete: close that client stream.
     EndClient {
@@ -196,8 +196,6 @@ pub struct BridgeLimits {
     pub sse: SseLimits,
     /// Messages classified (client bodies, backend events).
     pub json: jsonrpc::Limits,
-    /// Largest client request body read from the virtual upstream.
-    pub max_body: usize,
     /// Messages waiting for their POST, per session.
     pub max_queued_posts: usize,
     /// Client requests awaiting answers, per session.
@@ -216,7 +214,6 @@ impl Default for BridgeLimits {
             http: http1::Limits::default(),
             sse: SseLimits::default(),
             json: jsonrpc::Limits::default(),
-            max_body: 4 << 20,
             max_queued_posts: 256,
             max_pending: 1024,
             max_queued_server_messages: 256,

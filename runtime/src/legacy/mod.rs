@@ -1,21 +1,23 @@
-//! The legacy HTTP+SSE bridge as a virtual upstream.
+//! The legacy HTTP+SSE bridge as a message upstream.
 //!
 //! For a route whose upstream speaks the 2024-11-05 transport, the proxy's
-//! upstream table hands the exchange a `BridgePipe` instead of a socket
-//! (its `UpConn::Bridge`): an in-memory duplex pipe whose far end is served
-//! here. The exchange writes its normalized HTTP/1.1 request into the pipe
-//! and reads a Streamable HTTP response back, so the injection rules, the
-//! access log and the hooks apply to bridged traffic as to any other. Each
-//! pipe carries one exchange and is never pooled.
+//! upstream table hands the exchange a [`BridgeLink`] instead of a socket
+//! (its `UpConn::Bridge`): the exchange dispatches its request typed
+//! ([`sluice_core::upstream::Request`]) and gets its answer back as parts
+//! ([`sluice_core::upstream::AnswerPart`]), so the injection rules, the
+//! access log and the hooks apply to bridged traffic as to any other, with
+//! no HTTP written or parsed between the two. Each link carries one
+//! exchange and is never pooled.
 //!
 //! Every protocol decision is `sluice_core::legacy`'s; this module only
-//! moves bytes: it reads the request from the pipe, asks the core which
-//! session serves it, runs one task per backend session (the SSE stream, the
-//! POSTs, the client streams attached to it, the timers) and writes what the
-//! core says to write. It reaches the backend through the dialer
-//! (`dial`) and its pool, and knows nothing of the proxy.
+//! moves bytes and parts: it asks the core which session serves a request,
+//! runs one task per backend session (the SSE stream, the POSTs, the client
+//! streams attached to it, the timers) and does what the core says. A
+//! message the backend sends is parsed once, by that session's bridge, and
+//! crosses to the exchange's worker as one part. It reaches the backend
+//! through the dialer (`dial`) and its pool, and knows nothing of the proxy.
 
-mod pipe;
+mod link;
 mod session;
 
 use std::collections::HashMap;
@@ -26,12 +28,15 @@ use std::time::Duration;
 
 use async_io::Timer;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+use async_channel::Sender;
 use sluice_core::legacy::{
     self, BridgeConfig, EndpointWatch, Mode, PostAnswerReader, ProbeStep, StreamId,
 };
+use sluice_core::upstream::Request;
 
 use crate::dial::{Conn, Dialer};
-pub(crate) use pipe::BridgePipe;
+pub(crate) use link::BridgeLink;
+use link::ClientSink;
 
 /// How an upstream is reached.
 #[derive(Debug, Clone, Default)]
@@ -86,8 +91,6 @@ impl Bridging {
 /// Default of [`Bridging::max_sessions`].
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 1024;
 
-/// Size of each direction of a pipe.
-const PIPE_BYTES: usize = 256 * 1024;
 /// Size of one read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -105,8 +108,8 @@ pub(crate) struct RouteBridge {
 /// The bridges of a route that are running, each by its inbox.
 #[derive(Default)]
 struct Live {
-    sessions: HashMap<String, smol::channel::Sender<session::Msg>>,
-    per_request: HashMap<StreamId, smol::channel::Sender<session::Msg>>,
+    sessions: HashMap<String, Sender<session::Msg>>,
+    per_request: HashMap<StreamId, Sender<session::Msg>>,
     /// Shutting down: no new bridge starts.
     closing: bool,
 }
@@ -131,14 +134,11 @@ impl RouteBridge {
         })
     }
 
-    /// A virtual connection for one exchange; its far end is served by a
-    /// task of its own.
-    pub(crate) fn open(self: &Arc<Self>) -> BridgePipe {
-        let (to_bridge_r, to_bridge_w) = piper::pipe(PIPE_BYTES);
-        let (to_exchange_r, to_exchange_w) = piper::pipe(PIPE_BYTES);
-        let this = self.clone();
-        smol::spawn(async move { this.serve(to_bridge_r, to_exchange_w).await }).detach();
-        BridgePipe::new(to_exchange_r, to_bridge_w)
+    /// A link for one exchange: its request goes to the session that
+    /// serves it once the exchange dispatches it.
+    pub(crate) fn open(self: &Arc<Self>) -> BridgeLink {
+        let stream: StreamId = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
+        BridgeLink::new(self.clone(), stream)
     }
 
     /// Running bridges of either mode, each holding a backend SSE stream
@@ -174,7 +174,7 @@ impl RouteBridge {
     fn register(
         &self,
         key: &Key,
-        tx: &smol::channel::Sender<session::Msg>,
+        tx: &Sender<session::Msg>,
     ) -> Result<(), legacy::BridgeError> {
         let mut live = self.lock();
         if live.closing {
@@ -200,113 +200,65 @@ impl RouteBridge {
         };
     }
 
-    /// Reads one request from the pipe and hands it to the session that
-    /// serves it.
-    async fn serve(self: Arc<Self>, mut from: piper::Reader, mut to: piper::Writer) {
-        let stream: StreamId = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
-        let limits = &self.config.limits;
-        let mut reader = legacy::RequestReader::new();
-        let mut buf = vec![0u8; READ_CHUNK];
-        let req = loop {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            match reader.feed(&buf[..n], &limits.http, limits.max_body) {
-                Ok(Some(req)) => break req,
-                Ok(None) => {}
-                Err(legacy::Refusal(bytes)) => {
-                    let _ = to.write_all(&bytes).await;
-                    return;
-                }
-            }
-        };
+    /// Hands the request of client stream `stream` to the session that
+    /// serves it, starting one when the request opens a session (or, per
+    /// request, always); refusals are answered on `client` at once. Returns
+    /// the inbox of the session it went to.
+    fn dispatch(
+        self: &Arc<Self>,
+        stream: StreamId,
+        req: Request,
+        client: ClientSink,
+    ) -> Option<Sender<session::Msg>> {
+        let json = &self.config.limits.json;
         let now = std::time::Instant::now();
-        match legacy::dispatch(&req, self.settings.mode, &limits.json) {
-            legacy::Dispatch::Reply(bytes) => {
-                let _ = to.write_all(&bytes).await;
+        let (mode, key, id) = match legacy::dispatch(&req, self.settings.mode, json) {
+            legacy::Dispatch::Reply(part) => {
+                client.send(part);
+                return None;
+            }
+            legacy::Dispatch::Session(id) => {
+                let Some(tx) = self.lock().sessions.get(&id).cloned() else {
+                    client.send(legacy::unknown_session(&req, json));
+                    return None;
+                };
+                let attach = session::Msg::Attach {
+                    stream,
+                    req,
+                    client,
+                };
+                if let Err(e) = tx.try_send(attach) {
+                    // The session ended between the lookup and now.
+                    if let session::Msg::Attach { req, client, .. } = e.into_inner() {
+                        client.send(legacy::unknown_session(&req, json));
+                    }
+                    return None;
+                }
+                return Some(tx);
             }
             legacy::Dispatch::NewSession => {
                 let id = mint_session_id();
-                let (tx, rx) = smol::channel::unbounded();
-                let key = Key::Session(id.clone());
-                if let Err(e) = self.register(&key, &tx) {
-                    tracing::warn!(route = self.route, error = %e, "legacy session refused");
-                    let _ = to
-                        .write_all(&legacy::refuse_new_session(&req, &e, &limits.json))
-                        .await;
-                    return;
-                }
-                let bridge = legacy::Bridge::new(self.config.clone(), Mode::Session, Some(id), now);
-                let this = self.clone();
-                let tx2 = tx.clone();
-                smol::spawn(async move { session::run(this, bridge, rx, tx2, key).await }).detach();
-                let _ = tx
-                    .send(session::Msg::Attach {
-                        stream,
-                        req,
-                        writer: to,
-                    })
-                    .await;
-                watch_until_gone(from, &tx, stream).await;
+                (Mode::Session, Key::Session(id.clone()), Some(id))
             }
-            legacy::Dispatch::Session(id) => {
-                let tx = self.lock().sessions.get(&id).cloned();
-                let Some(tx) = tx else {
-                    let _ = to
-                        .write_all(&legacy::unknown_session(&req, &limits.json))
-                        .await;
-                    return;
-                };
-                if let Err(e) = tx
-                    .send(session::Msg::Attach {
-                        stream,
-                        req,
-                        writer: to,
-                    })
-                    .await
-                {
-                    // The session ended between the lookup and now.
-                    if let session::Msg::Attach {
-                        mut writer, req, ..
-                    } = e.into_inner()
-                    {
-                        let bytes = legacy::unknown_session(&req, &limits.json);
-                        let _ = writer.write_all(&bytes).await;
-                    }
-                    return;
-                }
-                watch_until_gone(from, &tx, stream).await;
-            }
-            legacy::Dispatch::PerRequest => {
-                let (tx, rx) = smol::channel::unbounded();
-                let key = Key::PerRequest(stream);
-                if let Err(e) = self.register(&key, &tx) {
-                    tracing::warn!(route = self.route, error = %e, "legacy request refused");
-                    let _ = to
-                        .write_all(&legacy::refuse_new_session(&req, &e, &limits.json))
-                        .await;
-                    return;
-                }
-                let bridge = legacy::Bridge::new(self.config.clone(), Mode::PerRequest, None, now);
-                let _ = tx
-                    .send(session::Msg::Attach {
-                        stream,
-                        req,
-                        writer: to,
-                    })
-                    .await;
-                let watch = async {
-                    watch_until_gone(from, &tx, stream).await;
-                    future::pending::<()>().await
-                };
-                future::or(
-                    session::run(self.clone(), bridge, rx, tx.clone(), key),
-                    watch,
-                )
-                .await;
-            }
+            legacy::Dispatch::PerRequest => (Mode::PerRequest, Key::PerRequest(stream), None),
+        };
+        let (tx, rx) = async_channel::unbounded();
+        if let Err(e) = self.register(&key, &tx) {
+            tracing::warn!(route = self.route, error = %e, "legacy bridge refused");
+            client.send(legacy::refuse_new_session(&req, &e, json));
+            return None;
         }
+        let bridge = legacy::Bridge::new(self.config.clone(), mode, id, now);
+        // Unbounded and just made: the request is first in the inbox.
+        let _ = tx.try_send(session::Msg::Attach {
+            stream,
+            req,
+            client,
+        });
+        let this = self.clone();
+        let inbox = tx.clone();
+        smol::spawn(async move { session::run(this, bridge, rx, inbox, key).await }).detach();
+        Some(tx)
     }
 
     /// `transport = "auto"`: which transport the backend speaks. `None`
@@ -375,17 +327,6 @@ impl RouteBridge {
             }
         }
     }
-}
-
-/// Waits until the exchange drops its end of the pipe, then tells the session.
-async fn watch_until_gone(
-    mut from: piper::Reader,
-    tx: &smol::channel::Sender<session::Msg>,
-    stream: StreamId,
-) {
-    let mut sink = [0u8; 256];
-    while matches!(from.read(&mut sink).await, Ok(n) if n > 0) {}
-    let _ = tx.send(session::Msg::Gone(stream)).await;
 }
 
 /// Reads an answer to a request the bridge sent.

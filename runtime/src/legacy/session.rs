@@ -12,18 +12,19 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
     self, Bridge, Origin, Output, PostAnswerReader, PostId, PostOutcome, StreamId,
 };
-use smol::channel::{Receiver, Sender};
+use async_channel::{Receiver, Sender};
+use sluice_core::upstream::Request;
 
-use super::{Key, READ_CHUNK, RouteBridge, read_answer};
+use super::{ClientSink, Key, READ_CHUNK, RouteBridge, read_answer};
 use crate::dial::{Conn, Dialer};
 
 /// What reaches a session task.
 pub(super) enum Msg {
-    /// A client request for this session, and the pipe its answer goes to.
+    /// A client request for this session, and where its answer goes.
     Attach {
         stream: StreamId,
-        req: legacy::ClientRequest,
-        writer: piper::Writer,
+        req: Request,
+        client: ClientSink,
     },
     /// The client of this stream went away.
     Gone(StreamId),
@@ -47,7 +48,7 @@ pub(super) async fn run(
     tx: Sender<Msg>,
     key: Key,
 ) {
-    let mut writers: HashMap<StreamId, piper::Writer> = HashMap::new();
+    let mut clients: HashMap<StreamId, ClientSink> = HashMap::new();
     // The POSTs out now; dropping one's task drops its connection.
     let mut posts: HashMap<PostId, smol::Task<()>> = HashMap::new();
     let mut backend: Option<Conn> = None;
@@ -81,18 +82,18 @@ pub(super) async fn run(
                 Output::AbandonPost { id } => {
                     posts.remove(&id);
                 }
-                Output::ToClient { stream, bytes } => {
-                    let Some(w) = writers.get_mut(&stream) else {
+                Output::ToClient { stream, part } => {
+                    let Some(client) = clients.get(&stream) else {
                         continue;
                     };
-                    if !write_fully(w, &bytes).await {
-                        writers.remove(&stream);
+                    if !client.send(part) {
+                        clients.remove(&stream);
                         bridge.client_gone(stream, Instant::now());
                     }
                 }
                 Output::EndClient { stream } => {
-                    // Dropping the writer ends the exchange's upstream read.
-                    writers.remove(&stream);
+                    // Dropping the sink ends the exchange's parts after the last.
+                    clients.remove(&stream);
                 }
                 Output::CloseStream => backend = None,
                 Output::Closed { error } => {
@@ -103,7 +104,7 @@ pub(super) async fn run(
                         }
                         None => tracing::debug!(route = route.route, "legacy session ended"),
                     }
-                    refuse_latecomers(&inbox, &route.config.limits.json).await;
+                    refuse_latecomers(&inbox, &route.config.limits.json);
                     return;
                 }
             }
@@ -140,13 +141,13 @@ pub(super) async fn run(
             Event::Inbox(Some(Msg::Attach {
                 stream,
                 req,
-                writer,
+                client,
             })) => {
-                writers.insert(stream, writer);
+                clients.insert(stream, client);
                 bridge.attach(stream, req, now);
             }
             Event::Inbox(Some(Msg::Gone(stream))) => {
-                writers.remove(&stream);
+                clients.remove(&stream);
                 bridge.client_gone(stream, now);
             }
             Event::Inbox(Some(Msg::PostDone(id, outcome))) => {
@@ -162,26 +163,13 @@ pub(super) async fn run(
 }
 
 /// Requests that reached the inbox after the session closed get 404.
-async fn refuse_latecomers(inbox: &Receiver<Msg>, json: &sluice_core::jsonrpc::Limits) {
+fn refuse_latecomers(inbox: &Receiver<Msg>, json: &sluice_core::jsonrpc::Limits) {
     inbox.close();
     while let Ok(msg) = inbox.try_recv() {
-        if let Msg::Attach {
-            mut writer, req, ..
-        } = msg
-        {
-            let _ = writer.write_all(&legacy::unknown_session(&req, json)).await;
+        if let Msg::Attach { client, req, .. } = msg {
+            client.send(legacy::unknown_session(&req, json));
         }
     }
-}
-
-async fn write_fully(w: &mut piper::Writer, mut bytes: &[u8]) -> bool {
-    while !bytes.is_empty() {
-        match w.write(bytes).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => bytes = &bytes[n..],
-        }
-    }
-    true
 }
 
 /// Connects afresh and sends the GET of the SSE stream.

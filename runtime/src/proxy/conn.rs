@@ -20,7 +20,7 @@ use crate::rt::net::Stream;
 use super::Shared;
 use super::deadline::{Due, Slot};
 use super::read;
-use super::upstream::UpConn;
+use super::upstream::{Heard, UpConn};
 
 /// Serve every request on one client connection.
 pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -73,7 +73,7 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
 enum Event {
     /// The client socket is readable (or was, the last time it was read).
     Client,
-    Upstream(io::Result<Bytes>),
+    Upstream(Heard),
     Timer,
     Shutdown,
 }
@@ -108,6 +108,10 @@ impl Driver<'_> {
                         self.exchange.hook_done(verdict, Instant::now());
                     }
                     Output::ToUpstream(bytes) => self.write_upstream(&bytes).await,
+                    Output::Dispatch(request) => match self.upstream.as_mut() {
+                        Some(UpConn::Bridge(link)) => link.dispatch(*request),
+                        _ => self.upstream_closed(UpstreamEnd::ConnectFailed),
+                    },
                     Output::Connect { route, fresh } => {
                         // A 100 Continue or similar must not wait for the connect.
                         if self.flush_client().await.is_err() {
@@ -139,11 +143,18 @@ impl Driver<'_> {
             }
             match self.wait(!self.told_shutdown).await {
                 Event::Client => self.read_client(),
-                Event::Upstream(Ok(bytes)) if bytes.is_empty() => {
+                Event::Upstream(Heard::Bytes(Ok(bytes))) if bytes.is_empty() => {
                     self.upstream_closed(UpstreamEnd::Eof)
                 }
-                Event::Upstream(Ok(bytes)) => self.exchange.feed_upstream(bytes, Instant::now()),
-                Event::Upstream(Err(_)) => self.upstream_closed(UpstreamEnd::Error),
+                Event::Upstream(Heard::Bytes(Ok(bytes))) => {
+                    self.exchange.feed_upstream(bytes, Instant::now())
+                }
+                Event::Upstream(Heard::Bytes(Err(_))) => self.upstream_closed(UpstreamEnd::Error),
+                Event::Upstream(Heard::Part(Some(part))) => {
+                    self.exchange.feed_answer(part, Instant::now())
+                }
+                // The bridge gave up on this stream before its answer was whole.
+                Event::Upstream(Heard::Part(None)) => self.upstream_closed(UpstreamEnd::Error),
                 Event::Timer => self.exchange.handle_timeout(Instant::now()),
                 Event::Shutdown => {
                     // Core decides: idle closes, half-read gets 503, under way finishes.
@@ -176,9 +187,9 @@ impl Driver<'_> {
         let mut upstream = self.upstream.as_mut();
         future::poll_fn(move |cx| {
             if let Some(up) = upstream.as_deref_mut()
-                && let Poll::Ready(read) = up.poll_read_bytes(cx)
+                && let Poll::Ready(heard) = up.poll_heard(cx)
             {
-                return Poll::Ready(Event::Upstream(read));
+                return Poll::Ready(Event::Upstream(heard));
             }
             // Readiness only: a client read happens when there is something to read.
             if client.is_some_and(|c| c.poll_readable(cx).is_ready()) {
@@ -275,8 +286,13 @@ impl Driver<'_> {
         let timeout = future::poll_fn(|cx| slot.poll_due(deadlines, false, cx).map(|_| None));
         match future::or(attempt, timeout).await {
             Some(Ok((conn, reused))) => {
+                let messages = matches!(conn, UpConn::Bridge(_));
                 self.upstream = Some(conn);
-                self.exchange.upstream_connected(reused, Instant::now());
+                if messages {
+                    self.exchange.message_upstream_connected(Instant::now());
+                } else {
+                    self.exchange.upstream_connected(reused, Instant::now());
+                }
             }
             Some(Err(e)) => {
                 tracing::warn!(route, error = %e, "upstream connect failed");
@@ -288,7 +304,7 @@ impl Driver<'_> {
     }
 
     async fn write_upstream(&mut self, bytes: &[u8]) {
-        let Some(up) = self.upstream.as_mut() else {
+        let Some(UpConn::Net(up)) = self.upstream.as_mut() else {
             self.exchange
                 .upstream_closed(UpstreamEnd::WriteFailed, Instant::now());
             return;

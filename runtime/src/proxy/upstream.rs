@@ -1,7 +1,7 @@
 //! The exchange's upstreams, by route: real connections from the dialer
 //! ([`crate::dial`]) for Streamable HTTP upstreams, and for routes whose
-//! upstream speaks the legacy HTTP+SSE transport a virtual connection to
-//! the bridge ([`crate::legacy`]).
+//! upstream speaks the legacy HTTP+SSE transport a typed link to the bridge
+//! ([`crate::legacy`]).
 
 use std::io;
 use std::pin::Pin;
@@ -10,10 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_lite::{AsyncRead, AsyncWrite};
+use sluice_core::upstream::AnswerPart;
 
 use crate::dial::{self, Conn, Dialer};
-use crate::legacy::{BridgePipe, RouteBridge, UpstreamTransport};
+use crate::legacy::{BridgeLink, RouteBridge, UpstreamTransport};
 
 /// Where one route's upstream lives.
 #[derive(Debug, Clone)]
@@ -28,75 +28,35 @@ pub struct UpstreamTarget {
     pub transport: UpstreamTransport,
 }
 
-/// The exchange's upstream connection.
+/// The exchange's upstream.
 pub(crate) enum UpConn {
     /// A real connection (TCP or TLS), pooled when it ends cleanly.
     Net(Conn),
-    /// A virtual connection to the legacy bridge (one exchange, never pooled).
-    Bridge(BridgePipe),
+    /// A typed link to the legacy bridge (one exchange, never pooled).
+    Bridge(BridgeLink),
+}
+
+/// What an upstream said.
+pub(super) enum Heard {
+    /// Bytes from a connection (empty: end of stream).
+    Bytes(io::Result<Bytes>),
+    /// A part of a message upstream's answer; `None` when it has no more.
+    Part(Option<AnswerPart>),
 }
 
 impl UpConn {
-    /// One read into the worker's scratch buffer, the bytes read copied out:
-    /// nothing is allocated or held while the connection waits.
-    pub(super) fn poll_read_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+    /// The upstream's next bytes or part. A connection's read goes into the
+    /// worker's scratch buffer and only the bytes read are copied out:
+    /// nothing is allocated or held while it waits.
+    pub(super) fn poll_heard(&mut self, cx: &mut Context<'_>) -> Poll<Heard> {
         match self {
-            UpConn::Net(Conn::Plain(s)) => super::read::poll_read_tcp(s, cx),
-            // TLS and the bridge pipe keep their own buffers; readiness of
-            // the socket says nothing about them.
-            UpConn::Net(Conn::Tls(s)) => super::read::poll_read_any(Pin::new(s.as_mut()), cx),
-            UpConn::Bridge(s) => super::read::poll_read_any(Pin::new(s), cx),
-        }
-    }
-}
-
-impl AsyncRead for UpConn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpConn::Net(c) => Pin::new(c).poll_read(cx, buf),
-            UpConn::Bridge(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for UpConn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpConn::Net(c) => Pin::new(c).poll_write(cx, buf),
-            UpConn::Bridge(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpConn::Net(c) => Pin::new(c).poll_write_vectored(cx, bufs),
-            UpConn::Bridge(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpConn::Net(c) => Pin::new(c).poll_flush(cx),
-            UpConn::Bridge(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpConn::Net(c) => Pin::new(c).poll_close(cx),
-            UpConn::Bridge(s) => Pin::new(s).poll_close(cx),
+            UpConn::Net(Conn::Plain(s)) => super::read::poll_read_tcp(s, cx).map(Heard::Bytes),
+            // TLS keeps its own buffers; readiness of the socket says
+            // nothing about them.
+            UpConn::Net(Conn::Tls(s)) => {
+                super::read::poll_read_any(Pin::new(s.as_mut()), cx).map(Heard::Bytes)
+            }
+            UpConn::Bridge(link) => link.poll_part(cx).map(Heard::Part),
         }
     }
 }
@@ -205,8 +165,8 @@ impl Upstreams {
         Ok((UpConn::Net(conn), reused))
     }
 
-    /// Return a connection that ended at a clean message boundary (virtual
-    /// connections are never kept).
+    /// Return a connection that ended at a clean message boundary (links to
+    /// a bridge are never kept).
     pub fn checkin(&self, route: usize, conn: UpConn) {
         if let UpConn::Net(conn) = conn {
             self.dialer.checkin(route, conn);

@@ -1,0 +1,231 @@
+//! The typed seam between an exchange and an upstream that speaks in
+//! messages rather than HTTP bytes: the legacy HTTP+SSE bridge today, stdio
+//! servers and federations of servers next.
+//!
+//! An HTTP upstream gets the exchange's request as bytes
+//! ([`Output::ToUpstream`](crate::exchange::Output::ToUpstream)) and
+//! answers with bytes the exchange parses; that path is zero-copy and stays
+//! as it is. A message upstream gets the request as a [`Request`] (the
+//! method, the headers as forwarded, the body after the request hooks) and
+//! answers with [`AnswerPart`]s: a whole JSON answer, or the head of an SSE
+//! answer followed by one part per JSON-RPC message and an end. The exchange
+//! renders those for the client with its own framing, runs the response
+//! hooks on them and applies its injection rules when the upstream fails,
+//! exactly as for an HTTP upstream. Nothing between the two is rendered as
+//! HTTP or parsed back: a message the upstream read from its backend is
+//! parsed once, there, and reaches the client as one encoded SSE event.
+//!
+//! ```text
+//!  client ──HTTP──▶ Exchange ──Request──▶ message upstream ──▶ backend
+//!  client ◀──HTTP── Exchange ◀─AnswerPart─ message upstream ◀── backend
+//! ```
+//!
+//! The driver joins the two: on [`Output::Connect`](crate::exchange::Output::Connect)
+//! for a route it knows to be a message upstream it calls
+//! [`Exchange::message_upstream_connected`](crate::exchange::Exchange::message_upstream_connected),
+//! hands the [`Output::Dispatch`](crate::exchange::Output::Dispatch)ed request
+//! to the upstream, and feeds each part back with
+//! [`Exchange::feed_answer`](crate::exchange::Exchange::feed_answer). An
+//! upstream that fails before its answer is whole is reported like a
+//! connection that failed
+//! ([`Exchange::upstream_closed`](crate::exchange::Exchange::upstream_closed)).
+
+use bytes::Bytes;
+
+use crate::http1::{self, Header};
+use crate::inject::{self, Accepts};
+
+/// The session header of Streamable HTTP.
+pub const SESSION_HEADER: &str = "Mcp-Session-Id";
+
+/// A client request as the exchange forwards it, read whole and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `POST`, `GET`, `DELETE`…
+    pub method: String,
+    /// The origin-form target after routing (the upstream's own path).
+    pub target: String,
+    /// The end-to-end fields as forwarded, `Host` first.
+    pub headers: Vec<Header>,
+    /// The body as forwarded (after the request hooks); empty for GET.
+    pub body: Bytes,
+}
+
+impl Request {
+    /// The value of the first field called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        http1::find_header(&self.headers, name).map(|h| h.value.as_slice())
+    }
+
+    /// The `Mcp-Session-Id` the client sent, if it is visible ASCII.
+    pub fn session_id(&self) -> Option<&str> {
+        let v = self.header(SESSION_HEADER)?;
+        let ok = !v.is_empty() && v.iter().all(|b| (0x21..=0x7e).contains(b));
+        ok.then(|| std::str::from_utf8(v).ok()).flatten()
+    }
+
+    /// The `MCP-Protocol-Version` the client sent, if any.
+    pub fn protocol_version(&self) -> Option<&str> {
+        let v = self.header("mcp-protocol-version")?;
+        std::str::from_utf8(v).ok().filter(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
+    }
+
+    /// What the client's `Accept` admits.
+    pub fn accepts(&self) -> Accepts {
+        let values: Vec<&[u8]> = self
+            .headers
+            .iter()
+            .filter(|h| h.is("accept"))
+            .map(|h| h.value.as_slice())
+            .collect();
+        Accepts::from_headers(&values)
+    }
+}
+
+/// The status and the fields of an answer that matter to an MCP client.
+/// The exchange adds the content type, caching and framing fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerHead {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Mcp-Session-Id` to send, if any.
+    pub session_id: Option<String>,
+    /// The `Allow` field of a 405.
+    pub allow: Option<&'static str>,
+}
+
+impl AnswerHead {
+    /// A head with `status` and nothing else.
+    pub fn status(status: u16) -> Self {
+        AnswerHead {
+            status,
+            session_id: None,
+            allow: None,
+        }
+    }
+
+    /// The same head carrying session id `id`.
+    pub fn with_session(mut self, id: Option<&str>) -> Self {
+        self.session_id = id.map(str::to_owned);
+        self
+    }
+
+    /// The head as HTTP/1.1 fields, for a body of `kind`. A whole body
+    /// carries its `Content-Length`; a stream is framed by the exchange.
+    pub(crate) fn to_http(&self, kind: AnswerBody) -> http1::ResponseHead {
+        let mut headers = Vec::with_capacity(5);
+        match kind {
+            AnswerBody::Json(len) => {
+                if len > 0 {
+                    headers.push(Header::new("Content-Type", "application/json"));
+                    headers.push(Header::new("Cache-Control", "no-store"));
+                }
+                headers.push(Header::new("Content-Length", len.to_string()));
+            }
+            AnswerBody::Sse => {
+                headers.push(Header::new("Content-Type", "text/event-stream"));
+                headers.push(Header::new("Cache-Control", "no-cache"));
+                // Tells nginx-style buffering proxies in front not to hold events.
+                headers.push(Header::new("X-Accel-Buffering", "no"));
+            }
+        }
+        if let Some(id) = &self.session_id {
+            headers.push(Header::new(SESSION_HEADER, id.as_bytes()));
+        }
+        if let Some(allow) = self.allow {
+            headers.push(Header::new("Allow", allow));
+        }
+        http1::ResponseHead {
+            version: http1::Version::Http11,
+            status: self.status,
+            reason: inject::reason_phrase(self.status).to_owned(),
+            headers,
+        }
+    }
+}
+
+/// What kind of body follows an [`AnswerHead`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnswerBody {
+    /// `application/json` of this many bytes (0: no content type, no body).
+    Json(usize),
+    /// An event stream of JSON-RPC messages.
+    Sse,
+}
+
+/// One piece of a message upstream's answer, in order: a [`Whole`] answer
+/// alone, or a [`Stream`] head, any number of [`Event`]s and an [`End`].
+///
+/// [`Whole`]: AnswerPart::Whole
+/// [`Stream`]: AnswerPart::Stream
+/// [`Event`]: AnswerPart::Event
+/// [`End`]: AnswerPart::End
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerPart {
+    /// A complete answer: a JSON body (one message or an array), or an
+    /// empty body (a `202` to a notification, a `200` to `DELETE`).
+    Whole {
+        /// Status and fields.
+        head: AnswerHead,
+        /// The JSON body; empty for none.
+        body: Bytes,
+    },
+    /// The head of an SSE answer; events follow.
+    Stream(AnswerHead),
+    /// One JSON-RPC message, sent to the client as one `message` event.
+    Event(Bytes),
+    /// The SSE answer is complete.
+    End,
+}
+
+impl AnswerPart {
+    /// A whole JSON answer with `status`.
+    pub fn json(head: AnswerHead, body: impl Into<Bytes>) -> Self {
+        AnswerPart::Whole {
+            head,
+            body: body.into(),
+        }
+    }
+
+    /// A whole answer with no body.
+    pub fn empty(head: AnswerHead) -> Self {
+        AnswerPart::Whole {
+            head,
+            body: Bytes::new(),
+        }
+    }
+
+    /// This part completes the answer.
+    pub fn is_last(&self) -> bool {
+        matches!(self, AnswerPart::Whole { .. } | AnswerPart::End)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_carry_only_what_the_body_needs() {
+        let head = AnswerHead::status(202).with_session(Some("s-1"));
+        let http = head.to_http(AnswerBody::Json(0));
+        let names: Vec<&str> = http.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["Content-Length", SESSION_HEADER]);
+        assert_eq!(http.reason, "Accepted");
+        let sse = AnswerHead::status(200).to_http(AnswerBody::Sse);
+        assert!(http1::find_header(&sse.headers, "content-length").is_none());
+        let allowed = AnswerHead {
+            allow: Some("POST"),
+            ..AnswerHead::status(405)
+        };
+        let http = allowed.to_http(AnswerBody::Json(2));
+        assert_eq!(
+            http1::find_header(&http.headers, "allow").unwrap().value,
+            b"POST"
+        );
+    }
+}
