@@ -12,6 +12,13 @@
 //! upstream at the same path; `Host` and `Origin` must be local names (the
 //! DNS-rebinding defence of `HostGuard::local_default`).
 //!
+//! `--upstream builtin` answers from a tiny MCP server in this process
+//! instead, over the typed seam of [`sluice_core::upstream`]: the exchange
+//! hands it a parsed [`Request`] and gets [`AnswerPart`]s back, which it
+//! frames for the client exactly as it frames an HTTP upstream's answer.
+//! That is how the `sluice` binary joins its legacy bridge to the exchange,
+//! and it needs no thread and no async here.
+//!
 //! # Waiting on two sockets and a clock without async
 //!
 //! An exchange reacts to whichever comes first: client bytes, upstream bytes
@@ -40,8 +47,8 @@
 //! answering, the exchange decides whether the request may go again on a
 //! fresh one (`Connect { fresh: true }`).
 //!
-//! Limits of the demonstration: plain HTTP upstreams only, one upstream, no
-//! hooks, and `Close::Abort` is a `shutdown` (a FIN, not a reset: `std` has
+//! Limits of the demonstration: plain HTTP upstreams (or the built-in one),
+//! one upstream, no hooks, and `Close::Abort` is a `shutdown` (a FIN, not a reset: `std` has
 //! no stable `SO_LINGER`): an HTTP/1.1 client still sees a chunked body
 //! without its last chunk as cut, but an HTTP/1.0 client, whose body ends
 //! with the connection, cannot tell. `core/examples/tokio_proxy.rs` resets.
@@ -59,19 +66,25 @@ use sluice_core::exchange::{
     Timeouts, UpstreamEnd,
 };
 use sluice_core::guard::HostGuard;
+use sluice_core::jsonrpc::{self, Classified, Kind};
 use sluice_core::route::{Route, Router};
+use sluice_core::upstream::{AnswerHead, AnswerPart, Request};
 
 /// Size of one read from either side.
 const READ_CHUNK: usize = 16 * 1024;
 
-const USAGE: &str = "usage: blocking_proxy --listen ADDR:PORT --upstream HOST:PORT [--path /mcp]";
+const USAGE: &str =
+    "usage: blocking_proxy --listen ADDR:PORT --upstream HOST:PORT|builtin [--path /mcp]";
+
+/// The `--upstream` that selects the in-process message upstream.
+pub const BUILTIN: &str = "builtin";
 
 /// Command-line options.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Address to listen on (port 0 picks a free one).
     pub listen: String,
-    /// The upstream MCP server, `host:port`, plain HTTP.
+    /// The upstream MCP server, `host:port`, plain HTTP; or [`BUILTIN`].
     pub upstream: String,
     /// The MCP endpoint path, the same on both sides.
     pub path: String,
@@ -130,12 +143,20 @@ pub fn spawn(options: &Options) -> io::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn setup(options: &Options) -> io::Result<(TcpListener, Arc<ExchangeConfig>, SocketAddr)> {
-    let upstream = options
-        .upstream
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other(format!("{} resolves to nothing", options.upstream)))?;
+/// Where requests go: an HTTP upstream's address, or (`None`) the built-in
+/// message upstream.
+type UpstreamAddr = Option<SocketAddr>;
+
+fn setup(options: &Options) -> io::Result<(TcpListener, Arc<ExchangeConfig>, UpstreamAddr)> {
+    let upstream =
+        if options.upstream == BUILTIN {
+            None
+        } else {
+            let addr = options.upstream.to_socket_addrs()?.next();
+            Some(addr.ok_or_else(|| {
+                io::Error::other(format!("{} resolves to nothing", options.upstream))
+            })?)
+        };
     let listener = TcpListener::bind(&options.listen)?;
     let listen_host = listener.local_addr()?.ip().to_string();
     let config = exchange_config(&options.upstream, &options.path, &listen_host);
@@ -143,7 +164,7 @@ fn setup(options: &Options) -> io::Result<(TcpListener, Arc<ExchangeConfig>, Soc
 }
 
 /// Accept connections forever, one thread each.
-pub fn serve(listener: TcpListener, config: Arc<ExchangeConfig>, upstream: SocketAddr) {
+pub fn serve(listener: TcpListener, config: Arc<ExchangeConfig>, upstream: UpstreamAddr) {
     for client in listener.incoming() {
         let client = match client {
             Ok(c) => c,
@@ -228,7 +249,7 @@ struct Connection {
     /// A credit is out and its read not yet handled.
     granted: bool,
     tx: Sender<Event>,
-    upstream_addr: SocketAddr,
+    upstream_addr: UpstreamAddr,
     /// The connection the current exchange uses.
     current: Option<Upstream>,
     /// A released, reusable connection for the next request.
@@ -239,7 +260,7 @@ struct Connection {
 fn serve_connection(
     client: TcpStream,
     config: Arc<ExchangeConfig>,
-    upstream_addr: SocketAddr,
+    upstream_addr: UpstreamAddr,
 ) -> io::Result<()> {
     client.set_nodelay(true)?;
     let info = ClientInfo {
@@ -297,6 +318,13 @@ impl Connection {
                 match output {
                     Output::Connect { route: _, fresh } => self.connect(exchange, fresh),
                     Output::ToUpstream(bytes) => self.write_upstream(exchange, &bytes),
+                    // Only the built-in upstream is a message upstream; it
+                    // answers at once, part by part.
+                    Output::Dispatch(request) => {
+                        for part in builtin_answer(&request) {
+                            exchange.feed_answer(part, Instant::now());
+                        }
+                    }
                     Output::ToClient(bytes) => {
                         if client_ok && self.client.write_all(&bytes).is_err() {
                             client_ok = false;
@@ -371,6 +399,10 @@ impl Connection {
 
     fn connect(&mut self, exchange: &mut Exchange, fresh: bool) {
         let now = Instant::now();
+        let Some(upstream_addr) = self.upstream_addr else {
+            exchange.message_upstream_connected(now);
+            return;
+        };
         if !fresh && let Some(conn) = self.idle.take().filter(|c| still_open(&c.stream)) {
             self.current = Some(conn);
             exchange.upstream_connected(true, now);
@@ -379,10 +411,10 @@ impl Connection {
         let deadline = exchange.poll_timeout();
         let result = match deadline {
             Some(at) => match at.checked_duration_since(now).filter(|d| !d.is_zero()) {
-                Some(budget) => TcpStream::connect_timeout(&self.upstream_addr, budget),
+                Some(budget) => TcpStream::connect_timeout(&upstream_addr, budget),
                 None => Err(io::ErrorKind::TimedOut.into()),
             },
-            None => TcpStream::connect(self.upstream_addr),
+            None => TcpStream::connect(upstream_addr),
         };
         let opened = result.and_then(|stream| {
             stream.set_nodelay(true)?;
@@ -441,6 +473,56 @@ fn still_open(stream: &TcpStream) -> bool {
     silent && stream.set_nonblocking(false).is_ok()
 }
 
+/// The built-in MCP server: `initialize`, `ping` and an empty `tools/list`.
+/// A request is answered as an SSE stream (a log notification, then the
+/// result) when the client takes SSE, else as one JSON body; a
+/// notification gets `202`; anything but POST gets `405`.
+fn builtin_answer(req: &Request) -> Vec<AnswerPart> {
+    const SESSION: &str = "builtin-session";
+    if req.method != "POST" {
+        let head = AnswerHead {
+            allow: Some("POST"),
+            ..AnswerHead::status(405)
+        };
+        return vec![AnswerPart::empty(head)];
+    }
+    let head = AnswerHead::status(200).with_session(Some(SESSION));
+    let message = match jsonrpc::classify(&req.body, &jsonrpc::Limits::default()) {
+        Ok(Classified::Single(m)) => m,
+        _ => {
+            let error = jsonrpc::error_message(None, -32600, "one message, please", None);
+            return vec![AnswerPart::json(AnswerHead::status(400), error)];
+        }
+    };
+    let (Kind::Request, Some(id)) = (message.kind, message.id) else {
+        return vec![AnswerPart::empty(
+            AnswerHead::status(202).with_session(Some(SESSION)),
+        )];
+    };
+    let result: &[u8] = match message.method.as_deref() {
+        Some("initialize") => {
+            br#"{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"builtin","version":"1"}}"#
+        }
+        Some("tools/list") => br#"{"tools":[]}"#,
+        Some("ping") => b"{}",
+        _ => {
+            let error = jsonrpc::error_message(Some(id), -32601, "method not found", None);
+            return vec![AnswerPart::json(head, error)];
+        }
+    };
+    let answer = jsonrpc::result_message(id, result);
+    if !req.accepts().sse {
+        return vec![AnswerPart::json(head, answer)];
+    }
+    let log = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"answered by the built-in upstream"}}"#;
+    vec![
+        AnswerPart::Stream(head),
+        AnswerPart::Event(Bytes::from_static(log)),
+        AnswerPart::Event(Bytes::from(answer)),
+        AnswerPart::End,
+    ]
+}
+
 fn main() {
     let options = match parse_args(std::env::args().skip(1)) {
         Ok(o) => o,
@@ -457,9 +539,13 @@ fn main() {
         }
     };
     if let Ok(addr) = listener.local_addr() {
+        let upstream = match upstream {
+            Some(_) => format!("http://{}{}", options.upstream, options.path),
+            None => "the built-in upstream".to_owned(),
+        };
         eprintln!(
-            "blocking_proxy: http://{addr}{} -> http://{}{}",
-            options.path, options.upstream, options.path
+            "blocking_proxy: http://{addr}{} -> {upstream}",
+            options.path
         );
     }
     serve(listener, config, upstream);

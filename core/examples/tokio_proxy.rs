@@ -231,6 +231,12 @@ impl Connection {
                         self.connect(exchange, fresh).await;
                     }
                     Output::ToUpstream(bytes) => self.write_upstream(exchange, &bytes).await,
+                    // Only after `message_upstream_connected`, which this
+                    // driver never calls: its upstream is HTTP (see
+                    // blocking_proxy.rs for a message upstream).
+                    Output::Dispatch(_) => {
+                        exchange.upstream_closed(UpstreamEnd::ConnectFailed, Instant::now())
+                    }
                     Output::ReleaseUpstream { reusable } => {
                         let conn = self.upstream.take();
                         if reusable {

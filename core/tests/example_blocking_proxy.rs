@@ -8,9 +8,10 @@
 mod blocking_proxy;
 mod common;
 
+use std::io::Write;
 use std::net::SocketAddr;
 
-use common::proxy::{self, args};
+use common::proxy::{self, args, connect, dechunk, post, read_response};
 
 fn start_proxy(upstream: SocketAddr) -> SocketAddr {
     blocking_proxy::spawn(&blocking_proxy::Options {
@@ -44,6 +45,57 @@ fn unreachable_upstream_is_a_502_carrying_the_id() {
 #[test]
 fn foreign_host_is_refused_without_reaching_the_upstream() {
     proxy::foreign_host_is_refused_without_reaching_the_upstream(start_proxy);
+}
+
+#[test]
+fn the_builtin_message_upstream_answers_through_the_typed_seam() {
+    let addr = blocking_proxy::spawn(&blocking_proxy::Options {
+        listen: "127.0.0.1:0".into(),
+        upstream: blocking_proxy::BUILTIN.into(),
+        path: "/mcp".into(),
+    })
+    .unwrap();
+    let mut client = connect(addr);
+    // A request taking SSE: a log event, then the answer with its id.
+    let init = r#"{"jsonrpc":"2.0","id":"i-1","method":"initialize","params":{}}"#;
+    client
+        .write_all(post(addr, init, false).as_bytes())
+        .unwrap();
+    let (head, body) = read_response(&mut client);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/event-stream\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Mcp-Session-Id: builtin-session\r\n"),
+        "{head}"
+    );
+    let body = String::from_utf8(dechunk(&body).unwrap()).unwrap();
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.len(), 2, "{body}");
+    assert!(data[0].contains("notifications/message"), "{body}");
+    assert!(
+        data[1].starts_with(r#"{"jsonrpc":"2.0","id":"i-1","result""#),
+        "{body}"
+    );
+    // On the same connection: a notification is accepted with no body.
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    client
+        .write_all(post(addr, note, false).as_bytes())
+        .unwrap();
+    let (head, body) = read_response(&mut client);
+    assert!(head.starts_with("HTTP/1.1 202 Accepted\r\n"), "{head}");
+    assert!(body.is_empty());
+    // A GET is refused by the upstream, with its Allow.
+    let get = format!("GET /mcp HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    client.write_all(get.as_bytes()).unwrap();
+    let (head, _) = read_response(&mut client);
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    assert!(head.contains("Allow: POST\r\n"), "{head}");
 }
 
 #[test]

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed};
+use sluice_core::http1::{self, Header};
 use sluice_core::legacy::*;
-use sluice_core::sse::{SseItem, SseLimits, SseParser};
+use sluice_core::sse::{self, SseItem, SseLimits, SseParser};
+use sluice_core::upstream::{AnswerPart, Request, SESSION_HEADER};
 
 // -- the scripted world -------------------------------------------------------------
 
@@ -24,7 +25,7 @@ struct Seen {
     /// Of each POST in `posts` order: sent on a fresh connection.
     fresh: Vec<bool>,
     abandoned: Vec<PostId>,
-    clients: BTreeMap<StreamId, Vec<u8>>,
+    clients: BTreeMap<StreamId, Vec<AnswerPart>>,
     ended: BTreeSet<StreamId>,
     stream_closed: bool,
     closed: Option<Option<BridgeError>>,
@@ -66,13 +67,9 @@ impl Sim {
                     self.seen.fresh.push(fresh);
                 }
                 Output::AbandonPost { id } => self.seen.abandoned.push(id),
-                Output::ToClient { stream, bytes } => {
-                    assert!(!self.seen.ended.contains(&stream), "bytes after the end");
-                    self.seen
-                        .clients
-                        .entry(stream)
-                        .or_default()
-                        .extend_from_slice(&bytes)
+                Output::ToClient { stream, part } => {
+                    assert!(!self.seen.ended.contains(&stream), "parts after the end");
+                    self.seen.clients.entry(stream).or_default().push(part)
                 }
                 Output::EndClient { stream } => {
                     assert!(self.seen.ended.insert(stream), "ended twice");
@@ -86,7 +83,7 @@ impl Sim {
         }
     }
 
-    fn attach(&mut self, stream: StreamId, req: ClientRequest) {
+    fn attach(&mut self, stream: StreamId, req: Request) {
         self.bridge.attach(stream, req, self.now);
         self.drain();
     }
@@ -153,7 +150,7 @@ fn split_body(request: &[u8]) -> (String, Vec<u8>) {
     )
 }
 
-fn req(method: &str, body: &str, extra: &[(&str, &str)]) -> ClientRequest {
+fn req(method: &str, body: &str, extra: &[(&str, &str)]) -> Request {
     let mut headers = vec![
         Header::new("Host", "backend:9000"),
         Header::new("Accept", "application/json, text/event-stream"),
@@ -162,7 +159,7 @@ fn req(method: &str, body: &str, extra: &[(&str, &str)]) -> ClientRequest {
     for (k, v) in extra {
         headers.push(Header::new(*k, *v));
     }
-    ClientRequest {
+    Request {
         method: method.into(),
         target: "/sse".into(),
         headers,
@@ -170,7 +167,7 @@ fn req(method: &str, body: &str, extra: &[(&str, &str)]) -> ClientRequest {
     }
 }
 
-fn post(body: &str) -> ClientRequest {
+fn post(body: &str) -> Request {
     req("POST", body, &[])
 }
 
@@ -214,38 +211,55 @@ impl Resp {
     }
 }
 
-fn decode(bytes: &[u8]) -> Resp {
-    let limits = http1::Limits::default();
-    let Ok(Parsed::Complete { head, len }) = http1::parse_response_head(bytes, &limits) else {
-        panic!("no response head in {:?}", String::from_utf8_lossy(bytes));
-    };
-    let rest = &bytes[len..];
-    let (body, complete) = match http1::response_framing("POST", &head).unwrap() {
-        BodyFraming::ContentLength(n) => (rest.to_vec(), rest.len() as u64 == n),
-        BodyFraming::None => (Vec::new(), true),
-        BodyFraming::Chunked => {
-            let mut d = ChunkedDecoder::new(&limits);
-            let mut out = Vec::new();
-            let mut input = rest;
-            let mut done = false;
-            while !input.is_empty() && !done {
-                let step = d.decode(input).unwrap();
-                if let Some(r) = step.data.clone() {
-                    out.extend_from_slice(&input[r]);
-                }
-                done = step.done;
-                input = &input[step.consumed..];
-            }
-            (out, done)
+/// A client's answer parts, checked for order and read as a response.
+fn decode(parts: &[AnswerPart]) -> Resp {
+    let (head, sse, rest) = match parts {
+        [AnswerPart::Whole { head, body }] => {
+            let resp = Resp {
+                status: head.status,
+                headers: fields(head, !body.is_empty(), false),
+                body: body.to_vec(),
+                complete: true,
+            };
+            return resp;
         }
-        BodyFraming::UntilClose => (rest.to_vec(), false),
+        [AnswerPart::Stream(head), rest @ ..] => (head, true, rest),
+        other => panic!("not an answer: {other:?}"),
     };
+    let mut body = Vec::new();
+    let mut complete = false;
+    for part in rest {
+        assert!(!complete, "parts after the end: {parts:?}");
+        match part {
+            AnswerPart::Event(data) => sse::encode_jsonrpc_message(data, &mut body),
+            AnswerPart::End => complete = true,
+            other => panic!("{other:?} inside a stream"),
+        }
+    }
     Resp {
         status: head.status,
-        headers: head.headers,
+        headers: fields(head, false, sse),
         body,
         complete,
     }
+}
+
+/// The fields that matter of an answer head.
+fn fields(head: &sluice_core::upstream::AnswerHead, json: bool, sse: bool) -> Vec<Header> {
+    let mut out = Vec::new();
+    if json {
+        out.push(Header::new("Content-Type", "application/json"));
+    }
+    if sse {
+        out.push(Header::new("Content-Type", "text/event-stream"));
+    }
+    if let Some(id) = &head.session_id {
+        out.push(Header::new(SESSION_HEADER, id.as_bytes()));
+    }
+    if let Some(allow) = head.allow {
+        out.push(Header::new("Allow", allow));
+    }
+    out
 }
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
@@ -304,7 +318,6 @@ fn session_initialize_opens_the_stream_and_answers_with_the_session_id() {
     let resp = sim.response(1);
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("mcp-session-id").as_deref(), Some("sid-1"));
-    assert_eq!(resp.header("connection").as_deref(), Some("close"));
     assert_eq!(resp.messages(), [INIT_OK]);
     assert!(resp.complete);
     assert!(sim.seen.ended.contains(&1));
@@ -1074,33 +1087,6 @@ fn a_client_leaving_does_not_cancel_and_its_late_answer_is_dropped() {
 // -- client side: reading and dispatch -------------------------------------------------
 
 #[test]
-fn requests_are_read_in_any_split() {
-    let wire =
-        b"POST /sse HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\nMcp-Session-Id: s-1\r\n\r\nhello";
-    common::for_each_split(wire, |split, chunks| {
-        let mut r = RequestReader::new();
-        let mut got = None;
-        for c in chunks {
-            if let Some(req) = r.feed(c, &http1::Limits::default(), 1024).unwrap() {
-                got = Some(req);
-            }
-        }
-        let req = got.unwrap_or_else(|| panic!("{split:?}"));
-        assert_eq!(&req.body[..], b"hello");
-        assert_eq!(req.session_id(), Some("s-1"));
-    });
-    let mut r = RequestReader::new();
-    let refused = r
-        .feed(
-            b"POST / HTTP/1.1\r\nHost: b\r\nContent-Length: 99\r\n\r\n",
-            &http1::Limits::default(),
-            10,
-        )
-        .unwrap_err();
-    assert!(refused.0.starts_with(b"HTTP/1.1 413"));
-}
-
-#[test]
 fn dispatch_rules() {
     let json = sluice_core::jsonrpc::Limits::default();
     let with_sid = req("POST", "{}", &[("Mcp-Session-Id", "abc")]);
@@ -1113,7 +1099,7 @@ fn dispatch_rules() {
         Dispatch::NewSession
     );
     let status = |d: Dispatch| match d {
-        Dispatch::Reply(b) => String::from_utf8(b[..12].to_vec()).unwrap(),
+        Dispatch::Reply(part) => decode(&[part]).status,
         other => panic!("{other:?}"),
     };
     assert_eq!(
@@ -1122,45 +1108,42 @@ fn dispatch_rules() {
             Mode::Session,
             &json
         )),
-        "HTTP/1.1 400"
+        400
     );
     assert_eq!(
         status(dispatch(&req("GET", "", &[]), Mode::Session, &json)),
-        "HTTP/1.1 400"
+        400
     );
     assert_eq!(
         status(dispatch(&req("PUT", "", &[]), Mode::Session, &json)),
-        "HTTP/1.1 405"
+        405
     );
     assert_eq!(
         status(dispatch(&req("GET", "", &[]), Mode::PerRequest, &json)),
-        "HTTP/1.1 405"
+        405
     );
     for (mode, allow) in [
-        (Mode::Session, "Allow: GET, POST, DELETE\r\n"),
-        (Mode::PerRequest, "Allow: POST\r\n"),
+        (Mode::Session, "GET, POST, DELETE"),
+        (Mode::PerRequest, "POST"),
     ] {
-        let Dispatch::Reply(bytes) = dispatch(&req("PUT", "", &[]), mode, &json) else {
+        let Dispatch::Reply(part) = dispatch(&req("PUT", "", &[]), mode, &json) else {
             panic!("a reply");
         };
-        let text = String::from_utf8(bytes).unwrap();
-        assert!(text.contains(allow), "{text}");
+        assert_eq!(decode(&[part]).header("allow").as_deref(), Some(allow));
     }
     assert_eq!(
         dispatch(&post("{}"), Mode::PerRequest, &json),
         Dispatch::PerRequest
     );
     let bad_sid = req("POST", INIT, &[("Mcp-Session-Id", "a b")]);
-    assert_eq!(
-        status(dispatch(&bad_sid, Mode::Session, &json)),
-        "HTTP/1.1 400"
-    );
+    assert_eq!(status(dispatch(&bad_sid, Mode::Session, &json)), 400);
     let gone = unknown_session(
         &post(r#"{"jsonrpc":"2.0","id":"q","method":"ping"}"#),
         &json,
     );
-    assert!(gone.starts_with(b"HTTP/1.1 404"));
-    assert!(decode(&gone).json()["id"] == "q", "the request's own id");
+    let gone = decode(&[gone]);
+    assert_eq!(gone.status, 404);
+    assert!(gone.json()["id"] == "q", "the request's own id");
 }
 
 // -- the auto probe ---------------------------------------------------------------------
@@ -1264,7 +1247,7 @@ fn closing_for_shutdown_answers_in_flight_requests_with_their_ids() {
 fn a_refused_new_session_gets_503_with_the_requests_id() {
     let json = sluice_core::jsonrpc::Limits::default();
     let e = BridgeError::TooManySessions { limit: 8 };
-    let r = decode(&refuse_new_session(&post(INIT), &e, &json));
+    let r = decode(&[refuse_new_session(&post(INIT), &e, &json)]);
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["id"], 0);
     assert_eq!(r.json()["error"]["code"], -32603);
@@ -1272,11 +1255,7 @@ fn a_refused_new_session_gets_503_with_the_requests_id() {
     assert!(msg.contains("8 legacy backend sessions"), "{msg}");
     // Not a request: a null id.
     let note = post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-    let r = decode(&refuse_new_session(
-        &note,
-        &BridgeError::ShuttingDown,
-        &json,
-    ));
+    let r = decode(&[refuse_new_session(&note, &BridgeError::ShuttingDown, &json)]);
     assert_eq!(r.status, 503);
     assert!(r.json()["id"].is_null());
 }

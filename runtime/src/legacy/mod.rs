@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_channel::Sender;
 use async_io::Timer;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
-use async_channel::Sender;
 use sluice_core::legacy::{
     self, BridgeConfig, EndpointWatch, Mode, PostAnswerReader, ProbeStep, StreamId,
 };
@@ -171,11 +171,7 @@ impl RouteBridge {
     }
 
     /// Records a new bridge, unless the route is at its limit or closing.
-    fn register(
-        &self,
-        key: &Key,
-        tx: &Sender<session::Msg>,
-    ) -> Result<(), legacy::BridgeError> {
+    fn register(&self, key: &Key, tx: &Sender<session::Msg>) -> Result<(), legacy::BridgeError> {
         let mut live = self.lock();
         if live.closing {
             return Err(legacy::BridgeError::ShuttingDown);

@@ -6,13 +6,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
     self, Bridge, Origin, Output, PostAnswerReader, PostId, PostOutcome, StreamId,
 };
-use async_channel::{Receiver, Sender};
 use sluice_core::upstream::Request;
 
 use super::{ClientSink, Key, READ_CHUNK, RouteBridge, read_answer};

@@ -42,6 +42,7 @@ struct Log {
     releases: Vec<bool>,
     finished: Option<Close>,
     hooks: Vec<HookCall>,
+    dispatched: Vec<upstream::Request>,
 }
 
 struct Harness {
@@ -73,6 +74,7 @@ impl Harness {
             match out {
                 Output::Connect { route, fresh } => self.log.connects.push((route, fresh)),
                 Output::ToUpstream(b) => self.log.to_upstream.extend_from_slice(&b),
+                Output::Dispatch(r) => self.log.dispatched.push(*r),
                 Output::ToClient(b) => self.log.to_client.extend_from_slice(&b),
                 Output::ReleaseUpstream { reusable } => self.log.releases.push(reusable),
                 Output::Finished { close } => self.log.finished = Some(close),
@@ -89,6 +91,19 @@ impl Harness {
 
     fn connected(&mut self, reused: bool) -> &mut Self {
         self.ex.upstream_connected(reused, self.now);
+        self.drain();
+        self
+    }
+
+    /// The upstream asked for is a message upstream.
+    fn message_connected(&mut self) -> &mut Self {
+        self.ex.message_upstream_connected(self.now);
+        self.drain();
+        self
+    }
+
+    fn answer(&mut self, part: AnswerPart) -> &mut Self {
+        self.ex.feed_answer(part, self.now);
         self.drain();
         self
     }
@@ -137,6 +152,15 @@ const CALL: &str = r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","param
 
 /// Split a client-side response into head text and decoded body.
 fn decode_response(bytes: &[u8]) -> (String, Vec<u8>) {
+    decode(bytes, true)
+}
+
+/// Like [`decode_response`], for a response still under way.
+fn decode_response_partial(bytes: &[u8]) -> (String, Vec<u8>) {
+    decode(bytes, false)
+}
+
+fn decode(bytes: &[u8], whole: bool) -> (String, Vec<u8>) {
     let limits = http1::Limits::default();
     let Ok(Parsed::Complete { head, len }) = http1::parse_response_head(bytes, &limits) else {
         panic!(
@@ -169,10 +193,12 @@ fn decode_response(bytes: &[u8]) -> (String, Vec<u8>) {
             return (head_text, out);
         }
     }
-    panic!(
+    assert!(
+        !whole,
         "chunked body without its last chunk: {:?}",
         String::from_utf8_lossy(body)
     );
+    (head_text, out)
 }
 
 #[test]
@@ -1345,6 +1371,7 @@ fn recommended_timeouts_are_all_set_but_the_stream_ones() {
 
 mod bounds;
 mod hooked_answers;
+mod message_upstream;
 
 #[test]
 fn shutdown_closes_an_idle_connection_quietly() {
