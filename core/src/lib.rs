@@ -73,6 +73,7 @@
 //!             Output::ReleaseUpstream { reusable } => format!("release reusable={reusable}"),
 //!             Output::Finished { close } => format!("finished {close:?}"),
 //!             Output::RunHook(call) => format!("run hooks on {}", call.method),
+//!             Output::Dispatch(request) => format!("message upstream <- {}", request.method),
 //!         });
 //!     }
 //! }

@@ -5,7 +5,8 @@
 //!
 //! The caller owns the sockets and the clock. It pushes what happened in
 //! (`feed_client`, `upstream_connected`, `feed_upstream`, `upstream_closed`,
-//! `client_closed`, `handle_timeout`) and after **every** input drains
+//! `client_closed`, `handle_timeout`; for a message upstream
+//! `message_upstream_connected` and `feed_answer`) and after **every** input drains
 //! [`Exchange::poll_output`] until it returns `None`, performing each
 //! [`Output`] in the order given. Then it sleeps until the next socket event
 //! or [`Exchange::poll_timeout`].
@@ -22,6 +23,7 @@
 //!     match output {
 //!         Output::Connect { route, fresh } => { /* open or borrow a connection */ }
 //!         Output::ToUpstream(bytes) => { /* write to the upstream */ }
+//!         Output::Dispatch(request) => { /* hand it to the message upstream; feed_answer its parts */ }
 //!         Output::ToClient(bytes) => { /* write to the client */ }
 //!         Output::ReleaseUpstream { reusable } => { /* pool or close it */ }
 //!         Output::Finished { close } => { /* exchange over */ }
