@@ -1,7 +1,9 @@
 //! Sequences of fuzzer-chosen operations on an `Exchange`, on a virtual
 //! clock: client bytes (request fragments from a dictionary, pieces of them,
 //! or raw bytes), connects, upstream bytes (response fragments: JSON, chunked
-//! SSE, until-close SSE, 1xx, garbage), closes on either side and time.
+//! SSE, until-close SSE, 1xx, garbage), a message upstream instead (the
+//! typed seam: whole answers, stream heads, events and ends, in any order),
+//! closes on either side and time.
 //!
 //! Never panic, and per exchange:
 //! - no output after `Finished`, and at most one `Finished`;
@@ -17,7 +19,8 @@
 //!   whose method the endpoint takes (`POST`, `GET`, `DELETE`, `OPTIONS`; on
 //!   `/.well-known` `GET`, `HEAD`, `OPTIONS`), and that carries a body only if
 //!   it is a `POST` (request hooks read POST bodies only). Checked by a
-//!   reading of the request independent of `route::check_path`.
+//!   reading of the request independent of `route::check_path`; the same
+//!   holds for a request dispatched to a message upstream.
 //!
 //! Client bytes go in no faster than `client_read_budget` lets them (the
 //! rest waits, as in the kernel), and after a `KeepAlive` finish the next
@@ -39,6 +42,7 @@ use sluice_core::guard::HostGuard;
 use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Limits, Parsed};
 use sluice_core::route::{Route, Router};
 use sluice_core::sse::SseLimits;
+use sluice_core::upstream::{AnswerHead, AnswerPart, Request};
 
 const CALL: &str =
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
@@ -255,6 +259,14 @@ enum Op {
     UpstreamRaw(Vec<u8>),
     UpstreamClosed(u8),
     ClientClosed,
+    /// The upstream is a message upstream.
+    MessageConnected,
+    /// A part of a message upstream's answer: `kind` picks whole, stream
+    /// head, event or end, `pick` the status and the message.
+    Answer {
+        kind: u8,
+        pick: u8,
+    },
     /// Advance the clock by this many 100 ms steps and fire a due timer.
     Advance(u16),
     /// Fire the timer early: must do nothing.
@@ -383,6 +395,10 @@ impl Run {
                     self.holding = false;
                 }
                 Output::ToUpstream(b) => check_upstream_request(&b),
+                Output::Dispatch(request) => {
+                    assert!(self.holding, "Dispatch without a Connect");
+                    check_dispatched(&request);
+                }
                 Output::ToClient(b) => self.to_client.extend_from_slice(&b),
                 // No hooks are configured, so none is ever asked for.
                 Output::RunHook(call) => panic!("RunHook without hooks: {call:?}"),
@@ -423,6 +439,31 @@ impl Run {
     }
 }
 
+/// Messages a message upstream may send: the answer to the dictionary's
+/// call, an error for it, a notification, an answer to another id, garbage.
+const MESSAGES: &[&str] = &[
+    ANSWER,
+    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"x"}}"#,
+    r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#,
+    r#"{"jsonrpc":"2.0","id":2,"result":{}}"#,
+    r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+    "{\"jsonrpc\":",
+    "",
+];
+const STATUSES: &[u16] = &[200, 202, 400, 404, 405, 500, 503];
+
+fn answer_part(kind: u8, pick: u8) -> AnswerPart {
+    let status = STATUSES[usize::from(pick) % STATUSES.len()];
+    let message = MESSAGES[usize::from(pick / 8) % MESSAGES.len()];
+    let head = AnswerHead::status(status).with_session(pick.is_multiple_of(2).then_some("s-1"));
+    match kind % 4 {
+        0 => AnswerPart::json(head, message),
+        1 => AnswerPart::Stream(head),
+        2 => AnswerPart::Event(Bytes::from_static(message.as_bytes())),
+        _ => AnswerPart::End,
+    }
+}
+
 /// `bytes` is one request an upstream may see: see the crate docs. This
 /// reads the request on its own terms rather than asking `route`.
 fn check_upstream_request(bytes: &[u8]) {
@@ -433,8 +474,28 @@ fn check_upstream_request(bytes: &[u8]) {
     let Ok(Parsed::Complete { head, len }) = http1::parse_request_head(bytes, &limits) else {
         panic!("not a request: {:?}", String::from_utf8_lossy(bytes));
     };
-    let line = format!("{} {}", head.method, head.target);
-    let path = head.target.split('?').next().unwrap_or_default();
+    let body_len = bytes.len() - len;
+    let framing = http1::request_framing(&head).expect("valid framing upstream");
+    assert!(
+        matches!(framing, BodyFraming::None | BodyFraming::ContentLength(_)),
+        "{} {}: chunked upstream",
+        head.method,
+        head.target
+    );
+    let has_body =
+        body_len > 0 || !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+    check_request(&head.method, &head.target, has_body);
+}
+
+/// A request handed to a message upstream obeys the same rules.
+fn check_dispatched(request: &Request) {
+    check_request(&request.method, &request.target, !request.body.is_empty());
+}
+
+/// The rules for what goes upstream, read on their own terms.
+fn check_request(method: &str, target: &str, has_body: bool) {
+    let line = format!("{method} {target}");
+    let path = target.split('?').next().unwrap_or_default();
     assert!(path.starts_with('/'), "{line}: not origin-form");
     let well_known = path == "/.well-known" || path.starts_with("/.well-known/");
     let allowed: &[&str] = if well_known {
@@ -442,18 +503,9 @@ fn check_upstream_request(bytes: &[u8]) {
     } else {
         &["POST", "GET", "DELETE", "OPTIONS"]
     };
-    assert!(allowed.contains(&head.method.as_str()), "{line}: method");
-    let body_len = bytes.len() - len;
-    let framing = http1::request_framing(&head).expect("valid framing upstream");
-    assert!(
-        matches!(framing, BodyFraming::None | BodyFraming::ContentLength(_)),
-        "{line}: chunked upstream"
-    );
-    if body_len > 0 || !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0)) {
-        assert_eq!(
-            head.method, "POST",
-            "{line}: a body on another method than POST"
-        );
+    assert!(allowed.contains(&method), "{line}: method");
+    if has_body {
+        assert_eq!(method, "POST", "{line}: a body on another method than POST");
     }
     // The path as any server could read it.
     let lower = path.to_ascii_lowercase();
@@ -598,6 +650,8 @@ fuzz_target!(|input: Input| {
                 run.ex.upstream_closed(end, now);
             }
             Op::ClientClosed => run.ex.client_closed(now),
+            Op::MessageConnected => run.ex.message_upstream_connected(now),
+            Op::Answer { kind, pick } => run.ex.feed_answer(answer_part(*kind, *pick), now),
             Op::Advance(steps) => {
                 run.now += Duration::from_millis(100) * u32::from(*steps);
                 if run.ex.poll_timeout().is_some_and(|t| t <= run.now) {

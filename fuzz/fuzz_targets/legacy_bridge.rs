@@ -12,10 +12,11 @@
 //! - a message is POSTed again only right after its POST did not go out
 //!   whole on a pooled connection: once, on a fresh connection, the same
 //!   bytes. One that went out whole, answered or not, never is;
-//! - no bytes for a client stream after its end, no end twice;
+//! - a client stream gets a whole answer, or an SSE head, events and an end,
+//!   in that order; nothing after its end, no end twice;
 //! - the buffers stay within their limits (`Bridge::buffered`);
 //! - once the bridge is closed, every client stream that did not leave has
-//!   ended with a complete HTTP response, and every JSON-RPC request among
+//!   ended with a complete answer, and every JSON-RPC request among
 //!   them got exactly one answer (a response or error, the last message of
 //!   its stream) carrying its own id, byte for byte; no other message on its
 //!   stream is an answer.
@@ -28,12 +29,10 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed};
+use sluice_core::http1::Header;
 use sluice_core::jsonrpc::{self, Classified, Kind};
-use sluice_core::legacy::{
-    Bridge, BridgeConfig, ClientRequest, Mode, Output, PostAnswer, PostOutcome,
-};
-use sluice_core::sse::{SseItem, SseLimits, SseParser};
+use sluice_core::legacy::{Bridge, BridgeConfig, Mode, Output, PostAnswer, PostOutcome};
+use sluice_core::upstream::{AnswerPart, Request};
 
 /// Ids clients and the backend pick from: equal values in other spellings
 /// included, so the bridge's id matching is exercised.
@@ -108,7 +107,7 @@ fn client_request(
     method: &str,
     token: Option<&str>,
     accept: u8,
-) -> ClientRequest {
+) -> Request {
     let meta = token
         .map(|t| format!(",\"_meta\":{{\"progressToken\":{t}}}"))
         .unwrap_or_default();
@@ -148,7 +147,7 @@ fn client_request(
         2 => "text/event-stream",
         _ => "*/*",
     };
-    ClientRequest {
+    Request {
         method: verb.to_owned(),
         target: "/sse".to_owned(),
         headers: vec![
@@ -229,7 +228,7 @@ fn backend_bytes(piece: &Piece) -> Vec<u8> {
 
 #[derive(Default)]
 struct ClientSeen {
-    bytes: Vec<u8>,
+    parts: Vec<AnswerPart>,
     ended: bool,
     gone: bool,
     /// The raw id of a JSON-RPC request, if it was one.
@@ -276,13 +275,23 @@ impl World {
                     let in_flight = self.in_flight.take().map(|p| p.0);
                     assert_eq!(in_flight, Some(id), "abandoned a POST not in flight");
                 }
-                Output::ToClient { stream, bytes } => {
+                Output::ToClient { stream, part } => {
                     let c = self
                         .clients
                         .get_mut(&stream)
-                        .expect("bytes for an unknown stream");
-                    assert!(!c.ended, "bytes after the end of stream {stream}");
-                    c.bytes.extend_from_slice(&bytes);
+                        .expect("a part for an unknown stream");
+                    assert!(!c.ended, "a part after the end of stream {stream}");
+                    // Whole alone, or Stream, Events, End: in order.
+                    let ok = match (c.parts.last(), &part) {
+                        (None, AnswerPart::Whole { .. } | AnswerPart::Stream(_)) => true,
+                        (
+                            Some(AnswerPart::Stream(_) | AnswerPart::Event(_)),
+                            AnswerPart::Event(_) | AnswerPart::End,
+                        ) => true,
+                        _ => false,
+                    };
+                    assert!(ok, "{part:?} after {:?} on stream {stream}", c.parts.last());
+                    c.parts.push(part);
                 }
                 Output::EndClient { stream } => {
                     let c = self
@@ -290,6 +299,11 @@ impl World {
                         .get_mut(&stream)
                         .expect("end of an unknown stream");
                     assert!(!c.ended, "stream {stream} ended twice");
+                    assert!(
+                        c.parts.last().is_some_and(AnswerPart::is_last),
+                        "stream {stream} ended before its answer was whole: {:?}",
+                        c.parts
+                    );
                     c.ended = true;
                 }
                 Output::CloseStream => {}
@@ -442,12 +456,9 @@ impl World {
             }
             assert!(c.ended, "stream {stream} never ended");
             let Some(id) = &c.request_id else { continue };
-            let messages = messages(&c.bytes);
+            let messages = messages(&c.parts);
             let (last, before) = messages.split_last().unwrap_or_else(|| {
-                panic!(
-                    "request stream {stream} got no message: {:?}",
-                    String::from_utf8_lossy(&c.bytes)
-                )
+                panic!("request stream {stream} got no message: {:?}", c.parts)
             });
             let json = jsonrpc::Limits::default();
             for m in before {
@@ -480,55 +491,16 @@ impl World {
     }
 }
 
-/// The JSON-RPC messages of one complete client response (JSON body or SSE).
-fn messages(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let limits = http1::Limits::default();
-    let Ok(Parsed::Complete { head, len }) = http1::parse_response_head(bytes, &limits) else {
-        panic!("no response head: {:?}", String::from_utf8_lossy(bytes));
-    };
-    let rest = &bytes[len..];
-    let body = match http1::response_framing("POST", &head).expect("framing") {
-        BodyFraming::ContentLength(n) => {
-            assert_eq!(rest.len() as u64, n, "a short or long body");
-            rest.to_vec()
-        }
-        BodyFraming::None => Vec::new(),
-        BodyFraming::Chunked => {
-            let mut d = ChunkedDecoder::new(&limits);
-            let mut out = Vec::new();
-            let mut input = rest;
-            let mut done = false;
-            while !input.is_empty() && !done {
-                let step = d.decode(input).expect("valid chunks");
-                if let Some(r) = step.data.clone() {
-                    out.extend_from_slice(&input[r]);
-                }
-                done = step.done;
-                input = &input[step.consumed..];
-            }
-            assert!(done && input.is_empty(), "an unfinished chunked body");
-            out
-        }
-        BodyFraming::UntilClose => panic!("a response delimited by close"),
-    };
-    let sse = http1::find_header(&head.headers, "content-type")
-        .is_some_and(|h| h.value.starts_with(b"text/event-stream"));
-    if !sse {
-        return if body.is_empty() {
-            Vec::new()
-        } else {
-            vec![body]
-        };
-    }
-    let mut p = SseParser::new(SseLimits::default());
-    p.feed(&body);
-    let mut out = Vec::new();
-    while let Some(item) = p.poll() {
-        if let Ok(SseItem::Event(e)) = item {
-            out.push(e.data.into_bytes());
-        }
-    }
-    out
+/// The JSON-RPC messages of one complete answer (JSON body or events).
+fn messages(parts: &[AnswerPart]) -> Vec<Vec<u8>> {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            AnswerPart::Whole { body, .. } if !body.is_empty() => Some(body.to_vec()),
+            AnswerPart::Event(data) => Some(data.to_vec()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[derive(Arbitrary, Debug)]

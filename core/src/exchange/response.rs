@@ -364,6 +364,8 @@ pub(super) fn typed_head(
     now: Instant,
 ) -> HeadStep {
     let (upstream, client) = match kind {
+        // The head alone, as an HTTP upstream's answer to HEAD has no body.
+        _ if req.method == "HEAD" => (UpstreamBody::Empty, ClientBody::Empty),
         AnswerBody::Json(0) => (UpstreamBody::Empty, ClientBody::Length),
         AnswerBody::Json(n) => (
             UpstreamBody::Length {
