@@ -547,7 +547,10 @@ fn the_backend_closing_mid_call_fails_the_call_with_its_id_and_ends_the_session(
     );
     let last = r.json();
     assert_eq!(last["id"], "c-1");
-    assert_eq!(last["error"]["code"], BACKEND_FAILED);
+    assert_eq!(
+        last["error"]["code"],
+        sluice_core::jsonrpc::codes::UPSTREAM_FAILED
+    );
     let msg = last["error"]["message"].as_str().unwrap();
     assert!(msg.contains("SSE stream ended while forwarding"), "{msg}");
     assert!(matches!(
@@ -617,7 +620,10 @@ fn a_post_lost_on_a_pooled_connection_before_it_went_out_is_sent_once_more_fresh
     let r = sim.response(2);
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["id"], "c-1");
-    assert_eq!(r.json()["error"]["code"], BACKEND_FAILED);
+    assert_eq!(
+        r.json()["error"]["code"],
+        sluice_core::jsonrpc::codes::UPSTREAM_FAILED
+    );
     assert!(
         sim.seen.closed.is_none(),
         "one failed POST keeps the session"
@@ -673,7 +679,10 @@ fn a_post_past_its_timeout_is_abandoned_and_its_client_answered() {
     let r = sim.response(2);
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["id"], "slow");
-    assert_eq!(r.json()["error"]["code"], BACKEND_TIMEOUT);
+    assert_eq!(
+        r.json()["error"]["code"],
+        sluice_core::jsonrpc::codes::UPSTREAM_TIMEOUT
+    );
     // A late report of the abandoned POST changes nothing.
     sim.end_post(PostOutcome::Unanswered {
         detail: "late".into(),
@@ -772,7 +781,10 @@ fn an_endpoint_never_sent_is_a_504_with_the_clients_id() {
     assert_eq!(r.status, 504);
     let j = r.json();
     assert_eq!(j["id"], 0);
-    assert_eq!(j["error"]["code"], BACKEND_TIMEOUT);
+    assert_eq!(
+        j["error"]["code"],
+        sluice_core::jsonrpc::codes::UPSTREAM_TIMEOUT
+    );
     assert!(
         j["error"]["message"]
             .as_str()
@@ -1235,7 +1247,10 @@ fn closing_for_shutdown_answers_in_flight_requests_with_their_ids() {
     let r = sim.response(3);
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["id"], "slow");
-    assert_eq!(r.json()["error"]["code"], BACKEND_FAILED);
+    assert_eq!(
+        r.json()["error"]["code"],
+        sluice_core::jsonrpc::codes::UPSTREAM_FAILED
+    );
     let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(msg.contains("shutting down"), "{msg}");
     assert!(sim.response(2).complete, "the GET stream ends cleanly");

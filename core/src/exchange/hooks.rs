@@ -141,9 +141,7 @@ pub enum HookVerdict {
     Respond(Vec<u8>),
 }
 
-/// JSON-RPC error code for a batch element that was not forwarded because a
-/// hook stopped another element of the same batch.
-pub const BATCH_REFUSED: i64 = -32002;
+pub use crate::jsonrpc::codes::BATCH_REFUSED;
 
 /// Why a hook's replacement cannot stand in for the message it replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]

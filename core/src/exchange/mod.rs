@@ -85,16 +85,8 @@ use crate::http1;
 use crate::inject::{self, Accepts, Answer, ClientFraming, Injection, Sent};
 use crate::jsonrpc::{self, Classified, codes};
 
-/// JSON-RPC error code for an upstream that failed or closed before the
-/// answer was complete (the TypeScript SDK's `ConnectionClosed`).
-pub const UPSTREAM_FAILED: i64 = -32000;
-/// JSON-RPC error code for an upstream that did not answer in time (the
-/// TypeScript SDK's `RequestTimeout`).
-pub const UPSTREAM_TIMEOUT: i64 = -32001;
-/// JSON-RPC error code for a message the hooks were owed but could not
-/// judge: a hook failed (closed), or an answer to a hooked request broke the
-/// rule in [`answer`](self#hooked-answers) and was cut.
-pub const HOOK_FAILED: i64 = -32010;
+/// The codes an exchange answers with, defined in [`jsonrpc::codes`].
+pub use crate::jsonrpc::codes::{HOOK_FAILED, UPSTREAM_FAILED, UPSTREAM_TIMEOUT};
 use crate::route::Router;
 use crate::sse::SseLimits;
 use crate::upstream::{self, AnswerBody, AnswerPart};

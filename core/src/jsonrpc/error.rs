@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-/// JSON-RPC error codes a proxy answers with.
+/// JSON-RPC error codes a proxy answers with: every code sluice uses is
+/// defined here, once.
 pub mod codes {
     /// Invalid JSON: the text could not be read as one unambiguous value.
     pub const PARSE_ERROR: i64 = -32700;
@@ -19,6 +20,20 @@ pub mod codes {
     pub const HEADER_MISMATCH: i64 = -32020;
     /// MCP 2026-07-28: the requested protocol version is not supported.
     pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    /// An upstream (or a legacy backend) that failed, refused or closed
+    /// before the answer was complete (the TypeScript SDK's
+    /// `ConnectionClosed`).
+    pub const UPSTREAM_FAILED: i64 = -32000;
+    /// An upstream that did not answer, or did not do its part, in time
+    /// (the TypeScript SDK's `RequestTimeout`).
+    pub const UPSTREAM_TIMEOUT: i64 = -32001;
+    /// A batch element that was not forwarded because a hook stopped another
+    /// element of the same batch.
+    pub const BATCH_REFUSED: i64 = -32002;
+    /// A message the hooks were owed but could not judge: a hook failed
+    /// (closed), or an answer to a hooked request broke the strict answer
+    /// rule and was cut.
+    pub const HOOK_FAILED: i64 = -32010;
 }
 
 /// Why [`classify`](super::classify) refused a message.

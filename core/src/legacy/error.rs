@@ -4,14 +4,6 @@ use std::fmt;
 
 use crate::jsonrpc::codes;
 
-/// JSON-RPC code for a backend that failed, refused or closed before the
-/// answer was complete (the same code the exchange uses for upstream
-/// failures, the TypeScript SDK's `ConnectionClosed`).
-pub const BACKEND_FAILED: i64 = -32000;
-/// JSON-RPC code for a backend that did not do its part in time (the
-/// TypeScript SDK's `RequestTimeout`).
-pub const BACKEND_TIMEOUT: i64 = -32001;
-
 /// Where a backend session stood when something happened; named in every
 /// error message so an operator can tell "never sent `endpoint`" from "died
 /// mid-call".
@@ -160,11 +152,11 @@ impl BridgeError {
         match self {
             BridgeError::EndpointTimeout { .. }
             | BridgeError::InitializeTimeout { .. }
-            | BridgeError::PostTimeout { .. } => BACKEND_TIMEOUT,
+            | BridgeError::PostTimeout { .. } => codes::UPSTREAM_TIMEOUT,
             BridgeError::QueueFull { .. }
             | BridgeError::TooManyPending { .. }
             | BridgeError::TooManySessions { .. } => codes::INTERNAL_ERROR,
-            _ => BACKEND_FAILED,
+            _ => codes::UPSTREAM_FAILED,
         }
     }
 

@@ -91,7 +91,7 @@ use crate::upstream::AnswerPart;
 pub use backend::{Endpoint, Origin, PostAnswer, PostAnswerReader, resolve_endpoint};
 pub use bridge::{Bridge, Buffered};
 pub use client::{Dispatch, dispatch, refuse_new_session, unknown_session};
-pub use error::{BACKEND_FAILED, BACKEND_TIMEOUT, BridgeError, SessionPhase};
+pub use error::{BridgeError, SessionPhase};
 
 /// How a POST asked for by [`Output::Post`] ended. What matters for a
 /// failure is whether the backend can have acted on the message: only one

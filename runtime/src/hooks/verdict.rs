@@ -4,7 +4,7 @@
 //! the proxy could not forward faithfully becomes a [`HookErrorKind`].
 
 use sluice_core::exchange::{self, HookPhase};
-use sluice_core::jsonrpc;
+use sluice_core::jsonrpc::{self, codes};
 
 use super::bindings::sluice::hook::types::Verdict;
 use super::error::HookErrorKind;
@@ -13,7 +13,13 @@ use super::error::HookErrorKind;
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
 /// The predefined JSON-RPC codes a hook may use.
-const PREDEFINED: [i64; 5] = [-32700, -32600, -32601, -32602, -32603];
+const PREDEFINED: [i64; 5] = [
+    codes::PARSE_ERROR,
+    codes::INVALID_REQUEST,
+    codes::METHOD_NOT_FOUND,
+    codes::INVALID_PARAMS,
+    codes::INTERNAL_ERROR,
+];
 
 /// A verdict that passed the checks.
 #[derive(Debug)]
