@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{ClientInfo, ExchangeConfig, accepts_of};
-use crate::http1::{self, BodyFraming, ChunkedDecoder, Header, Parsed, RequestHead};
+use crate::http1::{self, BodyFraming, BodyReader, Header, Parsed, RequestHead};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, codes};
 use crate::route;
@@ -64,7 +64,7 @@ struct Accepted {
     route: usize,
     upstream_target: String,
     framing: BodyFraming,
-    chunked: Option<ChunkedDecoder>,
+    reader: BodyReader,
     body: Vec<u8>,
     wants_continue: bool,
 }
@@ -179,59 +179,36 @@ impl Intake {
         let Some(acc) = self.accepted.as_mut() else {
             return Step::NeedMore;
         };
-        let complete = match acc.framing {
-            BodyFraming::None | BodyFraming::UntilClose => {
-                leftover.extend_from_slice(input);
-                true
+        let framing = acc.framing;
+        let body = &mut acc.body;
+        let mut too_large_now = false;
+        let read = acc.reader.read(input, |r| {
+            if body.len() + r.len() > max {
+                too_large_now = true;
+                return;
             }
-            BodyFraming::ContentLength(n) => {
-                let want = (n as usize).saturating_sub(acc.body.len());
-                let take = want.min(input.len());
+            if let (BodyFraming::ContentLength(n), 0) = (framing, body.capacity()) {
                 // The length was checked against the limit: room for it all at once.
-                acc.body.reserve_exact(want);
-                acc.body.extend_from_slice(&input[..take]);
-                leftover.extend_from_slice(&input[take..]);
-                acc.body.len() as u64 == n
+                body.reserve_exact(n as usize);
             }
-            BodyFraming::Chunked => {
-                let decoder = acc
-                    .chunked
-                    .get_or_insert_with(|| ChunkedDecoder::new(&config.limits.request_head));
-                let mut pos = 0;
-                let mut done = false;
-                while pos < input.len() && !done {
-                    match decoder.decode(&input[pos..]) {
-                        Ok(d) => {
-                            if let Some(range) = d.data {
-                                if acc.body.len() + range.len() > max {
-                                    return self.reject(
-                                        413,
-                                        codes::INVALID_REQUEST,
-                                        too_large(max),
-                                    );
-                                }
-                                acc.body
-                                    .extend_from_slice(&input[pos + range.start..pos + range.end]);
-                            }
-                            done = d.done;
-                            if d.consumed == 0 && !done {
-                                break;
-                            }
-                            pos += d.consumed;
-                        }
-                        Err(e) => {
-                            return self.reject(
-                                400,
-                                codes::INVALID_REQUEST,
-                                format!("malformed chunked body: {e}"),
-                            );
-                        }
-                    }
+            body.extend_from_slice(&input[r]);
+        });
+        let complete = match read {
+            Err(e) => {
+                return self.reject(
+                    400,
+                    codes::INVALID_REQUEST,
+                    format!("malformed chunked body: {e}"),
+                );
+            }
+            Ok(_) if too_large_now => {
+                return self.reject(413, codes::INVALID_REQUEST, too_large(max));
+            }
+            Ok(read) => {
+                if read.done {
+                    leftover.extend_from_slice(&input[read.consumed..]);
                 }
-                if done {
-                    leftover.extend_from_slice(&input[pos..]);
-                }
-                done
+                read.done
             }
         };
         if !complete {
@@ -318,7 +295,14 @@ fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, Refusa
         route: resolved.route,
         upstream_target: resolved.upstream_target,
         framing,
-        chunked: None,
+        // No framing means no body: a request never runs to the close.
+        reader: BodyReader::new(
+            match framing {
+                BodyFraming::UntilClose => BodyFraming::None,
+                other => other,
+            },
+            &config.limits.request_head,
+        ),
         body: Vec::new(),
         wants_continue,
         head,

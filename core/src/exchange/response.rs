@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::answer::{Judged, Ledger, Part};
 use super::request::Forward;
 use super::{ExchangeConfig, HOOK_FAILED, HookPhase, HookVerdict, UPSTREAM_FAILED, hooks};
-use crate::http1::{self, BodyFraming, ChunkedDecoder, Parsed};
+use crate::http1::{self, BodyFraming, BodyReader, Parsed};
 use crate::inject::Sent;
 use crate::jsonrpc::{self, Classified, Kind};
 use crate::sse::{self, OutgoingEvent, SseItem, SseParser};
@@ -34,15 +34,17 @@ pub(super) enum HeadStep {
 
 /// How the upstream delimits its body.
 enum UpstreamBody {
-    Length {
-        remaining: u64,
-    },
-    Chunked(ChunkedDecoder),
-    UntilClose,
-    Empty,
+    /// An HTTP body, read by its framing (done at once when there is none).
+    Http(BodyReader),
     /// A message upstream's SSE answer: whole messages, ended by
     /// [`AnswerPart::End`](crate::upstream::AnswerPart::End).
     Messages,
+}
+
+impl UpstreamBody {
+    fn is_empty(&self) -> bool {
+        matches!(self, UpstreamBody::Http(r) if r.is_done())
+    }
 }
 
 /// How we delimit the body towards the client.
@@ -319,29 +321,15 @@ pub(super) fn read_head(
                 .trim_ascii();
             media.eq_ignore_ascii_case(b"text/event-stream")
         });
-    let (upstream, client) = match framing {
-        BodyFraming::None => (UpstreamBody::Empty, ClientBody::Empty),
-        BodyFraming::ContentLength(0) => (UpstreamBody::Empty, ClientBody::Length),
-        BodyFraming::ContentLength(n) => {
-            (UpstreamBody::Length { remaining: n }, ClientBody::Length)
+    let client = match framing {
+        BodyFraming::None => ClientBody::Empty,
+        BodyFraming::ContentLength(_) => ClientBody::Length,
+        BodyFraming::Chunked | BodyFraming::UntilClose if req.client_http10 => {
+            ClientBody::UntilClose
         }
-        BodyFraming::Chunked => (
-            UpstreamBody::Chunked(ChunkedDecoder::new(&config.limits.response_head)),
-            if req.client_http10 {
-                ClientBody::UntilClose
-            } else {
-                ClientBody::Chunked
-            },
-        ),
-        BodyFraming::UntilClose => (
-            UpstreamBody::UntilClose,
-            if req.client_http10 {
-                ClientBody::UntilClose
-            } else {
-                ClientBody::Chunked
-            },
-        ),
+        BodyFraming::Chunked | BodyFraming::UntilClose => ClientBody::Chunked,
     };
+    let upstream = UpstreamBody::Http(BodyReader::new(framing, &config.limits.response_head));
     let upstream_reusable =
         !matches!(framing, BodyFraming::UntilClose) && upstream_keeps_alive(&head);
     let body = Framed {
@@ -363,14 +351,13 @@ pub(super) fn typed_head(
     ledger: &mut Option<Ledger>,
     now: Instant,
 ) -> HeadStep {
+    let whole =
+        |framing| UpstreamBody::Http(BodyReader::new(framing, &config.limits.response_head));
     let (upstream, client) = match kind {
         // The head alone, as an HTTP upstream's answer to HEAD has no body.
-        _ if req.method == "HEAD" => (UpstreamBody::Empty, ClientBody::Empty),
-        AnswerBody::Json(0) => (UpstreamBody::Empty, ClientBody::Length),
+        _ if req.method == "HEAD" => (whole(BodyFraming::None), ClientBody::Empty),
         AnswerBody::Json(n) => (
-            UpstreamBody::Length {
-                remaining: n as u64,
-            },
+            whole(BodyFraming::ContentLength(n as u64)),
             ClientBody::Length,
         ),
         AnswerBody::Sse if req.client_http10 => (UpstreamBody::Messages, ClientBody::UntilClose),
@@ -420,7 +407,7 @@ fn prepare(
         .map(<[u8]>::trim_ascii)
         .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"));
     // Only an answer that can carry the response to a hooked request is held.
-    let held_ledger = if matches!(upstream, UpstreamBody::Empty) {
+    let held_ledger = if upstream.is_empty() {
         None
     } else {
         ledger.take()
@@ -495,7 +482,7 @@ fn prepare(
         client_head(&head, client, close_client)
     };
     let stream = Streaming {
-        complete: matches!(upstream, UpstreamBody::Empty),
+        complete: upstream.is_empty(),
         upstream,
         client: if json_held {
             ClientBody::Length
@@ -611,10 +598,10 @@ impl Streaming {
     /// The upstream body ends with the connection (or, from a message
     /// upstream, with its end part).
     pub fn ends_at_eof(&self) -> bool {
-        matches!(
-            self.upstream,
-            UpstreamBody::UntilClose | UpstreamBody::Messages
-        )
+        match &self.upstream {
+            UpstreamBody::Http(reader) => reader.ends_at_eof(),
+            UpstreamBody::Messages => true,
+        }
     }
 
     /// Whether the upstream closing its connection now ends this
@@ -640,53 +627,25 @@ impl Streaming {
         let mut pieces: Vec<Range<usize>> = Vec::new();
         let mut failure = None;
         match &mut self.upstream {
-            UpstreamBody::Empty => {
-                self.upstream_reusable = false;
-            }
             UpstreamBody::Messages => {
                 failure = Some("the upstream sent bytes where messages were due".to_owned());
             }
-            UpstreamBody::UntilClose => pieces.push(0..input.len()),
-            UpstreamBody::Length { remaining } => {
-                let take = (*remaining).min(input.len() as u64) as usize;
-                *remaining -= take as u64;
-                pieces.push(0..take);
-                if take < input.len() {
-                    // Bytes past the declared length: the upstream is out of step.
-                    self.upstream_reusable = false;
-                }
-                if *remaining == 0 {
-                    self.complete = true;
-                }
-            }
-            UpstreamBody::Chunked(decoder) => {
-                let mut pos = 0;
-                while pos < input.len() {
-                    let d = match decoder.decode(&input[pos..]) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            // What decoded before the fault still goes out.
-                            failure =
-                                Some(format!("the upstream sent invalid chunked framing: {e}"));
-                            break;
-                        }
-                    };
-                    if let Some(r) = d.data {
-                        pieces.push(pos + r.start..pos + r.end);
-                    }
-                    pos += d.consumed;
-                    if d.done {
+            // Bytes past the end of the body: the upstream is out of step.
+            UpstreamBody::Http(reader) if reader.is_done() => self.upstream_reusable = false,
+            UpstreamBody::Http(reader) => match reader.read(&input, |r| pieces.push(r)) {
+                Ok(read) => {
+                    if read.done {
                         self.complete = true;
-                        if pos < input.len() {
-                            self.upstream_reusable = false;
-                        }
-                        break;
                     }
-                    if d.consumed == 0 {
-                        break;
+                    if read.consumed < input.len() {
+                        self.upstream_reusable = false;
                     }
                 }
-            }
+                // What decoded before the fault still goes out.
+                Err(e) => {
+                    failure = Some(format!("the upstream sent invalid chunked framing: {e}"));
+                }
+            },
         }
         for r in pieces {
             if r.is_empty() {

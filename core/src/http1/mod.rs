@@ -50,6 +50,7 @@
 //! assert_eq!(data, b"hello");
 //! ```
 
+mod body;
 mod chunked;
 mod framing;
 mod head;
@@ -57,6 +58,7 @@ mod headers;
 mod syntax;
 mod write;
 
+pub use body::{BodyRead, BodyReader};
 pub use chunked::{
     CHUNK_END, ChunkHeader, ChunkedDecoder, ChunkedError, Decoded, LAST_CHUNK, chunk_header,
     encode_chunk, encode_last_chunk,

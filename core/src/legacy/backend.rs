@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::error::BridgeError;
-use crate::http1::{self, BodyFraming, ChunkedDecoder, HeadScanner, Header, Parsed};
+use crate::http1::{self, BodyFraming, BodyReader, HeadScanner, Header, Parsed};
 use crate::inject;
 use crate::sse::{SseError, SseEvent, SseItem, SseLimits, SseParser};
 
@@ -297,15 +297,8 @@ pub struct PostAnswerReader {
     limits: http1::Limits,
     buf: Vec<u8>,
     scanner: HeadScanner,
-    body: Option<(PostAnswer, BodyState)>,
+    body: Option<(PostAnswer, BodyReader)>,
     done: bool,
-}
-
-#[derive(Debug)]
-enum BodyState {
-    Length(u64),
-    Chunked(Box<ChunkedDecoder>),
-    UntilClose,
 }
 
 impl PostAnswerReader {
@@ -369,17 +362,11 @@ impl PostAnswerReader {
                 };
                 let rest = self.buf.split_off(len);
                 self.buf = Vec::new();
-                let state = match framing {
-                    BodyFraming::None | BodyFraming::ContentLength(0) => {
-                        self.done = true;
-                        return Ok(Some(answer));
-                    }
-                    BodyFraming::ContentLength(n) => BodyState::Length(n),
-                    BodyFraming::Chunked => {
-                        BodyState::Chunked(Box::new(ChunkedDecoder::new(&self.limits)))
-                    }
-                    BodyFraming::UntilClose => BodyState::UntilClose,
-                };
+                let state = BodyReader::new(framing, &self.limits);
+                if state.is_done() {
+                    self.done = true;
+                    return Ok(Some(answer));
+                }
                 if self.head_only {
                     self.done = true;
                     return Ok(Some(PostAnswer {
@@ -394,44 +381,22 @@ impl PostAnswerReader {
         self.body_bytes(input)
     }
 
-    fn body_bytes(&mut self, mut input: &[u8]) -> Result<Option<PostAnswer>, String> {
-        let Some((answer, state)) = self.body.as_mut() else {
+    fn body_bytes(&mut self, input: &[u8]) -> Result<Option<PostAnswer>, String> {
+        let Some((answer, reader)) = self.body.as_mut() else {
             return Ok(None);
         };
-        let keep = |answer: &mut PostAnswer, data: &[u8]| {
-            let room = EXCERPT.saturating_sub(answer.excerpt.len());
-            answer
-                .excerpt
-                .extend_from_slice(&data[..room.min(data.len())]);
-        };
-        let complete = match state {
-            BodyState::Length(remaining) => {
-                let take = (*remaining).min(input.len() as u64) as usize;
-                keep(answer, &input[..take]);
-                *remaining -= take as u64;
-                *remaining == 0
-            }
-            BodyState::Chunked(decoder) => {
-                let mut done = false;
-                while !input.is_empty() && !done {
-                    let step = decoder.decode(input).map_err(|e| e.to_string())?;
-                    if let Some(r) = step.data.clone() {
-                        keep(answer, &input[r]);
-                    }
-                    done = step.done;
-                    if step.consumed == 0 && !done {
-                        break;
-                    }
-                    input = &input[step.consumed..];
-                }
-                done
-            }
-            BodyState::UntilClose => {
-                keep(answer, input);
-                answer.reusable = false;
-                false
-            }
-        };
+        if reader.ends_at_eof() {
+            answer.reusable = false;
+        }
+        let excerpt = &mut answer.excerpt;
+        let read = reader
+            .read(input, |r| {
+                let data = &input[r];
+                let room = EXCERPT.saturating_sub(excerpt.len());
+                excerpt.extend_from_slice(&data[..room.min(data.len())]);
+            })
+            .map_err(|e| e.to_string())?;
+        let complete = read.done;
         if complete {
             self.done = true;
             return Ok(self.body.take().map(|(a, _)| a));
@@ -443,7 +408,7 @@ impl PostAnswerReader {
     /// was being read, else an error.
     pub fn eof(&mut self) -> Result<PostAnswer, String> {
         match self.body.take() {
-            Some((answer, BodyState::UntilClose)) if !self.done => {
+            Some((answer, reader)) if reader.ends_at_eof() && !self.done => {
                 self.done = true;
                 Ok(answer)
             }
@@ -459,7 +424,7 @@ pub(super) struct BackendStream {
     limits: http1::Limits,
     head_buf: Vec<u8>,
     scanner: HeadScanner,
-    body: Option<BodyState>,
+    body: Option<BodyReader>,
     sse: SseParser,
 }
 
@@ -518,14 +483,10 @@ impl BackendStream {
                         detail: format!("framing: {e}"),
                     }
                 })?;
-                self.body = Some(match framing {
-                    BodyFraming::None => return Ok(true),
-                    BodyFraming::ContentLength(n) => BodyState::Length(n),
-                    BodyFraming::Chunked => {
-                        BodyState::Chunked(Box::new(ChunkedDecoder::new(&self.limits)))
-                    }
-                    BodyFraming::UntilClose => BodyState::UntilClose,
-                });
+                if framing == BodyFraming::None {
+                    return Ok(true);
+                }
+                self.body = Some(BodyReader::new(framing, &self.limits));
                 let rest = self.head_buf.split_off(len);
                 self.head_buf = Vec::new();
                 return self.body_bytes(&rest, events);
@@ -536,43 +497,19 @@ impl BackendStream {
 
     fn body_bytes(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         events: &mut Vec<SseEvent>,
     ) -> Result<bool, BridgeError> {
-        let Some(state) = self.body.as_mut() else {
+        let Some(reader) = self.body.as_mut() else {
             return Ok(false);
         };
-        let ended = match state {
-            BodyState::Length(remaining) => {
-                let take = (*remaining).min(input.len() as u64) as usize;
-                self.sse.feed(&input[..take]);
-                *remaining -= take as u64;
-                *remaining == 0
-            }
-            BodyState::Chunked(decoder) => {
-                let mut done = false;
-                while !input.is_empty() && !done {
-                    let step = decoder
-                        .decode(input)
-                        .map_err(|e| BridgeError::StreamMalformed {
-                            detail: format!("chunked body: {e}"),
-                        })?;
-                    if let Some(r) = step.data.clone() {
-                        self.sse.feed(&input[r]);
-                    }
-                    done = step.done;
-                    if step.consumed == 0 && !done {
-                        break;
-                    }
-                    input = &input[step.consumed..];
-                }
-                done
-            }
-            BodyState::UntilClose => {
-                self.sse.feed(input);
-                false
-            }
-        };
+        let sse = &mut self.sse;
+        let ended = reader
+            .read(input, |r| sse.feed(&input[r]))
+            .map_err(|e| BridgeError::StreamMalformed {
+                detail: format!("chunked body: {e}"),
+            })?
+            .done;
         while let Some(item) = self.sse.poll() {
             match item {
                 Ok(SseItem::Event(event)) => events.push(event),
