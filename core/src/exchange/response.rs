@@ -542,23 +542,6 @@ fn client_head(head: &http1::ResponseHead, client: ClientBody, close: bool) -> B
     Bytes::from(out)
 }
 
-/// `{len:x}\r\n`, the line that opens a chunk, in one small allocation.
-fn chunk_size_line(len: usize) -> Bytes {
-    let mut line = [0u8; 2 * std::mem::size_of::<usize>() + 2];
-    let mut at = line.len() - 2;
-    line[at..].copy_from_slice(b"\r\n");
-    let mut rest = len;
-    loop {
-        at -= 1;
-        line[at] = b"0123456789abcdef"[rest & 0xf];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
-    }
-    Bytes::copy_from_slice(&line[at..])
-}
-
 impl Streaming {
     pub fn is_sse(&self) -> bool {
         self.sse
@@ -1054,7 +1037,7 @@ impl Streaming {
     pub fn finish_clean(&mut self) -> Vec<u8> {
         self.complete = true;
         match self.client {
-            ClientBody::Chunked => b"0\r\n\r\n".to_vec(),
+            ClientBody::Chunked => http1::LAST_CHUNK.to_vec(),
             _ => Vec::new(),
         }
     }
@@ -1110,9 +1093,8 @@ impl Streaming {
         let comment = b": keepalive\n\n";
         Some(match self.client {
             ClientBody::Chunked => {
-                let mut v = format!("{:x}\r\n", comment.len()).into_bytes();
-                v.extend_from_slice(comment);
-                v.extend_from_slice(b"\r\n");
+                let mut v = Vec::with_capacity(comment.len() + 8);
+                http1::encode_chunk(comment, &mut v);
                 v
             }
             _ => comment.to_vec(),
@@ -1124,9 +1106,12 @@ impl Streaming {
 fn frame(client: ClientBody, data: Bytes, out: &mut Vec<Bytes>) {
     match client {
         ClientBody::Chunked => {
-            out.push(chunk_size_line(data.len()));
-            out.push(data);
-            out.push(Bytes::from_static(b"\r\n"));
+            // The data goes out as it is: only the size line is written.
+            if let Some(size) = http1::chunk_header(data.len()) {
+                out.push(Bytes::copy_from_slice(size.as_bytes()));
+                out.push(data);
+                out.push(Bytes::from_static(http1::CHUNK_END));
+            }
         }
         ClientBody::Length | ClientBody::UntilClose => out.push(data),
         ClientBody::Empty => {}
@@ -1179,19 +1164,6 @@ impl Round {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunk_size_lines_are_lower_case_hex() {
-        for (len, line) in [
-            (0, "0\r\n"),
-            (9, "9\r\n"),
-            (0x1a, "1a\r\n"),
-            (16 * 1024, "4000\r\n"),
-            (usize::MAX, "ffffffffffffffff\r\n"),
-        ] {
-            assert_eq!(chunk_size_line(len), line.as_bytes(), "{len}");
-        }
-    }
 
     #[test]
     fn only_possible_answers_are_classified() {
