@@ -74,6 +74,7 @@ mod hooks;
 pub mod methods;
 mod request;
 mod response;
+mod timers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +98,7 @@ pub use hooks::{
 };
 pub use request::RpcSummary;
 use response::{HeldFailure, Streaming};
+use timers::{Timer, TimerTable};
 
 /// Limits applied to one exchange.
 #[derive(Debug, Clone)]
@@ -393,8 +395,8 @@ pub struct Exchange {
     /// Response head bytes read so far.
     head_buf: Vec<u8>,
     head_scanner: http1::HeadScanner,
-    /// The current timer, if any.
-    deadline: Option<Instant>,
+    /// Every deadline, each with one meaning.
+    timers: TimerTable,
     /// The upstream connection came from the pool.
     reused: bool,
     /// A retry on a fresh connection already happened.
@@ -416,7 +418,8 @@ pub struct Exchange {
 impl Exchange {
     /// A new exchange waiting for a request.
     pub fn new(config: Arc<ExchangeConfig>, client: ClientInfo, now: Instant) -> Self {
-        let deadline = config.timeouts.client_idle.map(|t| now + t);
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Idle, config.timeouts.client_idle.map(|t| now + t));
         Exchange {
             config,
             client,
@@ -427,7 +430,7 @@ impl Exchange {
             req: None,
             head_buf: Vec::new(),
             head_scanner: http1::HeadScanner::new(),
-            deadline,
+            timers,
             reused: false,
             retried: false,
             upstream_spoke: false,
@@ -462,7 +465,7 @@ impl Exchange {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Done => None,
-            _ => self.deadline,
+            _ => self.timers.next(),
         }
     }
 
@@ -513,7 +516,9 @@ impl Exchange {
         match &mut self.state {
             State::Request(intake) => {
                 if intake.is_idle() && !input.is_empty() {
-                    self.deadline = self.config.timeouts.client_request.map(|t| now + t);
+                    self.timers.stop(Timer::Idle);
+                    let at = self.config.timeouts.client_request.map(|t| now + t);
+                    self.timers.set(Timer::Request, at);
                 }
                 let step = intake.feed(input, &self.config, &self.client, &mut self.leftover);
                 self.after_intake(step, now);
@@ -586,7 +591,9 @@ impl Exchange {
             .unwrap_or_default();
         self.outputs.push_back(Output::ToUpstream(bytes));
         self.state = State::AwaitingHead;
-        self.deadline = self.config.timeouts.response_head.map(|t| now + t);
+        self.timers.stop(Timer::Connect);
+        let at = self.config.timeouts.response_head.map(|t| now + t);
+        self.timers.set(Timer::Head, at);
     }
 
     /// The upstream asked for by `Connect` speaks in messages (see
@@ -608,7 +615,9 @@ impl Exchange {
         };
         self.outputs.push_back(Output::Dispatch(Box::new(request)));
         self.state = State::AwaitingHead;
-        self.deadline = self.config.timeouts.response_head.map(|t| now + t);
+        self.timers.stop(Timer::Connect);
+        let at = self.config.timeouts.response_head.map(|t| now + t);
+        self.timers.set(Timer::Head, at);
     }
 
     /// The next part of a message upstream's answer, in the order the
@@ -658,7 +667,9 @@ impl Exchange {
                     self.outputs
                         .push_back(Output::Connect { route, fresh: true });
                     self.state = State::Connecting;
-                    self.deadline = self.config.timeouts.connect.map(|t| now + t);
+                    self.timers.stop(Timer::Head);
+                    let at = self.config.timeouts.connect.map(|t| now + t);
+                    self.timers.set(Timer::Connect, at);
                     return;
                 }
                 let why = match end {
@@ -710,21 +721,17 @@ impl Exchange {
 
     /// A timer set by [`Exchange::poll_timeout`] fired (or time passed).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(deadline) = self.deadline else {
-            return;
-        };
-        if now < deadline {
-            return;
-        }
-        self.deadline = None;
-        match &mut self.state {
-            State::Done | State::HookingRequest(_) => {}
-            State::Request(intake) => {
-                if intake.is_idle() {
+        while let Some(timer) = self.timers.take_expired(now) {
+            if matches!(self.state, State::Done) {
+                return;
+            }
+            match timer {
+                Timer::Idle => {
                     // An idle keep-alive connection: close quietly.
                     self.summary.outcome = Outcome::ClientGone;
                     self.finish(Close::Graceful, now);
-                } else {
+                }
+                Timer::Request => {
                     let bytes = inject::http_error(
                         408,
                         codes::INVALID_REQUEST,
@@ -733,24 +740,17 @@ impl Exchange {
                     );
                     self.answer_locally(408, bytes, "request timeout", now);
                 }
-            }
-            State::Connecting => self.fail(504, "connecting to the upstream timed out", now),
-            State::AwaitingHead => self.fail(504, "the upstream did not answer in time", now),
-            State::Streaming(stream) => {
-                let idle_for = now.saturating_duration_since(self.last_upstream);
-                if self
-                    .config
-                    .timeouts
-                    .stream_idle
-                    .is_some_and(|t| idle_for >= t)
-                {
-                    self.fail(504, "the upstream stream went idle", now);
-                    return;
+                Timer::Connect => self.fail(504, "connecting to the upstream timed out", now),
+                Timer::Head => self.fail(504, "the upstream did not answer in time", now),
+                Timer::StreamIdle => self.fail(504, "the upstream stream went idle", now),
+                Timer::Keepalive => {
+                    if let State::Streaming(stream) = &mut self.state
+                        && let Some(bytes) = stream.keepalive_due(now)
+                    {
+                        self.emit_client(bytes);
+                    }
+                    self.arm_stream_timers(now);
                 }
-                if let Some(bytes) = stream.keepalive_due(now) {
-                    self.emit_client(bytes);
-                }
-                self.deadline = self.stream_deadline(now);
             }
         }
     }
@@ -777,6 +777,7 @@ impl Exchange {
                 self.answer_locally(status, bytes, &message, now);
             }
             request::Step::Ready(forward) => {
+                self.timers.stop(Timer::Request);
                 self.note_request_line();
                 self.summary.rpc = forward.rpc.clone();
                 self.summary.route = Some(forward.route);
@@ -818,7 +819,6 @@ impl Exchange {
                         replaced: Vec::new(),
                         stopped: Vec::new(),
                     });
-                    self.deadline = None;
                     self.next_request_hook();
                 }
             }
@@ -845,7 +845,8 @@ impl Exchange {
         });
         let route = self.req.as_ref().map_or(0, |r| r.route);
         self.state = State::Connecting;
-        self.deadline = self.config.timeouts.connect.map(|t| now + t);
+        let at = self.config.timeouts.connect.map(|t| now + t);
+        self.timers.set(Timer::Connect, at);
         self.outputs.push_back(Output::Connect {
             route,
             fresh: false,
@@ -1214,7 +1215,7 @@ impl Exchange {
         if let Some(req) = self.req.as_mut() {
             req.headers = Vec::new();
         }
-        self.deadline = self.stream_deadline(now);
+        self.arm_stream_timers(now);
         if let State::Streaming(s) = &self.state
             && s.is_complete()
         {
@@ -1238,7 +1239,7 @@ impl Exchange {
             self.outputs.push_back(Output::ToClient(bytes));
         }
         self.sent = stream.sent_for_injection();
-        self.deadline = self.stream_deadline(now);
+        self.arm_stream_timers(now);
         self.ask_response_hook();
     }
 
@@ -1257,7 +1258,7 @@ impl Exchange {
         match result {
             Ok(()) if stream.is_complete() => self.complete(now),
             Ok(()) => {
-                self.deadline = self.stream_deadline(now);
+                self.arm_stream_timers(now);
                 self.ask_response_hook();
             }
             Err(why) => self.fail(502, &why, now),
@@ -1278,9 +1279,12 @@ impl Exchange {
         self.finish(close, now);
     }
 
-    fn stream_deadline(&self, now: Instant) -> Option<Instant> {
+    /// While the answer streams: the upstream's next bytes are due within
+    /// the idle timeout of the last ones, and a keep-alive comment when the
+    /// client has heard nothing for a while (and may be sent one).
+    fn arm_stream_timers(&mut self, now: Instant) {
         let State::Streaming(stream) = &self.state else {
-            return None;
+            return;
         };
         let idle = self
             .config
@@ -1288,10 +1292,9 @@ impl Exchange {
             .stream_idle
             .map(|t| self.last_upstream + t);
         let keepalive = stream.keepalive_deadline(now);
-        match (idle, keepalive) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.stop(Timer::Head);
+        self.timers.set(Timer::StreamIdle, idle);
+        self.timers.set(Timer::Keepalive, keepalive);
     }
 
     fn client_close_after(&self) -> Close {
@@ -1446,7 +1449,7 @@ impl Exchange {
 
     fn finish(&mut self, close: Close, now: Instant) {
         self.state = State::Done;
-        self.deadline = None;
+        self.timers.stop_all();
         self.summary.finished = Some(now);
         self.outputs.push_back(Output::Finished { close });
     }
