@@ -38,6 +38,7 @@ impl AccessLog {
             upstream = route,
             outcome = outcome(s.outcome),
             reason = s.reason.as_deref(),
+            fault = s.error.as_ref().map(|e| e.side()),
             head_us = micros(s.response_head),
             total_us = micros(s.finished),
             bytes = s.body_bytes,

@@ -70,6 +70,7 @@
 //!   (see [`crate::inject`]).
 
 mod answer;
+mod error;
 mod hooks;
 pub mod methods;
 mod request;
@@ -84,7 +85,7 @@ use bytes::Bytes;
 use crate::guard::HostGuard;
 use crate::http1;
 use crate::inject::{self, Accepts, Answer, ClientFraming, Injection, Sent};
-use crate::jsonrpc::{self, Classified, codes};
+use crate::jsonrpc::{self, Classified};
 
 /// The codes an exchange answers with, defined in [`jsonrpc::codes`].
 pub use crate::jsonrpc::codes::{HOOK_FAILED, UPSTREAM_FAILED, UPSTREAM_TIMEOUT};
@@ -92,6 +93,7 @@ use crate::route::Router;
 use crate::sse::SseLimits;
 use crate::upstream::{self, AnswerBody, AnswerPart};
 
+pub use error::{ClientError, ExchangeError, TimedOut, UpstreamError};
 pub use hooks::{
     BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict, ReplacementError,
     check_replacement,
@@ -341,6 +343,9 @@ pub struct Summary {
     pub outcome: Outcome,
     /// Why sluice answered or aborted, if it did.
     pub reason: Option<String>,
+    /// The failure behind `reason`, typed: whose fault, which status and
+    /// code (`None` when all went well, or a hook answered).
+    pub error: Option<ExchangeError>,
     /// When the exchange started.
     pub started: Instant,
     /// When the request was read whole.
@@ -446,6 +451,7 @@ impl Exchange {
                 status: None,
                 outcome: Outcome::Pending,
                 reason: None,
+                error: None,
                 started: now,
                 request_done: None,
                 response_head: None,
@@ -541,15 +547,7 @@ impl Exchange {
                 self.summary.outcome = Outcome::ClientGone;
                 self.finish(Close::Graceful, now);
             }
-            State::Request(_) => {
-                let bytes = inject::http_error(
-                    503,
-                    codes::INTERNAL_ERROR,
-                    "sluice is shutting down; send the request again",
-                    true,
-                );
-                self.answer_locally(503, bytes, "shutting down", now);
-            }
+            State::Request(_) => self.refuse(ExchangeError::ShuttingDown, None, now),
             _ => {
                 if let Some(req) = self.req.as_mut() {
                     req.client_keep_alive = false;
@@ -635,7 +633,7 @@ impl Exchange {
             (State::Streaming(_), AnswerPart::Event(data)) => self.stream_message(&data, now),
             (State::Streaming(_), AnswerPart::End) => self.upstream_closed(UpstreamEnd::Eof, now),
             (State::AwaitingHead | State::Streaming(_), _) => {
-                self.fail(502, "the upstream answered out of order", now);
+                self.fail(UpstreamError::OutOfOrder, now);
             }
             // Late parts of an exchange that is over, or never asked.
             _ => {}
@@ -647,7 +645,7 @@ impl Exchange {
         match &mut self.state {
             State::Request(_) | State::HookingRequest(_) | State::Done => {}
             State::Connecting => {
-                self.fail(502, "could not connect to the upstream", now);
+                self.fail(UpstreamError::ConnectFailed, now);
             }
             State::AwaitingHead => {
                 // A pooled connection the upstream had already closed: send
@@ -672,11 +670,11 @@ impl Exchange {
                     self.timers.set(Timer::Connect, at);
                     return;
                 }
-                let why = match end {
-                    UpstreamEnd::Eof => "the upstream closed the connection before answering",
-                    _ => "the upstream connection failed before answering",
+                let error = match end {
+                    UpstreamEnd::Eof => UpstreamError::ClosedBeforeAnswer,
+                    _ => UpstreamError::FailedBeforeAnswer,
                 };
-                self.fail(502, why, now);
+                self.fail(error, now);
             }
             State::Streaming(stream) => {
                 let clean_eof =
@@ -696,9 +694,9 @@ impl Exchange {
                     let close = self.client_close_after();
                     self.finish(close, now);
                 } else if end == UpstreamEnd::Eof && stream.ends_at_eof() {
-                    self.fail(502, "the upstream closed the connection mid-answer", now);
+                    self.fail(UpstreamError::ClosedMidAnswer, now);
                 } else {
-                    self.fail(502, "the upstream connection failed mid-answer", now);
+                    self.fail(UpstreamError::FailedMidAnswer, now);
                 }
             }
         }
@@ -731,18 +729,10 @@ impl Exchange {
                     self.summary.outcome = Outcome::ClientGone;
                     self.finish(Close::Graceful, now);
                 }
-                Timer::Request => {
-                    let bytes = inject::http_error(
-                        408,
-                        codes::INVALID_REQUEST,
-                        "the request did not arrive in time",
-                        true,
-                    );
-                    self.answer_locally(408, bytes, "request timeout", now);
-                }
-                Timer::Connect => self.fail(504, "connecting to the upstream timed out", now),
-                Timer::Head => self.fail(504, "the upstream did not answer in time", now),
-                Timer::StreamIdle => self.fail(504, "the upstream stream went idle", now),
+                Timer::Request => self.refuse(TimedOut::Request.into(), None, now),
+                Timer::Connect => self.fail(TimedOut::Connect, now),
+                Timer::Head => self.fail(TimedOut::ResponseHead, now),
+                Timer::StreamIdle => self.fail(TimedOut::StreamIdle, now),
                 Timer::Keepalive => {
                     if let State::Streaming(stream) = &mut self.state
                         && let Some(bytes) = stream.keepalive_due(now)
@@ -769,12 +759,12 @@ impl Exchange {
                 message,
                 allow,
             } => {
-                self.note_request_line();
-                let bytes = match allow {
-                    Some(allow) => inject::http_error_allow(status, code, &message, allow, true),
-                    None => inject::http_error(status, code, &message, true),
+                let error = ClientError {
+                    status,
+                    code,
+                    message,
                 };
-                self.answer_locally(status, bytes, &message, now);
+                self.refuse(ExchangeError::Client(error), allow, now);
             }
             request::Step::Ready(forward) => {
                 self.timers.stop(Timer::Request);
@@ -805,7 +795,12 @@ impl Exchange {
                         };
                         let bytes =
                             inject::http_error_for(id.as_deref(), 400, e.code(), &message, true);
-                        self.answer_locally(400, bytes, &message, now);
+                        let error = ClientError {
+                            status: 400,
+                            code: e.code(),
+                            message,
+                        };
+                        self.answer_locally(ExchangeError::Client(error), bytes, now);
                         return;
                     }
                 };
@@ -1156,7 +1151,7 @@ impl Exchange {
                     self.read_response_head(rest, now);
                 }
             }
-            response::HeadStep::Bad(why) => self.fail(502, &why, now),
+            response::HeadStep::Bad(why) => self.fail(UpstreamError::Malformed(why), now),
             response::HeadStep::Ready {
                 stream,
                 client_head,
@@ -1185,7 +1180,7 @@ impl Exchange {
                 status,
                 ..
             } => self.head_ready(stream, client_head, status, body, now),
-            response::HeadStep::Bad(why) => self.fail(502, &why, now),
+            response::HeadStep::Bad(why) => self.fail(UpstreamError::Malformed(why), now),
             response::HeadStep::NeedMore | response::HeadStep::Informational { .. } => {}
         }
     }
@@ -1261,7 +1256,7 @@ impl Exchange {
                 self.arm_stream_timers(now);
                 self.ask_response_hook();
             }
-            Err(why) => self.fail(502, &why, now),
+            Err(why) => self.fail(UpstreamError::Malformed(why), now),
         }
     }
 
@@ -1318,7 +1313,23 @@ impl Exchange {
 
     /// A local answer before anything was forwarded (bad request, refused
     /// host, timeout waiting for the request). The connection closes.
-    fn answer_locally(&mut self, status: u16, bytes: Vec<u8>, reason: &str, now: Instant) {
+    /// Refuses the request before anything went upstream: a JSON-RPC error
+    /// with a null id (the request may not even be readable), the status
+    /// and code of `error`, and `Allow` on a 405.
+    fn refuse(&mut self, error: ExchangeError, allow: Option<&'static str>, now: Instant) {
+        let (status, code, message) = (error.status(), error.code(), error.to_string());
+        let bytes = match allow {
+            Some(allow) => inject::http_error_allow(status, code, &message, allow, true),
+            None => inject::http_error(status, code, &message, true),
+        };
+        self.answer_locally(error, bytes, now);
+    }
+
+    /// A local answer before anything was forwarded (bad request, refused
+    /// host, timeout waiting for the request): `bytes`, for `error`. The
+    /// connection closes.
+    fn answer_locally(&mut self, error: ExchangeError, bytes: Vec<u8>, now: Instant) {
+        let status = error.status();
         self.note_request_line();
         let bytes = if self.summary.http_method == "HEAD" {
             head_only(bytes)
@@ -1327,14 +1338,19 @@ impl Exchange {
         };
         self.summary.status = Some(status);
         self.summary.outcome = Outcome::Answered;
-        self.summary.reason = Some(reason.to_owned());
+        self.summary.reason = Some(error.to_string());
+        self.summary.error = Some(error);
         self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
         self.finish(Close::Graceful, now);
     }
 
     /// Something failed after the request was accepted: answer the client
     /// with a JSON-RPC error carrying its own id, by the injection rules.
-    fn fail(&mut self, status: u16, why: &str, now: Instant) {
+    fn fail(&mut self, error: impl Into<ExchangeError>, now: Instant) {
+        let error = error.into();
+        let (status, code) = (error.status(), error.code());
+        let why = error.to_string();
+        let why = why.as_str();
         let had_upstream = !matches!(
             self.state,
             State::Request(_) | State::HookingRequest(_) | State::Done
@@ -1344,14 +1360,10 @@ impl Exchange {
                 .push_back(Output::ReleaseUpstream { reusable: false });
         }
         self.summary.reason = Some(why.to_owned());
+        self.summary.error = Some(error.clone());
         let framing = match &self.state {
             State::Streaming(s) if s.client_until_close() => ClientFraming::UntilClose,
             _ => ClientFraming::Chunked,
-        };
-        let code = if status == 504 {
-            UPSTREAM_TIMEOUT
-        } else {
-            UPSTREAM_FAILED
         };
         let close_after = !self.req.as_ref().is_some_and(|r| r.client_keep_alive);
         // The stream's own view of what went out is the exact one.
