@@ -9,11 +9,11 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use super::duration::parse_duration;
-use super::file::{DEFAULT_LISTEN, default_route_name};
 use super::url::parse_listen;
 use super::{
-    Command, Config, ConfigError, Demo, FileKeys, HookConfig, HostRule, Log, LogFormat, LogLevel,
-    MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
+    Command, Config, ConfigError, DEFAULT_LISTEN, Demo, FileKeys, HookConfig, HostRule, Log,
+    LogFormat, LogLevel, MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path,
+    hook_base_name, unique_names,
 };
 use crate::hooks::check_header_name;
 
@@ -64,7 +64,7 @@ struct Cli {
     /// The address to listen on: IP:PORT, [IPv6]:PORT or localhost:PORT.
     ///
     /// Port 0 picks a free port; the proxy prints the address it bound.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_LISTEN.to_string())]
     listen: String,
 
     /// The path prefix to serve the upstream at [default: the upstream URL's path].
@@ -159,7 +159,7 @@ enum Sub {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// The address the proxy listens on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_LISTEN.to_string())]
     listen: String,
 
     #[command(flatten)]
@@ -315,9 +315,7 @@ where
             p.clone()
         }
     };
-    let name = default_route_name(&upstream);
     let mut config = Config::with_route(listen, path, upstream);
-    config.routes[0].name = name;
     config.routes[0].transport = transport;
     let legacy_flags = [
         ("--legacy-max-sessions", &cli.legacy_max_sessions),

@@ -28,13 +28,14 @@
 //! so the proxy never re-validates configuration.
 
 mod cli;
+mod de;
 mod duration;
 mod file;
 mod security;
 mod url;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ pub struct Route {
     /// `/mcp?q`, not `/mcpx`.
     pub path: String,
     /// Where requests go. The part of the request path after the prefix is
-    /// appended to the upstream's path (see [`Route::upstream_target`]).
+    /// appended to the upstream's path (see [`Config::resolve`]).
     pub upstream: Upstream,
     /// The upstream's transport. Default [`Transport::Streamable`].
     pub transport: Transport,
@@ -109,6 +110,27 @@ pub struct Route {
     /// first route, false for the others.
     pub well_known: bool,
 }
+
+impl Route {
+    /// A route with every setting but its path and upstream at its default.
+    pub(crate) fn new(path: String, upstream: Upstream) -> Route {
+        Route {
+            name: match &upstream.host {
+                Host::Name(name) => name.clone(),
+                ip => ip.to_string(),
+            },
+            path,
+            upstream,
+            transport: Transport::Streamable,
+            legacy_mode: LegacyMode::Session,
+            legacy: Legacy::default(),
+            well_known: true,
+        }
+    }
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 
 /// The MCP transport an upstream speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -428,6 +450,13 @@ pub enum HookMode {
     },
 }
 
+impl HookMode {
+    /// The default `pool` of [`HookMode::Warm`].
+    pub const DEFAULT_POOL: usize = 4;
+    /// The default `recycle_after` of [`HookMode::Warm`].
+    pub const DEFAULT_RECYCLE_AFTER: u64 = 1000;
+}
+
 /// WASI capabilities granted to a hook. A hook never gets the filesystem,
 /// network or environment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -523,7 +552,7 @@ impl Config {
     /// `origin` names the text in errors (a file name), relative paths are
     /// joined to `base_dir`, and files are not checked for existence.
     pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        file::parse(text, origin, base_dir)
+        file::parse(&de::Source { text, origin }, base_dir)
     }
 
     /// The route for a request target (origin form: `/path?query`), and the
@@ -562,18 +591,7 @@ impl Config {
     fn with_route(listen: SocketAddr, path: String, upstream: Upstream) -> Config {
         Config {
             listen,
-            routes: vec![Route {
-                name: match &upstream.host {
-                    Host::Name(name) => name.clone(),
-                    ip => ip.to_string(),
-                },
-                path,
-                upstream,
-                transport: Transport::Streamable,
-                legacy_mode: LegacyMode::Session,
-                legacy: Legacy::default(),
-                well_known: true,
-            }],
+            routes: vec![Route::new(path, upstream)],
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             security: Security::defaults_for(listen),
