@@ -166,7 +166,7 @@ impl Default for Legacy {
     fn default() -> Self {
         Legacy {
             max_sessions: 1024,
-            session_idle: Some(Duration::from_secs(30 * 60)),
+            session_idle: sluice_core::legacy::BridgeTimeouts::default().session_idle,
             allow_other_origin: false,
         }
     }
@@ -211,15 +211,18 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// Core's defaults ([`ExchangeLimits::default`](sluice_core::exchange::ExchangeLimits)),
+    /// but for the response head, which gets twice the request head's room.
     fn default() -> Self {
+        let core = sluice_core::exchange::ExchangeLimits::default();
         Limits {
-            max_head_bytes: 32 << 10,
-            max_headers: 100,
-            max_request_body_bytes: 4 << 20,
+            max_head_bytes: core.request_head.max_head_bytes,
+            max_headers: core.request_head.max_headers,
+            max_request_body_bytes: core.max_request_body,
             max_response_head_bytes: 64 << 10,
-            max_response_body_bytes: 16 << 20,
-            max_sse_event_bytes: 16 << 20,
-            max_json_depth: 128,
+            max_response_body_bytes: core.max_hooked_response,
+            max_sse_event_bytes: core.sse.max_event_bytes,
+            max_json_depth: core.json.max_depth,
         }
     }
 }
@@ -255,16 +258,20 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
+    /// Core's [`Timeouts::recommended`](sluice_core::exchange::Timeouts::recommended),
+    /// plus the two the driver keeps (`pool_idle`, `shutdown_grace`).
     fn default() -> Self {
+        let core = sluice_core::exchange::Timeouts::recommended();
+        let set = "Timeouts::recommended sets connect, client_request and client_idle";
         Timeouts {
-            connect: Duration::from_secs(10),
-            response_head: Some(Duration::from_secs(300)),
-            stream_idle: None,
-            sse_keepalive: None,
+            connect: core.connect.expect(set),
+            response_head: core.response_head,
+            stream_idle: core.stream_idle,
+            sse_keepalive: core.sse_keepalive,
             pool_idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
-            client_head: Duration::from_secs(30),
-            client_idle: Duration::from_secs(60),
+            client_head: core.client_request.expect(set),
+            client_idle: core.client_idle.expect(set),
         }
     }
 }
@@ -394,9 +401,12 @@ pub struct HookConfig {
     /// What happens to the message when the hook traps, runs out of time or
     /// memory, or returns an invalid verdict. Default [`OnError::Reject`].
     pub on_error: OnError,
-    /// CPU time a single call may take. Default 50ms.
+    /// Time one hooked message may take, instantiation plus call, by the
+    /// wall clock. Default 50ms
+    /// ([`hooks::DEFAULT_DEADLINE`](crate::hooks::DEFAULT_DEADLINE)).
     pub deadline: Duration,
-    /// Most linear memory an instance may grow to. Default 16 MiB.
+    /// Most linear memory an instance may grow to. Default 16 MiB
+    /// ([`hooks::DEFAULT_MAX_MEMORY`](crate::hooks::DEFAULT_MAX_MEMORY)).
     pub max_memory: usize,
     /// Instance life cycle. Default [`HookMode::Fresh`].
     pub mode: HookMode,
@@ -416,8 +426,8 @@ impl HookConfig {
             config: String::new(),
             methods: None,
             on_error: OnError::Reject,
-            deadline: Duration::from_millis(50),
-            max_memory: 16 << 20,
+            deadline: crate::hooks::DEFAULT_DEADLINE,
+            max_memory: crate::hooks::DEFAULT_MAX_MEMORY,
             mode: HookMode::Fresh,
             grants: Grants::default(),
             headers: Vec::new(),
@@ -825,6 +835,38 @@ mod tests {
             (None, "h".to_string()),
         ];
         assert_eq!(unique_names(&n), ["h", "h-2", "h-3", "h-4"]);
+    }
+
+    /// The defaults are core's and the hook host's, not copies of them.
+    #[test]
+    fn defaults_come_from_core_and_the_hook_host() {
+        let core = sluice_core::exchange::Timeouts::recommended();
+        let t = Timeouts::default();
+        assert_eq!(
+            (
+                Some(t.connect),
+                t.response_head,
+                t.stream_idle,
+                t.sse_keepalive
+            ),
+            (
+                core.connect,
+                core.response_head,
+                core.stream_idle,
+                core.sse_keepalive
+            )
+        );
+        assert_eq!(
+            (Some(t.client_head), Some(t.client_idle)),
+            (core.client_request, core.client_idle)
+        );
+        let spec = crate::hooks::HookSpec::new("h", "h.wasm");
+        let hook = HookConfig::new("h".into(), "h.wasm".into());
+        assert_eq!(
+            (hook.deadline, hook.max_memory),
+            (spec.deadline, spec.max_memory_bytes)
+        );
+        assert_eq!(hook.max_memory, 16 << 20, "docs/CONFIG.md says 16 MiB");
     }
 
     #[test]
