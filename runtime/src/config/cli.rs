@@ -464,3 +464,49 @@ fn given_twice(flag: &str, path: &Path) -> ConfigError {
         format!("is given twice for {:?}", path.display().to_string()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::duration::{format_duration, format_size};
+    use super::super::{Grants, HookMode, Legacy, OnError};
+    use super::*;
+
+    /// The defaults the help text states are the ones the config uses
+    /// (clap's `[default: …]` is derived only where the flag has a value
+    /// of its own: the log flags and --legacy-* fall back to the file's).
+    #[test]
+    fn help_states_the_real_defaults() {
+        let help = Cli::command().term_width(0).render_long_help().to_string();
+        let hook = HookConfig::new(String::new(), PathBuf::new());
+        let legacy = Legacy::default();
+        let log = Log::default();
+        let name = |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string());
+        let idle = legacy.session_idle.map_or("off".into(), format_duration);
+        for needle in [
+            format!(
+                "deadline {}, {} memory",
+                format_duration(hook.deadline),
+                format_size(hook.max_memory)
+            ),
+            format!("[default: {}]", legacy.max_sessions),
+            format!("or \"off\" [default: {idle}]"),
+            format!("1 to {MAX_WORKERS} [default: one per CPU]"),
+            format!(
+                "[default: {}]",
+                name(log.level.to_possible_value()).unwrap()
+            ),
+            format!(
+                "[default: {}]",
+                name(log.format.to_possible_value()).unwrap()
+            ),
+            format!("[default: {DEFAULT_LISTEN}]"),
+        ] {
+            assert!(help.contains(&needle), "--help lacks {needle:?}:\n{help}");
+        }
+        assert_eq!(
+            (hook.on_error, hook.mode, hook.grants),
+            (OnError::Reject, HookMode::Fresh, Grants::default()),
+            "--hook's help says: on_error reject, a fresh instance, no clock/random/stdio"
+        );
+    }
+}

@@ -640,3 +640,48 @@ impl serde::Serialize for AsJson<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_in_our_words() {
+        let many = "unknown field `lisen`, expected one of `listen`, `route`";
+        assert_eq!(
+            unknown_key(many).unwrap(),
+            "unknown key (expected one of: listen, route)"
+        );
+        let one = "unknown field `threads`, expected `workers`";
+        assert_eq!(
+            unknown_key(one).unwrap(),
+            "unknown key (expected one of: workers)"
+        );
+        assert_eq!(unknown_key("invalid type: map, expected a string"), None);
+    }
+
+    #[test]
+    fn found_values() {
+        assert_eq!(Scalar::Int(-1).to_string(), "an integer -1");
+        assert_eq!(Scalar::Float(1.5).to_string(), "a float 1.5");
+        assert_eq!(Scalar::Bool(true).to_string(), "a boolean true");
+        assert_eq!(Scalar::Str("a\"b").to_string(), r#"a string "a\"b""#);
+        let long = Scalar::Str(&"x".repeat(50)).to_string();
+        assert_eq!(long, format!("a string \"{}…\"", "x".repeat(40)));
+        assert_eq!(Scalar::Str("a\nb").to_string(), "a string \"a…\"");
+    }
+
+    #[test]
+    fn json() {
+        let v: toml::Value = toml::from_str("z = [1, 1.5, 'x'] \n a = { b = true }").unwrap();
+        assert_eq!(to_json(&v).unwrap(), r#"{"z":[1,1.5,"x"],"a":{"b":true}}"#);
+        for (x, text) in [
+            (f64::NAN, "nan"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            let e = to_json(&toml::Value::Array(vec![toml::Value::Float(x)])).unwrap_err();
+            assert_eq!(e, format!("{text} has no JSON form"));
+        }
+    }
+}
