@@ -549,6 +549,10 @@ const ERRORS: &[(&str, &str)] = &[
         "t.toml:6:17: hook[0].recycle_after: 0 is out of range (at least 1)",
     ),
     (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmode = \"warm\"\nrecycle_after = 4294967296\n",
+        "t.toml:6:17: hook[0].recycle_after: 4294967296 is out of range (at most 4294967295)",
+    ),
+    (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\ngrants = [\"clock\", \"network\"]\n",
         "t.toml:5:20: hook[0].grants[1]: \"network\" is not one of: clock, random, stdio",
     ),

@@ -493,9 +493,10 @@ impl<const MIN: usize, const MAX: usize> From<Count<MIN, MAX>> for usize {
     }
 }
 
-impl<const MIN: usize, const MAX: usize> From<Count<MIN, MAX>> for u64 {
-    fn from(count: Count<MIN, MAX>) -> u64 {
-        count.0 as u64
+impl<const MIN: usize, const MAX: usize> From<Count<MIN, MAX>> for u32 {
+    /// Saturating; give the count a `MAX` of `u32::MAX`.
+    fn from(count: Count<MIN, MAX>) -> u32 {
+        u32::try_from(count.0).unwrap_or(u32::MAX)
     }
 }
 

@@ -19,9 +19,10 @@ use super::de::{
     Source, or, span, tables, value, values,
 };
 use super::{
-    Config, ConfigError, DEFAULT_LISTEN, FileKeys, HookConfig, HookMode, HostRule, LegacyMode,
-    Limits, Log, LogFormat, LogLevel, MAX_WORKERS, OnError, OriginRule, Pool, Roots, Route,
-    Security, Server, Timeouts, Tls, Transport, Upstream, hook_base_name, unique_names,
+    Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL, FileKeys,
+    HookConfig, HookMode, HostRule, LegacyMode, Limits, Log, LogFormat, LogLevel, MAX_WORKERS,
+    OnError, OriginRule, Pool, Roots, Route, Security, Server, Timeouts, Tls, Transport, Upstream,
+    hook_base_name, unique_names,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -117,7 +118,7 @@ tables! {
         max_memory: Key<Size>,
         mode: Key<Mode>,
         pool: Key<Count<1>>,
-        recycle_after: Key<Count<1>>,
+        recycle_after: Key<Count<1, { u32::MAX as usize }>>,
         grants: Key<List<Grant>>,
         headers: Key<List<Header>>,
     }
@@ -136,14 +137,9 @@ pub(super) fn parse(src: &Source<'_>, base_dir: &Path) -> Result<Config> {
         tls: tls(src, value(file.tls), base_dir)?,
         log: value(file.log).map_or_else(Log::default, log),
         pool: Pool {
-            max_idle_per_upstream: value(file.pool).map_or(
+            max_idle_per_upstream: or(
+                value(file.pool).and_then(|t| t.max_idle_per_upstream),
                 Pool::default().max_idle_per_upstream,
-                |t| {
-                    or(
-                        t.max_idle_per_upstream,
-                        Pool::default().max_idle_per_upstream,
-                    )
-                },
             ),
         },
         server: Server {
@@ -153,6 +149,31 @@ pub(super) fn parse(src: &Source<'_>, base_dir: &Path) -> Result<Config> {
         },
         hooks: hooks(src, value(file.hook).unwrap_or_default(), base_dir)?,
     })
+}
+
+/// An explicit name, refused if an earlier `table` entry has it already.
+fn unique(
+    src: &Source<'_>,
+    name: Key<Name>,
+    earlier: &[(Option<String>, String)],
+    key: impl FnOnce() -> String,
+    table: &str,
+) -> Result<Option<String>> {
+    let Some(At {
+        value: Name(n),
+        span,
+    }) = name
+    else {
+        return Ok(None);
+    };
+    match earlier.iter().position(|(m, _)| m.as_ref() == Some(&n)) {
+        Some(j) => Err(src.err(
+            &span,
+            key(),
+            format!("{n:?} is already the name of {table}[{j}]"),
+        )),
+        None => Ok(Some(n)),
+    }
 }
 
 /// The first key written of `keys`, with where it was written.
@@ -226,22 +247,7 @@ fn routes(src: &Source<'_>, tables: List<RouteTable>) -> Result<Vec<Route>> {
             ));
         }
 
-        let name = match t.name {
-            None => None,
-            Some(At {
-                value: Name(n),
-                span,
-            }) => {
-                if let Some(j) = names.iter().position(|(m, _)| m.as_ref() == Some(&n)) {
-                    return Err(src.err(
-                        &span,
-                        key("name"),
-                        format!("{n:?} is already the name of route[{j}]"),
-                    ));
-                }
-                Some(n)
-            }
-        };
+        let name = unique(src, t.name, &names, || key("name"), "route")?;
         names.push((name, route.name.clone()));
         routes.push(route);
     }
@@ -345,22 +351,7 @@ fn hooks(src: &Source<'_>, tables: List<HookTable>, base_dir: &Path) -> Result<V
         };
         let mut hook = HookConfig::new(String::new(), base_dir.join(path.value));
 
-        let name = match t.name {
-            None => None,
-            Some(At {
-                value: Name(n),
-                span,
-            }) => {
-                if let Some(j) = names.iter().position(|(m, _)| m.as_ref() == Some(&n)) {
-                    return Err(src.err(
-                        &span,
-                        key("name"),
-                        format!("{n:?} is already the name of hook[{j}]"),
-                    ));
-                }
-                Some(n)
-            }
-        };
+        let name = unique(src, t.name, &names, || key("name"), "hook")?;
         names.push((name, hook_base_name(&hook.path)));
 
         if let Some(config) = t.config {
@@ -382,8 +373,8 @@ fn hooks(src: &Source<'_>, tables: List<HookTable>, base_dir: &Path) -> Result<V
 
         if or(t.mode, Mode::Fresh) == Mode::Warm {
             hook.mode = HookMode::Warm {
-                pool: or(t.pool, HookMode::DEFAULT_POOL),
-                recycle_after: or(t.recycle_after, HookMode::DEFAULT_RECYCLE_AFTER),
+                pool: or(t.pool, DEFAULT_WARM_POOL),
+                recycle_after: or(t.recycle_after, DEFAULT_RECYCLE_AFTER),
             };
         } else if let Some((k, s)) = first_written([
             ("pool", span(&t.pool)),

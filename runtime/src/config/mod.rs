@@ -39,6 +39,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A hook's failure policy, life cycle and grants are the hook host's own
+/// types.
+pub use crate::hooks::{Grants, InstanceMode as HookMode, OnError};
 pub use security::{HostRule, OriginRule, Security};
 pub use url::{Host, Scheme, Upstream};
 
@@ -425,59 +428,20 @@ impl HookConfig {
             path,
             config: String::new(),
             methods: None,
-            on_error: OnError::Reject,
+            on_error: OnError::default(),
             deadline: crate::hooks::DEFAULT_DEADLINE,
             max_memory: crate::hooks::DEFAULT_MAX_MEMORY,
-            mode: HookMode::Fresh,
+            mode: HookMode::default(),
             grants: Grants::default(),
             headers: Vec::new(),
         }
     }
 }
 
-/// What to do with a message when its hook fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OnError {
-    /// Answer the client with a JSON-RPC error (fail closed).
-    Reject,
-    /// Forward the message as if the hook had said "continue" (fail open).
-    Pass,
-}
-
-/// How hook instances are created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HookMode {
-    /// A fresh instance per hooked message: no state survives between
-    /// messages.
-    Fresh,
-    /// Reuse instances: faster for hooks with costly start-up, but state
-    /// leaks from one message (and one client) to the next.
-    Warm {
-        /// Most instances kept ready. Default 4.
-        pool: usize,
-        /// An instance is discarded after this many calls. Default 1000.
-        recycle_after: u64,
-    },
-}
-
-impl HookMode {
-    /// The default `pool` of [`HookMode::Warm`].
-    pub const DEFAULT_POOL: usize = 4;
-    /// The default `recycle_after` of [`HookMode::Warm`].
-    pub const DEFAULT_RECYCLE_AFTER: u64 = 1000;
-}
-
-/// WASI capabilities granted to a hook. A hook never gets the filesystem,
-/// network or environment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Grants {
-    /// Wall and monotonic clocks.
-    pub clock: bool,
-    /// Random numbers.
-    pub random: bool,
-    /// stdout and stderr, into the proxy's own.
-    pub stdio: bool,
-}
+/// The default `pool` of a warm hook ([`HookMode::Warm`]).
+pub const DEFAULT_WARM_POOL: usize = 4;
+/// The default `recycle_after` of a warm hook ([`HookMode::Warm`]).
+pub const DEFAULT_RECYCLE_AFTER: u32 = 1000;
 
 /// `sluice demo`: the embedded demo MCP server behind the proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -865,6 +829,10 @@ mod tests {
         assert_eq!(
             (hook.deadline, hook.max_memory),
             (spec.deadline, spec.max_memory_bytes)
+        );
+        assert_eq!(
+            (hook.on_error, hook.mode, hook.grants),
+            (spec.on_error, spec.mode, spec.grants)
         );
         assert_eq!(hook.max_memory, 16 << 20, "docs/CONFIG.md says 16 MiB");
     }
