@@ -15,7 +15,6 @@ use super::{
     LogFormat, LogLevel, MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path,
     hook_base_name, unique_names,
 };
-use crate::hooks::check_header_name;
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
 
@@ -414,15 +413,9 @@ fn hooks(args: &HookArgs) -> Result<Vec<HookConfig>, ConfigError> {
             return Err(given_twice("--hook-headers", &args.hook[i]));
         }
         for name in names.split(',').map(str::trim) {
-            check_header_name(name).map_err(|p| flag_err("--hook-headers", p))?;
-            let lower = name.to_ascii_lowercase();
-            if hooks[i].headers.contains(&lower) {
-                return Err(flag_err(
-                    "--hook-headers",
-                    format!("{name:?} is listed twice"),
-                ));
-            }
-            hooks[i].headers.push(lower);
+            hooks[i]
+                .add_header(name)
+                .map_err(|p| flag_err("--hook-headers", p))?;
         }
     }
     Ok(hooks)

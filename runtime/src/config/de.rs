@@ -26,7 +26,6 @@ use super::{
     ConfigError, HostRule, LegacyMode, LogFormat, LogLevel, OnError, OriginRule, Roots, Transport,
     Upstream, check_method_pattern, check_route_path,
 };
-use crate::hooks::check_header_name;
 
 /// The file's text and name, for positions in errors.
 pub(super) struct Source<'a> {
@@ -379,8 +378,6 @@ pub(super) struct Name(pub(super) String);
 pub(super) struct RoutePath(pub(super) String);
 /// An entry of a hook's `methods`.
 pub(super) struct Method(pub(super) String);
-/// An entry of a hook's `headers`, as written.
-pub(super) struct Header(pub(super) String);
 
 /// A hook's instance life cycle, before its warm settings are read.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -406,7 +403,7 @@ parsed! {
     Name => |s| not_empty(s).map(|s| Name(s.to_string())),
     RoutePath => |s| check_route_path(s).map(|()| RoutePath(s.to_string())),
     Method => |s| check_method_pattern(s).map(|()| Method(s.to_string())),
-    Header => |s| check_header_name(s).map(|()| Header(s.to_string())),
+    String => |s| Ok(s.to_string()),
     LogLevel => value_enum,
     LogFormat => value_enum,
     Transport => |s| keyword(s, &[

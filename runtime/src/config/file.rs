@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de::{
-    At, Count, Grace, Grant, Header, Json, Key, List, Method, Mode, Name, OrOff, RoutePath, Size,
-    Source, or, span, tables, value, values,
+    At, Count, Grace, Grant, Json, Key, List, Method, Mode, Name, OrOff, RoutePath, Size, Source,
+    or, span, tables, value, values,
 };
 use super::{
     Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL, FileKeys,
@@ -120,7 +120,7 @@ tables! {
         pool: Key<Count<1>>,
         recycle_after: Key<Count<1, { u32::MAX as usize }>>,
         grants: Key<List<Grant>>,
-        headers: Key<List<Header>>,
+        headers: Key<List<String>>,
     }
 }
 
@@ -392,23 +392,10 @@ fn hooks(src: &Source<'_>, tables: List<HookTable>, base_dir: &Path) -> Result<V
             }
         }
 
-        for (
-            j,
-            At {
-                value: Header(name),
-                span,
-            },
-        ) in value(t.headers).unwrap_or_default().into_iter().enumerate()
-        {
-            let lower = name.to_ascii_lowercase();
-            if hook.headers.contains(&lower) {
-                return Err(src.err(
-                    &span,
-                    key(&format!("headers[{j}]")),
-                    format!("{name:?} is listed twice"),
-                ));
-            }
-            hook.headers.push(lower);
+        let headers = value(t.headers).unwrap_or_default();
+        for (j, At { value: name, span }) in headers.into_iter().enumerate() {
+            hook.add_header(&name)
+                .map_err(|p| src.err(&span, key(&format!("headers[{j}]")), p))?;
         }
         hooks.push(hook);
     }

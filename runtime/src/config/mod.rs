@@ -436,6 +436,18 @@ impl HookConfig {
             headers: Vec::new(),
         }
     }
+
+    /// Adds a request header the hook sees: a header name, not listed yet
+    /// in any case. The error is the problem.
+    pub(crate) fn add_header(&mut self, name: &str) -> Result<(), String> {
+        crate::hooks::check_header_name(name)?;
+        let lower = name.to_ascii_lowercase();
+        if self.headers.contains(&lower) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        self.headers.push(lower);
+        Ok(())
+    }
 }
 
 /// The default `pool` of a warm hook ([`HookMode::Warm`]).
