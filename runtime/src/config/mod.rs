@@ -215,7 +215,8 @@ pub struct Limits {
 
 impl Default for Limits {
     /// Core's defaults ([`ExchangeLimits::default`](sluice_core::exchange::ExchangeLimits)),
-    /// but for the response head, which gets twice the request head's room.
+    /// but for the response head: 64 KiB, the config's own (core's HTTP/1.1
+    /// default is 32 KiB for either head).
     fn default() -> Self {
         let core = sluice_core::exchange::ExchangeLimits::default();
         Limits {
@@ -265,16 +266,16 @@ impl Default for Timeouts {
     /// plus the two the driver keeps (`pool_idle`, `shutdown_grace`).
     fn default() -> Self {
         let core = sluice_core::exchange::Timeouts::recommended();
-        let set = "Timeouts::recommended sets connect, client_request and client_idle";
+        let why = "Timeouts::recommended sets connect, client_request and client_idle";
         Timeouts {
-            connect: core.connect.expect(set),
+            connect: core.connect.expect(why),
             response_head: core.response_head,
             stream_idle: core.stream_idle,
             sse_keepalive: core.sse_keepalive,
             pool_idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
-            client_head: core.client_request.expect(set),
-            client_idle: core.client_idle.expect(set),
+            client_head: core.client_request.expect(why),
+            client_idle: core.client_idle.expect(why),
         }
     }
 }
