@@ -308,16 +308,12 @@ fn tls(src: &Source<'_>, t: Option<TlsTable>, base_dir: &Path) -> Result<Tls> {
         return Ok(Tls::default());
     };
     let ca_file = t.ca_file.map(|p| base_dir.join(p.value));
-    if let (
-        None,
-        Some(At {
-            value: Roots::None,
-            span,
-        }),
-    ) = (&ca_file, &t.roots)
+    if let Some(roots) = &t.roots
+        && roots.value == Roots::None
+        && ca_file.is_none()
     {
         return Err(src.err(
-            span,
+            &roots.span,
             "tls.roots",
             "\"none\" trusts no certificate unless tls.ca_file is set",
         ));
