@@ -7,7 +7,7 @@ use sluice_core::exchange::{ExchangeConfig, ExchangeLimits, Timeouts};
 use sluice_core::{http1, jsonrpc, sse};
 
 use crate::config::{self, Config, LegacyMode, Scheme, Transport};
-use crate::hooks::{Grants, HookHost, HookSpec, InstanceMode, OnError, default_cache_dir};
+use crate::hooks::{HookHost, HookSpec, default_cache_dir};
 use crate::legacy::{Bridging, UpstreamTransport};
 use crate::proxy::{ProxySettings, UpstreamTarget};
 use crate::tls::{self, Roots};
@@ -112,27 +112,11 @@ fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
             path: h.path.clone(),
             methods: h.methods.clone(),
             config: h.config.clone(),
-            on_error: match h.on_error {
-                config::OnError::Reject => OnError::Reject,
-                config::OnError::Pass => OnError::Pass,
-            },
+            on_error: h.on_error,
             deadline: h.deadline,
             max_memory_bytes: h.max_memory,
-            mode: match h.mode {
-                config::HookMode::Fresh => InstanceMode::Fresh,
-                config::HookMode::Warm {
-                    pool,
-                    recycle_after,
-                } => InstanceMode::Warm {
-                    pool,
-                    recycle_after: u32::try_from(recycle_after).unwrap_or(u32::MAX),
-                },
-            },
-            grants: Grants {
-                clock: h.grants.clock,
-                random: h.grants.random,
-                stdio: h.grants.stdio,
-            },
+            mode: h.mode,
+            grants: h.grants,
             headers: h.headers.clone(),
         })
         .collect()

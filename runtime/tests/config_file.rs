@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice::config::{
-    Config, ConfigError, Grants, HookMode, Host, LogFormat, LogLevel, OnError, Roots, Scheme,
-    Timeouts, Transport,
+    Config, ConfigError, Grants, HookMode, Host, Limits, LogFormat, LogLevel, OnError, Roots,
+    Scheme, Timeouts, Transport,
 };
 
 const ROUTE: &str = "[[route]]\nupstream = \"http://127.0.0.1:3001/mcp\"\n";
@@ -110,6 +110,8 @@ fn full_example_parses() {
     );
     assert_eq!(c.routes[1].upstream.port, 443);
     assert!(c.routes[0].well_known && !c.routes[1].well_known);
+    // The documented example writes every limit and timeout at its default.
+    assert_eq!(c.limits, Limits::default());
     assert_eq!(c.timeouts, Timeouts::default());
     assert!(c.security.host_allowed("mcp.internal:8080"));
     assert!(c.security.origin_allowed(Some("https://app.example.com")));
@@ -545,6 +547,10 @@ const ERRORS: &[(&str, &str)] = &[
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmode = \"warm\"\nrecycle_after = 0\n",
         "t.toml:6:17: hook[0].recycle_after: 0 is out of range (at least 1)",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmode = \"warm\"\nrecycle_after = 4294967296\n",
+        "t.toml:6:17: hook[0].recycle_after: 4294967296 is out of range (at most 4294967295)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\ngrants = [\"clock\", \"network\"]\n",

@@ -9,13 +9,12 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use super::duration::parse_duration;
-use super::file::{DEFAULT_LISTEN, default_route_name};
 use super::url::parse_listen;
 use super::{
-    Command, Config, ConfigError, Demo, FileKeys, HookConfig, HostRule, Log, LogFormat, LogLevel,
-    MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path, hook_base_name, unique_names,
+    Command, Config, ConfigError, DEFAULT_LISTEN, Demo, FileKeys, HookConfig, HostRule, Log,
+    LogFormat, LogLevel, MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path,
+    hook_base_name, unique_names,
 };
-use crate::hooks::check_header_name;
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
 
@@ -64,7 +63,7 @@ struct Cli {
     /// The address to listen on: IP:PORT, [IPv6]:PORT or localhost:PORT.
     ///
     /// Port 0 picks a free port; the proxy prints the address it bound.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_LISTEN.to_string())]
     listen: String,
 
     /// The path prefix to serve the upstream at [default: the upstream URL's path].
@@ -159,7 +158,7 @@ enum Sub {
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// The address the proxy listens on (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_LISTEN.to_string())]
     listen: String,
 
     #[command(flatten)]
@@ -315,9 +314,7 @@ where
             p.clone()
         }
     };
-    let name = default_route_name(&upstream);
     let mut config = Config::with_route(listen, path, upstream);
-    config.routes[0].name = name;
     config.routes[0].transport = transport;
     let legacy_flags = [
         ("--legacy-max-sessions", &cli.legacy_max_sessions),
@@ -416,15 +413,9 @@ fn hooks(args: &HookArgs) -> Result<Vec<HookConfig>, ConfigError> {
             return Err(given_twice("--hook-headers", &args.hook[i]));
         }
         for name in names.split(',').map(str::trim) {
-            check_header_name(name).map_err(|p| flag_err("--hook-headers", p))?;
-            let lower = name.to_ascii_lowercase();
-            if hooks[i].headers.contains(&lower) {
-                return Err(flag_err(
-                    "--hook-headers",
-                    format!("{name:?} is listed twice"),
-                ));
-            }
-            hooks[i].headers.push(lower);
+            hooks[i]
+                .add_header(name)
+                .map_err(|p| flag_err("--hook-headers", p))?;
         }
     }
     Ok(hooks)
@@ -465,4 +456,50 @@ fn given_twice(flag: &str, path: &Path) -> ConfigError {
         flag,
         format!("is given twice for {:?}", path.display().to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::duration::{format_duration, format_size};
+    use super::super::{Grants, HookMode, Legacy, OnError};
+    use super::*;
+
+    /// The defaults the help text states are the ones the config uses
+    /// (clap's `[default: …]` is derived only where the flag has a value
+    /// of its own: the log flags and --legacy-* fall back to the file's).
+    #[test]
+    fn help_states_the_real_defaults() {
+        let help = Cli::command().term_width(0).render_long_help().to_string();
+        let hook = HookConfig::new(String::new(), PathBuf::new());
+        let legacy = Legacy::default();
+        let log = Log::default();
+        let name = |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string());
+        let idle = legacy.session_idle.map_or("off".into(), format_duration);
+        for needle in [
+            format!(
+                "deadline {}, {} memory",
+                format_duration(hook.deadline),
+                format_size(hook.max_memory)
+            ),
+            format!("[default: {}]", legacy.max_sessions),
+            format!("or \"off\" [default: {idle}]"),
+            format!("1 to {MAX_WORKERS} [default: one per CPU]"),
+            format!(
+                "[default: {}]",
+                name(log.level.to_possible_value()).unwrap()
+            ),
+            format!(
+                "[default: {}]",
+                name(log.format.to_possible_value()).unwrap()
+            ),
+            format!("[default: {DEFAULT_LISTEN}]"),
+        ] {
+            assert!(help.contains(&needle), "--help lacks {needle:?}:\n{help}");
+        }
+        assert_eq!(
+            (hook.on_error, hook.mode, hook.grants),
+            (OnError::Reject, HookMode::Fresh, Grants::default()),
+            "--hook's help says: on_error reject, a fresh instance, no clock/random/stdio"
+        );
+    }
 }

@@ -77,9 +77,44 @@ fn split_number(text: &str) -> Option<(u64, &str)> {
     Some((number, unit))
 }
 
+/// A duration as the config writes it, in its largest whole unit ("30m").
+#[cfg(test)]
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    [("h", 3_600_000), ("m", 60_000), ("s", 1_000)]
+        .into_iter()
+        .find(|(_, n)| ms > 0 && ms.is_multiple_of(*n))
+        .map_or(format!("{ms}ms"), |(unit, n)| format!("{}{unit}", ms / n))
+}
+
+/// A size as the config writes it, in its largest whole binary unit
+/// ("16 MiB").
+#[cfg(test)]
+pub(crate) fn format_size(bytes: usize) -> String {
+    [("GiB", 30), ("MiB", 20), ("KiB", 10)]
+        .into_iter()
+        .find(|(_, shift)| bytes > 0 && bytes.is_multiple_of(1 << shift))
+        .map_or(format!("{bytes} B"), |(unit, shift)| {
+            format!("{} {unit}", bytes >> shift)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_read_back() {
+        for ms in [1, 50, 999, 1_000, 90_000, 60_000, 1_800_000, 7_200_000] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(Some(d)), "{ms}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(1800)), "30m");
+        for bytes in [1, 1000, 1024, 65536, 16 << 20, 3 << 30] {
+            assert_eq!(parse_size(&format_size(bytes)), Ok(bytes as u64), "{bytes}");
+        }
+        assert_eq!(format_size(16 << 20), "16 MiB");
+    }
 
     #[test]
     fn durations() {

@@ -28,16 +28,20 @@
 //! so the proxy never re-validates configuration.
 
 mod cli;
+mod de;
 mod duration;
 mod file;
 mod security;
 mod url;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A hook's failure policy, life cycle and grants are the hook host's own
+/// types.
+pub use crate::hooks::{Grants, InstanceMode as HookMode, OnError};
 pub use security::{HostRule, OriginRule, Security};
 pub use url::{Host, Scheme, Upstream};
 
@@ -92,7 +96,7 @@ pub struct Route {
     /// `/mcp?q`, not `/mcpx`.
     pub path: String,
     /// Where requests go. The part of the request path after the prefix is
-    /// appended to the upstream's path (see [`Route::upstream_target`]).
+    /// appended to the upstream's path (see [`Config::resolve`]).
     pub upstream: Upstream,
     /// The upstream's transport. Default [`Transport::Streamable`].
     pub transport: Transport,
@@ -109,6 +113,27 @@ pub struct Route {
     /// first route, false for the others.
     pub well_known: bool,
 }
+
+impl Route {
+    /// A route with every setting but its path and upstream at its default.
+    pub(crate) fn new(path: String, upstream: Upstream) -> Route {
+        Route {
+            name: match &upstream.host {
+                Host::Name(name) => name.clone(),
+                ip => ip.to_string(),
+            },
+            path,
+            upstream,
+            transport: Transport::Streamable,
+            legacy_mode: LegacyMode::Session,
+            legacy: Legacy::default(),
+            well_known: true,
+        }
+    }
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 
 /// The MCP transport an upstream speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,7 +169,7 @@ impl Default for Legacy {
     fn default() -> Self {
         Legacy {
             max_sessions: 1024,
-            session_idle: Some(Duration::from_secs(30 * 60)),
+            session_idle: sluice_core::legacy::BridgeTimeouts::default().session_idle,
             allow_other_origin: false,
         }
     }
@@ -189,15 +214,19 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// Core's defaults ([`ExchangeLimits::default`](sluice_core::exchange::ExchangeLimits)),
+    /// but for the response head: 64 KiB, the config's own (core's HTTP/1.1
+    /// default is 32 KiB for either head).
     fn default() -> Self {
+        let core = sluice_core::exchange::ExchangeLimits::default();
         Limits {
-            max_head_bytes: 32 << 10,
-            max_headers: 100,
-            max_request_body_bytes: 4 << 20,
+            max_head_bytes: core.request_head.max_head_bytes,
+            max_headers: core.request_head.max_headers,
+            max_request_body_bytes: core.max_request_body,
             max_response_head_bytes: 64 << 10,
-            max_response_body_bytes: 16 << 20,
-            max_sse_event_bytes: 16 << 20,
-            max_json_depth: 128,
+            max_response_body_bytes: core.max_hooked_response,
+            max_sse_event_bytes: core.sse.max_event_bytes,
+            max_json_depth: core.json.max_depth,
         }
     }
 }
@@ -233,16 +262,20 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
+    /// Core's [`Timeouts::recommended`](sluice_core::exchange::Timeouts::recommended),
+    /// plus the two the driver keeps (`pool_idle`, `shutdown_grace`).
     fn default() -> Self {
+        let core = sluice_core::exchange::Timeouts::recommended();
+        let why = "Timeouts::recommended sets connect, client_request and client_idle";
         Timeouts {
-            connect: Duration::from_secs(10),
-            response_head: Some(Duration::from_secs(300)),
-            stream_idle: None,
-            sse_keepalive: None,
+            connect: core.connect.expect(why),
+            response_head: core.response_head,
+            stream_idle: core.stream_idle,
+            sse_keepalive: core.sse_keepalive,
             pool_idle: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
-            client_head: Duration::from_secs(30),
-            client_idle: Duration::from_secs(60),
+            client_head: core.client_request.expect(why),
+            client_idle: core.client_idle.expect(why),
         }
     }
 }
@@ -372,9 +405,12 @@ pub struct HookConfig {
     /// What happens to the message when the hook traps, runs out of time or
     /// memory, or returns an invalid verdict. Default [`OnError::Reject`].
     pub on_error: OnError,
-    /// CPU time a single call may take. Default 50ms.
+    /// Time one hooked message may take, instantiation plus call, by the
+    /// wall clock. Default 50ms
+    /// ([`hooks::DEFAULT_DEADLINE`](crate::hooks::DEFAULT_DEADLINE)).
     pub deadline: Duration,
-    /// Most linear memory an instance may grow to. Default 16 MiB.
+    /// Most linear memory an instance may grow to. Default 16 MiB
+    /// ([`hooks::DEFAULT_MAX_MEMORY`](crate::hooks::DEFAULT_MAX_MEMORY)).
     pub max_memory: usize,
     /// Instance life cycle. Default [`HookMode::Fresh`].
     pub mode: HookMode,
@@ -393,52 +429,32 @@ impl HookConfig {
             path,
             config: String::new(),
             methods: None,
-            on_error: OnError::Reject,
-            deadline: Duration::from_millis(50),
-            max_memory: 16 << 20,
-            mode: HookMode::Fresh,
+            on_error: OnError::default(),
+            deadline: crate::hooks::DEFAULT_DEADLINE,
+            max_memory: crate::hooks::DEFAULT_MAX_MEMORY,
+            mode: HookMode::default(),
             grants: Grants::default(),
             headers: Vec::new(),
         }
     }
+
+    /// Adds a request header the hook sees: a header name, not listed yet
+    /// in any case. The error is the problem.
+    pub(crate) fn add_header(&mut self, name: &str) -> Result<(), String> {
+        crate::hooks::check_header_name(name)?;
+        let lower = name.to_ascii_lowercase();
+        if self.headers.contains(&lower) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        self.headers.push(lower);
+        Ok(())
+    }
 }
 
-/// What to do with a message when its hook fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OnError {
-    /// Answer the client with a JSON-RPC error (fail closed).
-    Reject,
-    /// Forward the message as if the hook had said "continue" (fail open).
-    Pass,
-}
-
-/// How hook instances are created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HookMode {
-    /// A fresh instance per hooked message: no state survives between
-    /// messages.
-    Fresh,
-    /// Reuse instances: faster for hooks with costly start-up, but state
-    /// leaks from one message (and one client) to the next.
-    Warm {
-        /// Most instances kept ready. Default 4.
-        pool: usize,
-        /// An instance is discarded after this many calls. Default 1000.
-        recycle_after: u64,
-    },
-}
-
-/// WASI capabilities granted to a hook. A hook never gets the filesystem,
-/// network or environment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Grants {
-    /// Wall and monotonic clocks.
-    pub clock: bool,
-    /// Random numbers.
-    pub random: bool,
-    /// stdout and stderr, into the proxy's own.
-    pub stdio: bool,
-}
+/// The default `pool` of a warm hook ([`HookMode::Warm`]).
+pub const DEFAULT_WARM_POOL: usize = 4;
+/// The default `recycle_after` of a warm hook ([`HookMode::Warm`]).
+pub const DEFAULT_RECYCLE_AFTER: u32 = 1000;
 
 /// `sluice demo`: the embedded demo MCP server behind the proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -523,7 +539,7 @@ impl Config {
     /// `origin` names the text in errors (a file name), relative paths are
     /// joined to `base_dir`, and files are not checked for existence.
     pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        file::parse(text, origin, base_dir)
+        file::parse(&de::Source { text, origin }, base_dir)
     }
 
     /// The route for a request target (origin form: `/path?query`), and the
@@ -562,18 +578,7 @@ impl Config {
     fn with_route(listen: SocketAddr, path: String, upstream: Upstream) -> Config {
         Config {
             listen,
-            routes: vec![Route {
-                name: match &upstream.host {
-                    Host::Name(name) => name.clone(),
-                    ip => ip.to_string(),
-                },
-                path,
-                upstream,
-                transport: Transport::Streamable,
-                legacy_mode: LegacyMode::Session,
-                legacy: Legacy::default(),
-                well_known: true,
-            }],
+            routes: vec![Route::new(path, upstream)],
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             security: Security::defaults_for(listen),
@@ -807,6 +812,42 @@ mod tests {
             (None, "h".to_string()),
         ];
         assert_eq!(unique_names(&n), ["h", "h-2", "h-3", "h-4"]);
+    }
+
+    /// The defaults are core's and the hook host's, not copies of them.
+    #[test]
+    fn defaults_come_from_core_and_the_hook_host() {
+        let core = sluice_core::exchange::Timeouts::recommended();
+        let t = Timeouts::default();
+        assert_eq!(
+            (
+                Some(t.connect),
+                t.response_head,
+                t.stream_idle,
+                t.sse_keepalive
+            ),
+            (
+                core.connect,
+                core.response_head,
+                core.stream_idle,
+                core.sse_keepalive
+            )
+        );
+        assert_eq!(
+            (Some(t.client_head), Some(t.client_idle)),
+            (core.client_request, core.client_idle)
+        );
+        let spec = crate::hooks::HookSpec::new("h", "h.wasm");
+        let hook = HookConfig::new("h".into(), "h.wasm".into());
+        assert_eq!(
+            (hook.deadline, hook.max_memory),
+            (spec.deadline, spec.max_memory_bytes)
+        );
+        assert_eq!(
+            (hook.on_error, hook.mode, hook.grants),
+            (spec.on_error, spec.mode, spec.grants)
+        );
+        assert_eq!(hook.max_memory, 16 << 20, "docs/CONFIG.md says 16 MiB");
     }
 
     #[test]

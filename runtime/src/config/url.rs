@@ -58,7 +58,7 @@ pub struct Upstream {
     /// Percent-escapes are kept as written.
     pub path: String,
     /// The query without its `?`, if the URL has one. It is sent on every
-    /// request to this upstream (see [`Route::upstream_target`](super::Route::upstream_target)).
+    /// request to this upstream (see [`Config::resolve`](super::Config::resolve)).
     pub query: Option<String>,
     /// The value for the `Host` header of requests to this upstream: the
     /// host, plus `:port` when the port is not the scheme's default.

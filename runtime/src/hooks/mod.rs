@@ -71,8 +71,9 @@ pub const HOOK_FAILED_CODE: i64 = sluice_core::exchange::HOOK_FAILED;
 /// spends running other threads: a safety net against runaway guests, set
 /// well above a hook's normal cost (tens of microseconds).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
-/// Default cap on a hook's linear memory, in bytes.
-pub const DEFAULT_MAX_MEMORY: usize = 32 << 20;
+/// Default cap on a hook's linear memory, in bytes: 16 MiB, the config's
+/// documented `max_memory` default (the config takes it from here).
+pub const DEFAULT_MAX_MEMORY: usize = 16 << 20;
 /// Default cap on a message handed to a hook and on a verdict's payload.
 pub const DEFAULT_MAX_MESSAGE: usize = 4 << 20;
 /// Default number of instance slots in the pool, shared by all hooks of a
