@@ -144,6 +144,9 @@ pub enum BridgeError {
         /// The configured limit.
         limit: usize,
     },
+    /// The operating system gave no randomness for a session id, so no
+    /// session was opened (a guessable id is never handed out).
+    NoSessionId,
 }
 
 impl BridgeError {
@@ -155,7 +158,8 @@ impl BridgeError {
             | BridgeError::PostTimeout { .. } => codes::UPSTREAM_TIMEOUT,
             BridgeError::QueueFull { .. }
             | BridgeError::TooManyPending { .. }
-            | BridgeError::TooManySessions { .. } => codes::INTERNAL_ERROR,
+            | BridgeError::TooManySessions { .. }
+            | BridgeError::NoSessionId => codes::INTERNAL_ERROR,
             _ => codes::UPSTREAM_FAILED,
         }
     }
@@ -170,6 +174,7 @@ impl BridgeError {
             BridgeError::QueueFull { .. }
             | BridgeError::TooManyPending { .. }
             | BridgeError::TooManySessions { .. }
+            | BridgeError::NoSessionId
             | BridgeError::ShuttingDown => 503,
             BridgeError::BackendSessionGone
             | BridgeError::SessionDeleted
@@ -282,6 +287,9 @@ impl fmt::Display for BridgeError {
                 "this route already has {limit} legacy backend sessions open (its limit); \
                  try again once one ends"
             ),
+            BridgeError::NoSessionId => {
+                f.write_str("no randomness for a session id; no session was opened")
+            }
         }
     }
 }

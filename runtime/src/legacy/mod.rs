@@ -232,10 +232,13 @@ impl RouteBridge {
                 }
                 return Some(tx);
             }
-            legacy::Dispatch::NewSession => {
-                let id = mint_session_id();
-                (Mode::Session, Key::Session(id.clone()), Some(id))
-            }
+            legacy::Dispatch::NewSession => match mint_session_id() {
+                Ok(id) => (Mode::Session, Key::Session(id.clone()), Some(id)),
+                Err(e) => {
+                    client.send(legacy::refuse_new_session(&req, &e, json));
+                    return None;
+                }
+            },
             legacy::Dispatch::PerRequest => (Mode::PerRequest, Key::PerRequest(stream), None),
         };
         let (tx, rx) = async_channel::unbounded();
@@ -342,24 +345,14 @@ async fn read_answer(
     }
 }
 
-/// 128 random bits as hex: unguessable session ids.
-fn mint_session_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
+/// 128 random bits from the OS's CSPRNG, as hex: unguessable session ids.
+/// Without randomness there is no safe id to hand out, so the session is
+/// refused rather than given a guessable one.
+fn mint_session_id() -> Result<String, legacy::BridgeError> {
     let mut bytes = [0u8; 16];
-    let random = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    if random.is_err() {
-        // No /dev/urandom: SipHash keyed by the std's per-process random keys.
-        for (i, half) in bytes.chunks_mut(8).enumerate() {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_usize(i);
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            half.copy_from_slice(&h.finish().to_le_bytes());
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a session id");
+        legacy::BridgeError::NoSessionId
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
