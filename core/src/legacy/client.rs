@@ -74,10 +74,11 @@ pub fn unknown_session(req: &Request, json: &jsonrpc::Limits) -> AnswerPart {
 }
 
 /// The answer for a request that would need a new backend session the
-/// caller cannot open (`e`: [`BridgeError::TooManySessions`] or
-/// [`BridgeError::ShuttingDown`] or [`BridgeError::NoSessionId`]): `e.status()` (503) with a JSON-RPC error
-/// carrying the request's own id (`null` for anything but a request), so
-/// SDK clients fail that call with a readable message.
+/// caller cannot open (`e`: [`BridgeError::TooManySessions`],
+/// [`BridgeError::ShuttingDown`] or [`BridgeError::NoSessionId`]):
+/// `e.status()` (503) with a JSON-RPC error carrying the request's own id
+/// (`null` for anything but a request), so SDK clients fail that call with
+/// a readable message.
 pub fn refuse_new_session(req: &Request, e: &BridgeError, json: &jsonrpc::Limits) -> AnswerPart {
     let msg = jsonrpc::error_message(
         request_id(req, json).as_ref().map(|i| i.as_bytes()),
