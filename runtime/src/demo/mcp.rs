@@ -352,8 +352,7 @@ fn dispatch(state: &Shared, session: &str, method: &str, params: &Map<String, Va
             };
             let call = tools::call(name, args);
             if !matches!(&call, Call::Error(-32602, _)) {
-                lock(state)
-                    .log(session, INFO, json!(format!("tool {name} called")));
+                lock(state).log(session, INFO, json!(format!("tool {name} called")));
             }
             match call {
                 Call::Done(result) => Outcome::Result(result),

@@ -85,7 +85,9 @@ fn submit(job: Job) -> io::Result<()> {
         if state.threads == 0 {
             // Nobody would ever take it (or the ones queued before it).
             for job in state.jobs.drain(..) {
-                let _ = job.reply.try_send(Err(io::Error::new(e.kind(), e.to_string())));
+                let _ = job
+                    .reply
+                    .try_send(Err(io::Error::new(e.kind(), e.to_string())));
             }
         }
     }

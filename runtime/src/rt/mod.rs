@@ -360,7 +360,10 @@ impl Handle {
 /// If no runtime is running.
 #[cfg_attr(
     not(test),
-    expect(dead_code, reason = "for the legacy bridge, once it leaves smol's executor")
+    expect(
+        dead_code,
+        reason = "for the legacy bridge, once it leaves smol's executor"
+    )
 )]
 pub(crate) fn spawn<F>(future: F) -> Task<F::Output>
 where
@@ -458,10 +461,7 @@ mod tests {
     use std::sync::mpsc;
 
     fn worker_name() -> String {
-        std::thread::current()
-            .name()
-            .unwrap_or_default()
-            .to_owned()
+        std::thread::current().name().unwrap_or_default().to_owned()
     }
 
     #[test]
@@ -642,10 +642,7 @@ mod tests {
         let result = rt
             .handle()
             .block_on(async move { net::Stream::connect(addr, &handle).await.map(drop) });
-        assert_eq!(
-            result.unwrap_err().kind(),
-            io::ErrorKind::ConnectionRefused
-        );
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
         rt.stop();
     }
 }
