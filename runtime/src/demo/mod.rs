@@ -138,10 +138,7 @@ impl Drop for DemoServer {
 }
 
 async fn serve(rt: Handle, listener: TcpListener, stopped: Receiver<()>) {
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|()| Listener::new(listener, rt.local_or_least_loaded().reactor()))
-    {
+    let listener = match Listener::new(listener, rt.local_or_least_loaded().reactor()) {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!(error = %e, "the demo server cannot serve its socket");
