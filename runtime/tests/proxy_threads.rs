@@ -37,7 +37,9 @@ fn start(args: &[&str]) -> (Sluice, SocketAddr, ChildStderr) {
             .expect("sluice starts"),
     );
     let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
+    // Borrowed, not taken: stdout stays open for the lines `sluice demo`
+    // prints next (a closed pipe would make its `println!` panic).
+    BufReader::new(child.0.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
     let addr = line

@@ -213,7 +213,13 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
     let local_addr = listener.local_addr()?;
     let runtime =
         Runtime::start(WORKER_NAME, settings.workers).context("cannot start the worker threads")?;
-    let listener = Listener::new(listener, runtime.first().reactor())?;
+    let listener = match Listener::new(listener, runtime.first().reactor()) {
+        Ok(listener) => listener,
+        Err(e) => {
+            runtime.stop();
+            return Err(e.into());
+        }
+    };
     let (trigger, listener_rx) = async_channel::bounded::<()>(1);
     let shared = Arc::new(Shared {
         exchange: Arc::new(settings.exchange),

@@ -254,7 +254,13 @@ impl Worker {
             std::mem::take(&mut remote.queue)
         };
         drop(late);
-        QUEUE.with(|q| q.borrow_mut().clear());
+        // Taken out before dropping: a drop may wake (queue) another.
+        while let Some(rest) = QUEUE.with(|q| {
+            let mut q = q.borrow_mut();
+            (!q.is_empty()).then(|| std::mem::take(&mut *q))
+        }) {
+            drop(rest);
+        }
         self.forget_finished();
     }
 }
