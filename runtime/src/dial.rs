@@ -19,6 +19,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::TlsConnector;
 use futures_rustls::rustls::pki_types::ServerName;
 
+use crate::rt;
 use crate::rt::net::Stream;
 
 /// Where one upstream listens.
@@ -120,6 +121,9 @@ impl AsyncWrite for Conn {
 /// Opens connections to the upstreams, by index, and keeps idle ones for
 /// reuse.
 pub(crate) struct Dialer {
+    /// The proxy's runtime: a socket opened off its workers (by the legacy
+    /// bridge's tasks) is registered with one of them.
+    rt: rt::Handle,
     targets: Vec<Target>,
     tls: Option<TlsConnector>,
     idle: Mutex<HashMap<usize, Vec<(Conn, Instant)>>>,
@@ -131,12 +135,14 @@ impl Dialer {
     /// A dialer for `targets` (indexed like the router's routes), keeping up
     /// to `max_idle` idle connections per target for `idle_timeout`.
     pub(crate) fn new(
+        rt: rt::Handle,
         targets: Vec<Target>,
         tls: Option<std::sync::Arc<futures_rustls::rustls::ClientConfig>>,
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Self {
         Dialer {
+            rt,
             targets,
             tls: tls.map(TlsConnector::from),
             idle: Mutex::new(HashMap::new()),
@@ -171,7 +177,7 @@ impl Dialer {
     }
 
     async fn connect(&self, host: &str, port: u16, tls: bool) -> io::Result<Conn> {
-        let tcp = connect_tcp(host, port).await?;
+        let tcp = connect_tcp(host, port, &self.rt).await?;
         if !tls {
             return Ok(Conn::Plain(tcp));
         }
@@ -224,18 +230,19 @@ impl Dialer {
     }
 }
 
-/// Resolve and connect, trying each address in turn; TCP_NODELAY set.
-async fn connect_tcp(host: &str, port: u16) -> io::Result<Stream> {
+/// Resolve (a name on the DNS threads, an IP literal here) and connect,
+/// trying each address in turn; TCP_NODELAY set.
+async fn connect_tcp(host: &str, port: u16, rt: &rt::Handle) -> io::Result<Stream> {
     let addrs = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
-        Err(_) => smol::net::resolve((host, port)).await?,
+        Err(_) => rt::dns::resolve(host, port).await?,
     };
     let mut last = io::Error::new(
         io::ErrorKind::NotFound,
         format!("{host} resolved to no address"),
     );
     for addr in addrs {
-        match Stream::connect(addr).await {
+        match Stream::connect(addr, rt).await {
             Ok(tcp) => {
                 tcp.set_nodelay(true)?;
                 return Ok(tcp);

@@ -4,22 +4,23 @@
 //!
 //! What runs where:
 //!
-//! - Client connections run on the proxy's own executor, `rt`: worker
-//!   threads, each an edge-triggered epoll (mio) and an async-task run
-//!   queue. The accept loop is a task on the first worker; each accepted
-//!   connection is one task on the least loaded worker, which also polls the
-//!   connection's upstream socket and runs its hook chains inline (wasmtime
-//!   calls, each bounded by a deadline). Connection deadlines are not
-//!   timers: one ticker thread per proxy wakes the connections that are due.
-//! - The legacy HTTP+SSE bridge's tasks (one per virtual connection, per
-//!   backend session and per POST) run on smol's global executor, because a
-//!   session outlives the client connections that use it; their backend
-//!   sockets are registered with `rt`'s shared reactor thread.
-//! - smol and async-io otherwise serve as helpers: channels, `block_on` on
-//!   the thread that waits for shutdown, async-io timers (the accept
-//!   back-off, shutdown, the bridge's timeouts), DNS lookups on smol's
-//!   blocking pool, and the demo server, which runs on a thread of its own
-//!   with a smol executor.
+//! - Everything runs on one runtime, `rt`: worker threads (`sluice-w0`,
+//!   `sluice-w1`, …), each an edge-triggered poller (smol-rs's `polling`),
+//!   an async-task run queue and a timer list. The accept loop is a task on
+//!   the first worker; each accepted connection is one task on the least
+//!   loaded worker, which also polls the connection's upstream socket and
+//!   runs its hook chains inline (wasmtime calls, each bounded by a
+//!   deadline). Connection deadlines are not timers: one ticker task per
+//!   proxy (one timer) wakes the connections that are due. `sluice demo`'s
+//!   demo server runs on the same workers; signals arrive on a worker's
+//!   poller; the main thread only waits.
+//! - DNS lookups of upstream names run on at most four blocking
+//!   `sluice-dns` threads (`getaddrinfo`), which hand the answer back
+//!   through a channel. They run no reactor.
+//! - The legacy HTTP+SSE bridge's tasks (one per backend session and per
+//!   POST) run on the same workers, spawned with `rt::spawn`, with `rt`
+//!   timers; an exchange reaches its session through a typed link (async
+//!   channels), not a socket.
 //!
 //! No protocol rule lives here: this crate turns core outputs into syscalls
 //! and syscalls into core inputs.

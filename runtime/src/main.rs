@@ -4,9 +4,8 @@
 
 use std::process::ExitCode;
 
-use futures_lite::StreamExt;
 use sluice::config::{Command, Config, Log, LogFormat, LogLevel};
-use sluice::demo::DemoServer;
+use sluice::demo::{DemoListener, DemoServer};
 use sluice::{proxy, settings};
 
 // jemalloc: a proxied request makes ~57 small allocations, and glibc's malloc
@@ -21,8 +20,10 @@ fn main() -> ExitCode {
     let command = Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let result = match command {
         Command::Proxy(config) => run(config, None),
-        Command::Demo(demo) => DemoServer::start()
-            .and_then(|server| run(demo.proxy_config(server.addr()), Some(server))),
+        // Bound first (the proxy's configuration names it), served on the
+        // proxy's workers once they run.
+        Command::Demo(demo) => DemoServer::bind()
+            .and_then(|listener| run(demo.proxy_config(listener.addr()), Some(listener))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,10 +34,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config, demo: Option<DemoServer>) -> anyhow::Result<()> {
+fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     init_logging(&config.log);
     let settings = settings::proxy_settings(&config)?;
     let running = proxy::start(settings)?;
+    // Before the line below: a script that signals as soon as it reads it
+    // must get the graceful shutdown.
+    let signals = running.watch_signals();
+    let demo = demo.map(|listener| listener.serve_on(&running));
     let addr = running.local_addr();
     // One line on stdout that scripts (and people) can rely on.
     println!("sluice listening on http://{addr}");
@@ -56,18 +61,7 @@ fn run(config: Config, demo: Option<DemoServer>) -> anyhow::Result<()> {
         );
         println!("  press Ctrl-C to stop");
     }
-    let left = running.run_until(async {
-        match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
-            Ok(mut signals) => {
-                let signal = signals.next().await;
-                tracing::info!(?signal, "shutting down");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch signals; running until killed");
-                futures_lite::future::pending::<()>().await;
-            }
-        }
-    });
+    let left = running.run_until_signal(signals);
     if left > 0 {
         tracing::warn!(
             connections = left,

@@ -3,14 +3,14 @@
 //! write whole responses or a chunked SSE stream.
 
 use std::io;
-use std::net::TcpStream;
 
-use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use sluice_core::http1::{
     BodyFraming, ChunkedDecoder, HeadScanner, Header, Limits, Parsed, RequestHead, ResponseHead,
     Version, encode_chunk, encode_last_chunk, request_framing, write_response_head,
 };
+
+use crate::rt::net::Stream;
 
 /// Largest request body the demo reads. MCP messages to a demo are small;
 /// anything bigger is a mistake or an attack.
@@ -96,7 +96,7 @@ impl Response {
 
 /// One accepted connection and the bytes read from it but not yet used.
 pub(super) struct Conn {
-    stream: Async<TcpStream>,
+    stream: Stream,
     buf: Vec<u8>,
     scanner: HeadScanner,
     limits: Limits,
@@ -106,7 +106,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: Async<TcpStream>) -> Self {
+    pub fn new(stream: Stream) -> Self {
         Conn {
             stream,
             buf: Vec::new(),

@@ -1,17 +1,17 @@
 //! MCP Streamable HTTP at `/mcp`: POST for messages, GET for the
 //! server-to-client stream, DELETE to end a session.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_io::Timer;
+use async_channel::{Receiver, Sender};
 use futures_lite::future;
 use serde_json::{Map, Value, json};
-use smol::channel::{Receiver, Sender};
+
+use crate::rt::Timer;
 
 use super::http::{Conn, Request, Response};
 use super::tools::{self, Call};
@@ -38,8 +38,13 @@ const LEVELS: &[&str] = &[
 /// The level of the message sent when a tool is called.
 const INFO: usize = 1;
 
-/// Shared by every connection of one server (one thread, so `RefCell`).
-pub(super) type Shared = Rc<RefCell<State>>;
+/// Shared by every connection of one server (they may run on several
+/// workers). Never locked across an `.await`.
+pub(super) type Shared = Arc<Mutex<State>>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// All sessions.
 pub(super) struct State {
@@ -196,7 +201,7 @@ async fn post(state: &Shared, conn: &Conn, req: &Request) -> io::Result<Option<R
                 "Bad Request: missing Mcp-Session-Id (initialize first)",
             )));
         }
-        Some(id) if state.borrow().sessions.contains_key(id) => id.to_owned(),
+        Some(id) if lock(state).sessions.contains_key(id) => id.to_owned(),
         _ => return Ok(Some(http_error(404, -32001, "Session not found"))),
     };
 
@@ -256,7 +261,7 @@ async fn post_one(
 /// A 2025-03-26 batch, answered as one JSON array (no streaming: a
 /// countdown in a batch just waits).
 async fn post_batch(state: &Shared, session: &str, batch: Vec<Value>) -> Response {
-    let version = state.borrow().sessions.get(session).map(|s| s.version);
+    let version = lock(state).sessions.get(session).map(|s| s.version);
     if version != Some("2025-03-26") {
         return invalid_request_msg("batches exist only in protocol version 2025-03-26");
     }
@@ -303,7 +308,7 @@ fn initialize(state: &Shared, message: &Map<String, Value>) -> Response {
         .copied()
         .find(|v| Some(*v) == asked)
         .unwrap_or(LATEST);
-    let mut state = state.borrow_mut();
+    let mut state = lock(state);
     let session = state.new_session_id();
     state.sessions.insert(
         session.clone(),
@@ -347,9 +352,7 @@ fn dispatch(state: &Shared, session: &str, method: &str, params: &Map<String, Va
             };
             let call = tools::call(name, args);
             if !matches!(&call, Call::Error(-32602, _)) {
-                state
-                    .borrow_mut()
-                    .log(session, INFO, json!(format!("tool {name} called")));
+                lock(state).log(session, INFO, json!(format!("tool {name} called")));
             }
             match call {
                 Call::Done(result) => Outcome::Result(result),
@@ -361,7 +364,7 @@ fn dispatch(state: &Shared, session: &str, method: &str, params: &Map<String, Va
             let level = params.get("level").and_then(Value::as_str);
             match LEVELS.iter().position(|l| Some(*l) == level) {
                 Some(level) => {
-                    if let Some(s) = state.borrow_mut().sessions.get_mut(session) {
+                    if let Some(s) = lock(state).sessions.get_mut(session) {
                         s.min_level = level;
                     }
                     Outcome::Result(json!({}))
@@ -384,7 +387,7 @@ async fn get(state: &Shared, conn: &Conn, req: &Request) -> io::Result<Option<Re
         )));
     }
     let rx: Receiver<String> = {
-        let mut state = state.borrow_mut();
+        let mut state = lock(state);
         let Some(session) = session_of(&mut state, req) else {
             return Ok(Some(missing_or_unknown(req)));
         };
@@ -395,7 +398,7 @@ async fn get(state: &Shared, conn: &Conn, req: &Request) -> io::Result<Option<Re
                 "Conflict: this session already has a GET stream",
             )));
         }
-        let (tx, rx) = smol::channel::unbounded();
+        let (tx, rx) = async_channel::unbounded();
         session.listener = Some(tx);
         rx
     };
@@ -418,7 +421,7 @@ async fn get(state: &Shared, conn: &Conn, req: &Request) -> io::Result<Option<Re
 
 /// DELETE: end the session.
 fn delete(state: &Shared, req: &Request) -> Response {
-    let mut state = state.borrow_mut();
+    let mut state = lock(state);
     if session_of(&mut state, req).is_none() {
         return missing_or_unknown(req);
     }

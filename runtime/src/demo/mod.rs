@@ -19,53 +19,66 @@ mod http;
 mod mcp;
 mod tools;
 
-use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::rc::Rc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_io::{Async, Timer};
+use async_channel::{Receiver, Sender};
 use futures_lite::future;
-use smol::LocalExecutor;
-use smol::channel::{Receiver, Sender};
 
+use crate::proxy::RunningProxy;
+use crate::rt::net::{Listener, Stream};
+use crate::rt::{Handle, Runtime, Task, Timer};
 use http::{Conn, ReadError, Response};
 use sluice_core::http1::Version;
 
-/// The demo MCP server, running on its own thread until shut down or
-/// dropped.
-#[derive(Debug)]
+/// The demo MCP server, running until shut down or dropped: on the
+/// workers of the proxy in front of it (`sluice demo`), or on a worker
+/// thread of its own ([`DemoServer::start`]).
 pub struct DemoServer {
     addr: SocketAddr,
     stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// The accept loop; it ends once every connection is closed.
+    serving: Option<Task<()>>,
+    /// The runtime it started for itself, if any.
+    own: Option<Runtime>,
+}
+
+/// The demo server's socket, bound and not yet served: its address goes
+/// into the proxy's configuration before the proxy (whose workers will
+/// serve it) starts.
+pub struct DemoListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for DemoServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DemoServer {
-    /// Bind 127.0.0.1 on a free port and start serving on a new thread.
+    /// Bind 127.0.0.1 on a free port and serve on a worker thread of its
+    /// own (`sluice-demo-w0`).
     pub fn start() -> anyhow::Result<DemoServer> {
+        let listener = DemoServer::bind()?;
+        let runtime = Runtime::start("sluice-demo-w", 1)
+            .context("starting the demo server's worker thread")?;
+        let mut server = listener.serve(runtime.handle());
+        server.own = Some(runtime);
+        Ok(server)
+    }
+
+    /// Bind 127.0.0.1 on a free port; [`DemoListener::serve_on`] serves it.
+    pub fn bind() -> anyhow::Result<DemoListener> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .context("binding the demo server to 127.0.0.1")?;
         let addr = listener.local_addr()?;
-        let listener = Async::new(listener)?;
-        let (stop, stopped) = smol::channel::bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("sluice-demo".to_owned())
-            .spawn(move || {
-                // Connection tasks live in this executor: when `serve`
-                // returns, dropping it cancels them and closes their sockets.
-                // `smol::block_on` drives the reactor on this thread itself.
-                let ex = LocalExecutor::new();
-                smol::block_on(ex.run(serve(&ex, listener, stopped)));
-            })
-            .context("starting the demo server thread")?;
-        Ok(DemoServer {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        Ok(DemoListener { listener, addr })
     }
 
     /// The address the server listens on.
@@ -78,10 +91,34 @@ impl DemoServer {
         format!("http://{}/mcp", self.addr)
     }
 
-    /// Stop serving: close the listener and every connection, and wait for
-    /// the thread to finish.
+    /// Stop serving: close the listener and every connection, and wait
+    /// until they are closed.
     pub fn shutdown(self) {
         // Drop does it.
+    }
+}
+
+impl DemoListener {
+    /// The address it is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serve on the workers of `proxy` (one runtime in the process). Its
+    /// tasks end with [`DemoServer::shutdown`] or when the proxy stops.
+    pub fn serve_on(self, proxy: &RunningProxy) -> DemoServer {
+        self.serve(proxy.runtime())
+    }
+
+    fn serve(self, rt: &Handle) -> DemoServer {
+        let (stop, stopped) = async_channel::bounded(1);
+        let serving = rt.spawn(serve(rt.clone(), self.listener, stopped));
+        DemoServer {
+            addr: self.addr,
+            stop: Some(stop),
+            serving: Some(serving),
+            own: None,
+        }
     }
 }
 
@@ -89,14 +126,28 @@ impl Drop for DemoServer {
     fn drop(&mut self) {
         // Closing the channel wakes the accept loop.
         drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(serving) = self.serving.take() {
+            // Parks this thread; `None` if the runtime stopped (and so
+            // dropped the server's tasks) first.
+            let _ = future::block_on(serving.fallible());
+        }
+        if let Some(runtime) = self.own.take() {
+            runtime.stop();
         }
     }
 }
 
-async fn serve(ex: &LocalExecutor<'_>, listener: Async<TcpListener>, stopped: Receiver<()>) {
-    let state = Rc::new(RefCell::new(mcp::State::new()));
+async fn serve(rt: Handle, listener: TcpListener, stopped: Receiver<()>) {
+    let listener = match Listener::new(listener, rt.local_or_least_loaded().reactor()) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "the demo server cannot serve its socket");
+            return;
+        }
+    };
+    let state = Arc::new(Mutex::new(mcp::State::new()));
+    // Every open connection; dropping a handle cancels its task.
+    let mut connections: Vec<Task<()>> = Vec::new();
     loop {
         let accepted = future::or(
             async {
@@ -107,17 +158,27 @@ async fn serve(ex: &LocalExecutor<'_>, listener: Async<TcpListener>, stopped: Re
         )
         .await;
         match accepted {
-            None => return,
-            Some(Ok((stream, _))) => {
-                let _ = stream.get_ref().set_nodelay(true);
-                ex.spawn(connection(Conn::new(stream), state.clone()))
-                    .detach();
+            None => break,
+            Some(Ok((tcp, _))) => {
+                connections.retain(|c| !c.is_finished());
+                // The connection's task and its socket on one worker.
+                let worker = rt.least_loaded();
+                let stream = match Stream::accepted(tcp, worker.reactor()) {
+                    Ok(stream) => stream,
+                    Err(_) => continue,
+                };
+                let _ = stream.set_nodelay(true);
+                connections.push(worker.spawn(connection(Conn::new(stream), state.clone())));
             }
             // Out of descriptors, most likely: back off instead of spinning.
             Some(Err(_)) => {
                 Timer::after(Duration::from_millis(50)).await;
             }
         }
+    }
+    drop(listener);
+    for c in connections {
+        c.cancel().await;
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_channel::Sender;
-use async_io::Timer;
+use crate::rt::{self, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
     self, BridgeConfig, EndpointWatch, Mode, PostAnswerReader, ProbeStep, StreamId,
@@ -256,7 +256,7 @@ impl RouteBridge {
         });
         let this = self.clone();
         let inbox = tx.clone();
-        smol::spawn(async move { session::run(this, bridge, rx, inbox, key).await }).detach();
+        rt::spawn(async move { session::run(this, bridge, rx, inbox, key).await }).detach();
         Some(tx)
     }
 

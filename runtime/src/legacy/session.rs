@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use async_io::Timer;
+use crate::rt::{self, Timer};
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::legacy::{
@@ -50,7 +50,7 @@ pub(super) async fn run(
 ) {
     let mut clients: HashMap<StreamId, ClientSink> = HashMap::new();
     // The POSTs out now; dropping one's task drops its connection.
-    let mut posts: HashMap<PostId, smol::Task<()>> = HashMap::new();
+    let mut posts: HashMap<PostId, rt::Task<()>> = HashMap::new();
     let mut backend: Option<Conn> = None;
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -73,7 +73,7 @@ pub(super) async fn run(
                     let tx = tx.clone();
                     let limits = route.config.limits.http.clone();
                     let r = route.route;
-                    let task = smol::spawn(async move {
+                    let task = rt::spawn(async move {
                         let outcome = post(&dialer, r, origin, fresh, bytes, &limits).await;
                         let _ = tx.send(Msg::PostDone(id, outcome)).await;
                     });

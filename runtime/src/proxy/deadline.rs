@@ -1,13 +1,14 @@
 //! Coarse deadlines for connections, checked by one ticker per proxy.
 //!
 //! The exchange's deadlines are seconds away (idle, request, connect and
-//! response-head timeouts) and move on every request. An `async-io` timer
-//! per wait costs a reactor wake-up each time it is armed (`write` and `read`
-//! on an eventfd, `timerfd_settime`, `epoll_ctl`): four syscalls, twice per
-//! request. Here a connection only stores its deadline in its own slot; a
-//! single ticker thread scans the slots every [`TICK`] and wakes the connections
-//! whose deadline has passed. A deadline fires up to one tick late, which
-//! second-scale timeouts do not notice; nothing is ever early.
+//! response-head timeouts) and move on every request. A timer per wait
+//! would be armed and cancelled twice per request (with `async-io`, four
+//! syscalls each time; with `rt`'s timers, a locked insert and remove in
+//! an ordered map). Here a connection only stores its deadline in its own
+//! slot; a single ticker task (one `rt` timer, on the first worker) scans the
+//! slots every [`TICK`] and wakes the connections whose deadline has passed.
+//! A deadline fires up to one tick late, which second-scale timeouts do not
+//! notice; nothing is ever early.
 //!
 //! The same scan wakes idle connections when the proxy shuts down.
 
@@ -90,22 +91,17 @@ impl Deadlines {
     }
 }
 
-/// Check the deadlines every [`TICK`] until the proxy is gone, on a thread
-/// of its own: a reactor timer would make every reactor turn of every
-/// worker split the timer map (two allocations per request).
-pub(crate) fn start_ticker(deadlines: Weak<Deadlines>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("sluice-deadlines".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(TICK);
-                let Some(deadlines) = deadlines.upgrade() else {
-                    return;
-                };
-                deadlines.scan(Some(Instant::now()));
-            }
-        })
-        .map(drop)
+/// Check the deadlines every [`TICK`] until the proxy is gone: a task on a
+/// worker, one timer per tick (a timer per connection wait would touch the
+/// worker's timer map twice per request).
+pub(crate) async fn ticker(deadlines: Weak<Deadlines>) {
+    loop {
+        crate::rt::sleep(TICK).await;
+        let Some(deadlines) = deadlines.upgrade() else {
+            return;
+        };
+        deadlines.scan(Some(Instant::now()));
+    }
 }
 
 impl Slot {

@@ -1,4 +1,4 @@
-//! The proxy server: a listener, worker threads (the `rt` executor), a task per
+//! The proxy server: a listener, worker threads (the `rt` runtime), a task per
 //! client connection on the least loaded worker, and graceful shutdown.
 
 mod conn;
@@ -12,13 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_io::Timer;
+use async_channel::{Receiver, Sender};
 use sluice_core::exchange::ExchangeConfig;
-use smol::channel::{Receiver, Sender};
 
 use crate::access::AccessLog;
-use crate::rt::Workers;
 use crate::rt::net::{Listener, Stream};
+use crate::rt::{Runtime, Timer};
 pub use upstream::UpstreamTarget;
 use upstream::Upstreams;
 
@@ -41,13 +40,16 @@ pub struct ProxySettings {
     pub pool_idle: Duration,
     /// How long shutdown waits for in-flight exchanges.
     pub shutdown_grace: Duration,
-    /// Worker threads, each with its own event loop (the `rt` executor).
+    /// Worker threads, each with its own event loop (the `rt` runtime).
     pub workers: usize,
     /// Write an access log line per exchange.
     pub access_log: bool,
     /// The loaded hooks (the exchange's hook filter asks them).
     pub hooks: Option<Arc<crate::hooks::HookHost>>,
 }
+
+/// The worker threads' names: `sluice-w0`, `sluice-w1`, …
+pub const WORKER_NAME: &str = "sluice-w";
 
 /// How long shutdown waits for closed legacy bridges to finish.
 const BRIDGE_CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -91,11 +93,14 @@ impl Shared {
     }
 }
 
+/// SIGINT and SIGTERM, watched since [`RunningProxy::watch_signals`].
+pub struct ShutdownSignals(Option<crate::rt::signal::Signals>);
+
 /// A running proxy. Dropping it does not stop it; call [`RunningProxy::shutdown`].
 pub struct RunningProxy {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    workers: Workers,
+    runtime: Runtime,
     grace: Duration,
     /// Closed once the accept loop has ended (and dropped the listener).
     accept_done: Receiver<()>,
@@ -126,14 +131,18 @@ impl RunningProxy {
         // Stopping the workers before the accept loop has seen the trigger
         // would strand it in the executor, which it keeps alive: the
         // listener would stay open and nothing would ever be dropped.
-        smol::block_on(futures_lite::future::or(
-            async {
-                let _ = self.accept_done.recv().await;
-            },
-            async {
-                Timer::at(deadline).await;
-            },
-        ));
+        let accept_done = self.accept_done;
+        self.runtime.handle().block_on(async move {
+            futures_lite::future::or(
+                async {
+                    let _ = accept_done.recv().await;
+                },
+                async {
+                    Timer::at(deadline).await;
+                },
+            )
+            .await
+        });
         while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -151,14 +160,49 @@ impl RunningProxy {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        self.workers.stop();
+        self.runtime.stop();
         left
     }
 
-    /// Block until a shutdown is requested through `signal`, then shut down.
-    pub fn run_until(self, signal: impl std::future::Future<Output = ()>) -> usize {
-        smol::block_on(signal);
+    /// Block until `signal` is done (it runs on a worker), then shut down.
+    pub fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> usize {
+        self.runtime.handle().block_on(signal);
         self.shutdown()
+    }
+
+    /// Watch SIGINT and SIGTERM from now on (they arrive on a worker's
+    /// poller), for [`RunningProxy::run_until_signal`]. If they cannot be
+    /// watched, says so in the log; the proxy then runs until killed.
+    pub fn watch_signals(&self) -> ShutdownSignals {
+        use crate::rt::signal::{SIGINT, SIGTERM, Signals};
+        match Signals::new(&[SIGINT, SIGTERM], self.runtime.handle()) {
+            Ok(signals) => ShutdownSignals(Some(signals)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch signals; running until killed");
+                ShutdownSignals(None)
+            }
+        }
+    }
+
+    /// Block until one of `signals` arrives, then shut down.
+    pub fn run_until_signal(self, signals: ShutdownSignals) -> usize {
+        self.run_until(async move {
+            let Some(signals) = signals.0 else {
+                return futures_lite::future::pending().await;
+            };
+            match signals.recv().await {
+                Ok(s) => tracing::info!(signal = crate::rt::signal::name(s), "shutting down"),
+                Err(e) => tracing::warn!(error = %e, "watching signals failed; shutting down"),
+            }
+        })
+    }
+
+    /// The proxy's runtime (`sluice demo` runs its demo server on it too).
+    pub(crate) fn runtime(&self) -> &crate::rt::Handle {
+        self.runtime.handle()
     }
 }
 
@@ -167,12 +211,20 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
     let listener = TcpListener::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local_addr = listener.local_addr()?;
-    let workers = Workers::start(settings.workers).context("cannot start the worker threads")?;
-    let listener = Listener::new(listener, workers.first().reactor())?;
-    let (trigger, listener_rx) = smol::channel::bounded::<()>(1);
+    let runtime =
+        Runtime::start(WORKER_NAME, settings.workers).context("cannot start the worker threads")?;
+    let listener = match Listener::new(listener, runtime.first().reactor()) {
+        Ok(listener) => listener,
+        Err(e) => {
+            runtime.stop();
+            return Err(e.into());
+        }
+    };
+    let (trigger, listener_rx) = async_channel::bounded::<()>(1);
     let shared = Arc::new(Shared {
         exchange: Arc::new(settings.exchange),
         upstreams: Upstreams::new(
+            runtime.handle().clone(),
             settings.upstreams,
             settings.tls,
             settings.max_idle_per_upstream,
@@ -189,28 +241,30 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         deadlines: Arc::default(),
         active: AtomicUsize::new(0),
     });
-    let (accept_done_tx, accept_done) = smol::channel::bounded::<()>(1);
+    let (accept_done_tx, accept_done) = async_channel::bounded::<()>(1);
     let accept = {
         let shared = shared.clone();
-        let workers = workers.handle();
+        let workers = runtime.handle().clone();
         async move {
             accept_loop(listener, shared, workers).await;
             drop(accept_done_tx);
         }
     };
-    workers.first().spawn(accept);
-    deadline::start_ticker(Arc::downgrade(&shared.deadlines))
-        .context("cannot start the deadline thread")?;
+    runtime.first().spawn(accept).detach();
+    runtime
+        .first()
+        .spawn(deadline::ticker(Arc::downgrade(&shared.deadlines)))
+        .detach();
     Ok(RunningProxy {
         local_addr,
         shared,
-        workers,
+        runtime,
         grace: settings.shutdown_grace,
         accept_done,
     })
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>, workers: crate::rt::WorkersHandle) {
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, workers: crate::rt::Handle) {
     let mut shutdown = shared.shutdown.listen();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -233,10 +287,12 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, workers: crate::rt
                 };
                 let shared = shared.clone();
                 shared.active.fetch_add(1, Ordering::AcqRel);
-                worker.spawn(async move {
-                    conn::serve(stream, peer, shared.clone()).await;
-                    shared.active.fetch_sub(1, Ordering::AcqRel);
-                });
+                worker
+                    .spawn(async move {
+                        conn::serve(stream, peer, shared.clone()).await;
+                        shared.active.fetch_sub(1, Ordering::AcqRel);
+                    })
+                    .detach();
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, don't spin.

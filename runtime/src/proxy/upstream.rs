@@ -77,14 +77,17 @@ enum RouteKind {
 }
 
 impl Upstreams {
-    /// Upstreams for `targets` (indexed like the router's routes).
+    /// Upstreams for `targets` (indexed like the router's routes), their
+    /// sockets on `rt`'s workers.
     pub fn new(
+        rt: crate::rt::Handle,
         targets: Vec<UpstreamTarget>,
         tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Self {
         let dialer = Arc::new(Dialer::new(
+            rt,
             targets
                 .iter()
                 .map(|t| dial::Target {

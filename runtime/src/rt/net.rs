@@ -1,82 +1,83 @@
-//! TCP sockets on the workers' reactors.
+//! TCP sockets on the workers' pollers: `std::net` sockets in non-blocking
+//! mode, each registered with one worker.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
-use super::reactor::{READ, Reactor, Registration, WRITE};
+use super::reactor::{READ, Reactor, Source, WRITE};
 
-/// A non-blocking TCP stream registered with a reactor.
+/// A non-blocking TCP stream registered with a worker's reactor.
 pub struct Stream {
-    // Declared before `io`: the registration is forgotten before the socket closes.
-    reg: Registration,
-    io: mio::net::TcpStream,
+    io: Source<TcpStream>,
 }
 
 impl Stream {
-    /// Register `io`, assumed ready in the directions of `ready` until an
-    /// event says otherwise: a read or write tries first, and only a short
-    /// or refused one makes the next attempt wait for the reactor.
-    fn register(
-        mut io: mio::net::TcpStream,
-        reactor: &Arc<Reactor>,
-        ready: usize,
-    ) -> io::Result<Self> {
-        let reg = reactor.register(&mut io, ready)?;
-        Ok(Stream { reg, io })
+    /// Register `io` (already non-blocking), assumed ready in the
+    /// directions of `ready` until an event says otherwise: a read or write
+    /// tries first, and only a refused (or, writing, short) one makes the
+    /// next attempt wait for the reactor.
+    fn register(io: TcpStream, reactor: &Arc<Reactor>, ready: usize) -> io::Result<Self> {
+        Ok(Stream {
+            io: Source::new(io, reactor, ready)?,
+        })
     }
 
-    /// Adopt an accepted connection onto `reactor` (a client's request is
-    /// usually there already: the first read does not wait).
-    pub(crate) fn accepted(io: mio::net::TcpStream, reactor: &Arc<Reactor>) -> io::Result<Self> {
+    /// Adopt a connection from [`Listener::accept`] onto `reactor` (a
+    /// client's request is usually there already: the first read does not
+    /// wait).
+    pub(crate) fn accepted(io: TcpStream, reactor: &Arc<Reactor>) -> io::Result<Self> {
         Self::register(io, reactor, READ | WRITE)
     }
 
-    /// Connect to `addr` (on this worker's reactor, or the shared one off
-    /// the workers) and wait for the handshake.
-    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let io = mio::net::TcpStream::connect(addr)?;
-        let stream = Self::register(io, &super::current_reactor()?, 0)?;
-        futures_lite::future::poll_fn(|cx| stream.reg.state().poll_ready(WRITE, cx)).await;
-        if let Some(e) = stream.io.take_error()? {
+    /// Connect to `addr` and wait for the handshake. The socket lives on
+    /// the worker running this task, or, off the workers, on the least
+    /// loaded worker of `rt`.
+    pub(crate) async fn connect(addr: SocketAddr, rt: &super::Handle) -> io::Result<Self> {
+        let reactor = rt.local_or_least_loaded().reactor().clone();
+        let stream = Self::register(connect_nonblocking(addr)?, &reactor, 0)?;
+        futures_lite::future::poll_fn(|cx| stream.io.state().poll_ready(WRITE, cx)).await;
+        let tcp = stream.io.get_ref();
+        if let Some(e) = tcp.take_error()? {
             return Err(e);
         }
-        // Writable without an error can still mean "not connected" (mio's docs).
-        stream.io.peer_addr()?;
+        // Writable without an error can still mean "not connected".
+        tcp.peer_addr()?;
         Ok(stream)
     }
 
     /// Ready to read (or at EOF, or in error) now, or the task is woken when it is.
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.reg.state().poll_ready(READ, cx)
+        self.io.state().poll_ready(READ, cx)
     }
 
-    /// One read. One that comes back short (but not at EOF) drained the
-    /// socket: the next wait asks the reactor instead of reading into `EAGAIN`.
+    /// One read. Only a refused one (`WouldBlock`) marks the socket drained:
+    /// a short read may have left a FIN behind it, which no further event
+    /// would report (see the reactor's notes on `polling`).
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.reg
-            .attempt(READ, || (&self.io).read(buf), |&n| n > 0 && n < len)
+        self.io.attempt(READ, |mut io| io.read(buf), |_| false)
     }
 
     /// Peek without consuming (the pool's liveness check).
     pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reg.attempt(READ, || self.io.peek(buf), |_| false)
+        self.io.attempt(READ, |io| io.peek(buf), |_| false)
     }
 
+    /// One gathered write; a short one means the send buffer is full (the
+    /// next attempt waits for the reactor).
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let want: usize = bufs.iter().map(|b| b.len()).sum();
-        self.reg
-            .attempt(WRITE, || (&self.io).write_vectored(bufs), |&n| n < want)
+        self.io
+            .attempt(WRITE, |mut io| io.write_vectored(bufs), |&n| n < want)
     }
 
     /// Read once the socket is ready; `Pending` until then.
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.reg.poll_attempt(READ, cx, || self.try_read(buf))
+        self.io.poll_attempt(READ, cx, || self.try_read(buf))
     }
 
     /// Write once the socket is ready; `Pending` until then.
@@ -85,24 +86,46 @@ impl Stream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.reg
+        self.io
             .poll_attempt(WRITE, cx, || self.try_write_vectored(bufs))
     }
 
     /// `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        self.io.set_nodelay(on)
+        self.io.get_ref().set_nodelay(on)
     }
 
     /// Shut down one or both directions.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.io.shutdown(how)
+        self.io.get_ref().shutdown(how)
     }
 
     /// Whether this socket's events are delivered by the current worker.
     pub(crate) fn is_local(&self) -> bool {
-        super::with_local_reactor(|r| self.reg.belongs_to(r)).unwrap_or(false)
+        super::with_local_reactor(|r| self.io.belongs_to(r)).unwrap_or(false)
     }
+}
+
+/// A TCP socket whose connect to `addr` is under way (`std::net` only
+/// connects blocking).
+fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::INPROGRESS => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(TcpStream::from(fd))
 }
 
 macro_rules! async_io_traits {
@@ -148,27 +171,38 @@ macro_rules! async_io_traits {
 async_io_traits!(Stream);
 async_io_traits!(&Stream);
 
-/// A listening socket registered with a reactor.
+/// A listening socket registered with a worker's reactor.
 pub(crate) struct Listener {
-    reg: Registration,
-    io: mio::net::TcpListener,
+    io: Source<TcpListener>,
 }
 
 impl Listener {
-    pub(crate) fn new(listener: std::net::TcpListener, reactor: &Arc<Reactor>) -> io::Result<Self> {
+    pub(crate) fn new(listener: TcpListener, reactor: &Arc<Reactor>) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
-        let mut io = mio::net::TcpListener::from_std(listener);
-        let reg = reactor.register(&mut io, READ)?;
-        Ok(Listener { reg, io })
+        Ok(Listener {
+            io: Source::new(listener, reactor, READ)?,
+        })
     }
 
-    /// The next connection.
-    pub(crate) async fn accept(&self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
+    /// The next connection, already non-blocking (`accept4`, no `ioctl`
+    /// after it), for [`Stream::accepted`].
+    pub(crate) async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         futures_lite::future::poll_fn(|cx| {
-            self.reg.poll_attempt(READ, cx, || {
-                self.reg.attempt(READ, || self.io.accept(), |_| false)
-            })
+            self.io
+                .poll_attempt(READ, cx, || self.io.attempt(READ, accept, |_| false))
         })
         .await
     }
+}
+
+fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    use rustix::net::SocketFlags;
+    let (fd, peer) =
+        rustix::net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    let stream = TcpStream::from(fd);
+    let peer = match peer.map(SocketAddr::try_from) {
+        Some(Ok(peer)) => peer,
+        _ => stream.peer_addr()?,
+    };
+    Ok((stream, peer))
 }

@@ -1,40 +1,52 @@
-//! One epoll instance per worker, edge-triggered: a socket is registered
-//! once for reads and writes and never re-armed, and a wait is one
-//! `epoll_wait` (async-io's reactor made five syscalls per wait plus one
-//! `epoll_ctl` per socket per wait).
+//! One poller (`polling`, epoll on Linux) per worker, edge-triggered: a
+//! source is registered once for reads and writes and never re-armed
+//! (`PollMode::Edge`, not `Oneshot`), and a worker's wait reports every
+//! ready source at once.
 //!
-//! Readiness is kept per socket as two bits and an event count. A bit is
-//! set by an event and cleared by the task that found the socket drained
-//! (a read or write that came back short or `WouldBlock`), unless an event
-//! arrived since the task looked: then the bit stays and the task tries
-//! again. Sockets may be used from any thread; their events are delivered
-//! by the worker whose epoll they are registered with.
+//! Readiness is kept per source as two bits and an event count. A bit is
+//! set by an event and cleared by the task that found the source drained
+//! (a read that came back `WouldBlock`, a write that came back short or
+//! `WouldBlock`), unless an event arrived since the task looked: then the
+//! bit stays and the task tries again. Sources may be used from any thread;
+//! their events are delivered by the worker whose poller they are
+//! registered with.
+//!
+//! What `polling` changes against the mio version of this reactor, by
+//! necessity (its API offers no way around either):
+//! - It registers no `EPOLLRDHUP`, so an event cannot tell that the peer
+//!   sent its FIN. With edge triggering, data and a FIN that arrive together
+//!   are one event; a short read of that data is therefore no proof that
+//!   the socket is drained (the FIN is still to be read as EOF), and only a
+//!   read that comes back `WouldBlock` clears the read bit: a read cycle
+//!   ends with one more `read` than with mio.
+//! - Its epoll wait is `timerfd_settime` + `epoll_ctl` (arming its timerfd,
+//!   even without a timeout) + `epoll_wait` + `read` + `epoll_ctl` (clearing
+//!   and re-arming its notifier): five syscalls per wait where mio made one.
+//! - A source must be deleted from the poller before it is closed: one
+//!   `epoll_ctl` per socket when it is dropped.
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use mio::{Events, Interest, Token};
+use polling::{Event, Events, PollMode, Poller};
 use slab::Slab;
 
 /// The socket can be read.
 pub(crate) const READ: usize = 0b0001;
 /// The socket can be written.
 pub(crate) const WRITE: usize = 0b0010;
-/// The peer closed its side or the socket is in error: reads never block
-/// again. Never cleared: with edge triggering, a FIN that came in the same
-/// event as the last data is reported once, and a short read of that data
-/// must not make the task wait for a second report.
+/// The socket is shut down both ways or in error: reads never block
+/// again. Never cleared: the event that says so is reported once.
 const READ_CLOSED: usize = READ << 2;
 /// Writes never block again (the socket is in error or shut down).
 const WRITE_CLOSED: usize = WRITE << 2;
 /// One event, counted in the bits above the readiness bits.
 const EVENT: usize = 0b1_0000;
 const BITS: usize = READ | WRITE | READ_CLOSED | WRITE_CLOSED;
-
-/// The waker token: a wake-up from another thread.
-const WAKE: Token = Token(usize::MAX);
 
 /// What one socket's reactor knows, and who waits on it: one task per
 /// direction (a second waiter would replace the first, which every user
@@ -139,62 +151,34 @@ impl IoState {
     }
 }
 
-/// A worker's epoll registry and the sockets registered with it.
+/// A worker's poller and the sources registered with it.
 pub(crate) struct Reactor {
-    registry: mio::Registry,
-    waker: mio::Waker,
+    poller: Poller,
     sources: Mutex<Slab<Arc<IoState>>>,
 }
 
 impl Reactor {
-    /// A reactor and the `Poll` its worker waits on.
-    pub(crate) fn new() -> io::Result<(Arc<Reactor>, mio::Poll)> {
-        let poll = mio::Poll::new()?;
-        let registry = poll.registry().try_clone()?;
-        let waker = mio::Waker::new(poll.registry(), WAKE)?;
-        Ok((
-            Arc::new(Reactor {
-                registry,
-                waker,
-                sources: Mutex::new(Slab::new()),
-            }),
-            poll,
-        ))
+    pub(crate) fn new() -> io::Result<Arc<Reactor>> {
+        Ok(Arc::new(Reactor {
+            poller: Poller::new()?,
+            sources: Mutex::new(Slab::new()),
+        }))
     }
 
-    /// Register `source` for reads and writes, edge-triggered, with
-    /// `initial` readiness assumed until the first event.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        source: &mut impl mio::event::Source,
-        initial: usize,
-    ) -> io::Result<Registration> {
-        let state = Arc::new(IoState {
-            readiness: AtomicUsize::new(initial & BITS),
-            waiters: Mutex::default(),
-        });
-        let key = lock(&self.sources).insert(state.clone());
-        if let Err(e) =
-            self.registry
-                .register(source, Token(key), Interest::READABLE | Interest::WRITABLE)
-        {
-            lock(&self.sources).remove(key);
-            return Err(e);
-        }
-        Ok(Registration {
-            reactor: self.clone(),
-            key,
-            state,
-        })
+    /// Wait for events (at most `timeout`; `None` waits until one comes or
+    /// [`Reactor::wake`] is called). Only the worker calls this.
+    pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        events.clear();
+        self.poller.wait(events, timeout).map(drop)
     }
 
-    /// Interrupt the worker's wait.
+    /// Interrupt the worker's wait (or make its next one return at once).
     pub(crate) fn wake(&self) {
         // Fails only if the eventfd cannot be written, which cannot be retried.
-        let _ = self.waker.wake();
+        let _ = self.poller.notify();
     }
 
-    /// Hand the events of one wait to the sockets they concern. `ready` is
+    /// Hand the events of one wait to the sources they concern. `ready` is
     /// scratch space: the tasks are woken after the registry's lock is let
     /// go, so a wake-up that ends up dropping a socket cannot deadlock.
     pub(crate) fn dispatch(&self, events: &Events, ready: &mut Vec<(Arc<IoState>, usize)>) {
@@ -203,28 +187,25 @@ impl Reactor {
         }
         {
             let sources = lock(&self.sources);
-            for event in events {
-                if event.token() == WAKE {
-                    continue;
-                }
-                // A socket closed since the wait may have left an event for
+            // `iter` leaves out the poller's own wake-up events.
+            for event in events.iter() {
+                // A source closed since the wait may have left an event for
                 // a slot now reused: a spurious readiness, which a read or
                 // write that finds nothing turns back into a wait.
-                let Some(state) = sources.get(event.token().0) else {
+                let Some(state) = sources.get(event.key) else {
                     continue;
                 };
                 let mut bits = 0;
-                if event.is_readable() {
+                if event.readable {
                     bits |= READ;
                 }
-                if event.is_writable() {
+                if event.writable {
                     bits |= WRITE;
                 }
-                if event.is_read_closed() || event.is_error() {
-                    bits |= READ_CLOSED;
-                }
-                if event.is_write_closed() || event.is_error() {
-                    bits |= WRITE_CLOSED;
+                // EPOLLHUP (both directions shut, or a reset) or EPOLLERR:
+                // neither direction blocks again.
+                if event.is_interrupt() || event.is_err() == Some(true) {
+                    bits |= READ_CLOSED | WRITE_CLOSED;
                 }
                 if bits != 0 {
                     ready.push((state.clone(), bits));
@@ -237,30 +218,66 @@ impl Reactor {
     }
 }
 
-/// A socket's place in a reactor; dropping it forgets the socket (closing
-/// the descriptor removes it from the epoll set, so no `epoll_ctl`).
-pub(crate) struct Registration {
+/// An I/O object registered with a reactor, edge-triggered, for reads and
+/// writes, once: never re-armed. Dropping it removes it from the poller,
+/// then closes it.
+pub(crate) struct Source<T: AsFd> {
     reactor: Arc<Reactor>,
     key: usize,
     state: Arc<IoState>,
+    io: T,
 }
 
-impl Registration {
+impl<T: AsFd> Source<T> {
+    /// Register `io` (non-blocking) with `reactor`, with `initial`
+    /// readiness assumed until the first event.
+    pub(crate) fn new(io: T, reactor: &Arc<Reactor>, initial: usize) -> io::Result<Self> {
+        let state = Arc::new(IoState {
+            readiness: AtomicUsize::new(initial & BITS),
+            waiters: Mutex::default(),
+        });
+        let key = lock(&reactor.sources).insert(state.clone());
+        // SAFETY: polling requires a source to be deleted from the poller
+        // before it is closed. `io` is owned here and closed only when this
+        // `Source` drops, and `Drop` deletes it first; nothing else can
+        // close it through the shared reference `get_ref` hands out.
+        #[allow(unsafe_code)]
+        let added = unsafe {
+            reactor
+                .poller
+                .add_with_mode(io.as_fd().as_raw_fd(), Event::all(key), PollMode::Edge)
+        };
+        if let Err(e) = added {
+            lock(&reactor.sources).remove(key);
+            return Err(e);
+        }
+        Ok(Source {
+            reactor: reactor.clone(),
+            key,
+            state,
+            io,
+        })
+    }
+
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.io
+    }
+
     pub(crate) fn state(&self) -> &IoState {
         &self.state
     }
 
     /// One non-blocking operation in `dir`. A refusal (`WouldBlock`), or a
-    /// result `drained` calls short, marks the socket drained so the next
+    /// result `drained` calls short, marks the source drained so the next
     /// wait asks the reactor, unless an event came in meanwhile.
     pub(crate) fn attempt<R>(
         &self,
         dir: usize,
-        op: impl FnOnce() -> io::Result<R>,
+        op: impl FnOnce(&T) -> io::Result<R>,
         drained: impl FnOnce(&R) -> bool,
     ) -> io::Result<R> {
         let snapshot = self.state.snapshot();
-        let result = op();
+        let result = op(&self.io);
         let empty = match &result {
             Ok(r) => drained(r),
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
@@ -271,7 +288,7 @@ impl Registration {
         result
     }
 
-    /// `attempt` (made by `op`) each time the socket is ready in `dir`,
+    /// `attempt` (made by `op`) each time the source is ready in `dir`,
     /// until it neither refuses nor is interrupted; `Pending` while not ready.
     pub(crate) fn poll_attempt<R>(
         &self,
@@ -292,14 +309,18 @@ impl Registration {
         }
     }
 
-    /// Whether this socket's events are delivered by `reactor`.
+    /// Whether this source's events are delivered by `reactor`.
     pub(crate) fn belongs_to(&self, reactor: &Arc<Reactor>) -> bool {
         Arc::ptr_eq(&self.reactor, reactor)
     }
 }
 
-impl Drop for Registration {
+impl<T: AsFd> Drop for Source<T> {
     fn drop(&mut self) {
+        // One `epoll_ctl` per source: polling's contract (closing the
+        // descriptor would remove it from an epoll set by itself, which
+        // is what the mio version relied on).
+        let _ = self.reactor.poller.delete(self.io.as_fd());
         lock(&self.reactor.sources).try_remove(self.key);
     }
 }
@@ -341,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_close_stays_readable_after_a_short_read() {
+    fn a_hang_up_stays_readable_after_a_read_found_nothing() {
         let s = state(0);
         s.deliver(READ | READ_CLOSED);
         let seen = s.snapshot();

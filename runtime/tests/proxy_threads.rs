@@ -1,0 +1,174 @@
+//! One runtime in the binary: the threads of a running sluice process are
+//! main, the `rt` workers and the blocking DNS threads, nothing that runs
+//! a reactor or executor of its own (async-io's `async-io`, smol's
+//! `blocking-*` and executor threads, a `sluice-io` reactor, a deadline
+//! thread). And SIGTERM/SIGINT, which arrive on a worker's poller, still
+//! shut it down gracefully.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The sluice process, killed by pid if the test ends before it exits.
+struct Sluice(Child);
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the binary with `args`; returns it, the address it listens on and
+/// its log.
+fn start(args: &[&str]) -> (Sluice, SocketAddr, ChildStderr) {
+    let mut child = Sluice(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sluice starts"),
+    );
+    let mut line = String::new();
+    // Borrowed, not taken: stdout stays open for the lines `sluice demo`
+    // prints next (a closed pipe would make its `println!` panic).
+    BufReader::new(child.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("sluice listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    (child, addr, stderr)
+}
+
+/// The names of the process's threads (`/proc/<pid>/task/*/comm`), sorted.
+fn threads(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every thread is main (`sluice`), a worker or a DNS thread.
+fn assert_one_runtime(names: &[String], workers: usize) {
+    for name in names {
+        let known = name == "sluice"
+            || name == "sluice-dns"
+            || name
+                .strip_prefix("sluice-w")
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| i < workers);
+        assert!(known, "unexpected thread {name:?} in {names:?}");
+    }
+    assert_eq!(
+        names.iter().filter(|n| *n == "sluice").count(),
+        1,
+        "{names:?}"
+    );
+    for i in 0..workers {
+        assert!(names.contains(&format!("sluice-w{i}")), "{names:?}");
+    }
+}
+
+/// Signal `child` and wait for it to exit on its own; returns its log.
+fn signal_and_wait(child: &mut Sluice, signal: &str, stderr: ChildStderr) -> String {
+    let status = Command::new("kill")
+        .args([signal, &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sluice still runs after {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    BufReader::new(stderr).read_to_string(&mut log).unwrap();
+    assert!(exit.success(), "{exit:?}\n{log}");
+    log
+}
+
+#[test]
+fn a_proxy_runs_on_its_workers_and_dns_threads_and_stops_on_sigterm() {
+    let up = upstream(|conn, _| {
+        json_response(conn, r#"{"jsonrpc":"2.0","id":"abc","result":{}}"#);
+        true
+    });
+    // A host name, not an IP literal: the connect goes through a DNS thread.
+    let upstream_url = format!("http://localhost:{}/mcp", up.addr.port());
+    let (mut child, addr, stderr) = start(&[
+        "--upstream",
+        &upstream_url,
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    let mut c = connect(addr);
+    c.write_all(&post(CALL)).unwrap();
+    let r = read_response(&mut c, "POST");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let names = threads(child.0.id());
+    assert_one_runtime(&names, 2);
+    assert!(
+        names.iter().any(|n| n == "sluice-dns"),
+        "the name was resolved on a DNS thread: {names:?}"
+    );
+
+    // `c` is an idle keep-alive connection: shutdown closes it at once.
+    let log = signal_and_wait(&mut child, "-TERM", stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("shutting down") && l.contains("SIGTERM")),
+        "{log}"
+    );
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}
+
+#[test]
+fn sluice_demo_serves_its_demo_server_on_the_proxys_workers_and_stops_on_sigint() {
+    let (mut child, addr, stderr) = start(&["demo", "--listen", "127.0.0.1:0"]);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut c = connect(addr);
+    c.write_all(&post(init)).unwrap();
+    let r = read_response(&mut c, "POST");
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(c);
+
+    let names = threads(child.0.id());
+    // No `sluice-demo` thread, no `sluice-dns` (the demo is at 127.0.0.1).
+    let workers = names.iter().filter(|n| n.starts_with("sluice-w")).count();
+    assert!(workers >= 1, "{names:?}");
+    assert_one_runtime(&names, workers);
+    assert!(!names.iter().any(|n| n == "sluice-dns"), "{names:?}");
+
+    let log = signal_and_wait(&mut child, "-INT", stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("shutting down") && l.contains("SIGINT")),
+        "{log}"
+    );
+}
