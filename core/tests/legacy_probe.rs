@@ -850,6 +850,48 @@ fn an_early_handle_timeout_does_nothing() {
     assert!(!p.is_done());
 }
 
+#[test]
+fn a_connect_report_with_no_connect_in_progress_is_ignored() {
+    // Found by the fuzzer: a second `connected` used to lose the state.
+    let t0 = Instant::now();
+    let mut p = Probe::new(config(), t0);
+    assert_eq!(p.poll_output(), Some(ProbeOutput::Connect));
+    p.connected(t0);
+    assert!(matches!(p.poll_output(), Some(ProbeOutput::Send(_))));
+    p.connected(t0);
+    p.connect_failed("late", t0);
+    assert_eq!(p.poll_output(), None);
+    assert!(!p.is_done());
+    p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", t0);
+    assert_eq!(p.poll_output(), Some(ProbeOutput::Close));
+    assert_eq!(
+        p.poll_output(),
+        Some(ProbeOutput::Done(ProbeResult::Streamable {
+            status: 200,
+            cleanup: Cleanup::NotNeeded
+        }))
+    );
+}
+
+#[test]
+fn a_connect_failure_past_the_deadline_is_the_deadline_with_no_close() {
+    // Found by the fuzzer: no `Close` follows a `connect_failed`, ever.
+    let t0 = Instant::now();
+    let mut p = Probe::new(config(), t0);
+    assert_eq!(p.poll_output(), Some(ProbeOutput::Connect));
+    p.connect_failed("refused", t0 + TIMEOUT);
+    assert_eq!(
+        p.poll_output(),
+        Some(ProbeOutput::Done(ProbeResult::Inconclusive(
+            ProbeFailure::Timeout {
+                stage: ProbeStage::Post,
+                waited_ms: 10_000
+            }
+        )))
+    );
+    assert_eq!(p.poll_output(), None);
+}
+
 // -- starting from the client's own answer -----------------------------------------------
 
 #[test]

@@ -485,7 +485,7 @@ impl Probe {
         if self.expired(now) {
             return;
         }
-        let State::Connecting(next) = std::mem::replace(&mut self.state, State::Done) else {
+        let Some(next) = self.take_connecting() else {
             return;
         };
         let c = &self.config;
@@ -513,24 +513,21 @@ impl Probe {
     /// The connection asked for by [`ProbeOutput::Connect`] could not be
     /// opened (no `Close` follows for it).
     pub fn connect_failed(&mut self, detail: &str, now: Instant) {
-        if self.expired(now) {
-            return;
-        }
-        let State::Connecting(next) = std::mem::replace(&mut self.state, State::Done) else {
+        let Some(next) = self.take_connecting() else {
+            self.expired(now);
             return;
         };
-        let failure = |stage| ProbeFailure::ConnectFailed {
-            stage,
-            detail: detail.to_owned(),
+        // No connection is held from here on: no `Close`, whatever the end.
+        let step = next.step();
+        let failure = if now >= self.deadline {
+            self.timeout(step)
+        } else {
+            ProbeFailure::ConnectFailed {
+                stage: step.stage(),
+                detail: detail.to_owned(),
+            }
         };
-        self.finish(match next {
-            Next::Post => ProbeResult::Inconclusive(failure(ProbeStage::Post)),
-            Next::Stream => ProbeResult::Inconclusive(failure(ProbeStage::Stream)),
-            Next::Cleanup { status, .. } => ProbeResult::Streamable {
-                status,
-                cleanup: Cleanup::Failed(failure(ProbeStage::Cleanup)),
-            },
-        });
+        self.finish(step.failed(failure));
     }
 
     /// Bytes read from the connection, in any split.
@@ -612,6 +609,18 @@ impl Probe {
     }
 
     // -- transitions --------------------------------------------------------------
+
+    /// What the connection being opened is for, leaving the state to the
+    /// caller; `None` (state untouched) when no connect is in progress.
+    fn take_connecting(&mut self) -> Option<Next> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Connecting(next) => Some(next),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
 
     fn connect(&mut self, next: Next) {
         self.state = State::Connecting(next);
@@ -702,25 +711,66 @@ impl Probe {
         if now < self.deadline {
             return self.is_done();
         }
-        let waited_ms = self.config.timeout.as_millis().min(u128::from(u64::MAX)) as u64;
-        let timeout = |stage| ProbeFailure::Timeout { stage, waited_ms };
-        let result = match std::mem::replace(&mut self.state, State::Done) {
+        let step = match std::mem::replace(&mut self.state, State::Done) {
             State::Done => return true,
-            State::Connecting(Next::Post) | State::Posting(_) => {
-                ProbeResult::Inconclusive(timeout(ProbeStage::Post))
-            }
-            State::Connecting(Next::Stream) | State::Watching(_) => {
-                ProbeResult::Inconclusive(timeout(ProbeStage::Stream))
-            }
-            State::Connecting(Next::Cleanup { status, .. }) | State::CleaningUp { status, .. } => {
-                ProbeResult::Streamable {
-                    status,
-                    cleanup: Cleanup::Failed(timeout(ProbeStage::Cleanup)),
-                }
-            }
+            State::Connecting(next) => next.step(),
+            State::Posting(_) => Step::Post,
+            State::Watching(_) => Step::Stream,
+            State::CleaningUp { status, .. } => Step::Cleanup { status },
         };
-        self.close_and_finish(result);
+        let failure = self.timeout(step);
+        self.close_and_finish(step.failed(failure));
         true
+    }
+
+    fn timeout(&self, step: Step) -> ProbeFailure {
+        ProbeFailure::Timeout {
+            stage: step.stage(),
+            waited_ms: self.config.timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+        }
+    }
+}
+
+/// Where a probe stands, for its failures.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Post,
+    Stream,
+    /// `status`: the POST's, the evidence for `Streamable` in hand.
+    Cleanup {
+        status: u16,
+    },
+}
+
+impl Step {
+    fn stage(self) -> ProbeStage {
+        match self {
+            Step::Post => ProbeStage::Post,
+            Step::Stream => ProbeStage::Stream,
+            Step::Cleanup { .. } => ProbeStage::Cleanup,
+        }
+    }
+
+    /// The result of `failure` at this step: a failed cleanup keeps the
+    /// verdict.
+    fn failed(self, failure: ProbeFailure) -> ProbeResult {
+        match self {
+            Step::Post | Step::Stream => ProbeResult::Inconclusive(failure),
+            Step::Cleanup { status } => ProbeResult::Streamable {
+                status,
+                cleanup: Cleanup::Failed(failure),
+            },
+        }
+    }
+}
+
+impl Next {
+    fn step(&self) -> Step {
+        match self {
+            Next::Post => Step::Post,
+            Next::Stream => Step::Stream,
+            Next::Cleanup { status, .. } => Step::Cleanup { status: *status },
+        }
     }
 }
 
