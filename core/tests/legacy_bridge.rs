@@ -1158,46 +1158,6 @@ fn dispatch_rules() {
     assert!(gone.json()["id"] == "q", "the request's own id");
 }
 
-// -- the auto probe ---------------------------------------------------------------------
-
-#[test]
-fn probe_steps_and_endpoint_watch() {
-    let p = probe_request("h:1", "/mcp", &[]);
-    let (head, body) = split_body(&p);
-    assert!(head.starts_with("POST /mcp HTTP/1.1\r\nHost: h:1\r\n"));
-    assert!(head.contains("Accept: application/json, text/event-stream"));
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["method"], "initialize");
-
-    let answer = |wire: &[u8]| {
-        let mut r = PostAnswerReader::head_only(&http1::Limits::default());
-        r.feed(wire).unwrap().unwrap()
-    };
-    let a =
-        answer(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nMcp-Session-Id: q\r\n\r\n");
-    assert_eq!(probe_step(&a), ProbeStep::Streamable);
-    assert_eq!(a.session_id.as_deref(), Some("q"));
-    for s in [400, 404, 405] {
-        let a = answer(format!("HTTP/1.1 {s} X\r\nContent-Length: 0\r\n\r\n").as_bytes());
-        assert_eq!(probe_step(&a), ProbeStep::TryLegacy);
-    }
-    let a = answer(b"HTTP/1.1 401 X\r\nContent-Length: 0\r\n\r\n");
-    assert_eq!(probe_step(&a), ProbeStep::Inconclusive(401));
-
-    let mut w = EndpointWatch::new(&http1::Limits::default(), SseLimits::default());
-    assert_eq!(w.feed(STREAM_HEAD).unwrap(), None);
-    assert_eq!(
-        w.feed(b": hi\n\nevent: endpoint\ndata: /m?s=1\n").unwrap(),
-        None
-    );
-    assert_eq!(w.feed(b"\n").unwrap().as_deref(), Some("/m?s=1"));
-    let mut w = EndpointWatch::new(&http1::Limits::default(), SseLimits::default());
-    assert!(
-        w.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: x\n\n")
-            .is_err()
-    );
-}
-
 #[test]
 fn post_answers_are_read_whole_for_reuse() {
     let wire = b"HTTP/1.1 202 Accepted\r\nContent-Length: 8\r\n\r\nAccepted";

@@ -365,6 +365,55 @@ fn auto_passes_a_streamable_backend_through() {
 }
 
 #[test]
+fn auto_deletes_the_session_a_streamable_backend_opened_for_the_probe() {
+    let up = common::upstream(|conn, req| {
+        if req.head.starts_with("DELETE ") {
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            return false;
+        }
+        let resp = r#"{"jsonrpc":"2.0","id":"sluice-probe","result":{}}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: probe-1\r\nContent-Length: {}\r\n\r\n",
+            resp.len()
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(resp.as_bytes()).unwrap();
+        true
+    });
+    let authority = up.addr.to_string();
+    let p = common::proxy_with(up.addr, |s| {
+        s.upstreams[0].transport =
+            UpstreamTransport::Auto(Bridging::new(Mode::Session, false, &authority, "/mcp"));
+    });
+    let got = exchange(
+        &p,
+        &request(
+            "POST",
+            r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
+            None,
+            BOTH,
+        ),
+    );
+    assert_eq!(got.status, 200);
+    let seen: Vec<String> = (0..3)
+        .map(|_| {
+            let r = up.requests.recv_timeout(Duration::from_secs(5)).unwrap();
+            r.head.lines().next().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "POST /mcp HTTP/1.1",
+            "DELETE /mcp HTTP/1.1",
+            "POST /mcp HTTP/1.1"
+        ]
+    );
+    p.shutdown();
+}
+
+#[test]
 fn shutdown_closes_bridge_sessions_and_their_backend_streams() {
     let b = backend(Opts::default());
     let p = proxy_tuned(&b, Mode::Session, |_, s| {

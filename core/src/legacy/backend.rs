@@ -293,7 +293,9 @@ pub struct PostAnswer {
 #[derive(Debug)]
 pub struct PostAnswerReader {
     method: &'static str,
-    head_only: bool,
+    extent: Extent,
+    /// How much of the body is kept in [`PostAnswer::excerpt`].
+    keep: usize,
     limits: http1::Limits,
     buf: Vec<u8>,
     scanner: HeadScanner,
@@ -301,22 +303,43 @@ pub struct PostAnswerReader {
     done: bool,
 }
 
+/// How far a [`PostAnswerReader`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// The whole answer.
+    Whole,
+    /// The head only.
+    Head,
+    /// The head of a 2xx; of any other status, the body up to `keep`
+    /// bytes (what the probe's verdict reads).
+    Judge,
+}
+
 impl PostAnswerReader {
     /// A reader for the answer to a POST.
     pub fn post(limits: &http1::Limits) -> Self {
-        PostAnswerReader::new("POST", false, limits)
+        PostAnswerReader::new("POST", Extent::Whole, EXCERPT, limits)
     }
 
-    /// A reader that stops at the head (the probe: a Streamable HTTP answer
-    /// may be a long stream).
+    /// A reader that stops at the head (a Streamable HTTP answer may be a
+    /// long stream).
     pub fn head_only(limits: &http1::Limits) -> Self {
-        PostAnswerReader::new("POST", true, limits)
+        PostAnswerReader::new("POST", Extent::Head, EXCERPT, limits)
     }
 
-    fn new(method: &'static str, head_only: bool, limits: &http1::Limits) -> Self {
+    /// The probe's reader: the head of a 2xx (which may be a long stream);
+    /// of any other status, the body as far as `keep` bytes, all of it in
+    /// the excerpt (an error body is what tells a Streamable HTTP server
+    /// from a legacy one).
+    pub(super) fn judging(limits: &http1::Limits, keep: usize) -> Self {
+        PostAnswerReader::new("POST", Extent::Judge, keep, limits)
+    }
+
+    fn new(method: &'static str, extent: Extent, keep: usize, limits: &http1::Limits) -> Self {
         PostAnswerReader {
             method,
-            head_only,
+            extent,
+            keep,
             limits: limits.clone(),
             buf: Vec::new(),
             scanner: HeadScanner::new(),
@@ -367,7 +390,12 @@ impl PostAnswerReader {
                     self.done = true;
                     return Ok(Some(answer));
                 }
-                if self.head_only {
+                let head_only = match self.extent {
+                    Extent::Whole => false,
+                    Extent::Head => true,
+                    Extent::Judge => (200..300).contains(&answer.status),
+                };
+                if head_only {
                     self.done = true;
                     return Ok(Some(PostAnswer {
                         reusable: false,
@@ -382,6 +410,7 @@ impl PostAnswerReader {
     }
 
     fn body_bytes(&mut self, input: &[u8]) -> Result<Option<PostAnswer>, String> {
+        let limit = self.keep;
         let Some((answer, reader)) = self.body.as_mut() else {
             return Ok(None);
         };
@@ -392,12 +421,17 @@ impl PostAnswerReader {
         let read = reader
             .read(input, |r| {
                 let data = &input[r];
-                let room = EXCERPT.saturating_sub(excerpt.len());
+                let room = limit.saturating_sub(excerpt.len());
                 excerpt.extend_from_slice(&data[..room.min(data.len())]);
             })
             .map_err(|e| e.to_string())?;
-        let complete = read.done;
+        // Judging needs no more than the excerpt holds.
+        let complete = read.done || (self.extent == Extent::Judge && answer.excerpt.len() >= limit);
         if complete {
+            if self.extent == Extent::Judge {
+                // Maybe stopped short of the body's end.
+                answer.reusable = false;
+            }
             self.done = true;
             return Ok(self.body.take().map(|(a, _)| a));
         }

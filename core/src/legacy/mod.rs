@@ -16,6 +16,19 @@
 //! | `GET` (session mode) | server-initiated messages | `event: message` |
 //! | `DELETE` (session mode) | close the stream | connection closed |
 //!
+//! # The machines
+//!
+//! | machine | what it is | inputs | outputs |
+//! |---|---|---|---|
+//! | [`Bridge`] | one backend HTTP+SSE session serving Streamable HTTP client streams | `attach`, `stream_data`, `stream_closed`, `post_done`, `client_gone`, `handle_timeout`, `close` | [`Output`] |
+//! | [`Probe`] | `transport = "auto"`: which transport a backend speaks, from the probe's own POST ([`Probe::new`]) or from the answer a client's POST already got ([`Probe::after_answer`]); POST → DELETE of its session, or 400/404/405 → GET → `endpoint`; one deadline | `connected`, `connect_failed`, `feed`, `eof`, `failed`, `handle_timeout` | [`ProbeOutput`]: `Connect`, `Send`, `Close`, `Done(`[`ProbeResult`]`)` |
+//!
+//! Both are driven the same way (feed, then drain until `None`, then wait
+//! for I/O or `poll_timeout()`), and so are the readers they share with
+//! a driver: [`PostAnswerReader`] (a POST's answer) and [`RequestReader`]
+//! (a client's request). The probe's rule for which answers send it on to
+//! the GET is [`judge_answer`], a pure function whose doc is the table.
+//!
 //! # Two modes
 //!
 //! - [`Mode::Session`]: a client's `initialize` opens one backend stream;
@@ -118,7 +131,8 @@ pub enum PostOutcome {
     },
 }
 pub use probe::{
-    EndpointWatch, ProbeStep, probe_cleanup, probe_request, probe_step, probe_stream_request,
+    Cleanup, FirstAnswer, Probe, ProbeConfig, ProbeFailure, ProbeOutput, ProbeResult, ProbeStage,
+    ProbeStep, judge_answer, may_try_legacy,
 };
 
 /// Identifies one client stream (one client request) to the caller.

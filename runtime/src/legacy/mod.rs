@@ -18,6 +18,7 @@
 //! through the dialer (`dial`) and its pool, and knows nothing of the proxy.
 
 mod link;
+mod probe;
 mod session;
 
 use std::collections::HashMap;
@@ -27,12 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_channel::Sender;
-use crate::rt::{self, Timer};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
-use sluice_core::legacy::{
-    self, BridgeConfig, EndpointWatch, Mode, PostAnswerReader, ProbeStep, StreamId,
-};
+use futures_lite::AsyncReadExt;
+use sluice_core::legacy::{self, BridgeConfig, Mode, PostAnswerReader, StreamId};
 use sluice_core::upstream::Request;
+
+use crate::rt;
 
 use crate::dial::{Conn, Dialer};
 pub(crate) use link::BridgeLink;
@@ -258,73 +258,6 @@ impl RouteBridge {
         let inbox = tx.clone();
         rt::spawn(async move { session::run(this, bridge, rx, inbox, key).await }).detach();
         Some(tx)
-    }
-
-    /// `transport = "auto"`: which transport the backend speaks. `None`
-    /// when the probe reached no conclusion (do not remember it).
-    pub(crate) async fn probe(&self) -> io::Result<Option<bool>> {
-        let attempt = self.probe_inner();
-        let timeout = async {
-            Timer::after(self.settings.probe_timeout).await;
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the transport probe timed out",
-            ))
-        };
-        future::or(attempt, timeout).await
-    }
-
-    async fn probe_inner(&self) -> io::Result<Option<bool>> {
-        let s = &self.settings;
-        let limits = &self.config.limits;
-        let (mut conn, _) = self.dialer.checkout(self.route, true).await?;
-        conn.write_all(&legacy::probe_request(&s.authority, &s.target, &[]))
-            .await?;
-        conn.flush().await?;
-        let mut reader = PostAnswerReader::head_only(&limits.http);
-        let answer = read_answer(&mut conn, &mut reader).await?;
-        drop(conn);
-        match legacy::probe_step(&answer) {
-            ProbeStep::Streamable => {
-                if let Some(sid) = &answer.session_id {
-                    // Best effort: do not leave the probe's session behind.
-                    if let Ok((mut c, _)) = self.dialer.checkout(self.route, true).await {
-                        let bytes = legacy::probe_cleanup(&s.authority, &s.target, sid);
-                        if c.write_all(&bytes).await.is_ok() {
-                            let mut r = PostAnswerReader::head_only(&limits.http);
-                            let _ = read_answer(&mut c, &mut r).await;
-                        }
-                    }
-                }
-                Ok(Some(false))
-            }
-            ProbeStep::TryLegacy => {
-                let (mut conn, _) = self.dialer.checkout(self.route, true).await?;
-                conn.write_all(&legacy::probe_stream_request(&s.authority, &s.target, &[]))
-                    .await?;
-                conn.flush().await?;
-                let mut watch = EndpointWatch::new(&limits.http, limits.sse);
-                let mut buf = vec![0u8; READ_CHUNK];
-                loop {
-                    let n = conn.read(&mut buf).await?;
-                    if n == 0 {
-                        return Ok(None);
-                    }
-                    match watch.feed(&buf[..n]) {
-                        Ok(Some(_)) => return Ok(Some(true)),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::info!(route = self.route, error = %e, "transport probe: no legacy endpoint");
-                            return Ok(None);
-                        }
-                    }
-                }
-            }
-            ProbeStep::Inconclusive(status) => {
-                tracing::info!(route = self.route, status, "transport probe inconclusive");
-                Ok(None)
-            }
-        }
     }
 }
 

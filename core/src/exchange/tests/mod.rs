@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::http1::{ChunkedDecoder, Parsed};
+use crate::jsonrpc::codes;
 use crate::route::Route;
 
 fn config() -> ExchangeConfig {
