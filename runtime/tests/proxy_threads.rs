@@ -7,6 +7,9 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "fixtures/legacy_backend.rs"]
+mod legacy_backend;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -171,4 +174,34 @@ fn sluice_demo_serves_its_demo_server_on_the_proxys_workers_and_stops_on_sigint(
             .any(|l| l.contains("shutting down") && l.contains("SIGINT")),
         "{log}"
     );
+}
+
+#[test]
+fn a_bridged_legacy_session_runs_on_the_same_workers() {
+    let backend = legacy_backend::backend(legacy_backend::Opts::default());
+    let upstream_url = format!("http://{}/sse", backend.addr);
+    let (mut child, addr, stderr) = start(&[
+        "--upstream",
+        &upstream_url,
+        "--upstream-transport",
+        "sse",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]);
+    // initialize opens a backend session: its SSE stream, its POST, its
+    // timers; the answer comes back through the typed link.
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut c = connect(addr);
+    // The route serves the upstream URL's own path.
+    let request = String::from_utf8(post(init)).unwrap().replacen("/mcp", "/sse", 1);
+    c.write_all(request.as_bytes()).unwrap();
+    let r = read_response(&mut c, "POST");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(backend.opened.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let names = threads(child.0.id());
+    assert_one_runtime(&names, 2);
+    signal_and_wait(&mut child, "-TERM", stderr);
 }
