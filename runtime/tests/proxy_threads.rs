@@ -195,7 +195,9 @@ fn a_bridged_legacy_session_runs_on_the_same_workers() {
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let mut c = connect(addr);
     // The route serves the upstream URL's own path.
-    let request = String::from_utf8(post(init)).unwrap().replacen("/mcp", "/sse", 1);
+    let request = String::from_utf8(post(init))
+        .unwrap()
+        .replacen("/mcp", "/sse", 1);
     c.write_all(request.as_bytes()).unwrap();
     let r = read_response(&mut c, "POST");
     assert_eq!(r.status, 200, "{}", r.text());

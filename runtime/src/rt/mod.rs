@@ -1,5 +1,5 @@
 //! The binary's one runtime: worker threads, each with its own
-//! edge-triggered poller ([`reactor`], on smol-rs's `polling`), its own run
+//! edge-triggered epoll ([`reactor`], through rustix), its own run
 //! queue (`async-task` runnables) and its own timers, running the tasks
 //! spawned on it and only those. Every socket of the process is registered
 //! with a worker; nothing else polls.
@@ -33,7 +33,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,10 +41,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_task::Runnable;
-use polling::Events;
 use slab::Slab;
 
-pub(crate) use reactor::Reactor;
+pub(crate) use reactor::{Events, Reactor};
 pub(crate) use timer::{Timer, sleep};
 
 /// A spawned task: awaiting it gives its output, dropping it cancels it,
@@ -159,7 +157,7 @@ impl Worker {
     fn run(self: Arc<Self>, handle: Handle) {
         CURRENT.with(|c| *c.borrow_mut() = Some((self.clone(), handle)));
         CURRENT_ID.with(|c| c.set(self.id()));
-        let mut events = Events::with_capacity(NonZeroUsize::new(1024).expect("not zero"));
+        let mut events = Events::with_capacity(1024);
         let mut ready = Vec::new();
         let mut remote = Vec::new();
         let mut due = Vec::new();

@@ -55,11 +55,14 @@ impl Stream {
         self.io.state().poll_ready(READ, cx)
     }
 
-    /// One read. Only a refused one (`WouldBlock`) marks the socket drained:
-    /// a short read may have left a FIN behind it, which no further event
-    /// would report (see the reactor's notes on `polling`).
+    /// One read. One that comes back short (but not at EOF) drained the
+    /// socket: the next wait asks the reactor instead of reading into
+    /// `EAGAIN`. A FIN that came with the data is not lost: the reactor
+    /// registered `EPOLLRDHUP`, and a closed read side stays ready.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.attempt(READ, |mut io| io.read(buf), |_| false)
+        let len = buf.len();
+        self.io
+            .attempt(READ, |mut io| io.read(buf), |&n| n > 0 && n < len)
     }
 
     /// Peek without consuming (the pool's liveness check).

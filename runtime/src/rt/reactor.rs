@@ -1,38 +1,35 @@
-//! One poller (`polling`, epoll on Linux) per worker, edge-triggered: a
-//! source is registered once for reads and writes and never re-armed
-//! (`PollMode::Edge`, not `Oneshot`), and a worker's wait reports every
-//! ready source at once.
+//! One epoll instance per worker, edge-triggered, driven through rustix
+//! (the safe syscall layer smol-rs's `polling` is itself built on): a
+//! source is registered once for reads, writes and the peer's FIN
+//! (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`) and never re-armed, and a
+//! worker's wait is one `epoll_pwait` reporting every ready source at once.
+//! Wake-ups from other threads write an eventfd registered the same way.
 //!
 //! Readiness is kept per source as two bits and an event count. A bit is
 //! set by an event and cleared by the task that found the source drained
-//! (a read that came back `WouldBlock`, a write that came back short or
-//! `WouldBlock`), unless an event arrived since the task looked: then the
-//! bit stays and the task tries again. Sources may be used from any thread;
-//! their events are delivered by the worker whose poller they are
-//! registered with.
+//! (a read or write that came back short or `WouldBlock`), unless an event
+//! arrived since the task looked: then the bit stays and the task tries
+//! again. The peer's FIN (`EPOLLRDHUP`), a hang-up or an error are sticky:
+//! with edge triggering a FIN that came in the same event as the last data
+//! is reported once, and a short read of that data must not make the task
+//! wait for a second report. Sources may be used from any thread; their
+//! events are delivered by the worker whose epoll they are registered with.
 //!
-//! What `polling` changes against the mio version of this reactor, by
-//! necessity (its API offers no way around either):
-//! - It registers no `EPOLLRDHUP`, so an event cannot tell that the peer
-//!   sent its FIN. With edge triggering, data and a FIN that arrive together
-//!   are one event; a short read of that data is therefore no proof that
-//!   the socket is drained (the FIN is still to be read as EOF), and only a
-//!   read that comes back `WouldBlock` clears the read bit: a read cycle
-//!   ends with one more `read` than with mio.
-//! - Its epoll wait is `timerfd_settime` + `epoll_ctl` (arming its timerfd,
-//!   even without a timeout) + `epoll_wait` + `read` + `epoll_ctl` (clearing
-//!   and re-arming its notifier): five syscalls per wait where mio made one.
-//! - A source must be deleted from the poller before it is closed: one
-//!   `epoll_ctl` per socket when it is dropped.
+//! Why not `polling` itself: measured on this reactor (strace, one
+//! connection, requests one after another), its wait is five syscalls
+//! (`timerfd_settime`, `epoll_ctl` arming its timer, `epoll_wait`, and a
+//! `read` + `epoll_ctl` re-arming its notifier) where one suffices, and it
+//! cannot ask for `EPOLLRDHUP`, which costs one more `read` per request:
+//! 17 syscalls per request against 8. See docs/ARCHITECTURE.md.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use polling::{Event, Events, PollMode, Poller};
+use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 use slab::Slab;
 
 /// The socket can be read.
@@ -151,16 +148,44 @@ impl IoState {
     }
 }
 
-/// A worker's poller and the sources registered with it.
+/// The key of the wake-up eventfd (sources are keyed by slab index).
+const WAKE: u64 = u64::MAX;
+
+/// What one wait reported, reused from wait to wait.
+pub(crate) struct Events(Vec<epoll::Event>);
+
+impl Events {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Events(Vec::with_capacity(n))
+    }
+}
+
+/// A worker's epoll, its wake-up eventfd, and the sources registered with it.
 pub(crate) struct Reactor {
-    poller: Poller,
+    epoll: OwnedFd,
+    wake: OwnedFd,
     sources: Mutex<Slab<Arc<IoState>>>,
+}
+
+/// Every source and the waker are registered for everything, edge-triggered.
+fn interest() -> epoll::EventFlags {
+    use epoll::EventFlags as F;
+    F::IN | F::OUT | F::RDHUP | F::ET
 }
 
 impl Reactor {
     pub(crate) fn new() -> io::Result<Arc<Reactor>> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(
+            &epoll,
+            &wake,
+            epoll::EventData::new_u64(WAKE),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
+        )?;
         Ok(Arc::new(Reactor {
-            poller: Poller::new()?,
+            epoll,
+            wake,
             sources: Mutex::new(Slab::new()),
         }))
     }
@@ -168,43 +193,72 @@ impl Reactor {
     /// Wait for events (at most `timeout`; `None` waits until one comes or
     /// [`Reactor::wake`] is called). Only the worker calls this.
     pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        events.clear();
-        self.poller.wait(events, timeout).map(drop)
+        events.0.clear();
+        let timeout = timeout.map(|d| Timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut events.0),
+            timeout.as_ref(),
+        ) {
+            Ok(_) => Ok(()),
+            // A signal landed on this thread: a wait with nothing to report.
+            Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Interrupt the worker's wait (or make its next one return at once).
+    /// Each write is a new edge, so the counter is never read back; at its
+    /// ceiling (2^64 - 2 wake-ups unread) a write would block: it is reset
+    /// and written again.
     pub(crate) fn wake(&self) {
-        // Fails only if the eventfd cannot be written, which cannot be retried.
-        let _ = self.poller.notify();
+        let one = 1u64.to_ne_bytes();
+        if let Err(rustix::io::Errno::AGAIN) = rustix::io::write(&self.wake, &one) {
+            let mut drain = [0u8; 8];
+            let _ = rustix::io::read(&self.wake, &mut drain);
+            let _ = rustix::io::write(&self.wake, &one);
+        }
     }
 
     /// Hand the events of one wait to the sources they concern. `ready` is
     /// scratch space: the tasks are woken after the registry's lock is let
     /// go, so a wake-up that ends up dropping a socket cannot deadlock.
     pub(crate) fn dispatch(&self, events: &Events, ready: &mut Vec<(Arc<IoState>, usize)>) {
-        if events.is_empty() {
+        if events.0.is_empty() {
             return;
         }
         {
             let sources = lock(&self.sources);
-            // `iter` leaves out the poller's own wake-up events.
-            for event in events.iter() {
+            for event in &events.0 {
+                let key = event.data.u64();
+                if key == WAKE {
+                    continue;
+                }
                 // A source closed since the wait may have left an event for
                 // a slot now reused: a spurious readiness, which a read or
                 // write that finds nothing turns back into a wait.
-                let Some(state) = sources.get(event.key) else {
+                let Some(state) = usize::try_from(key).ok().and_then(|k| sources.get(k)) else {
                     continue;
                 };
+                let flags = event.flags;
+                use epoll::EventFlags as F;
                 let mut bits = 0;
-                if event.readable {
+                if flags.intersects(F::IN | F::PRI) {
                     bits |= READ;
                 }
-                if event.writable {
+                if flags.contains(F::OUT) {
                     bits |= WRITE;
+                }
+                // The peer's FIN: reads never block again.
+                if flags.contains(F::RDHUP) {
+                    bits |= READ | READ_CLOSED;
                 }
                 // EPOLLHUP (both directions shut, or a reset) or EPOLLERR:
                 // neither direction blocks again.
-                if event.is_interrupt() || event.is_err() == Some(true) {
+                if flags.intersects(F::HUP | F::ERR) {
                     bits |= READ_CLOSED | WRITE_CLOSED;
                 }
                 if bits != 0 {
@@ -237,19 +291,10 @@ impl<T: AsFd> Source<T> {
             waiters: Mutex::default(),
         });
         let key = lock(&reactor.sources).insert(state.clone());
-        // SAFETY: polling requires a source to be deleted from the poller
-        // before it is closed. `io` is owned here and closed only when this
-        // `Source` drops, and `Drop` deletes it first; nothing else can
-        // close it through the shared reference `get_ref` hands out.
-        #[allow(unsafe_code)]
-        let added = unsafe {
-            reactor
-                .poller
-                .add_with_mode(io.as_fd().as_raw_fd(), Event::all(key), PollMode::Edge)
-        };
-        if let Err(e) = added {
+        let data = epoll::EventData::new_u64(key as u64);
+        if let Err(e) = epoll::add(&reactor.epoll, io.as_fd(), data, interest()) {
             lock(&reactor.sources).remove(key);
-            return Err(e);
+            return Err(e.into());
         }
         Ok(Source {
             reactor: reactor.clone(),
@@ -317,10 +362,10 @@ impl<T: AsFd> Source<T> {
 
 impl<T: AsFd> Drop for Source<T> {
     fn drop(&mut self) {
-        // One `epoll_ctl` per source: polling's contract (closing the
-        // descriptor would remove it from an epoll set by itself, which
-        // is what the mio version relied on).
-        let _ = self.reactor.poller.delete(self.io.as_fd());
+        // Closing the descriptor (when `io` drops, right after) removes it
+        // from the epoll set: no `epoll_ctl` needed. Its slot is freed
+        // first; an event already queued for it is dropped in `dispatch`,
+        // or, if the slot is reused meanwhile, is one spurious readiness.
         lock(&self.reactor.sources).try_remove(self.key);
     }
 }
