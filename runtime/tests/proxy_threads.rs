@@ -7,7 +7,6 @@
 
 #[path = "common/mod.rs"]
 mod common;
-#[allow(dead_code)]
 #[path = "fixtures/legacy_backend.rs"]
 mod legacy_backend;
 
