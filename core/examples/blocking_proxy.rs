@@ -1,7 +1,7 @@
 //! A complete single-upstream MCP proxy on blocking `std::net`, with no async
 //! runtime: the proof that [`sluice_core::exchange::Exchange`] is not tied to
 //! the `sluice` binary's driver in `runtime/` (async tasks on an executor of
-//! its own: mio and async-task worker threads).
+//! its own: epoll and async-task worker threads).
 //!
 //! ```text
 //! cargo run -p sluice-core --example blocking_proxy -- \

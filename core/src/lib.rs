@@ -4,7 +4,7 @@
 //! MCP's transport rules lives here, as data types and state machines that
 //! never touch a socket, a clock, a thread or an async runtime. Callers push
 //! bytes (and the current time) in and drain what the machines decide, so
-//! the same code runs under the `sluice` binary's own executor (mio and
+//! the same code runs under the `sluice` binary's own executor (epoll and
 //! async-task worker threads), a blocking `std::net` loop
 //! (`examples/blocking_proxy.rs`), tokio (`examples/tokio_proxy.rs`) or a
 //! proxy-wasm filter.
@@ -19,6 +19,9 @@
 //! | [`inject`] | the pure rules for how an answer sluice makes itself reaches a client, given what the client has already been sent |
 //! | [`guard`] | the `Host`/`Origin` checks against DNS rebinding |
 //! | [`route`] | which upstream serves a request target, and the target it sees |
+//! | [`host`] | the one reader of host names and IP literals |
+//! | [`upstream`] | the typed seam to upstreams that speak in messages (a request in, answer parts out) |
+//! | [`legacy`] | the bridge to HTTP+SSE (2024-11-05) backends and the `auto` transport probe, as state machines |
 //! | [`exchange`] | one proxied request and its answer, as a state machine built from all of the above |
 //!
 //! # The loop

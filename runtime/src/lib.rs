@@ -5,7 +5,7 @@
 //! What runs where:
 //!
 //! - Everything runs on one runtime, `rt`: worker threads (`sluice-w0`,
-//!   `sluice-w1`, …), each an edge-triggered poller (smol-rs's `polling`),
+//!   `sluice-w1`, …), each an edge-triggered epoll (through rustix),
 //!   an async-task run queue and a timer list. The accept loop is a task on
 //!   the first worker; each accepted connection is one task on the least
 //!   loaded worker, which also polls the connection's upstream socket and

@@ -19,7 +19,7 @@
 //! - Sockets created off the workers (a test's thread) are registered with
 //!   a worker of the runtime the caller names, and used from their thread
 //!   like any other.
-//! - [`Timer`] waits in the polling worker's timer list (see [`timer`]).
+//! - [`Timer`] waits in the timer list of the worker that polls it (see [`timer`]).
 //! - DNS lookups run on blocking threads of their own ([`dns`]); signals
 //!   arrive through a self-pipe on a worker's poller ([`signal`]).
 
