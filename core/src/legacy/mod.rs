@@ -24,9 +24,9 @@
 //! | [`Probe`] | `transport = "auto"`: which transport a backend speaks, from the probe's own POST ([`Probe::new`]) or from the answer a client's POST already got ([`Probe::after_answer`]); POST → DELETE of its session, or 400/404/405 → GET → `endpoint`; one deadline | `connected`, `connect_failed`, `feed`, `eof`, `failed`, `handle_timeout` | [`ProbeOutput`]: `Connect`, `Send`, `Close`, `Done(`[`ProbeResult`]`)` |
 //!
 //! Both are driven the same way (feed, then drain until `None`, then wait
-//! for I/O or `poll_timeout()`), and so are the readers they share with
-//! a driver: [`PostAnswerReader`] (a POST's answer) and [`RequestReader`]
-//! (a client's request). The probe's rule for which answers send it on to
+//! for I/O or `poll_timeout()`), and so is the reader they share with a
+//! driver: [`PostAnswerReader`] (a POST's answer). Client requests arrive
+//! typed, over [`crate::upstream`]. The probe's rule for which answers send it on to
 //! the GET is [`judge_answer`], a pure function whose doc is the table.
 //!
 //! # Two modes

@@ -123,7 +123,7 @@ pub fn may_try_legacy(status: u16) -> bool {
     matches!(status, 400 | 404 | 405)
 }
 
-/// The rule table of the [module docs](self): what the answer to a POST
+/// The rule table of the module docs of `core/src/legacy/probe.rs`: what the answer to a POST
 /// (`status`, and the `body` or as much of it as was read) says about the
 /// transport.
 pub fn judge_answer(status: u16, body: &[u8], json: &jsonrpc::Limits) -> ProbeStep {
@@ -260,7 +260,7 @@ pub enum ProbeFailure {
         waited_ms: u64,
     },
     /// The POST was answered with a status that says nothing about the
-    /// transport (401, 403, 406, 5xx…; see the [module docs](self)).
+    /// transport (401, 403, 406, 5xx…; see the module docs of `core/src/legacy/probe.rs`).
     Status {
         /// The status.
         status: u16,
@@ -408,7 +408,7 @@ enum State {
 /// [`eof`](Self::eof), [`failed`](Self::failed),
 /// [`handle_timeout`](Self::handle_timeout)), then drain
 /// [`poll_output`](Self::poll_output) until `None`; see the
-/// [module docs](self). Inputs that do not fit the state (bytes while
+/// module docs of `core/src/legacy/probe.rs`. Inputs that do not fit the state (bytes while
 /// connecting, anything after `Done`) are ignored. Every input past the
 /// deadline counts as the deadline: the probe always concludes by
 /// `poll_timeout()`.
@@ -434,7 +434,7 @@ impl Probe {
     }
 
     /// A probe that starts from the answer a client's own POST already got
-    /// from the upstream (see the [module docs](self)): straight to the GET
+    /// from the upstream (see the module docs of `core/src/legacy/probe.rs`): straight to the GET
     /// for a 400/404/405 that is not a JSON-RPC error, else concluded at
     /// once (drain `Done`).
     pub fn after_answer(config: ProbeConfig, answer: FirstAnswer<'_>, now: Instant) -> Self {
