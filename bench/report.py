@@ -25,6 +25,8 @@ NAMES = {
     "sluice1": "sluice (1 worker)",
     "hook": "sluice + Rust hook on tools/call (default workers)",
     "hook1": "sluice + Rust hook on tools/call (1 worker)",
+    "bridge": "sluice bridging a legacy HTTP+SSE upstream (default workers)",
+    "legacy": "direct, legacy HTTP+SSE face of the stub",
 }
 # The same sluice configuration with the hook, for the hook target of PERF.md.
 HOOKED = {"sluice": "hook", "sluice1": "hook1"}
@@ -115,7 +117,10 @@ table = [
 print("| scenario | " + " | ".join(NAMES.get(t, t) for t in targets) + " |")
 print("|---|" + "---|" * len(targets))
 for name, cell in table:
-    print(f"| {name} | " + " | ".join(cell(t) for t in targets) + " |")
+    cells = [cell(t) for t in targets]
+    if all(c == "—" for c in cells):
+        continue  # a scenario this run left out
+    print(f"| {name} | " + " | ".join(cells) + " |")
 
 # Targets from PERF.md, for each sluice configuration measured.
 print()
@@ -178,3 +183,46 @@ checks = [
 ]
 for name, f in checks:
     print(f"| {name} | " + " | ".join(f(t) for t in proxies if t.startswith("sluice")) + " |")
+
+
+# The bridge's own targets (the issue that asked for the bridge row): its
+# figures against a Streamable stream through sluice in the same round, and
+# against direct.
+def diff(s, a, b, key):
+    """Median over rounds of a[key] - b[key], both from the same round."""
+    ra, rb = by.get((s, a), {}), by.get((s, b), {})
+    return med([ra[r][key] - rb[r][key] for r in ra if r in rb and key in ra[r] and key in rb[r]])
+
+
+def check_bridge_latency(t):
+    a = diff("sse", t, "sluice", "lat_us_p50")
+    if a is None:
+        return verdict(None, "")
+    d = added("sse", t, "lat_us_p50")
+    p99 = diff("sse", t, "sluice", "lat_us_p99")
+    lost, late = total("sse", t, "lost"), total("sse", t, "late")
+    return verdict(
+        a <= 20 and lost == 0 and late == 0,
+        f"p50 {a:+.0f} µs vs sluice (≤ 20), {d:+.0f} µs vs direct; p99 {p99:+.0f} µs vs sluice; lost {lost}, late {late}",
+    )
+
+
+def check_bridge_rss(t):
+    v = value("idle", t, "bytes_per_stream")
+    if v is None:
+        return verdict(None, "")
+    n = value("idle", t, "streams")
+    plain = value("idle", "sluice", "bytes_per_stream")
+    beside = f"; sluice, Streamable upstream: {plain / 1024:.1f} KiB" if plain is not None else ""
+    return verdict(v <= 8192, f"{v / 1024:.1f} KiB at {n:,.0f} streams (≤ 8 KiB){beside}")
+
+
+if "bridge" in targets:
+    print()
+    print("| legacy bridge target | " + NAMES["bridge"] + " |")
+    print("|---|---|")
+    for name, f in [
+        ("SSE per-event latency within 20 µs (p50) of a Streamable stream through sluice, nothing lost or late", check_bridge_latency),
+        ("RSS per idle bridged stream ≤ 8 KiB (a session's GET stream: client leg, bridge session and its backend SSE connection)", check_bridge_rss),
+    ]:
+        print(f"| {name} | {f('bridge')} |")

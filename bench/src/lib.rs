@@ -100,6 +100,71 @@ pub fn field_u64(event: &[u8], key: &[u8]) -> Option<u64> {
         .ok()
 }
 
+/// An HTTP/1.1 request as the harness's clients send it: JSON in, JSON or
+/// SSE accepted, the `Mcp-Session-Id` when there is one.
+pub fn http_request(
+    method: &str,
+    path: &str,
+    host: impl std::fmt::Display,
+    session: Option<&str>,
+    body: &[u8],
+) -> Vec<u8> {
+    let session = session.map_or(String::new(), |s| format!("Mcp-Session-Id: {s}\r\n"));
+    let mut v = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\n{session}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+/// A GET for an SSE stream (`Accept: text/event-stream`).
+pub fn sse_get(path: &str, host: impl std::fmt::Display, session: Option<&str>) -> Vec<u8> {
+    let session = session.map_or(String::new(), |s| format!("Mcp-Session-Id: {s}\r\n"));
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{session}\r\n")
+        .into_bytes()
+}
+
+/// An MCP `initialize` request (id 0, protocol 2024-11-05) from a client
+/// called `name`.
+pub fn initialize_request(name: &str) -> Vec<u8> {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2024-11-05","capabilities":{{}},"clientInfo":{{"name":"{name}","version":"0"}}}}}}"#
+    )
+    .into_bytes()
+}
+
+/// The notification that ends the MCP handshake.
+pub const INITIALIZED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// One whole response, as [`read_response`] returns it.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Its `Mcp-Session-Id`, if any.
+    pub session_id: Option<String>,
+    /// The body, framing undone.
+    pub body: Vec<u8>,
+    /// The read buffer, for the next response.
+    pub buf: Vec<u8>,
+}
+
+/// Read one whole response.
+pub fn read_response(r: &mut impl Read, buf: Vec<u8>) -> io::Result<Response> {
+    let mut rr = ResponseReader::start(r, buf)?;
+    let mut body = Vec::new();
+    while rr.next(r, &mut body)?.is_some() {}
+    Ok(Response {
+        status: rr.status,
+        session_id: rr.session_id.take(),
+        body,
+        buf: rr.into_buf(),
+    })
+}
+
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -132,6 +197,8 @@ pub struct ResponseReader {
     chunk_size: u64,
     /// HTTP status of the response.
     pub status: u16,
+    /// The response's `Mcp-Session-Id`, if it has one.
+    pub session_id: Option<String>,
     done: bool,
 }
 
@@ -152,7 +219,11 @@ impl ResponseReader {
                 Ok(httparse::Status::Complete(len)) => {
                     let status = resp.code.unwrap_or(0);
                     let mut framing = Framing::Close;
+                    let mut session_id = None;
                     for h in resp.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("mcp-session-id") {
+                            session_id = std::str::from_utf8(h.value).ok().map(str::to_owned);
+                        }
                         if h.name.eq_ignore_ascii_case("transfer-encoding")
                             && h.value.eq_ignore_ascii_case(b"chunked")
                         {
@@ -175,6 +246,7 @@ impl ResponseReader {
                         chunk: ChunkState::Size,
                         chunk_size: 0,
                         status,
+                        session_id,
                         done: framing == Framing::Length(0),
                     });
                 }
@@ -398,6 +470,16 @@ mod tests {
         for split in 1..wire.len() {
             assert_eq!(read_all(wire, split), (200, b"hello!".to_vec()), "{split}");
         }
+    }
+
+    #[test]
+    fn whole_responses_keep_their_session_id() {
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nMcp-Session-Id: abc\r\n\r\n{}";
+        let got = read_response(&mut &wire[..], Vec::new()).unwrap();
+        assert_eq!(
+            (got.status, got.session_id.as_deref(), &got.body[..]),
+            (200, Some("abc"), &b"{}"[..])
+        );
     }
 
     #[test]
