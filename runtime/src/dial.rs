@@ -42,6 +42,20 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
+    /// One read into the worker's scratch buffer, the bytes read copied
+    /// out (empty at EOF): nothing is allocated or held while the
+    /// connection waits. TLS keeps its own buffers; readiness of the
+    /// socket says nothing about them.
+    pub(crate) fn poll_read_bytes(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<bytes::Bytes>> {
+        match self {
+            Conn::Plain(s) => crate::rt::read::poll_read_tcp(s, cx),
+            Conn::Tls(s) => crate::rt::read::poll_read_any(std::pin::Pin::new(s.as_mut()), cx),
+        }
+    }
+
     /// The TCP socket under the connection.
     fn tcp(&self) -> &Stream {
         match self {

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use crate::rt::{self, Timer};
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+use futures_lite::{AsyncWriteExt, future};
 use sluice_core::legacy::{
     self, Bridge, Origin, Output, PostAnswerReader, PostId, PostOutcome, StreamId,
 };
 use sluice_core::upstream::Request;
 
-use super::{ClientSink, Key, READ_CHUNK, RouteBridge, read_answer};
+use super::{ClientSink, Key, RouteBridge, read_answer};
 use crate::dial::{Conn, Dialer};
 
 /// What reaches a session task.
@@ -35,7 +35,7 @@ pub(super) enum Msg {
 }
 
 enum Event {
-    Backend(io::Result<usize>),
+    Backend(io::Result<Bytes>),
     Inbox(Option<Msg>),
     Timer,
 }
@@ -52,7 +52,6 @@ pub(super) async fn run(
     // The POSTs out now; dropping one's task drops its connection.
     let mut posts: HashMap<PostId, rt::Task<()>> = HashMap::new();
     let mut backend: Option<Conn> = None;
-    let mut buf = vec![0u8; READ_CHUNK];
     loop {
         while let Some(output) = bridge.poll_output() {
             match output {
@@ -121,7 +120,9 @@ pub(super) async fn run(
             let inbox_ev = async { Event::Inbox(inbox.recv().await.ok()) };
             match backend.as_mut() {
                 Some(conn) => {
-                    let read = async { Event::Backend(conn.read(&mut buf).await) };
+                    // Read into the worker's scratch buffer: an idle session
+                    // holds no read buffer.
+                    let read = future::poll_fn(|cx| conn.poll_read_bytes(cx).map(Event::Backend));
                     future::or(read, future::or(inbox_ev, timer)).await
                 }
                 None => future::or(inbox_ev, timer).await,
@@ -129,7 +130,7 @@ pub(super) async fn run(
         };
         let now = Instant::now();
         match event {
-            Event::Backend(Ok(0)) => {
+            Event::Backend(Ok(bytes)) if bytes.is_empty() => {
                 backend = None;
                 bridge.stream_closed(false, now);
             }
@@ -137,7 +138,7 @@ pub(super) async fn run(
                 backend = None;
                 bridge.stream_closed(true, now);
             }
-            Event::Backend(Ok(n)) => bridge.stream_data(&buf[..n], now),
+            Event::Backend(Ok(bytes)) => bridge.stream_data(&bytes, now),
             Event::Inbox(Some(Msg::Attach {
                 stream,
                 req,

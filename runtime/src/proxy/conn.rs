@@ -19,8 +19,8 @@ use crate::rt::net::Stream;
 
 use super::Shared;
 use super::deadline::{Due, Slot};
-use super::read;
 use super::upstream::{Heard, UpConn};
+use crate::rt::read;
 
 /// Serve every request on one client connection.
 pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>) {

@@ -3,7 +3,6 @@
 
 mod conn;
 mod deadline;
-mod read;
 mod upstream;
 
 use std::net::{SocketAddr, TcpListener};

@@ -4,7 +4,6 @@
 //! ([`crate::legacy`]).
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -50,12 +49,7 @@ impl UpConn {
     /// nothing is allocated or held while it waits.
     pub(super) fn poll_heard(&mut self, cx: &mut Context<'_>) -> Poll<Heard> {
         match self {
-            UpConn::Net(Conn::Plain(s)) => super::read::poll_read_tcp(s, cx).map(Heard::Bytes),
-            // TLS keeps its own buffers; readiness of the socket says
-            // nothing about them.
-            UpConn::Net(Conn::Tls(s)) => {
-                super::read::poll_read_any(Pin::new(s.as_mut()), cx).map(Heard::Bytes)
-            }
+            UpConn::Net(conn) => conn.poll_read_bytes(cx).map(Heard::Bytes),
             UpConn::Bridge(link) => link.poll_part(cx).map(Heard::Part),
         }
     }

@@ -26,6 +26,7 @@
 pub(crate) mod dns;
 pub mod net;
 mod reactor;
+pub(crate) mod read;
 pub(crate) mod signal;
 mod timer;
 

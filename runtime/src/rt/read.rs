@@ -16,17 +16,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_lite::AsyncRead;
 
-use crate::rt::net::Stream;
+use super::net::Stream;
 
 /// Size of one read from either side.
-pub(super) const READ_CHUNK: usize = 16 * 1024;
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
 }
 
 /// Run `f` on this thread's scratch buffer.
-pub(super) fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => f(&mut buf),
         // Not reachable today (nothing reads inside a read); stay correct anyway.
@@ -37,7 +37,7 @@ pub(super) fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
 /// One non-blocking read of at most `max` bytes from a socket into the
 /// scratch buffer; `f` gets the bytes read (empty at EOF). `WouldBlock`
 /// when nothing is there.
-pub(super) fn read_tcp<R>(
+pub(crate) fn read_tcp<R>(
     tcp: &Stream,
     max: usize,
     f: impl FnOnce(&[u8]) -> R,
@@ -51,7 +51,7 @@ pub(super) fn read_tcp<R>(
 
 /// Wait until `tcp` is readable, then read once. A socket the last read
 /// left possibly non-empty counts as readable without asking the reactor.
-pub(super) fn poll_read_tcp(tcp: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+pub(crate) fn poll_read_tcp(tcp: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
     loop {
         std::task::ready!(tcp.poll_readable(cx));
         match read_tcp(tcp, READ_CHUNK, Bytes::copy_from_slice) {
@@ -64,7 +64,7 @@ pub(super) fn poll_read_tcp(tcp: &Stream, cx: &mut Context<'_>) -> Poll<io::Resu
 }
 
 /// One read from any async reader into the scratch buffer.
-pub(super) fn poll_read_any(
+pub(crate) fn poll_read_any(
     r: Pin<&mut (impl AsyncRead + ?Sized)>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<Bytes>> {
