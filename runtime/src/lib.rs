@@ -18,7 +18,7 @@
 //!   `sluice-dns` threads (`getaddrinfo`), which hand the answer back
 //!   through a channel. They run no reactor.
 //! - The legacy HTTP+SSE bridge's tasks (one per backend session and per
-//!   POST) run on the same workers, spawned with `rt::spawn`, with `rt`
+//!   POST) run on the same workers, spawned with `rt::spawn_here`, with `rt`
 //!   timers; an exchange reaches its session through a typed link (async
 //!   channels), not a socket.
 //!

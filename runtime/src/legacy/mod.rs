@@ -1,7 +1,7 @@
 //! The legacy HTTP+SSE bridge as a message upstream.
 //!
 //! For a route whose upstream speaks the 2024-11-05 transport, the proxy's
-//! upstream table hands the exchange a [`BridgeLink`] instead of a socket
+//! upstream table hands the exchange a `BridgeLink` instead of a socket
 //! (its `UpConn::Bridge`): the exchange dispatches its request typed
 //! ([`sluice_core::upstream::Request`]) and gets its answer back as parts
 //! ([`sluice_core::upstream::AnswerPart`]), so the injection rules, the
@@ -256,7 +256,10 @@ impl RouteBridge {
         });
         let this = self.clone();
         let inbox = tx.clone();
-        rt::spawn(async move { session::run(this, bridge, rx, inbox, key).await }).detach();
+        // On the worker of the exchange that opens the session: a client that
+        // keeps its connection has its answers read, parsed and written by
+        // one thread, with no hand-off between workers.
+        rt::spawn_here(async move { session::run(this, bridge, rx, inbox, key).await }).detach();
         Some(tx)
     }
 }

@@ -72,7 +72,8 @@ pub(super) async fn run(
                     let tx = tx.clone();
                     let limits = route.config.limits.http.clone();
                     let r = route.route;
-                    let task = rt::spawn(async move {
+                    // Beside the session: its answer comes back without a hop.
+                    let task = rt::spawn_here(async move {
                         let outcome = post(&dialer, r, origin, fresh, bytes, &limits).await;
                         let _ = tx.send(Msg::PostDone(id, outcome)).await;
                     });

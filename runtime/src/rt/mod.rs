@@ -11,9 +11,9 @@
 //! through the worker's remote queue and, if it sleeps, `Poller::notify`.
 //!
 //! What runs off the workers and how it reaches them:
-//! - [`spawn`] puts a task on the least loaded worker of the running
-//!   runtime (the current worker's runtime, or off the workers the one
-//!   started last); [`Handle::spawn`] names the runtime.
+//! - [`spawn_here`] puts a task on the caller's own worker (off the
+//!   workers, the least loaded one of the runtime started last);
+//!   [`Handle::spawn`] on the least loaded worker of a named runtime.
 //! - [`Handle::block_on`] (main thread, tests) spawns the future and parks
 //!   the calling thread until it is done: it runs no reactor.
 //! - Sockets created off the workers (a test's thread) are registered with
@@ -358,18 +358,20 @@ impl Handle {
     }
 }
 
-/// Run `future` on the least loaded worker of the running runtime (see
-/// [`Handle::current`]).
+/// Run `future` on this thread's worker when called on one (the task that
+/// spawns it and the one it spawns then share a thread, and what passes
+/// between them crosses none), else on the least loaded worker.
 ///
 /// # Panics
 /// If no runtime is running.
-pub(crate) fn spawn<F>(future: F) -> Task<F::Output>
+pub(crate) fn spawn_here<F>(future: F) -> Task<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     Handle::current()
-        .expect("rt::spawn with no runtime running")
+        .expect("rt::spawn_here with no runtime running")
+        .local_or_least_loaded()
         .spawn(future)
 }
 
@@ -547,7 +549,7 @@ mod tests {
             let (tx, rx) = async_channel::unbounded();
             for ms in [60u64, 20, 40] {
                 let tx = tx.clone();
-                spawn(async move {
+                spawn_here(async move {
                     let at = sleep(Duration::from_millis(ms)).await;
                     assert!(Instant::now() >= at);
                     tx.send(ms).await.unwrap();
