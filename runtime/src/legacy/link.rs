@@ -1,12 +1,15 @@
 //! The exchange's end of the typed seam to a bridge, and the bridge's end
 //! of one client stream.
+//!
+//! The two share one small queue of answer parts, not a channel: an idle
+//! stream (a GET stream waiting for server messages) holds a few dozen
+//! bytes, where a channel's first block of slots is kilobytes. The queue
+//! grows only while parts wait, and is bounded in bytes.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use futures_lite::Stream;
 use sluice_core::legacy::StreamId;
 use sluice_core::upstream::{AnswerPart, Request};
 
@@ -19,34 +22,48 @@ use super::{RouteBridge, session};
 /// through when nothing else waits.
 const MAX_QUEUED_BYTES: usize = 4 << 20;
 
+/// The parts on their way from the bridge to one exchange.
+#[derive(Default)]
+struct Queue {
+    parts: VecDeque<AnswerPart>,
+    /// Bytes of `parts`.
+    bytes: usize,
+    /// No part will be added: the bridge is done with the stream (after its
+    /// last part, or giving up on it), or the exchange left.
+    closed: bool,
+    /// The exchange's task, waiting for a part.
+    waiter: Option<Waker>,
+}
+
+type Shared = Arc<Mutex<Queue>>;
+
+fn lock(q: &Shared) -> MutexGuard<'_, Queue> {
+    q.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One exchange's link to the bridge of its route: the request goes in
 /// typed, the answer comes back as parts. Dropping it tells the session
 /// serving it that the client is gone.
 pub struct BridgeLink {
     route: Arc<RouteBridge>,
     stream: StreamId,
-    /// The sending half, until the request is dispatched.
+    queue: Shared,
+    /// The bridge's end, until the request is dispatched.
     sink: Option<ClientSink>,
-    /// Pinned: the receiver keeps its wake-up listener in place.
-    parts: Pin<Box<async_channel::Receiver<AnswerPart>>>,
-    queued: Arc<AtomicUsize>,
     /// The session the request went to, to tell it when the client leaves.
     session: Option<async_channel::Sender<session::Msg>>,
 }
 
 impl BridgeLink {
     pub(super) fn new(route: Arc<RouteBridge>, stream: StreamId) -> Self {
-        let (tx, parts) = async_channel::unbounded();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queue = Shared::default();
         BridgeLink {
             route,
             stream,
             sink: Some(ClientSink {
-                tx,
-                queued: queued.clone(),
+                queue: queue.clone(),
             }),
-            parts: Box::pin(parts),
-            queued,
+            queue,
             session: None,
         }
     }
@@ -63,16 +80,35 @@ impl BridgeLink {
     /// The next part of the answer; `None` once the bridge is done with
     /// this stream (after the last part, or when it gave up on it).
     pub(crate) fn poll_part(&mut self, cx: &mut Context<'_>) -> Poll<Option<AnswerPart>> {
-        let part = std::task::ready!(self.parts.as_mut().poll_next(cx));
-        if let Some(part) = &part {
-            self.queued.fetch_sub(part_len(part), Ordering::Relaxed);
-        }
-        Poll::Ready(part)
+        poll_queue(&self.queue, cx)
     }
+}
+
+/// The next queued part, the end once the queue is closed and empty, else
+/// wait.
+fn poll_queue(queue: &Shared, cx: &mut Context<'_>) -> Poll<Option<AnswerPart>> {
+    let mut q = lock(queue);
+    if let Some(part) = q.parts.pop_front() {
+        q.bytes -= part_len(&part);
+        return Poll::Ready(Some(part));
+    }
+    if q.closed {
+        return Poll::Ready(None);
+    }
+    match &q.waiter {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => q.waiter = Some(cx.waker().clone()),
+    }
+    Poll::Pending
 }
 
 impl Drop for BridgeLink {
     fn drop(&mut self) {
+        {
+            let mut q = lock(&self.queue);
+            q.closed = true;
+            q.parts = VecDeque::new();
+        }
         if let Some(session) = &self.session {
             // Unbounded: never full; closed means the session is over anyway.
             let _ = session.try_send(session::Msg::Gone(self.stream));
@@ -80,10 +116,10 @@ impl Drop for BridgeLink {
     }
 }
 
-/// The bridge's end of one client stream.
+/// The bridge's end of one client stream. Dropping it ends the stream: the
+/// exchange gets the parts already queued, then the end.
 pub(crate) struct ClientSink {
-    tx: async_channel::Sender<AnswerPart>,
-    queued: Arc<AtomicUsize>,
+    queue: Shared,
 }
 
 impl ClientSink {
@@ -91,13 +127,37 @@ impl ClientSink {
     /// has fallen too far behind (then the stream is over for the bridge).
     pub(super) fn send(&self, part: AnswerPart) -> bool {
         let len = part_len(&part);
-        let before = self.queued.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before + len > MAX_QUEUED_BYTES {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            self.tx.close();
-            return false;
+        let (sent, waiter) = {
+            let mut q = lock(&self.queue);
+            if q.closed {
+                return false;
+            }
+            let sent = q.bytes == 0 || q.bytes + len <= MAX_QUEUED_BYTES;
+            if sent {
+                q.bytes += len;
+                q.parts.push_back(part);
+            } else {
+                q.closed = true;
+            }
+            (sent, q.waiter.take())
+        };
+        if let Some(w) = waiter {
+            w.wake();
         }
-        self.tx.try_send(part).is_ok()
+        sent
+    }
+}
+
+impl Drop for ClientSink {
+    fn drop(&mut self) {
+        let waiter = {
+            let mut q = lock(&self.queue);
+            q.closed = true;
+            q.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.wake();
+        }
     }
 }
 
@@ -106,5 +166,57 @@ fn part_len(part: &AnswerPart) -> usize {
         AnswerPart::Whole { body, .. } => body.len(),
         AnswerPart::Event(data) => data.len(),
         AnswerPart::Stream(_) | AnswerPart::End => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use sluice_core::upstream::AnswerHead;
+
+    fn poll(queue: &Shared) -> Poll<Option<AnswerPart>> {
+        poll_queue(queue, &mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn parts_arrive_in_order_then_the_end_once_the_sink_is_gone() {
+        let queue = Shared::default();
+        let sink = ClientSink {
+            queue: queue.clone(),
+        };
+        assert_eq!(poll(&queue), Poll::Pending);
+        assert!(sink.send(AnswerPart::Stream(AnswerHead::status(200))));
+        assert!(sink.send(AnswerPart::Event(Bytes::from_static(b"{}"))));
+        drop(sink);
+        assert!(matches!(
+            poll(&queue),
+            Poll::Ready(Some(AnswerPart::Stream(_)))
+        ));
+        assert!(matches!(
+            poll(&queue),
+            Poll::Ready(Some(AnswerPart::Event(_)))
+        ));
+        assert_eq!(poll(&queue), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_client_too_far_behind_is_cut_but_one_big_part_goes_through() {
+        let queue = Shared::default();
+        let sink = ClientSink {
+            queue: queue.clone(),
+        };
+        let big = Bytes::from(vec![b' '; MAX_QUEUED_BYTES + 1]);
+        assert!(sink.send(AnswerPart::Event(big)), "alone, it fits");
+        assert!(!sink.send(AnswerPart::Event(Bytes::from_static(b"{}"))));
+        assert!(
+            !sink.send(AnswerPart::End),
+            "the stream is over for the bridge"
+        );
+        assert!(matches!(
+            poll(&queue),
+            Poll::Ready(Some(AnswerPart::Event(_)))
+        ));
+        assert_eq!(poll(&queue), Poll::Ready(None), "the exchange sees it cut");
     }
 }
