@@ -337,6 +337,9 @@ fuzz_target!(|input: Input| {
                 Output::Finished { .. } => *finished = true,
                 Output::Connect { .. } | Output::ToUpstream(_) | Output::ReleaseUpstream { .. } => {
                 }
+                // The upstream here is HTTP bytes: message_upstream_connected
+                // is never called.
+                Output::Dispatch(request) => panic!("Dispatch to an HTTP upstream: {request:?}"),
             }
         }
     };
