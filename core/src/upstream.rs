@@ -183,7 +183,7 @@ pub enum AnswerPart {
 }
 
 impl AnswerPart {
-    /// A whole JSON answer with `status`.
+    /// A whole JSON answer with `head`.
     pub fn json(head: AnswerHead, body: impl Into<Bytes>) -> Self {
         AnswerPart::Whole {
             head,
