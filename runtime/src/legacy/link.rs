@@ -51,7 +51,7 @@ pub struct BridgeLink {
     /// The bridge's end, until the request is dispatched.
     sink: Option<ClientSink>,
     /// The session the request went to, to tell it when the client leaves.
-    session: Option<async_channel::Sender<session::Msg>>,
+    session: Option<crate::rt::mailbox::Sender<session::Msg>>,
 }
 
 impl BridgeLink {

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_channel::Sender;
+use crate::rt::mailbox::{self, Sender};
 use futures_lite::AsyncReadExt;
 use sluice_core::legacy::{self, BridgeConfig, Mode, PostAnswerReader, StreamId};
 use sluice_core::upstream::Request;
@@ -223,9 +223,9 @@ impl RouteBridge {
                     req,
                     client,
                 };
-                if let Err(e) = tx.try_send(attach) {
+                if let Err(attach) = tx.try_send(attach) {
                     // The session ended between the lookup and now.
-                    if let session::Msg::Attach { req, client, .. } = e.into_inner() {
+                    if let session::Msg::Attach { req, client, .. } = attach {
                         client.send(legacy::unknown_session(&req, json));
                     }
                     return None;
@@ -241,7 +241,7 @@ impl RouteBridge {
             },
             legacy::Dispatch::PerRequest => (Mode::PerRequest, Key::PerRequest(stream), None),
         };
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = mailbox::mailbox();
         if let Err(e) = self.register(&key, &tx) {
             tracing::warn!(route = self.route, error = %e, "legacy bridge refused");
             client.send(legacy::refuse_new_session(&req, &e, json));

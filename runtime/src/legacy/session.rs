@@ -6,8 +6,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::rt::mailbox::{Receiver, Sender};
 use crate::rt::{self, Timer};
-use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use futures_lite::{AsyncWriteExt, future};
 use sluice_core::legacy::{
@@ -75,7 +75,7 @@ pub(super) async fn run(
                     // Beside the session: its answer comes back without a hop.
                     let task = rt::spawn_here(async move {
                         let outcome = post(&dialer, r, origin, fresh, bytes, &limits).await;
-                        let _ = tx.send(Msg::PostDone(id, outcome)).await;
+                        let _ = tx.try_send(Msg::PostDone(id, outcome));
                     });
                     posts.insert(id, task);
                 }
@@ -118,7 +118,7 @@ pub(super) async fn run(
                 };
                 Event::Timer
             };
-            let inbox_ev = async { Event::Inbox(inbox.recv().await.ok()) };
+            let inbox_ev = async { Event::Inbox(inbox.recv().await) };
             match backend.as_mut() {
                 Some(conn) => {
                     // Read into the worker's scratch buffer: an idle session
@@ -167,7 +167,7 @@ pub(super) async fn run(
 /// Requests that reached the inbox after the session closed get 404.
 fn refuse_latecomers(inbox: &Receiver<Msg>, json: &sluice_core::jsonrpc::Limits) {
     inbox.close();
-    while let Ok(msg) = inbox.try_recv() {
+    while let Some(msg) = inbox.try_recv() {
         if let Msg::Attach { client, req, .. } = msg {
             client.send(legacy::unknown_session(&req, json));
         }

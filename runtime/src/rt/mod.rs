@@ -24,6 +24,7 @@
 //!   arrive through a self-pipe on a worker's poller ([`signal`]).
 
 pub(crate) mod dns;
+pub(crate) mod mailbox;
 pub mod net;
 mod reactor;
 pub(crate) mod read;
