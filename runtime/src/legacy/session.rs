@@ -55,7 +55,9 @@ pub(super) async fn run(
     loop {
         while let Some(output) = bridge.poll_output() {
             match output {
-                Output::OpenStream(bytes) => match open_stream(&route, &bytes).await {
+                // Boxed: the dial (connect, TLS handshake) happens once per
+                // session and must not size the task of every idle one.
+                Output::OpenStream(bytes) => match Box::pin(open_stream(&route, &bytes)).await {
                     Ok(conn) => backend = Some(conn),
                     Err(e) => {
                         tracing::info!(route = route.route, error = %e, "legacy backend stream failed to open");
