@@ -325,6 +325,9 @@ impl Connection {
                             exchange.feed_answer(part, Instant::now());
                         }
                     }
+                    // Only after `probe_transport`, which this driver never
+                    // calls: its routes' transports are known.
+                    Output::ProbeTransport(_) => {}
                     Output::ToClient(bytes) => {
                         if client_ok && self.client.write_all(&bytes).is_err() {
                             client_ok = false;

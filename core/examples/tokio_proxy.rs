@@ -237,6 +237,9 @@ impl Connection {
                     Output::Dispatch(_) => {
                         exchange.upstream_closed(UpstreamEnd::ConnectFailed, Instant::now())
                     }
+                    // Only after `probe_transport`, which this driver never
+                    // calls: its upstream speaks Streamable HTTP.
+                    Output::ProbeTransport(_) => {}
                     Output::ReleaseUpstream { reusable } => {
                         let conn = self.upstream.take();
                         if reusable {

@@ -77,6 +77,7 @@
 //!             Output::Finished { close } => format!("finished {close:?}"),
 //!             Output::RunHook(call) => format!("run hooks on {}", call.method),
 //!             Output::Dispatch(request) => format!("message upstream <- {}", request.method),
+//!             Output::ProbeTransport(evidence) => format!("transport evidence: {}", evidence.status),
 //!         });
 //!     }
 //! }

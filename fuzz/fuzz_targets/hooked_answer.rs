@@ -340,6 +340,8 @@ fuzz_target!(|input: Input| {
                 // The upstream here is HTTP bytes: message_upstream_connected
                 // is never called.
                 Output::Dispatch(request) => panic!("Dispatch to an HTTP upstream: {request:?}"),
+                // probe_transport is never called here.
+                Output::ProbeTransport(e) => panic!("transport evidence unasked for: {e:?}"),
             }
         }
     };

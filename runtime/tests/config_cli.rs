@@ -77,8 +77,6 @@ fn cli_equals_file_form() {
         "localhost",
         "--allow-origin",
         "https://app.example.com",
-        "--upstream-transport",
-        "streamable",
         "--ca-file",
         ca.to_str().unwrap(),
         "--hook",
@@ -476,7 +474,7 @@ fn help_explains_every_option() {
         "--allow-host <HOST>",
         "--allow-origin <ORIGIN>",
         "--upstream-transport <TRANSPORT>",
-        "[default: streamable]",
+        "[default: auto]",
         "bridged",
         "--legacy-max-sessions <N>",
         "--legacy-session-idle <DURATION>",
@@ -530,6 +528,11 @@ fn legacy_transports_are_accepted() {
         assert_eq!(c.routes[0].transport, want);
         assert_eq!(c.routes[0].legacy_mode, LegacyMode::Session);
     }
+    // No flag: found out from the upstream's first answer.
+    let c = proxy(&["--upstream", "http://a/sse"]);
+    assert_eq!(c.routes[0].transport, Transport::Auto);
+    let c = file("[[route]]\npath = \"/mcp\"\nupstream = \"http://a/sse\"\n");
+    assert_eq!(c.routes[0].transport, Transport::Auto);
 }
 
 #[test]
@@ -560,7 +563,14 @@ fn legacy_session_flags() {
     assert_eq!(c.routes[0].legacy.session_idle, None);
     let cases: [(&[&str], &str); 4] = [
         (
-            &["--upstream", "http://a/", "--legacy-max-sessions", "3"],
+            &[
+                "--upstream",
+                "http://a/",
+                "--upstream-transport",
+                "streamable",
+                "--legacy-max-sessions",
+                "3",
+            ],
             "--legacy-max-sessions: only applies with --upstream-transport sse or auto",
         ),
         (

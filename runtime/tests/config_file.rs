@@ -33,7 +33,7 @@ fn minimal_file_takes_every_default() {
     assert_eq!(c.routes.len(), 1);
     let r = &c.routes[0];
     assert_eq!((r.name.as_str(), r.path.as_str()), ("127.0.0.1", "/mcp"));
-    assert_eq!(r.transport, Transport::Streamable);
+    assert_eq!(r.transport, Transport::Auto);
     assert!(r.well_known);
     assert_eq!(r.upstream.scheme, Scheme::Http);
     assert_eq!(r.upstream.port, 3001);
@@ -381,12 +381,12 @@ const ERRORS: &[(&str, &str)] = &[
         "t.toml:5:8: route[1].path: \"/mcp/\" is already served by route[0]",
     ),
     (
-        "[[route]]\nupstream = \"http://a/\"\nlegacy_mode = \"per-request\"\n",
-        "t.toml:3:15: route[0].legacy_mode: only applies to transport = \"sse\" or \"auto\"",
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"streamable\"\nlegacy_mode = \"per-request\"\n",
+        "t.toml:4:15: route[0].legacy_mode: only applies to transport = \"sse\" or \"auto\"",
     ),
     (
-        "[[route]]\nupstream = \"http://a/\"\nlegacy_max_sessions = 5\n",
-        "t.toml:3:23: route[0].legacy_max_sessions: only applies to transport = \"sse\" or \"auto\"",
+        "[[route]]\nupstream = \"http://a/\"\ntransport = \"streamable\"\nlegacy_max_sessions = 5\n",
+        "t.toml:4:23: route[0].legacy_max_sessions: only applies to transport = \"sse\" or \"auto\"",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\ntransport = \"sse\"\nlegacy_max_sessions = 0\n",

@@ -7,7 +7,7 @@ mod common;
 mod legacy_backend;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use legacy_backend::*;
 use serde_json::{Value, json};
 use sluice::legacy::{Bridging, UpstreamTransport};
+use sluice::proxy::RunningProxy;
 use sluice_core::legacy::Mode;
 
 // -- tests --------------------------------------------------------------------------------------
@@ -332,83 +333,106 @@ fn auto_probes_once_and_bridges_a_legacy_backend() {
     assert_eq!(got.last()["result"]["tools"][0]["name"], "echo");
     // The probe's GET plus the session's own stream; no probe after the first.
     assert_eq!(b.opened.load(Ordering::SeqCst), 2);
+    // The refused initialize went again through the bridge, once.
+    let posted = b.posted.lock().unwrap().clone();
+    let inits = posted
+        .iter()
+        .filter(|m| m["method"] == "initialize")
+        .count();
+    assert_eq!(inits, 1, "{posted:?}");
     p.shutdown();
 }
 
-#[test]
-fn auto_passes_a_streamable_backend_through() {
-    let up = common::upstream(|conn, req| {
-        assert!(req.head.starts_with("POST /mcp "));
-        common::json_response(conn, r#"{"jsonrpc":"2.0","id":"sluice-probe","result":{}}"#);
-        true
-    });
-    let authority = up.addr.to_string();
-    let p = common::proxy_with(up.addr, |s| {
+/// A proxy whose one route is `auto` in front of `up`.
+fn auto_proxy(up: SocketAddr) -> RunningProxy {
+    let authority = up.to_string();
+    common::proxy_with(up, |s| {
         s.upstreams[0].transport =
             UpstreamTransport::Auto(Bridging::new(Mode::Session, false, &authority, "/mcp"));
-    });
-    let got = exchange(
-        &p,
-        &request(
-            "POST",
-            r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
-            None,
-            BOTH,
-        ),
-    );
-    assert_eq!(got.status, 200);
-    let probe = up.requests.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert!(String::from_utf8_lossy(&probe.body).contains("sluice-probe"));
-    let forwarded = up.requests.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert!(String::from_utf8_lossy(&forwarded.body).contains(r#""id":7"#));
-    p.shutdown();
+    })
 }
 
-#[test]
-fn auto_deletes_the_session_a_streamable_backend_opened_for_the_probe() {
-    let up = common::upstream(|conn, req| {
-        if req.head.starts_with("DELETE ") {
-            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
-            return false;
-        }
-        let resp = r#"{"jsonrpc":"2.0","id":"sluice-probe","result":{}}"#;
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: probe-1\r\nContent-Length: {}\r\n\r\n",
-            resp.len()
-        );
-        conn.write_all(head.as_bytes()).unwrap();
-        conn.write_all(resp.as_bytes()).unwrap();
-        true
-    });
-    let authority = up.addr.to_string();
-    let p = common::proxy_with(up.addr, |s| {
-        s.upstreams[0].transport =
-            UpstreamTransport::Auto(Bridging::new(Mode::Session, false, &authority, "/mcp"));
-    });
-    let got = exchange(
-        &p,
-        &request(
-            "POST",
-            r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
-            None,
-            BOTH,
-        ),
-    );
-    assert_eq!(got.status, 200);
-    let seen: Vec<String> = (0..3)
+/// The request lines `up` received, waiting for `n` of them, then making
+/// sure no other follows.
+fn request_lines(up: &common::Upstream, n: usize) -> Vec<String> {
+    let mut lines: Vec<String> = (0..n)
         .map(|_| {
             let r = up.requests.recv_timeout(Duration::from_secs(5)).unwrap();
             r.head.lines().next().unwrap_or_default().to_owned()
         })
         .collect();
+    if let Ok(extra) = up.requests.recv_timeout(Duration::from_millis(200)) {
+        lines.push(extra.head.lines().next().unwrap_or_default().to_owned());
+    }
+    lines
+}
+
+#[test]
+fn auto_passes_a_streamable_backend_through_and_it_sees_only_the_clients_requests() {
+    let up = common::upstream(|conn, req| {
+        assert!(req.head.starts_with("POST /mcp "), "{}", req.head);
+        let id = if req.body.windows(6).any(|w| w == br#""id":7"#) {
+            7
+        } else {
+            8
+        };
+        common::json_response(
+            conn,
+            &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+        );
+        true
+    });
+    let p = auto_proxy(up.addr);
+    for id in [7, 8] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+        let got = exchange(&p, &request("POST", &body, None, BOTH));
+        assert_eq!(got.status, 200);
+        assert_eq!(got.last()["id"], id);
+    }
+    assert_eq!(request_lines(&up, 2), ["POST /mcp HTTP/1.1"; 2]);
+    p.shutdown();
+}
+
+#[test]
+fn auto_gives_a_json_rpc_refusal_to_the_client_with_no_extra_request() {
+    let refusal = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Bad Request: No valid session ID provided"}}"#;
+    let up = common::upstream(move |conn, _| {
+        let head = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            refusal.len()
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(refusal.as_bytes()).unwrap();
+        true
+    });
+    let p = auto_proxy(up.addr);
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let got = exchange(&p, &request("POST", call, Some("gone"), BOTH));
+    assert_eq!(got.status, 400);
+    assert_eq!(got.last()["error"]["code"], -32000);
+    assert_eq!(request_lines(&up, 1), ["POST /mcp HTTP/1.1"]);
+    p.shutdown();
+}
+
+#[test]
+fn auto_gives_a_refusal_that_is_not_legacy_to_the_client_as_it_came() {
+    // Refuses every POST and GET in plain text: no transport to be found.
+    let up = common::upstream(|conn, _| {
+        conn.write_all(
+            b"HTTP/1.1 405 Method Not Allowed\r\nAllow: PUT\r\nContent-Length: 4\r\n\r\nnope",
+        )
+        .unwrap();
+        true
+    });
+    let p = auto_proxy(up.addr);
+    let got = exchange(&p, &request("POST", INIT, None, BOTH));
+    assert_eq!(got.status, 405);
+    assert_eq!(got.body, b"nope");
+    assert_eq!(got.header("allow").as_deref(), Some("PUT"));
+    // The client's POST, then the probe's GET; nothing replayed.
     assert_eq!(
-        seen,
-        [
-            "POST /mcp HTTP/1.1",
-            "DELETE /mcp HTTP/1.1",
-            "POST /mcp HTTP/1.1"
-        ]
+        request_lines(&up, 2),
+        ["POST /mcp HTTP/1.1", "GET /mcp HTTP/1.1"]
     );
     p.shutdown();
 }

@@ -89,7 +89,8 @@ class Server:
     # With port_env: the line that says it listens, and the path of its URL.
     ready: str = r"listening on port (\d+)"
     path: str = "/mcp"
-    # "sse": the legacy HTTP+SSE transport (2024-11-05), reached through sluice's bridge.
+    # "sse": the legacy HTTP+SSE transport (2024-11-05), reached through sluice's bridge
+    # (found by sluice's default transport, `auto`; no flag is given).
     transport: str = "streamable"
 
 
@@ -169,7 +170,8 @@ def everything_profile() -> dict:
 
 def legacy_servers(env_dir: Path) -> list[Server]:
     """Servers of the legacy HTTP+SSE transport (2024-11-05). Streamable HTTP clients
-    reach them through sluice's bridge (`--upstream-transport sse`), never directly."""
+    reach them through sluice's bridge, never directly; sluice finds that out itself
+    (`sluice --upstream URL/sse`, no transport flag)."""
     node_modules = env_dir / "node_modules"
     py1 = str(env_dir / "venv-mcp1" / "bin" / "python")
     py2 = str(env_dir / "venv-mcp2" / "bin" / "python")
@@ -365,9 +367,13 @@ def start_server(s: Server, env: dict) -> tuple[Running, str]:
 SLUICE_LINE = re.compile(r"sluice listening on (?:https?://)?([^\s/]+)")
 
 
-def start_sluice(sluice: str, upstream: str, name: str, env: dict,
-                 transport: str = "streamable") -> tuple[Running, str]:
+def start_sluice(sluice: str, upstream: str, name: str, env: dict) -> tuple[Running, str]:
     """sluice in front of `upstream`; returns the URL clients should use.
+
+    No transport flag: sluice's default (`auto`) must find out itself whether the
+    upstream speaks Streamable HTTP (passed through, the server sees only the clients'
+    requests) or the legacy HTTP+SSE transport (bridged), from its answer to the first
+    POST.
 
     Asks for port 0 and reads `sluice listening on http://ADDR` from its output;
     with SLUICE_FIXED_PORT=1 (or if it reports port 0 or prints no such line) we
@@ -378,8 +384,7 @@ def start_sluice(sluice: str, upstream: str, name: str, env: dict,
     for _attempt in range(3):
         port = free_port() if fixed else 0
         listen = f"127.0.0.1:{port}"
-        r = Running(f"sluice[{name}]", [sluice, "--upstream", upstream, "--listen", listen,
-                                        "--upstream-transport", transport], env)
+        r = Running(f"sluice[{name}]", [sluice, "--upstream", upstream, "--listen", listen], env)
         try:
             if fixed:
                 # The port is ours: a listening socket is ready enough, no line needed.
@@ -537,7 +542,7 @@ def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_cl
                 r, url = start_server(s, env)
                 procs.append(r)
                 if mode == "proxy":
-                    sr, url = start_sluice(sluice, url, s.name, env, s.transport)
+                    sr, url = start_sluice(sluice, url, s.name, env)
                     procs.append(sr)
                 started.append((s, url))
             except RuntimeError as e:

@@ -24,6 +24,7 @@
 //!         Output::Connect { route, fresh } => { /* open or borrow a connection */ }
 //!         Output::ToUpstream(bytes) => { /* write to the upstream */ }
 //!         Output::Dispatch(request) => { /* hand it to the message upstream; feed_answer its parts */ }
+//!         Output::ProbeTransport(evidence) => { /* only after probe_transport: see the probe module */ }
 //!         Output::ToClient(bytes) => { /* write to the client */ }
 //!         Output::ReleaseUpstream { reusable } => { /* pool or close it */ }
 //!         Output::Finished { close } => { /* exchange over */ }
@@ -73,6 +74,7 @@ mod answer;
 mod error;
 mod hooks;
 pub mod methods;
+mod probe;
 mod request;
 mod response;
 mod timers;
@@ -98,6 +100,7 @@ pub use hooks::{
     BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict, ReplacementError,
     check_replacement,
 };
+pub use probe::{PROBE_BODY_MAX, TransportEvidence};
 pub use request::RpcSummary;
 use response::{HeldFailure, Streaming};
 use timers::{Timer, TimerTable};
@@ -274,6 +277,13 @@ pub enum Output {
     /// answered with [`Exchange::message_upstream_connected`]; feed its
     /// answer back with [`Exchange::feed_answer`]. See [`crate::upstream`].
     Dispatch(Box<upstream::Request>),
+    /// The driver asked for [`Exchange::probe_transport`] and the upstream
+    /// answered: what the answer says about the route's transport, for
+    /// `legacy::Probe::after_answer`. When [`TransportEvidence::held`],
+    /// nothing moves until [`Exchange::transport_probed`] (do not feed the
+    /// upstream meanwhile; its answer is held whole or in part). See
+    /// [the transport probe](self::probe).
+    ProbeTransport(Box<TransportEvidence>),
     /// Write these bytes to the client, whole, after those of the previous
     /// `ToClient` and before those of the next. See [writing to the
     /// client](self#writing-to-the-client).
@@ -381,6 +391,8 @@ enum State {
     Connecting,
     /// The request went upstream; reading the response head.
     AwaitingHead,
+    /// A refusal held for the transport probe.
+    HeldRefusal(Box<probe::HeldRefusal>),
     /// Forwarding the response body.
     Streaming(Box<Streaming>),
     /// Over.
@@ -404,6 +416,8 @@ pub struct Exchange {
     timers: TimerTable,
     /// The upstream connection came from the pool.
     reused: bool,
+    /// The route's transport is in doubt: see [`Exchange::probe_transport`].
+    probing: bool,
     /// A retry on a fresh connection already happened.
     retried: bool,
     /// Any byte of a response arrived from the upstream.
@@ -437,6 +451,7 @@ impl Exchange {
             head_scanner: http1::HeadScanner::new(),
             timers,
             reused: false,
+            probing: false,
             retried: false,
             upstream_spoke: false,
             sent: Sent::Nothing,
@@ -564,6 +579,7 @@ impl Exchange {
             | State::HookingRequest(_)
             | State::Connecting
             | State::AwaitingHead
+            | State::HeldRefusal(_)
             | State::Streaming(_) => {
                 if !matches!(self.state, State::Request(_) | State::HookingRequest(_)) {
                     self.outputs
@@ -647,6 +663,7 @@ impl Exchange {
             State::Connecting => {
                 self.fail(UpstreamError::ConnectFailed, now);
             }
+            State::HeldRefusal(_) => self.held_upstream_closed(end),
             State::AwaitingHead => {
                 // A pooled connection the upstream had already closed: send
                 // the request again on a fresh one, once — but only when the
@@ -710,6 +727,7 @@ impl Exchange {
         self.upstream_spoke = true;
         match self.state {
             State::AwaitingHead => self.read_response_head(input, now),
+            State::HeldRefusal(_) => self.feed_held(&input, now),
             State::Streaming(_) => self.stream_body(input, now),
             // Bytes before the request went out, or after the end: the
             // upstream is out of step; drop the connection.
@@ -732,6 +750,10 @@ impl Exchange {
                 Timer::Request => self.refuse(TimedOut::Request.into(), None, now),
                 Timer::Connect => self.fail(TimedOut::Connect, now),
                 Timer::Head => self.fail(TimedOut::ResponseHead, now),
+                // A held refusal whose body stalls is judged on what came.
+                Timer::StreamIdle if matches!(self.state, State::HeldRefusal(_)) => {
+                    self.ask_driver()
+                }
                 Timer::StreamIdle => self.fail(TimedOut::StreamIdle, now),
                 Timer::Keepalive => {
                     if let State::Streaming(stream) = &mut self.state
@@ -1120,10 +1142,12 @@ impl Exchange {
         if buffered {
             self.head_buf.extend_from_slice(&input);
         }
+        let hold_refusal = self.holds_refusals();
         let Some(req) = self.req.as_ref() else { return };
         let step = response::read_head(
             &mut self.head_scanner,
             if buffered { &self.head_buf } else { &input },
+            hold_refusal,
             req,
             &self.config,
             &mut self.ledger,
@@ -1152,6 +1176,15 @@ impl Exchange {
                 }
             }
             response::HeadStep::Bad(why) => self.fail(UpstreamError::Malformed(why), now),
+            response::HeadStep::Refused {
+                status,
+                framing,
+                len,
+            } => {
+                let raw = std::mem::take(&mut self.head_buf);
+                let raw = if buffered { &raw[..] } else { &input[..] };
+                self.hold_refusal(raw, status, framing, len, now);
+            }
             response::HeadStep::Ready {
                 stream,
                 client_head,
@@ -1159,6 +1192,7 @@ impl Exchange {
                 len,
             } => {
                 let rest = rest_after(&mut self.head_buf, len);
+                self.note_unheld_answer(status);
                 self.head_ready(stream, client_head, status, rest, now);
             }
         }
@@ -1181,7 +1215,9 @@ impl Exchange {
                 ..
             } => self.head_ready(stream, client_head, status, body, now),
             response::HeadStep::Bad(why) => self.fail(UpstreamError::Malformed(why), now),
-            response::HeadStep::NeedMore | response::HeadStep::Informational { .. } => {}
+            response::HeadStep::NeedMore
+            | response::HeadStep::Informational { .. }
+            | response::HeadStep::Refused { .. } => {}
         }
     }
 

@@ -14,6 +14,7 @@ use super::{ExchangeConfig, HOOK_FAILED, HookPhase, HookVerdict, UPSTREAM_FAILED
 use crate::http1::{self, BodyFraming, BodyReader, Parsed};
 use crate::inject::Sent;
 use crate::jsonrpc::{self, Classified, Kind};
+use crate::legacy::may_try_legacy;
 use crate::sse::{self, OutgoingEvent, SseItem, SseParser};
 use crate::upstream::{AnswerBody, AnswerHead};
 
@@ -24,6 +25,15 @@ pub(super) enum HeadStep {
         len: usize,
     },
     Bad(String),
+    /// A refusal ([`may_try_legacy`]) held for the transport probe: the
+    /// head is `len` bytes, its body framed as `framing`. Nothing was
+    /// prepared: the same bytes are read again if the route stays
+    /// Streamable HTTP.
+    Refused {
+        status: u16,
+        framing: BodyFraming,
+        len: usize,
+    },
     Ready {
         stream: Box<Streaming>,
         client_head: Bytes,
@@ -281,10 +291,12 @@ fn cut_reason(why: &str) -> String {
     )
 }
 
-/// Parse the response head in `buf`.
+/// Parse the response head in `buf`. With `hold_refusal`, a 400, 404 or
+/// 405 is not prepared but returned as [`HeadStep::Refused`].
 pub(super) fn read_head(
     scanner: &mut http1::HeadScanner,
     buf: &[u8],
+    hold_refusal: bool,
     req: &Forward,
     config: &ExchangeConfig,
     ledger: &mut Option<Ledger>,
@@ -311,6 +323,13 @@ pub(super) fn read_head(
             return HeadStep::Bad(format!("the upstream's response framing is ambiguous: {e}"));
         }
     };
+    if hold_refusal && may_try_legacy(head.status) {
+        return HeadStep::Refused {
+            status: head.status,
+            framing,
+            len,
+        };
+    }
     let sse = http1::header_values(&head.headers, "content-type")
         .next()
         .is_some_and(|ct| {

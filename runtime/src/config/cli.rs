@@ -104,15 +104,11 @@ struct Cli {
 
     /// The upstream's MCP transport.
     ///
-    /// streamable: MCP 2025-03-26 and later, passed through. sse: the 2024-11-05 HTTP+SSE
-    /// transport, bridged (one backend session per client session). auto: probe once (POST
-    /// initialize; on 400/404/405 try the SSE transport) and remember.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "TRANSPORT",
-        default_value = "streamable"
-    )]
+    /// auto: pass through, and if the upstream refuses the first POST with 400/404/405 that is
+    /// no JSON-RPC error, try the SSE transport (GET, expect an `endpoint` event), then bridge and
+    /// remember. streamable: MCP 2025-03-26 and later, passed through. sse: the 2024-11-05
+    /// HTTP+SSE transport, bridged (one backend session per client session).
+    #[arg(long, value_enum, value_name = "TRANSPORT", default_value = "auto")]
     upstream_transport: CliTransport,
 
     /// With --upstream-transport sse or auto: most legacy backend sessions open at once

@@ -98,7 +98,7 @@ pub struct Route {
     /// Where requests go. The part of the request path after the prefix is
     /// appended to the upstream's path (see [`Config::resolve`]).
     pub upstream: Upstream,
-    /// The upstream's transport. Default [`Transport::Streamable`].
+    /// The upstream's transport. Default [`Transport::Auto`].
     pub transport: Transport,
     /// How a legacy HTTP+SSE upstream's sessions map to client sessions
     /// (only with [`Transport::Sse`] or [`Transport::Auto`]). Default
@@ -124,7 +124,7 @@ impl Route {
             },
             path,
             upstream,
-            transport: Transport::Streamable,
+            transport: Transport::Auto,
             legacy_mode: LegacyMode::Session,
             legacy: Legacy::default(),
             well_known: true,
@@ -142,9 +142,11 @@ pub enum Transport {
     Streamable,
     /// The legacy HTTP+SSE transport (2024-11-05), bridged.
     Sse,
-    /// Probe as the specification tells clients (POST `initialize`; on
-    /// 400/404/405 GET and expect `endpoint`), remember the answer, then
-    /// pass through or bridge.
+    /// Found out from the upstream's answer to a client's first POST: a
+    /// 400/404/405 that is no JSON-RPC error sends sluice to GET the URL
+    /// and expect `endpoint` (as the specification tells clients); an
+    /// `endpoint` event switches the route to the bridge and the request
+    /// goes again through it. Remembered per route.
     Auto,
 }
 

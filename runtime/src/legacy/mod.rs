@@ -37,6 +37,7 @@ use crate::rt;
 use crate::dial::{Conn, Dialer};
 pub(crate) use link::BridgeLink;
 use link::ClientSink;
+pub(crate) use probe::AutoTransport;
 
 /// How an upstream is reached.
 #[derive(Debug, Clone, Default)]

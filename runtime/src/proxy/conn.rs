@@ -120,6 +120,16 @@ impl Driver<'_> {
                         }
                         self.connect(route, fresh).await;
                     }
+                    Output::ProbeTransport(evidence) => {
+                        // Once per route while its transport is in doubt; a
+                        // held refusal waits here for the probe's GET, bounded
+                        // by its own deadline. Boxed: not in every task's state.
+                        let judged = self.shared.upstreams.judge_transport(self.route, &evidence);
+                        let legacy = Box::pin(judged).await;
+                        if evidence.held {
+                            self.exchange.transport_probed(legacy, Instant::now());
+                        }
+                    }
                     Output::ReleaseUpstream { reusable } => {
                         if let Some(conn) = self.upstream.take()
                             && reusable
@@ -285,13 +295,17 @@ impl Driver<'_> {
         let (slot, deadlines) = (self.slot, &*self.shared.deadlines);
         let timeout = future::poll_fn(|cx| slot.poll_due(deadlines, false, cx).map(|_| None));
         match future::or(attempt, timeout).await {
-            Some(Ok((conn, reused))) => {
-                let messages = matches!(conn, UpConn::Bridge(_));
-                self.upstream = Some(conn);
+            Some(Ok(checkout)) => {
+                let messages = matches!(checkout.conn, UpConn::Bridge(_));
+                self.upstream = Some(checkout.conn);
                 if messages {
                     self.exchange.message_upstream_connected(Instant::now());
                 } else {
-                    self.exchange.upstream_connected(reused, Instant::now());
+                    if checkout.in_doubt {
+                        self.exchange.probe_transport();
+                    }
+                    self.exchange
+                        .upstream_connected(checkout.reused, Instant::now());
                 }
             }
             Some(Err(e)) => {

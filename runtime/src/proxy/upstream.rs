@@ -4,15 +4,16 @@
 //! ([`crate::legacy`]).
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sluice_core::exchange::TransportEvidence;
 use sluice_core::upstream::AnswerPart;
 
 use crate::dial::{self, Conn, Dialer};
-use crate::legacy::{BridgeLink, RouteBridge, UpstreamTransport};
+use crate::legacy::{AutoTransport, BridgeLink, RouteBridge, UpstreamTransport};
 
 /// Where one route's upstream lives.
 #[derive(Debug, Clone)]
@@ -65,9 +66,18 @@ pub(crate) struct Upstreams {
 enum RouteKind {
     Direct,
     Bridge(Arc<RouteBridge>),
-    /// `transport = "auto"`: `Some(true)` once the probe found the legacy
-    /// transport, `Some(false)` Streamable HTTP.
-    Auto(Arc<RouteBridge>, Mutex<Option<bool>>),
+    /// `transport = "auto"`: the bridge once the route is known to need it.
+    Auto(Arc<RouteBridge>, AutoTransport),
+}
+
+/// A connection handed out by [`Upstreams::checkout`].
+pub(crate) struct Checkout {
+    pub conn: UpConn,
+    /// It came from the pool.
+    pub reused: bool,
+    /// The route's transport is in doubt (`auto`, not known yet): the
+    /// exchange should `probe_transport`.
+    pub in_doubt: bool,
 }
 
 impl Upstreams {
@@ -102,9 +112,10 @@ impl Upstreams {
                 UpstreamTransport::Sse(b) => {
                     RouteKind::Bridge(RouteBridge::new(route, b, dialer.clone()))
                 }
-                UpstreamTransport::Auto(b) => {
-                    RouteKind::Auto(RouteBridge::new(route, b, dialer.clone()), Mutex::new(None))
-                }
+                UpstreamTransport::Auto(b) => RouteKind::Auto(
+                    RouteBridge::new(route, b, dialer.clone()),
+                    AutoTransport::default(),
+                ),
             })
             .collect();
         Upstreams { dialer, kinds }
@@ -130,36 +141,38 @@ impl Upstreams {
 
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,
     /// else a new one; for a legacy upstream, a virtual connection to its
-    /// bridge. Returns whether it was reused.
-    pub async fn checkout(&self, route: usize, fresh: bool) -> io::Result<(UpConn, bool)> {
-        match self.kinds.get(route) {
-            Some(RouteKind::Bridge(b)) => return Ok((UpConn::Bridge(b.open()), false)),
-            Some(RouteKind::Auto(b, known)) => {
-                let decided = *known.lock().unwrap_or_else(|e| e.into_inner());
-                let legacy = match decided {
-                    Some(legacy) => legacy,
-                    // Boxed for the same reason as the TLS handshake (once per route).
-                    None => match Box::pin(b.probe()).await? {
-                        Some(legacy) => {
-                            tracing::info!(
-                                route,
-                                transport = if legacy { "sse" } else { "streamable" },
-                                "upstream transport probed"
-                            );
-                            *known.lock().unwrap_or_else(|e| e.into_inner()) = Some(legacy);
-                            legacy
-                        }
-                        None => false,
-                    },
-                };
-                if legacy {
-                    return Ok((UpConn::Bridge(b.open()), false));
-                }
-            }
-            _ => {}
-        }
+    /// bridge.
+    pub async fn checkout(&self, route: usize, fresh: bool) -> io::Result<Checkout> {
+        let bridge = |b: &Arc<RouteBridge>| Checkout {
+            conn: UpConn::Bridge(b.open()),
+            reused: false,
+            in_doubt: false,
+        };
+        let in_doubt = match self.kinds.get(route) {
+            Some(RouteKind::Bridge(b)) => return Ok(bridge(b)),
+            Some(RouteKind::Auto(b, auto)) => match auto.known() {
+                Some(true) => return Ok(bridge(b)),
+                Some(false) => false,
+                None => true,
+            },
+            _ => false,
+        };
         let (conn, reused) = self.dialer.checkout(route, fresh).await?;
-        Ok((UpConn::Net(conn), reused))
+        Ok(Checkout {
+            conn: UpConn::Net(conn),
+            reused,
+            in_doubt,
+        })
+    }
+
+    /// What an answer on route `route` says about its transport (an `auto`
+    /// route's exchange reported it): whether the request should go again
+    /// through the bridge. See `legacy::AutoTransport::judge`.
+    pub async fn judge_transport(&self, route: usize, evidence: &TransportEvidence) -> bool {
+        match self.kinds.get(route) {
+            Some(RouteKind::Auto(b, auto)) => auto.judge(b, evidence).await,
+            _ => false,
+        }
     }
 
     /// Return a connection that ended at a clean message boundary (links to

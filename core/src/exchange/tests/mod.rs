@@ -44,6 +44,7 @@ struct Log {
     finished: Option<Close>,
     hooks: Vec<HookCall>,
     dispatched: Vec<upstream::Request>,
+    evidence: Vec<TransportEvidence>,
 }
 
 struct Harness {
@@ -80,6 +81,7 @@ impl Harness {
                 Output::ReleaseUpstream { reusable } => self.log.releases.push(reusable),
                 Output::Finished { close } => self.log.finished = Some(close),
                 Output::RunHook(call) => self.log.hooks.push(*call),
+                Output::ProbeTransport(e) => self.log.evidence.push(*e),
             }
         }
     }
@@ -1373,6 +1375,7 @@ fn recommended_timeouts_are_all_set_but_the_stream_ones() {
 mod bounds;
 mod hooked_answers;
 mod message_upstream;
+mod transport_probe;
 
 #[test]
 fn shutdown_closes_an_idle_connection_quietly() {
