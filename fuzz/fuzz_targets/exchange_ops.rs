@@ -3,13 +3,16 @@
 //! or raw bytes), connects, upstream bytes (response fragments: JSON, chunked
 //! SSE, until-close SSE, 1xx, garbage), a message upstream instead (the
 //! typed seam: whole answers, stream heads, events and ends, in any order),
-//! closes on either side and time.
+//! the `auto` transport probe riding on the request (`probe_transport`, and
+//! the driver's conclusion at any time), closes on either side and time.
 //!
 //! Never panic, and per exchange:
 //! - no output after `Finished`, and at most one `Finished`;
 //! - each `Connect` is released at most once, and all are released by the
 //!   time the exchange finishes;
 //! - a timer handled before its deadline does nothing;
+//! - while a refusal is held for the transport probe, the client is sent
+//!   nothing, and the evidence carries at most `PROBE_BODY_MAX` body bytes;
 //! - what went to the client, once finished with `KeepAlive` (or
 //!   `Graceful`), is a complete, valid HTTP response per `http1` (after any
 //!   `100 Continue`), with no byte after it;
@@ -35,8 +38,8 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_core::exchange::{
-    ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, HookFilter, Output, Timeouts,
-    UpstreamEnd,
+    ClientInfo, Close, Exchange, ExchangeConfig, ExchangeLimits, HookFilter, Output,
+    PROBE_BODY_MAX, Timeouts, UpstreamEnd,
 };
 use sluice_core::guard::HostGuard;
 use sluice_core::http1::{self, BodyFraming, ChunkedDecoder, Limits, Parsed};
@@ -46,6 +49,7 @@ use sluice_core::upstream::{AnswerHead, AnswerPart, Request};
 
 const CALL: &str =
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+const REFUSAL: &str = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"No session"}}"#;
 const NOTE: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 const ANSWER: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
 const PROGRESS: &str = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":1,\"progress\":1}}\n\n";
@@ -156,6 +160,16 @@ fn upstream_dictionary() -> Vec<Vec<u8>> {
         chunk(&answer_event.replace('\n', "\r\n")),
         "HTTP/1.1 101 Switching Protocols\r\n\r\n".to_owned(),
         "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        // Refusals the transport probe holds and judges.
+        "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_owned(),
+        chunk("<h1>Not Found</h1>"),
+        format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            REFUSAL.len(),
+            REFUSAL
+        ),
+        "HTTP/1.1 405 Method Not Allowed\r\n\r\nMethod Not Allowed".to_owned(),
     ]
     .into_iter()
     .map(String::into_bytes)
@@ -278,6 +292,10 @@ enum Op {
         path: Vec<u8>,
         body: u8,
     },
+    /// The driver's conclusion on a held refusal (or on none).
+    TransportProbed {
+        legacy: bool,
+    },
 }
 
 const METHODS: &[&str] = &[
@@ -339,7 +357,10 @@ fn built_request(method: u8, path: &[u8], body: u8) -> Vec<u8> {
 
 #[derive(Arbitrary, Debug)]
 struct Input {
-    tight: bool,
+    /// Bit 0: tight limits. Bit 1: the route's transport is in doubt, so
+    /// the driver calls `probe_transport` at every `Connect`, as sluice's
+    /// does. (One byte, so seeds written before bit 1 keep their meaning.)
+    flags: u8,
     /// After a finish, keep feeding the finished exchange.
     stay: bool,
     ops: Vec<Op>,
@@ -359,6 +380,9 @@ struct Run {
     finished: Option<Close>,
     /// A `Connect` not yet answered by a `ReleaseUpstream`.
     holding: bool,
+    /// A refusal is held for the transport probe.
+    held: bool,
+    probe: bool,
     stay: bool,
     /// Client bytes past the exchange's read budget: they wait, as they
     /// would in the kernel, until the budget lets them in.
@@ -389,6 +413,9 @@ impl Run {
                     assert!(route < self.config.router.routes().len());
                     assert!(!self.holding, "Connect while holding a connection");
                     self.holding = true;
+                    if self.probe {
+                        self.ex.probe_transport();
+                    }
                 }
                 Output::ReleaseUpstream { .. } => {
                     assert!(self.holding, "ReleaseUpstream without a Connect");
@@ -399,11 +426,22 @@ impl Run {
                     assert!(self.holding, "Dispatch without a Connect");
                     check_dispatched(&request);
                 }
-                Output::ToClient(b) => self.to_client.extend_from_slice(&b),
+                Output::ToClient(b) => {
+                    assert!(!self.held, "client bytes while a refusal is held");
+                    self.to_client.extend_from_slice(&b);
+                }
+                Output::ProbeTransport(e) => {
+                    assert!(self.holding, "transport evidence without a connection");
+                    assert!(e.body.len() <= PROBE_BODY_MAX);
+                    assert!(e.held || e.body.is_empty());
+                    assert!(matches!(e.status, 400 | 404 | 405) || !e.held);
+                    self.held = e.held;
+                }
                 // No hooks are configured, so none is ever asked for.
                 Output::RunHook(call) => panic!("RunHook without hooks: {call:?}"),
                 Output::Finished { close } => {
                     assert!(!self.holding, "finished without releasing the upstream");
+                    self.held = false;
                     self.finished = Some(close);
                     assert!(self.ex.is_finished());
                     assert_eq!(self.ex.poll_timeout(), None);
@@ -431,6 +469,7 @@ impl Run {
         self.to_client.clear();
         self.finished = None;
         self.holding = false;
+        self.held = false;
         if !leftover.is_empty() {
             self.ex.feed_client(&leftover, self.now);
         }
@@ -603,7 +642,7 @@ fn check_response(bytes: &[u8], method: &str, keep_alive: bool) {
 
 fuzz_target!(|input: Input| {
     let dict = dictionaries();
-    let config = Arc::new(config(input.tight));
+    let config = Arc::new(config(input.flags & 1 == 1));
     let now = Instant::now();
     let mut run = Run {
         ex: Exchange::new(config.clone(), ClientInfo::default(), now),
@@ -612,6 +651,8 @@ fuzz_target!(|input: Input| {
         to_client: Vec::new(),
         finished: None,
         holding: false,
+        held: false,
+        probe: input.flags & 2 == 2,
         stay: input.stay,
         waiting: Vec::new(),
     };
@@ -657,6 +698,10 @@ fuzz_target!(|input: Input| {
                 if run.ex.poll_timeout().is_some_and(|t| t <= run.now) {
                     run.ex.handle_timeout(run.now);
                 }
+            }
+            Op::TransportProbed { legacy } => {
+                run.held = false;
+                run.ex.transport_probed(*legacy, now);
             }
             Op::Early => {
                 if let Some(t) = run.ex.poll_timeout()

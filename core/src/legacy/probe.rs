@@ -33,12 +33,14 @@
 //!
 //! # Two entries
 //!
-//! - [`Probe::new`]: the probe's own POST of an `initialize` (what sluice
-//!   does today, once per route, before the first exchange). When a
+//! - [`Probe::new`]: the probe's own POST of an `initialize`, for a driver
+//!   that probes before any client asks (sluice's runtime does not: its
+//!   probe rides on the client's first request, below). When a
 //!   Streamable HTTP server opened a session for it, the probe DELETEs that
 //!   session on a new connection, best effort, before it concludes.
 //! - [`Probe::after_answer`]: the client's own first POST already went to
-//!   the upstream and was answered; its status (and body) stand in for the
+//!   the upstream and was answered (see `Exchange::probe_transport`, which
+//!   holds such an answer for it); its status (and body) stand in for the
 //!   probe's POST. A 400/404/405 that is not a JSON-RPC error goes straight
 //!   to the GET (with the client's forwarded header fields, its
 //!   `Authorization` among them); every other answer concludes at once,
