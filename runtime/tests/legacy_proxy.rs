@@ -343,6 +343,33 @@ fn auto_probes_once_and_bridges_a_legacy_backend() {
     p.shutdown();
 }
 
+#[test]
+fn auto_runs_one_probe_for_refusals_that_arrive_together() {
+    let b = backend(Opts::default());
+    let p = auto_proxy(b.addr);
+    let sessions: Vec<String> = thread::scope(|s| {
+        let clients: Vec<_> = (0..8).map(|_| s.spawn(|| initialize(&p))).collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut distinct = sessions.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 8);
+    // Eight sessions' streams and one probe's GET, however the eight
+    // refusals interleaved with it.
+    assert_eq!(b.opened.load(Ordering::SeqCst), 9);
+    let posted = b.posted.lock().unwrap().clone();
+    let inits = posted
+        .iter()
+        .filter(|m| m["method"] == "initialize")
+        .count();
+    assert_eq!(
+        inits, 8,
+        "each client's initialize reached the backend once"
+    );
+    p.shutdown();
+}
+
 /// A proxy whose one route is `auto` in front of `up`.
 fn auto_proxy(up: SocketAddr) -> RunningProxy {
     let authority = up.to_string();
