@@ -388,15 +388,49 @@ enum State {
     /// Waiting for request hooks.
     HookingRequest(RequestHooks),
     /// Waiting for [`Exchange::upstream_connected`].
-    Connecting,
+    Connecting(Attempt),
     /// The request went upstream; reading the response head.
-    AwaitingHead,
+    AwaitingHead(AwaitingHead),
     /// A refusal held for the transport probe.
     HeldRefusal(Box<probe::HeldRefusal>),
     /// Forwarding the response body.
     Streaming(Box<Streaming>),
     /// Over.
     Done,
+}
+
+/// One try at the upstream: what the re-send rule and the transport probe
+/// go by.
+#[derive(Debug, Clone, Copy, Default)]
+struct Attempt {
+    /// The connection came from the pool.
+    reused: bool,
+    /// No re-send after this one: it is the re-send, or its upstream
+    /// speaks in messages.
+    retried: bool,
+    /// The route's transport is in doubt: see [`Exchange::probe_transport`].
+    probing: bool,
+}
+
+/// The request went upstream; its answer's head is read.
+struct AwaitingHead {
+    attempt: Attempt,
+    /// Head bytes read so far, when the head spans reads.
+    buf: Vec<u8>,
+    scanner: http1::HeadScanner,
+    /// Any byte of an answer arrived (a `1xx` included).
+    spoke: bool,
+}
+
+impl AwaitingHead {
+    fn new(attempt: Attempt) -> Self {
+        AwaitingHead {
+            attempt,
+            buf: Vec::new(),
+            scanner: http1::HeadScanner::new(),
+            spoke: false,
+        }
+    }
 }
 
 /// One proxied exchange. See the [module docs](self) for the loop.
@@ -409,25 +443,8 @@ pub struct Exchange {
     leftover: Vec<u8>,
     /// The request, once read.
     req: Option<request::Forward>,
-    /// Response head bytes read so far.
-    head_buf: Vec<u8>,
-    head_scanner: http1::HeadScanner,
     /// Every deadline, each with one meaning.
     timers: TimerTable,
-    /// The upstream connection came from the pool.
-    reused: bool,
-    /// The route's transport is in doubt: see [`Exchange::probe_transport`].
-    probing: bool,
-    /// A retry on a fresh connection already happened.
-    retried: bool,
-    /// Any byte of a response arrived from the upstream.
-    upstream_spoke: bool,
-    /// What the client has been sent (for injection).
-    sent: Sent,
-    /// The last time the upstream sent body bytes.
-    last_upstream: Instant,
-    /// `ReleaseUpstream` was emitted already.
-    upstream_released: bool,
     /// The requests owed answers that some response hook judges, from the
     /// body as forwarded; moved into the stream when the answer arrives.
     ledger: Option<answer::Ledger>,
@@ -447,16 +464,7 @@ impl Exchange {
             outputs: std::collections::VecDeque::with_capacity(8),
             leftover: Vec::new(),
             req: None,
-            head_buf: Vec::new(),
-            head_scanner: http1::HeadScanner::new(),
             timers,
-            reused: false,
-            probing: false,
-            retried: false,
-            upstream_spoke: false,
-            sent: Sent::Nothing,
-            last_upstream: now,
-            upstream_released: false,
             ledger: None,
             summary: Summary {
                 http_method: String::new(),
@@ -577,8 +585,8 @@ impl Exchange {
             State::Done => {}
             State::Request(_)
             | State::HookingRequest(_)
-            | State::Connecting
-            | State::AwaitingHead
+            | State::Connecting(_)
+            | State::AwaitingHead(_)
             | State::HeldRefusal(_)
             | State::Streaming(_) => {
                 if !matches!(self.state, State::Request(_) | State::HookingRequest(_)) {
@@ -593,10 +601,9 @@ impl Exchange {
 
     /// The upstream connection asked for by `Connect` is ready.
     pub fn upstream_connected(&mut self, reused: bool, now: Instant) {
-        if !matches!(self.state, State::Connecting) {
+        let State::Connecting(attempt) = self.state else {
             return;
-        }
-        self.reused = reused;
+        };
         self.summary.reused = reused;
         let bytes = self
             .req
@@ -604,7 +611,7 @@ impl Exchange {
             .map(request::Forward::render)
             .unwrap_or_default();
         self.outputs.push_back(Output::ToUpstream(bytes));
-        self.state = State::AwaitingHead;
+        self.state = State::AwaitingHead(AwaitingHead::new(Attempt { reused, ..attempt }));
         self.timers.stop(Timer::Connect);
         let at = self.config.timeouts.response_head.map(|t| now + t);
         self.timers.set(Timer::Head, at);
@@ -615,11 +622,9 @@ impl Exchange {
     /// [`Output::Dispatch`], and its answer comes back through
     /// [`Exchange::feed_answer`]. It is never pooled and never retried.
     pub fn message_upstream_connected(&mut self, now: Instant) {
-        if !matches!(self.state, State::Connecting) {
+        if !matches!(self.state, State::Connecting(_)) {
             return;
         }
-        self.reused = false;
-        self.retried = true;
         let Some(req) = self.req.as_ref() else { return };
         let request = upstream::Request {
             method: req.method.clone(),
@@ -628,7 +633,13 @@ impl Exchange {
             body: Bytes::copy_from_slice(&req.body),
         };
         self.outputs.push_back(Output::Dispatch(Box::new(request)));
-        self.state = State::AwaitingHead;
+        // Never re-sent, never probed: its answer comes typed.
+        let attempt = Attempt {
+            reused: false,
+            retried: true,
+            probing: false,
+        };
+        self.state = State::AwaitingHead(AwaitingHead::new(attempt));
         self.timers.stop(Timer::Connect);
         let at = self.config.timeouts.response_head.map(|t| now + t);
         self.timers.set(Timer::Head, at);
@@ -638,17 +649,19 @@ impl Exchange {
     /// upstream gave them. A part out of order (an event before a head, a
     /// second head) fails the exchange like malformed upstream bytes.
     pub fn feed_answer(&mut self, part: AnswerPart, now: Instant) {
-        self.upstream_spoke = true;
+        if let State::AwaitingHead(h) = &mut self.state {
+            h.spoke = true;
+        }
         match (&self.state, part) {
-            (State::AwaitingHead, AnswerPart::Whole { head, body }) => {
+            (State::AwaitingHead(_), AnswerPart::Whole { head, body }) => {
                 self.typed_head(&head, AnswerBody::Json(body.len()), body, now);
             }
-            (State::AwaitingHead, AnswerPart::Stream(head)) => {
+            (State::AwaitingHead(_), AnswerPart::Stream(head)) => {
                 self.typed_head(&head, AnswerBody::Sse, Bytes::new(), now);
             }
             (State::Streaming(_), AnswerPart::Event(data)) => self.stream_message(&data, now),
             (State::Streaming(_), AnswerPart::End) => self.upstream_closed(UpstreamEnd::Eof, now),
-            (State::AwaitingHead | State::Streaming(_), _) => {
+            (State::AwaitingHead(_) | State::Streaming(_), _) => {
                 self.fail(UpstreamError::OutOfOrder, now);
             }
             // Late parts of an exchange that is over, or never asked.
@@ -660,11 +673,11 @@ impl Exchange {
     pub fn upstream_closed(&mut self, end: UpstreamEnd, now: Instant) {
         match &mut self.state {
             State::Request(_) | State::HookingRequest(_) | State::Done => {}
-            State::Connecting => {
+            State::Connecting(_) => {
                 self.fail(UpstreamError::ConnectFailed, now);
             }
             State::HeldRefusal(_) => self.held_upstream_closed(end),
-            State::AwaitingHead => {
+            State::AwaitingHead(h) => {
                 // A pooled connection the upstream had already closed: send
                 // the request again on a fresh one, once — but only when the
                 // upstream cannot have acted on it (it never got it whole),
@@ -672,16 +685,18 @@ impl Exchange {
                 // `tools/call` POST that went out is never sent twice.
                 let resendable = end == UpstreamEnd::WriteFailed
                     || self.req.as_ref().is_some_and(|r| idempotent(&r.method));
-                if self.reused && !self.upstream_spoke && !self.retried && resendable {
-                    self.retried = true;
-                    self.head_buf.clear();
-                    self.head_scanner.reset();
+                let a = h.attempt;
+                if a.reused && !h.spoke && !a.retried && resendable {
                     self.outputs
                         .push_back(Output::ReleaseUpstream { reusable: false });
                     let route = self.summary.route.unwrap_or(0);
                     self.outputs
                         .push_back(Output::Connect { route, fresh: true });
-                    self.state = State::Connecting;
+                    self.state = State::Connecting(Attempt {
+                        reused: false,
+                        retried: true,
+                        probing: a.probing,
+                    });
                     self.timers.stop(Timer::Head);
                     let at = self.config.timeouts.connect.map(|t| now + t);
                     self.timers.set(Timer::Connect, at);
@@ -701,7 +716,6 @@ impl Exchange {
                     stream.mark_upstream_done();
                     self.outputs
                         .push_back(Output::ReleaseUpstream { reusable: false });
-                    self.upstream_released = true;
                 } else if clean_eof {
                     let out = stream.finish_clean();
                     self.emit_client(out);
@@ -724,14 +738,13 @@ impl Exchange {
         if input.is_empty() {
             return;
         }
-        self.upstream_spoke = true;
         match self.state {
-            State::AwaitingHead => self.read_response_head(input, now),
+            State::AwaitingHead(_) => self.read_response_head(input, now),
             State::HeldRefusal(_) => self.feed_held(&input, now),
             State::Streaming(_) => self.stream_body(input, now),
             // Bytes before the request went out, or after the end: the
             // upstream is out of step; drop the connection.
-            State::Request(_) | State::HookingRequest(_) | State::Connecting | State::Done => {}
+            State::Request(_) | State::HookingRequest(_) | State::Connecting(_) | State::Done => {}
         }
     }
 
@@ -861,7 +874,7 @@ impl Exchange {
             Some(ledger)
         });
         let route = self.req.as_ref().map_or(0, |r| r.route);
-        self.state = State::Connecting;
+        self.state = State::Connecting(Attempt::default());
         let at = self.config.timeouts.connect.map(|t| now + t);
         self.timers.set(Timer::Connect, at);
         self.outputs.push_back(Output::Connect {
@@ -1136,41 +1149,44 @@ impl Exchange {
     }
 
     fn read_response_head(&mut self, input: Bytes, now: Instant) {
+        let State::AwaitingHead(h) = &mut self.state else {
+            return;
+        };
+        h.spoke = true;
         // A head that arrives whole in one read is parsed where it lies, and
         // the body bytes after it go on as a slice of the same read.
-        let buffered = !self.head_buf.is_empty();
+        let buffered = !h.buf.is_empty();
         if buffered {
-            self.head_buf.extend_from_slice(&input);
+            h.buf.extend_from_slice(&input);
         }
-        let hold_refusal = self.holds_refusals();
         let Some(req) = self.req.as_ref() else { return };
+        let hold_refusal = h.attempt.probing && req.method == "POST";
         let step = response::read_head(
-            &mut self.head_scanner,
-            if buffered { &self.head_buf } else { &input },
+            &mut h.scanner,
+            if buffered { &h.buf } else { &input },
             hold_refusal,
             req,
             &self.config,
             &mut self.ledger,
             now,
         );
-        let rest_after = |head_buf: &mut Vec<u8>, len: usize| {
-            let rest = if buffered {
-                Bytes::copy_from_slice(&head_buf[len..])
+        // What followed a head of `len` bytes.
+        let mut rest_after = |len: usize| {
+            if buffered {
+                Bytes::copy_from_slice(&std::mem::take(&mut h.buf)[len..])
             } else {
                 input.slice(len..)
-            };
-            *head_buf = Vec::new();
-            rest
+            }
         };
         match step {
             response::HeadStep::NeedMore => {
                 if !buffered {
-                    self.head_buf.extend_from_slice(&input);
+                    h.buf.extend_from_slice(&input);
                 }
             }
             response::HeadStep::Informational { len } => {
                 // 1xx answers are ours to absorb (we sent no Expect upstream).
-                let rest = rest_after(&mut self.head_buf, len);
+                let rest = rest_after(len);
                 if !rest.is_empty() {
                     self.read_response_head(rest, now);
                 }
@@ -1181,9 +1197,13 @@ impl Exchange {
                 framing,
                 len,
             } => {
-                let raw = std::mem::take(&mut self.head_buf);
-                let raw = if buffered { &raw[..] } else { &input[..] };
-                self.hold_refusal(raw, status, framing, len, now);
+                let attempt = h.attempt;
+                let raw = if buffered {
+                    Bytes::from(std::mem::take(&mut h.buf))
+                } else {
+                    input
+                };
+                self.hold_refusal(attempt, &raw, status, framing, len, now);
             }
             response::HeadStep::Ready {
                 stream,
@@ -1191,8 +1211,10 @@ impl Exchange {
                 status,
                 len,
             } => {
-                let rest = rest_after(&mut self.head_buf, len);
-                self.note_unheld_answer(status);
+                let rest = rest_after(len);
+                if hold_refusal {
+                    self.report_unheld_answer(status);
+                }
                 self.head_ready(stream, client_head, status, rest, now);
             }
         }
@@ -1232,11 +1254,6 @@ impl Exchange {
     ) {
         self.summary.status = Some(status);
         self.summary.response_head = Some(now);
-        self.sent = if stream.is_sse() {
-            Sent::SseHead { at_boundary: true }
-        } else {
-            Sent::OtherHead
-        };
         if !client_head.is_empty() {
             self.outputs.push_back(Output::ToClient(client_head));
         }
@@ -1263,13 +1280,12 @@ impl Exchange {
             return;
         };
         let mut out = Vec::new();
-        self.last_upstream = now;
+        stream.last_upstream = now;
         stream.feed_message(data, &mut out, now);
         for bytes in out {
             self.summary.body_bytes += bytes.len() as u64;
             self.outputs.push_back(Output::ToClient(bytes));
         }
-        self.sent = stream.sent_for_injection();
         self.arm_stream_timers(now);
         self.ask_response_hook();
     }
@@ -1279,13 +1295,12 @@ impl Exchange {
             return;
         };
         let mut out = Vec::new();
-        self.last_upstream = now;
+        stream.last_upstream = now;
         let result = stream.feed(input, &mut out, now);
         for bytes in out {
             self.summary.body_bytes += bytes.len() as u64;
             self.outputs.push_back(Output::ToClient(bytes));
         }
-        self.sent = stream.sent_for_injection();
         match result {
             Ok(()) if stream.is_complete() => self.complete(now),
             Ok(()) => {
@@ -1297,13 +1312,17 @@ impl Exchange {
     }
 
     fn complete(&mut self, now: Instant) {
-        let (tail, reusable) = match &mut self.state {
-            State::Streaming(stream) => (stream.finish_clean(), stream.upstream_reusable()),
-            _ => (Vec::new(), false),
+        let (tail, reusable, released) = match &mut self.state {
+            State::Streaming(stream) => (
+                stream.finish_clean(),
+                stream.upstream_reusable(),
+                stream.upstream_released(),
+            ),
+            _ => (Vec::new(), false, false),
         };
         self.emit_client(tail);
         self.summary.outcome = Outcome::Complete;
-        if !self.upstream_released {
+        if !released {
             self.outputs.push_back(Output::ReleaseUpstream { reusable });
         }
         let close = self.client_close_after();
@@ -1321,7 +1340,7 @@ impl Exchange {
             .config
             .timeouts
             .stream_idle
-            .map(|t| self.last_upstream + t);
+            .map(|t| stream.last_upstream + t);
         let keepalive = stream.keepalive_deadline(now);
         self.timers.stop(Timer::Head);
         self.timers.set(Timer::StreamIdle, idle);
@@ -1387,10 +1406,11 @@ impl Exchange {
         let (status, code) = (error.status(), error.code());
         let why = error.to_string();
         let why = why.as_str();
-        let had_upstream = !matches!(
-            self.state,
-            State::Request(_) | State::HookingRequest(_) | State::Done
-        ) && !self.upstream_released;
+        let had_upstream = match &self.state {
+            State::Request(_) | State::HookingRequest(_) | State::Done => false,
+            State::Streaming(s) => !s.upstream_released(),
+            State::Connecting(_) | State::AwaitingHead(_) | State::HeldRefusal(_) => true,
+        };
         if had_upstream {
             self.outputs
                 .push_back(Output::ReleaseUpstream { reusable: false });
@@ -1405,7 +1425,8 @@ impl Exchange {
         // The stream's own view of what went out is the exact one.
         let mut sent = match &self.state {
             State::Streaming(s) => s.sent_for_injection(),
-            _ => self.sent,
+            // Before the answer's head, the client has heard nothing.
+            _ => Sent::Nothing,
         };
         // A held answer owes every hooked request of the body its own error.
         let mut message = None;

@@ -28,7 +28,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::timers::Timer;
-use super::{Exchange, Output, State, UpstreamEnd};
+use super::{Attempt, AwaitingHead, Exchange, Output, State, UpstreamEnd};
 use crate::http1::{self, BodyFraming, BodyReader};
 
 /// How much of a held refusal's body is read before it is judged: the
@@ -55,6 +55,7 @@ pub struct TransportEvidence {
 
 /// A POST's refusal held while the driver probes.
 pub(super) struct HeldRefusal {
+    attempt: Attempt,
     /// The answer as read, head included: read again if the route stays
     /// Streamable HTTP.
     raw: Vec<u8>,
@@ -74,7 +75,11 @@ impl Exchange {
     /// [`Exchange::transport_probed`]. Call it before the first upstream
     /// bytes are fed; see the [module docs](self::probe).
     pub fn probe_transport(&mut self) {
-        self.probing = true;
+        match &mut self.state {
+            State::Connecting(attempt) => attempt.probing = true,
+            State::AwaitingHead(h) => h.attempt.probing = true,
+            _ => {}
+        }
     }
 
     /// The driver's conclusion on the held answer of
@@ -85,48 +90,39 @@ impl Exchange {
         if !matches!(self.state, State::HeldRefusal(_)) {
             return;
         }
-        let State::HeldRefusal(held) = std::mem::replace(&mut self.state, State::AwaitingHead)
-        else {
+        let State::HeldRefusal(held) = std::mem::replace(&mut self.state, State::Done) else {
             return;
         };
-        self.probing = false;
-        self.head_buf = Vec::new();
-        self.head_scanner.reset();
+        let attempt = Attempt {
+            probing: false,
+            ..held.attempt
+        };
         if legacy {
             self.outputs
                 .push_back(Output::ReleaseUpstream { reusable: false });
-            self.upstream_spoke = false;
-            self.reused = false;
             self.summary.reused = false;
             let route = self.summary.route.unwrap_or(0);
             self.outputs
                 .push_back(Output::Connect { route, fresh: true });
-            self.state = State::Connecting;
+            self.state = State::Connecting(Attempt {
+                reused: false,
+                ..attempt
+            });
             let at = self.config.timeouts.connect.map(|t| now + t);
             self.timers.set(Timer::Connect, at);
             return;
         }
         // As if the answer had just arrived, with nothing held this time.
+        self.state = State::AwaitingHead(AwaitingHead::new(attempt));
         self.read_response_head(Bytes::from(held.raw), now);
         if let Some(end) = held.end {
             self.upstream_closed(end, now);
         }
     }
 
-    /// Whether an answer head to this request is to be held as a refusal.
-    pub(super) fn holds_refusals(&self) -> bool {
-        self.probing && self.req.as_ref().is_some_and(|r| r.method == "POST")
-    }
-
-    /// The evidence of an answer that is not held (its head is ready).
-    pub(super) fn note_unheld_answer(&mut self, status: u16) {
-        // Only a POST's answer says anything: a 2024-11-05 server answers
-        // a GET of its SSE URL with 200 too.
-        let post = self.holds_refusals();
-        self.probing = false;
-        if !post {
-            return;
-        }
+    /// The evidence of an answer to a POST that is not held (its head is
+    /// ready and goes to the client).
+    pub(super) fn report_unheld_answer(&mut self, status: u16) {
         let evidence = TransportEvidence {
             status,
             body: Bytes::new(),
@@ -141,6 +137,7 @@ impl Exchange {
     /// followed them): hold it and read its body.
     pub(super) fn hold_refusal(
         &mut self,
+        attempt: Attempt,
         raw: &[u8],
         status: u16,
         framing: BodyFraming,
@@ -149,6 +146,7 @@ impl Exchange {
     ) {
         let reader = BodyReader::new(framing, &self.config.limits.response_head);
         self.state = State::HeldRefusal(Box::new(HeldRefusal {
+            attempt,
             raw: raw[..len].to_vec(),
             status,
             reader,
@@ -157,7 +155,6 @@ impl Exchange {
             asked: false,
         }));
         self.timers.stop(Timer::Head);
-        self.last_upstream = now;
         let at = self.config.timeouts.stream_idle.map(|t| now + t);
         self.timers.set(Timer::StreamIdle, at);
         self.feed_held(&raw[len..], now);
@@ -187,7 +184,6 @@ impl Exchange {
         if judged_now {
             self.ask_driver();
         } else {
-            self.last_upstream = now;
             let at = self.config.timeouts.stream_idle.map(|t| now + t);
             self.timers.set(Timer::StreamIdle, at);
         }

@@ -262,6 +262,11 @@ pub(super) struct Streaming {
     complete: bool,
     keepalive: Option<Duration>,
     last_client_write: Instant,
+    /// The last time the upstream sent body bytes (the stream-idle timer).
+    pub(super) last_upstream: Instant,
+    /// The upstream connection was let go before the answer went out (the
+    /// body was whole; the hooks had not spoken yet).
+    upstream_released: bool,
 }
 
 /// The JSON-RPC message for a hook's verdict on the answer to request `id`;
@@ -514,6 +519,8 @@ fn prepare(
         upstream_reusable,
         keepalive,
         last_client_write: now,
+        last_upstream: now,
+        upstream_released: false,
     };
     HeadStep::Ready {
         stream: Box::new(stream),
@@ -562,10 +569,6 @@ fn client_head(head: &http1::ResponseHead, client: ClientBody, close: bool) -> B
 }
 
 impl Streaming {
-    pub fn is_sse(&self) -> bool {
-        self.sse
-    }
-
     /// The upstream body ended and nothing is held back any more.
     pub fn is_complete(&self) -> bool {
         self.complete
@@ -582,6 +585,12 @@ impl Streaming {
     pub fn mark_upstream_done(&mut self) {
         self.complete = true;
         self.upstream_reusable = false;
+        self.upstream_released = true;
+    }
+
+    /// The upstream connection was let go already ([`Self::mark_upstream_done`]).
+    pub fn upstream_released(&self) -> bool {
+        self.upstream_released
     }
 
     /// A held answer waits for the hooks.
