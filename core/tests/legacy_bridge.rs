@@ -325,6 +325,25 @@ fn session_initialize_opens_the_stream_and_answers_with_the_session_id() {
 }
 
 #[test]
+fn a_field_the_encoder_refuses_sends_nothing_and_fails_with_the_clients_id() {
+    let mut sim = Sim::new(Mode::Session);
+    let mut r = post(INIT);
+    // Not what sluice's parser lets through, but a driver may build anything.
+    r.headers.push(Header::new("X-Trace", "a\r\nInjected: 1"));
+    sim.attach(1, r);
+    assert!(sim.seen.opened.is_empty(), "no GET was written");
+    let resp = sim.response(1);
+    assert_eq!(resp.status, 502);
+    let text = &resp.messages()[0];
+    assert!(text.contains(r#""id":0"#), "{text}");
+    assert!(text.contains("could not write the SSE GET"), "{text}");
+    assert!(matches!(
+        sim.seen.closed,
+        Some(Some(BridgeError::Unwritable { .. }))
+    ));
+}
+
+#[test]
 fn later_requests_reuse_the_stream_and_notifications_get_202() {
     let mut sim = ready_session();
     sim.attach(

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::error::BridgeError;
-use crate::http1::{self, BodyFraming, BodyReader, HeadScanner, Header, Parsed};
+use crate::http1::{self, BodyFraming, BodyReader, HeadScanner, Header, Parsed, WriteError};
 use crate::inject;
 use crate::sse::{SseError, SseEvent, SseItem, SseLimits, SseParser};
 
@@ -236,37 +236,56 @@ fn same_origin(a: &Origin, b: &Origin) -> bool {
 }
 
 /// The GET that opens the backend's SSE stream.
-pub(super) fn stream_request(authority: &str, target: &str, fwd: &[Header]) -> Bytes {
-    let mut out = format!(
-        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"
-    )
-    .into_bytes();
-    push_headers(&mut out, fwd);
-    out.extend_from_slice(b"\r\n");
-    Bytes::from(out)
+pub(super) fn stream_request(
+    authority: &str,
+    target: &str,
+    fwd: &[Header],
+) -> Result<Bytes, WriteError> {
+    let fields = [
+        Header::new("Host", authority),
+        Header::new("Accept", "text/event-stream"),
+        Header::new("Cache-Control", "no-cache"),
+    ];
+    request("GET", target, &fields, fwd, b"")
 }
 
 /// The POST of one message to the endpoint.
-pub(super) fn post_request(authority: &str, target: &str, fwd: &[Header], body: &[u8]) -> Bytes {
-    let mut out = format!(
-        "POST {target} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    push_headers(&mut out, fwd);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    Bytes::from(out)
+pub(super) fn post_request(
+    authority: &str,
+    target: &str,
+    fwd: &[Header],
+    body: &[u8],
+) -> Result<Bytes, WriteError> {
+    let fields = [
+        Header::new("Host", authority),
+        Header::new("Content-Type", "application/json"),
+        Header::new("Accept", "application/json, text/event-stream"),
+        Header::new("Content-Length", body.len().to_string()),
+    ];
+    request("POST", target, &fields, fwd, body)
 }
 
-fn push_headers(out: &mut Vec<u8>, headers: &[Header]) {
-    for h in headers {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
-        out.extend_from_slice(b"\r\n");
-    }
+/// A request to the backend, written by `http1`'s encoder: the bridge's own
+/// `fields`, then the client's forwarded ones, then `body`. Every input was
+/// parsed and checked where it came from, but the encoder has the last
+/// word: a value it refuses is an error, never a malformed request.
+pub(super) fn request(
+    method: &str,
+    target: &str,
+    fields: &[Header],
+    fwd: &[Header],
+    body: &[u8],
+) -> Result<Bytes, WriteError> {
+    let head = http1::RequestHead {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        version: http1::Version::Http11,
+        headers: fields.iter().chain(fwd).cloned().collect(),
+    };
+    let mut out = Vec::with_capacity(256 + body.len());
+    http1::write_request_head(&head, &mut out)?;
+    out.extend_from_slice(body);
+    Ok(Bytes::from(out))
 }
 
 /// How much of a POST answer's body is kept for error messages.

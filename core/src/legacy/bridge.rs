@@ -455,7 +455,16 @@ impl Bridge {
             target: req.target.clone(),
             fwd: backend::forwarded(&req.headers),
         };
-        let bytes = backend::stream_request(&base.authority, &base.target, &base.fwd);
+        let bytes = match backend::stream_request(&base.authority, &base.target, &base.fwd) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.fail_session(BridgeError::Unwritable {
+                    request: "the SSE GET",
+                    error,
+                });
+                return;
+            }
+        };
         self.base = Some(base);
         self.outputs.push_back(Output::OpenStream(bytes));
         self.phase = SessionPhase::Opening;
@@ -610,7 +619,18 @@ impl Bridge {
             .origin
             .as_ref()
             .map_or(base.authority.as_str(), |o| o.authority.as_str());
-        let bytes = backend::post_request(authority, &endpoint.target, &post.fwd, &post.body);
+        let bytes = match backend::post_request(authority, &endpoint.target, &post.fwd, &post.body)
+        {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let error = BridgeError::Unwritable {
+                    request: "the POST of the message",
+                    error,
+                };
+                self.post_ended(post.purpose, Some(error));
+                return;
+            }
+        };
         let id = self.next_post;
         self.next_post += 1;
         self.outputs.push_back(Output::Post {

@@ -109,6 +109,15 @@ pub enum BridgeError {
         /// What the transport said.
         detail: String,
     },
+    /// A request for the backend could not be written: a value it would
+    /// carry (the target, a forwarded header field) is one `http1`'s
+    /// encoder refuses. Nothing was sent.
+    Unwritable {
+        /// Which request: `"the SSE GET"` or `"the POST of the message"`.
+        request: &'static str,
+        /// What the encoder refused.
+        error: crate::http1::WriteError,
+    },
     /// The POST of a message went out whole and the backend gave no
     /// answer: it may have acted on it, so it was not sent again.
     PostUnanswered {
@@ -191,6 +200,7 @@ impl BridgeError {
                 | BridgeError::PostFailed { .. }
                 | BridgeError::PostUnanswered { .. }
                 | BridgeError::PostTimeout { .. }
+                | BridgeError::Unwritable { .. }
                 | BridgeError::QueueFull { .. }
                 | BridgeError::TooManyPending { .. }
                 | BridgeError::TooManySessions { .. }
@@ -257,6 +267,10 @@ impl fmt::Display for BridgeError {
                     "posting the message to the legacy backend failed: {detail}"
                 )
             }
+            BridgeError::Unwritable { request, error } => write!(
+                f,
+                "sluice could not write {request} for the legacy backend ({error}); nothing was sent"
+            ),
             BridgeError::PostUnanswered { detail } => write!(
                 f,
                 "the legacy backend took the message and gave no answer ({detail}); \

@@ -267,6 +267,15 @@ pub enum ProbeFailure {
         /// The status.
         status: u16,
     },
+    /// The request for `stage` could not be written: a value it would carry
+    /// (the target, a forwarded header field) is one `http1`'s encoder
+    /// refuses. Nothing was sent.
+    Unwritable {
+        /// The step.
+        stage: ProbeStage,
+        /// What the encoder refused.
+        error: http1::WriteError,
+    },
     /// The GET did not open a legacy stream: its answer was not
     /// `200 text/event-stream`, its first event was not `endpoint`, the
     /// event was too large, or the stream ended first.
@@ -315,6 +324,11 @@ impl fmt::Display for ProbeFailure {
                 f,
                 "the upstream answered the POST with status {status}, \
                  which says nothing about its transport"
+            ),
+            ProbeFailure::Unwritable { stage, error } => write!(
+                f,
+                "sluice could not write the request of {} ({error}); nothing was sent",
+                stage.as_str()
             ),
             ProbeFailure::NotLegacy(e) => {
                 write!(f, "400/404/405 to the POST, but no legacy stream: {e}")
@@ -491,6 +505,7 @@ impl Probe {
             return;
         };
         let c = &self.config;
+        let step = next.step();
         let (bytes, state) = match next {
             Next::Post => (
                 post_request(&c.authority, &c.target),
@@ -507,6 +522,17 @@ impl Probe {
                 stream_request(&c.authority, &c.target, &self.fwd),
                 State::Watching(BackendStream::new(&c.http, c.sse)),
             ),
+        };
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let failure = ProbeFailure::Unwritable {
+                    stage: step.stage(),
+                    error,
+                };
+                self.close_and_finish(step.failed(failure));
+                return;
+            }
         };
         self.state = state;
         self.outputs.push_back(ProbeOutput::Send(bytes));
@@ -789,7 +815,7 @@ fn visible_ascii(s: &str) -> bool {
 }
 
 /// The probe's `initialize` (`Connection: close`: nothing of it is reused).
-fn post_request(authority: &str, target: &str) -> Bytes {
+fn post_request(authority: &str, target: &str) -> Result<Bytes, http1::WriteError> {
     let body = format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":\"sluice-probe\",\"method\":\"initialize\",\"params\":{{\
          \"protocolVersion\":\"2025-03-26\",\"capabilities\":{{}},\
@@ -802,15 +828,26 @@ fn post_request(authority: &str, target: &str) -> Bytes {
 
 /// The DELETE of the session a Streamable HTTP backend opened for the
 /// probe, so it does not linger.
-fn delete_request(authority: &str, target: &str, session_id: &str) -> Bytes {
-    Bytes::from(format!(
-        "DELETE {target} HTTP/1.1\r\nHost: {authority}\r\nMcp-Session-Id: {session_id}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    ))
+fn delete_request(
+    authority: &str,
+    target: &str,
+    session_id: &str,
+) -> Result<Bytes, http1::WriteError> {
+    let fields = [
+        Header::new("Host", authority),
+        Header::new("Mcp-Session-Id", session_id),
+        Header::new("Content-Length", "0"),
+        Header::new("Connection", "close"),
+    ];
+    backend::request("DELETE", target, &fields, &[], b"")
 }
 
 /// The probe's GET.
-fn stream_request(authority: &str, target: &str, fwd: &[Header]) -> Bytes {
+fn stream_request(
+    authority: &str,
+    target: &str,
+    fwd: &[Header],
+) -> Result<Bytes, http1::WriteError> {
     let mut fwd = fwd.to_vec();
     fwd.push(Header::new("Connection", "close"));
     backend::stream_request(authority, target, &fwd)
