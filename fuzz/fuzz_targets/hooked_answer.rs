@@ -5,7 +5,9 @@
 //! answered by a fuzzer-built upstream: JSON or SSE, with any framing, maybe
 //! content-coded, carrying answers with exact and re-spelled ids, arrays,
 //! server requests, notifications, unreadable data and oversized events,
-//! split at any points, cut short or not. Every answer-like message carries
+//! split at any points, cut short or not — or by a message upstream (the
+//! typed seam: a whole answer, or a stream head and events, cut short or
+//! not). Every answer-like message carries
 //! a marker; the hook rejects any message with the marker, and notes what it
 //! saw. Whatever the upstream does, the marker never reaches the client
 //! (notifications and server requests, which clients never take as answers,
@@ -27,6 +29,7 @@ use sluice_core::guard::HostGuard;
 use sluice_core::http1::{self, ChunkedDecoder, Limits, Parsed};
 use sluice_core::route::{Route, Router};
 use sluice_core::sse::SseLimits;
+use sluice_core::upstream::{AnswerHead, AnswerPart};
 
 const MARKER: &str = "MRKR";
 
@@ -144,6 +147,9 @@ enum Framing {
     Length,
     Chunked,
     UntilClose,
+    /// No HTTP: a message upstream's answer parts (`gzip` and `splits`
+    /// do not apply; `cut` keeps a fraction of the messages).
+    Messages,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -236,7 +242,8 @@ fn upstream_bytes(input: &Input) -> Vec<u8> {
             chunked.push_str("0\r\n\r\n");
             ("Transfer-Encoding: chunked\r\n".to_owned(), chunked)
         }
-        Framing::UntilClose => ("Connection: close\r\n".to_owned(), body),
+        // Never rendered: the message path returns before.
+        Framing::UntilClose | Framing::Messages => ("Connection: close\r\n".to_owned(), body),
     };
     let mut out =
         format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{coding}{framing}\r\n{body}")
@@ -335,11 +342,10 @@ fuzz_target!(|input: Input| {
                     ex.hook_done(verdict, now);
                 }
                 Output::Finished { .. } => *finished = true,
-                Output::Connect { .. } | Output::ToUpstream(_) | Output::ReleaseUpstream { .. } => {
-                }
-                // The upstream here is HTTP bytes: message_upstream_connected
-                // is never called.
-                Output::Dispatch(request) => panic!("Dispatch to an HTTP upstream: {request:?}"),
+                Output::Connect { .. }
+                | Output::ToUpstream(_)
+                | Output::Dispatch(_)
+                | Output::ReleaseUpstream { .. } => {}
                 // probe_transport is never called here.
                 Output::ProbeTransport(e) => panic!("transport evidence unasked for: {e:?}"),
             }
@@ -347,6 +353,47 @@ fuzz_target!(|input: Input| {
     };
     ex.feed_client(&post(body), now);
     drain(&mut ex, &mut to_client, &mut finished);
+    if matches!(input.framing, Framing::Messages) {
+        ex.message_upstream_connected(now);
+        drain(&mut ex, &mut to_client, &mut finished);
+        let texts: Vec<String> = input.messages.iter().map(Message::text).collect();
+        let whole = input.cut == 255;
+        let keep = if whole {
+            texts.len()
+        } else {
+            texts.len() * input.cut as usize / 255
+        };
+        let head = AnswerHead::status(200);
+        if input.sse {
+            ex.feed_answer(AnswerPart::Stream(head), now);
+            drain(&mut ex, &mut to_client, &mut finished);
+            for text in texts.into_iter().take(keep) {
+                if finished {
+                    break;
+                }
+                ex.feed_answer(AnswerPart::Event(Bytes::from(text)), now);
+                drain(&mut ex, &mut to_client, &mut finished);
+            }
+            if !finished && whole && input.eof {
+                ex.feed_answer(AnswerPart::End, now);
+            }
+        } else if let Some(text) = texts.into_iter().next().filter(|_| whole) {
+            ex.feed_answer(AnswerPart::json(head, text), now);
+        }
+        drain(&mut ex, &mut to_client, &mut finished);
+        if !finished {
+            // The bridge gave up on the stream before the answer was whole.
+            ex.upstream_closed(UpstreamEnd::Error, now);
+            drain(&mut ex, &mut to_client, &mut finished);
+        }
+        let body = client_body(&to_client);
+        assert!(
+            !contains(&body, MARKER.as_bytes()),
+            "hooked content reached the client: {:?}",
+            String::from_utf8_lossy(&to_client)
+        );
+        return;
+    }
     ex.upstream_connected(false, now);
     drain(&mut ex, &mut to_client, &mut finished);
     let bytes = Bytes::from(upstream_bytes(&input));

@@ -625,12 +625,14 @@ impl Exchange {
         if !matches!(self.state, State::Connecting(_)) {
             return;
         }
-        let Some(req) = self.req.as_ref() else { return };
+        let Some(req) = self.req.as_mut() else { return };
+        // Handed over, not copied: a message upstream's request is never
+        // rendered again (no re-send, no probe after this).
         let request = upstream::Request {
             method: req.method.clone(),
             target: req.upstream_target.clone(),
-            headers: req.headers.clone(),
-            body: Bytes::copy_from_slice(&req.body),
+            headers: std::mem::take(&mut req.headers),
+            body: Bytes::from(std::mem::take(&mut req.body)),
         };
         self.outputs.push_back(Output::Dispatch(Box::new(request)));
         // Never re-sent, never probed: its answer comes typed.
