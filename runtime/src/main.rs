@@ -43,23 +43,29 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     let signals = running.watch_signals();
     let demo = demo.map(|listener| listener.serve_on(&running));
     let addr = running.local_addr();
-    // One line on stdout that scripts (and people) can rely on.
-    println!("sluice listening on http://{addr}");
+    // One line on stdout that scripts (and people) can rely on. Written,
+    // not println!'d: a closed stdout (a script that read the line and left)
+    // must not take the proxy down.
+    let mut banner = format!("sluice listening on http://{addr}\n");
     for route in &config.routes {
         tracing::info!(route = %route.name, path = %route.path, upstream = %route.upstream, "route");
     }
     if let Some(server) = &demo {
-        println!();
-        println!("  demo MCP server (in-process): {}", server.url());
-        println!("  point an MCP client at:       http://{addr}/mcp");
-        println!();
-        println!("  try it:");
-        println!(
-            "    curl -s http://{addr}/mcp -H 'Content-Type: application/json' \\\n      \
+        banner.push_str(&format!(
+            "\n  demo MCP server (in-process): {}\n  point an MCP client at:       http://{addr}/mcp\n\n  \
+             try it:\n    curl -s http://{addr}/mcp -H 'Content-Type: application/json' \\\n      \
              -H 'Accept: application/json, text/event-stream' \\\n      \
-             -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"1\"}}}}}}' -i"
-        );
-        println!("  press Ctrl-C to stop");
+             -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"1\"}}}}}}' -i\n  \
+             press Ctrl-C to stop\n",
+            server.url()
+        ));
+    }
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "stdout is closed; the banner was not printed");
+        }
     }
     let left = running.run_until_signal(signals);
     if left > 0 {

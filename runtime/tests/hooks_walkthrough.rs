@@ -10,11 +10,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{Response, connect, read_response};
+use common::{Response, connect, read_response, sluice_command, start_sluice};
 use serde_json::{Value, json};
 use sluice::demo::DemoServer;
 
@@ -71,16 +71,6 @@ fn shows(doc: &str, text: &str) -> bool {
     let want: Vec<&str> = text.lines().map(str::trim).collect();
     let have: Vec<&str> = doc.lines().map(str::trim).collect();
     have.windows(want.len()).any(|w| w == want.as_slice())
-}
-
-/// The proxy binary, killed by pid when dropped.
-struct Sluice(Child);
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn post(addr: std::net::SocketAddr, session: Option<&str>, body: &Value) -> Response {
@@ -194,25 +184,9 @@ fn the_rust_walkthrough_works_as_documented() {
     )
     .unwrap();
     // 5. Run sluice and see the rule enforced.
-    let mut child = Sluice(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["--config", "sluice.toml"])
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sluice starts"),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("sluice listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .unwrap();
+    let mut cmd = sluice_command(&["--config", "sluice.toml"]);
+    cmd.current_dir(&dir).stderr(Stdio::piped());
+    let (mut child, addr) = start_sluice(cmd);
 
     let init = post(
         addr,

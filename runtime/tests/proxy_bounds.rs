@@ -5,8 +5,8 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -14,14 +14,6 @@ use std::time::Duration;
 use common::*;
 
 /// The sluice process, killed by pid when the test ends.
-struct Sluice(Child);
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -51,29 +43,14 @@ fn a_client_flooding_during_an_sse_answer_is_pushed_back_not_buffered() {
         end_chunks(conn);
         false
     });
-    let mut child = Sluice(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "--upstream",
-                &format!("http://{}/mcp", up.addr),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sluice starts"),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("sluice listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .unwrap();
+    let mut cmd = sluice_command(&[
+        "--upstream",
+        &format!("http://{}/mcp", up.addr),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    cmd.stderr(Stdio::null());
+    let (child, addr) = start_sluice(cmd);
     let pid = child.0.id();
 
     let mut client = connect(addr);

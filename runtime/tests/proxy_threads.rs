@@ -10,46 +10,19 @@ mod common;
 #[path = "fixtures/legacy_backend.rs"]
 mod legacy_backend;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The sluice process, killed by pid if the test ends before it exits.
-struct Sluice(Child);
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start the binary with `args`; returns it, the address it listens on and
 /// its log.
 fn start(args: &[&str]) -> (Sluice, SocketAddr, ChildStderr) {
-    let mut child = Sluice(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sluice starts"),
-    );
-    let mut line = String::new();
-    // Borrowed, not taken: stdout stays open for the lines `sluice demo`
-    // prints next (a closed pipe would make its `println!` panic).
-    BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("sluice listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .unwrap();
+    let mut cmd = sluice_command(args);
+    cmd.stderr(Stdio::piped());
+    let (mut child, addr) = start_sluice(cmd);
     let stderr = child.0.stderr.take().unwrap();
     (child, addr, stderr)
 }
@@ -205,4 +178,44 @@ fn a_bridged_legacy_session_runs_on_the_same_workers() {
     let names = threads(child.0.id());
     assert_one_runtime(&names, 2);
     signal_and_wait(&mut child, "-TERM", stderr);
+}
+
+#[test]
+fn a_closed_stdout_does_not_take_sluice_down() {
+    use std::io::BufRead;
+    // The reader is gone before sluice writes its first line: that write
+    // fails (EPIPE), and sluice must go on serving and stop cleanly.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Sluice(
+        sluice_command(&["demo", "--listen", "127.0.0.1:0"])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sluice starts"),
+    );
+    let mut log = BufReader::new(child.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = log.read_line(&mut line).unwrap();
+        assert!(n > 0, "sluice ended its log early:\n{seen}");
+        seen.push_str(&line);
+        if line.contains("stdout is closed") {
+            break;
+        }
+    }
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "sluice exited:\n{seen}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    log.read_to_string(&mut rest).unwrap();
+    let exit = child.0.wait().unwrap();
+    assert!(exit.success(), "{exit:?}\n{seen}{rest}");
 }

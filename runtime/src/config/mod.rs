@@ -170,7 +170,7 @@ pub struct Legacy {
 impl Default for Legacy {
     fn default() -> Self {
         Legacy {
-            max_sessions: 1024,
+            max_sessions: crate::legacy::DEFAULT_MAX_SESSIONS,
             session_idle: sluice_core::legacy::BridgeTimeouts::default().session_idle,
             allow_other_origin: false,
         }

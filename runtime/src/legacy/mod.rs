@@ -82,12 +82,16 @@ impl Bridging {
             },
             authority: authority.to_owned(),
             target: target.to_owned(),
-            probe_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
+            probe_timeout: PROBE_TIMEOUT,
+            // The config file's default, one source for both.
+            connect_timeout: crate::config::Timeouts::default().connect,
             max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
+
+/// How long the `auto` probe's GET may take, from the refusal it judges.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default of [`Bridging::max_sessions`].
 pub(crate) const DEFAULT_MAX_SESSIONS: usize = 1024;

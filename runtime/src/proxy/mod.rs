@@ -310,6 +310,8 @@ impl ProxySettings {
         use sluice_core::exchange::{ExchangeLimits, Timeouts};
         use sluice_core::guard::HostGuard;
         use sluice_core::route::{Route, Router};
+        // The config file's defaults, one source for both.
+        let defaults = crate::config::Timeouts::default();
         let host = upstream.ip().to_string();
         let host_header = match upstream {
             SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
@@ -339,9 +341,9 @@ impl ProxySettings {
             }],
             route_names: vec!["upstream".to_owned()],
             tls: None,
-            max_idle_per_upstream: 64,
-            pool_idle: Duration::from_secs(60),
-            shutdown_grace: Duration::from_secs(10),
+            max_idle_per_upstream: crate::config::Pool::default().max_idle_per_upstream,
+            pool_idle: defaults.pool_idle,
+            shutdown_grace: defaults.shutdown_grace,
             workers: 1,
             access_log: true,
             hooks: None,

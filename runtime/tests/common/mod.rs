@@ -264,3 +264,44 @@ pub fn json_response(conn: &mut TcpStream, body: &str) {
 pub fn close(conn: &mut TcpStream) {
     let _ = conn.shutdown(Shutdown::Both);
 }
+
+/// The `sluice` binary, killed (by pid) and reaped if the test ends before
+/// it exits.
+pub struct Sluice(pub std::process::Child);
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the `sluice` binary from `cmd` (its program and arguments set)
+/// with stdout piped, and read the address from its first line. Stdout is
+/// borrowed, not taken, so what `sluice demo` prints next has a reader.
+pub fn start_sluice(mut cmd: std::process::Command) -> (Sluice, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Sluice(
+        cmd.stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sluice starts"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("sluice listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+/// A command running the `sluice` binary with `args`.
+pub fn sluice_command(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(args);
+    cmd
+}
