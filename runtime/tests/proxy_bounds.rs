@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The sluice process, killed by pid when the test ends.
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
