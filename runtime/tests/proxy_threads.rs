@@ -219,3 +219,46 @@ fn a_closed_stdout_does_not_take_sluice_down() {
     let exit = child.0.wait().unwrap();
     assert!(exit.success(), "{exit:?}\n{seen}{rest}");
 }
+
+#[test]
+fn sluice_demo_bridges_its_legacy_face_found_by_the_default_transport() {
+    let (mut child, addr, stderr) = start(&["demo", "--listen", "127.0.0.1:0"]);
+    let legacy = |body: &str, session: Option<&str>| {
+        let session = session.map_or(String::new(), |s| format!("Mcp-Session-Id: {s}\r\n"));
+        let req = format!(
+            "POST /legacy HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\n{session}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut c = connect(addr);
+        c.write_all(req.as_bytes()).unwrap();
+        read_response(&mut c, "POST")
+    };
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = legacy(init, None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("sluice-demo-legacy"), "{}", r.text());
+    let session = r
+        .head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_owned())
+        })
+        .expect("a session minted by the bridge");
+    let r = legacy(
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        Some(&session),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = legacy(CALL, Some(&session));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(r#""text":"hi""#), "{}", r.text());
+    let log = signal_and_wait(&mut child, "-TERM", stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("upstream transport: HTTP+SSE") && l.contains("status=405")),
+        "{log}"
+    );
+}

@@ -472,10 +472,13 @@ pub struct Demo {
 impl Demo {
     /// The path the demo MCP endpoint is served at.
     pub const PATH: &'static str = "/mcp";
+    /// The path the demo server's legacy HTTP+SSE face is served at, by the
+    /// default transport (`auto`), which finds out it must bridge.
+    pub const LEGACY_PATH: &'static str = "/legacy";
 
     /// The proxy configuration once the demo server listens on `upstream`:
-    /// one route, [`Demo::PATH`] → `http://{upstream}/mcp`, defaults
-    /// elsewhere.
+    /// [`Demo::PATH`] → `http://{upstream}/mcp` and [`Demo::LEGACY_PATH`] →
+    /// `http://{upstream}/sse`, defaults elsewhere.
     pub fn proxy_config(&self, upstream: SocketAddr) -> Config {
         let host = Host::Ip(upstream.ip());
         let upstream = Upstream {
@@ -489,8 +492,18 @@ impl Demo {
             path: Demo::PATH.to_string(),
             query: None,
         };
+        let mut legacy = Route::new(
+            Demo::LEGACY_PATH.to_string(),
+            Upstream {
+                path: "/sse".to_string(),
+                ..upstream.clone()
+            },
+        );
+        legacy.name = "demo-legacy".into();
+        legacy.well_known = false;
         let mut config = Config::with_route(self.listen, Demo::PATH.to_string(), upstream);
         config.routes[0].name = "demo".into();
+        config.routes.push(legacy);
         config.log = self.log.clone();
         config.hooks = self.hooks.clone();
         config

@@ -256,7 +256,12 @@ pub(super) struct SseStream<'a> {
 impl SseStream<'_> {
     /// Write one `message` event holding `data` (one line of JSON).
     pub async fn event(&self, data: &str) -> io::Result<()> {
-        let event = format!("event: message\ndata: {data}\n\n");
+        self.named("message", data).await
+    }
+
+    /// Write one event called `name` holding `data` (one line).
+    pub async fn named(&self, name: &str, data: &str) -> io::Result<()> {
+        let event = format!("event: {name}\ndata: {data}\n\n");
         if self.chunked {
             let mut out = Vec::with_capacity(event.len() + 12);
             encode_chunk(event.as_bytes(), &mut out);

@@ -1,5 +1,6 @@
 //! MCP Streamable HTTP at `/mcp`: POST for messages, GET for the
-//! server-to-client stream, DELETE to end a session.
+//! server-to-client stream, DELETE to end a session. The legacy HTTP+SSE
+//! face of the same tools (`/sse`, `/messages`) is `super::legacy`.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -22,7 +23,7 @@ pub(super) const VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"]
 /// [`VERSIONS`].
 const LATEST: &str = "2025-11-25";
 /// Time between two countdown steps.
-const STEP: Duration = Duration::from_millis(200);
+pub(super) const STEP: Duration = Duration::from_millis(200);
 
 /// Logging levels (RFC 5424 order), for `logging/setLevel`.
 const LEVELS: &[&str] = &[
@@ -42,13 +43,15 @@ const INFO: usize = 1;
 /// workers). Never locked across an `.await`.
 pub(super) type Shared = Arc<Mutex<State>>;
 
-fn lock(state: &Shared) -> MutexGuard<'_, State> {
+pub(super) fn lock(state: &Shared) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// All sessions.
 pub(super) struct State {
     sessions: HashMap<String, Session>,
+    /// Legacy HTTP+SSE sessions, each by its stream's sender.
+    legacy: HashMap<String, Sender<String>>,
     counter: u64,
     seed: RandomState,
 }
@@ -65,6 +68,7 @@ impl State {
     pub fn new() -> Self {
         State {
             sessions: HashMap::new(),
+            legacy: HashMap::new(),
             counter: 0,
             seed: RandomState::new(),
         }
@@ -80,6 +84,23 @@ impl State {
             .map_or(0, |d| d.as_nanos());
         let hash = self.seed.hash_one((self.counter, nanos));
         format!("demo-{hash:016x}-{}", self.counter)
+    }
+
+    /// A new legacy session: its id and the receiving end of its stream.
+    pub(super) fn open_legacy(&mut self) -> (String, Receiver<String>) {
+        let id = self.new_session_id();
+        let (tx, rx) = async_channel::unbounded();
+        self.legacy.insert(id.clone(), tx);
+        (id, rx)
+    }
+
+    /// The stream of legacy session `id`, while it is open.
+    pub(super) fn legacy_session(&self, id: &str) -> Option<&Sender<String>> {
+        self.legacy.get(id)
+    }
+
+    pub(super) fn close_legacy(&mut self, id: &str) {
+        self.legacy.remove(id);
     }
 
     /// Send a logging notification on the session's GET stream, if one is
@@ -118,8 +139,11 @@ pub(super) async fn handle(
     close: bool,
 ) -> io::Result<Next> {
     let done = if close { Next::Close } else { Next::KeepAlive };
-    if req.path() != "/mcp" {
-        let response = Response::text(404, "not found: the MCP endpoint is /mcp");
+    if !matches!(req.path(), "/mcp" | "/sse" | "/messages") {
+        let response = Response::text(
+            404,
+            "not found: the MCP endpoint is /mcp (legacy HTTP+SSE: /sse)",
+        );
         conn.send(response, close).await?;
         return Ok(done);
     }
@@ -130,6 +154,15 @@ pub(super) async fn handle(
         conn.send(Response::text(403, "forbidden origin"), close)
             .await?;
         return Ok(done);
+    }
+    if matches!(req.path(), "/sse" | "/messages") {
+        return match super::legacy::handle(state, conn, &req).await? {
+            Some(response) => {
+                conn.send(response, close).await?;
+                Ok(done)
+            }
+            None => Ok(Next::Close),
+        };
     }
     let response = match req.head.method.as_str() {
         "POST" => match post(state, conn, &req).await? {
@@ -327,14 +360,19 @@ fn initialize(state: &Shared, message: &Map<String, Value>) -> Response {
     Response::json(200, &response(&id, result)).with("Mcp-Session-Id", session)
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Result(Value),
     Error(i64, String),
     Countdown(u64),
 }
 
 /// Answer a request (other than initialize) in an existing session.
-fn dispatch(state: &Shared, session: &str, method: &str, params: &Map<String, Value>) -> Outcome {
+pub(super) fn dispatch(
+    state: &Shared,
+    session: &str,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Outcome {
     match method {
         "ping" => Outcome::Result(json!({})),
         "tools/list" => Outcome::Result(json!({ "tools": tools::list() })),
@@ -444,7 +482,7 @@ fn missing_or_unknown(req: &Request) -> Response {
     }
 }
 
-enum Kind {
+pub(super) enum Kind {
     Request {
         id: Value,
         method: String,
@@ -456,7 +494,7 @@ enum Kind {
     Invalid(Value),
 }
 
-fn classify(message: Value) -> Kind {
+pub(super) fn classify(message: Value) -> Kind {
     let Value::Object(mut m) = message else {
         return Kind::Invalid(Value::Null);
     };
@@ -484,11 +522,11 @@ fn valid_id(id: &Value) -> bool {
     id.is_string() || id.is_i64() || id.is_u64()
 }
 
-fn response(id: &Value, result: Value) -> Value {
+pub(super) fn response(id: &Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
-fn error(id: &Value, code: i64, message: &str) -> Value {
+pub(super) fn error(id: &Value, code: i64, message: &str) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
 }
 

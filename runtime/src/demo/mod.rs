@@ -5,7 +5,10 @@
 //! and 2025-11-25) at `/mcp`, with sessions, a GET stream for
 //! server-initiated messages and five tools: `echo`, `add`, `countdown`
 //! (streams progress over SSE when given a progress token), `fail` (a tool
-//! error) and `crash` (a JSON-RPC error). It is a fixture, not part of the
+//! error) and `crash` (a JSON-RPC error). The same tools are on the legacy
+//! HTTP+SSE transport (2024-11-05) at `/sse` and `/messages`, which
+//! `sluice demo` serves at `/legacy` through the bridge, found by the
+//! default transport. It is a fixture, not part of the
 //! proxy path, so it uses `serde_json::Value` freely.
 //!
 //! ```no_run
@@ -16,6 +19,7 @@
 //! ```
 
 mod http;
+mod legacy;
 mod mcp;
 mod tools;
 
