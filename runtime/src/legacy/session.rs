@@ -121,9 +121,7 @@ impl Session {
                 });
                 self.posts.insert(id, task);
             }
-            Output::AbandonPost { id } => {
-                self.posts.remove(&id);
-            }
+            Output::AbandonPost { id } => self.post_over(id),
             Output::ToClient { stream, part } => {
                 let Some(client) = self.clients.get(&stream) else {
                     return false;
@@ -154,6 +152,16 @@ impl Session {
         false
     }
 
+    /// The POST `id` is over (its task ended or is dropped now). The table
+    /// of POSTs lets go of its buffer once empty: most sessions wait with
+    /// none out.
+    fn post_over(&mut self, id: PostId) {
+        self.posts.remove(&id);
+        if self.posts.is_empty() {
+            self.posts = HashMap::new();
+        }
+    }
+
     /// Waits for the backend's bytes, a message or the bridge's deadline.
     async fn next_event(&mut self) -> Event {
         let deadline = self.bridge.poll_timeout();
@@ -180,37 +188,36 @@ impl Session {
     /// Feeds `event` to the bridge.
     fn handle(&mut self, event: Event) {
         let now = Instant::now();
-        let bridge = &mut self.bridge;
         match event {
             Event::Backend(Ok(bytes)) if bytes.is_empty() => {
                 self.backend = None;
-                bridge.stream_closed(false, now);
+                self.bridge.stream_closed(false, now);
             }
             Event::Backend(Err(_)) => {
                 self.backend = None;
-                bridge.stream_closed(true, now);
+                self.bridge.stream_closed(true, now);
             }
-            Event::Backend(Ok(bytes)) => bridge.stream_data(&bytes, now),
+            Event::Backend(Ok(bytes)) => self.bridge.stream_data(&bytes, now),
             Event::Inbox(Some(Msg::Attach {
                 stream,
                 req,
                 client,
             })) => {
                 self.clients.insert(stream, client);
-                bridge.attach(stream, req, now);
+                self.bridge.attach(stream, req, now);
             }
             Event::Inbox(Some(Msg::Gone(stream))) => {
                 self.clients.remove(&stream);
-                bridge.client_gone(stream, now);
+                self.bridge.client_gone(stream, now);
             }
             Event::Inbox(Some(Msg::PostDone(id, outcome))) => {
-                self.posts.remove(&id);
-                bridge.post_done(id, outcome, now)
+                self.post_over(id);
+                self.bridge.post_done(id, outcome, now)
             }
-            Event::Inbox(Some(Msg::Close)) => bridge.close(),
+            Event::Inbox(Some(Msg::Close)) => self.bridge.close(),
             // Cannot happen while this task holds a sender; close anyway.
-            Event::Inbox(None) => bridge.close(),
-            Event::Timer => bridge.handle_timeout(now),
+            Event::Inbox(None) => self.bridge.close(),
+            Event::Timer => self.bridge.handle_timeout(now),
         }
     }
 }
