@@ -497,6 +497,13 @@ impl BackendStream {
         self.body.is_some()
     }
 
+    /// Lets go of what the parser holds in spare capacity (see
+    /// [`SseParser::let_go`]), between reads of a stream that may stay
+    /// quiet for long.
+    pub fn let_go(&mut self) {
+        self.sse.let_go();
+    }
+
     /// Push stream bytes; events found go to `events`. `Ok(true)` when the
     /// body ended (a chunked stream's last chunk, a length reached).
     pub fn feed(&mut self, input: &[u8], events: &mut Vec<SseEvent>) -> Result<bool, BridgeError> {

@@ -1,7 +1,7 @@
 //! The bridge: one backend HTTP+SSE session serving Streamable HTTP client
 //! streams. All transitions live in this file.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -105,7 +105,7 @@ pub struct Bridge {
     in_flight: Option<InFlight>,
     next_post: PostId,
     next_own_id: u64,
-    clients: BTreeMap<StreamId, Client>,
+    clients: Clients,
     pending: HashMap<RawId, StreamId>,
     get_stream: Option<StreamId>,
     /// Server-initiated messages waiting for a GET stream.
@@ -153,7 +153,7 @@ impl Bridge {
             in_flight: None,
             next_post: 0,
             next_own_id: 0,
-            clients: BTreeMap::new(),
+            clients: Clients::default(),
             pending: HashMap::new(),
             get_stream: None,
             server_queue: VecDeque::new(),
@@ -171,10 +171,35 @@ impl Bridge {
         }
     }
 
-    /// The next thing to do; drain after every input.
+    /// The next thing to do; drain after every input. Once drained (`None`),
+    /// the bridge lets go of the buffers of its queues that are empty: a
+    /// session may then wait for a long time, and an idle one holds none.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if output.is_none() {
+            self.let_go();
+        }
+        output
+    }
+
+    /// Frees what empty queues hold in spare capacity (a `VecDeque` keeps
+    /// the buffer of its first push for good), and the client table's
+    /// capacity once less than half of it is used.
+    fn let_go(&mut self) {
+        fn release<T>(queue: &mut VecDeque<T>) {
+            if queue.is_empty() && queue.capacity() > 0 {
+                *queue = VecDeque::new();
+            }
+        }
+        release(&mut self.outputs);
+        release(&mut self.posts);
+        release(&mut self.server_queue);
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            self.pending = HashMap::new();
+        }
+        self.clients.trim();
+        self.stream.let_go();
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due.
@@ -852,7 +877,7 @@ impl Bridge {
 
     fn stream_with_token(&self, token: &Value) -> Option<StreamId> {
         self.clients.iter().find_map(|(stream, c)| match &c.kind {
-            ClientKind::Request { token: Some(t), .. } if same_value(t, token) => Some(*stream),
+            ClientKind::Request { token: Some(t), .. } if same_value(t, token) => Some(stream),
             _ => None,
         })
     }
@@ -860,7 +885,7 @@ impl Bridge {
     fn first_request_stream(&self) -> Option<StreamId> {
         self.clients
             .iter()
-            .find_map(|(stream, c)| matches!(c.kind, ClientKind::Request { .. }).then_some(*stream))
+            .find_map(|(stream, c)| matches!(c.kind, ClientKind::Request { .. }).then_some(stream))
     }
 
     fn for_server_stream(&mut self, message: &[u8]) {
@@ -951,7 +976,7 @@ impl Bridge {
         if self.phase == SessionPhase::Closed {
             return;
         }
-        let streams: Vec<StreamId> = self.clients.keys().copied().collect();
+        let streams = self.clients.streams();
         for stream in streams {
             self.fail_client(stream, &e);
         }
@@ -989,6 +1014,59 @@ impl Bridge {
     }
 }
 
+/// The attached client streams, in id order: a sorted `Vec`, since an idle
+/// session has one (its GET stream) and a B-tree's first leaf has room
+/// for eleven.
+#[derive(Default)]
+struct Clients(Vec<(StreamId, Client)>);
+
+impl Clients {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, stream: StreamId) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&stream, |(s, _)| *s)
+    }
+
+    /// Adds (or replaces) the client of `stream`.
+    fn insert(&mut self, stream: StreamId, client: Client) {
+        match self.find(stream) {
+            Ok(i) => self.0[i].1 = client,
+            Err(i) => self.0.insert(i, (stream, client)),
+        }
+    }
+
+    fn remove(&mut self, stream: &StreamId) -> Option<Client> {
+        let i = self.find(*stream).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    fn get_mut(&mut self, stream: &StreamId) -> Option<&mut Client> {
+        let i = self.find(*stream).ok()?;
+        Some(&mut self.0[i].1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (StreamId, &Client)> {
+        self.0.iter().map(|(s, c)| (*s, c))
+    }
+
+    fn streams(&self) -> Vec<StreamId> {
+        self.0.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// Gives back capacity once less than half of it is used.
+    fn trim(&mut self) {
+        if self.0.len() < self.0.capacity() / 2 {
+            self.0.shrink_to_fit();
+        }
+    }
+}
+
 /// `{"jsonrpc":"2.0","id":<id>,"result"|"error":…}` with the client's id.
 fn rebuild(id: &RawId, result: Option<&[u8]>, error: Option<&[u8]>) -> Vec<u8> {
     match (result, error) {
@@ -1014,5 +1092,81 @@ fn same_value(a: &Value, b: &Value) -> bool {
             _ => x == y,
         },
         _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::Header;
+    use crate::legacy::PostAnswer;
+
+    fn request(method: &str, body: &str) -> Request {
+        Request {
+            method: method.into(),
+            target: "/sse".into(),
+            headers: vec![
+                Header::new("Host", "backend:9000"),
+                Header::new("Accept", "application/json, text/event-stream"),
+                Header::new("Authorization", "Bearer t"),
+                Header::new("Mcp-Session-Id", "sid"),
+            ],
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    fn drain(bridge: &mut Bridge) -> Vec<Output> {
+        std::iter::from_fn(|| bridge.poll_output()).collect()
+    }
+
+    #[test]
+    fn an_idle_session_with_its_get_stream_holds_no_spare_queue_buffers() {
+        let now = Instant::now();
+        let config = Arc::new(BridgeConfig::default());
+        let mut bridge = Bridge::new(config, Mode::Session, Some("sid".into()), now);
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+        bridge.attach(1, request("POST", init), now);
+        drain(&mut bridge);
+        bridge.stream_data(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n\
+              event: endpoint\ndata: /messages?s=1\n\n",
+            now,
+        );
+        let post = drain(&mut bridge)
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Post { id, bytes, .. } => Some((id, bytes)),
+                _ => None,
+            })
+            .expect("the initialize is POSTed");
+        assert!(
+            post.1
+                .windows(24)
+                .any(|w| w == b"Authorization: Bearer t\r"),
+            "the client's fields go on"
+        );
+        let answer = PostAnswer {
+            status: 202,
+            excerpt: Vec::new(),
+            reusable: true,
+            session_id: None,
+            content_type: String::new(),
+        };
+        bridge.post_done(post.0, PostOutcome::Answered(answer), now);
+        drain(&mut bridge);
+        bridge.stream_data(
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+            now,
+        );
+        drain(&mut bridge);
+        bridge.attach(2, request("GET", ""), now);
+        assert!(!drain(&mut bridge).is_empty());
+
+        assert_eq!(bridge.attached(), 1);
+        assert_eq!(bridge.outputs.capacity(), 0);
+        assert_eq!(bridge.posts.capacity(), 0);
+        assert_eq!(bridge.pending.capacity(), 0);
+        assert_eq!(bridge.server_queue.capacity(), 0);
+        assert_eq!(bridge.clients.0.capacity(), 1);
     }
 }

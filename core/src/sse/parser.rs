@@ -227,6 +227,22 @@ impl SseParser {
         self.block_retry = None;
     }
 
+    /// Lets go of buffer space that holds nothing now: the item queue once
+    /// drained, the line, data and event-type buffers when empty. Feeding
+    /// grows them again as needed; a long-lived stream that stays quiet
+    /// between events (a legacy backend's session stream) calls this after
+    /// draining, so that it holds no buffers while it waits.
+    pub fn let_go(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+        for buf in [&mut self.line, &mut self.data, &mut self.event_type] {
+            if buf.is_empty() && buf.capacity() > 0 {
+                *buf = Vec::new();
+            }
+        }
+    }
+
     /// The next item, in stream order; `None` when drained. After an error
     /// the items before it come first, then the error once, then `None`.
     #[must_use]
@@ -505,4 +521,37 @@ fn parse_retry(value: &[u8]) -> Option<u64> {
         }
         acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
     })
+}
+
+#[cfg(test)]
+mod let_go_tests {
+    use super::*;
+
+    #[test]
+    fn letting_go_between_feeds_changes_nothing_parsed() {
+        let input: &[u8] =
+            b"event: endpoint\ndata: /a\n\n: c\nid: 7\nevent: x\ndata: 1\ndata: 2\n\n";
+        let mut whole = SseParser::new(SseLimits::default());
+        whole.feed(input);
+        let expected: Vec<_> = std::iter::from_fn(|| whole.poll()).collect();
+        for split in 0..=input.len() {
+            let mut p = SseParser::new(SseLimits::default());
+            let mut got = Vec::new();
+            for part in [&input[..split], &input[split..]] {
+                p.feed(part);
+                got.extend(std::iter::from_fn(|| p.poll()));
+                p.let_go();
+            }
+            assert_eq!(got, expected, "split at {split}");
+        }
+        let mut p = SseParser::new(SseLimits::default());
+        p.feed(input);
+        while p.poll().is_some() {}
+        p.let_go();
+        assert_eq!(
+            (p.queue.capacity(), p.line.capacity(), p.data.capacity()),
+            (0, 0, 0)
+        );
+        assert_eq!(p.event_type.capacity(), 0);
+    }
 }

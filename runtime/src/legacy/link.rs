@@ -1,19 +1,19 @@
 //! The exchange's end of the typed seam to a bridge, and the bridge's end
 //! of one client stream.
 //!
-//! The two share one small queue of answer parts, not a channel: an idle
-//! stream (a GET stream waiting for server messages) holds a few dozen
-//! bytes, where a channel's first block of slots is kilobytes. The queue
-//! grows only while parts wait, and is bounded in bytes.
+//! The two share an [`rt::mailbox`](crate::rt::mailbox) of answer parts,
+//! bounded in bytes: an idle stream (a GET stream waiting for server
+//! messages) holds a few dozen bytes, where a channel's first block of
+//! slots is kilobytes. It holds a buffer only while parts wait.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use sluice_core::legacy::StreamId;
 use sluice_core::upstream::{AnswerPart, Request};
 
 use super::{RouteBridge, session};
+use crate::rt::mailbox::{self, Receiver, Sender};
 
 /// Most bytes of answer parts a client stream may have waiting for its
 /// exchange. A client that reads slower than the backend writes is cut at
@@ -22,48 +22,27 @@ use super::{RouteBridge, session};
 /// through when nothing else waits.
 const MAX_QUEUED_BYTES: usize = 4 << 20;
 
-/// The parts on their way from the bridge to one exchange.
-#[derive(Default)]
-struct Queue {
-    parts: VecDeque<AnswerPart>,
-    /// Bytes of `parts`.
-    bytes: usize,
-    /// No part will be added: the bridge is done with the stream (after its
-    /// last part, or giving up on it), or the exchange left.
-    closed: bool,
-    /// The exchange's task, waiting for a part.
-    waiter: Option<Waker>,
-}
-
-type Shared = Arc<Mutex<Queue>>;
-
-fn lock(q: &Shared) -> MutexGuard<'_, Queue> {
-    q.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// One exchange's link to the bridge of its route: the request goes in
 /// typed, the answer comes back as parts. Dropping it tells the session
 /// serving it that the client is gone.
 pub struct BridgeLink {
     route: Arc<RouteBridge>,
     stream: StreamId,
-    queue: Shared,
+    parts: Receiver<AnswerPart>,
     /// The bridge's end, until the request is dispatched.
     sink: Option<ClientSink>,
     /// The session the request went to, to tell it when the client leaves.
-    session: Option<crate::rt::mailbox::Sender<session::Msg>>,
+    session: Option<Sender<session::Msg>>,
 }
 
 impl BridgeLink {
     pub(super) fn new(route: Arc<RouteBridge>, stream: StreamId) -> Self {
-        let queue = Shared::default();
+        let (sink, parts) = ClientSink::new();
         BridgeLink {
             route,
             stream,
-            sink: Some(ClientSink {
-                queue: queue.clone(),
-            }),
-            queue,
+            parts,
+            sink: Some(sink),
             session: None,
         }
     }
@@ -80,35 +59,13 @@ impl BridgeLink {
     /// The next part of the answer; `None` once the bridge is done with
     /// this stream (after the last part, or when it gave up on it).
     pub(crate) fn poll_part(&mut self, cx: &mut Context<'_>) -> Poll<Option<AnswerPart>> {
-        poll_queue(&self.queue, cx)
+        self.parts.poll_recv(cx)
     }
-}
-
-/// The next queued part, the end once the queue is closed and empty, else
-/// wait.
-fn poll_queue(queue: &Shared, cx: &mut Context<'_>) -> Poll<Option<AnswerPart>> {
-    let mut q = lock(queue);
-    if let Some(part) = q.parts.pop_front() {
-        q.bytes -= part_len(&part);
-        return Poll::Ready(Some(part));
-    }
-    if q.closed {
-        return Poll::Ready(None);
-    }
-    match &q.waiter {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => q.waiter = Some(cx.waker().clone()),
-    }
-    Poll::Pending
 }
 
 impl Drop for BridgeLink {
     fn drop(&mut self) {
-        {
-            let mut q = lock(&self.queue);
-            q.closed = true;
-            q.parts = VecDeque::new();
-        }
+        // `parts` closes as it drops: the bridge's next part is refused.
         if let Some(session) = &self.session {
             // Unbounded: never full; closed means the session is over anyway.
             let _ = session.try_send(session::Msg::Gone(self.stream));
@@ -118,46 +75,19 @@ impl Drop for BridgeLink {
 
 /// The bridge's end of one client stream. Dropping it ends the stream: the
 /// exchange gets the parts already queued, then the end.
-pub(crate) struct ClientSink {
-    queue: Shared,
-}
+pub(crate) struct ClientSink(Sender<AnswerPart>);
 
 impl ClientSink {
+    /// A sink and the exchange's end of its stream.
+    fn new() -> (ClientSink, Receiver<AnswerPart>) {
+        let (tx, rx) = mailbox::bounded(MAX_QUEUED_BYTES, part_len);
+        (ClientSink(tx), rx)
+    }
+
     /// Queues `part` for the exchange; false when the exchange is gone or
     /// has fallen too far behind (then the stream is over for the bridge).
     pub(super) fn send(&self, part: AnswerPart) -> bool {
-        let len = part_len(&part);
-        let (sent, waiter) = {
-            let mut q = lock(&self.queue);
-            if q.closed {
-                return false;
-            }
-            let sent = q.bytes == 0 || q.bytes + len <= MAX_QUEUED_BYTES;
-            if sent {
-                q.bytes += len;
-                q.parts.push_back(part);
-            } else {
-                q.closed = true;
-            }
-            (sent, q.waiter.take())
-        };
-        if let Some(w) = waiter {
-            w.wake();
-        }
-        sent
-    }
-}
-
-impl Drop for ClientSink {
-    fn drop(&mut self) {
-        let waiter = {
-            let mut q = lock(&self.queue);
-            q.closed = true;
-            q.waiter.take()
-        };
-        if let Some(w) = waiter {
-            w.wake();
-        }
+        self.0.try_send(part).is_ok()
     }
 }
 
@@ -175,16 +105,13 @@ mod tests {
     use bytes::Bytes;
     use sluice_core::upstream::AnswerHead;
 
-    fn poll(queue: &Shared) -> Poll<Option<AnswerPart>> {
-        poll_queue(queue, &mut Context::from_waker(Waker::noop()))
+    fn poll(parts: &Receiver<AnswerPart>) -> Poll<Option<AnswerPart>> {
+        parts.poll_recv(&mut Context::from_waker(std::task::Waker::noop()))
     }
 
     #[test]
     fn parts_arrive_in_order_then_the_end_once_the_sink_is_gone() {
-        let queue = Shared::default();
-        let sink = ClientSink {
-            queue: queue.clone(),
-        };
+        let (sink, queue) = ClientSink::new();
         assert_eq!(poll(&queue), Poll::Pending);
         assert!(sink.send(AnswerPart::Stream(AnswerHead::status(200))));
         assert!(sink.send(AnswerPart::Event(Bytes::from_static(b"{}"))));
@@ -202,10 +129,7 @@ mod tests {
 
     #[test]
     fn a_client_too_far_behind_is_cut_but_one_big_part_goes_through() {
-        let queue = Shared::default();
-        let sink = ClientSink {
-            queue: queue.clone(),
-        };
+        let (sink, queue) = ClientSink::new();
         let big = Bytes::from(vec![b' '; MAX_QUEUED_BYTES + 1]);
         assert!(sink.send(AnswerPart::Event(big)), "alone, it fits");
         assert!(!sink.send(AnswerPart::Event(Bytes::from_static(b"{}"))));

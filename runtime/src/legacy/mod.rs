@@ -259,12 +259,10 @@ impl RouteBridge {
             req,
             client,
         });
-        let this = self.clone();
-        let inbox = tx.clone();
         // On the worker of the exchange that opens the session: a client that
         // keeps its connection has its answers read, parsed and written by
         // one thread, with no hand-off between workers.
-        rt::spawn_here(async move { session::run(this, bridge, rx, inbox, key).await }).detach();
+        rt::spawn_here(session::run(self.clone(), bridge, rx, tx.clone(), key)).detach();
         Some(tx)
     }
 }

@@ -40,128 +40,184 @@ enum Event {
     Timer,
 }
 
-/// Runs `bridge` until it closes.
-pub(super) async fn run(
+/// What one session task holds. Boxed, so that the task's future keeps a
+/// pointer to it across its awaits rather than a copy of the bridge in each
+/// of its states (an async fn's arguments and the locals they move into are
+/// laid out side by side).
+struct Session {
     route: Arc<RouteBridge>,
-    mut bridge: Bridge,
+    bridge: Bridge,
+    inbox: Receiver<Msg>,
+    /// Handed to each POST's task, for its `PostDone`.
+    tx: Sender<Msg>,
+    key: Key,
+    clients: HashMap<StreamId, ClientSink>,
+    /// The POSTs out now; dropping one's task drops its connection.
+    posts: HashMap<PostId, rt::Task<()>>,
+    backend: Option<Conn>,
+}
+
+/// Runs `bridge` until it closes.
+pub(super) fn run(
+    route: Arc<RouteBridge>,
+    bridge: Bridge,
     inbox: Receiver<Msg>,
     tx: Sender<Msg>,
     key: Key,
-) {
-    let mut clients: HashMap<StreamId, ClientSink> = HashMap::new();
-    // The POSTs out now; dropping one's task drops its connection.
-    let mut posts: HashMap<PostId, rt::Task<()>> = HashMap::new();
-    let mut backend: Option<Conn> = None;
+) -> impl Future<Output = ()> + Send + 'static {
+    drive(Box::new(Session {
+        route,
+        bridge,
+        inbox,
+        tx,
+        key,
+        clients: HashMap::new(),
+        posts: HashMap::new(),
+        backend: None,
+    }))
+}
+
+async fn drive(mut s: Box<Session>) {
     loop {
-        while let Some(output) = bridge.poll_output() {
-            match output {
+        while let Some(output) = s.bridge.poll_output() {
+            if let Output::OpenStream(bytes) = output {
                 // Boxed: the dial (connect, TLS handshake) happens once per
                 // session and must not size the task of every idle one.
-                Output::OpenStream(bytes) => match Box::pin(open_stream(&route, &bytes)).await {
-                    Ok(conn) => backend = Some(conn),
+                match Box::pin(open_stream(s.route.clone(), bytes)).await {
+                    Ok(conn) => s.backend = Some(conn),
                     Err(e) => {
-                        tracing::info!(route = route.route, error = %e, "legacy backend stream failed to open");
-                        bridge.stream_closed(true, Instant::now());
-                    }
-                },
-                Output::Post {
-                    id,
-                    bytes,
-                    origin,
-                    fresh,
-                } => {
-                    let dialer = route.dialer.clone();
-                    let tx = tx.clone();
-                    let limits = route.config.limits.http.clone();
-                    let r = route.route;
-                    // Beside the session: its answer comes back without a hop.
-                    let task = rt::spawn_here(async move {
-                        let outcome = post(&dialer, r, origin, fresh, bytes, &limits).await;
-                        let _ = tx.try_send(Msg::PostDone(id, outcome));
-                    });
-                    posts.insert(id, task);
-                }
-                Output::AbandonPost { id } => {
-                    posts.remove(&id);
-                }
-                Output::ToClient { stream, part } => {
-                    let Some(client) = clients.get(&stream) else {
-                        continue;
-                    };
-                    if !client.send(part) {
-                        clients.remove(&stream);
-                        bridge.client_gone(stream, Instant::now());
+                        tracing::info!(route = s.route.route, error = %e, "legacy backend stream failed to open");
+                        s.bridge.stream_closed(true, Instant::now());
                     }
                 }
-                Output::EndClient { stream } => {
-                    // Dropping the sink ends the exchange's parts after the last.
-                    clients.remove(&stream);
-                }
-                Output::CloseStream => backend = None,
-                Output::Closed { error } => {
-                    route.forget(&key);
-                    match error {
-                        Some(e) => {
-                            tracing::info!(route = route.route, error = %e, "legacy session ended")
-                        }
-                        None => tracing::debug!(route = route.route, "legacy session ended"),
-                    }
-                    refuse_latecomers(&inbox, &route.config.limits.json);
-                    return;
-                }
+            } else if s.perform(output) {
+                return;
             }
         }
-        let deadline = bridge.poll_timeout();
-        let event = {
-            let timer = async {
-                match deadline {
-                    Some(at) => Timer::at(at).await,
-                    None => future::pending().await,
-                };
-                Event::Timer
-            };
-            let inbox_ev = async { Event::Inbox(inbox.recv().await) };
-            match backend.as_mut() {
-                Some(conn) => {
-                    // Read into the worker's scratch buffer: an idle session
-                    // holds no read buffer.
-                    let read = future::poll_fn(|cx| conn.poll_read_bytes(cx).map(Event::Backend));
-                    future::or(read, future::or(inbox_ev, timer)).await
-                }
-                None => future::or(inbox_ev, timer).await,
+        let event = s.next_event().await;
+        s.handle(event);
+    }
+}
+
+impl Session {
+    /// Does what the bridge said (all but `OpenStream`); true once it closed.
+    fn perform(&mut self, output: Output) -> bool {
+        match output {
+            Output::OpenStream(_) => unreachable!("opened by drive"),
+            Output::Post {
+                id,
+                bytes,
+                origin,
+                fresh,
+            } => {
+                let dialer = self.route.dialer.clone();
+                let tx = self.tx.clone();
+                let limits = self.route.config.limits.http.clone();
+                let r = self.route.route;
+                // Beside the session: its answer comes back without a hop.
+                let task = rt::spawn_here(async move {
+                    let outcome = post(&dialer, r, origin, fresh, bytes, &limits).await;
+                    let _ = tx.try_send(Msg::PostDone(id, outcome));
+                });
+                self.posts.insert(id, task);
             }
+            Output::AbandonPost { id } => self.post_over(id),
+            Output::ToClient { stream, part } => {
+                let Some(client) = self.clients.get(&stream) else {
+                    return false;
+                };
+                if !client.send(part) {
+                    self.clients.remove(&stream);
+                    self.bridge.client_gone(stream, Instant::now());
+                }
+            }
+            Output::EndClient { stream } => {
+                // Dropping the sink ends the exchange's parts after the last.
+                self.clients.remove(&stream);
+            }
+            Output::CloseStream => self.backend = None,
+            Output::Closed { error } => {
+                let route = &self.route;
+                route.forget(&self.key);
+                match error {
+                    Some(e) => {
+                        tracing::info!(route = route.route, error = %e, "legacy session ended")
+                    }
+                    None => tracing::debug!(route = route.route, "legacy session ended"),
+                }
+                refuse_latecomers(&self.inbox, &route.config.limits.json);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The POST `id` is over (its task ended or is dropped now). The table
+    /// of POSTs lets go of its buffer once empty: most sessions wait with
+    /// none out.
+    fn post_over(&mut self, id: PostId) {
+        self.posts.remove(&id);
+        if self.posts.is_empty() {
+            self.posts = HashMap::new();
+        }
+    }
+
+    /// Waits for the backend's bytes, a message or the bridge's deadline.
+    async fn next_event(&mut self) -> Event {
+        let deadline = self.bridge.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(at) => Timer::at(at).await,
+                None => future::pending().await,
+            };
+            Event::Timer
         };
+        let inbox = &self.inbox;
+        let inbox_ev = async { Event::Inbox(inbox.recv().await) };
+        match self.backend.as_mut() {
+            Some(conn) => {
+                // Read into the worker's scratch buffer: an idle session
+                // holds no read buffer.
+                let read = future::poll_fn(|cx| conn.poll_read_bytes(cx).map(Event::Backend));
+                future::or(read, future::or(inbox_ev, timer)).await
+            }
+            None => future::or(inbox_ev, timer).await,
+        }
+    }
+
+    /// Feeds `event` to the bridge.
+    fn handle(&mut self, event: Event) {
         let now = Instant::now();
         match event {
             Event::Backend(Ok(bytes)) if bytes.is_empty() => {
-                backend = None;
-                bridge.stream_closed(false, now);
+                self.backend = None;
+                self.bridge.stream_closed(false, now);
             }
             Event::Backend(Err(_)) => {
-                backend = None;
-                bridge.stream_closed(true, now);
+                self.backend = None;
+                self.bridge.stream_closed(true, now);
             }
-            Event::Backend(Ok(bytes)) => bridge.stream_data(&bytes, now),
+            Event::Backend(Ok(bytes)) => self.bridge.stream_data(&bytes, now),
             Event::Inbox(Some(Msg::Attach {
                 stream,
                 req,
                 client,
             })) => {
-                clients.insert(stream, client);
-                bridge.attach(stream, req, now);
+                self.clients.insert(stream, client);
+                self.bridge.attach(stream, req, now);
             }
             Event::Inbox(Some(Msg::Gone(stream))) => {
-                clients.remove(&stream);
-                bridge.client_gone(stream, now);
+                self.clients.remove(&stream);
+                self.bridge.client_gone(stream, now);
             }
             Event::Inbox(Some(Msg::PostDone(id, outcome))) => {
-                posts.remove(&id);
-                bridge.post_done(id, outcome, now)
+                self.post_over(id);
+                self.bridge.post_done(id, outcome, now)
             }
-            Event::Inbox(Some(Msg::Close)) => bridge.close(),
+            Event::Inbox(Some(Msg::Close)) => self.bridge.close(),
             // Cannot happen while this task holds a sender; close anyway.
-            Event::Inbox(None) => bridge.close(),
-            Event::Timer => bridge.handle_timeout(now),
+            Event::Inbox(None) => self.bridge.close(),
+            Event::Timer => self.bridge.handle_timeout(now),
         }
     }
 }
@@ -177,10 +233,10 @@ fn refuse_latecomers(inbox: &Receiver<Msg>, json: &sluice_core::jsonrpc::Limits)
 }
 
 /// Connects afresh and sends the GET of the SSE stream.
-async fn open_stream(route: &RouteBridge, bytes: &[u8]) -> io::Result<Conn> {
+async fn open_stream(route: Arc<RouteBridge>, bytes: Bytes) -> io::Result<Conn> {
     let attempt = async {
         let (mut conn, _) = route.dialer.checkout(route.route, true).await?;
-        conn.write_all(bytes).await?;
+        conn.write_all(&bytes).await?;
         conn.flush().await?;
         Ok(conn)
     };
