@@ -22,6 +22,7 @@
 //! | [`host`] | the one reader of host names and IP literals |
 //! | [`upstream`] | the typed seam to upstreams that speak in messages (a request in, answer parts out) |
 //! | [`legacy`] | the bridge to HTTP+SSE (2024-11-05) backends and the `auto` transport probe, as state machines |
+//! | [`stdio`] | the stdio transport's framing: newline-delimited messages from a child's stdout told apart from the noise servers print there, and one line per message for its stdin |
 //! | [`exchange`] | one proxied request and its answer, as a state machine built from all of the above |
 //!
 //! # The loop
@@ -191,4 +192,5 @@ pub mod jsonrpc;
 pub mod legacy;
 pub mod route;
 pub mod sse;
+pub mod stdio;
 pub mod upstream;
