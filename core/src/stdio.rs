@@ -19,6 +19,10 @@
 //! A last line without its newline is read at [`LineReader::finish`] (the
 //! child exited). Lines end at LF; a CR before it is dropped.
 //!
+//! In shared mode one child serves many client sessions: [`IdRewriter`]
+//! gives each client request a child id of its own and brings the answer
+//! back to the session that asked, with the client's id as it wrote it.
+//!
 //! Writing is [`encode_message`]: a JSON text can only hold a raw CR or LF
 //! as whitespace between tokens (inside a string they must be escaped), so
 //! a pretty-printed message becomes one line by turning those bytes into
@@ -38,10 +42,14 @@
 //! assert_eq!(reader.noise_lines(), 1);
 //! ```
 
+mod ids;
+
 use std::collections::VecDeque;
 use std::fmt;
 
 use bytes::Bytes;
+
+pub use ids::{IdRewriter, Owed, Unrouted};
 
 /// Bounds of the framing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,12 +8,16 @@
 //! - noise is counted once per line, and only the first of a burst carries
 //!   an excerpt;
 //! - `encode_message` makes exactly one line, and a JSON text keeps its
-//!   meaning.
+//!   meaning;
+//! - a request through `IdRewriter` reaches the child under a minted id,
+//!   with the rest of its text unchanged, and the answer comes back to its
+//!   session under the client's id byte for byte.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sluice_core::stdio::{self, Item, LineReader, StdioLimits};
+use sluice_core::jsonrpc::{self, Classified, Kind};
+use sluice_core::stdio::{self, IdRewriter, Item, LineReader, StdioLimits};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -85,5 +89,28 @@ fuzz_target!(|input: Input| {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
         let again: serde_json::Value = serde_json::from_slice(&line).expect("still JSON");
         assert_eq!(value, again);
+    }
+
+    let json = jsonrpc::Limits::default();
+    if let Ok(Classified::Single(m)) = jsonrpc::classify(bytes, &json)
+        && m.kind == Kind::Request
+    {
+        let mut ids = IdRewriter::new();
+        let (to_child, child) = ids.outbound(9u8, bytes, &m).expect("a request is rewritten");
+        let Ok(Classified::Single(c)) = jsonrpc::classify(&to_child, &json) else {
+            panic!("the rewritten request no longer classifies");
+        };
+        assert_eq!(c.id, Some(child.to_string().as_bytes()));
+        assert_eq!(c.method, m.method);
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":{child},"result":{{}}}}"#);
+        let Ok(Classified::Single(a)) = jsonrpc::classify(answer.as_bytes(), &json) else {
+            unreachable!("a fixed answer")
+        };
+        let (session, back) = ids.inbound(answer.as_bytes(), &a).expect("routed");
+        assert_eq!(session, 9);
+        let Ok(Classified::Single(b)) = jsonrpc::classify(&back, &json) else {
+            panic!("the restored answer no longer classifies");
+        };
+        assert_eq!(b.id, m.id, "the client's id, byte for byte");
     }
 });
