@@ -4,7 +4,7 @@
 
 use std::io;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::http1::{
     BodyFraming, ChunkedDecoder, HeadScanner, Header, Limits, Parsed, RequestHead, ResponseHead,
     Version, encode_chunk, encode_last_chunk, request_framing, write_response_head,
@@ -268,6 +268,22 @@ impl SseStream<'_> {
             self.conn.write(&out).await
         } else {
             self.conn.write(event.as_bytes()).await
+        }
+    }
+
+    /// Write each message `rx` gives as a `message` event until the sender
+    /// is gone (the session ended) or the client leaves.
+    pub async fn relay(&self, rx: &async_channel::Receiver<String>) -> io::Result<()> {
+        loop {
+            let next = future::or(async { rx.recv().await.ok() }, async {
+                self.conn.closed().await;
+                None
+            })
+            .await;
+            match next {
+                Some(message) => self.event(&message).await?,
+                None => return Ok(()),
+            }
         }
     }
 

@@ -7,7 +7,6 @@
 
 use std::io;
 
-use futures_lite::future;
 use serde_json::{Value, json};
 
 use crate::rt::Timer;
@@ -45,17 +44,7 @@ async fn stream(state: &Shared, conn: &Conn) -> io::Result<()> {
     let sse = conn.start_sse(Vec::new()).await?;
     sse.named("endpoint", &format!("/messages?sessionId={id}"))
         .await?;
-    loop {
-        let next = future::or(async { rx.recv().await.ok() }, async {
-            conn.closed().await;
-            None
-        })
-        .await;
-        match next {
-            Some(message) => sse.event(&message).await?,
-            None => break,
-        }
-    }
+    sse.relay(&rx).await?;
     lock(state).close_legacy(&id);
     sse.end().await
 }

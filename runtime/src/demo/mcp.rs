@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_channel::{Receiver, Sender};
-use futures_lite::future;
 use serde_json::{Map, Value, json};
 
 use crate::rt::Timer;
@@ -441,18 +440,8 @@ async fn get(state: &Shared, conn: &Conn, req: &Request) -> io::Result<Option<Re
         rx
     };
     let sse = conn.start_sse(Vec::new()).await?;
-    loop {
-        let next = future::or(async { rx.recv().await.ok() }, async {
-            conn.closed().await;
-            None
-        })
-        .await;
-        match next {
-            Some(message) => sse.event(&message).await?,
-            // Session deleted, or the client left.
-            None => break,
-        }
-    }
+    // Until the session is deleted or the client leaves.
+    sse.relay(&rx).await?;
     sse.end().await?;
     Ok(None)
 }
