@@ -15,7 +15,9 @@ use std::time::Instant;
 use crate::rt::Timer;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use sluice_core::exchange::TransportEvidence;
-use sluice_core::legacy::{FirstAnswer, Probe, ProbeConfig, ProbeOutput, ProbeResult};
+use sluice_core::legacy::{
+    FirstAnswer, Probe, ProbeConfig, ProbeOutput, ProbeResult, ProbeStep, judge_answer,
+};
 
 use super::{READ_CHUNK, RouteBridge};
 use crate::dial::Conn;
@@ -190,13 +192,13 @@ impl AutoTransport {
             body: &evidence.body,
         };
         if !evidence.held {
-            let mut probe = Probe::after_answer(bridge.probe_config(), answer, Instant::now());
-            if let Some(ProbeOutput::Done(ProbeResult::Streamable { status, .. })) =
-                probe.poll_output()
-            {
+            // The rule table alone: an unheld answer never needs the GET.
+            let json = &bridge.config.limits.json;
+            if judge_answer(evidence.status, &evidence.body, json) == ProbeStep::Streamable {
                 let mut state = self.lock();
                 if state.known.is_none() {
                     state.known = Some(false);
+                    let status = evidence.status;
                     tracing::info!(route, status, "upstream transport: Streamable HTTP");
                 }
             }

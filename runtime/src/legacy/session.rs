@@ -80,18 +80,20 @@ pub(super) fn run(
 async fn drive(mut s: Box<Session>) {
     loop {
         while let Some(output) = s.bridge.poll_output() {
-            if let Output::OpenStream(bytes) = output {
-                // Boxed: the dial (connect, TLS handshake) happens once per
-                // session and must not size the task of every idle one.
-                match Box::pin(open_stream(s.route.clone(), bytes)).await {
-                    Ok(conn) => s.backend = Some(conn),
-                    Err(e) => {
-                        tracing::info!(route = s.route.route, error = %e, "legacy backend stream failed to open");
-                        s.bridge.stream_closed(true, Instant::now());
+            match s.perform(output) {
+                Performed::Done => {}
+                Performed::Closed => return,
+                Performed::Open(bytes) => {
+                    // Boxed: the dial (connect, TLS handshake) happens once per
+                    // session and must not size the task of every idle one.
+                    match Box::pin(open_stream(s.route.clone(), bytes)).await {
+                        Ok(conn) => s.backend = Some(conn),
+                        Err(e) => {
+                            tracing::info!(route = s.route.route, error = %e, "legacy backend stream failed to open");
+                            s.bridge.stream_closed(true, Instant::now());
+                        }
                     }
                 }
-            } else if s.perform(output) {
-                return;
             }
         }
         let event = s.next_event().await;
@@ -99,11 +101,20 @@ async fn drive(mut s: Box<Session>) {
     }
 }
 
+/// What is left to do after [`Session::perform`].
+enum Performed {
+    Done,
+    /// Dial the backend and send these bytes (an await: the caller's).
+    Open(Bytes),
+    /// The bridge closed; the task ends.
+    Closed,
+}
+
 impl Session {
-    /// Does what the bridge said (all but `OpenStream`); true once it closed.
-    fn perform(&mut self, output: Output) -> bool {
+    /// Does what the bridge said, but for the dial, which it hands back.
+    fn perform(&mut self, output: Output) -> Performed {
         match output {
-            Output::OpenStream(_) => unreachable!("opened by drive"),
+            Output::OpenStream(bytes) => return Performed::Open(bytes),
             Output::Post {
                 id,
                 bytes,
@@ -124,7 +135,7 @@ impl Session {
             Output::AbandonPost { id } => self.post_over(id),
             Output::ToClient { stream, part } => {
                 let Some(client) = self.clients.get(&stream) else {
-                    return false;
+                    return Performed::Done;
                 };
                 if !client.send(part) {
                     self.clients.remove(&stream);
@@ -146,10 +157,10 @@ impl Session {
                     None => tracing::debug!(route = route.route, "legacy session ended"),
                 }
                 refuse_latecomers(&self.inbox, &route.config.limits.json);
-                return true;
+                return Performed::Closed;
             }
         }
-        false
+        Performed::Done
     }
 
     /// The POST `id` is over (its task ended or is dropped now). The table
