@@ -42,14 +42,132 @@
 //! assert_eq!(reader.noise_lines(), 1);
 //! ```
 
+mod bridge;
+mod error;
 mod ids;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::jsonrpc::{self, Classified, Kind, codes};
+use crate::upstream::{AnswerHead, AnswerPart, Request};
+
+pub use bridge::{Bridge, Note, Output, SESSION_VERSIONS};
+pub use error::StdioError;
 pub use ids::{IdRewriter, Owed, Unrouted};
+
+/// How client sessions map to children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdioMode {
+    /// One child serves every client session of the route: sluice
+    /// initializes it once and answers each client's `initialize` itself;
+    /// ids and progress tokens are rewritten so sessions never collide.
+    Shared,
+    /// Each client session gets a child of its own, opened by the client's
+    /// own `initialize`; the session ends with it.
+    PerSession,
+}
+
+/// Configuration of a route's stdio bridges.
+#[derive(Debug, Clone)]
+pub struct StdioConfig {
+    /// Shared or per-session.
+    pub mode: StdioMode,
+    /// The framing's bounds.
+    pub limits: StdioLimits,
+    /// Bounds of the JSON-RPC messages read.
+    pub json: jsonrpc::Limits,
+    /// How long the child may take to answer `initialize`.
+    pub init_timeout: Duration,
+    /// A session with no client stream for this long is forgotten (per
+    /// session: its child ended). `None`: never.
+    pub session_idle: Option<Duration>,
+    /// Shared mode: the first restart's delay, doubled after each failure
+    /// in a row.
+    pub restart_backoff: Duration,
+    /// The longest delay between restarts.
+    pub restart_backoff_max: Duration,
+    /// Most requests held while the child starts.
+    pub max_waiting: usize,
+    /// Shared mode: the `protocolVersion` sluice asks the child for.
+    pub protocol_version: String,
+}
+
+impl Default for StdioConfig {
+    /// Shared; 30 s to initialize; sessions idle for 30 min are forgotten;
+    /// restarts after 100 ms, doubling up to 30 s; 1024 requests may wait.
+    fn default() -> Self {
+        StdioConfig {
+            mode: StdioMode::Shared,
+            limits: StdioLimits::default(),
+            json: jsonrpc::Limits::default(),
+            init_timeout: Duration::from_secs(30),
+            session_idle: Some(Duration::from_secs(30 * 60)),
+            restart_backoff: Duration::from_millis(100),
+            restart_backoff_max: Duration::from_secs(30),
+            max_waiting: 1024,
+            protocol_version: SESSION_VERSIONS[SESSION_VERSIONS.len() - 1].to_owned(),
+        }
+    }
+}
+
+/// Which bridge serves a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dispatch {
+    /// `initialize` without a session: a new session (the caller mints its
+    /// id; per-session mode also starts a bridge for it).
+    NewSession,
+    /// The session with this id (unknown to the caller: [`unknown_session`]).
+    Session(String),
+    /// Answer with this and stop.
+    Reply(AnswerPart),
+}
+
+/// Decides where `req` goes: a pure function of the request.
+pub fn dispatch(req: &Request, json: &jsonrpc::Limits) -> Dispatch {
+    if !matches!(req.method.as_str(), "POST" | "GET" | "DELETE") {
+        let head = AnswerHead {
+            allow: Some("GET, POST, DELETE"),
+            ..AnswerHead::status(405)
+        };
+        let msg = jsonrpc::error_message(
+            None,
+            codes::INVALID_REQUEST,
+            "sluice: method not allowed",
+            None,
+        );
+        return Dispatch::Reply(AnswerPart::json(head, msg));
+    }
+    if let Some(id) = req.session_id() {
+        return Dispatch::Session(id.to_owned());
+    }
+    let refuse = |text: &str| {
+        let msg = jsonrpc::error_message(None, codes::INVALID_REQUEST, text, None);
+        Dispatch::Reply(AnswerPart::json(AnswerHead::status(400), msg))
+    };
+    if req.header(crate::upstream::SESSION_HEADER).is_some() {
+        return refuse("sluice: Mcp-Session-Id must be visible ASCII");
+    }
+    let is_initialize = req.method == "POST"
+        && matches!(
+            jsonrpc::classify(&req.body, json),
+            Ok(Classified::Single(m)) if m.kind == Kind::Request && m.method.as_deref() == Some("initialize")
+        );
+    if is_initialize {
+        Dispatch::NewSession
+    } else {
+        refuse("sluice: no Mcp-Session-Id: initialize first")
+    }
+}
+
+/// The answer for a session id no bridge knows: 404 (the client starts a
+/// new session, as the spec says), with the request's id.
+pub fn unknown_session(req: &Request, json: &jsonrpc::Limits) -> AnswerPart {
+    bridge::unknown_session(req, json)
+}
 
 /// Bounds of the framing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

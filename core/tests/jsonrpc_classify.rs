@@ -88,6 +88,7 @@ fn check_message(name: &str, input: &[u8], m: &Message<'_>, exp: &Value) {
         text("progress_token"),
         "{name}: progress token"
     );
+    assert_eq!(utf8(m.request_id), text("request_id"), "{name}: request id");
     assert_eq!(
         m.name.as_deref().map(str::to_owned),
         text("name"),
@@ -153,12 +154,21 @@ fn agrees_with_serde(input: &[u8], c: &Classified<'_>) -> Result<(), String> {
             }
         }
         if let Some(tok) = m.progress_token {
-            let theirs = params
-                .and_then(|p| p.get("_meta"))
-                .and_then(|m| m.get("progressToken"));
+            let theirs = if m.method.as_deref() == Some("notifications/progress") {
+                params.and_then(|p| p.get("progressToken"))
+            } else {
+                params
+                    .and_then(|p| p.get("_meta"))
+                    .and_then(|m| m.get("progressToken"))
+            };
             if Some(&parse(tok)?) != theirs {
                 return Err("progress token".into());
             }
+        }
+        if let Some(id) = m.request_id
+            && Some(&parse(id)?) != params.and_then(|p| p.get("requestId"))
+        {
+            return Err("request id".into());
         }
         for (span, key) in [
             (&m.params, "params"),

@@ -47,6 +47,10 @@ enum Field {
     Uri,
     Meta,
     ProgressToken,
+    /// `params.progressToken` (of `notifications/progress`).
+    ParamsProgressToken,
+    /// `params.requestId` (of `notifications/cancelled`).
+    RequestId,
 }
 
 /// The JSON type of a scanned value.
@@ -131,6 +135,8 @@ struct Extract {
     name: Option<Span>,
     uri: Option<Span>,
     progress: Option<Span>,
+    params_progress: Option<Span>,
+    request_id: Option<Span>,
 }
 
 struct Walker<'a> {
@@ -401,6 +407,8 @@ impl<'a> Walker<'a> {
             (Role::Params, Field::Name) => &mut self.cur.name,
             (Role::Params, Field::Uri) => &mut self.cur.uri,
             (Role::Meta, Field::ProgressToken) => &mut self.cur.progress,
+            (Role::Params, Field::ParamsProgressToken) => &mut self.cur.params_progress,
+            (Role::Params, Field::RequestId) => &mut self.cur.request_id,
             _ => return,
         };
         *slot = Some(span);
@@ -420,6 +428,8 @@ fn field(role: Role, name: &str) -> Field {
         (Role::Params, "uri") => Field::Uri,
         (Role::Params, "_meta") => Field::Meta,
         (Role::Meta, "progressToken") => Field::ProgressToken,
+        (Role::Params, "progressToken") => Field::ParamsProgressToken,
+        (Role::Params, "requestId") => Field::RequestId,
         _ => Field::None,
     }
 }
@@ -535,6 +545,7 @@ fn finish<'a>(
         method: None,
         id: ex.id.map(|s| raw(text, s)),
         progress_token: None,
+        request_id: None,
         name: None,
         params: None,
         result: None,
@@ -545,7 +556,14 @@ fn finish<'a>(
             let method = string(text, ex.method)?;
             msg.params = ex.params.map(|s| s.start..s.end);
             if ex.params.map(|s| s.ty) == Some(Type::Object) {
-                msg.progress_token = ex.progress.map(|s| raw(text, s));
+                msg.progress_token = match method.as_deref() {
+                    Some("notifications/progress") => ex.params_progress,
+                    _ => ex.progress,
+                }
+                .map(|s| raw(text, s));
+                if method.as_deref() == Some("notifications/cancelled") {
+                    msg.request_id = ex.request_id.map(|s| raw(text, s));
+                }
                 msg.name = match method.as_deref() {
                     Some("tools/call" | "prompts/get") => string(text, ex.name)?,
                     Some("resources/read") => string(text, ex.uri)?,

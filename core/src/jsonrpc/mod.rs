@@ -141,9 +141,13 @@ pub struct Message<'a> {
     /// error has `Some(b"null")` for a null id and `None` for an absent one;
     /// notifications have none.
     pub id: Option<&'a [u8]>,
-    /// `params._meta.progressToken` as raw JSON text (requests and
-    /// notifications whose `params` is an object).
+    /// The progress token as raw JSON text: `params._meta.progressToken`
+    /// of a request or notification whose `params` is an object, and of a
+    /// `notifications/progress` the token it reports on,
+    /// `params.progressToken`.
     pub progress_token: Option<&'a [u8]>,
+    /// `params.requestId` of a `notifications/cancelled`, as raw JSON text.
+    pub request_id: Option<&'a [u8]>,
     /// The decoded `params.name` of `tools/call` and `prompts/get`, or
     /// `params.uri` of `resources/read` (what `Mcp-Name` must equal).
     /// Always present on such requests.

@@ -5,8 +5,11 @@
 //! child id (a number sluice mints), and the answer the child gives under
 //! that id goes back to the session that asked, with the client's own id
 //! restored byte for byte (`1.0` stays `1.0`, `"\u0031"` stays as written).
-//! Only the id member is touched: the rest of the message is passed as
-//! written.
+//! Progress tokens collide the same way, so a request's
+//! `params._meta.progressToken` goes to the child as the request's child id
+//! and comes back, in each `notifications/progress`, as the client wrote
+//! it; a client's `notifications/cancelled` names the child id. Only those
+//! members are touched: the rest of a message is passed as written.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -20,6 +23,8 @@ pub struct Owed<S> {
     pub session: S,
     /// The client's id, as it wrote it.
     pub client_id: RawId,
+    /// The client's progress token, as it wrote it.
+    pub token: Option<RawId>,
 }
 
 /// Why a child's answer could not be routed.
@@ -54,9 +59,10 @@ impl<S: Clone + PartialEq> IdRewriter<S> {
     }
 
     /// `text` (a request `message` classified from it) from `session`, as
-    /// the child must see it: its id replaced by a fresh child id. Returns
-    /// the rewritten text and the child id; `None` for anything but a
-    /// request (notifications and answers keep their ids).
+    /// the child must see it: its id, and its progress token if it has
+    /// one, replaced by a fresh child id. Returns the rewritten text and
+    /// the child id; `None` for anything but a request (notifications and
+    /// answers keep their ids).
     pub fn outbound(
         &mut self,
         session: S,
@@ -67,20 +73,79 @@ impl<S: Clone + PartialEq> IdRewriter<S> {
             return None;
         }
         let id = message.id?;
-        let span = span_of(text, id)?;
+        let id_span = span_of(text, id)?;
+        let token = message
+            .progress_token
+            .and_then(|t| Some((t, span_of(text, t)?)));
         let child_id = self.next;
         self.next += 1;
+        let minted = child_id.to_string();
+        let mut edits = vec![(id_span, minted.as_bytes())];
+        if let Some((_, span)) = &token {
+            edits.push((span.clone(), minted.as_bytes()));
+        }
+        let out = splice_all(text, &mut edits);
         self.owed.insert(
             child_id,
             Owed {
                 session,
                 client_id: RawId::new(id),
+                token: token.map(|(t, _)| RawId::new(t)),
             },
         );
+        Some((out, child_id))
+    }
+
+    /// A `notifications/progress` from the child: the session whose
+    /// request it reports on (still in flight), and the text with that
+    /// request's progress token restored. `None` for a token sluice did not
+    /// hand out or a request already answered.
+    pub fn progress(&self, text: &[u8], message: &Message<'_>) -> Option<(S, Vec<u8>)> {
+        let raw = message.progress_token?;
+        let owed = self.owed.get(&child_id_of(raw)?)?;
+        let token = owed.token.as_ref()?;
+        let span = span_of(text, raw)?;
+        Some((owed.session.clone(), splice(text, span, token.as_bytes())))
+    }
+
+    /// A client's `notifications/cancelled` (`text`, classified as
+    /// `message`) as the child must see it: its `requestId` replaced by the
+    /// child id of the request it names, which must be one `owns` accepts
+    /// (the cancelling client's own). The request is forgotten: the child
+    /// answers a cancelled request with nothing, and a late answer has
+    /// nowhere to go. `None` when it names no such request.
+    pub fn cancel(
+        &mut self,
+        owns: impl Fn(&S) -> bool,
+        text: &[u8],
+        message: &Message<'_>,
+    ) -> Option<(S, Vec<u8>)> {
+        let client_id = message.request_id?;
+        let span = span_of(text, client_id)?;
+        let (&child_id, _) = self
+            .owed
+            .iter()
+            .find(|(_, o)| owns(&o.session) && o.client_id.matches(client_id))?;
+        let owed = self.owed.remove(&child_id)?;
         Some((
+            owed.session,
             splice(text, span, child_id.to_string().as_bytes()),
-            child_id,
         ))
+    }
+
+    /// The session of the request in flight that went out last (the one a
+    /// server request the child sends now most likely serves), if any.
+    pub fn latest(&self) -> Option<&S> {
+        self.owed
+            .iter()
+            .max_by_key(|(id, _)| **id)
+            .map(|(_, o)| &o.session)
+    }
+
+    /// Forgets the request that went out as `child_id` (its client left);
+    /// returns who sent it.
+    pub fn forget(&mut self, child_id: u64) -> Option<Owed<S>> {
+        self.owed.remove(&child_id)
     }
 
     /// An answer from the child (`text`, classified as `message`): the
@@ -109,13 +174,14 @@ impl<S: Clone + PartialEq> IdRewriter<S> {
             .map(|(id, _)| *id)
     }
 
-    /// A session ended: forget its requests; returns their child ids (each
-    /// owed a `notifications/cancelled` to the child), in the order sent.
-    pub fn forget_session(&mut self, session: &S) -> Vec<u64> {
+    /// A session (or stream) ended: forget the requests for which `pred`
+    /// holds; returns their child ids (each owed a `notifications/cancelled`
+    /// to the child), in the order sent.
+    pub fn forget_all(&mut self, pred: impl Fn(&S) -> bool) -> Vec<u64> {
         let mut ids: Vec<u64> = self
             .owed
             .iter()
-            .filter(|(_, o)| o.session == *session)
+            .filter(|(_, o)| pred(&o.session))
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
@@ -144,6 +210,20 @@ fn span_of(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let end = start + part.len();
     (end <= whole.len()).then_some(start..end)
+}
+
+/// `text` with each span replaced; the spans must not overlap.
+fn splice_all(text: &[u8], edits: &mut [(Range<usize>, &[u8])]) -> Vec<u8> {
+    edits.sort_by_key(|(span, _)| span.start);
+    let mut out = Vec::with_capacity(text.len() + 16 * edits.len());
+    let mut at = 0;
+    for (span, with) in edits.iter() {
+        out.extend_from_slice(&text[at..span.start]);
+        out.extend_from_slice(with);
+        at = span.end;
+    }
+    out.extend_from_slice(&text[at..]);
+    out
 }
 
 fn splice(text: &[u8], span: Range<usize>, with: &[u8]) -> Vec<u8> {
@@ -260,7 +340,7 @@ mod tests {
         }
         assert_eq!(ids.child_id(&"A", b"2"), Some(sent[2]));
         assert_eq!(ids.child_id(&"B", b"2"), None);
-        assert_eq!(ids.forget_session(&"A"), vec![sent[0], sent[2]]);
+        assert_eq!(ids.forget_all(|s| *s == "A"), vec![sent[0], sent[2]]);
         assert_eq!(ids.in_flight(), 1);
         assert_eq!(ids.child_id(&"B", b"1"), Some(sent[1]));
     }

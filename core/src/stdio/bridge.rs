@@ -1,0 +1,1090 @@
+//! The stdio bridge: one child process serving Streamable HTTP client
+//! streams. All transitions live in this file.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::error::StdioError;
+use super::ids::IdRewriter;
+use super::{Item, LineReader, StdioConfig, StdioMode, encode_message};
+use crate::inject::Accepts;
+use crate::jsonrpc::{self, Classified, Kind, Message, RawId, codes};
+use crate::legacy::StreamId;
+use crate::upstream::{AnswerHead, AnswerPart, Request};
+
+/// The versions of MCP a client may be told it speaks through a shared
+/// child (the Streamable HTTP eras with sessions), oldest first.
+pub const SESSION_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// The id of the bridge's own `initialize` (shared mode). Client requests
+/// go to the child under numeric ids, so a string cannot collide.
+const OWN_INIT_ID: &[u8] = br#""sluice-initialize""#;
+
+/// A child that ran this long before it ended is restarted without delay:
+/// its failure says nothing about the next one.
+const STABLE_UPTIME: Duration = Duration::from_secs(60);
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Start the child (then [`Bridge::spawned`] or [`Bridge::spawn_failed`]).
+    Spawn,
+    /// Write this line (newline included) to the child's stdin.
+    ToChild(Bytes),
+    /// End the child as the stdio transport says (close stdin, then
+    /// SIGTERM, then SIGKILL) and report [`Bridge::child_exited`].
+    Shutdown,
+    /// Hand `part` to the exchange of `stream`.
+    ToClient {
+        /// The client stream.
+        stream: StreamId,
+        /// The part.
+        part: AnswerPart,
+    },
+    /// The answer on `stream` is complete (or abandoned): drop its link.
+    EndClient {
+        /// The client stream.
+        stream: StreamId,
+    },
+    /// Something for the log: what the child wrote that went nowhere, or
+    /// the first line of a burst of noise on its stdout.
+    Log(Note),
+    /// The bridge is over (per-session mode, or shutdown): forget it.
+    Closed {
+        /// Why, when it failed.
+        error: Option<StdioError>,
+    },
+}
+
+/// A log line the bridge asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A line on stdout that is not a message (the first of a burst,
+    /// excerpt cut to [`super::NOISE_EXCERPT`]).
+    Noise(String),
+    /// A line refused by the framing (too long, not UTF-8).
+    Refused(super::LineError),
+    /// A message from the child that was dropped, and why.
+    Dropped(&'static str),
+    /// The child is up and answered `initialize` with this version.
+    Initialized(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No child; the next request spawns one.
+    Idle,
+    /// `Spawn` is out; waiting for `spawned`.
+    Spawning,
+    /// `initialize` is with the child (under `child_id`, or the bridge's own
+    /// id when `None`), until `deadline`.
+    Initializing {
+        child_id: Option<u64>,
+        deadline: Instant,
+    },
+    /// Forwarding.
+    Ready { since: Instant },
+    /// Shared mode: the child failed; a new one starts at `at`.
+    Restarting { at: Instant },
+    /// Over.
+    Closed,
+}
+
+/// What the child told the bridge's own `initialize` (shared mode).
+struct Initialized {
+    result: serde_json::Map<String, Value>,
+    version: String,
+}
+
+struct Session {
+    /// Its GET stream, if one is open.
+    get: Option<StreamId>,
+    /// Ids of the child's requests sent to this session, awaiting its answer.
+    server_requests: Vec<RawId>,
+    /// Client streams of this session still open.
+    streams: usize,
+    /// When its last stream ended (for idle reaping).
+    idle_since: Instant,
+}
+
+struct Client {
+    session: String,
+    kind: ClientKind,
+    accepts: Accepts,
+    /// The SSE head went out.
+    sse_open: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClientKind {
+    /// A request waiting for the child to be ready.
+    Waiting,
+    /// A request with the child under this id.
+    InFlight { child_id: u64, client_id: RawId },
+    /// The GET stream.
+    Get,
+}
+
+/// A request that arrived before the child was ready.
+struct Waiting {
+    stream: StreamId,
+    req: Request,
+}
+
+/// One stdio child serving client streams: every client session in
+/// [`StdioMode::Shared`], one in [`StdioMode::PerSession`].
+///
+/// Push inputs ([`attach`](Self::attach), [`spawned`](Self::spawned),
+/// [`spawn_failed`](Self::spawn_failed), [`child_output`](Self::child_output),
+/// [`child_exited`](Self::child_exited), [`client_gone`](Self::client_gone),
+/// [`handle_timeout`](Self::handle_timeout), [`close`](Self::close)), then
+/// drain [`poll_output`](Self::poll_output) and perform each [`Output`] in
+/// order; sleep until the next input or [`poll_timeout`](Self::poll_timeout).
+pub struct Bridge {
+    config: Arc<StdioConfig>,
+    phase: Phase,
+    reader: LineReader,
+    ids: IdRewriter<StreamId>,
+    outputs: VecDeque<Output>,
+    clients: BTreeMap<StreamId, Client>,
+    sessions: BTreeMap<String, Session>,
+    waiting: VecDeque<Waiting>,
+    /// Shared mode: the `params` of the child's `initialize` (the first
+    /// client's, asking for the newest version), kept for restarts.
+    init_params: Option<Vec<u8>>,
+    initialized: Option<Initialized>,
+    /// Failures in a row (shared mode's backoff).
+    failures: u32,
+    /// The `now` of the latest input.
+    clock: Instant,
+}
+
+impl Bridge {
+    /// A bridge with no child yet; the first request spawns it.
+    pub fn new(config: Arc<StdioConfig>, now: Instant) -> Self {
+        Bridge {
+            reader: LineReader::new(config.limits),
+            config,
+            phase: Phase::Idle,
+            ids: IdRewriter::new(),
+            outputs: VecDeque::new(),
+            clients: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            init_params: None,
+            initialized: None,
+            failures: 0,
+            clock: now,
+        }
+    }
+
+    /// The next thing to do; drain after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let phase = match self.phase {
+            Phase::Initializing { deadline, .. } => Some(deadline),
+            Phase::Restarting { at } if !self.waiting.is_empty() => Some(at),
+            _ => None,
+        };
+        let idle = self.config.session_idle.and_then(|idle| {
+            self.sessions
+                .values()
+                .filter(|s| s.streams == 0)
+                .map(|s| s.idle_since + idle)
+                .min()
+        });
+        phase.into_iter().chain(idle).min()
+    }
+
+    /// Client sessions this bridge serves.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether session `id` lives here.
+    pub fn has_session(&self, id: &str) -> bool {
+        self.sessions.contains_key(id)
+    }
+
+    /// Requests with the child.
+    pub fn in_flight(&self) -> usize {
+        self.ids.in_flight()
+    }
+
+    /// The bridge is over.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Noise lines the child printed on stdout so far.
+    pub fn noise_lines(&self) -> u64 {
+        self.reader.noise_lines()
+    }
+
+    /// A client request on `stream`. `new_session` is the id the caller
+    /// minted for it when [`super::dispatch`] said
+    /// [`Dispatch::NewSession`](super::Dispatch::NewSession).
+    pub fn attach(
+        &mut self,
+        stream: StreamId,
+        req: Request,
+        new_session: Option<String>,
+        now: Instant,
+    ) {
+        self.clock = now;
+        if self.phase == Phase::Closed {
+            let e = StdioError::ShuttingDown;
+            let part = error_part(&req, &self.config.json, &e, None);
+            self.finish(stream, part);
+            return;
+        }
+        let session = match new_session {
+            Some(id) => {
+                self.sessions.insert(
+                    id.clone(),
+                    Session {
+                        get: None,
+                        server_requests: Vec::new(),
+                        streams: 0,
+                        idle_since: now,
+                    },
+                );
+                id
+            }
+            None => match req
+                .session_id()
+                .filter(|id| self.sessions.contains_key(*id))
+            {
+                Some(id) => id.to_owned(),
+                None => {
+                    let part = unknown_session(&req, &self.config.json);
+                    self.finish(stream, part);
+                    return;
+                }
+            },
+        };
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.streams += 1;
+        }
+        self.clients.insert(
+            stream,
+            Client {
+                session,
+                kind: ClientKind::Waiting,
+                accepts: req.accepts(),
+                sse_open: false,
+            },
+        );
+        match req.method.as_str() {
+            "GET" => return self.open_get(stream),
+            "DELETE" => return self.delete(stream),
+            _ => {}
+        }
+        if self.config.mode == StdioMode::Shared
+            && self.init_params.is_none()
+            && let Some(params) = initialize_params(&req.body, &self.config.json)
+        {
+            self.init_params = Some(ask_for_version(&params, &self.config.protocol_version));
+        }
+        match self.phase {
+            Phase::Ready { .. } => self.forward(stream, req),
+            // Per-session: the client's own initialize opens the child.
+            Phase::Spawning | Phase::Initializing { .. } | Phase::Restarting { .. }
+                if self.waiting.len() >= self.config.max_waiting =>
+            {
+                let e = StdioError::TooManyWaiting {
+                    limit: self.config.max_waiting,
+                };
+                self.fail_stream(stream, &req, &e);
+            }
+            Phase::Idle => {
+                self.waiting.push_back(Waiting { stream, req });
+                self.spawn();
+            }
+            Phase::Spawning | Phase::Initializing { .. } | Phase::Restarting { .. } => {
+                self.waiting.push_back(Waiting { stream, req });
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    /// The child is running: initialize it.
+    pub fn spawned(&mut self, now: Instant) {
+        self.clock = now;
+        if self.phase != Phase::Spawning {
+            return;
+        }
+        self.reader = LineReader::new(self.config.limits);
+        let deadline = now + self.config.init_timeout;
+        match self.config.mode {
+            StdioMode::Shared => {
+                let params = self
+                    .init_params
+                    .clone()
+                    .unwrap_or_else(|| default_init_params(&self.config));
+                let mut msg = Vec::with_capacity(params.len() + 64);
+                msg.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+                msg.extend_from_slice(OWN_INIT_ID);
+                msg.extend_from_slice(br#","method":"initialize","params":"#);
+                msg.extend_from_slice(&params);
+                msg.push(b'}');
+                self.send_to_child(&msg);
+                self.phase = Phase::Initializing {
+                    child_id: None,
+                    deadline,
+                };
+            }
+            StdioMode::PerSession => {
+                // The client's own initialize goes first, straight through.
+                let Some(at) = self
+                    .waiting
+                    .iter()
+                    .position(|w| initialize_params(&w.req.body, &self.config.json).is_some())
+                else {
+                    // Nothing to open the session with (its client left).
+                    self.end(None);
+                    return;
+                };
+                let Some(w) = self.waiting.remove(at) else {
+                    return;
+                };
+                match self.send_request(w.stream, &w.req) {
+                    Some(child_id) => {
+                        self.phase = Phase::Initializing {
+                            child_id: Some(child_id),
+                            deadline,
+                        }
+                    }
+                    None => self.end(None),
+                }
+            }
+        }
+    }
+
+    /// The child could not be started.
+    pub fn spawn_failed(&mut self, detail: &str, now: Instant) {
+        self.clock = now;
+        if self.phase != Phase::Spawning {
+            return;
+        }
+        self.child_failed(StdioError::SpawnFailed(detail.to_owned()), now);
+    }
+
+    /// Bytes from the child's stdout.
+    pub fn child_output(&mut self, bytes: &[u8], now: Instant) {
+        self.clock = now;
+        self.reader.feed(bytes);
+        self.drain_lines(now);
+    }
+
+    /// The child is gone; `how` says how it ended, in words a client may
+    /// read (`exited with status 1`, `killed by signal 9 (SIGKILL)`).
+    pub fn child_exited(&mut self, how: &str, now: Instant) {
+        self.clock = now;
+        // A last line without its newline still counts.
+        self.reader.finish();
+        self.drain_lines(now);
+        match self.phase {
+            Phase::Idle | Phase::Restarting { .. } | Phase::Closed => {}
+            _ => self.child_failed(StdioError::Exited(how.to_owned()), now),
+        }
+    }
+
+    /// The exchange of `stream` is gone (the client left, or its answer is
+    /// complete and its link dropped).
+    pub fn client_gone(&mut self, stream: StreamId, now: Instant) {
+        self.clock = now;
+        self.waiting.retain(|w| w.stream != stream);
+        if let Some(ClientKind::InFlight { child_id, .. }) =
+            self.clients.get(&stream).map(|c| c.kind.clone())
+            && self.ids.forget(child_id).is_some()
+        {
+            self.cancel_on_child(child_id, "the client went away");
+        }
+        self.release(stream);
+    }
+
+    /// Deadlines: the child's `initialize`, a restart due, idle sessions.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
+        match self.phase {
+            Phase::Initializing { deadline, .. } if now >= deadline => {
+                self.outputs.push_back(Output::Shutdown);
+                self.child_failed(StdioError::InitTimeout, now);
+            }
+            Phase::Restarting { at } if now >= at && !self.waiting.is_empty() => {
+                self.phase = Phase::Idle;
+                self.spawn();
+            }
+            _ => {}
+        }
+        if let Some(idle) = self.config.session_idle {
+            let expired: Vec<String> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.streams == 0 && now >= s.idle_since + idle)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                self.sessions.remove(&id);
+            }
+            if self.config.mode == StdioMode::PerSession
+                && self.sessions.is_empty()
+                && self.phase != Phase::Closed
+            {
+                self.end(None);
+            }
+        }
+    }
+
+    /// Shutting down: every client gets its error, the child is ended.
+    pub fn close(&mut self) {
+        if self.phase != Phase::Closed {
+            self.end(Some(StdioError::ShuttingDown));
+        }
+    }
+
+    // ---- client side -------------------------------------------------
+
+    fn open_get(&mut self, stream: StreamId) {
+        let Some(session) = self.clients.get(&stream).map(|c| c.session.clone()) else {
+            return;
+        };
+        let taken = self.sessions.get(&session).is_some_and(|s| s.get.is_some());
+        if taken {
+            let msg = jsonrpc::error_message(
+                None,
+                codes::INVALID_REQUEST,
+                "sluice: this session's GET stream is already open",
+                None,
+            );
+            let part = AnswerPart::json(head(409, &session), msg);
+            self.finish(stream, part);
+            return;
+        }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.get = Some(stream);
+        }
+        if let Some(c) = self.clients.get_mut(&stream) {
+            c.kind = ClientKind::Get;
+            c.sse_open = true;
+        }
+        self.emit(stream, AnswerPart::Stream(head(200, &session)));
+    }
+
+    fn delete(&mut self, stream: StreamId) {
+        let Some(session) = self.clients.get(&stream).map(|c| c.session.clone()) else {
+            return;
+        };
+        self.end_session(&session, stream, "the client ended the session");
+        self.finish(stream, AnswerPart::empty(AnswerHead::status(200)));
+        self.sessions.remove(&session);
+        if self.config.mode == StdioMode::PerSession {
+            self.end(None);
+        }
+    }
+
+    /// Ends every stream of `session` but `except`: requests with the child
+    /// are cancelled there and answered with an error, GET streams end.
+    fn end_session(&mut self, session: &str, except: StreamId, reason: &str) {
+        let streams: Vec<(StreamId, ClientKind)> = self
+            .clients
+            .iter()
+            .filter(|(s, c)| c.session == session && **s != except)
+            .map(|(s, c)| (*s, c.kind.clone()))
+            .collect();
+        for (stream, kind) in streams {
+            match kind {
+                ClientKind::InFlight {
+                    child_id,
+                    client_id,
+                } => {
+                    if self.ids.forget(child_id).is_some() {
+                        self.cancel_on_child(child_id, reason);
+                    }
+                    self.answer_error(stream, &client_id, &StdioError::SessionEnded);
+                }
+                ClientKind::Get => self.finish(stream, AnswerPart::End),
+                ClientKind::Waiting => self.fail_waiting(stream, &StdioError::SessionEnded),
+            }
+        }
+    }
+
+    /// A client message, the child ready (or, per-session, the client's
+    /// initialize opening it).
+    fn forward(&mut self, stream: StreamId, req: Request) {
+        let json = self.config.json;
+        let Some(session) = self.clients.get(&stream).map(|c| c.session.clone()) else {
+            return;
+        };
+        let message = match jsonrpc::classify(&req.body, &json) {
+            Err(e) => {
+                let msg = jsonrpc::error_message(
+                    None,
+                    e.code(),
+                    &format!("sluice: unreadable message: {e}"),
+                    None,
+                );
+                self.finish(stream, AnswerPart::json(head(400, &session), msg));
+                return;
+            }
+            Ok(Classified::Batch(_)) => {
+                let msg = jsonrpc::error_message(
+                    None,
+                    codes::BATCH_REFUSED,
+                    "sluice: batches are not bridged to a stdio server",
+                    None,
+                );
+                self.finish(stream, AnswerPart::json(head(400, &session), msg));
+                return;
+            }
+            Ok(Classified::Single(m)) => m,
+        };
+        let shared = self.config.mode == StdioMode::Shared;
+        match message.kind {
+            Kind::Request if shared && message.method.as_deref() == Some("initialize") => {
+                self.answer_initialize(stream, &req.body, &message);
+            }
+            Kind::Request => {
+                if self.send_request(stream, &req).is_none() {
+                    let e = StdioError::InitRefused("no initialize result".into());
+                    self.fail_stream(stream, &req, &e);
+                }
+            }
+            Kind::Notification => {
+                match message.method.as_deref() {
+                    // The child was initialized once, by sluice.
+                    Some("notifications/initialized") if shared => {}
+                    Some("notifications/cancelled") => {
+                        let clients = &self.clients;
+                        let owns =
+                            |s: &StreamId| clients.get(s).is_some_and(|c| c.session == session);
+                        if let Some((target, text)) = self.ids.cancel(owns, &req.body, &message) {
+                            self.send_to_child(&text);
+                            // The cancelled request's stream ends with no answer.
+                            if let Some(c) = self.clients.get_mut(&target) {
+                                c.kind = ClientKind::Waiting;
+                            }
+                            self.finish_quietly(target);
+                        }
+                    }
+                    _ => self.send_to_child(&req.body),
+                }
+                self.finish(stream, AnswerPart::empty(head(202, &session)));
+            }
+            Kind::Response | Kind::Error => {
+                let id = message.id.unwrap_or_default();
+                let owed = self.sessions.get_mut(&session).and_then(|s| {
+                    let at = s.server_requests.iter().position(|r| r.as_bytes() == id)?;
+                    Some(s.server_requests.remove(at))
+                });
+                if owed.is_some() {
+                    self.send_to_child(&req.body);
+                } else {
+                    self.note(Note::Dropped("a client answered a request it was not sent"));
+                }
+                self.finish(stream, AnswerPart::empty(head(202, &session)));
+            }
+        }
+    }
+
+    /// Sends the request on `stream` to the child under a fresh id; `None`
+    /// when it is not one request.
+    fn send_request(&mut self, stream: StreamId, req: &Request) -> Option<u64> {
+        let message = match jsonrpc::classify(&req.body, &self.config.json) {
+            Ok(Classified::Single(m)) if m.kind == Kind::Request => m,
+            _ => return None,
+        };
+        let client_id = message.raw_id()?;
+        let (text, child_id) = self.ids.outbound(stream, &req.body, &message)?;
+        if let Some(c) = self.clients.get_mut(&stream) {
+            c.kind = ClientKind::InFlight {
+                child_id,
+                client_id,
+            };
+        }
+        self.send_to_child(&text);
+        Some(child_id)
+    }
+
+    /// Shared mode: a client's `initialize`, answered from what the child
+    /// told sluice's own, with the version negotiated for this client.
+    fn answer_initialize(&mut self, stream: StreamId, body: &[u8], message: &Message<'_>) {
+        let id = message.id.unwrap_or(b"null");
+        let Some(init) = &self.initialized else {
+            let e = StdioError::InitRefused("no initialize result".into());
+            let msg = jsonrpc::error_message(Some(id), e.code(), &format!("sluice: {e}"), None);
+            return self.finish(
+                stream,
+                AnswerPart::json(AnswerHead::status(e.status()), msg),
+            );
+        };
+        let asked = message
+            .params
+            .clone()
+            .and_then(|p| serde_json::from_slice::<Value>(&body[p]).ok())
+            .and_then(|p| p.get("protocolVersion")?.as_str().map(str::to_owned));
+        let version = negotiate(asked.as_deref(), &init.version);
+        let mut result = init.result.clone();
+        result.insert("protocolVersion".into(), Value::String(version));
+        let result = Value::Object(result).to_string();
+        let msg = jsonrpc::result_message(id, result.as_bytes());
+        self.deliver(stream, msg, true);
+    }
+
+    // ---- child side --------------------------------------------------
+
+    fn drain_lines(&mut self, now: Instant) {
+        while let Some(item) = self.reader.poll() {
+            match item {
+                Item::Message(text) => self.child_message(&text, now),
+                Item::Noise(noise) => {
+                    if noise.first_of_burst {
+                        self.note(Note::Noise(noise.excerpt));
+                    }
+                }
+                Item::Refused(e) => self.note(Note::Refused(e)),
+            }
+        }
+    }
+
+    fn child_message(&mut self, text: &[u8], now: Instant) {
+        let message = match jsonrpc::classify(text, &self.config.json) {
+            Ok(Classified::Single(m)) => m,
+            Ok(Classified::Batch(_)) => {
+                return self.note(Note::Dropped("a batch from the child"));
+            }
+            Err(_) => return self.note(Note::Dropped("a line that is not JSON-RPC")),
+        };
+        match message.kind {
+            Kind::Response | Kind::Error => self.child_answer(text, &message, now),
+            Kind::Notification => self.child_notification(text, &message),
+            Kind::Request => self.child_request(text, &message),
+        }
+    }
+
+    fn child_answer(&mut self, text: &[u8], message: &Message<'_>, now: Instant) {
+        if let Phase::Initializing { child_id, .. } = self.phase {
+            let ours = match child_id {
+                None => message.id == Some(OWN_INIT_ID),
+                Some(c) => message.id == Some(c.to_string().as_bytes()),
+            };
+            if ours {
+                return self.initialize_answered(text, message, child_id.is_some(), now);
+            }
+        }
+        match self.ids.inbound(text, message) {
+            Ok((stream, restored)) => self.deliver(stream, restored, true),
+            Err(_) => self.note(Note::Dropped("an answer to no request in flight")),
+        }
+    }
+
+    fn initialize_answered(
+        &mut self,
+        text: &[u8],
+        message: &Message<'_>,
+        clients_own: bool,
+        now: Instant,
+    ) {
+        let result = message
+            .result
+            .clone()
+            .and_then(|r| serde_json::from_slice::<Value>(&text[r]).ok());
+        let version = match &result {
+            Some(Value::Object(r)) => r.get("protocolVersion").and_then(Value::as_str),
+            _ => None,
+        }
+        .map(str::to_owned);
+        if clients_own {
+            // Per-session: the answer, whatever it is, is the client's.
+            if let Ok((stream, restored)) = self.ids.inbound(text, message) {
+                self.deliver(stream, restored, true);
+            }
+        }
+        let (Some(Value::Object(result)), Some(version)) = (result, version) else {
+            let why = message
+                .error
+                .clone()
+                .map(|e| String::from_utf8_lossy(&text[e]).into_owned())
+                .unwrap_or_else(|| "a result without a protocolVersion".into());
+            self.outputs.push_back(Output::Shutdown);
+            return self.child_failed(StdioError::InitRefused(why), now);
+        };
+        self.note(Note::Initialized(version.clone()));
+        if !clients_own {
+            self.send_to_child(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        }
+        self.initialized = Some(Initialized { result, version });
+        self.phase = Phase::Ready { since: now };
+        for w in std::mem::take(&mut self.waiting) {
+            self.forward(w.stream, w.req);
+        }
+    }
+
+    fn child_notification(&mut self, text: &[u8], message: &Message<'_>) {
+        if message.method.as_deref() == Some("notifications/progress") {
+            match self.ids.progress(text, message) {
+                Some((stream, restored)) => self.deliver(stream, restored, false),
+                None => self.note(Note::Dropped("progress for no request in flight")),
+            }
+            return;
+        }
+        // Everything else (logging, list_changed, resources/updated, the
+        // child cancelling its own request) is news for every session.
+        let gets: Vec<StreamId> = self.sessions.values().filter_map(|s| s.get).collect();
+        if gets.is_empty() {
+            self.note(Note::Dropped("a notification with no GET stream open"));
+        }
+        for stream in gets {
+            self.emit(stream, AnswerPart::Event(Bytes::copy_from_slice(text)));
+        }
+    }
+
+    /// A request from the child (sampling, elicitation, roots, ping): to
+    /// the session whose request went out last, on that request's stream
+    /// if it takes events, else on the session's GET stream. Its id is
+    /// passed as the child wrote it: one child's ids are unique, and each
+    /// session is only sent its own.
+    fn child_request(&mut self, text: &[u8], message: &Message<'_>) {
+        let id = message.id.unwrap_or(b"null");
+        if message.method.as_deref() == Some("ping") {
+            return self.send_to_child(&jsonrpc::result_message(id, b"{}"));
+        }
+        let stream = self.ids.latest().copied().or_else(|| {
+            // Nothing in flight: the one session, if there is one.
+            let mut sessions = self.sessions.values();
+            match (sessions.next(), sessions.next()) {
+                (Some(s), None) => s.get,
+                _ => None,
+            }
+        });
+        let target = stream.and_then(|stream| {
+            let c = self.clients.get(&stream)?;
+            let session = c.session.clone();
+            if c.accepts.sse || c.sse_open {
+                return Some((stream, session));
+            }
+            let get = self.sessions.get(&session)?.get?;
+            Some((get, session))
+        });
+        let Some((stream, session)) = target else {
+            let msg = jsonrpc::error_message(
+                Some(id),
+                codes::INTERNAL_ERROR,
+                "sluice: no client stream can carry this request",
+                None,
+            );
+            return self.send_to_child(&msg);
+        };
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.server_requests.push(RawId::new(id));
+        }
+        self.deliver(stream, text.to_vec(), false);
+    }
+
+    /// The child died, could not start, or failed its initialize: every
+    /// request with it fails with `e`; shared mode restarts it after a
+    /// backoff, per-session mode ends.
+    fn child_failed(&mut self, e: StdioError, now: Instant) {
+        let initializing = matches!(self.phase, Phase::Spawning | Phase::Initializing { .. });
+        let stable = matches!(self.phase, Phase::Ready { since } if now.duration_since(since) >= STABLE_UPTIME);
+        self.failures = if stable { 1 } else { self.failures + 1 };
+        self.ids.forget_all(|_| true);
+        let in_flight: Vec<(StreamId, RawId)> = self
+            .clients
+            .iter()
+            .filter_map(|(s, c)| match &c.kind {
+                ClientKind::InFlight { client_id, .. } => Some((*s, client_id.clone())),
+                _ => None,
+            })
+            .collect();
+        for (stream, client_id) in in_flight {
+            self.answer_error(stream, &client_id, &e);
+        }
+        for s in self.sessions.values_mut() {
+            s.server_requests.clear();
+        }
+        self.initialized = None;
+        if initializing {
+            // The child cannot start: who waits for it hears why.
+            let waiting: Vec<StreamId> = self.waiting.iter().map(|w| w.stream).collect();
+            for stream in waiting {
+                self.fail_waiting(stream, &e);
+            }
+        }
+        match self.config.mode {
+            StdioMode::Shared => {
+                let delay = backoff(
+                    self.failures,
+                    self.config.restart_backoff,
+                    self.config.restart_backoff_max,
+                );
+                self.phase = Phase::Restarting { at: now + delay };
+            }
+            StdioMode::PerSession => {
+                self.phase = Phase::Idle;
+                self.end(Some(e));
+            }
+        }
+    }
+
+    // ---- output helpers ----------------------------------------------
+
+    fn spawn(&mut self) {
+        self.phase = Phase::Spawning;
+        self.outputs.push_back(Output::Spawn);
+    }
+
+    /// The end of the bridge: clients hear `error` (or their streams just
+    /// end), the child is shut down.
+    fn end(&mut self, error: Option<StdioError>) {
+        let e = error.clone().unwrap_or(StdioError::SessionEnded);
+        let streams: Vec<(StreamId, ClientKind)> = self
+            .clients
+            .iter()
+            .map(|(s, c)| (*s, c.kind.clone()))
+            .collect();
+        for (stream, kind) in streams {
+            match kind {
+                ClientKind::InFlight { client_id, .. } => self.answer_error(stream, &client_id, &e),
+                ClientKind::Get => self.finish(stream, AnswerPart::End),
+                ClientKind::Waiting => self.fail_waiting(stream, &e),
+            }
+        }
+        self.waiting.clear();
+        self.sessions.clear();
+        if !matches!(self.phase, Phase::Idle | Phase::Restarting { .. }) {
+            self.outputs.push_back(Output::Shutdown);
+        }
+        self.phase = Phase::Closed;
+        self.outputs.push_back(Output::Closed { error });
+    }
+
+    /// Forgets the client of `stream`, counting its session's streams.
+    fn release(&mut self, stream: StreamId) {
+        let Some(client) = self.clients.remove(&stream) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&client.session) {
+            s.streams = s.streams.saturating_sub(1);
+            if s.get == Some(stream) {
+                s.get = None;
+            }
+            if s.streams == 0 {
+                s.idle_since = self.clock;
+            }
+        }
+    }
+
+    /// Sends the answer (`last`) or a message before it to `stream`, as
+    /// JSON or SSE as the client accepts and as the stream stands.
+    fn deliver(&mut self, stream: StreamId, text: Vec<u8>, last: bool) {
+        let Some(client) = self.clients.get_mut(&stream) else {
+            return;
+        };
+        if !client.sse_open {
+            let session = client.session.clone();
+            if last && client.accepts.json {
+                return self.finish(stream, AnswerPart::json(head(200, &session), text));
+            }
+            if !client.accepts.sse {
+                return self.note(Note::Dropped("a message for a client that takes no events"));
+            }
+            client.sse_open = true;
+            self.emit(stream, AnswerPart::Stream(head(200, &session)));
+        }
+        self.emit(stream, AnswerPart::Event(Bytes::from(text)));
+        if last {
+            self.finish(stream, AnswerPart::End);
+        }
+    }
+
+    /// A cancelled request's stream ends with no answer: the client
+    /// cancelled it and expects none.
+    fn finish_quietly(&mut self, stream: StreamId) {
+        let Some(client) = self.clients.get(&stream) else {
+            return;
+        };
+        let part = if client.sse_open {
+            AnswerPart::End
+        } else {
+            AnswerPart::empty(head(202, &client.session))
+        };
+        self.finish(stream, part);
+    }
+
+    fn answer_error(&mut self, stream: StreamId, id: &RawId, e: &StdioError) {
+        let msg =
+            jsonrpc::error_message(Some(id.as_bytes()), e.code(), &format!("sluice: {e}"), None);
+        let Some(client) = self.clients.get(&stream) else {
+            return;
+        };
+        if client.sse_open {
+            self.emit(stream, AnswerPart::Event(Bytes::from(msg)));
+            self.finish(stream, AnswerPart::End);
+        } else {
+            let part = AnswerPart::json(head(e.status(), &client.session), msg);
+            self.finish(stream, part);
+        }
+    }
+
+    /// A request still waiting for the child fails with `e`.
+    fn fail_waiting(&mut self, stream: StreamId, e: &StdioError) {
+        match self.waiting.iter().position(|w| w.stream == stream) {
+            Some(at) => {
+                if let Some(w) = self.waiting.remove(at) {
+                    self.fail_stream(stream, &w.req, e);
+                }
+            }
+            None => self.finish(stream, AnswerPart::empty(AnswerHead::status(e.status()))),
+        }
+    }
+
+    /// Answers a request that never reached the child with `e`.
+    fn fail_stream(&mut self, stream: StreamId, req: &Request, e: &StdioError) {
+        let session = self.clients.get(&stream).map(|c| c.session.as_str());
+        let part = error_part(req, &self.config.json, e, session);
+        self.finish(stream, part);
+    }
+
+    fn emit(&mut self, stream: StreamId, part: AnswerPart) {
+        self.outputs.push_back(Output::ToClient { stream, part });
+    }
+
+    /// The last part on `stream`, which then ends.
+    fn finish(&mut self, stream: StreamId, part: AnswerPart) {
+        self.emit(stream, part);
+        self.outputs.push_back(Output::EndClient { stream });
+        self.release(stream);
+    }
+
+    fn send_to_child(&mut self, text: &[u8]) {
+        self.outputs
+            .push_back(Output::ToChild(Bytes::from(encode_message(text))));
+    }
+
+    fn cancel_on_child(&mut self, child_id: u64, reason: &str) {
+        let mut msg = Vec::with_capacity(96);
+        msg.extend_from_slice(
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"#,
+        );
+        msg.extend_from_slice(child_id.to_string().as_bytes());
+        msg.extend_from_slice(br#","reason":"#);
+        jsonrpc::write_json_string(&mut msg, reason);
+        msg.extend_from_slice(b"}}");
+        self.send_to_child(&msg);
+    }
+
+    fn note(&mut self, note: Note) {
+        self.outputs.push_back(Output::Log(note));
+    }
+}
+
+fn head(status: u16, session: &str) -> AnswerHead {
+    AnswerHead::status(status).with_session((!session.is_empty()).then_some(session))
+}
+
+/// The whole error answer to a request that never reached the child: its
+/// id (null for anything but one request), `e`'s status and code.
+fn error_part(
+    req: &Request,
+    json: &jsonrpc::Limits,
+    e: &StdioError,
+    session: Option<&str>,
+) -> AnswerPart {
+    let id = match jsonrpc::classify(&req.body, json) {
+        Ok(Classified::Single(m)) if m.kind == Kind::Request => m.raw_id(),
+        _ => None,
+    };
+    let msg = jsonrpc::error_message(
+        id.as_ref().map(RawId::as_bytes),
+        e.code(),
+        &format!("sluice: {e}"),
+        None,
+    );
+    AnswerPart::json(head(e.status(), session.unwrap_or_default()), msg)
+}
+
+/// 404 for a session id nobody knows (expired, deleted, or its child
+/// ended): the client starts over, as the spec says.
+pub(super) fn unknown_session(req: &Request, json: &jsonrpc::Limits) -> AnswerPart {
+    let id = match jsonrpc::classify(&req.body, json) {
+        Ok(Classified::Single(m)) if m.kind == Kind::Request => m.raw_id(),
+        _ => None,
+    };
+    let msg = jsonrpc::error_message(
+        id.as_ref().map(RawId::as_bytes),
+        codes::INVALID_REQUEST,
+        "sluice: unknown or expired session",
+        None,
+    );
+    AnswerPart::json(AnswerHead::status(404), msg)
+}
+
+/// The `params` of an `initialize` request in `body`, as written.
+fn initialize_params(body: &[u8], json: &jsonrpc::Limits) -> Option<Vec<u8>> {
+    match jsonrpc::classify(body, json) {
+        Ok(Classified::Single(m))
+            if m.kind == Kind::Request && m.method.as_deref() == Some("initialize") =>
+        {
+            Some(
+                m.params
+                    .map(|p| body[p].to_vec())
+                    .unwrap_or_else(|| b"{}".to_vec()),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The first client's `initialize` params as sluice's own: its
+/// capabilities and `clientInfo`, asking for `version` (the newest sluice
+/// speaks; each client is told the version negotiated for it).
+fn ask_for_version(params: &[u8], version: &str) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(params) {
+        Ok(Value::Object(mut p)) => {
+            p.insert("protocolVersion".into(), Value::String(version.to_owned()));
+            Value::Object(p).to_string().into_bytes()
+        }
+        _ => params.to_vec(),
+    }
+}
+
+/// sluice's own `initialize` params when no client's is known (a restart
+/// before any client initialized).
+fn default_init_params(config: &StdioConfig) -> Vec<u8> {
+    serde_json::json!({
+        "protocolVersion": config.protocol_version,
+        "capabilities": {},
+        "clientInfo": { "name": "sluice", "version": env!("CARGO_PKG_VERSION") },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The version a client is told: the older of what it asked for and what
+/// the child speaks, when sluice knows it; else the child's.
+fn negotiate(asked: Option<&str>, child: &str) -> String {
+    match asked {
+        Some(a) if SESSION_VERSIONS.contains(&a) && (child.is_empty() || a <= child) => {
+            a.to_owned()
+        }
+        _ => child.to_owned(),
+    }
+}
+
+/// The delay before restart number `failures` (1 = the first): doubling
+/// from `first`, at most `max`.
+fn backoff(failures: u32, first: Duration, max: Duration) -> Duration {
+    let shift = failures.saturating_sub(1).min(20);
+    first.saturating_mul(1 << shift).min(max)
+}

@@ -1,0 +1,553 @@
+//! The stdio bridge, driven by hand: a child that is a script of lines.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sluice_core::http1::Header;
+use sluice_core::stdio::{Bridge, Note, Output, StdioConfig, StdioMode};
+use sluice_core::upstream::{AnswerPart, Request};
+
+fn post(session: Option<&str>, body: &str) -> Request {
+    let mut headers = vec![
+        Header::new("Host", "127.0.0.1"),
+        Header::new("Accept", "application/json, text/event-stream"),
+    ];
+    if let Some(s) = session {
+        headers.push(Header::new("Mcp-Session-Id", s));
+    }
+    Request {
+        method: "POST".into(),
+        target: "/mcp".into(),
+        headers,
+        body: Bytes::copy_from_slice(body.as_bytes()),
+    }
+}
+
+fn sse_only(mut req: Request) -> Request {
+    req.headers.retain(|h| !h.is("accept"));
+    req.headers.push(Header::new("Accept", "text/event-stream"));
+    req
+}
+
+fn bare(method: &str, session: &str) -> Request {
+    Request {
+        method: method.into(),
+        target: "/mcp".into(),
+        headers: vec![
+            Header::new("Host", "127.0.0.1"),
+            Header::new("Accept", "text/event-stream"),
+            Header::new("Mcp-Session-Id", session),
+        ],
+        body: Bytes::new(),
+    }
+}
+
+fn init(id: u32, version: &str, client: &str) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
+        "protocolVersion":version,"capabilities":{"sampling":{}},
+        "clientInfo":{"name":client,"version":"1"}}})
+    .to_string()
+}
+
+fn drain(bridge: &mut Bridge) -> Vec<Output> {
+    std::iter::from_fn(|| bridge.poll_output()).collect()
+}
+
+/// The lines written to the child, parsed.
+fn to_child(outputs: &[Output]) -> Vec<Value> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToChild(line) => {
+                assert_eq!(line.last(), Some(&b'\n'), "one line each");
+                assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+                Some(serde_json::from_slice(line).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What went to client `stream`, in order.
+fn parts(outputs: &[Output], stream: u64) -> Vec<AnswerPart> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ToClient { stream: s, part } if *s == stream => Some(part.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ended(outputs: &[Output], stream: u64) -> bool {
+    outputs
+        .iter()
+        .any(|o| matches!(o, Output::EndClient { stream: s } if *s == stream))
+}
+
+/// The whole JSON answer on `stream`: status, session header, body.
+fn whole(outputs: &[Output], stream: u64) -> (u16, Option<String>, Value) {
+    match parts(outputs, stream).as_slice() {
+        [AnswerPart::Whole { head, body }] => {
+            assert!(ended(outputs, stream));
+            let body = if body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(body).unwrap()
+            };
+            (head.status, head.session_id.clone(), body)
+        }
+        other => panic!("stream {stream}: not one whole answer: {other:?}"),
+    }
+}
+
+fn events(outputs: &[Output], stream: u64) -> Vec<Value> {
+    parts(outputs, stream)
+        .iter()
+        .filter_map(|p| match p {
+            AnswerPart::Event(e) => Some(serde_json::from_slice(e).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn line(v: Value) -> Vec<u8> {
+    let mut l = v.to_string().into_bytes();
+    l.push(b'\n');
+    l
+}
+
+fn config(mode: StdioMode) -> Arc<StdioConfig> {
+    Arc::new(StdioConfig {
+        mode,
+        ..StdioConfig::default()
+    })
+}
+
+/// A shared bridge with its child initialized (version `child_version`)
+/// and client session "A" open (it asked for 2025-11-25).
+fn shared_ready(child_version: &str) -> (Bridge, Instant) {
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::Shared), now);
+    b.attach(
+        1,
+        post(None, &init(0, "2025-11-25", "client-a")),
+        Some("A".into()),
+        now,
+    );
+    assert_eq!(drain(&mut b), vec![Output::Spawn]);
+    b.spawned(now);
+    let out = drain(&mut b);
+    let sent = to_child(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["id"], "sluice-initialize");
+    assert_eq!(sent[0]["params"]["protocolVersion"], "2025-11-25");
+    assert_eq!(
+        sent[0]["params"]["clientInfo"]["name"], "client-a",
+        "the first client's"
+    );
+    let answer = json!({"jsonrpc":"2.0","id":"sluice-initialize","result":{
+        "protocolVersion":child_version,"capabilities":{"tools":{"listChanged":true}},
+        "serverInfo":{"name":"child","version":"9"}}});
+    b.child_output(&line(answer), now);
+    let out = drain(&mut b);
+    assert_eq!(
+        to_child(&out),
+        vec![json!({"jsonrpc":"2.0","method":"notifications/initialized"})]
+    );
+    let (status, session, body) = whole(&out, 1);
+    assert_eq!((status, session.as_deref()), (200, Some("A")));
+    assert_eq!(body["id"], 0);
+    assert_eq!(body["result"]["serverInfo"]["name"], "child");
+    assert_eq!(
+        body["result"]["protocolVersion"],
+        child_version.min("2025-11-25")
+    );
+    (b, now)
+}
+
+#[test]
+fn shared_one_child_initialized_once_each_client_answered_with_its_version() {
+    let (mut b, now) = shared_ready("2025-06-18");
+    b.attach(
+        2,
+        post(None, &init(7, "2025-03-26", "client-b")),
+        Some("B".into()),
+        now,
+    );
+    let out = drain(&mut b);
+    assert!(
+        to_child(&out).is_empty(),
+        "the child is not initialized again"
+    );
+    let (status, session, body) = whole(&out, 2);
+    assert_eq!((status, session.as_deref()), (200, Some("B")));
+    assert_eq!(body["id"], 7);
+    assert_eq!(body["result"]["protocolVersion"], "2025-03-26");
+    assert_eq!(body["result"]["capabilities"]["tools"]["listChanged"], true);
+
+    // Unknown versions get the child's.
+    b.attach(
+        3,
+        post(None, &init(1, "1999-01-01", "c")),
+        Some("C".into()),
+        now,
+    );
+    let out = drain(&mut b);
+    assert_eq!(whole(&out, 3).2["result"]["protocolVersion"], "2025-06-18");
+
+    // Each client's initialized is sluice's business, not the child's.
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    b.attach(4, post(Some("B"), note), None, now);
+    let out = drain(&mut b);
+    assert!(to_child(&out).is_empty());
+    assert_eq!(whole(&out, 4).0, 202);
+    assert_eq!(b.sessions(), 3);
+}
+
+#[test]
+fn shared_same_ids_from_two_sessions_answered_to_each_byte_for_byte() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    b.attach(
+        2,
+        post(None, &init(0, "2025-11-25", "b")),
+        Some("B".into()),
+        now,
+    );
+    drain(&mut b);
+    let call_a = r#"{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p"}}}"#;
+    let call_b = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p"}}}"#;
+    b.attach(10, post(Some("A"), call_a), None, now);
+    b.attach(11, post(Some("B"), call_b), None, now);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(sent.len(), 2);
+    let (ca, cb) = (sent[0]["id"].clone(), sent[1]["id"].clone());
+    assert_ne!(ca, cb);
+    assert_eq!(
+        sent[0]["params"]["_meta"]["progressToken"], ca,
+        "tokens too"
+    );
+    assert_eq!(sent[1]["params"]["_meta"]["progressToken"], cb);
+    assert_eq!(b.in_flight(), 2);
+
+    // Progress for B's call reaches B's stream, token as B wrote it.
+    let progress = json!({"jsonrpc":"2.0","method":"notifications/progress",
+        "params":{"progressToken":cb,"progress":1,"total":2}});
+    b.child_output(&line(progress), now);
+    let out = drain(&mut b);
+    assert!(
+        matches!(parts(&out, 11)[0], AnswerPart::Stream(ref h) if h.session_id.as_deref() == Some("B"))
+    );
+    assert_eq!(events(&out, 11)[0]["params"]["progressToken"], "p");
+    assert!(parts(&out, 10).is_empty());
+
+    // Answers in the other order; A gets JSON with `1.0` as written.
+    let answer_b = format!(r#"{{"jsonrpc":"2.0","id":{cb},"result":{{"content":[]}}}}"#);
+    let answer_a = format!(
+        r#"{{"jsonrpc":"2.0","id":{ca},"result":{{"content":[{{"type":"text","text":"a"}}]}}}}"#
+    );
+    b.child_output(format!("{answer_b}\n{answer_a}\n").as_bytes(), now);
+    let out = drain(&mut b);
+    match parts(&out, 10).as_slice() {
+        [AnswerPart::Whole { body, .. }] => assert_eq!(
+            &body[..],
+            br#"{"jsonrpc":"2.0","id":1.0,"result":{"content":[{"type":"text","text":"a"}]}}"#
+        ),
+        other => panic!("{other:?}"),
+    }
+    let b_parts = parts(&out, 11);
+    assert_eq!(events(&out, 11)[0]["id"], 1);
+    assert_eq!(b_parts.last(), Some(&AnswerPart::End));
+    assert!(ended(&out, 10) && ended(&out, 11));
+    assert_eq!(b.in_flight(), 0);
+}
+
+#[test]
+fn a_server_request_goes_to_the_caller_and_its_answer_back_to_the_child() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let call = r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"sampleLLM"}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    drain(&mut b);
+    let sampling =
+        json!({"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{"messages":[]}});
+    b.child_output(&line(sampling.clone()), now);
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 10), vec![sampling], "on the call's own stream");
+    // ping from the child is answered by sluice.
+    b.child_output(&line(json!({"jsonrpc":"2.0","id":1,"method":"ping"})), now);
+    assert_eq!(
+        to_child(&drain(&mut b)),
+        vec![json!({"jsonrpc":"2.0","id":1,"result":{}})]
+    );
+    // The client's answer goes to the child as written; a forged one does not.
+    let forged = r#"{"jsonrpc":"2.0","id":5,"result":{}}"#;
+    b.attach(11, post(Some("A"), forged), None, now);
+    let out = drain(&mut b);
+    assert!(to_child(&out).is_empty());
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Log(Note::Dropped(_))))
+    );
+    let answer = r#"{"jsonrpc":"2.0","id":0,"result":{"role":"assistant","content":{"type":"text","text":"hi"}}}"#;
+    b.attach(12, post(Some("A"), answer), None, now);
+    let out = drain(&mut b);
+    assert_eq!(whole(&out, 12).0, 202);
+    assert_eq!(
+        to_child(&out),
+        vec![serde_json::from_str::<Value>(answer).unwrap()]
+    );
+}
+
+#[test]
+fn broadcasts_reach_every_get_stream_and_a_second_get_is_refused() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    b.attach(
+        2,
+        post(None, &init(0, "2025-11-25", "b")),
+        Some("B".into()),
+        now,
+    );
+    drain(&mut b);
+    b.attach(20, bare("GET", "A"), None, now);
+    b.attach(21, bare("GET", "B"), None, now);
+    b.attach(22, bare("GET", "B"), None, now);
+    let out = drain(&mut b);
+    assert!(matches!(parts(&out, 20)[0], AnswerPart::Stream(_)));
+    assert_eq!(whole(&out, 22).0, 409);
+    let changed = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"});
+    b.child_output(&line(changed.clone()), now);
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 20), vec![changed.clone()]);
+    assert_eq!(events(&out, 21), vec![changed]);
+}
+
+#[test]
+fn a_client_that_leaves_or_deletes_mid_call_cancels_it_on_the_child() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let call = |id: u32| {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow"}}}}"#)
+    };
+    b.attach(10, post(Some("A"), &call(1)), None, now);
+    let child_id = to_child(&drain(&mut b))[0]["id"].clone();
+    b.client_gone(10, now);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(sent[0]["method"], "notifications/cancelled");
+    assert_eq!(sent[0]["params"]["requestId"], child_id);
+    // A late answer goes nowhere.
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":child_id,"result":{}})),
+        now,
+    );
+    assert!(matches!(
+        drain(&mut b).as_slice(),
+        [Output::Log(Note::Dropped(_))]
+    ));
+
+    // The client's own notifications/cancelled names its id; the child sees its own.
+    b.attach(11, post(Some("A"), &call(2)), None, now);
+    let child_id = to_child(&drain(&mut b))[0]["id"].clone();
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"user"}}"#;
+    b.attach(12, post(Some("A"), cancel), None, now);
+    let out = drain(&mut b);
+    assert_eq!(
+        to_child(&out)[0]["params"],
+        json!({"requestId":child_id,"reason":"user"})
+    );
+    assert_eq!(whole(&out, 12).0, 202);
+    assert!(ended(&out, 11));
+
+    // DELETE mid-call: cancelled on the child, the call answered with an error.
+    b.attach(13, post(Some("A"), &call(3)), None, now);
+    let child_id = to_child(&drain(&mut b))[0]["id"].clone();
+    b.attach(14, bare("DELETE", "A"), None, now);
+    let out = drain(&mut b);
+    assert_eq!(to_child(&out)[0]["params"]["requestId"], child_id);
+    let (status, _, body) = whole(&out, 13);
+    assert_eq!((status, &body["id"]), (404, &json!(3)));
+    assert_eq!(whole(&out, 14).0, 200);
+    assert!(!b.has_session("A"));
+    b.attach(15, post(Some("A"), &call(4)), None, now);
+    assert_eq!(whole(&drain(&mut b), 15).0, 404, "the session is gone");
+}
+
+#[test]
+fn a_child_that_dies_mid_call_fails_the_call_with_its_id_and_restarts_with_backoff() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let call = r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"crash"}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    drain(&mut b);
+    b.child_exited("killed by signal 11 (SIGSEGV)", now);
+    let out = drain(&mut b);
+    let (status, _, body) = whole(&out, 10);
+    assert_eq!(status, 502);
+    assert_eq!(body["id"], "x");
+    assert_eq!(body["error"]["code"], -32000);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("killed by signal 11 (SIGSEGV)")
+    );
+    assert!(!out.contains(&Output::Spawn), "no restart without demand");
+
+    // The session survives; the next request waits for the backoff, then a new child.
+    b.attach(11, post(Some("A"), call), None, now);
+    assert!(drain(&mut b).is_empty());
+    let at = b.poll_timeout().expect("a restart is due");
+    assert!(at > now);
+    b.handle_timeout(at);
+    assert_eq!(drain(&mut b), vec![Output::Spawn]);
+    b.spawned(at);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(sent[0]["method"], "initialize", "initialized again");
+    let answer = json!({"jsonrpc":"2.0","id":"sluice-initialize","result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"child","version":"9"}}});
+    b.child_output(&line(answer), at);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(sent[0]["method"], "notifications/initialized");
+    assert_eq!(sent[1]["method"], "tools/call", "the waiting call goes out");
+
+    // Failing again right away doubles the wait.
+    b.child_exited("exited with status 1", at);
+    drain(&mut b);
+    b.attach(12, post(Some("A"), call), None, at);
+    let second = b.poll_timeout().unwrap();
+    assert!(
+        second - at > at - now,
+        "{:?} then {:?}",
+        at - now,
+        second - at
+    );
+}
+
+#[test]
+fn a_child_that_never_answers_initialize_times_out_with_504() {
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::Shared), now);
+    b.attach(
+        1,
+        post(None, &init(3, "2025-06-18", "a")),
+        Some("A".into()),
+        now,
+    );
+    drain(&mut b);
+    b.spawned(now);
+    drain(&mut b);
+    b.child_output(b"Starting server...\nstill starting\n", now);
+    let out = drain(&mut b);
+    assert_eq!(
+        out,
+        vec![Output::Log(Note::Noise("Starting server...".into()))],
+        "once per burst"
+    );
+    let deadline = b.poll_timeout().unwrap();
+    b.handle_timeout(deadline);
+    let out = drain(&mut b);
+    assert_eq!(out[0], Output::Shutdown);
+    let (status, _, body) = whole(&out, 1);
+    assert_eq!(
+        (status, &body["id"], &body["error"]["code"]),
+        (504, &json!(3), &json!(-32001))
+    );
+    assert_eq!(b.noise_lines(), 2);
+}
+
+#[test]
+fn per_session_initialize_goes_straight_through_and_delete_ends_the_child() {
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::PerSession), now);
+    let req = sse_only(post(None, &init(1, "2025-03-26", "a")));
+    b.attach(1, req, Some("S".into()), now);
+    assert_eq!(drain(&mut b), vec![Output::Spawn]);
+    b.spawned(now);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(
+        sent[0]["params"]["protocolVersion"], "2025-03-26",
+        "as the client sent it"
+    );
+    let child_id = sent[0]["id"].clone();
+    let answer = json!({"jsonrpc":"2.0","id":child_id,"result":{"protocolVersion":"2025-03-26","capabilities":{},"serverInfo":{"name":"c","version":"1"}}});
+    b.child_output(&line(answer), now);
+    let out = drain(&mut b);
+    assert!(
+        to_child(&out).is_empty(),
+        "the client sends its own initialized"
+    );
+    assert_eq!(
+        events(&out, 1)[0]["id"],
+        1,
+        "as SSE: the client takes only events"
+    );
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    b.attach(2, post(Some("S"), note), None, now);
+    assert_eq!(
+        to_child(&drain(&mut b))[0]["method"],
+        "notifications/initialized"
+    );
+    b.attach(3, bare("DELETE", "S"), None, now);
+    let out = drain(&mut b);
+    assert_eq!(whole(&out, 3).0, 200);
+    assert!(out.contains(&Output::Shutdown));
+    assert_eq!(out.last(), Some(&Output::Closed { error: None }));
+    assert!(b.is_closed());
+}
+
+#[test]
+fn per_session_child_exit_ends_the_session_with_the_reason() {
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::PerSession), now);
+    b.attach(
+        1,
+        post(None, &init(1, "2025-06-18", "a")),
+        Some("S".into()),
+        now,
+    );
+    drain(&mut b);
+    b.spawned(now);
+    drain(&mut b);
+    b.child_exited("exited with status 3", now);
+    let out = drain(&mut b);
+    let (status, _, body) = whole(&out, 1);
+    assert_eq!(status, 502);
+    assert_eq!(body["id"], 1);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("exited with status 3")
+    );
+    assert!(!out.contains(&Output::Shutdown), "it is gone already");
+    assert!(matches!(
+        out.last(),
+        Some(Output::Closed { error: Some(_) })
+    ));
+}
+
+#[test]
+fn idle_sessions_are_reaped() {
+    let now = Instant::now();
+    let mut b = Bridge::new(
+        Arc::new(StdioConfig {
+            session_idle: Some(Duration::from_secs(60)),
+            ..StdioConfig::default()
+        }),
+        now,
+    );
+    b.attach(
+        1,
+        post(None, &init(1, "2025-06-18", "a")),
+        Some("A".into()),
+        now,
+    );
+    drain(&mut b);
+    b.spawned(now);
+    drain(&mut b);
+    let answer = json!({"jsonrpc":"2.0","id":"sluice-initialize","result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"c","version":"1"}}});
+    b.child_output(&line(answer), now);
+    drain(&mut b);
+    let due = b.poll_timeout().unwrap();
+    assert_eq!(due, now + Duration::from_secs(60));
+    b.handle_timeout(due);
+    assert!(!b.has_session("A"));
+}
