@@ -163,6 +163,13 @@ pub fn dispatch(req: &Request, json: &jsonrpc::Limits) -> Dispatch {
     }
 }
 
+/// The whole answer to a request no bridge takes (`e`: too many
+/// processes, shutting down…): `e`'s status and a JSON-RPC error with the
+/// request's id (`null` for anything but one request).
+pub fn refusal(req: &Request, json: &jsonrpc::Limits, e: &StdioError) -> AnswerPart {
+    bridge::error_part(req, json, e, None)
+}
+
 /// The answer for a session id no bridge knows: 404 (the client starts a
 /// new session, as the spec says), with the request's id.
 pub fn unknown_session(req: &Request, json: &jsonrpc::Limits) -> AnswerPart {
