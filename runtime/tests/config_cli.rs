@@ -40,14 +40,17 @@ fn zero_config() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.routes[0].path, "/mcp");
-    assert!(c.routes[0].well_known);
+    assert!(c.routes[0].well_known());
     let r = c.resolve("/mcp").unwrap();
     assert_eq!(r.target, "/mcp");
     let r = c
         .resolve("/.well-known/oauth-protected-resource/mcp")
         .unwrap();
     assert!(r.well_known);
-    assert_eq!(r.route.upstream.origin(), "http://127.0.0.1:3001");
+    assert_eq!(
+        r.route.http().unwrap().upstream.origin(),
+        "http://127.0.0.1:3001"
+    );
     // Every other setting is the file form's default.
     assert_eq!(
         c,
@@ -111,7 +114,10 @@ headers = ["authorization", "X-Tenant"]
     );
     assert_eq!(c, file(&toml));
     assert_eq!(c.routes[0].name, "mcp.example.com");
-    assert_eq!(c.routes[0].upstream.authority, "mcp.example.com:8443");
+    assert_eq!(
+        c.routes[0].http().unwrap().upstream.authority,
+        "mcp.example.com:8443"
+    );
     assert_eq!(c.tls.roots, Roots::Webpki);
     assert_eq!(c.hooks[0].name, "g");
     assert_eq!(c.hooks[0].config, r#"{"deny":["rm"]}"#);
@@ -452,12 +458,12 @@ fn demo() {
     assert_eq!(config.routes[0].name, "demo");
     assert_eq!(config.routes[0].path, Demo::PATH);
     assert_eq!(
-        config.routes[0].upstream.to_string(),
+        config.routes[0].http().unwrap().upstream.to_string(),
         "http://127.0.0.1:45678/mcp"
     );
     assert_eq!(config.resolve("/mcp").unwrap().target, "/mcp");
     let v6 = demo.proxy_config("[::1]:80".parse().unwrap());
-    assert_eq!(v6.routes[0].upstream.authority, "[::1]");
+    assert_eq!(v6.routes[0].http().unwrap().upstream.authority, "[::1]");
 }
 
 #[test]
@@ -525,14 +531,14 @@ fn legacy_transports_are_accepted() {
         ("streamable", Transport::Streamable),
     ] {
         let c = proxy(&["--upstream", "http://a/sse", "--upstream-transport", flag]);
-        assert_eq!(c.routes[0].transport, want);
-        assert_eq!(c.routes[0].legacy_mode, LegacyMode::Session);
+        assert_eq!(c.routes[0].http().unwrap().transport, want);
+        assert_eq!(c.routes[0].http().unwrap().legacy_mode, LegacyMode::Session);
     }
     // No flag: found out from the upstream's first answer.
     let c = proxy(&["--upstream", "http://a/sse"]);
-    assert_eq!(c.routes[0].transport, Transport::Auto);
+    assert_eq!(c.routes[0].http().unwrap().transport, Transport::Auto);
     let c = file("[[route]]\npath = \"/mcp\"\nupstream = \"http://a/sse\"\n");
-    assert_eq!(c.routes[0].transport, Transport::Auto);
+    assert_eq!(c.routes[0].http().unwrap().transport, Transport::Auto);
 }
 
 #[test]
@@ -547,9 +553,9 @@ fn legacy_session_flags() {
         "--legacy-session-idle",
         "5m",
     ]);
-    assert_eq!(c.routes[0].legacy.max_sessions, 3);
+    assert_eq!(c.routes[0].http().unwrap().legacy.max_sessions, 3);
     assert_eq!(
-        c.routes[0].legacy.session_idle,
+        c.routes[0].http().unwrap().legacy.session_idle,
         Some(std::time::Duration::from_secs(300))
     );
     let c = proxy(&[
@@ -560,7 +566,7 @@ fn legacy_session_flags() {
         "--legacy-session-idle",
         "off",
     ]);
-    assert_eq!(c.routes[0].legacy.session_idle, None);
+    assert_eq!(c.routes[0].http().unwrap().legacy.session_idle, None);
     let cases: [(&[&str], &str); 4] = [
         (
             &[

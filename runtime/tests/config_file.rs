@@ -33,11 +33,12 @@ fn minimal_file_takes_every_default() {
     assert_eq!(c.routes.len(), 1);
     let r = &c.routes[0];
     assert_eq!((r.name.as_str(), r.path.as_str()), ("127.0.0.1", "/mcp"));
-    assert_eq!(r.transport, Transport::Auto);
-    assert!(r.well_known);
-    assert_eq!(r.upstream.scheme, Scheme::Http);
-    assert_eq!(r.upstream.port, 3001);
-    assert_eq!(r.upstream.authority, "127.0.0.1:3001");
+    let h = r.http().unwrap();
+    assert_eq!(h.transport, Transport::Auto);
+    assert!(h.well_known);
+    assert_eq!(h.upstream.scheme, Scheme::Http);
+    assert_eq!(h.upstream.port, 3001);
+    assert_eq!(h.upstream.authority, "127.0.0.1:3001");
 
     assert_eq!(c.limits.max_head_bytes, 32 * 1024);
     assert_eq!(c.limits.max_headers, 100);
@@ -103,13 +104,13 @@ fn full_example_parses() {
     assert_eq!(c.server.workers, Some(2));
     assert_eq!(c.routes[0].name, "everything");
     assert_eq!(c.routes[1].name, "api.githubcopilot.com");
-    assert_eq!(c.routes[1].upstream.scheme, Scheme::Https);
+    assert_eq!(c.routes[1].http().unwrap().upstream.scheme, Scheme::Https);
     assert_eq!(
-        c.routes[1].upstream.host,
+        c.routes[1].http().unwrap().upstream.host,
         Host::Name("api.githubcopilot.com".into())
     );
-    assert_eq!(c.routes[1].upstream.port, 443);
-    assert!(c.routes[0].well_known && !c.routes[1].well_known);
+    assert_eq!(c.routes[1].http().unwrap().upstream.port, 443);
+    assert!(c.routes[0].well_known() && !c.routes[1].well_known());
     // The documented example writes every limit and timeout at its default.
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.timeouts, Timeouts::default());
@@ -324,7 +325,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",
-        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known)",
+        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_body = 1\n",
@@ -354,7 +355,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\npath = \"/x\"\n",
-        "t.toml:1:1: route[0].upstream: missing (every route needs an upstream URL)",
+        "t.toml:1:1: route[0].upstream: missing (every route needs an upstream URL, or a command to run)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[route]]\nupstream = \"ftp://x\"\n",
@@ -452,7 +453,7 @@ const ERRORS: &[(&str, &str)] = &[
     // A key after [[route]] belongs to the route: the classic TOML slip.
     (
         "[[route]]\nupstream = \"http://a/\"\nlimits = 5\n",
-        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known)",
+        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox)",
     ),
     // timeouts
     (
@@ -699,10 +700,13 @@ fn from_file_resolves_and_checks_paths() {
 fn legacy_transport_and_mode() {
     use sluice::config::LegacyMode;
     let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_mode = \"per-request\"\n[[route]]\nupstream = \"http://b/mcp\"\ntransport = \"auto\"\n").unwrap();
-    assert_eq!(c.routes[0].transport, Transport::Sse);
-    assert_eq!(c.routes[0].legacy_mode, LegacyMode::PerRequest);
-    assert_eq!(c.routes[1].transport, Transport::Auto);
-    assert_eq!(c.routes[1].legacy_mode, LegacyMode::Session);
+    assert_eq!(c.routes[0].http().unwrap().transport, Transport::Sse);
+    assert_eq!(
+        c.routes[0].http().unwrap().legacy_mode,
+        LegacyMode::PerRequest
+    );
+    assert_eq!(c.routes[1].http().unwrap().transport, Transport::Auto);
+    assert_eq!(c.routes[1].http().unwrap().legacy_mode, LegacyMode::Session);
     let s = sluice::settings::proxy_settings(&c).unwrap();
     assert!(
         matches!(s.upstreams[0].transport, sluice::legacy::UpstreamTransport::Sse(ref b) if b.mode == sluice_core::legacy::Mode::PerRequest && b.target == "/sse" && b.authority == "a")
@@ -712,13 +716,16 @@ fn legacy_transport_and_mode() {
         sluice::legacy::UpstreamTransport::Auto(_)
     ));
     // Defaults, then every legacy key set.
-    assert_eq!(c.routes[0].legacy, sluice::config::Legacy::default());
-    let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_max_sessions = 7\nlegacy_session_idle = \"off\"\nlegacy_allow_other_origin = true\n[[route]]\nupstream = \"http://b/sse2\"\ntransport = \"auto\"\nlegacy_session_idle = \"90s\"\n").unwrap();
-    assert_eq!(c.routes[0].legacy.max_sessions, 7);
-    assert_eq!(c.routes[0].legacy.session_idle, None);
-    assert!(c.routes[0].legacy.allow_other_origin);
     assert_eq!(
-        c.routes[1].legacy.session_idle,
+        c.routes[0].http().unwrap().legacy,
+        sluice::config::Legacy::default()
+    );
+    let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_max_sessions = 7\nlegacy_session_idle = \"off\"\nlegacy_allow_other_origin = true\n[[route]]\nupstream = \"http://b/sse2\"\ntransport = \"auto\"\nlegacy_session_idle = \"90s\"\n").unwrap();
+    assert_eq!(c.routes[0].http().unwrap().legacy.max_sessions, 7);
+    assert_eq!(c.routes[0].http().unwrap().legacy.session_idle, None);
+    assert!(c.routes[0].http().unwrap().legacy.allow_other_origin);
+    assert_eq!(
+        c.routes[1].http().unwrap().legacy.session_idle,
         Some(std::time::Duration::from_secs(90))
     );
     let s = sluice::settings::proxy_settings(&c).unwrap();
