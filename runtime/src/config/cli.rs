@@ -74,7 +74,7 @@ struct Cli {
     /// a shell, ask for one: --upstream-command "sh -c '...'".
     #[arg(
         long,
-        value_name = "COMMAND",
+        value_name = "CMD",
         conflicts_with_all = ["upstream_transport", "legacy_max_sessions", "legacy_session_idle"]
     )]
     upstream_command: Option<String>,
@@ -151,7 +151,7 @@ struct Cli {
     /// shared: sluice gives each client request an id of its own on the child and brings the
     /// answer back to the session that asked. per-session: each client's initialize starts a
     /// child of its own, stopped when the session ends.
-    #[arg(long, value_enum, value_name = "MODE", requires = "upstream_command")]
+    #[arg(long, value_enum, value_name = "MODE", requires = "upstream_command", conflicts_with = "upstream")]
     stdio_mode: Option<CliStdioMode>,
 
     /// With --upstream-command: a variable of the child's environment (repeatable): NAME=VALUE,
@@ -159,13 +159,18 @@ struct Cli {
     ///
     /// Otherwise the child inherits PATH, HOME and LANG from sluice, and nothing else. Pass
     /// secrets by NAME alone: a VALUE on the command line shows in ps.
-    #[arg(long, value_name = "NAME[=VALUE]", requires = "upstream_command")]
+    #[arg(
+        long,
+        value_name = "NAME[=VALUE]",
+        requires = "upstream_command",
+        conflicts_with = "upstream"
+    )]
     stdio_env: Vec<String>,
 
     /// With --upstream-command: the child's working directory [default: sluice's own].
     ///
     /// A relative program path in the command (./server) is taken from it.
-    #[arg(long, value_name = "DIR", requires = "upstream_command")]
+    #[arg(long, value_name = "DIR", requires = "upstream_command", conflicts_with = "upstream")]
     stdio_cwd: Option<PathBuf>,
 
     /// Also trust the CA certificates in this PEM file for https upstreams.
@@ -357,7 +362,7 @@ where
         (None, None) => {
             return Err(flag_err(
                 "--upstream",
-                "missing (or give --upstream-command COMMAND, or --config FILE)",
+                "missing (or give --upstream-command CMD, or --config FILE)",
             ));
         }
     };
@@ -565,6 +570,7 @@ fn given_twice(flag: &str, path: &Path) -> ConfigError {
 mod tests {
     use super::super::duration::{format_duration, format_size};
     use super::super::{Grants, HookMode, Legacy, OnError};
+    use super::super::{Stdio, StdioMode};
     use super::*;
 
     /// The defaults the help text states are the ones the config uses
@@ -596,6 +602,19 @@ mod tests {
                 name(log.format.to_possible_value()).unwrap()
             ),
             format!("[default: {DEFAULT_LISTEN}]"),
+            format!("or {} for --upstream-command]", Stdio::DEFAULT_PATH),
+            format!(
+                "(per-session) [default: {}]",
+                match Stdio::new("x", vec![]).mode {
+                    StdioMode::Shared { .. } => "shared",
+                    StdioMode::PerSession { .. } => "per-session",
+                }
+            ),
+            format!(
+                "the child inherits {} and {} from sluice",
+                Stdio::DEFAULT_INHERIT_ENV[..Stdio::DEFAULT_INHERIT_ENV.len() - 1].join(", "),
+                Stdio::DEFAULT_INHERIT_ENV.last().unwrap()
+            ),
         ] {
             assert!(help.contains(&needle), "--help lacks {needle:?}:\n{help}");
         }
