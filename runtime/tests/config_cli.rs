@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use sluice::config::{
-    Command, Config, ConfigError, Demo, EnvValue, EnvVar, LogFormat, LogLevel, Roots, Secret, Stdio,
-    StdioMode,
+    Command, Config, ConfigError, Demo, EnvValue, EnvVar, LogFormat, LogLevel, Roots, Secret,
+    Stdio, StdioMode,
 };
 
 fn run(args: &[&str]) -> Result<Command, ConfigError> {
@@ -725,14 +725,35 @@ env = {{ PATH = {{ from_env = "PATH" }}, LOG = "debug=yes", EMPTY = "" }}
 fn upstream_command_splits_like_a_shell_without_one() {
     let cases: &[(&str, &[&str])] = &[
         ("uvx mcp-server-time", &["uvx", "mcp-server-time"]),
-        ("  npx  -y\t@scope/server  ", &["npx", "-y", "@scope/server"]),
-        ("srv 'single quoted' \"double quoted\"", &["srv", "single quoted", "double quoted"]),
-        ("srv 'it'\\''s' \"say \\\"hi\\\"\" a\\ b", &["srv", "it's", "say \"hi\"", "a b"]),
+        (
+            "  npx  -y\t@scope/server  ",
+            &["npx", "-y", "@scope/server"],
+        ),
+        (
+            "srv 'single quoted' \"double quoted\"",
+            &["srv", "single quoted", "double quoted"],
+        ),
+        (
+            "srv 'it'\\''s' \"say \\\"hi\\\"\" a\\ b",
+            &["srv", "it's", "say \"hi\"", "a b"],
+        ),
         ("srv '' \"\"", &["srv", "", ""]),
-        ("srv \"back\\slash\" 'raw\\n'", &["srv", "back\\slash", "raw\\n"]),
-        ("srv '$HOME' \\$HOME \"\\$HOME\"", &["srv", "$HOME", "$HOME", "$HOME"]),
-        ("srv 'a|b' \"c;d\" e\\&\\&f '>'", &["srv", "a|b", "c;d", "e&&f", ">"]),
-        ("srv *.json ~/x #not-a-comment", &["srv", "*.json", "~/x", "#not-a-comment"]),
+        (
+            "srv \"back\\slash\" 'raw\\n'",
+            &["srv", "back\\slash", "raw\\n"],
+        ),
+        (
+            "srv '$HOME' \\$HOME \"\\$HOME\"",
+            &["srv", "$HOME", "$HOME", "$HOME"],
+        ),
+        (
+            "srv 'a|b' \"c;d\" e\\&\\&f '>'",
+            &["srv", "a|b", "c;d", "e&&f", ">"],
+        ),
+        (
+            "srv *.json ~/x #not-a-comment",
+            &["srv", "*.json", "~/x", "#not-a-comment"],
+        ),
         ("sh -c 'echo hi | cat'", &["sh", "-c", "echo hi | cat"]),
     ];
     for (command, want) in cases {
@@ -849,7 +870,13 @@ fn upstream_command_errors_name_their_flag() {
             }
         ));
     }
-    let e = err(&["--upstream-command", "srv", "--stdio-cwd", "/nonexistent/dir"]).to_string();
+    let e = err(&[
+        "--upstream-command",
+        "srv",
+        "--stdio-cwd",
+        "/nonexistent/dir",
+    ])
+    .to_string();
     assert!(e.starts_with("--stdio-cwd: \"/nonexistent/dir\": "), "{e}");
 }
 
@@ -868,16 +895,43 @@ fn upstream_command_shape_errors_come_from_clap() {
             &["--upstream-command", "srv", "--legacy-session-idle", "5m"],
             "cannot be used with",
         ),
-        (&["--config", "s.toml", "--upstream-command", "srv"], "cannot be used with"),
-        (&["--config", "s.toml", "--stdio-env", "A"], "cannot be used with"),
-        (&["--upstream", "http://a/", "--stdio-mode", "shared"], "'--upstream <URL>' cannot be used with"),
-        (&["--upstream", "http://a/", "--stdio-env", "A"], "'--upstream <URL>' cannot be used with"),
-        (&["--upstream", "http://a/", "--stdio-cwd", "/"], "'--upstream <URL>' cannot be used with"),
+        (
+            &["--config", "s.toml", "--upstream-command", "srv"],
+            "cannot be used with",
+        ),
+        (
+            &["--config", "s.toml", "--stdio-env", "A"],
+            "cannot be used with",
+        ),
+        (
+            &["--upstream", "http://a/", "--stdio-mode", "shared"],
+            "'--upstream <URL>' cannot be used with",
+        ),
+        (
+            &["--upstream", "http://a/", "--stdio-env", "A"],
+            "'--upstream <URL>' cannot be used with",
+        ),
+        (
+            &["--upstream", "http://a/", "--stdio-cwd", "/"],
+            "'--upstream <URL>' cannot be used with",
+        ),
         (&["--stdio-mode", "shared"], "--upstream-command <CMD>"),
-        (&["--upstream-command", "srv", "--stdio-cwd", ""], "--stdio-cwd <DIR>"),
-        (&["--upstream-command", "srv", "--stdio-mode", "pooled"], "pooled"),
-        (&["--upstream-command", "srv", "demo"], "cannot be used with `sluice demo`"),
-        (&["--stdio-mode", "shared", "demo"], "cannot be used with `sluice demo`"),
+        (
+            &["--upstream-command", "srv", "--stdio-cwd", ""],
+            "--stdio-cwd <DIR>",
+        ),
+        (
+            &["--upstream-command", "srv", "--stdio-mode", "pooled"],
+            "pooled",
+        ),
+        (
+            &["--upstream-command", "srv", "demo"],
+            "cannot be used with `sluice demo`",
+        ),
+        (
+            &["--stdio-mode", "shared", "demo"],
+            "cannot be used with `sluice demo`",
+        ),
         (&["demo", "--upstream-command", "srv"], "--upstream-command"),
     ] {
         let e = err(args);
@@ -886,7 +940,11 @@ fn upstream_command_shape_errors_come_from_clap() {
         assert_eq!(e.exit_code(), 2, "{args:?}");
     }
     let none = err(&[]).to_string();
-    for flag in ["--upstream <URL>", "--upstream-command <CMD>", "--config <FILE>"] {
+    for flag in [
+        "--upstream <URL>",
+        "--upstream-command <CMD>",
+        "--config <FILE>",
+    ] {
         assert!(none.contains(flag), "{none}");
     }
 }

@@ -151,7 +151,13 @@ struct Cli {
     /// shared: sluice gives each client request an id of its own on the child and brings the
     /// answer back to the session that asked. per-session: each client's initialize starts a
     /// child of its own, stopped when the session ends.
-    #[arg(long, value_enum, value_name = "MODE", requires = "upstream_command", conflicts_with = "upstream")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        requires = "upstream_command",
+        conflicts_with = "upstream"
+    )]
     stdio_mode: Option<CliStdioMode>,
 
     /// With --upstream-command: a variable of the child's environment (repeatable): NAME=VALUE,
@@ -170,7 +176,12 @@ struct Cli {
     /// With --upstream-command: the child's working directory [default: sluice's own].
     ///
     /// A relative program path in the command (./server) is taken from it.
-    #[arg(long, value_name = "DIR", requires = "upstream_command", conflicts_with = "upstream")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "upstream_command",
+        conflicts_with = "upstream"
+    )]
     stdio_cwd: Option<PathBuf>,
 
     /// Also trust the CA certificates in this PEM file for https upstreams.

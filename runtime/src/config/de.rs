@@ -109,10 +109,11 @@ fn unknown_key(message: &str) -> Option<String> {
     let (_, expected) = message
         .strip_prefix("unknown field `")?
         .split_once("`, expected ")?;
+    // serde: "`a`" for one key, "`a` or `b`" for two, "one of `a`, `b`, `c`".
     let names = expected.strip_prefix("one of ").unwrap_or(expected);
     Some(format!(
         "unknown key (expected one of: {})",
-        names.replace('`', "")
+        names.replace("` or `", ", ").replace('`', "")
     ))
 }
 
@@ -715,6 +716,11 @@ mod tests {
         assert_eq!(
             unknown_key(many).unwrap(),
             "unknown key (expected one of: listen, route)"
+        );
+        let two = "unknown field `form_env`, expected `from_env` or `from_file`";
+        assert_eq!(
+            unknown_key(two).unwrap(),
+            "unknown key (expected one of: from_env, from_file)"
         );
         let one = "unknown field `threads`, expected `workers`";
         assert_eq!(
