@@ -100,10 +100,35 @@ fn minimal_file_takes_every_default() {
 fn full_example_parses() {
     let text = std::fs::read_to_string(manifest("tests/fixtures/config/full.toml")).unwrap();
     let c = parse(&text).unwrap();
-    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes.len(), 3);
     assert_eq!(c.server.workers, Some(2));
     assert_eq!(c.routes[0].name, "everything");
     assert_eq!(c.routes[1].name, "api.githubcopilot.com");
+    // The command route writes every key that has a default at it.
+    let time = &c.routes[2];
+    assert_eq!((time.name.as_str(), time.path.as_str()), ("time", "/time"));
+    assert_eq!(
+        *stdio(&c, 2),
+        Stdio {
+            env: vec![
+                EnvVar {
+                    name: "TZ".into(),
+                    value: EnvValue::Literal(Secret::new("Europe/Paris"))
+                },
+                EnvVar {
+                    name: "API_TOKEN".into(),
+                    value: EnvValue::FromEnv("TIME_API_TOKEN".into())
+                },
+            ],
+            sandbox: Sandbox {
+                max_memory: Some(1 << 30),
+                max_cpu: Some(Duration::from_secs(3600)),
+                max_open_files: Some(1024),
+                run_as: None,
+            },
+            ..Stdio::new("uvx", vec!["mcp-server-time".into()])
+        }
+    );
     assert_eq!(c.routes[1].http().unwrap().upstream.scheme, Scheme::Https);
     assert_eq!(
         c.routes[1].http().unwrap().upstream.host,
