@@ -70,8 +70,9 @@ struct Cli {
     /// The MCP server to proxy, as a command sluice starts: 'PROGRAM ARG...' in one string.
     ///
     /// sluice runs it as a child process and speaks MCP on its stdin and stdout. Words are quoted
-    /// as in a shell ('...', "...", \) and nothing more: no $VARIABLES, globs, |, ;, && or >. For
-    /// a shell, ask for one: --upstream-command "sh -c '...'".
+    /// as in a shell ('...', "...", \) and nothing more: * and ~ pass as written, and $, `, |, &,
+    /// ;, <, > outside quotes are refused. For a shell, ask for one: --upstream-command
+    /// "sh -c '...'".
     #[arg(
         long,
         value_name = "CMD",

@@ -428,7 +428,8 @@ fn stdio(
         }
     }
 
-    let mode_key = match or(t.stdio_mode.take(), StdioModeName::Shared) {
+    // Each mode's own key, and the other mode's key if it was written.
+    let (other_mode_key, mode) = match or(t.stdio_mode.take(), StdioModeName::Shared) {
         StdioModeName::Shared => {
             s.mode = StdioMode::Shared {
                 restart_backoff_max: or(
@@ -436,23 +437,20 @@ fn stdio(
                     StdioMode::DEFAULT_RESTART_BACKOFF_MAX,
                 ),
             };
-            first_written([("max_processes", span(&t.max_processes))])
-                .map(|(k, s)| (k, s, "per-session"))
+            let max_processes = span(&t.max_processes).map(|s| ("max_processes", s));
+            (max_processes, "per-session")
         }
         StdioModeName::PerSession => {
             s.mode = StdioMode::PerSession {
                 max_processes: or(t.max_processes.take(), StdioMode::DEFAULT_MAX_PROCESSES),
             };
-            first_written([("restart_backoff_max", span(&t.restart_backoff_max))])
-                .map(|(k, s)| (k, s, "shared"))
+            let backoff = span(&t.restart_backoff_max).map(|s| ("restart_backoff_max", s));
+            (backoff, "shared")
         }
     };
-    if let Some((k, s, mode)) = mode_key {
-        return Err(src.err(
-            s,
-            key(k),
-            format!("only applies with stdio_mode = {mode:?}"),
-        ));
+    if let Some((k, s)) = other_mode_key {
+        let problem = format!("only applies with stdio_mode = {mode:?}");
+        return Err(src.err(s, key(k), problem));
     }
     s.session_idle = or(t.session_idle.take(), s.session_idle);
     s.shutdown_grace = or(t.shutdown_grace.take(), s.shutdown_grace);
@@ -477,60 +475,71 @@ fn sandbox(src: &Source<'_>, key: &dyn Fn(&str) -> String, t: SandboxTable) -> R
             "RLIMIT_CPU counts whole seconds; give a duration such as 10s or 5m",
         ));
     }
-    let read = |path: &str, k: &str, at: &Range<usize>| {
-        std::fs::read_to_string(path)
-            .map_err(|e| src.err(at, key(k), format!("cannot read {path}: {e}")))
-    };
-    if t.user.is_none()
-        && let Some(group) = &t.group
-    {
-        return Err(src.err(
-            &group.span,
-            key("group"),
-            "only applies with user (without it the child keeps sluice's user and group)",
-        ));
-    }
-    let gid = match &t.group {
-        None => None,
-        Some(At { value, span }) => Some(match value {
-            IdOrName::Id(gid) => *gid,
-            IdOrName::Name(name) => {
-                find_group(&read(GROUP, "group", span)?, name).ok_or_else(|| {
-                    src.err(span, key("group"), format!("no group {name:?} in {GROUP}"))
-                })?
+    let run_as = match &t.user {
+        Some(user) => Some(run_as(src, &key, user, t.group.as_ref())?),
+        None => match &t.group {
+            Some(group) => {
+                return Err(src.err(
+                    &group.span,
+                    key("group"),
+                    "only applies with user (without it the child keeps sluice's user and group)",
+                ));
             }
-        }),
-    };
-    let run_as = match (&t.user, gid) {
-        (None, _) => None,
-        (
-            Some(At {
-                value: IdOrName::Id(uid),
-                ..
-            }),
-            Some(gid),
-        ) => Some(RunAs { uid: *uid, gid }),
-        (Some(At { value: user, span }), gid) => {
-            let found = find_user(&read(PASSWD, "user", span)?, user.account());
-            let Some((uid, primary)) = found else {
-                return Err(src.err(span, key("user"), match user {
-                    IdOrName::Name(name) => format!("no user {name:?} in {PASSWD}"),
-                    IdOrName::Id(uid) => format!(
-                        "uid {uid} has no entry in {PASSWD} to take its primary group from; set group too"
-                    ),
-                }));
-            };
-            Some(RunAs {
-                uid,
-                gid: gid.unwrap_or(primary),
-            })
-        }
+            None => None,
+        },
     };
     Ok(Sandbox {
         max_memory: t.max_memory.map(|m| m.value.0 as u64),
         max_cpu: value(t.max_cpu),
         max_open_files: t.max_open_files.map(|n| n.value.0 as u64),
         run_as,
+    })
+}
+
+/// The ids of a sandbox's `user`, with its `group` or else the user's
+/// primary group. `/etc/passwd` is read unless both are numeric;
+/// `/etc/group` when the group is a name.
+fn run_as(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    user: &At<IdOrName>,
+    group: Option<&At<IdOrName>>,
+) -> Result<RunAs> {
+    let read = |path: &str, k: &str, at: &Range<usize>| {
+        std::fs::read_to_string(path)
+            .map_err(|e| src.err(at, key(k), format!("cannot read {path}: {e}")))
+    };
+    let gid = match group {
+        None => None,
+        Some(At {
+            value: IdOrName::Id(gid),
+            ..
+        }) => Some(*gid),
+        Some(At {
+            value: IdOrName::Name(name),
+            span,
+        }) => Some(
+            find_group(&read(GROUP, "group", span)?, name).ok_or_else(|| {
+                src.err(span, key("group"), format!("no group {name:?} in {GROUP}"))
+            })?,
+        ),
+    };
+    if let (IdOrName::Id(uid), Some(gid)) = (&user.value, gid) {
+        return Ok(RunAs { uid: *uid, gid });
+    }
+    let found = find_user(&read(PASSWD, "user", &user.span)?, user.value.account());
+    let Some((uid, primary)) = found else {
+        let problem = match &user.value {
+            IdOrName::Name(name) => format!("no user {name:?} in {PASSWD}"),
+            IdOrName::Id(uid) => format!(
+                "uid {uid} has no entry in {PASSWD} to take its primary group from; set group too"
+            ),
+        };
+        return Err(src.err(&user.span, key("user"), problem));
+    };
+    Ok(RunAs {
+        uid,
+        gid: gid.unwrap_or(primary),
     })
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Two front ends produce one validated [`Config`]:
 //!
-//! - the command line alone: `sluice --upstream http://127.0.0.1:3001/mcp`
-//!   (zero-config: one route, every other setting at its default);
+//! - the command line alone: `sluice --upstream http://127.0.0.1:3001/mcp`,
+//!   or `sluice --upstream-command 'uvx mcp-server-time'` for a server sluice
+//!   starts (zero-config: one route, every other setting at its default);
 //! - a TOML file: `sluice --config sluice.toml` (every setting; the schema is
 //!   documented key by key in `docs/CONFIG.md`).
 //!
