@@ -48,7 +48,7 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     // must not take the proxy down.
     let mut banner = format!("sluice listening on http://{addr}\n");
     for route in &config.routes {
-        tracing::info!(route = %route.name, path = %route.path, upstream = %route.upstream, "route");
+        tracing::info!(route = %route.name, path = %route.path, upstream = %route.backend, "route");
     }
     if let Some(server) = &demo {
         banner.push_str(&format!(

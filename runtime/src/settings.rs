@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use sluice_core::exchange::{ExchangeConfig, ExchangeLimits, Timeouts};
 use sluice_core::{http1, jsonrpc, sse};
 
-use crate::config::{self, Config, LegacyMode, Scheme, Transport};
+use crate::config::{self, Backend, Config, LegacyMode, Scheme, Transport};
 use crate::hooks::{HookHost, HookSpec, default_cache_dir};
 use crate::legacy::{Bridging, UpstreamTransport};
 use crate::proxy::{ProxySettings, UpstreamTarget};
@@ -58,16 +58,23 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     let upstreams: Vec<UpstreamTarget> = config
         .routes
         .iter()
-        .map(|r| UpstreamTarget {
-            host: match &r.upstream.host {
-                config::Host::Name(n) => n.clone(),
-                config::Host::Ip(ip) => ip.to_string(),
-            },
-            port: r.upstream.port,
-            tls: r.upstream.scheme == Scheme::Https,
-            transport: transport(r, config),
+        .map(|r| match &r.backend {
+            Backend::Http(http) => Ok(UpstreamTarget {
+                host: match &http.upstream.host {
+                    config::Host::Name(n) => n.clone(),
+                    config::Host::Ip(ip) => ip.to_string(),
+                },
+                port: http.upstream.port,
+                tls: http.upstream.scheme == Scheme::Https,
+                transport: transport(http, config),
+            }),
+            // Issue 13: the stdio bridge takes this arm's place.
+            Backend::Stdio(_) => Err(anyhow::anyhow!(
+                "route {}: stdio upstreams are not wired to the proxy yet",
+                r.name
+            )),
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let needs_tls = upstreams.iter().any(|u| u.tls);
     let tls = if needs_tls {
         let roots = match config.tls.roots {
@@ -122,9 +129,9 @@ fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
         .collect()
 }
 
-/// How route `r`'s upstream is reached, with the bridge's limits taken from
-/// the configured ones.
-fn transport(r: &config::Route, config: &Config) -> UpstreamTransport {
+/// How a route's upstream URL is reached, with the bridge's limits taken
+/// from the configured ones.
+fn transport(r: &config::Http, config: &Config) -> UpstreamTransport {
     if r.transport == Transport::Streamable {
         return UpstreamTransport::Streamable;
     }
