@@ -9,6 +9,7 @@ use sluice_core::{http1, jsonrpc, sse};
 use crate::config::{self, Backend, Config, LegacyMode, Scheme, Transport};
 use crate::hooks::{HookHost, HookSpec, default_cache_dir};
 use crate::legacy::{Bridging, UpstreamTransport};
+use crate::stdio::{Sandbox, StdioUpstream};
 use crate::proxy::{ProxySettings, UpstreamTarget};
 use crate::tls::{self, Roots};
 
@@ -68,11 +69,16 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
                 tls: http.upstream.scheme == Scheme::Https,
                 transport: transport(http, config),
             }),
-            // Issue 13: the stdio bridge takes this arm's place.
-            Backend::Stdio(_) => Err(anyhow::anyhow!(
-                "route {}: stdio upstreams are not wired to the proxy yet",
-                r.name
-            )),
+            Backend::Stdio(stdio) => Ok(UpstreamTarget {
+                // Never dialed: the route's upstream is a child process.
+                host: String::new(),
+                port: 0,
+                tls: false,
+                transport: UpstreamTransport::Stdio(Box::new(
+                    stdio_upstream(stdio, config)
+                        .with_context(|| format!("route {}", r.name))?,
+                )),
+            }),
         })
         .collect::<anyhow::Result<_>>()?;
     let needs_tls = upstreams.iter().any(|u| u.tls);

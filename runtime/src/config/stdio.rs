@@ -56,11 +56,11 @@ impl Stdio {
     /// The variables a child inherits when `inherit_env` is not given.
     pub const DEFAULT_INHERIT_ENV: [&'static str; 3] = ["PATH", "HOME", "LANG"];
     /// The default `session_idle`: 30 minutes.
-    pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+    pub const DEFAULT_SESSION_IDLE: Duration = sluice_core::stdio::DEFAULT_SESSION_IDLE;
     /// The default `shutdown_grace`: 5 seconds.
-    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = crate::stdio::DEFAULT_SHUTDOWN_GRACE;
     /// The default `init_timeout`: 30 seconds.
-    pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_INIT_TIMEOUT: Duration = sluice_core::stdio::DEFAULT_INIT_TIMEOUT;
     /// The path a command route is served at when none is given: a command
     /// has no URL path to take it from.
     pub const DEFAULT_PATH: &'static str = "/mcp";
@@ -166,9 +166,9 @@ pub enum StdioMode {
 
 impl StdioMode {
     /// The default `restart_backoff_max`: 30 seconds.
-    pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+    pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = sluice_core::stdio::DEFAULT_RESTART_BACKOFF_MAX;
     /// The default `max_processes`: 64.
-    pub const DEFAULT_MAX_PROCESSES: usize = 64;
+    pub const DEFAULT_MAX_PROCESSES: usize = crate::stdio::DEFAULT_MAX_PROCESSES;
 
     /// Shared mode with its default restart backoff (the default mode).
     pub fn shared() -> StdioMode {
