@@ -34,4 +34,5 @@ pub mod legacy;
 pub mod proxy;
 mod rt;
 pub mod settings;
+mod stdio;
 pub mod tls;
