@@ -20,7 +20,11 @@
 //! Signals go to the whole group, so a server started through a wrapper
 //! (`sh -c`, `npx` starting `node`) goes with everything it started, even
 //! if the wrapper itself exits first. A process that leaves the group
-//! (`setsid`) is out of reach.
+//! (`setsid`) is out of reach. The group's id is the child's pid, and a
+//! reaped pid may be given to a new process (another server, leading a
+//! group of its own): so an exited child is left a zombie, its status read
+//! with `waitid(WNOWAIT)`, until [`Child::shutdown`] or the drop has dealt
+//! with its group and reaps it.
 //!
 //! What confines a server, honestly scoped: a cleared environment, no
 //! inherited descriptors, optional rlimits (address space, CPU seconds,
@@ -171,6 +175,12 @@ pub(crate) struct Exit {
 }
 
 impl Exit {
+    /// No status: the child was reaped by someone else.
+    const LOST: Exit = Exit {
+        status: None,
+        how: Ended::OnItsOwn,
+    };
+
     /// Its wait status, unless it was lost (see [`Exit`]).
     pub(crate) fn status(&self) -> Option<ExitStatus> {
         self.status
@@ -216,17 +226,20 @@ impl fmt::Display for Exit {
 
 /// The child's life, as far as this process knows it.
 enum State {
-    /// Not reaped yet (it may have exited). `asked` is the last step of the
-    /// shutdown taken so far ([`Ended::OnItsOwn`]: none).
+    /// Not known to have exited. `asked` is the last step of the shutdown
+    /// taken so far ([`Ended::OnItsOwn`]: none).
     Running {
         proc: process::Child,
         watch: Watch,
         asked: Ended,
     },
-    /// Reaped; the rest of its group may live on.
+    /// Exited, its status read but the process not reaped: while it is a
+    /// zombie its pid, which is its group's id, cannot be given to another
+    /// process, so signalling the group cannot hit a stranger's.
+    Exited { proc: process::Child, exit: Exit },
+    /// Reaped: by [`Child::shutdown`], after which nothing is signalled, or
+    /// lost to another waiter.
     Reaped(Exit),
-    /// Reaped, and its group made to go (by [`Child::shutdown`]).
-    Done(Exit),
 }
 
 /// How the exit is noticed.
@@ -238,8 +251,7 @@ enum Watch {
 }
 
 impl Watch {
-    fn open(pid: u32, reactor: &Arc<Reactor>) -> io::Result<Watch> {
-        let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("pid 0"))?;
+    fn open(pid: Pid, reactor: &Arc<Reactor>) -> io::Result<Watch> {
         // PIDFD_NONBLOCK only matters for waitid(P_PIDFD); the fd is CLOEXEC.
         match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
             // Already readable if it exited meanwhile: epoll reports it.
@@ -251,23 +263,19 @@ impl Watch {
         }
     }
 
-    /// Ready with the wait status once `proc` has exited and is reaped.
-    fn poll_reap(
-        &mut self,
-        proc: &mut process::Child,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<ExitStatus>> {
+    /// Ready with the wait status once `pid` has exited (not reaped).
+    fn poll_exit(&mut self, pid: Pid, cx: &mut Context<'_>) -> Poll<io::Result<ExitStatus>> {
         match self {
             Watch::Pidfd(fd) => fd.poll_attempt(READ, cx, || {
                 // Not exited: drained, so the next look waits for the event.
                 fd.attempt(
                     READ,
-                    |_| proc.try_wait()?.ok_or(io::ErrorKind::WouldBlock.into()),
+                    |_| exit_status(pid)?.ok_or(io::ErrorKind::WouldBlock.into()),
                     |_| false,
                 )
             }),
             Watch::Poll(timer) => loop {
-                match proc.try_wait() {
+                match exit_status(pid) {
                     Ok(Some(status)) => return Poll::Ready(Ok(status)),
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(Err(e)),
@@ -280,15 +288,36 @@ impl Watch {
     }
 }
 
+/// The wait status of the child `pid` if it has exited, read without
+/// reaping it (`waitid` with `WNOWAIT`).
+fn exit_status(pid: Pid) -> io::Result<Option<ExitStatus>> {
+    use rustix::process::{WaitId, WaitIdOptions as O};
+    let Some(status) =
+        rustix::process::waitid(WaitId::Pid(pid), O::EXITED | O::NOHANG | O::NOWAIT)?
+    else {
+        return Ok(None);
+    };
+    // As waitpid(2) would have put it.
+    let raw = match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => (code & 0xff) << 8,
+        (None, Some(signal)) if status.dumped() => signal | 0x80,
+        (None, Some(signal)) => signal,
+        // Only exits were asked for.
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(ExitStatus::from_raw(raw)))
+}
+
 /// A running stdio server: its stdin and stdout, its exit, its shutdown.
 ///
 /// Reads (stdout) and writes (stdin) take `&self`, so one task may do both
 /// at once; one reader and one writer at a time, as for a socket.
-/// Dropped before [`Child::shutdown`] has ended it, it SIGKILLs the group
-/// and reaps the child (on a task if it does not die at once): no zombie,
-/// no group left behind.
+/// Dropped without [`Child::shutdown`], it SIGKILLs the group and reaps the
+/// child (on a task, if it does not die at once): no zombie, no group left
+/// behind.
 pub(crate) struct Child {
-    pid: u32,
+    /// Also its process group's id.
+    pid: Pid,
     route: String,
     stdin: Option<Source<OwnedFd>>,
     stdout: Source<OwnedFd>,
@@ -332,7 +361,7 @@ impl Child {
             };
             io::Error::new(e.kind(), format!("starting {what}: {e}"))
         })?;
-        let pid = proc.id();
+        let pid = Pid::from_child(&proc);
         let reactor = worker.reactor();
         let pipes = (|| {
             let pipe = |fd: Option<OwnedFd>, initial| -> io::Result<Source<OwnedFd>> {
@@ -355,11 +384,7 @@ impl Child {
                 return Err(e);
             }
         };
-        tracing::debug!(target: LOG_TARGET, route = spec.route.as_str(), pid, program = spec.program.as_str(), "started");
-        worker
-            .spawn(log_stderr(stderr, spec.route.clone(), pid))
-            .detach();
-        Ok(Child {
+        let child = Child {
             pid,
             route: spec.route.clone(),
             stdin: Some(stdin),
@@ -369,12 +394,17 @@ impl Child {
                 watch,
                 asked: Ended::OnItsOwn,
             },
-        })
+        };
+        tracing::debug!(target: LOG_TARGET, route = spec.route.as_str(), pid = child.pid(), program = spec.program.as_str(), "started");
+        worker
+            .spawn(log_stderr(stderr, spec.route.clone(), child.pid()))
+            .detach();
+        Ok(child)
     }
 
     /// Its process id, which is also its process group's id.
     pub(crate) fn pid(&self) -> u32 {
-        self.pid
+        self.pid.as_raw_nonzero().get().unsigned_abs()
     }
 
     /// Reads from its stdout once there is something to read; `Ok(0)` is
@@ -435,20 +465,24 @@ impl Child {
         if self.stdin.is_none() {
             return;
         }
-        self.try_reap();
+        self.look();
         self.stdin = None;
         self.step(Ended::AfterStdinClosed);
     }
 
-    /// Ready once it has exited (and is reaped): how it ended. Ready again
-    /// with the same [`Exit`] after that.
+    /// Ready once it has exited: how it ended. Ready again with the same
+    /// [`Exit`] after that.
+    ///
+    /// The process is left a zombie until [`Child::shutdown`] or the drop
+    /// reaps it: its pid, its group's id, stays its own until then, so
+    /// that what is left of the group can be signalled safely.
     pub(crate) fn poll_exit(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+        let pid = self.pid;
         match &mut self.state {
-            State::Reaped(exit) | State::Done(exit) => Poll::Ready(*exit),
-            State::Running { proc, watch, asked } => {
-                let status = ready!(watch.poll_reap(proc, cx));
-                let how = *asked;
-                Poll::Ready(self.reaped(status, how))
+            State::Exited { exit, .. } | State::Reaped(exit) => Poll::Ready(*exit),
+            State::Running { watch, .. } => {
+                let status = ready!(watch.poll_exit(pid, cx));
+                Poll::Ready(self.exited(status))
             }
         }
     }
@@ -456,31 +490,31 @@ impl Child {
     /// The MCP stdio transport's shutdown: close its stdin and wait up to
     /// `grace` for it to exit; then SIGTERM its group and wait up to `grace`
     /// again; then SIGKILL the group and wait. Whatever is left of the group
-    /// once the child is reaped (it exited early, or first) is sent SIGTERM,
-    /// given `grace` to go, then SIGKILL. At most about three times `grace`,
+    /// once the child has exited (early, or first) is sent SIGTERM, given
+    /// `grace` to go, then SIGKILL. At most about three times `grace`,
     /// unless a process killed with SIGKILL is stuck in the kernel.
     pub(crate) async fn shutdown(mut self, grace: Duration) -> Exit {
-        self.try_reap();
+        self.look();
         let exit = match self.exit() {
             Some(exit) => exit,
             None => self.escalate(grace).await,
         };
-        if let State::Reaped(exit) = self.state {
-            self.sweep_group(exit.how, grace).await;
-            self.state = State::Done(exit);
-        }
-        tracing::debug!(target: LOG_TARGET, route = self.route.as_str(), pid = self.pid, "{exit}");
+        self.reap();
+        // Reaped, the child gives up its pid; a group with members left
+        // keeps its id, and one without has nothing to signal.
+        self.sweep_group(exit.how, grace).await;
+        tracing::debug!(target: LOG_TARGET, route = self.route.as_str(), pid = self.pid(), "{exit}");
         exit
     }
 
-    /// Close stdin, then SIGTERM, then SIGKILL, until the child is reaped.
+    /// Close stdin, then SIGTERM, then SIGKILL, until the child exits.
     async fn escalate(&mut self, grace: Duration) -> Exit {
         self.close_stdin();
         for (step, signal) in [
             (Ended::AfterSigterm, Signal::TERM),
             (Ended::AfterSigkill, Signal::KILL),
         ] {
-            let exited = future::or(async { Some(self.exited().await) }, async {
+            let exited = future::or(async { Some(self.wait_exit().await) }, async {
                 rt::sleep(grace).await;
                 None
             })
@@ -489,12 +523,12 @@ impl Child {
                 return exit;
             }
             // An exit that came before the signal is not the signal's doing.
-            self.try_reap();
+            self.look();
             if self.step(step) {
                 signal_group(self.pid, signal);
             }
         }
-        self.exited().await
+        self.wait_exit().await
     }
 
     /// The group, once its leader is reaped: SIGTERM (unless it had it
@@ -511,7 +545,7 @@ impl Child {
         while group_alive(self.pid) {
             let now = Instant::now();
             if now >= deadline {
-                tracing::debug!(target: LOG_TARGET, route = self.route.as_str(), pid = self.pid, "the group outlived its leader: SIGKILL");
+                tracing::debug!(target: LOG_TARGET, route = self.route.as_str(), pid = self.pid(), "the group outlived its leader: SIGKILL");
                 signal_group(self.pid, Signal::KILL);
                 return;
             }
@@ -520,54 +554,72 @@ impl Child {
         }
     }
 
-    async fn exited(&mut self) -> Exit {
+    async fn wait_exit(&mut self) -> Exit {
         future::poll_fn(|cx| self.poll_exit(cx)).await
     }
 
-    /// Takes a shutdown step; false if the child is already reaped.
+    /// Takes a shutdown step; false if the child has exited already.
     fn step(&mut self, step: Ended) -> bool {
         match &mut self.state {
             State::Running { asked, .. } => {
                 *asked = (*asked).max(step);
                 true
             }
-            State::Reaped(_) | State::Done(_) => false,
+            State::Exited { .. } | State::Reaped(_) => false,
         }
     }
 
-    /// Reaps the child if it has exited, without waiting.
-    fn try_reap(&mut self) {
-        if let State::Running { proc, asked, .. } = &mut self.state {
-            let how = *asked;
-            match proc.try_wait() {
+    /// Whether it has exited, without waiting.
+    fn look(&mut self) {
+        if let State::Running { .. } = self.state {
+            match exit_status(self.pid) {
                 Ok(None) => {}
                 Ok(Some(status)) => {
-                    self.reaped(Ok(status), how);
+                    self.exited(Ok(status));
                 }
                 Err(e) => {
-                    self.reaped(Err(e), how);
+                    self.exited(Err(e));
                 }
             }
         }
     }
 
-    /// The child is reaped (or lost, if waiting for it failed).
-    fn reaped(&mut self, status: io::Result<ExitStatus>, how: Ended) -> Exit {
+    /// It has exited with `status` (or waiting for it failed: it is lost).
+    fn exited(&mut self, status: io::Result<ExitStatus>) -> Exit {
+        let State::Running { asked, .. } = self.state else {
+            return self.exit().unwrap_or(Exit::LOST);
+        };
         let status = status
             .inspect_err(|e| {
-                tracing::error!(target: LOG_TARGET, route = self.route.as_str(), pid = self.pid, error = %e, "waiting for the child failed");
+                tracing::error!(target: LOG_TARGET, route = self.route.as_str(), pid = self.pid(), error = %e, "waiting for the child failed");
             })
             .ok();
-        let exit = Exit { status, how };
-        self.state = State::Reaped(exit);
+        let exit = Exit { status, how: asked };
+        // Without a status it is no child of ours to reap (or signal).
+        if let (State::Running { proc, .. }, Some(_)) = (
+            std::mem::replace(&mut self.state, State::Reaped(exit)),
+            status,
+        ) {
+            self.state = State::Exited { proc, exit };
+        }
         exit
     }
 
-    /// How it ended, once it is reaped.
+    /// Reaps the zombie it has become.
+    fn reap(&mut self) {
+        if let State::Exited { proc, exit } = &mut self.state {
+            let exit = *exit;
+            // It has exited: the wait is over at once.
+            let _ = proc.wait();
+            self.state = State::Reaped(exit);
+        }
+    }
+
+    /// How it ended, once it has.
     fn exit(&self) -> Option<Exit> {
         match self.state {
             State::Running { .. } => None,
-            State::Reaped(exit) | State::Done(exit) => Some(exit),
+            State::Exited { exit, .. } | State::Reaped(exit) => Some(exit),
         }
     }
 }
@@ -575,14 +627,14 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         self.stdin = None;
-        let lost = Exit {
-            status: None,
-            how: Ended::OnItsOwn,
-        };
-        match std::mem::replace(&mut self.state, State::Done(lost)) {
-            State::Done(_) => {}
-            // What is left of the group, if anything.
-            State::Reaped(_) => signal_group(self.pid, Signal::KILL),
+        match std::mem::replace(&mut self.state, State::Reaped(Exit::LOST)) {
+            State::Reaped(_) => {}
+            // Its zombie still holds the group's id: what is left of the
+            // group can be killed, then the zombie reaped.
+            State::Exited { mut proc, .. } => {
+                signal_group(self.pid, Signal::KILL);
+                let _ = proc.wait();
+            }
             State::Running {
                 mut proc,
                 mut watch,
@@ -594,11 +646,13 @@ impl Drop for Child {
                 }
                 // Dying takes a moment (a large process unmaps its memory):
                 // reaped by a task rather than by blocking this worker.
+                let pid = self.pid;
                 match rt::Handle::current() {
                     Some(rt) => rt
                         .local_or_least_loaded()
                         .spawn(async move {
-                            let _ = future::poll_fn(|cx| watch.poll_reap(&mut proc, cx)).await;
+                            let _ = future::poll_fn(|cx| watch.poll_exit(pid, cx)).await;
+                            let _ = proc.wait();
                         })
                         .detach(),
                     // No runtime left to wait on: a thread does.
@@ -617,18 +671,13 @@ impl Drop for Child {
 
 /// Sends `signal` to the process group `pgid`. An error means no process
 /// of the group is left (`ESRCH`), or none we may signal: nothing to do.
-fn signal_group(pgid: u32, signal: Signal) {
-    if let Some(pgid) = Pid::from_raw(pgid as i32) {
-        let _ = rustix::process::kill_process_group(pgid, signal);
-    }
+fn signal_group(pgid: Pid, signal: Signal) {
+    let _ = rustix::process::kill_process_group(pgid, signal);
 }
 
 /// Whether any process of the group `pgid` is left (a zombie counts until
 /// its parent reaps it).
-fn group_alive(pgid: u32) -> bool {
-    let Some(pgid) = Pid::from_raw(pgid as i32) else {
-        return false;
-    };
+fn group_alive(pgid: Pid) -> bool {
     !matches!(
         rustix::process::test_kill_process_group(pgid),
         Err(rustix::io::Errno::SRCH)
@@ -1032,9 +1081,11 @@ mod tests {
             let err = child.write_all(b"late\n").await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
             let exit = future::poll_fn(|cx| child.poll_exit(cx)).await;
-            // Seen once, the same ever after, shutdown included.
+            // Seen once, the same ever after, shutdown included, which reaps it.
             assert_eq!(future::poll_fn(|cx| child.poll_exit(cx)).await, exit);
+            let pid = child.pid();
             assert_eq!(child.shutdown(Duration::from_secs(5)).await, exit);
+            assert!(gone(pid, false));
             exit
         });
         assert_eq!(exit.how(), Ended::AfterStdinClosed);
@@ -1194,6 +1245,22 @@ mod tests {
         assert_eq!(crash.how(), Ended::OnItsOwn);
         assert_eq!(crash.to_string(), "killed by signal 11 (SIGSEGV)");
         assert_eq!(code.to_string(), "exited with status 3");
+    }
+
+    #[test]
+    fn an_exited_child_holds_its_pid_until_it_is_dropped() {
+        let (exit, zombie, reaped) = on_rt(async {
+            let mut child = Child::spawn(&sh("exit 5")).unwrap();
+            let pid = child.pid();
+            let exit = future::poll_fn(|cx| child.poll_exit(cx)).await;
+            // Its pid (its group's id) is not free for another process yet.
+            let zombie = !gone(pid, false) && gone(pid, true);
+            drop(child);
+            (exit, zombie, gone(pid, false))
+        });
+        assert_eq!(exit.code(), Some(5));
+        assert!(zombie, "not a zombie after its exit");
+        assert!(reaped, "not reaped when dropped");
     }
 
     #[test]
