@@ -135,6 +135,45 @@ fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
         .collect()
 }
 
+/// What a command route runs, with its child's environment resolved now
+/// (a secret it names must be readable when sluice starts).
+fn stdio_upstream(s: &config::Stdio, config: &Config) -> anyhow::Result<StdioUpstream> {
+    let env = s.child_env(|name| std::env::var(name).ok())?;
+    let mut command = vec![s.program.to_string_lossy().into_owned()];
+    command.extend(s.args.iter().cloned());
+    let mut up = StdioUpstream::new(command, env);
+    up.cwd = s.cwd.clone();
+    up.shutdown_grace = s.shutdown_grace;
+    let c = &mut up.config;
+    c.init_timeout = s.init_timeout;
+    c.session_idle = s.session_idle;
+    c.json.max_depth = config.limits.max_json_depth;
+    match s.mode {
+        config::StdioMode::Shared {
+            restart_backoff_max,
+        } => {
+            c.mode = sluice_core::stdio::StdioMode::Shared;
+            c.restart_backoff_max = restart_backoff_max;
+        }
+        config::StdioMode::PerSession { max_processes } => {
+            c.mode = sluice_core::stdio::StdioMode::PerSession;
+            up.max_processes = max_processes;
+        }
+    }
+    let b = &s.sandbox;
+    up.sandbox = Sandbox {
+        max_memory: b.max_memory,
+        // RLIMIT_CPU counts whole seconds; a part of one rounds up.
+        max_cpu_seconds: b
+            .max_cpu
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+        max_open_files: b.max_open_files,
+        uid: b.run_as.map(|r| r.uid),
+        gid: b.run_as.map(|r| r.gid),
+    };
+    Ok(up)
+}
+
 /// How a route's upstream URL is reached, with the bridge's limits taken
 /// from the configured ones.
 fn transport(r: &config::Http, config: &Config) -> UpstreamTransport {
