@@ -686,8 +686,9 @@ fn group_alive(pgid: Pid) -> bool {
 
 /// What the child does between `fork` and `exec`: mark every descriptor
 /// from 3 up close-on-exec (std's pipes are on 0, 1 and 2 by then), and set
-/// `limits`.
-#[allow(unsafe_code)]
+/// `limits`. (A hook here makes std `fork` rather than `posix_spawn`,
+/// copying this process's page tables once per server started: the price of
+/// a child that inherits nothing.)
 fn before_exec(cmd: &mut Command, limits: Vec<(Resource, Rlimit)>) {
     // For the fallback below, the highest descriptor there can be.
     let max_fd = rustix::process::getrlimit(Resource::Nofile)
@@ -700,6 +701,7 @@ fn before_exec(cmd: &mut Command, limits: Vec<(Resource, Rlimit)>) {
     // linux_raw backend, or libc's thin wrapper), allocates nothing (`limits`
     // was built in the parent and is only read) and takes no lock; an error
     // becomes an `io::Error` from its raw errno, without allocating.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             let cloexec = libc::syscall(
