@@ -9,8 +9,8 @@ use sluice_core::{http1, jsonrpc, sse};
 use crate::config::{self, Backend, Config, LegacyMode, Scheme, Transport};
 use crate::hooks::{HookHost, HookSpec, default_cache_dir};
 use crate::legacy::{Bridging, UpstreamTransport};
-use crate::stdio::{Sandbox, StdioUpstream};
 use crate::proxy::{ProxySettings, UpstreamTarget};
+use crate::stdio::{Sandbox, StdioUpstream};
 use crate::tls::{self, Roots};
 
 /// Resolve `config` into proxy settings (builds the TLS client config).
@@ -75,8 +75,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
                 port: 0,
                 tls: false,
                 transport: UpstreamTransport::Stdio(Box::new(
-                    stdio_upstream(stdio, config)
-                        .with_context(|| format!("route {}", r.name))?,
+                    stdio_upstream(stdio, config).with_context(|| format!("route {}", r.name))?,
                 )),
             }),
         })

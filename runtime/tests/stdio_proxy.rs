@@ -18,7 +18,10 @@ use sluice::proxy::RunningProxy;
 use sluice::stdio::StdioUpstream;
 use sluice_core::stdio::StdioMode;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/stdio_server.py");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/stdio_server.py"
+);
 
 fn init_body(version: &str) -> String {
     json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
@@ -63,7 +66,10 @@ fn initialize(p: &RunningProxy) -> String {
     let sid = got.header("mcp-session-id").expect("a session id");
     assert_eq!(sid.len(), 32);
     let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-    assert_eq!(exchange(p, &request("POST", note, Some(&sid), BOTH)).status, 202);
+    assert_eq!(
+        exchange(p, &request("POST", note, Some(&sid), BOTH)).status,
+        202
+    );
     sid
 }
 
@@ -101,11 +107,19 @@ fn shared_mode_serves_every_session_from_one_child() {
     assert_eq!(pid_a, pid_b, "one child");
     let list = exchange(
         &p,
-        &request("POST", r#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#, Some(&a), BOTH),
+        &request(
+            "POST",
+            r#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#,
+            Some(&a),
+            BOTH,
+        ),
     );
     assert_eq!(list.last()["id"], "l");
     assert!(list.last()["result"]["tools"].as_array().unwrap().len() > 5);
-    assert_eq!(text(&call(&p, &b, 2, "echo", json!({"text":"héllo"}))), "héllo");
+    assert_eq!(
+        text(&call(&p, &b, 2, "echo", json!({"text":"héllo"}))),
+        "héllo"
+    );
     p.shutdown();
     let pid: u32 = pid_a.parse().unwrap();
     wait_for("the child to go at shutdown", || !alive(pid));
@@ -118,8 +132,15 @@ fn progress_streams_with_the_clients_token_then_the_answer_ends_the_stream() {
     let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"tok-1"}}}"#;
     let got = exchange(&p, &request("POST", body, Some(&sid), BOTH));
     assert!(got.complete);
-    assert_eq!(got.header("content-type").as_deref(), Some("text/event-stream"));
-    let events: Vec<Value> = got.events.iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(
+        got.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    let events: Vec<Value> = got
+        .events
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
     assert_eq!(events.len(), 4, "{events:?}");
     for (i, e) in events[..3].iter().enumerate() {
         assert_eq!(e["params"]["progressToken"], "tok-1");
@@ -135,7 +156,8 @@ fn a_sampling_request_reaches_the_caller_and_its_answer_goes_back() {
     let sid = initialize(&p);
     let mut conn = common::connect(p.local_addr());
     let body = r#"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"sample"}}"#;
-    conn.write_all(&request("POST", body, Some(&sid), BOTH)).unwrap();
+    conn.write_all(&request("POST", body, Some(&sid), BOTH))
+        .unwrap();
     let first = read_got(&mut conn, Some(1));
     let ask: Value = serde_json::from_str(&first.events[0].1).unwrap();
     assert_eq!(ask["method"], "sampling/createMessage");
@@ -146,7 +168,12 @@ fn a_sampling_request_reaches_the_caller_and_its_answer_goes_back() {
     let rest = read_got_more(&mut conn);
     let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     assert_eq!(last["id"], "c");
-    assert!(last["result"]["content"][0]["text"].as_str().unwrap().contains("pong"));
+    assert!(
+        last["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("pong")
+    );
     p.shutdown();
 }
 
@@ -199,7 +226,10 @@ fn per_session_mode_gives_each_session_its_own_child_and_delete_ends_it() {
     wait_for("session A's child to go", || !alive(pid_a));
     assert!(alive(pid_b));
     assert_eq!(call(&p, &a, 2, "pid", json!({})).status, 404);
-    assert_eq!(text(&call(&p, &b, 2, "echo", json!({"text":"still"}))), "still");
+    assert_eq!(
+        text(&call(&p, &b, 2, "echo", json!({"text":"still"}))),
+        "still"
+    );
     p.shutdown();
     wait_for("session B's child to go at shutdown", || !alive(pid_b));
 }
@@ -211,7 +241,12 @@ fn per_session_mode_stops_at_max_processes_with_503() {
     let got = exchange(&p, &request("POST", &init_body("2025-06-18"), None, BOTH));
     assert_eq!(got.status, 503);
     assert_eq!(got.last()["id"], 0);
-    assert!(got.last()["error"]["message"].as_str().unwrap().contains("limit of 1"));
+    assert!(
+        got.last()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 1")
+    );
     p.shutdown();
 }
 
@@ -222,7 +257,10 @@ fn a_child_that_exits_at_start_fails_initialize_with_its_status() {
         let got = exchange(&p, &request("POST", &init_body("2025-06-18"), None, BOTH));
         assert_eq!(got.status, 502, "{mode:?}");
         let message = got.last()["error"]["message"].as_str().unwrap().to_owned();
-        assert!(message.contains("exited with status 7"), "{mode:?}: {message}");
+        assert!(
+            message.contains("exited with status 7"),
+            "{mode:?}: {message}"
+        );
         p.shutdown();
     }
 }
@@ -243,7 +281,10 @@ fn a_child_that_ignores_sigterm_is_killed() {
     let p = proxy(StdioMode::PerSession, &["--ignore-term"], |_| {});
     let sid = initialize(&p);
     let pid: u32 = text(&call(&p, &sid, 1, "pid", json!({}))).parse().unwrap();
-    assert_eq!(exchange(&p, &request("DELETE", "", Some(&sid), BOTH)).status, 200);
+    assert_eq!(
+        exchange(&p, &request("DELETE", "", Some(&sid), BOTH)).status,
+        200
+    );
     wait_for("SIGKILL after the grace periods", || !alive(pid));
     p.shutdown();
 }
@@ -252,7 +293,10 @@ fn a_child_that_ignores_sigterm_is_killed() {
 fn noise_on_stdout_is_skipped_and_a_10_mib_line_arrives_whole() {
     let p = proxy(StdioMode::Shared, &["--banner"], |_| {});
     let sid = initialize(&p);
-    assert_eq!(text(&call(&p, &sid, 1, "garbage", json!({}))), "after garbage");
+    assert_eq!(
+        text(&call(&p, &sid, 1, "garbage", json!({}))),
+        "after garbage"
+    );
     let big = call(&p, &sid, 2, "big", json!({}));
     assert!(big.complete);
     assert_eq!(text(&big).len(), 10 << 20);
@@ -266,7 +310,12 @@ fn the_child_sees_only_the_environment_it_is_given() {
     });
     let sid = initialize(&p);
     let env: Value = serde_json::from_str(&text(&call(&p, &sid, 1, "env", json!({})))).unwrap();
-    let keys: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = env
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     // Python sets LC_CTYPE itself when the locale is C (PEP 538).
     let allowed = ["PATH", "SLUICE_TEST_SECRET", "LC_CTYPE"];
     for k in &keys {
@@ -282,7 +331,8 @@ fn a_client_that_leaves_mid_call_cancels_it_on_the_child() {
     let sid = initialize(&p);
     let mut conn = common::connect(p.local_addr());
     let body = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"pause":0.5}}}"#;
-    conn.write_all(&request("POST", body, Some(&sid), BOTH)).unwrap();
+    conn.write_all(&request("POST", body, Some(&sid), BOTH))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     drop(conn);
     wait_for("the cancellation to reach the child", || {
@@ -301,7 +351,8 @@ fn list_changed_reaches_every_sessions_get_stream() {
     let mut gets = Vec::new();
     for sid in [&a, &b] {
         let mut conn = common::connect(p.local_addr());
-        conn.write_all(&request("GET", "", Some(sid), "text/event-stream")).unwrap();
+        conn.write_all(&request("GET", "", Some(sid), "text/event-stream"))
+            .unwrap();
         gets.push(conn);
     }
     // Both GET streams are open once their heads arrived.

@@ -79,7 +79,10 @@ impl fmt::Display for StdioError {
                 )
             }
             StdioError::TooManyProcesses { limit } => {
-                write!(f, "the route runs its limit of {limit} stdio server processes")
+                write!(
+                    f,
+                    "the route runs its limit of {limit} stdio server processes"
+                )
             }
             StdioError::SessionEnded => f.write_str("the session ended"),
             StdioError::ShuttingDown => f.write_str("shutting down"),

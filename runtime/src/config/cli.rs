@@ -220,6 +220,13 @@ struct DemoArgs {
 
     #[command(flatten)]
     hooks: HookArgs,
+
+    /// Serve the demo MCP server on stdin and stdout instead (the MCP stdio transport).
+    ///
+    /// `sluice demo` runs this as the child of its /stdio route; nothing but messages goes to
+    /// stdout.
+    #[arg(long, conflicts_with_all = ["listen", "hooks"])]
+    stdio: bool,
 }
 
 #[derive(Args, Debug)]
@@ -348,10 +355,15 @@ where
 
     if let Some(Sub::Demo(demo)) = &cli.command {
         let listen = parse_listen(&demo.listen).map_err(|p| flag_err("--listen", p))?;
+        if demo.stdio {
+            return Ok(Command::DemoStdio);
+        }
         let demo = Demo {
             listen,
             log: log(Log::default()),
             hooks: hooks(&demo.hooks)?,
+            // The /stdio route runs this same binary as its child.
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("sluice")),
         };
         let probe = demo.proxy_config(listen);
         probe.check_files(&CLI_KEYS, None)?;

@@ -56,6 +56,9 @@ pub enum Command {
     Proxy(Config),
     /// `sluice demo`: run the embedded demo MCP server behind the proxy.
     Demo(Demo),
+    /// `sluice demo --stdio`: serve the demo MCP server on stdin and
+    /// stdout (what `sluice demo` runs behind its `/stdio` route).
+    DemoStdio,
 }
 
 /// The whole validated configuration of the proxy.
@@ -547,6 +550,9 @@ pub struct Demo {
     pub log: Log,
     /// Hooks given with `--hook`.
     pub hooks: Vec<HookConfig>,
+    /// The sluice binary: [`Demo::STDIO_PATH`] runs it as `sluice demo
+    /// --stdio`.
+    pub program: PathBuf,
 }
 
 impl Demo {
@@ -555,6 +561,9 @@ impl Demo {
     /// The path the demo server's legacy HTTP+SSE face is served at, by the
     /// default transport (`auto`), which finds out it must bridge.
     pub const LEGACY_PATH: &'static str = "/legacy";
+    /// The path the demo server's stdio face is served at: sluice runs
+    /// `sluice demo --stdio` as the route's child.
+    pub const STDIO_PATH: &'static str = "/stdio";
 
     /// The proxy configuration once the demo server listens on `upstream`:
     /// [`Demo::PATH`] → `http://{upstream}/mcp` and [`Demo::LEGACY_PATH`] →
@@ -585,6 +594,10 @@ impl Demo {
         let mut config = Config::with_route(self.listen, route);
         config.routes[0].name = "demo".into();
         config.routes.push(legacy);
+        let stdio = Stdio::new(&self.program, vec!["demo".into(), "--stdio".into()]);
+        let mut stdio = Route::new(Demo::STDIO_PATH.to_string(), Backend::Stdio(stdio));
+        stdio.name = "demo-stdio".into();
+        config.routes.push(stdio);
         config.log = self.log.clone();
         config.hooks = self.hooks.clone();
         config

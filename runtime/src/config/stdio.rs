@@ -166,7 +166,8 @@ pub enum StdioMode {
 
 impl StdioMode {
     /// The default `restart_backoff_max`: 30 seconds.
-    pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = sluice_core::stdio::DEFAULT_RESTART_BACKOFF_MAX;
+    pub const DEFAULT_RESTART_BACKOFF_MAX: Duration =
+        sluice_core::stdio::DEFAULT_RESTART_BACKOFF_MAX;
     /// The default `max_processes`: 64.
     pub const DEFAULT_MAX_PROCESSES: usize = crate::stdio::DEFAULT_MAX_PROCESSES;
 

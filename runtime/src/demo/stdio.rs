@@ -10,7 +10,7 @@ use std::io::{self, BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::mcp::{self, Kind, Outcome};
 use super::tools;
@@ -56,7 +56,11 @@ pub fn serve() -> io::Result<()> {
                     let mut line = message;
                     line.push('\n');
                     let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-                    if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
+                    if out
+                        .write_all(line.as_bytes())
+                        .and_then(|()| out.flush())
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -100,6 +104,7 @@ fn send(out: &Mutex<io::Stdout>, message: &Value) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_result_of_initialize_is_the_http_faces() {

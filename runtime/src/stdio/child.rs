@@ -181,11 +181,6 @@ impl Exit {
         how: Ended::OnItsOwn,
     };
 
-    /// Its wait status, unless it was lost (see [`Exit`]).
-    pub(crate) fn status(&self) -> Option<ExitStatus> {
-        self.status
-    }
-
     /// Its exit code, if it exited (rather than being killed).
     pub(crate) fn code(&self) -> Option<i32> {
         self.status.and_then(|s| s.code())
@@ -447,6 +442,7 @@ impl Child {
     }
 
     /// Writes all of `bytes` to its stdin (see [`Child::poll_write`]).
+    #[cfg(test)]
     pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             let n = future::poll_fn(|cx| self.poll_write(cx, bytes)).await?;

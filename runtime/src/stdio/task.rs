@@ -145,7 +145,9 @@ impl Task {
             Output::Closed { error } => {
                 self.route.forget(&self.key);
                 match error {
-                    Some(e) => tracing::info!(route = %self.route.name, error = %e, "stdio session ended"),
+                    Some(e) => {
+                        tracing::info!(route = %self.route.name, error = %e, "stdio session ended")
+                    }
                     None => tracing::debug!(route = %self.route.name, "stdio session ended"),
                 }
                 // The bridge asked for the shutdown first if a child ran.
@@ -168,7 +170,15 @@ impl Task {
         rt::spawn_here(async move {
             let pid = running.child.pid();
             let exit = running.child.shutdown(grace).await;
-            tracing::info!(route = %route.name, pid, exit = %exit, "stdio server stopped");
+            tracing::info!(
+                route = %route.name,
+                pid,
+                code = exit.code(),
+                signal = exit.signal(),
+                step = ?exit.how(),
+                exit = %exit,
+                "stdio server stopped"
+            );
             route.process_ended();
         })
         .detach();
@@ -182,7 +192,9 @@ impl Task {
                 line = %excerpt,
                 "stdio server wrote a line that is not a message on stdout (skipped; the rest of this burst is only counted)"
             ),
-            Note::Refused(e) => tracing::warn!(route = %route, error = %e, "stdio server's line refused"),
+            Note::Refused(e) => {
+                tracing::warn!(route = %route, error = %e, "stdio server's line refused")
+            }
             Note::Dropped(what) => tracing::debug!(route = %route, what, "stdio message dropped"),
             Note::Initialized(version) => {
                 tracing::info!(route = %route, version = %version, "stdio server initialized")
@@ -295,7 +307,14 @@ impl Task {
                 let pid = self.running.as_ref().map(|r| r.child.pid());
                 self.running = None;
                 self.route.process_ended();
-                tracing::warn!(route = %self.route.name, pid, exit = %exit, "stdio server ended");
+                tracing::warn!(
+                    route = %self.route.name,
+                    pid,
+                    code = exit.code(),
+                    signal = exit.signal(),
+                    exit = %exit,
+                    "stdio server ended"
+                );
                 self.bridge.child_exited(&exit.to_string(), now);
             }
             Event::Timer => self.bridge.handle_timeout(now),
