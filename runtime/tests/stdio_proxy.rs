@@ -5,10 +5,8 @@
 
 mod common;
 #[path = "fixtures/legacy_backend.rs"]
-#[allow(dead_code)]
 mod legacy_backend;
 #[path = "fixtures/hooks/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::Write;
