@@ -52,8 +52,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::jsonrpc::{self, Classified, Kind, codes};
-use crate::upstream::{AnswerHead, AnswerPart, Request};
+use crate::jsonrpc;
+use crate::upstream::{AnswerPart, Request};
 
 pub use bridge::{Bridge, Note, Output, RESUME_GRACE, SESSION_VERSIONS};
 pub use error::StdioError;
@@ -127,54 +127,9 @@ impl Default for StdioConfig {
     }
 }
 
-/// Which bridge serves a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dispatch {
-    /// `initialize` without a session: a new session (the caller mints its
-    /// id; per-session mode also starts a bridge for it).
-    NewSession,
-    /// The session with this id (unknown to the caller: [`unknown_session`]).
-    Session(String),
-    /// Answer with this and stop.
-    Reply(AnswerPart),
-}
-
-/// Decides where `req` goes: a pure function of the request.
-pub fn dispatch(req: &Request, json: &jsonrpc::Limits) -> Dispatch {
-    if !matches!(req.method.as_str(), "POST" | "GET" | "DELETE") {
-        let head = AnswerHead {
-            allow: Some("GET, POST, DELETE"),
-            ..AnswerHead::status(405)
-        };
-        let msg = jsonrpc::error_message(
-            None,
-            codes::INVALID_REQUEST,
-            "sluice: method not allowed",
-            None,
-        );
-        return Dispatch::Reply(AnswerPart::json(head, msg));
-    }
-    if let Some(id) = req.session_id() {
-        return Dispatch::Session(id.to_owned());
-    }
-    let refuse = |text: &str| {
-        let msg = jsonrpc::error_message(None, codes::INVALID_REQUEST, text, None);
-        Dispatch::Reply(AnswerPart::json(AnswerHead::status(400), msg))
-    };
-    if req.header(crate::upstream::SESSION_HEADER).is_some() {
-        return refuse("sluice: Mcp-Session-Id must be visible ASCII");
-    }
-    let is_initialize = req.method == "POST"
-        && matches!(
-            jsonrpc::classify(&req.body, json),
-            Ok(Classified::Single(m)) if m.kind == Kind::Request && m.method.as_deref() == Some("initialize")
-        );
-    if is_initialize {
-        Dispatch::NewSession
-    } else {
-        refuse("sluice: no Mcp-Session-Id: initialize first")
-    }
-}
+/// Which bridge serves a request: [`session_of`] (its `Mcp-Session-Id`, or
+/// a new session for an `initialize`).
+pub use crate::upstream::{SessionOf as Dispatch, session_of as dispatch};
 
 /// The whole answer to a request no bridge takes (`e`: too many
 /// processes, shutting down…): `e`'s status and a JSON-RPC error with the

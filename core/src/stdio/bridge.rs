@@ -333,7 +333,7 @@ impl Bridge {
 
     /// A client request on `stream`. `new_session` is the id the caller
     /// minted for it when [`super::dispatch`] said
-    /// [`Dispatch::NewSession`](super::Dispatch::NewSession).
+    /// [`Dispatch::New`](super::Dispatch::New).
     pub fn attach(
         &mut self,
         stream: StreamId,
