@@ -716,3 +716,69 @@ fn a_get_stream_resumed_replays_what_it_missed_and_stays_the_sessions_get() {
         "the new GET stream"
     );
 }
+
+#[test]
+fn a_server_request_while_two_sessions_have_calls_is_refused_not_guessed() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    b.attach(
+        2,
+        post(None, &init(0, "2025-11-25", "b")),
+        Some("B".into()),
+        now,
+    );
+    drain(&mut b);
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    b.attach(11, post(Some("B"), call), None, now);
+    drain(&mut b);
+    let sampling = json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}});
+    b.child_output(&line(sampling), now);
+    let out = drain(&mut b);
+    assert!(
+        parts(&out, 10).is_empty() && parts(&out, 11).is_empty(),
+        "no session gets it"
+    );
+    let sent = to_child(&out);
+    assert_eq!(sent[0]["id"], "s1");
+    assert_eq!(sent[0]["error"]["code"], -32603);
+    assert!(
+        sent[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("per-session")
+    );
+}
+
+#[test]
+fn a_log_line_during_one_sessions_call_is_that_sessions_alone() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    b.attach(
+        2,
+        post(None, &init(0, "2025-11-25", "b")),
+        Some("B".into()),
+        now,
+    );
+    drain(&mut b);
+    b.attach(20, bare("GET", "A"), None, now);
+    b.attach(21, bare("GET", "B"), None, now);
+    drain(&mut b);
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    drain(&mut b);
+    let log = json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"a's secret"}});
+    b.child_output(&line(log.clone()), now);
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 10), vec![log.clone()], "on A's call stream");
+    assert!(parts(&out, 21).is_empty(), "never on B's");
+    // With no call in flight, a log line is news for everyone.
+    let child_id = 1;
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":child_id,"result":{}})),
+        now,
+    );
+    drain(&mut b);
+    b.child_output(&line(log.clone()), now);
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 20), vec![log.clone()]);
+    assert_eq!(events(&out, 21), vec![log]);
+}

@@ -222,6 +222,16 @@ enum ClientKind {
     Resuming { of: StreamId },
 }
 
+/// Whose call a message from the child serves (see `Bridge::caller`).
+enum Caller {
+    /// Nobody's: no request is in flight.
+    Nobody,
+    /// This session's; its latest call is on this stream.
+    One(String, StreamId),
+    /// Unknown: several sessions have requests in flight.
+    Several,
+}
+
 /// A request that arrived before the child was ready.
 struct Waiting {
     stream: StreamId,
@@ -946,8 +956,18 @@ impl Bridge {
             }
             return;
         }
-        // Everything else (logging, list_changed, resources/updated, the
-        // child cancelling its own request) is news for every session.
+        // A log line during one session's calls is that session's (on the
+        // call's stream, as an HTTP server sends it); any other, like
+        // list_changed, resources/updated or the child cancelling its own
+        // request, is news for every session.
+        if message.method.as_deref() == Some("notifications/message")
+            && let Caller::One(session, stream) = self.caller()
+        {
+            if let Some((stream, _)) = self.carrier(&session, Some(stream)) {
+                self.deliver(stream, text.to_vec(), false);
+            }
+            return;
+        }
         let gets: Vec<StreamId> = self.sessions.values().filter_map(|s| s.get).collect();
         if gets.is_empty() {
             self.note(Note::Dropped("a notification with no GET stream open"));
@@ -967,23 +987,28 @@ impl Bridge {
         if message.method.as_deref() == Some("ping") {
             return self.send_to_child(&jsonrpc::result_message(id, b"{}"));
         }
-        let stream = self.ids.latest().copied().or_else(|| {
-            // Nothing in flight: the one session, if there is one.
-            let mut sessions = self.sessions.values();
-            match (sessions.next(), sessions.next()) {
-                (Some(s), None) => s.get,
-                _ => None,
+        let target = match self.caller() {
+            Caller::One(session, stream) => self.carrier(&session, Some(stream)),
+            // Nothing in flight: the one session there is, if so.
+            Caller::Nobody => {
+                let mut sessions = self.sessions.keys();
+                match (sessions.next(), sessions.next()) {
+                    (Some(s), None) => self.carrier(&s.clone(), None),
+                    _ => None,
+                }
             }
-        });
-        let target = stream.and_then(|stream| {
-            let c = self.clients.get(&stream)?;
-            let session = c.session.clone();
-            if c.accepts.sse || c.sse_open {
-                return Some((stream, session));
+            Caller::Several => {
+                let msg = jsonrpc::error_message(
+                    Some(id),
+                    codes::INTERNAL_ERROR,
+                    "sluice: several client sessions have calls with this shared stdio server, and \
+                     nothing tells which one this request serves (run it with stdio_mode = \
+                     \"per-session\")",
+                    None,
+                );
+                return self.send_to_child(&msg);
             }
-            let get = self.sessions.get(&session)?.get?;
-            Some((get, session))
-        });
+        };
         let Some((stream, session)) = target else {
             let msg = jsonrpc::error_message(
                 Some(id),
@@ -997,6 +1022,41 @@ impl Bridge {
             s.server_requests.push(RawId::new(id));
         }
         self.deliver(stream, text.to_vec(), false);
+    }
+
+    /// Whose call the child's own request or log line serves. On the
+    /// stdio transport nothing in the message says: only when every request
+    /// in flight belongs to one session is it known (its latest call then),
+    /// else a message meant for one session could reach another.
+    fn caller(&self) -> Caller {
+        let mut found: Option<(&str, u64, StreamId)> = None;
+        for (child_id, stream) in self.ids.owners() {
+            let Some(c) = self.clients.get(stream) else {
+                continue;
+            };
+            match found {
+                Some((s, _, _)) if s != c.session => return Caller::Several,
+                Some((_, latest, _)) if latest > child_id => {}
+                _ => found = Some((&c.session, child_id, *stream)),
+            }
+        }
+        match found {
+            Some((session, _, stream)) => Caller::One(session.to_owned(), stream),
+            None => Caller::Nobody,
+        }
+    }
+
+    /// The stream that carries a message for `session`: its call's stream
+    /// `call` when that takes events, else its GET stream.
+    fn carrier(&self, session: &str, call: Option<StreamId>) -> Option<(StreamId, String)> {
+        if let Some(stream) = call
+            && let Some(c) = self.clients.get(&stream)
+            && (c.accepts.sse || c.sse_open)
+        {
+            return Some((stream, session.to_owned()));
+        }
+        let get = self.sessions.get(session)?.get?;
+        Some((get, session.to_owned()))
     }
 
     /// The child died, could not start, or failed its initialize: every
