@@ -993,7 +993,7 @@ fn command_route_takes_every_default() {
     );
     assert_eq!(s.session_idle, Some(Duration::from_secs(30 * 60)));
     assert_eq!(s.shutdown_grace, Duration::from_secs(5));
-    assert_eq!(s.init_timeout, Duration::from_secs(30));
+    assert_eq!(s.init_timeout, Duration::from_secs(60));
     assert_eq!(s.sandbox, Sandbox::default());
     assert_eq!(
         StdioMode::per_session(),
