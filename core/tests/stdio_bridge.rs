@@ -782,3 +782,54 @@ fn a_log_line_during_one_sessions_call_is_that_sessions_alone() {
     assert_eq!(events(&out, 20), vec![log.clone()]);
     assert_eq!(events(&out, 21), vec![log]);
 }
+
+#[test]
+fn a_shared_child_is_told_every_routed_capability_and_each_session_gets_only_what_it_declared() {
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::Shared), now);
+    let bare_init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"plain","version":"1"}}});
+    b.attach(1, post(None, &bare_init.to_string()), Some("A".into()), now);
+    drain(&mut b);
+    b.spawned(now);
+    let sent = to_child(&drain(&mut b));
+    let caps = &sent[0]["params"]["capabilities"];
+    for cap in ["sampling", "elicitation", "roots"] {
+        assert!(caps.get(cap).is_some(), "{cap} in {caps}");
+    }
+    let answer = json!({"jsonrpc":"2.0","id":"sluice-initialize","result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"c","version":"1"}}});
+    b.child_output(&line(answer), now);
+    drain(&mut b);
+    // A declared nothing: a sampling request for its call is refused.
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    drain(&mut b);
+    let sampling = json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}});
+    b.child_output(&line(sampling), now);
+    let out = drain(&mut b);
+    assert!(parts(&out, 10).is_empty());
+    let sent = to_child(&out);
+    assert_eq!(sent[0]["error"]["code"], -32601);
+    assert!(
+        sent[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sampling")
+    );
+}
+
+#[test]
+fn a_request_right_after_initialize_waits_for_the_sessions_get_stream() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    // Client A declared sampling (see `init`); nothing of it is open yet.
+    let ask = json!({"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{}});
+    b.child_output(&line(ask.clone()), now);
+    let out = drain(&mut b);
+    assert!(to_child(&out).is_empty(), "held, not refused");
+    b.attach(20, bare("GET", "A"), None, now);
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 20), vec![ask]);
+    let answer = r#"{"jsonrpc":"2.0","id":7,"result":{"role":"assistant","content":{"type":"text","text":"ok"}}}"#;
+    b.attach(21, post(Some("A"), answer), None, now);
+    assert_eq!(to_child(&drain(&mut b))[0]["id"], 7);
+}

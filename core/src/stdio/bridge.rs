@@ -32,6 +32,16 @@ const STABLE_UPTIME: Duration = Duration::from_secs(60);
 /// child, waiting for the client to resume it (`GET` with `Last-Event-ID`)
 /// before it is cancelled.
 pub const RESUME_GRACE: Duration = Duration::from_secs(30);
+/// The client capabilities a shared child is told of: every one whose
+/// requests sluice can route to a session. A session whose client did not
+/// declare one has such requests refused for it.
+const ROUTED_CAPABILITIES: [(&str, &str); 3] = [
+    ("sampling/createMessage", "sampling"),
+    ("elicitation/create", "elicitation"),
+    ("roots/list", "roots"),
+];
+/// Requests of the child a session holds until it opens a stream for them.
+const HELD_REQUESTS: usize = 16;
 /// Events a session keeps for resumption, and their bytes.
 const REPLAY_EVENTS: usize = 64;
 const REPLAY_BYTES: usize = 1 << 20;
@@ -119,6 +129,11 @@ struct Session {
     idle_since: Instant,
     /// What its event streams carried lately, for `Last-Event-ID`.
     replay: Replay,
+    /// The capabilities its client declared in `initialize` (shared mode).
+    capabilities: Option<serde_json::Map<String, Value>>,
+    /// The child's requests for it that no stream could carry yet: they
+    /// go out on its next GET stream.
+    held: VecDeque<Bytes>,
 }
 
 /// The events of a session's streams, each with its id and the stream it
@@ -375,6 +390,8 @@ impl Bridge {
                         streams: 0,
                         idle_since: now,
                         replay: Replay::default(),
+                        capabilities: None,
+                        held: VecDeque::new(),
                     },
                 );
                 id
@@ -631,14 +648,21 @@ impl Bridge {
             self.finish(stream, part);
             return;
         }
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.get = Some(stream);
-        }
+        let held = match self.sessions.get_mut(&session) {
+            Some(s) => {
+                s.get = Some(stream);
+                std::mem::take(&mut s.held)
+            }
+            None => VecDeque::new(),
+        };
         if let Some(c) = self.clients.get_mut(&stream) {
             c.kind = ClientKind::Get;
             c.sse_open = true;
         }
         self.emit(stream, AnswerPart::Stream(head(200, &session)));
+        for request in held {
+            self.emit(stream, AnswerPart::Event(request));
+        }
     }
 
     /// A GET with `Last-Event-ID` naming event `after` of stream `of`: what
@@ -846,12 +870,22 @@ impl Bridge {
                 AnswerPart::json(AnswerHead::status(e.status()), msg),
             );
         };
-        let asked = message
+        let params = message
             .params
             .clone()
-            .and_then(|p| serde_json::from_slice::<Value>(&body[p]).ok())
+            .and_then(|p| serde_json::from_slice::<Value>(&body[p]).ok());
+        let asked = params
+            .as_ref()
             .and_then(|p| p.get("protocolVersion")?.as_str().map(str::to_owned));
         let version = negotiate(asked.as_deref(), &init.version);
+        let capabilities = match params.as_ref().and_then(|p| p.get("capabilities")) {
+            Some(Value::Object(c)) => c.clone(),
+            _ => serde_json::Map::new(),
+        };
+        let session = self.clients.get(&stream).map(|c| c.session.clone());
+        if let Some(s) = session.and_then(|s| self.sessions.get_mut(&s)) {
+            s.capabilities = Some(capabilities);
+        }
         let mut result = init.result.clone();
         result.insert("protocolVersion".into(), Value::String(version));
         let result = Value::Object(result).to_string();
@@ -987,14 +1021,14 @@ impl Bridge {
         if message.method.as_deref() == Some("ping") {
             return self.send_to_child(&jsonrpc::result_message(id, b"{}"));
         }
-        let target = match self.caller() {
-            Caller::One(session, stream) => self.carrier(&session, Some(stream)),
+        let (session, call) = match self.caller() {
+            Caller::One(session, stream) => (Some(session), Some(stream)),
             // Nothing in flight: the one session there is, if so.
             Caller::Nobody => {
                 let mut sessions = self.sessions.keys();
                 match (sessions.next(), sessions.next()) {
-                    (Some(s), None) => self.carrier(&s.clone(), None),
-                    _ => None,
+                    (Some(s), None) => (Some(s.clone()), None),
+                    _ => (None, None),
                 }
             }
             Caller::Several => {
@@ -1009,14 +1043,54 @@ impl Bridge {
                 return self.send_to_child(&msg);
             }
         };
-        let Some((stream, session)) = target else {
-            let msg = jsonrpc::error_message(
-                Some(id),
+        let refuse = |code: i64, why: &str| jsonrpc::error_message(Some(id), code, why, None);
+        let Some(session) = session else {
+            let msg = refuse(
                 codes::INTERNAL_ERROR,
-                "sluice: no client stream can carry this request",
-                None,
+                "sluice: no client session to send this request to",
             );
             return self.send_to_child(&msg);
+        };
+        // A shared child was told of every capability sluice routes; this
+        // session's client may not have declared the one needed.
+        let needed = ROUTED_CAPABILITIES
+            .iter()
+            .find(|(m, _)| message.method.as_deref() == Some(*m))
+            .map(|(_, cap)| *cap);
+        let declared = |s: &Session| match (&s.capabilities, needed) {
+            (Some(caps), Some(cap)) => caps.contains_key(cap),
+            _ => true,
+        };
+        if !self.sessions.get(&session).is_some_and(declared) {
+            let msg = refuse(
+                codes::METHOD_NOT_FOUND,
+                &format!(
+                    "sluice: the client of this session did not declare the {} capability",
+                    needed.unwrap_or_default()
+                ),
+            );
+            return self.send_to_child(&msg);
+        }
+        let Some((stream, session)) = self.carrier(&session, call) else {
+            // No stream open for it yet (a request right after initialize):
+            // its next GET stream gets it.
+            let held = self.sessions.get_mut(&session).map(|s| {
+                if s.held.len() < HELD_REQUESTS {
+                    s.held.push_back(Bytes::copy_from_slice(text));
+                    s.server_requests.push(RawId::new(id));
+                    true
+                } else {
+                    false
+                }
+            });
+            if held != Some(true) {
+                let msg = refuse(
+                    codes::INTERNAL_ERROR,
+                    "sluice: no client stream can carry this request",
+                );
+                self.send_to_child(&msg);
+            }
+            return;
         };
         if let Some(s) = self.sessions.get_mut(&session) {
             s.server_requests.push(RawId::new(id));
@@ -1372,6 +1446,18 @@ fn ask_for_version(params: &[u8], version: &str) -> Vec<u8> {
     match serde_json::from_slice::<Value>(params) {
         Ok(Value::Object(mut p)) => {
             p.insert("protocolVersion".into(), Value::String(version.to_owned()));
+            // Every capability sluice can route, so the child offers what
+            // needs them (tools that sample, elicit, read roots) to whoever
+            // declared them; the first client's own settings where it has.
+            let caps = p
+                .entry("capabilities")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Value::Object(caps) = caps {
+                for (_, cap) in ROUTED_CAPABILITIES {
+                    caps.entry(cap)
+                        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                }
+            }
             Value::Object(p).to_string().into_bytes()
         }
         _ => params.to_vec(),
@@ -1381,13 +1467,11 @@ fn ask_for_version(params: &[u8], version: &str) -> Vec<u8> {
 /// sluice's own `initialize` params when no client's is known (a restart
 /// before any client initialized).
 fn default_init_params(config: &StdioConfig) -> Vec<u8> {
-    serde_json::json!({
-        "protocolVersion": config.protocol_version,
+    let params = serde_json::json!({
         "capabilities": {},
         "clientInfo": { "name": "sluice", "version": env!("CARGO_PKG_VERSION") },
-    })
-    .to_string()
-    .into_bytes()
+    });
+    ask_for_version(params.to_string().as_bytes(), &config.protocol_version)
 }
 
 /// The version a client is told: the older of what it asked for and what
