@@ -2,9 +2,10 @@
 
     python py_client.py '<json config>'
 
-The config names the server URL, the connect mode (`auto`, `legacy` or a
-modern version such as `2026-07-28`), the checks to run and the server's
-profile (see harness.py). Prints one JSON object per check on stdout:
+The config names the server URL (or, as `stdio`, a command line that each
+session spawns and talks to over stdin/stdout: {command, args, env, cwd}), the
+connect mode (`auto`, `legacy` or a modern version such as `2026-07-28`), the
+checks to run and the server's profile (see harness.py). Prints one JSON object per check on stdout:
 {"check", "status": "pass"|"fail", "detail", "ms"}; the `script` check's detail is
 what each of its steps got back (see check_script).
 
@@ -26,6 +27,7 @@ from contextlib import asynccontextmanager
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -54,7 +56,8 @@ def need(cond, msg):
 class Driver:
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
-        self.url = cfg["url"]
+        self.url = cfg.get("url")
+        self.stdio = cfg.get("stdio")
         self.mode = cfg.get("mode", "auto")
         self.p = cfg["profile"]
         self.token = cfg.get("token")
@@ -84,18 +87,25 @@ class Driver:
                 seen.append("elicitation/create")
                 return types.ElicitResult(action="accept", content={"name": ELICITED_NAME})
 
+            # A profile may name its own roots (for a server that acts on them).
+            uris = (self.p.get("roots") or {}).get("roots", [ROOT])
+
             async def on_roots(ctx):
                 seen.append("roots/list")
-                return types.ListRootsResult(roots=[types.Root(uri=ROOT, name="interop")])
+                return types.ListRootsResult(roots=[types.Root(uri=u, name="interop") for u in uris])
 
             extra = {"sampling_callback": on_sampling, "elicitation_callback": on_elicit,
                      "list_roots_callback": on_roots}
 
-        async with http:
+        if self.stdio:
+            # The SDK spawns the server; its stderr joins ours.
+            transport = StdioServerParameters(command=self.stdio["command"], args=self.stdio["args"],
+                                              env=self.stdio.get("env") or {}, cwd=self.stdio.get("cwd"))
+        else:
             transport = streamable_http_client(self.url, http_client=http)
-            async with Client(transport, mode=self.mode, cache=None, logging_callback=on_log,
-                              read_timeout_seconds=20, **extra) as client:
-                yield client
+        async with http, Client(transport, mode=self.mode, cache=None, logging_callback=on_log,
+                                read_timeout_seconds=20, **extra) as client:
+            yield client
 
     # -- checks -------------------------------------------------------------
 
@@ -229,7 +239,7 @@ class Driver:
         return await self._server_request("elicitation", "elicitation/create", ELICITED_NAME)
 
     async def check_roots(self):
-        return await self._server_request("roots", "roots/list", ROOT)
+        return await self._server_request("roots", "roots/list", self.p["roots"].get("want", ROOT))
 
     async def _server_request(self, key: str, method: str, want: str):
         """A tool sends `method` to this client; its answer must come back in the result."""
@@ -386,8 +396,10 @@ class Driver:
                 await asyncio.sleep(0.2)
                 await c.call_tool(self.p["notify"]["name"], {"tag": tag})
                 await asyncio.sleep(0.3)
-                foreign = [d for _, d in logs if isinstance(d, str) and d.startswith("notify:") and d != f"notify:{tag}"]
-                need(not foreign, f"foreign notifications {foreign}")
+                if not self.cfg.get("broadcast_notifications"):
+                    foreign = [d for _, d in logs
+                               if isinstance(d, str) and d.startswith("notify:") and d != f"notify:{tag}"]
+                    need(not foreign, f"foreign notifications {foreign}")
         return True
 
 
