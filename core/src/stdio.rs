@@ -96,6 +96,13 @@ pub struct StdioConfig {
     pub protocol_version: String,
 }
 
+/// The default [`StdioConfig::init_timeout`]: 30 s.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`StdioConfig::session_idle`]: 30 min.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// The default [`StdioConfig::restart_backoff_max`]: 30 s.
+pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 impl Default for StdioConfig {
     /// Shared; 30 s to initialize; sessions idle for 30 min are forgotten;
     /// restarts after 100 ms, doubling up to 30 s; 1024 requests may wait.
@@ -104,10 +111,10 @@ impl Default for StdioConfig {
             mode: StdioMode::Shared,
             limits: StdioLimits::default(),
             json: jsonrpc::Limits::default(),
-            init_timeout: Duration::from_secs(30),
-            session_idle: Some(Duration::from_secs(30 * 60)),
+            init_timeout: DEFAULT_INIT_TIMEOUT,
+            session_idle: Some(DEFAULT_SESSION_IDLE),
             restart_backoff: Duration::from_millis(100),
-            restart_backoff_max: Duration::from_secs(30),
+            restart_backoff_max: DEFAULT_RESTART_BACKOFF_MAX,
             max_waiting: 1024,
             protocol_version: SESSION_VERSIONS[SESSION_VERSIONS.len() - 1].to_owned(),
         }
@@ -161,6 +168,13 @@ pub fn dispatch(req: &Request, json: &jsonrpc::Limits) -> Dispatch {
     } else {
         refuse("sluice: no Mcp-Session-Id: initialize first")
     }
+}
+
+/// The whole answer to a request no bridge takes (`e`: too many
+/// processes, shutting down…): `e`'s status and a JSON-RPC error with the
+/// request's id (`null` for anything but one request).
+pub fn refusal(req: &Request, json: &jsonrpc::Limits, e: &StdioError) -> AnswerPart {
+    bridge::error_part(req, json, e, None)
 }
 
 /// The answer for a session id no bridge knows: 404 (the client starts a

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         // proxy's workers once they run.
         Command::Demo(demo) => DemoServer::bind()
             .and_then(|listener| run(demo.proxy_config(listener.addr()), Some(listener))),
+        // No logging set up: stdout carries messages only.
+        Command::DemoStdio => sluice::demo::stdio::serve().map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,12 +50,13 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     // must not take the proxy down.
     let mut banner = format!("sluice listening on http://{addr}\n");
     for route in &config.routes {
-        tracing::info!(route = %route.name, path = %route.path, upstream = %route.upstream, "route");
+        tracing::info!(route = %route.name, path = %route.path, upstream = %route.backend, "route");
     }
     if let Some(server) = &demo {
         banner.push_str(&format!(
             "\n  demo MCP server (in-process): {}\n  point an MCP client at:       http://{addr}/mcp\n  \
-             its legacy HTTP+SSE face:     http://{addr}/legacy (found and bridged by transport = auto)\n\n  \
+             its legacy HTTP+SSE face:     http://{addr}/legacy (found and bridged by transport = auto)\n  \
+             its stdio face:               http://{addr}/stdio (sluice runs `sluice demo --stdio` as a child)\n\n  \
              try it:\n    curl -s http://{addr}/mcp -H 'Content-Type: application/json' \\\n      \
              -H 'Accept: application/json, text/event-stream' \\\n      \
              -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"1\"}}}}}}' -i\n  \

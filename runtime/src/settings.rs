@@ -6,10 +6,11 @@ use anyhow::Context as _;
 use sluice_core::exchange::{ExchangeConfig, ExchangeLimits, Timeouts};
 use sluice_core::{http1, jsonrpc, sse};
 
-use crate::config::{self, Config, LegacyMode, Scheme, Transport};
+use crate::config::{self, Backend, Config, LegacyMode, Scheme, Transport};
 use crate::hooks::{HookHost, HookSpec, default_cache_dir};
 use crate::legacy::{Bridging, UpstreamTransport};
 use crate::proxy::{ProxySettings, UpstreamTarget};
+use crate::stdio::{Sandbox, StdioUpstream};
 use crate::tls::{self, Roots};
 
 /// Resolve `config` into proxy settings (builds the TLS client config).
@@ -58,16 +59,27 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     let upstreams: Vec<UpstreamTarget> = config
         .routes
         .iter()
-        .map(|r| UpstreamTarget {
-            host: match &r.upstream.host {
-                config::Host::Name(n) => n.clone(),
-                config::Host::Ip(ip) => ip.to_string(),
-            },
-            port: r.upstream.port,
-            tls: r.upstream.scheme == Scheme::Https,
-            transport: transport(r, config),
+        .map(|r| match &r.backend {
+            Backend::Http(http) => Ok(UpstreamTarget {
+                host: match &http.upstream.host {
+                    config::Host::Name(n) => n.clone(),
+                    config::Host::Ip(ip) => ip.to_string(),
+                },
+                port: http.upstream.port,
+                tls: http.upstream.scheme == Scheme::Https,
+                transport: transport(http, config),
+            }),
+            Backend::Stdio(stdio) => Ok(UpstreamTarget {
+                // Never dialed: the route's upstream is a child process.
+                host: String::new(),
+                port: 0,
+                tls: false,
+                transport: UpstreamTransport::Stdio(Box::new(
+                    stdio_upstream(stdio, config).with_context(|| format!("route {}", r.name))?,
+                )),
+            }),
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let needs_tls = upstreams.iter().any(|u| u.tls);
     let tls = if needs_tls {
         let roots = match config.tls.roots {
@@ -122,9 +134,48 @@ fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
         .collect()
 }
 
-/// How route `r`'s upstream is reached, with the bridge's limits taken from
-/// the configured ones.
-fn transport(r: &config::Route, config: &Config) -> UpstreamTransport {
+/// What a command route runs, with its child's environment resolved now
+/// (a secret it names must be readable when sluice starts).
+fn stdio_upstream(s: &config::Stdio, config: &Config) -> anyhow::Result<StdioUpstream> {
+    let env = s.child_env(|name| std::env::var(name).ok())?;
+    let mut command = vec![s.program.to_string_lossy().into_owned()];
+    command.extend(s.args.iter().cloned());
+    let mut up = StdioUpstream::new(command, env);
+    up.cwd = s.cwd.clone();
+    up.shutdown_grace = s.shutdown_grace;
+    let c = &mut up.config;
+    c.init_timeout = s.init_timeout;
+    c.session_idle = s.session_idle;
+    c.json.max_depth = config.limits.max_json_depth;
+    match s.mode {
+        config::StdioMode::Shared {
+            restart_backoff_max,
+        } => {
+            c.mode = sluice_core::stdio::StdioMode::Shared;
+            c.restart_backoff_max = restart_backoff_max;
+        }
+        config::StdioMode::PerSession { max_processes } => {
+            c.mode = sluice_core::stdio::StdioMode::PerSession;
+            up.max_processes = max_processes;
+        }
+    }
+    let b = &s.sandbox;
+    up.sandbox = Sandbox {
+        max_memory: b.max_memory,
+        // RLIMIT_CPU counts whole seconds; a part of one rounds up.
+        max_cpu_seconds: b
+            .max_cpu
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+        max_open_files: b.max_open_files,
+        uid: b.run_as.map(|r| r.uid),
+        gid: b.run_as.map(|r| r.gid),
+    };
+    Ok(up)
+}
+
+/// How a route's upstream URL is reached, with the bridge's limits taken
+/// from the configured ones.
+fn transport(r: &config::Http, config: &Config) -> UpstreamTransport {
     if r.transport == Transport::Streamable {
         return UpstreamTransport::Streamable;
     }

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use sluice::config::{Command, Config, ConfigError, Demo, LogFormat, LogLevel, Roots};
+use sluice::config::{
+    Command, Config, ConfigError, Demo, EnvValue, EnvVar, LogFormat, LogLevel, Roots, Secret,
+    Stdio, StdioMode,
+};
 
 fn run(args: &[&str]) -> Result<Command, ConfigError> {
     Config::from_args(std::iter::once("sluice").chain(args.iter().copied()))
@@ -40,14 +43,17 @@ fn zero_config() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.routes[0].path, "/mcp");
-    assert!(c.routes[0].well_known);
+    assert!(c.routes[0].well_known());
     let r = c.resolve("/mcp").unwrap();
     assert_eq!(r.target, "/mcp");
     let r = c
         .resolve("/.well-known/oauth-protected-resource/mcp")
         .unwrap();
     assert!(r.well_known);
-    assert_eq!(r.route.upstream.origin(), "http://127.0.0.1:3001");
+    assert_eq!(
+        r.route.http().unwrap().upstream.origin(),
+        "http://127.0.0.1:3001"
+    );
     // Every other setting is the file form's default.
     assert_eq!(
         c,
@@ -111,7 +117,10 @@ headers = ["authorization", "X-Tenant"]
     );
     assert_eq!(c, file(&toml));
     assert_eq!(c.routes[0].name, "mcp.example.com");
-    assert_eq!(c.routes[0].upstream.authority, "mcp.example.com:8443");
+    assert_eq!(
+        c.routes[0].http().unwrap().upstream.authority,
+        "mcp.example.com:8443"
+    );
     assert_eq!(c.tls.roots, Roots::Webpki);
     assert_eq!(c.hooks[0].name, "g");
     assert_eq!(c.hooks[0].config, r#"{"deny":["rm"]}"#);
@@ -452,12 +461,12 @@ fn demo() {
     assert_eq!(config.routes[0].name, "demo");
     assert_eq!(config.routes[0].path, Demo::PATH);
     assert_eq!(
-        config.routes[0].upstream.to_string(),
+        config.routes[0].http().unwrap().upstream.to_string(),
         "http://127.0.0.1:45678/mcp"
     );
     assert_eq!(config.resolve("/mcp").unwrap().target, "/mcp");
     let v6 = demo.proxy_config("[::1]:80".parse().unwrap());
-    assert_eq!(v6.routes[0].upstream.authority, "[::1]");
+    assert_eq!(v6.routes[0].http().unwrap().upstream.authority, "[::1]");
 }
 
 #[test]
@@ -485,6 +494,11 @@ fn help_explains_every_option() {
         "[default: info]",
         "--log-format <FORMAT>",
         "[default: text]",
+        "--upstream-command <CMD>",
+        "--stdio-mode <MODE>",
+        "[default: shared]",
+        "--stdio-env <NAME[=VALUE]>",
+        "--stdio-cwd <DIR>",
         "--workers <N>",
         "[default: one per CPU]",
         "demo",
@@ -525,14 +539,14 @@ fn legacy_transports_are_accepted() {
         ("streamable", Transport::Streamable),
     ] {
         let c = proxy(&["--upstream", "http://a/sse", "--upstream-transport", flag]);
-        assert_eq!(c.routes[0].transport, want);
-        assert_eq!(c.routes[0].legacy_mode, LegacyMode::Session);
+        assert_eq!(c.routes[0].http().unwrap().transport, want);
+        assert_eq!(c.routes[0].http().unwrap().legacy_mode, LegacyMode::Session);
     }
     // No flag: found out from the upstream's first answer.
     let c = proxy(&["--upstream", "http://a/sse"]);
-    assert_eq!(c.routes[0].transport, Transport::Auto);
+    assert_eq!(c.routes[0].http().unwrap().transport, Transport::Auto);
     let c = file("[[route]]\npath = \"/mcp\"\nupstream = \"http://a/sse\"\n");
-    assert_eq!(c.routes[0].transport, Transport::Auto);
+    assert_eq!(c.routes[0].http().unwrap().transport, Transport::Auto);
 }
 
 #[test]
@@ -547,9 +561,9 @@ fn legacy_session_flags() {
         "--legacy-session-idle",
         "5m",
     ]);
-    assert_eq!(c.routes[0].legacy.max_sessions, 3);
+    assert_eq!(c.routes[0].http().unwrap().legacy.max_sessions, 3);
     assert_eq!(
-        c.routes[0].legacy.session_idle,
+        c.routes[0].http().unwrap().legacy.session_idle,
         Some(std::time::Duration::from_secs(300))
     );
     let c = proxy(&[
@@ -560,7 +574,7 @@ fn legacy_session_flags() {
         "--legacy-session-idle",
         "off",
     ]);
-    assert_eq!(c.routes[0].legacy.session_idle, None);
+    assert_eq!(c.routes[0].http().unwrap().legacy.session_idle, None);
     let cases: [(&[&str], &str); 4] = [
         (
             &[
@@ -611,4 +625,338 @@ fn legacy_session_flags() {
         let got = err(args).to_string();
         assert!(got.starts_with(want), "{args:?}: {got}");
     }
+}
+
+fn stdio(c: &Config) -> &Stdio {
+    c.routes[0].stdio().expect("a command route")
+}
+
+#[test]
+fn upstream_command_zero_config() {
+    let c = proxy(&["--upstream-command", "uvx mcp-server-time"]);
+    assert_eq!(c.routes.len(), 1);
+    let r = &c.routes[0];
+    assert_eq!((r.name.as_str(), r.path.as_str()), ("uvx", "/mcp"));
+    assert!(!r.well_known());
+    assert_eq!(
+        *stdio(&c),
+        Stdio::new("uvx", vec!["mcp-server-time".into()])
+    );
+    assert_eq!(r.backend.to_string(), "uvx mcp-server-time");
+    assert_eq!(c.resolve("/mcp/x").unwrap().route.name, "uvx");
+    assert!(c.resolve("/.well-known/oauth-protected-resource").is_none());
+    // Every other setting is the file form's default.
+    assert_eq!(
+        c,
+        file("[[route]]\ncommand = [\"uvx\", \"mcp-server-time\"]\n")
+    );
+}
+
+#[test]
+fn upstream_command_flags_equal_file_form() {
+    let dir = scratch("config_cli_stdio");
+    let d = dir.to_str().unwrap();
+    let c = proxy(&[
+        "--upstream-command",
+        "./srv --name 'a b' \"c\\\"d\" e\\ f",
+        "--stdio-mode",
+        "per-session",
+        "--stdio-env",
+        "PATH",
+        "--stdio-env",
+        "LOG=debug=yes",
+        "--stdio-env",
+        "EMPTY=",
+        "--stdio-cwd",
+        d,
+        "--path",
+        "/tools",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let toml = format!(
+        r#"listen = "127.0.0.1:0"
+[[route]]
+path = "/tools"
+command = ["./srv", "--name", "a b", 'c"d', "e f"]
+cwd = {d:?}
+stdio_mode = "per-session"
+env = {{ PATH = {{ from_env = "PATH" }}, LOG = "debug=yes", EMPTY = "" }}
+"#
+    );
+    assert_eq!(c, file(&toml));
+    let s = stdio(&c);
+    assert_eq!(c.routes[0].name, "srv");
+    assert_eq!(s.program, dir.join("./srv"), "taken from the child's cwd");
+    assert_eq!(s.args, ["--name", "a b", "c\"d", "e f"]);
+    assert_eq!(s.cwd.as_deref(), Some(dir.as_path()));
+    assert_eq!(
+        s.mode,
+        StdioMode::PerSession {
+            max_processes: StdioMode::DEFAULT_MAX_PROCESSES
+        }
+    );
+    assert_eq!(
+        s.env,
+        [
+            EnvVar {
+                name: "PATH".into(),
+                value: EnvValue::FromEnv("PATH".into())
+            },
+            EnvVar {
+                name: "LOG".into(),
+                value: EnvValue::Literal(Secret::new("debug=yes"))
+            },
+            EnvVar {
+                name: "EMPTY".into(),
+                value: EnvValue::Literal(Secret::new(""))
+            },
+        ]
+    );
+    // Without --stdio-cwd a relative program stays relative to sluice's own
+    // working directory; a bare name is looked up in PATH.
+    let c = proxy(&["--upstream-command", "./srv", "--stdio-mode", "shared"]);
+    assert_eq!(stdio(&c).program, Path::new("./srv"));
+    assert_eq!(stdio(&c).mode, StdioMode::shared());
+}
+
+/// How `--upstream-command` splits its string: shell quoting, no expansion.
+#[test]
+fn upstream_command_splits_like_a_shell_without_one() {
+    let cases: &[(&str, &[&str])] = &[
+        ("uvx mcp-server-time", &["uvx", "mcp-server-time"]),
+        (
+            "  npx  -y\t@scope/server  ",
+            &["npx", "-y", "@scope/server"],
+        ),
+        (
+            "srv 'single quoted' \"double quoted\"",
+            &["srv", "single quoted", "double quoted"],
+        ),
+        (
+            "srv 'it'\\''s' \"say \\\"hi\\\"\" a\\ b",
+            &["srv", "it's", "say \"hi\"", "a b"],
+        ),
+        ("srv '' \"\"", &["srv", "", ""]),
+        (
+            "srv \"back\\slash\" 'raw\\n'",
+            &["srv", "back\\slash", "raw\\n"],
+        ),
+        (
+            "srv '$HOME' \\$HOME \"\\$HOME\"",
+            &["srv", "$HOME", "$HOME", "$HOME"],
+        ),
+        (
+            "srv 'a|b' \"c;d\" e\\&\\&f '>'",
+            &["srv", "a|b", "c;d", "e&&f", ">"],
+        ),
+        (
+            "srv *.json ~/x #not-a-comment",
+            &["srv", "*.json", "~/x", "#not-a-comment"],
+        ),
+        ("sh -c 'echo hi | cat'", &["sh", "-c", "echo hi | cat"]),
+    ];
+    for (command, want) in cases {
+        let c = proxy(&["--upstream-command", command]);
+        let s = stdio(&c);
+        let mut got = vec![s.program.to_str().unwrap().to_string()];
+        got.extend(s.args.iter().cloned());
+        assert_eq!(got, *want, "{command:?}");
+    }
+}
+
+/// (arguments, the whole error message).
+#[test]
+fn upstream_command_errors_name_their_flag() {
+    let dir = scratch("config_cli_stdio_errors");
+    let a_file = dir.join("f");
+    std::fs::write(&a_file, b"").unwrap();
+    let a_file = a_file.to_str().unwrap();
+    let not_a_dir = format!("--stdio-cwd: {a_file:?} is not a directory");
+    let shell = "sluice runs one program without a shell (for a shell, run sh -c '…')";
+    let expands = "sluice runs the program without a shell and expands no variable or command";
+    let cases: &[(&[&str], String)] = &[
+        (
+            &["--upstream-command", ""],
+            "--upstream-command: cannot be empty (give the program to run and its arguments)".into(),
+        ),
+        (
+            &["--upstream-command", " \t "],
+            "--upstream-command: cannot be empty (give the program to run and its arguments)".into(),
+        ),
+        (
+            &["--upstream-command", "srv | tee log"],
+            format!("--upstream-command: \"srv | tee log\" has the shell operator | outside quotes: {shell}"),
+        ),
+        (
+            &["--upstream-command", "srv; rm x"],
+            format!("--upstream-command: \"srv; rm x\" has the shell operator ; outside quotes: {shell}"),
+        ),
+        (
+            &["--upstream-command", "a && b"],
+            format!("--upstream-command: \"a && b\" has the shell operator & outside quotes: {shell}"),
+        ),
+        (
+            &["--upstream-command", "srv > log"],
+            format!("--upstream-command: \"srv > log\" has the shell operator > outside quotes: {shell}"),
+        ),
+        (
+            &["--upstream-command", "srv < in"],
+            format!("--upstream-command: \"srv < in\" has the shell operator < outside quotes: {shell}"),
+        ),
+        (
+            &["--upstream-command", "srv --token $TOKEN"],
+            format!("--upstream-command: \"srv --token $TOKEN\" has $ outside single quotes: {expands} (write '$' for a literal $; pass a variable with --stdio-env NAME; for a shell, run sh -c '…')"),
+        ),
+        (
+            &["--upstream-command", "srv \"$HOME\""],
+            format!("--upstream-command: \"srv \\\"$HOME\\\"\" has $ outside single quotes: {expands} (write '$' for a literal $; pass a variable with --stdio-env NAME; for a shell, run sh -c '…')"),
+        ),
+        (
+            &["--upstream-command", "srv `id`"],
+            format!("--upstream-command: \"srv `id`\" has ` outside single quotes: {expands} (write '`' for a literal `; pass a variable with --stdio-env NAME; for a shell, run sh -c '…')"),
+        ),
+        (
+            &["--upstream-command", "srv 'open"],
+            "--upstream-command: \"srv 'open\" has an unterminated ' quote".into(),
+        ),
+        (
+            &["--upstream-command", "srv \"open"],
+            "--upstream-command: \"srv \\\"open\" has an unterminated \" quote".into(),
+        ),
+        (
+            &["--upstream-command", "srv \\"],
+            "--upstream-command: \"srv \\\\\" ends with a lone backslash".into(),
+        ),
+        (
+            &["--upstream-command", "'' srv"],
+            "--upstream-command: the program (the command's first word) cannot be empty".into(),
+        ),
+        (
+            &["--upstream-command", "DEBUG=1 node server.js"],
+            "--upstream-command: \"DEBUG=1\" is a variable assignment, not a program: no shell runs the command; set the variable in the child's environment (env, or --stdio-env NAME=VALUE)".into(),
+        ),
+        (
+            &["--upstream-command", "srv", "--path", "mcp"],
+            "--path: \"mcp\" must start with /".into(),
+        ),
+        (
+            &["--upstream-command", "srv", "--stdio-env", "1BAD=x"],
+            "--stdio-env: \"1BAD\" is not an environment variable name (letters, digits and _, not starting with a digit)".into(),
+        ),
+        (
+            &["--upstream-command", "srv", "--stdio-env", "=x"],
+            "--stdio-env: \"\" is not an environment variable name (letters, digits and _, not starting with a digit)".into(),
+        ),
+        (
+            &["--upstream-command", "srv", "--stdio-env", "A=1", "--stdio-env", "A"],
+            "--stdio-env: \"A\" is given twice".into(),
+        ),
+        (
+            &["--upstream-command", "srv", "--stdio-env", "SLUICE_TEST_NEVER_SET_3F9A"],
+            "--stdio-env: sluice's environment variable SLUICE_TEST_NEVER_SET_3F9A is not set".into(),
+        ),
+        (&["--upstream-command", "srv", "--stdio-cwd", a_file], not_a_dir),
+    ];
+    for (args, want) in cases {
+        let e = err(args);
+        assert_eq!(e.to_string(), *want, "{args:?}");
+        assert!(matches!(
+            e,
+            ConfigError::Invalid {
+                origin: None,
+                position: None,
+                ..
+            }
+        ));
+    }
+    let e = err(&[
+        "--upstream-command",
+        "srv",
+        "--stdio-cwd",
+        "/nonexistent/dir",
+    ])
+    .to_string();
+    assert!(e.starts_with("--stdio-cwd: \"/nonexistent/dir\": "), "{e}");
+}
+
+#[test]
+fn upstream_command_shape_errors_come_from_clap() {
+    for (args, want) in [
+        (
+            &["--upstream", "http://a/", "--upstream-command", "srv"][..],
+            "cannot be used with",
+        ),
+        (
+            &["--upstream-command", "srv", "--upstream-transport", "sse"],
+            "cannot be used with",
+        ),
+        (
+            &["--upstream-command", "srv", "--legacy-session-idle", "5m"],
+            "cannot be used with",
+        ),
+        (
+            &["--config", "s.toml", "--upstream-command", "srv"],
+            "cannot be used with",
+        ),
+        (
+            &["--config", "s.toml", "--stdio-env", "A"],
+            "cannot be used with",
+        ),
+        (
+            &["--upstream", "http://a/", "--stdio-mode", "shared"],
+            "'--upstream <URL>' cannot be used with",
+        ),
+        (
+            &["--upstream", "http://a/", "--stdio-env", "A"],
+            "'--upstream <URL>' cannot be used with",
+        ),
+        (
+            &["--upstream", "http://a/", "--stdio-cwd", "/"],
+            "'--upstream <URL>' cannot be used with",
+        ),
+        (&["--stdio-mode", "shared"], "--upstream-command <CMD>"),
+        (
+            &["--upstream-command", "srv", "--stdio-cwd", ""],
+            "--stdio-cwd <DIR>",
+        ),
+        (
+            &["--upstream-command", "srv", "--stdio-mode", "pooled"],
+            "pooled",
+        ),
+        (
+            &["--upstream-command", "srv", "demo"],
+            "cannot be used with `sluice demo`",
+        ),
+        (
+            &["--stdio-mode", "shared", "demo"],
+            "cannot be used with `sluice demo`",
+        ),
+        (&["demo", "--upstream-command", "srv"], "--upstream-command"),
+    ] {
+        let e = err(args);
+        assert!(matches!(e, ConfigError::Cli(_)), "{args:?}: {e}");
+        assert!(e.to_string().contains(want), "{args:?}: {e}");
+        assert_eq!(e.exit_code(), 2, "{args:?}");
+    }
+    let none = err(&[]).to_string();
+    for flag in [
+        "--upstream <URL>",
+        "--upstream-command <CMD>",
+        "--config <FILE>",
+    ] {
+        assert!(none.contains(flag), "{none}");
+    }
+}
+
+#[test]
+fn stdio_routes_are_refused_until_wired() {
+    let c = proxy(&["--upstream-command", "uvx mcp-server-time"]);
+    let Err(e) = sluice::settings::proxy_settings(&c) else {
+        panic!("a stdio route was accepted");
+    };
+    assert_eq!(
+        e.to_string(),
+        "route uvx: stdio upstreams are not wired to the proxy yet"
+    );
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice::config::{
-    Config, ConfigError, Grants, HookMode, Host, Limits, LogFormat, LogLevel, OnError, Roots,
-    Scheme, Timeouts, Transport,
+    Config, ConfigError, EnvValue, EnvVar, Grants, HookMode, Host, Limits, LogFormat, LogLevel,
+    OnError, Roots, RunAs, Sandbox, Scheme, Secret, Stdio, StdioMode, Timeouts, Transport,
 };
 
 const ROUTE: &str = "[[route]]\nupstream = \"http://127.0.0.1:3001/mcp\"\n";
@@ -33,11 +33,12 @@ fn minimal_file_takes_every_default() {
     assert_eq!(c.routes.len(), 1);
     let r = &c.routes[0];
     assert_eq!((r.name.as_str(), r.path.as_str()), ("127.0.0.1", "/mcp"));
-    assert_eq!(r.transport, Transport::Auto);
-    assert!(r.well_known);
-    assert_eq!(r.upstream.scheme, Scheme::Http);
-    assert_eq!(r.upstream.port, 3001);
-    assert_eq!(r.upstream.authority, "127.0.0.1:3001");
+    let h = r.http().unwrap();
+    assert_eq!(h.transport, Transport::Auto);
+    assert!(h.well_known);
+    assert_eq!(h.upstream.scheme, Scheme::Http);
+    assert_eq!(h.upstream.port, 3001);
+    assert_eq!(h.upstream.authority, "127.0.0.1:3001");
 
     assert_eq!(c.limits.max_head_bytes, 32 * 1024);
     assert_eq!(c.limits.max_headers, 100);
@@ -99,17 +100,42 @@ fn minimal_file_takes_every_default() {
 fn full_example_parses() {
     let text = std::fs::read_to_string(manifest("tests/fixtures/config/full.toml")).unwrap();
     let c = parse(&text).unwrap();
-    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes.len(), 3);
     assert_eq!(c.server.workers, Some(2));
     assert_eq!(c.routes[0].name, "everything");
     assert_eq!(c.routes[1].name, "api.githubcopilot.com");
-    assert_eq!(c.routes[1].upstream.scheme, Scheme::Https);
+    // The command route writes every key that has a default at it.
+    let time = &c.routes[2];
+    assert_eq!((time.name.as_str(), time.path.as_str()), ("time", "/time"));
     assert_eq!(
-        c.routes[1].upstream.host,
+        *stdio(&c, 2),
+        Stdio {
+            env: vec![
+                EnvVar {
+                    name: "TZ".into(),
+                    value: EnvValue::Literal(Secret::new("Europe/Paris"))
+                },
+                EnvVar {
+                    name: "API_TOKEN".into(),
+                    value: EnvValue::FromEnv("TIME_API_TOKEN".into())
+                },
+            ],
+            sandbox: Sandbox {
+                max_memory: Some(1 << 30),
+                max_cpu: Some(Duration::from_secs(3600)),
+                max_open_files: Some(1024),
+                run_as: None,
+            },
+            ..Stdio::new("uvx", vec!["mcp-server-time".into()])
+        }
+    );
+    assert_eq!(c.routes[1].http().unwrap().upstream.scheme, Scheme::Https);
+    assert_eq!(
+        c.routes[1].http().unwrap().upstream.host,
         Host::Name("api.githubcopilot.com".into())
     );
-    assert_eq!(c.routes[1].upstream.port, 443);
-    assert!(c.routes[0].well_known && !c.routes[1].well_known);
+    assert_eq!(c.routes[1].http().unwrap().upstream.port, 443);
+    assert!(c.routes[0].well_known() && !c.routes[1].well_known());
     // The documented example writes every limit and timeout at its default.
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.timeouts, Timeouts::default());
@@ -324,7 +350,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",
-        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known)",
+        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_body = 1\n",
@@ -354,7 +380,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\npath = \"/x\"\n",
-        "t.toml:1:1: route[0].upstream: missing (every route needs an upstream URL)",
+        "t.toml:1:1: route[0].upstream: missing (every route needs an upstream URL, or a command to run)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[route]]\nupstream = \"ftp://x\"\n",
@@ -452,7 +478,7 @@ const ERRORS: &[(&str, &str)] = &[
     // A key after [[route]] belongs to the route: the classic TOML slip.
     (
         "[[route]]\nupstream = \"http://a/\"\nlimits = 5\n",
-        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known)",
+        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox)",
     ),
     // timeouts
     (
@@ -600,6 +626,211 @@ const ERRORS: &[(&str, &str)] = &[
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nheaders = [\"\"]\n",
         "t.toml:5:12: hook[0].headers[0]: a header name cannot be empty",
     ),
+    // command routes
+    (
+        "[[route]]\nupstream = \"http://a/\"\ncommand = [\"srv\"]\n",
+        "t.toml:3:11: route[0].command: a route has an upstream URL or a command, not both",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nupstream = \"http://a/\"\n",
+        "t.toml:3:12: route[0].upstream: a route has an upstream URL or a command, not both",
+    ),
+    (
+        "[[route]]\ncommand = []\n",
+        "t.toml:2:11: route[0].command: cannot be empty (give the program to run and its arguments)",
+    ),
+    (
+        "[[route]]\ncommand = \"uvx mcp-server-time\"\n",
+        "t.toml:2:11: route[0].command: expected an array of strings (the program, then its arguments: [\"uvx\", \"mcp-server-time\"]), found a string \"uvx mcp-server-time\"",
+    ),
+    (
+        "[[route]]\ncommand = [\"\", \"x\"]\n",
+        "t.toml:2:12: route[0].command[0]: the program (the command's first word) cannot be empty",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\", 5]\n",
+        "t.toml:2:19: route[0].command[1]: expected a string, found an integer 5",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\", \"a\\u0000b\"]\n",
+        "t.toml:2:19: route[0].command[1]: \"a\\0b\" contains a NUL character",
+    ),
+    (
+        "[[route]]\ncommand = [\"DEBUG=1\", \"node\"]\n",
+        "t.toml:2:12: route[0].command[0]: \"DEBUG=1\" is a variable assignment, not a program: no shell runs the command; set the variable in the child's environment (env, or --stdio-env NAME=VALUE)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\ntransport = \"sse\"\n",
+        "t.toml:3:13: route[0].transport: only applies to a route with an upstream URL",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nlegacy_session_idle = \"5m\"\n",
+        "t.toml:3:23: route[0].legacy_session_idle: only applies to a route with an upstream URL",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nwell_known = false\n",
+        "t.toml:3:14: route[0].well_known: only applies to a route with an upstream URL",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\nenv = { A = \"1\" }\n",
+        "t.toml:3:7: route[0].env: only applies to a route with a command",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\nstdio_mode = \"shared\"\n",
+        "t.toml:3:14: route[0].stdio_mode: only applies to a route with a command",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[route.sandbox]\nmax_open_files = 64\n",
+        "t.toml:3:1: route[0].sandbox: only applies to a route with a command",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nmax_processes = 8\n",
+        "t.toml:3:17: route[0].max_processes: only applies with stdio_mode = \"per-session\"",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nstdio_mode = \"per-session\"\nrestart_backoff_max = \"1m\"\n",
+        "t.toml:4:23: route[0].restart_backoff_max: only applies with stdio_mode = \"shared\"",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nstdio_mode = \"pooled\"\n",
+        "t.toml:3:14: route[0].stdio_mode: \"pooled\" is not one of: shared, per-session",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nstdio_mode = \"per-session\"\nmax_processes = 0\n",
+        "t.toml:4:17: route[0].max_processes: 0 is out of range (at least 1)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nsession_idle = \"0s\"\n",
+        "t.toml:3:16: route[0].session_idle: must be more than zero (write \"off\" for no limit where that is allowed)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nshutdown_grace = \"off\"\n",
+        "t.toml:3:18: route[0].shutdown_grace: cannot be \"off\"; give a duration such as 10s",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\ninit_timeout = \"off\"\n",
+        "t.toml:3:16: route[0].init_timeout: cannot be \"off\"; give a duration such as 10s",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nrestart_backoff_max = 30\n",
+        "t.toml:3:23: route[0].restart_backoff_max: expected a duration string such as \"10s\" or \"off\", found an integer 30",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\ncwd = \"\"\n",
+        "t.toml:3:7: route[0].cwd: cannot be empty",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = \"A=1\"\n",
+        "t.toml:3:7: route[0].env: expected a table of environment variables ({ NAME = \"value\", TOKEN = { from_env = \"MY_TOKEN\" } }), found a string \"A=1\"",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = { \"MY-TOKEN\" = \"x\" }\n",
+        "t.toml:3:22: route[0].env.MY-TOKEN: \"MY-TOKEN\" is not an environment variable name (letters, digits and _, not starting with a digit)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = { A = 5 }\n",
+        "t.toml:3:13: route[0].env.A: expected a string, or a table { from_env = \"NAME\" } or { from_file = \"PATH\" }, found an integer 5",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = { A = \"x\\u0000\" }\n",
+        "t.toml:3:13: route[0].env.A: contains a NUL character",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = { A = {} }\n",
+        "t.toml:3:13: route[0].env.A: an empty table: give { from_env = \"NAME\" } or { from_file = \"PATH\" }",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = { A = { from_env = \"X\", from_file = \"f\" } }\n",
+        "t.toml:3:43: route[0].env.A.from_file: give from_env or from_file, not both",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = { A = { form_env = \"X\" } }\n",
+        "t.toml:3:15: route[0].env.A.form_env: unknown key (expected one of: from_env, from_file)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\nenv = { A = { from_env = \"1X\" } }\n",
+        "t.toml:3:26: route[0].env.A.from_env: \"1X\" is not an environment variable name (letters, digits and _, not starting with a digit)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.env]\nTOKEN = { from_env = 7 }\n",
+        "t.toml:4:22: route[0].env.TOKEN.from_env: expected a string, found an integer 7",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\ninherit_env = [\"PATH\", \"HOME\", \"PATH\"]\n",
+        "t.toml:3:32: route[0].inherit_env[2]: \"PATH\" is listed twice",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\ninherit_env = [\"A B\"]\n",
+        "t.toml:3:16: route[0].inherit_env[0]: \"A B\" is not an environment variable name (letters, digits and _, not starting with a digit)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\ninherit_env = \"PATH\"\n",
+        "t.toml:3:15: route[0].inherit_env: expected an array of strings, found a string \"PATH\"",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nmemory = 1\n",
+        "t.toml:4:1: route[0].sandbox.memory: unknown key (expected one of: max_memory, max_cpu, max_open_files, user, group)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nmax_memory = 0\n",
+        "t.toml:4:14: route[0].sandbox.max_memory: must be more than zero",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nmax_memory = \"lots\"\n",
+        "t.toml:4:14: route[0].sandbox.max_memory: \"lots\" is not a size (examples: 65536, \"64 KiB\", \"4 MiB\", \"1 GiB\")",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nmax_cpu = \"1500ms\"\n",
+        "t.toml:4:11: route[0].sandbox.max_cpu: RLIMIT_CPU counts whole seconds; give a duration such as 10s or 5m",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nmax_cpu = \"off\"\n",
+        "t.toml:4:11: route[0].sandbox.max_cpu: cannot be \"off\"; give a duration such as 10s",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nmax_open_files = 0\n",
+        "t.toml:4:18: route[0].sandbox.max_open_files: 0 is out of range (at least 1)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\ngroup = 100\n",
+        "t.toml:4:9: route[0].sandbox.group: only applies with user (without it the child keeps sluice's user and group)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = -1\n",
+        "t.toml:4:8: route[0].sandbox.user: -1 is out of range (0 to 4294967294)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = 4294967295\ngroup = 1\n",
+        "t.toml:4:8: route[0].sandbox.user: 4294967295 is out of range (0 to 4294967294)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = \"99999999999\"\n",
+        "t.toml:4:8: route[0].sandbox.user: 99999999999 is out of range (0 to 4294967294)",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = 1.5\n",
+        "t.toml:4:8: route[0].sandbox.user: expected a name or a numeric id, found a float 1.5",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = \"\"\n",
+        "t.toml:4:8: route[0].sandbox.user: cannot be empty",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = \"no-such-user-sluice\"\n",
+        "t.toml:4:8: route[0].sandbox.user: no user \"no-such-user-sluice\" in /etc/passwd",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = 0\ngroup = \"no-such-group-sluice\"\n",
+        "t.toml:5:9: route[0].sandbox.group: no group \"no-such-group-sluice\" in /etc/group",
+    ),
+    (
+        "[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\nuser = 3999999999\n",
+        "t.toml:4:8: route[0].sandbox.user: uid 3999999999 has no entry in /etc/passwd to take its primary group from; set group too",
+    ),
+    (
+        "[[route]]\ncommand = [\"a\"]\n[[route]]\ncommand = [\"b\"]\n",
+        "t.toml:4:11: route[1].path: \"/mcp\" is already served by route[0]",
+    ),
 ];
 
 #[test]
@@ -699,10 +930,13 @@ fn from_file_resolves_and_checks_paths() {
 fn legacy_transport_and_mode() {
     use sluice::config::LegacyMode;
     let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_mode = \"per-request\"\n[[route]]\nupstream = \"http://b/mcp\"\ntransport = \"auto\"\n").unwrap();
-    assert_eq!(c.routes[0].transport, Transport::Sse);
-    assert_eq!(c.routes[0].legacy_mode, LegacyMode::PerRequest);
-    assert_eq!(c.routes[1].transport, Transport::Auto);
-    assert_eq!(c.routes[1].legacy_mode, LegacyMode::Session);
+    assert_eq!(c.routes[0].http().unwrap().transport, Transport::Sse);
+    assert_eq!(
+        c.routes[0].http().unwrap().legacy_mode,
+        LegacyMode::PerRequest
+    );
+    assert_eq!(c.routes[1].http().unwrap().transport, Transport::Auto);
+    assert_eq!(c.routes[1].http().unwrap().legacy_mode, LegacyMode::Session);
     let s = sluice::settings::proxy_settings(&c).unwrap();
     assert!(
         matches!(s.upstreams[0].transport, sluice::legacy::UpstreamTransport::Sse(ref b) if b.mode == sluice_core::legacy::Mode::PerRequest && b.target == "/sse" && b.authority == "a")
@@ -712,13 +946,16 @@ fn legacy_transport_and_mode() {
         sluice::legacy::UpstreamTransport::Auto(_)
     ));
     // Defaults, then every legacy key set.
-    assert_eq!(c.routes[0].legacy, sluice::config::Legacy::default());
-    let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_max_sessions = 7\nlegacy_session_idle = \"off\"\nlegacy_allow_other_origin = true\n[[route]]\nupstream = \"http://b/sse2\"\ntransport = \"auto\"\nlegacy_session_idle = \"90s\"\n").unwrap();
-    assert_eq!(c.routes[0].legacy.max_sessions, 7);
-    assert_eq!(c.routes[0].legacy.session_idle, None);
-    assert!(c.routes[0].legacy.allow_other_origin);
     assert_eq!(
-        c.routes[1].legacy.session_idle,
+        c.routes[0].http().unwrap().legacy,
+        sluice::config::Legacy::default()
+    );
+    let c = parse("[[route]]\nupstream = \"http://a/sse\"\ntransport = \"sse\"\nlegacy_max_sessions = 7\nlegacy_session_idle = \"off\"\nlegacy_allow_other_origin = true\n[[route]]\nupstream = \"http://b/sse2\"\ntransport = \"auto\"\nlegacy_session_idle = \"90s\"\n").unwrap();
+    assert_eq!(c.routes[0].http().unwrap().legacy.max_sessions, 7);
+    assert_eq!(c.routes[0].http().unwrap().legacy.session_idle, None);
+    assert!(c.routes[0].http().unwrap().legacy.allow_other_origin);
+    assert_eq!(
+        c.routes[1].http().unwrap().legacy.session_idle,
         Some(std::time::Duration::from_secs(90))
     );
     let s = sluice::settings::proxy_settings(&c).unwrap();
@@ -728,4 +965,344 @@ fn legacy_transport_and_mode() {
     assert_eq!(b.max_sessions, 7);
     assert_eq!(b.config.timeouts.session_idle, None);
     assert!(b.config.allow_other_origin);
+}
+
+fn stdio(c: &Config, i: usize) -> &Stdio {
+    c.routes[i].stdio().expect("a command route")
+}
+
+#[test]
+fn command_route_takes_every_default() {
+    let c = parse("[[route]]\ncommand = [\"uvx\", \"mcp-server-time\"]\n").unwrap();
+    let r = &c.routes[0];
+    assert_eq!((r.name.as_str(), r.path.as_str()), ("uvx", "/mcp"));
+    assert!(r.http().is_none() && !r.well_known());
+    let s = stdio(&c, 0);
+    assert_eq!(*s, Stdio::new("uvx", vec!["mcp-server-time".into()]));
+    // What docs/CONFIG.md states, spelled out.
+    assert_eq!(s.program, Path::new("uvx"));
+    assert_eq!(s.args, ["mcp-server-time"]);
+    assert!(s.env.is_empty());
+    assert_eq!(s.inherit_env, ["PATH", "HOME", "LANG"]);
+    assert_eq!(s.cwd, None);
+    assert_eq!(
+        s.mode,
+        StdioMode::Shared {
+            restart_backoff_max: Duration::from_secs(30)
+        }
+    );
+    assert_eq!(s.session_idle, Some(Duration::from_secs(30 * 60)));
+    assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(s.init_timeout, Duration::from_secs(30));
+    assert_eq!(s.sandbox, Sandbox::default());
+    assert_eq!(
+        StdioMode::per_session(),
+        StdioMode::PerSession { max_processes: 64 }
+    );
+    // Routing: the prefix serves the command; no /.well-known route.
+    assert_eq!(c.resolve("/mcp/x").unwrap().route.name, "uvx");
+    assert!(c.resolve("/.well-known/oauth-protected-resource").is_none());
+}
+
+#[test]
+fn command_route_every_key() {
+    let c = parse(
+        r#"[[route]]
+name = "time"
+path = "/time"
+command = ["uvx", "mcp-server-time", "--local-timezone=Europe/Paris", ""]
+env = { LOG = "debug", TOKEN = { from_env = "MY_TOKEN" }, KEY = { from_file = "secrets/key" } }
+inherit_env = []
+cwd = "work"
+stdio_mode = "per-session"
+max_processes = 8
+session_idle = "off"
+shutdown_grace = "0s"
+init_timeout = "1m"
+[route.sandbox]
+max_memory = "512 MiB"
+max_cpu = "1h"
+max_open_files = 256
+user = 1234
+group = "5678"
+"#,
+    )
+    .unwrap();
+    let r = &c.routes[0];
+    assert_eq!((r.name.as_str(), r.path.as_str()), ("time", "/time"));
+    let s = stdio(&c, 0);
+    assert_eq!(s.program, Path::new("uvx"), "a name is not a path");
+    assert_eq!(
+        s.args,
+        ["mcp-server-time", "--local-timezone=Europe/Paris", ""]
+    );
+    assert_eq!(
+        s.env,
+        [
+            EnvVar {
+                name: "LOG".into(),
+                value: EnvValue::Literal(Secret::new("debug"))
+            },
+            EnvVar {
+                name: "TOKEN".into(),
+                value: EnvValue::FromEnv("MY_TOKEN".into())
+            },
+            EnvVar {
+                name: "KEY".into(),
+                value: EnvValue::FromFile("/etc/sluice/secrets/key".into())
+            },
+        ]
+    );
+    assert!(s.inherit_env.is_empty());
+    assert_eq!(s.cwd.as_deref(), Some(Path::new("/etc/sluice/work")));
+    assert_eq!(s.mode, StdioMode::PerSession { max_processes: 8 });
+    assert_eq!(s.session_idle, None);
+    assert_eq!(s.shutdown_grace, Duration::ZERO);
+    assert_eq!(s.init_timeout, Duration::from_secs(60));
+    assert_eq!(
+        s.sandbox,
+        Sandbox {
+            max_memory: Some(512 << 20),
+            max_cpu: Some(Duration::from_secs(3600)),
+            max_open_files: Some(256),
+            run_as: Some(RunAs {
+                uid: 1234,
+                gid: 5678
+            }),
+        }
+    );
+
+    // Shared mode's own key.
+    let c = parse(
+        "[[route]]\ncommand = [\"srv\"]\nstdio_mode = \"shared\"\nrestart_backoff_max = \"2m\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        stdio(&c, 0).mode,
+        StdioMode::Shared {
+            restart_backoff_max: Duration::from_secs(120)
+        }
+    );
+}
+
+/// A relative program path is taken from the child's `cwd`, as a shell
+/// would after `cd`; `cwd` itself from the config file's directory.
+#[test]
+fn command_program_paths() {
+    let program = |text: &str| stdio(&parse(text).unwrap(), 0).program.clone();
+    let route = "[[route]]\n";
+    assert_eq!(
+        program(&format!(
+            "{route}command = [\"./server.py\"]\ncwd = \"/srv/app\"\n"
+        )),
+        Path::new("/srv/app/./server.py")
+    );
+    assert_eq!(
+        program(&format!(
+            "{route}command = [\"bin/server\"]\ncwd = \"app\"\n"
+        )),
+        Path::new("/etc/sluice/app/bin/server")
+    );
+    assert_eq!(
+        program(&format!(
+            "{route}command = [\"/usr/bin/srv\"]\ncwd = \"app\"\n"
+        )),
+        Path::new("/usr/bin/srv")
+    );
+    assert_eq!(
+        program(&format!(
+            "{route}command = [\"python3\", \"server.py\"]\ncwd = \"app\"\n"
+        )),
+        Path::new("python3"),
+        "a name is looked up in PATH; arguments are the program's business"
+    );
+    assert_eq!(
+        program(&format!("{route}command = [\"./server\"]\n")),
+        Path::new("./server"),
+        "without cwd: from sluice's working directory"
+    );
+}
+
+#[test]
+fn command_and_url_routes_together() {
+    let c = parse(
+        "[[route]]\ncommand = [\"/usr/bin/uvx\", \"a\"]\n\
+         [[route]]\npath = \"/b\"\ncommand = [\"uvx\", \"b\"]\n\
+         [[route]]\nupstream = \"http://h/x\"\n\
+         [[route]]\nupstream = \"http://h/y\"\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["uvx", "uvx-2", "h", "h-2"]);
+    // /.well-known goes to the first URL route, by default.
+    let well_known: Vec<bool> = c.routes.iter().map(|r| r.well_known()).collect();
+    assert_eq!(well_known, [false, false, true, false]);
+    assert_eq!(
+        c.resolve("/.well-known/oauth-protected-resource")
+            .unwrap()
+            .route
+            .name,
+        "h"
+    );
+    assert_eq!(c.resolve("/b").unwrap().route.name, "uvx-2");
+    assert_eq!(c.routes[0].backend.to_string(), "/usr/bin/uvx a");
+    assert_eq!(c.routes[2].backend.to_string(), "http://h/x");
+}
+
+#[test]
+fn sandbox_users_and_groups_by_name() {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let Some(root) = passwd.lines().find(|l| l.starts_with("root:")) else {
+        return; // a system without a root entry: nothing to check against
+    };
+    let f: Vec<&str> = root.split(':').collect();
+    let (uid, gid): (u32, u32) = (f[2].parse().unwrap(), f[3].parse().unwrap());
+    let run_as = |sandbox: &str| {
+        let text = format!("[[route]]\ncommand = [\"srv\"]\n[route.sandbox]\n{sandbox}");
+        stdio(&parse(&text).unwrap(), 0).sandbox.run_as
+    };
+    // A name, a number with an entry: the primary group comes along.
+    assert_eq!(run_as("user = \"root\"\n"), Some(RunAs { uid, gid }));
+    assert_eq!(run_as(&format!("user = {uid}\n")), Some(RunAs { uid, gid }));
+    assert_eq!(
+        run_as("user = \"root\"\ngroup = 4321\n"),
+        Some(RunAs { uid, gid: 4321 })
+    );
+    let group = std::fs::read_to_string("/etc/group").unwrap();
+    if let Some(line) = group.lines().find(|l| l.starts_with("root:")) {
+        let gid: u32 = line.split(':').nth(2).unwrap().parse().unwrap();
+        assert_eq!(
+            run_as("user = 4242\ngroup = \"root\"\n"),
+            Some(RunAs { uid: 4242, gid })
+        );
+    }
+    assert_eq!(run_as(""), None);
+}
+
+#[test]
+fn child_env_inherits_sets_and_reads_secrets() {
+    let dir = scratch("config_child_env");
+    std::fs::write(dir.join("key"), "s3cret-from-file\r\n").unwrap();
+    let c = Config::from_toml(
+        r#"[[route]]
+command = ["srv"]
+inherit_env = ["PATH", "HOME", "UNSET_ONE"]
+env = { LOG = "hunter2", TOKEN = { from_env = "MY_TOKEN" }, KEY = { from_file = "key" }, PATH = "/opt/bin" }
+"#,
+        "t.toml",
+        &dir,
+    )
+    .unwrap();
+    let s = stdio(&c, 0);
+    let sluice_env = |name: &str| match name {
+        "PATH" => Some("/usr/bin".to_string()),
+        "HOME" => Some("/home/mcp".to_string()),
+        "MY_TOKEN" => Some("tok-123".to_string()),
+        "OTHER" => Some("never passed".to_string()),
+        _ => None,
+    };
+    let env = s.child_env(sluice_env).unwrap();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [
+            // Inherited when set (PATH is overridden by env; UNSET_ONE is skipped).
+            ("HOME", "/home/mcp"),
+            ("LOG", "hunter2"),
+            ("TOKEN", "tok-123"),
+            ("KEY", "s3cret-from-file"),
+            ("PATH", "/opt/bin"),
+        ]
+    );
+
+    // The default inherit list.
+    let d = Stdio::new("srv", vec![]);
+    let env = d.child_env(sluice_env).unwrap();
+    assert_eq!(
+        env,
+        [
+            ("PATH".to_string(), "/usr/bin".to_string()),
+            ("HOME".to_string(), "/home/mcp".to_string())
+        ]
+    );
+    assert!(d.child_env(|_| None).unwrap().is_empty());
+
+    // An unset from_env names the variable; a missing file names the file.
+    let e = s
+        .child_env(|n| (n != "MY_TOKEN").then(|| "x".into()))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "env.TOKEN: sluice's environment variable MY_TOKEN is not set"
+    );
+    std::fs::remove_file(dir.join("key")).unwrap();
+    let e = s.child_env(sluice_env).unwrap_err().to_string();
+    let want = format!(
+        "env.KEY: cannot read {:?}: ",
+        dir.join("key").display().to_string()
+    );
+    assert!(e.starts_with(&want), "{e}");
+    std::fs::write(dir.join("key"), b"\xff\xfe").unwrap();
+    let e = s.child_env(sluice_env).unwrap_err().to_string();
+    assert!(e.ends_with("is not UTF-8 text"), "{e}");
+    std::fs::write(dir.join("key"), b"a\0b").unwrap();
+    let e = s.child_env(sluice_env).unwrap_err().to_string();
+    assert!(e.ends_with("contains a NUL byte"), "{e}");
+
+    // A literal value is never shown: not by Debug, not in an error.
+    assert_eq!(format!("{:?}", Secret::new("hunter2")), "<redacted>");
+    let shown = format!("{c:?} {c:#?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("Literal(<redacted>)"), "{shown}");
+    assert!(shown.contains("FromEnv(\"MY_TOKEN\")"), "{shown}");
+}
+
+#[test]
+fn from_file_checks_what_a_command_names() {
+    let dir = scratch("config_from_file_stdio");
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    std::fs::write(dir.join("key"), "k").unwrap();
+    let file = dir.join("sluice.toml");
+    let write = |route: &str| {
+        std::fs::write(&file, format!("[[route]]\ncommand = [\"srv\"]\n{route}")).unwrap();
+    };
+    write("cwd = \"work\"\nenv = { KEY = { from_file = \"key\" }, P = { from_env = \"PATH\" } }\n");
+    let c = Config::from_file(&file).unwrap();
+    assert_eq!(stdio(&c, 0).cwd, Some(dir.join("work")));
+
+    let origin = file.display().to_string();
+    write("cwd = \"nope\"\n");
+    let e = Config::from_file(&file).unwrap_err().to_string();
+    let want = format!(
+        "{origin}: route[0].cwd: {:?}: ",
+        dir.join("nope").display().to_string()
+    );
+    assert!(e.starts_with(&want), "{e}");
+
+    write("cwd = \"key\"\n");
+    let e = Config::from_file(&file).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{origin}: route[0].cwd: {:?} is not a directory",
+            dir.join("key").display().to_string()
+        )
+    );
+
+    write("env = { KEY = { from_file = \"missing\" } }\n");
+    let e = Config::from_file(&file).unwrap_err().to_string();
+    let want = format!(
+        "{origin}: route[0].env.KEY.from_file: {:?}: ",
+        dir.join("missing").display().to_string()
+    );
+    assert!(e.starts_with(&want), "{e}");
+
+    write("env = { TOKEN = { from_env = \"SLUICE_TEST_NEVER_SET_3F9A\" } }\n");
+    let e = Config::from_file(&file).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{origin}: route[0].env.TOKEN.from_env: sluice's environment variable SLUICE_TEST_NEVER_SET_3F9A is not set"
+        )
+    );
 }

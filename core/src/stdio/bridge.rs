@@ -995,7 +995,7 @@ fn head(status: u16, session: &str) -> AnswerHead {
 
 /// The whole error answer to a request that never reached the child: its
 /// id (null for anything but one request), `e`'s status and code.
-fn error_part(
+pub(super) fn error_part(
     req: &Request,
     json: &jsonrpc::Limits,
     e: &StdioError,

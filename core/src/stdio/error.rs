@@ -27,6 +27,11 @@ pub enum StdioError {
         /// The limit.
         limit: usize,
     },
+    /// Per-session mode: the route runs as many children as it may.
+    TooManyProcesses {
+        /// The limit (`max_processes`).
+        limit: usize,
+    },
     /// The session was deleted (or reaped) while the request was in flight.
     SessionEnded,
     /// sluice is shutting down.
@@ -38,7 +43,9 @@ impl StdioError {
     pub fn code(&self) -> i64 {
         match self {
             StdioError::InitTimeout => codes::UPSTREAM_TIMEOUT,
-            StdioError::TooManyWaiting { .. } => codes::INTERNAL_ERROR,
+            StdioError::TooManyWaiting { .. } | StdioError::TooManyProcesses { .. } => {
+                codes::INTERNAL_ERROR
+            }
             _ => codes::UPSTREAM_FAILED,
         }
     }
@@ -47,7 +54,9 @@ impl StdioError {
     pub fn status(&self) -> u16 {
         match self {
             StdioError::InitTimeout => 504,
-            StdioError::TooManyWaiting { .. } | StdioError::ShuttingDown => 503,
+            StdioError::TooManyWaiting { .. }
+            | StdioError::TooManyProcesses { .. }
+            | StdioError::ShuttingDown => 503,
             StdioError::SessionEnded => 404,
             _ => 502,
         }
@@ -67,6 +76,12 @@ impl fmt::Display for StdioError {
                 write!(
                     f,
                     "{limit} requests already wait for the stdio server to start"
+                )
+            }
+            StdioError::TooManyProcesses { limit } => {
+                write!(
+                    f,
+                    "the route runs its limit of {limit} stdio server processes"
                 )
             }
             StdioError::SessionEnded => f.write_str("the session ended"),

@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use super::duration::parse_duration;
+use super::stdio::{check_arg, check_env_name, check_program, program_in, split_command};
 use super::url::parse_listen;
 use super::{
-    Command, Config, ConfigError, DEFAULT_LISTEN, Demo, FileKeys, HookConfig, HostRule, Log,
-    LogFormat, LogLevel, MAX_WORKERS, OriginRule, Transport, Upstream, check_route_path,
-    hook_base_name, unique_names,
+    Backend, Command, Config, ConfigError, DEFAULT_LISTEN, Demo, EnvValue, EnvVar, FileKeys,
+    HookConfig, HostRule, Http, Log, LogFormat, LogLevel, MAX_WORKERS, OriginRule, Route, Secret,
+    Stdio, StdioMode, Transport, Upstream, check_route_path, hook_base_name, unique_names,
 };
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
@@ -26,6 +27,9 @@ Zero-config: `sluice --upstream URL` serves the upstream's path (e.g. /mcp) at t
 the listen address (or at --path), and forwards /.well-known/* to the upstream's origin so OAuth \
 metadata stays reachable. Everything else takes its default.
 
+An MCP server that runs as a command: `sluice --upstream-command 'uvx mcp-server-time'` starts it \
+and speaks MCP on its stdin and stdout, served at /mcp (or at --path).
+
 Full configuration: `sluice --config FILE.toml` (schema: docs/CONFIG.md). The file and the proxy \
 flags are exclusive; only --log-level and --log-format may be given with --config, and they \
 override the file.";
@@ -36,6 +40,7 @@ Examples:
   sluice --upstream https://mcp.example.com/v1/mcp --path /mcp --listen 0.0.0.0:8080 \\
          --allow-host proxy.internal
   sluice --upstream http://127.0.0.1:3001/mcp --hook deny.wasm --hook-config 'deny.wasm={\"tools\":[\"rm\"]}'
+  sluice --upstream-command 'npx -y @modelcontextprotocol/server-github' --stdio-env GITHUB_TOKEN
   sluice --config /etc/sluice/sluice.toml --log-level debug
   sluice demo --listen 127.0.0.1:0";
 
@@ -46,7 +51,9 @@ Examples:
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    group = ArgGroup::new("backend").args(["upstream", "upstream_command"]),
+    group = ArgGroup::new("source").args(["upstream", "upstream_command", "config"]).required(true)
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,8 +64,21 @@ struct Cli {
     /// Its path (e.g. /mcp) is served at the same path on the listen address unless --path
     /// says otherwise; its query, if any, is added to every upstream request. No user:password@,
     /// no #fragment; IPv6 hosts in brackets.
-    #[arg(long, value_name = "URL", required_unless_present = "config")]
+    #[arg(long, value_name = "URL")]
     upstream: Option<String>,
+
+    /// The MCP server to proxy, as a command sluice starts: 'PROGRAM ARG...' in one string.
+    ///
+    /// sluice runs it as a child process and speaks MCP on its stdin and stdout. Words are quoted
+    /// as in a shell ('...', "...", \) and nothing more: * and ~ pass as written, and $, `, |, &,
+    /// ;, <, > outside quotes are refused. For a shell, ask for one: --upstream-command
+    /// "sh -c '...'".
+    #[arg(
+        long,
+        value_name = "CMD",
+        conflicts_with_all = ["upstream_transport", "legacy_max_sessions", "legacy_session_idle"]
+    )]
+    upstream_command: Option<String>,
 
     /// The address to listen on: IP:PORT, [IPv6]:PORT or localhost:PORT.
     ///
@@ -66,11 +86,12 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_LISTEN.to_string())]
     listen: String,
 
-    /// The path prefix to serve the upstream at [default: the upstream URL's path].
+    /// The path prefix to serve the upstream at [default: the upstream URL's path, or /mcp for
+    /// --upstream-command].
     ///
     /// Requests under it go to the upstream with the prefix replaced by the upstream's path:
     /// with --path /mcp and --upstream http://h/v1/mcp, /mcp/x goes to /v1/mcp/x.
-    #[arg(long, value_name = "PATH", requires = "upstream")]
+    #[arg(long, value_name = "PATH", requires = "backend")]
     path: Option<String>,
 
     /// Read the whole configuration from a TOML file (see docs/CONFIG.md).
@@ -81,8 +102,9 @@ struct Cli {
         short,
         long,
         value_name = "FILE",
-        conflicts_with_all = ["upstream", "listen", "path", "allow_host", "allow_origin",
-            "upstream_transport", "legacy_max_sessions", "legacy_session_idle", "ca_file", "hooks"]
+        conflicts_with_all = ["upstream", "upstream_command", "listen", "path", "allow_host",
+            "allow_origin", "upstream_transport", "legacy_max_sessions", "legacy_session_idle",
+            "stdio_mode", "stdio_env", "stdio_cwd", "ca_file", "hooks"]
     )]
     config: Option<PathBuf>,
 
@@ -124,6 +146,45 @@ struct Cli {
     #[arg(long, value_name = "DURATION")]
     legacy_session_idle: Option<String>,
 
+    /// With --upstream-command: one child for every client session (shared), or one per session
+    /// (per-session) [default: shared].
+    ///
+    /// shared: sluice gives each client request an id of its own on the child and brings the
+    /// answer back to the session that asked. per-session: each client's initialize starts a
+    /// child of its own, stopped when the session ends.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        requires = "upstream_command",
+        conflicts_with = "upstream"
+    )]
+    stdio_mode: Option<CliStdioMode>,
+
+    /// With --upstream-command: a variable of the child's environment (repeatable): NAME=VALUE,
+    /// or NAME alone to pass on sluice's own variable NAME, which must be set.
+    ///
+    /// Otherwise the child inherits PATH, HOME and LANG from sluice, and nothing else. Pass
+    /// secrets by NAME alone: a VALUE on the command line shows in ps.
+    #[arg(
+        long,
+        value_name = "NAME[=VALUE]",
+        requires = "upstream_command",
+        conflicts_with = "upstream"
+    )]
+    stdio_env: Vec<String>,
+
+    /// With --upstream-command: the child's working directory [default: sluice's own].
+    ///
+    /// A relative program path in the command (./server) is taken from it.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "upstream_command",
+        conflicts_with = "upstream"
+    )]
+    stdio_cwd: Option<PathBuf>,
+
     /// Also trust the CA certificates in this PEM file for https upstreams.
     ///
     /// Added to the built-in Mozilla roots (webpki).
@@ -159,6 +220,13 @@ struct DemoArgs {
 
     #[command(flatten)]
     hooks: HookArgs,
+
+    /// Serve the demo MCP server on stdin and stdout instead (the MCP stdio transport).
+    ///
+    /// `sluice demo` runs this as the child of its /stdio route; nothing but messages goes to
+    /// stdout.
+    #[arg(long, conflicts_with_all = ["listen", "hooks"])]
+    stdio: bool,
 }
 
 #[derive(Args, Debug)]
@@ -207,9 +275,18 @@ enum CliTransport {
     Auto,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliStdioMode {
+    /// One child for every client session.
+    Shared,
+    /// One child per client session.
+    PerSession,
+}
+
 /// The top-level arguments (clap ids) that make no sense with `demo`.
 const PROXY_ARGS: &[&str] = &[
     "upstream",
+    "upstream_command",
     "listen",
     "path",
     "config",
@@ -218,6 +295,9 @@ const PROXY_ARGS: &[&str] = &[
     "upstream_transport",
     "legacy_max_sessions",
     "legacy_session_idle",
+    "stdio_mode",
+    "stdio_env",
+    "stdio_cwd",
     "ca_file",
     "hook",
     "hook_config",
@@ -227,6 +307,8 @@ const PROXY_ARGS: &[&str] = &[
 
 const CLI_KEYS: FileKeys = FileKeys {
     ca_file: "--ca-file",
+    cwd: |_| "--stdio-cwd".to_string(),
+    env: |_, _, _| "--stdio-env".to_string(),
     hook_path: |_| "--hook".to_string(),
 };
 
@@ -273,10 +355,15 @@ where
 
     if let Some(Sub::Demo(demo)) = &cli.command {
         let listen = parse_listen(&demo.listen).map_err(|p| flag_err("--listen", p))?;
+        if demo.stdio {
+            return Ok(Command::DemoStdio);
+        }
         let demo = Demo {
             listen,
             log: log(Log::default()),
             hooks: hooks(&demo.hooks)?,
+            // The /stdio route runs this same binary as its child.
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("sluice")),
         };
         let probe = demo.proxy_config(listen);
         probe.check_files(&CLI_KEYS, None)?;
@@ -292,59 +379,26 @@ where
         return Ok(Command::Proxy(config));
     }
 
-    let Some(url) = &cli.upstream else {
-        // clap enforces --upstream without --config; keep a message anyway.
-        return Err(flag_err("--upstream", "missing (or give --config FILE)"));
-    };
-    let upstream = Upstream::parse(url).map_err(|p| flag_err("--upstream", p))?;
-    let transport = match cli.upstream_transport {
-        CliTransport::Streamable => Transport::Streamable,
-        CliTransport::Sse => Transport::Sse,
-        CliTransport::Auto => Transport::Auto,
+    let backend = match (&cli.upstream, &cli.upstream_command) {
+        (Some(url), _) => Backend::Http(http(&cli, url)?),
+        (None, Some(command)) => Backend::Stdio(stdio(&cli, command)?),
+        // clap enforces one of them without --config; keep a message anyway.
+        (None, None) => {
+            return Err(flag_err(
+                "--upstream",
+                "missing (or give --upstream-command CMD, or --config FILE)",
+            ));
+        }
     };
     let listen = parse_listen(&cli.listen).map_err(|p| flag_err("--listen", p))?;
     let path = match &cli.path {
-        None => upstream.path.clone(),
+        None => backend.default_path(),
         Some(p) => {
             check_route_path(p).map_err(|e| flag_err("--path", e))?;
             p.clone()
         }
     };
-    let mut config = Config::with_route(listen, path, upstream);
-    config.routes[0].transport = transport;
-    let legacy_flags = [
-        ("--legacy-max-sessions", &cli.legacy_max_sessions),
-        ("--legacy-session-idle", &cli.legacy_session_idle),
-    ];
-    for (flag, value) in legacy_flags {
-        if value.is_some() && transport == Transport::Streamable {
-            return Err(flag_err(
-                flag,
-                "only applies with --upstream-transport sse or auto",
-            ));
-        }
-    }
-    if let Some(n) = &cli.legacy_max_sessions {
-        config.routes[0].legacy.max_sessions = match n.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                return Err(flag_err(
-                    "--legacy-max-sessions",
-                    format!("{n:?} is not a whole number above zero"),
-                ));
-            }
-        };
-    }
-    if let Some(d) = &cli.legacy_session_idle {
-        let idle = parse_duration(d).map_err(|p| flag_err("--legacy-session-idle", p))?;
-        if idle == Some(std::time::Duration::ZERO) {
-            return Err(flag_err(
-                "--legacy-session-idle",
-                "must be more than zero (or \"off\")",
-            ));
-        }
-        config.routes[0].legacy.session_idle = idle;
-    }
+    let mut config = Config::with_route(listen, Route::new(path, backend));
     if !cli.allow_host.is_empty() {
         config.security.allowed_hosts = cli
             .allow_host
@@ -370,6 +424,88 @@ where
     config.server.workers = cli.workers.map(usize::from);
     config.check_files(&CLI_KEYS, None)?;
     Ok(Command::Proxy(config))
+}
+
+/// `--upstream` and the flags of its transport.
+fn http(cli: &Cli, url: &str) -> Result<Http, ConfigError> {
+    let mut http = Http::new(Upstream::parse(url).map_err(|p| flag_err("--upstream", p))?);
+    http.transport = match cli.upstream_transport {
+        CliTransport::Streamable => Transport::Streamable,
+        CliTransport::Sse => Transport::Sse,
+        CliTransport::Auto => Transport::Auto,
+    };
+    let legacy_flags = [
+        ("--legacy-max-sessions", &cli.legacy_max_sessions),
+        ("--legacy-session-idle", &cli.legacy_session_idle),
+    ];
+    for (flag, value) in legacy_flags {
+        if value.is_some() && http.transport == Transport::Streamable {
+            return Err(flag_err(
+                flag,
+                "only applies with --upstream-transport sse or auto",
+            ));
+        }
+    }
+    if let Some(n) = &cli.legacy_max_sessions {
+        http.legacy.max_sessions = match n.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(flag_err(
+                    "--legacy-max-sessions",
+                    format!("{n:?} is not a whole number above zero"),
+                ));
+            }
+        };
+    }
+    if let Some(d) = &cli.legacy_session_idle {
+        let idle = parse_duration(d).map_err(|p| flag_err("--legacy-session-idle", p))?;
+        if idle == Some(std::time::Duration::ZERO) {
+            return Err(flag_err(
+                "--legacy-session-idle",
+                "must be more than zero (or \"off\")",
+            ));
+        }
+        http.legacy.session_idle = idle;
+    }
+    Ok(http)
+}
+
+/// `--upstream-command` and the `--stdio-*` flags.
+fn stdio(cli: &Cli, command: &str) -> Result<Stdio, ConfigError> {
+    let flag = "--upstream-command";
+    let (program, args) = split_command(command).map_err(|p| flag_err(flag, p))?;
+    check_program(&program).map_err(|p| flag_err(flag, p))?;
+    for arg in &args {
+        check_arg(arg).map_err(|p| flag_err(flag, p))?;
+    }
+    if cli
+        .stdio_cwd
+        .as_ref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        return Err(flag_err("--stdio-cwd", "cannot be empty"));
+    }
+    let mut stdio = Stdio::new(program_in(cli.stdio_cwd.as_deref(), &program), args);
+    stdio.cwd = cli.stdio_cwd.clone();
+    stdio.mode = match cli.stdio_mode {
+        None | Some(CliStdioMode::Shared) => StdioMode::shared(),
+        Some(CliStdioMode::PerSession) => StdioMode::per_session(),
+    };
+    for given in &cli.stdio_env {
+        let (name, value) = match given.split_once('=') {
+            Some((name, value)) => (name, EnvValue::Literal(Secret::new(value))),
+            None => (given.as_str(), EnvValue::FromEnv(given.clone())),
+        };
+        check_env_name(name).map_err(|p| flag_err("--stdio-env", p))?;
+        if stdio.env.iter().any(|v| v.name == name) {
+            return Err(flag_err("--stdio-env", format!("{name:?} is given twice")));
+        }
+        stdio.env.push(EnvVar {
+            name: name.to_string(),
+            value,
+        });
+    }
+    Ok(stdio)
 }
 
 /// `--hook` files with their `--hook-config` strings and `--hook-headers` lists.
@@ -458,6 +594,7 @@ fn given_twice(flag: &str, path: &Path) -> ConfigError {
 mod tests {
     use super::super::duration::{format_duration, format_size};
     use super::super::{Grants, HookMode, Legacy, OnError};
+    use super::super::{Stdio, StdioMode};
     use super::*;
 
     /// The defaults the help text states are the ones the config uses
@@ -489,6 +626,19 @@ mod tests {
                 name(log.format.to_possible_value()).unwrap()
             ),
             format!("[default: {DEFAULT_LISTEN}]"),
+            format!("or {} for --upstream-command]", Stdio::DEFAULT_PATH),
+            format!(
+                "(per-session) [default: {}]",
+                match Stdio::new("x", vec![]).mode {
+                    StdioMode::Shared { .. } => "shared",
+                    StdioMode::PerSession { .. } => "per-session",
+                }
+            ),
+            format!(
+                "the child inherits {} and {} from sluice",
+                Stdio::DEFAULT_INHERIT_ENV[..Stdio::DEFAULT_INHERIT_ENV.len() - 1].join(", "),
+                Stdio::DEFAULT_INHERIT_ENV.last().unwrap()
+            ),
         ] {
             assert!(help.contains(&needle), "--help lacks {needle:?}:\n{help}");
         }

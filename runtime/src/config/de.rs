@@ -21,6 +21,7 @@ use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, Se
 use serde_path_to_error::Segment;
 
 use super::duration::{parse_duration, parse_size};
+use super::stdio::{Account, check_env_name};
 use super::url::parse_listen;
 use super::{
     ConfigError, HostRule, LegacyMode, LogFormat, LogLevel, OnError, OriginRule, Roots, Transport,
@@ -108,10 +109,11 @@ fn unknown_key(message: &str) -> Option<String> {
     let (_, expected) = message
         .strip_prefix("unknown field `")?
         .split_once("`, expected ")?;
+    // serde: "`a`" for one key, "`a` or `b`" for two, "one of `a`, `b`, `c`".
     let names = expected.strip_prefix("one of ").unwrap_or(expected);
     Some(format!(
         "unknown key (expected one of: {})",
-        names.replace('`', "")
+        names.replace("` or `", ", ").replace('`', "")
     ))
 }
 
@@ -386,6 +388,16 @@ pub(super) enum Mode {
     Warm,
 }
 
+/// A command route's `stdio_mode`, before its mode's settings are read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum StdioModeName {
+    Shared,
+    PerSession,
+}
+
+/// The name of an environment variable.
+pub(super) struct EnvName(pub(super) String);
+
 /// One of a hook's `grants`.
 #[derive(Clone, Copy)]
 pub(super) enum Grant {
@@ -403,6 +415,7 @@ parsed! {
     Name => |s| not_empty(s).map(|s| Name(s.to_string())),
     RoutePath => |s| check_route_path(s).map(|()| RoutePath(s.to_string())),
     Method => |s| check_method_pattern(s).map(|()| Method(s.to_string())),
+    EnvName => |s| check_env_name(s).map(|()| EnvName(s.to_string())),
     String => |s| Ok(s.to_string()),
     LogLevel => value_enum,
     LogFormat => value_enum,
@@ -422,6 +435,10 @@ parsed! {
     ]),
     OnError => |s| keyword(s, &[("reject", OnError::Reject), ("pass", OnError::Pass)]),
     Mode => |s| keyword(s, &[("fresh", Mode::Fresh), ("warm", Mode::Warm)]),
+    StdioModeName => |s| keyword(s, &[
+        ("shared", StdioModeName::Shared),
+        ("per-session", StdioModeName::PerSession),
+    ]),
     Grant => |s| keyword(s, &[
         ("clock", Grant::Clock),
         ("random", Grant::Random),
@@ -494,6 +511,56 @@ impl<const MIN: usize, const MAX: usize> From<Count<MIN, MAX>> for u32 {
     /// Saturating; give the count a `MAX` of `u32::MAX`.
     fn from(count: Count<MIN, MAX>) -> u32 {
         u32::try_from(count.0).unwrap_or(u32::MAX)
+    }
+}
+
+/// A command: an array of strings, the program first.
+pub(super) struct CommandWords(pub(super) List<String>);
+
+impl<'de> Leaf<'de> for CommandWords {
+    const EXPECTED: &'static str =
+        "an array of strings (the program, then its arguments: [\"uvx\", \"mcp-server-time\"])";
+
+    fn array<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+        List::<String>::array(seq).map(CommandWords)
+    }
+}
+
+/// A user or group: a numeric id (an integer, or a string of digits) or a
+/// name.
+pub(super) enum IdOrName {
+    Id(u32),
+    Name(String),
+}
+
+impl IdOrName {
+    pub(super) fn account(&self) -> Account<'_> {
+        match self {
+            IdOrName::Id(id) => Account::Id(*id),
+            IdOrName::Name(name) => Account::Name(name),
+        }
+    }
+}
+
+impl<'de> Leaf<'de> for IdOrName {
+    const EXPECTED: &'static str = "a name or a numeric id";
+
+    fn scalar(value: Scalar<'_>) -> Result<Self, Refused> {
+        // (uid_t)-1 means "unchanged" to setuid and setgid.
+        let id = |n: i128| match u32::try_from(n) {
+            Ok(id) if id != u32::MAX => Ok(IdOrName::Id(id)),
+            _ => Err(format!("{n} is out of range (0 to {})", u32::MAX - 1).into()),
+        };
+        match value {
+            Scalar::Int(n) => id(n),
+            Scalar::Str("") => Err("cannot be empty".into()),
+            Scalar::Str(s) if s.bytes().all(|b| b.is_ascii_digit()) => match s.parse::<i128>() {
+                Ok(n) => id(n),
+                Err(_) => Err(format!("{s} is out of range (0 to {})", u32::MAX - 1).into()),
+            },
+            Scalar::Str(s) => Ok(IdOrName::Name(s.to_string())),
+            _ => Err(Refused::Kind),
+        }
     }
 }
 
@@ -649,6 +716,11 @@ mod tests {
         assert_eq!(
             unknown_key(many).unwrap(),
             "unknown key (expected one of: listen, route)"
+        );
+        let two = "unknown field `form_env`, expected `from_env` or `from_file`";
+        assert_eq!(
+            unknown_key(two).unwrap(),
+            "unknown key (expected one of: from_env, from_file)"
         );
         let one = "unknown field `threads`, expected `workers`";
         assert_eq!(

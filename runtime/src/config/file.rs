@@ -15,14 +15,20 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::de::{
-    At, Count, Grace, Grant, Json, Key, List, Method, Mode, Name, OrOff, RoutePath, Size, Source,
-    or, span, tables, value, values,
+    At, CommandWords, Count, EnvName, Grace, Grant, IdOrName, Json, Key, Leaf, List, Method, Mode,
+    Name, OrOff, Refused, RoutePath, Scalar, Size, Source, StdioModeName, or, span, tables, value,
+    values,
+};
+use super::stdio::{
+    EMPTY_COMMAND, GROUP, PASSWD, check_arg, check_env_name, check_program, find_group, find_user,
+    program_in,
 };
 use super::{
-    Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL, FileKeys,
-    HookConfig, HookMode, HostRule, LegacyMode, Limits, Log, LogFormat, LogLevel, MAX_WORKERS,
-    OnError, OriginRule, Pool, Roots, Route, Security, Server, Timeouts, Tls, Transport, Upstream,
-    hook_base_name, unique_names,
+    Backend, Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL,
+    EnvValue, EnvVar, FileKeys, HookConfig, HookMode, HostRule, Http, LegacyMode, Limits, Log,
+    LogFormat, LogLevel, MAX_WORKERS, OnError, OriginRule, Pool, Roots, Route, RunAs, Sandbox,
+    Secret, Security, Server, Stdio, StdioMode, Timeouts, Tls, Transport, Upstream, hook_base_name,
+    unique_names,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -30,6 +36,8 @@ type Result<T> = std::result::Result<T, ConfigError>;
 /// How errors about files name their keys in the file form.
 pub(super) const FILE_KEYS: FileKeys = FileKeys {
     ca_file: "tls.ca_file",
+    cwd: |i| format!("route[{i}].cwd"),
+    env: |i, name, from| format!("route[{i}].env.{name}.{from}"),
     hook_path: |i| format!("hook[{i}].path"),
 };
 
@@ -54,12 +62,36 @@ tables! {
         name: Key<Name>,
         path: Key<RoutePath>,
         upstream: Key<Upstream>,
+        command: Key<CommandWords>,
         transport: Key<Transport>,
         legacy_mode: Key<LegacyMode>,
         legacy_max_sessions: Key<Count<1>>,
         legacy_session_idle: Key<OrOff>,
         legacy_allow_other_origin: Key<bool>,
         well_known: Key<bool>,
+        env: Key<Env>,
+        inherit_env: Key<List<EnvName>>,
+        cwd: Key<PathBuf>,
+        stdio_mode: Key<StdioModeName>,
+        max_processes: Key<Count<1>>,
+        session_idle: Key<OrOff>,
+        shutdown_grace: Key<Grace>,
+        init_timeout: Key<Duration>,
+        restart_backoff_max: Key<Duration>,
+        sandbox: Key<SandboxTable>,
+    }
+
+    struct EnvFrom("a table") {
+        from_env: Key<EnvName>,
+        from_file: Key<PathBuf>,
+    }
+
+    struct SandboxTable("a table ([route.sandbox])") {
+        max_memory: Key<Size>,
+        max_cpu: Key<Duration>,
+        max_open_files: Key<Count<1>>,
+        user: Key<IdOrName>,
+        group: Key<IdOrName>,
     }
 
     struct LimitsTable("a table ([limits])") {
@@ -130,7 +162,7 @@ pub(super) fn parse(src: &Source<'_>, base_dir: &Path) -> Result<Config> {
     let listen = or(file.listen, DEFAULT_LISTEN);
     Ok(Config {
         listen,
-        routes: routes(src, value(file.route).unwrap_or_default())?,
+        routes: routes(src, value(file.route).unwrap_or_default(), base_dir)?,
         limits: value(file.limits).map_or_else(Limits::default, limits),
         timeouts: value(file.timeouts).map_or_else(Timeouts::default, timeouts),
         security: security(src, value(file.security), Security::defaults_for(listen))?,
@@ -183,7 +215,7 @@ fn first_written<'k>(
     keys.into_iter().find_map(|(k, s)| Some((k, s?)))
 }
 
-fn routes(src: &Source<'_>, tables: List<RouteTable>) -> Result<Vec<Route>> {
+fn routes(src: &Source<'_>, tables: List<RouteTable>, base_dir: &Path) -> Result<Vec<Route>> {
     if tables.is_empty() {
         return Err(ConfigError::invalid(
             Some(src.origin),
@@ -194,51 +226,64 @@ fn routes(src: &Source<'_>, tables: List<RouteTable>) -> Result<Vec<Route>> {
     }
     let mut routes: Vec<Route> = Vec::new();
     let mut names: Vec<(Option<String>, String)> = Vec::new();
-    for (i, At { value: t, span: at }) in tables.into_iter().enumerate() {
+    for (
+        i,
+        At {
+            value: mut t,
+            span: at,
+        },
+    ) in tables.into_iter().enumerate()
+    {
         let key = |k: &str| format!("route[{i}].{k}");
-        let Some(upstream) = t.upstream else {
-            return Err(src.err(
-                &at,
-                key("upstream"),
-                "missing (every route needs an upstream URL)",
-            ));
+        let (backend, written_at) = match (t.upstream.take(), t.command.take()) {
+            (Some(upstream), Some(command)) => {
+                let (k, s) = match upstream.span.start < command.span.start {
+                    true => ("command", command.span),
+                    false => ("upstream", upstream.span),
+                };
+                return Err(src.err(
+                    &s,
+                    key(k),
+                    "a route has an upstream URL or a command, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(src.err(
+                    &at,
+                    key("upstream"),
+                    "missing (every route needs an upstream URL, or a command to run)",
+                ));
+            }
+            (Some(At { value, span }), None) => {
+                let first = routes.iter().all(|r| r.http().is_none());
+                (Backend::Http(http(src, &key, &mut t, value, first)?), span)
+            }
+            (None, Some(command)) => {
+                let span = command.span.clone();
+                (
+                    Backend::Stdio(stdio(src, &key, &mut t, command, base_dir)?),
+                    span,
+                )
+            }
         };
-        let path = t.path.as_ref().map_or(&upstream.value.path, |p| &p.value.0);
+        let path = match &t.path {
+            Some(p) => p.value.0.clone(),
+            None => backend.default_path(),
+        };
         let trimmed = path.trim_end_matches('/');
         if let Some(j) = routes
             .iter()
             .position(|r| r.path.trim_end_matches('/') == trimmed)
         {
             return Err(src.err(
-                span(&t.path).unwrap_or(&upstream.span),
+                span(&t.path).unwrap_or(&written_at),
                 key("path"),
                 format!("{path:?} is already served by route[{j}]"),
             ));
         }
-        let mut route = Route::new(path.clone(), upstream.value);
-
-        route.transport = or(t.transport, route.transport);
-        let legacy_key = first_written([
-            ("legacy_mode", span(&t.legacy_mode)),
-            ("legacy_max_sessions", span(&t.legacy_max_sessions)),
-            ("legacy_session_idle", span(&t.legacy_session_idle)),
-            (
-                "legacy_allow_other_origin",
-                span(&t.legacy_allow_other_origin),
-            ),
-        ]);
-        if let (Transport::Streamable, Some((k, s))) = (route.transport, legacy_key) {
-            return Err(src.err(s, key(k), "only applies to transport = \"sse\" or \"auto\""));
-        }
-        route.legacy_mode = or(t.legacy_mode, route.legacy_mode);
-        let legacy = &mut route.legacy;
-        legacy.max_sessions = or(t.legacy_max_sessions, legacy.max_sessions);
-        legacy.session_idle = or(t.legacy_session_idle, legacy.session_idle);
-        legacy.allow_other_origin = or(t.legacy_allow_other_origin, legacy.allow_other_origin);
-
-        route.well_known = t.well_known.as_ref().map_or(i == 0, |w| w.value);
-        if route.well_known
-            && let Some(j) = routes.iter().position(|r| r.well_known)
+        let route = Route::new(path, backend);
+        if route.well_known()
+            && let Some(j) = routes.iter().position(Route::well_known)
         {
             return Err(src.err(
                 span(&t.well_known).unwrap_or(&at),
@@ -255,6 +300,287 @@ fn routes(src: &Source<'_>, tables: List<RouteTable>) -> Result<Vec<Route>> {
         route.name = name;
     }
     Ok(routes)
+}
+
+/// A URL route's settings (`first`: no URL route comes before it). Keys of
+/// a command route are refused.
+fn http(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    t: &mut RouteTable,
+    upstream: Upstream,
+    first: bool,
+) -> Result<Http> {
+    let command_key = first_written([
+        ("env", span(&t.env)),
+        ("inherit_env", span(&t.inherit_env)),
+        ("cwd", span(&t.cwd)),
+        ("stdio_mode", span(&t.stdio_mode)),
+        ("max_processes", span(&t.max_processes)),
+        ("session_idle", span(&t.session_idle)),
+        ("shutdown_grace", span(&t.shutdown_grace)),
+        ("init_timeout", span(&t.init_timeout)),
+        ("restart_backoff_max", span(&t.restart_backoff_max)),
+        ("sandbox", span(&t.sandbox)),
+    ]);
+    if let Some((k, s)) = command_key {
+        return Err(src.err(s, key(k), "only applies to a route with a command"));
+    }
+    let mut http = Http::new(upstream);
+    http.transport = or(t.transport.take(), http.transport);
+    let legacy_key = first_written([
+        ("legacy_mode", span(&t.legacy_mode)),
+        ("legacy_max_sessions", span(&t.legacy_max_sessions)),
+        ("legacy_session_idle", span(&t.legacy_session_idle)),
+        (
+            "legacy_allow_other_origin",
+            span(&t.legacy_allow_other_origin),
+        ),
+    ]);
+    if let (Transport::Streamable, Some((k, s))) = (http.transport, legacy_key) {
+        return Err(src.err(s, key(k), "only applies to transport = \"sse\" or \"auto\""));
+    }
+    http.legacy_mode = or(t.legacy_mode.take(), http.legacy_mode);
+    let legacy = &mut http.legacy;
+    legacy.max_sessions = or(t.legacy_max_sessions.take(), legacy.max_sessions);
+    legacy.session_idle = or(t.legacy_session_idle.take(), legacy.session_idle);
+    legacy.allow_other_origin = or(
+        t.legacy_allow_other_origin.take(),
+        legacy.allow_other_origin,
+    );
+    http.well_known = t.well_known.as_ref().map_or(first, |w| w.value);
+    Ok(http)
+}
+
+/// A command route's settings. Keys of a URL route are refused.
+fn stdio(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    t: &mut RouteTable,
+    command: At<CommandWords>,
+    base_dir: &Path,
+) -> Result<Stdio> {
+    let url_key = first_written([
+        ("transport", span(&t.transport)),
+        ("legacy_mode", span(&t.legacy_mode)),
+        ("legacy_max_sessions", span(&t.legacy_max_sessions)),
+        ("legacy_session_idle", span(&t.legacy_session_idle)),
+        (
+            "legacy_allow_other_origin",
+            span(&t.legacy_allow_other_origin),
+        ),
+        ("well_known", span(&t.well_known)),
+    ]);
+    if let Some((k, s)) = url_key {
+        return Err(src.err(s, key(k), "only applies to a route with an upstream URL"));
+    }
+    let Some((program, args)) = command.value.0.split_first() else {
+        return Err(src.err(&command.span, key("command"), EMPTY_COMMAND));
+    };
+    check_program(&program.value).map_err(|p| src.err(&program.span, key("command[0]"), p))?;
+    for (j, arg) in args.iter().enumerate() {
+        check_arg(&arg.value)
+            .map_err(|p| src.err(&arg.span, key(&format!("command[{}]", j + 1)), p))?;
+    }
+    let cwd = t.cwd.take().map(|c| base_dir.join(c.value));
+    let program = program_in(cwd.as_deref(), &program.value);
+    let mut s = Stdio::new(program, args.iter().map(|a| a.value.clone()).collect());
+    s.cwd = cwd;
+
+    for (name, At { value, span: at }) in value(t.env.take()).map_or_else(Vec::new, |e| e.0) {
+        let var = |k: &str| key(&format!("env.{name}{k}"));
+        check_env_name(&name).map_err(|p| src.err(&at, var(""), p))?;
+        let value = match value {
+            EnvSource::Literal(v) if v.contains('\0') => {
+                return Err(src.err(&at, var(""), "contains a NUL character"));
+            }
+            EnvSource::Literal(v) => EnvValue::Literal(Secret::new(v)),
+            EnvSource::From(from) => match (from.from_env, from.from_file) {
+                (Some(e), None) => EnvValue::FromEnv(e.value.0),
+                (None, Some(f)) => EnvValue::FromFile(base_dir.join(f.value)),
+                (Some(_), Some(f)) => {
+                    return Err(src.err(
+                        &f.span,
+                        var(".from_file"),
+                        "give from_env or from_file, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(src.err(
+                        &at,
+                        var(""),
+                        "an empty table: give { from_env = \"NAME\" } or { from_file = \"PATH\" }",
+                    ));
+                }
+            },
+        };
+        s.env.push(EnvVar { name, value });
+    }
+
+    if let Some(inherit) = t.inherit_env.take() {
+        s.inherit_env.clear();
+        for (j, At { value: name, span }) in inherit.value.into_iter().enumerate() {
+            if s.inherit_env.contains(&name.0) {
+                let k = key(&format!("inherit_env[{j}]"));
+                return Err(src.err(&span, k, format!("{:?} is listed twice", name.0)));
+            }
+            s.inherit_env.push(name.0);
+        }
+    }
+
+    // Each mode's own key, and the other mode's key if it was written.
+    let (other_mode_key, mode) = match or(t.stdio_mode.take(), StdioModeName::Shared) {
+        StdioModeName::Shared => {
+            s.mode = StdioMode::Shared {
+                restart_backoff_max: or(
+                    t.restart_backoff_max.take(),
+                    StdioMode::DEFAULT_RESTART_BACKOFF_MAX,
+                ),
+            };
+            let max_processes = span(&t.max_processes).map(|s| ("max_processes", s));
+            (max_processes, "per-session")
+        }
+        StdioModeName::PerSession => {
+            s.mode = StdioMode::PerSession {
+                max_processes: or(t.max_processes.take(), StdioMode::DEFAULT_MAX_PROCESSES),
+            };
+            let backoff = span(&t.restart_backoff_max).map(|s| ("restart_backoff_max", s));
+            (backoff, "shared")
+        }
+    };
+    if let Some((k, s)) = other_mode_key {
+        let problem = format!("only applies with stdio_mode = {mode:?}");
+        return Err(src.err(s, key(k), problem));
+    }
+    s.session_idle = or(t.session_idle.take(), s.session_idle);
+    s.shutdown_grace = or(t.shutdown_grace.take(), s.shutdown_grace);
+    s.init_timeout = or(t.init_timeout.take(), s.init_timeout);
+    if let Some(sandbox) = t.sandbox.take() {
+        s.sandbox = self::sandbox(src, key, sandbox.value)?;
+    }
+    Ok(s)
+}
+
+/// A command route's `[route.sandbox]`. User and group names are looked up
+/// in `/etc/passwd` and `/etc/group`, read only when a name is given (or a
+/// numeric user without a group, whose primary group is looked up).
+fn sandbox(src: &Source<'_>, key: &dyn Fn(&str) -> String, t: SandboxTable) -> Result<Sandbox> {
+    let key = |k: &str| key(&format!("sandbox.{k}"));
+    if let Some(cpu) = &t.max_cpu
+        && cpu.value.subsec_nanos() != 0
+    {
+        return Err(src.err(
+            &cpu.span,
+            key("max_cpu"),
+            "RLIMIT_CPU counts whole seconds; give a duration such as 10s or 5m",
+        ));
+    }
+    let run_as = match &t.user {
+        Some(user) => Some(run_as(src, &key, user, t.group.as_ref())?),
+        None => match &t.group {
+            Some(group) => {
+                return Err(src.err(
+                    &group.span,
+                    key("group"),
+                    "only applies with user (without it the child keeps sluice's user and group)",
+                ));
+            }
+            None => None,
+        },
+    };
+    Ok(Sandbox {
+        max_memory: t.max_memory.map(|m| m.value.0 as u64),
+        max_cpu: value(t.max_cpu),
+        max_open_files: t.max_open_files.map(|n| n.value.0 as u64),
+        run_as,
+    })
+}
+
+/// The ids of a sandbox's `user`, with its `group` or else the user's
+/// primary group. `/etc/passwd` is read unless both are numeric;
+/// `/etc/group` when the group is a name.
+fn run_as(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    user: &At<IdOrName>,
+    group: Option<&At<IdOrName>>,
+) -> Result<RunAs> {
+    let read = |path: &str, k: &str, at: &Range<usize>| {
+        std::fs::read_to_string(path)
+            .map_err(|e| src.err(at, key(k), format!("cannot read {path}: {e}")))
+    };
+    let gid = match group {
+        None => None,
+        Some(At {
+            value: IdOrName::Id(gid),
+            ..
+        }) => Some(*gid),
+        Some(At {
+            value: IdOrName::Name(name),
+            span,
+        }) => Some(
+            find_group(&read(GROUP, "group", span)?, name).ok_or_else(|| {
+                src.err(span, key("group"), format!("no group {name:?} in {GROUP}"))
+            })?,
+        ),
+    };
+    if let (IdOrName::Id(uid), Some(gid)) = (&user.value, gid) {
+        return Ok(RunAs { uid: *uid, gid });
+    }
+    let found = find_user(&read(PASSWD, "user", &user.span)?, user.value.account());
+    let Some((uid, primary)) = found else {
+        let problem = match &user.value {
+            IdOrName::Name(name) => format!("no user {name:?} in {PASSWD}"),
+            IdOrName::Id(uid) => format!(
+                "uid {uid} has no entry in {PASSWD} to take its primary group from; set group too"
+            ),
+        };
+        return Err(src.err(&user.span, key("user"), problem));
+    };
+    Ok(RunAs {
+        uid,
+        gid: gid.unwrap_or(primary),
+    })
+}
+
+/// A command route's `env` table: each variable's name and where its value
+/// comes from, in the order written.
+struct Env(Vec<(String, At<EnvSource>)>);
+
+impl<'de> Leaf<'de> for Env {
+    const EXPECTED: &'static str = "a table of environment variables ({ NAME = \"value\", TOKEN = { from_env = \"MY_TOKEN\" } })";
+
+    fn table<A: serde::de::MapAccess<'de>>(mut map: A) -> std::result::Result<Self, A::Error> {
+        let mut vars = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            vars.push((name, map.next_value()?));
+        }
+        Ok(Env(vars))
+    }
+}
+
+/// Where one variable of `env` takes its value.
+enum EnvSource {
+    /// `NAME = "value"`.
+    Literal(String),
+    /// `NAME = { from_env = "VAR" }` or `NAME = { from_file = "PATH" }`.
+    From(EnvFrom),
+}
+
+impl<'de> Leaf<'de> for EnvSource {
+    const EXPECTED: &'static str =
+        "a string, or a table { from_env = \"NAME\" } or { from_file = \"PATH\" }";
+
+    fn scalar(value: Scalar<'_>) -> std::result::Result<Self, Refused> {
+        match value {
+            Scalar::Str(s) => Ok(EnvSource::Literal(s.to_string())),
+            _ => Err(Refused::Kind),
+        }
+    }
+
+    fn table<A: serde::de::MapAccess<'de>>(map: A) -> std::result::Result<Self, A::Error> {
+        EnvFrom::table(map).map(EnvSource::From)
+    }
 }
 
 fn limits(t: LimitsTable) -> Limits {

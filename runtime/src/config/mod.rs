@@ -2,8 +2,9 @@
 //!
 //! Two front ends produce one validated [`Config`]:
 //!
-//! - the command line alone: `sluice --upstream http://127.0.0.1:3001/mcp`
-//!   (zero-config: one route, every other setting at its default);
+//! - the command line alone: `sluice --upstream http://127.0.0.1:3001/mcp`,
+//!   or `sluice --upstream-command 'uvx mcp-server-time'` for a server sluice
+//!   starts (zero-config: one route, every other setting at its default);
 //! - a TOML file: `sluice --config sluice.toml` (every setting; the schema is
 //!   documented key by key in `docs/CONFIG.md`).
 //!
@@ -32,6 +33,7 @@ mod de;
 mod duration;
 mod file;
 mod security;
+mod stdio;
 mod url;
 
 use std::fmt;
@@ -43,6 +45,7 @@ use std::time::Duration;
 /// types.
 pub use crate::hooks::{Grants, InstanceMode as HookMode, OnError};
 pub use security::{HostRule, OriginRule, Security};
+pub use stdio::{EnvValue, EnvVar, RunAs, Sandbox, Secret, Stdio, StdioMode};
 pub use url::{Host, Scheme, Upstream};
 
 /// What the command line asks for.
@@ -53,6 +56,9 @@ pub enum Command {
     Proxy(Config),
     /// `sluice demo`: run the embedded demo MCP server behind the proxy.
     Demo(Demo),
+    /// `sluice demo --stdio`: serve the demo MCP server on stdin and
+    /// stdout (what `sluice demo` runs behind its `/stdio` route).
+    DemoStdio,
 }
 
 /// The whole validated configuration of the proxy.
@@ -89,12 +95,93 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     /// A name for logs, metrics and hooks (the `upstream` of a hook's
-    /// context). Default: the upstream's host, made unique with `-2`, `-3`…
+    /// context). Default: the upstream's host, or the command's program
+    /// file name, made unique with `-2`, `-3`…
     pub name: String,
     /// The path prefix served on the listen address, starting with `/`.
     /// Matching is by whole segments: `/mcp` matches `/mcp`, `/mcp/x` and
     /// `/mcp?q`, not `/mcpx`.
     pub path: String,
+    /// What serves the route: an upstream URL, or a command sluice runs.
+    pub backend: Backend,
+}
+
+impl Route {
+    /// A route named after its backend (see [`Route::name`]; made unique
+    /// by the front ends).
+    pub(crate) fn new(path: String, backend: Backend) -> Route {
+        let name = match &backend {
+            Backend::Http(http) => match &http.upstream.host {
+                Host::Name(name) => name.clone(),
+                ip => ip.to_string(),
+            },
+            Backend::Stdio(stdio) => stdio.base_name(),
+        };
+        Route {
+            name,
+            path,
+            backend,
+        }
+    }
+
+    /// The upstream URL's settings, for a URL route.
+    pub fn http(&self) -> Option<&Http> {
+        match &self.backend {
+            Backend::Http(http) => Some(http),
+            Backend::Stdio(_) => None,
+        }
+    }
+
+    /// The command's settings, for a command route.
+    pub fn stdio(&self) -> Option<&Stdio> {
+        match &self.backend {
+            Backend::Stdio(stdio) => Some(stdio),
+            Backend::Http(_) => None,
+        }
+    }
+
+    /// Whether `/.well-known/*` requests go to this route's origin (only a
+    /// URL route has one).
+    pub fn well_known(&self) -> bool {
+        self.http().is_some_and(|h| h.well_known)
+    }
+}
+
+/// What serves a route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once at startup
+pub enum Backend {
+    /// An MCP server reached over HTTP at a URL.
+    Http(Http),
+    /// An MCP server sluice starts as a child process and talks to on its
+    /// stdin and stdout.
+    Stdio(Stdio),
+}
+
+impl Backend {
+    /// The path a route is served at when it gives none: the upstream
+    /// URL's path, or [`Stdio::DEFAULT_PATH`] for a command.
+    pub(crate) fn default_path(&self) -> String {
+        match self {
+            Backend::Http(http) => http.upstream.path.clone(),
+            Backend::Stdio(_) => Stdio::DEFAULT_PATH.to_string(),
+        }
+    }
+}
+
+/// The upstream URL (for logs) or the command, quoted.
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Http(http) => http.upstream.fmt(f),
+            Backend::Stdio(stdio) => stdio.fmt(f),
+        }
+    }
+}
+
+/// A route's upstream MCP server at a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http {
     /// Where requests go. The part of the request path after the prefix is
     /// appended to the upstream's path (see [`Config::resolve`]).
     pub upstream: Upstream,
@@ -110,19 +197,15 @@ pub struct Route {
     /// Whether `/.well-known/*` requests go to this upstream's origin,
     /// path unchanged (OAuth protected-resource and authorization-server
     /// metadata must be reachable through the proxy). Default true for the
-    /// first route, false for the others.
+    /// first URL route, false for the others.
     pub well_known: bool,
 }
 
-impl Route {
-    /// A route with every setting but its path and upstream at its default.
-    pub(crate) fn new(path: String, upstream: Upstream) -> Route {
-        Route {
-            name: match &upstream.host {
-                Host::Name(name) => name.clone(),
-                ip => ip.to_string(),
-            },
-            path,
+impl Http {
+    /// An upstream URL with every setting at its default (and
+    /// `well_known`, which depends on the other routes, true).
+    pub(crate) fn new(upstream: Upstream) -> Http {
+        Http {
             upstream,
             transport: Transport::Auto,
             legacy_mode: LegacyMode::Session,
@@ -467,6 +550,9 @@ pub struct Demo {
     pub log: Log,
     /// Hooks given with `--hook`.
     pub hooks: Vec<HookConfig>,
+    /// The sluice binary: [`Demo::STDIO_PATH`] runs it as `sluice demo
+    /// --stdio`.
+    pub program: PathBuf,
 }
 
 impl Demo {
@@ -475,6 +561,9 @@ impl Demo {
     /// The path the demo server's legacy HTTP+SSE face is served at, by the
     /// default transport (`auto`), which finds out it must bridge.
     pub const LEGACY_PATH: &'static str = "/legacy";
+    /// The path the demo server's stdio face is served at: sluice runs
+    /// `sluice demo --stdio` as the route's child.
+    pub const STDIO_PATH: &'static str = "/stdio";
 
     /// The proxy configuration once the demo server listens on `upstream`:
     /// [`Demo::PATH`] → `http://{upstream}/mcp` and [`Demo::LEGACY_PATH`] →
@@ -492,18 +581,23 @@ impl Demo {
             path: Demo::PATH.to_string(),
             query: None,
         };
-        let mut legacy = Route::new(
-            Demo::LEGACY_PATH.to_string(),
-            Upstream {
+        let legacy = Http {
+            well_known: false,
+            ..Http::new(Upstream {
                 path: "/sse".to_string(),
                 ..upstream.clone()
-            },
-        );
+            })
+        };
+        let mut legacy = Route::new(Demo::LEGACY_PATH.to_string(), Backend::Http(legacy));
         legacy.name = "demo-legacy".into();
-        legacy.well_known = false;
-        let mut config = Config::with_route(self.listen, Demo::PATH.to_string(), upstream);
+        let route = Route::new(Demo::PATH.to_string(), Backend::Http(Http::new(upstream)));
+        let mut config = Config::with_route(self.listen, route);
         config.routes[0].name = "demo".into();
         config.routes.push(legacy);
+        let stdio = Stdio::new(&self.program, vec!["demo".into(), "--stdio".into()]);
+        let mut stdio = Route::new(Demo::STDIO_PATH.to_string(), Backend::Stdio(stdio));
+        stdio.name = "demo-stdio".into();
+        config.routes.push(stdio);
         config.log = self.log.clone();
         config.hooks = self.hooks.clone();
         config
@@ -525,7 +619,9 @@ pub struct Resolved<'a> {
 impl Config {
     /// Parses the command line (`args` includes the program name, as
     /// `std::env::args_os()` does) and, with `--config`, reads the file.
-    /// Checks that `--ca-file`/`tls.ca_file` and hook files exist.
+    /// Checks that `--ca-file`/`tls.ca_file`, hook files and a command's
+    /// `cwd` and secret files exist, and that the variables its `from_env`
+    /// names are set.
     ///
     /// `--help` and `--version` come back as [`ConfigError::Cli`]; call
     /// [`ConfigError::exit`], which prints them and exits 0.
@@ -538,7 +634,9 @@ impl Config {
     }
 
     /// Reads and validates a TOML config file. Relative paths inside it are
-    /// resolved against the file's directory; the files they name must exist.
+    /// resolved against the file's directory; the files and directories
+    /// they name must exist, and the variables a command's `from_env` names
+    /// must be set.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
@@ -550,9 +648,11 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates TOML text without touching the filesystem:
-    /// `origin` names the text in errors (a file name), relative paths are
-    /// joined to `base_dir`, and files are not checked for existence.
+    /// Parses and validates TOML text without touching the filesystem
+    /// (but for `/etc/passwd` and `/etc/group` when a route's sandbox names
+    /// a user or group): `origin` names the text in errors (a file name),
+    /// relative paths are joined to `base_dir`, and files and directories
+    /// are not checked for existence.
     pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         file::parse(&de::Source { text, origin }, base_dir)
     }
@@ -573,27 +673,37 @@ impl Config {
     }
 
     /// The core router for these routes (what the proxy routes with), in
-    /// route order.
+    /// route order. A command route has no upstream URL: its prefix maps to
+    /// itself, with no query and no `Host`.
     pub(crate) fn router(&self) -> sluice_core::route::Router {
         sluice_core::route::Router::new(
             self.routes
                 .iter()
-                .map(|r| sluice_core::route::Route {
-                    prefix: r.path.clone(),
-                    upstream_path: r.upstream.path.clone(),
-                    upstream_query: r.upstream.query.clone(),
-                    well_known: r.well_known,
-                    upstream_host: r.upstream.authority.clone(),
+                .map(|r| match &r.backend {
+                    Backend::Http(http) => sluice_core::route::Route {
+                        prefix: r.path.clone(),
+                        upstream_path: http.upstream.path.clone(),
+                        upstream_query: http.upstream.query.clone(),
+                        well_known: http.well_known,
+                        upstream_host: http.upstream.authority.clone(),
+                    },
+                    Backend::Stdio(_) => sluice_core::route::Route {
+                        prefix: r.path.clone(),
+                        upstream_path: r.path.clone(),
+                        upstream_query: None,
+                        well_known: false,
+                        upstream_host: String::new(),
+                    },
                 })
                 .collect(),
         )
     }
 
     /// A config with one route and every other setting at its default.
-    fn with_route(listen: SocketAddr, path: String, upstream: Upstream) -> Config {
+    fn with_route(listen: SocketAddr, route: Route) -> Config {
         Config {
             listen,
-            routes: vec![Route::new(path, upstream)],
+            routes: vec![route],
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             security: Security::defaults_for(listen),
@@ -605,31 +715,49 @@ impl Config {
         }
     }
 
-    /// Checks that the files the config names exist. `keys` says how to name
-    /// them in errors (file keys or CLI flags).
+    /// Checks what the config names outside itself: its files and
+    /// directories exist, and the variables of sluice's environment that a
+    /// command's `from_env` names are set. `keys` says how to name them in
+    /// errors (file keys or CLI flags).
     fn check_files(&self, keys: &FileKeys, origin: Option<&str>) -> Result<(), ConfigError> {
-        let missing = |key: String, path: &Path| -> Result<(), ConfigError> {
-            match std::fs::metadata(path) {
-                Ok(m) if m.is_file() => Ok(()),
-                Ok(_) => Err(ConfigError::invalid(
-                    origin,
-                    None,
-                    key,
-                    format!("{:?} is not a file", path.display().to_string()),
-                )),
-                Err(e) => Err(ConfigError::invalid(
-                    origin,
-                    None,
-                    key,
-                    format!("{:?}: {e}", path.display().to_string()),
-                )),
-            }
+        let missing = |key: String, path: &Path, dir: bool| -> Result<(), ConfigError> {
+            let shown = format!("{:?}", path.display().to_string());
+            let problem = match std::fs::metadata(path) {
+                Ok(m) if (dir && m.is_dir()) || (!dir && m.is_file()) => return Ok(()),
+                Ok(_) if dir => format!("{shown} is not a directory"),
+                Ok(_) => format!("{shown} is not a file"),
+                Err(e) => format!("{shown}: {e}"),
+            };
+            Err(ConfigError::invalid(origin, None, key, problem))
         };
         if let Some(ca) = &self.tls.ca_file {
-            missing(keys.ca_file.to_string(), ca)?;
+            missing(keys.ca_file.to_string(), ca, false)?;
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let Some(stdio) = route.stdio() else { continue };
+            if let Some(cwd) = &stdio.cwd {
+                missing((keys.cwd)(i), cwd, true)?;
+            }
+            for var in &stdio.env {
+                match &var.value {
+                    EnvValue::Literal(_) => {}
+                    EnvValue::FromEnv(from) if std::env::var_os(from).is_some() => {}
+                    EnvValue::FromEnv(from) => {
+                        return Err(ConfigError::invalid(
+                            origin,
+                            None,
+                            (keys.env)(i, &var.name, "from_env"),
+                            format!("sluice's environment variable {from} is not set"),
+                        ));
+                    }
+                    EnvValue::FromFile(path) => {
+                        missing((keys.env)(i, &var.name, "from_file"), path, false)?
+                    }
+                }
+            }
         }
         for (i, hook) in self.hooks.iter().enumerate() {
-            missing((keys.hook_path)(i), &hook.path)?;
+            missing((keys.hook_path)(i), &hook.path, false)?;
         }
         Ok(())
     }
@@ -638,6 +766,11 @@ impl Config {
 /// How the file checks name their keys.
 struct FileKeys {
     ca_file: &'static str,
+    /// A command route's `cwd`, by route index.
+    cwd: fn(usize) -> String,
+    /// A command route's `from_env` or `from_file` variable, by route
+    /// index, variable name and which of the two.
+    env: fn(usize, &str, &str) -> String,
     hook_path: fn(usize) -> String,
 }
 

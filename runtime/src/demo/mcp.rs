@@ -270,17 +270,7 @@ async fn post_one(
             let sse = conn.start_sse(Vec::new()).await?;
             for i in 1..=n {
                 Timer::after(STEP).await;
-                let progress = json!({
-                    "jsonrpc": "2.0",
-                    "method": "notifications/progress",
-                    "params": {
-                        "progressToken": token,
-                        "progress": i,
-                        "total": n,
-                        "message": format!("step {i} of {n}"),
-                    },
-                });
-                sse.event(&progress.to_string()).await?;
+                sse.event(&progress(token, i, n).to_string()).await?;
             }
             let result = response(&id, tools::countdown_result(n));
             sse.event(&result.to_string()).await?;
@@ -335,11 +325,7 @@ fn initialize(state: &Shared, message: &Map<String, Value>) -> Response {
         .get("params")
         .and_then(|p| p.get("protocolVersion"))
         .and_then(Value::as_str);
-    let version = VERSIONS
-        .iter()
-        .copied()
-        .find(|v| Some(*v) == asked)
-        .unwrap_or(LATEST);
+    let version = negotiate(asked);
     let mut state = lock(state);
     let session = state.new_session_id();
     state.sessions.insert(
@@ -350,13 +336,55 @@ fn initialize(state: &Shared, message: &Map<String, Value>) -> Response {
             listener: None,
         },
     );
-    let result = json!({
+    Response::json(200, &response(&id, initialize_result(version))).with("Mcp-Session-Id", session)
+}
+
+/// Opens session `id` at `version` with its server-to-client channel
+/// already attached (the stdio face has one stream: stdout).
+pub(super) fn open_session(state: &Shared, id: &str, version: &'static str) -> Receiver<String> {
+    let (tx, rx) = async_channel::unbounded();
+    lock(state).sessions.insert(
+        id.to_owned(),
+        Session {
+            version,
+            min_level: 0,
+            listener: Some(tx),
+        },
+    );
+    rx
+}
+
+/// The version a client asking for `asked` is answered with.
+pub(super) fn negotiate(asked: Option<&str>) -> &'static str {
+    VERSIONS
+        .iter()
+        .copied()
+        .find(|v| Some(*v) == asked)
+        .unwrap_or(LATEST)
+}
+
+/// The result of `initialize` at `version`.
+pub(super) fn initialize_result(version: &str) -> Value {
+    json!({
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": false }, "logging": {} },
         "serverInfo": { "name": "sluice-demo", "version": env!("CARGO_PKG_VERSION") },
         "instructions": "A demo server for trying sluice: tools echo, add, countdown, fail and crash.",
-    });
-    Response::json(200, &response(&id, result)).with("Mcp-Session-Id", session)
+    })
+}
+
+/// A countdown's progress notification: step `i` of `n`.
+pub(super) fn progress(token: &Value, i: u64, n: u64) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/progress",
+        "params": {
+            "progressToken": token,
+            "progress": i,
+            "total": n,
+            "message": format!("step {i} of {n}"),
+        },
+    })
 }
 
 pub(super) enum Outcome {

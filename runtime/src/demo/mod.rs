@@ -21,6 +21,7 @@
 mod http;
 mod legacy;
 mod mcp;
+pub mod stdio;
 mod tools;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

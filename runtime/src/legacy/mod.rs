@@ -1,8 +1,8 @@
 //! The legacy HTTP+SSE bridge as a message upstream.
 //!
 //! For a route whose upstream speaks the 2024-11-05 transport, the proxy's
-//! upstream table hands the exchange a `BridgeLink` instead of a socket
-//! (its `UpConn::Bridge`): the exchange dispatches its request typed
+//! upstream table hands the exchange a `MessageLink` instead of a socket
+//! (its `UpConn::Message`): the exchange dispatches its request typed
 //! ([`sluice_core::upstream::Request`]) and gets its answer back as parts
 //! ([`sluice_core::upstream::AnswerPart`]), so the injection rules, the
 //! access log and the hooks apply to bridged traffic as to any other, with
@@ -17,13 +17,11 @@
 //! crosses to the exchange's worker as one part. It reaches the backend
 //! through the dialer (`dial`) and its pool, and knows nothing of the proxy.
 
-mod link;
 mod probe;
 mod session;
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,8 +33,7 @@ use sluice_core::upstream::Request;
 use crate::rt;
 
 use crate::dial::{Conn, Dialer};
-pub(crate) use link::BridgeLink;
-use link::ClientSink;
+use crate::link::{ClientSink, MessageLink, MessageRoute, OnGone};
 pub(crate) use probe::AutoTransport;
 
 /// How an upstream is reached.
@@ -49,6 +46,9 @@ pub enum UpstreamTransport {
     Sse(Bridging),
     /// Probe once, then one of the two.
     Auto(Bridging),
+    /// Not HTTP at all: a stdio server sluice runs (the target's host and
+    /// port are unused).
+    Stdio(Box<crate::stdio::StdioUpstream>),
 }
 
 /// Settings of the bridge of one route.
@@ -99,8 +99,6 @@ pub(crate) const DEFAULT_MAX_SESSIONS: usize = 1024;
 /// Size of one read.
 const READ_CHUNK: usize = 16 * 1024;
 
-static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
-
 /// The bridge of one route: its settings and its live sessions.
 pub(crate) struct RouteBridge {
     route: usize,
@@ -141,9 +139,8 @@ impl RouteBridge {
 
     /// A link for one exchange: its request goes to the session that
     /// serves it once the exchange dispatches it.
-    pub(crate) fn open(self: &Arc<Self>) -> BridgeLink {
-        let stream: StreamId = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
-        BridgeLink::new(self.clone(), stream)
+    pub(crate) fn open(self: &Arc<Self>) -> MessageLink {
+        MessageLink::open(self.clone())
     }
 
     /// Running bridges of either mode, each holding a backend SSE stream
@@ -200,17 +197,19 @@ impl RouteBridge {
             Key::PerRequest(stream) => live.per_request.remove(stream),
         };
     }
+}
 
+impl MessageRoute for RouteBridge {
     /// Hands the request of client stream `stream` to the session that
     /// serves it, starting one when the request opens a session (or, per
     /// request, always); refusals are answered on `client` at once. Returns
     /// the inbox of the session it went to.
     fn dispatch(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         stream: StreamId,
         req: Request,
         client: ClientSink,
-    ) -> Option<Sender<session::Msg>> {
+    ) -> Option<OnGone> {
         let json = &self.config.limits.json;
         let now = std::time::Instant::now();
         let (mode, key, id) = match legacy::dispatch(&req, self.settings.mode, json) {
@@ -235,7 +234,7 @@ impl RouteBridge {
                     }
                     return None;
                 }
-                return Some(tx);
+                return Some(crate::link::notify(tx, session::Msg::Gone(stream)));
             }
             legacy::Dispatch::NewSession => match mint_session_id() {
                 Ok(id) => (Mode::Session, Key::Session(id.clone()), Some(id)),
@@ -263,7 +262,7 @@ impl RouteBridge {
         // keeps its connection has its answers read, parsed and written by
         // one thread, with no hand-off between workers.
         rt::spawn_here(session::run(self.clone(), bridge, rx, tx.clone(), key)).detach();
-        Some(tx)
+        Some(crate::link::notify(tx, session::Msg::Gone(stream)))
     }
 }
 
@@ -284,14 +283,7 @@ async fn read_answer(
     }
 }
 
-/// 128 random bits from the OS's CSPRNG, as hex: unguessable session ids.
-/// Without randomness there is no safe id to hand out, so the session is
-/// refused rather than given a guessable one.
+/// A session id for a new legacy session (see `link::mint_session_id`).
 fn mint_session_id() -> Result<String, legacy::BridgeError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| {
-        tracing::error!(error = %e, "no randomness for a session id");
-        legacy::BridgeError::NoSessionId
-    })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::link::mint_session_id().ok_or(legacy::BridgeError::NoSessionId)
 }

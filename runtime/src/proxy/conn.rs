@@ -109,7 +109,7 @@ impl Driver<'_> {
                     }
                     Output::ToUpstream(bytes) => self.write_upstream(&bytes).await,
                     Output::Dispatch(request) => match self.upstream.as_mut() {
-                        Some(UpConn::Bridge(link)) => link.dispatch(*request),
+                        Some(UpConn::Message(link)) => link.dispatch(*request),
                         _ => self.upstream_closed(UpstreamEnd::ConnectFailed),
                     },
                     Output::Connect { route, fresh } => {
@@ -296,7 +296,7 @@ impl Driver<'_> {
         let timeout = future::poll_fn(|cx| slot.poll_due(deadlines, false, cx).map(|_| None));
         match future::or(attempt, timeout).await {
             Some(Ok(checkout)) => {
-                let messages = matches!(checkout.conn, UpConn::Bridge(_));
+                let messages = matches!(checkout.conn, UpConn::Message(_));
                 self.upstream = Some(checkout.conn);
                 if messages {
                     self.exchange.message_upstream_connected(Instant::now());

@@ -225,6 +225,7 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         upstreams: Upstreams::new(
             runtime.handle().clone(),
             settings.upstreams,
+            &settings.route_names,
             settings.tls,
             settings.max_idle_per_upstream,
             settings.pool_idle,

@@ -13,7 +13,9 @@ use sluice_core::exchange::TransportEvidence;
 use sluice_core::upstream::AnswerPart;
 
 use crate::dial::{self, Conn, Dialer};
-use crate::legacy::{AutoTransport, BridgeLink, RouteBridge, UpstreamTransport};
+use crate::legacy::{AutoTransport, RouteBridge, UpstreamTransport};
+use crate::link::MessageLink;
+use crate::stdio::RouteStdio;
 
 /// Where one route's upstream lives.
 #[derive(Debug, Clone)]
@@ -32,8 +34,9 @@ pub struct UpstreamTarget {
 pub(crate) enum UpConn {
     /// A real connection (TCP or TLS), pooled when it ends cleanly.
     Net(Conn),
-    /// A typed link to the legacy bridge (one exchange, never pooled).
-    Bridge(BridgeLink),
+    /// A typed link to a message upstream: the legacy bridge or a stdio
+    /// server (one exchange, never pooled).
+    Message(MessageLink),
 }
 
 /// What an upstream said.
@@ -51,7 +54,7 @@ impl UpConn {
     pub(super) fn poll_heard(&mut self, cx: &mut Context<'_>) -> Poll<Heard> {
         match self {
             UpConn::Net(conn) => conn.poll_read_bytes(cx).map(Heard::Bytes),
-            UpConn::Bridge(link) => link.poll_part(cx).map(Heard::Part),
+            UpConn::Message(link) => link.poll_part(cx).map(Heard::Part),
         }
     }
 }
@@ -68,6 +71,8 @@ enum RouteKind {
     Bridge(Arc<RouteBridge>),
     /// `transport = "auto"`: the bridge once the route is known to need it.
     Auto(Arc<RouteBridge>, AutoTransport),
+    /// A stdio server.
+    Stdio(Arc<RouteStdio>),
 }
 
 /// A connection handed out by [`Upstreams::checkout`].
@@ -86,6 +91,7 @@ impl Upstreams {
     pub fn new(
         rt: crate::rt::Handle,
         targets: Vec<UpstreamTarget>,
+        names: &[String],
         tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
         max_idle: usize,
         idle_timeout: Duration,
@@ -116,27 +122,39 @@ impl Upstreams {
                     RouteBridge::new(route, b, dialer.clone()),
                     AutoTransport::default(),
                 ),
+                UpstreamTransport::Stdio(s) => {
+                    let name = names.get(route).cloned().unwrap_or_default();
+                    RouteKind::Stdio(RouteStdio::new(name, *s))
+                }
             })
             .collect();
         Upstreams { dialer, kinds }
     }
 
     /// Shutting down: closes every running legacy bridge (their backend SSE
-    /// streams included) and refuses new ones. Returns how many were running.
+    /// streams included) and stdio bridge (their children shut down), and
+    /// refuses new ones. Returns how many were running.
     pub fn close_bridges(&self) -> usize {
-        self.bridges().map(|b| b.close_all()).sum()
+        self.kinds
+            .iter()
+            .map(|k| match k {
+                RouteKind::Bridge(b) | RouteKind::Auto(b, _) => b.close_all(),
+                RouteKind::Stdio(s) => s.close_all(),
+                RouteKind::Direct => 0,
+            })
+            .sum()
     }
 
-    /// Legacy bridges still running, across routes.
+    /// Bridges (and stdio children) still running, across routes.
     pub fn bridges_live(&self) -> usize {
-        self.bridges().map(|b| b.live_count()).sum()
-    }
-
-    fn bridges(&self) -> impl Iterator<Item = &Arc<RouteBridge>> {
-        self.kinds.iter().filter_map(|k| match k {
-            RouteKind::Bridge(b) | RouteKind::Auto(b, _) => Some(b),
-            RouteKind::Direct => None,
-        })
+        self.kinds
+            .iter()
+            .map(|k| match k {
+                RouteKind::Bridge(b) | RouteKind::Auto(b, _) => b.live_count(),
+                RouteKind::Stdio(s) => s.live_count(),
+                RouteKind::Direct => 0,
+            })
+            .sum()
     }
 
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,
@@ -144,12 +162,19 @@ impl Upstreams {
     /// bridge.
     pub async fn checkout(&self, route: usize, fresh: bool) -> io::Result<Checkout> {
         let bridge = |b: &Arc<RouteBridge>| Checkout {
-            conn: UpConn::Bridge(b.open()),
+            conn: UpConn::Message(b.open()),
             reused: false,
             in_doubt: false,
         };
         let in_doubt = match self.kinds.get(route) {
             Some(RouteKind::Bridge(b)) => return Ok(bridge(b)),
+            Some(RouteKind::Stdio(s)) => {
+                return Ok(Checkout {
+                    conn: UpConn::Message(s.open()),
+                    reused: false,
+                    in_doubt: false,
+                });
+            }
             Some(RouteKind::Auto(b, auto)) => match auto.known() {
                 Some(true) => return Ok(bridge(b)),
                 Some(false) => false,

@@ -1,8 +1,9 @@
 //! The binary's one runtime: worker threads, each with its own
 //! edge-triggered epoll ([`reactor`], through rustix), its own run
 //! queue (`async-task` runnables) and its own timers, running the tasks
-//! spawned on it and only those. Every socket of the process is registered
-//! with a worker; nothing else polls.
+//! spawned on it and only those. Every socket of the process (and a stdio
+//! child's pipes and pidfd, `crate::stdio`) is registered with a worker;
+//! nothing else polls.
 //!
 //! A connection's task, its sockets and (mostly) its pooled upstream
 //! connections live on one worker, so an event wakes a task on the thread
@@ -45,7 +46,7 @@ use std::time::{Duration, Instant};
 use async_task::Runnable;
 use slab::Slab;
 
-pub(crate) use reactor::{Events, Reactor};
+pub(crate) use reactor::{Events, READ, Reactor, Source, WRITE};
 pub(crate) use timer::{Timer, sleep};
 
 /// A spawned task: awaiting it gives its output, dropping it cancels it,

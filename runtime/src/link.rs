@@ -1,5 +1,5 @@
-//! The exchange's end of the typed seam to a bridge, and the bridge's end
-//! of one client stream.
+//! The exchange's end of the typed seam to a message upstream (the legacy
+//! bridge, a stdio server), and the upstream's end of one client stream.
 //!
 //! The two share an [`rt::mailbox`](crate::rt::mailbox) of answer parts,
 //! bounded in bytes: an idle stream (a GET stream waiting for server
@@ -7,13 +7,53 @@
 //! slots is kilobytes. It holds a buffer only while parts wait.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use sluice_core::legacy::StreamId;
 use sluice_core::upstream::{AnswerPart, Request};
 
-use super::{RouteBridge, session};
 use crate::rt::mailbox::{self, Receiver, Sender};
+
+/// A route whose upstream speaks in messages: it takes an exchange's
+/// request and answers on the stream's sink.
+pub(crate) trait MessageRoute: Send + Sync {
+    /// Hands the request of client stream `stream` to the task that serves
+    /// it (or answers it on `sink` at once). Returns what to run when the
+    /// client leaves: telling that task the stream is gone.
+    fn dispatch(
+        self: Arc<Self>,
+        stream: StreamId,
+        req: Request,
+        sink: ClientSink,
+    ) -> Option<OnGone>;
+}
+
+/// Run once when an exchange's link drops.
+pub(crate) type OnGone = Box<dyn FnOnce() + Send>;
+
+/// An `OnGone` that sends `msg` to a task's inbox (unbounded: never full;
+/// closed means the task is over anyway).
+pub(crate) fn notify<M: Send + 'static>(inbox: Sender<M>, msg: M) -> OnGone {
+    Box::new(move || {
+        let _ = inbox.try_send(msg);
+    })
+}
+
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
+
+/// 128 random bits from the OS's CSPRNG, as hex: an unguessable
+/// `Mcp-Session-Id` for a session sluice keeps. Without randomness there
+/// is no safe id to hand out (`None`, logged), so the caller refuses the
+/// session rather than give it a guessable one.
+pub(crate) fn mint_session_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        tracing::error!(error = %e, "no randomness for a session id");
+        return None;
+    }
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 /// Most bytes of answer parts a client stream may have waiting for its
 /// exchange. A client that reads slower than the backend writes is cut at
@@ -22,38 +62,39 @@ use crate::rt::mailbox::{self, Receiver, Sender};
 /// through when nothing else waits.
 const MAX_QUEUED_BYTES: usize = 4 << 20;
 
-/// One exchange's link to the bridge of its route: the request goes in
-/// typed, the answer comes back as parts. Dropping it tells the session
-/// serving it that the client is gone.
-pub struct BridgeLink {
-    route: Arc<RouteBridge>,
+/// One exchange's link to the message upstream of its route: the request
+/// goes in typed, the answer comes back as parts. Dropping it tells the
+/// task serving it that the client is gone.
+pub struct MessageLink {
+    route: Arc<dyn MessageRoute>,
     stream: StreamId,
     parts: Receiver<AnswerPart>,
-    /// The bridge's end, until the request is dispatched.
+    /// The upstream's end, until the request is dispatched.
     sink: Option<ClientSink>,
-    /// The session the request went to, to tell it when the client leaves.
-    session: Option<Sender<session::Msg>>,
+    /// Tells the task the request went to that the client left.
+    on_gone: Option<OnGone>,
 }
 
-impl BridgeLink {
-    pub(super) fn new(route: Arc<RouteBridge>, stream: StreamId) -> Self {
+impl MessageLink {
+    /// A link for one exchange on `route`, with a stream id of its own.
+    pub(crate) fn open(route: Arc<dyn MessageRoute>) -> Self {
         let (sink, parts) = ClientSink::new();
-        BridgeLink {
+        MessageLink {
             route,
-            stream,
+            stream: NEXT_STREAM.fetch_add(1, Ordering::Relaxed),
             parts,
             sink: Some(sink),
-            session: None,
+            on_gone: None,
         }
     }
 
-    /// Hands the exchange's request to the session that serves it (or
+    /// Hands the exchange's request to the task that serves it (or
     /// answers it at once: a refusal, an unknown session).
     pub(crate) fn dispatch(&mut self, req: Request) {
         let Some(sink) = self.sink.take() else {
             return;
         };
-        self.session = self.route.dispatch(self.stream, req, sink);
+        self.on_gone = self.route.clone().dispatch(self.stream, req, sink);
     }
 
     /// The next part of the answer; `None` once the bridge is done with
@@ -63,18 +104,17 @@ impl BridgeLink {
     }
 }
 
-impl Drop for BridgeLink {
+impl Drop for MessageLink {
     fn drop(&mut self) {
-        // `parts` closes as it drops: the bridge's next part is refused.
-        if let Some(session) = &self.session {
-            // Unbounded: never full; closed means the session is over anyway.
-            let _ = session.try_send(session::Msg::Gone(self.stream));
+        // `parts` closes as it drops: the upstream's next part is refused.
+        if let Some(on_gone) = self.on_gone.take() {
+            on_gone();
         }
     }
 }
 
-/// The bridge's end of one client stream. Dropping it ends the stream: the
-/// exchange gets the parts already queued, then the end.
+/// The upstream's end of one client stream. Dropping it ends the stream:
+/// the exchange gets the parts already queued, then the end.
 pub(crate) struct ClientSink(Sender<AnswerPart>);
 
 impl ClientSink {
@@ -86,7 +126,7 @@ impl ClientSink {
 
     /// Queues `part` for the exchange; false when the exchange is gone or
     /// has fallen too far behind (then the stream is over for the bridge).
-    pub(super) fn send(&self, part: AnswerPart) -> bool {
+    pub(crate) fn send(&self, part: AnswerPart) -> bool {
         self.0.try_send(part).is_ok()
     }
 }

@@ -1,0 +1,206 @@
+//! The stdio upstream of one route: which bridge task serves a request,
+//! and the registry of those that run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sluice_core::legacy::StreamId;
+use sluice_core::stdio::{self, Bridge, Dispatch, StdioConfig, StdioError, StdioMode};
+use sluice_core::upstream::Request;
+
+use super::StdioUpstream;
+use super::task::{self, Msg};
+use crate::link::{ClientSink, MessageLink, MessageRoute, OnGone, mint_session_id, notify};
+use crate::rt::{self, mailbox::Sender};
+
+/// The stdio server of one route and the bridges that speak to it.
+pub(crate) struct RouteStdio {
+    /// The route's name, for logs.
+    pub(super) name: String,
+    pub(super) settings: StdioUpstream,
+    pub(super) config: Arc<StdioConfig>,
+    live: Mutex<Live>,
+}
+
+/// The bridge tasks of a route that are running, each by its inbox.
+#[derive(Default)]
+struct Live {
+    /// Shared mode: the one bridge.
+    shared: Option<Sender<Msg>>,
+    /// Per-session mode: each session's bridge.
+    sessions: HashMap<String, Sender<Msg>>,
+    /// Children still running, those shutting down included.
+    processes: usize,
+    /// Shutting down: no new bridge starts.
+    closing: bool,
+}
+
+/// Which bridge a task is, to forget it when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Key {
+    Shared,
+    Session(String),
+}
+
+impl RouteStdio {
+    pub(crate) fn new(name: String, settings: StdioUpstream) -> Arc<Self> {
+        Arc::new(RouteStdio {
+            name,
+            config: Arc::new(settings.config.clone()),
+            settings,
+            live: Mutex::new(Live::default()),
+        })
+    }
+
+    /// A link for one exchange.
+    pub(crate) fn open(self: &Arc<Self>) -> MessageLink {
+        MessageLink::open(self.clone())
+    }
+
+    /// Bridges running, and children still alive (shutting down or not).
+    pub(crate) fn live_count(&self) -> usize {
+        let live = self.lock();
+        live.sessions.len() + usize::from(live.shared.is_some()) + live.processes
+    }
+
+    /// Shutting down: every bridge answers its clients and ends its child;
+    /// no new one starts. Returns how many were told.
+    pub(crate) fn close_all(&self) -> usize {
+        let mut live = self.lock();
+        live.closing = true;
+        let mut n = 0;
+        for tx in live.shared.iter().chain(live.sessions.values()) {
+            if tx.try_send(Msg::Close).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A child started / ended (its shutdown included).
+    pub(super) fn process_started(&self) {
+        self.lock().processes += 1;
+    }
+
+    pub(super) fn process_ended(&self) {
+        let mut live = self.lock();
+        live.processes = live.processes.saturating_sub(1);
+    }
+
+    /// A bridge ended.
+    pub(super) fn forget(&self, key: &Key) {
+        let mut live = self.lock();
+        match key {
+            Key::Shared => live.shared = None,
+            Key::Session(id) => {
+                live.sessions.remove(id);
+            }
+        }
+    }
+
+    /// The bridge for `key`, started if the route may start one: the
+    /// shared bridge, or a new session's.
+    fn start(self: &Arc<Self>, key: Key) -> Result<Sender<Msg>, StdioError> {
+        let mut live = self.lock();
+        if live.closing {
+            return Err(StdioError::ShuttingDown);
+        }
+        if key == Key::Shared
+            && let Some(tx) = &live.shared
+        {
+            return Ok(tx.clone());
+        }
+        let limit = self.settings.max_processes;
+        if matches!(key, Key::Session(_)) && live.sessions.len() >= limit {
+            return Err(StdioError::TooManyProcesses { limit });
+        }
+        let (tx, rx) = crate::rt::mailbox::mailbox();
+        match &key {
+            Key::Shared => live.shared = Some(tx.clone()),
+            Key::Session(id) => {
+                live.sessions.insert(id.clone(), tx.clone());
+            }
+        }
+        drop(live);
+        let bridge = Bridge::new(self.config.clone(), Instant::now());
+        // On the worker of the exchange that needs it: for a per-session
+        // client that keeps its connection, one thread reads the child and
+        // writes the client.
+        rt::spawn_here(task::run(self.clone(), bridge, rx, key)).detach();
+        Ok(tx)
+    }
+}
+
+impl MessageRoute for RouteStdio {
+    fn dispatch(
+        self: Arc<Self>,
+        stream: StreamId,
+        req: Request,
+        sink: ClientSink,
+    ) -> Option<OnGone> {
+        let json = &self.config.json;
+        let (key, new_session) = match (stdio::dispatch(&req, json), self.config.mode) {
+            (Dispatch::Reply(part), _) => {
+                sink.send(part);
+                return None;
+            }
+            (Dispatch::Session(_), StdioMode::Shared) => (Key::Shared, None),
+            (Dispatch::Session(id), StdioMode::PerSession) => {
+                let Some(tx) = self.lock().sessions.get(&id).cloned() else {
+                    sink.send(stdio::unknown_session(&req, json));
+                    return None;
+                };
+                return attach(tx, stream, req, sink, None, json);
+            }
+            (Dispatch::NewSession, mode) => {
+                let Some(id) = mint_session_id() else {
+                    sink.send(stdio::refusal(&req, json, &StdioError::ShuttingDown));
+                    return None;
+                };
+                match mode {
+                    StdioMode::Shared => (Key::Shared, Some(id)),
+                    StdioMode::PerSession => (Key::Session(id.clone()), Some(id)),
+                }
+            }
+        };
+        match self.start(key) {
+            Ok(tx) => attach(tx, stream, req, sink, new_session, json),
+            Err(e) => {
+                tracing::warn!(route = %self.name, error = %e, "stdio session refused");
+                sink.send(stdio::refusal(&req, json, &e));
+                None
+            }
+        }
+    }
+}
+
+/// Hands the request to a bridge task; a task that ended meanwhile means
+/// its session is gone (404).
+fn attach(
+    tx: Sender<Msg>,
+    stream: StreamId,
+    req: Request,
+    sink: ClientSink,
+    new_session: Option<String>,
+    json: &sluice_core::jsonrpc::Limits,
+) -> Option<OnGone> {
+    let msg = Msg::Attach {
+        stream,
+        req,
+        sink,
+        new_session,
+    };
+    match tx.try_send(msg) {
+        Ok(()) => Some(notify(tx, Msg::Gone(stream))),
+        Err(Msg::Attach { req, sink, .. }) => {
+            sink.send(stdio::unknown_session(&req, json));
+            None
+        }
+        Err(_) => None,
+    }
+}
