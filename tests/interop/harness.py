@@ -47,7 +47,7 @@ CONCURRENT_SESSIONS = 50
 # (ids, progress tokens and server requests rewritten per session).
 STDIO_SHARED_SESSIONS = 30
 # Per-session mode: each session is a child process of its own.
-STDIO_PER_SESSION_SESSIONS = 8
+STDIO_PER_SESSION_SESSIONS = 5
 
 # -- peers ------------------------------------------------------------------------------
 
@@ -592,7 +592,10 @@ def run_pair(c: ClientSpec, s: Server, url: str | None, env: dict, only_checks=N
         return out
     cfg = {**target_cfg(s, url, env), "mode": c.mode, "checks": checks, "profile": s.profile, "token": TOKEN,
            "timeout": 30}
-    got, err = run_driver(c.cmd, cfg, env, timeout=30 * len(checks) + 30)
+    if s.transport == "stdio":
+        # Each session may start a Python child: on two busy cores, slow.
+        cfg |= {"timeout": 60, "read_timeout": 45}
+    got, err = run_driver(c.cmd, cfg, env, timeout=cfg["timeout"] * len(checks) + 30)
     seen = set()
     for r in got:
         seen.add(r["check"])
@@ -608,15 +611,9 @@ def run_inspector(env_dir: Path, s: Server, url: str | None, env: dict) -> list[
     a stdio server's command line when `url` is None."""
     launcher = env_dir / "node_modules" / ".bin" / "mcp-inspector"
     call = s.profile["calls"][0]
-    if url:
-        target = [url, "--transport", "http"]
-    else:
-        target = ["--transport", "stdio"]
-        if s.cwd:
-            target += ["--cwd", s.cwd]
-        for k, v in stdio_launch(s, env)["env"].items():
-            target += ["-e", f"{k}={v}"]
-        target += ["--", *s.cmd]
+    # Starting a stdio child (or sluice's, per session) can outlast the 15 s default
+    # on a busy machine.
+    patience = ["--connect-timeout", "60000"] if s.transport == "stdio" else []
     out = []
     for check, extra in (
         ("tools_list", ["--method", "tools/list"]),
@@ -624,7 +621,17 @@ def run_inspector(env_dir: Path, s: Server, url: str | None, env: dict) -> list[
                         "--tool-arg", *[f"{k}={v}" for k, v in call["args"].items()]]),
     ):
         t0 = time.monotonic()
-        p = spawn(["node", str(launcher), "--cli", *extra, *target],
+        if url:
+            argv = [url, "--transport", "http", *patience, *extra]
+        else:
+            # The command last, after `--` (which also ends --tool-arg's list).
+            argv = ["--transport", "stdio", *patience, *extra]
+            if s.cwd:
+                argv += ["--cwd", s.cwd]
+            for k, v in stdio_launch(s, env)["env"].items():
+                argv += ["-e", f"{k}={v}"]
+            argv += ["--", *s.cmd]
+        p = spawn(["node", str(launcher), "--cli", *argv],
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                   env=env | {"MCP_CATALOG_PATH": str(env_dir / "inspector-catalog.json")},
                   text=True, errors="replace")
@@ -675,13 +682,24 @@ def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> l
     for s, url in stdio:
         shared = s.stdio_mode == "shared"
         runs.append((s, url, "legacy", STDIO_SHARED_SESSIONS if shared else STDIO_PER_SESSION_SESSIONS, shared))
+    # A stdio child's requests carry nothing that names the call they serve: sluice
+    # must route each to the session whose call caused it, so there every session
+    # also answers a sampling request of its own.
+    server_requests = {s.name for s, _ in stdio if "sampling" not in s.unsupported}
     pyc = str(HERE / "clients" / "py_client.py")
     jobs = []
-    with concurrent.futures.ThreadPoolExecutor(max(1, len(runs))) as ex:
-        for s, url, mode, n, broadcast in runs:
-            cfg = {"url": url, "mode": mode, "checks": ["concurrency"], "profile": s.profile,
-                   "sessions": n, "salt": s.name, "timeout": 90, "broadcast_notifications": broadcast}
-            jobs.append((s, f"py-sdk/{mode} x{n}", ex.submit(run_driver, [py2, pyc], cfg, env, 120)))
+    # Two waves: per-session rows start a child per session, which would starve
+    # the rest of the machine's two cores if started with them.
+    for wave in ([r for r in runs if not r[0].same_direct_as], [r for r in runs if r[0].same_direct_as]):
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(wave))) as ex:
+            for s, url, mode, n, broadcast in wave:
+                cfg = {"url": url, "mode": mode, "checks": ["concurrency"], "profile": s.profile,
+                       "sessions": n, "salt": s.name, "timeout": 90, "broadcast_notifications": broadcast,
+                       "server_requests": s.name in server_requests,
+                       # A child per session: many Python children starting at once
+                       # take a while on two busy cores.
+                       "read_timeout": 60 if s.transport == "stdio" else 20}
+                jobs.append((s, f"py-sdk/{mode} x{n}", ex.submit(run_driver, [py2, pyc], cfg, env, 120)))
     for s, client, job in jobs:
         got, err = job.result()
         if not got:
@@ -771,8 +789,20 @@ def _run_mode(mode, env_dir, sluice, only_servers, only_clients, jobs, only_chec
                                       f"exited early with {r.proc.returncode}: {r.tail()}"))
     finally:
         for r in procs:
-            kill_group(r.proc)
+            r.stop()
+        save_logs(procs, mode)
     return results
+
+
+LOGS = ROOT / "target" / "interop" / "logs"
+
+
+def save_logs(procs: list[Running], mode: str) -> None:
+    """Each server's and sluice's output, for digging: target/interop/logs/MODE-NAME.log."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for r in procs:
+        name = re.sub(r"[^\w.-]+", "-", r.name).strip("-")
+        (LOGS / f"{mode}-{name}.log").write_text("\n".join(r.log) + "\n", encoding="utf-8", errors="replace")
 
 
 # -- report -----------------------------------------------------------------------------
@@ -780,7 +810,7 @@ def _run_mode(mode, env_dir, sluice, only_servers, only_clients, jobs, only_chec
 MARK = {"pass": "ok", "fail": "FAIL", "skip": "-"}
 
 
-def print_table(results: list[dict], mode: str, stdio_names: set[str] = frozenset()) -> None:
+def print_table(results: list[dict], mode: str, stdio_names: set[str] = frozenset(), order=()) -> None:
     """One table per server group (HTTP, then stdio), clients × checks down, servers
     across. A server not started in this mode is a line under its table, not a
     column; a client skipped on every server of a table is named once."""
@@ -788,6 +818,8 @@ def print_table(results: list[dict], mode: str, stdio_names: set[str] = frozense
     print(f"\n== interop matrix ({mode}) ==")
     idle = {r["server"]: r["detail"] for r in rows if r["check"] == "start" and r["status"] == "skip"}
     active = list(dict.fromkeys(r["server"] for r in rows if r["server"] not in idle and r["client"] != "-"))
+    rank = {name: i for i, name in enumerate(order)}
+    active.sort(key=lambda name: rank.get(name, len(rank)))
     for group in ([s for s in active if s not in stdio_names], [s for s in active if s in stdio_names]):
         if group:
             _print_group([r for r in rows if r["server"] in group], group)
@@ -877,9 +909,10 @@ def main() -> int:
             hook_results = hooks.run(Path(a.env_dir), sluice, a.hook_example)
     finally:
         kill_all()
-    stdio_names = {s.name for s in stdio_servers(Path(a.env_dir), Path("/"))}
+    stdio_names = [s.name for s in stdio_servers(Path(a.env_dir), Path("/"))]
+    order = [s.name for s in servers(Path(a.env_dir)) + legacy_servers(Path(a.env_dir))] + stdio_names
     for mode in modes:
-        print_table(results, mode, stdio_names)
+        print_table(results, mode, set(stdio_names), order)
 
     written = []
     for path, doc in ((a.out, {"modes": modes, "seconds": round(t_hooks - t0, 1), "results": results}),

@@ -65,8 +65,9 @@ class Driver:
 
     @asynccontextmanager
     async def connect(self, *, logs: list | None = None, token: str | None = None,
-                      server_requests: list | None = None):
-        """`server_requests`: answer sampling, elicitation and roots, noting each method here."""
+                      server_requests: list | None = None, sampled: str = SAMPLED):
+        """`server_requests`: answer sampling (with `sampled`), elicitation and roots,
+        noting each method here."""
         headers = {"Authorization": token} if token else None
         http = create_mcp_http_client(headers=headers)
         sink = self.logs if logs is None else logs
@@ -81,7 +82,7 @@ class Driver:
             async def on_sampling(ctx, params):
                 seen.append("sampling/createMessage")
                 return types.CreateMessageResult(role="assistant", model="interop-model",
-                                                 content=types.TextContent(type="text", text=SAMPLED))
+                                                 content=types.TextContent(type="text", text=sampled))
 
             async def on_elicit(ctx, params):
                 seen.append("elicitation/create")
@@ -104,7 +105,7 @@ class Driver:
         else:
             transport = streamable_http_client(self.url, http_client=http)
         async with http, Client(transport, mode=self.mode, cache=None, logging_callback=on_log,
-                                read_timeout_seconds=20, **extra) as client:
+                                read_timeout_seconds=self.cfg.get("read_timeout", 20), **extra) as client:
             yield client
 
     # -- checks -------------------------------------------------------------
@@ -362,14 +363,18 @@ class Driver:
     async def check_concurrency(self):
         n = self.cfg.get("sessions", 10)
         results = await asyncio.gather(*(self._one_session(i) for i in range(n)), return_exceptions=True)
-        bad = [f"#{i}: {r!r}" for i, r in enumerate(results) if r is not True]
+        bad = [f"#{i}: {describe(r)}" for i, r in enumerate(results) if r is not True]
         need(not bad, f"{len(bad)}/{n} sessions wrong: {bad[:3]}")
         return f"{n} parallel sessions, each saw only its own answers"
 
     async def _one_session(self, i: int):
         logs: list = []
         tag = f"s{i}-{self.cfg.get('salt', '')}"
-        async with self.connect(logs=logs) as c:
+        # `server_requests`: each session also answers a sampling request of its own
+        # tool call with its tag; the tool's result must carry this session's answer.
+        asked: list | None = [] if self.cfg.get("server_requests") else None
+        sampled = f"sampled for {tag}"
+        async with self.connect(logs=logs, server_requests=asked, sampled=sampled) as c:
             e = self.p["echo"]
             args = dict(e["args"])
             key = next(iter(args))
@@ -400,6 +405,14 @@ class Driver:
                     foreign = [d for _, d in logs
                                if isinstance(d, str) and d.startswith("notify:") and d != f"notify:{tag}"]
                     need(not foreign, f"foreign notifications {foreign}")
+            if asked is not None:
+                spec = self.p["sampling"]
+                r = await c.call_tool(spec["name"], spec.get("args", {}))
+                text = " ".join(getattr(b, "text", "") for b in r.content)
+                need(not r.is_error, f"sampling call: isError {text[:200]!r}")
+                need(sampled in text, f"sampling answered by another session: {text[:200]!r}")
+                n = asked.count("sampling/createMessage")
+                need(n == 1, f"{n} sampling requests reached this session, which caused one")
         return True
 
 
