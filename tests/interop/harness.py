@@ -256,6 +256,11 @@ def fs_profile(root: Path) -> dict:
         "notify": None,
         "whoami": None,
         "unknown_session_status": 404,
+        # Files are resources, read through the `file://{+path}` template; resources/list
+        # is empty.
+        "resources": {"uri": (root / "hello.txt").as_uri(), "listed": False, "text_contains": FS_HELLO,
+                      "template": "file://{+path}", "template_uri": (root / "notes" / "todo.md").as_uri(),
+                      "template_text": FS_TODO},
         # The server replaces its allowed directories with the client's roots: the
         # client answers the command line's two and one more, which only the roots
         # can have brought (and a shared child's allow-list still serves the others).
@@ -281,7 +286,6 @@ def stdio_servers(env_dir: Path, fs_root: Path) -> list[Server]:
     fs_cannot = {
         "progress": "no tool reports progress",
         "get_stream": no_notify,
-        "resources": "its resources are files; resources/list and templates are empty here",
         "prompts": "no prompts (prompts/list is -32601)",
         "sampling": "no tool asks the client to sample",
         "elicitation": "no tool asks the client for input",
@@ -292,7 +296,8 @@ def stdio_servers(env_dir: Path, fs_root: Path) -> list[Server]:
          [node, str(node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"), "stdio"],
          everything, {**common, "get_stream": no_notify}, (), None),
         # Two allowed directories: the fixture's (absolute, with a space) and `notes`,
-        # relative to the working directory, so a wrong cwd fails the start.
+        # relative to the working directory: with a wrong one, `notes` is skipped
+        # (with a warning) and list_allowed_directories lacks it.
         ("fs-stdio",
          [node, str(node_modules / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"),
           str(fs_root), "notes"],
