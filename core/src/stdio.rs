@@ -52,10 +52,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::jsonrpc::{self, Classified, Kind, codes};
-use crate::upstream::{AnswerHead, AnswerPart, Request};
+use crate::jsonrpc;
+use crate::upstream::{AnswerPart, Request};
 
-pub use bridge::{Bridge, Note, Output, SESSION_VERSIONS};
+pub use bridge::{Bridge, Note, Output, RESUME_GRACE, SESSION_VERSIONS};
 pub use error::StdioError;
 pub use ids::{IdRewriter, Owed, Unrouted};
 
@@ -92,20 +92,25 @@ pub struct StdioConfig {
     pub restart_backoff_max: Duration,
     /// Most requests held while the child starts.
     pub max_waiting: usize,
+    /// Most client sessions the bridge keeps (shared mode; a per-session
+    /// bridge has one). Past it a new session is refused with 503.
+    pub max_sessions: usize,
     /// Shared mode: the `protocolVersion` sluice asks the child for.
     pub protocol_version: String,
 }
 
-/// The default [`StdioConfig::init_timeout`]: 30 s.
-pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`StdioConfig::init_timeout`]: 60 s (a first `npx -y` or
+/// `uvx` downloads the server before it can answer).
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default [`StdioConfig::session_idle`]: 30 min.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// The default [`StdioConfig::restart_backoff_max`]: 30 s.
 pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Default for StdioConfig {
-    /// Shared; 30 s to initialize; sessions idle for 30 min are forgotten;
-    /// restarts after 100 ms, doubling up to 30 s; 1024 requests may wait.
+    /// Shared; 60 s to initialize; sessions idle for 30 min are forgotten;
+    /// restarts after 100 ms, doubling up to 30 s; 1024 requests may wait;
+    /// 4096 sessions.
     fn default() -> Self {
         StdioConfig {
             mode: StdioMode::Shared,
@@ -116,59 +121,15 @@ impl Default for StdioConfig {
             restart_backoff: Duration::from_millis(100),
             restart_backoff_max: DEFAULT_RESTART_BACKOFF_MAX,
             max_waiting: 1024,
+            max_sessions: 4096,
             protocol_version: SESSION_VERSIONS[SESSION_VERSIONS.len() - 1].to_owned(),
         }
     }
 }
 
-/// Which bridge serves a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dispatch {
-    /// `initialize` without a session: a new session (the caller mints its
-    /// id; per-session mode also starts a bridge for it).
-    NewSession,
-    /// The session with this id (unknown to the caller: [`unknown_session`]).
-    Session(String),
-    /// Answer with this and stop.
-    Reply(AnswerPart),
-}
-
-/// Decides where `req` goes: a pure function of the request.
-pub fn dispatch(req: &Request, json: &jsonrpc::Limits) -> Dispatch {
-    if !matches!(req.method.as_str(), "POST" | "GET" | "DELETE") {
-        let head = AnswerHead {
-            allow: Some("GET, POST, DELETE"),
-            ..AnswerHead::status(405)
-        };
-        let msg = jsonrpc::error_message(
-            None,
-            codes::INVALID_REQUEST,
-            "sluice: method not allowed",
-            None,
-        );
-        return Dispatch::Reply(AnswerPart::json(head, msg));
-    }
-    if let Some(id) = req.session_id() {
-        return Dispatch::Session(id.to_owned());
-    }
-    let refuse = |text: &str| {
-        let msg = jsonrpc::error_message(None, codes::INVALID_REQUEST, text, None);
-        Dispatch::Reply(AnswerPart::json(AnswerHead::status(400), msg))
-    };
-    if req.header(crate::upstream::SESSION_HEADER).is_some() {
-        return refuse("sluice: Mcp-Session-Id must be visible ASCII");
-    }
-    let is_initialize = req.method == "POST"
-        && matches!(
-            jsonrpc::classify(&req.body, json),
-            Ok(Classified::Single(m)) if m.kind == Kind::Request && m.method.as_deref() == Some("initialize")
-        );
-    if is_initialize {
-        Dispatch::NewSession
-    } else {
-        refuse("sluice: no Mcp-Session-Id: initialize first")
-    }
-}
+/// Which bridge serves a request: [`session_of`] (its `Mcp-Session-Id`, or
+/// a new session for an `initialize`).
+pub use crate::upstream::{SessionOf as Dispatch, session_of as dispatch};
 
 /// The whole answer to a request no bridge takes (`e`: too many
 /// processes, shutting down…): `e`'s status and a JSON-RPC error with the

@@ -34,6 +34,7 @@ use bytes::Bytes;
 
 use crate::http1::{self, Header};
 use crate::inject::{self, Accepts};
+use crate::jsonrpc::{self, Classified, Kind, codes};
 
 /// The session header of Streamable HTTP.
 pub const SESSION_HEADER: &str = "Mcp-Session-Id";
@@ -83,6 +84,54 @@ impl Request {
             .map(|h| h.value.as_slice())
             .collect();
         Accepts::from_headers(&values)
+    }
+}
+
+/// Which session a request belongs to, at an upstream whose client
+/// sessions sluice keeps itself (the legacy bridge's session mode, stdio
+/// servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOf {
+    /// `initialize` without a session id: a new session, whose id the
+    /// caller mints.
+    New,
+    /// The session with this id (which the caller may not know: a 404).
+    Existing(String),
+    /// Not for any session: answer with this and stop.
+    Reply(AnswerPart),
+}
+
+/// Decides which session `req` belongs to: its `Mcp-Session-Id`, or a new
+/// one for an `initialize`; a request without either (or with an id that
+/// is not visible ASCII) is answered 400, a method other than POST, GET
+/// and DELETE 405.
+pub fn session_of(req: &Request, json: &jsonrpc::Limits) -> SessionOf {
+    let refuse = |status: u16, text: &str| {
+        let msg = jsonrpc::error_message(None, codes::INVALID_REQUEST, text, None);
+        let head = AnswerHead {
+            allow: (status == 405).then_some("GET, POST, DELETE"),
+            ..AnswerHead::status(status)
+        };
+        SessionOf::Reply(AnswerPart::json(head, msg))
+    };
+    if !matches!(req.method.as_str(), "POST" | "GET" | "DELETE") {
+        return refuse(405, "sluice: method not allowed");
+    }
+    if let Some(id) = req.session_id() {
+        return SessionOf::Existing(id.to_owned());
+    }
+    if req.header(SESSION_HEADER).is_some() {
+        return refuse(400, "sluice: Mcp-Session-Id must be visible ASCII");
+    }
+    let is_initialize = req.method == "POST"
+        && matches!(
+            jsonrpc::classify(&req.body, json),
+            Ok(Classified::Single(m)) if m.kind == Kind::Request && m.method.as_deref() == Some("initialize")
+        );
+    if is_initialize {
+        SessionOf::New
+    } else {
+        refuse(400, "sluice: no Mcp-Session-Id: initialize first")
     }
 }
 
@@ -163,6 +212,7 @@ pub(crate) enum AnswerBody {
 /// [`Whole`]: AnswerPart::Whole
 /// [`Stream`]: AnswerPart::Stream
 /// [`Event`]: AnswerPart::Event
+/// (or [`IdentifiedEvent`](AnswerPart::IdentifiedEvent))
 /// [`End`]: AnswerPart::End
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerPart {
@@ -178,6 +228,14 @@ pub enum AnswerPart {
     Stream(AnswerHead),
     /// One JSON-RPC message, sent to the client as one `message` event.
     Event(Bytes),
+    /// The same with an SSE event id, which the client may name in
+    /// `Last-Event-ID` to resume after it.
+    IdentifiedEvent {
+        /// The event id (unique within the session).
+        id: u64,
+        /// The message.
+        data: Bytes,
+    },
     /// The SSE answer is complete.
     End,
 }

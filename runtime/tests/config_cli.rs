@@ -950,13 +950,43 @@ fn upstream_command_shape_errors_come_from_clap() {
 }
 
 #[test]
-fn stdio_routes_are_refused_until_wired() {
-    let c = proxy(&["--upstream-command", "uvx mcp-server-time"]);
-    let Err(e) = sluice::settings::proxy_settings(&c) else {
-        panic!("a stdio route was accepted");
+fn stdio_routes_run_what_the_flags_say() {
+    let c = proxy(&[
+        "--upstream-command",
+        "uvx 'mcp-server-time' --local-timezone=UTC",
+        "--stdio-mode",
+        "per-session",
+        "--stdio-env",
+        "TZ_TOKEN=abc",
+        "--stdio-cwd",
+        "/tmp",
+    ]);
+    let settings = sluice::settings::proxy_settings(&c).expect("a stdio route starts");
+    let sluice::legacy::UpstreamTransport::Stdio(up) = &settings.upstreams[0].transport else {
+        panic!(
+            "not a stdio upstream: {:?}",
+            settings.upstreams[0].transport
+        );
     };
     assert_eq!(
-        e.to_string(),
-        "route uvx: stdio upstreams are not wired to the proxy yet"
+        up.command,
+        ["uvx", "mcp-server-time", "--local-timezone=UTC"]
+    );
+    assert_eq!(up.config.mode, sluice_core::stdio::StdioMode::PerSession);
+    assert_eq!(up.cwd.as_deref(), Some(std::path::Path::new("/tmp")));
+    assert!(up.env.contains(&("TZ_TOKEN".into(), "abc".into())));
+    // Of sluice's own environment, only the default few (PATH is set here).
+    let names: Vec<&str> = up.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(names.contains(&"PATH"));
+    assert!(
+        names
+            .iter()
+            .all(|n| ["PATH", "HOME", "LANG", "TZ_TOKEN"].contains(n)),
+        "{names:?}"
+    );
+    assert_eq!(up.max_processes, sluice::stdio::DEFAULT_MAX_PROCESSES);
+    assert_eq!(
+        up.config.init_timeout,
+        sluice_core::stdio::DEFAULT_INIT_TIMEOUT
     );
 }

@@ -1,12 +1,18 @@
 """Fixture MCP server for the official conformance suite, on the Python SDK 2.x.
 
     python fixture_server.py [--port N] [--dns-protection on|off]
+    python fixture_server.py --stdio
 
 One Streamable HTTP endpoint at /mcp that serves both eras: the handshake era
 (sessions, SSE, an event store for resumption) and 2026-07-28 (stateless POST,
 input-required results, caching hints). It exposes the tools, resources and
 prompts the suite's server scenarios call by name. Prints
 `READY http://127.0.0.1:PORT/mcp` once listening.
+
+`--stdio` serves the same app (every handler identical) over the SDK's stdio
+transport instead: newline-delimited JSON-RPC on stdin/stdout, the handshake
+era only (no event store, so no resumption; no 2026-07-28 stateless wire),
+logs on stderr. sluice runs it as `--upstream-command`.
 
 `--dns-protection off` (the default) switches the SDK's own Host/Origin check
 off, so that the `dns-rebinding-protection` scenario through sluice measures
@@ -568,9 +574,13 @@ for method, params_type in (
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if "--stdio" in args:
+        app.run("stdio")
+        return
+
     import uvicorn
 
-    args = sys.argv[1:]
     port = int(args[args.index("--port") + 1]) if "--port" in args else 0
     protect = (args[args.index("--dns-protection") + 1] if "--dns-protection" in args else "off") == "on"
     security = TransportSecuritySettings(

@@ -5,7 +5,7 @@
 use super::Mode;
 use super::error::BridgeError;
 use crate::jsonrpc::{self, Classified, Kind, codes};
-use crate::upstream::{AnswerHead, AnswerPart, Request, SESSION_HEADER};
+use crate::upstream::{AnswerHead, AnswerPart, Request, SessionOf};
 
 /// Which backend session serves a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,29 +34,10 @@ pub fn dispatch(req: &Request, mode: Mode, json: &jsonrpc::Limits) -> Dispatch {
             _ => Dispatch::Reply(method_not_allowed(mode)),
         };
     }
-    if let Some(id) = req.session_id() {
-        return Dispatch::Session(id.to_owned());
-    }
-    if req.header(SESSION_HEADER).is_some() {
-        return Dispatch::Reply(reply_error(
-            400,
-            codes::INVALID_REQUEST,
-            "Mcp-Session-Id must be visible ASCII",
-        ));
-    }
-    let is_initialize = req.method == "POST"
-        && matches!(
-            jsonrpc::classify(&req.body, json),
-            Ok(Classified::Single(m)) if m.kind == Kind::Request && m.method.as_deref() == Some("initialize")
-        );
-    if is_initialize {
-        Dispatch::NewSession
-    } else {
-        Dispatch::Reply(reply_error(
-            400,
-            codes::INVALID_REQUEST,
-            "no Mcp-Session-Id: initialize first",
-        ))
+    match crate::upstream::session_of(req, json) {
+        SessionOf::New => Dispatch::NewSession,
+        SessionOf::Existing(id) => Dispatch::Session(id),
+        SessionOf::Reply(part) => Dispatch::Reply(part),
     }
 }
 

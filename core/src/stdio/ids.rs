@@ -133,13 +133,9 @@ impl<S: Clone + PartialEq> IdRewriter<S> {
         ))
     }
 
-    /// The session of the request in flight that went out last (the one a
-    /// server request the child sends now most likely serves), if any.
-    pub fn latest(&self) -> Option<&S> {
-        self.owed
-            .iter()
-            .max_by_key(|(id, _)| **id)
-            .map(|(_, o)| &o.session)
+    /// Who sent each request in flight, by child id (in no order).
+    pub fn owners(&self) -> impl Iterator<Item = (u64, &S)> {
+        self.owed.iter().map(|(id, o)| (*id, &o.session))
     }
 
     /// Forgets the request that went out as `child_id` (its client left);

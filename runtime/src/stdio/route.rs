@@ -149,15 +149,15 @@ impl MessageRoute for RouteStdio {
                 sink.send(part);
                 return None;
             }
-            (Dispatch::Session(_), StdioMode::Shared) => (Key::Shared, None),
-            (Dispatch::Session(id), StdioMode::PerSession) => {
+            (Dispatch::Existing(_), StdioMode::Shared) => (Key::Shared, None),
+            (Dispatch::Existing(id), StdioMode::PerSession) => {
                 let Some(tx) = self.lock().sessions.get(&id).cloned() else {
                     sink.send(stdio::unknown_session(&req, json));
                     return None;
                 };
                 return attach(tx, stream, req, sink, None, json);
             }
-            (Dispatch::NewSession, mode) => {
+            (Dispatch::New, mode) => {
                 let Some(id) = mint_session_id() else {
                     sink.send(stdio::refusal(&req, json, &StdioError::ShuttingDown));
                     return None;
