@@ -217,10 +217,7 @@ def legacy_servers(env_dir: Path) -> list[Server]:
 
 STDIO_NO_HEADERS = "stdio: no HTTP request reaches the server, so there is no Authorization header to see"
 STDIO_DIRECT_NO_HTTP = "stdio directly: no HTTP session (the client ends it by closing the child's stdin)"
-STDIO_NO_RESUME = {
-    "direct": "stdio directly: no HTTP, no event ids",
-    "proxy": "sluice keeps no event ids for a stdio upstream yet: nothing to resume from",
-}
+STDIO_DIRECT_NO_RESUME = "stdio directly: no HTTP stream to resume, no event ids"
 FS_HELLO = "hello from sluice's interop fixture ✓"
 FS_TODO = "- [ ] read me through a stdio child"
 
@@ -282,9 +279,12 @@ def stdio_servers(env_dir: Path, fs_root: Path) -> list[Server]:
     everything = {**everything_profile(), "unknown_session_status": 404}
     # No GET-stream race on stdio: a roots/list of the server's own is not waited for.
     everything["roots"] = {k: v for k, v in everything["roots"].items() if k != "await_first"}
+    # sluice keeps the events of a stdio route itself: resume while the call runs.
+    everything["progress"] = {k: v for k, v in everything["progress"].items() if k != "resume_pause_ms"}
     no_notify = "no tool sends a notification outside a request on demand"
     fs_cannot = {
         "progress": "no tool reports progress",
+        "resume": "no tool reports progress (the check resumes a call's progress)",
         "get_stream": no_notify,
         "prompts": "no prompts (prompts/list is -32601)",
         "sampling": "no tool asks the client to sample",
@@ -353,8 +353,8 @@ def plan(client: ClientSpec, server: Server, only_checks=None, mode: str = "prox
             skip[check] = "stdio rows run the Python SDK client in its handshake-era mode only"
         elif client.mode == "2026-07-28" and not server.modern:
             skip[check] = "server speaks only the handshake era"
-        elif stdio and check == "resume":
-            skip[check] = STDIO_NO_RESUME[mode]
+        elif stdio and mode == "direct" and check == "resume":
+            skip[check] = STDIO_DIRECT_NO_RESUME
         elif stdio and mode == "direct" and check == "delete":
             skip[check] = STDIO_DIRECT_NO_HTTP
         elif check in server.unsupported:
@@ -687,10 +687,12 @@ def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> l
     for s, url in stdio:
         shared = s.stdio_mode == "shared"
         runs.append((s, url, "legacy", STDIO_SHARED_SESSIONS if shared else STDIO_PER_SESSION_SESSIONS, shared))
-    # A stdio child's requests carry nothing that names the call they serve: sluice
-    # must route each to the session whose call caused it, so there every session
-    # also answers a sampling request of its own.
-    server_requests = {s.name for s, _ in stdio if "sampling" not in s.unsupported}
+    # A stdio child's requests carry nothing that names the call they serve, so there
+    # every session also answers a sampling request of its own: per session, it must
+    # get there; on a shared child, with several sessions' calls in flight, sluice may
+    # refuse it (it cannot tell whose it is), but it must never reach another session.
+    server_requests = {s.name: "own" if s.same_direct_as else "own-or-refused"
+                       for s, _ in stdio if "sampling" not in s.unsupported}
     pyc = str(HERE / "clients" / "py_client.py")
     jobs = []
     # Two waves: per-session rows start a child per session, which would starve
@@ -700,7 +702,7 @@ def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> l
             for s, url, mode, n, broadcast in wave:
                 cfg = {"url": url, "mode": mode, "checks": ["concurrency"], "profile": s.profile,
                        "sessions": n, "salt": s.name, "timeout": 90, "broadcast_notifications": broadcast,
-                       "server_requests": s.name in server_requests,
+                       "server_requests": server_requests.get(s.name),
                        # A child per session: many Python children starting at once
                        # take a while on two busy cores.
                        "read_timeout": 60 if s.transport == "stdio" else 20}

@@ -365,8 +365,12 @@ class Driver:
     async def check_concurrency(self):
         n = self.cfg.get("sessions", 10)
         results = await asyncio.gather(*(self._one_session(i) for i in range(n)), return_exceptions=True)
-        bad = [f"#{i}: {describe(r)}" for i, r in enumerate(results) if r is not True]
+        refused = sum(r == "refused" for r in results)
+        bad = [f"#{i}: {describe(r)}" for i, r in enumerate(results) if r not in (True, "refused")]
         need(not bad, f"{len(bad)}/{n} sessions wrong: {bad[:3]}")
+        if self.cfg.get("server_requests"):
+            return (f"{n} parallel sessions, each saw only its own answers; sampling: {n - refused} answered "
+                    f"by their own session, {refused} refused by sluice (several sessions in flight), none crossed")
         return f"{n} parallel sessions, each saw only its own answers"
 
     async def _one_session(self, i: int):
@@ -409,13 +413,29 @@ class Driver:
                     need(not foreign, f"foreign notifications {foreign}")
             if asked is not None:
                 spec = self.p["sampling"]
-                r = await c.call_tool(spec["name"], spec.get("args", {}))
-                text = " ".join(getattr(b, "text", "") for b in r.content)
-                need(not r.is_error, f"sampling call: isError {text[:200]!r}")
-                need(sampled in text, f"sampling answered by another session: {text[:200]!r}")
+                try:
+                    r = await c.call_tool(spec["name"], spec.get("args", {}))
+                    text = " ".join(getattr(b, "text", "") for b in r.content)
+                    error = text if r.is_error else None
+                except MCPError as e:
+                    text = error = e.message
                 n = asked.count("sampling/createMessage")
+                if error is not None and self.cfg.get("server_requests") == "own-or-refused" and refused_by_sluice(error):
+                    # A shared child's request names no call: with several sessions'
+                    # calls in flight sluice refuses it rather than guess. It must not
+                    # have reached this session (nor any other: theirs would be here).
+                    need(n == 0, f"refused, yet {n} sampling requests reached this session")
+                    return "refused"
+                need(error is None, f"sampling call failed: {text[:200]!r}")
+                need(sampled in text, f"sampling answered by another session: {text[:200]!r}")
                 need(n == 1, f"{n} sampling requests reached this session, which caused one")
         return True
+
+
+def refused_by_sluice(text: str) -> bool:
+    """sluice's refusal of a shared stdio child's request it cannot attribute (the
+    server turns it into its tool's error), which names per-session mode."""
+    return "sluice:" in text and "per-session" in text
 
 
 async def list_all(c) -> None:
