@@ -775,11 +775,27 @@ def _run_mode(mode, env_dir, sluice, only_servers, only_clients, jobs, only_chec
                 started.append((s, url))
             except RuntimeError as e:
                 results.append(result("-", s.name, "start", "fail", str(e)))
-        pairs = [(c, s, url) for s, url in started for c in all_clients]
+        inspector = (not only_clients or "inspector-cli" in only_clients) and not only_checks
+
+        def one_by_one(s: Server, url: str) -> list[dict]:
+            out = []
+            for c in all_clients:
+                out += run_pair(c, s, url, env, only_checks, mode)
+            return out + (run_inspector(env_dir, s, url, env) if inspector else [])
+
         with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
-            futs = [ex.submit(run_pair, c, s, url, env, only_checks, mode) for c, s, url in pairs]
-            if (not only_clients or "inspector-cli" in only_clients) and not only_checks:
-                futs += [ex.submit(run_inspector, env_dir, s, url, env) for s, url in started]
+            futs = []
+            for s, url in started:
+                if url and s.transport == "stdio" and s.stdio_mode == "shared":
+                    # One child serves every session here, and a child's request
+                    # (sampling, elicitation, roots) names no call: with other
+                    # sessions' calls in flight sluice refuses it rather than guess
+                    # (the concurrency check covers that). Its clients take turns.
+                    futs.append(ex.submit(one_by_one, s, url))
+                    continue
+                futs += [ex.submit(run_pair, c, s, url, env, only_checks, mode) for c in all_clients]
+                if inspector:
+                    futs.append(ex.submit(run_inspector, env_dir, s, url, env))
             for f in futs:
                 results += f.result()
         if started and (not only_clients or "concurrency" in only_clients) and (
