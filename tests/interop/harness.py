@@ -15,10 +15,13 @@ import math
 import os
 import queue
 import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +43,11 @@ SERVER_REQUESTS = ("sampling", "elicitation", "roots")
 # Unusual but legal token68 characters: a proxy must not touch them.
 TOKEN = "Bearer sluice.Interop-token_0123~+/=="
 CONCURRENT_SESSIONS = 50
+# A shared stdio child through sluice: this many sessions at once on one child
+# (ids, progress tokens and server requests rewritten per session).
+STDIO_SHARED_SESSIONS = 30
+# Per-session mode: each session is a child process of its own.
+STDIO_PER_SESSION_SESSIONS = 5
 
 # -- peers ------------------------------------------------------------------------------
 
@@ -91,7 +99,17 @@ class Server:
     path: str = "/mcp"
     # "sse": the legacy HTTP+SSE transport (2024-11-05), reached through sluice's bridge
     # (found by sluice's default transport, `auto`; no flag is given).
+    # "stdio": `cmd` speaks MCP on stdin/stdout. Directly, each client session spawns
+    # it (the SDKs' stdio client transports); through sluice it is
+    # `sluice --upstream-command` in `stdio_mode`.
     transport: str = "streamable"
+    stdio_mode: str = "shared"  # shared | per-session (sluice's --stdio-mode)
+    # stdio: variables the command needs beyond PATH, HOME and LANG (the harness's
+    # environment holds them; sluice gets `--stdio-env NAME` for each).
+    stdio_env: tuple[str, ...] = ()
+    cwd: str | None = None  # stdio: working directory (sluice's --stdio-cwd)
+    # stdio, per-session rows: the row whose direct run this would repeat.
+    same_direct_as: str | None = None
 
 
 def servers(env_dir: Path) -> list[Server]:
@@ -197,6 +215,113 @@ def legacy_servers(env_dir: Path) -> list[Server]:
     ]
 
 
+STDIO_NO_HEADERS = "stdio: no HTTP request reaches the server, so there is no Authorization header to see"
+STDIO_DIRECT_NO_HTTP = "stdio directly: no HTTP session (the client ends it by closing the child's stdin)"
+STDIO_DIRECT_NO_RESUME = "stdio directly: no HTTP stream to resume, no event ids"
+FS_HELLO = "hello from sluice's interop fixture ✓"
+FS_TODO = "- [ ] read me through a stdio child"
+
+
+def make_fs_root() -> Path:
+    """A fresh directory for server-filesystem, with a space in its name (the command
+    line must be quoted right) and a few files for the tools to read."""
+    root = Path(tempfile.mkdtemp(prefix="sluice interop fs ")).resolve()
+    (root / "hello.txt").write_text(FS_HELLO + "\n", encoding="utf-8")
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.md").write_text(f"# todo\n\n{FS_TODO}\n", encoding="utf-8")
+    (root / "notes" / "deep").mkdir()
+    (root / "data.json").write_text(json.dumps({"answer": 42}) + "\n", encoding="utf-8")
+    return root
+
+
+def fs_profile(root: Path) -> dict:
+    return {
+        "expected_tools": ["read_text_file", "list_directory", "write_file", "list_allowed_directories"],
+        "paginated": False,
+        "calls": [
+            {"name": "read_text_file", "args": {"path": str(root / "hello.txt")}, "text_contains": FS_HELLO},
+            # Relative to the allowed directories.
+            {"name": "read_text_file", "args": {"path": "notes/todo.md"}, "text_contains": FS_TODO},
+            {"name": "list_directory", "args": {"path": str(root)}, "text_contains": "[DIR] notes"},
+            # The second allowed directory was given relative to the working directory.
+            {"name": "list_allowed_directories", "args": {}, "text_contains": str(root / "notes")},
+        ],
+        "echo": None,
+        "progress": None,
+        "fail_result": {"name": "read_text_file", "args": {"path": "/sluice-interop-no-such-dir/x.txt"}},
+        "fail_throw": {"name": "no_such_tool", "code": -32602},
+        "notify": None,
+        "whoami": None,
+        "unknown_session_status": 404,
+        # Files are resources, read through the `file://{+path}` template; resources/list
+        # is empty.
+        "resources": {"uri": (root / "hello.txt").as_uri(), "listed": False, "text_contains": FS_HELLO,
+                      "template": "file://{+path}", "template_uri": (root / "notes" / "todo.md").as_uri(),
+                      "template_text": FS_TODO},
+        # The server replaces its allowed directories with the client's roots: the
+        # client answers the command line's two and one more, which only the roots
+        # can have brought (and a shared child's allow-list still serves the others).
+        "roots": {"name": "list_allowed_directories",
+                  "roots": [root.as_uri(), (root / "notes").as_uri(), (root / "notes" / "deep").as_uri()],
+                  "want": str(root / "notes" / "deep")},
+    }
+
+
+def stdio_servers(env_dir: Path, fs_root: Path) -> list[Server]:
+    """MCP servers on stdio, each a command line. Each appears twice through sluice:
+    `NAME` (`--stdio-mode shared`: one child for every session) and
+    `NAME-per-session` (a child per session); directly only `NAME` runs."""
+    node = shutil.which("node") or "node"
+    node_modules = env_dir / "node_modules"
+    py1 = str(env_dir / "venv-mcp1" / "bin" / "python")
+    py2 = str(env_dir / "venv-mcp2" / "bin" / "python")
+    common = {"bearer": STDIO_NO_HEADERS}
+    everything = {**everything_profile(), "unknown_session_status": 404}
+    # No GET-stream race on stdio: a roots/list of the server's own is not waited for.
+    everything["roots"] = {k: v for k, v in everything["roots"].items() if k != "await_first"}
+    # sluice keeps the events of a stdio route itself: resume while the call runs.
+    everything["progress"] = {k: v for k, v in everything["progress"].items() if k != "resume_pause_ms"}
+    no_notify = "no tool sends a notification outside a request on demand"
+    fs_cannot = {
+        "progress": "no tool reports progress",
+        "resume": "no tool reports progress (the check resumes a call's progress)",
+        "get_stream": no_notify,
+        "prompts": "no prompts (prompts/list is -32601)",
+        "sampling": "no tool asks the client to sample",
+        "elicitation": "no tool asks the client for input",
+        "concurrency": "no tool echoes its input; the other stdio rows cover it",
+    }
+    base = [
+        ("everything-stdio",
+         [node, str(node_modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"), "stdio"],
+         everything, {**common, "get_stream": no_notify}, (), None),
+        # Two allowed directories: the fixture's (absolute, with a space) and `notes`,
+        # relative to the working directory: with a wrong one, `notes` is skipped
+        # (with a warning) and list_allowed_directories lacks it.
+        ("fs-stdio",
+         [node, str(node_modules / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"),
+          str(fs_root), "notes"],
+         fs_profile(fs_root), {**common, **fs_cannot}, (), str(fs_root)),
+        ("py-mcp2-stdio", [py2, str(HERE / "servers" / "py_mcp2_server.py"), "--stdio"], fixture_profile(),
+         common, ("PYTHONDONTWRITEBYTECODE",), None),
+        ("py-mcp1-stdio", [py1, str(HERE / "servers" / "py_mcp1_server.py"), "--stdio"], fixture_profile(),
+         common, ("PYTHONDONTWRITEBYTECODE",), None),
+    ]
+    out = []
+    for name, cmd, profile, unsupported, env_names, cwd in base:
+        for mode in ("shared", "per-session"):
+            out.append(Server(name if mode == "shared" else f"{name}-per-session", cmd, profile, dict(unsupported),
+                              transport="stdio", stdio_mode=mode, stdio_env=env_names, cwd=cwd,
+                              same_direct_as=None if mode == "shared" else name))
+    return out
+
+
+def stdio_launch(s: Server, env: dict) -> dict:
+    """How a client driver spawns a stdio server itself (direct mode)."""
+    return {"command": s.cmd[0], "args": s.cmd[1:], "cwd": s.cwd,
+            "env": {k: env[k] for k in s.stdio_env if k in env}}
+
+
 @dataclass
 class ClientSpec:
     name: str
@@ -216,15 +341,22 @@ def clients(env_dir: Path) -> list[ClientSpec]:
     ]
 
 
-def plan(client: ClientSpec, server: Server, only_checks=None) -> tuple[list[str], dict[str, str]]:
-    """Which checks this pair runs, and why the others are skipped."""
+def plan(client: ClientSpec, server: Server, only_checks=None, mode: str = "proxy") -> tuple[list[str], dict[str, str]]:
+    """Which checks this pair runs (`mode`: direct or proxy), and why the others are skipped."""
     run, skip = [], {}
     modern = client.mode == "2026-07-28" or (client.mode == "auto" and server.modern)
+    stdio = server.transport == "stdio"
     for check in CHECKS:
         if only_checks and check not in only_checks:
             continue
-        if client.mode == "2026-07-28" and not server.modern:
+        if stdio and client.mode != "legacy":
+            skip[check] = "stdio rows run the Python SDK client in its handshake-era mode only"
+        elif client.mode == "2026-07-28" and not server.modern:
             skip[check] = "server speaks only the handshake era"
+        elif stdio and mode == "direct" and check == "resume":
+            skip[check] = STDIO_DIRECT_NO_RESUME
+        elif stdio and mode == "direct" and check == "delete":
+            skip[check] = STDIO_DIRECT_NO_HTTP
         elif check in server.unsupported:
             skip[check] = server.unsupported[check]
         elif check in ("resume", "delete") and not client.raw_checks:
@@ -367,8 +499,20 @@ def start_server(s: Server, env: dict) -> tuple[Running, str]:
 SLUICE_LINE = re.compile(r"sluice listening on (?:https?://)?([^\s/]+)")
 
 
-def start_sluice(sluice: str, upstream: str, name: str, env: dict) -> tuple[Running, str]:
-    """sluice in front of `upstream`; returns the URL clients should use.
+def stdio_sluice_args(s: Server) -> list[str]:
+    """sluice's flags for a stdio server: the command line as one shell-quoted
+    argument, the mode, and what the child needs beyond PATH, HOME and LANG."""
+    args = ["--upstream-command", shlex.join(s.cmd), "--stdio-mode", s.stdio_mode]
+    for name in s.stdio_env:
+        args += ["--stdio-env", name]
+    if s.cwd:
+        args += ["--stdio-cwd", s.cwd]
+    return args
+
+
+def start_sluice(sluice: str, upstream: str | Server, name: str, env: dict) -> tuple[Running, str]:
+    """sluice in front of `upstream` (a URL, or a stdio Server whose command sluice
+    spawns); returns the URL clients should use.
 
     No transport flag: sluice's default (`auto`) must find out itself whether the
     upstream speaks Streamable HTTP (passed through, the server sees only the clients'
@@ -379,12 +523,16 @@ def start_sluice(sluice: str, upstream: str, name: str, env: dict) -> tuple[Runn
     with SLUICE_FIXED_PORT=1 (or if it reports port 0 or prints no such line) we
     pick a free port ourselves and wait for it to accept connections.
     """
-    path = "/" + upstream.split("/", 3)[3]
+    if isinstance(upstream, Server):
+        path, upstream_args = "/mcp", stdio_sluice_args(upstream)
+    else:
+        path, upstream_args = "/" + upstream.split("/", 3)[3], ["--upstream", upstream]
+    extra = shlex.split(os.environ.get("SLUICE_ARGS", ""))
     fixed = os.environ.get("SLUICE_FIXED_PORT") == "1"
     for _attempt in range(3):
         port = free_port() if fixed else 0
         listen = f"127.0.0.1:{port}"
-        r = Running(f"sluice[{name}]", [sluice, "--upstream", upstream, "--listen", listen], env)
+        r = Running(f"sluice[{name}]", [sluice, *upstream_args, "--listen", listen, *extra], env)
         try:
             if fixed:
                 # The port is ours: a listening socket is ready enough, no line needed.
@@ -436,13 +584,23 @@ def result(client, server, check, status, detail, ms=0):
     return {"client": client, "server": server, "check": check, "status": status, "detail": detail, "ms": ms}
 
 
-def run_pair(c: ClientSpec, s: Server, url: str, env: dict, only_checks=None) -> list[dict]:
-    checks, skip = plan(c, s, only_checks)
+def target_cfg(s: Server, url: str | None, env: dict) -> dict:
+    """The drivers' `url`, or `stdio` (a command they spawn themselves) when a stdio
+    server is driven directly."""
+    return {"url": url} if url else {"stdio": stdio_launch(s, env)}
+
+
+def run_pair(c: ClientSpec, s: Server, url: str | None, env: dict, only_checks=None, mode="proxy") -> list[dict]:
+    checks, skip = plan(c, s, only_checks, mode)
     out = [result(c.name, s.name, k, "skip", why) for k, why in skip.items()]
     if not checks:
         return out
-    cfg = {"url": url, "mode": c.mode, "checks": checks, "profile": s.profile, "token": TOKEN, "timeout": 30}
-    got, err = run_driver(c.cmd, cfg, env, timeout=30 * len(checks) + 30)
+    cfg = {**target_cfg(s, url, env), "mode": c.mode, "checks": checks, "profile": s.profile, "token": TOKEN,
+           "timeout": 30}
+    if s.transport == "stdio":
+        # Each session may start a Python child: on two busy cores, slow.
+        cfg |= {"timeout": 60, "read_timeout": 45}
+    got, err = run_driver(c.cmd, cfg, env, timeout=cfg["timeout"] * len(checks) + 30)
     seen = set()
     for r in got:
         seen.add(r["check"])
@@ -453,10 +611,14 @@ def run_pair(c: ClientSpec, s: Server, url: str, env: dict, only_checks=None) ->
     return out
 
 
-def run_inspector(env_dir: Path, s: Server, url: str, env: dict) -> list[dict]:
-    """The MCP Inspector in CLI mode: tools/list and one tools/call."""
+def run_inspector(env_dir: Path, s: Server, url: str | None, env: dict) -> list[dict]:
+    """The MCP Inspector in CLI mode: tools/list and one tools/call; of a URL, or of
+    a stdio server's command line when `url` is None."""
     launcher = env_dir / "node_modules" / ".bin" / "mcp-inspector"
     call = s.profile["calls"][0]
+    # Starting a stdio child (or sluice's, per session) can outlast the 15 s default
+    # on a busy machine.
+    patience = ["--connect-timeout", "60000"] if s.transport == "stdio" else []
     out = []
     for check, extra in (
         ("tools_list", ["--method", "tools/list"]),
@@ -464,7 +626,17 @@ def run_inspector(env_dir: Path, s: Server, url: str, env: dict) -> list[dict]:
                         "--tool-arg", *[f"{k}={v}" for k, v in call["args"].items()]]),
     ):
         t0 = time.monotonic()
-        p = spawn(["node", str(launcher), "--cli", url, "--transport", "http", *extra],
+        if url:
+            argv = [url, "--transport", "http", *patience, *extra]
+        else:
+            # The command last, after `--` (which also ends --tool-arg's list).
+            argv = ["--transport", "stdio", *patience, *extra]
+            if s.cwd:
+                argv += ["--cwd", s.cwd]
+            for k, v in stdio_launch(s, env)["env"].items():
+                argv += ["-e", f"{k}={v}"]
+            argv += ["--", *s.cmd]
+        p = spawn(["node", str(launcher), "--cli", *argv],
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                   env=env | {"MCP_CATALOG_PATH": str(env_dir / "inspector-catalog.json")},
                   text=True, errors="replace")
@@ -498,75 +670,162 @@ def run_inspector(env_dir: Path, s: Server, url: str, env: dict) -> list[dict]:
 
 
 def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> list[dict]:
-    """≥ 50 sessions at once across all servers; each must see only its own traffic."""
-    per = math.ceil(CONCURRENT_SESSIONS / len(targets))
+    """≥ 50 sessions at once across the HTTP servers, and at once with them, many on
+    each stdio server through sluice; each session must see only its own traffic.
+
+    On a shared stdio child, notifications outside a request (`notify`'s log message)
+    go to every session (sluice cannot tell whose they are), so there a session
+    must see its own among them rather than only its own."""
+    http = [(s, url) for s, url in targets if s.transport != "stdio"]
+    stdio = [(s, url) for s, url in targets if s.transport == "stdio" and "concurrency" not in s.unsupported]
+    out = [result("py-sdk/legacy", s.name, "concurrency", "skip", s.unsupported["concurrency"])
+           for s, _ in targets if s.transport == "stdio" and "concurrency" in s.unsupported]
+    runs = []
+    if http:
+        per = math.ceil(CONCURRENT_SESSIONS / len(http))
+        runs += [(s, url, "auto", per, False) for s, url in http]
+    for s, url in stdio:
+        shared = s.stdio_mode == "shared"
+        runs.append((s, url, "legacy", STDIO_SHARED_SESSIONS if shared else STDIO_PER_SESSION_SESSIONS, shared))
+    # A stdio child's requests carry nothing that names the call they serve, so there
+    # every session also answers a sampling request of its own: per session, it must
+    # get there; on a shared child, with several sessions' calls in flight, sluice may
+    # refuse it (it cannot tell whose it is), but it must never reach another session.
+    server_requests = {s.name: "own" if s.same_direct_as else "own-or-refused"
+                       for s, _ in stdio if "sampling" not in s.unsupported}
     pyc = str(HERE / "clients" / "py_client.py")
     jobs = []
-    with concurrent.futures.ThreadPoolExecutor(len(targets)) as ex:
-        for s, url in targets:
-            cfg = {"url": url, "mode": "auto", "checks": ["concurrency"], "profile": s.profile,
-                   "sessions": per, "salt": s.name, "timeout": 90}
-            jobs.append((s, ex.submit(run_driver, [py2, pyc], cfg, env, 120)))
-    out = []
-    for s, job in jobs:
+    # Two waves: per-session rows start a child per session, which would starve
+    # the rest of the machine's two cores if started with them.
+    for wave in ([r for r in runs if not r[0].same_direct_as], [r for r in runs if r[0].same_direct_as]):
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(wave))) as ex:
+            for s, url, mode, n, broadcast in wave:
+                cfg = {"url": url, "mode": mode, "checks": ["concurrency"], "profile": s.profile,
+                       "sessions": n, "salt": s.name, "timeout": 90, "broadcast_notifications": broadcast,
+                       "server_requests": server_requests.get(s.name),
+                       # A child per session: many Python children starting at once
+                       # take a while on two busy cores.
+                       "read_timeout": 60 if s.transport == "stdio" else 20}
+                jobs.append((s, f"py-sdk/{mode} x{n}", ex.submit(run_driver, [py2, pyc], cfg, env, 120)))
+    for s, client, job in jobs:
         got, err = job.result()
         if not got:
-            out.append(result("py-sdk/auto x" + str(per), s.name, "concurrency", "fail",
-                              f"driver gave no result; stderr: {err[-500:]}"))
+            out.append(result(client, s.name, "concurrency", "fail", f"driver gave no result; stderr: {err[-500:]}"))
         for r in got:
-            out.append(result(f"py-sdk/auto x{per}", s.name, "concurrency", r["status"], r["detail"], r.get("ms", 0)))
+            out.append(result(client, s.name, "concurrency", r["status"], r["detail"], r.get("ms", 0)))
     return out
 
 
+def select_servers(env_dir: Path, fs_root: Path, legacy: str = "with", stdio: str = "with") -> list[Server]:
+    """The server pool: Streamable HTTP, legacy HTTP+SSE and stdio groups, each
+    `with` (default), `without` or `only` (several `only` groups: their union)."""
+    groups = {"http": ("with", servers(env_dir)), "legacy": (legacy, legacy_servers(env_dir)),
+              "stdio": (stdio, stdio_servers(env_dir, fs_root))}
+    only = [g for g, (sel, _) in groups.items() if sel == "only"]
+    keep = only or [g for g, (sel, _) in groups.items() if sel != "without"]
+    return [s for g in keep for s in groups[g][1]]
+
+
 def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_clients, jobs: int,
-             legacy: str = "with", only_checks=None) -> list[dict]:
+             legacy: str = "with", only_checks=None, stdio: str = "with") -> list[dict]:
     env = dict(os.environ)
     env["NODE_PATH"] = str(env_dir / "node_modules")
     env["PYTHONPATH"] = str(HERE / "servers")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    pool = {"with": servers(env_dir) + legacy_servers(env_dir), "without": servers(env_dir),
-            "only": legacy_servers(env_dir)}[legacy]
+    fs_root = make_fs_root()
+    try:
+        results = _run_mode(mode, env_dir, sluice, only_servers, only_clients, jobs, only_checks, env,
+                            select_servers(env_dir, fs_root, legacy, stdio))
+    finally:
+        shutil.rmtree(fs_root, ignore_errors=True)
+    for r in results:
+        r["mode"] = mode
+    return results
+
+
+def _run_mode(mode, env_dir, sluice, only_servers, only_clients, jobs, only_checks, env, pool) -> list[dict]:
     all_servers = [s for s in pool if not only_servers or s.name in only_servers]
     results: list[dict] = []
     if mode == "direct":
         for s in [s for s in all_servers if s.transport == "sse"]:
             results.append(result("-", s.name, "start", "skip",
                                   "legacy HTTP+SSE server: Streamable HTTP clients reach it through sluice only"))
-        all_servers = [s for s in all_servers if s.transport != "sse"]
+        for s in [s for s in all_servers if s.same_direct_as]:
+            results.append(result("-", s.name, "start", "skip",
+                                  f"per-session is a mode of sluice; directly this is {s.same_direct_as}"))
+        all_servers = [s for s in all_servers if s.transport != "sse" and not s.same_direct_as]
     all_clients = [c for c in clients(env_dir) if not only_clients or c.name in only_clients]
-    started: list[tuple[Server, str]] = []
+    # (server, URL); None: a stdio server the clients spawn themselves (direct mode).
+    started: list[tuple[Server, str | None]] = []
     procs: list[Running] = []
     try:
         for s in all_servers:
             try:
-                r, url = start_server(s, env)
-                procs.append(r)
-                if mode == "proxy":
-                    sr, url = start_sluice(sluice, url, s.name, env)
-                    procs.append(sr)
+                if s.transport == "stdio":
+                    url = None
+                    if mode == "proxy":
+                        sr, url = start_sluice(sluice, s, s.name, env)
+                        procs.append(sr)
+                else:
+                    r, url = start_server(s, env)
+                    procs.append(r)
+                    if mode == "proxy":
+                        sr, url = start_sluice(sluice, url, s.name, env)
+                        procs.append(sr)
                 started.append((s, url))
             except RuntimeError as e:
                 results.append(result("-", s.name, "start", "fail", str(e)))
-        pairs = [(c, s, url) for s, url in started for c in all_clients]
+        inspector = (not only_clients or "inspector-cli" in only_clients) and not only_checks
+
+        def one_by_one(s: Server, url: str) -> list[dict]:
+            out = []
+            for c in all_clients:
+                out += run_pair(c, s, url, env, only_checks, mode)
+            return out + (run_inspector(env_dir, s, url, env) if inspector else [])
+
         with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
-            futs = [ex.submit(run_pair, c, s, url, env, only_checks) for c, s, url in pairs]
-            if (not only_clients or "inspector-cli" in only_clients) and not only_checks:
-                futs += [ex.submit(run_inspector, env_dir, s, url, env) for s, url in started]
+            futs = []
+            for s, url in started:
+                if url and s.transport == "stdio" and s.stdio_mode == "shared":
+                    # One child serves every session here, and a child's request
+                    # (sampling, elicitation, roots) names no call: with other
+                    # sessions' calls in flight sluice refuses it rather than guess
+                    # (the concurrency check covers that). Its clients take turns.
+                    futs.append(ex.submit(one_by_one, s, url))
+                    continue
+                futs += [ex.submit(run_pair, c, s, url, env, only_checks, mode) for c in all_clients]
+                if inspector:
+                    futs.append(ex.submit(run_inspector, env_dir, s, url, env))
             for f in futs:
                 results += f.result()
         if started and (not only_clients or "concurrency" in only_clients) and (
                 not only_checks or "concurrency" in only_checks):
-            results += run_concurrency(str(env_dir / "venv-mcp2" / "bin" / "python"), started, env)
+            targets = [(s, url) for s, url in started if url]
+            results += [result("py-sdk/legacy", s.name, "concurrency", "skip",
+                               "stdio directly: every session is a process of its own, nothing is shared")
+                        for s, url in started if not url]
+            if targets:
+                results += run_concurrency(str(env_dir / "venv-mcp2" / "bin" / "python"), targets, env)
         for r in procs:
             if r.proc.poll() is not None:
                 results.append(result("-", r.name, "alive", "fail",
                                       f"exited early with {r.proc.returncode}: {r.tail()}"))
     finally:
         for r in procs:
-            kill_group(r.proc)
-    for r in results:
-        r["mode"] = mode
+            r.stop()
+        save_logs(procs, mode)
     return results
+
+
+LOGS = ROOT / "target" / "interop" / "logs"
+
+
+def save_logs(procs: list[Running], mode: str) -> None:
+    """Each server's and sluice's output, for digging: target/interop/logs/MODE-NAME.log."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for r in procs:
+        name = re.sub(r"[^\w.-]+", "-", r.name).strip("-")
+        (LOGS / f"{mode}-{name}.log").write_text("\n".join(r.log) + "\n", encoding="utf-8", errors="replace")
 
 
 # -- report -----------------------------------------------------------------------------
@@ -574,26 +833,45 @@ def run_mode(mode: str, env_dir: Path, sluice: str | None, only_servers, only_cl
 MARK = {"pass": "ok", "fail": "FAIL", "skip": "-"}
 
 
-def print_table(results: list[dict], mode: str) -> None:
+def print_table(results: list[dict], mode: str, stdio_names: set[str] = frozenset(), order=()) -> None:
+    """One table per server group (HTTP, then stdio), clients × checks down, servers
+    across. A server not started in this mode is a line under its table, not a
+    column; a client skipped on every server of a table is named once."""
     rows = [r for r in results if r["mode"] == mode]
-    servers_ = list(dict.fromkeys(r["server"] for r in rows))
-    order = {k: i for i, k in enumerate(CHECKS + ["concurrency"])}
-    pairs = list(dict.fromkeys((r["client"], r["check"]) for r in rows))
-    clients_ = list(dict.fromkeys(c for c, _ in pairs))
-    pairs.sort(key=lambda ck: (clients_.index(ck[0]), order.get(ck[1], len(order))))
-    cell = {(r["client"], r["check"], r["server"]): r for r in rows}
-    w0 = max([len(f"{c} {k}") for c, k in pairs] + [10])
-    widths = [max(len(s), 4) for s in servers_]
     print(f"\n== interop matrix ({mode}) ==")
-    print(" " * w0 + "  " + "  ".join(s.ljust(w) for s, w in zip(servers_, widths, strict=True)))
-    for c, k in pairs:
-        marks = [MARK[cell[(c, k, s)]["status"]] if (c, k, s) in cell else "" for s in servers_]
-        print(f"{c} {k}".ljust(w0) + "  " + "  ".join(m.ljust(w) for m, w in zip(marks, widths, strict=True)))
+    idle = {r["server"]: r["detail"] for r in rows if r["check"] == "start" and r["status"] == "skip"}
+    active = list(dict.fromkeys(r["server"] for r in rows if r["server"] not in idle and r["client"] != "-"))
+    rank = {name: i for i, name in enumerate(order)}
+    active.sort(key=lambda name: rank.get(name, len(rank)))
+    for group in ([s for s in active if s not in stdio_names], [s for s in active if s in stdio_names]):
+        if group:
+            _print_group([r for r in rows if r["server"] in group], group)
+    for name, why in idle.items():
+        print(f"  {name}: not run ({why})")
     fails = [r for r in rows if r["status"] == "fail"]
     if fails:
         print(f"\n-- failures ({mode}) --")
         for r in fails:
             print(f"{r['client']} -> {r['server']}: {r['check']}: {r['detail']}")
+
+
+def _print_group(rows: list[dict], servers_: list[str]) -> None:
+    order = {k: i for i, k in enumerate(CHECKS + ["concurrency"])}
+    silent = {c for c in {r["client"] for r in rows} if all(r["status"] == "skip" for r in rows if r["client"] == c)}
+    pairs = list(dict.fromkeys((r["client"], r["check"]) for r in rows if r["client"] not in silent))
+    clients_ = list(dict.fromkeys(c for c, _ in pairs))
+    pairs.sort(key=lambda ck: (clients_.index(ck[0]), order.get(ck[1], len(order))))
+    cell = {(r["client"], r["check"], r["server"]): r for r in rows}
+    w0 = max([len(f"{c} {k}") for c, k in pairs] + [10])
+    widths = [max(len(s), 4) for s in servers_]
+    print()
+    print(" " * w0 + "  " + "  ".join(s.ljust(w) for s, w in zip(servers_, widths, strict=True)))
+    for c, k in pairs:
+        marks = [MARK[cell[(c, k, s)]["status"]] if (c, k, s) in cell else "" for s in servers_]
+        print(f"{c} {k}".ljust(w0) + "  " + "  ".join(m.ljust(w) for m, w in zip(marks, widths, strict=True)).rstrip())
+    for c in sorted(silent, key=lambda c: [r["client"] for r in rows].index(c)):
+        why = next(r["detail"] for r in rows if r["client"] == c)
+        print(f"  {c}: not run on these servers ({why})")
 
 
 def main() -> int:
@@ -616,6 +894,11 @@ def main() -> int:
                     help="only the legacy HTTP+SSE servers (through sluice's bridge)")
     lg.add_argument("--no-legacy", action="store_const", dest="legacy", const="without",
                     help="leave the legacy HTTP+SSE servers out")
+    sg = ap.add_mutually_exclusive_group()
+    sg.add_argument("--stdio", action="store_const", dest="stdio", const="only",
+                    help="only the stdio servers (directly, and through sluice --upstream-command)")
+    sg.add_argument("--no-stdio", action="store_const", dest="stdio", const="without",
+                    help="leave the stdio servers out")
     ap.add_argument("--hooks", action="store_true",
                     help="also (alone: only) the example hooks through $SLUICE_BIN in front of server-everything")
     ap.add_argument("--hook-example", action="append",
@@ -641,7 +924,7 @@ def main() -> int:
     try:
         for mode in modes:
             results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs, a.legacy or "with",
-                                a.check)
+                                a.check, a.stdio or "with")
         t_hooks = time.monotonic()
         if a.hooks:
             import hooks
@@ -649,8 +932,10 @@ def main() -> int:
             hook_results = hooks.run(Path(a.env_dir), sluice, a.hook_example)
     finally:
         kill_all()
+    stdio_names = [s.name for s in stdio_servers(Path(a.env_dir), Path("/"))]
+    order = [s.name for s in servers(Path(a.env_dir)) + legacy_servers(Path(a.env_dir))] + stdio_names
     for mode in modes:
-        print_table(results, mode)
+        print_table(results, mode, set(stdio_names), order)
 
     written = []
     for path, doc in ((a.out, {"modes": modes, "seconds": round(t_hooks - t0, 1), "results": results}),

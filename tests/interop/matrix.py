@@ -64,7 +64,10 @@ def interop_section(doc: dict) -> list[str]:
     pairs: dict[tuple[str, str], list[dict]] = {}
     for r in results:
         pairs.setdefault((r["client"], r["server"]), []).append(r)
-    servers = list(dict.fromkeys(r["server"] for r in results if r["server"] != "-"))
+    # In the order the clients met them (a server not started in some mode comes first
+    # in the results with its skipped `start`).
+    servers = list(dict.fromkeys([r["server"] for r in results if r["client"] != "-"]
+                                 + [r["server"] for r in results if r["server"] != "-"]))
     clients = list(dict.fromkeys(r["client"] for r in results if r["client"] != "-"))
     checks = [c for c in CHECKS if any(r["check"] == c for r in results)]
     checks += sorted({r["check"] for r in results} - set(checks) - {"start", "alive"})
@@ -76,14 +79,14 @@ def interop_section(doc: dict) -> list[str]:
         "| client | server | era | " + " | ".join(checks) + " |",
         "|---|---|---|" + "---|" * len(checks),
     ]
-    not_run = []
+    not_run: dict[str, list[str]] = {}
     for c in clients:
         for s in servers:
             rows = pairs.get((c, s))
             if not rows:
                 continue
             if all(r["status"] == "skip" for r in rows):
-                not_run.append(f"{c} → {s} ({rows[0]['detail']})")
+                not_run.setdefault(rows[0]["detail"], []).append(f"{c} → {s}")
                 continue
             cells = []
             for k in checks:
@@ -96,7 +99,8 @@ def interop_section(doc: dict) -> list[str]:
             base = pairs.get((re.sub(r" x\d+$", "", c), s), rows)
             out.append(f"| {c} | {s} | {era(base)} | " + " | ".join(cells) + " |")
     if not_run:
-        out += ["", "Pairs that cannot talk at all, so not in the table: " + "; ".join(not_run) + "."]
+        out += ["", "Pairs not in the table, by reason:", ""]
+        out += [f"- {why}: {', '.join(pairs_)}" for why, pairs_ in not_run.items()]
     counts = []
     for m in modes:
         mine = [r for r in results if r["mode"] == m]

@@ -2,9 +2,10 @@
 
     python py_client.py '<json config>'
 
-The config names the server URL, the connect mode (`auto`, `legacy` or a
-modern version such as `2026-07-28`), the checks to run and the server's
-profile (see harness.py). Prints one JSON object per check on stdout:
+The config names the server URL (or, as `stdio`, a command line that each
+session spawns and talks to over stdin/stdout: {command, args, env, cwd}), the
+connect mode (`auto`, `legacy` or a modern version such as `2026-07-28`), the
+checks to run and the server's profile (see harness.py). Prints one JSON object per check on stdout:
 {"check", "status": "pass"|"fail", "detail", "ms"}; the `script` check's detail is
 what each of its steps got back (see check_script).
 
@@ -26,6 +27,7 @@ from contextlib import asynccontextmanager
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -54,7 +56,8 @@ def need(cond, msg):
 class Driver:
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
-        self.url = cfg["url"]
+        self.url = cfg.get("url")
+        self.stdio = cfg.get("stdio")
         self.mode = cfg.get("mode", "auto")
         self.p = cfg["profile"]
         self.token = cfg.get("token")
@@ -62,8 +65,9 @@ class Driver:
 
     @asynccontextmanager
     async def connect(self, *, logs: list | None = None, token: str | None = None,
-                      server_requests: list | None = None):
-        """`server_requests`: answer sampling, elicitation and roots, noting each method here."""
+                      server_requests: list | None = None, sampled: str = SAMPLED):
+        """`server_requests`: answer sampling (with `sampled`), elicitation and roots,
+        noting each method here."""
         headers = {"Authorization": token} if token else None
         http = create_mcp_http_client(headers=headers)
         sink = self.logs if logs is None else logs
@@ -78,24 +82,31 @@ class Driver:
             async def on_sampling(ctx, params):
                 seen.append("sampling/createMessage")
                 return types.CreateMessageResult(role="assistant", model="interop-model",
-                                                 content=types.TextContent(type="text", text=SAMPLED))
+                                                 content=types.TextContent(type="text", text=sampled))
 
             async def on_elicit(ctx, params):
                 seen.append("elicitation/create")
                 return types.ElicitResult(action="accept", content={"name": ELICITED_NAME})
 
+            # A profile may name its own roots (for a server that acts on them).
+            uris = (self.p.get("roots") or {}).get("roots", [ROOT])
+
             async def on_roots(ctx):
                 seen.append("roots/list")
-                return types.ListRootsResult(roots=[types.Root(uri=ROOT, name="interop")])
+                return types.ListRootsResult(roots=[types.Root(uri=u, name="interop") for u in uris])
 
             extra = {"sampling_callback": on_sampling, "elicitation_callback": on_elicit,
                      "list_roots_callback": on_roots}
 
-        async with http:
+        if self.stdio:
+            # The SDK spawns the server; its stderr joins ours.
+            transport = StdioServerParameters(command=self.stdio["command"], args=self.stdio["args"],
+                                              env=self.stdio.get("env") or {}, cwd=self.stdio.get("cwd"))
+        else:
             transport = streamable_http_client(self.url, http_client=http)
-            async with Client(transport, mode=self.mode, cache=None, logging_callback=on_log,
-                              read_timeout_seconds=20, **extra) as client:
-                yield client
+        async with http, Client(transport, mode=self.mode, cache=None, logging_callback=on_log,
+                                read_timeout_seconds=self.cfg.get("read_timeout", 20), **extra) as client:
+            yield client
 
     # -- checks -------------------------------------------------------------
 
@@ -196,7 +207,9 @@ class Driver:
         async with self.connect() as c:
             listed = await c.list_resources()
             uris = [str(r.uri) for r in listed.resources]
-            need(spec["uri"] in uris, f"resources/list lacks {spec['uri']}: {uris}")
+            # `listed: false`: a server whose resources are only reachable by template.
+            need(spec.get("listed", True) is False or spec["uri"] in uris,
+                 f"resources/list lacks {spec['uri']}: {uris}")
             read = await c.read_resource(spec["uri"])
             text = " ".join(getattr(x, "text", "") for x in read.contents)
             need(spec["text_contains"] in text, f"resources/read {spec['uri']}: {text[:200]!r}")
@@ -229,7 +242,7 @@ class Driver:
         return await self._server_request("elicitation", "elicitation/create", ELICITED_NAME)
 
     async def check_roots(self):
-        return await self._server_request("roots", "roots/list", ROOT)
+        return await self._server_request("roots", "roots/list", self.p["roots"].get("want", ROOT))
 
     async def _server_request(self, key: str, method: str, want: str):
         """A tool sends `method` to this client; its answer must come back in the result."""
@@ -352,14 +365,22 @@ class Driver:
     async def check_concurrency(self):
         n = self.cfg.get("sessions", 10)
         results = await asyncio.gather(*(self._one_session(i) for i in range(n)), return_exceptions=True)
-        bad = [f"#{i}: {r!r}" for i, r in enumerate(results) if r is not True]
+        refused = sum(r == "refused" for r in results)
+        bad = [f"#{i}: {describe(r)}" for i, r in enumerate(results) if r not in (True, "refused")]
         need(not bad, f"{len(bad)}/{n} sessions wrong: {bad[:3]}")
+        if self.cfg.get("server_requests"):
+            return (f"{n} parallel sessions, each saw only its own answers; sampling: {n - refused} answered "
+                    f"by their own session, {refused} refused by sluice (several sessions in flight), none crossed")
         return f"{n} parallel sessions, each saw only its own answers"
 
     async def _one_session(self, i: int):
         logs: list = []
         tag = f"s{i}-{self.cfg.get('salt', '')}"
-        async with self.connect(logs=logs) as c:
+        # `server_requests`: each session also answers a sampling request of its own
+        # tool call with its tag; the tool's result must carry this session's answer.
+        asked: list | None = [] if self.cfg.get("server_requests") else None
+        sampled = f"sampled for {tag}"
+        async with self.connect(logs=logs, server_requests=asked, sampled=sampled) as c:
             e = self.p["echo"]
             args = dict(e["args"])
             key = next(iter(args))
@@ -386,9 +407,35 @@ class Driver:
                 await asyncio.sleep(0.2)
                 await c.call_tool(self.p["notify"]["name"], {"tag": tag})
                 await asyncio.sleep(0.3)
-                foreign = [d for _, d in logs if isinstance(d, str) and d.startswith("notify:") and d != f"notify:{tag}"]
-                need(not foreign, f"foreign notifications {foreign}")
+                if not self.cfg.get("broadcast_notifications"):
+                    foreign = [d for _, d in logs
+                               if isinstance(d, str) and d.startswith("notify:") and d != f"notify:{tag}"]
+                    need(not foreign, f"foreign notifications {foreign}")
+            if asked is not None:
+                spec = self.p["sampling"]
+                try:
+                    r = await c.call_tool(spec["name"], spec.get("args", {}))
+                    text = " ".join(getattr(b, "text", "") for b in r.content)
+                    error = text if r.is_error else None
+                except MCPError as e:
+                    text = error = e.message
+                n = asked.count("sampling/createMessage")
+                if error is not None and self.cfg.get("server_requests") == "own-or-refused" and refused_by_sluice(error):
+                    # A shared child's request names no call: with several sessions'
+                    # calls in flight sluice refuses it rather than guess. It must not
+                    # have reached this session (nor any other: theirs would be here).
+                    need(n == 0, f"refused, yet {n} sampling requests reached this session")
+                    return "refused"
+                need(error is None, f"sampling call failed: {text[:200]!r}")
+                need(sampled in text, f"sampling answered by another session: {text[:200]!r}")
+                need(n == 1, f"{n} sampling requests reached this session, which caused one")
         return True
+
+
+def refused_by_sluice(text: str) -> bool:
+    """sluice's refusal of a shared stdio child's request it cannot attribute (the
+    server turns it into its tool's error), which names per-session mode."""
+    return "sluice:" in text and "per-session" in text
 
 
 async def list_all(c) -> None:

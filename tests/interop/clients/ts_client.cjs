@@ -1,16 +1,19 @@
 #!/usr/bin/env node
-// Client driver on the TypeScript SDK (`Client` + `StreamableHTTPClientTransport`).
+// Client driver on the TypeScript SDK (`Client` + `StreamableHTTPClientTransport`,
+// or `StdioClientTransport` when the config names a command instead of a URL).
 //
 //   node ts_client.cjs '<json config>'
 //
-// Same contract as py_client.py: config {url, checks, profile, token}; one JSON
-// line per check on stdout: {check, status: "pass"|"fail", detail, ms}; the
-// `script` check's detail is what each of its steps got back.
+// Same contract as py_client.py: config {url | stdio: {command, args, env, cwd},
+// checks, profile, token}; one JSON line per check on stdout: {check, status:
+// "pass"|"fail", detail, ms}; the `script` check's detail is what each of its
+// steps got back. With `stdio` every session spawns the server itself.
 // Resumption and the request on a deleted session speak raw HTTP (fetch).
 "use strict";
 
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+const { StdioClientTransport } = require("@modelcontextprotocol/sdk/client/stdio.js");
 const {
   LoggingMessageNotificationSchema,
   McpError,
@@ -42,6 +45,9 @@ function sortKeys(v) {
 const SAMPLED = "sampled by ts-sdk";
 const ELICITED_NAME = "sluice-user";
 const ROOT = "file:///sluice/interop";
+// A profile may name its own roots (for a server that acts on the roots it gets)
+// and the text that shows the server used them.
+const rootUris = () => (P.roots && P.roots.roots) || [ROOT];
 
 async function connect({ token, logs, serverRequests, seen } = {}) {
   const capabilities = serverRequests ? { sampling: {}, elicitation: {}, roots: { listChanged: false } } : {};
@@ -58,16 +64,32 @@ async function connect({ token, logs, serverRequests, seen } = {}) {
     });
     client.setRequestHandler(ListRootsRequestSchema, async () => {
       note("roots/list");
-      return { roots: [{ uri: ROOT, name: "interop" }] };
+      return { roots: rootUris().map((uri) => ({ uri, name: "interop" })) };
     });
   }
   if (logs) {
     client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params.data));
   }
-  const requestInit = token ? { headers: { Authorization: token } } : undefined;
-  const transport = new StreamableHTTPClientTransport(new URL(cfg.url), { requestInit });
+  const transport = cfg.stdio ? stdioTransport() : httpTransport(token);
   await client.connect(transport);
   return { client, transport };
+}
+
+function httpTransport(token) {
+  const requestInit = token ? { headers: { Authorization: token } } : undefined;
+  return new StreamableHTTPClientTransport(new URL(cfg.url), { requestInit });
+}
+
+// The server as a child of this process; its stderr joins ours (the harness shows
+// it when a check fails).
+function stdioTransport() {
+  const { command, args, env, cwd } = cfg.stdio;
+  const transport = new StdioClientTransport({ command, args, env: env || {}, cwd: cwd || undefined, stderr: "inherit" });
+  // The HTTP transport keeps the negotiated version; this one has nowhere to put it.
+  transport.setProtocolVersion = (v) => {
+    transport.protocolVersion = v;
+  };
+  return transport;
 }
 
 async function withClient(opts, fn) {
@@ -84,7 +106,8 @@ const checks = {
     return withClient({}, async (client, transport) => {
       const info = client.getServerVersion();
       need(info && info.name, "no serverInfo");
-      return `protocol ${transport.protocolVersion || "?"}, server ${info.name}, session ${transport.sessionId ? "yes" : "no"}`;
+      const session = cfg.stdio ? "stdio" : transport.sessionId ? "yes" : "no";
+      return `protocol ${transport.protocolVersion || "?"}, server ${info.name}, session ${session}`;
     });
   },
 
@@ -203,7 +226,8 @@ const checks = {
     return withClient({}, async (client) => {
       const listed = await client.listResources();
       const uris = listed.resources.map((r) => r.uri);
-      need(uris.includes(spec.uri), `resources/list lacks ${spec.uri}: ${uris}`);
+      // `listed: false`: a server whose resources are only reachable by template.
+      need(spec.listed === false || uris.includes(spec.uri), `resources/list lacks ${spec.uri}: ${uris}`);
       const read = await client.readResource({ uri: spec.uri });
       const text = read.contents.map((c) => c.text || "").join(" ");
       need(text.includes(spec.text_contains), `resources/read ${spec.uri}: ${JSON.stringify(text.slice(0, 200))}`);
@@ -236,7 +260,7 @@ const checks = {
 
   sampling: () => serverRequest("sampling", "sampling/createMessage", SAMPLED),
   elicitation: () => serverRequest("elicitation", "elicitation/create", ELICITED_NAME),
-  roots: () => serverRequest("roots", "roots/list", ROOT),
+  roots: () => serverRequest("roots", "roots/list", (P.roots && P.roots.want) || ROOT),
 
   async ping() {
     return withClient({}, async (client) => {

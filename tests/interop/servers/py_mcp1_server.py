@@ -1,16 +1,19 @@
 """Fixture MCP server on the Python SDK 1.x `FastMCP`.
 
     python py_mcp1_server.py [--port N]
+    python py_mcp1_server.py --stdio
 
 Streamable HTTP at /mcp with sessions, SSE answers and an event store. The
 tools are plain FastMCP tools; two low-level handlers are wrapped because
 FastMCP itself neither paginates tools/list nor lets a tool fail with a
 JSON-RPC error (it turns every exception into `isError: true`).
-Prints `READY http://127.0.0.1:PORT/mcp`.
+Prints `READY http://127.0.0.1:PORT/mcp`. With `--stdio`: the same server on
+stdin/stdout (`mcp.run("stdio")`), one client, until stdin closes.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TypedDict
 
 import anyio
@@ -168,4 +171,7 @@ _low.request_handlers[types.CallToolRequest] = _call_or_fail
 
 if __name__ == "__main__":
     assert set(_ORDER) == {t.name for t in mcp._tool_manager.list_tools()}
-    serve(mcp.streamable_http_app(), port_arg())
+    if "--stdio" in sys.argv[1:]:
+        mcp.run("stdio")
+    else:
+        serve(mcp.streamable_http_app(), port_arg())

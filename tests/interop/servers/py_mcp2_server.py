@@ -1,13 +1,19 @@
 """Fixture MCP server on the Python SDK 2.x (low-level `Server`).
 
     python py_mcp2_server.py [--port N]
+    python py_mcp2_server.py --stdio
 
 One Streamable HTTP endpoint at /mcp serving both eras: the handshake era
 (sessions, SSE, event store for resumability, GET stream, DELETE) and
 2026-07-28 (POST only). Prints `READY http://127.0.0.1:PORT/mcp`.
+
+With `--stdio`: the same handlers on the SDK's stdio server transport
+(newline-delimited JSON-RPC on stdin/stdout), one client, until stdin closes.
 """
 
 from __future__ import annotations
+
+import sys
 
 import anyio
 import mcp_types as types
@@ -140,8 +146,18 @@ HANDLERS = {
 }
 
 
+async def serve_stdio(server: Server) -> None:
+    from mcp.server.stdio import stdio_server
+
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
 def main() -> None:
     server = Server("sluice-interop-py2", version="1.0.0", **HANDLERS)
+    if "--stdio" in sys.argv[1:]:
+        anyio.run(serve_stdio, server)
+        return
     app = server.streamable_http_app(event_store=MemoryEventStore())
     serve(app, port_arg())
 
