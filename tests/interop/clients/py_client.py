@@ -292,7 +292,7 @@ class Driver:
 
     async def check_resume(self):
         spec = self.p["progress"]
-        async with httpx2.AsyncClient(timeout=20) as h:
+        async with httpx2.AsyncClient(timeout=self.cfg.get("read_timeout", 20)) as h:
             sid = await raw_open_session(h, self.url)
             # The Python SDKs key their event streams by request id alone, across
             # sessions, so a fixed id would mix in another client's replay.
@@ -352,7 +352,7 @@ class Driver:
                 await h.delete(self.url, headers=raw_headers(sid))
 
     async def check_delete(self):
-        async with httpx2.AsyncClient(timeout=20) as h:
+        async with httpx2.AsyncClient(timeout=self.cfg.get("read_timeout", 20)) as h:
             sid = await raw_open_session(h, self.url)
             r = await h.delete(self.url, headers=raw_headers(sid))
             need(r.status_code == 200, f"DELETE status {r.status_code}")
