@@ -31,6 +31,13 @@ fn sse_only(mut req: Request) -> Request {
     req
 }
 
+/// `req` with an `Accept` that takes neither JSON nor SSE.
+fn accepts_neither(mut req: Request) -> Request {
+    req.headers.retain(|h| !h.is("accept"));
+    req.headers.push(Header::new("Accept", "text/html"));
+    req
+}
+
 fn bare(method: &str, session: &str) -> Request {
     Request {
         method: method.into(),
@@ -298,6 +305,37 @@ fn a_server_request_goes_to_the_caller_and_its_answer_back_to_the_child() {
         to_child(&out),
         vec![serde_json::from_str::<Value>(answer).unwrap()]
     );
+}
+
+#[test]
+fn a_client_that_accepts_neither_json_nor_sse_still_gets_its_answer_as_json() {
+    // Found by the stdio_bridge fuzz target: the answer was dropped (the
+    // client "takes no events") and the stream left open, its request
+    // forgotten, until the client gave up. JSON is the fallback, as for
+    // an HTTP upstream (`inject`) and in the legacy bridge.
+    let (mut b, now) = shared_ready("2025-11-25");
+    let call = r#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"echo"}}"#;
+    b.attach(10, accepts_neither(post(Some("A"), call)), None, now);
+    let child_id = to_child(&drain(&mut b))[0]["id"].clone();
+    // Progress has nowhere to go: it is dropped, the call stays open.
+    let progress = json!({"jsonrpc":"2.0","method":"notifications/progress",
+        "params":{"progressToken":child_id,"progress":1}});
+    b.child_output(&line(progress), now);
+    assert!(parts(&drain(&mut b), 10).is_empty());
+    let answer = json!({"jsonrpc":"2.0","id":child_id,"result":{"content":[]}});
+    b.child_output(&line(answer), now);
+    let (status, session, body) = whole(&drain(&mut b), 10);
+    assert_eq!((status, session.as_deref()), (200, Some("A")));
+    assert_eq!(body["id"], "q");
+    assert_eq!(b.in_flight(), 0);
+
+    // A shared child's initialize, answered by sluice itself, too.
+    let req = accepts_neither(post(None, &init(4, "2025-06-18", "b")));
+    b.attach(11, req, Some("B".into()), now);
+    let (status, session, body) = whole(&drain(&mut b), 11);
+    assert_eq!((status, session.as_deref()), (200, Some("B")));
+    assert_eq!(body["id"], 4);
+    assert_eq!(body["result"]["protocolVersion"], "2025-06-18");
 }
 
 #[test]

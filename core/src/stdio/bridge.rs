@@ -886,14 +886,17 @@ impl Bridge {
     }
 
     /// Sends the answer (`last`) or a message before it to `stream`, as
-    /// JSON or SSE as the client accepts and as the stream stands.
+    /// JSON or SSE as the client accepts and as the stream stands: an
+    /// answer goes as JSON unless the client takes only SSE (one that takes
+    /// neither gets JSON, as from an HTTP upstream); a message before it
+    /// only to a client that takes SSE.
     fn deliver(&mut self, stream: StreamId, text: Vec<u8>, last: bool) {
         let Some(client) = self.clients.get_mut(&stream) else {
             return;
         };
         if !client.sse_open {
             let session = client.session.clone();
-            if last && client.accepts.json {
+            if last && (client.accepts.json || !client.accepts.sse) {
                 return self.finish(stream, AnswerPart::json(head(200, &session), text));
             }
             if !client.accepts.sse {
