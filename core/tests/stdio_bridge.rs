@@ -339,6 +339,52 @@ fn a_client_that_accepts_neither_json_nor_sse_still_gets_its_answer_as_json() {
 }
 
 #[test]
+fn shared_the_childs_initialize_carries_no_token_a_client_request_can_get() {
+    // Found reading the bridge, replayed by the stdio_bridge fuzz seed
+    // shared-init-progress-token: sluice's own initialize took the first
+    // client's params as written, `_meta.progressToken` included.
+    // Each client request goes to the child with its child id as its
+    // token, so progress the child sent on initialize's token reached the
+    // request, in any session, that got that number.
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::Shared), now);
+    let init_a = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},
+        "clientInfo":{"name":"a","version":"1"},"_meta":{"progressToken":1}}});
+    b.attach(1, post(None, &init_a.to_string()), Some("A".into()), now);
+    drain(&mut b);
+    b.spawned(now);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(
+        sent[0]["params"]["_meta"]["progressToken"], "sluice-initialize",
+        "a token no client request is given"
+    );
+    assert_eq!(sent[0]["params"]["clientInfo"]["name"], "a");
+    let answer = json!({"jsonrpc":"2.0","id":"sluice-initialize","result":{
+        "protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"c","version":"1"}}});
+    b.child_output(&line(answer), now);
+    drain(&mut b);
+
+    // B's call goes out as child id 1, with token 1.
+    b.attach(
+        2,
+        post(None, &init(0, "2025-11-25", "b")),
+        Some("B".into()),
+        now,
+    );
+    drain(&mut b);
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"b"}}}"#;
+    b.attach(10, post(Some("B"), call), None, now);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(sent[0]["params"]["_meta"]["progressToken"], 1);
+    // Progress on initialize goes to nobody.
+    let progress = json!({"jsonrpc":"2.0","method":"notifications/progress",
+        "params":{"progressToken":"sluice-initialize","progress":1}});
+    b.child_output(&line(progress), now);
+    assert!(parts(&drain(&mut b), 10).is_empty());
+}
+
+#[test]
 fn broadcasts_reach_every_get_stream_and_a_second_get_is_refused() {
     let (mut b, now) = shared_ready("2025-11-25");
     b.attach(
