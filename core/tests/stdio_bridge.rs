@@ -49,6 +49,13 @@ fn event_ids(outputs: &[Output], stream: u64) -> Vec<u64> {
         .collect()
 }
 
+/// `req` with an `Accept` that takes neither JSON nor SSE.
+fn accepts_neither(mut req: Request) -> Request {
+    req.headers.retain(|h| !h.is("accept"));
+    req.headers.push(Header::new("Accept", "text/html"));
+    req
+}
+
 fn bare(method: &str, session: &str) -> Request {
     Request {
         method: method.into(),
@@ -318,6 +325,83 @@ fn a_server_request_goes_to_the_caller_and_its_answer_back_to_the_child() {
         to_child(&out),
         vec![serde_json::from_str::<Value>(answer).unwrap()]
     );
+}
+
+#[test]
+fn a_client_that_accepts_neither_json_nor_sse_still_gets_its_answer_as_json() {
+    // Found by the stdio_bridge fuzz target: the answer was dropped (the
+    // client "takes no events") and the stream left open, its request
+    // forgotten, until the client gave up. JSON is the fallback, as for
+    // an HTTP upstream (`inject`) and in the legacy bridge.
+    let (mut b, now) = shared_ready("2025-11-25");
+    let call = r#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"echo"}}"#;
+    b.attach(10, accepts_neither(post(Some("A"), call)), None, now);
+    let child_id = to_child(&drain(&mut b))[0]["id"].clone();
+    // Progress has nowhere to go: it is dropped, the call stays open.
+    let progress = json!({"jsonrpc":"2.0","method":"notifications/progress",
+        "params":{"progressToken":child_id,"progress":1}});
+    b.child_output(&line(progress), now);
+    assert!(parts(&drain(&mut b), 10).is_empty());
+    let answer = json!({"jsonrpc":"2.0","id":child_id,"result":{"content":[]}});
+    b.child_output(&line(answer), now);
+    let (status, session, body) = whole(&drain(&mut b), 10);
+    assert_eq!((status, session.as_deref()), (200, Some("A")));
+    assert_eq!(body["id"], "q");
+    assert_eq!(b.in_flight(), 0);
+
+    // A shared child's initialize, answered by sluice itself, too.
+    let req = accepts_neither(post(None, &init(4, "2025-06-18", "b")));
+    b.attach(11, req, Some("B".into()), now);
+    let (status, session, body) = whole(&drain(&mut b), 11);
+    assert_eq!((status, session.as_deref()), (200, Some("B")));
+    assert_eq!(body["id"], 4);
+    assert_eq!(body["result"]["protocolVersion"], "2025-06-18");
+}
+
+#[test]
+fn shared_the_childs_initialize_carries_no_token_a_client_request_can_get() {
+    // Found reading the bridge, replayed by the stdio_bridge fuzz seed
+    // shared-init-progress-token: sluice's own initialize took the first
+    // client's params as written, `_meta.progressToken` included.
+    // Each client request goes to the child with its child id as its
+    // token, so progress the child sent on initialize's token reached the
+    // request, in any session, that got that number.
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::Shared), now);
+    let init_a = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},
+        "clientInfo":{"name":"a","version":"1"},"_meta":{"progressToken":1}}});
+    b.attach(1, post(None, &init_a.to_string()), Some("A".into()), now);
+    drain(&mut b);
+    b.spawned(now);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(
+        sent[0]["params"]["_meta"]["progressToken"], "sluice-initialize",
+        "a token no client request is given"
+    );
+    assert_eq!(sent[0]["params"]["clientInfo"]["name"], "a");
+    let answer = json!({"jsonrpc":"2.0","id":"sluice-initialize","result":{
+        "protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"c","version":"1"}}});
+    b.child_output(&line(answer), now);
+    drain(&mut b);
+
+    // B's call goes out as child id 1, with token 1.
+    b.attach(
+        2,
+        post(None, &init(0, "2025-11-25", "b")),
+        Some("B".into()),
+        now,
+    );
+    drain(&mut b);
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"b"}}}"#;
+    b.attach(10, post(Some("B"), call), None, now);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(sent[0]["params"]["_meta"]["progressToken"], 1);
+    // Progress on initialize goes to nobody.
+    let progress = json!({"jsonrpc":"2.0","method":"notifications/progress",
+        "params":{"progressToken":"sluice-initialize","progress":1}});
+    b.child_output(&line(progress), now);
+    assert!(parts(&drain(&mut b), 10).is_empty());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::error::StdioError;
-use super::ids::IdRewriter;
+use super::ids::{IdRewriter, span_of};
 use super::{Item, LineReader, StdioConfig, StdioMode, encode_message};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, Message, RawId, codes};
@@ -1233,14 +1233,17 @@ impl Bridge {
     }
 
     /// Sends the answer (`last`) or a message before it to `stream`, as
-    /// JSON or SSE as the client accepts and as the stream stands.
+    /// JSON or SSE as the client accepts and as the stream stands: an
+    /// answer goes as JSON unless the client takes only SSE (one that takes
+    /// neither gets JSON, as from an HTTP upstream); a message before it
+    /// only to a client that takes SSE.
     fn deliver(&mut self, stream: StreamId, text: Vec<u8>, last: bool) {
         let Some(client) = self.clients.get_mut(&stream) else {
             return;
         };
         if !client.sse_open {
             let session = client.session.clone();
-            if last && client.accepts.json {
+            if last && (client.accepts.json || !client.accepts.sse) {
                 return self.finish(stream, AnswerPart::json(head(200, &session), text));
             }
             if !client.accepts.sse {
@@ -1423,17 +1426,28 @@ fn last_event_id(req: &Request) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
-/// The `params` of an `initialize` request in `body`, as written.
+/// The `params` of an `initialize` request in `body`, as written but for
+/// a progress token, which becomes the bridge's own id: sluice's own
+/// `initialize` must not give the child a token that a client request can
+/// get (its child id), or progress on it would go to that request.
 fn initialize_params(body: &[u8], json: &jsonrpc::Limits) -> Option<Vec<u8>> {
     match jsonrpc::classify(body, json) {
         Ok(Classified::Single(m))
             if m.kind == Kind::Request && m.method.as_deref() == Some("initialize") =>
         {
-            Some(
-                m.params
-                    .map(|p| body[p].to_vec())
-                    .unwrap_or_else(|| b"{}".to_vec()),
-            )
+            let Some(p) = m.params else {
+                return Some(b"{}".to_vec());
+            };
+            let token = m.progress_token.and_then(|t| span_of(body, t));
+            Some(match token {
+                Some(t) if p.start <= t.start && t.end <= p.end => {
+                    let mut out = body[p.start..t.start].to_vec();
+                    out.extend_from_slice(OWN_INIT_ID);
+                    out.extend_from_slice(&body[t.end..p.end]);
+                    out
+                }
+                _ => body[p].to_vec(),
+            })
         }
         _ => None,
     }

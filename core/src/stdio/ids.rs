@@ -202,7 +202,7 @@ fn child_id_of(raw: &[u8]) -> Option<u64> {
 }
 
 /// Where `part` (a slice of `whole`, as the classifier hands out) lies.
-fn span_of(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
+pub(super) fn span_of(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let end = start + part.len();
     (end <= whole.len()).then_some(start..end)

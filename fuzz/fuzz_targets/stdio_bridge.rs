@@ -1,0 +1,987 @@
+//! Fuzzer-chosen interleavings on one `stdio::Bridge` (shared or
+//! per-session, picked by the first byte; tiny limits; a virtual clock):
+//! client requests as `stdio::dispatch` routes them (`initialize`,
+//! `tools/call` with and without a progress token, notifications, the
+//! client's `notifications/cancelled` naming an id it sent, its answers to
+//! the server's requests, garbage; GET; DELETE; each with a known, unknown or
+//! absent session and an `Accept` taking JSON, SSE, both or neither), the
+//! child starting or failing to, its stdout (lines it would write —
+//! answers to the ids the bridge sent it, progress on the tokens it was
+//! sent, its own requests, broadcasts, noise, overlong lines — split
+//! anywhere, and raw bytes), its exit, clients leaving (also in the middle
+//! of a drain, as the driver reports a link that failed), deadlines,
+//! `close`.
+//!
+//! Never panic, and:
+//! 1. every `ToChild` is one line: it ends with its only `\n`, and the text
+//!    before it is one message `jsonrpc::classify` accepts;
+//! 2. a client stream gets a whole answer, or an SSE head, events and an
+//!    end, in that order, then one `EndClient`; nothing after it, nothing
+//!    for a stream the client left; a head names the stream's own session,
+//!    if any;
+//! 3. a request stream's answer (the body of its whole answer, or its last
+//!    event) carries the id the client wrote, byte for byte, and comes last;
+//!    its progress carries the client's token byte for byte; it ends with
+//!    its answer unless the client cancelled it. The child's answer to a
+//!    request (and its progress) reaches the stream that sent it, at once
+//!    (the fuzzed child marks what it writes with the child id). A GET
+//!    stream's events are no answers and no progress; other POSTs and
+//!    DELETEs get one whole answer;
+//! 4. no two requests in flight on one child share an id (in flight: from
+//!    its `ToChild` until the child answers it, the bridge cancels it, the
+//!    child exits or the next one is spawned); a request reaches the child
+//!    only for a stream still open; its progress token there is its child
+//!    id; a cancel names a request in flight;
+//! 5. `Closed` comes at most once, when every stream that did not leave
+//!    has ended; after it no `Spawn`, `Shutdown`, request or notification
+//!    to the child, and nothing for the streams attached before it: one
+//!    attached later gets one whole refusal. (What the bridge still does
+//!    after `Closed`, if fed the child's output, is answer the child's own
+//!    requests — `ToChild` responses, which the driver, gone by then, never
+//!    writes — and log.) A per-session bridge spawns at most once;
+//! 6. after `handle_timeout(now)`, `poll_timeout()` is later than `now`;
+//!
+//! and `close()` at the end closes the bridge with every stream ended.
+//!
+//! The seeds in `fuzz/seeds/stdio_bridge` are written by hand in the
+//! encoding `arbitrary` 1.5 reads: the flags byte, then per op a byte with
+//! its low bit set (one more op) and the op; an enum is a `u32` tag, little
+//! endian, whose `(tag * variants) >> 32` is the variant's index, then its
+//! fields in order; a `u8` is one byte, a `bool` one byte's low bit, a
+//! `u16` two bytes little endian, an `Option` a `bool` and then the value.
+//! Adding a variant re-maps every tag: the seeds stay valid but mean
+//! something else, so write them again.
+#![no_main]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use sluice_core::http1::Header;
+use sluice_core::jsonrpc::{self, Classified, Kind, Message};
+use sluice_core::legacy::StreamId;
+use sluice_core::stdio::{
+    self, Bridge, Dispatch, Item, LineReader, Output, SESSION_VERSIONS, StdioConfig, StdioLimits,
+    StdioMode,
+};
+use sluice_core::upstream::{AnswerPart, Request};
+
+/// Ids clients pick from: equal values in other spellings, a huge number,
+/// the bridge's own initialize id.
+const IDS: [&str; 10] = [
+    "1",
+    "\"1\"",
+    "1.0",
+    "\"a\"",
+    "12345678901234567890",
+    "-0",
+    "1e0",
+    "\"\\u0031\"",
+    "0",
+    "\"sluice-initialize\"",
+];
+const TOKENS: [&str; 5] = ["\"p\"", "7", "7.0", "\"\\u0070\"", "1"];
+/// Ids of the child's own requests.
+const SERVER_IDS: [&str; 5] = ["0", "1", "\"s1\"", "\"sluice-initialize\"", "7.0"];
+const SERVER_METHODS: [&str; 4] = [
+    "ping",
+    "sampling/createMessage",
+    "roots/list",
+    "elicitation/create",
+];
+const OWN_INIT_ID: &[u8] = br#""sluice-initialize""#;
+/// The line limit: a few of the child's lines are longer.
+const MAX_LINE: usize = 256;
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Post {
+        body: Body,
+        session: Sess,
+        accept: u8,
+    },
+    Get {
+        session: Sess,
+        accept: u8,
+    },
+    Delete {
+        session: Sess,
+    },
+    Spawned,
+    SpawnFailed,
+    /// A line the child writes, fed in two pieces split at `split`.
+    Line {
+        line: Line,
+        crlf: bool,
+        split: u8,
+    },
+    /// Raw stdout bytes, fed in two pieces split at `split`.
+    Raw {
+        bytes: Vec<u8>,
+        split: u8,
+    },
+    ChildExited,
+    ClientGone {
+        which: u8,
+        live: bool,
+    },
+    Advance {
+        ms: u16,
+    },
+    /// `handle_timeout` at `poll_timeout()` (or now, if later or none),
+    /// plus `late_ms`.
+    Timeout {
+        late_ms: u8,
+    },
+    Close,
+    /// The link of a stream fails on its next part: the driver reports the
+    /// client gone in the middle of a drain.
+    ClientFails {
+        which: u8,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+enum Body {
+    Initialize {
+        id: u8,
+        version: u8,
+    },
+    Call {
+        id: u8,
+        method: u8,
+        token: Option<u8>,
+    },
+    Notification {
+        which: u8,
+    },
+    /// `notifications/cancelled` naming an id a client sent.
+    Cancel {
+        which: u8,
+    },
+    /// An answer to a request of the child a client was sent.
+    Answer {
+        which: u8,
+        error: bool,
+    },
+    Garbage {
+        which: u8,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+enum Sess {
+    Absent,
+    /// A session minted earlier (maybe ended since).
+    Known(u8),
+    Unknown,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Line {
+    /// An answer to a request the bridge sent (one in flight, mostly).
+    Answer {
+        which: u8,
+        how: u8,
+    },
+    /// Progress on a token the bridge sent.
+    Progress {
+        which: u8,
+    },
+    ServerRequest {
+        id: u8,
+        method: u8,
+    },
+    Broadcast {
+        which: u8,
+    },
+    Noise {
+        which: u8,
+    },
+    Long,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    /// Bit 0: per-session mode; bit 1: sessions never idle out.
+    flags: u8,
+    ops: Vec<Op>,
+}
+
+/// What a client stream got.
+#[derive(Default)]
+struct Seen {
+    method: &'static str,
+    /// The session it named or opened.
+    session: Option<String>,
+    /// The raw id and progress token of the JSON-RPC request it POSTed.
+    request: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    parts: Vec<AnswerPart>,
+    /// Its answer went out (request streams).
+    answered: bool,
+    ended: bool,
+    gone: bool,
+    /// A `notifications/cancelled` of its session named its id.
+    cancelled: bool,
+    /// Attached after `Closed`.
+    late: bool,
+}
+
+impl Seen {
+    fn is_open(&self) -> bool {
+        !self.ended && !self.gone
+    }
+}
+
+/// A request the bridge sent the child.
+struct Sent {
+    id: Vec<u8>,
+    token: Option<Vec<u8>>,
+    initialize: bool,
+}
+
+struct World {
+    bridge: Bridge,
+    mode: StdioMode,
+    json: jsonrpc::Limits,
+    now: Instant,
+    streams: BTreeMap<StreamId, Seen>,
+    next_stream: StreamId,
+    /// Sessions minted, in order.
+    sessions: Vec<String>,
+    /// Ids clients sent in requests.
+    client_ids: Vec<Vec<u8>>,
+    /// Ids of the child's requests that reached clients.
+    server_ids: Vec<Vec<u8>>,
+    /// Every request the bridge sent a child.
+    sent: Vec<Sent>,
+    /// The client stream each child id was minted for.
+    origin: BTreeMap<Vec<u8>, StreamId>,
+    /// Ids of requests in flight on the current child.
+    in_flight: Vec<Vec<u8>>,
+    /// The child's stdout as the bridge frames it, to see what it answered.
+    reader: LineReader,
+    /// A `Spawn` awaits `spawned` (which gives the bridge a fresh stdout
+    /// reader).
+    spawning: bool,
+    spawns: usize,
+    closed: bool,
+    /// The stream whose link fails on its next part.
+    failing: Option<StreamId>,
+}
+
+fn single<'a>(text: &'a [u8], json: &jsonrpc::Limits) -> Option<Message<'a>> {
+    match jsonrpc::classify(text, json) {
+        Ok(Classified::Single(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// What the child writes in its answer to (or progress on) child id `id`,
+/// for the client side to check where it went.
+fn marker(id: &str) -> String {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        format!("child-{id}")
+    } else {
+        "x".to_owned()
+    }
+}
+
+/// The child id a message from the fuzzed child names in its marker.
+fn marked(text: &[u8]) -> Option<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let tag = [
+        "/result/content/0/text",
+        "/error/message",
+        "/params/message",
+    ]
+    .iter()
+    .find_map(|p| v.pointer(p)?.as_str())?;
+    Some(tag.strip_prefix("child-")?.as_bytes().to_vec())
+}
+
+fn pick<T: Clone>(list: &[T], which: u8) -> Option<T> {
+    (!list.is_empty()).then(|| list[usize::from(which) % list.len()].clone())
+}
+
+impl World {
+    fn new(flags: u8) -> World {
+        let mode = if flags & 1 == 1 {
+            StdioMode::PerSession
+        } else {
+            StdioMode::Shared
+        };
+        let config = StdioConfig {
+            mode,
+            limits: StdioLimits { max_line: MAX_LINE },
+            init_timeout: Duration::from_secs(2),
+            session_idle: (flags & 2 == 0).then_some(Duration::from_secs(20)),
+            restart_backoff: Duration::from_millis(50),
+            restart_backoff_max: Duration::from_secs(1),
+            max_waiting: 3,
+            ..StdioConfig::default()
+        };
+        let json = config.json;
+        let now = Instant::now();
+        World {
+            bridge: Bridge::new(Arc::new(config), now),
+            mode,
+            json,
+            now,
+            streams: BTreeMap::new(),
+            next_stream: 1,
+            sessions: Vec::new(),
+            client_ids: Vec::new(),
+            server_ids: Vec::new(),
+            sent: Vec::new(),
+            origin: BTreeMap::new(),
+            in_flight: Vec::new(),
+            reader: LineReader::new(StdioLimits { max_line: MAX_LINE }),
+            spawning: false,
+            spawns: 0,
+            closed: false,
+            failing: None,
+        }
+    }
+
+    /// Performs the outputs as the driver does: a batch at a time, a client
+    /// whose link fails reported gone at once (what is queued for it
+    /// already is dropped; nothing may follow).
+    fn drain(&mut self) {
+        loop {
+            let batch: Vec<Output> = std::iter::from_fn(|| self.bridge.poll_output()).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let mut failed = Vec::new();
+            for out in batch {
+                match &out {
+                    Output::ToClient { stream, .. } | Output::EndClient { stream }
+                        if failed.contains(stream) => {}
+                    Output::ToClient { stream, .. } if self.failing == Some(*stream) => {
+                        self.failing = None;
+                        failed.push(*stream);
+                        if let Some(s) = self.streams.get_mut(stream) {
+                            s.gone = true;
+                        }
+                        self.bridge.client_gone(*stream, self.now);
+                    }
+                    _ => self.perform(out),
+                }
+            }
+        }
+        assert_eq!(self.closed, self.bridge.is_closed(), "is_closed disagrees");
+    }
+
+    fn perform(&mut self, out: Output) {
+        match out {
+            Output::Spawn => {
+                assert!(!self.closed, "Spawn after Closed");
+                assert!(
+                    self.mode == StdioMode::Shared || self.spawns == 0,
+                    "a per-session bridge spawned a second child"
+                );
+                self.spawns += 1;
+                self.spawning = true;
+                // A new child: nothing in flight on it.
+                self.in_flight.clear();
+            }
+            Output::ToChild(line) => self.to_child(&line),
+            Output::Shutdown => assert!(!self.closed, "Shutdown after Closed"),
+            Output::ToClient { stream, part } => self.to_client(stream, part),
+            Output::EndClient { stream } => self.end_client(stream),
+            Output::Log(_) => {}
+            Output::Closed { .. } => {
+                assert!(!self.closed, "Closed twice");
+                self.closed = true;
+                self.spawning = false;
+                for (stream, s) in &self.streams {
+                    assert!(
+                        s.ended || s.gone,
+                        "Closed while stream {stream} is open: {:?}",
+                        s.parts
+                    );
+                }
+            }
+        }
+    }
+
+    fn to_child(&mut self, line: &[u8]) {
+        assert_eq!(line.last(), Some(&b'\n'), "a ToChild without its newline");
+        let text = &line[..line.len() - 1];
+        assert!(
+            !text.contains(&b'\n'),
+            "a ToChild of more than one line: {:?}",
+            show(line)
+        );
+        let Some(m) = single(text, &self.json) else {
+            panic!("a ToChild that is not one message: {:?}", show(line));
+        };
+        match m.kind {
+            Kind::Request => {
+                assert!(!self.closed, "a request to the child after Closed");
+                let id = m.id.expect("a request has an id").to_vec();
+                assert!(
+                    !self.in_flight.contains(&id),
+                    "two requests in flight on the child as {}",
+                    show(&id)
+                );
+                if id != OWN_INIT_ID
+                    && let Some(token) = m.progress_token
+                {
+                    assert_eq!(
+                        show(token),
+                        show(&id),
+                        "a progress token on the child is not its request's id"
+                    );
+                }
+                let n = serde_json::from_slice::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.pointer("/params/n")?.as_u64());
+                if let Some(n) = n {
+                    let s = &self.streams[&n];
+                    assert!(
+                        s.request.is_some() && !s.gone && !s.ended,
+                        "a request to the child for stream {n}, which is over"
+                    );
+                    self.origin.insert(id.clone(), n);
+                }
+                self.in_flight.push(id.clone());
+                self.sent.push(Sent {
+                    id,
+                    token: m.progress_token.map(<[u8]>::to_vec),
+                    initialize: m.method.as_deref() == Some("initialize"),
+                });
+            }
+            Kind::Notification if m.method.as_deref() == Some("notifications/cancelled") => {
+                assert!(!self.closed, "a cancel to the child after Closed");
+                let id = m.request_id.expect("a cancel names its request");
+                let at = self.in_flight.iter().position(|i| i == id);
+                let Some(at) = at else {
+                    panic!("a cancel of {:?}, not in flight on the child", show(id));
+                };
+                self.in_flight.remove(at);
+            }
+            Kind::Notification => assert!(!self.closed, "a notification to the child after Closed"),
+            Kind::Response | Kind::Error => {}
+        }
+    }
+
+    fn to_client(&mut self, stream: StreamId, part: AnswerPart) {
+        let json = self.json;
+        let closed = self.closed;
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .unwrap_or_else(|| panic!("a part for unknown stream {stream}"));
+        assert!(!s.gone, "a part for stream {stream}, which left");
+        assert!(!s.ended, "{part:?} after the end of stream {stream}");
+        assert!(
+            !closed || s.late,
+            "{part:?} for stream {stream} after Closed"
+        );
+        let ok = match (s.parts.last(), &part) {
+            (None, AnswerPart::Whole { .. } | AnswerPart::Stream(_)) => true,
+            (
+                Some(AnswerPart::Stream(_) | AnswerPart::Event(_)),
+                AnswerPart::Event(_) | AnswerPart::End,
+            ) => true,
+            _ => false,
+        };
+        assert!(ok, "{part:?} after {:?} on stream {stream}", s.parts.last());
+        if s.late || (s.method != "GET" && s.request.is_none()) {
+            assert!(
+                matches!(part, AnswerPart::Whole { .. }),
+                "stream {stream} ({} {}) not answered whole: {part:?}",
+                s.method,
+                if s.late {
+                    "after Closed"
+                } else {
+                    "of no request"
+                }
+            );
+        }
+        if let AnswerPart::Whole { head, .. } | AnswerPart::Stream(head) = &part
+            && let Some(session) = &head.session_id
+        {
+            assert_eq!(
+                Some(session),
+                s.session.as_ref(),
+                "stream {stream} answered with another session's id"
+            );
+        }
+        let message = match &part {
+            AnswerPart::Whole { body, .. } if !body.is_empty() => Some(body.clone()),
+            AnswerPart::Event(data) => Some(data.clone()),
+            _ => None,
+        };
+        if let Some(text) = message {
+            let Some(m) = single(&text, &json) else {
+                panic!(
+                    "stream {stream} was sent {:?}, not one message",
+                    show(&text)
+                );
+            };
+            assert!(
+                !s.answered,
+                "stream {stream}: {:?} after its answer",
+                show(&text)
+            );
+            let answer = matches!(m.kind, Kind::Response | Kind::Error);
+            let progress = m.method.as_deref() == Some("notifications/progress");
+            if (answer || progress)
+                && let Some(child_id) = marked(&text)
+                && let Some(origin) = self.origin.get(&child_id)
+            {
+                assert_eq!(
+                    *origin,
+                    stream,
+                    "the child's message on child id {} reached stream {stream}: {:?}",
+                    show(&child_id),
+                    show(&text)
+                );
+            }
+            if m.kind == Kind::Request {
+                self.server_ids.push(m.id.unwrap_or_default().to_vec());
+            }
+            match &s.request {
+                Some((id, token)) => {
+                    if answer {
+                        assert_eq!(
+                            m.id.map(show),
+                            Some(show(id)),
+                            "stream {stream}: an answer under another id: {:?}",
+                            show(&text)
+                        );
+                        s.answered = true;
+                    }
+                    if progress {
+                        assert_eq!(
+                            m.progress_token.map(show),
+                            token.as_deref().map(show),
+                            "stream {stream}: progress under another token: {:?}",
+                            show(&text)
+                        );
+                    }
+                }
+                None if s.method == "GET" && matches!(part, AnswerPart::Event(_)) => assert!(
+                    !answer && !progress,
+                    "GET stream {stream} got {:?}",
+                    show(&text)
+                ),
+                None => {}
+            }
+        }
+        s.parts.push(part);
+    }
+
+    fn end_client(&mut self, stream: StreamId) {
+        let s = self
+            .streams
+            .get_mut(&stream)
+            .unwrap_or_else(|| panic!("the end of unknown stream {stream}"));
+        assert!(!s.gone, "the end of stream {stream}, which left");
+        assert!(!s.ended, "stream {stream} ended twice");
+        assert!(
+            s.parts.last().is_some_and(AnswerPart::is_last),
+            "stream {stream} ended before its answer was whole: {:?}",
+            s.parts
+        );
+        if s.request.is_some() && !s.cancelled {
+            assert!(
+                s.answered,
+                "request stream {stream} ended unanswered: {:?}",
+                s.parts
+            );
+        }
+        s.ended = true;
+    }
+
+    /// A client request, routed as `stdio::dispatch` says (a refusal it
+    /// answers itself never reaches a bridge; per-session, a new session
+    /// opens a bridge of its own).
+    fn attach(&mut self, method: &'static str, body: String, session: &Sess, accept: u8) {
+        let header = match session {
+            Sess::Absent => None,
+            Sess::Known(i) => Some(pick(&self.sessions, *i).unwrap_or_else(|| "s0".into())),
+            Sess::Unknown => Some("zz-unknown".to_owned()),
+        };
+        let mut headers = vec![Header::new("Host", "127.0.0.1")];
+        match accept % 5 {
+            0 => headers.push(Header::new("Accept", "application/json, text/event-stream")),
+            1 => headers.push(Header::new("Accept", "application/json")),
+            2 => headers.push(Header::new("Accept", "text/event-stream")),
+            3 => {}
+            _ => headers.push(Header::new("Accept", "text/html")),
+        }
+        if let Some(h) = &header {
+            headers.push(Header::new("Mcp-Session-Id", h.as_str()));
+        }
+        let req = Request {
+            method: method.to_owned(),
+            target: "/mcp".to_owned(),
+            headers,
+            body: Bytes::from(body),
+        };
+        let new_session = match stdio::dispatch(&req, &self.json) {
+            Dispatch::Reply(_) => return,
+            Dispatch::NewSession => {
+                if self.mode == StdioMode::PerSession && !self.sessions.is_empty() {
+                    return;
+                }
+                let id = format!("s{}", self.sessions.len());
+                self.sessions.push(id.clone());
+                Some(id)
+            }
+            Dispatch::Session(_) => None,
+        };
+        let message = single(&req.body, &self.json);
+        let request = match &message {
+            Some(m) if method == "POST" && m.kind == Kind::Request => Some((
+                m.id.unwrap_or_default().to_vec(),
+                m.progress_token.map(<[u8]>::to_vec),
+            )),
+            _ => None,
+        };
+        let session = new_session.clone().or(header);
+        if let Some(m) = &message
+            && m.method.as_deref() == Some("notifications/cancelled")
+            && let Some(named) = m.request_id
+        {
+            for s in self.streams.values_mut() {
+                if s.session == session && s.request.as_ref().is_some_and(|r| r.0 == named) {
+                    s.cancelled = true;
+                }
+            }
+        }
+        if let Some((id, _)) = &request {
+            self.client_ids.push(id.clone());
+        }
+        let stream = self.next_stream;
+        self.next_stream += 1;
+        self.streams.insert(
+            stream,
+            Seen {
+                method,
+                session,
+                request,
+                late: self.closed,
+                ..Seen::default()
+            },
+        );
+        self.bridge.attach(stream, req, new_session, self.now);
+    }
+
+    fn body(&self, body: &Body) -> String {
+        match body {
+            Body::Initialize { id, version } => {
+                let versions = [SESSION_VERSIONS, &["2024-11-05", "1999-01-01"]].concat();
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"method":"initialize","params":{{"protocolVersion":"{}","capabilities":{{"sampling":{{}}}},"clientInfo":{{"name":"c","version":"1"}}}}}}"#,
+                    IDS[usize::from(*id) % IDS.len()],
+                    versions[usize::from(*version) % versions.len()]
+                )
+            }
+            Body::Call { id, method, token } => {
+                let meta = token
+                    .map(|t| {
+                        format!(
+                            r#","_meta":{{"progressToken":{}}}"#,
+                            TOKENS[usize::from(t) % TOKENS.len()]
+                        )
+                    })
+                    .unwrap_or_default();
+                let id = IDS[usize::from(*id) % IDS.len()];
+                // `n`: the stream it is sent on, to tell where the child's
+                // answer must go.
+                let n = self.next_stream;
+                match method % 3 {
+                    0 => format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{}},"n":{n}{meta}}}}}"#
+                    ),
+                    1 => format!(
+                        r#"{{"jsonrpc":"2.0","method":"ping","params":{{"n":{n}{meta}}},"id":{id}}}"#
+                    ),
+                    _ => format!(
+                        r#"{{"id":{id},"jsonrpc":"2.0","method":"tools/list","params":{{"n":{n}}}}}"#
+                    ),
+                }
+            }
+            Body::Notification { which } => match which % 3 {
+                0 => r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+                1 => r#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#.to_owned(),
+                // Pretty-printed: its raw newlines must not reach the child.
+                _ => "{\r\n  \"jsonrpc\": \"2.0\",\n  \"method\": \"notifications/message\",\n  \"params\": {\"data\": \"a\\nb\"}\n}".to_owned(),
+            },
+            Body::Cancel { which } => {
+                let id = pick(&self.client_ids, *which)
+                    .map(|i| show(&i))
+                    .unwrap_or_else(|| IDS[usize::from(*which) % IDS.len()].to_owned());
+                format!(
+                    r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id},"reason":"user"}}}}"#
+                )
+            }
+            Body::Answer { which, error } => {
+                let id = pick(&self.server_ids, *which)
+                    .map(|i| show(&i))
+                    .unwrap_or_else(|| SERVER_IDS[usize::from(*which) % SERVER_IDS.len()].to_owned());
+                if *error {
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-1,"message":"declined"}}}}"#
+                    )
+                } else {
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"role":"assistant","content":{{"type":"text","text":"hi"}}}}}}"#
+                    )
+                }
+            }
+            Body::Garbage { which } => [
+                "{\"jsonrpc\":",
+                "",
+                "[]",
+                r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+                r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+                "not json",
+                r#"{"jsonrpc":"2.0","id":1}"#,
+                r#"{"jsonrpc":"2.0","id":5,"method":"initialize"}"#,
+                r#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":[1e400]}"#,
+            ][usize::from(*which) % 10]
+                .to_owned(),
+        }
+    }
+
+    fn line(&self, line: &Line) -> Vec<u8> {
+        match line {
+            Line::Answer { which, how } => {
+                let in_flight: Vec<&Sent> = self
+                    .sent
+                    .iter()
+                    .filter(|s| self.in_flight.contains(&s.id))
+                    .collect();
+                let sent = if !in_flight.is_empty() && *which < 224 {
+                    Some(in_flight[usize::from(*which) % in_flight.len()])
+                } else {
+                    pick(&self.sent.iter().collect::<Vec<_>>(), *which)
+                };
+                let (id, initialize) = match sent {
+                    Some(s) => (show(&s.id), s.initialize),
+                    None => ("1".to_owned(), false),
+                };
+                let tag = marker(&id);
+                let versions = [SESSION_VERSIONS, &["2024-11-05", "2099-01-01"]].concat();
+                let version = versions[usize::from(how / 6) % versions.len()];
+                let result = if initialize {
+                    format!(
+                        r#"{{"protocolVersion":"{version}","capabilities":{{"tools":{{"listChanged":true}}}},"serverInfo":{{"name":"child","version":"1"}}}}"#
+                    )
+                } else {
+                    format!(r#"{{"content":[{{"type":"text","text":"{tag}"}}]}}"#)
+                };
+                match how % 6 {
+                    0..=2 => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#),
+                    3 => format!(
+                        r#"{{"jsonrpc":"2.0","error":{{"code":-32603,"message":"{tag}"}},"id":{id}}}"#
+                    ),
+                    4 => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                    // The id spelled otherwise: not the id sent.
+                    _ => format!(r#"{{"jsonrpc":"2.0","id":"{}","result":{result}}}"#, id.trim_matches('"')),
+                }
+                .into_bytes()
+            }
+            Line::Progress { which } => {
+                let tokens: Vec<&[u8]> = self
+                    .sent
+                    .iter()
+                    .filter_map(|s| s.token.as_deref())
+                    .collect();
+                let token = pick(&tokens, *which)
+                    .map(show)
+                    .unwrap_or_else(|| TOKENS[usize::from(*which) % TOKENS.len()].to_owned());
+                let tag = marker(&token);
+                format!(
+                    r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{token},"progress":{which},"total":255,"message":"{tag}"}}}}"#
+                )
+                .into_bytes()
+            }
+            Line::ServerRequest { id, method } => format!(
+                r#"{{"jsonrpc":"2.0","id":{},"method":"{}","params":{{}}}}"#,
+                SERVER_IDS[usize::from(*id) % SERVER_IDS.len()],
+                SERVER_METHODS[usize::from(*method) % SERVER_METHODS.len()]
+            )
+            .into_bytes(),
+            Line::Broadcast { which } => [
+                r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
+                r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#,
+                r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"s1"}}"#,
+                r#"[{"jsonrpc":"2.0","method":"notifications/message","params":{}}]"#,
+                r#"{"hello":1}"#,
+            ][usize::from(*which) % 5]
+                .as_bytes()
+                .to_vec(),
+            Line::Noise { which } => [
+                &b"Server started on stdio"[..],
+                b"",
+                b"  \t",
+                b"{\"a\":\"\xff\"}",
+                b"{not json",
+            ][usize::from(*which) % 5]
+                .to_vec(),
+            Line::Long => format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"data":"{}"}}}}"#,
+                "x".repeat(MAX_LINE)
+            )
+            .into_bytes(),
+        }
+    }
+
+    /// Child stdout, in two reads.
+    fn child_output(&mut self, bytes: &[u8], split: u8) {
+        let at = usize::from(split).min(bytes.len());
+        for piece in [&bytes[..at], &bytes[at..]] {
+            let answered = self.saw_from_child(piece);
+            self.bridge.child_output(piece, self.now);
+            self.drain();
+            self.check_answered(&answered);
+        }
+    }
+
+    /// What the child answered: off the requests in flight. Returns the
+    /// client streams waiting for those answers.
+    fn saw_from_child(&mut self, bytes: &[u8]) -> Vec<StreamId> {
+        self.reader.feed(bytes);
+        let mut answered = Vec::new();
+        while let Some(item) = self.reader.poll() {
+            if let Item::Message(text) = item
+                && let Some(m) = single(&text, &self.json)
+                && matches!(m.kind, Kind::Response | Kind::Error)
+                && let Some(id) = m.id
+                && let Some(at) = self.in_flight.iter().position(|i| i == id)
+            {
+                self.in_flight.remove(at);
+                if let Some(stream) = self.origin.get(id)
+                    && self.streams[stream].is_open()
+                {
+                    answered.push(*stream);
+                }
+            }
+        }
+        answered
+    }
+
+    /// The child answered the requests of `streams`, open until then: each
+    /// has its answer.
+    fn check_answered(&self, streams: &[StreamId]) {
+        for stream in streams {
+            let s = &self.streams[stream];
+            assert!(
+                s.gone || (s.answered && s.ended),
+                "the child answered stream {stream}'s request; it got {:?}",
+                s.parts
+            );
+        }
+    }
+
+    fn op(&mut self, op: &Op) {
+        match op {
+            Op::Post {
+                body,
+                session,
+                accept,
+            } => {
+                let body = self.body(body);
+                self.attach("POST", body, session, *accept);
+            }
+            Op::Get { session, accept } => self.attach("GET", String::new(), session, *accept),
+            Op::Delete { session } => self.attach("DELETE", String::new(), session, 0),
+            Op::Spawned => {
+                if std::mem::take(&mut self.spawning) {
+                    self.reader = LineReader::new(StdioLimits { max_line: MAX_LINE });
+                }
+                self.bridge.spawned(self.now);
+            }
+            Op::SpawnFailed => {
+                self.spawning = false;
+                self.bridge.spawn_failed("no such file", self.now);
+            }
+            Op::Line { line, crlf, split } => {
+                let mut bytes = self.line(line);
+                bytes.extend_from_slice(if *crlf { b"\r\n" } else { b"\n" });
+                self.child_output(&bytes, *split);
+            }
+            Op::Raw { bytes, split } => self.child_output(bytes, *split),
+            Op::ChildExited => {
+                // The bridge reads a last line without its newline.
+                let answered = self.saw_from_child(b"\n");
+                self.in_flight.clear();
+                self.spawning = false;
+                self.bridge.child_exited("exited with status 1", self.now);
+                self.drain();
+                self.check_answered(&answered);
+            }
+            Op::ClientGone { which, live } => {
+                let candidates: Vec<StreamId> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| !s.gone && (!*live || !s.ended))
+                    .map(|(id, _)| *id)
+                    .collect();
+                if let Some(stream) = pick(&candidates, *which) {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.gone = true;
+                    }
+                    self.bridge.client_gone(stream, self.now);
+                }
+            }
+            Op::Advance { ms } => self.now += Duration::from_millis(u64::from(*ms)),
+            Op::Timeout { late_ms } => {
+                if let Some(at) = self.bridge.poll_timeout() {
+                    self.now = self.now.max(at);
+                }
+                self.now += Duration::from_millis(u64::from(*late_ms));
+                self.bridge.handle_timeout(self.now);
+                self.drain();
+                let next = self.bridge.poll_timeout();
+                assert!(
+                    next.is_none_or(|t| t > self.now),
+                    "a deadline handled is due again at once"
+                );
+            }
+            Op::Close => self.bridge.close(),
+            Op::ClientFails { which } => {
+                let open: Vec<StreamId> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| s.is_open())
+                    .map(|(id, _)| *id)
+                    .collect();
+                self.failing = pick(&open, *which);
+            }
+        }
+        self.drain();
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let mut w = World::new(input.flags);
+    for op in input.ops.iter().take(256) {
+        w.op(op);
+    }
+    w.bridge.close();
+    w.drain();
+    assert!(w.closed, "close() must end the bridge");
+    for (stream, s) in &w.streams {
+        assert!(
+            s.ended || s.gone,
+            "stream {stream} never ended: {:?}",
+            s.parts
+        );
+    }
+});
