@@ -490,8 +490,12 @@ impl World {
         let ok = match (s.parts.last(), &part) {
             (None, AnswerPart::Whole { .. } | AnswerPart::Stream(_)) => true,
             (
-                Some(AnswerPart::Stream(_) | AnswerPart::Event(_)),
-                AnswerPart::Event(_) | AnswerPart::End,
+                Some(
+                    AnswerPart::Stream(_)
+                    | AnswerPart::Event(_)
+                    | AnswerPart::IdentifiedEvent { .. },
+                ),
+                AnswerPart::Event(_) | AnswerPart::IdentifiedEvent { .. } | AnswerPart::End,
             ) => true,
             _ => false,
         };
@@ -519,7 +523,7 @@ impl World {
         }
         let message = match &part {
             AnswerPart::Whole { body, .. } if !body.is_empty() => Some(body.clone()),
-            AnswerPart::Event(data) => Some(data.clone()),
+            AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => Some(data.clone()),
             _ => None,
         };
         if let Some(text) = message {
@@ -571,11 +575,15 @@ impl World {
                         );
                     }
                 }
-                None if s.method == "GET" && matches!(part, AnswerPart::Event(_)) => assert!(
-                    !answer && !progress,
-                    "GET stream {stream} got {:?}",
-                    show(&text)
-                ),
+                None if s.method == "GET"
+                    && matches!(part, AnswerPart::Event(_) | AnswerPart::IdentifiedEvent { .. }) =>
+                {
+                    assert!(
+                        !answer && !progress,
+                        "GET stream {stream} got {:?}",
+                        show(&text)
+                    )
+                }
                 None => {}
             }
         }
@@ -632,7 +640,7 @@ impl World {
         };
         let new_session = match stdio::dispatch(&req, &self.json) {
             Dispatch::Reply(_) => return,
-            Dispatch::NewSession => {
+            Dispatch::New => {
                 if self.mode == StdioMode::PerSession && !self.sessions.is_empty() {
                     return;
                 }
@@ -640,7 +648,7 @@ impl World {
                 self.sessions.push(id.clone());
                 Some(id)
             }
-            Dispatch::Session(_) => None,
+            Dispatch::Existing(_) => None,
         };
         let message = single(&req.body, &self.json);
         let request = match &message {
