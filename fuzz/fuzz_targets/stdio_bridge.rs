@@ -23,8 +23,9 @@
 //!    event) carries the id the client wrote, byte for byte, and comes last;
 //!    its progress carries the client's token byte for byte; it ends with
 //!    its answer unless the client cancelled it. The child's answer to a
-//!    request (and its progress) reaches the stream that sent it, at once
-//!    (the fuzzed child marks what it writes with the child id). A GET
+//!    request (and its progress) reaches the stream that sent it, at once,
+//!    and progress on sluice's own `initialize` reaches no client (the
+//!    fuzzed child marks what it writes with the child id). A GET
 //!    stream's events are no answers and no progress; other POSTs and
 //!    DELETEs get one whole answer;
 //! 4. no two requests in flight on one child share an id (in flight: from
@@ -93,6 +94,9 @@ const SERVER_METHODS: [&str; 4] = [
     "elicitation/create",
 ];
 const OWN_INIT_ID: &[u8] = br#""sluice-initialize""#;
+/// No client stream: what the child says about the bridge's own requests
+/// goes to no client.
+const NOBODY: StreamId = 0;
 /// The line limit: a few of the child's lines are longer.
 const MAX_LINE: usize = 256;
 
@@ -149,6 +153,7 @@ enum Body {
     Initialize {
         id: u8,
         version: u8,
+        token: Option<u8>,
     },
     Call {
         id: u8,
@@ -258,7 +263,8 @@ struct World {
     server_ids: Vec<Vec<u8>>,
     /// Every request the bridge sent a child.
     sent: Vec<Sent>,
-    /// The client stream each child id was minted for.
+    /// The client stream each child id (its `child_key`) was minted for;
+    /// `NOBODY` for the bridge's own `initialize`.
     origin: BTreeMap<Vec<u8>, StreamId>,
     /// Ids of requests in flight on the current child.
     in_flight: Vec<Vec<u8>>,
@@ -284,14 +290,17 @@ fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// What the child writes in its answer to (or progress on) child id `id`,
-/// for the client side to check where it went.
+/// What the child writes in its answer to (or progress on) the request it
+/// got as `id`, for the client side to check where it went.
 fn marker(id: &str) -> String {
-    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-        format!("child-{id}")
-    } else {
-        "x".to_owned()
-    }
+    format!("child-{}", child_key(id.as_bytes()).escape_ascii())
+}
+
+/// A child id without its quotes (the bridge's own is a string).
+fn child_key(id: &[u8]) -> &[u8] {
+    id.strip_prefix(b"\"")
+        .and_then(|i| i.strip_suffix(b"\""))
+        .unwrap_or(id)
 }
 
 /// The child id a message from the fuzzed child names in its marker.
@@ -445,13 +454,16 @@ impl World {
                 let n = serde_json::from_slice::<serde_json::Value>(text)
                     .ok()
                     .and_then(|v| v.pointer("/params/n")?.as_u64());
-                if let Some(n) = n {
+                if id == OWN_INIT_ID {
+                    // Its params are the first client's, `n` included.
+                    self.origin.insert(child_key(&id).to_vec(), NOBODY);
+                } else if let Some(n) = n {
                     let s = &self.streams[&n];
                     assert!(
                         s.request.is_some() && !s.gone && !s.ended,
                         "a request to the child for stream {n}, which is over"
                     );
-                    self.origin.insert(id.clone(), n);
+                    self.origin.insert(child_key(&id).to_vec(), n);
                 }
                 self.in_flight.push(id.clone());
                 self.sent.push(Sent {
@@ -689,10 +701,19 @@ impl World {
 
     fn body(&self, body: &Body) -> String {
         match body {
-            Body::Initialize { id, version } => {
+            Body::Initialize { id, version, token } => {
                 let versions = [SESSION_VERSIONS, &["2024-11-05", "1999-01-01"]].concat();
+                let n = self.next_stream;
+                let meta = token
+                    .map(|t| {
+                        format!(
+                            r#","_meta":{{"progressToken":{}}}"#,
+                            TOKENS[usize::from(t) % TOKENS.len()]
+                        )
+                    })
+                    .unwrap_or_default();
                 format!(
-                    r#"{{"jsonrpc":"2.0","id":{},"method":"initialize","params":{{"protocolVersion":"{}","capabilities":{{"sampling":{{}}}},"clientInfo":{{"name":"c","version":"1"}}}}}}"#,
+                    r#"{{"jsonrpc":"2.0","id":{},"method":"initialize","params":{{"protocolVersion":"{}","capabilities":{{"sampling":{{}}}},"clientInfo":{{"name":"c","version":"1"}},"n":{n}{meta}}}}}"#,
                     IDS[usize::from(*id) % IDS.len()],
                     versions[usize::from(*version) % versions.len()]
                 )
@@ -805,15 +826,20 @@ impl World {
                 .into_bytes()
             }
             Line::Progress { which } => {
-                let tokens: Vec<&[u8]> = self
+                let tokens: Vec<(&[u8], &[u8])> = self
                     .sent
                     .iter()
-                    .filter_map(|s| s.token.as_deref())
+                    .filter_map(|s| Some((s.token.as_deref()?, &s.id[..])))
                     .collect();
-                let token = pick(&tokens, *which)
-                    .map(show)
-                    .unwrap_or_else(|| TOKENS[usize::from(*which) % TOKENS.len()].to_owned());
-                let tag = marker(&token);
+                // The token the child was given, marked with the request it
+                // was given on.
+                let (token, tag) = match pick(&tokens, *which) {
+                    Some((token, id)) => (show(token), marker(&show(id))),
+                    None => (
+                        TOKENS[usize::from(*which) % TOKENS.len()].to_owned(),
+                        "x".to_owned(),
+                    ),
+                };
                 format!(
                     r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{token},"progress":{which},"total":255,"message":"{tag}"}}}}"#
                 )
@@ -874,8 +900,9 @@ impl World {
                 && let Some(at) = self.in_flight.iter().position(|i| i == id)
             {
                 self.in_flight.remove(at);
-                if let Some(stream) = self.origin.get(id)
-                    && self.streams[stream].is_open()
+                if let Some(stream) = self.origin.get(child_key(id))
+                    && let Some(s) = self.streams.get(stream)
+                    && s.is_open()
                 {
                     answered.push(*stream);
                 }

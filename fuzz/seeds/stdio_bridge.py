@@ -4,8 +4,7 @@ in the encoding arbitrary 1.5 reads (see the target's module docs). Each
 seed drives the bridge to a deep state: the child initialized, calls in
 flight, progress, server requests, cancels, exits and restarts, sessions
 deleted and reaped, links failing mid-drain. Run it again after changing
-the target's Op, Body, Sess or Line enums. Files named regress-* are inputs
-the fuzzer found, kept as they are.
+the target's Op, Body, Sess or Line enums.
 
     python3 fuzz/seeds/stdio_bridge.py
 """
@@ -31,7 +30,7 @@ def op(k, body=b''): return b(1) + tag(k, OPS) + body
 
 
 # Body
-def initialize(id, version): return tag(0, 6) + u8(id) + u8(version)
+def initialize(id, version, token=None): return tag(0, 6) + u8(id) + u8(version) + opt(token)
 def call(id, method, token): return tag(1, 6) + u8(id) + u8(method) + opt(token)
 def notification(which): return tag(2, 6) + u8(which)
 def cancel(which): return tag(3, 6) + u8(which)
@@ -205,6 +204,30 @@ seeds['per-session-idle-timeout'] = u8(1) + b''.join([
     advance(20000),
     timeout(0),
     post(call(0, 0, None), known(0), 1),
+])
+# Shared: a client whose Accept takes neither JSON nor SSE gets its
+# initialize answered as JSON (it was dropped, the stream left open).
+seeds['shared-accept-neither'] = u8(0) + b''.join([
+    post(initialize(0, 0), ABSENT, 2),
+    SPAWNED,
+    line(l_answer(0, 6)),
+    post(initialize(0, 0), ABSENT, 4),
+    post(call(1, 0, 0), known(1), 4),
+    line(l_progress(0)),
+    line(l_answer(0, 0)),
+])
+# Shared: the first client's initialize carries a progress token (1); the
+# child must not get it with sluice's own initialize, or its progress on
+# it goes to the request that gets child id 1.
+seeds['shared-init-progress-token'] = u8(0) + b''.join([
+    post(initialize(0, 2, 4), ABSENT, 0),      # _meta.progressToken 1
+    SPAWNED,
+    line(l_answer(0, 0)),
+    post(initialize(1, 2), ABSENT, 0),         # s1
+    post(call(0, 0, 0), known(1), 0),          # child id 1, token "p"
+    line(l_progress(0)),                       # on initialize's token
+    line(l_progress(1)),                       # on the call's
+    line(l_answer(0, 0)),
 ])
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'stdio_bridge')
