@@ -55,7 +55,7 @@ use bytes::Bytes;
 use crate::jsonrpc::{self, Classified, Kind, codes};
 use crate::upstream::{AnswerHead, AnswerPart, Request};
 
-pub use bridge::{Bridge, Note, Output, SESSION_VERSIONS};
+pub use bridge::{Bridge, Note, Output, RESUME_GRACE, SESSION_VERSIONS};
 pub use error::StdioError;
 pub use ids::{IdRewriter, Owed, Unrouted};
 
@@ -92,20 +92,25 @@ pub struct StdioConfig {
     pub restart_backoff_max: Duration,
     /// Most requests held while the child starts.
     pub max_waiting: usize,
+    /// Most client sessions the bridge keeps (shared mode; a per-session
+    /// bridge has one). Past it a new session is refused with 503.
+    pub max_sessions: usize,
     /// Shared mode: the `protocolVersion` sluice asks the child for.
     pub protocol_version: String,
 }
 
-/// The default [`StdioConfig::init_timeout`]: 30 s.
-pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`StdioConfig::init_timeout`]: 60 s (a first `npx -y` or
+/// `uvx` downloads the server before it can answer).
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default [`StdioConfig::session_idle`]: 30 min.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// The default [`StdioConfig::restart_backoff_max`]: 30 s.
 pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Default for StdioConfig {
-    /// Shared; 30 s to initialize; sessions idle for 30 min are forgotten;
-    /// restarts after 100 ms, doubling up to 30 s; 1024 requests may wait.
+    /// Shared; 60 s to initialize; sessions idle for 30 min are forgotten;
+    /// restarts after 100 ms, doubling up to 30 s; 1024 requests may wait;
+    /// 4096 sessions.
     fn default() -> Self {
         StdioConfig {
             mode: StdioMode::Shared,
@@ -116,6 +121,7 @@ impl Default for StdioConfig {
             restart_backoff: Duration::from_millis(100),
             restart_backoff_max: DEFAULT_RESTART_BACKOFF_MAX,
             max_waiting: 1024,
+            max_sessions: 4096,
             protocol_version: SESSION_VERSIONS[SESSION_VERSIONS.len() - 1].to_owned(),
         }
     }

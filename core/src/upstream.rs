@@ -163,6 +163,7 @@ pub(crate) enum AnswerBody {
 /// [`Whole`]: AnswerPart::Whole
 /// [`Stream`]: AnswerPart::Stream
 /// [`Event`]: AnswerPart::Event
+/// (or [`IdentifiedEvent`](AnswerPart::IdentifiedEvent))
 /// [`End`]: AnswerPart::End
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerPart {
@@ -178,6 +179,14 @@ pub enum AnswerPart {
     Stream(AnswerHead),
     /// One JSON-RPC message, sent to the client as one `message` event.
     Event(Bytes),
+    /// The same with an SSE event id, which the client may name in
+    /// `Last-Event-ID` to resume after it.
+    IdentifiedEvent {
+        /// The event id (unique within the session).
+        id: u64,
+        /// The message.
+        data: Bytes,
+    },
     /// The SSE answer is complete.
     End,
 }

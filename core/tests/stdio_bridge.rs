@@ -31,6 +31,24 @@ fn sse_only(mut req: Request) -> Request {
     req
 }
 
+fn resume(session: &str, after: u64) -> Request {
+    let mut req = bare("GET", session);
+    req.headers
+        .push(Header::new("Last-Event-ID", after.to_string()));
+    req
+}
+
+/// The event ids on `stream`, in order.
+fn event_ids(outputs: &[Output], stream: u64) -> Vec<u64> {
+    parts(outputs, stream)
+        .iter()
+        .filter_map(|p| match p {
+            AnswerPart::IdentifiedEvent { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
 fn bare(method: &str, session: &str) -> Request {
     Request {
         method: method.into(),
@@ -107,7 +125,9 @@ fn events(outputs: &[Output], stream: u64) -> Vec<Value> {
     parts(outputs, stream)
         .iter()
         .filter_map(|p| match p {
-            AnswerPart::Event(e) => Some(serde_json::from_slice(e).unwrap()),
+            AnswerPart::Event(e) | AnswerPart::IdentifiedEvent { data: e, .. } => {
+                Some(serde_json::from_slice(e).unwrap())
+            }
             _ => None,
         })
         .collect()
@@ -550,4 +570,149 @@ fn idle_sessions_are_reaped() {
     assert_eq!(due, now + Duration::from_secs(60));
     b.handle_timeout(due);
     assert!(!b.has_session("A"));
+}
+
+#[test]
+fn a_shared_bridge_refuses_sessions_past_its_limit() {
+    let now = Instant::now();
+    let mut b = Bridge::new(
+        Arc::new(StdioConfig {
+            max_sessions: 1,
+            ..StdioConfig::default()
+        }),
+        now,
+    );
+    b.attach(
+        1,
+        post(None, &init(1, "2025-06-18", "a")),
+        Some("A".into()),
+        now,
+    );
+    drain(&mut b);
+    b.attach(
+        2,
+        post(None, &init(2, "2025-06-18", "b")),
+        Some("B".into()),
+        now,
+    );
+    let out = drain(&mut b);
+    let (status, session, body) = whole(&out, 2);
+    assert_eq!((status, session), (503, None));
+    assert_eq!(body["id"], 2);
+    assert!(!b.has_session("B"));
+}
+
+/// Starts a streamed call (progress token "p") on stream 10 of session A
+/// and lets the child send one progress; returns the call's child id.
+fn streamed_call(b: &mut Bridge, now: Instant) -> Value {
+    let call = r#"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p"}}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    let child_id = to_child(&drain(b))[0]["id"].clone();
+    b.child_output(&line(progress(&child_id, 1)), now);
+    let out = drain(b);
+    assert_eq!(event_ids(&out, 10), vec![1], "events carry ids");
+    child_id
+}
+
+fn progress(token: &Value, n: u32) -> Value {
+    json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":token,"progress":n}})
+}
+
+#[test]
+fn a_dropped_stream_is_resumed_with_last_event_id_and_gets_the_rest_of_its_answer() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let child_id = streamed_call(&mut b, now);
+    // The client drops the stream: the call stays with the child.
+    b.client_gone(10, now);
+    assert!(to_child(&drain(&mut b)).is_empty(), "not cancelled");
+    b.child_output(&line(progress(&child_id, 2)), now);
+    assert!(
+        drain(&mut b).is_empty(),
+        "kept for the resumption, sent nowhere"
+    );
+    // It comes back for what followed event 1.
+    b.attach(11, resume("A", 1), None, now);
+    let out = drain(&mut b);
+    assert!(matches!(parts(&out, 11)[0], AnswerPart::Stream(_)));
+    assert_eq!(event_ids(&out, 11), vec![2]);
+    assert_eq!(events(&out, 11)[0]["params"]["progress"], 2);
+    assert_eq!(events(&out, 11)[0]["params"]["progressToken"], "p");
+    assert!(!ended(&out, 11));
+    // The answer reaches the resumed stream, which then ends.
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":child_id,"result":{}})),
+        now,
+    );
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 11)[0]["id"], "c");
+    assert_eq!(parts(&out, 11).last(), Some(&AnswerPart::End));
+    assert!(ended(&out, 11));
+    assert!(parts(&out, 10).is_empty());
+}
+
+#[test]
+fn a_stream_resumed_after_its_answer_gets_the_answer_from_the_window() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let child_id = streamed_call(&mut b, now);
+    b.client_gone(10, now);
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":child_id,"result":{"x":1}})),
+        now,
+    );
+    drain(&mut b);
+    b.attach(11, resume("A", 1), None, now);
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 11)[0]["result"]["x"], 1);
+    assert!(ended(&out, 11));
+    // Another session cannot replay A's events.
+    b.attach(
+        2,
+        post(None, &init(0, "2025-11-25", "b")),
+        Some("B".into()),
+        now,
+    );
+    drain(&mut b);
+    b.attach(12, resume("B", 1), None, now);
+    let out = drain(&mut b);
+    assert!(
+        events(&out, 12).is_empty(),
+        "B's GET stream opens with nothing of A's"
+    );
+}
+
+#[test]
+fn a_dropped_stream_nobody_resumes_is_cancelled_after_the_grace_period() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let child_id = streamed_call(&mut b, now);
+    b.client_gone(10, now);
+    drain(&mut b);
+    let due = b.poll_timeout().expect("the grace period's end");
+    assert_eq!(due, now + sluice_core::stdio::RESUME_GRACE);
+    b.handle_timeout(due);
+    let sent = to_child(&drain(&mut b));
+    assert_eq!(sent[0]["method"], "notifications/cancelled");
+    assert_eq!(sent[0]["params"]["requestId"], child_id);
+    assert_eq!(b.in_flight(), 0);
+}
+
+#[test]
+fn a_get_stream_resumed_replays_what_it_missed_and_stays_the_sessions_get() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    b.attach(20, bare("GET", "A"), None, now);
+    let note = |n: u32| json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":n}});
+    b.child_output(&line(note(1)), now);
+    b.child_output(&line(note(2)), now);
+    let out = drain(&mut b);
+    let ids = event_ids(&out, 20);
+    assert_eq!(ids.len(), 2);
+    b.client_gone(20, now);
+    b.attach(21, resume("A", ids[0]), None, now);
+    let out = drain(&mut b);
+    assert_eq!(events(&out, 21), vec![note(2)]);
+    b.child_output(&line(note(3)), now);
+    assert_eq!(
+        events(&drain(&mut b), 21),
+        vec![note(3)],
+        "the new GET stream"
+    );
 }

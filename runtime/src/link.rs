@@ -134,7 +134,7 @@ impl ClientSink {
 fn part_len(part: &AnswerPart) -> usize {
     match part {
         AnswerPart::Whole { body, .. } => body.len(),
-        AnswerPart::Event(data) => data.len(),
+        AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => data.len(),
         AnswerPart::Stream(_) | AnswerPart::End => 0,
     }
 }

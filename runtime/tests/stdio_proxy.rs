@@ -7,6 +7,9 @@ mod common;
 #[path = "fixtures/legacy_backend.rs"]
 #[allow(dead_code)]
 mod legacy_backend;
+#[path = "fixtures/hooks/support.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::io::Write;
 use std::time::Duration;
@@ -46,6 +49,15 @@ fn python() -> String {
 }
 
 fn proxy(mode: StdioMode, flags: &[&str], tweak: impl FnOnce(&mut StdioUpstream)) -> RunningProxy {
+    proxy_hooked(mode, flags, tweak, None)
+}
+
+fn proxy_hooked(
+    mode: StdioMode,
+    flags: &[&str],
+    tweak: impl FnOnce(&mut StdioUpstream),
+    guest: Option<support::Guest>,
+) -> RunningProxy {
     let mut command = vec![python(), FIXTURE.to_owned()];
     command.extend(flags.iter().map(|f| f.to_string()));
     let path = std::env::var("PATH").unwrap_or_default();
@@ -55,6 +67,12 @@ fn proxy(mode: StdioMode, flags: &[&str], tweak: impl FnOnce(&mut StdioUpstream)
     tweak(&mut up);
     common::proxy_with("127.0.0.1:9".parse().unwrap(), |s| {
         s.upstreams[0].transport = UpstreamTransport::Stdio(Box::new(up));
+        if let Some(guest) = guest {
+            let spec = support::spec("stdio-hook", &guest.component());
+            let host = sluice::hooks::HookHost::load(vec![spec], None).unwrap();
+            let plain = std::mem::replace(s, s.clone());
+            *s = plain.with_hooks(std::sync::Arc::new(host));
+        }
     })
 }
 
@@ -388,5 +406,114 @@ fn read_got_more_events(conn: &mut std::net::TcpStream, n: usize) -> Vec<String>
         let got = conn.read(&mut buf).unwrap();
         assert!(got > 0, "the stream ended early");
         all.push_str(&String::from_utf8_lossy(&buf[..got]));
+    }
+}
+
+#[test]
+fn a_request_hook_rejects_a_tools_call_before_the_child_sees_it() {
+    use support::{DENIED, Guest, body};
+    for mode in [StdioMode::Shared, StdioMode::PerSession] {
+        let guest = Guest::new(&["tools/call"], body::reject(4001, DENIED));
+        let p = proxy_hooked(mode, &[], |_| {}, Some(guest));
+        let sid = initialize(&p);
+        for accept in [BOTH, "application/json", "text/event-stream"] {
+            let body = r#"{"jsonrpc":"2.0","id":"r-1","method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+            let got = exchange(&p, &request("POST", body, Some(&sid), accept));
+            let v = got.last();
+            assert_eq!(v["id"], "r-1", "{mode:?} {accept}");
+            assert_eq!(v["error"]["code"], 4001);
+            assert_eq!(v["error"]["message"], DENIED.1);
+        }
+        // Unhooked methods reach the child.
+        let list = exchange(
+            &p,
+            &request(
+                "POST",
+                r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#,
+                Some(&sid),
+                BOTH,
+            ),
+        );
+        assert!(list.last()["result"]["tools"].is_array());
+        p.shutdown();
+    }
+}
+
+#[test]
+fn a_response_hook_rewrites_a_streamed_answer_and_lets_progress_through() {
+    use support::{ECHO, Guest, body};
+    let guest = Guest::new(&["tools/call"], body::cont()).on_response(body::respond(ECHO));
+    let p = proxy_hooked(StdioMode::Shared, &[], |_| {}, Some(guest));
+    let sid = initialize(&p);
+    let body = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"t"}}}"#;
+    let got = exchange(&p, &request("POST", body, Some(&sid), BOTH));
+    assert!(got.complete);
+    assert_eq!(got.events.len(), 4, "{:?}", got.events);
+    for (_, e) in &got.events[..3] {
+        let v: Value = serde_json::from_str(e).unwrap();
+        assert_eq!(v["params"]["progressToken"], "t");
+    }
+    let last = got.last();
+    assert_eq!(last["id"], 9);
+    assert_eq!(last["result"], json!({"echo": true}));
+    // A JSON answer too.
+    let got = call(&p, &sid, 10, "echo", json!({"text":"x"}));
+    assert_eq!(got.last()["result"], json!({"echo": true}));
+    p.shutdown();
+}
+
+/// Fifty sessions at once, each its own calls: in shared mode one child
+/// answers every one to the right session; in per-session mode fifty
+/// children, all gone after each session's DELETE.
+#[test]
+fn fifty_parallel_sessions_per_mode() {
+    const N: usize = 50;
+    for mode in [StdioMode::Shared, StdioMode::PerSession] {
+        let p = proxy(mode, &[], |_| {});
+        let results: Vec<(String, u32)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..N)
+                .map(|i| {
+                    let p = &p;
+                    scope.spawn(move || {
+                        let sid = initialize(p);
+                        for j in 0..3u32 {
+                            let word = format!("s{i}-{j}");
+                            let got = call(p, &sid, j, "echo", json!({ "text": word }));
+                            assert_eq!(got.last()["id"], j);
+                            assert_eq!(
+                                text(&got),
+                                word,
+                                "{mode:?}: an answer went to the wrong session"
+                            );
+                        }
+                        let pid = text(&call(p, &sid, 9, "pid", json!({}))).parse().unwrap();
+                        (sid, pid)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut pids: Vec<u32> = results.iter().map(|(_, pid)| *pid).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        match mode {
+            StdioMode::Shared => assert_eq!(pids.len(), 1, "one child"),
+            StdioMode::PerSession => {
+                assert_eq!(pids.len(), N, "a child per session");
+                for (sid, _) in &results {
+                    assert_eq!(
+                        exchange(&p, &request("DELETE", "", Some(sid), BOTH)).status,
+                        200
+                    );
+                }
+                for pid in &pids {
+                    wait_for("every child to be reaped", || !alive(*pid));
+                }
+            }
+        }
+        p.shutdown();
+        for pid in &pids {
+            wait_for("no child left after shutdown", || !alive(*pid));
+        }
     }
 }

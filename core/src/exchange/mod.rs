@@ -661,7 +661,10 @@ impl Exchange {
             (State::AwaitingHead(_), AnswerPart::Stream(head)) => {
                 self.typed_head(&head, AnswerBody::Sse, Bytes::new(), now);
             }
-            (State::Streaming(_), AnswerPart::Event(data)) => self.stream_message(&data, now),
+            (State::Streaming(_), AnswerPart::Event(data)) => self.stream_message(&data, None, now),
+            (State::Streaming(_), AnswerPart::IdentifiedEvent { id, data }) => {
+                self.stream_message(&data, Some(id), now)
+            }
             (State::Streaming(_), AnswerPart::End) => self.upstream_closed(UpstreamEnd::Eof, now),
             (State::AwaitingHead(_) | State::Streaming(_), _) => {
                 self.fail(UpstreamError::OutOfOrder, now);
@@ -1277,13 +1280,13 @@ impl Exchange {
         }
     }
 
-    fn stream_message(&mut self, data: &[u8], now: Instant) {
+    fn stream_message(&mut self, data: &[u8], id: Option<u64>, now: Instant) {
         let State::Streaming(stream) = &mut self.state else {
             return;
         };
         let mut out = Vec::new();
         stream.last_upstream = now;
-        stream.feed_message(data, &mut out, now);
+        stream.feed_message(data, id, &mut out, now);
         for bytes in out {
             self.summary.body_bytes += bytes.len() as u64;
             self.outputs.push_back(Output::ToClient(bytes));

@@ -700,9 +700,18 @@ impl Streaming {
     /// One whole message of a message upstream's SSE answer: encoded once as
     /// an event for the client, and judged or watched as it is, never parsed
     /// back from the encoding.
-    pub fn feed_message(&mut self, data: &[u8], out: &mut Vec<Bytes>, now: Instant) {
+    pub fn feed_message(
+        &mut self,
+        data: &[u8],
+        id: Option<u64>,
+        out: &mut Vec<Bytes>,
+        now: Instant,
+    ) {
         let mut event = Vec::with_capacity(data.len() + 24);
-        sse::encode_jsonrpc_message(data, &mut event);
+        match id {
+            Some(id) => sse::encode_jsonrpc_message_with_id(data, id, &mut event),
+            None => sse::encode_jsonrpc_message(data, &mut event),
+        }
         match &mut self.held {
             Some(Held {
                 ledger,
@@ -720,7 +729,7 @@ impl Streaming {
                     Judged::Hold(parts) => match std::str::from_utf8(data) {
                         Ok(text) => Some(Mark::Held {
                             event_type: "message".to_owned(),
-                            id: String::new(),
+                            id: id.map(|id| id.to_string()).unwrap_or_default(),
                             data: text.to_owned(),
                             parts,
                         }),

@@ -108,6 +108,18 @@ pub fn encode_jsonrpc_message(json: &[u8], out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// [`encode_jsonrpc_message`] with an `id:` field: event `id` (a number,
+/// which needs no check), for a client to resume after with
+/// `Last-Event-ID`.
+pub fn encode_jsonrpc_message_with_id(json: &[u8], id: u64, out: &mut Vec<u8>) {
+    out.reserve(json.len() + 48);
+    out.extend_from_slice(b"event: message\nid: ");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.push(b'\n');
+    write_data(out, json);
+    out.push(b'\n');
+}
+
 fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     if value.is_empty() {

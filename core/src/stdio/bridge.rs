@@ -28,6 +28,14 @@ const OWN_INIT_ID: &[u8] = br#""sluice-initialize""#;
 /// its failure says nothing about the next one.
 const STABLE_UPTIME: Duration = Duration::from_secs(60);
 
+/// How long a request whose client dropped its event stream stays with the
+/// child, waiting for the client to resume it (`GET` with `Last-Event-ID`)
+/// before it is cancelled.
+pub const RESUME_GRACE: Duration = Duration::from_secs(30);
+/// Events a session keeps for resumption, and their bytes.
+const REPLAY_EVENTS: usize = 64;
+const REPLAY_BYTES: usize = 1 << 20;
+
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -109,6 +117,75 @@ struct Session {
     streams: usize,
     /// When its last stream ended (for idle reaping).
     idle_since: Instant,
+    /// What its event streams carried lately, for `Last-Event-ID`.
+    replay: Replay,
+}
+
+/// The events of a session's streams, each with its id and the stream it
+/// went out on (its first stream: a resumed stream carries on under the
+/// stream it resumes), bounded.
+#[derive(Default)]
+struct Replay {
+    last_id: u64,
+    entries: VecDeque<Replayed>,
+    bytes: usize,
+}
+
+enum Replayed {
+    Event {
+        id: u64,
+        stream: StreamId,
+        data: Bytes,
+    },
+    /// The stream's answer is complete.
+    End { stream: StreamId },
+}
+
+impl Replay {
+    /// Records `data` sent on `stream`; returns its event id.
+    fn record(&mut self, stream: StreamId, data: &Bytes) -> u64 {
+        self.last_id += 1;
+        self.bytes += data.len();
+        self.entries.push_back(Replayed::Event {
+            id: self.last_id,
+            stream,
+            data: data.clone(),
+        });
+        while self.entries.len() > REPLAY_EVENTS || self.bytes > REPLAY_BYTES {
+            if let Some(Replayed::Event { data, .. }) = self.entries.pop_front() {
+                self.bytes -= data.len();
+            }
+        }
+        self.last_id
+    }
+
+    /// The stream event `id` went out on, if it is still kept.
+    fn stream_of(&self, id: u64) -> Option<StreamId> {
+        self.entries.iter().find_map(|e| match e {
+            Replayed::Event { id: i, stream, .. } if *i == id => Some(*stream),
+            _ => None,
+        })
+    }
+
+    /// What `stream` carried after event `after`, and whether it ended.
+    fn after(&self, stream: StreamId, after: u64) -> (Vec<(u64, Bytes)>, bool) {
+        let mut events = Vec::new();
+        let mut ended = false;
+        for e in &self.entries {
+            match e {
+                Replayed::Event {
+                    id,
+                    stream: s,
+                    data,
+                } if *s == stream && *id > after => {
+                    events.push((*id, data.clone()));
+                }
+                Replayed::End { stream: s } if *s == stream => ended = true,
+                _ => {}
+            }
+        }
+        (events, ended)
+    }
 }
 
 struct Client {
@@ -117,6 +194,20 @@ struct Client {
     accepts: Accepts,
     /// The SSE head went out.
     sse_open: bool,
+    /// Where its parts go.
+    attached: Attached,
+}
+
+/// Where a client stream's parts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attached {
+    /// To its own exchange.
+    Live,
+    /// Nowhere: the client dropped the stream after events with ids went
+    /// out; they are kept for a resumption until the grace period ends.
+    Orphaned { since: Instant },
+    /// To the stream that resumed it.
+    Resumed(StreamId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +218,8 @@ enum ClientKind {
     InFlight { child_id: u64, client_id: RawId },
     /// The GET stream.
     Get,
+    /// A GET with `Last-Event-ID` carrying on the answer of this stream.
+    Resuming { of: StreamId },
 }
 
 /// A request that arrived before the child was ready.
@@ -202,7 +295,15 @@ impl Bridge {
                 .map(|s| s.idle_since + idle)
                 .min()
         });
-        phase.into_iter().chain(idle).min()
+        let orphans = self
+            .clients
+            .values()
+            .filter_map(|c| match c.attached {
+                Attached::Orphaned { since } => Some(since + RESUME_GRACE),
+                _ => None,
+            })
+            .min();
+        phase.into_iter().chain(idle).chain(orphans).min()
     }
 
     /// Client sessions this bridge serves.
@@ -248,6 +349,13 @@ impl Bridge {
             return;
         }
         let session = match new_session {
+            Some(_) if self.sessions.len() >= self.config.max_sessions => {
+                let e = StdioError::TooManySessions {
+                    limit: self.config.max_sessions,
+                };
+                let part = error_part(&req, &self.config.json, &e, None);
+                return self.finish(stream, part);
+            }
             Some(id) => {
                 self.sessions.insert(
                     id.clone(),
@@ -256,6 +364,7 @@ impl Bridge {
                         server_requests: Vec::new(),
                         streams: 0,
                         idle_since: now,
+                        replay: Replay::default(),
                     },
                 );
                 id
@@ -282,10 +391,11 @@ impl Bridge {
                 kind: ClientKind::Waiting,
                 accepts: req.accepts(),
                 sse_open: false,
+                attached: Attached::Live,
             },
         );
         match req.method.as_str() {
-            "GET" => return self.open_get(stream),
+            "GET" => return self.open_get(stream, last_event_id(&req)),
             "DELETE" => return self.delete(stream),
             _ => {}
         }
@@ -404,11 +514,27 @@ impl Bridge {
     pub fn client_gone(&mut self, stream: StreamId, now: Instant) {
         self.clock = now;
         self.waiting.retain(|w| w.stream != stream);
-        if let Some(ClientKind::InFlight { child_id, .. }) =
-            self.clients.get(&stream).map(|c| c.kind.clone())
-            && self.ids.forget(child_id).is_some()
-        {
-            self.cancel_on_child(child_id, "the client went away");
+        let Some(client) = self.clients.get_mut(&stream) else {
+            return;
+        };
+        match client.kind.clone() {
+            // A client that got events with ids may come back for the
+            // rest: the request stays with the child for a while.
+            ClientKind::InFlight { .. } if client.sse_open => {
+                client.attached = Attached::Orphaned { since: now };
+                return;
+            }
+            ClientKind::InFlight { child_id, .. } => {
+                if self.ids.forget(child_id).is_some() {
+                    self.cancel_on_child(child_id, "the client went away");
+                }
+            }
+            ClientKind::Resuming { of } => {
+                if let Some(c) = self.clients.get_mut(&of) {
+                    c.attached = Attached::Orphaned { since: now };
+                }
+            }
+            ClientKind::Waiting | ClientKind::Get => {}
         }
         self.release(stream);
     }
@@ -426,6 +552,23 @@ impl Bridge {
                 self.spawn();
             }
             _ => {}
+        }
+        let abandoned: Vec<(StreamId, Option<u64>)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.attached, Attached::Orphaned { since } if now >= since + RESUME_GRACE))
+            .map(|(s, c)| match c.kind {
+                ClientKind::InFlight { child_id, .. } => (*s, Some(child_id)),
+                _ => (*s, None),
+            })
+            .collect();
+        for (stream, child_id) in abandoned {
+            if let Some(child_id) = child_id
+                && self.ids.forget(child_id).is_some()
+            {
+                self.cancel_on_child(child_id, "the client went away");
+            }
+            self.release(stream);
         }
         if let Some(idle) = self.config.session_idle {
             let expired: Vec<String> = self
@@ -455,10 +598,17 @@ impl Bridge {
 
     // ---- client side -------------------------------------------------
 
-    fn open_get(&mut self, stream: StreamId) {
+    fn open_get(&mut self, stream: StreamId, last_event_id: Option<u64>) {
         let Some(session) = self.clients.get(&stream).map(|c| c.session.clone()) else {
             return;
         };
+        let resumed = last_event_id.and_then(|after| {
+            let of = self.sessions.get(&session)?.replay.stream_of(after)?;
+            Some((of, after))
+        });
+        if let Some((of, after)) = resumed {
+            return self.resume(stream, &session, of, after);
+        }
         let taken = self.sessions.get(&session).is_some_and(|s| s.get.is_some());
         if taken {
             let msg = jsonrpc::error_message(
@@ -479,6 +629,62 @@ impl Bridge {
             c.sse_open = true;
         }
         self.emit(stream, AnswerPart::Stream(head(200, &session)));
+    }
+
+    /// A GET with `Last-Event-ID` naming event `after` of stream `of`: what
+    /// `of` carried since goes out on `stream`, and then, if `of` is a
+    /// request still with the child, the rest of its answer; if `of` was a
+    /// GET stream, `stream` becomes the session's GET stream.
+    fn resume(&mut self, stream: StreamId, session: &str, of: StreamId, after: u64) {
+        let (events, ended) = match self.sessions.get(session) {
+            Some(s) => s.replay.after(of, after),
+            None => return,
+        };
+        let in_flight = self
+            .clients
+            .get(&of)
+            .is_some_and(|c| matches!(c.kind, ClientKind::InFlight { .. }));
+        if !in_flight && !ended {
+            // A GET stream's events: the new stream takes its place.
+            let taken = self.sessions.get(session).is_some_and(|s| s.get.is_some());
+            if taken {
+                let msg = jsonrpc::error_message(
+                    None,
+                    codes::INVALID_REQUEST,
+                    "sluice: this session's GET stream is already open",
+                    None,
+                );
+                return self.finish(stream, AnswerPart::json(head(409, session), msg));
+            }
+            if let Some(s) = self.sessions.get_mut(session) {
+                s.get = Some(stream);
+            }
+        }
+        if let Some(c) = self.clients.get_mut(&stream) {
+            c.sse_open = true;
+            c.kind = if in_flight {
+                ClientKind::Resuming { of }
+            } else {
+                ClientKind::Get
+            };
+        }
+        self.push(stream, AnswerPart::Stream(head(200, session)));
+        for (id, data) in events {
+            self.push(stream, AnswerPart::IdentifiedEvent { id, data });
+        }
+        if in_flight {
+            if let Some(c) = self.clients.get_mut(&of) {
+                if c.attached == Attached::Live {
+                    // Its old stream gets no more: end it.
+                    self.outputs.push_back(Output::EndClient { stream: of });
+                }
+                if let Some(c) = self.clients.get_mut(&of) {
+                    c.attached = Attached::Resumed(stream);
+                }
+            }
+        } else if ended {
+            self.finish(stream, AnswerPart::End);
+        }
     }
 
     fn delete(&mut self, stream: StreamId) {
@@ -515,6 +721,8 @@ impl Bridge {
                 }
                 ClientKind::Get => self.finish(stream, AnswerPart::End),
                 ClientKind::Waiting => self.fail_waiting(stream, &StdioError::SessionEnded),
+                // Ends with the stream it resumes.
+                ClientKind::Resuming { .. } => {}
             }
         }
     }
@@ -858,6 +1066,11 @@ impl Bridge {
                 ClientKind::InFlight { client_id, .. } => self.answer_error(stream, &client_id, &e),
                 ClientKind::Get => self.finish(stream, AnswerPart::End),
                 ClientKind::Waiting => self.fail_waiting(stream, &e),
+                ClientKind::Resuming { .. } => {
+                    if self.clients.contains_key(&stream) {
+                        self.finish(stream, AnswerPart::End);
+                    }
+                }
             }
         }
         self.waiting.clear();
@@ -956,14 +1169,50 @@ impl Bridge {
         self.finish(stream, part);
     }
 
+    /// A part for `stream`'s client, wherever it is attached now; a
+    /// session's events get ids and are kept for resumption.
     fn emit(&mut self, stream: StreamId, part: AnswerPart) {
+        let Some(client) = self.clients.get(&stream) else {
+            return self.push(stream, part);
+        };
+        let target = match client.attached {
+            Attached::Live => Some(stream),
+            Attached::Orphaned { .. } => None,
+            Attached::Resumed(to) => Some(to),
+        };
+        let part = match (part, self.sessions.get_mut(&client.session)) {
+            (AnswerPart::Event(data), Some(session)) => {
+                let id = session.replay.record(stream, &data);
+                AnswerPart::IdentifiedEvent { id, data }
+            }
+            (AnswerPart::End, Some(session)) => {
+                session.replay.entries.push_back(Replayed::End { stream });
+                AnswerPart::End
+            }
+            (part, _) => part,
+        };
+        if let Some(target) = target {
+            self.push(target, part);
+        }
+    }
+
+    fn push(&mut self, stream: StreamId, part: AnswerPart) {
         self.outputs.push_back(Output::ToClient { stream, part });
     }
 
-    /// The last part on `stream`, which then ends.
+    /// The last part on `stream`, which then ends (and the stream that
+    /// resumed it, if one did).
     fn finish(&mut self, stream: StreamId, part: AnswerPart) {
+        let attached = self.clients.get(&stream).map(|c| c.attached);
         self.emit(stream, part);
-        self.outputs.push_back(Output::EndClient { stream });
+        match attached {
+            None | Some(Attached::Live) => self.outputs.push_back(Output::EndClient { stream }),
+            Some(Attached::Orphaned { .. }) => {}
+            Some(Attached::Resumed(to)) => {
+                self.outputs.push_back(Output::EndClient { stream: to });
+                self.release(to);
+            }
+        }
         self.release(stream);
     }
 
@@ -1028,6 +1277,16 @@ pub(super) fn unknown_session(req: &Request, json: &jsonrpc::Limits) -> AnswerPa
         None,
     );
     AnswerPart::json(AnswerHead::status(404), msg)
+}
+
+/// The event a client resumes after: `Last-Event-ID`, when it is one of
+/// the numbers sluice hands out.
+fn last_event_id(req: &Request) -> Option<u64> {
+    let v = req.header("last-event-id")?;
+    if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// The `params` of an `initialize` request in `body`, as written.

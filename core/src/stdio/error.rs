@@ -32,6 +32,11 @@ pub enum StdioError {
         /// The limit (`max_processes`).
         limit: usize,
     },
+    /// Shared mode: the bridge keeps as many client sessions as it may.
+    TooManySessions {
+        /// The limit.
+        limit: usize,
+    },
     /// The session was deleted (or reaped) while the request was in flight.
     SessionEnded,
     /// sluice is shutting down.
@@ -43,9 +48,9 @@ impl StdioError {
     pub fn code(&self) -> i64 {
         match self {
             StdioError::InitTimeout => codes::UPSTREAM_TIMEOUT,
-            StdioError::TooManyWaiting { .. } | StdioError::TooManyProcesses { .. } => {
-                codes::INTERNAL_ERROR
-            }
+            StdioError::TooManyWaiting { .. }
+            | StdioError::TooManyProcesses { .. }
+            | StdioError::TooManySessions { .. } => codes::INTERNAL_ERROR,
             _ => codes::UPSTREAM_FAILED,
         }
     }
@@ -56,6 +61,7 @@ impl StdioError {
             StdioError::InitTimeout => 504,
             StdioError::TooManyWaiting { .. }
             | StdioError::TooManyProcesses { .. }
+            | StdioError::TooManySessions { .. }
             | StdioError::ShuttingDown => 503,
             StdioError::SessionEnded => 404,
             _ => 502,
@@ -82,6 +88,12 @@ impl fmt::Display for StdioError {
                 write!(
                     f,
                     "the route runs its limit of {limit} stdio server processes"
+                )
+            }
+            StdioError::TooManySessions { limit } => {
+                write!(
+                    f,
+                    "the stdio server has its limit of {limit} client sessions"
                 )
             }
             StdioError::SessionEnded => f.write_str("the session ended"),

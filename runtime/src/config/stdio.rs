@@ -59,7 +59,7 @@ impl Stdio {
     pub const DEFAULT_SESSION_IDLE: Duration = sluice_core::stdio::DEFAULT_SESSION_IDLE;
     /// The default `shutdown_grace`: 5 seconds.
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = crate::stdio::DEFAULT_SHUTDOWN_GRACE;
-    /// The default `init_timeout`: 30 seconds.
+    /// The default `init_timeout`: 60 seconds.
     pub const DEFAULT_INIT_TIMEOUT: Duration = sluice_core::stdio::DEFAULT_INIT_TIMEOUT;
     /// The path a command route is served at when none is given: a command
     /// has no URL path to take it from.

@@ -161,3 +161,37 @@ fn the_strict_answer_rule_holds_for_messages_too() {
     assert_eq!(v["id"], "req-7");
     assert_eq!(v["error"]["code"], HOOK_FAILED);
 }
+
+#[test]
+fn an_identified_event_carries_its_id_for_last_event_id() {
+    let mut h = dispatched(config());
+    h.answer(AnswerPart::Stream(head()));
+    h.answer(AnswerPart::IdentifiedEvent {
+        id: 41,
+        data: Bytes::from_static(PROGRESS.as_bytes()),
+    });
+    h.answer(AnswerPart::IdentifiedEvent {
+        id: 42,
+        data: Bytes::from_static(ANSWER.as_bytes()),
+    });
+    h.answer(AnswerPart::End);
+    let (_, body) = decode_response(&h.log.to_client);
+    let text = String::from_utf8(body.clone()).unwrap();
+    assert!(text.contains("id: 41\n"), "{text}");
+    let mut parser = crate::sse::SseParser::new(SseLimits::default());
+    parser.feed(&body);
+    let mut ids = Vec::new();
+    while let Some(item) = parser.poll() {
+        if let Ok(crate::sse::SseItem::Event(e)) = item {
+            ids.push((e.id.clone(), e.data.clone()));
+        }
+    }
+    assert_eq!(
+        ids,
+        vec![
+            ("41".to_owned(), PROGRESS.to_owned()),
+            ("42".to_owned(), ANSWER.to_owned())
+        ]
+    );
+    assert_eq!(h.ex.summary().outcome, Outcome::Complete);
+}
