@@ -128,9 +128,11 @@ def cell_idle(srv, t):
 def cell_left(srv, t):
     # Stop records all carry round 0: count them from the raw rows.
     rs = [r for r in rows if r["server"] == srv and r["scenario"] == "stop" and r["target"] == t]
-    if not rs:
+    after = [r["children_after"] for r in rows if r["server"] == srv and r["target"] == t and "children_after" in r]
+    if not rs and not after:
         return "—"
-    return str(sum(r["left"] for r in rs))
+    left = str(sum(r["left"] for r in rs)) if rs else "—"
+    return f"{left}; {max(after) if after else '—'}"
 
 
 for srv in servers:
@@ -152,12 +154,14 @@ for srv in servers:
             print("| " + " | ".join(cells) + " |")
         print()
     head = ["target", "first progress p50 / p99", "whole call p50", "progress through",
-            "RSS per idle session (tree)", "baseline RSS (tree), processes", "processes left at stop"]
+            "RSS per idle session (tree)", "baseline RSS (tree), processes", "left at stop; most children after a run"]
     print("| " + " | ".join(head) + " |")
     print("|---" * len(head) + "|")
     for t in ts:
         ttfp, call, through = cell_progress(srv, t)
         per, base = cell_idle(srv, t)
+        if t == "supergateway" and per == "—":
+            per = "no sessions (stateless)"
         print("| " + " | ".join([NAMES.get(t, t), ttfp, call, through, per, base, cell_left(srv, t)]) + " |")
     print()
     firsts = {}
