@@ -76,8 +76,11 @@ def cell_rps(srv, s, t):
     if v is None:
         return "—"
     r = ratio(srv, s, t, "rps")
-    rs = f" ({r:.2f}x)" if r is not None and t != "direct" else ""
-    return f"{v:,.0f}/s{rs}"
+    if r is None or t == "direct":
+        rs = ""
+    else:
+        rs = f" ({r:.3f}x)" if r < 0.095 else f" ({r:.2f}x)"
+    return (f"{v:.1f}" if v < 10 else f"{v:,.0f}") + f"/s{rs}"
 
 
 def cell_lat(srv, s, t):
