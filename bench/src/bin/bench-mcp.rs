@@ -142,8 +142,14 @@ impl Link {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()?;
-            let stdin = child.stdin.take().ok_or_else(|| io::Error::other("no stdin"))?;
-            let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
+            let stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| io::Error::other("no stdin"))?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| io::Error::other("no stdout"))?;
             Wire::Stdio {
                 child,
                 stdin,
@@ -195,8 +201,10 @@ impl Link {
     ) -> Result<Answer, Failure> {
         let id = self.next_id;
         self.next_id += 1;
-        let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .map_err(|e| Failure::Answer(e.to_string()))?;
+        let body = serde_json::to_vec(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .map_err(|e| Failure::Answer(e.to_string()))?;
         let answer = if matches!(self.wire, Wire::Stdio { .. }) {
             self.stdio_call(&body, id, on_note)?
         } else {
@@ -204,7 +212,10 @@ impl Link {
                 .ok_or_else(|| Failure::Answer("no answer".into()))?
         };
         if answer.msg.get("result").is_none() {
-            return Err(Failure::Answer(format!("not a result: {}", cut(&answer.msg.to_string()))));
+            return Err(Failure::Answer(format!(
+                "not a result: {}",
+                cut(&answer.msg.to_string())
+            )));
         }
         Ok(answer)
     }
@@ -216,7 +227,10 @@ impl Link {
         on_note: &mut dyn FnMut(&Value),
     ) -> Result<Answer, Failure> {
         let Wire::Stdio {
-            stdin, stdout, line, ..
+            stdin,
+            stdout,
+            line,
+            ..
         } = &mut self.wire
         else {
             unreachable!("stdio_call on an HTTP link")
@@ -340,7 +354,12 @@ impl Link {
                     }
                 }
             }
-            found.unwrap_or_else(|| Err(Failure::Answer("the SSE answer ended without the response".into())))
+            found
+                .unwrap_or_else(|| {
+                    Err(Failure::Answer(
+                        "the SSE answer ended without the response".into(),
+                    ))
+                })
                 .map(Some)
         } else {
             while rr.next(stream, &mut got)?.is_some() {}
@@ -479,8 +498,14 @@ fn tree_memory(pid: u32) -> (u64, u64, usize) {
             })
             .unwrap_or(0)
     };
-    let rss = pids.iter().map(|p| field(format!("/proc/{p}/status"), "VmRSS:")).sum();
-    let pss = pids.iter().map(|p| field(format!("/proc/{p}/smaps_rollup"), "Pss:")).sum();
+    let rss = pids
+        .iter()
+        .map(|p| field(format!("/proc/{p}/status"), "VmRSS:"))
+        .sum();
+    let pss = pids
+        .iter()
+        .map(|p| field(format!("/proc/{p}/smaps_rollup"), "Pss:"))
+        .sum();
     (rss, pss, pids.len())
 }
 
@@ -493,12 +518,19 @@ fn main() -> anyhow::Result<()> {
     let target = args.text("--target", "");
     let stdio = args.text("--stdio", "");
     let cfg = Arc::new(Config {
-        target: if target.is_empty() { None } else { Some(target.parse()?) },
+        target: if target.is_empty() {
+            None
+        } else {
+            Some(target.parse()?)
+        },
         path: args.text("--path", "/mcp"),
         stdio: stdio.split_whitespace().map(str::to_owned).collect(),
         timeout: Duration::from_secs_f64(args.get("--timeout", 30.0)),
     });
-    anyhow::ensure!(cfg.target.is_some() != !cfg.stdio.is_empty(), "give --target or --stdio");
+    anyhow::ensure!(
+        cfg.target.is_some() == cfg.stdio.is_empty(),
+        "give --target or --stdio"
+    );
     let tool = args.text("--tool", "echo");
     let message = "x".repeat(args.get("--message-bytes", 64));
     let tool_args: Value = match args.text("--args", "").as_str() {
@@ -506,7 +538,13 @@ fn main() -> anyhow::Result<()> {
         s => serde_json::from_str(s)?,
     };
     match args.text("--mode", "load").as_str() {
-        "load" => load(&cfg, &tool, &tool_args, args.get("--conns", 1), args.get("--duration", 5.0)),
+        "load" => load(
+            &cfg,
+            &tool,
+            &tool_args,
+            args.get("--conns", 1),
+            args.get("--duration", 5.0),
+        ),
         "progress" => progress(
             &cfg,
             &tool,
@@ -565,7 +603,13 @@ impl Tally {
     }
 }
 
-fn load(cfg: &Arc<Config>, tool: &str, tool_args: &Value, conns: usize, secs: f64) -> anyhow::Result<()> {
+fn load(
+    cfg: &Arc<Config>,
+    tool: &str,
+    tool_args: &Value,
+    conns: usize,
+    secs: f64,
+) -> anyhow::Result<()> {
     let barrier = Arc::new(Barrier::new(conns + 1));
     let duration = Duration::from_secs_f64(secs);
     let threads: Vec<_> = (0..conns)
@@ -619,7 +663,10 @@ fn load(cfg: &Arc<Config>, tool: &str, tool_args: &Value, conns: usize, secs: f6
     let start = Instant::now();
     let mut all = Tally::default();
     for th in threads {
-        all.merge(th.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))?);
+        all.merge(
+            th.join()
+                .map_err(|_| anyhow::anyhow!("a client thread panicked"))?,
+        );
     }
     // The calls of the window, over the window (the last call may end a little after it).
     let secs = start.elapsed().as_secs_f64().max(secs);
@@ -651,12 +698,15 @@ fn progress(
             break;
         }
         let token = i as u64 + 1;
-        let params = json!({"name": tool, "arguments": tool_args, "_meta": {"progressToken": token}});
+        let params =
+            json!({"name": tool, "arguments": tool_args, "_meta": {"progressToken": token}});
         let mut first: Option<Instant> = None;
         let mut count = 0u64;
         let t0 = Instant::now();
         let r = link.request("tools/call", params, &mut |m| {
-            if m["method"] == "notifications/progress" && m["params"]["progressToken"].as_u64() == Some(token) {
+            if m["method"] == "notifications/progress"
+                && m["params"]["progressToken"].as_u64() == Some(token)
+            {
                 first.get_or_insert_with(Instant::now);
                 count += 1;
             }
@@ -717,8 +767,12 @@ fn idle(cfg: &Arc<Config>, sessions: usize, pid: u32) -> anyhow::Result<()> {
     // One warm session: the child of a shared server started, the proxy's
     // first-use allocations made.
     let mut warm = Link::open(cfg).map_err(|f| anyhow::anyhow!("open: {}", f.text()))?;
-    warm.request("tools/call", json!({"name": "echo", "arguments": {"message": "warm"}}), &mut |_| {})
-        .map_err(|f| anyhow::anyhow!("warm call: {}", f.text()))?;
+    warm.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "warm"}}),
+        &mut |_| {},
+    )
+    .map_err(|f| anyhow::anyhow!("warm call: {}", f.text()))?;
     let (base_rss, base_pss, base_procs) = settled(pid, Duration::from_millis(1000));
     let mut links = Vec::with_capacity(sessions);
     for _ in 0..sessions {
@@ -744,4 +798,49 @@ fn idle(cfg: &Arc<Config>, sessions: usize, pid: u32) -> anyhow::Result<()> {
     }
     warm.close();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event's data, fed in pieces of `split` bytes.
+    fn events(wire: &[u8], split: usize) -> Vec<Vec<u8>> {
+        let (mut sse, mut pending, mut out) = (SseEvents::default(), Vec::new(), Vec::new());
+        for piece in wire.chunks(split) {
+            pending.extend_from_slice(piece);
+            while let Some(data) = sse.next(&mut pending) {
+                out.push(data);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sse_events_come_whole_at_any_split() {
+        let wire = b": ready\n\nid: 1\nevent: message\ndata: {\"a\":1}\n\ndata:{\"b\":\r\ndata: 2}\r\n\r\nretry: 5\n\n";
+        let want = vec![b"{\"a\":1}".to_vec(), b"{\"b\":\n2}".to_vec()];
+        for split in 1..=wire.len() {
+            assert_eq!(events(wire, split), want, "split {split}");
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_by_id() {
+        let at = Instant::now();
+        assert!(check_id(json!({"jsonrpc": "2.0", "id": 7, "result": {}}), 7, at).is_ok());
+        assert!(matches!(
+            check_id(json!({"jsonrpc": "2.0", "id": 8, "result": {}}), 7, at),
+            Err(Failure::Answer(_))
+        ));
+        assert!(check_id(json!({"jsonrpc": "2.0", "id": "7", "result": {}}), 7, at).is_err());
+    }
+
+    #[test]
+    fn the_tree_holds_this_process() {
+        let me = std::process::id();
+        assert_eq!(tree(me)[0], me);
+        let (rss, _, procs) = tree_memory(me);
+        assert!(rss > 0 && procs >= 1);
+    }
 }

@@ -62,7 +62,9 @@ fn handle(msg: &Value, out: &mut impl Write) -> io::Result<()> {
     let result = match method {
         "initialize" => {
             let asked = params.get("protocolVersion").and_then(Value::as_str);
-            let version = asked.filter(|v| VERSIONS.contains(v)).unwrap_or("2025-06-18");
+            let version = asked
+                .filter(|v| VERSIONS.contains(v))
+                .unwrap_or("2025-06-18");
             json!({
                 "protocolVersion": version,
                 "capabilities": {"tools": {}},
