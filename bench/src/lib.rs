@@ -199,6 +199,8 @@ pub struct ResponseReader {
     pub status: u16,
     /// The response's `Mcp-Session-Id`, if it has one.
     pub session_id: Option<String>,
+    /// The response's `Content-Type` says `text/event-stream`.
+    pub is_sse: bool,
     done: bool,
 }
 
@@ -220,7 +222,11 @@ impl ResponseReader {
                     let status = resp.code.unwrap_or(0);
                     let mut framing = Framing::Close;
                     let mut session_id = None;
+                    let mut is_sse = false;
                     for h in resp.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-type") {
+                            is_sse = h.value.starts_with(b"text/event-stream");
+                        }
                         if h.name.eq_ignore_ascii_case("mcp-session-id") {
                             session_id = std::str::from_utf8(h.value).ok().map(str::to_owned);
                         }
@@ -247,6 +253,7 @@ impl ResponseReader {
                         chunk_size: 0,
                         status,
                         session_id,
+                        is_sse,
                         done: framing == Framing::Length(0),
                     });
                 }
