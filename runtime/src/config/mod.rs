@@ -19,6 +19,7 @@
 //!         // start the demo MCP server on a free port, then:
 //!         let config = demo.proxy_config("127.0.0.1:3001".parse().unwrap());
 //!     }
+//!     Command::DemoStdio => { /* serve the demo MCP server on stdin and stdout */ }
 //! }
 //! ```
 //!
