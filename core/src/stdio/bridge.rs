@@ -636,16 +636,8 @@ impl Bridge {
         if let Some((of, after)) = resumed {
             return self.resume(stream, &session, of, after);
         }
-        let taken = self.sessions.get(&session).is_some_and(|s| s.get.is_some());
-        if taken {
-            let msg = jsonrpc::error_message(
-                None,
-                codes::INVALID_REQUEST,
-                "sluice: this session's GET stream is already open",
-                None,
-            );
-            let part = AnswerPart::json(head(409, &session), msg);
-            self.finish(stream, part);
+        if self.get_taken(&session) {
+            self.finish(stream, get_conflict(&session));
             return;
         }
         let held = match self.sessions.get_mut(&session) {
@@ -680,15 +672,8 @@ impl Bridge {
             .is_some_and(|c| matches!(c.kind, ClientKind::InFlight { .. }));
         if !in_flight && !ended {
             // A GET stream's events: the new stream takes its place.
-            let taken = self.sessions.get(session).is_some_and(|s| s.get.is_some());
-            if taken {
-                let msg = jsonrpc::error_message(
-                    None,
-                    codes::INVALID_REQUEST,
-                    "sluice: this session's GET stream is already open",
-                    None,
-                );
-                return self.finish(stream, AnswerPart::json(head(409, session), msg));
+            if self.get_taken(session) {
+                return self.finish(stream, get_conflict(session));
             }
             if let Some(s) = self.sessions.get_mut(session) {
                 s.get = Some(stream);
@@ -719,6 +704,11 @@ impl Bridge {
         } else if ended {
             self.finish(stream, AnswerPart::End);
         }
+    }
+
+    /// `session` has a GET stream open (a second one is a 409).
+    fn get_taken(&self, session: &str) -> bool {
+        self.sessions.get(session).is_some_and(|s| s.get.is_some())
     }
 
     fn delete(&mut self, stream: StreamId) {
@@ -1377,6 +1367,17 @@ impl Bridge {
 
 fn head(status: u16, session: &str) -> AnswerHead {
     AnswerHead::status(status).with_session((!session.is_empty()).then_some(session))
+}
+
+/// The answer to a second GET stream for `session`: 409, as the spec says.
+fn get_conflict(session: &str) -> AnswerPart {
+    let msg = jsonrpc::error_message(
+        None,
+        codes::INVALID_REQUEST,
+        "sluice: this session's GET stream is already open",
+        None,
+    );
+    AnswerPart::json(head(409, session), msg)
 }
 
 /// The whole error answer to a request that never reached the child: its

@@ -277,9 +277,9 @@ impl Task {
                 }
             }
             Event::Stdout(Ok(n)) => {
+                // Straight from the read buffer: no copy per read.
                 if let Some(r) = &self.running {
-                    let bytes = r.buf[..n].to_vec();
-                    self.bridge.child_output(&bytes, now);
+                    self.bridge.child_output(&r.buf[..n], now);
                 }
             }
             Event::Written(Ok(n)) => {
