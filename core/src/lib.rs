@@ -22,6 +22,7 @@
 //! | [`host`] | the one reader of host names and IP literals |
 //! | [`upstream`] | the typed seam to upstreams that speak in messages (a request in, answer parts out) |
 //! | [`legacy`] | the bridge to HTTP+SSE (2024-11-05) backends and the `auto` transport probe, as state machines |
+//! | [`modern`] | MCP 2026-07-28's per-request era where sluice is the server: the envelope check, results completed for the era, `server/discover` |
 //! | [`stdio`] | the stdio transport's framing: newline-delimited messages from a child's stdout told apart from the noise servers print there, and one line per message for its stdin |
 //! | [`exchange`] | one proxied request and its answer, as a state machine built from all of the above |
 //!
@@ -190,6 +191,7 @@ pub mod http1;
 pub mod inject;
 pub mod jsonrpc;
 pub mod legacy;
+pub mod modern;
 pub mod route;
 pub mod sse;
 pub mod stdio;

@@ -97,14 +97,19 @@ pub enum SessionOf {
     New,
     /// The session with this id (which the caller may not know: a 404).
     Existing(String),
+    /// A 2026-07-28 request ([`crate::modern`]): no session at all. Only
+    /// an upstream where sluice is the server can take it; one that cannot
+    /// answers as to a request without a session (400), which sends a
+    /// client of both eras back to the handshake.
+    Stateless,
     /// Not for any session: answer with this and stop.
     Reply(AnswerPart),
 }
 
 /// Decides which session `req` belongs to: its `Mcp-Session-Id`, or a new
-/// one for an `initialize`; a request without either (or with an id that
-/// is not visible ASCII) is answered 400, a method other than POST, GET
-/// and DELETE 405.
+/// one for an `initialize`, or none for a 2026-07-28 POST; a request
+/// without any of these (or with an id that is not visible ASCII) is
+/// answered 400, a method other than POST, GET and DELETE 405.
 pub fn session_of(req: &Request, json: &jsonrpc::Limits) -> SessionOf {
     let refuse = |status: u16, text: &str| {
         let msg = jsonrpc::error_message(None, codes::INVALID_REQUEST, text, None);
@@ -128,11 +133,25 @@ pub fn session_of(req: &Request, json: &jsonrpc::Limits) -> SessionOf {
             jsonrpc::classify(&req.body, json),
             Ok(Classified::Single(m)) if m.kind == Kind::Request && m.method.as_deref() == Some("initialize")
         );
-    if is_initialize {
+    // The era's header decides first: 2026-07-28 has no `initialize`.
+    if req.method == "POST" && crate::modern::is_modern(req) {
+        SessionOf::Stateless
+    } else if is_initialize {
         SessionOf::New
     } else {
-        refuse(400, "sluice: no Mcp-Session-Id: initialize first")
+        SessionOf::Reply(no_session())
     }
+}
+
+/// The 400 for a request that names no session where one is needed.
+pub fn no_session() -> AnswerPart {
+    let msg = jsonrpc::error_message(
+        None,
+        codes::INVALID_REQUEST,
+        "sluice: no Mcp-Session-Id: initialize first",
+        None,
+    );
+    AnswerPart::json(AnswerHead::status(400), msg)
 }
 
 /// The status and the fields of an answer that matter to an MCP client.

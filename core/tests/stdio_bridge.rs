@@ -917,3 +917,304 @@ fn a_request_right_after_initialize_waits_for_the_sessions_get_stream() {
     b.attach(21, post(Some("A"), answer), None, now);
     assert_eq!(to_child(&drain(&mut b))[0]["id"], 7);
 }
+
+// ---- 2026-07-28: stateless requests at a shared child ----------------
+
+/// A 2026-07-28 POST: the envelope in `_meta`, its headers mirroring it.
+fn modern(id: u32, method: &str, params: Value, extra_meta: Value) -> Request {
+    let mut params = params;
+    let mut meta = params.get("_meta").cloned().unwrap_or_else(|| json!({}));
+    meta["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    for (k, v) in extra_meta.as_object().cloned().unwrap_or_default() {
+        meta[k] = v;
+    }
+    params["_meta"] = meta;
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string();
+    let mut req = post(None, &body);
+    req.headers
+        .push(Header::new("MCP-Protocol-Version", "2026-07-28"));
+    req.headers.push(Header::new("Mcp-Method", method));
+    if let Some(name) = name {
+        req.headers.push(Header::new("Mcp-Name", name));
+    }
+    req
+}
+
+/// The child's id for the one request sent to it in `out`.
+fn child_call(out: &[Output]) -> Value {
+    let sent = to_child(out);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    sent[0].clone()
+}
+
+#[test]
+fn a_stateless_request_shares_the_child_and_its_answer_is_completed_for_its_era() {
+    let (mut b, now) = shared_ready("2025-06-18");
+    let dispatch = sluice_core::stdio::dispatch(
+        &modern(5, "tools/list", json!({}), json!({})),
+        &Default::default(),
+    );
+    assert_eq!(dispatch, sluice_core::stdio::Dispatch::Stateless);
+    b.attach_stateless(2, modern(5, "tools/list", json!({}), json!({})), now);
+    let sent = child_call(&drain(&mut b));
+    assert_eq!(sent["method"], "tools/list");
+    assert_ne!(sent["id"], 5, "a child id of its own");
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":sent["id"],"result":{"tools":[{"name":"echo"}]}})),
+        now,
+    );
+    let out = drain(&mut b);
+    let (status, session, body) = whole(&out, 2);
+    assert_eq!((status, session), (200, None), "no session on this era");
+    assert_eq!(body["id"], 5);
+    assert_eq!(body["result"]["tools"][0]["name"], "echo");
+    assert_eq!(body["result"]["resultType"], "complete");
+    assert_eq!(body["result"]["ttlMs"], 0);
+    assert_eq!(body["result"]["cacheScope"], "private");
+    assert_eq!(b.sessions(), 1, "only A's session is kept");
+
+    // A call's result says what it is, and nothing about caching.
+    b.attach_stateless(
+        3,
+        modern(6, "tools/call", json!({"name":"echo"}), json!({})),
+        now,
+    );
+    let sent = child_call(&drain(&mut b));
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":sent["id"],"error":{"code":-32602,"message":"bad"}})),
+        now,
+    );
+    let (status, _, body) = whole(&drain(&mut b), 3);
+    assert_eq!(status, 400, "the era's status for -32602");
+    assert_eq!(body["error"]["message"], "bad");
+}
+
+#[test]
+fn discover_is_answered_from_the_childs_initialize_and_removed_methods_are_404() {
+    let (mut b, now) = shared_ready("2025-06-18");
+    b.attach_stateless(2, modern(1, "server/discover", json!({}), json!({})), now);
+    let out = drain(&mut b);
+    assert!(to_child(&out).is_empty(), "the child is not asked");
+    let (status, session, body) = whole(&out, 2);
+    assert_eq!((status, session), (200, None));
+    assert_eq!(
+        body["result"]["supportedVersions"],
+        json!(["2025-03-26", "2025-06-18", "2026-07-28"]),
+        "none newer than the child's handshake version"
+    );
+    assert_eq!(body["result"]["capabilities"]["tools"]["listChanged"], true);
+    for method in [
+        "initialize",
+        "ping",
+        "logging/setLevel",
+        "resources/subscribe",
+    ] {
+        b.attach_stateless(3, modern(2, method, json!({}), json!({})), now);
+        let out = drain(&mut b);
+        assert!(to_child(&out).is_empty());
+        let (status, _, body) = whole(&out, 3);
+        assert_eq!(
+            (status, body["error"]["code"].as_i64()),
+            (404, Some(-32601)),
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn a_stateless_envelope_is_checked_before_anything_waits_for_the_child() {
+    let now = Instant::now();
+    let mut b = Bridge::new(config(StdioMode::Shared), now);
+    let mut wrong_name = modern(1, "tools/call", json!({"name":"echo"}), json!({}));
+    for h in wrong_name.headers.iter_mut().filter(|h| h.is("mcp-name")) {
+        h.value = b"rm".to_vec();
+    }
+    b.attach_stateless(1, wrong_name, now);
+    let out = drain(&mut b);
+    assert!(
+        !out.contains(&Output::Spawn),
+        "refused before it starts a child"
+    );
+    let (status, _, body) = whole(&out, 1);
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32020))
+    );
+    assert_eq!(body["id"], 1);
+
+    let mut future = modern(2, "tools/list", json!({}), json!({}));
+    let text = String::from_utf8(future.body.to_vec())
+        .unwrap()
+        .replace("2026-07-28", "2099-01-01");
+    future.body = text.into();
+    for h in future
+        .headers
+        .iter_mut()
+        .filter(|h| h.is("mcp-protocol-version"))
+    {
+        h.value = b"2099-01-01".to_vec();
+    }
+    b.attach_stateless(2, future, now);
+    let (status, _, body) = whole(&drain(&mut b), 2);
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32022))
+    );
+    assert_eq!(body["error"]["data"]["supported"], json!(["2026-07-28"]));
+
+    // A notification is taken and dropped; the child is not started.
+    let mut note = post(
+        None,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+    );
+    note.headers
+        .push(Header::new("MCP-Protocol-Version", "2026-07-28"));
+    b.attach_stateless(3, note, now);
+    let out = drain(&mut b);
+    assert_eq!(whole(&out, 3).0, 202);
+    assert!(!out.contains(&Output::Spawn));
+
+    // A whole request starts the child and waits for it, with sluice's own
+    // initialize.
+    b.attach_stateless(4, modern(3, "tools/list", json!({}), json!({})), now);
+    assert_eq!(drain(&mut b), vec![Output::Spawn]);
+    b.spawned(now);
+    let sent = child_call(&drain(&mut b));
+    assert_eq!(sent["method"], "initialize");
+    assert_eq!(sent["params"]["clientInfo"]["name"], "sluice");
+}
+
+#[test]
+fn closing_a_stateless_stream_cancels_its_call_and_the_child_may_not_ask_it_anything() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let req = modern(
+        7,
+        "tools/call",
+        json!({"name":"slow","_meta":{"progressToken":"p"}}),
+        json!({"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}),
+    );
+    b.attach_stateless(2, req, now);
+    let sent = child_call(&drain(&mut b));
+    let token = sent["params"]["_meta"]["progressToken"].clone();
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":token,"progress":1}})),
+        now,
+    );
+    // A log line it did not ask for is not its; a request of the child's
+    // on its behalf is refused to the child.
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}})),
+        now,
+    );
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}})),
+        now,
+    );
+    let out = drain(&mut b);
+    let got = events(&out, 2);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["params"]["progressToken"], "p", "restored");
+    assert!(
+        event_ids(&out, 2).is_empty(),
+        "no event ids: nothing to resume"
+    );
+    let refused = to_child(&out);
+    assert_eq!(refused[0]["id"], "s1");
+    assert_eq!(refused[0]["error"]["code"], -32601);
+
+    b.client_gone(2, now);
+    let cancel = to_child(&drain(&mut b));
+    assert_eq!(cancel[0]["method"], "notifications/cancelled");
+    assert_eq!(cancel[0]["params"]["requestId"], sent["id"]);
+    assert_eq!(b.sessions(), 1);
+
+    // A call whose client did not declare what the child asks for fails
+    // as the era says, and is cancelled on the child.
+    b.attach_stateless(
+        3,
+        modern(8, "tools/call", json!({"name":"ask"}), json!({})),
+        now,
+    );
+    let sent = child_call(&drain(&mut b));
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage","params":{}})),
+        now,
+    );
+    let out = drain(&mut b);
+    let (status, _, body) = whole(&out, 3);
+    assert_eq!((status, body["id"].as_i64()), (400, Some(8)));
+    assert_eq!(body["error"]["code"], -32021);
+    let child = to_child(&out);
+    assert_eq!(
+        (child[0]["id"].as_str(), child[0]["error"]["code"].as_i64()),
+        (Some("s2"), Some(-32601))
+    );
+    assert_eq!(child[1]["method"], "notifications/cancelled");
+    assert_eq!(child[1]["params"]["requestId"], sent["id"]);
+    assert_eq!(b.sessions(), 1);
+}
+
+#[test]
+fn listen_streams_get_what_they_were_granted_stamped_and_end_with_the_bridge() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let req = modern(
+        9,
+        "subscriptions/listen",
+        json!({"notifications":{"toolsListChanged":true,"promptsListChanged":true}}),
+        json!({}),
+    );
+    b.attach_stateless(2, req, now);
+    let out = drain(&mut b);
+    assert!(to_child(&out).is_empty());
+    let got = events(&out, 2);
+    assert_eq!(got[0]["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        got[0]["params"]["notifications"],
+        json!({"toolsListChanged":true}),
+        "the child announces tools changes only"
+    );
+    assert_eq!(
+        got[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        9
+    );
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"})),
+        now,
+    );
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","method":"notifications/prompts/list_changed"})),
+        now,
+    );
+    let got = events(&drain(&mut b), 2);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["method"], "notifications/tools/list_changed");
+    assert_eq!(
+        got[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        9
+    );
+    b.close();
+    let out = drain(&mut b);
+    let got = events(&out, 2);
+    assert_eq!(got[0]["id"], 9);
+    assert_eq!(got[0]["result"]["resultType"], "complete");
+    assert!(ended(&out, 2));
+
+    // Without SSE in its Accept, a listen is 406.
+    let (mut b, now) = shared_ready("2025-11-25");
+    let mut req = modern(
+        1,
+        "subscriptions/listen",
+        json!({"notifications":{}}),
+        json!({}),
+    );
+    req.headers.retain(|h| !h.is("accept"));
+    req.headers.push(Header::new("Accept", "application/json"));
+    b.attach_stateless(2, req, now);
+    assert_eq!(whole(&drain(&mut b), 2).0, 406);
+}

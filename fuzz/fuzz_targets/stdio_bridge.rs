@@ -661,6 +661,8 @@ impl World {
                 Some(id)
             }
             Dispatch::Existing(_) => None,
+            // The harness writes no MCP-Protocol-Version: never.
+            Dispatch::Stateless => return,
         };
         let message = single(&req.body, &self.json);
         let request = match &message {

@@ -217,6 +217,8 @@ def legacy_servers(env_dir: Path) -> list[Server]:
 
 STDIO_NO_HEADERS = "stdio: no HTTP request reaches the server, so there is no Authorization header to see"
 STDIO_DIRECT_NO_HTTP = "stdio directly: no HTTP session (the client ends it by closing the child's stdin)"
+STDIO_PER_SESSION_NO_MODERN = ("a child per session serves no request without a session: 2026-07-28 clients "
+                               "get a plain 400 and fall back to the handshake (the shared rows run them)")
 STDIO_DIRECT_NO_RESUME = "stdio directly: no HTTP stream to resume, no event ids"
 FS_HELLO = "hello from sluice's interop fixture ✓"
 FS_TODO = "- [ ] read me through a stdio child"
@@ -353,14 +355,19 @@ def clients(env_dir: Path) -> list[ClientSpec]:
 def plan(client: ClientSpec, server: Server, only_checks=None, mode: str = "proxy") -> tuple[list[str], dict[str, str]]:
     """Which checks this pair runs (`mode`: direct or proxy), and why the others are skipped."""
     run, skip = [], {}
-    modern = client.mode == "2026-07-28" or (client.mode == "auto" and server.modern)
     stdio = server.transport == "stdio"
+    # A shared stdio child behind sluice serves 2026-07-28 clients too: sluice
+    # is their server, the child stays in the handshake era.
+    serves_modern = server.modern or (stdio and mode == "proxy" and server.stdio_mode == "shared")
+    modern = client.mode == "2026-07-28" or (client.mode == "auto" and serves_modern)
     for check in CHECKS:
         if only_checks and check not in only_checks:
             continue
-        if stdio and client.mode != "legacy":
-            skip[check] = "stdio rows run the Python SDK client in its handshake-era mode only"
-        elif client.mode == "2026-07-28" and not server.modern:
+        if stdio and client.mode != "legacy" and mode == "direct":
+            skip[check] = "directly, stdio rows run the Python SDK client in its handshake-era mode only"
+        elif stdio and client.mode != "legacy" and server.stdio_mode != "shared":
+            skip[check] = STDIO_PER_SESSION_NO_MODERN
+        elif client.mode == "2026-07-28" and not serves_modern:
             skip[check] = "server speaks only the handshake era"
         elif stdio and mode == "direct" and check == "resume":
             skip[check] = STDIO_DIRECT_NO_RESUME

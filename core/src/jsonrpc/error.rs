@@ -18,6 +18,9 @@ pub mod codes {
     /// MCP 2026-07-28: an `Mcp-Method` / `Mcp-Name` / `Mcp-Param-*` header
     /// disagrees with the body.
     pub const HEADER_MISMATCH: i64 = -32020;
+    /// MCP 2026-07-28: the request needs a client capability its envelope
+    /// does not declare.
+    pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
     /// MCP 2026-07-28: the requested protocol version is not supported.
     pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
     /// An upstream (or a legacy backend) that failed, refused or closed

@@ -38,6 +38,7 @@ pub fn dispatch(req: &Request, mode: Mode, json: &jsonrpc::Limits) -> Dispatch {
         SessionOf::New => Dispatch::NewSession,
         SessionOf::Existing(id) => Dispatch::Session(id),
         SessionOf::Reply(part) => Dispatch::Reply(part),
+        SessionOf::Stateless => Dispatch::Reply(crate::upstream::no_session()),
     }
 }
 

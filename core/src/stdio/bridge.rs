@@ -1,5 +1,8 @@
 //! The stdio bridge: one child process serving Streamable HTTP client
-//! streams. All transitions live in this file.
+//! streams. All transitions live in this file but those of 2026-07-28's
+//! stateless requests, in [`stateless`].
+
+mod stateless;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -134,6 +137,24 @@ struct Session {
     /// The child's requests for it that no stream could carry yet: they
     /// go out on its next GET stream.
     held: VecDeque<Bytes>,
+    /// One 2026-07-28 request's own: no session id, no GET stream, no
+    /// resumption; it ends with its stream.
+    stateless: bool,
+}
+
+impl Session {
+    fn new(now: Instant) -> Self {
+        Session {
+            get: None,
+            server_requests: Vec::new(),
+            streams: 0,
+            idle_since: now,
+            replay: Replay::default(),
+            capabilities: None,
+            held: VecDeque::new(),
+            stateless: false,
+        }
+    }
 }
 
 /// The events of a session's streams, each with its id and the stream it
@@ -211,6 +232,8 @@ struct Client {
     sse_open: bool,
     /// Where its parts go.
     attached: Attached,
+    /// A 2026-07-28 request: what its answer needs.
+    modern: Option<stateless::Modern>,
 }
 
 /// Where a client stream's parts go.
@@ -235,6 +258,13 @@ enum ClientKind {
     Get,
     /// A GET with `Last-Event-ID` carrying on the answer of this stream.
     Resuming { of: StreamId },
+    /// A 2026-07-28 `subscriptions/listen` stream: the notifications it
+    /// agreed to (methods), each stamped with its subscription id (the
+    /// request's id).
+    Listen {
+        subscription: RawId,
+        methods: Vec<&'static str>,
+    },
 }
 
 /// Whose call a message from the child serves (see `Bridge::caller`).
@@ -382,18 +412,7 @@ impl Bridge {
                 return self.finish(stream, part);
             }
             Some(id) => {
-                self.sessions.insert(
-                    id.clone(),
-                    Session {
-                        get: None,
-                        server_requests: Vec::new(),
-                        streams: 0,
-                        idle_since: now,
-                        replay: Replay::default(),
-                        capabilities: None,
-                        held: VecDeque::new(),
-                    },
-                );
+                self.sessions.insert(id.clone(), Session::new(now));
                 id
             }
             None => match req
@@ -419,6 +438,7 @@ impl Bridge {
                 accepts: req.accepts(),
                 sse_open: false,
                 attached: Attached::Live,
+                modern: None,
             },
         );
         match req.method.as_str() {
@@ -432,6 +452,12 @@ impl Bridge {
         {
             self.init_params = Some(ask_for_version(&params, &self.config.protocol_version));
         }
+        self.admit(stream, req);
+    }
+
+    /// A client's request is in: to the child when it is ready, else in
+    /// line for it (the first in line starts it).
+    fn admit(&mut self, stream: StreamId, req: Request) {
         match self.phase {
             Phase::Ready { .. } => self.forward(stream, req),
             // Per-session: the client's own initialize opens the child.
@@ -547,7 +573,7 @@ impl Bridge {
         match client.kind.clone() {
             // A client that got events with ids may come back for the
             // rest: the request stays with the child for a while.
-            ClientKind::InFlight { .. } if client.sse_open => {
+            ClientKind::InFlight { .. } if client.sse_open && client.modern.is_none() => {
                 client.attached = Attached::Orphaned { since: now };
                 return;
             }
@@ -561,7 +587,7 @@ impl Bridge {
                     c.attached = Attached::Orphaned { since: now };
                 }
             }
-            ClientKind::Waiting | ClientKind::Get => {}
+            ClientKind::Waiting | ClientKind::Get | ClientKind::Listen { .. } => {}
         }
         self.release(stream);
     }
@@ -743,7 +769,7 @@ impl Bridge {
                     }
                     self.answer_error(stream, &client_id, &StdioError::SessionEnded);
                 }
-                ClientKind::Get => self.finish(stream, AnswerPart::End),
+                ClientKind::Get | ClientKind::Listen { .. } => self.finish(stream, AnswerPart::End),
                 ClientKind::Waiting => self.fail_waiting(stream, &StdioError::SessionEnded),
                 // Ends with the stream it resumes.
                 ClientKind::Resuming { .. } => {}
@@ -755,9 +781,13 @@ impl Bridge {
     /// initialize opening it).
     fn forward(&mut self, stream: StreamId, req: Request) {
         let json = self.config.json;
-        let Some(session) = self.clients.get(&stream).map(|c| c.session.clone()) else {
+        let Some(client) = self.clients.get(&stream) else {
             return;
         };
+        if let Some(modern) = client.modern.clone() {
+            return self.forward_stateless(stream, req, modern);
+        }
+        let session = client.session.clone();
         let message = match jsonrpc::classify(&req.body, &json) {
             Err(e) => {
                 let msg = jsonrpc::error_message(
@@ -925,7 +955,12 @@ impl Bridge {
             }
         }
         match self.ids.inbound(text, message) {
-            Ok((stream, restored)) => self.deliver(stream, restored, true),
+            Ok((stream, restored)) => {
+                match self.clients.get(&stream).and_then(|c| c.modern.clone()) {
+                    Some(modern) => self.answer_stateless(stream, restored, &modern),
+                    None => self.deliver(stream, restored, true),
+                }
+            }
             Err(_) => self.note(Note::Dropped("an answer to no request in flight")),
         }
     }
@@ -987,13 +1022,18 @@ impl Bridge {
         if message.method.as_deref() == Some("notifications/message")
             && let Caller::One(session, stream) = self.caller()
         {
-            if let Some((stream, _)) = self.carrier(&session, Some(stream)) {
+            // A 2026-07-28 request gets log lines only when it asked.
+            let wants = |c: &Client| c.modern.as_ref().is_none_or(|m| m.wants_logs);
+            if self.clients.get(&stream).is_some_and(wants)
+                && let Some((stream, _)) = self.carrier(&session, Some(stream))
+            {
                 self.deliver(stream, text.to_vec(), false);
             }
             return;
         }
         let gets: Vec<StreamId> = self.sessions.values().filter_map(|s| s.get).collect();
-        if gets.is_empty() {
+        let listened = self.tell_listeners(text, message);
+        if gets.is_empty() && !listened {
             self.note(Note::Dropped("a notification with no GET stream open"));
         }
         for stream in gets {
@@ -1047,6 +1087,9 @@ impl Bridge {
             .iter()
             .find(|(m, _)| message.method.as_deref() == Some(*m))
             .map(|(_, cap)| *cap);
+        if self.sessions.get(&session).is_some_and(|s| s.stateless) {
+            return self.refuse_for_stateless(&session, call, id, needed);
+        }
         let declared = |s: &Session| match (&s.capabilities, needed) {
             (Some(caps), Some(cap)) => caps.contains_key(cap),
             _ => true,
@@ -1189,6 +1232,7 @@ impl Bridge {
             match kind {
                 ClientKind::InFlight { client_id, .. } => self.answer_error(stream, &client_id, &e),
                 ClientKind::Get => self.finish(stream, AnswerPart::End),
+                ClientKind::Listen { subscription, .. } => self.end_listen(stream, &subscription),
                 ClientKind::Waiting => self.fail_waiting(stream, &e),
                 ClientKind::Resuming { .. } => {
                     if self.clients.contains_key(&stream) {
@@ -1218,6 +1262,9 @@ impl Bridge {
             }
             if s.streams == 0 {
                 s.idle_since = self.clock;
+                if s.stateless {
+                    self.sessions.remove(&client.session);
+                }
             }
         }
     }
@@ -1228,13 +1275,18 @@ impl Bridge {
     /// neither gets JSON, as from an HTTP upstream); a message before it
     /// only to a client that takes SSE.
     fn deliver(&mut self, stream: StreamId, text: Vec<u8>, last: bool) {
+        self.deliver_as(stream, text, last, 200);
+    }
+
+    /// [`deliver`](Self::deliver), with `status` for an answer sent as JSON.
+    fn deliver_as(&mut self, stream: StreamId, text: Vec<u8>, last: bool, status: u16) {
         let Some(client) = self.clients.get_mut(&stream) else {
             return;
         };
         if !client.sse_open {
             let session = client.session.clone();
             if last && (client.accepts.json || !client.accepts.sse) {
-                return self.finish(stream, AnswerPart::json(head(200, &session), text));
+                return self.finish(stream, AnswerPart::json(head(status, &session), text));
             }
             if !client.accepts.sse {
                 return self.note(Note::Dropped("a message for a client that takes no events"));
@@ -1308,6 +1360,8 @@ impl Bridge {
             Attached::Resumed(to) => Some(to),
         };
         let part = match (part, self.sessions.get_mut(&client.session)) {
+            // Nothing to resume on 2026-07-28: no ids, nothing kept.
+            (part, Some(session)) if session.stateless => part,
             (AnswerPart::Event(data), Some(session)) => {
                 let id = session.replay.record(stream, &data);
                 AnswerPart::IdentifiedEvent { id, data }
@@ -1365,8 +1419,10 @@ impl Bridge {
     }
 }
 
+/// A head for `session`'s client; a stateless request's has no session id.
 fn head(status: u16, session: &str) -> AnswerHead {
-    AnswerHead::status(status).with_session((!session.is_empty()).then_some(session))
+    let named = !session.is_empty() && !stateless::is_stateless_key(session);
+    AnswerHead::status(status).with_session(named.then_some(session))
 }
 
 /// The answer to a second GET stream for `session`: 409, as the spec says.

@@ -10,7 +10,7 @@ use sluice_core::stdio::{self, Bridge, Dispatch, StdioConfig, StdioError, StdioM
 use sluice_core::upstream::Request;
 
 use super::StdioUpstream;
-use super::task::{self, Msg};
+use super::task::{self, Admit, Msg};
 use crate::link::{ClientSink, MessageLink, MessageRoute, OnGone, mint_session_id, notify};
 use crate::rt::{self, mailbox::Sender};
 
@@ -144,18 +144,25 @@ impl MessageRoute for RouteStdio {
         sink: ClientSink,
     ) -> Option<OnGone> {
         let json = &self.config.json;
-        let (key, new_session) = match (stdio::dispatch(&req, json), self.config.mode) {
+        let (key, admit) = match (stdio::dispatch(&req, json), self.config.mode) {
             (Dispatch::Reply(part), _) => {
                 sink.send(part);
                 return None;
             }
-            (Dispatch::Existing(_), StdioMode::Shared) => (Key::Shared, None),
+            (Dispatch::Existing(_), StdioMode::Shared) => (Key::Shared, Admit::Session(None)),
+            (Dispatch::Stateless, StdioMode::Shared) => (Key::Shared, Admit::Stateless),
+            // A child per session cannot serve a request of none: the
+            // client of both eras falls back to the handshake.
+            (Dispatch::Stateless, StdioMode::PerSession) => {
+                sink.send(sluice_core::upstream::no_session());
+                return None;
+            }
             (Dispatch::Existing(id), StdioMode::PerSession) => {
                 let Some(tx) = self.lock().sessions.get(&id).cloned() else {
                     sink.send(stdio::unknown_session(&req, json));
                     return None;
                 };
-                return attach(tx, stream, req, sink, None, json);
+                return attach(tx, stream, req, sink, Admit::Session(None), json);
             }
             (Dispatch::New, mode) => {
                 let Some(id) = mint_session_id() else {
@@ -163,13 +170,13 @@ impl MessageRoute for RouteStdio {
                     return None;
                 };
                 match mode {
-                    StdioMode::Shared => (Key::Shared, Some(id)),
-                    StdioMode::PerSession => (Key::Session(id.clone()), Some(id)),
+                    StdioMode::Shared => (Key::Shared, Admit::Session(Some(id))),
+                    StdioMode::PerSession => (Key::Session(id.clone()), Admit::Session(Some(id))),
                 }
             }
         };
         match self.start(key) {
-            Ok(tx) => attach(tx, stream, req, sink, new_session, json),
+            Ok(tx) => attach(tx, stream, req, sink, admit, json),
             Err(e) => {
                 tracing::warn!(route = %self.name, error = %e, "stdio session refused");
                 sink.send(stdio::refusal(&req, json, &e));
@@ -186,14 +193,14 @@ fn attach(
     stream: StreamId,
     req: Request,
     sink: ClientSink,
-    new_session: Option<String>,
+    admit: Admit,
     json: &sluice_core::jsonrpc::Limits,
 ) -> Option<OnGone> {
     let msg = Msg::Attach {
         stream,
         req,
         sink,
-        new_session,
+        admit,
     };
     match tx.try_send(msg) {
         Ok(()) => Some(notify(tx, Msg::Gone(stream))),

@@ -22,15 +22,22 @@ use crate::rt::{self, Timer};
 /// Size of one read of the child's stdout.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How a request is taken by its bridge.
+pub(super) enum Admit {
+    /// In a session: its own, or (`Some`) the new one minted for it.
+    Session(Option<String>),
+    /// A 2026-07-28 request, in no session.
+    Stateless,
+}
+
 /// What reaches a bridge task.
 pub(super) enum Msg {
-    /// A client request, where its answer goes, and the session id minted
-    /// for it when it opens a session.
+    /// A client request, where its answer goes, and how it is taken.
     Attach {
         stream: StreamId,
         req: Request,
         sink: ClientSink,
-        new_session: Option<String>,
+        admit: Admit,
     },
     /// The client of this stream went away.
     Gone(StreamId),
@@ -260,10 +267,15 @@ impl Task {
                 stream,
                 req,
                 sink,
-                new_session,
+                admit,
             })) => {
                 self.clients.insert(stream, sink);
-                self.bridge.attach(stream, req, new_session, now);
+                match admit {
+                    Admit::Session(new_session) => {
+                        self.bridge.attach(stream, req, new_session, now)
+                    }
+                    Admit::Stateless => self.bridge.attach_stateless(stream, req, now),
+                }
             }
             Event::Inbox(Some(Msg::Gone(stream))) => {
                 self.clients.remove(&stream);
