@@ -306,6 +306,35 @@ fn a_child_that_ignores_sigterm_is_killed() {
 }
 
 #[test]
+fn a_child_that_stops_reading_its_stdin_is_ended_and_its_calls_hear_why() {
+    let p = proxy(StdioMode::Shared, &["--stall"], |u| {
+        u.max_stdin_queue = 64 << 10
+    });
+    let sid = initialize(&p);
+    // Each call's line is bigger than the pipe and the bound: the first
+    // waits in line whole, the second finds the line full.
+    let pad = "x".repeat(200 << 10);
+    let answers: Vec<Got> = std::thread::scope(|s| {
+        let calls: Vec<_> = (1..=2)
+            .map(|id| {
+                let (p, sid, pad) = (&p, &sid, &pad);
+                s.spawn(move || call(p, sid, id, "echo", json!({ "text": pad })))
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for got in &answers {
+        assert_eq!(got.status, 502, "{}", String::from_utf8_lossy(&got.body));
+        let message = got.last()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains("stopped reading its stdin"), "{message}");
+    }
+    p.shutdown();
+}
+
+#[test]
 fn noise_on_stdout_is_skipped_and_a_10_mib_line_arrives_whole() {
     let p = proxy(StdioMode::Shared, &["--banner"], |_| {});
     let sid = initialize(&p);

@@ -38,6 +38,10 @@ pub struct StdioUpstream {
     /// Each step of the shutdown (stdin closed, then SIGTERM) waits this
     /// long before the next.
     pub shutdown_grace: Duration,
+    /// Bytes that may wait for a child's stdin beyond the line being
+    /// written: a child that leaves more unread has stopped reading and
+    /// is ended (its calls fail with why).
+    pub max_stdin_queue: usize,
 }
 
 /// Process limits for a child: `setrlimit` and `setuid`/`setgid` before
@@ -69,6 +73,7 @@ impl StdioUpstream {
             sandbox: Sandbox::default(),
             max_processes: DEFAULT_MAX_PROCESSES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_stdin_queue: DEFAULT_MAX_STDIN_QUEUE,
         }
     }
 
@@ -97,5 +102,8 @@ impl StdioUpstream {
 
 /// Default of [`StdioUpstream::max_processes`].
 pub const DEFAULT_MAX_PROCESSES: usize = 64;
+/// Default of [`StdioUpstream::max_stdin_queue`]: four of the largest
+/// messages sluice reads by default.
+pub const DEFAULT_MAX_STDIN_QUEUE: usize = 64 << 20;
 /// Default of [`StdioUpstream::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -58,6 +58,8 @@ struct Running {
     child: Child,
     /// Lines queued for stdin, the first maybe partly written.
     stdin: VecDeque<Bytes>,
+    /// Their bytes.
+    queued: usize,
     /// The child closed its stdout (it still has to exit).
     stdout_done: bool,
     /// Its stdin broke: what would go there is dropped.
@@ -116,6 +118,7 @@ impl Task {
                     self.running = Some(Running {
                         child,
                         stdin: VecDeque::new(),
+                        queued: 0,
                         stdout_done: false,
                         stdin_done: false,
                         buf: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -128,9 +131,30 @@ impl Task {
                 }
             },
             Output::ToChild(line) => {
+                let limit = self.route.settings.max_stdin_queue;
                 if let Some(r) = &mut self.running
                     && !r.stdin_done
                 {
+                    // One line always goes in line (a message is bounded by
+                    // the route's limits); past that, the bound says the
+                    // child has stopped reading.
+                    if !r.stdin.is_empty() && r.queued + line.len() > limit {
+                        let waiting = r.queued;
+                        tracing::warn!(
+                            route = %self.route.name,
+                            pid = r.child.pid(),
+                            waiting,
+                            limit,
+                            "stdio server stopped reading its stdin; ending it"
+                        );
+                        self.shut_down_child();
+                        let how = format!(
+                            "stopped reading its stdin ({waiting} bytes waiting) and was ended"
+                        );
+                        self.bridge.child_exited(&how, now);
+                        return false;
+                    }
+                    r.queued += line.len();
                     r.stdin.push_back(line);
                 }
             }
@@ -303,6 +327,7 @@ impl Task {
                     } else {
                         let _ = line.split_to(n);
                     }
+                    r.queued = r.queued.saturating_sub(n);
                 }
             }
             Event::Written(Err(e)) => {
@@ -311,6 +336,7 @@ impl Task {
                 tracing::debug!(route = %self.route.name, error = %e, "stdio server's stdin closed");
                 if let Some(r) = &mut self.running {
                     r.stdin.clear();
+                    r.queued = 0;
                     r.stdin_done = true;
                     r.child.close_stdin();
                 }
