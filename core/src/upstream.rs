@@ -233,6 +233,7 @@ pub(crate) enum AnswerBody {
 /// [`Event`]: AnswerPart::Event
 /// (or [`IdentifiedEvent`](AnswerPart::IdentifiedEvent))
 /// [`End`]: AnswerPart::End
+/// (a [`Prime`](AnswerPart::Prime) may come first among the events)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerPart {
     /// A complete answer: a JSON body (one message or an array), or an
@@ -255,6 +256,10 @@ pub enum AnswerPart {
         /// The message.
         data: Bytes,
     },
+    /// MCP 2025-11-25's priming event: an event id and no message, sent
+    /// first so that the client can resume a stream (`Last-Event-ID`)
+    /// before any message reached it.
+    Prime(u64),
     /// The SSE answer is complete.
     End,
 }

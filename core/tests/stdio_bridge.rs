@@ -248,7 +248,12 @@ fn shared_same_ids_from_two_sessions_answered_to_each_byte_for_byte() {
     let call_b = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p"}}}"#;
     b.attach(10, post(Some("A"), call_a), None, now);
     b.attach(11, post(Some("B"), call_b), None, now);
-    let sent = to_child(&drain(&mut b));
+    let out = drain(&mut b);
+    // 2025-11-25 calls that ask for progress stream at once, primed.
+    assert!(
+        matches!(parts(&out, 11)[..], [AnswerPart::Stream(ref h), AnswerPart::Prime(1)] if h.session_id.as_deref() == Some("B"))
+    );
+    let sent = to_child(&out);
     assert_eq!(sent.len(), 2);
     let (ca, cb) = (sent[0]["id"].clone(), sent[1]["id"].clone());
     assert_ne!(ca, cb);
@@ -264,9 +269,6 @@ fn shared_same_ids_from_two_sessions_answered_to_each_byte_for_byte() {
         "params":{"progressToken":cb,"progress":1,"total":2}});
     b.child_output(&line(progress), now);
     let out = drain(&mut b);
-    assert!(
-        matches!(parts(&out, 11)[0], AnswerPart::Stream(ref h) if h.session_id.as_deref() == Some("B"))
-    );
     assert_eq!(events(&out, 11)[0]["params"]["progressToken"], "p");
     assert!(parts(&out, 10).is_empty());
 
@@ -278,8 +280,8 @@ fn shared_same_ids_from_two_sessions_answered_to_each_byte_for_byte() {
     b.child_output(format!("{answer_b}\n{answer_a}\n").as_bytes(), now);
     let out = drain(&mut b);
     match parts(&out, 10).as_slice() {
-        [AnswerPart::Whole { body, .. }] => assert_eq!(
-            &body[..],
+        [AnswerPart::IdentifiedEvent { data, .. }, AnswerPart::End] => assert_eq!(
+            &data[..],
             br#"{"jsonrpc":"2.0","id":1.0,"result":{"content":[{"type":"text","text":"a"}]}}"#
         ),
         other => panic!("{other:?}"),
@@ -691,10 +693,12 @@ fn a_shared_bridge_refuses_sessions_past_its_limit() {
 fn streamed_call(b: &mut Bridge, now: Instant) -> Value {
     let call = r#"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p"}}}"#;
     b.attach(10, post(Some("A"), call), None, now);
-    let child_id = to_child(&drain(b))[0]["id"].clone();
+    let out = drain(b);
+    assert_eq!(parts(&out, 10)[1], AnswerPart::Prime(1), "primed at once");
+    let child_id = to_child(&out)[0]["id"].clone();
     b.child_output(&line(progress(&child_id, 1)), now);
     let out = drain(b);
-    assert_eq!(event_ids(&out, 10), vec![1], "events carry ids");
+    assert_eq!(event_ids(&out, 10), vec![2], "events carry ids");
     child_id
 }
 
@@ -714,11 +718,11 @@ fn a_dropped_stream_is_resumed_with_last_event_id_and_gets_the_rest_of_its_answe
         drain(&mut b).is_empty(),
         "kept for the resumption, sent nowhere"
     );
-    // It comes back for what followed event 1.
-    b.attach(11, resume("A", 1), None, now);
+    // It comes back for what followed event 2.
+    b.attach(11, resume("A", 2), None, now);
     let out = drain(&mut b);
     assert!(matches!(parts(&out, 11)[0], AnswerPart::Stream(_)));
-    assert_eq!(event_ids(&out, 11), vec![2]);
+    assert_eq!(event_ids(&out, 11), vec![3]);
     assert_eq!(events(&out, 11)[0]["params"]["progress"], 2);
     assert_eq!(events(&out, 11)[0]["params"]["progressToken"], "p");
     assert!(!ended(&out, 11));
@@ -744,7 +748,7 @@ fn a_stream_resumed_after_its_answer_gets_the_answer_from_the_window() {
         now,
     );
     drain(&mut b);
-    b.attach(11, resume("A", 1), None, now);
+    b.attach(11, resume("A", 2), None, now);
     let out = drain(&mut b);
     assert_eq!(events(&out, 11)[0]["result"]["x"], 1);
     assert!(ended(&out, 11));
@@ -1217,4 +1221,46 @@ fn listen_streams_get_what_they_were_granted_stamped_and_end_with_the_bridge() {
     req.headers.push(Header::new("Accept", "application/json"));
     b.attach_stateless(2, req, now);
     assert_eq!(whole(&drain(&mut b), 2).0, 406);
+}
+
+#[test]
+fn a_primed_stream_dropped_before_any_message_is_resumed_from_the_prime() {
+    let (mut b, now) = shared_ready("2025-11-25");
+    let call = r#"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p"}}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    let out = drain(&mut b);
+    assert_eq!(parts(&out, 10)[1], AnswerPart::Prime(1));
+    let child_id = to_child(&out)[0]["id"].clone();
+    b.client_gone(10, now);
+    assert!(to_child(&drain(&mut b)).is_empty(), "kept, not cancelled");
+    b.child_output(&line(progress(&child_id, 1)), now);
+    drain(&mut b);
+    b.attach(11, resume("A", 1), None, now);
+    let out = drain(&mut b);
+    assert_eq!(event_ids(&out, 11), vec![2], "the prime is not sent again");
+    // A GET stream is primed too.
+    b.attach(12, bare("GET", "A"), None, now);
+    let out = drain(&mut b);
+    assert!(matches!(
+        parts(&out, 12)[..],
+        [AnswerPart::Stream(_), AnswerPart::Prime(_)]
+    ));
+}
+
+#[test]
+fn sessions_before_2025_11_25_get_no_prime_and_json_first() {
+    let (mut b, now) = shared_ready("2025-06-18");
+    let call = r#"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"p"}}}"#;
+    b.attach(10, post(Some("A"), call), None, now);
+    let out = drain(&mut b);
+    assert!(parts(&out, 10).is_empty(), "nothing until the child speaks");
+    let child_id = to_child(&out)[0]["id"].clone();
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":child_id,"result":{}})),
+        now,
+    );
+    assert_eq!(whole(&drain(&mut b), 10).0, 200);
+    b.attach(12, bare("GET", "A"), None, now);
+    let out = drain(&mut b);
+    assert!(matches!(parts(&out, 12)[..], [AnswerPart::Stream(_)]));
 }

@@ -135,7 +135,7 @@ fn part_len(part: &AnswerPart) -> usize {
     match part {
         AnswerPart::Whole { body, .. } => body.len(),
         AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => data.len(),
-        AnswerPart::Stream(_) | AnswerPart::End => 0,
+        AnswerPart::Stream(_) | AnswerPart::Prime(_) | AnswerPart::End => 0,
     }
 }
 

@@ -84,13 +84,15 @@ EXPECTED_DIRECT_FAILURES = {
 # and why. They may score less over stdio than directly (checks that succeed
 # directly come out INFO or WARNING), but must fail no check the fixture passes.
 EXPECTED_STDIO_GAPS = {
-    "server-sse-polling": "no SSE priming event, event ids, retry: or Last-Event-ID resumption on stdio routes yet: "
-                          "test_reconnection's answer comes back as one JSON body, so the priming, retry and resume "
-                          "checks do not apply (INFO; SUCCESS directly)",
-    "server-sse-multiple-streams": "a stdio route answers a request with one JSON body unless the child first sends "
-                                   "progress or a request of its own for it (no SSE answers with a priming event "
-                                   "yet), so the three concurrent tools/list get no SSE streams and the streams "
-                                   "check does not apply (INFO; SUCCESS directly)",
+    "server-sse-polling": "the scenario's test_reconnection has the server close its SSE stream early with retry: "
+                          "and expects a resumption; a child on stdio cannot ask sluice to close a client's stream, and "
+                          "the call asks for no progress, so its answer is one JSON body and the priming, retry and "
+                          "resume checks do not apply (INFO; SUCCESS directly). Streams sluice opens are primed and "
+                          "resumable (core/tests/stdio_bridge.rs)",
+    "server-sse-multiple-streams": "a stdio route answers JSON first: a call streams (primed, on 2025-11-25) when it "
+                                   "asks for progress or the child sends something for it first, and the three "
+                                   "concurrent tools/list ask for none, so the streams check does not apply "
+                                   "(INFO; SUCCESS directly)",
 }
 
 # Per run, scenarios that a stdio route does not serve at all (glob patterns), and

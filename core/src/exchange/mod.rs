@@ -665,6 +665,7 @@ impl Exchange {
             (State::Streaming(_), AnswerPart::IdentifiedEvent { id, data }) => {
                 self.stream_message(&data, Some(id), now)
             }
+            (State::Streaming(_), AnswerPart::Prime(id)) => self.stream_prime(id, now),
             (State::Streaming(_), AnswerPart::End) => self.upstream_closed(UpstreamEnd::Eof, now),
             (State::AwaitingHead(_) | State::Streaming(_), _) => {
                 self.fail(UpstreamError::OutOfOrder, now);
@@ -1293,6 +1294,20 @@ impl Exchange {
         }
         self.arm_stream_timers(now);
         self.ask_response_hook();
+    }
+
+    fn stream_prime(&mut self, id: u64, now: Instant) {
+        let State::Streaming(stream) = &mut self.state else {
+            return;
+        };
+        let mut out = Vec::new();
+        stream.last_upstream = now;
+        stream.feed_prime(id, &mut out, now);
+        for bytes in out {
+            self.summary.body_bytes += bytes.len() as u64;
+            self.outputs.push_back(Output::ToClient(bytes));
+        }
+        self.arm_stream_timers(now);
     }
 
     fn stream_body(&mut self, input: Bytes, now: Instant) {

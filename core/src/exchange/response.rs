@@ -762,6 +762,29 @@ impl Streaming {
         }
     }
 
+    /// A priming event: no message, nothing to judge or watch; behind
+    /// held events when the hooks hold some, so the order holds.
+    pub fn feed_prime(&mut self, id: u64, out: &mut Vec<Bytes>, now: Instant) {
+        let mut event = Vec::with_capacity(24);
+        sse::encode_prime(id, &mut event);
+        match &mut self.held {
+            Some(Held {
+                form: HoldForm::Sse(hold),
+                ..
+            }) => {
+                if !hold.cut {
+                    hold.pending.extend_from_slice(&event);
+                    self.flush_sse(out, now);
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.write_client(Bytes::from(event), out);
+                self.last_client_write = now;
+            }
+        }
+    }
+
     /// Judge the events of held SSE bytes as they complete.
     fn hold_sse(&mut self, data: &[u8]) {
         let Some(Held {

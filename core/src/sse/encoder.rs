@@ -108,6 +108,15 @@ pub fn encode_jsonrpc_message(json: &[u8], out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// The priming event of MCP 2025-11-25: `id: <id>` and an empty `data:`,
+/// which is no message (readers skip it) but moves the client's
+/// `Last-Event-ID` to `id`.
+pub fn encode_prime(id: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(b"\ndata:\n\n");
+}
+
 /// [`encode_jsonrpc_message`] with an `id:` field: event `id` (a number,
 /// which needs no check), for a client to resume after with
 /// `Last-Event-ID`.

@@ -140,6 +140,8 @@ struct Session {
     /// One 2026-07-28 request's own: no session id, no GET stream, no
     /// resumption; it ends with its stream.
     stateless: bool,
+    /// The protocol version its client speaks, once initialized.
+    version: Option<String>,
 }
 
 impl Session {
@@ -153,7 +155,13 @@ impl Session {
             capabilities: None,
             held: VecDeque::new(),
             stateless: false,
+            version: None,
         }
+    }
+
+    /// Its event streams open with a priming event (MCP 2025-11-25 on).
+    fn primes(&self) -> bool {
+        self.version.as_deref().is_some_and(|v| v >= "2025-11-25")
     }
 }
 
@@ -209,6 +217,8 @@ impl Replay {
         let mut ended = false;
         for e in &self.entries {
             match e {
+                // A priming event is no message: nothing to send again.
+                Replayed::Event { data, .. } if data.is_empty() => {}
                 Replayed::Event {
                     id,
                     stream: s,
@@ -675,9 +685,8 @@ impl Bridge {
         };
         if let Some(c) = self.clients.get_mut(&stream) {
             c.kind = ClientKind::Get;
-            c.sse_open = true;
         }
-        self.emit(stream, AnswerPart::Stream(head(200, &session)));
+        self.open_sse(stream);
         for request in held {
             self.emit(stream, AnswerPart::Event(request));
         }
@@ -819,7 +828,15 @@ impl Bridge {
             Kind::Request => {
                 if self.send_request(stream, &req).is_none() {
                     let e = StdioError::InitRefused("no initialize result".into());
-                    self.fail_stream(stream, &req, &e);
+                    return self.fail_stream(stream, &req, &e);
+                }
+                // A call that asks for progress streams from the start, so
+                // its client can resume it before the first event (2025-11-25
+                // sessions, which prime their streams).
+                let primes = self.sessions.get(&session).is_some_and(Session::primes);
+                let sse = self.clients.get(&stream).is_some_and(|c| c.accepts.sse);
+                if message.progress_token.is_some() && primes && sse {
+                    self.open_sse(stream);
                 }
             }
             Kind::Notification => {
@@ -905,6 +922,7 @@ impl Bridge {
         let session = self.clients.get(&stream).map(|c| c.session.clone());
         if let Some(s) = session.and_then(|s| self.sessions.get_mut(&s)) {
             s.capabilities = Some(capabilities);
+            s.version = Some(version.clone());
         }
         let mut result = init.result.clone();
         result.insert("protocolVersion".into(), Value::String(version));
@@ -984,6 +1002,10 @@ impl Bridge {
         if clients_own {
             // Per-session: the answer, whatever it is, is the client's.
             if let Ok((stream, restored)) = self.ids.inbound(text, message) {
+                let session = self.clients.get(&stream).map(|c| c.session.clone());
+                if let Some(s) = session.and_then(|s| self.sessions.get_mut(&s)) {
+                    s.version.clone_from(&version);
+                }
                 self.deliver(stream, restored, true);
             }
         }
@@ -1291,12 +1313,25 @@ impl Bridge {
             if !client.accepts.sse {
                 return self.note(Note::Dropped("a message for a client that takes no events"));
             }
-            client.sse_open = true;
-            self.emit(stream, AnswerPart::Stream(head(200, &session)));
+            self.open_sse(stream);
         }
         self.emit(stream, AnswerPart::Event(Bytes::from(text)));
         if last {
             self.finish(stream, AnswerPart::End);
+        }
+    }
+
+    /// Opens `stream`'s answer as an event stream: the head, then, for a
+    /// session at MCP 2025-11-25 or later, a priming event.
+    fn open_sse(&mut self, stream: StreamId) {
+        let Some(client) = self.clients.get_mut(&stream) else {
+            return;
+        };
+        client.sse_open = true;
+        let session = client.session.clone();
+        self.emit(stream, AnswerPart::Stream(head(200, &session)));
+        if self.sessions.get(&session).is_some_and(Session::primes) {
+            self.emit(stream, AnswerPart::Prime(0));
         }
     }
 
@@ -1365,6 +1400,9 @@ impl Bridge {
             (AnswerPart::Event(data), Some(session)) => {
                 let id = session.replay.record(stream, &data);
                 AnswerPart::IdentifiedEvent { id, data }
+            }
+            (AnswerPart::Prime(_), Some(session)) => {
+                AnswerPart::Prime(session.replay.record(stream, &Bytes::new()))
             }
             (AnswerPart::End, Some(session)) => {
                 session.replay.entries.push_back(Replayed::End { stream });

@@ -163,9 +163,10 @@ fn the_strict_answer_rule_holds_for_messages_too() {
 }
 
 #[test]
-fn an_identified_event_carries_its_id_for_last_event_id() {
+fn a_prime_and_identified_events_carry_their_ids_for_last_event_id() {
     let mut h = dispatched(config());
     h.answer(AnswerPart::Stream(head()));
+    h.answer(AnswerPart::Prime(40));
     h.answer(AnswerPart::IdentifiedEvent {
         id: 41,
         data: Bytes::from_static(PROGRESS.as_bytes()),
@@ -186,9 +187,14 @@ fn an_identified_event_carries_its_id_for_last_event_id() {
             ids.push((e.id.clone(), e.data.clone()));
         }
     }
+    assert!(
+        text.starts_with("id: 40\ndata:\n\n"),
+        "primed first: {text}"
+    );
     assert_eq!(
         ids,
         vec![
+            ("40".to_owned(), String::new()),
             ("41".to_owned(), PROGRESS.to_owned()),
             ("42".to_owned(), ANSWER.to_owned())
         ]
