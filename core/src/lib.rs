@@ -22,6 +22,7 @@
 //! | [`host`] | the one reader of host names and IP literals |
 //! | [`upstream`] | the typed seam to upstreams that speak in messages (a request in, answer parts out) |
 //! | [`legacy`] | the bridge to HTTP+SSE (2024-11-05) backends and the `auto` transport probe, as state machines |
+//! | [`federation`] | many servers behind one endpoint: curated names (globs, aliases, prefixes, the 64-character rule), merged lists and their cursors, routing by name and by URI |
 //! | [`modern`] | MCP 2026-07-28's per-request era where sluice is the server: the envelope check, results completed for the era, `server/discover` |
 //! | [`stdio`] | the stdio transport's framing: newline-delimited messages from a child's stdout told apart from the noise servers print there, and one line per message for its stdin |
 //! | [`exchange`] | one proxied request and its answer, as a state machine built from all of the above |
@@ -185,6 +186,7 @@
 pub use bytes;
 
 pub mod exchange;
+pub mod federation;
 pub mod guard;
 pub mod host;
 pub mod http1;

@@ -1,0 +1,29 @@
+//! Many MCP servers behind one endpoint: the rules of a federation, as
+//! data and pure functions (the fan-out and fan-in machine that drives
+//! them comes next; see docs/ARCHITECTURE.md).
+//!
+//! - [`names`]: what a member's tools and prompts are called at the
+//!   endpoint — include and exclude globs over the member's own names,
+//!   aliases, a prefix (`always`, `conditional`: only with more than one
+//!   member, or `never`) with a separator, description overrides — and the
+//!   name rules clients enforce (1 to 64 characters of `A-Za-z0-9_-.`).
+//! - [`catalog`]: one page of a merged `tools/list` or `prompts/list`, in
+//!   member order, every item's text kept but its name (and overridden
+//!   description); collisions, bad names and unreadable items left out and
+//!   reported; and where a shown name leads ([`Catalog::resolve`]: from the
+//!   lists seen, or from the curation alone when a prefix says whose, so a
+//!   replica that never listed can route a call).
+//! - [`cursor`]: the opaque cursor of a merged list, carrying each
+//!   member's own.
+//! - [`resources`]: which member serves a URI (resources keep their URIs),
+//!   from the members' resource lists and URI templates.
+
+pub mod catalog;
+pub mod cursor;
+pub mod names;
+pub mod resources;
+
+pub use catalog::{Catalog, Member, Problem, Resolved, Target};
+pub use cursor::{ForeignCursor, MergedCursor};
+pub use names::{Curation, Glob, MAX_NAME_LEN, NameError, PrefixMode, check_name};
+pub use resources::Resources;
