@@ -1,6 +1,6 @@
 //! Many MCP servers behind one endpoint: the rules of a federation, as
-//! data and pure functions (the fan-out and fan-in machine that drives
-//! them comes next; see docs/ARCHITECTURE.md).
+//! data and pure functions, and the machine that fans one client request
+//! out to the members and back in ([`fanout`]).
 //!
 //! - [`names`]: what a member's tools and prompts are called at the
 //!   endpoint — include and exclude globs over the member's own names,
@@ -17,13 +17,21 @@
 //!   member's own.
 //! - [`resources`]: which member serves a URI (resources keep their URIs),
 //!   from the members' resource lists and URI templates.
+//! - [`rewrite`]: byte-level edits — a name replaced where it lies, a
+//!   member's request id tagged with the member and restored.
+//! - [`fanout`]: one client request across the members (`initialize`,
+//!   merged lists, routed calls streaming back, the client's answers to
+//!   members' requests, `GET`, `DELETE`), with a deadline per member.
 
 pub mod catalog;
 pub mod cursor;
+pub mod fanout;
 pub mod names;
 pub mod resources;
+pub mod rewrite;
 
 pub use catalog::{Catalog, Member, Problem, Resolved, Target};
 pub use cursor::{ForeignCursor, MergedCursor};
+pub use fanout::{Context, Fanout, Leg, Lists, MemberSession, Output};
 pub use names::{Curation, Glob, MAX_NAME_LEN, NameError, PrefixMode, check_name};
 pub use resources::Resources;

@@ -1,0 +1,1004 @@
+//! One client request at a federated endpoint, fanned out to the members
+//! and fanned back in, sans-IO.
+//!
+//! A client session of a federation is a session with each member (the
+//! member's session id and the version it negotiated, [`MemberSession`]),
+//! which the driver keeps in the client's `Mcp-Session-Id` (sealed, so
+//! any replica can serve the session). Client ids and progress tokens go to
+//! the members unchanged: each member session is the client's own. What a
+//! request becomes:
+//!
+//! | client request | members | client answer |
+//! |---|---|---|
+//! | `initialize` | every member | capabilities joined, instructions labelled, the oldest version; a new session ([`Output::Seal`]) |
+//! | `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list` | every member with more to list ([`MergedCursor`]) | one merged page ([`Catalog`], [`Resources`]); a member that fails is left out |
+//! | `tools/call`, `prompts/get`, `resources/read`, `completion/complete` | the member the name or URI leads to, the name its own | the member's answer as it streams, its requests to the client tagged |
+//! | `ping` | none | `{}` |
+//! | `logging/setLevel`, notifications, `DELETE` | every member | `{}`, 202, 200 |
+//! | an answer to a member's request | that member (the tag says which), its id restored | 202 |
+//! | `GET` | every member | one stream of their events |
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::catalog::{Catalog, Member, Resolved};
+use super::cursor::MergedCursor;
+use super::resources::Resources;
+use super::rewrite::{replace_string, restore_id, tag_id, untag_id};
+use crate::http1::Header;
+use crate::jsonrpc::{self, Classified, Kind, Message, codes};
+use crate::modern::encode_header_value;
+use crate::upstream::{AnswerHead, AnswerPart, Request, SESSION_HEADER};
+
+/// A client session's session with one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSession {
+    /// The member's `Mcp-Session-Id`, if it gave one.
+    pub id: Option<String>,
+    /// The protocol version it negotiated.
+    pub version: String,
+}
+
+/// One member request of a fan-out.
+pub type Leg = usize;
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `req` to `member`; its answer comes back as `leg`'s parts.
+    ToMember {
+        /// Names the answer.
+        leg: Leg,
+        /// Whom to send it to.
+        member: Member,
+        /// The request.
+        req: Request,
+    },
+    /// `leg`'s answer is no longer wanted: drop its link.
+    DropLeg {
+        /// The leg.
+        leg: Leg,
+    },
+    /// `initialize` is answered: seal these sessions (one per member,
+    /// `None` for a member that did not take part) into the client's
+    /// session id and call [`Fanout::sealed`].
+    Seal(Vec<Option<MemberSession>>),
+    /// A part of the client's answer.
+    ToClient(AnswerPart),
+    /// Something for the log (a member left out, a name dropped).
+    Log(String),
+}
+
+/// What the fan-out needs of its federation.
+pub struct Context<'a> {
+    /// The members' names, in order.
+    pub members: &'a [String],
+    /// The client's session: its sealed id and what it holds (`None`
+    /// before `initialize`).
+    pub session: Option<(&'a str, &'a [Option<MemberSession>])>,
+    /// How long a member has to answer.
+    pub timeout: Duration,
+}
+
+/// The route's memory of its members' lists, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Lists {
+    /// Tools, by name.
+    pub tools: Catalog,
+    /// Prompts, by name.
+    pub prompts: Catalog,
+    /// Resources, by URI.
+    pub resources: Resources,
+}
+
+#[derive(Debug)]
+enum Op {
+    Initialize,
+    List {
+        kind: ListKind,
+        cursor: MergedCursor,
+    },
+    Routed,
+    /// `logging/setLevel`: answered `{}` when every member has.
+    SetLevel,
+    /// Notifications and answers: 202 at once, legs not awaited.
+    Forwarded,
+    Delete,
+    Get,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    fn of(method: &str) -> Option<Self> {
+        Some(match method {
+            "tools/list" => ListKind::Tools,
+            "prompts/list" => ListKind::Prompts,
+            "resources/list" => ListKind::Resources,
+            "resources/templates/list" => ListKind::Templates,
+            _ => return None,
+        })
+    }
+
+    /// The result's member holding the items.
+    fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LegState {
+    member: Member,
+    deadline: Instant,
+    /// Its answer is complete (or it failed, or was dropped).
+    done: bool,
+    /// The JSON-RPC answer it gave (fan-in).
+    answer: Option<Bytes>,
+    /// The status and session of a whole answer.
+    head: Option<AnswerHead>,
+    /// An SSE answer is open (pass-through and GET).
+    streaming: bool,
+}
+
+/// One client request across the members; see the [module docs](self).
+#[derive(Debug)]
+pub struct Fanout {
+    op: Op,
+    id: Option<Vec<u8>>,
+    client_session: Option<String>,
+    members: usize,
+    member_names: Vec<String>,
+    legs: Vec<LegState>,
+    outputs: VecDeque<Output>,
+    /// The client's SSE head went out (pass-through, GET).
+    client_streaming: bool,
+    /// The client's answer is complete.
+    finished: bool,
+    /// `initialize`'s merged result, until the session is sealed.
+    pending_init: Option<Vec<u8>>,
+}
+
+impl Fanout {
+    /// Takes `req`, a client request at the federation, at `now`; drain
+    /// [`poll_output`](Self::poll_output) next.
+    pub fn new(req: Request, ctx: &Context<'_>, lists: &mut Lists, now: Instant) -> Self {
+        let mut f = Fanout {
+            op: Op::Done,
+            id: None,
+            client_session: ctx.session.map(|(id, _)| id.to_owned()),
+            members: ctx.members.len(),
+            member_names: ctx.members.to_vec(),
+            legs: Vec::new(),
+            outputs: VecDeque::new(),
+            client_streaming: false,
+            finished: false,
+            pending_init: None,
+        };
+        f.start(req, ctx, lists, now);
+        f
+    }
+
+    /// The next thing to do.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.legs
+            .iter()
+            .filter(|l| self.timed(l))
+            .map(|l| l.deadline)
+            .min()
+    }
+
+    /// Whether `l` must answer by its deadline: a member's answer must
+    /// begin in time; a routed call's stream, once begun, runs as long as
+    /// the call (the exchange's idle timeout watches it), and GET streams
+    /// and forwarded messages have no answer to wait for.
+    fn timed(&self, l: &LegState) -> bool {
+        let unbounded = match self.op {
+            Op::Get | Op::Forwarded => true,
+            Op::Routed => l.streaming,
+            _ => false,
+        };
+        !l.done && !unbounded
+    }
+
+    /// The client's answer is complete.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn start(&mut self, req: Request, ctx: &Context<'_>, lists: &mut Lists, now: Instant) {
+        let sessions = ctx.session.map(|(_, s)| s);
+        match req.method.as_str() {
+            "GET" => {
+                let Some(sessions) = sessions else {
+                    return self.reply(
+                        400,
+                        None,
+                        codes::INVALID_REQUEST,
+                        "no Mcp-Session-Id: initialize first",
+                    );
+                };
+                self.op = Op::Get;
+                for (member, s) in sessions.iter().enumerate() {
+                    if let Some(s) = s {
+                        self.send(
+                            member,
+                            member_request(&req, req.body.clone(), s, None),
+                            ctx,
+                            now,
+                        );
+                    }
+                }
+                self.open_client_stream();
+                if self.legs.is_empty() {
+                    self.finish(AnswerPart::End);
+                }
+                return;
+            }
+            "DELETE" => {
+                let Some(sessions) = sessions else {
+                    return self.reply(
+                        400,
+                        None,
+                        codes::INVALID_REQUEST,
+                        "no Mcp-Session-Id: initialize first",
+                    );
+                };
+                self.op = Op::Delete;
+                for (member, s) in sessions.iter().enumerate() {
+                    if let Some(s) = s {
+                        self.send(
+                            member,
+                            member_request(&req, Bytes::new(), s, None),
+                            ctx,
+                            now,
+                        );
+                    }
+                }
+                return self.settle();
+            }
+            "POST" => {}
+            _ => return self.reply(405, None, codes::INVALID_REQUEST, "method not allowed"),
+        }
+        let body = req.body.clone();
+        let message = match jsonrpc::classify(&body, &jsonrpc::Limits::default()) {
+            Ok(Classified::Single(m)) => m,
+            Ok(Classified::Batch(_)) => {
+                return self.reply(
+                    400,
+                    None,
+                    codes::BATCH_REFUSED,
+                    "batches are not fanned out to a federation",
+                );
+            }
+            Err(e) => return self.reply(400, None, e.code(), &format!("unreadable message: {e}")),
+        };
+        self.id = message.id.map(<[u8]>::to_vec);
+        let method = message.method.as_deref().unwrap_or_default().to_owned();
+        if method == "initialize" {
+            self.op = Op::Initialize;
+            for member in 0..self.members {
+                let init = MemberSession {
+                    id: None,
+                    version: String::new(),
+                };
+                self.send(
+                    member,
+                    member_request(&req, body.clone(), &init, None),
+                    ctx,
+                    now,
+                );
+            }
+            return;
+        }
+        let Some(sessions) = sessions else {
+            return self.reply(
+                400,
+                None,
+                codes::INVALID_REQUEST,
+                "no Mcp-Session-Id: initialize first",
+            );
+        };
+        match message.kind {
+            Kind::Notification => {
+                self.op = Op::Forwarded;
+                for (member, s) in sessions.iter().enumerate() {
+                    if let Some(s) = s {
+                        self.send(
+                            member,
+                            member_request(&req, body.clone(), s, None),
+                            ctx,
+                            now,
+                        );
+                    }
+                }
+                self.finish(AnswerPart::empty(self.head(202)));
+            }
+            Kind::Response | Kind::Error => {
+                // The client's answer to a member's request: the tag says whose.
+                let target = message
+                    .id
+                    .and_then(|id| untag_id(id, self.members))
+                    .and_then(|(member, raw)| {
+                        let s = sessions.get(member)?.as_ref()?;
+                        let text = restore_id(&body, message.id?, &raw)?;
+                        Some((member, text, s))
+                    });
+                match target {
+                    Some((member, text, s)) => {
+                        self.op = Op::Forwarded;
+                        self.send(member, member_request(&req, text.into(), s, None), ctx, now);
+                        self.finish(AnswerPart::empty(self.head(202)));
+                    }
+                    None => {
+                        self.outputs.push_back(Output::Log(
+                            "a client answered a request no member sent it".into(),
+                        ));
+                        self.finish(AnswerPart::empty(self.head(202)));
+                    }
+                }
+            }
+            Kind::Request => self.request(&req, &message, &method, sessions, ctx, lists, now),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &mut self,
+        req: &Request,
+        message: &Message<'_>,
+        method: &str,
+        sessions: &[Option<MemberSession>],
+        ctx: &Context<'_>,
+        lists: &mut Lists,
+        now: Instant,
+    ) {
+        let body = req.body.clone();
+        if method == "ping" {
+            return self.answer(b"{}".to_vec());
+        }
+        if method == "logging/setLevel" {
+            self.op = Op::SetLevel;
+            for (member, s) in sessions.iter().enumerate() {
+                if let Some(s) = s {
+                    self.send(member, member_request(req, body.clone(), s, None), ctx, now);
+                }
+            }
+            return self.settle();
+        }
+        if let Some(kind) = ListKind::of(method) {
+            let names: Vec<&str> = self.member_names.iter().map(String::as_str).collect();
+            let cursor = match cursor_of(&body, message) {
+                None => MergedCursor::start(self.members),
+                Some(c) => match MergedCursor::decode(&c, &names) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return self.reply(
+                            400,
+                            self.id.clone(),
+                            codes::INVALID_PARAMS,
+                            &e.to_string(),
+                        );
+                    }
+                },
+            };
+            for (member, own) in cursor.asks() {
+                let Some(Some(s)) = sessions.get(member) else {
+                    continue;
+                };
+                let text = with_cursor(&body, own);
+                self.send(member, member_request(req, text.into(), s, None), ctx, now);
+            }
+            self.op = Op::List { kind, cursor };
+            return self.settle_list(lists);
+        }
+        let routed = match method {
+            "tools/call" => route_by_name(&lists.tools, &body, &["params", "name"]),
+            "prompts/get" => route_by_name(&lists.prompts, &body, &["params", "name"]),
+            "resources/read" => route_by_uri(&lists.resources, &body, &["params", "uri"]),
+            "completion/complete" => {
+                let kind = string_at(&body, &["params", "ref", "type"]);
+                match kind.as_deref() {
+                    Some("ref/prompt") => {
+                        route_by_name(&lists.prompts, &body, &["params", "ref", "name"])
+                    }
+                    Some("ref/resource") => {
+                        route_by_uri(&lists.resources, &body, &["params", "ref", "uri"])
+                    }
+                    _ => Err(
+                        "a completion/complete whose ref is neither a prompt nor a resource".into(),
+                    ),
+                }
+            }
+            _ => {
+                let text = format!("{method} is not routed by a federation");
+                return self.reply(404, self.id.clone(), codes::METHOD_NOT_FOUND, &text);
+            }
+        };
+        let (member, text) = match routed {
+            Ok(r) => r,
+            Err(why) => return self.reply(200, self.id.clone(), codes::INVALID_PARAMS, &why),
+        };
+        let Some(Some(s)) = sessions.get(member) else {
+            let why = format!(
+                "member {} is not part of this session (it was unavailable when the session began)",
+                self.member_names[member]
+            );
+            return self.reply(502, self.id.clone(), codes::UPSTREAM_FAILED, &why);
+        };
+        let own_name = string_at(&text, &["params", "name"]);
+        self.op = Op::Routed;
+        self.send(
+            member,
+            member_request(req, text.into(), s, own_name.as_deref()),
+            ctx,
+            now,
+        );
+    }
+
+    /// [`Output::Seal`] is done: `token` is the client's session id.
+    pub fn sealed(&mut self, token: &str) {
+        self.client_session = Some(token.to_owned());
+        if let Some(result) = self.pending_init.take() {
+            self.answer(result);
+        }
+    }
+
+    /// A part of `leg`'s answer.
+    pub fn member_part(&mut self, leg: Leg, part: AnswerPart, lists: &mut Lists, now: Instant) {
+        let _ = now;
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
+        if l.done || self.finished && !matches!(self.op, Op::Forwarded) {
+            return;
+        }
+        let member = l.member;
+        match (&self.op, part) {
+            (Op::Routed, part) => self.pass_through(leg, member, part),
+            (Op::Get, AnswerPart::Stream(_) | AnswerPart::Prime(_)) => {}
+            (Op::Get, AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. }) => {
+                let out = tag_request(&data, member);
+                self.emit(AnswerPart::Event(out));
+            }
+            (Op::Get, AnswerPart::Whole { .. } | AnswerPart::End) => {
+                self.legs[leg].done = true;
+                if self.legs.iter().all(|l| l.done) {
+                    self.finish(AnswerPart::End);
+                }
+            }
+            (_, AnswerPart::Whole { head, body }) => {
+                let l = &mut self.legs[leg];
+                l.done = true;
+                l.head = Some(head);
+                l.answer = (!body.is_empty()).then_some(body);
+                self.settle_any(lists);
+            }
+            (_, AnswerPart::Stream(head)) => {
+                let l = &mut self.legs[leg];
+                l.head = Some(head);
+                l.streaming = true;
+            }
+            (_, AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. }) => {
+                // Fan-in keeps the answer; what comes before it (progress on
+                // a list) has nowhere to go in a merged JSON answer.
+                if let Ok(Classified::Single(m)) =
+                    jsonrpc::classify(&data, &jsonrpc::Limits::default())
+                    && matches!(m.kind, Kind::Response | Kind::Error)
+                {
+                    self.legs[leg].answer = Some(data);
+                }
+            }
+            (_, AnswerPart::Prime(_)) => {}
+            (_, AnswerPart::End) => {
+                self.legs[leg].done = true;
+                self.settle_any(lists);
+            }
+        }
+    }
+
+    /// `leg`'s member failed (its link closed, it could not be reached)
+    /// before its answer was complete.
+    pub fn member_failed(&mut self, leg: Leg, why: &str, lists: &mut Lists) {
+        let Some(l) = self.legs.get_mut(leg) else {
+            return;
+        };
+        if l.done {
+            return;
+        }
+        l.done = true;
+        let member = l.member;
+        let name = self.member_names[member].clone();
+        match self.op {
+            Op::Routed if !self.client_streaming => {
+                let text = format!("member {name} failed: {why}");
+                self.reply(502, self.id.clone(), codes::UPSTREAM_FAILED, &text);
+            }
+            Op::Routed => {
+                // Mid-stream: the exchange's injection rules say what the
+                // client is owed; the stream just ends.
+                self.outputs.push_back(Output::Log(format!(
+                    "member {name} failed mid-answer: {why}"
+                )));
+                self.finish(AnswerPart::End);
+            }
+            Op::Get => {
+                self.outputs.push_back(Output::Log(format!(
+                    "member {name}'s GET stream ended: {why}"
+                )));
+                if self.legs.iter().all(|l| l.done) {
+                    self.finish(AnswerPart::End);
+                }
+            }
+            _ => {
+                self.outputs
+                    .push_back(Output::Log(format!("member {name} left out: {why}")));
+                self.settle_any(lists);
+            }
+        }
+    }
+
+    /// Legs past their deadline fail.
+    pub fn handle_timeout(&mut self, lists: &mut Lists, now: Instant) {
+        let late: Vec<Leg> = (0..self.legs.len())
+            .filter(|&i| self.timed(&self.legs[i]) && now >= self.legs[i].deadline)
+            .collect();
+        for leg in late {
+            self.outputs.push_back(Output::DropLeg { leg });
+            self.member_failed(leg, "no answer in time", lists);
+        }
+    }
+
+    /// The client left: every leg is dropped.
+    pub fn client_gone(&mut self) {
+        for (leg, l) in self.legs.iter_mut().enumerate() {
+            if !l.done {
+                l.done = true;
+                self.outputs.push_back(Output::DropLeg { leg });
+            }
+        }
+        self.finished = true;
+    }
+
+    // ---- fan-in ----------------------------------------------------------
+
+    fn settle_any(&mut self, lists: &mut Lists) {
+        match self.op {
+            Op::Initialize => self.settle_initialize(),
+            Op::List { .. } => self.settle_list(lists),
+            Op::SetLevel | Op::Delete => self.settle(),
+            _ => {}
+        }
+    }
+
+    /// `logging/setLevel` and `DELETE`, once every leg is done.
+    fn settle(&mut self) {
+        if self.finished || !self.legs.iter().all(|l| l.done) {
+            return;
+        }
+        match self.op {
+            Op::Delete => self.finish(AnswerPart::empty(self.head(200))),
+            _ => self.answer(b"{}".to_vec()),
+        }
+    }
+
+    fn settle_initialize(&mut self) {
+        if self.finished || !self.legs.iter().all(|l| l.done) {
+            return;
+        }
+        let mut sessions = vec![None; self.members];
+        let mut results = Vec::new();
+        for l in &self.legs {
+            let name = &self.member_names[l.member];
+            let result = l.answer.as_ref().and_then(|a| result_of(a));
+            let version = result
+                .as_ref()
+                .and_then(|r| r.get("protocolVersion")?.as_str().map(str::to_owned));
+            match (result, version) {
+                (Some(result), Some(version)) => {
+                    let id = l.head.as_ref().and_then(|h| h.session_id.clone());
+                    sessions[l.member] = Some(MemberSession { id, version });
+                    results.push((name.clone(), result));
+                }
+                _ => self.outputs.push_back(Output::Log(format!(
+                    "member {name} left out of the session: its initialize failed"
+                ))),
+            }
+        }
+        if results.is_empty() {
+            return self.reply(
+                502,
+                self.id.clone(),
+                codes::UPSTREAM_FAILED,
+                "no member could be initialized",
+            );
+        }
+        let merged = merge_initialize(&results);
+        self.pending_init = Some(merged);
+        self.outputs.push_back(Output::Seal(sessions));
+    }
+
+    fn settle_list(&mut self, lists: &mut Lists) {
+        if self.finished || !self.legs.iter().all(|l| l.done) {
+            return;
+        }
+        let Op::List { kind, cursor } = &self.op else {
+            return;
+        };
+        let (kind, cursor) = (*kind, cursor.clone());
+        let mut pages: Vec<(Member, Vec<u8>)> = Vec::new();
+        let mut nexts = Vec::new();
+        for l in &self.legs {
+            let name = &self.member_names[l.member];
+            let Some(result) = l.answer.as_ref().and_then(|a| result_of(a)) else {
+                self.outputs.push_back(Output::Log(format!(
+                    "member {name} left out of a {}: no result",
+                    kind.key()
+                )));
+                continue;
+            };
+            let items = result
+                .get(kind.key())
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()));
+            pages.push((l.member, items.to_string().into_bytes()));
+            let next = result
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            nexts.push((l.member, next));
+        }
+        let merged = match kind {
+            ListKind::Tools | ListKind::Prompts => {
+                let catalog = if kind == ListKind::Tools {
+                    &mut lists.tools
+                } else {
+                    &mut lists.prompts
+                };
+                let refs: Vec<(Member, &[u8])> =
+                    pages.iter().map(|(m, p)| (*m, p.as_slice())).collect();
+                let (merged, problems) = catalog.merge(&refs);
+                for p in problems {
+                    self.outputs.push_back(Output::Log(p.to_string()));
+                }
+                merged
+            }
+            ListKind::Resources | ListKind::Templates => {
+                let mut out = b"[".to_vec();
+                for (member, page) in &pages {
+                    if kind == ListKind::Resources {
+                        lists.resources.learn(*member, page);
+                    } else {
+                        lists.resources.learn_templates(*member, page);
+                    }
+                    let inner = &page[1..page.len() - 1];
+                    if !inner.is_empty() {
+                        if out.len() > 1 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(inner);
+                    }
+                }
+                out.push(b']');
+                out
+            }
+        };
+        let mut result = format!("{{\"{}\":", kind.key()).into_bytes();
+        result.extend_from_slice(&merged);
+        if let Some(next) = cursor.after(&nexts) {
+            let names: Vec<&str> = self.member_names.iter().map(String::as_str).collect();
+            result.extend_from_slice(b",\"nextCursor\":");
+            jsonrpc::write_json_string(&mut result, &next.encode(&names));
+        }
+        result.push(b'}');
+        self.answer(result);
+    }
+}
+
+impl Fanout {
+    // ---- pass-through ----------------------------------------------------
+
+    /// A routed call's answer, as the member gives it: its head with the
+    /// client's session, its events with the member's requests tagged.
+    fn pass_through(&mut self, leg: Leg, member: Member, part: AnswerPart) {
+        match part {
+            AnswerPart::Whole { head, body } => {
+                self.legs[leg].done = true;
+                let head = AnswerHead {
+                    session_id: self.client_session.clone(),
+                    ..head
+                };
+                self.finish(AnswerPart::Whole { head, body });
+            }
+            AnswerPart::Stream(head) => {
+                self.legs[leg].streaming = true;
+                self.client_streaming = true;
+                let head = AnswerHead {
+                    session_id: self.client_session.clone(),
+                    ..head
+                };
+                self.emit(AnswerPart::Stream(head));
+            }
+            AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => {
+                // Member event ids mean nothing to the client's session:
+                // a resumption would have to name the member.
+                self.emit(AnswerPart::Event(tag_request(&data, member)));
+            }
+            AnswerPart::Prime(_) => {}
+            AnswerPart::End => {
+                self.legs[leg].done = true;
+                self.finish(AnswerPart::End);
+            }
+        }
+    }
+
+    // ---- output helpers --------------------------------------------------
+
+    fn send(&mut self, member: Member, req: Request, ctx: &Context<'_>, now: Instant) {
+        let leg = self.legs.len();
+        self.legs.push(LegState {
+            member,
+            deadline: now + ctx.timeout,
+            done: matches!(self.op, Op::Forwarded),
+            answer: None,
+            head: None,
+            streaming: false,
+        });
+        self.outputs
+            .push_back(Output::ToMember { leg, member, req });
+    }
+
+    fn head(&self, status: u16) -> AnswerHead {
+        AnswerHead::status(status).with_session(self.client_session.as_deref())
+    }
+
+    /// A result for the client's request.
+    fn answer(&mut self, result: Vec<u8>) {
+        let id = self.id.clone().unwrap_or_else(|| b"null".to_vec());
+        let msg = jsonrpc::result_message(&id, &result);
+        self.finish(AnswerPart::json(self.head(200), msg));
+    }
+
+    /// An error for the client's request, with `status`.
+    fn reply(&mut self, status: u16, id: Option<Vec<u8>>, code: i64, text: &str) {
+        let msg = jsonrpc::error_message(id.as_deref(), code, &format!("sluice: {text}"), None);
+        if self.client_streaming {
+            self.emit(AnswerPart::Event(msg.into()));
+            return self.finish(AnswerPart::End);
+        }
+        self.finish(AnswerPart::json(self.head(status), msg));
+    }
+
+    fn open_client_stream(&mut self) {
+        self.client_streaming = true;
+        self.emit(AnswerPart::Stream(self.head(200)));
+    }
+
+    fn emit(&mut self, part: AnswerPart) {
+        if !self.finished {
+            self.outputs.push_back(Output::ToClient(part));
+        }
+    }
+
+    /// The client's last part; legs still running are dropped.
+    fn finish(&mut self, part: AnswerPart) {
+        if self.finished {
+            return;
+        }
+        self.outputs.push_back(Output::ToClient(part));
+        self.finished = true;
+        if matches!(self.op, Op::Forwarded) {
+            return;
+        }
+        for (leg, l) in self.legs.iter_mut().enumerate() {
+            if !l.done {
+                l.done = true;
+                self.outputs.push_back(Output::DropLeg { leg });
+            }
+        }
+    }
+}
+
+/// The request for a member: the client's, with the member's session and
+/// version, `body` as the member must get it, and `Mcp-Name` (when the
+/// client sent one) set to the member's own name.
+fn member_request(
+    req: &Request,
+    body: Bytes,
+    s: &MemberSession,
+    own_name: Option<&str>,
+) -> Request {
+    let mut headers: Vec<Header> = req
+        .headers
+        .iter()
+        .filter(|h| {
+            // The member's own session and version replace the client's.
+            let replaced =
+                h.is(SESSION_HEADER) || (h.is("mcp-protocol-version") && !s.version.is_empty());
+            !replaced && !h.is("content-length") && !h.is("last-event-id")
+        })
+        .cloned()
+        .collect();
+    if let Some(name) = own_name {
+        for h in headers.iter_mut().filter(|h| h.is("mcp-name")) {
+            h.value = encode_header_value(name).into_bytes();
+        }
+    }
+    if let Some(id) = &s.id {
+        headers.push(Header::new(SESSION_HEADER, id.as_bytes()));
+    }
+    if !s.version.is_empty() {
+        headers.push(Header::new("MCP-Protocol-Version", s.version.as_bytes()));
+    }
+    Request {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        headers,
+        body,
+    }
+}
+
+/// A member's request in `data` (sampling, elicitation, roots) with its
+/// id tagged; anything else as it is.
+fn tag_request(data: &Bytes, member: Member) -> Bytes {
+    match jsonrpc::classify(data, &jsonrpc::Limits::default()) {
+        Ok(Classified::Single(m)) if m.kind == Kind::Request => {
+            m.id.and_then(|id| tag_id(data, id, member))
+                .map_or_else(|| data.clone(), Bytes::from)
+        }
+        _ => data.clone(),
+    }
+}
+
+/// The string at `path` in a message's text.
+fn string_at(text: &[u8], path: &[&str]) -> Option<String> {
+    let v: Value = serde_json::from_slice(text).ok()?;
+    path.iter()
+        .try_fold(&v, |v, key| v.get(key))?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The client's cursor (`params.cursor`).
+fn cursor_of(body: &[u8], message: &Message<'_>) -> Option<String> {
+    message.params.as_ref()?;
+    string_at(body, &["params", "cursor"])
+}
+
+/// The list request as one member gets it: the member's own cursor in
+/// place of the merged one, or none for its first page.
+fn with_cursor(body: &[u8], own: Option<&str>) -> Vec<u8> {
+    match own {
+        Some(c) => replace_string(body, &["params", "cursor"], c).unwrap_or_else(|| body.to_vec()),
+        None => {
+            let mut v: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(_) => return body.to_vec(),
+            };
+            let removed = v
+                .get_mut("params")
+                .and_then(Value::as_object_mut)
+                .and_then(|p| p.remove("cursor"));
+            match removed {
+                Some(_) => v.to_string().into_bytes(),
+                None => body.to_vec(),
+            }
+        }
+    }
+}
+
+/// The member a name at `path` leads to, and the body with the member's
+/// own name there.
+fn route_by_name(
+    catalog: &Catalog,
+    body: &[u8],
+    path: &[&str],
+) -> Result<(Member, Vec<u8>), String> {
+    let shown = string_at(body, path).ok_or("no name to route by")?;
+    match catalog.resolve(&shown) {
+        Resolved::Known(t) => {
+            let text = replace_string(body, path, &t.name).ok_or("no name to route by")?;
+            Ok((t.member, text))
+        }
+        Resolved::Ask(_) => Err(format!(
+            "{shown:?} may belong to several members; list them first so sluice knows whose it is"
+        )),
+        Resolved::Unknown => Err(format!("no member has {shown:?}")),
+    }
+}
+
+/// The member a URI at `path` leads to; the body is unchanged.
+fn route_by_uri(
+    resources: &Resources,
+    body: &[u8],
+    path: &[&str],
+) -> Result<(Member, Vec<u8>), String> {
+    let uri = string_at(body, path).ok_or("no uri to route by")?;
+    match resources.route(&uri) {
+        Some(m) => Ok((m, body.to_vec())),
+        None => Err(format!(
+            "no member listed {uri:?} (list the resources and templates first)"
+        )),
+    }
+}
+
+/// The `result` of one JSON-RPC response, when it is an object.
+fn result_of(answer: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(answer)
+        .ok()?
+        .get("result")?
+    {
+        Value::Object(r) => Some(r.clone()),
+        _ => None,
+    }
+}
+
+/// One `initialize` result from the members': capabilities joined (an
+/// object member present when any member has it, flags true when any is),
+/// instructions labelled with their member, the oldest version.
+fn merge_initialize(results: &[(String, Map<String, Value>)]) -> Vec<u8> {
+    let mut capabilities = Map::new();
+    let mut instructions = Vec::new();
+    let mut version: Option<&str> = None;
+    for (name, r) in results {
+        if let Some(Value::Object(c)) = r.get("capabilities") {
+            join(&mut capabilities, c);
+        }
+        if let Some(text) = r.get("instructions").and_then(Value::as_str) {
+            instructions.push(format!("[{name}] {text}"));
+        }
+        if let Some(v) = r.get("protocolVersion").and_then(Value::as_str) {
+            version = Some(version.map_or(v, |o: &str| o.min(v)));
+        }
+    }
+    let mut result = Map::new();
+    result.insert(
+        "protocolVersion".into(),
+        Value::from(version.unwrap_or_default()),
+    );
+    result.insert("capabilities".into(), Value::Object(capabilities));
+    result.insert(
+        "serverInfo".into(),
+        serde_json::json!({"name": "sluice", "version": env!("CARGO_PKG_VERSION")}),
+    );
+    if !instructions.is_empty() {
+        result.insert(
+            "instructions".into(),
+            Value::from(instructions.join("\n\n")),
+        );
+    }
+    Value::Object(result).to_string().into_bytes()
+}
+
+fn join(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (k, v) in from {
+        match (into.get_mut(k), v) {
+            (Some(Value::Object(a)), Value::Object(b)) => join(a, b),
+            (Some(Value::Bool(a)), Value::Bool(b)) => *a |= *b,
+            (Some(_), _) => {}
+            (None, v) => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
