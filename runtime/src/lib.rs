@@ -29,6 +29,7 @@ mod access;
 pub mod config;
 pub mod demo;
 mod dial;
+pub mod federation;
 pub mod hooks;
 pub mod legacy;
 mod link;

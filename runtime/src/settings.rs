@@ -69,6 +69,16 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
                 tls: http.upstream.scheme == Scheme::Https,
                 transport: transport(http, config),
             }),
+            Backend::Federation(fed) => Ok(UpstreamTarget {
+                // Never dialed: each member is reached on its own.
+                host: String::new(),
+                port: 0,
+                tls: false,
+                transport: UpstreamTransport::Federation(Box::new(
+                    federation_upstream(fed, config)
+                        .with_context(|| format!("route {}", r.name))?,
+                )),
+            }),
             Backend::Stdio(stdio) => Ok(UpstreamTarget {
                 // Never dialed: the route's upstream is a child process.
                 host: String::new(),
@@ -132,6 +142,30 @@ fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
             headers: h.headers.clone(),
         })
         .collect()
+}
+
+/// A federated route's members, each a command route of its own.
+fn federation_upstream(
+    fed: &config::Federation,
+    config: &Config,
+) -> anyhow::Result<crate::federation::FederationUpstream> {
+    let members = fed
+        .members
+        .iter()
+        .map(|m| {
+            Ok(crate::federation::MemberUpstream {
+                name: m.name.clone(),
+                tools: m.tools.clone(),
+                prompts: m.prompts.clone(),
+                stdio: stdio_upstream(&m.stdio, config)
+                    .with_context(|| format!("member {}", m.name))?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(crate::federation::FederationUpstream {
+        members,
+        member_timeout: crate::federation::DEFAULT_MEMBER_TIMEOUT,
+    })
 }
 
 /// What a command route runs, with its child's environment resolved now

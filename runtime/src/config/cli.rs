@@ -12,9 +12,10 @@ use super::duration::parse_duration;
 use super::stdio::{check_arg, check_env_name, check_program, program_in, split_command};
 use super::url::parse_listen;
 use super::{
-    Backend, Command, Config, ConfigError, DEFAULT_LISTEN, Demo, EnvValue, EnvVar, FileKeys,
-    HookConfig, HostRule, Http, Log, LogFormat, LogLevel, MAX_WORKERS, OriginRule, Route, Secret,
-    Stdio, StdioMode, Transport, Upstream, check_route_path, hook_base_name, unique_names,
+    Backend, Command, Config, ConfigError, DEFAULT_LISTEN, Demo, EnvValue, EnvVar, Federation,
+    FileKeys, HookConfig, HostRule, Http, Log, LogFormat, LogLevel, MAX_WORKERS, Member,
+    OriginRule, Route, Secret, Stdio, StdioMode, Transport, Upstream, check_route_path,
+    hook_base_name, unique_names,
 };
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
@@ -52,8 +53,8 @@ Examples:
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP,
     subcommand_negates_reqs = true,
-    group = ArgGroup::new("backend").args(["upstream", "upstream_command"]),
-    group = ArgGroup::new("source").args(["upstream", "upstream_command", "config"]).required(true)
+    group = ArgGroup::new("backend").args(["upstream", "upstream_command", "member"]),
+    group = ArgGroup::new("source").args(["upstream", "upstream_command", "member", "config"]).required(true)
 )]
 struct Cli {
     #[command(subcommand)]
@@ -79,6 +80,19 @@ struct Cli {
         conflicts_with_all = ["upstream_transport", "legacy_max_sessions", "legacy_session_idle"]
     )]
     upstream_command: Option<String>,
+
+    /// A member of a federation, as NAME='PROGRAM ARG...' (repeatable): several MCP servers
+    /// behind one endpoint.
+    ///
+    /// Each is a command sluice runs (one shared child each; quoted as for --upstream-command).
+    /// Their tools and prompts are shown as NAME__tool when there are several members; resources
+    /// keep their URIs. A config file can curate them further (docs/CONFIG.md).
+    #[arg(
+        long,
+        value_name = "NAME=CMD",
+        conflicts_with_all = ["upstream", "upstream_command", "upstream_transport", "legacy_max_sessions", "legacy_session_idle"]
+    )]
+    member: Vec<String>,
 
     /// The address to listen on: IP:PORT, [IPv6]:PORT or localhost:PORT.
     ///
@@ -382,6 +396,7 @@ where
     let backend = match (&cli.upstream, &cli.upstream_command) {
         (Some(url), _) => Backend::Http(http(&cli, url)?),
         (None, Some(command)) => Backend::Stdio(stdio(&cli, command)?),
+        (None, None) if !cli.member.is_empty() => Backend::Federation(federation(&cli)?),
         // clap enforces one of them without --config; keep a message anyway.
         (None, None) => {
             return Err(flag_err(
@@ -468,6 +483,36 @@ fn http(cli: &Cli, url: &str) -> Result<Http, ConfigError> {
         http.legacy.session_idle = idle;
     }
     Ok(http)
+}
+
+/// The `--member` flags: a federation of commands.
+fn federation(cli: &Cli) -> Result<Federation, ConfigError> {
+    let flag = "--member";
+    let mut members: Vec<Member> = Vec::new();
+    for given in &cli.member {
+        let Some((name, command)) = given.split_once('=') else {
+            return Err(flag_err(flag, format!("{given:?}: write NAME=CMD")));
+        };
+        if let Err(e) = sluice_core::federation::check_name(name) {
+            return Err(flag_err(flag, format!("member name {e}")));
+        }
+        if members.iter().any(|m| m.name == name) {
+            return Err(flag_err(flag, format!("{name:?} is given twice")));
+        }
+        let (program, args) = split_command(command).map_err(|p| flag_err(flag, p))?;
+        check_program(&program).map_err(|p| flag_err(flag, p))?;
+        for arg in &args {
+            check_arg(arg).map_err(|p| flag_err(flag, p))?;
+        }
+        let stdio = Stdio::new(program_in(None, &program), args);
+        members.push(Member::new(name.to_owned(), stdio));
+    }
+    let catalog =
+        sluice_core::federation::Catalog::new(members.iter().map(|m| m.tools.clone()).collect());
+    if let Some(problem) = catalog.check().into_iter().next() {
+        return Err(flag_err(flag, problem));
+    }
+    Ok(Federation { members })
 }
 
 /// `--upstream-command` and the `--stdio-*` flags.

@@ -117,6 +117,7 @@ impl Route {
                 ip => ip.to_string(),
             },
             Backend::Stdio(stdio) => stdio.base_name(),
+            Backend::Federation(_) => "federation".to_string(),
         };
         Route {
             name,
@@ -129,7 +130,7 @@ impl Route {
     pub fn http(&self) -> Option<&Http> {
         match &self.backend {
             Backend::Http(http) => Some(http),
-            Backend::Stdio(_) => None,
+            Backend::Stdio(_) | Backend::Federation(_) => None,
         }
     }
 
@@ -137,7 +138,7 @@ impl Route {
     pub fn stdio(&self) -> Option<&Stdio> {
         match &self.backend {
             Backend::Stdio(stdio) => Some(stdio),
-            Backend::Http(_) => None,
+            Backend::Http(_) | Backend::Federation(_) => None,
         }
     }
 
@@ -157,6 +158,43 @@ pub enum Backend {
     /// An MCP server sluice starts as a child process and talks to on its
     /// stdin and stdout.
     Stdio(Stdio),
+    /// Several MCP servers behind one endpoint (today: commands).
+    Federation(Federation),
+}
+
+/// A federated route: its members, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Federation {
+    /// The members; their order decides a name two of them show.
+    pub members: Vec<Member>,
+}
+
+/// One member of a federation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its name: the prefix of its tools and prompts when there are
+    /// several members (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// The server, a command.
+    pub stdio: Stdio,
+    /// How its tools are shown.
+    pub tools: sluice_core::federation::Curation,
+    /// How its prompts are shown.
+    pub prompts: sluice_core::federation::Curation,
+}
+
+impl Member {
+    /// A member with the default curation: its name as the prefix, when
+    /// there are several members.
+    pub fn new(name: String, stdio: Stdio) -> Self {
+        let curation = sluice_core::federation::Curation::new(name.clone());
+        Member {
+            name,
+            stdio,
+            tools: curation.clone(),
+            prompts: curation,
+        }
+    }
 }
 
 impl Backend {
@@ -165,7 +203,7 @@ impl Backend {
     pub(crate) fn default_path(&self) -> String {
         match self {
             Backend::Http(http) => http.upstream.path.clone(),
-            Backend::Stdio(_) => Stdio::DEFAULT_PATH.to_string(),
+            Backend::Stdio(_) | Backend::Federation(_) => Stdio::DEFAULT_PATH.to_string(),
         }
     }
 }
@@ -176,6 +214,10 @@ impl fmt::Display for Backend {
         match self {
             Backend::Http(http) => http.upstream.fmt(f),
             Backend::Stdio(stdio) => stdio.fmt(f),
+            Backend::Federation(fed) => {
+                let names: Vec<&str> = fed.members.iter().map(|m| m.name.as_str()).collect();
+                write!(f, "federation of {}", names.join(", "))
+            }
         }
     }
 }
@@ -688,7 +730,7 @@ impl Config {
                         well_known: http.well_known,
                         upstream_host: http.upstream.authority.clone(),
                     },
-                    Backend::Stdio(_) => sluice_core::route::Route {
+                    Backend::Stdio(_) | Backend::Federation(_) => sluice_core::route::Route {
                         prefix: r.path.clone(),
                         upstream_path: r.path.clone(),
                         upstream_query: None,

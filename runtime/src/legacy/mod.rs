@@ -49,6 +49,9 @@ pub enum UpstreamTransport {
     /// Not HTTP at all: a stdio server sluice runs (the target's host and
     /// port are unused).
     Stdio(Box<crate::stdio::StdioUpstream>),
+    /// Many servers behind one endpoint (the target's host and port are
+    /// unused).
+    Federation(Box<crate::federation::FederationUpstream>),
 }
 
 /// Settings of the bridge of one route.

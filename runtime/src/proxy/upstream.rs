@@ -13,6 +13,7 @@ use sluice_core::exchange::TransportEvidence;
 use sluice_core::upstream::AnswerPart;
 
 use crate::dial::{self, Conn, Dialer};
+use crate::federation::RouteFederation;
 use crate::legacy::{AutoTransport, RouteBridge, UpstreamTransport};
 use crate::link::MessageLink;
 use crate::stdio::RouteStdio;
@@ -73,6 +74,9 @@ enum RouteKind {
     Auto(Arc<RouteBridge>, AutoTransport),
     /// A stdio server.
     Stdio(Arc<RouteStdio>),
+    /// A federation of servers (`None`: it could not start, for want of
+    /// randomness to key its sessions; its requests fail).
+    Federation(Option<Arc<RouteFederation>>),
 }
 
 /// A connection handed out by [`Upstreams::checkout`].
@@ -126,6 +130,14 @@ impl Upstreams {
                     let name = names.get(route).cloned().unwrap_or_default();
                     RouteKind::Stdio(RouteStdio::new(name, *s))
                 }
+                UpstreamTransport::Federation(f) => {
+                    let name = names.get(route).cloned().unwrap_or_default();
+                    let federation = RouteFederation::new(name.clone(), *f);
+                    if federation.is_none() {
+                        tracing::error!(route = %name, "no randomness for the federation's session key: its requests fail");
+                    }
+                    RouteKind::Federation(federation)
+                }
             })
             .collect();
         Upstreams { dialer, kinds }
@@ -140,6 +152,7 @@ impl Upstreams {
             .map(|k| match k {
                 RouteKind::Bridge(b) | RouteKind::Auto(b, _) => b.close_all(),
                 RouteKind::Stdio(s) => s.close_all(),
+                RouteKind::Federation(f) => f.as_ref().map_or(0, |f| f.close_all()),
                 RouteKind::Direct => 0,
             })
             .sum()
@@ -152,6 +165,7 @@ impl Upstreams {
             .map(|k| match k {
                 RouteKind::Bridge(b) | RouteKind::Auto(b, _) => b.live_count(),
                 RouteKind::Stdio(s) => s.live_count(),
+                RouteKind::Federation(f) => f.as_ref().map_or(0, |f| f.live_count()),
                 RouteKind::Direct => 0,
             })
             .sum()
@@ -174,6 +188,16 @@ impl Upstreams {
                     reused: false,
                     in_doubt: false,
                 });
+            }
+            Some(RouteKind::Federation(Some(f))) => {
+                return Ok(Checkout {
+                    conn: UpConn::Message(f.open()),
+                    reused: false,
+                    in_doubt: false,
+                });
+            }
+            Some(RouteKind::Federation(None)) => {
+                return Err(io::Error::other("the federation has no session key"));
             }
             Some(RouteKind::Auto(b, auto)) => match auto.known() {
                 Some(true) => return Ok(bridge(b)),
