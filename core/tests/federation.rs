@@ -372,13 +372,16 @@ fn a_call_goes_to_its_member_under_its_own_name_and_streams_back_with_requests_t
     let events: Vec<Value> = parts
         .iter()
         .filter_map(|p| match p {
-            AnswerPart::Event(d) => Some(serde_json::from_slice(d).unwrap()),
+            AnswerPart::Event(d) | AnswerPart::IdentifiedEvent { data: d, .. } => {
+                Some(serde_json::from_slice(d).unwrap())
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(
-        events[0], progress,
-        "no member event ids: the client's session has none"
+    assert_eq!(events[0], progress);
+    assert!(
+        matches!(parts[1], AnswerPart::IdentifiedEvent { id: 4, .. }),
+        "member 0's event id, marked with member 0"
     );
     assert_eq!(events[1]["id"], "sluice/0/12");
     assert_eq!(events[2], done);
@@ -451,19 +454,46 @@ fn what_cannot_be_routed_is_said_with_the_request_id() {
 }
 
 #[test]
-fn ping_is_local_and_delete_and_get_reach_every_member() {
+fn ping_delete_and_get_reach_every_member_and_a_forgotten_session_is_404() {
     let (now, names, mut lists) = (Instant::now(), names(), lists());
     let s = sessions();
     let c = ctx(&names, Some(("tok", &s)));
-    let mut f = Fanout::new(
-        post(json!({"jsonrpc":"2.0","id":1,"method":"ping"}), Some("tok")),
-        &c,
+    let ping = || post(json!({"jsonrpc":"2.0","id":1,"method":"ping"}), Some("tok"));
+    let mut f = Fanout::new(ping(), &c, &mut lists, now);
+    assert_eq!(sent(&drain(&mut f)).len(), 2);
+    f.member_part(
+        0,
+        json_answer(None, json!({"jsonrpc":"2.0","id":1,"result":{}})),
         &mut lists,
         now,
     );
-    let out = drain(&mut f);
-    assert!(sent(&out).is_empty());
-    assert_eq!(whole(&out).2["result"], json!({}));
+    f.member_part(
+        1,
+        AnswerPart::json(AnswerHead::status(404), "{}"),
+        &mut lists,
+        now,
+    );
+    assert_eq!(
+        whole(&drain(&mut f)).2["result"],
+        json!({}),
+        "one member still knows it"
+    );
+    let mut f = Fanout::new(ping(), &c, &mut lists, now);
+    drain(&mut f);
+    for leg in 0..2 {
+        f.member_part(
+            leg,
+            AnswerPart::json(AnswerHead::status(404), "{}"),
+            &mut lists,
+            now,
+        );
+    }
+    let (status, _, body) = whole(&drain(&mut f));
+    assert_eq!(
+        (status, body["id"].as_i64()),
+        (404, Some(1)),
+        "DELETEd: the client starts over"
+    );
 
     let bare = |method: &str| Request {
         method: method.into(),
@@ -505,17 +535,37 @@ fn ping_is_local_and_delete_and_get_reach_every_member() {
         now,
     );
     let changed = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"});
+    let event = |id: u64| AnswerPart::IdentifiedEvent {
+        id,
+        data: changed.to_string().into(),
+    };
+    f.member_part(0, AnswerPart::Prime(3), &mut lists, now);
+    f.member_part(0, event(4), &mut lists, now);
+    f.member_part(0, AnswerPart::End, &mut lists, now);
+    let parts = client(&drain(&mut f));
+    assert_eq!(parts[0], AnswerPart::Prime(3), "member 0: its own ids");
+    assert_eq!(parts[1], event(4));
+    assert_eq!(parts.last(), Some(&AnswerPart::End));
+    assert!(f.is_finished());
+
+    // Member 1's event 9 is 1 << 48 | 9 to the client; resuming after it
+    // asks member 1 alone, with its own id.
+    let mut get = bare("GET");
+    get.headers
+        .push(Header::new("Last-Event-ID", ((1u64 << 48) | 9).to_string()));
+    let mut f = Fanout::new(get, &c, &mut lists, now);
+    let legs = sent(&drain(&mut f));
+    assert_eq!(legs.len(), 1);
+    assert_eq!(legs[0].1, 1);
+    assert_eq!(header(&legs[0].2, "last-event-id").as_deref(), Some("9"));
     f.member_part(
         0,
-        AnswerPart::Event(changed.to_string().into()),
+        AnswerPart::Stream(AnswerHead::status(200)),
         &mut lists,
         now,
     );
-    f.member_part(0, AnswerPart::End, &mut lists, now);
-    let parts = client(&drain(&mut f));
-    assert_eq!(parts[0], AnswerPart::Event(changed.to_string().into()));
-    assert_eq!(parts.last(), Some(&AnswerPart::End));
-    assert!(f.is_finished());
+    f.member_part(0, event(10), &mut lists, now);
+    assert_eq!(client(&drain(&mut f))[0], event((1 << 48) | 10));
 }
 
 #[test]

@@ -103,7 +103,7 @@ class Server:
     # it (the SDKs' stdio client transports); through sluice it is
     # `sluice --upstream-command` in `stdio_mode`.
     transport: str = "streamable"
-    stdio_mode: str = "shared"  # shared | per-session (sluice's --stdio-mode)
+    stdio_mode: str = "shared"  # shared | per-session (sluice's --stdio-mode) | federation (one --member)
     # stdio: variables the command needs beyond PATH, HOME and LANG (the harness's
     # environment holds them; sluice gets `--stdio-env NAME` for each).
     stdio_env: tuple[str, ...] = ()
@@ -324,6 +324,16 @@ def stdio_servers(env_dir: Path, fs_root: Path) -> list[Server]:
             out.append(Server(name if mode == "shared" else f"{name}-per-session", cmd, profile, dict(unsupported),
                               transport="stdio", stdio_mode=mode, stdio_env=env_names, cwd=cwd,
                               same_direct_as=None if mode == "shared" else name))
+        # A one-member federation (`--member`): the names stay as they are (the prefix
+        # applies with several members), so every check runs as on the server itself,
+        # through the fan-out machine, sealed sessions and tagged server requests.
+        # Members take no working directory or variables on the command line yet.
+        if cwd is None and not env_names:
+            fed = dict(unsupported)
+            if name in roots_once:
+                fed.setdefault("roots", shared_roots)
+            out.append(Server(f"{name}-federated", cmd, profile, fed, transport="stdio",
+                              stdio_mode="federation", same_direct_as=name))
     return out
 
 
@@ -365,6 +375,8 @@ def plan(client: ClientSpec, server: Server, only_checks=None, mode: str = "prox
             continue
         if stdio and client.mode != "legacy" and mode == "direct":
             skip[check] = "directly, stdio rows run the Python SDK client in its handshake-era mode only"
+        elif stdio and client.mode != "legacy" and server.stdio_mode == "federation":
+            skip[check] = "federated routes serve the handshake era; 2026-07-28 clients come next"
         elif stdio and client.mode != "legacy" and server.stdio_mode != "shared":
             skip[check] = STDIO_PER_SESSION_NO_MODERN
         elif client.mode == "2026-07-28" and not serves_modern:
@@ -518,6 +530,8 @@ SLUICE_LINE = re.compile(r"sluice listening on (?:https?://)?([^\s/]+)")
 def stdio_sluice_args(s: Server) -> list[str]:
     """sluice's flags for a stdio server: the command line as one shell-quoted
     argument, the mode, and what the child needs beyond PATH, HOME and LANG."""
+    if s.stdio_mode == "federation":
+        return ["--member", f"{s.name.removesuffix('-federated').removesuffix('-stdio')}={shlex.join(s.cmd)}"]
     args = ["--upstream-command", shlex.join(s.cmd), "--stdio-mode", s.stdio_mode]
     for name in s.stdio_env:
         args += ["--stdio-env", name]
@@ -701,13 +715,13 @@ def run_concurrency(py2: str, targets: list[tuple[Server, str]], env: dict) -> l
         per = math.ceil(CONCURRENT_SESSIONS / len(http))
         runs += [(s, url, "auto", per, False) for s, url in http]
     for s, url in stdio:
-        shared = s.stdio_mode == "shared"
+        shared = s.stdio_mode != "per-session"
         runs.append((s, url, "legacy", STDIO_SHARED_SESSIONS if shared else STDIO_PER_SESSION_SESSIONS, shared))
     # A stdio child's requests carry nothing that names the call they serve, so there
     # every session also answers a sampling request of its own: per session, it must
     # get there; on a shared child, with several sessions' calls in flight, sluice may
     # refuse it (it cannot tell whose it is), but it must never reach another session.
-    server_requests = {s.name: "own" if s.same_direct_as else "own-or-refused"
+    server_requests = {s.name: "own" if s.stdio_mode == "per-session" else "own-or-refused"
                        for s, _ in stdio if "sampling" not in s.unsupported}
     pyc = str(HERE / "clients" / "py_client.py")
     jobs = []
@@ -802,7 +816,7 @@ def _run_mode(mode, env_dir, sluice, only_servers, only_clients, jobs, only_chec
         with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
             futs = []
             for s, url in started:
-                if url and s.transport == "stdio" and s.stdio_mode == "shared":
+                if url and s.transport == "stdio" and s.stdio_mode != "per-session":
                     # One child serves every session here, and a child's request
                     # (sampling, elicitation, roots) names no call: with other
                     # sessions' calls in flight sluice refuses it rather than guess

@@ -13,10 +13,14 @@
 //! | `initialize` | every member | capabilities joined, instructions labelled, the oldest version; a new session ([`Output::Seal`]) |
 //! | `tools/list`, `prompts/list`, `resources/list`, `resources/templates/list` | every member with more to list ([`MergedCursor`]) | one merged page ([`Catalog`], [`Resources`]); a member that fails is left out |
 //! | `tools/call`, `prompts/get`, `resources/read`, `completion/complete` | the member the name or URI leads to, the name its own | the member's answer as it streams, its requests to the client tagged |
-//! | `ping` | none | `{}` |
-//! | `logging/setLevel`, notifications, `DELETE` | every member | `{}`, 202, 200 |
+//! | `ping`, `logging/setLevel` | every member | `{}`; 404 when every member forgot its session |
+//! | notifications, `DELETE` | every member | 202, 200 |
 //! | an answer to a member's request | that member (the tag says which), its id restored | 202 |
 //! | `GET` | every member | one stream of their events |
+//! | `GET` with `Last-Event-ID` | the member the id names, with its own id | that member's stream, resumed |
+//!
+//! An event id a member gives is shown as `member << 48 | id`, so a
+//! resumption finds its member without anything remembered.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -239,15 +243,19 @@ impl Fanout {
                     );
                 };
                 self.op = Op::Get;
+                // A resumption is one member's stream; a new GET, everyone's.
+                let resume = last_event_id(&req).map(split_event_id);
                 for (member, s) in sessions.iter().enumerate() {
-                    if let Some(s) = s {
-                        self.send(
-                            member,
-                            member_request(&req, req.body.clone(), s, None),
-                            ctx,
-                            now,
-                        );
+                    let Some(s) = s else { continue };
+                    let mut r = member_request(&req, req.body.clone(), s, None);
+                    match resume {
+                        Some((m, _)) if m != member => continue,
+                        Some((_, own)) => r
+                            .headers
+                            .push(Header::new("Last-Event-ID", own.to_string())),
+                        None => {}
                     }
+                    self.send(member, r, ctx, now);
                 }
                 self.open_client_stream();
                 if self.legs.is_empty() {
@@ -374,10 +382,9 @@ impl Fanout {
         now: Instant,
     ) {
         let body = req.body.clone();
-        if method == "ping" {
-            return self.answer(b"{}".to_vec());
-        }
-        if method == "logging/setLevel" {
+        // `ping` goes to the members too: a session sealed in a token lives
+        // as long as its members' sessions, which only they can tell.
+        if method == "ping" || method == "logging/setLevel" {
             self.op = Op::SetLevel;
             for (member, s) in sessions.iter().enumerate() {
                 if let Some(s) = s {
@@ -476,10 +483,16 @@ impl Fanout {
         let member = l.member;
         match (&self.op, part) {
             (Op::Routed, part) => self.pass_through(leg, member, part),
-            (Op::Get, AnswerPart::Stream(_) | AnswerPart::Prime(_)) => {}
-            (Op::Get, AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. }) => {
-                let out = tag_request(&data, member);
-                self.emit(AnswerPart::Event(out));
+            (Op::Get, AnswerPart::Stream(_)) => {}
+            (
+                Op::Get,
+                part @ (AnswerPart::Event(_)
+                | AnswerPart::IdentifiedEvent { .. }
+                | AnswerPart::Prime(_)),
+            ) => {
+                if let Some(part) = event_for_client(part, member) {
+                    self.emit(part);
+                }
             }
             (Op::Get, AnswerPart::Whole { .. } | AnswerPart::End) => {
                 self.legs[leg].done = true;
@@ -596,10 +609,28 @@ impl Fanout {
         if self.finished || !self.legs.iter().all(|l| l.done) {
             return;
         }
+        if self.session_gone() {
+            return self.reply(
+                404,
+                self.id.clone(),
+                codes::INVALID_REQUEST,
+                "unknown or expired session",
+            );
+        }
         match self.op {
             Op::Delete => self.finish(AnswerPart::empty(self.head(200))),
             _ => self.answer(b"{}".to_vec()),
         }
+    }
+
+    /// Every member asked said it no longer knows its session (DELETEd,
+    /// expired, restarted): so is the client's.
+    fn session_gone(&self) -> bool {
+        !self.legs.is_empty()
+            && self
+                .legs
+                .iter()
+                .all(|l| l.head.as_ref().is_some_and(|h| h.status == 404))
     }
 
     fn settle_initialize(&mut self) {
@@ -641,6 +672,14 @@ impl Fanout {
     fn settle_list(&mut self, lists: &mut Lists) {
         if self.finished || !self.legs.iter().all(|l| l.done) {
             return;
+        }
+        if self.session_gone() {
+            return self.reply(
+                404,
+                self.id.clone(),
+                codes::INVALID_REQUEST,
+                "unknown or expired session",
+            );
         }
         let Op::List { kind, cursor } = &self.op else {
             return;
@@ -739,12 +778,13 @@ impl Fanout {
                 };
                 self.emit(AnswerPart::Stream(head));
             }
-            AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => {
-                // Member event ids mean nothing to the client's session:
-                // a resumption would have to name the member.
-                self.emit(AnswerPart::Event(tag_request(&data, member)));
+            part @ (AnswerPart::Event(_)
+            | AnswerPart::IdentifiedEvent { .. }
+            | AnswerPart::Prime(_)) => {
+                if let Some(part) = event_for_client(part, member) {
+                    self.emit(part);
+                }
             }
-            AnswerPart::Prime(_) => {}
             AnswerPart::End => {
                 self.legs[leg].done = true;
                 self.finish(AnswerPart::End);
@@ -856,6 +896,45 @@ fn member_request(
         headers,
         body,
     }
+}
+
+/// Bits of a client-facing event id that hold the member's own id.
+const MEMBER_ID_BITS: u32 = 48;
+
+/// A member's event as the client gets it: its event id marked with the
+/// member (an id too large to mark goes without one), its request to the
+/// client tagged; a prime whose id cannot be marked is dropped.
+fn event_for_client(part: AnswerPart, member: Member) -> Option<AnswerPart> {
+    let mark = |id: u64| {
+        (id >> MEMBER_ID_BITS == 0 && (member as u64) < (1 << (64 - MEMBER_ID_BITS)))
+            .then_some((member as u64) << MEMBER_ID_BITS | id)
+    };
+    Some(match part {
+        AnswerPart::IdentifiedEvent { id, data } => {
+            let data = tag_request(&data, member);
+            match mark(id) {
+                Some(id) => AnswerPart::IdentifiedEvent { id, data },
+                None => AnswerPart::Event(data),
+            }
+        }
+        AnswerPart::Event(data) => AnswerPart::Event(tag_request(&data, member)),
+        AnswerPart::Prime(id) => AnswerPart::Prime(mark(id)?),
+        other => other,
+    })
+}
+
+/// The member and its own event id in a client-facing event id.
+fn split_event_id(id: u64) -> (Member, u64) {
+    (
+        (id >> MEMBER_ID_BITS) as Member,
+        id & ((1 << MEMBER_ID_BITS) - 1),
+    )
+}
+
+/// The `Last-Event-ID` a client sent, when it is a number.
+fn last_event_id(req: &Request) -> Option<u64> {
+    let v = req.header("last-event-id")?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// A member's request in `data` (sampling, elicitation, roots) with its
