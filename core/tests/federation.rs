@@ -169,7 +169,7 @@ fn initialize_fans_out_and_seals_the_members_sessions() {
     f.member_part(1, AnswerPart::Event(r1.to_string().into()), &mut lists, now);
     f.member_part(1, AnswerPart::End, &mut lists, now);
     assert!(drain(&mut f).is_empty(), "waits for every member");
-    f.member_failed(2, "connection refused", &mut lists);
+    f.member_failed(2, "connection refused", &mut lists, now);
     let out = drain(&mut f);
     let seal = out.iter().find_map(|o| match o {
         Output::Seal(s) => Some(s.clone()),
@@ -418,12 +418,6 @@ fn what_cannot_be_routed_is_said_with_the_request_id() {
             "member time",
         ),
         (
-            json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}),
-            200,
-            -32602,
-            "no member listed",
-        ),
-        (
             json!({"jsonrpc":"2.0","id":4,"method":"custom/thing"}),
             404,
             -32601,
@@ -595,4 +589,70 @@ fn a_client_that_leaves_drops_every_leg() {
         now,
     );
     assert!(drain(&mut f).is_empty());
+}
+
+#[test]
+fn a_uri_no_list_has_shown_yet_is_found_by_reading_the_members_lists_once() {
+    let (now, names, mut lists) = (Instant::now(), names(), lists());
+    let s = sessions();
+    let c = ctx(&names, Some(("tok", &s)));
+    let read = |uri: &str| {
+        post(
+            json!({"jsonrpc":"2.0","id":"r","method":"resources/read","params":{"uri":uri}}),
+            Some("tok"),
+        )
+    };
+    let mut f = Fanout::new(read("file:///docs/a.md"), &c, &mut lists, now);
+    let legs = sent(&drain(&mut f));
+    let asked: Vec<(usize, String)> = legs
+        .iter()
+        .map(|(_, m, r)| {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            (*m, v["method"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            (0, "resources/list".to_owned()),
+            (0, "resources/templates/list".to_owned()),
+            (1, "resources/list".to_owned()),
+            (1, "resources/templates/list".to_owned())
+        ]
+    );
+    let empty = |key: &str| {
+        json_answer(
+            None,
+            json!({"jsonrpc":"2.0","id":"sluice/discover","result":{key:[]}}),
+        )
+    };
+    f.member_part(legs[0].0, empty("resources"), &mut lists, now);
+    f.member_part(legs[1].0, empty("resourceTemplates"), &mut lists, now);
+    f.member_part(legs[2].0, empty("resources"), &mut lists, now);
+    let templates = json!({"jsonrpc":"2.0","id":"sluice/discover","result":{"resourceTemplates":[{"uriTemplate":"file:///{+path}","name":"f"}]}});
+    f.member_part(legs[3].0, json_answer(None, templates), &mut lists, now);
+    let routed = sent(&drain(&mut f));
+    assert_eq!(routed.len(), 1);
+    assert_eq!(routed[0].1, 1, "the member whose template matches");
+    let body: Value = serde_json::from_slice(&routed[0].2.body).unwrap();
+    assert_eq!(body["id"], "r", "the client's request, as it came");
+
+    // Learned: the next read goes straight there; a URI nobody has is said.
+    let mut f = Fanout::new(read("file:///b"), &c, &mut lists, now);
+    assert_eq!(sent(&drain(&mut f))[0].1, 1);
+    let mut f = Fanout::new(read("mem://nothing"), &c, &mut lists, now);
+    let legs = sent(&drain(&mut f));
+    for (leg, _, _) in &legs {
+        f.member_part(
+            *leg,
+            AnswerPart::json(AnswerHead::status(404), "{}"),
+            &mut lists,
+            now,
+        );
+    }
+    let (status, _, body) = whole(&drain(&mut f));
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (200, Some(-32602))
+    );
 }

@@ -67,6 +67,10 @@ TARGETS = {
     # One Python child per client session: every session pays the child's
     # start-up (about 1.5 s of CPU; ~65 sessions in stable plus 2025-11-25),
     # several times the stage's time; only on request.
+    # A one-member federation of the fixture's stdio face: with one member the names
+    # keep no prefix (`conditional`), so every scenario runs as on the fixture itself.
+    "federation": {"args": ["--member", "FIXTURE_MEMBER"], "default": True, "exclusive": True,
+                   "skip_runs": {"2026-07-28": "federated routes serve the handshake era (2026-07-28 next)"}},
     "stdio-per-session": {"args": ["--upstream-command", "FIXTURE_STDIO", "--stdio-mode", "per-session"],
                           "default": False, "exclusive": False, "skip_runs": {"2026-07-28": STDIO_STATELESS}},
 }
@@ -266,7 +270,7 @@ def expected_direct_failure(scenario: str) -> str | None:
 
 
 def expected_stdio_gap(target: str, scenario: str) -> str | None:
-    return _lookup(EXPECTED_STDIO_GAPS, scenario) if target.startswith("stdio") else None
+    return _lookup(EXPECTED_STDIO_GAPS, scenario) if over_stdio(target) else None
 
 
 def lost_checks(direct: dict, proxied: dict) -> list[str]:
@@ -275,7 +279,12 @@ def lost_checks(direct: dict, proxied: dict) -> list[str]:
 
 
 def stdio_unsupported(target: str, run: str, scenario: str) -> str | None:
-    return _lookup(STDIO_UNSUPPORTED.get(run, {}), scenario) if target.startswith("stdio") else None
+    return _lookup(STDIO_UNSUPPORTED.get(run, {}), scenario) if over_stdio(target) else None
+
+
+def over_stdio(target: str) -> bool:
+    """The target reaches the fixture's stdio face (a command route, or a federation of it)."""
+    return target.startswith("stdio") or target == "federation"
 
 
 def judge(scenario: str, direct: dict | None, proxied: dict | None, target: str = "sluice",
@@ -418,7 +427,7 @@ class Target:
 
     def __init__(self, name: str, sluice: str, args: list[str], log: Path, path: str) -> None:
         self.name = name
-        self.stdio = "--upstream-command" in args
+        self.stdio = "--upstream-command" in args or "--member" in args
         self.peer = Peer(name, [sluice, *args, "--listen", "127.0.0.1:0"], log)
         self.path = path
         self.url = ""
@@ -495,7 +504,8 @@ def main() -> int:
         path = "/" + direct_url.split("/", 3)[3]
         stdio_cmd = shlex.join([python, str(HERE / "fixture_server.py"), "--stdio"])
         for name in names:
-            args = [{"FIXTURE_URL": direct_url, "FIXTURE_STDIO": stdio_cmd}.get(w, w) for w in TARGETS[name]["args"]]
+            words = {"FIXTURE_URL": direct_url, "FIXTURE_STDIO": stdio_cmd, "FIXTURE_MEMBER": f"fixture={stdio_cmd}"}
+            args = [words.get(w, w) for w in TARGETS[name]["args"]]
             if TARGETS[name]["args"][0] == "--upstream-command":
                 args += ["--path", path]
             log = a.out / ("sluice.log" if name == "sluice" else f"sluice-{name}.log")

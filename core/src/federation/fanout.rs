@@ -108,6 +108,9 @@ enum Op {
     Routed,
     /// `logging/setLevel`: answered `{}` when every member has.
     SetLevel,
+    /// Reading members' lists (first pages) to learn where the pending
+    /// request goes; each leg's kind.
+    Discover(Vec<ListKind>),
     /// Notifications and answers: 202 at once, legs not awaited.
     Forwarded,
     Delete,
@@ -175,6 +178,14 @@ pub struct Fanout {
     finished: bool,
     /// `initialize`'s merged result, until the session is sealed.
     pending_init: Option<Vec<u8>>,
+    /// The client's session, as its token holds it.
+    sessions: Vec<Option<MemberSession>>,
+    /// How long a member has to begin an answer.
+    timeout: Duration,
+    /// A request waiting for the lists that tell where it goes.
+    pending: Option<Request>,
+    /// Those lists were read once already.
+    discovered: bool,
 }
 
 impl Fanout {
@@ -192,6 +203,10 @@ impl Fanout {
             client_streaming: false,
             finished: false,
             pending_init: None,
+            sessions: ctx.session.map(|(_, s)| s.to_vec()).unwrap_or_default(),
+            timeout: ctx.timeout,
+            pending: None,
+            discovered: false,
         };
         f.start(req, ctx, lists, now);
         f
@@ -255,7 +270,7 @@ impl Fanout {
                             .push(Header::new("Last-Event-ID", own.to_string())),
                         None => {}
                     }
-                    self.send(member, r, ctx, now);
+                    self.send(member, r, now);
                 }
                 self.open_client_stream();
                 if self.legs.is_empty() {
@@ -275,12 +290,7 @@ impl Fanout {
                 self.op = Op::Delete;
                 for (member, s) in sessions.iter().enumerate() {
                     if let Some(s) = s {
-                        self.send(
-                            member,
-                            member_request(&req, Bytes::new(), s, None),
-                            ctx,
-                            now,
-                        );
+                        self.send(member, member_request(&req, Bytes::new(), s, None), now);
                     }
                 }
                 return self.settle();
@@ -310,12 +320,7 @@ impl Fanout {
                     id: None,
                     version: String::new(),
                 };
-                self.send(
-                    member,
-                    member_request(&req, body.clone(), &init, None),
-                    ctx,
-                    now,
-                );
+                self.send(member, member_request(&req, body.clone(), &init, None), now);
             }
             return;
         }
@@ -332,12 +337,7 @@ impl Fanout {
                 self.op = Op::Forwarded;
                 for (member, s) in sessions.iter().enumerate() {
                     if let Some(s) = s {
-                        self.send(
-                            member,
-                            member_request(&req, body.clone(), s, None),
-                            ctx,
-                            now,
-                        );
+                        self.send(member, member_request(&req, body.clone(), s, None), now);
                     }
                 }
                 self.finish(AnswerPart::empty(self.head(202)));
@@ -355,7 +355,7 @@ impl Fanout {
                 match target {
                     Some((member, text, s)) => {
                         self.op = Op::Forwarded;
-                        self.send(member, member_request(&req, text.into(), s, None), ctx, now);
+                        self.send(member, member_request(&req, text.into(), s, None), now);
                         self.finish(AnswerPart::empty(self.head(202)));
                     }
                     None => {
@@ -366,7 +366,7 @@ impl Fanout {
                     }
                 }
             }
-            Kind::Request => self.request(&req, &message, &method, sessions, ctx, lists, now),
+            Kind::Request => self.request(&req, &message, &method, sessions, lists, now),
         }
     }
 
@@ -377,7 +377,6 @@ impl Fanout {
         message: &Message<'_>,
         method: &str,
         sessions: &[Option<MemberSession>],
-        ctx: &Context<'_>,
         lists: &mut Lists,
         now: Instant,
     ) {
@@ -388,7 +387,7 @@ impl Fanout {
             self.op = Op::SetLevel;
             for (member, s) in sessions.iter().enumerate() {
                 if let Some(s) = s {
-                    self.send(member, member_request(req, body.clone(), s, None), ctx, now);
+                    self.send(member, member_request(req, body.clone(), s, None), now);
                 }
             }
             return self.settle();
@@ -414,27 +413,39 @@ impl Fanout {
                     continue;
                 };
                 let text = with_cursor(&body, own);
-                self.send(member, member_request(req, text.into(), s, None), ctx, now);
+                self.send(member, member_request(req, text.into(), s, None), now);
             }
             self.op = Op::List { kind, cursor };
             return self.settle_list(lists);
         }
         let routed = match method {
-            "tools/call" => route_by_name(&lists.tools, &body, &["params", "name"]),
-            "prompts/get" => route_by_name(&lists.prompts, &body, &["params", "name"]),
-            "resources/read" => route_by_uri(&lists.resources, &body, &["params", "uri"]),
+            "tools/call" => {
+                route_by_name(&lists.tools, ListKind::Tools, &body, &["params", "name"])
+            }
+            "prompts/get" => route_by_name(
+                &lists.prompts,
+                ListKind::Prompts,
+                &body,
+                &["params", "name"],
+            ),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                route_by_uri(&lists.resources, &body, &["params", "uri"], sessions)
+            }
             "completion/complete" => {
                 let kind = string_at(&body, &["params", "ref", "type"]);
                 match kind.as_deref() {
-                    Some("ref/prompt") => {
-                        route_by_name(&lists.prompts, &body, &["params", "ref", "name"])
-                    }
-                    Some("ref/resource") => {
-                        route_by_uri(&lists.resources, &body, &["params", "ref", "uri"])
-                    }
-                    _ => Err(
-                        "a completion/complete whose ref is neither a prompt nor a resource".into(),
+                    Some("ref/prompt") => route_by_name(
+                        &lists.prompts,
+                        ListKind::Prompts,
+                        &body,
+                        &["params", "ref", "name"],
                     ),
+                    Some("ref/resource") => {
+                        route_by_uri(&lists.resources, &body, &["params", "ref", "uri"], sessions)
+                    }
+                    _ => Err(Unrouted::No(
+                        "a completion/complete whose ref is neither a prompt nor a resource".into(),
+                    )),
                 }
             }
             _ => {
@@ -444,7 +455,16 @@ impl Fanout {
         };
         let (member, text) = match routed {
             Ok(r) => r,
-            Err(why) => return self.reply(200, self.id.clone(), codes::INVALID_PARAMS, &why),
+            Err(Unrouted::Ask(kind, members)) if !self.discovered => {
+                return self.discover(req, kind, &members, now);
+            }
+            Err(Unrouted::Ask(..)) => {
+                let why = "no member's list says it has it";
+                return self.reply(200, self.id.clone(), codes::INVALID_PARAMS, why);
+            }
+            Err(Unrouted::No(why)) => {
+                return self.reply(200, self.id.clone(), codes::INVALID_PARAMS, &why);
+            }
         };
         let Some(Some(s)) = sessions.get(member) else {
             let why = format!(
@@ -458,7 +478,6 @@ impl Fanout {
         self.send(
             member,
             member_request(req, text.into(), s, own_name.as_deref()),
-            ctx,
             now,
         );
     }
@@ -473,7 +492,6 @@ impl Fanout {
 
     /// A part of `leg`'s answer.
     pub fn member_part(&mut self, leg: Leg, part: AnswerPart, lists: &mut Lists, now: Instant) {
-        let _ = now;
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
@@ -505,7 +523,7 @@ impl Fanout {
                 l.done = true;
                 l.head = Some(head);
                 l.answer = (!body.is_empty()).then_some(body);
-                self.settle_any(lists);
+                self.settle_any(lists, now);
             }
             (_, AnswerPart::Stream(head)) => {
                 let l = &mut self.legs[leg];
@@ -525,14 +543,14 @@ impl Fanout {
             (_, AnswerPart::Prime(_)) => {}
             (_, AnswerPart::End) => {
                 self.legs[leg].done = true;
-                self.settle_any(lists);
+                self.settle_any(lists, now);
             }
         }
     }
 
     /// `leg`'s member failed (its link closed, it could not be reached)
     /// before its answer was complete.
-    pub fn member_failed(&mut self, leg: Leg, why: &str, lists: &mut Lists) {
+    pub fn member_failed(&mut self, leg: Leg, why: &str, lists: &mut Lists, now: Instant) {
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
@@ -566,7 +584,7 @@ impl Fanout {
             _ => {
                 self.outputs
                     .push_back(Output::Log(format!("member {name} left out: {why}")));
-                self.settle_any(lists);
+                self.settle_any(lists, now);
             }
         }
     }
@@ -578,7 +596,7 @@ impl Fanout {
             .collect();
         for leg in late {
             self.outputs.push_back(Output::DropLeg { leg });
-            self.member_failed(leg, "no answer in time", lists);
+            self.member_failed(leg, "no answer in time", lists, now);
         }
     }
 
@@ -595,11 +613,12 @@ impl Fanout {
 
     // ---- fan-in ----------------------------------------------------------
 
-    fn settle_any(&mut self, lists: &mut Lists) {
+    fn settle_any(&mut self, lists: &mut Lists, now: Instant) {
         match self.op {
             Op::Initialize => self.settle_initialize(),
             Op::List { .. } => self.settle_list(lists),
             Op::SetLevel | Op::Delete => self.settle(),
+            Op::Discover(_) => self.settle_discover(lists, now),
             _ => {}
         }
     }
@@ -792,13 +811,90 @@ impl Fanout {
         }
     }
 
+    // ---- discovery ------------------------------------------------------
+
+    /// `req` waits while `members`' lists of `kind` (resources: and their
+    /// templates) are read, once; then it is routed again.
+    fn discover(&mut self, req: &Request, kind: ListKind, members: &[Member], now: Instant) {
+        let kinds: &[ListKind] = match kind {
+            ListKind::Resources | ListKind::Templates => {
+                &[ListKind::Resources, ListKind::Templates]
+            }
+            k => &[k][..],
+        };
+        let mut legs = Vec::new();
+        for &member in members {
+            let Some(Some(s)) = self.sessions.get(member).cloned() else {
+                continue;
+            };
+            for &k in kinds {
+                let method = match k {
+                    ListKind::Tools => "tools/list",
+                    ListKind::Prompts => "prompts/list",
+                    ListKind::Resources => "resources/list",
+                    ListKind::Templates => "resources/templates/list",
+                };
+                let body =
+                    format!(r#"{{"jsonrpc":"2.0","id":"sluice/discover","method":"{method}"}}"#);
+                let mut list = member_request(req, body.into(), &s, None);
+                list.headers
+                    .retain(|h| !h.is("mcp-name") && !h.is("mcp-method") && !h.is("last-event-id"));
+                legs.push(k);
+                self.send(member, list, now);
+            }
+        }
+        self.pending = Some(req.clone());
+        self.discovered = true;
+        self.op = Op::Discover(legs);
+    }
+
+    /// The lists are in: learn them, then route the pending request.
+    fn settle_discover(&mut self, lists: &mut Lists, now: Instant) {
+        if self.finished || !self.legs.iter().all(|l| l.done) {
+            return;
+        }
+        let Op::Discover(kinds) = &self.op else {
+            return;
+        };
+        let first = self.legs.len() - kinds.len();
+        let kinds = kinds.clone();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            let l = &self.legs[first + i];
+            let Some(result) = l.answer.as_ref().and_then(|a| result_of(a)) else {
+                continue;
+            };
+            let items = result
+                .get(kind.key())
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()))
+                .to_string();
+            match kind {
+                ListKind::Tools => drop(lists.tools.merge(&[(l.member, items.as_bytes())])),
+                ListKind::Prompts => drop(lists.prompts.merge(&[(l.member, items.as_bytes())])),
+                ListKind::Resources => lists.resources.learn(l.member, items.as_bytes()),
+                ListKind::Templates => lists.resources.learn_templates(l.member, items.as_bytes()),
+            }
+        }
+        let Some(req) = self.pending.take() else {
+            return;
+        };
+        let sessions = self.sessions.clone();
+        let body = req.body.clone();
+        let Ok(Classified::Single(message)) = jsonrpc::classify(&body, &jsonrpc::Limits::default())
+        else {
+            return;
+        };
+        let method = message.method.as_deref().unwrap_or_default().to_owned();
+        self.request(&req, &message, &method, &sessions, lists, now);
+    }
+
     // ---- output helpers --------------------------------------------------
 
-    fn send(&mut self, member: Member, req: Request, ctx: &Context<'_>, now: Instant) {
+    fn send(&mut self, member: Member, req: Request, now: Instant) {
         let leg = self.legs.len();
         self.legs.push(LegState {
             member,
-            deadline: now + ctx.timeout,
+            deadline: now + self.timeout,
             done: matches!(self.op, Op::Forwarded),
             answer: None,
             head: None,
@@ -986,38 +1082,55 @@ fn with_cursor(body: &[u8], own: Option<&str>) -> Vec<u8> {
     }
 }
 
+/// Why a request could not be routed yet.
+enum Unrouted {
+    /// These members' lists of this kind would tell.
+    Ask(ListKind, Vec<Member>),
+    /// Nothing can route it.
+    No(String),
+}
+
 /// The member a name at `path` leads to, and the body with the member's
 /// own name there.
 fn route_by_name(
     catalog: &Catalog,
+    kind: ListKind,
     body: &[u8],
     path: &[&str],
-) -> Result<(Member, Vec<u8>), String> {
-    let shown = string_at(body, path).ok_or("no name to route by")?;
+) -> Result<(Member, Vec<u8>), Unrouted> {
+    let no = |why: &str| Unrouted::No(why.to_owned());
+    let shown = string_at(body, path).ok_or_else(|| no("no name to route by"))?;
     match catalog.resolve(&shown) {
         Resolved::Known(t) => {
-            let text = replace_string(body, path, &t.name).ok_or("no name to route by")?;
+            let text =
+                replace_string(body, path, &t.name).ok_or_else(|| no("no name to route by"))?;
             Ok((t.member, text))
         }
-        Resolved::Ask(_) => Err(format!(
-            "{shown:?} may belong to several members; list them first so sluice knows whose it is"
-        )),
-        Resolved::Unknown => Err(format!("no member has {shown:?}")),
+        Resolved::Ask(members) => Err(Unrouted::Ask(kind, members)),
+        Resolved::Unknown => Err(Unrouted::No(format!("no member has {shown:?}"))),
     }
 }
 
-/// The member a URI at `path` leads to; the body is unchanged.
+/// The member a URI at `path` leads to (the body is unchanged): the one
+/// that listed it or a template matching it, the session's only member,
+/// or else the members' lists must tell.
 fn route_by_uri(
     resources: &Resources,
     body: &[u8],
     path: &[&str],
-) -> Result<(Member, Vec<u8>), String> {
-    let uri = string_at(body, path).ok_or("no uri to route by")?;
-    match resources.route(&uri) {
-        Some(m) => Ok((m, body.to_vec())),
-        None => Err(format!(
-            "no member listed {uri:?} (list the resources and templates first)"
-        )),
+    sessions: &[Option<MemberSession>],
+) -> Result<(Member, Vec<u8>), Unrouted> {
+    let uri = string_at(body, path).ok_or_else(|| Unrouted::No("no uri to route by".into()))?;
+    if let Some(m) = resources.route(&uri) {
+        return Ok((m, body.to_vec()));
+    }
+    let members: Vec<Member> = (0..sessions.len())
+        .filter(|m| sessions[*m].is_some())
+        .collect();
+    match members.as_slice() {
+        [only] => Ok((*only, body.to_vec())),
+        [] => Err(Unrouted::No(format!("no member can serve {uri:?}"))),
+        _ => Err(Unrouted::Ask(ListKind::Resources, members)),
     }
 }
 

@@ -125,7 +125,7 @@ pub(super) async fn run(
             Event::Part(leg, Some(part)) => fanout.member_part(leg, part, &mut lists, now),
             Event::Part(leg, None) => {
                 legs[leg] = None;
-                fanout.member_failed(leg, "it ended the answer early", &mut lists);
+                fanout.member_failed(leg, "it ended the answer early", &mut lists, now);
             }
             Event::Gone => fanout.client_gone(),
             Event::Timer => fanout.handle_timeout(&mut lists, now),
