@@ -56,7 +56,8 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
         banner.push_str(&format!(
             "\n  demo MCP server (in-process): {}\n  point an MCP client at:       http://{addr}/mcp\n  \
              its legacy HTTP+SSE face:     http://{addr}/legacy (found and bridged by transport = auto)\n  \
-             its stdio face:               http://{addr}/stdio (sluice runs `sluice demo --stdio` as a child)\n\n  \
+             its stdio face:               http://{addr}/stdio (sluice runs `sluice demo --stdio` as a child)\n  \
+             two of it behind one endpoint: http://{addr}/federated (tools a__echo, b__echo, …)\n\n  \
              try it:\n    curl -s http://{addr}/mcp -H 'Content-Type: application/json' \\\n      \
              -H 'Accept: application/json, text/event-stream' \\\n      \
              -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"1\"}}}}}}' -i\n  \

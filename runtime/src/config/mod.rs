@@ -607,6 +607,9 @@ impl Demo {
     /// The path the demo server's stdio face is served at: sluice runs
     /// `sluice demo --stdio` as the route's child.
     pub const STDIO_PATH: &'static str = "/stdio";
+    /// The path of a federation of two demo stdio servers (`a` and `b`):
+    /// one endpoint, their tools as `a__echo`, `b__echo`…
+    pub const FEDERATED_PATH: &'static str = "/federated";
 
     /// The proxy configuration once the demo server listens on `upstream`:
     /// [`Demo::PATH`] → `http://{upstream}/mcp` and [`Demo::LEGACY_PATH`] →
@@ -638,9 +641,16 @@ impl Demo {
         config.routes[0].name = "demo".into();
         config.routes.push(legacy);
         let stdio = Stdio::new(&self.program, vec!["demo".into(), "--stdio".into()]);
+        let members = ["a", "b"]
+            .map(|name| Member::new(name.into(), stdio.clone()))
+            .to_vec();
         let mut stdio = Route::new(Demo::STDIO_PATH.to_string(), Backend::Stdio(stdio));
         stdio.name = "demo-stdio".into();
         config.routes.push(stdio);
+        let federation = Backend::Federation(Federation { members });
+        let mut federated = Route::new(Demo::FEDERATED_PATH.to_string(), federation);
+        federated.name = "demo-federated".into();
+        config.routes.push(federated);
         config.log = self.log.clone();
         config.hooks = self.hooks.clone();
         config
