@@ -656,3 +656,30 @@ fn a_uri_no_list_has_shown_yet_is_found_by_reading_the_members_lists_once() {
         (200, Some(-32602))
     );
 }
+
+#[test]
+fn a_member_answering_out_of_order_fails_the_call_cleanly() {
+    // Found by the federation_fanout fuzz target: a prime before a head.
+    let (now, names, mut lists) = (Instant::now(), names(), lists());
+    let s = sessions();
+    let c = ctx(&names, Some(("tok", &s)));
+    let call = json!({"jsonrpc":"2.0","id":"k","method":"tools/call","params":{"name":"fs__read"}});
+    let mut f = Fanout::new(post(call, Some("tok")), &c, &mut lists, now);
+    drain(&mut f);
+    f.member_part(0, AnswerPart::Prime(1), &mut lists, now);
+    let out = drain(&mut f);
+    assert!(out.contains(&Output::DropLeg { leg: 0 }));
+    let (status, _, body) = whole(&out);
+    assert_eq!((status, body["id"].as_str()), (502, Some("k")));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("member fs answered out of order")
+    );
+    // Found by the same target: a refusal for want of a session keeps the id.
+    let list = json!({"jsonrpc":"2.0","id":"L","method":"tools/list"});
+    let mut f = Fanout::new(post(list, None), &ctx(&names, None), &mut lists, now);
+    let (status, _, body) = whole(&drain(&mut f));
+    assert_eq!((status, body["id"].as_str()), (400, Some("L")));
+}

@@ -327,7 +327,7 @@ impl Fanout {
         let Some(sessions) = sessions else {
             return self.reply(
                 400,
-                None,
+                self.id.clone(),
                 codes::INVALID_REQUEST,
                 "no Mcp-Session-Id: initialize first",
             );
@@ -779,8 +779,9 @@ impl Fanout {
     /// A routed call's answer, as the member gives it: its head with the
     /// client's session, its events with the member's requests tagged.
     fn pass_through(&mut self, leg: Leg, member: Member, part: AnswerPart) {
-        match part {
-            AnswerPart::Whole { head, body } => {
+        let streaming = self.legs[leg].streaming;
+        match (streaming, part) {
+            (false, AnswerPart::Whole { head, body }) => {
                 self.legs[leg].done = true;
                 let head = AnswerHead {
                     session_id: self.client_session.clone(),
@@ -788,7 +789,7 @@ impl Fanout {
                 };
                 self.finish(AnswerPart::Whole { head, body });
             }
-            AnswerPart::Stream(head) => {
+            (false, AnswerPart::Stream(head)) => {
                 self.legs[leg].streaming = true;
                 self.client_streaming = true;
                 let head = AnswerHead {
@@ -797,16 +798,32 @@ impl Fanout {
                 };
                 self.emit(AnswerPart::Stream(head));
             }
-            part @ (AnswerPart::Event(_)
-            | AnswerPart::IdentifiedEvent { .. }
-            | AnswerPart::Prime(_)) => {
+            (
+                true,
+                part @ (AnswerPart::Event(_)
+                | AnswerPart::IdentifiedEvent { .. }
+                | AnswerPart::Prime(_)),
+            ) => {
                 if let Some(part) = event_for_client(part, member) {
                     self.emit(part);
                 }
             }
-            AnswerPart::End => {
+            (true, AnswerPart::End) => {
                 self.legs[leg].done = true;
                 self.finish(AnswerPart::End);
+            }
+            // A part out of order: the member's answer is broken.
+            (_, part) => {
+                self.legs[leg].done = true;
+                self.outputs.push_back(Output::DropLeg { leg });
+                let name = self.member_names[member].clone();
+                let why = format!("member {name} answered out of order ({})", part_name(&part));
+                self.outputs.push_back(Output::Log(why.clone()));
+                if streaming {
+                    self.finish(AnswerPart::End);
+                } else {
+                    self.reply(502, self.id.clone(), codes::UPSTREAM_FAILED, &why);
+                }
             }
         }
     }
@@ -991,6 +1008,16 @@ fn member_request(
         target: req.target.clone(),
         headers,
         body,
+    }
+}
+
+fn part_name(part: &AnswerPart) -> &'static str {
+    match part {
+        AnswerPart::Whole { .. } => "a whole answer",
+        AnswerPart::Stream(_) => "a stream head",
+        AnswerPart::Event(_) | AnswerPart::IdentifiedEvent { .. } => "an event",
+        AnswerPart::Prime(_) => "a priming event",
+        AnswerPart::End => "an end",
     }
 }
 
