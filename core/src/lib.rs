@@ -25,6 +25,7 @@
 //! | [`federation`] | many servers behind one endpoint: curated names (globs, aliases, prefixes, the 64-character rule), merged lists and their cursors, routing by name and by URI |
 //! | [`modern`] | MCP 2026-07-28's per-request era where sluice is the server: the envelope check, results completed for the era, `server/discover` |
 //! | [`stdio`] | the stdio transport's framing: newline-delimited messages from a child's stdout told apart from the noise servers print there, and one line per message for its stdin |
+//! | [`base64`] | RFC 4648 in the two alphabets MCP headers and sluice's tokens use |
 //! | [`exchange`] | one proxied request and its answer, as a state machine built from all of the above |
 //!
 //! # The loop
@@ -185,6 +186,7 @@
 
 pub use bytes;
 
+pub mod base64;
 pub mod exchange;
 pub mod federation;
 pub mod guard;

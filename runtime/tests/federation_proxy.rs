@@ -10,7 +10,7 @@ mod legacy_backend;
 
 use std::io::Write;
 
-use legacy_backend::{BOTH, Got, exchange, read_got, request};
+use legacy_backend::{BOTH, Got, exchange, read_got, read_got_more, request};
 use serde_json::{Value, json};
 use sluice::federation::{DEFAULT_MEMBER_TIMEOUT, FederationUpstream, MemberUpstream};
 use sluice::legacy::UpstreamTransport;
@@ -166,7 +166,7 @@ fn a_members_request_reaches_the_client_tagged_and_the_answer_goes_back() {
     let answer = json!({"jsonrpc":"2.0","id":tag,"result":{"role":"assistant",
         "content":{"type":"text","text":"pong"},"model":"m"}});
     assert_eq!(post(&p, answer, Some(&sid)).status, 202);
-    let rest = legacy_backend_rest(&mut conn);
+    let rest = read_got_more(&mut conn);
     let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     assert_eq!(last["id"], "c");
     assert!(
@@ -176,24 +176,6 @@ fn a_members_request_reaches_the_client_tagged_and_the_answer_goes_back() {
             .contains("pong")
     );
     p.shutdown();
-}
-
-/// The events left on a chunked SSE answer already begun.
-fn legacy_backend_rest(conn: &mut std::net::TcpStream) -> Vec<String> {
-    use std::io::Read;
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !all.ends_with(b"0\r\n\r\n") {
-        let n = conn.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        all.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&all)
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: ").map(str::to_owned))
-        .collect()
 }
 
 #[test]

@@ -12,7 +12,7 @@ mod support;
 use std::io::Write;
 use std::time::Duration;
 
-use legacy_backend::{BOTH, Got, exchange, read_got, request, wait_for};
+use legacy_backend::{BOTH, Got, exchange, read_got, read_got_more, request, wait_for};
 use serde_json::{Value, json};
 use sluice::legacy::UpstreamTransport;
 use sluice::proxy::RunningProxy;
@@ -191,24 +191,6 @@ fn a_sampling_request_reaches_the_caller_and_its_answer_goes_back() {
             .contains("pong")
     );
     p.shutdown();
-}
-
-/// The events left on a chunked SSE answer already begun (a crude reader:
-/// reads until the last chunk and splits out the data lines).
-fn read_got_more(conn: &mut std::net::TcpStream) -> Vec<String> {
-    use std::io::Read;
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !all.ends_with(b"0\r\n\r\n") {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "the stream ended early");
-        all.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&all)
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]

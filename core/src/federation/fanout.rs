@@ -250,12 +250,7 @@ impl Fanout {
         match req.method.as_str() {
             "GET" => {
                 let Some(sessions) = sessions else {
-                    return self.reply(
-                        400,
-                        None,
-                        codes::INVALID_REQUEST,
-                        "no Mcp-Session-Id: initialize first",
-                    );
+                    return self.no_session();
                 };
                 self.op = Op::Get;
                 // A resumption is one member's stream; a new GET, everyone's.
@@ -280,19 +275,10 @@ impl Fanout {
             }
             "DELETE" => {
                 let Some(sessions) = sessions else {
-                    return self.reply(
-                        400,
-                        None,
-                        codes::INVALID_REQUEST,
-                        "no Mcp-Session-Id: initialize first",
-                    );
+                    return self.no_session();
                 };
                 self.op = Op::Delete;
-                for (member, s) in sessions.iter().enumerate() {
-                    if let Some(s) = s {
-                        self.send(member, member_request(&req, Bytes::new(), s, None), now);
-                    }
-                }
+                self.send_to_every_member(&req, Bytes::new(), sessions, now);
                 return self.settle();
             }
             "POST" => {}
@@ -325,21 +311,12 @@ impl Fanout {
             return;
         }
         let Some(sessions) = sessions else {
-            return self.reply(
-                400,
-                self.id.clone(),
-                codes::INVALID_REQUEST,
-                "no Mcp-Session-Id: initialize first",
-            );
+            return self.no_session();
         };
         match message.kind {
             Kind::Notification => {
                 self.op = Op::Forwarded;
-                for (member, s) in sessions.iter().enumerate() {
-                    if let Some(s) = s {
-                        self.send(member, member_request(&req, body.clone(), s, None), now);
-                    }
-                }
+                self.send_to_every_member(&req, body.clone(), sessions, now);
                 self.finish(AnswerPart::empty(self.head(202)));
             }
             Kind::Response | Kind::Error => {
@@ -385,11 +362,7 @@ impl Fanout {
         // as long as its members' sessions, which only they can tell.
         if method == "ping" || method == "logging/setLevel" {
             self.op = Op::SetLevel;
-            for (member, s) in sessions.iter().enumerate() {
-                if let Some(s) = s {
-                    self.send(member, member_request(req, body.clone(), s, None), now);
-                }
-            }
+            self.send_to_every_member(req, body.clone(), sessions, now);
             return self.settle();
         }
         if let Some(kind) = ListKind::of(method) {
@@ -906,6 +879,32 @@ impl Fanout {
     }
 
     // ---- output helpers --------------------------------------------------
+
+    /// `req` with `body` to every member in the client's session.
+    fn send_to_every_member(
+        &mut self,
+        req: &Request,
+        body: Bytes,
+        sessions: &[Option<MemberSession>],
+        now: Instant,
+    ) {
+        for (member, s) in sessions.iter().enumerate() {
+            if let Some(s) = s {
+                self.send(member, member_request(req, body.clone(), s, None), now);
+            }
+        }
+    }
+
+    /// The answer to a request that needs a session and names none.
+    fn no_session(&mut self) {
+        let id = self.id.clone();
+        self.reply(
+            400,
+            id,
+            codes::INVALID_REQUEST,
+            "no Mcp-Session-Id: initialize first",
+        );
+    }
 
     fn send(&mut self, member: Member, req: Request, now: Instant) {
         let leg = self.legs.len();

@@ -11,11 +11,15 @@
 
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde_json::{Value, json};
+use sluice_core::base64;
 use sluice_core::federation::MemberSession;
 
 /// Binds a token to its use: a sealed text made for anything else does
 /// not open as a session.
 const AAD: &[u8] = b"sluice federated session v1";
+
+/// The longest token read: far more than any federation's sessions take.
+const MAX_TOKEN: usize = 4096;
 
 /// The keys of one route.
 pub(crate) struct Sealer {
@@ -74,7 +78,7 @@ impl Sealer {
         token.push(*id);
         token.extend_from_slice(&nonce);
         token.extend_from_slice(&data);
-        Some(base64url(&token))
+        Some(base64::encode_url(&token))
     }
 
     /// The member sessions in `token`, for a federation of `members`.
@@ -83,7 +87,10 @@ impl Sealer {
         token: &str,
         members: usize,
     ) -> Result<Vec<Option<MemberSession>>, Unsealable> {
-        let bytes = unbase64url(token).ok_or(Unsealable)?;
+        if token.len() > MAX_TOKEN {
+            return Err(Unsealable);
+        }
+        let bytes = base64::decode_url(token).ok_or(Unsealable)?;
         if bytes.len() < 1 + NONCE_LEN {
             return Err(Unsealable);
         }
@@ -131,41 +138,6 @@ fn key_id(key: &[u8; 32]) -> u8 {
     digest[0]
 }
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64url(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(B64URL[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn unbase64url(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 4 == 1 || text.len() > 4096 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = B64URL.iter().position(|&b| b == c)? as u32;
-        acc = acc << 6 | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,10 +170,14 @@ mod tests {
         assert_ne!(s.seal(&sessions()).unwrap(), token, "a nonce each time");
         assert_eq!(s.open(&token, 2), Err(Unsealable), "another federation's");
         // Any byte changed: refused.
-        let mut bytes = unbase64url(&token).unwrap();
+        let mut bytes = base64::decode_url(&token).unwrap();
         for i in [0, 5, bytes.len() - 1] {
             bytes[i] ^= 1;
-            assert_eq!(s.open(&base64url(&bytes), 3), Err(Unsealable), "byte {i}");
+            assert_eq!(
+                s.open(&base64::encode_url(&bytes), 3),
+                Err(Unsealable),
+                "byte {i}"
+            );
             bytes[i] ^= 1;
         }
         for junk in ["", "x", "!!!!", &"A".repeat(5000)] {
