@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde_json::value::RawValue;
 
-use super::names::{Curation, NameError, PrefixMode, check_name};
+use super::names::{Curation, NameError, check_name};
 use crate::jsonrpc;
 
 /// A member, by its place in the federation's configuration.
@@ -114,11 +114,7 @@ impl Catalog {
                     .into_iter()
                     .map(|e| format!("member {m}: {e}")),
             );
-            let prefixed = match c.prefix_mode {
-                PrefixMode::Always => true,
-                PrefixMode::Conditional => members > 1,
-                PrefixMode::Never => false,
-            };
+            let prefixed = c.prefixed(members);
             let twin = self.curations[..m]
                 .iter()
                 .position(|o| o.prefix == c.prefix && o.separator == c.separator);
@@ -253,11 +249,7 @@ pub enum Resolved {
 
 /// The member's own name that `c` would show as `shown`, if any.
 fn unexpose(c: &Curation, shown: &str, members: usize) -> Option<String> {
-    let prefixed = match c.prefix_mode {
-        PrefixMode::Always => true,
-        PrefixMode::Conditional => members > 1,
-        PrefixMode::Never => false,
-    };
+    let prefixed = c.prefixed(members);
     let renamed = if prefixed {
         shown
             .strip_prefix(c.prefix.as_str())?
@@ -329,7 +321,7 @@ fn span_in(whole: &[u8], part: &[u8]) -> Option<std::ops::Range<usize>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::names::Glob;
+    use super::super::names::{Glob, PrefixMode};
     use super::*;
 
     fn two() -> Catalog {

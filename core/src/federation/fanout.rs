@@ -598,21 +598,33 @@ impl Fanout {
 
     /// `logging/setLevel` and `DELETE`, once every leg is done.
     fn settle(&mut self) {
-        if self.finished || !self.legs.iter().all(|l| l.done) {
+        if !self.all_answered() {
             return;
-        }
-        if self.session_gone() {
-            return self.reply(
-                404,
-                self.id.clone(),
-                codes::INVALID_REQUEST,
-                "unknown or expired session",
-            );
         }
         match self.op {
             Op::Delete => self.finish(AnswerPart::empty(self.head(200))),
             _ => self.answer(b"{}".to_vec()),
         }
+    }
+
+    /// Every leg is done and the client not answered yet. When every
+    /// member asked no longer knows its session, that answer is 404 (given
+    /// here): the client's session is gone too.
+    fn all_answered(&mut self) -> bool {
+        if self.finished || !self.legs.iter().all(|l| l.done) {
+            return false;
+        }
+        if self.session_gone() {
+            let id = self.id.clone();
+            self.reply(
+                404,
+                id,
+                codes::INVALID_REQUEST,
+                "unknown or expired session",
+            );
+            return false;
+        }
+        true
     }
 
     /// Every member asked said it no longer knows its session (DELETEd,
@@ -662,16 +674,8 @@ impl Fanout {
     }
 
     fn settle_list(&mut self, lists: &mut Lists) {
-        if self.finished || !self.legs.iter().all(|l| l.done) {
+        if !self.all_answered() {
             return;
-        }
-        if self.session_gone() {
-            return self.reply(
-                404,
-                self.id.clone(),
-                codes::INVALID_REQUEST,
-                "unknown or expired session",
-            );
         }
         let Op::List { kind, cursor } = &self.op else {
             return;

@@ -120,16 +120,20 @@ impl Curation {
             .iter()
             .find(|(old, _)| old == name)
             .map_or(name, |(_, new)| new.as_str());
-        let prefixed = match self.prefix_mode {
-            PrefixMode::Always => true,
-            PrefixMode::Conditional => members > 1,
-            PrefixMode::Never => false,
-        };
-        Some(if prefixed {
+        Some(if self.prefixed(members) {
             format!("{}{}{renamed}", self.prefix, self.separator)
         } else {
             renamed.to_owned()
         })
+    }
+
+    /// Whether names get the prefix in a federation of `members`.
+    pub fn prefixed(&self, members: usize) -> bool {
+        match self.prefix_mode {
+            PrefixMode::Always => true,
+            PrefixMode::Conditional => members > 1,
+            PrefixMode::Never => false,
+        }
     }
 
     /// The description shown for the member's `name`, when overridden.
@@ -155,12 +159,7 @@ impl Curation {
                 errors.push(NameError::Empty);
             }
         }
-        let prefixed = match self.prefix_mode {
-            PrefixMode::Always => true,
-            PrefixMode::Conditional => members > 1,
-            PrefixMode::Never => false,
-        };
-        if prefixed {
+        if self.prefixed(members) {
             let head = format!("{}{}", self.prefix, self.separator);
             // Room for a name of one character at least.
             if head.chars().count() >= MAX_NAME_LEN {
