@@ -4,13 +4,20 @@
 //! `tools/call` with and without a progress token, notifications, the
 //! client's `notifications/cancelled` naming an id it sent, its answers to
 //! the server's requests, garbage; GET; DELETE; each with a known, unknown or
-//! absent session and an `Accept` taking JSON, SSE, both or neither), the
-//! child starting or failing to, its stdout (lines it would write —
-//! answers to the ids the bridge sent it, progress on the tokens it was
-//! sent, its own requests, broadcasts, noise, overlong lines — split
-//! anywhere, and raw bytes), its exit, clients leaving (also in the middle
-//! of a drain, as the driver reports a link that failed), deadlines,
-//! `close`.
+//! absent session and an `Accept` taking JSON, SSE, both or neither),
+//! 2026-07-28 stateless POSTs (`tools/call` with and without a progress
+//! token, declaring sampling or not, asking for log lines or not;
+//! `tools/list`; `server/discover`; `subscriptions/listen`; a removed method;
+//! a notification — each with a valid envelope or one broken in one of the
+//! ways the era refuses: no `_meta`, a key missing, a version, method or
+//! name header that does not match the body, a header twice, an unsupported
+//! version; routed to `attach_stateless` as `Dispatch::Stateless` says, in
+//! shared mode), the child starting or failing to, its stdout (lines it
+//! would write — answers to the ids the bridge sent it, progress on the
+//! tokens it was sent, its own requests, broadcasts, noise, overlong lines
+//! — split anywhere, and raw bytes), its exit, clients leaving (also in the
+//! middle of a drain, as the driver reports a link that failed),
+//! deadlines, `close`.
 //!
 //! Never panic, and:
 //! 1. every `ToChild` is one line: it ends with its only `\n`, and the text
@@ -18,7 +25,13 @@
 //! 2. a client stream gets a whole answer, or an SSE head, events and an
 //!    end, in that order, then one `EndClient`; nothing after it, nothing
 //!    for a stream the client left; a head names the stream's own session,
-//!    if any;
+//!    if any. A prime comes right after a head and nowhere else; the head
+//!    of a session told 2025-11-25 or later is followed by one, any other
+//!    not (an `initialize`'s own stream is judged by the version its answer
+//!    tells); a call with a progress token from a primed session, from a
+//!    client taking SSE, has its head out when it reaches the child. Prime
+//!    and event ids on a session's streams are unique and increase
+//!    together;
 //! 3. a request stream's answer (the body of its whole answer, or its last
 //!    event) carries the id the client wrote, byte for byte, and comes last;
 //!    its progress carries the client's token byte for byte; it ends with
@@ -41,6 +54,20 @@
 //!    requests — `ToChild` responses, which the driver, gone by then, never
 //!    writes — and log.) A per-session bridge spawns at most once;
 //! 6. after `handle_timeout(now)`, `poll_timeout()` is later than `now`;
+//! 7. stateless (2026-07-28) streams: a head never carries a session id and
+//!    events never carry ids (nor come as primes); the answer carries the
+//!    client's id byte for byte (3 holds for them too); a broken envelope
+//!    is refused at once, 400 with its code (-32602, -32020, -32022); an
+//!    object result has `resultType`; the child never asks them anything;
+//!    `server/discover`, `subscriptions/listen` and removed methods never
+//!    reach the child; a listen stream's first event is the
+//!    acknowledgement and every event but its result is a notification
+//!    stamped with its subscription id (the request's id, byte for byte);
+//!    a stateless client that leaves while its call is with the child has
+//!    it cancelled there at once; and they never become sessions: the
+//!    bridge's sessions are the handshake sessions it still knows plus one
+//!    per open stateless stream. No `params._meta` sent to the child holds
+//!    an `io.modelcontextprotocol/` key;
 //!
 //! and `close()` at the end closes the bridge with every stream ended.
 //!
@@ -49,7 +76,8 @@
 //! its low bit set (one more op) and the op; an enum is a `u32` tag, little
 //! endian, whose `(tag * variants) >> 32` is the variant's index, then its
 //! fields in order; a `u8` is one byte, a `bool` one byte's low bit, a
-//! `u16` two bytes little endian, an `Option` a `bool` and then the value.
+//! `u16` two bytes little endian, an `Option` a `bool` and then the value
+//! (the generator is `fuzz/seeds/stdio_bridge.py`).
 //! Adding a variant re-maps every tag: the seeds stay valid but mean
 //! something else, so write them again.
 #![no_main]
