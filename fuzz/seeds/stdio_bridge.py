@@ -383,6 +383,19 @@ seeds['per-session-primed-stateless'] = u8(1) + b''.join([
     line(l_answer(0, 0)),
     CLOSE,
 ])
+# Per-session: a GET opened while the session's version is unknown (the
+# child's request before its initialize answer opened the client's
+# stream) is not primed, though the version then says 2099-01-01.
+seeds['per-session-get-before-version'] = u8(3) + b''.join([
+    post(initialize(3, 1), ABSENT, 2),
+    post(notification(0), known(0)),
+    SPAWNED,
+    line(l_request(1, 2)),                     # roots/list: opens stream 1
+    get(known(0)),                             # no prime: no version yet
+    line(l_answer(0, 25)),                     # 2099-01-01
+    get(known(0)),                             # 409
+    CLOSE,
+])
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'stdio_bridge')
 os.makedirs(out, exist_ok=True)
