@@ -1378,6 +1378,9 @@ impl World {
     fn stateless(&mut self, body: &Modern, flaw: u8, accept: u8) -> Option<StreamId> {
         let n = self.next_stream;
         let id = |i: &u8| IDS[usize::from(*i) % IDS.len()];
+        // Its method, id (none: a notification), whether it has a name
+        // (`Mcp-Name`), its params and what `_meta` adds to the envelope
+        // (a progress token), and whether sluice answers it alone.
         let (method, id, name, params, local) = match body {
             Modern::Call { id: i, token, .. } => {
                 let token = token
