@@ -4,13 +4,20 @@
 //! `tools/call` with and without a progress token, notifications, the
 //! client's `notifications/cancelled` naming an id it sent, its answers to
 //! the server's requests, garbage; GET; DELETE; each with a known, unknown or
-//! absent session and an `Accept` taking JSON, SSE, both or neither), the
-//! child starting or failing to, its stdout (lines it would write —
-//! answers to the ids the bridge sent it, progress on the tokens it was
-//! sent, its own requests, broadcasts, noise, overlong lines — split
-//! anywhere, and raw bytes), its exit, clients leaving (also in the middle
-//! of a drain, as the driver reports a link that failed), deadlines,
-//! `close`.
+//! absent session and an `Accept` taking JSON, SSE, both or neither),
+//! 2026-07-28 stateless POSTs (`tools/call` with and without a progress
+//! token, declaring sampling or not, asking for log lines or not;
+//! `tools/list`; `server/discover`; `subscriptions/listen`; a removed method;
+//! a notification — each with a valid envelope or one broken in one of the
+//! ways the era refuses: no `_meta`, a key missing, a version, method or
+//! name header that does not match the body, a header twice, an unsupported
+//! version; routed to `attach_stateless` as `Dispatch::Stateless` says, in
+//! shared mode), the child starting or failing to, its stdout (lines it
+//! would write — answers to the ids the bridge sent it, progress on the
+//! tokens it was sent, its own requests, broadcasts, noise, overlong lines
+//! — split anywhere, and raw bytes), its exit, clients leaving (also in the
+//! middle of a drain, as the driver reports a link that failed),
+//! deadlines, `close`.
 //!
 //! Never panic, and:
 //! 1. every `ToChild` is one line: it ends with its only `\n`, and the text
@@ -18,7 +25,13 @@
 //! 2. a client stream gets a whole answer, or an SSE head, events and an
 //!    end, in that order, then one `EndClient`; nothing after it, nothing
 //!    for a stream the client left; a head names the stream's own session,
-//!    if any;
+//!    if any. A prime comes right after a head and nowhere else; the head
+//!    of a session told 2025-11-25 or later is followed by one, any other
+//!    not (an `initialize`'s own stream is judged by the version its answer
+//!    tells); a call with a progress token from a primed session, from a
+//!    client taking SSE, has its head out when it reaches the child. Prime
+//!    and event ids on a session's streams are unique and increase
+//!    together;
 //! 3. a request stream's answer (the body of its whole answer, or its last
 //!    event) carries the id the client wrote, byte for byte, and comes last;
 //!    its progress carries the client's token byte for byte; it ends with
@@ -41,6 +54,20 @@
 //!    requests — `ToChild` responses, which the driver, gone by then, never
 //!    writes — and log.) A per-session bridge spawns at most once;
 //! 6. after `handle_timeout(now)`, `poll_timeout()` is later than `now`;
+//! 7. stateless (2026-07-28) streams: a head never carries a session id and
+//!    events never carry ids (nor come as primes); the answer carries the
+//!    client's id byte for byte (3 holds for them too); a broken envelope
+//!    is refused at once, 400 with its code (-32602, -32020, -32022); an
+//!    object result has `resultType`; the child never asks them anything;
+//!    `server/discover`, `subscriptions/listen` and removed methods never
+//!    reach the child; a listen stream's first event is the
+//!    acknowledgement and every event but its result is a notification
+//!    stamped with its subscription id (the request's id, byte for byte);
+//!    a stateless client that leaves while its call is with the child has
+//!    it cancelled there at once; and they never become sessions: the
+//!    bridge's sessions are the handshake sessions it still knows plus one
+//!    per open stateless stream. No `params._meta` sent to the child holds
+//!    an `io.modelcontextprotocol/` key;
 //!
 //! and `close()` at the end closes the bridge with every stream ended.
 //!
@@ -49,7 +76,8 @@
 //! its low bit set (one more op) and the op; an enum is a `u32` tag, little
 //! endian, whose `(tag * variants) >> 32` is the variant's index, then its
 //! fields in order; a `u8` is one byte, a `bool` one byte's low bit, a
-//! `u16` two bytes little endian, an `Option` a `bool` and then the value.
+//! `u16` two bytes little endian, an `Option` a `bool` and then the value
+//! (the generator is `fuzz/seeds/stdio_bridge.py`).
 //! Adding a variant re-maps every tag: the seeds stay valid but mean
 //! something else, so write them again.
 #![no_main]
@@ -146,6 +174,42 @@ enum Op {
     ClientFails {
         which: u8,
     },
+    /// A 2026-07-28 POST (no session), its envelope broken as `flaw` says.
+    Stateless {
+        body: Modern,
+        flaw: u8,
+        accept: u8,
+    },
+}
+
+/// What a 2026-07-28 client POSTs.
+#[derive(Arbitrary, Debug)]
+enum Modern {
+    /// `tools/call`; `caps` bit 0: it declares sampling, bit 1: it asks
+    /// for log lines.
+    Call {
+        id: u8,
+        token: Option<u8>,
+        caps: u8,
+    },
+    List {
+        id: u8,
+    },
+    Discover {
+        id: u8,
+    },
+    Listen {
+        id: u8,
+        which: u8,
+    },
+    /// A method 2026-07-28 removed.
+    Removed {
+        id: u8,
+        which: u8,
+    },
+    Notification {
+        which: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -233,6 +297,24 @@ struct Seen {
     cancelled: bool,
     /// Attached after `Closed`.
     late: bool,
+    /// Its `Accept` takes SSE.
+    sse: bool,
+    /// It POSTed `initialize`.
+    initialize: bool,
+    /// Whether the part after its SSE head was a prime (checked when the
+    /// session's version is known).
+    primed: Option<bool>,
+    /// Whether its session primed when its SSE head went out, if the
+    /// harness knew (not for an `initialize`'s own stream).
+    primes_at_head: Option<bool>,
+    /// A 2026-07-28 request (no session).
+    stateless: bool,
+    /// The code its broken envelope must be refused with (400), at once.
+    flaw: Option<i64>,
+    /// A `subscriptions/listen`.
+    listen: bool,
+    /// Answered by sluice alone: never sent to the child.
+    local: bool,
 }
 
 impl Seen {
@@ -277,7 +359,30 @@ struct World {
     closed: bool,
     /// The stream whose link fails on its next part.
     failing: Option<StreamId>,
+    /// The protocol version each session's client was told in its
+    /// `initialize` answer.
+    versions: BTreeMap<String, String>,
+    /// Sessions whose version the harness cannot know (an `initialize`
+    /// answer that reached no client).
+    unsure: Vec<String>,
+    /// The last event (or prime) id each session's streams carried.
+    last_event: BTreeMap<String, u64>,
+    /// Streams that must have opened their SSE answer when their request
+    /// went to the child (a progress token, a primed session).
+    must_open: Vec<StreamId>,
+    /// Child ids that must be cancelled on the child, and where in
+    /// `cancels` to look.
+    must_cancel: Vec<(Vec<u8>, usize)>,
+    /// Every request id a `notifications/cancelled` to the child named.
+    cancels: Vec<Vec<u8>>,
 }
+
+/// Sessions at MCP 2025-11-25 or later prime their streams.
+fn primes(version: &str) -> bool {
+    version >= "2025-11-25"
+}
+
+const SUBSCRIPTION_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 
 fn single<'a>(text: &'a [u8], json: &jsonrpc::Limits) -> Option<Message<'a>> {
     match jsonrpc::classify(text, json) {
@@ -357,6 +462,12 @@ impl World {
             spawns: 0,
             closed: false,
             failing: None,
+            versions: BTreeMap::new(),
+            unsure: Vec::new(),
+            last_event: BTreeMap::new(),
+            must_open: Vec::new(),
+            must_cancel: Vec::new(),
+            cancels: Vec::new(),
         }
     }
 
@@ -370,23 +481,83 @@ impl World {
                 break;
             }
             let mut failed = Vec::new();
-            for out in batch {
-                match &out {
+            for (at, out) in batch.iter().enumerate() {
+                match out {
                     Output::ToClient { stream, .. } | Output::EndClient { stream }
                         if failed.contains(stream) => {}
                     Output::ToClient { stream, .. } if self.failing == Some(*stream) => {
                         self.failing = None;
                         failed.push(*stream);
-                        if let Some(s) = self.streams.get_mut(stream) {
-                            s.gone = true;
-                        }
-                        self.bridge.client_gone(*stream, self.now);
+                        // The bridge ended it already (this was its answer).
+                        let over = batch[at..].contains(&Output::EndClient { stream: *stream });
+                        self.leave(*stream, over);
                     }
-                    _ => self.perform(out),
+                    _ => self.perform(out.clone()),
                 }
             }
         }
         assert_eq!(self.closed, self.bridge.is_closed(), "is_closed disagrees");
+        for stream in std::mem::take(&mut self.must_open) {
+            let s = &self.streams[&stream];
+            assert!(
+                s.gone || matches!(s.parts.first(), Some(AnswerPart::Stream(_))),
+                "stream {stream}'s call with a progress token in a primed session did not \
+                 open its event stream when it went to the child: {:?}",
+                s.parts
+            );
+        }
+        for (id, from) in std::mem::take(&mut self.must_cancel) {
+            assert!(
+                self.cancels[from..].contains(&id),
+                "a stateless stream left while {} was in flight, not cancelled on the child",
+                show(&id)
+            );
+        }
+        if self.mode == StdioMode::Shared {
+            let sessions = self
+                .sessions
+                .iter()
+                .filter(|id| self.bridge.has_session(id))
+                .count();
+            let stateless = self
+                .streams
+                .values()
+                .filter(|s| s.stateless && s.is_open())
+                .count();
+            assert_eq!(
+                self.bridge.sessions(),
+                sessions + stateless,
+                "sessions other than the handshake's and the open stateless streams'"
+            );
+        }
+    }
+
+    /// The client of `stream` leaves (the driver reports it gone; `over`:
+    /// the bridge ended the stream already). A stateless request in flight
+    /// is cancelled on the child at once.
+    fn leave(&mut self, stream: StreamId, over: bool) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let over = over || s.ended;
+        s.gone = true;
+        if s.initialize
+            && !s.answered
+            && let Some(session) = &s.session
+        {
+            // Its answer may set a version the harness never sees.
+            self.unsure.push(session.clone());
+        }
+        if s.stateless
+            && !over
+            && let Some(id) = self
+                .in_flight
+                .iter()
+                .find(|id| self.origin.get(child_key(id)) == Some(&stream))
+        {
+            self.must_cancel.push((id.clone(), self.cancels.len()));
+        }
+        self.bridge.client_gone(stream, self.now);
     }
 
     fn perform(&mut self, out: Output) {
@@ -430,6 +601,17 @@ impl World {
             "a ToChild of more than one line: {:?}",
             show(line)
         );
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(text)
+            && let Some(meta) = v.pointer("/params/_meta").and_then(|m| m.as_object())
+        {
+            assert!(
+                !meta
+                    .keys()
+                    .any(|k| k.starts_with("io.modelcontextprotocol/")),
+                "the child was sent a 2026-07-28 envelope: {:?}",
+                show(line)
+            );
+        }
         let Some(m) = single(text, &self.json) else {
             panic!("a ToChild that is not one message: {:?}", show(line));
         };
@@ -454,6 +636,7 @@ impl World {
                 let n = serde_json::from_slice::<serde_json::Value>(text)
                     .ok()
                     .and_then(|v| v.pointer("/params/n")?.as_u64());
+                let progress = m.progress_token.is_some();
                 if id == OWN_INIT_ID {
                     // Its params are the first client's, `n` included.
                     self.origin.insert(child_key(&id).to_vec(), NOBODY);
@@ -463,6 +646,10 @@ impl World {
                         s.request.is_some() && !s.gone && !s.ended,
                         "a request to the child for stream {n}, which is over"
                     );
+                    assert!(!s.local, "stream {n}'s request reached the child");
+                    if progress && s.sse && !s.stateless && !s.initialize && self.primed(s) {
+                        self.must_open.push(n);
+                    }
                     self.origin.insert(child_key(&id).to_vec(), n);
                 }
                 self.in_flight.push(id.clone());
@@ -480,18 +667,33 @@ impl World {
                     panic!("a cancel of {:?}, not in flight on the child", show(id));
                 };
                 self.in_flight.remove(at);
+                self.cancels.push(id.to_vec());
             }
             Kind::Notification => assert!(!self.closed, "a notification to the child after Closed"),
             Kind::Response | Kind::Error => {}
         }
     }
 
+    /// Whether `s`'s session primes its streams; `false` when unknown.
+    fn primed(&self, s: &Seen) -> bool {
+        s.session.as_ref().is_some_and(|id| {
+            !self.unsure.contains(id) && self.versions.get(id).is_some_and(|v| primes(v))
+        })
+    }
+
+    /// Whether the harness knows `s`'s session's version for sure.
+    fn sure(&self, s: &Seen) -> bool {
+        s.session
+            .as_ref()
+            .is_some_and(|id| !self.unsure.contains(id))
+    }
+
     fn to_client(&mut self, stream: StreamId, part: AnswerPart) {
         let json = self.json;
         let closed = self.closed;
-        let s = self
+        let mut s = self
             .streams
-            .get_mut(&stream)
+            .remove(&stream)
             .unwrap_or_else(|| panic!("a part for unknown stream {stream}"));
         assert!(!s.gone, "a part for stream {stream}, which left");
         assert!(!s.ended, "{part:?} after the end of stream {stream}");
@@ -501,9 +703,12 @@ impl World {
         );
         let ok = match (s.parts.last(), &part) {
             (None, AnswerPart::Whole { .. } | AnswerPart::Stream(_)) => true,
+            // A prime comes right after the head, if at all.
+            (Some(AnswerPart::Stream(_)), AnswerPart::Prime(_)) => true,
             (
                 Some(
                     AnswerPart::Stream(_)
+                    | AnswerPart::Prime(_)
                     | AnswerPart::Event(_)
                     | AnswerPart::IdentifiedEvent { .. },
                 ),
@@ -524,20 +729,75 @@ impl World {
                 }
             );
         }
+        if let Some(code) = s.flaw {
+            let refused = match &part {
+                AnswerPart::Whole { head, body } if head.status == 400 => {
+                    serde_json::from_slice::<serde_json::Value>(body)
+                        .ok()
+                        .and_then(|v| v.pointer("/error/code")?.as_i64())
+                        == Some(code)
+                }
+                _ => false,
+            };
+            assert!(
+                refused,
+                "stream {stream}'s envelope is broken ({code}), answered {part:?}"
+            );
+        }
         if let AnswerPart::Whole { head, .. } | AnswerPart::Stream(head) = &part
             && let Some(session) = &head.session_id
         {
+            assert!(
+                !s.stateless,
+                "stateless stream {stream} answered under session {session}"
+            );
             assert_eq!(
                 Some(session),
                 s.session.as_ref(),
                 "stream {stream} answered with another session's id"
             );
         }
+        if let AnswerPart::Prime(id) | AnswerPart::IdentifiedEvent { id, .. } = &part {
+            assert!(!s.stateless, "stateless stream {stream} got {part:?}");
+            let session = s
+                .session
+                .clone()
+                .unwrap_or_else(|| panic!("stream {stream} of no session got {part:?}"));
+            let last = self.last_event.entry(session).or_default();
+            assert!(
+                *id > *last,
+                "stream {stream} got {part:?}, after event {} of its session",
+                *last
+            );
+            *last = *id;
+        }
+        // A head is primed as its session stood when it went out (an
+        // `initialize`'s own stream: as its answer tells).
+        if matches!(part, AnswerPart::Stream(_)) && !s.initialize && self.sure(&s) {
+            s.primes_at_head = Some(self.primed(&s));
+        }
+        if matches!(s.parts.last(), Some(AnswerPart::Stream(_))) && !s.stateless {
+            let primed = matches!(part, AnswerPart::Prime(_));
+            s.primed = Some(primed);
+            if let Some(primes) = s.primes_at_head {
+                assert_eq!(
+                    primed, primes,
+                    "stream {stream} of session {:?}: {part:?} after the head",
+                    s.session,
+                );
+            }
+        }
         let message = match &part {
             AnswerPart::Whole { body, .. } if !body.is_empty() => Some(body.clone()),
-            AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => Some(data.clone()),
+            AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => {
+                Some(data.clone())
+            }
             _ => None,
         };
+        if s.listen && s.request.is_some() && matches!(part, AnswerPart::Whole { .. }) {
+            // Refused: 406 (empty) without SSE in its `Accept`, or an error.
+            s.answered = true;
+        }
         if let Some(text) = message {
             let Some(m) = single(&text, &json) else {
                 panic!(
@@ -546,7 +806,7 @@ impl World {
                 );
             };
             assert!(
-                !s.answered,
+                !s.answered || (s.listen && matches!(part, AnswerPart::Whole { .. })),
                 "stream {stream}: {:?} after its answer",
                 show(&text)
             );
@@ -565,7 +825,51 @@ impl World {
                 );
             }
             if m.kind == Kind::Request {
+                assert!(
+                    !s.stateless,
+                    "stateless stream {stream} was asked {:?}",
+                    show(&text)
+                );
                 self.server_ids.push(m.id.unwrap_or_default().to_vec());
+            }
+            let value = serde_json::from_slice::<serde_json::Value>(&text).ok();
+            if s.stateless
+                && m.kind == Kind::Response
+                && let Some(result) = value.as_ref().and_then(|v| v.get("result")?.as_object())
+            {
+                assert!(
+                    result.contains_key("resultType"),
+                    "stateless stream {stream}'s result lacks resultType: {:?}",
+                    show(&text)
+                );
+            }
+            if s.listen
+                && !answer
+                && let Some((id, _)) = &s.request
+            {
+                let first = s.parts.iter().all(|p| !matches!(p, AnswerPart::Event(_)));
+                let acked = m.method.as_deref() == Some("notifications/subscriptions/acknowledged");
+                assert!(
+                    m.kind == Kind::Notification && first == acked,
+                    "listen stream {stream} got {:?} (first event: {first})",
+                    show(&text)
+                );
+                let stamp = format!("\"{SUBSCRIPTION_KEY}\":{}", show(id));
+                let stamped = text.windows(stamp.len()).enumerate().any(|(at, w)| {
+                    w == stamp.as_bytes() && matches!(text.get(at + stamp.len()), Some(b',' | b'}'))
+                }) && value
+                    .as_ref()
+                    .and_then(|v| v.pointer("/params/_meta")?.get(SUBSCRIPTION_KEY))
+                    .is_some();
+                assert!(
+                    stamped,
+                    "listen stream {stream}'s event lacks its subscription id {}: {:?}",
+                    show(id),
+                    show(&text)
+                );
+            }
+            if s.initialize && answer {
+                self.initialize_answered(&s, value.as_ref(), stream);
             }
             match &s.request {
                 Some((id, token)) => {
@@ -588,7 +892,10 @@ impl World {
                     }
                 }
                 None if s.method == "GET"
-                    && matches!(part, AnswerPart::Event(_) | AnswerPart::IdentifiedEvent { .. }) =>
+                    && matches!(
+                        part,
+                        AnswerPart::Event(_) | AnswerPart::IdentifiedEvent { .. }
+                    ) =>
                 {
                     assert!(
                         !answer && !progress,
@@ -600,6 +907,52 @@ impl World {
             }
         }
         s.parts.push(part);
+        self.streams.insert(stream, s);
+    }
+
+    /// `s`, an `initialize` on `stream`, is answered (`value`): its session
+    /// is at the version it was told, if it was told one; whether its own
+    /// stream was primed follows from that.
+    fn initialize_answered(
+        &mut self,
+        s: &Seen,
+        value: Option<&serde_json::Value>,
+        stream: StreamId,
+    ) {
+        let Some(session) = &s.session else {
+            return;
+        };
+        if let Some(version) = value.and_then(|v| v.pointer("/result/protocolVersion")?.as_str()) {
+            // Shared, sluice answers every `initialize` and the session
+            // takes what it was told; per-session, the child's answer to
+            // the first (which opened it) sets it.
+            let version = version.to_owned();
+            match self.mode {
+                StdioMode::Shared => {
+                    self.versions.insert(session.clone(), version);
+                }
+                StdioMode::PerSession => {
+                    self.versions.entry(session.clone()).or_insert(version);
+                }
+            }
+        }
+        // Its stream opened for this answer (no message before it): primed
+        // as the session now is.
+        let opened_for_it = s
+            .parts
+            .iter()
+            .all(|p| matches!(p, AnswerPart::Stream(_) | AnswerPart::Prime(_)));
+        if let Some(primed) = s.primed
+            && opened_for_it
+            && self.sure(s)
+        {
+            assert_eq!(
+                primed,
+                self.primed(s),
+                "initialize stream {stream} of session {session} at {:?}: primed {primed}",
+                self.versions.get(session)
+            );
+        }
     }
 
     fn end_client(&mut self, stream: StreamId) {
@@ -661,8 +1014,8 @@ impl World {
                 Some(id)
             }
             Dispatch::Existing(_) => None,
-            // The harness writes no MCP-Protocol-Version: never.
-            Dispatch::Stateless => return,
+            // Handshake-era requests carry no MCP-Protocol-Version: never.
+            Dispatch::Stateless => panic!("a handshake-era request taken as stateless"),
         };
         let message = single(&req.body, &self.json);
         let request = match &message {
@@ -678,7 +1031,10 @@ impl World {
             && let Some(named) = m.request_id
         {
             for s in self.streams.values_mut() {
-                if s.session == session && s.request.as_ref().is_some_and(|r| r.0 == named) {
+                if !s.stateless
+                    && s.session == session
+                    && s.request.as_ref().is_some_and(|r| r.0 == named)
+                {
                     s.cancelled = true;
                 }
             }
@@ -693,8 +1049,12 @@ impl World {
             Seen {
                 method,
                 session,
+                initialize: message
+                    .as_ref()
+                    .is_some_and(|m| m.method.as_deref() == Some("initialize")),
                 request,
                 late: self.closed,
+                sse: req.accepts().sse,
                 ..Seen::default()
             },
         );
@@ -971,10 +1331,7 @@ impl World {
                     .map(|(id, _)| *id)
                     .collect();
                 if let Some(stream) = pick(&candidates, *which) {
-                    if let Some(s) = self.streams.get_mut(&stream) {
-                        s.gone = true;
-                    }
-                    self.bridge.client_gone(stream, self.now);
+                    self.leave(stream, false);
                 }
             }
             Op::Advance { ms } => self.now += Duration::from_millis(u64::from(*ms)),
@@ -1001,8 +1358,201 @@ impl World {
                     .collect();
                 self.failing = pick(&open, *which);
             }
+            Op::Stateless { body, flaw, accept } => {
+                if let Some(stream) = self.stateless(body, *flaw, *accept) {
+                    self.drain();
+                    let s = &self.streams[&stream];
+                    assert!(
+                        s.flaw.is_none() || s.ended || s.gone,
+                        "a broken envelope not refused at once: {:?}",
+                        s.parts
+                    );
+                }
+            }
         }
         self.drain();
+    }
+
+    /// A 2026-07-28 POST, routed as `stdio::dispatch` says (a shared
+    /// bridge takes it; a per-session route answers it 400 itself).
+    fn stateless(&mut self, body: &Modern, flaw: u8, accept: u8) -> Option<StreamId> {
+        let n = self.next_stream;
+        let id = |i: &u8| IDS[usize::from(*i) % IDS.len()];
+        // Its method, id (none: a notification), whether it has a name
+        // (`Mcp-Name`), its params and what `_meta` adds to the envelope
+        // (a progress token), and whether sluice answers it alone.
+        let (method, id, name, params, local) = match body {
+            Modern::Call { id: i, token, .. } => {
+                let token = token
+                    .map(|t| {
+                        format!(
+                            r#","progressToken":{}"#,
+                            TOKENS[usize::from(t) % TOKENS.len()]
+                        )
+                    })
+                    .unwrap_or_default();
+                let params = format!(r#""name":"echo","arguments":{{}},"n":{n}"#);
+                ("tools/call", Some(id(i)), true, (params, token), false)
+            }
+            Modern::List { id: i } => (
+                "tools/list",
+                Some(id(i)),
+                false,
+                (format!(r#""n":{n}"#), String::new()),
+                false,
+            ),
+            Modern::Discover { id: i } => (
+                "server/discover",
+                Some(id(i)),
+                false,
+                (format!(r#""n":{n}"#), String::new()),
+                true,
+            ),
+            Modern::Listen { id: i, which } => {
+                // The last: no `notifications` (400).
+                let asked = [
+                    r#","notifications":{"toolsListChanged":true}"#,
+                    r#","notifications":{"toolsListChanged":true,"promptsListChanged":true}"#,
+                    r#","notifications":{}"#,
+                    "",
+                ][usize::from(*which) % 4];
+                let params = format!(r#""n":{n}{asked}"#);
+                (
+                    "subscriptions/listen",
+                    Some(id(i)),
+                    false,
+                    (params, String::new()),
+                    true,
+                )
+            }
+            Modern::Removed { id: i, which } => {
+                let method = sluice_core::modern::REMOVED_METHODS
+                    [usize::from(*which) % sluice_core::modern::REMOVED_METHODS.len()];
+                (
+                    method,
+                    Some(id(i)),
+                    false,
+                    (format!(r#""n":{n}"#), String::new()),
+                    true,
+                )
+            }
+            Modern::Notification { which } => {
+                let method = ["notifications/cancelled", "notifications/initialized"]
+                    [usize::from(*which) % 2];
+                (method, None, false, (String::new(), String::new()), true)
+            }
+        };
+        let caps = match body {
+            Modern::Call { caps, .. } => *caps,
+            _ => 0,
+        };
+        let (params, token) = params;
+        let flaw = flaw % 8;
+        let version = match flaw {
+            3 => "2025-06-18",
+            7 => "2099-01-01",
+            _ => "2026-07-28",
+        };
+        let header_version = if flaw == 7 {
+            "2099-01-01"
+        } else {
+            "2026-07-28"
+        };
+        let mut meta = format!(r#""io.modelcontextprotocol/protocolVersion":"{version}""#);
+        if flaw != 2 {
+            let declared = if caps & 1 == 1 {
+                r#"{"sampling":{}}"#
+            } else {
+                "{}"
+            };
+            meta.push_str(&format!(
+                r#","io.modelcontextprotocol/clientCapabilities":{declared}"#
+            ));
+        }
+        if caps & 2 == 2 {
+            meta.push_str(r#","io.modelcontextprotocol/logLevel":"info""#);
+        }
+        meta.push_str(&token);
+        let mut fields = vec![];
+        if !params.is_empty() {
+            fields.push(params);
+        }
+        if flaw != 1 {
+            fields.push(format!(r#""_meta":{{{meta}}}"#));
+        }
+        let params = fields.join(",");
+        let body = match id {
+            Some(id) => format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{{params}}}}}"#
+            ),
+            None => format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{{{params}}}}}"#),
+        };
+        let mut headers = vec![Header::new("Host", "127.0.0.1")];
+        match accept % 4 {
+            0 => headers.push(Header::new("Accept", "application/json, text/event-stream")),
+            1 => headers.push(Header::new("Accept", "application/json")),
+            2 => headers.push(Header::new("Accept", "text/event-stream")),
+            _ => {}
+        }
+        headers.push(Header::new("MCP-Protocol-Version", header_version));
+        if flaw == 6 {
+            headers.push(Header::new("MCP-Protocol-Version", header_version));
+        }
+        headers.push(Header::new(
+            "Mcp-Method",
+            if flaw == 4 { "tools/lisst" } else { method },
+        ));
+        if name || flaw == 5 {
+            headers.push(Header::new(
+                "Mcp-Name",
+                if flaw == 5 { "rm" } else { "echo" },
+            ));
+        }
+        let req = Request {
+            method: "POST".to_owned(),
+            target: "/mcp".to_owned(),
+            headers,
+            body: Bytes::from(body),
+        };
+        assert_eq!(
+            stdio::dispatch(&req, &self.json),
+            Dispatch::Stateless,
+            "a 2026-07-28 request not taken as one"
+        );
+        if self.mode == StdioMode::PerSession {
+            return None;
+        }
+        let message = single(&req.body, &self.json).expect("one message");
+        let request = id.map(|id| {
+            (
+                id.as_bytes().to_vec(),
+                message.progress_token.map(<[u8]>::to_vec),
+            )
+        });
+        let code = match flaw {
+            1 | 2 => Some(-32602),
+            3 | 4 | 6 => Some(-32020),
+            5 if name => Some(-32020),
+            7 => Some(-32022),
+            _ => None,
+        };
+        self.next_stream += 1;
+        self.streams.insert(
+            n,
+            Seen {
+                method: "POST",
+                listen: method == "subscriptions/listen",
+                flaw: code.filter(|_| request.is_some()),
+                request,
+                late: self.closed,
+                sse: req.accepts().sse,
+                stateless: true,
+                local,
+                ..Seen::default()
+            },
+        );
+        self.bridge.attach_stateless(n, req, self.now);
+        Some(n)
     }
 }
 
