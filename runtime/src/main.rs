@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use sluice::config::{Command, Config, Log, LogFormat, LogLevel};
 use sluice::demo::{DemoListener, DemoServer};
-use sluice::{proxy, settings};
+use sluice::{logq, proxy, settings};
 
 // jemalloc: a proxied request makes ~57 small allocations, and glibc's malloc
 // and free were a quarter of the instructions per request (callgrind). With
@@ -37,7 +37,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
-    init_logging(&config.log);
+    // Dropped on the way out, error or not: queued lines reach stderr
+    // before main prints the error.
+    let _log = init_logging(&config.log)?;
     let settings = settings::proxy_settings(&config)?;
     let running = proxy::start(settings)?;
     // Before the line below: a script that signals as soon as it reads it
@@ -85,7 +87,9 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(log: &Log) {
+/// Logs go to stderr through the log queue; the returned drain writes
+/// what is queued when dropped.
+fn init_logging(log: &Log) -> std::io::Result<logq::LogDrain> {
     use tracing_subscriber::filter::LevelFilter;
     let level = match log.level {
         LogLevel::Off => LevelFilter::OFF,
@@ -96,12 +100,14 @@ fn init_logging(log: &Log) {
         LogLevel::Trace => LevelFilter::TRACE,
     };
     use std::io::IsTerminal;
+    let (writer, drain) = logq::start(std::io::stderr(), logq::QueueLimits::default())?;
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match log.format {
         LogFormat::Text => builder.with_target(true).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    Ok(drain)
 }
