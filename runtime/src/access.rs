@@ -1,6 +1,6 @@
 //! The access log: one structured line per exchange, never a token.
 
-use sluice_core::exchange::{Outcome, Summary};
+use sluice_core::exchange::Summary;
 
 /// Writes access lines through `tracing` (target `sluice::access`).
 pub struct AccessLog {
@@ -36,7 +36,7 @@ impl AccessLog {
             name = rpc.and_then(|r| r.name.as_deref()),
             status = s.status,
             upstream = route,
-            outcome = outcome(s.outcome),
+            outcome = crate::metrics::outcome_label(s.outcome),
             reason = s.reason.as_deref(),
             fault = s.error.as_ref().map(|e| e.side()),
             head_us = micros(s.response_head),
@@ -51,14 +51,4 @@ impl AccessLog {
 /// The path without its query: queries may carry secrets (tokens, keys).
 fn path_only(target: &str) -> &str {
     target.split('?').next().unwrap_or(target)
-}
-
-fn outcome(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Pending => "pending",
-        Outcome::Complete => "complete",
-        Outcome::Answered => "answered",
-        Outcome::Aborted => "aborted",
-        Outcome::ClientGone => "client-gone",
-    }
 }

@@ -39,8 +39,9 @@ fn main() -> ExitCode {
 fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     // Dropped on the way out, error or not: queued lines reach stderr
     // before main prints the error.
-    let _log = init_logging(&config.log)?;
-    let settings = settings::proxy_settings(&config)?;
+    let (_log, dropped) = init_logging(&config.log)?;
+    let mut settings = settings::proxy_settings(&config)?;
+    settings.log_dropped = Some(dropped);
     let running = proxy::start(settings)?;
     // Before the line below: a script that signals as soon as it reads it
     // must get the graceful shutdown.
@@ -51,6 +52,9 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     // not println!'d: a closed stdout (a script that read the line and left)
     // must not take the proxy down.
     let mut banner = format!("sluice listening on http://{addr}\n");
+    if let Some(admin) = running.admin_addr() {
+        banner.push_str(&format!("admin listening on http://{admin}\n"));
+    }
     for route in &config.routes {
         tracing::info!(route = %route.name, path = %route.path, upstream = %route.backend, "route");
     }
@@ -88,8 +92,9 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr through the log queue; the returned drain writes
-/// what is queued when dropped.
-fn init_logging(log: &Log) -> std::io::Result<logq::LogDrain> {
+/// what is queued when dropped, the counter says how many lines found the
+/// queue full.
+fn init_logging(log: &Log) -> std::io::Result<(logq::LogDrain, logq::DroppedLines)> {
     use tracing_subscriber::filter::LevelFilter;
     let level = match log.level {
         LogLevel::Off => LevelFilter::OFF,
@@ -101,6 +106,7 @@ fn init_logging(log: &Log) -> std::io::Result<logq::LogDrain> {
     };
     use std::io::IsTerminal;
     let (writer, drain) = logq::start(std::io::stderr(), logq::QueueLimits::default())?;
+    let dropped = writer.dropped();
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(writer)
@@ -109,5 +115,5 @@ fn init_logging(log: &Log) -> std::io::Result<logq::LogDrain> {
         LogFormat::Text => builder.with_target(true).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    Ok(drain)
+    Ok((drain, dropped))
 }

@@ -15,6 +15,7 @@ use sluice_core::exchange::{
 use std::pin::Pin;
 
 use crate::hooks::{ChainOutcome, HookContext};
+use crate::metrics::Phase;
 use crate::rt::net::Stream;
 
 use super::Shared;
@@ -55,6 +56,7 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
         shared
             .access
             .record(exchange.summary(), &shared.route_names, hook_time);
+        shared.metrics.exchange_done(exchange.summary());
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
@@ -266,7 +268,12 @@ impl Driver<'_> {
             ),
         };
         *self.hook_time.get_or_insert_default() += report.total;
+        let phase = match call.phase {
+            HookPhase::Request => Phase::Request,
+            HookPhase::Response => Phase::Response,
+        };
         for run in &report.runs {
+            self.shared.metrics.hook_ran(phase, run);
             if let crate::hooks::HookRunResult::Failed { error, passed } = &run.result {
                 tracing::warn!(hook = %run.hook, error = %error, passed, "hook failed");
             }
