@@ -1,5 +1,6 @@
 //! The admin listener of the `sluice` binary: MCP requests through the
-//! proxy to the demo server move `/metrics` by exactly what was sent;
+//! proxy to the demo server (JSON and SSE answers) move `/metrics` by
+//! exactly what was sent;
 //! `/healthz`, `/readyz` and `/config` (a secret redacted) answer; the
 //! proxy's own port serves none of it.
 
@@ -137,6 +138,12 @@ fn metrics_count_what_went_through_and_the_admin_paths_answer() {
         let r = send(&mut c, "POST", "/mcp", Some(&session), &call);
         assert_eq!(r.status, 200, "{}", r.text());
     }
+    // With a progress token, the demo's countdown answers with SSE.
+    let countdown = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"countdown","arguments":{"n":1},"_meta":{"progressToken":"p"}}}"#;
+    let sse = send(&mut c, "POST", "/mcp", Some(&session), countdown);
+    assert_eq!(sse.status, 200, "{}", sse.text());
+    assert_eq!(header(&sse, "content-type"), Some("text/event-stream"));
+    assert!(sse.complete);
     // The admin paths are not the proxy's: no route serves them. This is
     // also the last exchange on `c`: a connection's exchange is counted
     // before its next one is read, so every one above is counted now.
@@ -162,13 +169,13 @@ fn metrics_count_what_went_through_and_the_admin_paths_answer() {
         Some(1.0),
         "{m}"
     );
-    assert_eq!(value(&m, &series("tools/call", 200)), Some(3.0), "{m}");
+    assert_eq!(value(&m, &series("tools/call", 200)), Some(4.0), "{m}");
     assert_eq!(
         value(
             &m,
             r#"sluice_request_duration_seconds_count{route="127.0.0.1"}"#
         ),
-        Some(5.0),
+        Some(6.0),
         "{m}"
     );
     assert_eq!(
@@ -176,8 +183,21 @@ fn metrics_count_what_went_through_and_the_admin_paths_answer() {
             &m,
             r#"sluice_request_head_seconds_count{route="127.0.0.1"}"#
         ),
-        Some(5.0),
+        Some(6.0),
         "{m}"
+    );
+    // One SSE answer, over; its bytes as written to the client, which
+    // are its events plus the chunk framing around them (a few bytes per
+    // upstream read: two events here).
+    let route = r#"{route="127.0.0.1"}"#;
+    let sse_series = |name: &str| value(&m, &format!("{name}{route}"));
+    assert_eq!(sse_series("sluice_sse_streams_total"), Some(1.0), "{m}");
+    assert_eq!(sse_series("sluice_sse_streams_open"), Some(0.0), "{m}");
+    let bytes = sse_series("sluice_sse_bytes_total").unwrap() as usize;
+    let events = sse.body.len();
+    assert!(
+        (events..events + 64).contains(&bytes),
+        "{bytes} bytes counted for {events} bytes of events\n{m}"
     );
     assert_eq!(
         value(&m, "sluice_log_lines_dropped_total"),

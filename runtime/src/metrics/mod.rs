@@ -139,6 +139,21 @@ pub struct Metrics {
     hook_failures: Family<HookFailureLabels, Counter>,
     sessions_open: Family<SessionLabels, Gauge>,
     stdio_processes: Family<RouteLabels, Gauge>,
+    sse_open: Family<RouteLabels, Gauge>,
+    sse_streams: Family<RouteLabels, Counter>,
+    sse_bytes: Family<RouteLabels, Counter>,
+}
+
+/// One SSE answer streaming to a client: counted in
+/// `sluice_sse_streams_open` until dropped (the exchange ended, or its
+/// task was cancelled).
+#[must_use = "the stream counts as open only while this lives"]
+pub struct SseStreamOpen(Gauge);
+
+impl Drop for SseStreamOpen {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -210,6 +225,24 @@ impl Metrics {
             "stdio server child processes alive, by route",
             stdio_processes.clone(),
         );
+        let sse_open = Family::default();
+        registry.register(
+            "sse_streams_open",
+            "SSE answers streaming to clients now, by route",
+            sse_open.clone(),
+        );
+        let sse_streams = Family::default();
+        registry.register(
+            "sse_streams",
+            "SSE answers that ended, by route",
+            sse_streams.clone(),
+        );
+        let sse_bytes = Family::default();
+        registry.register(
+            "sse_bytes",
+            "Bytes of SSE answers written to clients after the head (chunk framing included), by route, counted when each stream ends",
+            sse_bytes.clone(),
+        );
         if let Some(dropped) = dropped {
             registry.register_collector(Box::new(process::DroppedCollector(dropped)));
         }
@@ -224,6 +257,9 @@ impl Metrics {
             hook_failures,
             sessions_open,
             stdio_processes,
+            sse_open,
+            sse_streams,
+            sse_bytes,
         }
     }
 
@@ -247,12 +283,26 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         let since = |t: std::time::Instant| t.saturating_duration_since(s.started).as_secs_f64();
         let route = RouteLabels { route };
+        if s.event_stream {
+            self.sse_streams.get_or_create(&route).inc();
+            self.sse_bytes.get_or_create(&route).inc_by(s.body_bytes);
+        }
         if let Some(head) = s.response_head {
             self.head_seconds.get_or_create(&route).observe(since(head));
         }
         if let Some(end) = s.finished {
             self.total_seconds.get_or_create(&route).observe(since(end));
         }
+    }
+
+    /// An SSE answer started streaming on `route`.
+    pub fn sse_stream_opened(&self, route: Option<usize>) -> SseStreamOpen {
+        let labels = RouteLabels {
+            route: self.route(route),
+        };
+        let gauge = self.sse_open.get_or_create_owned(&labels);
+        gauge.inc();
+        SseStreamOpen(gauge)
     }
 
     /// Count one hook run.
@@ -400,6 +450,7 @@ mod tests {
             finished: Some(started + Duration::from_millis(2)),
             body_bytes: 10,
             reused: false,
+            event_stream: false,
         }
     }
 
@@ -460,6 +511,25 @@ mod tests {
             value(&text, "process_resident_memory_bytes").is_some_and(|n| n > 0.0),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_sse_stream_is_open_while_its_guard_lives_and_its_bytes_count_at_its_end() {
+        let m = Metrics::new(&["up".into()], None);
+        let open = r#"sluice_sse_streams_open{route="up"}"#;
+        let guard = m.sse_stream_opened(Some(0));
+        assert_eq!(value(&m.encode(&[]), open), Some(1.0));
+        let mut s = summary(Some(0), Some("tools/call"), 200);
+        s.event_stream = true;
+        s.body_bytes = 1234;
+        m.exchange_done(&s);
+        drop(guard);
+        let text = m.encode(&[]);
+        assert_eq!(value(&text, open), Some(0.0), "{text}");
+        let bytes = r#"sluice_sse_bytes_total{route="up"}"#;
+        assert_eq!(value(&text, bytes), Some(1234.0), "{text}");
+        let streams = r#"sluice_sse_streams_total{route="up"}"#;
+        assert_eq!(value(&text, streams), Some(1.0), "{text}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sluice_core::exchange::{
 use std::pin::Pin;
 
 use crate::hooks::{ChainOutcome, HookContext};
-use crate::metrics::Phase;
+use crate::metrics::{Phase, SseStreamOpen};
 use crate::rt::net::Stream;
 
 use super::Shared;
@@ -50,6 +50,7 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
             to_client: &mut to_client,
             hook_time: None,
             told_shutdown: false,
+            sse_open: None,
         };
         let close = driver.run().await;
         let hook_time = driver.hook_time;
@@ -96,6 +97,8 @@ struct Driver<'a> {
     hook_time: Option<std::time::Duration>,
     /// The exchange heard of the shutdown already.
     told_shutdown: bool,
+    /// The answer streams as SSE: counted open until the driver is dropped.
+    sse_open: Option<SseStreamOpen>,
 }
 
 impl Driver<'_> {
@@ -148,6 +151,10 @@ impl Driver<'_> {
                         };
                     }
                 }
+            }
+            if self.sse_open.is_none() && self.exchange.summary().event_stream {
+                let route = self.exchange.summary().route;
+                self.sse_open = Some(self.shared.metrics.sse_stream_opened(route));
             }
             if self.flush_client().await.is_err() {
                 self.exchange.client_closed(Instant::now());
