@@ -81,8 +81,33 @@ impl Collector for DroppedCollector {
 /// utime + stime (fields 14 and 15 of `/proc/self/stat`, in clock ticks).
 fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    parse_cpu_ticks(&stat)
-        .map(|ticks| ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+    let ticks = parse_cpu_ticks(&stat)?;
+    Some(ticks as f64 / clock_ticks_per_second()? as f64)
+}
+
+/// `AT_CLKTCK` from the kernel's auxiliary vector (what `sysconf(_SC_CLK_TCK)`
+/// returns), read from `/proc/self/auxv`: no libc call, no `unsafe`.
+fn clock_ticks_per_second() -> Option<u64> {
+    let auxv = std::fs::read("/proc/self/auxv").ok()?;
+    parse_clock_ticks(&auxv)
+}
+
+/// The auxiliary vector is (type, value) pairs of native words, ending
+/// with type 0.
+fn parse_clock_ticks(auxv: &[u8]) -> Option<u64> {
+    const AT_CLKTCK: u64 = 17;
+    const WORD: usize = std::mem::size_of::<usize>();
+    let word = |w: &[u8]| -> u64 {
+        let mut bytes = [0u8; WORD];
+        bytes.copy_from_slice(w);
+        usize::from_ne_bytes(bytes) as u64
+    };
+    auxv.chunks_exact(2 * WORD)
+        .map(|pair| (word(&pair[..WORD]), word(&pair[WORD..])))
+        .take_while(|&(kind, _)| kind != 0)
+        .find(|&(kind, _)| kind == AT_CLKTCK)
+        .map(|(_, ticks)| ticks)
+        .filter(|&ticks| ticks > 0)
 }
 
 /// The fields after the command name, which is in parentheses and may
@@ -129,6 +154,20 @@ mod tests {
         let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 3 0 100 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn the_clock_tick_comes_from_the_auxiliary_vector() {
+        let pair = |kind: usize, value: usize| [kind.to_ne_bytes(), value.to_ne_bytes()].concat();
+        let auxv = [pair(6, 4096), pair(17, 250), pair(0, 0), pair(17, 1)].concat();
+        assert_eq!(parse_clock_ticks(&auxv), Some(250));
+        assert_eq!(
+            parse_clock_ticks(&[pair(6, 4096), pair(0, 0)].concat()),
+            None
+        );
+        // This process's own: Linux reports USER_HZ, 100 on every common
+        // architecture.
+        assert!(clock_ticks_per_second().is_some_and(|t| t >= 100));
     }
 
     #[test]
