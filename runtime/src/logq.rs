@@ -34,17 +34,22 @@ pub struct QueueLimits {
     pub linger: Duration,
     /// Shortest time between two "lines dropped" reports in the log.
     pub report_every: Duration,
+    /// How long [`LogDrain::close`] waits for the last lines to be written:
+    /// a stderr that never drains must not hold the process at exit.
+    pub close_wait: Duration,
 }
 
 impl Default for QueueLimits {
     /// 1 MiB of lines (some 4,000 access lines: a second of a busy proxy
-    /// behind a stalled stderr), written in 32 KiB batches or after 50 ms.
+    /// behind a stalled stderr), written in 32 KiB batches or after 50 ms;
+    /// close waits up to 2 s for them.
     fn default() -> Self {
         QueueLimits {
             capacity: 1 << 20,
             batch: 32 << 10,
             linger: Duration::from_millis(50),
             report_every: Duration::from_secs(10),
+            close_wait: Duration::from_secs(2),
         }
     }
 }
@@ -153,7 +158,8 @@ impl LogWriter {
 }
 
 impl LogDrain {
-    /// Write every queued line, then stop the thread.
+    /// Write every queued line, then stop the thread (waiting at most
+    /// [`QueueLimits::close_wait`] for a stderr that does not drain).
     pub fn close(mut self) {
         self.stop();
     }
@@ -164,7 +170,15 @@ impl LogDrain {
         };
         self.queue.lock().closing = true;
         self.queue.wake.notify_one();
-        let _ = thread.join();
+        // JoinHandle has no timed join: poll, bounded by close_wait.
+        let until = Instant::now() + self.queue.limits.close_wait;
+        while !thread.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+        // Else it stays blocked on stderr; the process exits without it.
     }
 }
 
@@ -315,7 +329,8 @@ mod tests {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             if let Some(entered) = self.entered.take() {
                 entered.send(()).unwrap();
-                self.release.recv().unwrap();
+                // A dropped sender releases it too (the test is over).
+                let _ = self.release.recv();
             }
             self.out.write(buf)
         }
@@ -332,6 +347,7 @@ mod tests {
             batch,
             linger: Duration::from_secs(3600),
             report_every: Duration::from_secs(3600),
+            close_wait: Duration::from_secs(3600),
         }
     }
 
@@ -416,6 +432,27 @@ mod tests {
         drain.close();
         let expected: Vec<String> = (0..100).map(|i| format!("queued {i}")).collect();
         assert_eq!(out.lines(), expected);
+    }
+
+    #[test]
+    fn close_gives_up_on_a_stderr_that_never_drains() {
+        let (entered_tx, entered) = mpsc::channel();
+        // Never released: the writer blocks for good.
+        let (_release, release_rx) = mpsc::channel();
+        let sink = Stalled {
+            out: Collected::default(),
+            entered: Some(entered_tx),
+            release: release_rx,
+        };
+        let limits = QueueLimits {
+            close_wait: Duration::from_millis(10),
+            ..limits(1 << 20, 1)
+        };
+        let (w, drain) = start(sink, limits).unwrap();
+        line(&w, "stuck");
+        entered.recv().unwrap();
+        // Returns instead of joining a thread that will never end.
+        drain.close();
     }
 
     #[test]
