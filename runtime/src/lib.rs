@@ -28,7 +28,7 @@
 //! No protocol rule lives here: this crate turns core outputs into syscalls
 //! and syscalls into core inputs.
 
-mod access;
+pub mod access;
 pub mod config;
 pub mod demo;
 mod dial;

@@ -155,6 +155,11 @@ impl LogWriter {
     pub fn dropped(&self) -> DroppedLines {
         DroppedLines(self.0.clone())
     }
+
+    /// Queue one whole line (ending in `\n`), or count it as dropped.
+    pub fn push_line(&self, line: &[u8]) {
+        self.0.push(line);
+    }
 }
 
 impl LogDrain {

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use sluice::config::{Command, Config, Log, LogFormat, LogLevel};
 use sluice::demo::{DemoListener, DemoServer};
+use std::io::IsTerminal as _;
+
+use sluice::access::AccessOutput;
 use sluice::{logq, proxy, settings};
 
 // jemalloc: a proxied request makes ~57 small allocations, and glibc's malloc
@@ -39,9 +42,17 @@ fn main() -> ExitCode {
 fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     // Dropped on the way out, error or not: queued lines reach stderr
     // before main prints the error.
-    let (_log, dropped) = init_logging(&config.log)?;
+    let (_log, writer) = init_logging(&config.log)?;
     let mut settings = settings::proxy_settings(&config)?;
-    settings.log_dropped = Some(dropped);
+    settings.log_dropped = Some(writer.dropped());
+    // Access lines skip tracing's generic formatting, unless they are
+    // coloured for a terminal (where speed is not the point).
+    if !std::io::stderr().is_terminal() {
+        settings.access_output = Some(AccessOutput {
+            writer,
+            json: config.log.format == LogFormat::Json,
+        });
+    }
     let running = proxy::start(settings)?;
     // Before the line below: a script that signals as soon as it reads it
     // must get the graceful shutdown.
@@ -92,9 +103,8 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
 }
 
 /// Logs go to stderr through the log queue; the returned drain writes
-/// what is queued when dropped, the counter says how many lines found the
-/// queue full.
-fn init_logging(log: &Log) -> std::io::Result<(logq::LogDrain, logq::DroppedLines)> {
+/// what is queued when dropped.
+fn init_logging(log: &Log) -> std::io::Result<(logq::LogDrain, logq::LogWriter)> {
     use tracing_subscriber::filter::LevelFilter;
     let level = match log.level {
         LogLevel::Off => LevelFilter::OFF,
@@ -104,16 +114,14 @@ fn init_logging(log: &Log) -> std::io::Result<(logq::LogDrain, logq::DroppedLine
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Trace => LevelFilter::TRACE,
     };
-    use std::io::IsTerminal;
     let (writer, drain) = logq::start(std::io::stderr(), logq::QueueLimits::default())?;
-    let dropped = writer.dropped();
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match log.format {
         LogFormat::Text => builder.with_target(true).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    Ok((drain, dropped))
+    Ok((drain, writer))
 }

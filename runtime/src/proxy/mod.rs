@@ -51,6 +51,9 @@ pub struct ProxySettings {
     pub admin: Option<AdminSettings>,
     /// The log queue's dropped-lines counter, exported as a metric.
     pub log_dropped: Option<crate::logq::DroppedLines>,
+    /// Where access lines go without `tracing`'s generic formatting (the
+    /// binary's log queue). `None`: through `tracing`.
+    pub access_output: Option<crate::access::AccessOutput>,
 }
 
 /// The admin listener's settings.
@@ -262,7 +265,7 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
             settings.max_idle_per_upstream,
             settings.pool_idle,
         ),
-        access: AccessLog::new(settings.access_log),
+        access: AccessLog::new(settings.access_log, settings.access_output),
         metrics: Metrics::new(&settings.route_names, settings.log_dropped),
         route_names: settings.route_names,
         hooks: settings.hooks,
@@ -400,6 +403,7 @@ impl ProxySettings {
             hooks: None,
             admin: None,
             log_dropped: None,
+            access_output: None,
         }
     }
 }
