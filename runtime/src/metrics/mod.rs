@@ -16,6 +16,7 @@
 //! dropped log lines, the process's memory) is read when scraped.
 
 mod process;
+mod requests;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -63,14 +64,6 @@ impl EncodeLabelValue for Name {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         encoder.write_str(&self.0)
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RequestLabels {
-    route: Name,
-    method: &'static str,
-    status: &'static str,
-    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -126,22 +119,28 @@ pub struct RouteLive {
     pub stdio_processes: usize,
 }
 
+/// A route's own series, made at start so a request finds them by index.
+struct RouteSeries {
+    head_seconds: Histogram,
+    total_seconds: Histogram,
+    sse_open: Gauge,
+    sse_streams: Counter,
+    sse_bytes: Counter,
+}
+
 /// Every metric the proxy exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
     /// Route names by route index, then `(none)`.
     routes: Vec<Name>,
-    requests: Family<RequestLabels, Counter>,
-    head_seconds: HistogramFamily<RouteLabels>,
-    total_seconds: HistogramFamily<RouteLabels>,
+    /// By route index, then `(none)`'s.
+    series: Vec<RouteSeries>,
+    requests: Arc<requests::RequestCounts>,
     hook_calls: Family<HookLabels, Counter>,
     hook_seconds: HistogramFamily<HookTimeLabels>,
     hook_failures: Family<HookFailureLabels, Counter>,
     sessions_open: Family<SessionLabels, Gauge>,
     stdio_processes: Family<RouteLabels, Gauge>,
-    sse_open: Family<RouteLabels, Gauge>,
-    sse_streams: Family<RouteLabels, Counter>,
-    sse_bytes: Family<RouteLabels, Counter>,
 }
 
 /// One SSE answer streaming to a client: counted in
@@ -170,17 +169,13 @@ impl Metrics {
         // The process's own series keep their standard names (no prefix).
         root.register_collector(Box::new(process::ProcessCollector));
         let registry = root.sub_registry_with_prefix("sluice");
-        let routes = route_names
+        let routes: Vec<Name> = route_names
             .iter()
             .map(|n| Name(n.as_str().into()))
             .chain(std::iter::once(Name("(none)".into())))
             .collect();
-        let requests = Family::default();
-        registry.register(
-            "requests",
-            "Requests answered, by route, JSON-RPC method, HTTP status and outcome",
-            requests.clone(),
-        );
+        let requests = Arc::new(requests::RequestCounts::new(routes.clone()));
+        registry.register_collector(Box::new(requests.clone()));
         let histogram: fn() -> Histogram = || Histogram::new(DURATION_BUCKETS.iter().copied());
         let head_seconds = Family::new_with_constructor(histogram);
         registry.register(
@@ -243,29 +238,41 @@ impl Metrics {
             "Bytes of SSE answers written to clients after the head (chunk framing included), by route, counted when each stream ends",
             sse_bytes.clone(),
         );
+        let series = routes
+            .iter()
+            .map(|route| {
+                let labels = RouteLabels {
+                    route: route.clone(),
+                };
+                RouteSeries {
+                    head_seconds: head_seconds.get_or_create_owned(&labels),
+                    total_seconds: total_seconds.get_or_create_owned(&labels),
+                    sse_open: sse_open.get_or_create_owned(&labels),
+                    sse_streams: sse_streams.get_or_create_owned(&labels),
+                    sse_bytes: sse_bytes.get_or_create_owned(&labels),
+                }
+            })
+            .collect();
         if let Some(dropped) = dropped {
             registry.register_collector(Box::new(process::DroppedCollector(dropped)));
         }
         Metrics {
             registry: root,
             routes,
+            series,
             requests,
-            head_seconds,
-            total_seconds,
             hook_calls,
             hook_seconds,
             hook_failures,
             sessions_open,
             stdio_processes,
-            sse_open,
-            sse_streams,
-            sse_bytes,
         }
     }
 
-    fn route(&self, route: Option<usize>) -> Name {
+    /// A route's index, or `(none)`'s.
+    fn route_index(&self, route: Option<usize>) -> usize {
         let none = self.routes.len() - 1;
-        self.routes[route.filter(|&r| r < none).unwrap_or(none)].clone()
+        route.filter(|&r| r < none).unwrap_or(none)
     }
 
     /// Count one finished exchange (one that read no request is not one).
@@ -273,34 +280,30 @@ impl Metrics {
         if s.http_method.is_empty() {
             return;
         }
-        let route = self.route(s.route);
-        let labels = RequestLabels {
-            route: route.clone(),
+        let route = self.route_index(s.route);
+        self.requests.add(requests::Key {
+            route,
             method: method_label(s),
             status: s.status.map_or("none", status_label),
             outcome: outcome_label(s.outcome),
-        };
-        self.requests.get_or_create(&labels).inc();
+        });
+        let series = &self.series[route];
         let since = |t: std::time::Instant| t.saturating_duration_since(s.started).as_secs_f64();
-        let route = RouteLabels { route };
         if s.event_stream {
-            self.sse_streams.get_or_create(&route).inc();
-            self.sse_bytes.get_or_create(&route).inc_by(s.body_bytes);
+            series.sse_streams.inc();
+            series.sse_bytes.inc_by(s.body_bytes);
         }
         if let Some(head) = s.response_head {
-            self.head_seconds.get_or_create(&route).observe(since(head));
+            series.head_seconds.observe(since(head));
         }
         if let Some(end) = s.finished {
-            self.total_seconds.get_or_create(&route).observe(since(end));
+            series.total_seconds.observe(since(end));
         }
     }
 
     /// An SSE answer started streaming on `route`.
     pub fn sse_stream_opened(&self, route: Option<usize>) -> SseStreamOpen {
-        let labels = RouteLabels {
-            route: self.route(route),
-        };
-        let gauge = self.sse_open.get_or_create_owned(&labels);
+        let gauge = self.series[self.route_index(route)].sse_open.clone();
         gauge.inc();
         SseStreamOpen(gauge)
     }
