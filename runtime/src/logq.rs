@@ -89,6 +89,12 @@ impl Queue {
         let first = p.bytes.is_empty();
         p.bytes.extend_from_slice(line);
         let wake = p.asleep && (first || p.bytes.len() >= self.limits.batch);
+        if wake {
+            // One wake-up per sleep: on a busy machine the writer may run
+            // only milliseconds later, and every line until then would
+            // otherwise pay a futex syscall of its own.
+            p.asleep = false;
+        }
         drop(p);
         if wake {
             self.wake.notify_one();
