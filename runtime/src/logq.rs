@@ -209,18 +209,28 @@ fn drain(queue: &Queue, mut sink: impl Write) {
     loop {
         let closing = {
             let mut p = queue.lock();
-            if p.bytes.len() < limits.batch && !p.closing {
+            // An empty queue sleeps until its first line (or close) wakes
+            // it; from then the batch has `linger` to fill. Spurious
+            // wake-ups just go round again.
+            let mut due: Option<Instant> = None;
+            while p.bytes.len() < limits.batch && !p.closing {
                 p.asleep = true;
-                // The linger bounds how late a lone line is; an empty queue
-                // sleeps until the first line of a batch or close wakes it.
-                p = if p.bytes.is_empty() {
-                    queue.wake.wait(p).unwrap_or_else(|e| e.into_inner())
+                if p.bytes.is_empty() {
+                    p = queue.wake.wait(p).unwrap_or_else(|e| e.into_inner());
                 } else {
-                    let waited = queue.wake.wait_timeout(p, limits.linger);
-                    waited.unwrap_or_else(|e| e.into_inner()).0
-                };
-                p.asleep = false;
+                    let due = *due.get_or_insert_with(|| Instant::now() + limits.linger);
+                    let left = due.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    p = queue
+                        .wake
+                        .wait_timeout(p, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
             }
+            p.asleep = false;
             std::mem::swap(&mut p.bytes, &mut batch);
             p.closing
         };
@@ -430,6 +440,36 @@ mod tests {
             ["first 000", "later 001", "later 002", "later 003"]
         );
         assert_eq!(w.dropped().get(), 2);
+    }
+
+    /// A sink that counts its writes.
+    #[derive(Clone, Default)]
+    struct Counted(Collected, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_wait_for_the_batch_to_fill_not_one_write_each() {
+        let sink = Counted::default();
+        // The linger never passes and the batch never fills: the first
+        // line wakes the writer, which then waits for more instead of
+        // writing it alone.
+        let (w, drain) = start(sink.clone(), limits(1 << 20, 1 << 20)).unwrap();
+        for i in 0..100 {
+            line(&w, &format!("line {i}"));
+            std::thread::yield_now();
+        }
+        drain.close();
+        assert_eq!(sink.0.lines().len(), 100);
+        assert_eq!(sink.1.load(Ordering::SeqCst), 1, "one write for the batch");
     }
 
     #[test]
