@@ -222,7 +222,7 @@ fn prometheus_scrapes_the_admin_listener_and_sees_the_traffic() {
     assert!(sample(&rss[0]) > 1e6, "{rss:?}");
     let histogram = query_until(
         prom_addr,
-        r#"sluice_request_duration_seconds_count{job="sluice"}"#,
+        r#"sluice_request_duration_seconds_count{job="sluice",route="127.0.0.1"}"#,
         |r| r.first().is_some_and(|s| sample(s) == 5.0),
     );
     assert_eq!(histogram.len(), 1, "{histogram:?}");
