@@ -112,8 +112,8 @@ pub enum Phase {
 pub struct RouteLive {
     /// Legacy HTTP+SSE bridge sessions (one backend SSE stream each).
     pub legacy_sessions: usize,
-    /// stdio bridges: client sessions (per-session mode) or the one shared
-    /// bridge.
+    /// stdio client sessions of per-session mode, each with its child (a
+    /// shared child's sessions live in its bridge task: not counted).
     pub stdio_sessions: usize,
     /// stdio children alive, those shutting down included.
     pub stdio_processes: usize,
