@@ -17,6 +17,9 @@
 //! - DNS lookups of upstream names run on at most four blocking
 //!   `sluice-dns` threads (`getaddrinfo`), which hand the answer back
 //!   through a channel. They run no reactor.
+//! - Log lines go through a bounded queue to one `sluice-log` thread that
+//!   writes them to stderr in batches (`logq`): a worker never waits on
+//!   stderr, and a line that finds the queue full is dropped and counted.
 //! - The legacy HTTP+SSE bridge's tasks (one per backend session and per
 //!   POST) run on the same workers, spawned with `rt::spawn_here`, with `rt`
 //!   timers; an exchange reaches its session through a typed link (async
@@ -25,14 +28,17 @@
 //! No protocol rule lives here: this crate turns core outputs into syscalls
 //! and syscalls into core inputs.
 
-mod access;
+pub mod access;
 pub mod config;
 pub mod demo;
 mod dial;
 pub mod federation;
 pub mod hooks;
+mod httpd;
 pub mod legacy;
 mod link;
+pub mod logq;
+pub mod metrics;
 pub mod proxy;
 mod rt;
 pub mod settings;

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use sluice::config::{Command, Config, Log, LogFormat, LogLevel};
 use sluice::demo::{DemoListener, DemoServer};
-use sluice::{proxy, settings};
+use std::io::IsTerminal as _;
+
+use sluice::access::AccessOutput;
+use sluice::{logq, proxy, settings};
 
 // jemalloc: a proxied request makes ~57 small allocations, and glibc's malloc
 // and free were a quarter of the instructions per request (callgrind). With
@@ -37,8 +40,19 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
-    init_logging(&config.log);
-    let settings = settings::proxy_settings(&config)?;
+    // Dropped on the way out, error or not: queued lines reach stderr
+    // before main prints the error.
+    let (_log, writer) = init_logging(&config.log)?;
+    let mut settings = settings::proxy_settings(&config)?;
+    settings.log_dropped = Some(writer.dropped());
+    // Access lines skip tracing's generic formatting, unless they are
+    // coloured for a terminal (where speed is not the point).
+    if !std::io::stderr().is_terminal() {
+        settings.access_output = Some(AccessOutput {
+            writer,
+            json: config.log.format == LogFormat::Json,
+        });
+    }
     let running = proxy::start(settings)?;
     // Before the line below: a script that signals as soon as it reads it
     // must get the graceful shutdown.
@@ -49,6 +63,9 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     // not println!'d: a closed stdout (a script that read the line and left)
     // must not take the proxy down.
     let mut banner = format!("sluice listening on http://{addr}\n");
+    if let Some(admin) = running.admin_addr() {
+        banner.push_str(&format!("admin listening on http://{admin}\n"));
+    }
     for route in &config.routes {
         tracing::info!(route = %route.name, path = %route.path, upstream = %route.backend, "route");
     }
@@ -86,7 +103,9 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(log: &Log) {
+/// Logs go to stderr through the log queue; the returned drain writes
+/// what is queued when dropped.
+fn init_logging(log: &Log) -> std::io::Result<(logq::LogDrain, logq::LogWriter)> {
     use tracing_subscriber::filter::LevelFilter;
     let level = match log.level {
         LogLevel::Off => LevelFilter::OFF,
@@ -96,13 +115,14 @@ fn init_logging(log: &Log) {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Trace => LevelFilter::TRACE,
     };
-    use std::io::IsTerminal;
+    let (writer, drain) = logq::start(std::io::stderr(), logq::QueueLimits::default())?;
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(writer.clone())
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match log.format {
         LogFormat::Text => builder.with_target(true).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    Ok((drain, writer))
 }

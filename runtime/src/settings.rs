@@ -9,7 +9,7 @@ use sluice_core::{http1, jsonrpc, sse};
 use crate::config::{self, Backend, Config, LegacyMode, Scheme, Transport};
 use crate::hooks::{HookHost, HookSpec, default_cache_dir};
 use crate::legacy::{Bridging, UpstreamTransport};
-use crate::proxy::{ProxySettings, UpstreamTarget};
+use crate::proxy::{AdminSettings, ProxySettings, UpstreamTarget};
 use crate::stdio::{Sandbox, StdioUpstream};
 use crate::tls::{self, Roots};
 
@@ -111,8 +111,15 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
         pool_idle: t.pool_idle,
         shutdown_grace: t.shutdown_grace,
         workers: config.server.worker_threads(),
-        access_log: config.log.access,
+        // Access lines are written at info.
+        access_log: config.log.access && config.log.level >= config::LogLevel::Info,
         hooks: None,
+        admin: config.admin.map(|listen| AdminSettings {
+            listen,
+            config_json: config.redacted_json().to_string(),
+        }),
+        log_dropped: None,
+        access_output: None,
     };
     if config.hooks.is_empty() {
         return Ok(settings);

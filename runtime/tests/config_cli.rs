@@ -26,6 +26,31 @@ fn err(args: &[&str]) -> ConfigError {
     }
 }
 
+#[test]
+fn admin_is_off_unless_asked_for_and_takes_a_listen_address() {
+    assert_eq!(proxy(&["--upstream", "http://a/"]).admin, None);
+    let c = proxy(&["--upstream", "http://a/", "--admin", "localhost:9091"]);
+    assert_eq!(c.admin, Some("127.0.0.1:9091".parse().unwrap()));
+    let e = err(&["--upstream", "http://a/", "--admin", "nowhere"]);
+    assert!(e.to_string().starts_with("--admin: "), "{e}");
+    let e = err(&[
+        "--upstream",
+        "http://a/",
+        "--listen",
+        "[::]:7000",
+        "--admin",
+        "[::1]:7000",
+    ]);
+    assert!(
+        e.to_string().contains("the proxy's own listen address"),
+        "{e}"
+    );
+    assert!(matches!(
+        err(&["demo", "--admin", "127.0.0.1:9091"]),
+        ConfigError::Cli(_)
+    ));
+}
+
 fn file(text: &str) -> Config {
     Config::from_toml(text, "t.toml", Path::new("/")).unwrap()
 }
@@ -176,6 +201,17 @@ fn workers_flag() {
     assert_eq!(
         proxy(&["--config", p, "--workers", "1"]).server.workers,
         Some(1)
+    );
+    // --admin too, checked against the file's listen address.
+    assert_eq!(
+        proxy(&["--config", p, "--admin", "127.0.0.1:9091"]).admin,
+        Some("127.0.0.1:9091".parse().unwrap())
+    );
+    let e = err(&["--config", p, "--admin", "127.0.0.1:8080"]);
+    assert!(
+        e.to_string()
+            .starts_with("--admin: 127.0.0.1:8080 is the proxy's own listen address"),
+        "{e}"
     );
 
     for bad in ["0", "1025", "two"] {
@@ -501,6 +537,7 @@ fn help_explains_every_option() {
         "--stdio-cwd <DIR>",
         "--workers <N>",
         "[default: one per CPU]",
+        "--admin <ADDR>",
         "demo",
         "docs/CONFIG.md",
         "Examples:",

@@ -101,6 +101,7 @@ fn full_example_parses() {
     let text = std::fs::read_to_string(manifest("tests/fixtures/config/full.toml")).unwrap();
     let c = parse(&text).unwrap();
     assert_eq!(c.routes.len(), 3);
+    assert_eq!(c.admin, Some("127.0.0.1:9091".parse().unwrap()));
     assert_eq!(c.server.workers, Some(2));
     assert_eq!(c.routes[0].name, "everything");
     assert_eq!(c.routes[1].name, "api.githubcopilot.com");
@@ -226,6 +227,27 @@ fn doc_examples_parse() {
 }
 
 #[test]
+fn the_admin_listener_is_off_by_default_and_never_the_proxys_address() {
+    assert_eq!(parse(ROUTE).unwrap().admin, None);
+    let c = parse(&format!("[admin]\nlisten = \"127.0.0.1:9091\"\n{ROUTE}")).unwrap();
+    assert_eq!(c.admin, Some("127.0.0.1:9091".parse().unwrap()));
+    assert_eq!(
+        err(&format!(
+            "listen = \"0.0.0.0:8080\"\n[admin]\nlisten = \"127.0.0.1:8080\"\n{ROUTE}"
+        )),
+        "t.toml:3:10: admin.listen: 127.0.0.1:8080 is the proxy's own listen address (0.0.0.0:8080); \
+         the admin listener needs a port of its own"
+    );
+    // The default listen address counts too.
+    assert!(
+        err(&format!("[admin]\nlisten = \"127.0.0.1:8080\"\n{ROUTE}")).contains("admin.listen")
+    );
+    // Another port on the same address, or port 0, is fine.
+    assert!(parse(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n{ROUTE}")).is_ok());
+    assert!(err(&format!("[admin]\nport = 9091\n{ROUTE}")).contains("unknown key"));
+}
+
+#[test]
 fn hook_config_tables_become_json() {
     let c = parse(&format!(
         "{ROUTE}[[hook]]\npath = \"h.wasm\"\n[hook.config]\nz = 1\na = \"q\\\"\\n\\u0001\"\nn = {{ x = [1.5, true, 0xff, 1_000] }}\nd = 1979-05-27\n"
@@ -346,7 +368,7 @@ const ERRORS: &[(&str, &str)] = &[
     // Unknown keys anywhere.
     (
         "lisen = \"127.0.0.1:1\"\n[[route]]\nupstream = \"http://a/\"\n",
-        "t.toml:1:1: lisen: unknown key (expected one of: listen, route, limits, timeouts, security, tls, log, pool, server, hook)",
+        "t.toml:1:1: lisen: unknown key (expected one of: listen, admin, route, limits, timeouts, security, tls, log, pool, server, hook)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",

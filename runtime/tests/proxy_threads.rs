@@ -1,5 +1,6 @@
 //! One runtime in the binary: the threads of a running sluice process are
-//! main, the `rt` workers and the blocking DNS threads, nothing that runs
+//! main, the `rt` workers, the blocking DNS threads and the log writer
+//! (`sluice-log`, which blocks on stderr so workers never do), nothing that runs
 //! a reactor or executor of its own (async-io's `async-io`, smol's
 //! `blocking-*` and executor threads, a `sluice-io` reactor, a deadline
 //! thread). And SIGTERM/SIGINT, which arrive on a worker's poller, still
@@ -38,11 +39,13 @@ fn threads(pid: u32) -> Vec<String> {
     names
 }
 
-/// Every thread is main (`sluice`), a worker or a DNS thread.
+/// Every thread is main (`sluice`), a worker, a DNS thread or the log
+/// writer.
 fn assert_one_runtime(names: &[String], workers: usize) {
     for name in names {
         let known = name == "sluice"
             || name == "sluice-dns"
+            || name == "sluice-log"
             || name
                 .strip_prefix("sluice-w")
                 .and_then(|i| i.parse::<usize>().ok())

@@ -368,6 +368,9 @@ pub struct Summary {
     pub body_bytes: u64,
     /// The upstream connection was reused from the pool.
     pub reused: bool,
+    /// The answer streams to the client as `text/event-stream`: set with
+    /// the head, so a driver polling it sees the stream open.
+    pub event_stream: bool,
 }
 
 /// Hook runs on the request body, one per hooked message.
@@ -481,6 +484,7 @@ impl Exchange {
                 finished: None,
                 body_bytes: 0,
                 reused: false,
+                event_stream: false,
             },
         }
     }
@@ -1260,6 +1264,7 @@ impl Exchange {
     ) {
         self.summary.status = Some(status);
         self.summary.response_head = Some(now);
+        self.summary.event_stream = stream.is_event_stream();
         if !client_head.is_empty() {
             self.outputs.push_back(Output::ToClient(client_head));
         }

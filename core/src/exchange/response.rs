@@ -569,6 +569,11 @@ fn client_head(head: &http1::ResponseHead, client: ClientBody, close: bool) -> B
 }
 
 impl Streaming {
+    /// The answer goes to the client as `text/event-stream`.
+    pub(super) fn is_event_stream(&self) -> bool {
+        self.sse
+    }
+
     /// The upstream body ended and nothing is held back any more.
     pub fn is_complete(&self) -> bool {
         self.complete

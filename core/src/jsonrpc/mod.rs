@@ -80,6 +80,7 @@ use std::ops::Range;
 mod build;
 mod classify;
 mod error;
+mod methods;
 mod scan;
 
 pub use build::{
@@ -87,6 +88,7 @@ pub use build::{
     write_result_message,
 };
 pub use error::{ClassifyError, codes};
+pub use methods::{MCP_METHODS, mcp_method};
 
 /// Bounds on what [`classify`] will read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use super::url::parse_listen;
 use super::{
     Backend, Command, Config, ConfigError, DEFAULT_LISTEN, Demo, EnvValue, EnvVar, Federation,
     FileKeys, HookConfig, HostRule, Http, Log, LogFormat, LogLevel, MAX_WORKERS, Member,
-    OriginRule, Route, Secret, Stdio, StdioMode, Transport, Upstream, check_route_path,
-    hook_base_name, unique_names,
+    OriginRule, Route, Secret, Stdio, StdioMode, Transport, Upstream, check_admin,
+    check_route_path, hook_base_name, unique_names,
 };
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
@@ -32,8 +32,8 @@ An MCP server that runs as a command: `sluice --upstream-command 'uvx mcp-server
 and speaks MCP on its stdin and stdout, served at /mcp (or at --path).
 
 Full configuration: `sluice --config FILE.toml` (schema: docs/CONFIG.md). The file and the proxy \
-flags are exclusive; only --log-level and --log-format may be given with --config, and they \
-override the file.";
+flags are exclusive; only --log-level, --log-format, --workers and --admin may be given with \
+--config, and they override the file.";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -214,6 +214,15 @@ struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_WORKERS as i64))]
     workers: Option<u16>,
 
+    /// Serve metrics, health and the effective config on ADDR (IP:PORT), e.g. 127.0.0.1:9091
+    /// [default: off].
+    ///
+    /// GET /metrics (Prometheus text), /healthz, /readyz and /config (secrets redacted); see
+    /// docs/OPERATIONS.md. Never the proxy's own port; keep it on loopback or a private network.
+    /// May be given with --config, and then overrides the file's admin.listen.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+
     #[command(flatten)]
     log: LogArgs,
 }
@@ -317,6 +326,7 @@ const PROXY_ARGS: &[&str] = &[
     "hook_config",
     "hook_headers",
     "workers",
+    "admin",
 ];
 
 const CLI_KEYS: FileKeys = FileKeys {
@@ -390,6 +400,7 @@ where
         if let Some(n) = cli.workers {
             config.server.workers = Some(n.into());
         }
+        admin(&cli, &mut config)?;
         return Ok(Command::Proxy(config));
     }
 
@@ -437,8 +448,20 @@ where
     config.hooks = hooks(&cli.hooks)?;
     config.log = log(config.log);
     config.server.workers = cli.workers.map(usize::from);
+    admin(&cli, &mut config)?;
     config.check_files(&CLI_KEYS, None)?;
     Ok(Command::Proxy(config))
+}
+
+/// `--admin`, checked against the listen address it must not be.
+fn admin(cli: &Cli, config: &mut Config) -> Result<(), ConfigError> {
+    let Some(given) = &cli.admin else {
+        return Ok(());
+    };
+    let addr = parse_listen(given).map_err(|p| flag_err("--admin", p))?;
+    check_admin(config.listen, addr).map_err(|p| flag_err("--admin", p))?;
+    config.admin = Some(addr);
+    Ok(())
 }
 
 /// `--upstream` and the flags of its transport.

@@ -27,8 +27,8 @@ use super::{
     Backend, Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL,
     EnvValue, EnvVar, FileKeys, HookConfig, HookMode, HostRule, Http, LegacyMode, Limits, Log,
     LogFormat, LogLevel, MAX_WORKERS, OnError, OriginRule, Pool, Roots, Route, RunAs, Sandbox,
-    Secret, Security, Server, Stdio, StdioMode, Timeouts, Tls, Transport, Upstream, hook_base_name,
-    unique_names,
+    Secret, Security, Server, Stdio, StdioMode, Timeouts, Tls, Transport, Upstream, check_admin,
+    hook_base_name, unique_names,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -46,6 +46,7 @@ pub(super) const FILE_KEYS: FileKeys = FileKeys {
 #[serde(deny_unknown_fields)]
 struct File {
     listen: Key<SocketAddr>,
+    admin: Key<AdminTable>,
     route: Key<List<RouteTable>>,
     limits: Key<LimitsTable>,
     timeouts: Key<TimeoutsTable>,
@@ -92,6 +93,10 @@ tables! {
         max_open_files: Key<Count<1>>,
         user: Key<IdOrName>,
         group: Key<IdOrName>,
+    }
+
+    struct AdminTable("a table ([admin])") {
+        listen: Key<SocketAddr>,
     }
 
     struct LimitsTable("a table ([limits])") {
@@ -160,8 +165,13 @@ tables! {
 pub(super) fn parse(src: &Source<'_>, base_dir: &Path) -> Result<Config> {
     let file: File = src.read()?;
     let listen = or(file.listen, DEFAULT_LISTEN);
+    let admin = value(file.admin).and_then(|t| t.listen);
+    if let Some(At { value: admin, span }) = &admin {
+        check_admin(listen, *admin).map_err(|p| src.err(span, "admin.listen", p))?;
+    }
     Ok(Config {
         listen,
+        admin: admin.map(|a| a.value),
         routes: routes(src, value(file.route).unwrap_or_default(), base_dir)?,
         limits: value(file.limits).map_or_else(Limits::default, limits),
         timeouts: value(file.timeouts).map_or_else(Timeouts::default, timeouts),

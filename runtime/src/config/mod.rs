@@ -36,6 +36,7 @@ mod file;
 mod security;
 mod stdio;
 mod url;
+mod view;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -48,6 +49,7 @@ pub use crate::hooks::{Grants, InstanceMode as HookMode, OnError};
 pub use security::{HostRule, OriginRule, Security};
 pub use stdio::{EnvValue, EnvVar, RunAs, Sandbox, Secret, Stdio, StdioMode};
 pub use url::{Host, Scheme, Upstream};
+pub use view::{REDACTED, names_a_secret};
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +71,9 @@ pub struct Config {
     /// print the bound address so the operator can find it.
     /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Where the admin listener (metrics, health, the effective config)
+    /// listens; never the proxy's own address. Default `None`: off.
+    pub admin: Option<SocketAddr>,
     /// At least one route; the request path picks one (see [`Config::resolve`]).
     /// Paths are unique, names are unique, at most one route serves
     /// `/.well-known/`.
@@ -756,6 +761,7 @@ impl Config {
     fn with_route(listen: SocketAddr, route: Route) -> Config {
         Config {
             listen,
+            admin: None,
             routes: vec![route],
             limits: Limits::default(),
             timeouts: Timeouts::default(),
@@ -825,6 +831,21 @@ struct FileKeys {
     /// index, variable name and which of the two.
     env: fn(usize, &str, &str) -> String,
     hook_path: fn(usize) -> String,
+}
+
+/// Checks that the admin listener cannot be the proxy's own socket: the
+/// same port on the same address, or on an address either one covers
+/// (`0.0.0.0`, `[::]`). Port 0 asks for a free port, so it never clashes.
+/// Returns the problem.
+fn check_admin(listen: SocketAddr, admin: SocketAddr) -> Result<(), String> {
+    let overlaps =
+        admin.ip() == listen.ip() || admin.ip().is_unspecified() || listen.ip().is_unspecified();
+    if admin.port() != 0 && admin.port() == listen.port() && overlaps {
+        return Err(format!(
+            "{admin} is the proxy's own listen address ({listen}); the admin listener needs a port of its own"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a route path: starts with `/`, visible ASCII, no query, fragment

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use crate::rt::Timer;
 
-use super::http::{Conn, Request, Response};
 use super::mcp::{self, Kind, Outcome, Shared, lock};
 use super::tools;
+use crate::httpd::{Conn, Request, Response};
 
 /// The protocol version of this transport.
 const VERSION: &str = "2024-11-05";

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 
 use crate::rt::Timer;
 
-use super::http::{Conn, Request, Response};
 use super::tools::{self, Call};
+use crate::httpd::{Conn, Request, Response};
 
 /// Protocol versions this server speaks, oldest first.
 pub(super) const VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25"];

@@ -18,7 +18,6 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-mod http;
 mod legacy;
 mod mcp;
 pub mod stdio;
@@ -32,10 +31,10 @@ use anyhow::Context as _;
 use async_channel::{Receiver, Sender};
 use futures_lite::future;
 
+use crate::httpd::{Conn, ReadError, Response};
 use crate::proxy::RunningProxy;
 use crate::rt::net::{Listener, Stream};
 use crate::rt::{Handle, Runtime, Task, Timer};
-use http::{Conn, ReadError, Response};
 use sluice_core::http1::Version;
 
 /// The demo MCP server, running until shut down or dropped: on the

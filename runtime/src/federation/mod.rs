@@ -91,6 +91,14 @@ impl RouteFederation {
         self.members.iter().map(|m| m.live_count()).sum()
     }
 
+    /// Its members' per-session bridges and children, summed.
+    pub(crate) fn open_counts(&self) -> (usize, usize) {
+        self.members
+            .iter()
+            .map(|m| m.open_counts())
+            .fold((0, 0), |(s, p), (ms, mp)| (s + ms, p + mp))
+    }
+
     /// Shutting down: every member's bridges close.
     pub(crate) fn close_all(&self) -> usize {
         self.members.iter().map(|m| m.close_all()).sum()

@@ -15,6 +15,7 @@ use sluice_core::exchange::{
 use std::pin::Pin;
 
 use crate::hooks::{ChainOutcome, HookContext};
+use crate::metrics::{Phase, SseStreamOpen};
 use crate::rt::net::Stream;
 
 use super::Shared;
@@ -49,12 +50,14 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
             to_client: &mut to_client,
             hook_time: None,
             told_shutdown: false,
+            sse_open: None,
         };
         let close = driver.run().await;
         let hook_time = driver.hook_time;
         shared
             .access
             .record(exchange.summary(), &shared.route_names, hook_time);
+        shared.metrics.exchange_done(exchange.summary());
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
@@ -94,6 +97,8 @@ struct Driver<'a> {
     hook_time: Option<std::time::Duration>,
     /// The exchange heard of the shutdown already.
     told_shutdown: bool,
+    /// The answer streams as SSE: counted open until the driver is dropped.
+    sse_open: Option<SseStreamOpen>,
 }
 
 impl Driver<'_> {
@@ -146,6 +151,10 @@ impl Driver<'_> {
                         };
                     }
                 }
+            }
+            if self.sse_open.is_none() && self.exchange.summary().event_stream {
+                let route = self.exchange.summary().route;
+                self.sse_open = Some(self.shared.metrics.sse_stream_opened(route));
             }
             if self.flush_client().await.is_err() {
                 self.exchange.client_closed(Instant::now());
@@ -266,7 +275,12 @@ impl Driver<'_> {
             ),
         };
         *self.hook_time.get_or_insert_default() += report.total;
+        let phase = match call.phase {
+            HookPhase::Request => Phase::Request,
+            HookPhase::Response => Phase::Response,
+        };
         for run in &report.runs {
+            self.shared.metrics.hook_ran(phase, run);
             if let crate::hooks::HookRunResult::Failed { error, passed } = &run.result {
                 tracing::warn!(hook = %run.hook, error = %error, passed, "hook failed");
             }

@@ -1,6 +1,7 @@
 //! The proxy server: a listener, worker threads (the `rt` runtime), a task per
 //! client connection on the least loaded worker, and graceful shutdown.
 
+mod admin;
 mod conn;
 mod deadline;
 mod upstream;
@@ -15,6 +16,7 @@ use async_channel::{Receiver, Sender};
 use sluice_core::exchange::ExchangeConfig;
 
 use crate::access::AccessLog;
+use crate::metrics::Metrics;
 use crate::rt::net::{Listener, Stream};
 use crate::rt::{Runtime, Timer};
 pub use upstream::UpstreamTarget;
@@ -45,6 +47,22 @@ pub struct ProxySettings {
     pub access_log: bool,
     /// The loaded hooks (the exchange's hook filter asks them).
     pub hooks: Option<Arc<crate::hooks::HookHost>>,
+    /// The admin listener (metrics, health, config), if on.
+    pub admin: Option<AdminSettings>,
+    /// The log queue's dropped-lines counter, exported as a metric.
+    pub log_dropped: Option<crate::logq::DroppedLines>,
+    /// Where access lines go without `tracing`'s generic formatting (the
+    /// binary's log queue). `None`: through `tracing`.
+    pub access_output: Option<crate::access::AccessOutput>,
+}
+
+/// The admin listener's settings.
+#[derive(Clone, Debug)]
+pub struct AdminSettings {
+    /// Where it listens (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// What `/config` answers: the effective configuration, redacted.
+    pub config_json: String,
 }
 
 /// The worker threads' names: `sluice-w0`, `sluice-w1`, …
@@ -78,6 +96,7 @@ pub(crate) struct Shared {
     exchange: Arc<ExchangeConfig>,
     upstreams: Upstreams,
     access: AccessLog,
+    metrics: Metrics,
     route_names: Vec<String>,
     hooks: Option<Arc<crate::hooks::HookHost>>,
     shutdown: Shutdown,
@@ -98,6 +117,7 @@ pub struct ShutdownSignals(Option<crate::rt::signal::Signals>);
 /// A running proxy. Dropping it does not stop it; call [`RunningProxy::shutdown`].
 pub struct RunningProxy {
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     runtime: Runtime,
     grace: Duration,
@@ -109,6 +129,11 @@ impl RunningProxy {
     /// The address the proxy listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin listener listens on, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Stop accepting, let in-flight exchanges finish within the grace
@@ -210,6 +235,16 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
     let listener = TcpListener::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local_addr = listener.local_addr()?;
+    // Bound before anything starts, so a taken port fails the start.
+    let admin = match &settings.admin {
+        Some(a) => {
+            let bound = TcpListener::bind(a.listen)
+                .with_context(|| format!("cannot listen on {} (admin)", a.listen))?;
+            Some((bound, a.config_json.clone()))
+        }
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let runtime =
         Runtime::start(WORKER_NAME, settings.workers).context("cannot start the worker threads")?;
     let listener = match Listener::new(listener, runtime.first().reactor()) {
@@ -230,7 +265,8 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
             settings.max_idle_per_upstream,
             settings.pool_idle,
         ),
-        access: AccessLog::new(settings.access_log),
+        access: AccessLog::new(settings.access_log, settings.access_output),
+        metrics: Metrics::new(&settings.route_names, settings.log_dropped),
         route_names: settings.route_names,
         hooks: settings.hooks,
         shutdown: Shutdown {
@@ -255,8 +291,25 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
         .first()
         .spawn(deadline::ticker(Arc::downgrade(&shared.deadlines)))
         .detach();
+    if let Some((listener, config_json)) = admin {
+        // On the first worker, beside the accept loop: scrapes are rare and
+        // small, and a worker busy with traffic still answers them.
+        let listener = match Listener::new(listener, runtime.first().reactor()) {
+            Ok(listener) => listener,
+            Err(e) => {
+                runtime.stop();
+                return Err(e.into());
+            }
+        };
+        let admin = admin::Admin::new(Arc::downgrade(&shared), config_json);
+        runtime
+            .first()
+            .spawn(admin::serve(listener, Arc::new(admin)))
+            .detach();
+    }
     Ok(RunningProxy {
         local_addr,
+        admin_addr,
         shared,
         runtime,
         grace: settings.shutdown_grace,
@@ -348,6 +401,9 @@ impl ProxySettings {
             workers: 1,
             access_log: true,
             hooks: None,
+            admin: None,
+            log_dropped: None,
+            access_output: None,
         }
     }
 }

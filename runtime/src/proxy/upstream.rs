@@ -158,6 +158,36 @@ impl Upstreams {
             .sum()
     }
 
+    /// What is open on each route, by route index, for metrics.
+    pub fn live(&self) -> Vec<crate::metrics::RouteLive> {
+        self.kinds
+            .iter()
+            .map(|k| match k {
+                RouteKind::Bridge(b) | RouteKind::Auto(b, _) => crate::metrics::RouteLive {
+                    legacy_sessions: b.live_count(),
+                    ..Default::default()
+                },
+                RouteKind::Stdio(s) => {
+                    let (sessions, processes) = s.open_counts();
+                    crate::metrics::RouteLive {
+                        stdio_sessions: sessions,
+                        stdio_processes: processes,
+                        ..Default::default()
+                    }
+                }
+                RouteKind::Federation(f) => {
+                    let (sessions, processes) = f.as_ref().map_or((0, 0), |f| f.open_counts());
+                    crate::metrics::RouteLive {
+                        stdio_sessions: sessions,
+                        stdio_processes: processes,
+                        ..Default::default()
+                    }
+                }
+                RouteKind::Direct => crate::metrics::RouteLive::default(),
+            })
+            .collect()
+    }
+
     /// Bridges (and stdio children) still running, across routes.
     pub fn bridges_live(&self) -> usize {
         self.kinds

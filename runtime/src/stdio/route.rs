@@ -64,6 +64,14 @@ impl RouteStdio {
         live.sessions.len() + usize::from(live.shared.is_some()) + live.processes
     }
 
+    /// Per-session bridges (one per client session) and children alive,
+    /// for metrics. A shared bridge's client sessions live in its task and
+    /// are not counted here.
+    pub(crate) fn open_counts(&self) -> (usize, usize) {
+        let live = self.lock();
+        (live.sessions.len(), live.processes)
+    }
+
     /// Shutting down: every bridge answers its clients and ends its child;
     /// no new one starts. Returns how many were told.
     pub(crate) fn close_all(&self) -> usize {

@@ -240,6 +240,7 @@ fn json_post_is_forwarded_with_normalized_head() {
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
     let summary = h.ex.summary();
     assert_eq!(summary.outcome, Outcome::Complete);
+    assert!(!summary.event_stream, "a JSON answer");
     let rpc = summary.rpc.as_ref().unwrap();
     assert_eq!(rpc.method.as_deref(), Some("tools/call"));
     assert_eq!(rpc.name.as_deref(), Some("echo"));
@@ -260,9 +261,12 @@ const ANSWER: &str =
 fn sse_answer_streams_event_by_event_byte_for_byte() {
     let mut h = Harness::new(config());
     h.client(&post(CALL)).connected(false);
+    assert!(!h.ex.summary().event_stream, "no head yet");
     h.upstream(SSE_HEAD.as_bytes());
     let head_len = h.log.to_client.len();
     assert!(head_len > 0, "head forwarded before any body");
+    // Known with the head: a driver sees the stream open while it streams.
+    assert!(h.ex.summary().event_stream);
     // Each upstream read goes out at once, even a partial event.
     h.upstream(chunk(&PROGRESS[..10]).as_bytes());
     assert!(h.log.to_client.len() > head_len);

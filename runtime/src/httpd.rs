@@ -1,5 +1,6 @@
-//! Just enough HTTP/1.1 serving for the demo: read one request at a time off
-//! a keep-alive connection (heads and framing from `sluice_core::http1`),
+//! Just enough HTTP/1.1 serving for sluice's own small servers (the demo
+//! MCP server, the admin listener): read one request at a time off a
+//! keep-alive connection (heads and framing from `sluice_core::http1`),
 //! write whole responses or a chunked SSE stream.
 
 use std::io;
@@ -12,12 +13,12 @@ use sluice_core::http1::{
 
 use crate::rt::net::Stream;
 
-/// Largest request body the demo reads. MCP messages to a demo are small;
-/// anything bigger is a mistake or an attack.
+/// Largest request body read. MCP messages to the demo are small, and the
+/// admin listener takes none; anything bigger is a mistake or an attack.
 const MAX_BODY: usize = 1024 * 1024;
 
 /// One request, body read in full.
-pub(super) struct Request {
+pub(crate) struct Request {
     pub head: RequestHead,
     pub body: Vec<u8>,
 }
@@ -39,7 +40,7 @@ impl Request {
 }
 
 /// Why no request came.
-pub(super) enum ReadError {
+pub(crate) enum ReadError {
     /// The peer closed (or the socket failed): nothing to answer.
     Closed,
     /// The request is malformed; answer this status and close.
@@ -53,7 +54,7 @@ impl From<io::Error> for ReadError {
 }
 
 /// A response with its whole body.
-pub(super) struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<Header>,
     pub body: Vec<u8>,
@@ -95,7 +96,7 @@ impl Response {
 }
 
 /// One accepted connection and the bytes read from it but not yet used.
-pub(super) struct Conn {
+pub(crate) struct Conn {
     stream: Stream,
     buf: Vec<u8>,
     scanner: HeadScanner,
@@ -248,7 +249,7 @@ impl Conn {
 }
 
 /// An SSE response in progress.
-pub(super) struct SseStream<'a> {
+pub(crate) struct SseStream<'a> {
     conn: &'a Conn,
     chunked: bool,
 }
@@ -313,6 +314,7 @@ fn reason(status: u16) -> &'static str {
         415 => "Unsupported Media Type",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
+        503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         _ => "",
     }
