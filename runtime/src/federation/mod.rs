@@ -19,8 +19,11 @@ use crate::link::{ClientSink, MessageLink, MessageRoute, OnGone, notify};
 use crate::stdio::{RouteStdio, StdioUpstream};
 pub(crate) use seal::Sealer;
 
-/// How long a member has to begin its answer, by default.
-pub const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a member has to begin its answer, by default: as long as a
+/// command route gives its child to answer `initialize` (a first `npx -y`
+/// or `uvx` run downloads the server), so a member starting cold is not
+/// left out of the session that started it.
+pub const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One member of a federated route, as configured.
 #[derive(Debug, Clone)]
