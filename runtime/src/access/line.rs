@@ -81,6 +81,28 @@ impl Fields<'_> {
 /// The target every access line names.
 const TARGET: &str = "sluice::access";
 
+/// The line as a `tracing` event (the sink on a terminal, where the fmt
+/// layer colours it); [`text`] and [`json`] write the same fields.
+pub(super) fn through_subscriber(f: &Fields<'_>) {
+    tracing::info!(
+        target: "sluice::access",
+        method = %f.method,
+        path = %f.path,
+        rpc = f.rpc,
+        name = f.name,
+        status = f.status,
+        upstream = f.upstream,
+        outcome = f.outcome,
+        reason = f.reason,
+        fault = f.fault,
+        head_us = f.head_us,
+        total_us = f.total_us,
+        bytes = f.bytes,
+        reused = f.reused,
+        hooks_us = f.hooks_us,
+    );
+}
+
 /// `2026-12-04T19:44:57.482415Z  INFO sluice::access: method=GET ...`
 pub(super) fn text(fields: &Fields<'_>, now: SystemTime, out: &mut Vec<u8>) {
     timestamp(now, out);
@@ -253,25 +275,7 @@ mod tests {
             .with_ansi(false)
             .with_max_level(tracing::Level::INFO);
         let f = fields();
-        let event = || {
-            tracing::info!(
-                target: "sluice::access",
-                method = %f.method,
-                path = %f.path,
-                rpc = f.rpc,
-                name = f.name,
-                status = f.status,
-                upstream = f.upstream,
-                outcome = f.outcome,
-                reason = f.reason,
-                fault = f.fault,
-                head_us = f.head_us,
-                total_us = f.total_us,
-                bytes = f.bytes,
-                reused = f.reused,
-                hooks_us = f.hooks_us,
-            )
-        };
+        let event = || through_subscriber(&f);
         if json {
             let subscriber = builder.json().flatten_event(true).finish();
             tracing::subscriber::with_default(subscriber, event);

@@ -100,23 +100,7 @@ impl AccessLog {
                     writer.push_line(out);
                 });
             }
-            Sink::Tracing => tracing::info!(
-                target: "sluice::access",
-                method = %f.method,
-                path = %f.path,
-                rpc = f.rpc,
-                name = f.name,
-                status = f.status,
-                upstream = f.upstream,
-                outcome = f.outcome,
-                reason = f.reason,
-                fault = f.fault,
-                head_us = f.head_us,
-                total_us = f.total_us,
-                bytes = f.bytes,
-                reused = f.reused,
-                hooks_us = f.hooks_us,
-            ),
+            Sink::Tracing => line::through_subscriber(&f),
         }
     }
 }
