@@ -1066,14 +1066,7 @@ impl World {
             Body::Initialize { id, version, token } => {
                 let versions = [SESSION_VERSIONS, &["2024-11-05", "1999-01-01"]].concat();
                 let n = self.next_stream;
-                let meta = token
-                    .map(|t| {
-                        format!(
-                            r#","_meta":{{"progressToken":{}}}"#,
-                            TOKENS[usize::from(t) % TOKENS.len()]
-                        )
-                    })
-                    .unwrap_or_default();
+                let meta = token_meta(*token);
                 format!(
                     r#"{{"jsonrpc":"2.0","id":{},"method":"initialize","params":{{"protocolVersion":"{}","capabilities":{{"sampling":{{}}}},"clientInfo":{{"name":"c","version":"1"}},"n":{n}{meta}}}}}"#,
                     IDS[usize::from(*id) % IDS.len()],
@@ -1081,14 +1074,7 @@ impl World {
                 )
             }
             Body::Call { id, method, token } => {
-                let meta = token
-                    .map(|t| {
-                        format!(
-                            r#","_meta":{{"progressToken":{}}}"#,
-                            TOKENS[usize::from(t) % TOKENS.len()]
-                        )
-                    })
-                    .unwrap_or_default();
+                let meta = token_meta(*token);
                 let id = IDS[usize::from(*id) % IDS.len()];
                 // `n`: the stream it is sent on, to tell where the child's
                 // answer must go.
@@ -1572,3 +1558,15 @@ fuzz_target!(|input: Input| {
         );
     }
 });
+
+/// The `_meta` member carrying progress token number `token`, if any.
+fn token_meta(token: Option<u8>) -> String {
+    token
+        .map(|t| {
+            format!(
+                r#","_meta":{{"progressToken":{}}}"#,
+                TOKENS[usize::from(t) % TOKENS.len()]
+            )
+        })
+        .unwrap_or_default()
+}
