@@ -426,7 +426,7 @@ impl Fanout {
                 return self.reply(404, self.id.clone(), codes::METHOD_NOT_FOUND, &text);
             }
         };
-        let (member, text) = match routed {
+        let (member, text, own_name) = match routed {
             Ok(r) => r,
             Err(Unrouted::Ask(kind, members)) if !self.discovered => {
                 return self.discover(req, kind, &members, now);
@@ -446,7 +446,9 @@ impl Fanout {
             );
             return self.reply(502, self.id.clone(), codes::UPSTREAM_FAILED, &why);
         };
-        let own_name = string_at(&text, &["params", "name"]);
+        // `Mcp-Name` follows a name the member knows by another; a URI is
+        // the same everywhere.
+        let own_name = own_name.filter(|_| matches!(method, "tools/call" | "prompts/get"));
         self.op = Op::Routed;
         self.send(
             member,
@@ -1112,6 +1114,10 @@ fn with_cursor(body: &[u8], own: Option<&str>) -> Vec<u8> {
     }
 }
 
+/// Where a request goes: the member, the body it gets, and the name it
+/// knows the item by when that differs from the client's.
+type Routed = (Member, Vec<u8>, Option<String>);
+
 /// Why a request could not be routed yet.
 enum Unrouted {
     /// These members' lists of this kind would tell.
@@ -1127,14 +1133,14 @@ fn route_by_name(
     kind: ListKind,
     body: &[u8],
     path: &[&str],
-) -> Result<(Member, Vec<u8>), Unrouted> {
+) -> Result<Routed, Unrouted> {
     let no = |why: &str| Unrouted::No(why.to_owned());
     let shown = string_at(body, path).ok_or_else(|| no("no name to route by"))?;
     match catalog.resolve(&shown) {
         Resolved::Known(t) => {
             let text =
                 replace_string(body, path, &t.name).ok_or_else(|| no("no name to route by"))?;
-            Ok((t.member, text))
+            Ok((t.member, text, Some(t.name)))
         }
         Resolved::Ask(members) => Err(Unrouted::Ask(kind, members)),
         Resolved::Unknown => Err(Unrouted::No(format!("no member has {shown:?}"))),
@@ -1149,16 +1155,16 @@ fn route_by_uri(
     body: &[u8],
     path: &[&str],
     sessions: &[Option<MemberSession>],
-) -> Result<(Member, Vec<u8>), Unrouted> {
+) -> Result<Routed, Unrouted> {
     let uri = string_at(body, path).ok_or_else(|| Unrouted::No("no uri to route by".into()))?;
     if let Some(m) = resources.route(&uri) {
-        return Ok((m, body.to_vec()));
+        return Ok((m, body.to_vec(), None));
     }
     let members: Vec<Member> = (0..sessions.len())
         .filter(|m| sessions[*m].is_some())
         .collect();
     match members.as_slice() {
-        [only] => Ok((*only, body.to_vec())),
+        [only] => Ok((*only, body.to_vec(), None)),
         [] => Err(Unrouted::No(format!("no member can serve {uri:?}"))),
         _ => Err(Unrouted::Ask(ListKind::Resources, members)),
     }
