@@ -231,6 +231,12 @@ impl Connection {
                         self.connect(exchange, fresh).await;
                     }
                     Output::ToUpstream(bytes) => self.write_upstream(exchange, &bytes).await,
+                    // This driver judges no tokens: a protected route
+                    // fails closed.
+                    Output::Authenticate(_) => exchange.auth_done(
+                        sluice_core::auth::Verdict::Unavailable(sluice_core::auth::Outage::NoKeys),
+                        Instant::now(),
+                    ),
                     // Only after `message_upstream_connected`, which this
                     // driver never calls: its upstream is HTTP (see
                     // blocking_proxy.rs for a message upstream).

@@ -216,6 +216,21 @@ pub fn http_error_allow(status: u16, code: i64, text: &str, allow: &str, close: 
     json_response(status, &message, &format!("Allow: {allow}\r\n"), close)
 }
 
+/// [`http_error`] with one more header field, `name: value` (a
+/// `WWW-Authenticate` challenge). `value` must hold no CR or LF.
+pub fn http_error_with_header(
+    status: u16,
+    code: i64,
+    text: &str,
+    name: &str,
+    value: &str,
+    close: bool,
+) -> Vec<u8> {
+    let message = crate::jsonrpc::error_message(None, code, text, None);
+    let value: String = value.chars().filter(|c| !c.is_control()).collect();
+    json_response(status, &message, &format!("{name}: {value}\r\n"), close)
+}
+
 /// [`http_error`] answering the request whose raw id is `id`.
 pub fn http_error_for(
     id: Option<&[u8]>,

@@ -25,7 +25,9 @@
 //! | [`federation`] | many servers behind one endpoint: curated names (globs, aliases, prefixes, the 64-character rule), merged lists and their cursors, routing by name and by URI |
 //! | [`modern`] | MCP 2026-07-28's per-request era where sluice is the server: the envelope check, results completed for the era, `server/discover` |
 //! | [`stdio`] | the stdio transport's framing: newline-delimited messages from a child's stdout told apart from the noise servers print there, and one line per message for its stdin |
+//! | [`auth`] | who is calling: bearer credentials read strictly, `WWW-Authenticate` challenges, RFC 9728 metadata, JWT header and claim rules, scopes, API keys by hash |
 //! | [`base64`] | RFC 4648 in the two alphabets MCP headers and sluice's tokens use |
+//! | [`tracecontext`] | W3C `traceparent` read strictly and written, and the parent-based ratio sampling rule |
 //! | [`exchange`] | one proxied request and its answer, as a state machine built from all of the above |
 //!
 //! # The loop
@@ -80,6 +82,7 @@
 //!             Output::ReleaseUpstream { reusable } => format!("release reusable={reusable}"),
 //!             Output::Finished { close } => format!("finished {close:?}"),
 //!             Output::RunHook(call) => format!("run hooks on {}", call.method),
+//!             Output::Authenticate(call) => format!("judge the token for route {}", call.route),
 //!             Output::Dispatch(request) => format!("message upstream <- {}", request.method),
 //!             Output::ProbeTransport(evidence) => format!("transport evidence: {}", evidence.status),
 //!         });
@@ -186,6 +189,7 @@
 
 pub use bytes;
 
+pub mod auth;
 pub mod base64;
 pub mod exchange;
 pub mod federation;
@@ -199,4 +203,5 @@ pub mod modern;
 pub mod route;
 pub mod sse;
 pub mod stdio;
+pub mod tracecontext;
 pub mod upstream;

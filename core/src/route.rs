@@ -238,12 +238,92 @@ pub struct Resolved {
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// The gate of each protected route, by index (shorter than `routes`
+    /// when the last ones have none).
+    gates: Vec<Option<std::sync::Arc<crate::auth::Gate>>>,
+    /// Fields the operator sets on every request to a route's upstream
+    /// (credentials for it), by index (shorter when the last have none).
+    upstream_headers: Vec<Vec<crate::http1::Header>>,
 }
 
 impl Router {
     /// A router over `routes`, tried longest prefix first.
     pub fn new(routes: Vec<Route>) -> Self {
-        Router { routes }
+        Router {
+            routes,
+            gates: Vec::new(),
+            upstream_headers: Vec::new(),
+        }
+    }
+
+    /// Puts route `route` behind `gate`: its MCP requests need credentials
+    /// the driver judges (see [`crate::auth`]), and its metadata document
+    /// is served.
+    pub fn protect(&mut self, route: usize, gate: crate::auth::Gate) {
+        if self.gates.len() <= route {
+            self.gates.resize(route + 1, None);
+        }
+        self.gates[route] = Some(std::sync::Arc::new(gate));
+    }
+
+    /// Sets `headers` on every request route `route` forwards upstream, in
+    /// place of any field of the same name the client sent: the operator's
+    /// credentials for the upstream, never the client's.
+    pub fn set_upstream_headers(&mut self, route: usize, headers: Vec<crate::http1::Header>) {
+        if self.upstream_headers.len() <= route {
+            self.upstream_headers.resize(route + 1, Vec::new());
+        }
+        self.upstream_headers[route] = headers;
+    }
+
+    /// The fields route `route` sets on its upstream requests.
+    pub fn upstream_headers(&self, route: usize) -> &[crate::http1::Header] {
+        self.upstream_headers.get(route).map_or(&[], Vec::as_slice)
+    }
+
+    /// The gate of route `route`, if it is protected.
+    pub fn gate(&self, route: usize) -> Option<&crate::auth::Gate> {
+        self.gates.get(route)?.as_deref()
+    }
+
+    /// The protected route that `path` reaches when it is read loosely
+    /// (percent-encoded unreserved characters decoded, case folded, `//`
+    /// and `;` parameters dropped), when the router sends it to another
+    /// route as written: `/MCP`, `//mcp`, `/%6Dcp` or `/mcp;x` routed to an
+    /// open `/` while `/mcp` is protected. Such a request must be refused:
+    /// the upstream behind the open route may well serve `/mcp` for it. A
+    /// path that reads loosely as the route it is sent to (an open
+    /// `/mcp/public` under a protected `/mcp`) is not shadowed.
+    pub fn shadowed_gate(&self, path: &str, routed_to: usize) -> Option<usize> {
+        if self.gates.iter().all(Option::is_none) {
+            return None;
+        }
+        let loose = loose_path(path);
+        let matches: Vec<(usize, usize)> = self
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let prefix = loose_path(&r.prefix);
+                strip_segment_prefix(&loose, &prefix)
+                    .map(|_| (i, prefix.trim_end_matches('/').len()))
+            })
+            .collect();
+        let longest = matches.iter().map(|&(_, len)| len).max()?;
+        matches
+            .iter()
+            .filter(|&&(i, len)| len == longest && i != routed_to)
+            .map(|&(i, _)| i)
+            .find(|&i| self.gate(i).is_some())
+    }
+
+    /// The HTTP answer serving a protected route's metadata document at
+    /// `path` (no query), if one is there.
+    pub fn metadata_document(&self, path: &str) -> Option<&bytes::Bytes> {
+        self.gates
+            .iter()
+            .flatten()
+            .find_map(|g| g.document_at(path))
     }
 
     /// The routes, in configuration order.
@@ -305,6 +385,43 @@ fn strip_segment_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
+/// A path as the loosest upstream might read it: percent-encoded
+/// unreserved characters decoded, ASCII lower-cased, runs of `/` made one,
+/// `;` parameters dropped from each segment.
+fn loose_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            let c = (hi * 16 + lo) as u8;
+            if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                decoded.push(c);
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    let text = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    for segment in text.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(segment.split(';').next().unwrap_or(""));
+    }
+    if out.is_empty() || text.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
 fn join_path(base: &str, rest: &str) -> String {
     let base = if rest.is_empty() {
         base
@@ -318,6 +435,67 @@ fn join_path(base: &str, rest: &str) -> String {
         out.push('/');
     }
     out
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    fn route(prefix: &str) -> Route {
+        Route {
+            prefix: prefix.into(),
+            upstream_path: prefix.into(),
+            upstream_query: None,
+            well_known: false,
+            upstream_host: "up".into(),
+        }
+    }
+
+    #[test]
+    fn loose_spellings() {
+        assert_eq!(loose_path("/MCP"), "/mcp");
+        assert_eq!(loose_path("//mcp//x"), "/mcp/x");
+        assert_eq!(loose_path("/%6Dcp/"), "/mcp/");
+        assert_eq!(loose_path("/mcp;jsessionid=1/x"), "/mcp/x");
+        assert_eq!(loose_path("/a%2Fb"), "/a%2fb");
+        assert_eq!(loose_path("/"), "/");
+    }
+
+    #[test]
+    fn a_variant_of_a_protected_path_routed_elsewhere_is_shadowed() {
+        let r = Resource::parse("http://h/mcp").unwrap();
+        let mut router = Router::new(vec![route("/"), route("/mcp")]);
+        assert_eq!(router.shadowed_gate("/MCP", 0), None, "no gate yet");
+        router.protect(1, crate::auth::Gate::new(&r, "/mcp", &[], &[], false));
+        for variant in ["/MCP", "//mcp", "/%6dcp", "/mcp;x", "/Mcp/x", "///mcp/"] {
+            let to = router.resolve(variant).unwrap().route;
+            assert_eq!(to, 0, "{variant} goes to the open route");
+            assert_eq!(router.shadowed_gate(variant, to), Some(1), "{variant}");
+        }
+        for other in ["/mcpx", "/other", "/"] {
+            assert_eq!(router.shadowed_gate(other, 0), None, "{other}");
+        }
+        assert_eq!(router.shadowed_gate("/mcp", 1), None);
+        assert!(router.gate(1).is_some() && router.gate(0).is_none());
+
+        // An open route under a protected one keeps its own requests, in
+        // any spelling that still reads as it.
+        let mut router = Router::new(vec![route("/mcp"), route("/mcp/public")]);
+        router.protect(0, crate::auth::Gate::new(&r, "/mcp", &[], &[], false));
+        for path in ["/mcp/public", "/mcp/public/x", "/MCP/public"] {
+            let to = router.resolve(path).map(|r| r.route);
+            if to == Some(1) {
+                assert_eq!(router.shadowed_gate(path, 1), None, "{path}");
+            }
+        }
+        // But a spelling of the protected route that lands on the open one
+        // is refused.
+        let mut router = Router::new(vec![route("/mcp"), route("/")]);
+        router.protect(0, crate::auth::Gate::new(&r, "/mcp", &[], &[], false));
+        assert_eq!(router.shadowed_gate("/%6Dcp/public", 1), Some(0));
+    }
+
+    use crate::auth::Resource;
 }
 
 #[cfg(test)]

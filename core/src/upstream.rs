@@ -256,6 +256,14 @@ pub enum AnswerPart {
         /// The message.
         data: Bytes,
     },
+    /// The same with an event id in the upstream's own words (a federation
+    /// member's id, marked with the member): text without CR, LF or NUL.
+    NamedEvent {
+        /// The event id.
+        id: String,
+        /// The message.
+        data: Bytes,
+    },
     /// MCP 2025-11-25's priming event: an event id and no message, sent
     /// first so that the client can resume a stream (`Last-Event-ID`)
     /// before any message reached it.

@@ -6,12 +6,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use sluice_core::federation::{
-    Catalog, Context, Curation, Fanout, Lists, MemberSession, Output, Resources,
+    Breaker, Catalog, Context, Curation, Fanout, Lists, MemberPolicy, MemberSession, OnUnavailable,
+    Output, Resources,
 };
 use sluice_core::http1::Header;
 use sluice_core::upstream::{AnswerHead, AnswerPart, Request};
 
 const NAMES: [&str; 3] = ["gh", "fs", "time"];
+
+const POLICY: MemberPolicy = MemberPolicy {
+    timeout: Duration::from_secs(5),
+    on_unavailable: OnUnavailable::Omit,
+};
+const POLICIES: [MemberPolicy; 3] = [POLICY; 3];
 
 fn names() -> Vec<String> {
     NAMES.iter().map(|s| s.to_string()).collect()
@@ -25,6 +32,7 @@ fn lists() -> Lists {
         tools: Catalog::new(curations()),
         prompts: Catalog::new(curations()),
         resources: Resources::default(),
+        health: vec![Breaker::default(); 3],
     }
 }
 
@@ -117,7 +125,7 @@ fn ctx<'a>(
     Context {
         members: names,
         session,
-        timeout: Duration::from_secs(5),
+        policies: &POLICIES,
     }
 }
 
@@ -178,7 +186,7 @@ fn initialize_fans_out_and_seals_the_members_sessions() {
     assert_eq!(seal, Some(sessions()));
     assert!(
         out.iter()
-            .any(|o| matches!(o, Output::Log(l) if l.contains("time")))
+            .any(|o| matches!(o, Output::LeftOut { member: 2, why } if why.contains("initialize")))
     );
     f.sealed("tok");
     let (status, session, body) = whole(&drain(&mut f));
@@ -298,7 +306,7 @@ fn a_member_that_fails_or_is_late_is_left_out_of_a_list() {
     assert!(out.contains(&Output::DropLeg { leg: 0 }));
     assert!(
         out.iter()
-            .any(|o| matches!(o, Output::Log(l) if l.contains("gh left out")))
+            .any(|o| matches!(o, Output::LeftOut { member: 0, why } if why.contains("in time")))
     );
     let (_, _, body) = whole(&out);
     assert_eq!(body["result"]["prompts"], json!([{"name":"fs__p"}]));
@@ -396,7 +404,15 @@ fn a_call_goes_to_its_member_under_its_own_name_and_streams_back_with_requests_t
     assert_eq!(legs[0].1, 0);
     let back: Value = serde_json::from_slice(&legs[0].2.body).unwrap();
     assert_eq!(back["id"], 12);
-    assert_eq!(whole(&out).0, 202);
+    assert!(client(&out).is_empty(), "202 once the member took it");
+    f.member_part(
+        legs[0].0,
+        AnswerPart::empty(AnswerHead::status(202)),
+        &mut lists,
+        now,
+    );
+    assert_eq!(whole(&drain(&mut f)).0, 202);
+    assert!(f.is_finished());
 }
 
 #[test]
@@ -560,6 +576,51 @@ fn ping_delete_and_get_reach_every_member_and_a_forgotten_session_is_404() {
     );
     f.member_part(0, event(10), &mut lists, now);
     assert_eq!(client(&drain(&mut f))[0], event((1 << 48) | 10));
+
+    // Ids a number cannot carry (a UUID, a number past 48 bits) are marked
+    // as text, `member:id`, and resume the same way.
+    let mut f = Fanout::new(bare("GET"), &c, &mut lists, now);
+    drain(&mut f);
+    f.member_part(
+        1,
+        AnswerPart::Stream(AnswerHead::status(200)),
+        &mut lists,
+        now,
+    );
+    let named = AnswerPart::NamedEvent {
+        id: "s_1733_abc".into(),
+        data: changed.to_string().into(),
+    };
+    f.member_part(1, named, &mut lists, now);
+    f.member_part(1, event(1 << 50), &mut lists, now);
+    let parts = client(&drain(&mut f));
+    let ids: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            AnswerPart::NamedEvent { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, ["1:s_1733_abc", "1:1125899906842624"]);
+    let mut get = bare("GET");
+    get.headers
+        .push(Header::new("Last-Event-ID", "1:s_1733_abc"));
+    let mut f = Fanout::new(get, &c, &mut lists, now);
+    let legs = sent(&drain(&mut f));
+    assert_eq!(legs.iter().map(|l| l.1).collect::<Vec<_>>(), [1]);
+    assert_eq!(
+        header(&legs[0].2, "last-event-id").as_deref(),
+        Some("s_1733_abc")
+    );
+    // An id no member gave (not canonical, not ours): a new stream to all.
+    for junk in ["01:x", "1:", "x:y", "-1:x", "garbage"] {
+        let mut get = bare("GET");
+        get.headers.push(Header::new("Last-Event-ID", junk));
+        let mut f = Fanout::new(get, &c, &mut lists, now);
+        let legs = sent(&drain(&mut f));
+        assert_eq!(legs.len(), 2, "{junk}");
+        assert!(legs.iter().all(|l| header(&l.2, "last-event-id").is_none()));
+    }
 }
 
 #[test]
@@ -682,4 +743,242 @@ fn a_member_answering_out_of_order_fails_the_call_cleanly() {
     let mut f = Fanout::new(post(list, None), &ctx(&names, None), &mut lists, now);
     let (status, _, body) = whole(&drain(&mut f));
     assert_eq!((status, body["id"].as_str()), (400, Some("L")));
+}
+
+#[test]
+fn a_member_marked_fail_fails_the_list_with_its_name() {
+    let (now, names, mut lists) = (Instant::now(), names(), lists());
+    let s = sessions();
+    let mut policies = POLICIES;
+    policies[0].on_unavailable = OnUnavailable::Fail;
+    policies[1].timeout = Duration::from_secs(1);
+    let c = Context {
+        members: &names,
+        session: Some(("tok", &s)),
+        policies: &policies,
+    };
+    let list = json!({"jsonrpc":"2.0","id":"l","method":"tools/list"});
+    let mut f = Fanout::new(post(list, Some("tok")), &c, &mut lists, now);
+    drain(&mut f);
+    assert_eq!(
+        f.poll_timeout(),
+        Some(now + Duration::from_secs(1)),
+        "each member its own timeout"
+    );
+    f.member_part(
+        1,
+        json_answer(
+            None,
+            json!({"jsonrpc":"2.0","id":"l","result":{"tools":[]}}),
+        ),
+        &mut lists,
+        now,
+    );
+    f.member_failed(0, "connection refused", &mut lists, now);
+    let out = drain(&mut f);
+    let (status, _, body) = whole(&out);
+    assert_eq!(status, 502);
+    assert_eq!(body["id"], "l");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("member gh is unavailable") && message.contains("connection refused"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_failing_member_is_not_tried_while_its_circuit_is_open() {
+    let (now, names, mut lists) = (Instant::now(), names(), lists());
+    let s = sessions();
+    let c = ctx(&names, Some(("tok", &s)));
+    let call = |id: u32| {
+        post(
+            json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"gh__find"}}),
+            Some("tok"),
+        )
+    };
+    // Three calls in a row fail: the circuit opens.
+    for id in 0..3 {
+        let mut f = Fanout::new(call(id), &c, &mut lists, now);
+        assert_eq!(sent(&drain(&mut f)).len(), 1);
+        f.member_failed(0, "connection refused", &mut lists, now);
+        assert_eq!(whole(&drain(&mut f)).0, 502);
+    }
+    // The next is refused without a request to the member, with its id
+    // and the member's name.
+    let mut f = Fanout::new(call(3), &c, &mut lists, now);
+    let out = drain(&mut f);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    let (status, _, body) = whole(&out);
+    assert_eq!(status, 502);
+    assert_eq!(body["id"], 3);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("member gh") && message.contains("not tried again"),
+        "{message}"
+    );
+    // Lists go on without it.
+    let list = json!({"jsonrpc":"2.0","id":"l","method":"tools/list"});
+    let mut f = Fanout::new(post(list, Some("tok")), &c, &mut lists, now);
+    let out = drain(&mut f);
+    assert_eq!(
+        sent(&out).iter().map(|(_, m, _)| *m).collect::<Vec<_>>(),
+        [1],
+        "the other member in the session"
+    );
+    f.member_part(
+        1,
+        json_answer(
+            None,
+            json!({"jsonrpc":"2.0","id":"l","result":{"tools":[]}}),
+        ),
+        &mut lists,
+        now,
+    );
+    let out = drain(&mut f);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::LeftOut { member: 0, why } if why.contains("failing"))),
+        "{out:?}"
+    );
+    assert_eq!(whole(&out).0, 200);
+    // After the backoff one trial goes; its success closes the circuit.
+    let later = now + sluice_core::federation::health::FIRST_BACKOFF;
+    let mut f = Fanout::new(call(4), &c, &mut lists, later);
+    let legs = sent(&drain(&mut f));
+    assert_eq!(legs.len(), 1, "the trial");
+    f.member_part(
+        legs[0].0,
+        json_answer(None, json!({"jsonrpc":"2.0","id":4,"result":{}})),
+        &mut lists,
+        later,
+    );
+    assert_eq!(whole(&drain(&mut f)).0, 200);
+    assert!(!lists.health[0].is_open(later));
+}
+
+#[test]
+fn a_notification_is_answered_once_every_member_took_it() {
+    let (now, names, mut lists) = (Instant::now(), names(), lists());
+    let s = sessions();
+    let c = ctx(&names, Some(("tok", &s)));
+    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let mut f = Fanout::new(post(note, Some("tok")), &c, &mut lists, now);
+    let out = drain(&mut f);
+    let legs = sent(&out);
+    assert_eq!(
+        legs.iter().map(|(_, m, _)| *m).collect::<Vec<_>>(),
+        [0, 1],
+        "every member in the session"
+    );
+    assert!(client(&out).is_empty(), "not before the members took it");
+    assert_eq!(f.poll_timeout(), Some(now + Duration::from_secs(5)));
+    f.member_part(
+        0,
+        AnswerPart::empty(AnswerHead::status(202)),
+        &mut lists,
+        now,
+    );
+    assert!(client(&drain(&mut f)).is_empty());
+    f.member_failed(1, "connection refused", &mut lists, now);
+    let out = drain(&mut f);
+    assert_eq!(whole(&out).0, 202, "what a member missed is logged");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::LeftOut { member: 1, .. }))
+    );
+    assert!(f.is_finished());
+}
+
+#[test]
+fn a_members_cancellation_of_its_own_request_names_it_as_the_client_knows_it() {
+    let (now, names, mut lists) = (Instant::now(), names(), lists());
+    let s = sessions();
+    let c = ctx(&names, Some(("tok", &s)));
+    let call = post(
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"gh__find"}}),
+        Some("tok"),
+    );
+    let mut f = Fanout::new(call, &c, &mut lists, now);
+    let leg = sent(&drain(&mut f))[0].0;
+    f.member_part(
+        leg,
+        AnswerPart::Stream(AnswerHead::status(200)),
+        &mut lists,
+        now,
+    );
+    let ask = json!({"jsonrpc":"2.0","id":"s-1","method":"sampling/createMessage","params":{}});
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"s-1","reason":"timeout"}});
+    for m in [&ask, &cancel] {
+        f.member_part(
+            leg,
+            AnswerPart::Event(m.to_string().into()),
+            &mut lists,
+            now,
+        );
+    }
+    let out = drain(&mut f);
+    let got: Vec<Value> = client(&out)
+        .iter()
+        .filter_map(|p| match p {
+            AnswerPart::Event(d) => serde_json::from_slice(d).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got[0]["id"], "sluice/0/\"s-1\"");
+    assert_eq!(
+        got[1]["params"]["requestId"], got[0]["id"],
+        "the same name for the same request"
+    );
+    assert_eq!(got[1]["params"]["reason"], "timeout");
+}
+
+#[test]
+fn lists_keep_each_items_text_and_merge_any_spacing_into_valid_json() {
+    // Members write their answers as they like: spaces, newlines, an empty
+    // page spelled `[ ]`. The merged list must still be one JSON value, each
+    // item as its member wrote it (but for the name sluice shows).
+    let (now, names, mut lists) = (Instant::now(), names(), lists());
+    let s = sessions();
+    let c = ctx(&names, Some(("tok", &s)));
+    for (method, key, spaced) in [
+        (
+            "tools/list",
+            "tools",
+            r#"{ "jsonrpc" : "2.0", "id" : "L", "result" : { "tools" : [ { "name" : "read", "x" : [ 1 , 2 ] } ] } }"#,
+        ),
+        (
+            "resources/list",
+            "resources",
+            r#"{ "jsonrpc":"2.0", "id":"L", "result":{ "resources":[ { "uri" : "file:///a",  "name":"a" } ,
+                { "uri":"file:///b", "name":"b" } ] } }"#,
+        ),
+    ] {
+        let list = json!({"jsonrpc":"2.0","id":"L","method":method,"params":{}});
+        let mut f = Fanout::new(post(list, Some("tok")), &c, &mut lists, now);
+        assert_eq!(sent(&drain(&mut f)).len(), 2);
+        let empty = format!(r#"{{"jsonrpc":"2.0","id":"L","result":{{"{key}":[ ]}}}}"#);
+        f.member_part(
+            0,
+            AnswerPart::json(AnswerHead::status(200), empty.into_bytes()),
+            &mut lists,
+            now,
+        );
+        f.member_part(
+            1,
+            AnswerPart::json(AnswerHead::status(200), spaced.as_bytes().to_vec()),
+            &mut lists,
+            now,
+        );
+        let (status, _, body) = whole(&drain(&mut f));
+        assert_eq!(status, 200, "{body}");
+        let items = body["result"][key].as_array().unwrap();
+        if key == "tools" {
+            assert_eq!(items.len(), 1);
+            assert_eq!(items[0], json!({"name": "fs__read", "x": [1, 2]}));
+        } else {
+            let uris: Vec<&str> = items.iter().map(|r| r["uri"].as_str().unwrap()).collect();
+            assert_eq!(uris, ["file:///a", "file:///b"]);
+        }
+    }
 }

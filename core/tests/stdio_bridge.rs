@@ -739,6 +739,33 @@ fn a_dropped_stream_is_resumed_with_last_event_id_and_gets_the_rest_of_its_answe
 }
 
 #[test]
+fn a_stream_resumed_while_its_old_connection_still_looks_open_gets_the_rest_of_its_answer() {
+    // Behind a proxy that keeps the upstream connection (HAProxy), sluice
+    // has not seen the client leave when it comes back with Last-Event-ID.
+    let (mut b, now) = shared_ready("2025-11-25");
+    let child_id = streamed_call(&mut b, now);
+    b.child_output(&line(progress(&child_id, 2)), now);
+    drain(&mut b);
+    b.attach(11, resume("A", 2), None, now);
+    let out = drain(&mut b);
+    assert_eq!(event_ids(&out, 11), vec![3]);
+    assert!(ended(&out, 10), "the old stream gets no more");
+    // Its exchange ends, and says so: the resumption must hold.
+    b.client_gone(10, now);
+    assert!(to_child(&drain(&mut b)).is_empty(), "not cancelled");
+    b.child_output(&line(progress(&child_id, 3)), now);
+    b.child_output(
+        &line(json!({"jsonrpc":"2.0","id":child_id,"result":{}})),
+        now,
+    );
+    let out = drain(&mut b);
+    let got = events(&out, 11);
+    assert_eq!(got[0]["params"]["progress"], 3, "{got:?}");
+    assert_eq!(got[1]["id"], "c");
+    assert!(ended(&out, 11));
+}
+
+#[test]
 fn a_stream_resumed_after_its_answer_gets_the_answer_from_the_window() {
     let (mut b, now) = shared_ready("2025-11-25");
     let child_id = streamed_call(&mut b, now);

@@ -439,6 +439,7 @@ impl Run {
                 }
                 // No hooks are configured, so none is ever asked for.
                 Output::RunHook(call) => panic!("RunHook without hooks: {call:?}"),
+                Output::Authenticate(call) => panic!("Authenticate without a gate: {call:?}"),
                 Output::Finished { close } => {
                     assert!(!self.holding, "finished without releasing the upstream");
                     self.held = false;

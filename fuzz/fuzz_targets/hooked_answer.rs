@@ -358,6 +358,8 @@ fuzz_target!(|input: Input| {
                 | Output::ReleaseUpstream { .. } => {}
                 // probe_transport is never called here.
                 Output::ProbeTransport(e) => panic!("transport evidence unasked for: {e:?}"),
+                // No route here has a gate.
+                Output::Authenticate(call) => panic!("Authenticate without a gate: {call:?}"),
             }
         }
     };

@@ -17,6 +17,9 @@
 //! - DNS lookups of upstream names run on at most four blocking
 //!   `sluice-dns` threads (`getaddrinfo`), which hand the answer back
 //!   through a channel. They run no reactor.
+//! - A reload (SIGHUP, `--watch`) runs on the `sluice-reload` thread: it
+//!   reads and checks the configuration and compiles its hooks there, off
+//!   the workers, then swaps the proxy's current generation (`reload`).
 //! - Log lines go through a bounded queue to one `sluice-log` thread that
 //!   writes them to stderr in batches (`logq`): a worker never waits on
 //!   stderr, and a line that finds the queue full is dropped and counted.
@@ -29,6 +32,7 @@
 //! and syscalls into core inputs.
 
 pub mod access;
+mod auth;
 pub mod config;
 pub mod demo;
 mod dial;
@@ -39,7 +43,9 @@ pub mod legacy;
 mod link;
 pub mod logq;
 pub mod metrics;
+pub mod otel;
 pub mod proxy;
+pub mod reload;
 mod rt;
 pub mod settings;
 pub mod stdio;

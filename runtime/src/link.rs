@@ -135,6 +135,7 @@ fn part_len(part: &AnswerPart) -> usize {
     match part {
         AnswerPart::Whole { body, .. } => body.len(),
         AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. } => data.len(),
+        AnswerPart::NamedEvent { id, data } => id.len() + data.len(),
         AnswerPart::Stream(_) | AnswerPart::Prime(_) | AnswerPart::End => 0,
     }
 }

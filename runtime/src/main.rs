@@ -9,7 +9,7 @@ use sluice::demo::{DemoListener, DemoServer};
 use std::io::IsTerminal as _;
 
 use sluice::access::AccessOutput;
-use sluice::{logq, proxy, settings};
+use sluice::{logq, proxy, reload, settings};
 
 // jemalloc: a proxied request makes ~57 small allocations, and glibc's malloc
 // and free were a quarter of the instructions per request (callgrind). With
@@ -20,13 +20,14 @@ use sluice::{logq, proxy, settings};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let command = Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = Config::from_args(args.clone()).unwrap_or_else(|e| e.exit());
     let result = match command {
-        Command::Proxy(config) => run(config, None),
+        Command::Proxy(config) => run(config, None, Some(args)),
         // Bound first (the proxy's configuration names it), served on the
         // proxy's workers once they run.
         Command::Demo(demo) => DemoServer::bind()
-            .and_then(|listener| run(demo.proxy_config(listener.addr()), Some(listener))),
+            .and_then(|listener| run(demo.proxy_config(listener.addr()), Some(listener), None)),
         // No logging set up: stdout carries messages only.
         Command::DemoStdio => sluice::demo::stdio::serve().map_err(Into::into),
     };
@@ -39,7 +40,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
+/// Serve `config`; with `args`, a reload (SIGHUP, `--watch`) reads them
+/// again (`sluice demo` has nothing to reload).
+fn run(
+    config: Config,
+    demo: Option<DemoListener>,
+    args: Option<Vec<std::ffi::OsString>>,
+) -> anyhow::Result<()> {
     // Dropped on the way out, error or not: queued lines reach stderr
     // before main prints the error.
     let (_log, writer) = init_logging(&config.log)?;
@@ -57,6 +64,7 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     // Before the line below: a script that signals as soon as it reads it
     // must get the graceful shutdown.
     let signals = running.watch_signals();
+    let _reloader = watch_reloads(&running, &config, args)?;
     let demo = demo.map(|listener| listener.serve_on(&running));
     let addr = running.local_addr();
     // One line on stdout that scripts (and people) can rely on. Written,
@@ -67,14 +75,15 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
         banner.push_str(&format!("admin listening on http://{admin}\n"));
     }
     for route in &config.routes {
-        tracing::info!(route = %route.name, path = %route.path, upstream = %route.backend, "route");
+        // Redacted: a URL's query and a command's flags may carry keys.
+        tracing::info!(route = %route.name, path = %route.path, upstream = %route.backend.redacted(), "route");
     }
     if let Some(server) = &demo {
         banner.push_str(&format!(
             "\n  demo MCP server (in-process): {}\n  point an MCP client at:       http://{addr}/mcp\n  \
              its legacy HTTP+SSE face:     http://{addr}/legacy (found and bridged by transport = auto)\n  \
              its stdio face:               http://{addr}/stdio (sluice runs `sluice demo --stdio` as a child)\n  \
-             two of it behind one endpoint: http://{addr}/federated (tools a__echo, b__echo, …)\n\n  \
+             all three behind one endpoint: http://{addr}/federated (tools stdio__echo, http__echo, legacy__echo, …)\n\n  \
              try it:\n    curl -s http://{addr}/mcp -H 'Content-Type: application/json' \\\n      \
              -H 'Accept: application/json, text/event-stream' \\\n      \
              -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"1\"}}}}}}' -i\n  \
@@ -101,6 +110,37 @@ fn run(config: Config, demo: Option<DemoListener>) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP, and `--watch`'s changes, reload the configuration on a thread
+/// of their own (`sluice::reload`). SIGHUP is caught either way: it never
+/// ends the process.
+fn watch_reloads(
+    running: &proxy::RunningProxy,
+    config: &Config,
+    args: Option<Vec<std::ffi::OsString>>,
+) -> anyhow::Result<Option<reload::Reloader>> {
+    let Some(args) = args else {
+        running
+            .on_hangup(|| tracing::warn!("SIGHUP: sluice demo has no configuration to reload"))?;
+        return Ok(None);
+    };
+    let options = Config::reload_options(args.clone()).unwrap_or_default();
+    let source: reload::Source = Box::new(move || match Config::from_args(args.clone())? {
+        Command::Proxy(config) => Ok(config),
+        // The same arguments: the same command.
+        Command::Demo(_) | Command::DemoStdio => unreachable!("a proxy's arguments"),
+    });
+    let reloader = reload::Reloader::start(
+        running.handle(),
+        config.clone(),
+        source,
+        options.config_file,
+        options.watch,
+    )?;
+    let trigger = reloader.trigger();
+    running.on_hangup(move || trigger.reload())?;
+    Ok(Some(reloader))
 }
 
 /// Logs go to stderr through the log queue; the returned drain writes

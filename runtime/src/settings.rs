@@ -13,6 +13,27 @@ use crate::proxy::{AdminSettings, ProxySettings, UpstreamTarget};
 use crate::stdio::{Sandbox, StdioUpstream};
 use crate::tls::{self, Roots};
 
+/// `[tracing]` as the exporter takes it.
+fn trace_settings(t: &config::Tracing) -> crate::otel::TraceSettings {
+    let e = &t.endpoint;
+    let target = match &e.query {
+        Some(q) => format!("{}?{q}", e.path),
+        None => e.path.clone(),
+    };
+    crate::otel::TraceSettings {
+        host: match &e.host {
+            config::Host::Name(n) => n.clone(),
+            config::Host::Ip(ip) => ip.to_string(),
+        },
+        port: e.port,
+        target,
+        authority: e.authority.clone(),
+        sample_ratio: t.sample_ratio.get(),
+        service_name: t.service_name.clone(),
+        queue_spans: t.queue_spans,
+    }
+}
+
 /// Resolve `config` into proxy settings (builds the TLS client config).
 pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     let l = &config.limits;
@@ -28,7 +49,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
         ..http1::Limits::default()
     };
     let exchange = ExchangeConfig {
-        router: config.router(),
+        router: protected_router(config)?,
         guard: config.security.guard(),
         limits: ExchangeLimits {
             request_head,
@@ -90,7 +111,11 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
             }),
         })
         .collect::<anyhow::Result<_>>()?;
-    let needs_tls = upstreams.iter().any(|u| u.tls);
+    let needs_tls = upstreams.iter().any(|u| {
+        u.tls
+            || matches!(&u.transport, UpstreamTransport::Federation(f)
+                if f.http_targets().iter().any(|t| t.tls))
+    });
     let tls = if needs_tls {
         let roots = match config.tls.roots {
             config::Roots::Webpki => Some(Roots::Webpki),
@@ -101,7 +126,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     } else {
         None
     };
-    let settings = ProxySettings {
+    let mut settings = ProxySettings {
         listen: config.listen,
         exchange,
         upstreams,
@@ -120,7 +145,17 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
         }),
         log_dropped: None,
         access_output: None,
+        auth: config
+            .routes
+            .iter()
+            .map(|r| r.auth.clone().map(|a| a.read_secrets(&r.name)).transpose())
+            .collect::<Result<_, _>>()?,
+        redact_subject: config.log.redact_subject,
+        tracing: config.tracing.as_ref().map(trace_settings),
     };
+    if settings.tls.is_none() && auth_needs_tls(config) {
+        settings.tls = Some(auth_tls(config)?);
+    }
     if config.hooks.is_empty() {
         return Ok(settings);
     }
@@ -151,7 +186,37 @@ fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
         .collect()
 }
 
-/// A federated route's members, each a command route of its own.
+/// A bridge's limits and connect timeout from the config's.
+fn bridge_limits(b: &mut Bridging, config: &Config) {
+    let l = &config.limits;
+    let limits = &mut b.config.limits;
+    limits.http.max_head_bytes = l.max_response_head_bytes;
+    limits.sse.max_event_bytes = l.max_sse_event_bytes;
+    limits.json.max_depth = l.max_json_depth;
+    limits.json.max_bytes = l.max_request_body_bytes.max(l.max_sse_event_bytes);
+    b.connect_timeout = config.timeouts.connect;
+}
+
+/// Where a member at URL `u` is.
+fn http_member(u: &config::Upstream) -> crate::federation::HttpMember {
+    crate::federation::HttpMember {
+        host: match &u.host {
+            config::Host::Name(n) => n.clone(),
+            config::Host::Ip(ip) => ip.to_string(),
+        },
+        port: u.port,
+        tls: u.scheme == Scheme::Https,
+        url: sluice_core::federation::http::MemberUrl {
+            authority: u.authority.clone(),
+            target: match &u.query {
+                Some(q) => format!("{}?{q}", u.path),
+                None => u.path.clone(),
+            },
+        },
+    }
+}
+
+/// A federated route's members, each a route of its own.
 fn federation_upstream(
     fed: &config::Federation,
     config: &Config,
@@ -160,18 +225,74 @@ fn federation_upstream(
         .members
         .iter()
         .map(|m| {
+            let server = match &m.server {
+                config::MemberServer::Stdio(s) => crate::federation::MemberServer::Stdio(
+                    stdio_upstream(s, config).with_context(|| format!("member {}", m.name))?,
+                ),
+                config::MemberServer::Http(u) => {
+                    crate::federation::MemberServer::Http(http_member(u))
+                }
+                config::MemberServer::Legacy(u) => {
+                    let at = http_member(u);
+                    let mut bridging = Bridging::new(
+                        sluice_core::legacy::Mode::Session,
+                        at.tls,
+                        &at.url.authority,
+                        &at.url.target,
+                    );
+                    bridge_limits(&mut bridging, config);
+                    crate::federation::MemberServer::Legacy(crate::federation::LegacyMember {
+                        at,
+                        bridging,
+                    })
+                }
+            };
             Ok(crate::federation::MemberUpstream {
                 name: m.name.clone(),
                 tools: m.tools.clone(),
                 prompts: m.prompts.clone(),
-                stdio: stdio_upstream(&m.stdio, config)
-                    .with_context(|| format!("member {}", m.name))?,
+                server,
+                policy: m.policy,
             })
         })
         .collect::<anyhow::Result<_>>()?;
+    let session_keys = fed
+        .session_keys
+        .iter()
+        .enumerate()
+        .map(|(j, from)| {
+            let (text, whence) = match from {
+                config::KeySource::Env(name) => (
+                    std::env::var(name).with_context(|| {
+                        format!("session_keys[{j}]: environment variable {name}")
+                    })?,
+                    format!("environment variable {name}"),
+                ),
+                config::KeySource::File(path) => (
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("session_keys[{j}]: {}", path.display()))?,
+                    path.display().to_string(),
+                ),
+            };
+            crate::federation::SessionKey::parse(&text)
+                .map_err(|e| anyhow::anyhow!("session_keys[{j}] ({whence}): {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let l = &config.limits;
     Ok(crate::federation::FederationUpstream {
         members,
-        member_timeout: crate::federation::DEFAULT_MEMBER_TIMEOUT,
+        session_keys,
+        answer_limits: sluice_core::federation::http::AnswerLimits {
+            http: http1::Limits {
+                max_head_bytes: l.max_response_head_bytes,
+                max_headers: l.max_headers,
+                ..Default::default()
+            },
+            max_body_bytes: l.max_response_body_bytes,
+            sse: sluice_core::sse::SseLimits {
+                max_event_bytes: l.max_sse_event_bytes,
+            },
+        },
     })
 }
 
@@ -230,13 +351,7 @@ fn transport(r: &config::Http, config: &Config) -> UpstreamTransport {
         None => u.path.clone(),
     };
     let mut b = Bridging::new(mode, u.scheme == Scheme::Https, &u.authority, &target);
-    let l = &config.limits;
-    let limits = &mut b.config.limits;
-    limits.http.max_head_bytes = l.max_response_head_bytes;
-    limits.sse.max_event_bytes = l.max_sse_event_bytes;
-    limits.json.max_depth = l.max_json_depth;
-    limits.json.max_bytes = l.max_request_body_bytes.max(l.max_sse_event_bytes);
-    b.connect_timeout = config.timeouts.connect;
+    bridge_limits(&mut b, config);
     b.max_sessions = r.legacy.max_sessions;
     b.config.timeouts.session_idle = r.legacy.session_idle;
     b.config.allow_other_origin = r.legacy.allow_other_origin;
@@ -244,4 +359,65 @@ fn transport(r: &config::Http, config: &Config) -> UpstreamTransport {
         Transport::Sse => UpstreamTransport::Sse(b),
         _ => UpstreamTransport::Auto(b),
     }
+}
+
+/// The router, each route with `[route.auth]` behind its gate and its
+/// `upstream_headers` read (a secret they name must be readable now).
+fn protected_router(config: &Config) -> anyhow::Result<sluice_core::route::Router> {
+    let mut router = config.router();
+    for (i, route) in config.routes.iter().enumerate() {
+        if let Some(http) = route.http()
+            && !http.upstream_headers.is_empty()
+        {
+            let headers = http
+                .upstream_headers
+                .iter()
+                .map(|h| Ok(http1::Header::new(h.name.clone(), h.resolve()?)))
+                .collect::<Result<Vec<_>, config::ConfigError>>()
+                .with_context(|| format!("route {}", route.name))?;
+            router.set_upstream_headers(i, headers);
+        }
+        if let Some(auth) = &route.auth {
+            let servers: Vec<String> = auth.jwt.iter().map(|j| j.issuer.clone()).collect();
+            router.protect(
+                i,
+                sluice_core::auth::Gate::new(
+                    &auth.resource,
+                    &route.path,
+                    &servers,
+                    &auth.scopes_supported,
+                    auth.forward_token,
+                ),
+            );
+        }
+    }
+    Ok(router)
+}
+
+/// Whether key discovery, a JWKS, an introspection or a token endpoint is
+/// reached over https.
+fn auth_needs_tls(config: &Config) -> bool {
+    config
+        .routes
+        .iter()
+        .filter_map(|r| r.auth.as_ref())
+        .any(|a| {
+            let https = |u: Option<&config::Upstream>| u.is_some_and(|u| u.scheme == Scheme::Https);
+            a.jwt
+                .as_ref()
+                .is_some_and(|j| j.issuer_url.scheme == Scheme::Https || https(j.jwks_uri.as_ref()))
+                || https(a.introspection.as_ref().and_then(|i| i.endpoint.as_ref()))
+                || https(a.token_exchange.as_ref().and_then(|t| t.endpoint.as_ref()))
+        })
+}
+
+/// The TLS client configuration for key fetches, when no upstream needed
+/// one: the same roots and CA file as upstreams.
+fn auth_tls(config: &Config) -> anyhow::Result<Arc<futures_rustls::rustls::ClientConfig>> {
+    let roots = match config.tls.roots {
+        config::Roots::Webpki => Some(Roots::Webpki),
+        config::Roots::System => Some(Roots::System),
+        config::Roots::None => None,
+    };
+    tls::client_config(roots, config.tls.ca_file.as_deref())
 }

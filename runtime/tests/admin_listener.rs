@@ -170,6 +170,20 @@ fn metrics_count_what_went_through_and_the_admin_paths_answer() {
         "{m}"
     );
     assert_eq!(value(&m, &series("tools/call", 200)), Some(4.0), "{m}");
+    let tool = |name: &str| {
+        format!(r#"sluice_tool_calls_total{{route="127.0.0.1",tool="{name}",outcome="complete"}}"#)
+    };
+    assert_eq!(value(&m, &tool("echo")), Some(3.0), "{m}");
+    assert_eq!(value(&m, &tool("countdown")), Some(1.0), "{m}");
+    // Every family a real scrape shows is in the metrics reference.
+    let reference = include_str!("../../docs/OPERATIONS.md");
+    for family in m.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            reference.contains(&format!("| `{name}` |")),
+            "{name} is not in docs/OPERATIONS.md"
+        );
+    }
     assert_eq!(
         value(
             &m,
@@ -186,10 +200,23 @@ fn metrics_count_what_went_through_and_the_admin_paths_answer() {
         Some(6.0),
         "{m}"
     );
+    let route = r#"{route="127.0.0.1"}"#;
+    // Six exchanges went upstream, one after another on one client
+    // connection: the first dialed, the rest took the pooled connection.
+    let up = |name: &str| {
+        value(
+            &m,
+            &format!("sluice_upstream_connections_{name}_total{route}"),
+        )
+    };
+    let (opened, reused) = (up("opened"), up("reused"));
+    assert_eq!((opened, reused), (Some(1.0), Some(5.0)), "{m}");
+    // And it is back in the pool.
+    let idle = format!("sluice_upstream_connections_idle{route}");
+    assert_eq!(value(&m, &idle), Some(1.0), "{m}");
     // One SSE answer, over; its bytes as written to the client, which
     // are its events plus the chunk framing around them (a few bytes per
     // upstream read: two events here).
-    let route = r#"{route="127.0.0.1"}"#;
     let sse_series = |name: &str| value(&m, &format!("{name}{route}"));
     assert_eq!(sse_series("sluice_sse_streams_total"), Some(1.0), "{m}");
     assert_eq!(sse_series("sluice_sse_streams_open"), Some(0.0), "{m}");
@@ -270,4 +297,195 @@ fn the_admin_listener_cannot_take_the_proxy_address() {
         err.contains("--admin") && err.contains("the proxy's own listen address"),
         "{err}"
     );
+}
+
+/// `/readyz`'s answer: its status and its JSON body.
+fn readyz(admin: SocketAddr) -> (u16, Value) {
+    let r = get(admin, "/readyz");
+    assert_eq!(header(&r, "content-type"), Some("application/json"));
+    (r.status, serde_json::from_slice(&r.body).unwrap())
+}
+
+#[test]
+fn readyz_is_503_naming_the_route_while_its_upstream_is_down_and_200_once_it_is_up() {
+    // A free port, then nothing listening on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream = format!("http://127.0.0.1:{port}/mcp");
+    let running = start(&[
+        "--upstream",
+        &upstream,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let (status, body) = readyz(running.admin);
+    let first_check = Instant::now();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false, "{body}");
+    let route = &body["routes"][0];
+    assert_eq!(route["route"], "127.0.0.1", "{body}");
+    assert_eq!(route["ready"], false, "{body}");
+    let error = route["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("127.0.0.1:{port}")) && error.contains("refused"),
+        "{error}"
+    );
+    // /healthz says alive all the same.
+    assert_eq!(get(running.admin, "/healthz").status, 200);
+    // A request finds the upstream refused: a dial failure at connect
+    // (the probe above is not one).
+    let failures = |m: &str, stage: &str| {
+        let series =
+            format!(r#"sluice_upstream_dial_failures_total{{route="127.0.0.1",stage="{stage}"}}"#);
+        value(m, &series)
+    };
+    let m = get(running.admin, "/metrics").text();
+    assert_eq!(failures(&m, "connect"), Some(0.0), "{m}");
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let r = send(&mut connect(running.proxy), "POST", "/mcp", None, ping);
+    assert_eq!(r.status, 502, "{}", r.text());
+    let m = get(running.admin, "/metrics").text();
+    assert_eq!(failures(&m, "connect"), Some(1.0), "{m}");
+    assert_eq!(failures(&m, "resolve"), Some(0.0), "{m}");
+    let opened = r#"sluice_upstream_connections_opened_total{route="127.0.0.1"}"#;
+    assert_eq!(value(&m, opened), Some(0.0), "{m}");
+
+    // The upstream comes up.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (status, body) = readyz(running.admin);
+    if first_check.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(status, 503, "a check answers for 2 s: {body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (status, body) = readyz(running.admin);
+        if status == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still not ready: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        first_check.elapsed() >= Duration::from_secs(2),
+        "not cached"
+    );
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": true, "routes": [{"route": "127.0.0.1", "ready": true}]})
+    );
+    // The probe connected and went away without a request.
+    listener.set_nonblocking(false).unwrap();
+    let (mut probe, _) = listener.accept().unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(std::io::Read::read(&mut probe, &mut buf).unwrap(), 0);
+}
+
+#[test]
+fn readyz_names_a_command_route_whose_program_is_missing() {
+    let running = start(&[
+        "--upstream-command",
+        "/no/such/mcp-server --stdio",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let (status, body) = readyz(running.admin);
+    assert_eq!(status, 503, "{body}");
+    let error = body["routes"][0]["error"].as_str().unwrap();
+    assert!(error.contains("/no/such/mcp-server"), "{body}");
+    drop(running);
+    // A program that is there: ready before any child has started.
+    let running = start(&[
+        "--upstream-command",
+        "sh -c 'sleep 60'",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let (status, body) = readyz(running.admin);
+    assert_eq!(status, 200, "{body}");
+    drop(running);
+
+    // There, executable, but it cannot start (its interpreter is missing):
+    // not ready once a start has failed.
+    let script = std::env::temp_dir().join(format!("sluice-readyz-{}", std::process::id()));
+    std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let running = start(&[
+        "--upstream-command",
+        script.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = send(&mut connect(running.proxy), "POST", "/mcp", None, init);
+    std::fs::remove_file(&script).unwrap();
+    assert!(
+        r.status >= 500 || r.text().contains("error"),
+        "{}",
+        r.text()
+    );
+    let (status, body) = readyz(running.admin);
+    assert_eq!(status, 503, "{body}");
+    let error = body["routes"][0]["error"].as_str().unwrap();
+    assert!(error.contains("failed to start"), "{body}");
+}
+
+#[test]
+fn keepalive_comments_on_a_quiet_sse_stream_are_counted_when_it_ends() {
+    use std::io::Read;
+    let demo = DemoServer::start().unwrap();
+    let proxy = proxy_with(demo.addr(), |s| {
+        s.exchange.timeouts.sse_keepalive = Some(Duration::from_millis(100));
+        s.admin = Some(sluice::proxy::AdminSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config_json: "{}".into(),
+        });
+    });
+    let admin = proxy.admin_addr().unwrap();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = send(&mut connect(proxy.local_addr()), "POST", "/mcp", None, init);
+    let session = header(&r, "mcp-session-id").unwrap().to_owned();
+    // The session's GET stream: the demo sends nothing on it.
+    let mut stream = connect(proxy.local_addr());
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\r\n"
+    );
+    stream.write_all(get.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while seen.windows(11).filter(|w| w == b": keepalive").count() < 2 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+    // The in-process settings name their one route "upstream".
+    let series = r#"sluice_sse_keepalives_total{route="upstream"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = get_metrics(admin);
+        match value(&m, series) {
+            Some(n) if n >= 2.0 => break,
+            _ => assert!(Instant::now() < deadline, "{m}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.shutdown();
+}
+
+fn get_metrics(admin: SocketAddr) -> String {
+    get(admin, "/metrics").text()
 }

@@ -51,6 +51,40 @@ fn admin_is_off_unless_asked_for_and_takes_a_listen_address() {
     ));
 }
 
+#[test]
+fn watch_takes_an_optional_interval_and_says_what_a_reload_reads() {
+    use sluice::config::ReloadOptions;
+    use std::time::Duration;
+    let options = |args: &[&str]| {
+        Config::reload_options(std::iter::once("sluice").chain(args.iter().copied()))
+    };
+    proxy(&["--upstream", "http://a/", "--watch"]);
+    assert_eq!(
+        options(&["--upstream", "http://a/", "--watch"]),
+        Some(ReloadOptions {
+            config_file: None,
+            watch: Some(Duration::from_secs(2)),
+        })
+    );
+    assert_eq!(
+        options(&["--config", "/etc/sluice.toml", "--watch=250ms"]),
+        Some(ReloadOptions {
+            config_file: Some("/etc/sluice.toml".into()),
+            watch: Some(Duration::from_millis(250)),
+        })
+    );
+    assert_eq!(
+        options(&["--upstream", "http://a/"]),
+        Some(ReloadOptions::default())
+    );
+    assert_eq!(options(&["demo"]), None);
+    for bad in ["--watch=0s", "--watch=1ms", "--watch=soon"] {
+        let e = err(&["--upstream", "http://a/", bad]);
+        assert!(e.to_string().starts_with("--watch: "), "{bad}: {e}");
+    }
+    assert!(matches!(err(&["demo", "--watch"]), ConfigError::Cli(_)));
+}
+
 fn file(text: &str) -> Config {
     Config::from_toml(text, "t.toml", Path::new("/")).unwrap()
 }
@@ -1026,4 +1060,28 @@ fn stdio_routes_run_what_the_flags_say() {
         up.config.init_timeout,
         sluice_core::stdio::DEFAULT_INIT_TIMEOUT
     );
+}
+
+#[test]
+fn members_are_commands_or_urls() {
+    let c = proxy(&[
+        "--member",
+        "a=python3 -m srv",
+        "--member",
+        "b=http://127.0.0.1:3001/mcp",
+    ]);
+    let sluice::config::Backend::Federation(f) = &c.routes[0].backend else {
+        panic!("a federation")
+    };
+    assert_eq!(f.members[0].server.stdio().unwrap().args, ["-m", "srv"]);
+    match &f.members[1].server {
+        sluice::config::MemberServer::Http(u) => {
+            assert_eq!(u.to_string(), "http://127.0.0.1:3001/mcp")
+        }
+        other => panic!("a URL member: {other:?}"),
+    }
+    let e = err(&["--member", "a=http://u:p@x/"]);
+    assert!(e.to_string().starts_with("--member: a: "), "{e}");
+    let e = err(&["--member", "a=x", "--member", "a=y"]);
+    assert!(e.to_string().contains("given twice"), "{e}");
 }

@@ -368,11 +368,11 @@ const ERRORS: &[(&str, &str)] = &[
     // Unknown keys anywhere.
     (
         "lisen = \"127.0.0.1:1\"\n[[route]]\nupstream = \"http://a/\"\n",
-        "t.toml:1:1: lisen: unknown key (expected one of: listen, admin, route, limits, timeouts, security, tls, log, pool, server, hook)",
+        "t.toml:1:1: lisen: unknown key (expected one of: listen, admin, route, limits, timeouts, security, tls, log, pool, server, hook, tracing)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\nprefix = \"/x\"\n",
-        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox)",
+        "t.toml:3:1: route[0].prefix: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, upstream_headers, auth, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox, server, session_keys)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[limits]\nmax_body = 1\n",
@@ -402,7 +402,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\npath = \"/x\"\n",
-        "t.toml:1:1: route[0].upstream: missing (every route needs an upstream URL, or a command to run)",
+        "t.toml:1:1: route[0].upstream: missing (every route needs an upstream URL, a command to run, or [[route.server]] members)",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[route]]\nupstream = \"ftp://x\"\n",
@@ -500,7 +500,7 @@ const ERRORS: &[(&str, &str)] = &[
     // A key after [[route]] belongs to the route: the classic TOML slip.
     (
         "[[route]]\nupstream = \"http://a/\"\nlimits = 5\n",
-        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox)",
+        "t.toml:3:1: route[0].limits: unknown key (expected one of: name, path, upstream, command, transport, legacy_mode, legacy_max_sessions, legacy_session_idle, legacy_allow_other_origin, well_known, upstream_headers, auth, env, inherit_env, cwd, stdio_mode, max_processes, session_idle, shutdown_grace, init_timeout, restart_backoff_max, sandbox, server, session_keys)",
     ),
     // timeouts
     (
@@ -852,6 +852,96 @@ const ERRORS: &[(&str, &str)] = &[
     (
         "[[route]]\ncommand = [\"a\"]\n[[route]]\ncommand = [\"b\"]\n",
         "t.toml:4:11: route[1].path: \"/mcp\" is already served by route[0]",
+    ),
+    // A URL route's credentials for its upstream.
+    (
+        "[[route]]\nupstream = \"http://a/\"\nupstream_headers = { \"Bad Name\" = \"x\" }\n",
+        "t.toml:3:35: route[0].upstream_headers.Bad Name: \"Bad Name\" is not a header field name",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\nupstream_headers = { Host = \"x\" }\n",
+        "t.toml:3:29: route[0].upstream_headers.Host: Host is sluice's to set, or the client's",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\nupstream_headers = { A = \"x\", a = \"y\" }\n",
+        "t.toml:3:35: route[0].upstream_headers.a: a is given twice",
+    ),
+    (
+        "[[route]]\ncommand = [\"x\"]\nupstream_headers = { A = \"x\" }\n",
+        "t.toml:3:20: route[0].upstream_headers: only applies to a route with an upstream URL",
+    ),
+    // Federated routes.
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\n",
+        "t.toml:2:12: route[0].upstream: a route has an upstream URL, a command or servers ([[route.server]]), one of them",
+    ),
+    (
+        "[[route]]\nsession_keys = [{ from_env = \"K\" }]\nupstream = \"http://a/\"\n",
+        "t.toml:2:16: route[0].session_keys: only applies to a route with servers ([[route.server]])",
+    ),
+    (
+        "[[route]]\nenv = { A = \"1\" }\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\n",
+        "t.toml:2:7: route[0].env: a route with servers takes this key per server, in [[route.server]]",
+    ),
+    (
+        "[[route]]\nserver = []\n",
+        "t.toml:2:10: route[0].server: at least one server is required",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nupstream = \"http://b/\"\n",
+        "t.toml:2:1: route[0].server[0].name: missing (every server needs a name)",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"git hub\"\nupstream = \"http://b/\"\n",
+        "t.toml:3:8: route[0].server[0].name: ",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\n[[route.server]]\nname = \"a\"\ncommand = [\"x\"]\n",
+        "t.toml:6:8: route[0].server[1].name: \"a\" is already the name of server[0]",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\ncommand = [\"x\"]\n",
+        "t.toml:5:11: route[0].server[0].command: a server has an upstream URL or a command, not both",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\n",
+        "t.toml:2:1: route[0].server[0].upstream: missing (every server needs an upstream URL, or a command to run)",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\ntransport = \"auto\"\n",
+        "t.toml:5:13: route[0].server[0].transport: a server's transport is \"streamable\" (the default) or \"sse\" (legacy HTTP+SSE); it is not found out",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\ncwd = \"/tmp\"\n",
+        "t.toml:5:7: route[0].server[0].cwd: only applies to a server with a command",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\ncommand = [\"x\"]\nlegacy_mode = \"session\"\n",
+        "t.toml:5:1: route[0].server[0].legacy_mode: unknown key (expected one of: ",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\non_unavailable = \"skip\"\n",
+        "t.toml:5:18: route[0].server[0].on_unavailable: \"skip\" is not one of: omit, fail",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\nprefix = \"a/b\"\n",
+        "t.toml:5:10: route[0].server[0].prefix: prefix \"a/b\" has '/'; names are letters, digits, '_', '-' and '.'",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\nseparator = \"::\"\n",
+        "t.toml:5:13: route[0].server[0].separator: up to 8 of the characters a name may hold (A-Z a-z 0-9 _ - .)",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\ntools.aliases = { x = \"z\", y = \"z\" }\n",
+        "t.toml:5:32: route[0].server[0].tools.aliases.y: \"z\" is the new name of another alias too",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\nprefix = \"p\"\n[[route.server]]\nname = \"b\"\nupstream = \"http://c/\"\nprefix = \"p\"\n",
+        "t.toml:2:1: route[0].server: members 0 and 1 have one prefix, \"p\": give one of them another",
+    ),
+    (
+        "[[route]]\nsession_keys = [{}]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\n",
+        "t.toml:2:17: route[0].session_keys[0]: an empty table: give { from_env = \"NAME\" } or { from_file = \"PATH\" }",
     ),
 ];
 
@@ -1327,4 +1417,159 @@ fn from_file_checks_what_a_command_names() {
             "{origin}: route[0].env.TOKEN.from_env: sluice's environment variable SLUICE_TEST_NEVER_SET_3F9A is not set"
         )
     );
+}
+
+#[test]
+fn federated_route_every_key() {
+    let c = parse(
+        r#"
+[[route]]
+name = "tools"
+path = "/mcp"
+session_keys = [{ from_env = "SLUICE_KEY" }, { from_file = "old.key" }]
+
+[[route.server]]
+name = "github"
+upstream = "https://gh.example/mcp?x=1"
+timeout = "15s"
+on_unavailable = "fail"
+prefix = "gh"
+prefix_mode = "always"
+separator = "-"
+tools.include = ["get_*", "search_*"]
+tools.exclude = ["get_secret"]
+tools.aliases = { search_code = "find_code" }
+tools.descriptions = { get_issue = "Read one issue." }
+prompts.exclude = ["*"]
+
+[[route.server]]
+name = "old"
+upstream = "http://127.0.0.1:3002/sse"
+transport = "sse"
+
+[[route.server]]
+name = "time"
+command = ["uvx", "mcp-server-time"]
+stdio_mode = "per-session"
+max_processes = 4
+env = { TZ = "UTC" }
+"#,
+    )
+    .unwrap();
+    let r = &c.routes[0];
+    assert_eq!((r.name.as_str(), r.path.as_str()), ("tools", "/mcp"));
+    let sluice::config::Backend::Federation(f) = &r.backend else {
+        panic!("a federation: {:?}", r.backend)
+    };
+    assert_eq!(
+        f.session_keys,
+        [
+            sluice::config::KeySource::Env("SLUICE_KEY".into()),
+            sluice::config::KeySource::File("/etc/sluice/old.key".into()),
+        ]
+    );
+    let [gh, old, time] = f.members.as_slice() else {
+        panic!("three members")
+    };
+    assert!(matches!(&old.server, sluice::config::MemberServer::Legacy(u) if u.path == "/sse"));
+    assert_eq!(gh.name, "github");
+    let sluice::config::MemberServer::Http(u) = &gh.server else {
+        panic!("a URL member")
+    };
+    assert_eq!(
+        (u.authority.as_str(), u.path.as_str(), u.query.as_deref()),
+        ("gh.example", "/mcp", Some("x=1"))
+    );
+    assert_eq!(gh.policy.timeout, Duration::from_secs(15));
+    assert_eq!(
+        gh.policy.on_unavailable,
+        sluice_core::federation::OnUnavailable::Fail
+    );
+    assert_eq!(
+        gh.tools.expose("get_issue", 2).as_deref(),
+        Some("gh-get_issue")
+    );
+    assert_eq!(
+        gh.tools.expose("search_code", 2).as_deref(),
+        Some("gh-find_code")
+    );
+    assert_eq!(gh.tools.expose("get_secret", 2), None);
+    assert_eq!(gh.tools.expose("delete_repo", 2), None);
+    assert_eq!(gh.tools.description("get_issue"), Some("Read one issue."));
+    assert_eq!(gh.prompts.expose("anything", 2), None);
+    assert_eq!(gh.prompts.prefix, "gh", "the prefix is the member's");
+
+    assert_eq!(time.policy.timeout, Duration::from_secs(60));
+    assert_eq!(
+        time.policy.on_unavailable,
+        sluice_core::federation::OnUnavailable::Omit
+    );
+    let s = time.server.stdio().expect("a command member");
+    assert_eq!(s.args, ["mcp-server-time"]);
+    assert_eq!(s.mode, StdioMode::PerSession { max_processes: 4 });
+    assert_eq!(time.tools.expose("now", 3).as_deref(), Some("time__now"));
+    assert_eq!(time.tools.expose("now", 1).as_deref(), Some("now"));
+
+    // The view shows where the keys come from, never a key.
+    let view = c.redacted_json();
+    let fed = &view["routes"][0];
+    assert_eq!(fed["session_keys"][0]["from_env"], "SLUICE_KEY");
+    assert_eq!(fed["members"][0]["on_unavailable"], "fail");
+    assert_eq!(
+        fed["members"][0]["tools"]["aliases"]["search_code"],
+        "find_code"
+    );
+}
+
+#[test]
+fn upstream_headers_keep_their_sources_and_the_view_shows_no_value() {
+    let c = parse(
+        "[[route]]\nupstream = \"http://a/\"\nupstream_headers = { Authorization = { from_file = \"tok\" }, X-Key = { from_env = \"K\" }, X-Tenant = \"secret-tenant\" }\n",
+    )
+    .unwrap();
+    let h = &c.routes[0].http().unwrap().upstream_headers;
+    let names: Vec<&str> = h.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["Authorization", "X-Key", "X-Tenant"]);
+    assert_eq!(h[0].value, EnvValue::FromFile("/etc/sluice/tok".into()));
+    assert_eq!(h[1].value, EnvValue::FromEnv("K".into()));
+    let view = c.redacted_json().to_string();
+    assert!(!view.contains("secret-tenant"), "{view}");
+    assert!(view.contains("\"from_env\":\"K\""), "{view}");
+}
+
+#[test]
+fn tracing_is_off_by_default_and_needs_an_http_endpoint() {
+    assert_eq!(parse(ROUTE).unwrap().tracing, None);
+    let c = parse(&format!(
+        "{ROUTE}\n[tracing]\nendpoint = \"http://collector:4318/v1/traces?k=v\"\n"
+    ))
+    .unwrap();
+    let t = c.tracing.expect("on");
+    assert_eq!(t.endpoint.authority, "collector:4318");
+    assert_eq!(t.sample_ratio.get(), 1.0);
+    assert_eq!(t.service_name, "sluice");
+    assert_eq!(t.queue_spans, 2048);
+    let c = parse(&format!(
+        "{ROUTE}\n[tracing]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\nsample_ratio = 0\nservice_name = \"edge\"\nqueue_spans = 8\n"
+    ))
+    .unwrap();
+    let t = c.tracing.unwrap();
+    assert_eq!(
+        (t.sample_ratio.get(), t.service_name.as_str(), t.queue_spans),
+        (0.0, "edge", 8)
+    );
+    for (table, needle) in [
+        ("sample_ratio = 1.5", "tracing.sample_ratio"),
+        ("sample_ratio = \"all\"", "tracing.sample_ratio"),
+        ("", "tracing.endpoint"),
+        (
+            "endpoint = \"https://collector:4318/v1/traces\"",
+            "https is not supported",
+        ),
+        ("queue_spans = 0", "tracing.queue_spans"),
+        ("endpoint = \"http://x/\"\nbatch = 3", "batch"),
+    ] {
+        let e = err(&format!("{ROUTE}\n[tracing]\n{table}\n"));
+        assert!(e.contains(needle), "{table:?}: {e}");
+    }
 }

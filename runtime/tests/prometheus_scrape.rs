@@ -226,4 +226,52 @@ fn prometheus_scrapes_the_admin_listener_and_sees_the_traffic() {
         |r| r.first().is_some_and(|s| sample(s) == 5.0),
     );
     assert_eq!(histogram.len(), 1, "{histogram:?}");
+
+    // Every query of the Grafana dashboard is PromQL this Prometheus
+    // takes, and those of the traffic above find it.
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../deploy/grafana/sluice.json")).unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() > 20, "{exprs:?}");
+    for expr in &exprs {
+        // As Grafana sends it: every variable at "All", a rate window.
+        let query = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$job", ".*")
+            .replace("$instance", ".*")
+            .replace("$route", ".*");
+        let target = format!("/api/v1/query?query={}", encode(&query));
+        let answer = try_get(prom_addr, &target).expect("prometheus answers");
+        let v: Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(v["status"], "success", "{query}: {}", answer.text());
+    }
+    for expr in exprs.iter().filter(|e| {
+        e.starts_with("sum by (route, status) (rate(sluice_requests_total")
+            || e.starts_with("sum by (route, tool) (rate(sluice_tool_calls_total")
+            || e.starts_with("process_resident_memory_bytes")
+    }) {
+        let query = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$job", ".*")
+            .replace("$instance", ".*")
+            .replace("$route", ".*");
+        query_until(prom_addr, &query, |r| !r.is_empty());
+    }
+}
+
+/// Every `expr` in a Grafana dashboard.
+fn collect_exprs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr", Value::String(e)) => out.push(e.clone()),
+                    _ => collect_exprs(value, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_exprs(i, out)),
+        _ => {}
+    }
 }

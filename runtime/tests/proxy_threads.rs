@@ -1,6 +1,8 @@
 //! One runtime in the binary: the threads of a running sluice process are
-//! main, the `rt` workers, the blocking DNS threads and the log writer
-//! (`sluice-log`, which blocks on stderr so workers never do), nothing that runs
+//! main, the `rt` workers, the blocking DNS threads, the log writer
+//! (`sluice-log`, which blocks on stderr so workers never do) and the
+//! reload thread (`sluice-reload`, which reads the config and compiles hooks
+//! off the workers, and otherwise waits on a channel), nothing that runs
 //! a reactor or executor of its own (async-io's `async-io`, smol's
 //! `blocking-*` and executor threads, a `sluice-io` reactor, a deadline
 //! thread). And SIGTERM/SIGINT, which arrive on a worker's poller, still
@@ -39,13 +41,14 @@ fn threads(pid: u32) -> Vec<String> {
     names
 }
 
-/// Every thread is main (`sluice`), a worker, a DNS thread or the log
-/// writer.
+/// Every thread is main (`sluice`), a worker, a DNS thread, the log
+/// writer or the reload thread.
 fn assert_one_runtime(names: &[String], workers: usize) {
     for name in names {
         let known = name == "sluice"
             || name == "sluice-dns"
             || name == "sluice-log"
+            || name == "sluice-reload"
             || name
                 .strip_prefix("sluice-w")
                 .and_then(|i| i.parse::<usize>().ok())
@@ -242,13 +245,7 @@ fn sluice_demo_bridges_its_legacy_face_found_by_the_default_transport() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("sluice-demo-legacy"), "{}", r.text());
     let session = r
-        .head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("mcp-session-id")
-                .then(|| value.trim().to_owned())
-        })
+        .header("mcp-session-id")
         .expect("a session minted by the bridge");
     let r = legacy(
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
@@ -264,4 +261,49 @@ fn sluice_demo_bridges_its_legacy_face_found_by_the_default_transport() {
             .any(|l| l.contains("upstream transport: HTTP+SSE") && l.contains("status=405")),
         "{log}"
     );
+}
+
+#[test]
+fn the_demo_federates_its_three_faces_behind_one_endpoint() {
+    let (mut child, addr, stderr) = start(&["demo", "--listen", "127.0.0.1:0"]);
+    let rpc = |c: &mut std::net::TcpStream, sid: Option<&str>, body: &str| {
+        let mut req = format!(
+            "POST /federated HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(s) = sid {
+            req.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        c.write_all(req.as_bytes()).unwrap();
+        read_response(c, "POST")
+    };
+    let mut c = connect(addr);
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = rpc(&mut c, None, init);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sid = r.header("mcp-session-id").expect("a session");
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(rpc(&mut c, Some(&sid), note).status, 202);
+    let list = rpc(
+        &mut c,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
+    let text = list.text();
+    for name in ["stdio__echo", "http__echo", "legacy__echo"] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
+    for (id, member) in ["stdio", "http", "legacy"].iter().enumerate() {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"{member}__echo","arguments":{{"text":"via {member}"}}}}}}"#,
+            id + 10
+        );
+        let r = rpc(&mut c, Some(&sid), &call);
+        assert!(r.text().contains(&format!("via {member}")), "{}", r.text());
+    }
+    drop(c);
+    signal_and_wait(&mut child, "-INT", stderr);
 }

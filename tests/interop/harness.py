@@ -931,6 +931,10 @@ def main() -> int:
                     help="leave the stdio servers out")
     ap.add_argument("--hooks", action="store_true",
                     help="also (alone: only) the example hooks through $SLUICE_BIN in front of server-everything")
+    ap.add_argument("--federated", action="store_true",
+                    help="also five servers of three transports behind one $SLUICE_BIN endpoint (federated.py)")
+    ap.add_argument("--replicas", action="store_true",
+                    help="also three $SLUICE_BIN replicas behind HAProxy fronting a federation (replicas.py)")
     ap.add_argument("--hook-example", action="append",
                     help="with --hooks: only this example of hook-examples/ (repeatable)")
     ap.add_argument("--out", default=str(ROOT / "target" / "interop" / "results.json"))
@@ -938,8 +942,9 @@ def main() -> int:
     a = ap.parse_args()
 
     sluice = os.environ.get("SLUICE_BIN")
-    modes = a.modes or ([] if a.hooks else ["proxy"] if sluice else ["direct"])
-    if ("proxy" in modes or a.hooks) and not (sluice and os.access(sluice, os.X_OK)):
+    extras = a.hooks or a.replicas or a.federated
+    modes = a.modes or ([] if extras else ["proxy"] if sluice else ["direct"])
+    if ("proxy" in modes or extras) and not (sluice and os.access(sluice, os.X_OK)):
         print(f"interop: --proxy and --hooks need SLUICE_BIN pointing at the sluice binary (got {sluice!r})",
               file=sys.stderr)
         return 2
@@ -951,6 +956,8 @@ def main() -> int:
     t0 = time.monotonic()
     results: list[dict] = []
     hook_results: list[dict] = []
+    replica_results: list[dict] = []
+    federated_results: list[dict] = []
     try:
         for mode in modes:
             results += run_mode(mode, Path(a.env_dir), sluice, a.server, a.client, a.jobs, a.legacy or "with",
@@ -960,6 +967,14 @@ def main() -> int:
             import hooks
 
             hook_results = hooks.run(Path(a.env_dir), sluice, a.hook_example)
+        if a.federated:
+            import federated
+
+            federated_results = federated.run(Path(a.env_dir), sluice)
+        if a.replicas:
+            import replicas
+
+            replica_results = replicas.run(Path(a.env_dir), sluice)
     finally:
         kill_all()
     stdio_names = [s.name for s in stdio_servers(Path(a.env_dir), Path("/"))]
@@ -975,9 +990,16 @@ def main() -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
             written.append(str(out))
+    for name, extra in (("federated", federated_results), ("replicas", replica_results)):
+        if extra:
+            out = Path(a.out).with_name(f"{name}.json")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"results": extra}, indent=1, ensure_ascii=False) + "\n")
+            written.append(str(out))
+            sys.modules[name].print_table(extra)
     if hook_results:
         hooks.print_table(hook_results)
-    results += hook_results
+    results += hook_results + federated_results + replica_results
     passed = sum(r["status"] == "pass" for r in results)
     failed = sum(r["status"] == "fail" for r in results)
     skipped = sum(r["status"] == "skip" for r in results)

@@ -4,7 +4,8 @@
     python3 tests/interop/matrix.py --stdout       # prints it instead
 
 Reads target/interop/results.json (tests/interop/run --both) and, when present,
-target/interop/hooks.json (tests/interop/run --hooks) and
+target/interop/hooks.json (tests/interop/run --hooks), target/interop/federated.json
+(--federated), target/interop/replicas.json (--replicas) and
 target/conformance/results.json (tests/conformance/run). The pinned versions
 come from the lock files, so the page says exactly what was exercised.
 """
@@ -154,6 +155,38 @@ def hooks_section(doc: dict) -> list[str]:
     return out
 
 
+FEDERATED_INTRO = [
+    "Five real servers of three transports behind one sluice endpoint (`tests/interop/federated.py`):",
+    "server-everything, the TS SDK and the Python SDK 2.x servers over Streamable HTTP, the TS SDK's",
+    "legacy HTTP+SSE server (bridged) and server-filesystem on stdio, curated in the config file",
+    "(prefixes, include/exclude, an alias, a description). `full:*`: each SDK's full checks with",
+    "server-everything's profile (its member keeps its names); `curated:*`: what each SDK sees of the",
+    "curation, and a call through every member.",
+]
+
+REPLICAS_INTRO = [
+    "Three sluice replicas behind HAProxy (Debian's) round-robin, one shared `session_keys`, fronting a",
+    "federation of server-everything and the Python SDK 2.x server over Streamable HTTP",
+    "(`tests/interop/replicas.py`). `spread:*`: each SDK's full checks while requests spread over",
+    "the replicas; `kill-idle`: a replica killed between two requests of one session, which carries",
+    "on (the killed one is then restarted and serves old sessions); `kill-in-flight`: the replica",
+    "streaming a call killed mid-stream; `after:*`: the full checks again on the two left; `sticky:*`:",
+    "the affinity recipe (`stick store-response`/`stick on` Mcp-Session-Id) for a route whose members",
+    "live in one process (stdio, legacy HTTP+SSE, plus an HTTP one).",
+]
+
+
+def extra_section(doc: dict, intro: list[str]) -> list[str]:
+    """A scenario's rows: client, check, result, what was seen."""
+    out = intro + ["", "| client | check | result | detail |", "|---|---|---|---|"]
+    for r in doc["results"]:
+        detail = r["detail"].replace("|", "\\|").replace("\n", " ")
+        out.append(f"| {r['client']} | {r['check']} | {MARK.get(r['status'], '?')} | {detail[:160]} |")
+    n = {st: sum(r["status"] == st for r in doc["results"]) for st in ("pass", "fail", "skip")}
+    out += ["", f"Totals — {n['pass']} passed, {n['fail']} failed, {n['skip']} skipped."]
+    return out
+
+
 # How each sluice target of tests/conformance/conformance.py reaches the fixture.
 CONFORMANCE_TARGETS = {
     "sluice": "through sluice (HTTP)",
@@ -254,7 +287,24 @@ def conformance_section(doc: dict) -> list[str]:
     return out
 
 
-def render(interop: dict | None, conformance: dict | None, hooks: dict | None = None) -> str:
+# tests/interop/otlp/run writes no results file: it passes or fails the run.
+OTLP_INTRO = [
+    '`tests/interop/otlp/run` (a stage of `scripts/test-all`, about 4 s with its',
+    'venv cached) sends a `tools/call` with a client `traceparent` through the',
+    'sluice binary, tracing on, to a Python upstream, and a Python OTLP/HTTP',
+    "receiver parses the export with PyPI's `opentelemetry-proto`",
+    '(`tests/interop/otlp/requirements.lock`: 1.45.2, protobuf 7.36.2) as an',
+    '`ExportTraceServiceRequest`, so a field name or value type the schema does',
+    "not know fails the run. It then checks the exchange span's name",
+    "(`tools/call get_weather`), its MCP attributes, its parent (the client's",
+    "span), the attempt span's parent (the exchange's), and that the upstream's",
+    '`traceparent` names the attempt span. The venv lives in',
+    '`~/.cache/sluice-interop/otlp-<hash of the lock>`.',
+]
+
+
+def render(interop: dict | None, conformance: dict | None, hooks: dict | None = None,
+           federated: dict | None = None, replicas: dict | None = None) -> str:
     date = (conformance or {}).get("date", "")
     lines = [
         "# Interoperability",
@@ -271,7 +321,7 @@ def render(interop: dict | None, conformance: dict | None, hooks: dict | None = 
         "or only these two stages, then regenerate the page:",
         "",
         "    cargo build -p sluice",
-        "    SLUICE_BIN=target/debug/sluice tests/interop/run --both --hooks",
+        "    SLUICE_BIN=target/debug/sluice tests/interop/run --both --hooks --federated --replicas",
         "    SLUICE_BIN=target/debug/sluice tests/conformance/run",
         "    python3 tests/interop/matrix.py",
         "",
@@ -288,6 +338,14 @@ def render(interop: dict | None, conformance: dict | None, hooks: dict | None = 
     lines += interop_section(interop) if interop else ["(no interop results: run tests/interop/run --both)"]
     lines += ["", "## Example hooks through sluice", ""]
     lines += hooks_section(hooks) if hooks else ["(no results: run tests/interop/run --hooks)"]
+    lines += ["", "## Federated routes: five servers behind one endpoint", ""]
+    lines += extra_section(federated, FEDERATED_INTRO) if federated else [
+        "(no results: run tests/interop/run --federated)"]
+    lines += ["", "## Sessions any replica can serve: three replicas behind HAProxy", ""]
+    lines += extra_section(replicas, REPLICAS_INTRO) if replicas else [
+        "(no results: run tests/interop/run --replicas)"]
+    lines += ["", "## Traces read by opentelemetry-proto", ""]
+    lines += OTLP_INTRO
     lines += ["", "## Official conformance suite", ""]
     lines += conformance_section(conformance) if conformance else ["(no results: run tests/conformance/run)"]
     return "\n".join(lines) + "\n"
@@ -297,6 +355,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--interop", type=Path, default=ROOT / "target" / "interop" / "results.json")
     ap.add_argument("--hooks", type=Path, default=ROOT / "target" / "interop" / "hooks.json")
+    ap.add_argument("--federated", type=Path, default=ROOT / "target" / "interop" / "federated.json")
+    ap.add_argument("--replicas", type=Path, default=ROOT / "target" / "interop" / "replicas.json")
     ap.add_argument("--conformance", type=Path, default=ROOT / "target" / "conformance" / "results.json")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "INTEROP.md")
     ap.add_argument("--stdout", action="store_true")
@@ -306,7 +366,7 @@ def main() -> int:
     if interop is not None:
         # results.json carries no date of its own; the file's is the run's.
         interop["_date"] = datetime.datetime.fromtimestamp(a.interop.stat().st_mtime, datetime.timezone.utc).date()
-    text = render(interop, load(a.conformance), load(a.hooks))
+    text = render(interop, load(a.conformance), load(a.hooks), load(a.federated), load(a.replicas))
     if a.stdout:
         sys.stdout.write(text)
     else:

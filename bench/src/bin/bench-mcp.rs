@@ -7,6 +7,7 @@
 //! bench-mcp --stdio 'bench-stdio-server' --mode load --conns 8 --duration 5
 //! bench-mcp --target 127.0.0.1:8080 --mode progress --samples 200 --steps 20 --tool progress
 //! bench-mcp --target 127.0.0.1:8080 --mode idle --sessions 50 --pid 1234
+//! bench-mcp --target 127.0.0.1:8080 --mode list --samples 500 --expect-tools 40
 //! ```
 //!
 //! Each client is an MCP session of its own, as a real client opens one:
@@ -39,7 +40,12 @@
 //!   early after `--max-seconds`): time from writing the request to the
 //!   first `notifications/progress` carrying that token, and to the
 //!   answer; progress notifications seen against `--steps` per call.
-//! - `idle`: against `--pid`: one warm session (and one call), the
+//! - `list`: one session; `--samples` `tools/list` requests (stopping
+//!   early after `--max-seconds`), one after another: latency
+//!   percentiles, and the number of tools in the answers (each answer
+//!   must hold `--expect-tools` tools when given, else it is an error;
+//!   a `nextCursor` is an error too: one request must bring the list).
+//! - `idle`: against `--pid`: one warm session (and one call of `--tool`), the
 //!   resident memory of `--pid` and all its descendants (VmRSS and PSS
 //!   summed over the process tree found through /proc) as the baseline,
 //!   then `--sessions` more sessions, each on a connection of its own left
@@ -553,7 +559,19 @@ fn main() -> anyhow::Result<()> {
             args.get("--steps", 20),
             args.get("--max-seconds", 10.0),
         ),
-        "idle" => idle(&cfg, args.get("--sessions", 50), args.get("--pid", 0)),
+        "list" => list(
+            &cfg,
+            args.get("--samples", 500),
+            args.get("--max-seconds", 10.0),
+            args.get("--expect-tools", 0),
+        ),
+        "idle" => idle(
+            &cfg,
+            &tool,
+            &tool_args,
+            args.get("--sessions", 50),
+            args.get("--pid", 0),
+        ),
         m => anyhow::bail!("unknown --mode {m}"),
     }
 }
@@ -744,6 +762,55 @@ fn progress(
     Ok(())
 }
 
+fn list(cfg: &Arc<Config>, samples: usize, max_secs: f64, expect: usize) -> anyhow::Result<()> {
+    let mut t = Tally::default();
+    let mut link = Link::open(cfg).map_err(|f| anyhow::anyhow!("open: {}", f.text()))?;
+    let (mut calls, mut min_tools, mut max_tools, mut bytes) = (0u64, usize::MAX, 0usize, 0usize);
+    let end = Instant::now() + Duration::from_secs_f64(max_secs);
+    for _ in 0..samples {
+        if Instant::now() > end {
+            break;
+        }
+        calls += 1;
+        let t0 = Instant::now();
+        match link.request("tools/list", json!({}), &mut |_| {}) {
+            Ok(a) => {
+                t.lat.push(a.at.duration_since(t0).as_secs_f64() * 1e6);
+                let result = &a.msg["result"];
+                let n = result["tools"].as_array().map_or(0, Vec::len);
+                (min_tools, max_tools) = (min_tools.min(n), max_tools.max(n));
+                bytes = result.to_string().len();
+                if expect != 0 && n != expect {
+                    t.error(&Failure::Answer(format!("{n} tools, expected {expect}")));
+                } else if !result["nextCursor"].is_null() {
+                    t.error(&Failure::Answer("a nextCursor: the list is paged".into()));
+                }
+            }
+            Err(f) => {
+                t.error(&f);
+                if let Failure::Broken(_) = f {
+                    t.link_done(link);
+                    t.reopened += 1;
+                    link = Link::open(cfg).map_err(|f| anyhow::anyhow!("reopen: {}", f.text()))?;
+                }
+            }
+        }
+    }
+    let lat = Summary::of(&mut t.lat).json("lat_us");
+    t.lat.clear();
+    t.link_done(link);
+    println!(
+        r#"{{"calls":{calls},"tools_min":{},"tools_max":{max_tools},"result_bytes":{bytes},{lat},{}}}"#,
+        if min_tools == usize::MAX {
+            0
+        } else {
+            min_tools
+        },
+        t.json()
+    );
+    Ok(())
+}
+
 /// Waits until the tree's RSS stops growing (two readings 250 ms apart
 /// within 0.5 %, after at least `min`), at most 20 s.
 fn settled(pid: u32, min: Duration) -> (u64, u64, usize) {
@@ -761,7 +828,13 @@ fn settled(pid: u32, min: Duration) -> (u64, u64, usize) {
     last
 }
 
-fn idle(cfg: &Arc<Config>, sessions: usize, pid: u32) -> anyhow::Result<()> {
+fn idle(
+    cfg: &Arc<Config>,
+    tool: &str,
+    tool_args: &Value,
+    sessions: usize,
+    pid: u32,
+) -> anyhow::Result<()> {
     anyhow::ensure!(pid != 0, "--mode idle needs --pid");
     let mut t = Tally::default();
     // One warm session: the child of a shared server started, the proxy's
@@ -769,7 +842,7 @@ fn idle(cfg: &Arc<Config>, sessions: usize, pid: u32) -> anyhow::Result<()> {
     let mut warm = Link::open(cfg).map_err(|f| anyhow::anyhow!("open: {}", f.text()))?;
     warm.request(
         "tools/call",
-        json!({"name": "echo", "arguments": {"message": "warm"}}),
+        json!({"name": tool, "arguments": tool_args}),
         &mut |_| {},
     )
     .map_err(|f| anyhow::anyhow!("warm call: {}", f.text()))?;

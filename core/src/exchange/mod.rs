@@ -29,6 +29,7 @@
 //!         Output::ReleaseUpstream { reusable } => { /* pool or close it */ }
 //!         Output::Finished { close } => { /* exchange over */ }
 //!         Output::RunHook(call) => { /* run the hook chain, then exchange.hook_done(verdict, now) */ }
+//!         Output::Authenticate(call) => { /* judge call.token, then exchange.auth_done(verdict, now) */ }
 //!     }
 //! }
 //! # }
@@ -84,12 +85,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::auth::{AuthCall, Identity, Verdict};
 use crate::guard::HostGuard;
 use crate::http1;
 use crate::inject::{self, Accepts, Answer, ClientFraming, Injection, Sent};
 use crate::jsonrpc::{self, Classified};
 
 /// The codes an exchange answers with, defined in [`jsonrpc::codes`].
+use crate::jsonrpc::codes;
 pub use crate::jsonrpc::codes::{HOOK_FAILED, UPSTREAM_FAILED, UPSTREAM_TIMEOUT};
 use crate::route::Router;
 use crate::sse::SseLimits;
@@ -102,7 +105,7 @@ pub use hooks::{
 };
 pub use probe::{PROBE_BODY_MAX, TransportEvidence};
 pub use request::RpcSummary;
-use response::{HeldFailure, Streaming};
+use response::{EventId, HeldFailure, Streaming};
 use timers::{Timer, TimerTable};
 
 /// Limits applied to one exchange.
@@ -291,6 +294,12 @@ pub enum Output {
     /// Run the hook chain on a message and answer with
     /// [`Exchange::hook_done`]. Nothing else happens until then.
     RunHook(Box<HookCall>),
+    /// The request is for a protected route (see [`crate::auth`]): judge
+    /// its bearer token and answer with [`Exchange::auth_done`]. Nothing
+    /// else happens until then: no hook has run and nothing went upstream.
+    /// The exchange sets no deadline meanwhile; the driver bounds the
+    /// judging (a key fetch) itself.
+    Authenticate(Box<AuthCall>),
     /// The upstream connection is no longer needed: return it to the pool
     /// when `reusable`, else close it.
     ReleaseUpstream {
@@ -371,6 +380,10 @@ pub struct Summary {
     /// The answer streams to the client as `text/event-stream`: set with
     /// the head, so a driver polling it sees the stream open.
     pub event_stream: bool,
+    /// On a protected route, the caller, once its credentials passed.
+    pub identity: Option<Arc<Identity>>,
+    /// Keep-alive comments written to the client on a quiet SSE answer.
+    pub keepalives: u64,
 }
 
 /// Hook runs on the request body, one per hooked message.
@@ -388,6 +401,8 @@ struct RequestHooks {
 enum State {
     /// Reading the request head and body.
     Request(Box<request::Intake>),
+    /// Waiting for the driver's verdict on the request's token.
+    Authenticating,
     /// Waiting for request hooks.
     HookingRequest(RequestHooks),
     /// Waiting for [`Exchange::upstream_connected`].
@@ -485,6 +500,8 @@ impl Exchange {
                 body_bytes: 0,
                 reused: false,
                 event_stream: false,
+                identity: None,
+                keepalives: 0,
             },
         }
     }
@@ -516,6 +533,46 @@ impl Exchange {
     /// What the access log reports.
     pub fn summary(&self) -> &Summary {
         &self.summary
+    }
+
+    /// The request's `Mcp-Session-Id` as the client sent it, once its head
+    /// was read and routed. Kept out of [`Summary`]: it is a credential on
+    /// some servers, and whoever logs it should hash it first.
+    pub fn session_id(&self) -> Option<&str> {
+        self.req.as_ref()?.session_id.as_deref()
+    }
+
+    /// The request's `MCP-Protocol-Version` as the client sent it, once
+    /// its head was read and routed.
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.req.as_ref()?.protocol_version.as_deref()
+    }
+
+    /// The client spoke HTTP/1.0 (else 1.1), once its request was read.
+    pub fn client_http10(&self) -> bool {
+        self.req.as_ref().is_some_and(|r| r.client_http10)
+    }
+
+    /// The client's W3C trace context, once the request was read whole: its
+    /// `traceparent` when it sent exactly one valid value, and with it its
+    /// `tracestate`. See [`crate::tracecontext`].
+    pub fn trace_context(&self) -> Option<(crate::tracecontext::TraceParent, Option<&str>)> {
+        let req = self.req.as_ref()?;
+        Some((req.traceparent?, req.tracestate.as_deref()))
+    }
+
+    /// Send `parent` upstream as the request's `traceparent`, in place of
+    /// the client's (the driver's span is the upstream's parent). When the
+    /// client's own `traceparent` was missing or invalid, its `tracestate`
+    /// goes too: it belonged to no trace that continues. Call it before
+    /// answering [`Output::Connect`]: the request is written then.
+    pub fn propagate_trace(&mut self, parent: &crate::tracecontext::TraceParent) {
+        let Some(req) = self.req.as_mut() else { return };
+        let keep_state = req.traceparent.is_some();
+        req.headers
+            .retain(|h| !h.is("traceparent") && (keep_state || !h.is("tracestate")));
+        req.headers
+            .push(http1::Header::new("traceparent", parent.write()));
     }
 
     /// Client bytes received past this request (pipelined requests).
@@ -588,12 +645,16 @@ impl Exchange {
         match self.state {
             State::Done => {}
             State::Request(_)
+            | State::Authenticating
             | State::HookingRequest(_)
             | State::Connecting(_)
             | State::AwaitingHead(_)
             | State::HeldRefusal(_)
             | State::Streaming(_) => {
-                if !matches!(self.state, State::Request(_) | State::HookingRequest(_)) {
+                if !matches!(
+                    self.state,
+                    State::Request(_) | State::Authenticating | State::HookingRequest(_)
+                ) {
                     self.outputs
                         .push_back(Output::ReleaseUpstream { reusable: false });
                 }
@@ -667,7 +728,10 @@ impl Exchange {
             }
             (State::Streaming(_), AnswerPart::Event(data)) => self.stream_message(&data, None, now),
             (State::Streaming(_), AnswerPart::IdentifiedEvent { id, data }) => {
-                self.stream_message(&data, Some(id), now)
+                self.stream_message(&data, Some(EventId::Seq(id)), now)
+            }
+            (State::Streaming(_), AnswerPart::NamedEvent { id, data }) => {
+                self.stream_message(&data, Some(EventId::Text(&id)), now)
             }
             (State::Streaming(_), AnswerPart::Prime(id)) => self.stream_prime(id, now),
             (State::Streaming(_), AnswerPart::End) => self.upstream_closed(UpstreamEnd::Eof, now),
@@ -682,7 +746,7 @@ impl Exchange {
     /// The upstream connection ended (or never opened).
     pub fn upstream_closed(&mut self, end: UpstreamEnd, now: Instant) {
         match &mut self.state {
-            State::Request(_) | State::HookingRequest(_) | State::Done => {}
+            State::Request(_) | State::Authenticating | State::HookingRequest(_) | State::Done => {}
             State::Connecting(_) => {
                 self.fail(UpstreamError::ConnectFailed, now);
             }
@@ -754,7 +818,11 @@ impl Exchange {
             State::Streaming(_) => self.stream_body(input, now),
             // Bytes before the request went out, or after the end: the
             // upstream is out of step; drop the connection.
-            State::Request(_) | State::HookingRequest(_) | State::Connecting(_) | State::Done => {}
+            State::Request(_)
+            | State::Authenticating
+            | State::HookingRequest(_)
+            | State::Connecting(_)
+            | State::Done => {}
         }
     }
 
@@ -782,6 +850,7 @@ impl Exchange {
                     if let State::Streaming(stream) = &mut self.state
                         && let Some(bytes) = stream.keepalive_due(now)
                     {
+                        self.summary.keepalives += 1;
                         self.emit_client(bytes);
                     }
                     self.arm_stream_timers(now);
@@ -803,65 +872,154 @@ impl Exchange {
                 code,
                 message,
                 allow,
+                challenge,
             } => {
                 let error = ClientError {
                     status,
                     code,
                     message,
                 };
-                self.refuse(ExchangeError::Client(error), allow, now);
+                match challenge {
+                    Some(challenge) => self.refuse_challenged(error, &challenge, now),
+                    None => self.refuse(ExchangeError::Client(error), allow, now),
+                }
             }
-            request::Step::Ready(forward) => {
+            request::Step::Document(answer) => self.serve_document(answer, now),
+            request::Step::Ready(mut forward) => {
                 self.timers.stop(Timer::Request);
                 self.note_request_line();
                 self.summary.rpc = forward.rpc.clone();
                 self.summary.route = Some(forward.route);
                 self.summary.request_done = Some(now);
-                let calls = if forward.method == "POST" {
-                    hooks::hooked_messages(
-                        &forward.body,
-                        &self.config.hooks,
-                        &self.config.limits.json,
-                    )
-                } else {
-                    Ok(Vec::new())
-                };
-                let calls = match calls {
-                    Ok(calls) => calls,
-                    Err(e) => {
-                        // What the hooks cannot read must not reach an
-                        // upstream whose parser may read it differently.
-                        let message = format!("sluice: message refused, hooks cannot read it: {e}");
-                        let id = match e {
-                            jsonrpc::ClassifyError::MissingName => {
-                                jsonrpc::refused_request_id(&forward.body, &self.config.limits.json)
-                            }
-                            _ => None,
-                        };
-                        let bytes =
-                            inject::http_error_for(id.as_deref(), 400, e.code(), &message, true);
-                        let error = ClientError {
-                            status: 400,
-                            code: e.code(),
-                            message,
-                        };
-                        self.answer_locally(ExchangeError::Client(error), bytes, now);
-                        return;
-                    }
-                };
+                let token = forward.token.take();
+                let route = forward.route;
                 self.req = Some(*forward);
-                if calls.is_empty() {
-                    self.connect(now);
-                } else {
-                    self.state = State::HookingRequest(RequestHooks {
-                        calls,
-                        next: 0,
-                        replaced: Vec::new(),
-                        stopped: Vec::new(),
-                    });
-                    self.next_request_hook();
+                match token {
+                    Some(token) => {
+                        self.state = State::Authenticating;
+                        self.outputs
+                            .push_back(Output::Authenticate(Box::new(AuthCall { route, token })));
+                    }
+                    None => self.admit(now),
                 }
             }
+        }
+    }
+
+    /// The driver's verdict on the token asked for by `Authenticate`.
+    pub fn auth_done(&mut self, verdict: Verdict, now: Instant) {
+        if !matches!(self.state, State::Authenticating) {
+            return;
+        }
+        let gate = self
+            .req
+            .as_ref()
+            .and_then(|r| self.config.router.gate(r.route));
+        let metadata = gate.map(|g| g.resource_metadata().to_string());
+        match verdict {
+            Verdict::Allow(identity) => {
+                self.summary.identity = Some(Arc::new(identity));
+                self.admit(now);
+            }
+            Verdict::AllowWith(identity, token) => {
+                self.summary.identity = Some(Arc::new(identity));
+                if let Some(req) = self.req.as_mut() {
+                    // The upstream's own token, in place of any other.
+                    req.headers.retain(|h| !h.is("authorization"));
+                    let at = req.headers.len().min(1);
+                    let value = format!("Bearer {}", token.0);
+                    req.headers
+                        .insert(at, http1::Header::new("Authorization", value));
+                }
+                self.admit(now);
+            }
+            Verdict::Deny(denial) => {
+                let answer = denial.answer(metadata.as_deref());
+                let error = ClientError {
+                    status: answer.status,
+                    code: codes::INVALID_REQUEST,
+                    message: answer.message.to_string(),
+                };
+                self.refuse_challenged(error, &answer.challenge, now);
+            }
+            Verdict::Unavailable(outage) => {
+                let error = ClientError {
+                    status: outage.status(),
+                    code: codes::INTERNAL_ERROR,
+                    message: outage.message().to_string(),
+                };
+                self.refuse(ExchangeError::Client(error), None, now);
+            }
+        }
+    }
+
+    /// The caller, on a protected route whose credentials passed.
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        self.summary.identity.as_ref()
+    }
+
+    /// A metadata document (or its preflight), served by sluice itself.
+    fn serve_document(&mut self, answer: Bytes, now: Instant) {
+        self.timers.stop(Timer::Request);
+        self.note_request_line();
+        let answer = if self.summary.http_method == "HEAD" {
+            Bytes::from(head_only(answer.to_vec()))
+        } else {
+            answer
+        };
+        self.summary.status = Some(if answer.starts_with(b"HTTP/1.1 204") {
+            204
+        } else {
+            200
+        });
+        self.summary.outcome = Outcome::Answered;
+        self.outputs.push_back(Output::ToClient(answer));
+        self.finish(Close::Graceful, now);
+    }
+
+    /// The request passed every check (and its credentials, on a protected
+    /// route): the request hooks, then the upstream.
+    fn admit(&mut self, now: Instant) {
+        let Some(forward) = self.req.as_ref() else {
+            return;
+        };
+        let calls = if forward.method == "POST" {
+            hooks::hooked_messages(&forward.body, &self.config.hooks, &self.config.limits.json)
+        } else {
+            Ok(Vec::new())
+        };
+        let calls = match calls {
+            Ok(calls) => calls,
+            Err(e) => {
+                // What the hooks cannot read must not reach an
+                // upstream whose parser may read it differently.
+                let message = format!("sluice: message refused, hooks cannot read it: {e}");
+                let id = match e {
+                    jsonrpc::ClassifyError::MissingName => {
+                        jsonrpc::refused_request_id(&forward.body, &self.config.limits.json)
+                    }
+                    _ => None,
+                };
+                let bytes = inject::http_error_for(id.as_deref(), 400, e.code(), &message, true);
+                let error = ClientError {
+                    status: 400,
+                    code: e.code(),
+                    message,
+                };
+                self.answer_locally(ExchangeError::Client(error), bytes, now);
+                return;
+            }
+        };
+        if calls.is_empty() {
+            self.connect(now);
+        } else {
+            self.state = State::HookingRequest(RequestHooks {
+                calls,
+                next: 0,
+                replaced: Vec::new(),
+                stopped: Vec::new(),
+            });
+            self.next_request_hook();
         }
     }
 
@@ -1286,7 +1444,7 @@ impl Exchange {
         }
     }
 
-    fn stream_message(&mut self, data: &[u8], id: Option<u64>, now: Instant) {
+    fn stream_message(&mut self, data: &[u8], id: Option<EventId<'_>>, now: Instant) {
         let State::Streaming(stream) = &mut self.state else {
             return;
         };
@@ -1396,6 +1554,19 @@ impl Exchange {
     /// Refuses the request before anything went upstream: a JSON-RPC error
     /// with a null id (the request may not even be readable), the status
     /// and code of `error`, and `Allow` on a 405.
+    fn refuse_challenged(&mut self, error: ClientError, challenge: &str, now: Instant) {
+        let (status, code, message) = (error.status, error.code, error.message.clone());
+        let bytes = inject::http_error_with_header(
+            status,
+            code,
+            &message,
+            "WWW-Authenticate",
+            challenge,
+            true,
+        );
+        self.answer_locally(ExchangeError::Client(error), bytes, now);
+    }
+
     fn refuse(&mut self, error: ExchangeError, allow: Option<&'static str>, now: Instant) {
         let (status, code, message) = (error.status(), error.code(), error.to_string());
         let bytes = match allow {
@@ -1432,7 +1603,9 @@ impl Exchange {
         let why = error.to_string();
         let why = why.as_str();
         let had_upstream = match &self.state {
-            State::Request(_) | State::HookingRequest(_) | State::Done => false,
+            State::Request(_) | State::Authenticating | State::HookingRequest(_) | State::Done => {
+                false
+            }
             State::Streaming(s) => !s.upstream_released(),
             State::Connecting(_) | State::AwaitingHead(_) | State::HeldRefusal(_) => true,
         };

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 
 use super::{ClientInfo, ExchangeConfig, accepts_of};
+use crate::auth::gate::DOCUMENT_PREFLIGHT;
+use crate::auth::{Credentials, Denial, Gate, read_credentials};
 use crate::http1::{self, BodyFraming, BodyReader, Header, Parsed, RequestHead};
 use crate::inject::Accepts;
 use crate::jsonrpc::{self, Classified, Kind, codes};
@@ -33,7 +35,13 @@ pub(super) enum Step {
         message: String,
         /// For a 405: the methods the target takes (the `Allow` header).
         allow: Option<&'static str>,
+        /// For a request refused for its credentials: the
+        /// `WWW-Authenticate` value.
+        challenge: Option<String>,
     },
+    /// A protected route's metadata document (or its CORS preflight): the
+    /// whole HTTP answer.
+    Document(Bytes),
     Ready(Box<Forward>),
 }
 
@@ -54,8 +62,16 @@ pub(super) struct Forward {
     pub rpc: Option<RpcSummary>,
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
+    /// The client's `traceparent`, when it sent exactly one and it is valid.
+    pub traceparent: Option<crate::tracecontext::TraceParent>,
+    /// The client's `tracestate` (its field lines joined by `,`), kept
+    /// only with a valid `traceparent`.
+    pub tracestate: Option<String>,
     /// The client's headers hooks may see (empty unless the operator listed some).
     pub hook_headers: Vec<(String, String)>,
+    /// On a protected route, the bearer token the driver must judge
+    /// before the request goes any further.
+    pub token: Option<String>,
 }
 
 /// Head checked, body being read.
@@ -67,6 +83,15 @@ struct Accepted {
     reader: BodyReader,
     body: Vec<u8>,
     wants_continue: bool,
+    token: Option<String>,
+}
+
+/// A head that passed the checks.
+enum Admitted {
+    /// A request for a route: its body is read next.
+    Forward(Accepted),
+    /// A metadata document sluice serves itself.
+    Document(Bytes),
 }
 
 #[derive(Default)]
@@ -136,7 +161,11 @@ impl Intake {
             self.line = Some((head.method.clone(), head.target.clone()));
             let rest = &data[len..];
             match accept(head, config) {
-                Ok(accepted) => self.accepted = Some(accepted),
+                Ok(Admitted::Forward(accepted)) => self.accepted = Some(accepted),
+                Ok(Admitted::Document(answer)) => {
+                    self.done = true;
+                    return Step::Document(answer);
+                }
                 Err(refusal) => {
                     self.done = true;
                     return Step::Reject {
@@ -144,6 +173,7 @@ impl Intake {
                         code: codes::INVALID_REQUEST,
                         message: refusal.message,
                         allow: refusal.allow,
+                        challenge: refusal.challenge,
                     };
                 }
             }
@@ -165,6 +195,7 @@ impl Intake {
             code,
             message,
             allow: None,
+            challenge: None,
         }
     }
 
@@ -232,6 +263,8 @@ struct Refusal {
     message: String,
     /// For a 405: the methods the target takes (the `Allow` header).
     allow: Option<&'static str>,
+    /// For a request refused for its credentials: `WWW-Authenticate`.
+    challenge: Option<String>,
 }
 
 impl Refusal {
@@ -240,14 +273,28 @@ impl Refusal {
             status,
             message,
             allow: None,
+            challenge: None,
+        }
+    }
+
+    /// A request a protected route refuses before its token is judged.
+    fn denied(denial: &Denial, gate: &Gate) -> Self {
+        let answer = denial.answer(Some(gate.resource_metadata()));
+        Refusal {
+            status: answer.status,
+            message: answer.message.to_string(),
+            allow: None,
+            challenge: Some(answer.challenge),
         }
     }
 }
 
 /// Check a complete head, in this order: CONNECT (501), target form and
-/// path (400), Host/Origin (403/400), route (404), framing (400/501), the
-/// method the route's endpoint takes (405), size (413).
-fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, Refusal> {
+/// path (400), Host/Origin (403/400), a protected route's metadata
+/// document (served), route (404), framing (400/501), the method the
+/// route's endpoint takes (405), a protected route's credentials (400/401),
+/// size (413).
+fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Admitted, Refusal> {
     if head.method == "CONNECT" {
         return Err(Refusal::new(
             501,
@@ -266,6 +313,24 @@ fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, Refusa
         .guard
         .check(&hosts, &origins)
         .map_err(|e| Refusal::new(e.status(), e.to_string()))?;
+    let path = target.split('?').next().unwrap_or(target);
+    if let Some(answer) = config.router.metadata_document(path) {
+        let framing = http1::request_framing(&head)
+            .map_err(|e| Refusal::new(e.status(), format!("malformed request: {e}")))?;
+        let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+        route::Endpoint::WellKnown
+            .check_method(&head.method, has_body)
+            .map_err(|e| Refusal {
+                status: e.status(),
+                message: format!("{e}: {:?}", head.method),
+                allow: Some(e.allow()),
+                challenge: None,
+            })?;
+        return Ok(Admitted::Document(match head.method.as_str() {
+            "OPTIONS" => Bytes::from_static(DOCUMENT_PREFLIGHT),
+            _ => answer.clone(),
+        }));
+    }
     let resolved = config
         .router
         .resolve(target)
@@ -281,7 +346,31 @@ fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, Refusa
             status: e.status(),
             message: format!("{e}: {:?}", head.method),
             allow: Some(e.allow()),
+            challenge: None,
         })?;
+    if let Some(gated) = config.router.shadowed_gate(path, resolved.route) {
+        return Err(Refusal::new(
+            400,
+            format!(
+                "{path:?} is another spelling of {:?}, which needs credentials",
+                config.router.routes()[gated].prefix
+            ),
+        ));
+    }
+    // A protected route's MCP requests carry a bearer token; a CORS
+    // preflight never does (browsers send it without credentials) and
+    // carries no message.
+    let mut token = None;
+    if let (route::Endpoint::Mcp, Some(gate)) =
+        (resolved.endpoint, config.router.gate(resolved.route))
+        && head.method != "OPTIONS"
+    {
+        match read_credentials(&head.headers, target) {
+            Ok(Credentials::Bearer(t)) => token = Some(t.to_string()),
+            Ok(Credentials::None) => return Err(Refusal::denied(&Denial::Missing, gate)),
+            Err(e) => return Err(Refusal::denied(&Denial::BadRequest(e), gate)),
+        }
+    }
     let max = config.limits.max_request_body;
     if let BodyFraming::ContentLength(n) = framing
         && n > max as u64
@@ -291,7 +380,8 @@ fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, Refusa
     let wants_continue = http1::header_values(&head.headers, "expect")
         .any(|v| v.eq_ignore_ascii_case(b"100-continue"))
         && has_body;
-    Ok(Accepted {
+    Ok(Admitted::Forward(Accepted {
+        token,
         route: resolved.route,
         upstream_target: resolved.upstream_target,
         framing,
@@ -306,7 +396,7 @@ fn accept(head: RequestHead, config: &ExchangeConfig) -> Result<Accepted, Refusa
         body: Vec::new(),
         wants_continue,
         head,
-    })
+    }))
 }
 
 /// The path-and-query of an origin-form or absolute-form target.
@@ -380,6 +470,7 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
         upstream_target,
         framing,
         body,
+        token,
         ..
     } = acc;
     let route = &config.router.routes()[route_index];
@@ -397,17 +488,32 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
         .map(<[u8]>::to_vec);
     let session_id = text_header(&headers, "mcp-session-id");
     let protocol_version = text_header(&headers, "mcp-protocol-version");
+    let (traceparent, tracestate) = trace_context(&headers);
     http1::remove_hop_by_hop(&mut headers);
     // Proxy credentials are for sluice, not for the MCP server behind it.
     http1::remove_proxy_auth(&mut headers);
+    // So is a protected route's token, unless the operator passes it on.
+    if config
+        .router
+        .gate(route_index)
+        .is_some_and(|g| !g.forward_token())
+    {
+        headers.retain(|h| !h.is("authorization"));
+    }
+    // The operator's fields for the upstream replace the client's.
+    let upstream_headers = config.router.upstream_headers(route_index);
+    if !upstream_headers.is_empty() {
+        headers.retain(|h| !upstream_headers.iter().any(|u| h.is(&u.name)));
+    }
     headers.retain(|h| {
         !["host", "content-length", "expect"]
             .iter()
             .any(|n| h.name.eq_ignore_ascii_case(n))
     });
 
-    let mut out_headers = Vec::with_capacity(headers.len() + 4);
+    let mut out_headers = Vec::with_capacity(headers.len() + 4 + upstream_headers.len());
     out_headers.push(Header::new("Host", route.upstream_host.as_bytes()));
+    out_headers.extend(upstream_headers.iter().cloned());
     let mut forwarded_for: Option<Vec<u8>> = None;
     for h in headers {
         if config.forwarded_headers && h.name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -464,8 +570,42 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
         accepts,
         session_id,
         protocol_version,
+        traceparent,
+        tracestate,
         hook_headers,
+        token,
     }
+}
+
+/// The client's W3C trace context: one valid `traceparent` (two are as
+/// invalid as a bad one), and its `tracestate` lines joined.
+fn trace_context(headers: &[Header]) -> (Option<crate::tracecontext::TraceParent>, Option<String>) {
+    let mut values = http1::header_values(headers, "traceparent");
+    let parent = match (values.next(), values.next()) {
+        (Some(one), None) => crate::tracecontext::TraceParent::parse(one),
+        _ => None,
+    };
+    if parent.is_none() {
+        return (None, None);
+    }
+    let mut state: Option<String> = None;
+    for value in http1::header_values(headers, "tracestate") {
+        let Ok(value) = std::str::from_utf8(value) else {
+            return (parent, None);
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match &mut state {
+            Some(s) => {
+                s.push(',');
+                s.push_str(value);
+            }
+            None => state = Some(value.to_string()),
+        }
+    }
+    (parent, state)
 }
 
 fn text_header(headers: &[Header], name: &str) -> Option<String> {

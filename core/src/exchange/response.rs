@@ -9,6 +9,24 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::answer::{Judged, Ledger, Part};
+
+/// The SSE event id a message upstream gave a message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EventId<'a> {
+    /// A number (a session's sequence).
+    Seq(u64),
+    /// Text (a federation member's own id, marked).
+    Text(&'a str),
+}
+
+impl std::fmt::Display for EventId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventId::Seq(n) => write!(f, "{n}"),
+            EventId::Text(t) => f.write_str(t),
+        }
+    }
+}
 use super::request::Forward;
 use super::{ExchangeConfig, HOOK_FAILED, HookPhase, HookVerdict, UPSTREAM_FAILED, hooks};
 use crate::http1::{self, BodyFraming, BodyReader, Parsed};
@@ -708,13 +726,19 @@ impl Streaming {
     pub fn feed_message(
         &mut self,
         data: &[u8],
-        id: Option<u64>,
+        id: Option<EventId<'_>>,
         out: &mut Vec<Bytes>,
         now: Instant,
     ) {
         let mut event = Vec::with_capacity(data.len() + 24);
         match id {
-            Some(id) => sse::encode_jsonrpc_message_with_id(data, id, &mut event),
+            Some(EventId::Seq(id)) => sse::encode_jsonrpc_message_with_id(data, id, &mut event),
+            Some(EventId::Text(id)) => {
+                // An id the client could not read back goes without one.
+                if sse::encode_jsonrpc_message_with_text_id(data, id, &mut event).is_err() {
+                    sse::encode_jsonrpc_message(data, &mut event);
+                }
+            }
             None => sse::encode_jsonrpc_message(data, &mut event),
         }
         match &mut self.held {

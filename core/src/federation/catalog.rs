@@ -156,7 +156,9 @@ impl Catalog {
             };
             for item in items {
                 let text = item.get().as_bytes();
-                let Some(name) = name_of(text) else {
+                // Read once: the name here, the spans to rewrite below.
+                let fields = serde_json::from_slice::<Fields<'_>>(text).ok();
+                let Some(name) = fields.as_ref().and_then(name_of) else {
                     problems.push(Problem::Unreadable {
                         member,
                         why: "an item without a string name".into(),
@@ -188,7 +190,10 @@ impl Catalog {
                     });
                     continue;
                 }
-                let Some(rewritten) = rewrite(text, &shown, curation.description(&name)) else {
+                let rewritten = fields
+                    .as_ref()
+                    .and_then(|fields| rewrite(text, fields, &shown, curation.description(&name)));
+                let Some(rewritten) = rewritten else {
                     problems.push(Problem::Unreadable {
                         member,
                         why: format!("{name:?} is not an object"),
@@ -267,28 +272,96 @@ fn unexpose(c: &Curation, shown: &str, members: usize) -> Option<String> {
     (c.expose(&name, members).as_deref() == Some(shown)).then_some(name)
 }
 
-/// The `name` of an item's text, when it is an object with a string one.
-fn name_of(item: &[u8]) -> Option<String> {
-    let fields = serde_json::from_slice::<BTreeMap<String, &RawValue>>(item).ok()?;
-    serde_json::from_str(fields.get("name")?.get()).ok()
+/// What the catalog reads of an item: the JSON text of its `name` and
+/// `description`, the rest skipped unread. A key given twice counts as
+/// its last, as JavaScript's and Python's readers take it, so sluice
+/// rewrites the name a client will see.
+#[derive(Default)]
+struct Fields<'a> {
+    name: Option<&'a RawValue>,
+    description: Option<&'a RawValue>,
+}
+
+impl<'de> serde::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields = Fields::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Name => fields.name = Some(map.next_value()?),
+                        Key::Description => fields.description = Some(map.next_value()?),
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// An item's key, as far as the catalog cares; compared after unescaping
+/// (`"na\u006de"` is `name`), without keeping it.
+enum Key {
+    Name,
+    Description,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "name" => Key::Name,
+                    "description" => Key::Description,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// The item's `name`, when it is a string.
+fn name_of(fields: &Fields<'_>) -> Option<String> {
+    serde_json::from_str(fields.name?.get()).ok()
 }
 
 /// `item` with its `name` set to `name` and, when given, its
 /// `description` to `description`; every other byte as it was.
-fn rewrite(item: &[u8], name: &str, description: Option<&str>) -> Option<Vec<u8>> {
-    let fields = serde_json::from_slice::<BTreeMap<String, &RawValue>>(item).ok()?;
+/// `fields` are the item's, read from it.
+fn rewrite(
+    item: &[u8],
+    fields: &Fields<'_>,
+    name: &str,
+    description: Option<&str>,
+) -> Option<Vec<u8>> {
     let mut edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
     let string = |s: &str| {
         let mut v = Vec::with_capacity(s.len() + 2);
         jsonrpc::write_json_string(&mut v, s);
         v
     };
-    edits.push((
-        span_in(item, fields.get("name")?.get().as_bytes())?,
-        string(name),
-    ));
+    edits.push((span_in(item, fields.name?.get().as_bytes())?, string(name)));
     if let Some(d) = description {
-        match fields.get("description") {
+        match fields.description {
             Some(old) => edits.push((span_in(item, old.get().as_bytes())?, string(d))),
             None => {
                 // A new member, first: right after the opening brace.
@@ -331,6 +404,27 @@ mod tests {
         let mut fs = Curation::new("fs");
         fs.exclude = vec![Glob::new("write_*")];
         Catalog::new(vec![gh, fs])
+    }
+
+    #[test]
+    fn an_items_name_is_read_as_a_client_reads_it() {
+        let mut c = two();
+        // A key given twice counts as its last; an escaped key is the key
+        // it spells; the rewrite changes the name a client sees.
+        let fs = br#"[{"name":"decoy","x":{"name":"deep"},"name":"read_file"},{"na\u006de":"stat","description":"d"}]"#;
+        let (merged, problems) = c.merge(&[(1, fs)]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&merged).unwrap();
+        let names: Vec<&str> = items.iter().map(|i| i["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["fs__read_file", "fs__stat"]);
+        assert_eq!(
+            items[0]["x"]["name"], "deep",
+            "a nested name is not the item's"
+        );
+        // Not an object, or a name that is not a string: left out, said.
+        let (merged, problems) = c.merge(&[(1, br#"[7, {"name": 7}, {"name":"ok"}]"#)]);
+        assert_eq!(String::from_utf8(merged).unwrap(), r#"[{"name":"fs__ok"}]"#);
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]

@@ -30,8 +30,9 @@ use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, Member, Resolved};
 use super::cursor::MergedCursor;
+use super::health::{Breaker, MemberPolicy, OnUnavailable};
 use super::resources::Resources;
-use super::rewrite::{replace_string, restore_id, tag_id, untag_id};
+use super::rewrite::{replace_string, restore_id, tag_id, tagged, untag_id};
 use crate::http1::Header;
 use crate::jsonrpc::{self, Classified, Kind, Message, codes};
 use crate::modern::encode_header_value;
@@ -48,6 +49,9 @@ pub struct MemberSession {
 
 /// One member request of a fan-out.
 pub type Leg = usize;
+
+/// How long a member without a policy has to begin an answer.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +76,15 @@ pub enum Output {
     Seal(Vec<Option<MemberSession>>),
     /// A part of the client's answer.
     ToClient(AnswerPart),
-    /// Something for the log (a member left out, a name dropped).
+    /// A member was left out of a fanned-in answer (a list, the session),
+    /// for the log and the route's count.
+    LeftOut {
+        /// Who.
+        member: Member,
+        /// Why, in words.
+        why: String,
+    },
+    /// Something for the log (a name dropped, a stray answer).
     Log(String),
 }
 
@@ -83,11 +95,12 @@ pub struct Context<'a> {
     /// The client's session: its sealed id and what it holds (`None`
     /// before `initialize`).
     pub session: Option<(&'a str, &'a [Option<MemberSession>])>,
-    /// How long a member has to answer.
-    pub timeout: Duration,
+    /// Each member's failure policy, in member order.
+    pub policies: &'a [MemberPolicy],
 }
 
-/// The route's memory of its members' lists, shared by every request.
+/// The route's memory of its members, shared by every request: their
+/// lists and their health.
 #[derive(Debug, Clone)]
 pub struct Lists {
     /// Tools, by name.
@@ -96,6 +109,9 @@ pub struct Lists {
     pub prompts: Catalog,
     /// Resources, by URI.
     pub resources: Resources,
+    /// Each member's circuit breaker, in member order (a member without
+    /// one is always tried).
+    pub health: Vec<Breaker>,
 }
 
 #[derive(Debug)]
@@ -111,7 +127,7 @@ enum Op {
     /// Reading members' lists (first pages) to learn where the pending
     /// request goes; each leg's kind.
     Discover(Vec<ListKind>),
-    /// Notifications and answers: 202 at once, legs not awaited.
+    /// Notifications and answers: 202 once every member took them.
     Forwarded,
     Delete,
     Get,
@@ -154,6 +170,10 @@ struct LegState {
     deadline: Instant,
     /// Its answer is complete (or it failed, or was dropped).
     done: bool,
+    /// A part of its answer arrived (the member is alive).
+    heard: bool,
+    /// Why it failed, for the fanned-in answer that leaves it out.
+    failure: Option<String>,
     /// The JSON-RPC answer it gave (fan-in).
     answer: Option<Bytes>,
     /// The status and session of a whole answer.
@@ -180,8 +200,10 @@ pub struct Fanout {
     pending_init: Option<Vec<u8>>,
     /// The client's session, as its token holds it.
     sessions: Vec<Option<MemberSession>>,
-    /// How long a member has to begin an answer.
-    timeout: Duration,
+    /// Each member's policy.
+    policies: Vec<MemberPolicy>,
+    /// Legs before this one went through the members' circuit breakers.
+    gated: Leg,
     /// A request waiting for the lists that tell where it goes.
     pending: Option<Request>,
     /// Those lists were read once already.
@@ -204,12 +226,41 @@ impl Fanout {
             finished: false,
             pending_init: None,
             sessions: ctx.session.map(|(_, s)| s.to_vec()).unwrap_or_default(),
-            timeout: ctx.timeout,
+            policies: ctx.policies.to_vec(),
+            gated: 0,
             pending: None,
             discovered: false,
         };
         f.start(req, ctx, lists, now);
+        f.gate(lists, now);
         f
+    }
+
+    /// Legs sent since the last call meet their members' circuit
+    /// breakers: to a member whose circuit is open, the leg is not sent
+    /// and fails at once.
+    fn gate(&mut self, lists: &mut Lists, now: Instant) {
+        while self.gated < self.legs.len() {
+            let leg = self.gated;
+            self.gated += 1;
+            let l = &self.legs[leg];
+            if l.done {
+                // Failed already.
+                continue;
+            }
+            let Some(breaker) = lists.health.get_mut(l.member) else {
+                continue;
+            };
+            if let Err(open) = breaker.allow(now) {
+                self.outputs
+                    .retain(|o| !matches!(o, Output::ToMember { leg: l, .. } if *l == leg));
+                let why = format!(
+                    "it is failing; not tried again for {:.1}s",
+                    open.retry_in.as_secs_f64()
+                );
+                self.leg_failed(leg, &why, lists, now);
+            }
+        }
     }
 
     /// The next thing to do.
@@ -233,7 +284,7 @@ impl Fanout {
     /// and forwarded messages have no answer to wait for.
     fn timed(&self, l: &LegState) -> bool {
         let unbounded = match self.op {
-            Op::Get | Op::Forwarded => true,
+            Op::Get => true,
             Op::Routed => l.streaming,
             _ => false,
         };
@@ -254,15 +305,16 @@ impl Fanout {
                 };
                 self.op = Op::Get;
                 // A resumption is one member's stream; a new GET, everyone's.
-                let resume = last_event_id(&req).map(split_event_id);
+                // An id no member gave resumes nothing: a new stream.
+                let resume = last_event_id(&req).and_then(split_event_id);
                 for (member, s) in sessions.iter().enumerate() {
                     let Some(s) = s else { continue };
                     let mut r = member_request(&req, req.body.clone(), s, None);
-                    match resume {
-                        Some((m, _)) if m != member => continue,
-                        Some((_, own)) => r
-                            .headers
-                            .push(Header::new("Last-Event-ID", own.to_string())),
+                    match &resume {
+                        Some((m, _)) if *m != member => continue,
+                        Some((_, own)) => {
+                            r.headers.push(Header::new("Last-Event-ID", own.as_bytes()))
+                        }
                         None => {}
                     }
                     self.send(member, r, now);
@@ -315,9 +367,12 @@ impl Fanout {
         };
         match message.kind {
             Kind::Notification => {
+                // Answered once every member took it: the client's next
+                // request must not overtake it (`notifications/initialized`
+                // before the first call, a cancellation before a retry).
                 self.op = Op::Forwarded;
                 self.send_to_every_member(&req, body.clone(), sessions, now);
-                self.finish(AnswerPart::empty(self.head(202)));
+                self.settle_forwarded();
             }
             Kind::Response | Kind::Error => {
                 // The client's answer to a member's request: the tag says whose.
@@ -333,7 +388,6 @@ impl Fanout {
                     Some((member, text, s)) => {
                         self.op = Op::Forwarded;
                         self.send(member, member_request(&req, text.into(), s, None), now);
-                        self.finish(AnswerPart::empty(self.head(202)));
                     }
                     None => {
                         self.outputs.push_back(Output::Log(
@@ -467,6 +521,11 @@ impl Fanout {
 
     /// A part of `leg`'s answer.
     pub fn member_part(&mut self, leg: Leg, part: AnswerPart, lists: &mut Lists, now: Instant) {
+        self.on_part(leg, part, lists, now);
+        self.gate(lists, now);
+    }
+
+    fn on_part(&mut self, leg: Leg, part: AnswerPart, lists: &mut Lists, now: Instant) {
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
@@ -474,6 +533,12 @@ impl Fanout {
             return;
         }
         let member = l.member;
+        if !l.heard {
+            l.heard = true;
+            if let Some(b) = lists.health.get_mut(member) {
+                b.succeeded();
+            }
+        }
         match (&self.op, part) {
             (Op::Routed, part) => self.pass_through(leg, member, part),
             (Op::Get, AnswerPart::Stream(_)) => {}
@@ -481,6 +546,7 @@ impl Fanout {
                 Op::Get,
                 part @ (AnswerPart::Event(_)
                 | AnswerPart::IdentifiedEvent { .. }
+                | AnswerPart::NamedEvent { .. }
                 | AnswerPart::Prime(_)),
             ) => {
                 if let Some(part) = event_for_client(part, member) {
@@ -505,7 +571,12 @@ impl Fanout {
                 l.head = Some(head);
                 l.streaming = true;
             }
-            (_, AnswerPart::Event(data) | AnswerPart::IdentifiedEvent { data, .. }) => {
+            (
+                _,
+                AnswerPart::Event(data)
+                | AnswerPart::IdentifiedEvent { data, .. }
+                | AnswerPart::NamedEvent { data, .. },
+            ) => {
                 // Fan-in keeps the answer; what comes before it (progress on
                 // a list) has nowhere to go in a merged JSON answer.
                 if let Ok(Classified::Single(m)) =
@@ -526,6 +597,17 @@ impl Fanout {
     /// `leg`'s member failed (its link closed, it could not be reached)
     /// before its answer was complete.
     pub fn member_failed(&mut self, leg: Leg, why: &str, lists: &mut Lists, now: Instant) {
+        if let Some(l) = self.legs.get(leg)
+            && !l.done
+            && let Some(b) = lists.health.get_mut(l.member)
+        {
+            b.failed(now);
+        }
+        self.leg_failed(leg, why, lists, now);
+        self.gate(lists, now);
+    }
+
+    fn leg_failed(&mut self, leg: Leg, why: &str, lists: &mut Lists, now: Instant) {
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
@@ -556,9 +638,14 @@ impl Fanout {
                     self.finish(AnswerPart::End);
                 }
             }
+            Op::Initialize | Op::List { .. } => {
+                // Said once, by the fan-in that leaves it out.
+                self.legs[leg].failure = Some(why.to_owned());
+                self.settle_any(lists, now);
+            }
             _ => {
-                self.outputs
-                    .push_back(Output::Log(format!("member {name} left out: {why}")));
+                let why = why.to_owned();
+                self.outputs.push_back(Output::LeftOut { member, why });
                 self.settle_any(lists, now);
             }
         }
@@ -573,6 +660,7 @@ impl Fanout {
             self.outputs.push_back(Output::DropLeg { leg });
             self.member_failed(leg, "no answer in time", lists, now);
         }
+        self.gate(lists, now);
     }
 
     /// The client left: every leg is dropped.
@@ -594,7 +682,17 @@ impl Fanout {
             Op::List { .. } => self.settle_list(lists),
             Op::SetLevel | Op::Delete => self.settle(),
             Op::Discover(_) => self.settle_discover(lists, now),
+            Op::Forwarded => self.settle_forwarded(),
             _ => {}
+        }
+    }
+
+    /// A notification or an answer: 202 once every member took it (or
+    /// failed to: what a member does not get is logged, not the client's
+    /// concern).
+    fn settle_forwarded(&mut self) {
+        if !self.finished && self.legs.iter().all(|l| l.done) {
+            self.finish(AnswerPart::empty(self.head(202)));
         }
     }
 
@@ -630,13 +728,17 @@ impl Fanout {
     }
 
     /// Every member asked said it no longer knows its session (DELETEd,
-    /// expired, restarted): so is the client's.
+    /// expired, restarted): so is the client's. A member says so with 404,
+    /// as the spec has it, or with the 400 several servers give a session
+    /// id they do not know (server-everything, MCP-NOTES); the request
+    /// itself was checked by sluice and is a member's own list or ping.
     fn session_gone(&self) -> bool {
         !self.legs.is_empty()
-            && self
-                .legs
-                .iter()
-                .all(|l| l.head.as_ref().is_some_and(|h| h.status == 404))
+            && self.legs.iter().all(|l| {
+                l.head
+                    .as_ref()
+                    .is_some_and(|h| matches!(h.status, 400 | 404))
+            })
     }
 
     fn settle_initialize(&mut self) {
@@ -645,8 +747,8 @@ impl Fanout {
         }
         let mut sessions = vec![None; self.members];
         let mut results = Vec::new();
-        for l in &self.legs {
-            let name = &self.member_names[l.member];
+        for leg in 0..self.legs.len() {
+            let l = &self.legs[leg];
             let result = l.answer.as_ref().and_then(|a| result_of(a));
             let version = result
                 .as_ref()
@@ -655,11 +757,17 @@ impl Fanout {
                 (Some(result), Some(version)) => {
                     let id = l.head.as_ref().and_then(|h| h.session_id.clone());
                     sessions[l.member] = Some(MemberSession { id, version });
-                    results.push((name.clone(), result));
+                    results.push((self.member_names[l.member].clone(), result));
                 }
-                _ => self.outputs.push_back(Output::Log(format!(
-                    "member {name} left out of the session: its initialize failed"
-                ))),
+                _ => {
+                    let why = match &l.failure {
+                        Some(why) => format!("its initialize failed: {why}"),
+                        None => "its initialize failed".into(),
+                    };
+                    if self.without(l.member, why) {
+                        return;
+                    }
+                }
             }
         }
         if results.is_empty() {
@@ -675,6 +783,20 @@ impl Fanout {
         self.outputs.push_back(Output::Seal(sessions));
     }
 
+    /// `member` has no part in a fanned-in answer, for `why`: with
+    /// `on_unavailable = fail` the client's request fails naming it (true);
+    /// else it is left out (logged, counted).
+    fn without(&mut self, member: Member, why: String) -> bool {
+        let policy = self.policies.get(member).map(|p| p.on_unavailable);
+        if policy == Some(OnUnavailable::Fail) {
+            let text = format!("member {} is unavailable: {why}", self.member_names[member]);
+            self.reply(502, self.id.clone(), codes::UPSTREAM_FAILED, &text);
+            return true;
+        }
+        self.outputs.push_back(Output::LeftOut { member, why });
+        false
+    }
+
     fn settle_list(&mut self, lists: &mut Lists) {
         if !self.all_answered() {
             return;
@@ -685,25 +807,20 @@ impl Fanout {
         let (kind, cursor) = (*kind, cursor.clone());
         let mut pages: Vec<(Member, Vec<u8>)> = Vec::new();
         let mut nexts = Vec::new();
-        for l in &self.legs {
-            let name = &self.member_names[l.member];
-            let Some(result) = l.answer.as_ref().and_then(|a| result_of(a)) else {
-                self.outputs.push_back(Output::Log(format!(
-                    "member {name} left out of a {}: no result",
-                    kind.key()
-                )));
+        for leg in 0..self.legs.len() {
+            let l = &self.legs[leg];
+            let Some(page) = l.answer.as_ref().and_then(|a| page_of(a, kind)) else {
+                let why = match &l.failure {
+                    Some(why) => why.clone(),
+                    None => format!("no {} result", kind.key()),
+                };
+                if self.without(l.member, why) {
+                    return;
+                }
                 continue;
             };
-            let items = result
-                .get(kind.key())
-                .cloned()
-                .unwrap_or(Value::Array(Vec::new()));
-            pages.push((l.member, items.to_string().into_bytes()));
-            let next = result
-                .get("nextCursor")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            nexts.push((l.member, next));
+            pages.push((l.member, page.items));
+            nexts.push((l.member, page.next));
         }
         let merged = match kind {
             ListKind::Tools | ListKind::Prompts => {
@@ -728,12 +845,16 @@ impl Fanout {
                     } else {
                         lists.resources.learn_templates(*member, page);
                     }
-                    let inner = &page[1..page.len() - 1];
-                    if !inner.is_empty() {
+                    // Each item as the member wrote it; a page that is no
+                    // array adds nothing (the catalog's merge says so for
+                    // tools and prompts).
+                    let items = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(page)
+                        .unwrap_or_default();
+                    for item in items {
                         if out.len() > 1 {
                             out.push(b',');
                         }
-                        out.extend_from_slice(inner);
+                        out.extend_from_slice(item.get().as_bytes());
                     }
                 }
                 out.push(b']');
@@ -781,6 +902,7 @@ impl Fanout {
                 true,
                 part @ (AnswerPart::Event(_)
                 | AnswerPart::IdentifiedEvent { .. }
+                | AnswerPart::NamedEvent { .. }
                 | AnswerPart::Prime(_)),
             ) => {
                 if let Some(part) = event_for_client(part, member) {
@@ -830,8 +952,10 @@ impl Fanout {
                     ListKind::Resources => "resources/list",
                     ListKind::Templates => "resources/templates/list",
                 };
-                let body =
-                    format!(r#"{{"jsonrpc":"2.0","id":"sluice/discover","method":"{method}"}}"#);
+                // An id per list: a member may keep one stream per request id.
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":"sluice/discover/{method}","method":"{method}"}}"#
+                );
                 let mut list = member_request(req, body.into(), &s, None);
                 list.headers
                     .retain(|h| !h.is("mcp-name") && !h.is("mcp-method") && !h.is("last-event-id"));
@@ -856,19 +980,15 @@ impl Fanout {
         let kinds = kinds.clone();
         for (i, kind) in kinds.into_iter().enumerate() {
             let l = &self.legs[first + i];
-            let Some(result) = l.answer.as_ref().and_then(|a| result_of(a)) else {
+            let Some(page) = l.answer.as_ref().and_then(|a| page_of(a, kind)) else {
                 continue;
             };
-            let items = result
-                .get(kind.key())
-                .cloned()
-                .unwrap_or(Value::Array(Vec::new()))
-                .to_string();
+            let items = page.items.as_slice();
             match kind {
-                ListKind::Tools => drop(lists.tools.merge(&[(l.member, items.as_bytes())])),
-                ListKind::Prompts => drop(lists.prompts.merge(&[(l.member, items.as_bytes())])),
-                ListKind::Resources => lists.resources.learn(l.member, items.as_bytes()),
-                ListKind::Templates => lists.resources.learn_templates(l.member, items.as_bytes()),
+                ListKind::Tools => drop(lists.tools.merge(&[(l.member, items)])),
+                ListKind::Prompts => drop(lists.prompts.merge(&[(l.member, items)])),
+                ListKind::Resources => lists.resources.learn(l.member, items),
+                ListKind::Templates => lists.resources.learn_templates(l.member, items),
             }
         }
         let Some(req) = self.pending.take() else {
@@ -914,10 +1034,16 @@ impl Fanout {
 
     fn send(&mut self, member: Member, req: Request, now: Instant) {
         let leg = self.legs.len();
+        let timeout = self
+            .policies
+            .get(member)
+            .map_or(DEFAULT_TIMEOUT, |p| p.timeout);
         self.legs.push(LegState {
             member,
-            deadline: now + self.timeout,
-            done: matches!(self.op, Op::Forwarded),
+            deadline: now + timeout,
+            done: false,
+            heard: false,
+            failure: None,
             answer: None,
             head: None,
             streaming: false,
@@ -1020,7 +1146,9 @@ fn part_name(part: &AnswerPart) -> &'static str {
     match part {
         AnswerPart::Whole { .. } => "a whole answer",
         AnswerPart::Stream(_) => "a stream head",
-        AnswerPart::Event(_) | AnswerPart::IdentifiedEvent { .. } => "an event",
+        AnswerPart::Event(_)
+        | AnswerPart::IdentifiedEvent { .. }
+        | AnswerPart::NamedEvent { .. } => "an event",
         AnswerPart::Prime(_) => "a priming event",
         AnswerPart::End => "an end",
     }
@@ -1030,8 +1158,9 @@ fn part_name(part: &AnswerPart) -> &'static str {
 const MEMBER_ID_BITS: u32 = 48;
 
 /// A member's event as the client gets it: its event id marked with the
-/// member (an id too large to mark goes without one), its request to the
-/// client tagged; a prime whose id cannot be marked is dropped.
+/// member, its request to the client tagged; a prime whose id cannot be
+/// marked is dropped. A number that fits is marked as a number
+/// (`member << 48 | id`); any other id as text, `member:id`.
 fn event_for_client(part: AnswerPart, member: Member) -> Option<AnswerPart> {
     let mark = |id: u64| {
         (id >> MEMBER_ID_BITS == 0 && (member as u64) < (1 << (64 - MEMBER_ID_BITS)))
@@ -1042,27 +1171,41 @@ fn event_for_client(part: AnswerPart, member: Member) -> Option<AnswerPart> {
             let data = tag_request(&data, member);
             match mark(id) {
                 Some(id) => AnswerPart::IdentifiedEvent { id, data },
-                None => AnswerPart::Event(data),
+                None => AnswerPart::NamedEvent {
+                    id: format!("{member}:{id}"),
+                    data,
+                },
             }
         }
+        AnswerPart::NamedEvent { id, data } => AnswerPart::NamedEvent {
+            id: format!("{member}:{id}"),
+            data: tag_request(&data, member),
+        },
         AnswerPart::Event(data) => AnswerPart::Event(tag_request(&data, member)),
         AnswerPart::Prime(id) => AnswerPart::Prime(mark(id)?),
         other => other,
     })
 }
 
-/// The member and its own event id in a client-facing event id.
-fn split_event_id(id: u64) -> (Member, u64) {
-    (
-        (id >> MEMBER_ID_BITS) as Member,
-        id & ((1 << MEMBER_ID_BITS) - 1),
-    )
+/// Where a client resumes: the member whose event it saw last, and that
+/// member's own event id.
+fn split_event_id(id: &str) -> Option<(Member, String)> {
+    if let Ok(n) = id.parse::<u64>() {
+        let own = n & ((1 << MEMBER_ID_BITS) - 1);
+        return Some(((n >> MEMBER_ID_BITS) as Member, own.to_string()));
+    }
+    let (member, own) = id.split_once(':')?;
+    // The member as marked: digits only, no sign, no leading zero.
+    let canonical = !member.is_empty()
+        && member.bytes().all(|b| b.is_ascii_digit())
+        && (member == "0" || !member.starts_with('0'));
+    (canonical && !own.is_empty()).then(|| Some((member.parse().ok()?, own.to_owned())))?
 }
 
-/// The `Last-Event-ID` a client sent, when it is a number.
-fn last_event_id(req: &Request) -> Option<u64> {
+/// The `Last-Event-ID` a client sent, if it is text.
+fn last_event_id(req: &Request) -> Option<&str> {
     let v = req.header("last-event-id")?;
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
+    std::str::from_utf8(v).ok().map(str::trim)
 }
 
 /// A member's request in `data` (sampling, elicitation, roots) with its
@@ -1073,8 +1216,28 @@ fn tag_request(data: &Bytes, member: Member) -> Bytes {
             m.id.and_then(|id| tag_id(data, id, member))
                 .map_or_else(|| data.clone(), Bytes::from)
         }
+        // The member gives up on a request of its own: the client knows
+        // that request by its tagged id.
+        Ok(Classified::Single(m))
+            if m.kind == Kind::Notification
+                && m.method.as_deref() == Some("notifications/cancelled") =>
+        {
+            tag_cancelled(data, member).map_or_else(|| data.clone(), Bytes::from)
+        }
         _ => data.clone(),
     }
+}
+
+/// A member's `notifications/cancelled` with its `requestId` tagged as the
+/// request was (a cancellation is rare: parsed and written again).
+fn tag_cancelled(data: &[u8], member: Member) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(data).ok()?;
+    let id = v.get_mut("params")?.get_mut("requestId")?;
+    if !(id.is_string() || id.is_number()) {
+        return None;
+    }
+    *id = Value::String(tagged(member, &id.to_string()));
+    serde_json::to_vec(&v).ok()
 }
 
 /// The string at `path` in a message's text.
@@ -1171,6 +1334,33 @@ fn route_by_uri(
 }
 
 /// The `result` of one JSON-RPC response, when it is an object.
+/// One member's page of a list: the items' JSON text as the member wrote
+/// it, and its own cursor for the next page.
+struct Page {
+    items: Vec<u8>,
+    next: Option<String>,
+}
+
+/// The page in a member's list answer, read without building a tree of it:
+/// a list answer is the largest thing a federation reads, on every
+/// `tools/list` (docs/BENCHMARKS.md, "Federation"). No result object, no
+/// page; no items, an empty one.
+fn page_of(answer: &[u8], kind: ListKind) -> Option<Page> {
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+    let answer = serde_json::from_slice::<BTreeMap<String, &RawValue>>(answer).ok()?;
+    let result =
+        serde_json::from_str::<BTreeMap<String, &RawValue>>(answer.get("result")?.get()).ok()?;
+    let items = result
+        .get(kind.key())
+        .map_or(b"[]".to_vec(), |raw| raw.get().as_bytes().to_vec());
+    // A cursor that is not a string is no cursor, as before.
+    let next = result
+        .get("nextCursor")
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
+    Some(Page { items, next })
+}
+
 fn result_of(answer: &[u8]) -> Option<Map<String, Value>> {
     match serde_json::from_slice::<Value>(answer)
         .ok()?

@@ -22,10 +22,16 @@
 //! - [`fanout`]: one client request across the members (`initialize`,
 //!   merged lists, routed calls streaming back, the client's answers to
 //!   members' requests, `GET`, `DELETE`), with a deadline per member.
+//! - [`health`]: each member's failure policy (timeout, whether lists go
+//!   on without it) and its circuit breaker.
+//! - [`http`]: a member over Streamable HTTP — its request written, its
+//!   answer read back as parts.
 
 pub mod catalog;
 pub mod cursor;
 pub mod fanout;
+pub mod health;
+pub mod http;
 pub mod names;
 pub mod resources;
 pub mod rewrite;
@@ -33,5 +39,6 @@ pub mod rewrite;
 pub use catalog::{Catalog, Member, Problem, Resolved, Target};
 pub use cursor::{ForeignCursor, MergedCursor};
 pub use fanout::{Context, Fanout, Leg, Lists, MemberSession, Output};
+pub use health::{Breaker, CircuitOpen, MemberPolicy, OnUnavailable};
 pub use names::{Curation, Glob, MAX_NAME_LEN, NameError, PrefixMode, check_name};
 pub use resources::Resources;

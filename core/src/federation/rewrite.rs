@@ -53,9 +53,14 @@ pub fn tag_id(text: &[u8], id: &[u8], member: Member) -> Option<Vec<u8>> {
     let raw = std::str::from_utf8(id).ok()?;
     let mut out = Vec::with_capacity(text.len() + 16);
     out.extend_from_slice(&text[..span.start]);
-    jsonrpc::write_json_string(&mut out, &format!("{TAG}{member}/{raw}"));
+    jsonrpc::write_json_string(&mut out, &tagged(member, raw));
     out.extend_from_slice(&text[span.end..]);
     Some(out)
+}
+
+/// The tagged form of `member`'s id `raw` (its JSON text).
+pub fn tagged(member: Member, raw: &str) -> String {
+    format!("{TAG}{member}/{raw}")
 }
 
 /// The member and the id as it wrote it, from a tagged id's raw text;

@@ -121,12 +121,28 @@ pub fn encode_prime(id: u64, out: &mut Vec<u8>) {
 /// which needs no check), for a client to resume after with
 /// `Last-Event-ID`.
 pub fn encode_jsonrpc_message_with_id(json: &[u8], id: u64, out: &mut Vec<u8>) {
-    out.reserve(json.len() + 48);
+    encode_jsonrpc_message_with_text_id(json, &id.to_string(), out)
+        .expect("a number is a valid id");
+}
+
+/// [`encode_jsonrpc_message`] with the `id:` field `id`, any text the
+/// parser reads back whole (no CR, LF or NUL); nothing is written for one
+/// it would not.
+pub fn encode_jsonrpc_message_with_text_id(
+    json: &[u8],
+    id: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    if memchr3(b'\r', b'\n', 0, id.as_bytes()).is_some() {
+        return Err(EncodeError::InvalidId);
+    }
+    out.reserve(json.len() + id.len() + 32);
     out.extend_from_slice(b"event: message\nid: ");
-    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(id.as_bytes());
     out.push(b'\n');
     write_data(out, json);
     out.push(b'\n');
+    Ok(())
 }
 
 fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -57,7 +57,7 @@ mod parser;
 
 pub use encoder::{
     EncodeError, OutgoingEvent, encode_comment, encode_event, encode_jsonrpc_message,
-    encode_jsonrpc_message_with_id, encode_prime,
+    encode_jsonrpc_message_with_id, encode_jsonrpc_message_with_text_id, encode_prime,
 };
 pub use parser::SseParser;
 

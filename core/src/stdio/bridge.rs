@@ -582,9 +582,14 @@ impl Bridge {
         };
         match client.kind.clone() {
             // A client that got events with ids may come back for the
-            // rest: the request stays with the child for a while.
+            // rest: the request stays with the child for a while. One that
+            // came back already (before sluice saw its old connection go,
+            // as behind a proxy that keeps upstream connections) stays
+            // with the stream that resumed it.
             ClientKind::InFlight { .. } if client.sse_open && client.modern.is_none() => {
-                client.attached = Attached::Orphaned { since: now };
+                if !matches!(client.attached, Attached::Resumed(_)) {
+                    client.attached = Attached::Orphaned { since: now };
+                }
                 return;
             }
             ClientKind::InFlight { child_id, .. } => {

@@ -20,7 +20,10 @@ pub(super) struct Fields<'a> {
     pub rpc: Option<&'a str>,
     pub name: Option<&'a str>,
     pub status: Option<u16>,
+    pub route: Option<&'a str>,
     pub upstream: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub subject: Option<&'a str>,
     pub outcome: &'a str,
     pub reason: Option<&'a str>,
     pub fault: Option<&'a str>,
@@ -54,8 +57,16 @@ impl Fields<'_> {
         if let Some(status) = self.status {
             f("status", Value::Number(status.into()));
         }
-        if let Some(upstream) = self.upstream {
-            f("upstream", Value::Str(upstream));
+        let strs = [
+            ("route", self.route),
+            ("upstream", self.upstream),
+            ("session", self.session),
+            ("subject", self.subject),
+        ];
+        for (key, v) in strs {
+            if let Some(v) = v {
+                f(key, Value::Str(v));
+            }
         }
         f("outcome", Value::Str(self.outcome));
         let strs = [("reason", self.reason), ("fault", self.fault)];
@@ -91,7 +102,10 @@ pub(super) fn through_subscriber(f: &Fields<'_>) {
         rpc = f.rpc,
         name = f.name,
         status = f.status,
+        route = f.route,
         upstream = f.upstream,
+        session = f.session,
+        subject = f.subject,
         outcome = f.outcome,
         reason = f.reason,
         fault = f.fault,
@@ -237,7 +251,10 @@ mod tests {
             rpc: Some("tools/call"),
             name: Some("say \"hi\"\n\u{7f}é"),
             status: Some(200),
-            upstream: Some("up-1"),
+            route: Some("up-1"),
+            upstream: Some("10.0.0.7:8080"),
+            session: Some("00c0ffee00c0ffee"),
+            subject: Some("alice@example.com"),
             outcome: "complete",
             reason: None,
             fault: Some("upstream"),
@@ -319,6 +336,56 @@ mod tests {
         assert_eq!(
             ours_map.keys().collect::<Vec<_>>(),
             theirs_map.keys().collect::<Vec<_>>()
+        );
+    }
+
+    /// The first column of the table under `heading` in
+    /// docs/OPERATIONS.md, backticks stripped.
+    fn documented(heading: &str) -> Vec<String> {
+        let doc = include_str!("../../../docs/OPERATIONS.md");
+        let (_, after) = doc.split_once(heading).expect("the heading is in the doc");
+        after
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| {
+                l.split('|')
+                    .nth(1)
+                    .unwrap()
+                    .trim()
+                    .trim_matches('`')
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_field_of_the_json_line_is_documented_in_order() {
+        // Every optional field present: the widest line sluice writes.
+        let all = Fields {
+            reason: Some("upstream refused"),
+            ..fields()
+        };
+        let mut out = Vec::new();
+        json(&all, SystemTime::now(), &mut out);
+        let line: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&out).unwrap();
+        let mut keys: Vec<&String> = line.keys().collect();
+        let doc = documented("#### The access line");
+        let mut documented: Vec<&String> = doc.iter().collect();
+        keys.sort();
+        documented.sort();
+        assert_eq!(
+            keys, documented,
+            "the line's fields and the doc's table differ"
+        );
+        // And the table lists them in the order the line writes them.
+        let text = String::from_utf8(out).unwrap();
+        let at = |key: &str| text.find(&format!("\"{key}\":")).unwrap();
+        assert!(
+            doc.windows(2).all(|w| at(&w[0]) < at(&w[1])),
+            "the doc's order is not the line's: {doc:?}\n{text}"
         );
     }
 

@@ -14,7 +14,7 @@ use super::url::parse_listen;
 use super::{
     Backend, Command, Config, ConfigError, DEFAULT_LISTEN, Demo, EnvValue, EnvVar, Federation,
     FileKeys, HookConfig, HostRule, Http, Log, LogFormat, LogLevel, MAX_WORKERS, Member,
-    OriginRule, Route, Secret, Stdio, StdioMode, Transport, Upstream, check_admin,
+    MemberServer, OriginRule, Route, Secret, Stdio, StdioMode, Transport, Upstream, check_admin,
     check_route_path, hook_base_name, unique_names,
 };
 
@@ -32,8 +32,11 @@ An MCP server that runs as a command: `sluice --upstream-command 'uvx mcp-server
 and speaks MCP on its stdin and stdout, served at /mcp (or at --path).
 
 Full configuration: `sluice --config FILE.toml` (schema: docs/CONFIG.md). The file and the proxy \
-flags are exclusive; only --log-level, --log-format, --workers and --admin may be given with \
---config, and they override the file.";
+flags are exclusive; only --log-level, --log-format, --workers, --admin and --watch may be given \
+with --config, and the first four override the file.
+
+Reload: SIGHUP (or --watch, on a change) reads the configuration and the hooks again; a bad file \
+keeps the running configuration (docs/OPERATIONS.md, \"Reload\").";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -81,11 +84,11 @@ struct Cli {
     )]
     upstream_command: Option<String>,
 
-    /// A member of a federation, as NAME='PROGRAM ARG...' (repeatable): several MCP servers
-    /// behind one endpoint.
+    /// A member of a federation, as NAME='PROGRAM ARG...' or NAME=URL (repeatable): several MCP
+    /// servers behind one endpoint.
     ///
-    /// Each is a command sluice runs (one shared child each; quoted as for --upstream-command).
-    /// Their tools and prompts are shown as NAME__tool when there are several members; resources
+    /// Each is a command sluice runs (one shared child each; quoted as for --upstream-command)
+    /// or a Streamable HTTP server's URL (http:// or https://). Their tools and prompts are shown as NAME__tool when there are several members; resources
     /// keep their URIs. A config file can curate them further (docs/CONFIG.md).
     #[arg(
         long,
@@ -223,6 +226,21 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     admin: Option<String>,
 
+    /// Reload when the config file or a hook file changes, checking every INTERVAL
+    /// [default: off; --watch alone: 2s].
+    ///
+    /// Polls their size, times and inode (and the config file's contents). A reload is the
+    /// same as SIGHUP's: everything is checked before anything changes, a bad file keeps the
+    /// running configuration. See docs/OPERATIONS.md, "Reload".
+    #[arg(
+        long,
+        value_name = "INTERVAL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "2s"
+    )]
+    watch: Option<String>,
+
     #[command(flatten)]
     log: LogArgs,
 }
@@ -327,6 +345,7 @@ const PROXY_ARGS: &[&str] = &[
     "hook_headers",
     "workers",
     "admin",
+    "watch",
 ];
 
 const CLI_KEYS: FileKeys = FileKeys {
@@ -394,6 +413,9 @@ where
         return Ok(Command::Demo(demo));
     }
 
+    if let Some(watch) = &cli.watch {
+        watch_interval(watch)?;
+    }
     if let Some(path) = &cli.config {
         let mut config = Config::from_file(path)?;
         config.log = log(config.log);
@@ -451,6 +473,38 @@ where
     admin(&cli, &mut config)?;
     config.check_files(&CLI_KEYS, None)?;
     Ok(Command::Proxy(config))
+}
+
+/// `--watch`'s interval: 10 ms at least (a poll is a few `stat`s).
+fn watch_interval(text: &str) -> Result<std::time::Duration, ConfigError> {
+    match parse_duration(text) {
+        Ok(Some(d)) if d >= std::time::Duration::from_millis(10) => Ok(d),
+        Ok(_) => Err(flag_err("--watch", "the interval is 10ms or more")),
+        Err(p) => Err(flag_err("--watch", p)),
+    }
+}
+
+/// What a reload of this command line reads again, and whether to watch
+/// it: the config file (`--config`) and `--watch`'s interval. `None` when
+/// the command line is not a proxy's (call [`from_args`] first: its
+/// errors are not repeated here).
+pub(super) fn reload_options<I, T>(args: I) -> Option<super::ReloadOptions>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args).ok()?;
+    let cli = Cli::from_arg_matches(&matches).ok()?;
+    if cli.command.is_some() {
+        return None;
+    }
+    Some(super::ReloadOptions {
+        config_file: cli.config.clone(),
+        watch: match &cli.watch {
+            Some(w) => Some(watch_interval(w).ok()?),
+            None => None,
+        },
+    })
 }
 
 /// `--admin`, checked against the listen address it must not be.
@@ -522,20 +576,31 @@ fn federation(cli: &Cli) -> Result<Federation, ConfigError> {
         if members.iter().any(|m| m.name == name) {
             return Err(flag_err(flag, format!("{name:?} is given twice")));
         }
-        let (program, args) = split_command(command).map_err(|p| flag_err(flag, p))?;
-        check_program(&program).map_err(|p| flag_err(flag, p))?;
-        for arg in &args {
-            check_arg(arg).map_err(|p| flag_err(flag, p))?;
-        }
-        let stdio = Stdio::new(program_in(None, &program), args);
-        members.push(Member::new(name.to_owned(), stdio));
+        // A URL is a Streamable HTTP member; anything else a command line
+        // (no program is called `http://…`).
+        let server = if command.starts_with("http://") || command.starts_with("https://") {
+            MemberServer::Http(
+                Upstream::parse(command).map_err(|p| flag_err(flag, format!("{name}: {p}")))?,
+            )
+        } else {
+            let (program, args) = split_command(command).map_err(|p| flag_err(flag, p))?;
+            check_program(&program).map_err(|p| flag_err(flag, p))?;
+            for arg in &args {
+                check_arg(arg).map_err(|p| flag_err(flag, p))?;
+            }
+            MemberServer::Stdio(Stdio::new(program_in(None, &program), args))
+        };
+        members.push(Member::new(name.to_owned(), server));
     }
     let catalog =
         sluice_core::federation::Catalog::new(members.iter().map(|m| m.tools.clone()).collect());
     if let Some(problem) = catalog.check().into_iter().next() {
         return Err(flag_err(flag, problem));
     }
-    Ok(Federation { members })
+    Ok(Federation {
+        members,
+        session_keys: Vec::new(),
+    })
 }
 
 /// `--upstream-command` and the `--stdio-*` flags.

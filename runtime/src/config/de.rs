@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_path_to_error::Segment;
+use sluice_core::federation::{OnUnavailable, PrefixMode};
 
 use super::duration::{parse_duration, parse_size};
 use super::stdio::{Account, check_env_name};
@@ -444,6 +445,15 @@ parsed! {
         ("random", Grant::Random),
         ("stdio", Grant::Stdio),
     ]),
+    PrefixMode => |s| keyword(s, &[
+        ("always", PrefixMode::Always),
+        ("conditional", PrefixMode::Conditional),
+        ("never", PrefixMode::Never),
+    ]),
+    OnUnavailable => |s| keyword(s, &[
+        ("omit", OnUnavailable::Omit),
+        ("fail", OnUnavailable::Fail),
+    ]),
 }
 
 /// One of a fixed set of strings.
@@ -511,6 +521,21 @@ impl<const MIN: usize, const MAX: usize> From<Count<MIN, MAX>> for u32 {
     /// Saturating; give the count a `MAX` of `u32::MAX`.
     fn from(count: Count<MIN, MAX>) -> u32 {
         u32::try_from(count.0).unwrap_or(u32::MAX)
+    }
+}
+
+impl<'de> Leaf<'de> for super::SampleRatio {
+    const EXPECTED: &'static str = "a number from 0.0 to 1.0";
+
+    fn scalar(value: Scalar<'_>) -> Result<Self, Refused> {
+        let ratio = match value {
+            Scalar::Float(f) => f,
+            Scalar::Int(i @ 0..=1) => i as f64,
+            Scalar::Int(i) => return Err(format!("{i} is out of range (0.0 to 1.0)").into()),
+            _ => return Err(Refused::Kind),
+        };
+        super::SampleRatio::new(ratio)
+            .ok_or_else(|| format!("{ratio} is out of range (0.0 to 1.0)").into())
     }
 }
 

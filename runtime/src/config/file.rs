@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::auth::{AuthKey, route_auth};
 use super::de::{
     At, CommandWords, Count, EnvName, Grace, Grant, IdOrName, Json, Key, Leaf, List, Method, Mode,
     Name, OrOff, Refused, RoutePath, Scalar, Size, Source, StdioModeName, or, span, tables, value,
@@ -25,11 +26,13 @@ use super::stdio::{
 };
 use super::{
     Backend, Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL,
-    EnvValue, EnvVar, FileKeys, HookConfig, HookMode, HostRule, Http, LegacyMode, Limits, Log,
-    LogFormat, LogLevel, MAX_WORKERS, OnError, OriginRule, Pool, Roots, Route, RunAs, Sandbox,
-    Secret, Security, Server, Stdio, StdioMode, Timeouts, Tls, Transport, Upstream, check_admin,
-    hook_base_name, unique_names,
+    EnvValue, EnvVar, Federation, FileKeys, HookConfig, HookMode, HostRule, Http, KeySource,
+    LegacyMode, Limits, Log, LogFormat, LogLevel, MAX_WORKERS, Member, MemberServer, OnError,
+    OriginRule, Pool, Roots, Route, RunAs, SampleRatio, Sandbox, Scheme, Secret, Security, Server,
+    Stdio, StdioMode, Timeouts, Tls, Tracing, Transport, Upstream, UpstreamHeader, check_admin,
+    check_header_name, hook_base_name, unique_names,
 };
+use sluice_core::federation::{OnUnavailable, PrefixMode};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -56,6 +59,7 @@ struct File {
     pool: Key<PoolTable>,
     server: Key<ServerTable>,
     hook: Key<List<HookTable>>,
+    tracing: Key<TracingTable>,
 }
 
 tables! {
@@ -70,6 +74,8 @@ tables! {
         legacy_session_idle: Key<OrOff>,
         legacy_allow_other_origin: Key<bool>,
         well_known: Key<bool>,
+        upstream_headers: Key<UpstreamHeaders>,
+        auth: Key<AuthKey>,
         env: Key<Env>,
         inherit_env: Key<List<EnvName>>,
         cwd: Key<PathBuf>,
@@ -80,6 +86,39 @@ tables! {
         init_timeout: Key<Duration>,
         restart_backoff_max: Key<Duration>,
         sandbox: Key<SandboxTable>,
+        server: Key<List<MemberTable>>,
+        session_keys: Key<List<EnvFrom>>,
+    }
+
+    struct MemberTable("a table", array: "an array of tables ([[route.server]])") {
+        name: Key<Name>,
+        upstream: Key<Upstream>,
+        command: Key<CommandWords>,
+        transport: Key<Transport>,
+        env: Key<Env>,
+        inherit_env: Key<List<EnvName>>,
+        cwd: Key<PathBuf>,
+        stdio_mode: Key<StdioModeName>,
+        max_processes: Key<Count<1>>,
+        session_idle: Key<OrOff>,
+        shutdown_grace: Key<Grace>,
+        init_timeout: Key<Duration>,
+        restart_backoff_max: Key<Duration>,
+        sandbox: Key<SandboxTable>,
+        timeout: Key<Duration>,
+        on_unavailable: Key<OnUnavailable>,
+        prefix: Key<String>,
+        prefix_mode: Key<PrefixMode>,
+        separator: Key<String>,
+        tools: Key<CurationTable>,
+        prompts: Key<CurationTable>,
+    }
+
+    struct CurationTable("a table ([route.server.tools] or [route.server.prompts])") {
+        include: Key<List<String>>,
+        exclude: Key<List<String>>,
+        aliases: Key<Renames>,
+        descriptions: Key<Renames>,
     }
 
     struct EnvFrom("a table") {
@@ -135,10 +174,18 @@ tables! {
         level: Key<LogLevel>,
         format: Key<LogFormat>,
         access: Key<bool>,
+        redact_subject: Key<bool>,
     }
 
     struct PoolTable("a table ([pool])") {
         max_idle_per_upstream: Key<Count<0>>,
+    }
+
+    struct TracingTable("a table ([tracing])") {
+        endpoint: Key<Upstream>,
+        sample_ratio: Key<SampleRatio>,
+        service_name: Key<Name>,
+        queue_spans: Key<Count<1, { 1 << 20 }>>,
     }
 
     struct ServerTable("a table ([server])") {
@@ -190,6 +237,34 @@ pub(super) fn parse(src: &Source<'_>, base_dir: &Path) -> Result<Config> {
                 .map(usize::from),
         },
         hooks: hooks(src, value(file.hook).unwrap_or_default(), base_dir)?,
+        tracing: file.tracing.map(|t| tracing(src, t)).transpose()?,
+    })
+}
+
+/// `[tracing]`: `endpoint` is required, and `http` (the exporter speaks
+/// plain HTTP; a collector on loopback or a private network takes it on).
+fn tracing(src: &Source<'_>, t: At<TracingTable>) -> Result<Tracing> {
+    let At { value: t, span } = t;
+    let Some(At {
+        value: endpoint,
+        span: at,
+    }) = t.endpoint
+    else {
+        return Err(src.err(&span, "tracing.endpoint", "is required in [tracing]"));
+    };
+    if endpoint.scheme == Scheme::Https {
+        return Err(src.err(
+            &at,
+            "tracing.endpoint",
+            "https is not supported by the trace exporter yet; use http (a collector on loopback or a private network)",
+        ));
+    }
+    Ok(Tracing {
+        endpoint,
+        sample_ratio: or(t.sample_ratio, SampleRatio::ALWAYS),
+        service_name: value(t.service_name)
+            .map_or_else(|| Tracing::DEFAULT_SERVICE_NAME.to_string(), |n| n.0),
+        queue_spans: or(t.queue_spans, Tracing::DEFAULT_QUEUE_SPANS),
     })
 }
 
@@ -225,6 +300,43 @@ fn first_written<'k>(
     keys.into_iter().find_map(|(k, s)| Some((k, s?)))
 }
 
+/// The first key of a command route's own written in table `$t` (a
+/// route's or a server's: the same names), with where.
+macro_rules! command_key {
+    ($t:expr) => {
+        first_written([
+            ("env", span(&$t.env)),
+            ("inherit_env", span(&$t.inherit_env)),
+            ("cwd", span(&$t.cwd)),
+            ("stdio_mode", span(&$t.stdio_mode)),
+            ("max_processes", span(&$t.max_processes)),
+            ("session_idle", span(&$t.session_idle)),
+            ("shutdown_grace", span(&$t.shutdown_grace)),
+            ("init_timeout", span(&$t.init_timeout)),
+            ("restart_backoff_max", span(&$t.restart_backoff_max)),
+            ("sandbox", span(&$t.sandbox)),
+        ])
+    };
+}
+
+/// The first key of a URL route's own written in route table `$t`.
+macro_rules! url_key {
+    ($t:expr) => {
+        first_written([
+            ("transport", span(&$t.transport)),
+            ("legacy_mode", span(&$t.legacy_mode)),
+            ("legacy_max_sessions", span(&$t.legacy_max_sessions)),
+            ("legacy_session_idle", span(&$t.legacy_session_idle)),
+            (
+                "legacy_allow_other_origin",
+                span(&$t.legacy_allow_other_origin),
+            ),
+            ("well_known", span(&$t.well_known)),
+            ("upstream_headers", span(&$t.upstream_headers)),
+        ])
+    };
+}
+
 fn routes(src: &Source<'_>, tables: List<RouteTable>, base_dir: &Path) -> Result<Vec<Route>> {
     if tables.is_empty() {
         return Err(ConfigError::invalid(
@@ -245,8 +357,35 @@ fn routes(src: &Source<'_>, tables: List<RouteTable>, base_dir: &Path) -> Result
     ) in tables.into_iter().enumerate()
     {
         let key = |k: &str| format!("route[{i}].{k}");
-        let (backend, written_at) = match (t.upstream.take(), t.command.take()) {
-            (Some(upstream), Some(command)) => {
+        let servers = t.server.take();
+        if servers.is_some() {
+            let written = first_written([
+                ("upstream", span(&t.upstream)),
+                ("command", span(&t.command)),
+            ]);
+            if let Some((k, s)) = written {
+                return Err(src.err(
+                    s,
+                    key(k),
+                    "a route has an upstream URL, a command or servers ([[route.server]]), one of them",
+                ));
+            }
+        } else if let Some(keys) = &t.session_keys {
+            return Err(src.err(
+                &keys.span,
+                key("session_keys"),
+                "only applies to a route with servers ([[route.server]])",
+            ));
+        }
+        let (backend, written_at) = match (servers, t.upstream.take(), t.command.take()) {
+            (Some(servers), _, _) => {
+                let span = servers.span.clone();
+                (
+                    Backend::Federation(federation(src, &key, &mut t, servers, base_dir)?),
+                    span,
+                )
+            }
+            (None, Some(upstream), Some(command)) => {
                 let (k, s) = match upstream.span.start < command.span.start {
                     true => ("command", command.span),
                     false => ("upstream", upstream.span),
@@ -257,18 +396,21 @@ fn routes(src: &Source<'_>, tables: List<RouteTable>, base_dir: &Path) -> Result
                     "a route has an upstream URL or a command, not both",
                 ));
             }
-            (None, None) => {
+            (None, None, None) => {
                 return Err(src.err(
                     &at,
                     key("upstream"),
-                    "missing (every route needs an upstream URL, or a command to run)",
+                    "missing (every route needs an upstream URL, a command to run, or [[route.server]] members)",
                 ));
             }
-            (Some(At { value, span }), None) => {
+            (None, Some(At { value, span }), None) => {
                 let first = routes.iter().all(|r| r.http().is_none());
-                (Backend::Http(http(src, &key, &mut t, value, first)?), span)
+                (
+                    Backend::Http(http(src, &key, &mut t, value, first, base_dir)?),
+                    span,
+                )
             }
-            (None, Some(command)) => {
+            (None, None, Some(command)) => {
                 let span = command.span.clone();
                 (
                     Backend::Stdio(stdio(src, &key, &mut t, command, base_dir)?),
@@ -291,7 +433,10 @@ fn routes(src: &Source<'_>, tables: List<RouteTable>, base_dir: &Path) -> Result
                 format!("{path:?} is already served by route[{j}]"),
             ));
         }
-        let route = Route::new(path, backend);
+        let mut route = Route::new(path, backend);
+        if let Some(auth) = t.auth.take() {
+            route.auth = Some(route_auth(src, &key, auth, base_dir, route.http())?);
+        }
         if route.well_known()
             && let Some(j) = routes.iter().position(Route::well_known)
         {
@@ -320,19 +465,9 @@ fn http(
     t: &mut RouteTable,
     upstream: Upstream,
     first: bool,
+    base_dir: &Path,
 ) -> Result<Http> {
-    let command_key = first_written([
-        ("env", span(&t.env)),
-        ("inherit_env", span(&t.inherit_env)),
-        ("cwd", span(&t.cwd)),
-        ("stdio_mode", span(&t.stdio_mode)),
-        ("max_processes", span(&t.max_processes)),
-        ("session_idle", span(&t.session_idle)),
-        ("shutdown_grace", span(&t.shutdown_grace)),
-        ("init_timeout", span(&t.init_timeout)),
-        ("restart_backoff_max", span(&t.restart_backoff_max)),
-        ("sandbox", span(&t.sandbox)),
-    ]);
+    let command_key = command_key!(t);
     if let Some((k, s)) = command_key {
         return Err(src.err(s, key(k), "only applies to a route with a command"));
     }
@@ -359,6 +494,20 @@ fn http(
         legacy.allow_other_origin,
     );
     http.well_known = t.well_known.as_ref().map_or(first, |w| w.value);
+    let headers = value(t.upstream_headers.take()).map_or_else(Vec::new, |h| h.0);
+    for (name, At { value, span: at }) in headers {
+        let field = |k: &str| key(&format!("upstream_headers.{name}{k}"));
+        check_header_name(&name).map_err(|p| src.err(&at, field(""), p))?;
+        if http
+            .upstream_headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(&name))
+        {
+            return Err(src.err(&at, field(""), format!("{name} is given twice")));
+        }
+        let value = secret_value(src, &field, &at, value, base_dir)?;
+        http.upstream_headers.push(UpstreamHeader { name, value });
+    }
     Ok(http)
 }
 
@@ -370,17 +519,7 @@ fn stdio(
     command: At<CommandWords>,
     base_dir: &Path,
 ) -> Result<Stdio> {
-    let url_key = first_written([
-        ("transport", span(&t.transport)),
-        ("legacy_mode", span(&t.legacy_mode)),
-        ("legacy_max_sessions", span(&t.legacy_max_sessions)),
-        ("legacy_session_idle", span(&t.legacy_session_idle)),
-        (
-            "legacy_allow_other_origin",
-            span(&t.legacy_allow_other_origin),
-        ),
-        ("well_known", span(&t.well_known)),
-    ]);
+    let url_key = url_key!(t);
     if let Some((k, s)) = url_key {
         return Err(src.err(s, key(k), "only applies to a route with an upstream URL"));
     }
@@ -404,25 +543,7 @@ fn stdio(
             EnvSource::Literal(v) if v.contains('\0') => {
                 return Err(src.err(&at, var(""), "contains a NUL character"));
             }
-            EnvSource::Literal(v) => EnvValue::Literal(Secret::new(v)),
-            EnvSource::From(from) => match (from.from_env, from.from_file) {
-                (Some(e), None) => EnvValue::FromEnv(e.value.0),
-                (None, Some(f)) => EnvValue::FromFile(base_dir.join(f.value)),
-                (Some(_), Some(f)) => {
-                    return Err(src.err(
-                        &f.span,
-                        var(".from_file"),
-                        "give from_env or from_file, not both",
-                    ));
-                }
-                (None, None) => {
-                    return Err(src.err(
-                        &at,
-                        var(""),
-                        "an empty table: give { from_env = \"NAME\" } or { from_file = \"PATH\" }",
-                    ));
-                }
-            },
+            value => secret_value(src, &var, &at, value, base_dir)?,
         };
         s.env.push(EnvVar { name, value });
     }
@@ -469,6 +590,288 @@ fn stdio(
         s.sandbox = self::sandbox(src, key, sandbox.value)?;
     }
     Ok(s)
+}
+
+/// A federated route's members (`[[route.server]]`) and session keys.
+/// Keys of a URL or a command route are refused on the route itself.
+fn federation(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    t: &mut RouteTable,
+    servers: At<List<MemberTable>>,
+    base_dir: &Path,
+) -> Result<Federation> {
+    let route_key = url_key!(t).or_else(|| command_key!(t));
+    if let Some((k, s)) = route_key {
+        return Err(src.err(
+            s,
+            key(k),
+            "a route with servers takes this key per server, in [[route.server]]",
+        ));
+    }
+    if servers.value.is_empty() {
+        return Err(src.err(
+            &servers.span,
+            key("server"),
+            "at least one server is required",
+        ));
+    }
+    let count = servers.value.len();
+    let mut members: Vec<Member> = Vec::with_capacity(count);
+    for (
+        j,
+        At {
+            value: mut m,
+            span: at,
+        },
+    ) in servers.value.into_iter().enumerate()
+    {
+        let key = |k: &str| key(&format!("server[{j}].{k}"));
+        let Some(At {
+            value: Name(name),
+            span: name_at,
+        }) = m.name.take()
+        else {
+            return Err(src.err(&at, key("name"), "missing (every server needs a name)"));
+        };
+        sluice_core::federation::check_name(&name)
+            .map_err(|e| src.err(&name_at, key("name"), e.to_string()))?;
+        if let Some(k) = members.iter().position(|o| o.name == name) {
+            return Err(src.err(
+                &name_at,
+                key("name"),
+                format!("{name:?} is already the name of server[{k}]"),
+            ));
+        }
+        let server = match (m.upstream.take(), m.command.take()) {
+            (Some(u), Some(c)) => {
+                let (k, s) = match u.span.start < c.span.start {
+                    true => ("command", c.span),
+                    false => ("upstream", u.span),
+                };
+                return Err(src.err(
+                    &s,
+                    key(k),
+                    "a server has an upstream URL or a command, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(src.err(
+                    &at,
+                    key("upstream"),
+                    "missing (every server needs an upstream URL, or a command to run)",
+                ));
+            }
+            (
+                Some(At {
+                    value: upstream, ..
+                }),
+                None,
+            ) => {
+                let command_key = command_key!(m);
+                if let Some((k, s)) = command_key {
+                    return Err(src.err(s, key(k), "only applies to a server with a command"));
+                }
+                match m.transport.take() {
+                    None
+                    | Some(At {
+                        value: Transport::Streamable,
+                        ..
+                    }) => MemberServer::Http(upstream),
+                    Some(At {
+                        value: Transport::Sse,
+                        ..
+                    }) => MemberServer::Legacy(upstream),
+                    Some(At { span, .. }) => {
+                        return Err(src.err(
+                            &span,
+                            key("transport"),
+                            "a server's transport is \"streamable\" (the default) or \"sse\" (legacy HTTP+SSE); it is not found out",
+                        ));
+                    }
+                }
+            }
+            (None, Some(command)) => {
+                if let Some(t) = &m.transport {
+                    return Err(src.err(
+                        &t.span,
+                        key("transport"),
+                        "only applies to a server with an upstream URL",
+                    ));
+                }
+                // The command keys, read as a command route's are.
+                let mut as_route = RouteTable {
+                    name: None,
+                    path: None,
+                    upstream: None,
+                    command: None,
+                    transport: None,
+                    legacy_mode: None,
+                    legacy_max_sessions: None,
+                    legacy_session_idle: None,
+                    legacy_allow_other_origin: None,
+                    well_known: None,
+                    upstream_headers: None,
+                    auth: None,
+                    env: m.env.take(),
+                    inherit_env: m.inherit_env.take(),
+                    cwd: m.cwd.take(),
+                    stdio_mode: m.stdio_mode.take(),
+                    max_processes: m.max_processes.take(),
+                    session_idle: m.session_idle.take(),
+                    shutdown_grace: m.shutdown_grace.take(),
+                    init_timeout: m.init_timeout.take(),
+                    restart_backoff_max: m.restart_backoff_max.take(),
+                    sandbox: m.sandbox.take(),
+                    server: None,
+                    session_keys: None,
+                };
+                MemberServer::Stdio(stdio(src, &key, &mut as_route, command, base_dir)?)
+            }
+        };
+        let mut member = Member::new(name.clone(), server);
+        let policy = &mut member.policy;
+        policy.timeout = or(m.timeout.take(), policy.timeout);
+        policy.on_unavailable = or(m.on_unavailable.take(), policy.on_unavailable);
+        if let Some(At {
+            value: prefix,
+            span,
+        }) = m.prefix.take()
+        {
+            sluice_core::federation::check_name(&prefix)
+                .map_err(|e| src.err(&span, key("prefix"), format!("prefix {e}")))?;
+            member.tools.prefix = prefix;
+        }
+        member.tools.prefix_mode = or(m.prefix_mode.take(), member.tools.prefix_mode);
+        if let Some(At { value: sep, span }) = m.separator.take() {
+            let ok = sep.len() <= 8
+                && sep
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !ok {
+                return Err(src.err(
+                    &span,
+                    key("separator"),
+                    "up to 8 of the characters a name may hold (A-Z a-z 0-9 _ - .)",
+                ));
+            }
+            member.tools.separator = sep;
+        }
+        member.prompts.prefix = member.tools.prefix.clone();
+        member.prompts.prefix_mode = member.tools.prefix_mode;
+        member.prompts.separator = member.tools.separator.clone();
+        if let Some(c) = m.tools.take() {
+            curation(
+                src,
+                &|k| key(&format!("tools.{k}")),
+                c.value,
+                &mut member.tools,
+            )?;
+        }
+        if let Some(c) = m.prompts.take() {
+            curation(
+                src,
+                &|k| key(&format!("prompts.{k}")),
+                c.value,
+                &mut member.prompts,
+            )?;
+        }
+        for (what, c) in [("tools", &member.tools), ("prompts", &member.prompts)] {
+            if let Some(e) = c.check(count).into_iter().next() {
+                return Err(src.err(&at, key(what), e.to_string()));
+            }
+        }
+        members.push(member);
+    }
+    for catalog in [
+        sluice_core::federation::Catalog::new(members.iter().map(|m| m.tools.clone()).collect()),
+        sluice_core::federation::Catalog::new(members.iter().map(|m| m.prompts.clone()).collect()),
+    ] {
+        if let Some(problem) = catalog.check().into_iter().next() {
+            return Err(src.err(&servers.span, key("server"), problem));
+        }
+    }
+    let mut session_keys = Vec::new();
+    for (j, At { value: from, span }) in value(t.session_keys.take())
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let k = key(&format!("session_keys[{j}]"));
+        session_keys.push(match (from.from_env, from.from_file) {
+            (Some(e), None) => KeySource::Env(e.value.0),
+            (None, Some(f)) => KeySource::File(base_dir.join(f.value)),
+            (Some(_), Some(_)) => {
+                return Err(src.err(&span, k, "give from_env or from_file, not both"));
+            }
+            (None, None) => {
+                return Err(src.err(
+                    &span,
+                    k,
+                    "an empty table: give { from_env = \"NAME\" } or { from_file = \"PATH\" }",
+                ));
+            }
+        });
+    }
+    Ok(Federation {
+        members,
+        session_keys,
+    })
+}
+
+/// A server's `[route.server.tools]` or `[route.server.prompts]` onto
+/// `into`.
+fn curation(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    t: CurationTable,
+    into: &mut sluice_core::federation::Curation,
+) -> Result<()> {
+    use sluice_core::federation::Glob;
+    let globs = |list: Key<List<String>>| -> Vec<Glob> {
+        value(list)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| Glob::new(&g.value))
+            .collect()
+    };
+    into.include = globs(t.include);
+    into.exclude = globs(t.exclude);
+    for (name, At { value: new, span }) in value(t.aliases).map_or_else(Vec::new, |r| r.0) {
+        if new.is_empty() {
+            return Err(src.err(&span, key(&format!("aliases.{name}")), "cannot be empty"));
+        }
+        if into.aliases.iter().any(|(_, n)| *n == new) {
+            return Err(src.err(
+                &span,
+                key(&format!("aliases.{name}")),
+                format!("{new:?} is the new name of another alias too"),
+            ));
+        }
+        into.aliases.push((name, new));
+    }
+    into.descriptions = value(t.descriptions)
+        .map_or_else(Vec::new, |r| r.0)
+        .into_iter()
+        .map(|(name, d)| (name, d.value))
+        .collect();
+    Ok(())
+}
+
+/// A table of names to strings (`aliases`, `descriptions`), in the order
+/// written.
+struct Renames(Vec<(String, At<String>)>);
+
+impl<'de> Leaf<'de> for Renames {
+    const EXPECTED: &'static str = "a table of names to strings ({ old_name = \"new_name\" })";
+
+    fn table<A: serde::de::MapAccess<'de>>(mut map: A) -> std::result::Result<Self, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            pairs.push((name, map.next_value()?));
+        }
+        Ok(Renames(pairs))
+    }
 }
 
 /// A command route's `[route.sandbox]`. User and group names are looked up
@@ -569,6 +972,82 @@ impl<'de> Leaf<'de> for Env {
     }
 }
 
+/// A URL route's `upstream_headers`: each field's name and where its value
+/// comes from, in the order written.
+struct UpstreamHeaders(Vec<(String, At<EnvSource>)>);
+
+impl<'de> Leaf<'de> for UpstreamHeaders {
+    const EXPECTED: &'static str = "a table of header fields ({ Authorization = { from_env = \"UPSTREAM_TOKEN\" }, X-Tenant = \"a\" })";
+
+    fn table<A: serde::de::MapAccess<'de>>(mut map: A) -> std::result::Result<Self, A::Error> {
+        let mut fields = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            fields.push((name, map.next_value()?));
+        }
+        Ok(UpstreamHeaders(fields))
+    }
+}
+
+/// Where a value that may be a secret is read: as written, from sluice's
+/// environment or from a file (`key("")` names it in errors).
+fn secret_value(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    at: &Range<usize>,
+    source: EnvSource,
+    base_dir: &Path,
+) -> Result<EnvValue> {
+    Ok(match source {
+        EnvSource::Literal(v) => EnvValue::Literal(Secret::new(v)),
+        EnvSource::From(from) => match (from.from_env, from.from_file) {
+            (Some(e), None) => EnvValue::FromEnv(e.value.0),
+            (None, Some(f)) => EnvValue::FromFile(base_dir.join(f.value)),
+            (Some(_), Some(f)) => {
+                return Err(src.err(
+                    &f.span,
+                    key(".from_file"),
+                    "give from_env or from_file, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(src.err(
+                    at,
+                    key(""),
+                    "an empty table: give { from_env = \"NAME\" } or { from_file = \"PATH\" }",
+                ));
+            }
+        },
+    })
+}
+
+/// A value that may be a secret, as another module's table holds it.
+pub(super) struct SecretSource(EnvSource);
+
+impl<'de> Leaf<'de> for SecretSource {
+    const EXPECTED: &'static str = EnvSource::EXPECTED;
+
+    fn scalar(value: Scalar<'_>) -> std::result::Result<Self, Refused> {
+        EnvSource::scalar(value).map(SecretSource)
+    }
+
+    fn table<A: serde::de::MapAccess<'de>>(map: A) -> std::result::Result<Self, A::Error> {
+        EnvSource::table(map).map(SecretSource)
+    }
+}
+
+impl SecretSource {
+    /// Where the value is read (`key("")` names it in errors).
+    pub(super) fn value(
+        self,
+        src: &Source<'_>,
+        key: &dyn Fn(&str) -> String,
+        at: &Range<usize>,
+        base_dir: &Path,
+    ) -> Result<EnvValue> {
+        secret_value(src, key, at, self.0, base_dir)
+    }
+}
+
 /// Where one variable of `env` takes its value.
 enum EnvSource {
     /// `NAME = "value"`.
@@ -666,6 +1145,7 @@ fn log(t: LogTable) -> Log {
         level: or(t.level, d.level),
         format: or(t.format, d.format),
         access: or(t.access, d.access),
+        redact_subject: or(t.redact_subject, d.redact_subject),
     }
 }
 

@@ -29,6 +29,7 @@
 //! already parsed (durations, sizes, URLs, addresses, host and origin rules),
 //! so the proxy never re-validates configuration.
 
+mod auth;
 mod cli;
 mod de;
 mod duration;
@@ -46,6 +47,7 @@ use std::time::Duration;
 /// A hook's failure policy, life cycle and grants are the hook host's own
 /// types.
 pub use crate::hooks::{Grants, InstanceMode as HookMode, OnError};
+pub use auth::{Introspection, JwtAuth, RouteAuth, TokenExchange};
 pub use security::{HostRule, OriginRule, Security};
 pub use stdio::{EnvValue, EnvVar, RunAs, Sandbox, Secret, Stdio, StdioMode};
 pub use url::{Host, Scheme, Upstream};
@@ -95,6 +97,50 @@ pub struct Config {
     /// WebAssembly hooks, in the order they run on a request (responses see
     /// them in the same order).
     pub hooks: Vec<HookConfig>,
+    /// Traces over OTLP/HTTP (`[tracing]`). Default `None`: off.
+    pub tracing: Option<Tracing>,
+}
+
+/// `[tracing]`: a span per exchange, exported over OTLP/HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracing {
+    /// The OTLP/HTTP traces URL (`http://127.0.0.1:4318/v1/traces`);
+    /// `http` only.
+    pub endpoint: Upstream,
+    /// The share of new traces recorded. Default 1.0.
+    pub sample_ratio: SampleRatio,
+    /// The resource's `service.name`. Default `sluice`.
+    pub service_name: String,
+    /// Most spans waiting for export. Default 2048.
+    pub queue_spans: usize,
+}
+
+impl Tracing {
+    /// Default `service_name`.
+    pub const DEFAULT_SERVICE_NAME: &str = "sluice";
+    /// Default `queue_spans`.
+    pub const DEFAULT_QUEUE_SPANS: usize = 2048;
+}
+
+/// A sampling ratio: a number from 0.0 to 1.0 (never NaN).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleRatio(f64);
+
+impl Eq for SampleRatio {}
+
+impl SampleRatio {
+    /// Every trace.
+    pub const ALWAYS: SampleRatio = SampleRatio(1.0);
+
+    /// `ratio`, if it is a number from 0.0 to 1.0.
+    pub fn new(ratio: f64) -> Option<SampleRatio> {
+        (0.0..=1.0).contains(&ratio).then_some(SampleRatio(ratio))
+    }
+
+    /// The ratio.
+    pub fn get(self) -> f64 {
+        self.0
+    }
 }
 
 /// One path prefix on the listen address and the upstream that serves it.
@@ -110,6 +156,8 @@ pub struct Route {
     pub path: String,
     /// What serves the route: an upstream URL, or a command sluice runs.
     pub backend: Backend,
+    /// Who may call it (`[route.auth]`). Default `None`: anyone.
+    pub auth: Option<RouteAuth>,
 }
 
 impl Route {
@@ -128,6 +176,7 @@ impl Route {
             name,
             path,
             backend,
+            auth: None,
         }
     }
 
@@ -172,6 +221,20 @@ pub enum Backend {
 pub struct Federation {
     /// The members; their order decides a name two of them show.
     pub members: Vec<Member>,
+    /// The keys of its client sessions, the sealing one first (the others
+    /// still open sessions sealed before a rotation). Empty: a key made at
+    /// start, good for this process only.
+    pub session_keys: Vec<KeySource>,
+}
+
+/// Where a federated route's session key is read when sluice starts: 32
+/// bytes, written as 64 hex digits or in base64.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// sluice's environment variable of this name.
+    Env(String),
+    /// This file.
+    File(PathBuf),
 }
 
 /// One member of a federation.
@@ -180,24 +243,50 @@ pub struct Member {
     /// Its name: the prefix of its tools and prompts when there are
     /// several members (letters, digits, `_`, `-`, `.`).
     pub name: String,
-    /// The server, a command.
-    pub stdio: Stdio,
+    /// The server.
+    pub server: MemberServer,
     /// How its tools are shown.
     pub tools: sluice_core::federation::Curation,
     /// How its prompts are shown.
     pub prompts: sluice_core::federation::Curation,
+    /// How long it has to begin an answer, and what lists do without it.
+    pub policy: sluice_core::federation::MemberPolicy,
+}
+
+/// What serves a member of a federation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once at startup
+pub enum MemberServer {
+    /// A command sluice runs (as a command route would).
+    Stdio(Stdio),
+    /// A Streamable HTTP server at a URL.
+    Http(Upstream),
+    /// A legacy HTTP+SSE (2024-11-05) server at its SSE URL, bridged (its
+    /// sessions live in one sluice process).
+    Legacy(Upstream),
+}
+
+impl MemberServer {
+    /// The command's settings, for a command member.
+    pub fn stdio(&self) -> Option<&Stdio> {
+        match self {
+            MemberServer::Stdio(s) => Some(s),
+            MemberServer::Http(_) | MemberServer::Legacy(_) => None,
+        }
+    }
 }
 
 impl Member {
     /// A member with the default curation: its name as the prefix, when
     /// there are several members.
-    pub fn new(name: String, stdio: Stdio) -> Self {
+    pub fn new(name: String, server: MemberServer) -> Self {
         let curation = sluice_core::federation::Curation::new(name.clone());
         Member {
             name,
-            stdio,
+            server,
             tools: curation.clone(),
             prompts: curation,
+            policy: crate::federation::DEFAULT_POLICY,
         }
     }
 }
@@ -247,6 +336,82 @@ pub struct Http {
     /// metadata must be reachable through the proxy). Default true for the
     /// first URL route, false for the others.
     pub well_known: bool,
+    /// Fields set on every request to the upstream, in place of any the
+    /// client sent by the same name (the operator's credentials for it),
+    /// their values read when sluice starts.
+    pub upstream_headers: Vec<UpstreamHeader>,
+}
+
+/// One field a URL route sets on its upstream requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamHeader {
+    /// The field name.
+    pub name: String,
+    /// Its value, or where to read it.
+    pub value: EnvValue,
+}
+
+impl UpstreamHeader {
+    /// The value, read now (a secret it names must be readable).
+    pub fn resolve(&self) -> Result<String, ConfigError> {
+        let refused = |problem: String| {
+            ConfigError::invalid(
+                None,
+                None,
+                format!("upstream_headers.{}", self.name),
+                problem,
+            )
+        };
+        let value = match &self.value {
+            EnvValue::Literal(secret) => secret.expose().to_string(),
+            EnvValue::FromEnv(from) => std::env::var(from)
+                .map_err(|_| refused(format!("sluice's environment variable {from} is not set")))?,
+            EnvValue::FromFile(path) => stdio::read_secret(path).map_err(refused)?,
+        };
+        check_header_value(&value).map_err(refused)?;
+        Ok(value)
+    }
+}
+
+/// A field name as HTTP has it: one or more token characters.
+pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(tchar) {
+        return Err(format!("{name:?} is not a header field name"));
+    }
+    const SLUICE_OWNS: &[&str] = &[
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "proxy-connection",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "last-event-id",
+    ];
+    if SLUICE_OWNS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        return Err(format!("{name} is sluice's to set, or the client's"));
+    }
+    Ok(())
+}
+
+/// A field value sluice may send: visible ASCII, spaces and tabs inside.
+fn check_header_value(value: &str) -> Result<(), String> {
+    let ok = value
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        && !value.starts_with([' ', '\t'])
+        && !value.ends_with([' ', '\t']);
+    if ok {
+        Ok(())
+    } else {
+        Err("a header value is visible ASCII, with spaces or tabs only inside".into())
+    }
 }
 
 impl Http {
@@ -259,6 +424,7 @@ impl Http {
             legacy_mode: LegacyMode::Session,
             legacy: Legacy::default(),
             well_known: true,
+            upstream_headers: Vec::new(),
         }
     }
 }
@@ -445,6 +611,9 @@ pub struct Log {
     pub format: LogFormat,
     /// Write one access-log line per proxied request. Default true.
     pub access: bool,
+    /// Write `subject=<redacted>` in access-log lines instead of the
+    /// caller's subject. Default false.
+    pub redact_subject: bool,
 }
 
 impl Default for Log {
@@ -453,6 +622,7 @@ impl Default for Log {
             level: LogLevel::Info,
             format: LogFormat::Text,
             access: true,
+            redact_subject: false,
         }
     }
 }
@@ -612,8 +782,11 @@ impl Demo {
     /// The path the demo server's stdio face is served at: sluice runs
     /// `sluice demo --stdio` as the route's child.
     pub const STDIO_PATH: &'static str = "/stdio";
-    /// The path of a federation of two demo stdio servers (`a` and `b`):
-    /// one endpoint, their tools as `a__echo`, `b__echo`…
+    /// The path of a federation of the demo server's three faces, one
+    /// member per transport: `stdio` (a child, as at [`Demo::STDIO_PATH`]),
+    /// `http` (its Streamable HTTP face) and `legacy` (its HTTP+SSE face):
+    /// one endpoint, their tools as `stdio__echo`, `http__echo`,
+    /// `legacy__echo`…
     pub const FEDERATED_PATH: &'static str = "/federated";
 
     /// The proxy configuration once the demo server listens on `upstream`:
@@ -641,18 +814,35 @@ impl Demo {
         };
         let mut legacy = Route::new(Demo::LEGACY_PATH.to_string(), Backend::Http(legacy));
         legacy.name = "demo-legacy".into();
+        let members = vec![
+            Member::new(
+                "stdio".into(),
+                MemberServer::Stdio(Stdio::new(
+                    &self.program,
+                    vec!["demo".into(), "--stdio".into()],
+                )),
+            ),
+            Member::new("http".into(), MemberServer::Http(upstream.clone())),
+            Member::new(
+                "legacy".into(),
+                MemberServer::Legacy(Upstream {
+                    path: "/sse".to_string(),
+                    ..upstream.clone()
+                }),
+            ),
+        ];
         let route = Route::new(Demo::PATH.to_string(), Backend::Http(Http::new(upstream)));
         let mut config = Config::with_route(self.listen, route);
         config.routes[0].name = "demo".into();
         config.routes.push(legacy);
         let stdio = Stdio::new(&self.program, vec!["demo".into(), "--stdio".into()]);
-        let members = ["a", "b"]
-            .map(|name| Member::new(name.into(), stdio.clone()))
-            .to_vec();
         let mut stdio = Route::new(Demo::STDIO_PATH.to_string(), Backend::Stdio(stdio));
         stdio.name = "demo-stdio".into();
         config.routes.push(stdio);
-        let federation = Backend::Federation(Federation { members });
+        let federation = Backend::Federation(Federation {
+            members,
+            session_keys: Vec::new(),
+        });
         let mut federated = Route::new(Demo::FEDERATED_PATH.to_string(), federation);
         federated.name = "demo-federated".into();
         config.routes.push(federated);
@@ -689,6 +879,17 @@ impl Config {
         T: Into<std::ffi::OsString> + Clone,
     {
         cli::from_args(args)
+    }
+
+    /// What a reload of this command line reads again (`--config`), and
+    /// `--watch`'s interval; `None` for `sluice demo`. The arguments are
+    /// those [`Config::from_args`] accepted.
+    pub fn reload_options<I, T>(args: I) -> Option<ReloadOptions>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        cli::reload_options(args)
     }
 
     /// Reads and validates a TOML config file. Relative paths inside it are
@@ -771,6 +972,7 @@ impl Config {
             pool: Pool::default(),
             server: Server::default(),
             hooks: Vec::new(),
+            tracing: None,
         }
     }
 
@@ -820,6 +1022,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What a reload reads again, and how it is watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadOptions {
+    /// The config file (`--config`); `None`: the command line alone (a
+    /// reload reads its hook files again).
+    pub config_file: Option<PathBuf>,
+    /// `--watch`: poll the config and hook files at this interval.
+    pub watch: Option<Duration>,
 }
 
 /// How the file checks name their keys.

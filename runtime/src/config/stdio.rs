@@ -261,7 +261,7 @@ pub struct RunAs {
 
 /// Reads a `from_file` secret: UTF-8 text without NUL, one trailing newline
 /// (`\n` or `\r\n`) dropped. The error is the problem.
-fn read_secret(path: &Path) -> Result<String, String> {
+pub(crate) fn read_secret(path: &Path) -> Result<String, String> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown:?}: {e}"))?;
     let mut text = String::from_utf8(bytes).map_err(|_| format!("{shown:?} is not UTF-8 text"))?;

@@ -15,7 +15,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Backend, Config, EnvValue, HookMode, StdioMode, Upstream};
+use super::{Backend, Config, EnvValue, HookMode, KeySource, MemberServer, StdioMode, Upstream};
 
 /// What stands where a secret was.
 pub const REDACTED: &str = "<redacted>";
@@ -43,6 +43,15 @@ pub fn names_a_secret(name: &str) -> bool {
     SECRET_WORDS.iter().any(|w| lower.contains(w))
 }
 
+/// Where a secret value comes from; a literal one redacted.
+fn source_json(value: &EnvValue) -> Value {
+    match value {
+        EnvValue::Literal(_) => json!(REDACTED),
+        EnvValue::FromEnv(name) => json!({ "from_env": name }),
+        EnvValue::FromFile(path) => json!({ "from_file": path.display().to_string() }),
+    }
+}
+
 /// A command's settings, its literal environment values redacted.
 fn stdio_json(s: &super::Stdio) -> Value {
     let secs = |d: std::time::Duration| d.as_secs_f64();
@@ -51,11 +60,7 @@ fn stdio_json(s: &super::Stdio) -> Value {
         "command": std::iter::once(s.program.display().to_string())
             .chain(redacted_args(&s.args))
             .collect::<Vec<_>>(),
-        "env": s.env.iter().map(|v| (v.name.clone(), match &v.value {
-            EnvValue::Literal(_) => json!(REDACTED),
-            EnvValue::FromEnv(name) => json!({ "from_env": name }),
-            EnvValue::FromFile(path) => json!({ "from_file": path.display().to_string() }),
-        })).collect::<Map<_, _>>(),
+        "env": s.env.iter().map(|v| (v.name.clone(), source_json(&v.value))).collect::<Map<_, _>>(),
         "inherit_env": s.inherit_env,
         "cwd": s.cwd.as_ref().map(|c| c.display().to_string()),
         "stdio_mode": match s.mode {
@@ -100,20 +105,40 @@ impl Config {
                         "legacy_session_idle_seconds": opt_secs(http.legacy.session_idle),
                         "legacy_allow_other_origin": http.legacy.allow_other_origin,
                         "well_known": http.well_known,
+                        "upstream_headers": http.upstream_headers.iter()
+                            .map(|h| (h.name.clone(), source_json(&h.value)))
+                            .collect::<Map<_, _>>(),
                     }),
                     Backend::Stdio(s) => stdio_json(s),
                     Backend::Federation(f) => json!({
                         "members": f.members.iter().map(|m| {
-                            let mut member = stdio_json(&m.stdio);
+                            let mut member = match &m.server {
+                                MemberServer::Stdio(s) => stdio_json(s),
+                                MemberServer::Http(u) => json!({ "upstream": redacted_url(u), "transport": "streamable" }),
+                                MemberServer::Legacy(u) => json!({ "upstream": redacted_url(u), "transport": "sse" }),
+                            };
                             if let Value::Object(o) = &mut member {
                                 o.insert("name".into(), json!(m.name));
+                                o.insert("timeout_seconds".into(), json!(m.policy.timeout.as_secs_f64()));
+                                o.insert("on_unavailable".into(), json!(format!("{:?}", m.policy.on_unavailable).to_ascii_lowercase()));
+                                o.insert("prefix".into(), json!(m.tools.prefix));
+                                o.insert("prefix_mode".into(), json!(format!("{:?}", m.tools.prefix_mode).to_ascii_lowercase()));
+                                o.insert("separator".into(), json!(m.tools.separator));
+                                o.insert("tools".into(), curation_json(&m.tools));
+                                o.insert("prompts".into(), curation_json(&m.prompts));
                             }
                             member
+                        }).collect::<Vec<_>>(),
+                        // Where the keys come from; never the keys.
+                        "session_keys": f.session_keys.iter().map(|k| match k {
+                            KeySource::Env(name) => json!({ "from_env": name }),
+                            KeySource::File(path) => json!({ "from_file": path }),
                         }).collect::<Vec<_>>(),
                     }),
                 };
                 if let (Value::Object(route), Value::Object(fields)) = (&mut route, fields) {
                     route.extend(fields);
+                    route.insert("auth".into(), r.auth.as_ref().map_or(Value::Null, auth_json));
                 }
                 route
             }).collect::<Vec<_>>(),
@@ -149,9 +174,16 @@ impl Config {
                 "level": format!("{:?}", self.log.level).to_ascii_lowercase(),
                 "format": format!("{:?}", self.log.format).to_ascii_lowercase(),
                 "access": self.log.access,
+                "redact_subject": self.log.redact_subject,
             },
             "pool": { "max_idle_per_upstream": self.pool.max_idle_per_upstream },
             "server": { "workers": self.server.worker_threads() },
+            "tracing": self.tracing.as_ref().map(|t| json!({
+                "endpoint": redacted_url(&t.endpoint),
+                "sample_ratio": t.sample_ratio.get(),
+                "service_name": t.service_name,
+                "queue_spans": t.queue_spans,
+            })),
             "hooks": self.hooks.iter().map(|h| json!({
                 "name": h.name,
                 "path": h.path.display().to_string(),
@@ -174,6 +206,68 @@ impl Config {
                 "headers": h.headers,
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// A route's `[route.auth]`: API keys by subject and scopes only (a hash
+/// of a short key can be searched for).
+fn auth_json(auth: &super::RouteAuth) -> Value {
+    json!({
+        "resource": auth.resource.as_str(),
+        "resource_metadata": auth.resource.metadata_url(),
+        "jwt": auth.jwt.as_ref().map(|j| json!({
+            "issuer": j.issuer,
+            "jwks_uri": j.jwks_uri.as_ref().map(redacted_url),
+            "algorithms": j.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>(),
+            "leeway_seconds": j.leeway.as_secs_f64(),
+            "verified_cache_ttl_seconds": j.verified_cache_ttl.as_secs_f64(),
+            "verified_cache_size": j.verified_cache_size,
+        })),
+        "api_keys": auth.api_keys.iter().map(|k| json!({
+            "subject": k.subject,
+            "scopes": k.scopes,
+            "sha256": REDACTED,
+        })).collect::<Vec<_>>(),
+        "required_scopes": auth.required_scopes,
+        "scopes_supported": auth.scopes_supported,
+        "forward_token": auth.forward_token,
+        "introspection": auth.introspection.as_ref().map(|i| json!({
+            "endpoint": i.endpoint.as_ref().map(redacted_url),
+            "client_id": i.client_id,
+            "client_secret": source_json(&i.client_secret),
+            "tokens": match i.tokens {
+                sluice_core::auth::gate::IntrospectionFor::Opaque => "opaque",
+                sluice_core::auth::gate::IntrospectionFor::All => "all",
+            },
+            "cache_ttl_seconds": i.cache_ttl.as_secs_f64(),
+            "cache_size": i.cache_size,
+        })),
+        "token_exchange": auth.token_exchange.as_ref().map(|t| json!({
+            "endpoint": t.endpoint.as_ref().map(redacted_url),
+            "client_id": t.client_id,
+            "client_secret": source_json(&t.client_secret),
+            "resource": t.resource,
+            "audience": t.audience,
+            "scopes": t.scopes,
+            "cache_ttl_seconds": t.cache_ttl.as_secs_f64(),
+            "cache_size": t.cache_size,
+        })),
+    })
+}
+
+impl Backend {
+    /// The backend as a log line may name it: a URL's query values and a
+    /// command's credential flags redacted (as in `/config`).
+    pub fn redacted(&self) -> String {
+        match self {
+            Backend::Http(http) => redacted_url(&http.upstream),
+            Backend::Stdio(stdio) => {
+                let mut words = vec![stdio.program.to_string_lossy().into_owned()];
+                words.extend(redacted_args(&stdio.args));
+                words.join(" ")
+            }
+            Backend::Federation(_) => self.to_string(),
+        }
     }
 }
 
@@ -251,6 +345,23 @@ fn redact_keys(value: &mut Value) {
     }
 }
 
+/// A member's curation of its tools or prompts.
+fn curation_json(c: &sluice_core::federation::Curation) -> Value {
+    let globs =
+        |g: &[sluice_core::federation::Glob]| g.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+    let pairs = |p: &[(String, String)]| {
+        p.iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<Map<String, Value>>()
+    };
+    json!({
+        "include": globs(&c.include),
+        "exclude": globs(&c.exclude),
+        "aliases": pairs(&c.aliases),
+        "descriptions": pairs(&c.descriptions),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +406,15 @@ config = { allow = ["echo"], nested = { bearer_token = "b-111" } }
                 "--verbose",
                 "plain"
             ])
+        );
+        // The startup log's `route` lines name backends the same way.
+        for (route, secret) in config.routes.iter().zip(["k-123", "t-456"]) {
+            let line = route.backend.redacted();
+            assert!(!line.contains(secret), "{secret} leaked: {line}");
+        }
+        assert_eq!(
+            config.routes[1].backend.redacted(),
+            "server --token <redacted> --api-key=<redacted> --verbose plain"
         );
         let env = &view["routes"][1]["env"];
         assert_eq!(env["LITERAL"], REDACTED);

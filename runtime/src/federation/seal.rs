@@ -15,26 +15,29 @@ use sluice_core::base64;
 use sluice_core::federation::MemberSession;
 
 /// Binds a token to its use: a sealed text made for anything else does
-/// not open as a session.
+/// not open as a session. The route's name and its members' follow, so a
+/// key shared by several routes opens each route's sessions only there.
 const AAD: &[u8] = b"sluice federated session v1";
 
 /// The longest token read: far more than any federation's sessions take.
 const MAX_TOKEN: usize = 4096;
 
 /// The keys of one route.
-pub(crate) struct Sealer {
+pub struct Sealer {
     /// (id, key), the sealing one first.
     keys: Vec<(u8, LessSafeKey)>,
+    /// What every token of this route is bound to.
+    aad: Vec<u8>,
 }
 
 /// A token that does not open: another key's, altered, or not a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Unsealable;
+pub struct Unsealable;
 
 impl Sealer {
-    /// A sealer with `keys` (32 bytes each, the sealing one first); `None`
-    /// for a key of another length.
-    pub(crate) fn new(keys: &[[u8; 32]]) -> Option<Self> {
+    /// A sealer for the route `route` of `members` with `keys` (the
+    /// sealing one first); `None` without keys.
+    pub fn new(keys: &[[u8; 32]], route: &str, members: &[String]) -> Option<Self> {
         let keys = keys
             .iter()
             .map(|k| {
@@ -44,19 +47,24 @@ impl Sealer {
                     .map(|k| (id, LessSafeKey::new(k)))
             })
             .collect::<Option<Vec<_>>>()?;
-        (!keys.is_empty()).then_some(Sealer { keys })
+        let mut aad = AAD.to_vec();
+        for name in std::iter::once(route).chain(members.iter().map(String::as_str)) {
+            aad.push(0);
+            aad.extend_from_slice(name.as_bytes());
+        }
+        (!keys.is_empty()).then_some(Sealer { keys, aad })
     }
 
     /// A sealer with a key made now, from the OS's CSPRNG: sessions live
     /// as long as this process (one replica).
-    pub(crate) fn ephemeral() -> Option<Self> {
+    pub fn ephemeral(route: &str, members: &[String]) -> Option<Self> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).ok()?;
-        Sealer::new(&[key])
+        Sealer::new(&[key], route, members)
     }
 
     /// `sessions` as a token; `None` without randomness for the nonce.
-    pub(crate) fn seal(&self, sessions: &[Option<MemberSession>]) -> Option<String> {
+    pub fn seal(&self, sessions: &[Option<MemberSession>]) -> Option<String> {
         let plain: Vec<Value> = sessions
             .iter()
             .map(|s| match s {
@@ -70,7 +78,7 @@ impl Sealer {
         let (id, key) = &self.keys[0];
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(AAD),
+            Aad::from(&self.aad),
             &mut data,
         )
         .ok()?;
@@ -82,7 +90,7 @@ impl Sealer {
     }
 
     /// The member sessions in `token`, for a federation of `members`.
-    pub(crate) fn open(
+    pub fn open(
         &self,
         token: &str,
         members: usize,
@@ -96,17 +104,20 @@ impl Sealer {
         }
         let (id, rest) = (bytes[0], &bytes[1..]);
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let key = self
-            .keys
-            .iter()
-            .find(|(k, _)| *k == id)
-            .map(|(_, k)| k)
-            .ok_or(Unsealable)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Unsealable)?;
-        let mut sealed = sealed.to_vec();
-        let plain = key
-            .open_in_place(nonce, Aad::from(AAD), &mut sealed)
-            .map_err(|_| Unsealable)?;
+        // Two keys may share an id byte: each is tried.
+        let mut opened = None;
+        for (_, key) in self.keys.iter().filter(|(k, _)| *k == id) {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Unsealable)?;
+            let mut buf = sealed.to_vec();
+            if let Ok(plain) = key.open_in_place(nonce, Aad::from(&self.aad), &mut buf) {
+                let len = plain.len();
+                buf.truncate(len);
+                opened = Some(buf);
+                break;
+            }
+        }
+        let plain = opened.ok_or(Unsealable)?;
+        let plain = plain.as_slice();
         let v: Vec<Value> = serde_json::from_slice(plain).map_err(|_| Unsealable)?;
         if v.len() != members {
             return Err(Unsealable);
@@ -142,6 +153,10 @@ fn key_id(key: &[u8; 32]) -> u8 {
 mod tests {
     use super::*;
 
+    fn members() -> Vec<String> {
+        vec!["gh".into(), "fs".into(), "t".into()]
+    }
+
     fn sessions() -> Vec<Option<MemberSession>> {
         vec![
             Some(MemberSession {
@@ -158,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_token_opens_to_what_was_sealed_and_to_nothing_else() {
-        let s = Sealer::new(&[[7; 32]]).unwrap();
+        let s = Sealer::new(&[[7; 32]], "r", &members()).unwrap();
         let token = s.seal(&sessions()).unwrap();
         assert!(
             token
@@ -187,9 +202,9 @@ mod tests {
 
     #[test]
     fn keys_rotate_the_first_seals_every_one_opens() {
-        let old = Sealer::new(&[[1; 32]]).unwrap();
+        let old = Sealer::new(&[[1; 32]], "r", &members()).unwrap();
         let token = old.seal(&sessions()).unwrap();
-        let rotated = Sealer::new(&[[2; 32], [1; 32]]).unwrap();
+        let rotated = Sealer::new(&[[2; 32], [1; 32]], "r", &members()).unwrap();
         assert_eq!(
             rotated.open(&token, 3),
             Ok(sessions()),
@@ -201,8 +216,20 @@ mod tests {
             Err(Unsealable),
             "the new key seals"
         );
-        let other = Sealer::new(&[[3; 32]]).unwrap();
+        let other = Sealer::new(&[[3; 32]], "r", &members()).unwrap();
         assert_eq!(other.open(&token, 3), Err(Unsealable));
-        assert!(Sealer::ephemeral().is_some());
+        assert!(Sealer::ephemeral("r", &members()).is_some());
+    }
+
+    #[test]
+    fn a_key_shared_by_two_routes_opens_each_routes_sessions_only_there() {
+        let a = Sealer::new(&[[9; 32]], "a", &members()).unwrap();
+        let b = Sealer::new(&[[9; 32]], "b", &members()).unwrap();
+        let token = a.seal(&sessions()).unwrap();
+        assert_eq!(a.open(&token, 3), Ok(sessions()));
+        assert_eq!(b.open(&token, 3), Err(Unsealable));
+        let other_members = vec!["x".into(), "y".into(), "z".into()];
+        let a2 = Sealer::new(&[[9; 32]], "a", &other_members).unwrap();
+        assert_eq!(a2.open(&token, 3), Err(Unsealable), "other members");
     }
 }

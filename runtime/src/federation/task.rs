@@ -40,6 +40,7 @@ pub(super) async fn run(
             Err(_) => {
                 // Another key's, another federation's, or forged: the client
                 // starts over, as the spec says of an unknown session.
+                route.sessions.refused();
                 let msg = jsonrpc::error_message(
                     jsonrpc::refused_request_id(&req.body, &Default::default()).as_deref(),
                     codes::INVALID_REQUEST,
@@ -54,7 +55,7 @@ pub(super) async fn run(
     let ctx = Context {
         members: &route.member_names,
         session: token.as_deref().zip(sessions.as_deref()),
-        timeout: route.timeout,
+        policies: &route.policies,
     };
     let now = Instant::now();
     let mut fanout = Fanout::new(req, &ctx, &mut route.lists(), now);
@@ -76,7 +77,10 @@ pub(super) async fn run(
                     }
                 }
                 Output::Seal(sessions) => match route.sealer.seal(&sessions) {
-                    Some(token) => fanout.sealed(&token),
+                    Some(token) => {
+                        route.sessions.sealed();
+                        fanout.sealed(&token);
+                    }
                     None => {
                         tracing::error!(route = %route.name, "no randomness to seal a session");
                         fanout.client_gone();
@@ -86,6 +90,11 @@ pub(super) async fn run(
                     if !sink.send(part) {
                         fanout.client_gone();
                     }
+                }
+                Output::LeftOut { member, why } => {
+                    route.left_out(member);
+                    let member = &route.member_names[member];
+                    tracing::warn!(route = %route.name, %member, "member left out: {why}");
                 }
                 Output::Log(line) => tracing::warn!(route = %route.name, "{line}"),
             }

@@ -105,6 +105,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// The bridge of one route: its settings and its live sessions.
 pub(crate) struct RouteBridge {
     route: usize,
+    /// The route's name, for the log (empty for a federation's member).
+    name: String,
     settings: Bridging,
     config: Arc<BridgeConfig>,
     dialer: Arc<Dialer>,
@@ -131,8 +133,19 @@ pub(super) enum Key {
 impl RouteBridge {
     /// The bridge of route `route`, opening backend connections with `dialer`.
     pub(crate) fn new(route: usize, settings: Bridging, dialer: Arc<Dialer>) -> Arc<Self> {
+        Self::named(route, String::new(), settings, dialer)
+    }
+
+    /// The bridge of route `route`, called `name` in the log.
+    pub(crate) fn named(
+        route: usize,
+        name: String,
+        settings: Bridging,
+        dialer: Arc<Dialer>,
+    ) -> Arc<Self> {
         Arc::new(RouteBridge {
             route,
+            name,
             config: Arc::new(settings.config.clone()),
             settings,
             dialer,

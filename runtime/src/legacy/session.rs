@@ -89,7 +89,11 @@ async fn drive(mut s: Box<Session>) {
                     match Box::pin(open_stream(s.route.clone(), bytes)).await {
                         Ok(conn) => s.backend = Some(conn),
                         Err(e) => {
-                            tracing::info!(route = s.route.route, error = %e, "legacy backend stream failed to open");
+                            // A dial failure is worth a warning; an answer
+                            // that was not a stream is told elsewhere.
+                            if !crate::dial::DialError::warn(&s.route.name, &e) {
+                                tracing::info!(route = s.route.route, error = %e, "legacy backend stream failed to open");
+                            }
                             s.bridge.stream_closed(true, Instant::now());
                         }
                     }

@@ -15,8 +15,13 @@
 //! an atomic add. What exists as state elsewhere (sessions, children,
 //! dropped log lines, the process's memory) is read when scraped.
 
+#[cfg(test)]
+mod dashboard_tests;
 mod process;
 mod requests;
+mod tools;
+
+pub use tools::{MAX_TOOL_NAME, TOOLS_PER_ROUTE};
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -78,6 +83,25 @@ struct SessionLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MemberLabels {
+    route: Name,
+    member: Name,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DialFailureLabels {
+    route: Name,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuthLabels {
+    route: Name,
+    outcome: &'static str,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct HookLabels {
     hook: Name,
     phase: &'static str,
@@ -107,8 +131,18 @@ pub enum Phase {
     Response,
 }
 
+impl Phase {
+    /// The phase as metrics and logs name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Request => "request",
+            Phase::Response => "response",
+        }
+    }
+}
+
 /// What is open on one route when scraped.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteLive {
     /// Legacy HTTP+SSE bridge sessions (one backend SSE stream each).
     pub legacy_sessions: usize,
@@ -117,30 +151,243 @@ pub struct RouteLive {
     pub stdio_sessions: usize,
     /// stdio children alive, those shutting down included.
     pub stdio_processes: usize,
+    /// A federated route's members, in member order.
+    pub members: Vec<MemberLive>,
 }
 
-/// A route's own series, made at start so a request finds them by index.
+/// One member of a federated route, at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberLive {
+    /// Its configured name.
+    pub name: String,
+    /// Times it was left out of a fanned-in answer (a list, a session, a
+    /// notification it did not take) since start.
+    pub left_out: u64,
+    /// Its circuit is open: requests fail at once without reaching it.
+    pub circuit_open: bool,
+}
+
+/// A route's own series, shared by every configuration (reload) that has
+/// a route of its name.
+#[derive(Clone)]
 struct RouteSeries {
+    /// Its slot in `sluice_requests_total`.
+    slot: usize,
+    tools: Arc<tools::RouteTools>,
     head_seconds: Histogram,
     total_seconds: Histogram,
     sse_open: Gauge,
     sse_streams: Counter,
     sse_bytes: Counter,
+    sse_keepalives: Counter,
+    dial: DialCounters,
+}
+
+/// A route's upstream connections, as its dialer counts them: each is a
+/// clone of its series (one atomic), so a dial pays one add.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DialCounters {
+    opened: Counter,
+    reused: Counter,
+    /// Idle connections pooled, moved by the pool under its lock.
+    idle: Gauge,
+    /// By stage: resolve, connect, TLS.
+    failed: [Counter; 3],
+}
+
+impl DialCounters {
+    /// A new connection was made.
+    pub(crate) fn opened(&self) {
+        self.opened.inc();
+    }
+
+    /// An idle pooled connection was taken.
+    pub(crate) fn reused(&self) {
+        self.reused.inc();
+    }
+
+    /// The pool of this route's target now holds `delta` more (or
+    /// fewer) idle connections.
+    pub(crate) fn idle_moved(&self, delta: i64) {
+        if delta != 0 {
+            self.idle.inc_by(delta);
+        }
+    }
+
+    /// A dial failed at `stage`.
+    pub(crate) fn failed(&self, stage: crate::dial::DialStage) {
+        use crate::dial::DialStage;
+        let i = match stage {
+            DialStage::Resolve => 0,
+            DialStage::Connect => 1,
+            DialStage::Tls => 2,
+        };
+        self.failed[i].inc();
+    }
+}
+
+/// A protected route's verdicts on tokens, by outcome (in
+/// [`AUTH_OUTCOMES`]' order) and method: one atomic add per judged token.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AuthCounters([[Counter; AUTH_METHODS.len()]; 4]);
+
+/// How a token was judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AuthMethod {
+    /// A JWT's signature and claims checked.
+    Jwt,
+    /// A JWT found in the route's verified-token cache.
+    CachedJwt,
+    /// An API key looked up by hash.
+    ApiKey,
+    /// Asked of the authorization server (its answer cached or not).
+    Introspection,
+    /// No method takes a token of this shape on the route.
+    None,
+}
+
+/// The `method` labels, by [`AuthMethod`] in its order.
+const AUTH_METHODS: [&str; 5] = ["jwt", "cached", "api_key", "introspection", "none"];
+
+/// The `outcome` labels of [`AuthCounters`]: the verdict, a denial split
+/// by its status (401 or 403).
+const AUTH_OUTCOMES: [&str; 4] = ["allowed", "unauthenticated", "forbidden", "unavailable"];
+
+impl AuthCounters {
+    /// Count one verdict.
+    pub(crate) fn judged(&self, verdict: &sluice_core::auth::Verdict, via: AuthMethod) {
+        use sluice_core::auth::{Denial, Verdict};
+        let i = match verdict {
+            Verdict::Allow(_) | Verdict::AllowWith(..) => 0,
+            Verdict::Deny(Denial::InsufficientScope(_)) => 2,
+            Verdict::Deny(_) => 1,
+            Verdict::Unavailable(_) => 3,
+        };
+        let m = match via {
+            AuthMethod::Jwt => 0,
+            AuthMethod::CachedJwt => 1,
+            AuthMethod::ApiKey => 2,
+            AuthMethod::Introspection => 3,
+            AuthMethod::None => 4,
+        };
+        self.0[i][m].inc();
+    }
+}
+
+/// A federated route's sessions: a token sealed at `initialize`, a token
+/// that did not open (404).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FederationCounters {
+    sealed: Counter,
+    refused: Counter,
+}
+
+impl FederationCounters {
+    /// A session's token was sealed for the client.
+    pub(crate) fn sealed(&self) {
+        self.sealed.inc();
+    }
+
+    /// A client's session token did not open.
+    pub(crate) fn refused(&self) {
+        self.refused.inc();
+    }
+}
+
+/// The `stage` labels of [`DialCounters::failed`], by its index.
+const DIAL_STAGES: [&str; 3] = ["resolve", "connect", "tls"];
+
+/// One configuration's routes, by its route index, then `(none)`: what a
+/// request finds its series by. Made per configuration by
+/// [`Metrics::routes`]; a route keeps its series across reloads by name.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    names: Arc<[Name]>,
+    series: Arc<[RouteSeries]>,
+    /// Federated sessions sealed and refused: series only for the
+    /// routes that ask (federated ones).
+    sessions_sealed: Family<RouteLabels, Counter>,
+    sessions_refused: Family<RouteLabels, Counter>,
+}
+
+impl RouteMetrics {
+    /// A route's index, or `(none)`'s.
+    fn index(&self, route: Option<usize>) -> usize {
+        let none = self.series.len() - 1;
+        route.filter(|&r| r < none).unwrap_or(none)
+    }
+}
+
+impl RouteMetrics {
+    /// Federated route `route`'s session counters.
+    pub(crate) fn federation(&self, route: usize) -> FederationCounters {
+        let labels = RouteLabels {
+            route: self.names[self.index(Some(route))].clone(),
+        };
+        FederationCounters {
+            sealed: self.sessions_sealed.get_or_create_owned(&labels),
+            refused: self.sessions_refused.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Route `route`'s upstream connection counters.
+    pub(crate) fn dial(&self, route: usize) -> DialCounters {
+        self.series[self.index(Some(route))].dial.clone()
+    }
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.names.iter().map(|n| &n.0))
+            .finish()
+    }
+}
+
+/// The outcome of a reload, as a label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The new configuration runs.
+    Ok,
+    /// It was refused (a syntax error, an invalid value, a hook that did
+    /// not compile): the running one stays.
+    Invalid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: &'static str,
 }
 
 /// Every metric the proxy exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    /// Route names by route index, then `(none)`.
-    routes: Vec<Name>,
-    /// By route index, then `(none)`'s.
-    series: Vec<RouteSeries>,
     requests: Arc<requests::RequestCounts>,
+    tool_calls: Arc<tools::ToolCalls>,
+    head_seconds: HistogramFamily<RouteLabels>,
+    total_seconds: HistogramFamily<RouteLabels>,
+    sse_open: Family<RouteLabels, Gauge>,
+    sse_streams: Family<RouteLabels, Counter>,
+    sse_bytes: Family<RouteLabels, Counter>,
+    sse_keepalives: Family<RouteLabels, Counter>,
+    upstream_opened: Family<RouteLabels, Counter>,
+    upstream_reused: Family<RouteLabels, Counter>,
+    upstream_idle: Family<RouteLabels, Gauge>,
+    dial_failures: Family<DialFailureLabels, Counter>,
+    auth_decisions: Family<AuthLabels, Counter>,
+    sessions_sealed: Family<RouteLabels, Counter>,
+    sessions_refused: Family<RouteLabels, Counter>,
     hook_calls: Family<HookLabels, Counter>,
     hook_seconds: HistogramFamily<HookTimeLabels>,
     hook_failures: Family<HookFailureLabels, Counter>,
     sessions_open: Family<SessionLabels, Gauge>,
     stdio_processes: Family<RouteLabels, Gauge>,
+    member_left_out: Family<MemberLabels, Counter>,
+    member_circuit_open: Family<MemberLabels, Gauge>,
+    reloads: Family<ReloadLabels, Counter>,
+    reload_ok: Gauge,
+    reload_success_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    trace_spans: crate::otel::SpanCounters,
 }
 
 /// One SSE answer streaming to a client: counted in
@@ -162,20 +409,17 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// The metrics of a proxy with these routes (by route index), counting
-    /// `dropped` log lines.
-    pub fn new(route_names: &[String], dropped: Option<DroppedLines>) -> Metrics {
+    /// The metrics of a proxy, counting `dropped` log lines. Routes come
+    /// with each configuration ([`Metrics::routes`]).
+    pub fn new(dropped: Option<DroppedLines>) -> Metrics {
         let mut root = Registry::default();
         // The process's own series keep their standard names (no prefix).
         root.register_collector(Box::new(process::ProcessCollector));
         let registry = root.sub_registry_with_prefix("sluice");
-        let routes: Vec<Name> = route_names
-            .iter()
-            .map(|n| Name(n.as_str().into()))
-            .chain(std::iter::once(Name("(none)".into())))
-            .collect();
-        let requests = Arc::new(requests::RequestCounts::new(routes.clone()));
+        let requests = Arc::new(requests::RequestCounts::new());
         registry.register_collector(Box::new(requests.clone()));
+        let tool_calls = Arc::new(tools::ToolCalls::default());
+        registry.register_collector(Box::new(tool_calls.clone()));
         let histogram: fn() -> Histogram = || Histogram::new(DURATION_BUCKETS.iter().copied());
         let head_seconds = Family::new_with_constructor(histogram);
         registry.register(
@@ -220,6 +464,18 @@ impl Metrics {
             "stdio server child processes alive, by route",
             stdio_processes.clone(),
         );
+        let member_left_out = Family::default();
+        registry.register(
+            "federation_member_left_out",
+            "Fanned-in answers of a federated route that went on without a member (down, late, failing), by route and member",
+            member_left_out.clone(),
+        );
+        let member_circuit_open = Family::default();
+        registry.register(
+            "federation_member_circuit_open",
+            "1 while a federated route's member is failing and not tried (its circuit is open), by route and member",
+            member_circuit_open.clone(),
+        );
         let sse_open = Family::default();
         registry.register(
             "sse_streams_open",
@@ -238,60 +494,224 @@ impl Metrics {
             "Bytes of SSE answers written to clients after the head (chunk framing included), by route, counted when each stream ends",
             sse_bytes.clone(),
         );
-        let series = routes
+        let sse_keepalives = Family::default();
+        registry.register(
+            "sse_keepalives",
+            "Keep-alive comments written on quiet SSE answers (sse_keepalive), by route, counted when each stream ends",
+            sse_keepalives.clone(),
+        );
+        let upstream_opened = Family::default();
+        registry.register(
+            "upstream_connections_opened",
+            "Connections dialed to upstreams (a federated route's HTTP members included), by route",
+            upstream_opened.clone(),
+        );
+        let upstream_reused = Family::default();
+        registry.register(
+            "upstream_connections_reused",
+            "Idle pooled upstream connections taken for an exchange instead of dialing, by route",
+            upstream_reused.clone(),
+        );
+        let upstream_idle = Family::default();
+        registry.register(
+            "upstream_connections_idle",
+            "Idle keep-alive connections in the upstream pool now, by route",
+            upstream_idle.clone(),
+        );
+        let dial_failures = Family::default();
+        registry.register(
+            "upstream_dial_failures",
+            "Upstream dials that failed, by route and stage (resolve, connect, tls)",
+            dial_failures.clone(),
+        );
+        let auth_decisions = Family::default();
+        registry.register(
+            "auth_decisions",
+            "Bearer tokens judged on protected routes, by route, outcome (allowed, unauthenticated, forbidden, unavailable) and method (jwt, cached, api_key, introspection, none)",
+            auth_decisions.clone(),
+        );
+        let sessions_sealed = Family::default();
+        registry.register(
+            "federation_sessions_opened",
+            "Sessions of a federated route opened: a token sealed for the client at initialize, by route",
+            sessions_sealed.clone(),
+        );
+        let sessions_refused = Family::default();
+        registry.register(
+            "federation_session_refused",
+            "Requests on a federated route whose session token did not open (another key's, forged, or a key retired): answered 404, by route",
+            sessions_refused.clone(),
+        );
+        let reloads = Family::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, --watch), by outcome: ok, or invalid (the running configuration stayed)",
+            reloads.clone(),
+        );
+        let reload_ok = Gauge::default();
+        // 1 until a reload is refused: the configuration that runs is the one on disk.
+        reload_ok.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last reload (or the start) loaded the configuration on disk, 0 when it was refused",
+            reload_ok.clone(),
+        );
+        let reload_success_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        reload_success_time.set(unix_now());
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the running configuration was loaded (the start, or the last good reload), in seconds since the Unix epoch",
+            reload_success_time.clone(),
+        );
+        let trace_spans = crate::otel::SpanCounters::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Spans dropped: the trace export queue was full, or the OTLP receiver did not take them",
+            trace_spans.dropped.clone(),
+        );
+        registry.register(
+            "trace_spans_exported",
+            "Spans the OTLP receiver took (answered 2xx)",
+            trace_spans.exported.clone(),
+        );
+        if let Some(dropped) = dropped {
+            registry.register_collector(Box::new(process::DroppedCollector(dropped)));
+        }
+        Metrics {
+            registry: root,
+            requests,
+            tool_calls,
+            head_seconds,
+            total_seconds,
+            sse_open,
+            sse_streams,
+            sse_bytes,
+            sse_keepalives,
+            upstream_opened,
+            upstream_reused,
+            upstream_idle,
+            dial_failures,
+            auth_decisions,
+            sessions_sealed,
+            sessions_refused,
+            hook_calls,
+            hook_seconds,
+            hook_failures,
+            sessions_open,
+            stdio_processes,
+            member_left_out,
+            member_circuit_open,
+            reloads,
+            reload_ok,
+            reload_success_time,
+            trace_spans,
+        }
+    }
+
+    /// The counters of the trace exporter, for [`crate::otel::Tracer::start`].
+    pub fn span_counters(&self) -> crate::otel::SpanCounters {
+        self.trace_spans.clone()
+    }
+
+    /// The series of a configuration's routes (by route index), each
+    /// found by name: a route that a reload keeps keeps its counters.
+    pub fn routes(&self, route_names: &[String]) -> RouteMetrics {
+        let names: Vec<Name> = route_names
+            .iter()
+            .map(|n| Name(n.as_str().into()))
+            .chain(std::iter::once(Name("(none)".into())))
+            .collect();
+        let series = names
             .iter()
             .map(|route| {
                 let labels = RouteLabels {
                     route: route.clone(),
                 };
                 RouteSeries {
-                    head_seconds: head_seconds.get_or_create_owned(&labels),
-                    total_seconds: total_seconds.get_or_create_owned(&labels),
-                    sse_open: sse_open.get_or_create_owned(&labels),
-                    sse_streams: sse_streams.get_or_create_owned(&labels),
-                    sse_bytes: sse_bytes.get_or_create_owned(&labels),
+                    slot: self.requests.slot(route),
+                    tools: self.tool_calls.route(route),
+                    head_seconds: self.head_seconds.get_or_create_owned(&labels),
+                    total_seconds: self.total_seconds.get_or_create_owned(&labels),
+                    sse_open: self.sse_open.get_or_create_owned(&labels),
+                    sse_streams: self.sse_streams.get_or_create_owned(&labels),
+                    sse_bytes: self.sse_bytes.get_or_create_owned(&labels),
+                    sse_keepalives: self.sse_keepalives.get_or_create_owned(&labels),
+                    dial: DialCounters {
+                        opened: self.upstream_opened.get_or_create_owned(&labels),
+                        reused: self.upstream_reused.get_or_create_owned(&labels),
+                        idle: self.upstream_idle.get_or_create_owned(&labels),
+                        failed: DIAL_STAGES.map(|stage| {
+                            self.dial_failures.get_or_create_owned(&DialFailureLabels {
+                                route: route.clone(),
+                                stage,
+                            })
+                        }),
+                    },
                 }
             })
             .collect();
-        if let Some(dropped) = dropped {
-            registry.register_collector(Box::new(process::DroppedCollector(dropped)));
-        }
-        Metrics {
-            registry: root,
-            routes,
+        RouteMetrics {
+            names: names.into(),
             series,
-            requests,
-            hook_calls,
-            hook_seconds,
-            hook_failures,
-            sessions_open,
-            stdio_processes,
+            sessions_sealed: self.sessions_sealed.clone(),
+            sessions_refused: self.sessions_refused.clone(),
         }
     }
 
-    /// A route's index, or `(none)`'s.
-    fn route_index(&self, route: Option<usize>) -> usize {
-        let none = self.routes.len() - 1;
-        route.filter(|&r| r < none).unwrap_or(none)
+    /// The verdict counters of protected route `route` (made for protected
+    /// routes only: an open route has no series).
+    pub(crate) fn auth(&self, route: &str) -> AuthCounters {
+        let route = Name(route.into());
+        AuthCounters(AUTH_OUTCOMES.map(|outcome| {
+            AUTH_METHODS.map(|method| {
+                self.auth_decisions.get_or_create_owned(&AuthLabels {
+                    route: route.clone(),
+                    outcome,
+                    method,
+                })
+            })
+        }))
     }
 
-    /// Count one finished exchange (one that read no request is not one).
-    pub fn exchange_done(&self, s: &Summary) {
+    /// Count one reload; a good one also sets the time of the last.
+    pub fn reloaded(&self, outcome: ReloadOutcome) {
+        let label = match outcome {
+            ReloadOutcome::Ok => "ok",
+            ReloadOutcome::Invalid => "invalid",
+        };
+        self.reloads
+            .get_or_create(&ReloadLabels { outcome: label })
+            .inc();
+        self.reload_ok.set(i64::from(outcome == ReloadOutcome::Ok));
+        if outcome == ReloadOutcome::Ok {
+            self.reload_success_time.set(unix_now());
+        }
+    }
+
+    /// Count one finished exchange (one that read no request is not one)
+    /// of a configuration whose routes are `routes`.
+    pub fn exchange_done(&self, routes: &RouteMetrics, s: &Summary) {
         if s.http_method.is_empty() {
             return;
         }
-        let route = self.route_index(s.route);
+        let series = &routes.series[routes.index(s.route)];
         self.requests.add(requests::Key {
-            route,
+            route: series.slot,
             method: method_label(s),
             status: s.status.map_or("none", status_label),
             outcome: outcome_label(s.outcome),
         });
-        let series = &self.series[route];
+        if let Some(rpc) = &s.rpc
+            && rpc.method.as_deref() == Some("tools/call")
+            && let Some(tool) = &rpc.name
+        {
+            series.tools.add(tool, outcome_index(s.outcome));
+        }
         let since = |t: std::time::Instant| t.saturating_duration_since(s.started).as_secs_f64();
         if s.event_stream {
             series.sse_streams.inc();
             series.sse_bytes.inc_by(s.body_bytes);
+            series.sse_keepalives.inc_by(s.keepalives);
         }
         if let Some(head) = s.response_head {
             series.head_seconds.observe(since(head));
@@ -301,9 +721,9 @@ impl Metrics {
         }
     }
 
-    /// An SSE answer started streaming on `route`.
-    pub fn sse_stream_opened(&self, route: Option<usize>) -> SseStreamOpen {
-        let gauge = self.series[self.route_index(route)].sse_open.clone();
+    /// An SSE answer started streaming on `route` (of `routes`).
+    pub fn sse_stream_opened(&self, routes: &RouteMetrics, route: Option<usize>) -> SseStreamOpen {
+        let gauge = routes.series[routes.index(route)].sse_open.clone();
         gauge.inc();
         SseStreamOpen(gauge)
     }
@@ -311,10 +731,7 @@ impl Metrics {
     /// Count one hook run.
     pub fn hook_ran(&self, phase: Phase, run: &HookRun) {
         let hook = Name(run.hook.clone());
-        let phase = match phase {
-            Phase::Request => "request",
-            Phase::Response => "response",
-        };
+        let phase = phase.label();
         let verdict = match &run.result {
             HookRunResult::Continue => "continue",
             HookRunResult::Replaced => "replace",
@@ -340,15 +757,28 @@ impl Metrics {
             .observe(run.elapsed.as_secs_f64());
     }
 
-    /// The text of a scrape, with what is open on each route (by route
-    /// index) as it is now.
-    pub fn encode(&self, live: &[RouteLive]) -> String {
-        for (route, live) in self.routes.iter().zip(live) {
+    /// The text of a scrape, with what is open on each of `routes` (by
+    /// route index) as it is now. A route a reload removed shows nothing
+    /// open.
+    pub fn encode(&self, routes: &RouteMetrics, live: &[RouteLive]) -> String {
+        let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        let empty = RouteLive::default();
+        let mut seen = std::collections::HashSet::new();
+        let current = routes
+            .names
+            .iter()
+            .zip(live.iter().chain(std::iter::repeat(&empty)));
+        let known = self.requests.names();
+        let gone = known.iter().filter(|n| !routes.names.contains(n));
+        let all = current.chain(gone.map(|n| (n, &empty)));
+        for (route, live) in all {
+            if n_is_none(route) || !seen.insert(route.clone()) {
+                continue;
+            }
             let open = |kind| SessionLabels {
                 route: route.clone(),
                 kind,
             };
-            let set = |gauge: &Gauge, n: usize| gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
             set(
                 &self.sessions_open.get_or_create(&open("legacy")),
                 live.legacy_sessions,
@@ -364,12 +794,36 @@ impl Metrics {
                 &self.stdio_processes.get_or_create(&labels),
                 live.stdio_processes,
             );
+            for m in &live.members {
+                let labels = MemberLabels {
+                    route: route.clone(),
+                    member: Name(m.name.as_str().into()),
+                };
+                // The total lives with the route; the counter follows it.
+                let counter = self.member_left_out.get_or_create(&labels);
+                counter.inc_by(m.left_out.saturating_sub(counter.get()));
+                self.member_circuit_open
+                    .get_or_create(&labels)
+                    .set(i64::from(m.circuit_open));
+            }
         }
         let mut text = String::with_capacity(8 << 10);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// `(none)` has no sessions or children.
+fn n_is_none(route: &Name) -> bool {
+    &*route.0 == "(none)"
+}
+
+/// Now, in seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn method_label(s: &Summary) -> &'static str {
@@ -413,7 +867,16 @@ pub(crate) fn outcome_label(o: Outcome) -> &'static str {
     }
 }
 
-fn failure_label(kind: &HookErrorKind) -> &'static str {
+/// An outcome's place in [`tools::OUTCOMES`].
+fn outcome_index(o: Outcome) -> usize {
+    let label = outcome_label(o);
+    tools::OUTCOMES
+        .iter()
+        .position(|&w| w == label)
+        .unwrap_or(tools::OUTCOMES.len() - 1)
+}
+
+pub(crate) fn failure_label(kind: &HookErrorKind) -> &'static str {
     match kind {
         HookErrorKind::Deadline(_) => "deadline",
         HookErrorKind::MemoryLimit(_) => "memory",
@@ -454,6 +917,8 @@ mod tests {
             body_bytes: 10,
             reused: false,
             event_stream: false,
+            identity: None,
+            keepalives: 0,
         }
     }
 
@@ -465,12 +930,13 @@ mod tests {
 
     #[test]
     fn requests_are_counted_with_bounded_labels() {
-        let m = Metrics::new(&["up".into()], None);
-        m.exchange_done(&summary(Some(0), Some("tools/call"), 200));
-        m.exchange_done(&summary(Some(0), Some("tools/call"), 200));
-        m.exchange_done(&summary(Some(0), Some("made/up/by/a/client"), 299));
-        m.exchange_done(&summary(None, None, 404));
-        let text = m.encode(&[RouteLive::default()]);
+        let m = Metrics::new(None);
+        let r = m.routes(&["up".into()]);
+        m.exchange_done(&r, &summary(Some(0), Some("tools/call"), 200));
+        m.exchange_done(&r, &summary(Some(0), Some("tools/call"), 200));
+        m.exchange_done(&r, &summary(Some(0), Some("made/up/by/a/client"), 299));
+        m.exchange_done(&r, &summary(None, None, 404));
+        let text = m.encode(&r, &[RouteLive::default()]);
         let call = r#"sluice_requests_total{route="up",method="tools/call",status="200",outcome="complete"}"#;
         assert_eq!(value(&text, call), Some(2.0), "{text}");
         let other =
@@ -489,21 +955,31 @@ mod tests {
 
     #[test]
     fn live_state_is_read_at_scrape_time() {
-        let m = Metrics::new(&["a".into(), "b".into()], None);
+        let m = Metrics::new(None);
+        let r = m.routes(&["a".into(), "b".into()]);
         let live = [
             RouteLive::default(),
             RouteLive {
                 legacy_sessions: 0,
                 stdio_sessions: 3,
                 stdio_processes: 2,
+                members: vec![MemberLive {
+                    name: "gh".into(),
+                    left_out: 4,
+                    circuit_open: true,
+                }],
             },
         ];
-        let text = m.encode(&live);
+        let text = m.encode(&r, &live);
         let sessions = r#"sluice_sessions_open{route="b",kind="stdio"}"#;
         assert_eq!(value(&text, sessions), Some(3.0), "{text}");
         let processes = r#"sluice_stdio_processes{route="b"}"#;
         assert_eq!(value(&text, processes), Some(2.0), "{text}");
-        let text = m.encode(&[RouteLive::default(), RouteLive::default()]);
+        let left_out = r#"sluice_federation_member_left_out_total{route="b",member="gh"}"#;
+        assert_eq!(value(&text, left_out), Some(4.0), "{text}");
+        let open = r#"sluice_federation_member_circuit_open{route="b",member="gh"}"#;
+        assert_eq!(value(&text, open), Some(1.0), "{text}");
+        let text = m.encode(&r, &[RouteLive::default(), RouteLive::default()]);
         assert_eq!(value(&text, sessions), Some(0.0), "{text}");
         // The standard process series, unprefixed, read from /proc.
         assert!(
@@ -518,21 +994,160 @@ mod tests {
 
     #[test]
     fn an_sse_stream_is_open_while_its_guard_lives_and_its_bytes_count_at_its_end() {
-        let m = Metrics::new(&["up".into()], None);
+        let m = Metrics::new(None);
+        let r = m.routes(&["up".into()]);
         let open = r#"sluice_sse_streams_open{route="up"}"#;
-        let guard = m.sse_stream_opened(Some(0));
-        assert_eq!(value(&m.encode(&[]), open), Some(1.0));
+        let guard = m.sse_stream_opened(&r, Some(0));
+        assert_eq!(value(&m.encode(&r, &[]), open), Some(1.0));
         let mut s = summary(Some(0), Some("tools/call"), 200);
         s.event_stream = true;
         s.body_bytes = 1234;
-        m.exchange_done(&s);
+        s.keepalives = 3;
+        m.exchange_done(&r, &s);
         drop(guard);
-        let text = m.encode(&[]);
+        let text = m.encode(&r, &[]);
         assert_eq!(value(&text, open), Some(0.0), "{text}");
         let bytes = r#"sluice_sse_bytes_total{route="up"}"#;
         assert_eq!(value(&text, bytes), Some(1234.0), "{text}");
+        let keepalives = r#"sluice_sse_keepalives_total{route="up"}"#;
+        assert_eq!(value(&text, keepalives), Some(3.0), "{text}");
         let streams = r#"sluice_sse_streams_total{route="up"}"#;
         assert_eq!(value(&text, streams), Some(1.0), "{text}");
+    }
+
+    #[test]
+    fn tool_calls_are_counted_by_name_with_the_names_capped_per_route() {
+        let m = Metrics::new(None);
+        let r = m.routes(&["a".into(), "b".into()]);
+        let call = |route, tool: &str| {
+            let mut s = summary(Some(route), Some("tools/call"), 200);
+            s.rpc.as_mut().unwrap().name = Some(tool.into());
+            s
+        };
+        m.exchange_done(&r, &call(0, "echo"));
+        m.exchange_done(&r, &call(0, "echo"));
+        let mut failed = call(0, "echo");
+        failed.outcome = Outcome::Aborted;
+        m.exchange_done(&r, &failed);
+        // Not a tools/call: its name is not a tool's.
+        let mut prompt = summary(Some(0), Some("prompts/get"), 200);
+        prompt.rpc.as_mut().unwrap().name = Some("greeting".into());
+        m.exchange_done(&r, &prompt);
+        // Route a fills its table; route b's is its own.
+        for i in 1..TOOLS_PER_ROUTE {
+            m.exchange_done(&r, &call(0, &format!("t{i}")));
+        }
+        m.exchange_done(&r, &call(0, "late"));
+        m.exchange_done(&r, &call(0, "bad \"name\""));
+        m.exchange_done(&r, &call(1, "late"));
+        let text = m.encode(&r, &[]);
+        let series = |route: &str, tool: &str, outcome: &str| {
+            let s = format!(
+                r#"sluice_tool_calls_total{{route="{route}",tool="{tool}",outcome="{outcome}"}}"#
+            );
+            value(&text, &s)
+        };
+        assert_eq!(series("a", "echo", "complete"), Some(2.0), "{text}");
+        assert_eq!(series("a", "echo", "aborted"), Some(1.0), "{text}");
+        assert_eq!(series("a", "t63", "complete"), Some(1.0), "{text}");
+        assert_eq!(series("a", "late", "complete"), None, "{text}");
+        assert_eq!(series("a", "other", "complete"), Some(2.0), "{text}");
+        assert_eq!(series("b", "late", "complete"), Some(1.0), "{text}");
+        assert!(
+            !text.contains("greeting") && !text.contains("bad"),
+            "{text}"
+        );
+        let a_series = text
+            .lines()
+            .filter(|l| l.starts_with(r#"sluice_tool_calls_total{route="a""#))
+            .count();
+        // 64 names (one of them with two outcomes) and other.
+        assert_eq!(a_series, TOOLS_PER_ROUTE + 2, "{text}");
+    }
+
+    #[test]
+    fn upstream_dials_are_counted_per_route_and_stage() {
+        use crate::dial::DialStage;
+        let m = Metrics::new(None);
+        let r = m.routes(&["a".into(), "b".into()]);
+        let a = r.dial(0);
+        a.opened();
+        a.reused();
+        a.reused();
+        a.failed(DialStage::Tls);
+        a.idle_moved(2);
+        a.idle_moved(-1);
+        r.dial(1).failed(DialStage::Resolve);
+        // A reload that keeps route a keeps its counters.
+        let r = m.routes(&["b".into(), "a".into()]);
+        r.dial(1).failed(DialStage::Connect);
+        let text = m.encode(&r, &[]);
+        let series = |s: &str| value(&text, &format!("sluice_upstream_{s}"));
+        assert_eq!(series(r#"connections_opened_total{route="a"}"#), Some(1.0));
+        assert_eq!(series(r#"connections_reused_total{route="a"}"#), Some(2.0));
+        assert_eq!(series(r#"connections_opened_total{route="b"}"#), Some(0.0));
+        assert_eq!(series(r#"connections_idle{route="a"}"#), Some(1.0));
+        let failed = |route: &str, stage: &str| {
+            series(&format!(
+                r#"dial_failures_total{{route="{route}",stage="{stage}"}}"#
+            ))
+        };
+        assert_eq!(failed("a", "tls"), Some(1.0), "{text}");
+        assert_eq!(failed("a", "connect"), Some(1.0), "{text}");
+        assert_eq!(failed("a", "resolve"), Some(0.0), "{text}");
+        assert_eq!(failed("b", "resolve"), Some(1.0), "{text}");
+    }
+
+    #[test]
+    fn auth_verdicts_are_counted_by_outcome_and_method_on_protected_routes_only() {
+        use sluice_core::auth::{Denial, Outage, Verdict};
+        let m = Metrics::new(None);
+        let r = m.routes(&["open".into(), "guarded".into()]);
+        let guarded = m.auth("guarded");
+        guarded.judged(&Verdict::Deny(Denial::InvalidToken), AuthMethod::Jwt);
+        guarded.judged(&Verdict::Deny(Denial::InvalidToken), AuthMethod::None);
+        guarded.judged(&Verdict::Deny(Denial::Missing), AuthMethod::Jwt);
+        let scope = Verdict::Deny(Denial::InsufficientScope(vec!["s".into()]));
+        guarded.judged(&scope, AuthMethod::ApiKey);
+        let outage = Verdict::Unavailable(Outage::Introspection);
+        guarded.judged(&outage, AuthMethod::Introspection);
+        let text = m.encode(&r, &[]);
+        let series = |outcome: &str, method: &str| {
+            let s = format!(
+                r#"sluice_auth_decisions_total{{route="guarded",outcome="{outcome}",method="{method}"}}"#
+            );
+            value(&text, &s)
+        };
+        assert_eq!(series("unauthenticated", "jwt"), Some(2.0), "{text}");
+        assert_eq!(series("unauthenticated", "none"), Some(1.0), "{text}");
+        assert_eq!(series("forbidden", "api_key"), Some(1.0), "{text}");
+        assert_eq!(series("unavailable", "introspection"), Some(1.0), "{text}");
+        assert_eq!(series("allowed", "cached"), Some(0.0), "{text}");
+        assert!(
+            !text.contains(r#"auth_decisions_total{route="open""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn federated_sessions_are_counted_on_federated_routes_only() {
+        let m = Metrics::new(None);
+        let r = m.routes(&["plain".into(), "fed".into()]);
+        let fed = r.federation(1);
+        fed.sealed();
+        fed.sealed();
+        fed.refused();
+        // A reload keeps the route's series, by name.
+        m.routes(&["fed".into()]).federation(0).refused();
+        let text = m.encode(&r, &[]);
+        let opened = r#"sluice_federation_sessions_opened_total{route="fed"}"#;
+        assert_eq!(value(&text, opened), Some(2.0), "{text}");
+        let refused = r#"sluice_federation_session_refused_total{route="fed"}"#;
+        assert_eq!(value(&text, refused), Some(2.0), "{text}");
+        assert!(
+            !text.contains(r#"sessions_opened_total{route="plain""#),
+            "{text}"
+        );
     }
 
     #[test]

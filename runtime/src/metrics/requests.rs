@@ -66,17 +66,38 @@ type Counts = HashMap<Key, AtomicU64, BuildHasherDefault<FastHasher>>;
 /// The counter family, registered as a collector.
 #[derive(Debug)]
 pub(super) struct RequestCounts {
-    /// Route names by index (the last is `(none)`).
-    routes: Vec<Name>,
+    /// Route names by slot: every name configured since start (a reload
+    /// adds names, never removes them, so a slot keeps its meaning).
+    routes: RwLock<Vec<Name>>,
     counts: RwLock<Counts>,
 }
 
 impl RequestCounts {
-    pub(super) fn new(routes: Vec<Name>) -> RequestCounts {
+    pub(super) fn new() -> RequestCounts {
         RequestCounts {
-            routes,
+            routes: RwLock::default(),
             counts: RwLock::default(),
         }
+    }
+
+    /// The slot of route `name`, added if it is new.
+    pub(super) fn slot(&self, name: &Name) -> usize {
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        match routes.iter().position(|r| r == name) {
+            Some(slot) => slot,
+            None => {
+                routes.push(name.clone());
+                routes.len() - 1
+            }
+        }
+    }
+
+    /// Every route name since start, by slot.
+    pub(super) fn names(&self) -> Vec<Name> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(super) fn add(&self, key: Key) {
@@ -105,6 +126,11 @@ impl Collector for RequestCounts {
         };
         // A stable order, scrape after scrape.
         series.sort_unstable();
+        let routes = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut metric = encoder.encode_descriptor(
             "requests",
             "Requests answered, by route, JSON-RPC method, HTTP status and outcome",
@@ -112,8 +138,11 @@ impl Collector for RequestCounts {
             MetricType::Counter,
         )?;
         for (key, value) in series {
+            let Some(route) = routes.get(key.route) else {
+                continue;
+            };
             let labels = Labels {
-                route: self.routes[key.route.min(self.routes.len() - 1)].clone(),
+                route: route.clone(),
                 method: key.method,
                 status: key.status,
                 outcome: key.outcome,

@@ -18,9 +18,9 @@ use crate::hooks::{ChainOutcome, HookContext};
 use crate::metrics::{Phase, SseStreamOpen};
 use crate::rt::net::Stream;
 
-use super::Shared;
 use super::deadline::{Due, Slot};
 use super::upstream::{Heard, UpConn};
+use super::{Generation, Shared};
 use crate::rt::read;
 
 /// Serve every request on one client connection.
@@ -33,16 +33,23 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
     let slot = shared.deadlines.register();
     let mut carry = Vec::new();
     let mut to_client: Vec<Bytes> = Vec::new();
+    let mut generation = shared.current();
     loop {
+        // Each exchange runs to its end on the configuration it started
+        // with; the next one takes the newest.
+        shared.refresh(&mut generation);
+        let gen_ref = &*generation;
         let now = Instant::now();
-        let mut exchange = Exchange::new(shared.exchange.clone(), info.clone(), now);
-        if !carry.is_empty() {
+        let mut exchange = Exchange::new(gen_ref.exchange.clone(), info.clone(), now);
+        let fresh = carry.is_empty();
+        if !fresh {
             exchange.feed_client(&std::mem::take(&mut carry), now);
         }
         let mut driver = Driver {
             exchange: &mut exchange,
             client: &client,
             shared: &shared,
+            generation: gen_ref,
             upstream: None,
             route: 0,
             slot: &slot,
@@ -51,13 +58,45 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
             hook_time: None,
             told_shutdown: false,
             sse_open: None,
+            fresh,
+            trace: None,
+            spans: Vec::new(),
+            attempt: None,
         };
-        let close = driver.run().await;
+        let close = match driver.run().await {
+            Ended::Close(close) => close,
+            // Nothing read yet: the request that comes takes the newest configuration.
+            Ended::Stale => continue,
+        };
         let hook_time = driver.hook_time;
-        shared
+        let (trace, spans) = (driver.trace.take(), std::mem::take(&mut driver.spans));
+        gen_ref
             .access
-            .record(exchange.summary(), &shared.route_names, hook_time);
-        shared.metrics.exchange_done(exchange.summary());
+            .record(exchange.summary(), exchange.session_id(), hook_time);
+        if let Some((tracer, local)) = &shared.tracer {
+            // Sampled or not, decided for every exchange that read a request.
+            let trace = trace.or_else(|| {
+                (!exchange.summary().http_method.is_empty())
+                    .then(|| tracer.begin(exchange.trace_context()))
+            });
+            if let Some(ctx) = trace.filter(|c| c.sampled) {
+                let ends = super::trace::Ends {
+                    local: *local,
+                    peer: peer.ip(),
+                };
+                let span = super::trace::exchange_span(
+                    &ctx,
+                    &exchange,
+                    &gen_ref.access,
+                    &gen_ref.route_names,
+                    &ends,
+                );
+                tracer.submit(span.into_iter().chain(spans));
+            }
+        }
+        shared
+            .metrics
+            .exchange_done(&gen_ref.routes, exchange.summary());
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
@@ -73,6 +112,15 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
     }
 }
 
+/// How a driver's run ended.
+enum Ended {
+    /// The exchange ended; what becomes of the connection.
+    Close(Close),
+    /// A reload swapped the configuration while the exchange waited for
+    /// its first byte: none was read, so it starts again on the new one.
+    Stale,
+}
+
 enum Event {
     /// The client socket is readable (or was, the last time it was read).
     Client,
@@ -85,6 +133,8 @@ struct Driver<'a> {
     exchange: &'a mut Exchange,
     client: &'a Stream,
     shared: &'a Shared,
+    /// The configuration this exchange runs on, start to end.
+    generation: &'a Generation,
     upstream: Option<UpConn>,
     route: usize,
     /// This connection's deadline, checked by the proxy's ticker.
@@ -99,10 +149,20 @@ struct Driver<'a> {
     told_shutdown: bool,
     /// The answer streams as SSE: counted open until the driver is dropped.
     sse_open: Option<SseStreamOpen>,
+    /// No byte of this exchange was read yet.
+    fresh: bool,
+    /// With tracing on, this exchange's span, decided at its first hook
+    /// run or connect (whichever comes first), else when it ends.
+    trace: Option<crate::otel::SpanContext>,
+    /// Finished child spans (hook runs, upstream attempts), when the
+    /// exchange is sampled.
+    spans: Vec<crate::otel::Span>,
+    /// The upstream attempt under way, when the exchange is sampled.
+    attempt: Option<super::trace::Attempt>,
 }
 
 impl Driver<'_> {
-    async fn run(&mut self) -> Close {
+    async fn run(&mut self) -> Ended {
         self.to_client.clear();
         loop {
             while let Some(output) = self.exchange.poll_output() {
@@ -113,11 +173,22 @@ impl Driver<'_> {
                         self.exchange.hook_done(verdict, Instant::now());
                     }
                     Output::ToUpstream(bytes) => self.write_upstream(&bytes).await,
+                    Output::Authenticate(call) => {
+                        let verdict = match &self.generation.auth {
+                            Some(judge) => judge.judge(&call).await,
+                            // A protected route with no judge fails closed.
+                            None => sluice_core::auth::Verdict::Unavailable(
+                                sluice_core::auth::Outage::NoKeys,
+                            ),
+                        };
+                        self.exchange.auth_done(verdict, Instant::now());
+                    }
                     Output::Dispatch(request) => match self.upstream.as_mut() {
                         Some(UpConn::Message(link)) => link.dispatch(*request),
                         _ => self.upstream_closed(UpstreamEnd::ConnectFailed),
                     },
                     Output::Connect { route, fresh } => {
+                        self.begin_attempt();
                         // A 100 Continue or similar must not wait for the connect.
                         if self.flush_client().await.is_err() {
                             self.exchange.client_closed(Instant::now());
@@ -129,39 +200,54 @@ impl Driver<'_> {
                         // Once per route while its transport is in doubt; a
                         // held refusal waits here for the probe's GET, bounded
                         // by its own deadline. Boxed: not in every task's state.
-                        let judged = self.shared.upstreams.judge_transport(self.route, &evidence);
+                        let judged = self
+                            .generation
+                            .upstreams
+                            .judge_transport(self.route, &evidence);
                         let legacy = Box::pin(judged).await;
                         if evidence.held {
                             self.exchange.transport_probed(legacy, Instant::now());
                         }
                     }
                     Output::ReleaseUpstream { reusable } => {
+                        self.end_attempt(None);
                         if let Some(conn) = self.upstream.take()
                             && reusable
                         {
-                            self.shared.upstreams.checkin(self.route, conn);
+                            self.generation.upstreams.checkin(self.route, conn);
                         }
                     }
                     Output::Finished { close } => {
+                        self.end_attempt(None);
                         let flushed = self.flush_client().await;
-                        return if flushed.is_err() {
+                        return Ended::Close(if flushed.is_err() {
                             Close::Abort
                         } else {
                             close
-                        };
+                        });
                     }
                 }
             }
             if self.sse_open.is_none() && self.exchange.summary().event_stream {
                 let route = self.exchange.summary().route;
-                self.sse_open = Some(self.shared.metrics.sse_stream_opened(route));
+                self.sse_open = Some(
+                    self.shared
+                        .metrics
+                        .sse_stream_opened(&self.generation.routes, route),
+                );
             }
             if self.flush_client().await.is_err() {
                 self.exchange.client_closed(Instant::now());
                 continue;
             }
             match self.wait(!self.told_shutdown).await {
-                Event::Client => self.read_client(),
+                Event::Client if self.fresh && self.shared.is_stale(self.generation) => {
+                    return Ended::Stale;
+                }
+                Event::Client => {
+                    self.fresh = false;
+                    self.read_client();
+                }
                 Event::Upstream(Heard::Bytes(Ok(bytes))) if bytes.is_empty() => {
                     self.upstream_closed(UpstreamEnd::Eof)
                 }
@@ -182,6 +268,57 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// The exchange's span context, decided on first asking; `None` with
+    /// tracing off.
+    fn trace_context(&mut self) -> Option<&crate::otel::SpanContext> {
+        let (tracer, _) = self.shared.tracer.as_ref()?;
+        if self.trace.is_none() {
+            self.trace = Some(tracer.begin(self.exchange.trace_context()));
+        }
+        self.trace.as_ref()
+    }
+
+    /// With tracing on, a new upstream attempt: its span's id goes upstream
+    /// as the request's `traceparent` parent (its trace the exchange's),
+    /// and a sampled exchange times it.
+    fn begin_attempt(&mut self) {
+        let Some(ctx) = self.trace_context() else {
+            return;
+        };
+        let id = crate::otel::new_span_id();
+        let sampled = ctx.sampled;
+        let parent = sluice_core::tracecontext::TraceParent {
+            parent_id: id,
+            ..ctx.traceparent()
+        };
+        self.exchange.propagate_trace(&parent);
+        if sampled {
+            self.attempt = Some(super::trace::Attempt {
+                id,
+                start: std::time::SystemTime::now(),
+            });
+        }
+    }
+
+    /// The upstream attempt under way ended: its span, failed with
+    /// `error`, or else with the exchange's failure if the upstream or a
+    /// timeout caused it.
+    fn end_attempt(&mut self, error: Option<&str>) {
+        let (Some(attempt), Some(ctx)) = (self.attempt.take(), self.trace.as_ref()) else {
+            return;
+        };
+        let s = self.exchange.summary();
+        let error = error.map(str::to_owned).or_else(|| {
+            s.error
+                .as_ref()
+                .filter(|e| matches!(e.side(), "upstream" | "timeout"))
+                .map(|e| e.code().to_string())
+        });
+        let upstream = s.route.and_then(|r| self.generation.access.route(r));
+        self.spans
+            .push(super::trace::attempt_span(ctx, attempt, s, upstream, error));
     }
 
     /// Store the exchange's current deadline where the ticker sees it.
@@ -250,20 +387,24 @@ impl Driver<'_> {
     /// Run the hook chain inline: hooks are bounded CPU work (a deadline
     /// per hook), microseconds for compiled guests.
     fn run_hooks(&mut self, call: &HookCall) -> HookVerdict {
-        let Some(host) = self.shared.hooks.as_deref() else {
+        let Some(host) = self.generation.hooks.as_deref() else {
             return HookVerdict::Continue;
         };
         let ctx = HookContext {
             session_id: call.session_id.clone(),
             protocol_version: call.protocol_version.clone(),
             upstream: self
-                .shared
+                .generation
                 .route_names
                 .get(call.route)
                 .cloned()
                 .unwrap_or_default(),
             headers: call.headers.clone(),
         };
+        let started = self
+            .trace_context()
+            .filter(|c| c.sampled)
+            .map(|_| std::time::SystemTime::now());
         // Core hands out text it classified: UTF-8 JSON-RPC, nothing to re-check.
         let report = match (call.phase, call.response.as_deref()) {
             (HookPhase::Request, _) => host.run_request(&ctx, &call.method, &call.request),
@@ -279,10 +420,29 @@ impl Driver<'_> {
             HookPhase::Request => Phase::Request,
             HookPhase::Response => Phase::Response,
         };
+        if let (Some(start), Some(ctx)) = (started, self.trace.as_ref()) {
+            super::trace::hook_spans(
+                ctx,
+                start,
+                phase,
+                &call.method,
+                &report.runs,
+                &mut self.spans,
+            );
+        }
         for run in &report.runs {
             self.shared.metrics.hook_ran(phase, run);
             if let crate::hooks::HookRunResult::Failed { error, passed } = &run.result {
-                tracing::warn!(hook = %run.hook, error = %error, passed, "hook failed");
+                tracing::warn!(
+                    hook = %run.hook,
+                    phase = phase.label(),
+                    method = %call.method,
+                    route = self.generation.route_names.get(call.route).map_or("", String::as_str),
+                    kind = crate::metrics::failure_label(&error.kind),
+                    error = %error,
+                    passed,
+                    "hook failed"
+                );
             }
         }
         match report.outcome {
@@ -305,7 +465,7 @@ impl Driver<'_> {
         self.route = route;
         self.upstream = None;
         self.arm();
-        let attempt = async { Some(self.shared.upstreams.checkout(route, fresh).await) };
+        let attempt = async { Some(self.generation.upstreams.checkout(route, fresh).await) };
         let (slot, deadlines) = (self.slot, &*self.shared.deadlines);
         let timeout = future::poll_fn(|cx| slot.poll_due(deadlines, false, cx).map(|_| None));
         match future::or(attempt, timeout).await {
@@ -323,16 +483,36 @@ impl Driver<'_> {
                 }
             }
             Some(Err(e)) => {
-                tracing::warn!(route, error = %e, "upstream connect failed");
+                self.log_connect_failure(route, &e);
+                self.end_attempt(Some("connect-failed"));
                 self.exchange
                     .upstream_closed(UpstreamEnd::ConnectFailed, Instant::now());
             }
-            None => self.exchange.handle_timeout(Instant::now()),
+            None => {
+                self.end_attempt(Some("connect-timeout"));
+                self.exchange.handle_timeout(Instant::now());
+            }
+        }
+    }
+
+    /// A failed dial at `warn`, with the route, the upstream's address
+    /// and the OS (or TLS) error: what an operator alerts on.
+    fn log_connect_failure(&self, route: usize, e: &io::Error) {
+        let name = self
+            .generation
+            .route_names
+            .get(route)
+            .map_or("", String::as_str);
+        if !crate::dial::DialError::warn(name, e) {
+            // Not a dial: a route that cannot serve (its cause was logged
+            // when it started).
+            tracing::warn!(route = name, error = %e, "upstream unavailable");
         }
     }
 
     async fn write_upstream(&mut self, bytes: &[u8]) {
         let Some(UpConn::Net(up)) = self.upstream.as_mut() else {
+            self.end_attempt(Some("write-failed"));
             self.exchange
                 .upstream_closed(UpstreamEnd::WriteFailed, Instant::now());
             return;
@@ -349,6 +529,15 @@ impl Driver<'_> {
 
     fn upstream_closed(&mut self, end: UpstreamEnd) {
         self.upstream = None;
+        let error = match end {
+            // The answer may be whole (an until-close body): the
+            // exchange's own failure, if any, says.
+            UpstreamEnd::Eof => None,
+            UpstreamEnd::Error => Some("upstream-error"),
+            UpstreamEnd::WriteFailed => Some("write-failed"),
+            UpstreamEnd::ConnectFailed => Some("connect-failed"),
+        };
+        self.end_attempt(error);
         self.exchange.upstream_closed(end, Instant::now());
     }
 

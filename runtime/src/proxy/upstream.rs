@@ -31,6 +31,14 @@ pub struct UpstreamTarget {
     pub transport: UpstreamTransport,
 }
 
+/// `host:port`, an IPv6 literal bracketed: how logs name an upstream.
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    }
+}
+
 /// The exchange's upstream.
 pub(crate) enum UpConn {
     /// A real connection (TCP or TLS), pooled when it ends cleanly.
@@ -67,16 +75,32 @@ pub(crate) struct Upstreams {
     kinds: Vec<RouteKind>,
 }
 
+/// Cloned when a reload keeps a route whose definition did not change:
+/// both generations then share its sessions and children.
+#[derive(Clone)]
 enum RouteKind {
     Direct,
     Bridge(Arc<RouteBridge>),
     /// `transport = "auto"`: the bridge once the route is known to need it.
-    Auto(Arc<RouteBridge>, AutoTransport),
+    Auto(Arc<RouteBridge>, Arc<AutoTransport>),
     /// A stdio server.
     Stdio(Arc<RouteStdio>),
     /// A federation of servers (`None`: it could not start, for want of
     /// randomness to key its sessions; its requests fail).
     Federation(Option<Arc<RouteFederation>>),
+}
+
+impl RouteKind {
+    /// Close its bridges and children; none starts after. Returns how many
+    /// were running.
+    fn close(&self) -> usize {
+        match self {
+            RouteKind::Bridge(b) | RouteKind::Auto(b, _) => b.close_all(),
+            RouteKind::Stdio(s) => s.close_all(),
+            RouteKind::Federation(f) => f.as_ref().map_or(0, |f| f.close_all()),
+            RouteKind::Direct => 0,
+        }
+    }
 }
 
 /// A connection handed out by [`Upstreams::checkout`].
@@ -89,42 +113,77 @@ pub(crate) struct Checkout {
     pub in_doubt: bool,
 }
 
+/// The upstream pool's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Pool {
+    /// Idle connections kept per upstream (0: no pooling).
+    pub max_idle: usize,
+    /// How long one is kept.
+    pub idle_timeout: Duration,
+}
+
 impl Upstreams {
     /// Upstreams for `targets` (indexed like the router's routes), their
-    /// sockets on `rt`'s workers.
+    /// sockets on `rt`'s workers, their dials counted in `metrics`. With
+    /// `previous`, route `i` takes over the sessions and children of
+    /// `previous`'s route `carry[i]` (a reload that did not change its
+    /// definition): they keep the dialer they were made with.
     pub fn new(
         rt: crate::rt::Handle,
         targets: Vec<UpstreamTarget>,
         names: &[String],
         tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
-        max_idle: usize,
-        idle_timeout: Duration,
+        pool: Pool,
+        previous: Option<(&Upstreams, &[Option<usize>])>,
+        metrics: &crate::metrics::RouteMetrics,
     ) -> Self {
-        let dialer = Arc::new(Dialer::new(
-            rt,
-            targets
-                .iter()
-                .map(|t| dial::Target {
-                    host: t.host.clone(),
-                    port: t.port,
-                    tls: t.tls,
-                })
-                .collect(),
-            tls,
-            max_idle,
-            idle_timeout,
-        ));
+        // Routes first, by route index; then federations' HTTP members,
+        // each federation's from the index noted for it.
+        let mut dial_targets: Vec<dial::Target> = targets
+            .iter()
+            .map(|t| dial::Target {
+                host: t.host.clone(),
+                port: t.port,
+                tls: t.tls,
+            })
+            .collect();
+        let mut counters: Vec<_> = (0..targets.len()).map(|r| metrics.dial(r)).collect();
+        let mut member_targets = Vec::with_capacity(targets.len());
+        for (route, t) in targets.iter().enumerate() {
+            member_targets.push(dial_targets.len());
+            if let UpstreamTransport::Federation(f) = &t.transport {
+                dial_targets.extend(f.http_targets());
+                // Members count under their route: `route` alone stays
+                // the label, as in every other per-route family.
+                counters.resize(dial_targets.len(), metrics.dial(route));
+            }
+        }
+        let dialer = Dialer::new(rt, dial_targets, tls, pool.max_idle, pool.idle_timeout);
+        let dialer = Arc::new(dialer.with_counters(counters));
         let kinds = targets
             .into_iter()
             .enumerate()
-            .map(|(route, t)| match t.transport {
+            .map(|(route, t)| {
+                let kept = previous.and_then(|(up, carry)| up.kinds.get((*carry.get(route)?)?));
+                match kept {
+                    // A direct route keeps nothing: the new dialer serves it.
+                    Some(RouteKind::Direct) | None => {}
+                    Some(kind) => return kind.clone(),
+                }
+                match t.transport {
                 UpstreamTransport::Streamable => RouteKind::Direct,
                 UpstreamTransport::Sse(b) => {
-                    RouteKind::Bridge(RouteBridge::new(route, b, dialer.clone()))
+                    let name = names.get(route).cloned().unwrap_or_default();
+                    RouteKind::Bridge(RouteBridge::named(route, name, b, dialer.clone()))
                 }
                 UpstreamTransport::Auto(b) => RouteKind::Auto(
-                    RouteBridge::new(route, b, dialer.clone()),
-                    AutoTransport::default(),
+                    RouteBridge::named(
+                        route,
+                        names.get(route).cloned().unwrap_or_default(),
+                        b,
+                        dialer.clone(),
+                    ),
+                    Arc::default(),
                 ),
                 UpstreamTransport::Stdio(s) => {
                     let name = names.get(route).cloned().unwrap_or_default();
@@ -132,13 +191,20 @@ impl Upstreams {
                 }
                 UpstreamTransport::Federation(f) => {
                     let name = names.get(route).cloned().unwrap_or_default();
-                    let federation = RouteFederation::new(name.clone(), *f);
+                    let federation =
+                        RouteFederation::new(
+                        name.clone(),
+                        *f,
+                        &dialer,
+                        member_targets[route],
+                        metrics.federation(route),
+                    );
                     if federation.is_none() {
                         tracing::error!(route = %name, "no randomness for the federation's session key: its requests fail");
                     }
                     RouteKind::Federation(federation)
                 }
-            })
+            }})
             .collect();
         Upstreams { dialer, kinds }
     }
@@ -147,15 +213,24 @@ impl Upstreams {
     /// streams included) and stdio bridge (their children shut down), and
     /// refuses new ones. Returns how many were running.
     pub fn close_bridges(&self) -> usize {
-        self.kinds
+        self.kinds.iter().map(RouteKind::close).sum()
+    }
+
+    /// Closes the sessions and children of `routes` (by index), as
+    /// [`Upstreams::close_bridges`] does for all. Returns how many were
+    /// running.
+    pub fn close_routes(&self, routes: &[usize]) -> usize {
+        routes
             .iter()
-            .map(|k| match k {
-                RouteKind::Bridge(b) | RouteKind::Auto(b, _) => b.close_all(),
-                RouteKind::Stdio(s) => s.close_all(),
-                RouteKind::Federation(f) => f.as_ref().map_or(0, |f| f.close_all()),
-                RouteKind::Direct => 0,
-            })
+            .filter_map(|&r| self.kinds.get(r))
+            .map(RouteKind::close)
             .sum()
+    }
+
+    /// Close the idle pooled connections (a reload replaced these
+    /// upstreams).
+    pub fn drop_idle(&self) {
+        self.dialer.drop_idle();
     }
 
     /// What is open on each route, by route index, for metrics.
@@ -180,12 +255,46 @@ impl Upstreams {
                     crate::metrics::RouteLive {
                         stdio_sessions: sessions,
                         stdio_processes: processes,
+                        members: f.as_ref().map_or_else(Vec::new, |f| f.members_live()),
                         ..Default::default()
                     }
                 }
                 RouteKind::Direct => crate::metrics::RouteLive::default(),
             })
             .collect()
+    }
+
+    /// Whether each route (by route index) can serve, for `/readyz`: a
+    /// URL route's upstream takes a TCP connection within `within` (all
+    /// probed at once), a stdio route's program is there and its last
+    /// start did not fail, a federated route started (its members are
+    /// not required: it serves without those that are down).
+    pub async fn readiness(&self, within: Duration) -> Vec<Result<(), String>> {
+        let rt = self.dialer.runtime();
+        let probes: Vec<_> = self
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(route, kind)| match kind {
+                RouteKind::Direct | RouteKind::Bridge(_) | RouteKind::Auto(..) => {
+                    let dialer = self.dialer.clone();
+                    Err(rt.spawn(async move { dialer.probe(route, within).await }))
+                }
+                RouteKind::Stdio(s) => Ok(s.readiness()),
+                RouteKind::Federation(Some(_)) => Ok(Ok(())),
+                RouteKind::Federation(None) => {
+                    Ok(Err("the federation has no session key".to_owned()))
+                }
+            })
+            .collect();
+        let mut ready = Vec::with_capacity(probes.len());
+        for probe in probes {
+            ready.push(match probe {
+                Ok(known) => known,
+                Err(task) => task.await.map_err(|e| e.to_string()),
+            });
+        }
+        ready
     }
 
     /// Bridges (and stdio children) still running, across routes.

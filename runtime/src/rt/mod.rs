@@ -145,7 +145,12 @@ impl Worker {
             key: slot.key(),
         };
         let worker = self.clone();
-        let (runnable, task) = async_task::spawn(future, move |r| worker.schedule(r));
+        // A task that panics ends alone: the panic is caught in its poll
+        // (and raised again in whoever awaits it), never unwinding through
+        // the worker and every connection it serves.
+        let (runnable, task) = async_task::Builder::new()
+            .propagate_panic(true)
+            .spawn(move |_| future, move |r| worker.schedule(r));
         slot.insert(runnable.waker());
         self.load.fetch_add(1, Ordering::Relaxed);
         drop(tasks);
@@ -464,6 +469,34 @@ mod tests {
 
     fn worker_name() -> String {
         std::thread::current().name().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn a_task_that_panics_ends_alone_and_its_worker_goes_on() {
+        let rt = Runtime::start("rt-test-p", 1).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (gate_tx, gate_rx) = async_channel::bounded::<()>(1);
+        // Waiting on the same worker while the other task panics.
+        let waiting = tx.clone();
+        rt.handle()
+            .spawn(async move {
+                gate_rx.recv().await.unwrap();
+                waiting.send("survived").unwrap();
+            })
+            .detach();
+        rt.handle()
+            .spawn(async {
+                panic!("a bug in one connection's task");
+            })
+            .detach();
+        std::thread::sleep(Duration::from_millis(50));
+        gate_tx.send_blocking(()).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok("survived"));
+        rt.handle()
+            .spawn(async move { tx.send("new work").unwrap() })
+            .detach();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok("new work"));
+        rt.stop();
     }
 
     #[test]

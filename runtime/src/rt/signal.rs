@@ -80,4 +80,4 @@ pub(crate) fn name(signal: c_int) -> &'static str {
     signal_hook::low_level::signal_name(signal).unwrap_or("a signal")
 }
 
-pub(crate) use signal_hook::consts::{SIGINT, SIGTERM};
+pub(crate) use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

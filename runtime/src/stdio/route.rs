@@ -34,6 +34,9 @@ struct Live {
     processes: usize,
     /// Shutting down: no new bridge starts.
     closing: bool,
+    /// Why the last child failed to start, until one starts (for
+    /// `/readyz`).
+    spawn_error: Option<String>,
 }
 
 /// Which bridge a task is, to forget it when it ends.
@@ -92,7 +95,33 @@ impl RouteStdio {
 
     /// A child started / ended (its shutdown included).
     pub(super) fn process_started(&self) {
-        self.lock().processes += 1;
+        let mut live = self.lock();
+        live.processes += 1;
+        live.spawn_error = None;
+    }
+
+    /// A child could not be started (`error` says why).
+    pub(super) fn spawn_failed(&self, error: String) {
+        self.lock().spawn_error = Some(error);
+    }
+
+    /// Whether the route can serve, for `/readyz`: its program is found
+    /// (a path that is an executable file, or a name on the `PATH` of the
+    /// child's environment; not checked when that has no `PATH`), and the
+    /// last child it tried to start did start. A child that exits and
+    /// restarts is not a failure here: the bridge restarts it.
+    pub(crate) fn readiness(&self) -> Result<(), String> {
+        if let Some(error) = &self.lock().spawn_error {
+            return Err(format!("the last child failed to start: {error}"));
+        }
+        let program = self.settings.command.first().map_or("", String::as_str);
+        let path = self
+            .settings
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        find_program(program, path, self.settings.cwd.as_deref())
     }
 
     pub(super) fn process_ended(&self) {
@@ -217,5 +246,65 @@ fn attach(
             None
         }
         Err(_) => None,
+    }
+}
+
+/// `program` as `execvp` would find it: a path with a `/` (relative to
+/// `cwd`), else the first executable file of that name on `path`.
+fn find_program(
+    program: &str,
+    path: Option<&str>,
+    cwd: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = match cwd {
+            Some(dir) => dir.join(program),
+            None => Path::new(program).to_path_buf(),
+        };
+        return match executable(&p) {
+            true => Ok(()),
+            false => Err(format!("{program} is not an executable file")),
+        };
+    }
+    let Some(path) = path else {
+        // The search path is not ours to guess; a failed start says it.
+        return Ok(());
+    };
+    match path
+        .split(':')
+        .any(|dir| !dir.is_empty() && executable(&Path::new(dir).join(program)))
+    {
+        true => Ok(()),
+        false => Err(format!("{program} is not on the PATH {path}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_program;
+
+    #[test]
+    fn a_program_is_found_as_exec_would_find_it() {
+        assert_eq!(
+            find_program("sh", Some("/nowhere:/bin:/usr/bin"), None),
+            Ok(())
+        );
+        assert!(find_program("sh", Some("/nowhere"), None).is_err());
+        assert_eq!(find_program("/bin/sh", None, None), Ok(()));
+        let plain = std::env::temp_dir().join(format!("sluice-not-exec-{}", std::process::id()));
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let plain_str = plain.to_str().unwrap().to_owned();
+        let not_executable = find_program(&plain_str, None, None);
+        std::fs::remove_file(&plain).unwrap();
+        assert!(not_executable.is_err(), "mode 0644 is not executable");
+        assert!(find_program("/no/such/program", None, None).is_err());
+        assert_eq!(find_program("./sh", None, Some("/bin".as_ref())), Ok(()));
+        // No PATH in the child's environment: not guessed.
+        assert_eq!(find_program("anything", None, None), Ok(()));
     }
 }

@@ -127,6 +127,7 @@ impl Task {
                 }
                 Err(e) => {
                     tracing::warn!(route = %self.route.name, error = %e, "stdio server failed to start");
+                    self.route.spawn_failed(e.to_string());
                     self.bridge.spawn_failed(&e.to_string(), now);
                 }
             },

@@ -7,7 +7,8 @@
 //! - `messages`: notifications and 2025-03-26 batches;
 //! - `headers`: the operator's header allow-list;
 //! - `bypass`: the ways an upstream tried to get an answer past the hooks;
-//! - `methods`: a message reaches the upstream in a POST only.
+//! - `methods`: a message reaches the upstream in a POST only;
+//! - `traces`: a span per hook run, a child of the exchange's.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -19,6 +20,7 @@ mod failures;
 mod headers;
 mod messages;
 mod methods;
+mod traces;
 mod verdicts;
 
 use std::sync::Arc;

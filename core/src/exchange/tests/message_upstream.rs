@@ -201,3 +201,32 @@ fn a_prime_and_identified_events_carry_their_ids_for_last_event_id() {
     );
     assert_eq!(h.ex.summary().outcome, Outcome::Complete);
 }
+
+#[test]
+fn a_named_event_carries_its_text_id_and_one_the_client_could_not_read_goes_without() {
+    let mut h = dispatched(config());
+    h.answer(AnswerPart::Stream(head()));
+    h.answer(AnswerPart::NamedEvent {
+        id: "1:s_1733_abc".into(),
+        data: Bytes::from_static(PROGRESS.as_bytes()),
+    });
+    h.answer(AnswerPart::NamedEvent {
+        id: "2:bad\nid: 9".into(),
+        data: Bytes::from_static(ANSWER.as_bytes()),
+    });
+    h.answer(AnswerPart::End);
+    let (_, body) = decode_response(&h.log.to_client);
+    let mut parser = crate::sse::SseParser::new(SseLimits::default());
+    parser.feed(&body);
+    let mut ids = Vec::new();
+    while let Some(item) = parser.poll() {
+        if let Ok(crate::sse::SseItem::Event(e)) = item {
+            ids.push((e.id.clone(), e.data.clone()));
+        }
+    }
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], ("1:s_1733_abc".to_owned(), PROGRESS.to_owned()));
+    // No id line of its own: the last one stays (the parser's rule), and
+    // nothing the member wrote became a field.
+    assert_eq!(ids[1], ("1:s_1733_abc".to_owned(), ANSWER.to_owned()));
+}

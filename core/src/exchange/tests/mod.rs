@@ -45,6 +45,7 @@ struct Log {
     hooks: Vec<HookCall>,
     dispatched: Vec<upstream::Request>,
     evidence: Vec<TransportEvidence>,
+    auths: Vec<AuthCall>,
 }
 
 struct Harness {
@@ -82,6 +83,7 @@ impl Harness {
                 Output::Finished { close } => self.log.finished = Some(close),
                 Output::RunHook(call) => self.log.hooks.push(*call),
                 Output::ProbeTransport(e) => self.log.evidence.push(*e),
+                Output::Authenticate(call) => self.log.auths.push(*call),
             }
         }
     }
@@ -599,6 +601,7 @@ fn keepalive_comments_only_at_boundaries() {
     h.advance(Duration::from_secs(100));
     let (_, body) = decode_response(&[h.log.to_client.clone(), b"0\r\n\r\n".to_vec()].concat());
     assert_eq!(body, b": keepalive\n\ndata: par");
+    assert_eq!(h.ex.summary().keepalives, 1);
 }
 
 #[test]
@@ -1376,6 +1379,7 @@ fn recommended_timeouts_are_all_set_but_the_stream_ones() {
     );
 }
 
+mod auth;
 mod bounds;
 mod hooked_answers;
 mod message_upstream;
@@ -1425,4 +1429,65 @@ fn shutdown_lets_an_exchange_under_way_finish_then_close() {
     assert!(text.contains("Connection: close\r\n"), "{text}");
     assert!(text.ends_with(answer));
     assert_eq!(h.log.finished, Some(Close::Graceful));
+}
+
+fn post_with(extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "{POST_HEAD}{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const CLIENT_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn the_clients_trace_context_is_read_and_replaced_upstream() {
+    use crate::tracecontext::{SpanId, TraceParent};
+    let mut h = Harness::new(config());
+    let extra = format!("traceparent: {CLIENT_PARENT}\r\ntracestate: a=1\r\ntracestate: b=2\r\n");
+    h.client(&post_with(&extra, CALL));
+    let (parent, state) = h.ex.trace_context().expect("a valid traceparent");
+    assert_eq!(parent.write(), CLIENT_PARENT);
+    assert_eq!(state, Some("a=1,b=2"));
+    let ours = TraceParent {
+        parent_id: SpanId([1, 2, 3, 4, 5, 6, 7, 8]),
+        ..parent
+    };
+    h.ex.propagate_trace(&ours);
+    h.connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert_eq!(up.matches("traceparent").count(), 1, "{up}");
+    assert!(
+        up.contains("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01\r\n"),
+        "{up}"
+    );
+    assert!(up.contains("tracestate: a=1\r\n"), "kept: {up}");
+}
+
+#[test]
+fn a_bad_traceparent_is_ignored_and_its_tracestate_dropped_upstream() {
+    use crate::tracecontext::{SpanId, TraceId, TraceParent};
+    let extra = "traceparent: 00-zz-00f067aa0ba902b7-01\r\ntracestate: a=1\r\n";
+    let mut h = Harness::new(config());
+    h.client(&post_with(extra, CALL));
+    assert_eq!(h.ex.trace_context(), None);
+    let ours = TraceParent {
+        trace_id: TraceId([9; 16]),
+        parent_id: SpanId([8; 8]),
+        flags: 1,
+    };
+    h.ex.propagate_trace(&ours);
+    h.connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(!up.contains("tracestate"), "{up}");
+    assert!(
+        up.contains(&format!("traceparent: {}\r\n", ours.write())),
+        "{up}"
+    );
+    // Two traceparent lines are as invalid as one bad one.
+    let twice = format!("traceparent: {CLIENT_PARENT}\r\ntraceparent: {CLIENT_PARENT}\r\n");
+    let mut h = Harness::new(config());
+    h.client(&post_with(&twice, CALL));
+    assert_eq!(h.ex.trace_context(), None);
 }
