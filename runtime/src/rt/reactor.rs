@@ -5,6 +5,16 @@
 //! worker's wait is one `epoll_pwait` reporting every ready source at once.
 //! Wake-ups from other threads write an eventfd registered the same way.
 //!
+//! A registration's epoll data is its slot in the reactor's registry and
+//! the slot's generation. A source is removed from the epoll set before its
+//! descriptor is closed: a copy of the descriptor (a child between `fork`
+//! and `exec` holds one of every descriptor) would otherwise keep the
+//! registration alive, reporting the old socket's events under a slot the
+//! registry has since given to another source. An event read before a
+//! source closed, dispatched after, names a generation that is gone and is
+//! dropped. (A stale hang-up once landed on a live connection as a sticky
+//! `READ_CLOSED`: its task saw it readable forever and starved its worker.)
+//!
 //! Readiness is kept per source as two bits and an event count. A bit is
 //! set by an event and cleared by the task that found the source drained
 //! (a read or write that came back short or `WouldBlock`), unless an event
@@ -148,8 +158,66 @@ impl IoState {
     }
 }
 
-/// The key of the wake-up eventfd (sources are keyed by slab index).
+/// The key of the wake-up eventfd (sources are keyed by [`Token`]).
 const WAKE: u64 = u64::MAX;
+
+/// A registration's epoll data: its slot in the registry (low half) and
+/// the generation the slot had when it was registered (high half).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Token {
+    slot: u32,
+    generation: u32,
+}
+
+impl Token {
+    fn to_u64(self) -> u64 {
+        u64::from(self.generation) << 32 | u64::from(self.slot)
+    }
+
+    fn from_u64(data: u64) -> Token {
+        Token {
+            slot: data as u32,
+            generation: (data >> 32) as u32,
+        }
+    }
+}
+
+/// The sources registered with one reactor.
+#[derive(Default)]
+struct Registry {
+    slots: Slab<(u32, Arc<IoState>)>,
+    /// The generation the next registration gets.
+    next_generation: u32,
+}
+
+impl Registry {
+    fn insert(&mut self, state: Arc<IoState>) -> io::Result<Token> {
+        let generation = self.next_generation;
+        self.next_generation = generation.wrapping_add(1);
+        let entry = self.slots.vacant_entry();
+        // Four billion live sources: never, but the wake-up's key must stay its own.
+        let slot = u32::try_from(entry.key())
+            .ok()
+            .filter(|&s| s != u32::MAX)
+            .ok_or_else(|| io::Error::other("too many sources on one reactor"))?;
+        entry.insert((generation, state));
+        Ok(Token { slot, generation })
+    }
+
+    /// The source `token` names, if it is still registered.
+    fn get(&self, token: Token) -> Option<&Arc<IoState>> {
+        self.slots
+            .get(token.slot as usize)
+            .filter(|(generation, _)| *generation == token.generation)
+            .map(|(_, state)| state)
+    }
+
+    fn remove(&mut self, token: Token) {
+        if self.get(token).is_some() {
+            self.slots.remove(token.slot as usize);
+        }
+    }
+}
 
 /// What one wait reported, reused from wait to wait.
 pub(crate) struct Events(Vec<epoll::Event>);
@@ -164,7 +232,7 @@ impl Events {
 pub(crate) struct Reactor {
     epoll: OwnedFd,
     wake: OwnedFd,
-    sources: Mutex<Slab<Arc<IoState>>>,
+    sources: Mutex<Registry>,
 }
 
 /// Every source and the waker are registered for everything, edge-triggered.
@@ -186,7 +254,7 @@ impl Reactor {
         Ok(Arc::new(Reactor {
             epoll,
             wake,
-            sources: Mutex::new(Slab::new()),
+            sources: Mutex::default(),
         }))
     }
 
@@ -237,10 +305,9 @@ impl Reactor {
                 if key == WAKE {
                     continue;
                 }
-                // A source closed since the wait may have left an event for
-                // a slot now reused: a spurious readiness, which a read or
-                // write that finds nothing turns back into a wait.
-                let Some(state) = usize::try_from(key).ok().and_then(|k| sources.get(k)) else {
+                // A source closed since the wait left its events behind:
+                // its slot is empty, or another source's (a newer generation).
+                let Some(state) = sources.get(Token::from_u64(key)) else {
                     continue;
                 };
                 let flags = event.flags;
@@ -277,7 +344,7 @@ impl Reactor {
 /// then closes it.
 pub(crate) struct Source<T: AsFd> {
     reactor: Arc<Reactor>,
-    key: usize,
+    token: Token,
     state: Arc<IoState>,
     io: T,
 }
@@ -290,15 +357,15 @@ impl<T: AsFd> Source<T> {
             readiness: AtomicUsize::new(initial & BITS),
             waiters: Mutex::default(),
         });
-        let key = lock(&reactor.sources).insert(state.clone());
-        let data = epoll::EventData::new_u64(key as u64);
+        let token = lock(&reactor.sources).insert(state.clone())?;
+        let data = epoll::EventData::new_u64(token.to_u64());
         if let Err(e) = epoll::add(&reactor.epoll, io.as_fd(), data, interest()) {
-            lock(&reactor.sources).remove(key);
+            lock(&reactor.sources).remove(token);
             return Err(e.into());
         }
         Ok(Source {
             reactor: reactor.clone(),
-            key,
+            token,
             state,
             io,
         })
@@ -362,11 +429,13 @@ impl<T: AsFd> Source<T> {
 
 impl<T: AsFd> Drop for Source<T> {
     fn drop(&mut self) {
-        // Closing the descriptor (when `io` drops, right after) removes it
-        // from the epoll set: no `epoll_ctl` needed. Its slot is freed
-        // first; an event already queued for it is dropped in `dispatch`,
-        // or, if the slot is reused meanwhile, is one spurious readiness.
-        lock(&self.reactor.sources).try_remove(self.key);
+        // Out of the epoll set while the descriptor still names it: closing
+        // it (when `io` drops, right after) removes the registration only if
+        // no copy of the descriptor is left anywhere, and a forked child may
+        // hold one until it execs. An event already read for it is dropped
+        // in `dispatch` (its generation is gone with the slot).
+        let _ = epoll::delete(&self.reactor.epoll, self.io.as_fd());
+        lock(&self.reactor.sources).remove(self.token);
     }
 }
 
@@ -420,6 +489,75 @@ mod tests {
             s.poll_ready(WRITE, &mut Context::from_waker(Waker::noop()))
                 .is_pending()
         );
+    }
+
+    /// A Unix socket pair, both ends non-blocking.
+    fn pair() -> (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    fn noop_ready(state: &IoState, dir: usize) -> bool {
+        state
+            .poll_ready(dir, &mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    }
+
+    /// What a stdio server's `fork` does to every socket of the proxy: a
+    /// copy of the descriptor outlives the source. The old socket's
+    /// hang-up must not reach the source that took its slot.
+    #[test]
+    fn a_closed_sources_events_never_reach_the_source_in_its_slot() {
+        let reactor = Reactor::new().unwrap();
+        let (old, old_peer) = pair();
+        let copy = old.try_clone().unwrap();
+        drop(Source::new(old, &reactor, 0).unwrap());
+        let (new, _new_peer) = pair();
+        let new = Source::new(new, &reactor, 0).unwrap();
+        assert_eq!(new.token.slot, 0, "the freed slot was taken again");
+        drop(old_peer);
+        let mut events = Events::with_capacity(8);
+        reactor
+            .wait(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        reactor.dispatch(&events, &mut Vec::new());
+        assert!(!noop_ready(new.state(), READ), "nothing came for it");
+        drop(copy);
+    }
+
+    /// An event read by the worker's wait, for a source another thread
+    /// closes before the events are handed out.
+    #[test]
+    fn an_event_read_before_its_source_closed_is_dropped() {
+        let reactor = Reactor::new().unwrap();
+        let (old, old_peer) = pair();
+        let old = Source::new(old, &reactor, 0).unwrap();
+        drop(old_peer);
+        let mut events = Events::with_capacity(8);
+        reactor
+            .wait(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(events.0.len(), 1, "the hang-up was read");
+        drop(old);
+        let (new, _new_peer) = pair();
+        let new = Source::new(new, &reactor, 0).unwrap();
+        assert_eq!(new.token.slot, 0);
+        reactor.dispatch(&events, &mut Vec::new());
+        assert!(!noop_ready(new.state(), READ));
+        // Its own events still arrive.
+        let (mine, mine_peer) = pair();
+        let mine = Source::new(mine, &reactor, 0).unwrap();
+        drop(mine_peer);
+        reactor
+            .wait(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        reactor.dispatch(&events, &mut Vec::new());
+        assert!(noop_ready(mine.state(), READ));
     }
 
     #[test]
