@@ -27,6 +27,8 @@ NAMES = {
     "hook1": "sluice + Rust hook on tools/call (1 worker)",
     "bridge": "sluice bridging a legacy HTTP+SSE upstream (default workers)",
     "legacy": "direct, legacy HTTP+SSE face of the stub",
+    "trace1": "sluice, tracing at sample_ratio 0.01 (default workers)",
+    "trace100": "sluice, tracing at sample_ratio 1 (default workers)",
 }
 # The same sluice configuration with the hook, for the hook target of PERF.md.
 HOOKED = {"sluice": "hook", "sluice1": "hook1"}
@@ -226,3 +228,33 @@ if "bridge" in targets:
         ("RSS per idle bridged stream ≤ 8 KiB (a session's GET stream: client leg, bridge session and its backend SSE connection)", check_bridge_rss),
     ]:
         print(f"| {name} | {f('bridge')} |")
+
+
+def against_sluice(s, t, key):
+    """Median over rounds of t's key / sluice's key, both from the same round."""
+    rt, rs = by.get((s, t), {}), by.get((s, "sluice"), {})
+    return med([rt[r][key] / rs[r][key] for r in rt if r in rs and rs[r].get(key) and key in rt[r]])
+
+
+# Tracing (issue 16, item 8): the same sluice with [tracing] on, each round
+# against tracing off from that round.
+traced = [t for t in ("trace1", "trace100") if t in targets]
+if traced and "sluice" in targets:
+    print()
+    print("| tracing: against sluice without it, same round | " + " | ".join(NAMES[t] for t in traced) + " |")
+    print("|---|" + "---|" * len(traced))
+    for name, s, key in [
+        ("wrk -t1 -c16: req/s", "wrk16", "rps"),
+        ("wrk -t1 -c64: req/s", "wrk64", "rps"),
+    ]:
+        cells = []
+        for t in traced:
+            r = against_sluice(s, t, key)
+            cells.append("—" if r is None else f"{r:.3f}x ({value(s, t, key):,.0f}/s)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    cells = []
+    for t in traced:
+        a = diff("rate", t, "sluice", "p50_us")
+        p99 = diff("rate", t, "sluice", "p99_us")
+        cells.append("—" if a is None else f"p50 {a:+.0f} µs, p99 {p99:+.0f} µs")
+    print("| fixed rate 2k req/s: added latency | " + " | ".join(cells) + " |")
