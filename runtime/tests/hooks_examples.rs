@@ -175,3 +175,62 @@ fn redact_takes_mask_and_methods_from_config() {
         other => panic!("{other:?}"),
     }
 }
+
+fn caller_host(config: &str) -> Option<HookHost> {
+    let dir = rust_examples()?;
+    let mut spec = example_spec(&dir, "rust_caller_policy");
+    spec.config = config.into();
+    Some(HookHost::load(vec![spec], None).expect("the example loads"))
+}
+
+fn caller(subject: &str, scopes: &[&str], claims: Option<serde_json::Value>) -> HookContext {
+    use sluice_core::auth::{Identity, Scheme};
+    HookContext {
+        identity: Some(std::sync::Arc::new(Identity {
+            scheme: if claims.is_some() {
+                Scheme::Jwt
+            } else {
+                Scheme::ApiKey
+            },
+            subject: subject.into(),
+            issuer: claims.as_ref().map(|_| "https://as.example".into()),
+            client_id: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            claims: claims.and_then(|c| c.as_object().cloned()),
+        })),
+        ..ctx()
+    }
+}
+
+/// A 0.2.0 hook reads the caller the host hands it, as it was established.
+#[test]
+fn caller_policy_decides_by_the_identity_in_the_context() {
+    let Some(h) = caller_host(
+        r#"{"tools": {"deploy": {"scope": "ops"}, "admin_*": {"role": "admin"}}, "roles_claim": "groups"}"#,
+    ) else {
+        return;
+    };
+    let outcome =
+        |c: &HookContext, tool: &str| h.run_request(c, "tools/call", &call(1, tool)).outcome;
+    assert_eq!(
+        outcome(&caller("ann", &["ops"], None), "deploy"),
+        ChainOutcome::Continue
+    );
+    assert!(matches!(
+        outcome(&caller("bob", &["read"], None), "deploy"),
+        ChainOutcome::Reject { code: -31001, ref message, .. } if message == r#"tool "deploy" needs the scope "ops""#
+    ));
+    let admin = caller("cat", &[], Some(serde_json::json!({"groups": ["admin"]})));
+    assert_eq!(outcome(&admin, "admin_reset"), ChainOutcome::Continue);
+    // The role is read from the claim the config names, not from "roles".
+    let elsewhere = caller("dan", &[], Some(serde_json::json!({"roles": ["admin"]})));
+    assert!(matches!(
+        outcome(&elsewhere, "admin_reset"),
+        ChainOutcome::Reject { .. }
+    ));
+    assert!(
+        matches!(outcome(&ctx(), "deploy"), ChainOutcome::Reject { .. }),
+        "no identity"
+    );
+    assert_eq!(outcome(&ctx(), "echo"), ChainOutcome::Continue);
+}

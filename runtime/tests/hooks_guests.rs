@@ -19,6 +19,7 @@ fn ctx() -> HookContext {
         session_id: Some("s-1".into()),
         protocol_version: Some("2025-06-18".into()),
         headers: Vec::new(),
+        identity: None,
     }
 }
 

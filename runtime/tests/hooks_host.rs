@@ -185,6 +185,34 @@ fn bad_method_patterns_fail_the_load() {
 }
 
 #[test]
+fn a_0_1_0_hook_asking_for_a_server_to_client_phase_fails_the_load() {
+    for entry in ["sampling/createMessage@server-message", "*@client-answer"] {
+        let err = HookHost::load(
+            vec![spec("old", &Guest::new(&[entry], body::cont()).component())],
+            None,
+        )
+        .err()
+        .expect("load fails");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("methods(): {entry} asks for a server-to-client phase, which sluice:hook@0.1.0 hooks do not have")),
+            "{text}"
+        );
+    }
+    // Without a suffix it asks for every phase its world has.
+    assert!(
+        HookHost::load(
+            vec![spec(
+                "old",
+                &Guest::new(&["ping"], body::cont()).component()
+            )],
+            None
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn a_non_hook_component_fails_the_load_naming_it() {
     let empty = wit_component::ComponentEncoder::default()
         .module(&wat::parse_str("(module)").unwrap())
@@ -196,6 +224,10 @@ fn a_non_hook_component_fails_the_load_naming_it() {
         .expect("load fails");
     let text = format!("{err:#}");
     assert!(text.contains("hook empty"), "{text}");
+    assert!(
+        text.contains("implements neither sluice:hook/hook@0.2.0 nor sluice:hook/hook@0.1.0"),
+        "{text}"
+    );
     let err = HookHost::load(vec![spec("junk", b"\0asm junk")], None)
         .err()
         .expect("load fails");
@@ -442,6 +474,7 @@ fn context_reaches_the_guest() {
             ("x-user".into(), "ann".into()),
             ("x-team".into(), "blue".into()),
         ],
+        identity: None,
     };
     let r = h.run_request(&c, "tools/call", CALL);
     assert_eq!(

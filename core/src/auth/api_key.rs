@@ -20,6 +20,7 @@ impl ApiKey {
     /// The identity of whoever presents this key.
     pub fn identity(&self) -> Identity {
         Identity {
+            scheme: super::Scheme::ApiKey,
             subject: self.subject.clone(),
             issuer: None,
             client_id: None,

@@ -379,6 +379,7 @@ pub fn check_claims(
         });
     }
     Ok(Identity {
+        scheme: super::Scheme::Jwt,
         subject,
         issuer: Some(rules.issuer.clone()),
         client_id,

@@ -43,11 +43,24 @@ pub use gate::{AuthCall, Gate, Outage, UpstreamToken, Verdict};
 pub use jwt::{Alg, ClaimRules, TokenError};
 pub use metadata::{Resource, well_known_path};
 
+/// How a route established who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// A JWT checked against the issuer's keys.
+    Jwt,
+    /// An opaque token the authorization server introspected (RFC 7662).
+    Introspection,
+    /// One of the route's API keys.
+    ApiKey,
+}
+
 /// The caller, as a validated token or API key says. Attached to the
 /// exchange once the request is allowed; what hooks (`sluice:hook@0.2.0`)
 /// and the access log will read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// How it was established.
+    pub scheme: Scheme,
     /// `sub`, else the client id; an API key's `subject`.
     pub subject: String,
     /// `iss` of a JWT; `None` for an API key.

@@ -121,6 +121,7 @@ mod tests {
     fn identity(subject: &str, exp: u64) -> Identity {
         let claims = json!({"sub": subject, "exp": exp});
         Identity {
+            scheme: crate::auth::Scheme::Jwt,
             subject: subject.into(),
             issuer: Some("https://as.example".into()),
             client_id: None,

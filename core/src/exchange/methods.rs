@@ -2,7 +2,9 @@
 //!
 //! An entry is `*` (every method), `prefix/*` (every method under
 //! `prefix/`) or one method name, optionally limited to one phase by an
-//! `@request` or `@response` suffix: `tools/call@response`. A hook declares
+//! `@request`, `@response`, `@server-message` or `@client-answer` suffix:
+//! `tools/call@response`. (The last two are the server-to-client phases of
+//! `sluice:hook@0.2.0`; the exchange runs no hook in them yet.) A hook declares
 //! its list (`methods()`), and the operator may narrow it; the hook then sees
 //! a message only where both lists cover its method in that phase. The hook
 //! host, the config and [`super::HookFilter`] all read entries with
@@ -18,12 +20,59 @@ pub const MAX_PATTERNS: usize = 256;
 /// Bytes one entry may hold.
 pub const MAX_PATTERN_LEN: usize = 256;
 
+/// A phase a hook can ask for: the exchange's two ([`HookPhase`]) and the
+/// two a server-to-client message travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A client request or notification, before it goes upstream.
+    Request,
+    /// The upstream's answer to a client request, before it goes back.
+    Response,
+    /// A server request or notification, before it goes to the client.
+    ServerMessage,
+    /// The client's answer to a server request, before it goes upstream.
+    ClientAnswer,
+}
+
+impl Phase {
+    /// Its suffix in a method list.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Phase::Request => "@request",
+            Phase::Response => "@response",
+            Phase::ServerMessage => "@server-message",
+            Phase::ClientAnswer => "@client-answer",
+        }
+    }
+
+    /// A phase of a server-to-client message (or the client's answer to one).
+    pub fn is_server_to_client(self) -> bool {
+        matches!(self, Phase::ServerMessage | Phase::ClientAnswer)
+    }
+}
+
+impl From<HookPhase> for Phase {
+    fn from(phase: HookPhase) -> Phase {
+        match phase {
+            HookPhase::Request => Phase::Request,
+            HookPhase::Response => Phase::Response,
+        }
+    }
+}
+
+const PHASES: [Phase; 4] = [
+    Phase::Request,
+    Phase::Response,
+    Phase::ServerMessage,
+    Phase::ClientAnswer,
+];
+
 /// One entry of a method list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodPattern {
     methods: Methods,
-    /// `None`: both phases.
-    phase: Option<HookPhase>,
+    /// `None`: every phase.
+    phase: Option<Phase>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +98,7 @@ pub enum PatternError {
         /// The pattern.
         pattern: String,
     },
-    /// An `@` other than an `@request`/`@response` suffix.
+    /// An `@` other than a phase suffix at the end.
     Phase {
         /// The entry.
         entry: String,
@@ -72,7 +121,7 @@ impl fmt::Display for PatternError {
             ),
             PatternError::Phase { entry } => write!(
                 f,
-                "{entry:?}: a phase is \"@request\" or \"@response\" at the end"
+                "{entry:?}: a phase is \"@request\", \"@response\", \"@server-message\" or \"@client-answer\" at the end"
             ),
             PatternError::TooMany => write!(f, "more than {MAX_PATTERNS} method patterns"),
         }
@@ -84,13 +133,10 @@ impl std::error::Error for PatternError {}
 impl MethodPattern {
     /// Reads one entry.
     pub fn parse(entry: &str) -> Result<MethodPattern, PatternError> {
-        let (pattern, phase) = if let Some(p) = entry.strip_suffix("@request") {
-            (p, Some(HookPhase::Request))
-        } else if let Some(p) = entry.strip_suffix("@response") {
-            (p, Some(HookPhase::Response))
-        } else {
-            (entry, None)
-        };
+        let (pattern, phase) = PHASES
+            .iter()
+            .find_map(|&p| entry.strip_suffix(p.suffix()).map(|rest| (rest, Some(p))))
+            .unwrap_or((entry, None));
         if pattern.is_empty() {
             return Err(PatternError::Empty);
         }
@@ -119,13 +165,21 @@ impl MethodPattern {
     }
 
     /// Whether this entry covers `method` in `phase`.
-    pub fn matches(&self, method: &str, phase: HookPhase) -> bool {
+    pub fn matches(&self, method: &str, phase: impl Into<Phase>) -> bool {
+        let phase = phase.into();
         self.phase.is_none_or(|p| p == phase)
             && match &self.methods {
                 Methods::All => true,
                 Methods::Under(prefix) => method.starts_with(prefix.as_str()),
                 Methods::Exactly(m) => m == method,
             }
+    }
+}
+
+impl MethodPattern {
+    /// The one phase this entry is limited to, if any.
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
     }
 }
 
@@ -146,8 +200,7 @@ impl fmt::Display for MethodPattern {
         }
         match self.phase {
             None => Ok(()),
-            Some(HookPhase::Request) => f.write_str("@request"),
-            Some(HookPhase::Response) => f.write_str("@response"),
+            Some(phase) => f.write_str(phase.suffix()),
         }
     }
 }
@@ -171,7 +224,8 @@ impl MethodSet {
     }
 
     /// Whether some entry covers `method` in `phase`.
-    pub fn matches(&self, method: &str, phase: HookPhase) -> bool {
+    pub fn matches(&self, method: &str, phase: impl Into<Phase>) -> bool {
+        let phase = phase.into();
         self.0.iter().any(|p| p.matches(method, phase))
     }
 
@@ -196,7 +250,8 @@ impl HookMethods {
     }
 
     /// Whether this hook sees `method` in `phase`.
-    pub fn wants(&self, method: &str, phase: HookPhase) -> bool {
+    pub fn wants(&self, method: &str, phase: impl Into<Phase>) -> bool {
+        let phase = phase.into();
         self.own.matches(method, phase)
             && self
                 .narrowing
@@ -225,6 +280,9 @@ mod tests {
             "notifications/tools/*",
             "tools/call@request",
             "*@response",
+            "sampling/createMessage@server-message",
+            "notifications/*@server-message",
+            "elicitation/create@client-answer",
         ] {
             assert_eq!(p(ok).unwrap().to_string(), ok);
         }
@@ -310,6 +368,23 @@ mod tests {
         assert_eq!(
             MethodSet::parse(&many),
             Err((MAX_PATTERNS, PatternError::TooMany))
+        );
+    }
+
+    #[test]
+    fn a_server_to_client_phase_is_asked_for_by_name_and_an_entry_without_one_covers_all_four() {
+        let sampling = MethodPattern::parse("sampling/createMessage@server-message").unwrap();
+        assert_eq!(sampling.phase(), Some(Phase::ServerMessage));
+        assert!(sampling.matches("sampling/createMessage", Phase::ServerMessage));
+        assert!(!sampling.matches("sampling/createMessage", Phase::ClientAnswer));
+        assert!(!sampling.matches("sampling/createMessage", Request));
+        let any = MethodPattern::parse("ping").unwrap();
+        for phase in PHASES {
+            assert!(any.matches("ping", phase), "{phase:?}");
+        }
+        assert!(
+            Phase::ClientAnswer.is_server_to_client()
+                && !Phase::from(Response).is_server_to_client()
         );
     }
 }

@@ -218,6 +218,7 @@ mod tests {
         let log = AccessLog::new(true, None);
         assert_eq!(log.subject(&summary), None, "no identity, no subject");
         summary.identity = Some(Arc::new(Identity {
+            scheme: sluice_core::auth::Scheme::ApiKey,
             subject: "alice@example.com".into(),
             issuer: None,
             client_id: None,

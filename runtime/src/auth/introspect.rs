@@ -13,7 +13,7 @@ use sluice_core::auth::introspection::{
     AnswerError, Introspected, client_secret_basic, parse_answer, request_body,
 };
 use sluice_core::auth::jwt::check_claims;
-use sluice_core::auth::{ClaimRules, Identity, TokenError};
+use sluice_core::auth::{ClaimRules, Identity, Scheme, TokenError};
 
 use super::fetch::{self, FetchError, Form};
 use super::flight::{Flights, cached_or_asked};
@@ -124,7 +124,12 @@ impl Introspector {
             .map_or(0, |d| d.as_secs());
         let judged = match introspected {
             Introspected::Inactive => Err(TokenError::Inactive),
-            Introspected::Active(claims) => check_claims(claims, &self.rules, now),
+            Introspected::Active(claims) => {
+                check_claims(claims, &self.rules, now).map(|identity| Identity {
+                    scheme: Scheme::Introspection,
+                    ..identity
+                })
+            }
         };
         let lifetime = match &judged {
             Ok(identity) => {

@@ -18,7 +18,7 @@ use wasmtime::component::{Component, LinkerInstance, ResourceType};
 
 /// Packages linked into every hook's linker, with the version prefix that
 /// is semver-compatible with what is linked (`0.2.` for wasmtime-wasi's
-/// WASI 0.2.x, `0.1.` for our own host interface).
+/// WASI 0.2.x, `0.1.` and `0.2.` for our own host interface's worlds).
 const PROVIDED_PACKAGES: &[(&str, &str)] = &[
     ("wasi:cli", "0.2."),
     ("wasi:clocks", "0.2."),
@@ -27,6 +27,7 @@ const PROVIDED_PACKAGES: &[(&str, &str)] = &[
     ("wasi:random", "0.2."),
     ("wasi:sockets", "0.2."),
     ("sluice:hook", "0.1."),
+    ("sluice:hook", "0.2."),
 ];
 
 /// Whether an import named `ns:pkg/iface@version` comes from a package the

@@ -1,5 +1,6 @@
 //! The hook host: runs operator-configured WebAssembly components
-//! (`wit/hook.wit`, package `sluice:hook@0.1.0`) on JSON-RPC messages.
+//! (`wit/hook.wit`, package `sluice:hook@0.2.0`, and the 0.1.0 world of
+//! `wit/0.1.0/hook.wit`, see [`world`]) on JSON-RPC messages.
 //!
 //! Each hook is compiled once at [`HookHost::load`] (through a cache of
 //! precompiled artifacts), validated against the world, and asked which
@@ -36,6 +37,7 @@ mod cache;
 mod error;
 mod imports;
 mod verdict;
+mod world;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,16 +47,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use sluice_core::exchange::HookPhase;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     Trap,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use bindings::exports::sluice::hook::handler::Guest;
-use bindings::sluice::hook::types;
-use bindings::{Hook, HookPre};
+use world::{CallContext, Instance, Pre};
 
 pub use cache::{CacheStatus, default_cache_dir};
 pub use error::{HookError, HookErrorKind};
@@ -276,6 +276,10 @@ pub struct HookContext {
     /// order. Each hook gets only those its [`HookSpec::headers`] names;
     /// the rest are dropped before the guest is called.
     pub headers: Vec<(String, String)>,
+    /// The caller, when the route authenticates its clients: what
+    /// `sluice:hook@0.2.0` hooks get as `context.identity` (0.1.0 hooks
+    /// never see it).
+    pub identity: Option<Arc<sluice_core::auth::Identity>>,
 }
 
 /// The final word of a hook chain on one message.
@@ -361,7 +365,7 @@ pub struct HookHost {
 
 struct LoadedHook {
     shared: Arc<Shared>,
-    pre: HookPre<HostState>,
+    pre: Pre,
     declared: Vec<String>,
     /// What it sees: its `methods()`, narrowed by the operator's list.
     methods: HookMethods,
@@ -386,7 +390,7 @@ struct Shared {
 
 struct Warm {
     store: Store<HostState>,
-    hook: Hook,
+    hook: Instance,
     calls: u32,
 }
 
@@ -496,29 +500,6 @@ fn wasi_ctx(grants: Grants) -> WasiCtx {
     b.build()
 }
 
-impl bindings::sluice::hook::types::Host for HostState {}
-
-impl bindings::sluice::hook::host::Host for HostState {
-    fn log(&mut self, level: types::Level, message: String) {
-        let level = match level {
-            types::Level::Trace => LogLevel::Trace,
-            types::Level::Debug => LogLevel::Debug,
-            types::Level::Info => LogLevel::Info,
-            types::Level::Warn => LogLevel::Warn,
-            types::Level::Error => LogLevel::Error,
-        };
-        let mut end = message.len().min(MAX_LOG_LINE);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        (self.shared.log)(&self.shared.name, level, &message[..end]);
-    }
-
-    fn config(&mut self) -> String {
-        self.shared.config.clone()
-    }
-}
-
 /// The thread that advances the engine's epoch every [`TICK`].
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -605,7 +586,7 @@ fn engine(specs: &[HookSpec], opts: &HostOptions) -> anyhow::Result<Engine> {
 
 fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    Hook::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    world::add_to_linker(&mut linker)?;
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     Ok(linker)
 }
@@ -715,36 +696,20 @@ impl HookHost {
         message: &str,
     ) -> ChainReport {
         let start = Instant::now();
-        let wit_ctx = types::Context {
-            session_id: ctx.session_id.clone(),
-            protocol_version: ctx.protocol_version.clone(),
-            upstream: ctx.upstream.clone(),
-            headers: Vec::new(),
-            phase: match phase {
-                HookPhase::Request => types::Phase::Request,
-                HookPhase::Response => types::Phase::Response,
-            },
-        };
-        let request = request.map(|r| types::Message {
-            method: method.to_owned(),
-            json: r.to_owned(),
-        });
         let mut replaced: Option<String> = None;
         let mut runs = Vec::new();
         for hook in self.hooks.iter().filter(|h| h.methods.wants(method, phase)) {
             let t0 = Instant::now();
             let current = replaced.as_deref().unwrap_or(message);
-            let with_headers;
-            let hook_ctx = if hook.headers.is_empty() || ctx.headers.is_empty() {
-                &wit_ctx
-            } else {
-                with_headers = types::Context {
-                    headers: hook.visible_headers(&ctx.headers),
-                    ..wit_ctx.clone()
-                };
-                &with_headers
+            let hook_ctx = CallContext {
+                session_id: ctx.session_id.as_deref(),
+                protocol_version: ctx.protocol_version.as_deref(),
+                upstream: &ctx.upstream,
+                headers: hook.visible_headers(&ctx.headers),
+                phase,
+                identity: ctx.identity.as_deref(),
             };
-            let result = self.run_one(hook, phase, hook_ctx, method, request.as_ref(), current);
+            let result = self.run_one(hook, &hook_ctx, method, request, current);
             let mut run = |result| {
                 runs.push(HookRun {
                     hook: hook.shared.name.clone(),
@@ -811,28 +776,20 @@ impl HookHost {
     fn run_one(
         &self,
         hook: &LoadedHook,
-        phase: HookPhase,
-        ctx: &types::Context,
+        ctx: &CallContext<'_>,
         method: &str,
-        request: Option<&types::Message>,
+        request: Option<&str>,
         current: &str,
     ) -> Result<Checked, HookErrorKind> {
-        let len = current.len() + request.map_or(0, |r| r.json.len());
+        let len = current.len() + request.map_or(0, str::len);
         if len > self.max_message_bytes {
             return Err(HookErrorKind::InputTooLarge {
                 len,
                 limit: self.max_message_bytes,
             });
         }
-        let msg = types::Message {
-            method: method.to_owned(),
-            json: current.to_owned(),
-        };
-        let verdict = hook.call(|g, store| match request {
-            None => g.call_on_request(store, ctx, &msg),
-            Some(req) => g.call_on_response(store, ctx, req, &msg),
-        })?;
-        verdict::check(verdict, phase, current, self.max_message_bytes)
+        let verdict = hook.call(|g, store| g.on_message(store, ctx, method, request, current))?;
+        verdict::check(verdict, ctx.phase, current, self.max_message_bytes)
     }
 }
 
@@ -878,9 +835,7 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
     // called instead of failing the load: toolchains add imports a hook
     // never uses.
     imports::stub_unprovided(&mut linker, engine, &component)?;
-    let pre = HookPre::new(linker.instantiate_pre(&component)?)
-        .map_err(anyhow::Error::from)
-        .context("the component does not implement the sluice:hook/hook world")?;
+    let pre = Pre::new(&linker, &component)?;
     let deadline_ticks = (spec.deadline.as_micros().div_ceil(TICK.as_micros()) as u64).max(1) + 1;
     let mut hook = LoadedHook {
         shared: Arc::new(Shared {
@@ -903,9 +858,22 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
         cache,
     };
     let declared = hook
-        .call(|g, store| g.call_methods(store))
+        .call(|g, store| g.methods(store))
         .map_err(|e| anyhow::anyhow!("methods() failed: {e}"))?;
-    hook.methods = HookMethods::new(method_set("methods()", &declared)?, narrowing);
+    let own = method_set("methods()", &declared)?;
+    // A 0.1.0 hook has no handler for these: asking is a mistake to say now.
+    if !hook.pre.has_server_phases()
+        && let Some(p) = own
+            .patterns()
+            .iter()
+            .find(|p| p.phase().is_some_and(|p| p.is_server_to_client()))
+    {
+        bail!(
+            "methods(): {p} asks for a server-to-client phase, which {} hooks do not have (sluice:hook@0.2.0 does)",
+            hook.pre.world()
+        );
+    }
+    hook.methods = HookMethods::new(own, narrowing);
     hook.declared = declared;
     hook.mode = spec.mode;
     Ok(hook)
@@ -933,7 +901,7 @@ impl LoadedHook {
     /// failure into a [`HookErrorKind`].
     fn call<R>(
         &self,
-        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, HookErrorKind> {
         match self.mode {
             InstanceMode::Fresh => {
@@ -942,8 +910,7 @@ impl LoadedHook {
                     .pre
                     .instantiate(&mut store)
                     .map_err(|e| self.classify(&store, e, true))?;
-                f(hook.sluice_hook_handler(), &mut store)
-                    .map_err(|e| self.classify(&store, e, false))
+                f(&hook, &mut store).map_err(|e| self.classify(&store, e, false))
             }
             InstanceMode::Warm {
                 pool,
@@ -969,7 +936,7 @@ impl LoadedHook {
                     }
                 };
                 // On failure the instance is dropped: its state is suspect.
-                let r = f(warm.hook.sluice_hook_handler(), &mut warm.store)
+                let r = f(&warm.hook, &mut warm.store)
                     .map_err(|e| self.classify(&warm.store, e, false))?;
                 warm.calls += 1;
                 if warm.calls < recycle_after {

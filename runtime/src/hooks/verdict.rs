@@ -6,8 +6,8 @@
 use sluice_core::exchange::{self, HookPhase};
 use sluice_core::jsonrpc::{self, codes};
 
-use super::bindings::sluice::hook::types::Verdict;
 use super::error::HookErrorKind;
+use super::world::Verdict;
 
 /// Largest integer every JSON reader keeps exact (2^53 − 1).
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;

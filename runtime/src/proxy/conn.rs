@@ -400,6 +400,7 @@ impl Driver<'_> {
                 .cloned()
                 .unwrap_or_default(),
             headers: call.headers.clone(),
+            identity: self.exchange.identity().cloned(),
         };
         let started = self
             .trace_context()

@@ -2,7 +2,7 @@
 //! driver's verdict, refusals carry the challenge, the token stays home.
 
 use super::*;
-use crate::auth::{Denial, Gate, Identity, Outage, Resource, Verdict};
+use crate::auth::{Denial, Gate, Identity, Outage, Resource, Scheme, Verdict};
 
 const META: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
@@ -34,6 +34,7 @@ fn post_with(headers: &str, target: &str) -> Vec<u8> {
 
 fn alice() -> Identity {
     Identity {
+        scheme: Scheme::Jwt,
         subject: "alice".into(),
         issuer: Some("https://as.example.com".into()),
         client_id: Some("cli".into()),
