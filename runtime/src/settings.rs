@@ -162,7 +162,7 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
     let host =
         HookHost::load(hook_specs(&config.hooks), default_cache_dir()).context("loading hooks")?;
     for info in host.hooks() {
-        tracing::info!(hook = %info.name, methods = ?info.declared, cache = ?info.cache, "hook loaded");
+        tracing::info!(hook = %info.name, world = info.world, methods = ?info.declared, cache = ?info.cache, "hook loaded");
     }
     Ok(settings.with_hooks(Arc::new(host)))
 }

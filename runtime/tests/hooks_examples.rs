@@ -210,6 +210,7 @@ fn caller_policy_decides_by_the_identity_in_the_context() {
     ) else {
         return;
     };
+    assert_eq!(h.hooks()[0].world, "sluice:hook@0.2.0");
     let outcome =
         |c: &HookContext, tool: &str| h.run_request(c, "tools/call", &call(1, tool)).outcome;
     assert_eq!(

@@ -86,6 +86,7 @@ fn declared_methods_select_messages() {
     assert_eq!(r.outcome, ChainOutcome::Continue);
     assert!(r.runs.is_empty());
     assert_eq!(h.hooks()[0].declared, vec!["tools/call".to_string()]);
+    assert_eq!(h.hooks()[0].world, "sluice:hook@0.1.0");
 
     let all = one(&["*"], body::cont());
     assert!(all.wants("tools/list") && all.wants("initialize"));

@@ -353,6 +353,8 @@ pub struct HookInfo {
     pub declared: Vec<String>,
     /// Whether its compiled artifact came from the cache.
     pub cache: CacheStatus,
+    /// The world it implements: `sluice:hook@0.2.0` or `sluice:hook@0.1.0`.
+    pub world: &'static str,
 }
 
 /// The loaded hooks, ready to run. `Send + Sync`.
@@ -659,6 +661,7 @@ impl HookHost {
                 name: h.shared.name.clone(),
                 declared: h.declared.clone(),
                 cache: h.cache,
+                world: h.pre.world(),
             })
             .collect()
     }
