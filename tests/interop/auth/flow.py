@@ -11,6 +11,12 @@ Python client's opaque token at the provider (RFC 7662) and exchanges it
 there (RFC 8693) for a token issued for the upstream, which the provider
 reports (`TOKEN-EXCHANGE ok … aud=<upstream>`).
 
+On every route sluice runs hook-examples/rust-caller-policy (a
+sluice:hook@0.2.0 hook reading the caller's identity): the tool `add` is
+listed and callable only for callers whose token carries the scope
+`mcp:admin`; two Python clients with tokens of different scopes check that
+one is refused the tool and the other gets it.
+
 sluice's port is chosen first (the token's audience is the URL the client
 uses, so the authorization server must know it); every process is started
 in its own group and killed by its pid at the end, pass or fail.
@@ -25,6 +31,20 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+CALLER_POLICY = '{"tools": {"add": {"scope": "mcp:admin"}}}'
+
+
+def caller_policy_hook(out: Path) -> Path:
+    """The rust-caller-policy component, built by its script (from the
+    build cache when the runtime tests built it already)."""
+    script = HERE.parents[2] / "hook-examples" / "rust-caller-policy" / "build.sh"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET")}
+    built = subprocess.run(["sh", str(script)], env=dict(env, SLUICE_HOOK_OUT=str(out)),
+                           capture_output=True, text=True, timeout=900)
+    if built.returncode != 0:
+        raise RuntimeError(f"building rust-caller-policy failed: {built.stderr[-800:]}")
+    return out / "rust-caller-policy.wasm"
 sys.path.insert(0, str(HERE.parent))
 from harness import Running, free_port, kill_all, wait_tcp  # noqa: E402
 
@@ -53,11 +73,12 @@ def main() -> int:
         secret = Path(tmp.name) / "sluice-client-secret"
         secret.write_text("interop-secret\n")
         provider = Running("oidc-provider", ["node", str(HERE / "oidc_as.mjs"), "--port", str(as_port),
-                                             "--resource", resource, "--scope", "mcp:tools",
+                                             "--resource", resource, "--scope", "mcp:tools mcp:admin",
                                              "--opaque-resource", opaque_resource,
                                              "--upstream-resource", upstream,
                                              "--sluice-client", "sluice:interop-secret"], env)
         issuer = provider.wait_for(re.compile(r"READY (http://\S+)"), 30).group(1)
+        hook = caller_policy_hook(Path(tmp.name) / "hooks")
         config = Path(tmp.name) / "sluice.toml"
         client = f'client_id = "sluice"\nclient_secret = {{ from_file = "{secret}" }}\n'
         config.write_text(
@@ -69,19 +90,25 @@ def main() -> int:
             f'[route.auth]\naudience = "{opaque_resource}"\nissuer = "{issuer}"\n'
             f'required_scopes = ["mcp:tools"]\n\n'
             f'[route.auth.introspection]\n{client}\n'
-            f'[route.auth.token_exchange]\n{client}'
+            f'[route.auth.token_exchange]\n{client}\n'
+            f'[[hook]]\npath = "{hook}"\nconfig = \'{CALLER_POLICY}\'\n'
         )
         proxy = Running("sluice", [sluice, "--config", str(config)], env)
         proxy.wait_for(re.compile(r"sluice listening on"), 30)
         wait_tcp(proxy_port, 10)
         client_cfg = json.dumps({"url": resource, "issuer": issuer})
+        py = str(args.env_dir / "venv-mcp2" / "bin" / "python")
+        guarded = [(f"py-sdk token, scope {scope!r}",
+                    [py, str(HERE / "py_token_client.py"),
+                     json.dumps({"url": resource, "issuer": issuer, "scope": scope, "guarded": "add"})])
+                   for scope in ("mcp:tools", "mcp:tools mcp:admin")]
         clients = [("ts-sdk oauth", ["node", str(HERE / "ts_oauth_client.cjs"), client_cfg]),
                    ("ts-sdk code+pkce", ["node", str(HERE / "ts_oauth_code_client.cjs"), client_cfg]),
                    ("py-sdk token", [str(args.env_dir / "venv-mcp2" / "bin" / "python"),
                                      str(HERE / "py_token_client.py"), client_cfg]),
                    ("py-sdk opaque token, exchanged", [str(args.env_dir / "venv-mcp2" / "bin" / "python"),
                                                        str(HERE / "py_token_client.py"),
-                                                       json.dumps({"url": opaque_resource, "issuer": issuer})])]
+                                                       json.dumps({"url": opaque_resource, "issuer": issuer})])] + guarded
         for name, cmd in clients:
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
             got = [dict(json.loads(line), client=name) for line in out.stdout.splitlines()
