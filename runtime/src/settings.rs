@@ -213,6 +213,7 @@ fn http_member(u: &config::Upstream) -> crate::federation::HttpMember {
                 None => u.path.clone(),
             },
         },
+        headers: Vec::new(),
     }
 }
 
@@ -230,7 +231,14 @@ fn federation_upstream(
                     stdio_upstream(s, config).with_context(|| format!("member {}", m.name))?,
                 ),
                 config::MemberServer::Http(u) => {
-                    crate::federation::MemberServer::Http(http_member(u))
+                    let mut at = http_member(u);
+                    at.headers = m
+                        .upstream_headers
+                        .iter()
+                        .map(|h| Ok(http1::Header::new(h.name.clone(), h.resolve()?)))
+                        .collect::<Result<_, config::ConfigError>>()
+                        .with_context(|| format!("member {}", m.name))?;
+                    crate::federation::MemberServer::Http(at)
                 }
                 config::MemberServer::Legacy(u) => {
                     let at = http_member(u);

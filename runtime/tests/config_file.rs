@@ -614,7 +614,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmethods = [\"tools/call@request\", \"tools/list@later\"]\n",
-        "t.toml:5:34: hook[0].methods[1]: \"tools/list@later\": a phase is \"@request\" or \"@response\" at the end",
+        "t.toml:5:34: hook[0].methods[1]: \"tools/list@later\": a phase is \"@request\", \"@response\", \"@server-message\" or \"@client-answer\" at the end",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\non_error = \"ignore\"\n",
@@ -869,6 +869,23 @@ const ERRORS: &[(&str, &str)] = &[
     (
         "[[route]]\ncommand = [\"x\"]\nupstream_headers = { A = \"x\" }\n",
         "t.toml:3:20: route[0].upstream_headers: only applies to a route with an upstream URL",
+    ),
+    // A federation's member's credentials: URL members only.
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\ncommand = [\"x\"]\nupstream_headers = { A = \"x\" }\n",
+        "t.toml:5:20: route[0].server[0].upstream_headers: only applies to a server with an upstream URL (a command's credentials go in its env)",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/sse\"\ntransport = \"sse\"\nupstream_headers = { A = \"x\" }\n",
+        "t.toml:6:20: route[0].server[0].upstream_headers: a legacy (transport = \"sse\") server cannot take upstream_headers yet",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\nupstream_headers = { Mcp-Session-Id = \"x\" }\n",
+        "t.toml:5:39: route[0].server[0].upstream_headers.Mcp-Session-Id: Mcp-Session-Id is sluice's to set, or the client's",
+    ),
+    (
+        "[[route]]\n[[route.server]]\nname = \"a\"\nupstream = \"http://b/\"\nupstream_headers = { Accept-Encoding = \"gzip\" }\n",
+        "t.toml:2:1: route[0].server[0].upstream_headers.Accept-Encoding: sluice reads a member's answer, so it asks for it uncompressed",
     ),
     // Federated routes.
     (

@@ -70,6 +70,7 @@ fn http_member(name: &str, addr: std::net::SocketAddr) -> MemberUpstream {
                 authority: addr.to_string(),
                 target: "/mcp".into(),
             },
+            headers: Vec::new(),
         }),
         policy: DEFAULT_POLICY,
     }
@@ -416,6 +417,7 @@ fn legacy_member(name: &str, addr: std::net::SocketAddr) -> MemberUpstream {
             authority: addr.to_string(),
             target: "/sse".into(),
         },
+        headers: Vec::new(),
     };
     let bridging = sluice::legacy::Bridging::new(
         sluice_core::legacy::Mode::Session,
@@ -672,4 +674,136 @@ fn list_changed_from_any_member_reaches_the_clients_get_stream() {
     drop(get);
     p.shutdown();
     http.shutdown();
+}
+
+/// A Streamable HTTP member that answers `initialize`, `tools/list` (one
+/// tool, `t`) and `tools/call`, and reports the head of every request.
+fn recording_member() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let (mut head, mut len) = (String::new(), 0usize);
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                        head.push_str(&line);
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let _ = tx.send(head);
+                    let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let result = match msg["method"].as_str() {
+                        Some("initialize") => json!({"protocolVersion":"2025-06-18",
+                            "capabilities":{"tools":{}},"serverInfo":{"name":"rec","version":"1"}}),
+                        Some("tools/list") => {
+                            json!({"tools":[{"name":"t","inputSchema":{"type":"object"}}]})
+                        }
+                        Some(_) => json!({"content":[{"type":"text","text":"ok"}]}),
+                        None => {
+                            let _ = conn
+                                .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+                            continue;
+                        }
+                    };
+                    let b = json!({"jsonrpc":"2.0","id":msg["id"],"result":result}).to_string();
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nMcp-Session-Id: m1\r\nContent-Length: {}\r\n\r\n{b}",
+                        b.len()
+                    );
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// The header lines of `head` named `name`, as `Name: value`.
+fn fields<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    head.lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
+        .collect()
+}
+
+/// `upstream_headers` of a `[[route.server]]`: that member gets the
+/// operator's credentials in place of the client's fields by those names;
+/// a member without them gets what the client sent.
+#[test]
+fn a_members_upstream_headers_replace_the_clients_for_that_member_only() {
+    let (a, seen_a) = recording_member();
+    let (b, seen_b) = recording_member();
+    let dir = std::env::temp_dir().join(format!("sluice-member-headers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("a-token");
+    std::fs::write(&secret, "Bearer member-a-secret\n").unwrap();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n\n[[route]]\npath = \"/mcp\"\n\n\
+         [[route.server]]\nname = \"a\"\nupstream = \"http://{a}/mcp\"\n\
+         upstream_headers = {{ Authorization = {{ from_file = {secret:?} }}, X-Tenant = \"blue\" }}\n\n\
+         [[route.server]]\nname = \"b\"\nupstream = \"http://{b}/mcp\"\n"
+    );
+    let config = sluice::config::Config::from_toml(&toml, "t.toml", &dir).expect("config parses");
+    let mut settings = sluice::settings::proxy_settings(&config).expect("settings");
+    settings.access_log = false;
+    let p = sluice::proxy::start(settings).expect("sluice starts");
+    let client = "Authorization: Bearer client-token\r\nX-Tenant: red\r\n";
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})
+    .to_string();
+    let with_client_fields = |bytes: Vec<u8>| {
+        let text = String::from_utf8(bytes).unwrap();
+        text.replacen("\r\n", &format!("\r\n{client}"), 1)
+            .into_bytes()
+    };
+    let got = exchange(&p, &with_client_fields(request("POST", &init, None, BOTH)));
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let sid = got.header("mcp-session-id").unwrap();
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__t","arguments":{}}});
+    let got = exchange(
+        &p,
+        &with_client_fields(request("POST", &body.to_string(), Some(&sid), BOTH)),
+    );
+    assert_eq!(text(&got), "ok");
+    let timeout = std::time::Duration::from_secs(10);
+    for head in [
+        seen_a.recv_timeout(timeout).unwrap(),
+        seen_a.recv_timeout(timeout).unwrap(),
+    ] {
+        assert_eq!(
+            fields(&head, "authorization"),
+            ["Authorization: Bearer member-a-secret"],
+            "{head}"
+        );
+        assert_eq!(fields(&head, "x-tenant"), ["X-Tenant: blue"], "{head}");
+    }
+    let head = seen_b.recv_timeout(timeout).unwrap();
+    assert_eq!(
+        fields(&head, "authorization"),
+        ["Authorization: Bearer client-token"],
+        "{head}"
+    );
+    assert_eq!(fields(&head, "x-tenant"), ["X-Tenant: red"], "{head}");
+    p.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -46,16 +46,21 @@ pub struct MemberUrl {
 
 /// `req` as the HTTP/1.1 request the member at `url` gets: its method,
 /// the member's endpoint (the client's path and query are the
-/// federation's, not the member's), the client's end-to-end fields but
-/// for those the writer owns, and the body.
-pub fn member_request(req: &Request, url: &MemberUrl) -> Result<Bytes, WriteError> {
-    let mut headers = Vec::with_capacity(req.headers.len() + 3);
+/// federation's, not the member's), the operator's fields for this member
+/// (`own`: its credentials), the client's end-to-end fields but for those
+/// the writer or the operator owns, and the body.
+pub fn member_request(req: &Request, url: &MemberUrl, own: &[Header]) -> Result<Bytes, WriteError> {
+    let mut headers = Vec::with_capacity(req.headers.len() + own.len() + 3);
     headers.push(Header::new("Host", url.authority.as_bytes()));
+    headers.extend(own.iter().cloned());
     let connection_tokens = |h: &Header| http1::is_hop_by_hop(&req.headers, h);
+    let operators = |h: &Header| own.iter().any(|o| h.is(&o.name));
     headers.extend(
         req.headers
             .iter()
-            .filter(|h| !NOT_FORWARDED.iter().any(|n| h.is(n)) && !connection_tokens(h))
+            .filter(|h| {
+                !NOT_FORWARDED.iter().any(|n| h.is(n)) && !connection_tokens(h) && !operators(h)
+            })
             .cloned(),
     );
     if !req.headers.iter().any(|h| h.is("accept")) {
@@ -424,7 +429,7 @@ mod tests {
             ],
             r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
         );
-        let bytes = member_request(&req, &url()).unwrap();
+        let bytes = member_request(&req, &url(), &[]).unwrap();
         let text = std::str::from_utf8(&bytes).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let lines: Vec<&str> = head.split("\r\n").collect();
@@ -440,8 +445,45 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_fields_for_the_member_replace_the_clients_by_name() {
+        let req = request(
+            "POST",
+            &[
+                ("authorization", "Bearer client"),
+                ("X-Tenant", "theirs"),
+                ("X-Keep", "k"),
+            ],
+            "{}",
+        );
+        let own = [
+            Header::new("Authorization", "Bearer member-secret"),
+            Header::new("X-Tenant", "ours"),
+        ];
+        let bytes = member_request(&req, &url(), &own).unwrap();
+        let head = std::str::from_utf8(&bytes)
+            .unwrap()
+            .split_once("\r\n\r\n")
+            .unwrap()
+            .0
+            .to_owned();
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(
+            &lines[1..4],
+            [
+                "Host: member.test:8081",
+                "Authorization: Bearer member-secret",
+                "X-Tenant: ours"
+            ]
+        );
+        assert!(lines.contains(&"X-Keep: k"));
+        for gone in ["Bearer client", "theirs"] {
+            assert!(!head.contains(gone), "{gone} must not reach the member");
+        }
+    }
+
+    #[test]
     fn a_get_without_accept_asks_for_an_event_stream_and_has_no_length() {
-        let bytes = member_request(&request("GET", &[], ""), &url()).unwrap();
+        let bytes = member_request(&request("GET", &[], ""), &url(), &[]).unwrap();
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.starts_with("GET /mcp?tenant=a HTTP/1.1\r\n"));
         assert!(text.contains("Accept: text/event-stream\r\n"));
@@ -453,7 +495,7 @@ mod tests {
         let mut req = request("POST", &[], "{}");
         req.headers
             .push(Header::new("X-Bad", b"a\r\nInjected: 1".to_vec()));
-        assert!(member_request(&req, &url()).is_err());
+        assert!(member_request(&req, &url(), &[]).is_err());
     }
 
     #[test]

@@ -112,6 +112,7 @@ tables! {
         separator: Key<String>,
         tools: Key<CurationTable>,
         prompts: Key<CurationTable>,
+        upstream_headers: Key<UpstreamHeaders>,
     }
 
     struct CurationTable("a table ([route.server.tools] or [route.server.prompts])") {
@@ -494,21 +495,29 @@ fn http(
         legacy.allow_other_origin,
     );
     http.well_known = t.well_known.as_ref().map_or(first, |w| w.value);
-    let headers = value(t.upstream_headers.take()).map_or_else(Vec::new, |h| h.0);
-    for (name, At { value, span: at }) in headers {
+    http.upstream_headers = upstream_headers(src, key, t.upstream_headers.take(), base_dir)?;
+    Ok(http)
+}
+
+/// `upstream_headers` of a URL route or a federation's server: each
+/// field's name checked, once, and where its value comes from.
+fn upstream_headers(
+    src: &Source<'_>,
+    key: &dyn Fn(&str) -> String,
+    table: Option<At<UpstreamHeaders>>,
+    base_dir: &Path,
+) -> Result<Vec<UpstreamHeader>> {
+    let mut out: Vec<UpstreamHeader> = Vec::new();
+    for (name, At { value, span: at }) in value(table).map_or_else(Vec::new, |h| h.0) {
         let field = |k: &str| key(&format!("upstream_headers.{name}{k}"));
         check_header_name(&name).map_err(|p| src.err(&at, field(""), p))?;
-        if http
-            .upstream_headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(&name))
-        {
+        if out.iter().any(|h| h.name.eq_ignore_ascii_case(&name)) {
             return Err(src.err(&at, field(""), format!("{name} is given twice")));
         }
         let value = secret_value(src, &field, &at, value, base_dir)?;
-        http.upstream_headers.push(UpstreamHeader { name, value });
+        out.push(UpstreamHeader { name, value });
     }
-    Ok(http)
+    Ok(out)
 }
 
 /// A command route's settings. Keys of a URL route are refused.
@@ -729,7 +738,30 @@ fn federation(
                 MemberServer::Stdio(stdio(src, &key, &mut as_route, command, base_dir)?)
             }
         };
+        let headers = m.upstream_headers.take();
+        if let Some(At { span, .. }) = &headers
+            && !matches!(server, MemberServer::Http(_))
+        {
+            let problem = match server {
+                MemberServer::Legacy(_) => {
+                    "a legacy (transport = \"sse\") server cannot take upstream_headers yet"
+                }
+                _ => {
+                    "only applies to a server with an upstream URL (a command's credentials go in its env)"
+                }
+            };
+            return Err(src.err(span, key("upstream_headers"), problem));
+        }
         let mut member = Member::new(name.clone(), server);
+        member.upstream_headers = upstream_headers(src, &key, headers, base_dir)?;
+        if let Some(h) = member
+            .upstream_headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("accept-encoding"))
+        {
+            let problem = "sluice reads a member's answer, so it asks for it uncompressed";
+            return Err(src.err(&at, key(&format!("upstream_headers.{}", h.name)), problem));
+        }
         let policy = &mut member.policy;
         policy.timeout = or(m.timeout.take(), policy.timeout);
         policy.on_unavailable = or(m.on_unavailable.take(), policy.on_unavailable);

@@ -251,6 +251,10 @@ pub struct Member {
     pub prompts: sluice_core::federation::Curation,
     /// How long it has to begin an answer, and what lists do without it.
     pub policy: sluice_core::federation::MemberPolicy,
+    /// Fields set on every request to a Streamable HTTP member, in place of
+    /// any the client sent by the same name: the operator's credentials for
+    /// it, their values read when sluice starts.
+    pub upstream_headers: Vec<UpstreamHeader>,
 }
 
 /// What serves a member of a federation.
@@ -287,6 +291,7 @@ impl Member {
             tools: curation.clone(),
             prompts: curation,
             policy: crate::federation::DEFAULT_POLICY,
+            upstream_headers: Vec::new(),
         }
     }
 }

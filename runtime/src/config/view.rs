@@ -114,7 +114,13 @@ impl Config {
                         "members": f.members.iter().map(|m| {
                             let mut member = match &m.server {
                                 MemberServer::Stdio(s) => stdio_json(s),
-                                MemberServer::Http(u) => json!({ "upstream": redacted_url(u), "transport": "streamable" }),
+                                MemberServer::Http(u) => json!({
+                                    "upstream": redacted_url(u),
+                                    "transport": "streamable",
+                                    "upstream_headers": m.upstream_headers.iter()
+                                        .map(|h| (h.name.clone(), source_json(&h.value)))
+                                        .collect::<Map<_, _>>(),
+                                }),
                                 MemberServer::Legacy(u) => json!({ "upstream": redacted_url(u), "transport": "sse" }),
                             };
                             if let Value::Object(o) = &mut member {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures_lite::{AsyncWriteExt, FutureExt, future};
 use sluice_core::federation::http::{AnswerLimits, AnswerReader, MemberUrl, member_request};
+use sluice_core::http1::Header;
 use sluice_core::legacy::StreamId;
 use sluice_core::upstream::Request;
 
@@ -25,6 +26,8 @@ pub(crate) struct RouteHttpMember {
     /// The member's index in the dialer's targets.
     target: usize,
     url: MemberUrl,
+    /// The operator's fields for this member (its credentials).
+    headers: Vec<Header>,
     limits: AnswerLimits,
 }
 
@@ -34,6 +37,7 @@ impl RouteHttpMember {
         dialer: Arc<Dialer>,
         target: usize,
         url: MemberUrl,
+        headers: Vec<Header>,
         limits: AnswerLimits,
     ) -> Arc<Self> {
         Arc::new(RouteHttpMember {
@@ -41,6 +45,7 @@ impl RouteHttpMember {
             dialer,
             target,
             url,
+            headers,
             limits,
         })
     }
@@ -135,7 +140,8 @@ impl std::fmt::Display for Failure {
 }
 
 async fn exchange(m: &RouteHttpMember, req: &Request, sink: &ClientSink) -> Result<(), Failure> {
-    let bytes = member_request(req, &m.url).map_err(|e| Failure::Answer(e.to_string()))?;
+    let bytes =
+        member_request(req, &m.url, &m.headers).map_err(|e| Failure::Answer(e.to_string()))?;
     // A pooled connection the member closed as it was taken gives nothing
     // back: the request goes once more on a fresh one, as a client would.
     let mut fresh = false;

@@ -90,6 +90,8 @@ pub struct HttpMember {
     pub tls: bool,
     /// Its `Host` and its endpoint's path and query.
     pub url: MemberUrl,
+    /// The operator's fields for it (its credentials), values read at start.
+    pub headers: Vec<sluice_core::http1::Header>,
 }
 
 /// A federated route's settings.
@@ -259,6 +261,7 @@ impl RouteFederation {
                             dialer.clone(),
                             target - 1,
                             h.url,
+                            h.headers,
                             limits.clone(),
                         ))
                     }
