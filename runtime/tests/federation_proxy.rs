@@ -807,3 +807,49 @@ fn a_members_upstream_headers_replace_the_clients_for_that_member_only() {
     p.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a federated route with `[route.auth]`, the caller's token stays with
+/// sluice: no member gets it.
+#[test]
+fn a_protected_federated_routes_members_never_see_the_callers_token() {
+    let (a, seen_a) = recording_member();
+    let key = "sk-test-federation-0123456789";
+    let hash: String = sluice_core::auth::api_key::sha256(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n\n[[route]]\npath = \"/mcp\"\n\n\
+         [[route.server]]\nname = \"a\"\nupstream = \"http://{a}/mcp\"\n\n\
+         [route.auth]\naudience = \"http://mcp.test/mcp\"\n\n\
+         [[route.auth.api_key]]\nsha256 = \"{hash}\"\nsubject = \"fed\"\n"
+    );
+    let config = sluice::config::Config::from_toml(&toml, "t.toml", std::path::Path::new("/tmp"))
+        .expect("config parses");
+    let mut settings = sluice::settings::proxy_settings(&config).expect("settings");
+    settings.access_log = false;
+    let p = sluice::proxy::start(settings).expect("sluice starts");
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})
+    .to_string();
+    let bytes = String::from_utf8(request("POST", &init, None, BOTH))
+        .unwrap()
+        .replacen("\r\n", &format!("\r\nAuthorization: Bearer {key}\r\n"), 1);
+    let got = exchange(&p, bytes.as_bytes());
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let head = seen_a
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(fields(&head, "authorization").is_empty(), "{head}");
+    // Without the key, nothing reaches the member.
+    assert_eq!(
+        exchange(&p, &request("POST", &init, None, BOTH)).status,
+        401
+    );
+    assert!(
+        seen_a
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err()
+    );
+    p.shutdown();
+}
