@@ -285,6 +285,9 @@ pub(super) struct Streaming {
     /// The upstream connection was let go before the answer went out (the
     /// body was whole; the hooks had not spoken yet).
     upstream_released: bool,
+    /// The events of an SSE answer forwarded so far, counted on the bytes
+    /// as they go out (the unhooked fast path reads nothing else of them).
+    events: Option<sse::EventCounter>,
 }
 
 /// The JSON-RPC message for a hook's verdict on the answer to request `id`;
@@ -539,6 +542,7 @@ fn prepare(
         last_client_write: now,
         last_upstream: now,
         upstream_released: false,
+        events: sse.then(sse::EventCounter::default),
     };
     HeadStep::Ready {
         stream: Box::new(stream),
@@ -701,8 +705,7 @@ impl Streaming {
                     if let Some(watch) = &mut self.watch {
                         watch.observe(&data);
                     }
-                    self.write_client(data, out);
-                    self.last_client_write = now;
+                    self.forward(data, out, now);
                 }
             }
         }
@@ -785,8 +788,7 @@ impl Streaming {
                 if let Some(watch) = &mut self.watch {
                     watch.observe_message(data);
                 }
-                self.write_client(Bytes::from(event), out);
-                self.last_client_write = now;
+                self.forward(Bytes::from(event), out, now);
             }
         }
     }
@@ -807,10 +809,7 @@ impl Streaming {
                 }
             }
             Some(_) => {}
-            None => {
-                self.write_client(Bytes::from(event), out);
-                self.last_client_write = now;
-            }
+            None => self.forward(Bytes::from(event), out, now),
         }
     }
 
@@ -968,13 +967,17 @@ impl Streaming {
                 }
             }
             let more = hold.marks.front().is_some() && round.is_none() && cut.is_none();
-            self.write_client_now(Bytes::from(data), out, now);
+            if !data.is_empty() {
+                self.forward(Bytes::from(data), out, now);
+            }
             if let Some(errors) = cut {
+                // sluice's own errors, in place of answers: not forwarded.
                 for error in errors {
                     let mut event = Vec::with_capacity(error.len() + 32);
                     sse::encode_jsonrpc_message(&error, &mut event);
-                    self.write_client_now(Bytes::from(event), out, now);
+                    self.write_client(Bytes::from(event), out);
                 }
+                self.last_client_write = now;
                 // The answer is complete (errors stand for what was owed);
                 // the upstream's stream is out of step and not reused.
                 self.complete = true;
@@ -987,11 +990,20 @@ impl Streaming {
         }
     }
 
-    fn write_client_now(&mut self, data: Bytes, out: &mut Vec<Bytes>, now: Instant) {
-        if !data.is_empty() {
-            self.write_client(data, out);
-            self.last_client_write = now;
+    /// Body bytes of the upstream's answer (its own, or as the hooks left
+    /// it) for the client: an SSE answer's events are counted.
+    fn forward(&mut self, data: Bytes, out: &mut Vec<Bytes>, now: Instant) {
+        if let Some(events) = &mut self.events {
+            events.feed(&data);
         }
+        self.write_client(data, out);
+        self.last_client_write = now;
+    }
+
+    /// The SSE events of the upstream's answer forwarded to the client so
+    /// far (0 for an answer that is not an event stream).
+    pub fn events_forwarded(&self) -> u64 {
+        self.events.as_ref().map_or(0, sse::EventCounter::events)
     }
 
     /// The next response hook call, once per hooked part.
@@ -1080,7 +1092,9 @@ impl Streaming {
         } else {
             original
         };
-        self.write_client_now(Bytes::from(bytes), out, now);
+        if !bytes.is_empty() {
+            self.forward(Bytes::from(bytes), out, now);
+        }
         self.flush_sse(out, now);
     }
 

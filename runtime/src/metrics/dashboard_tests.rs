@@ -48,6 +48,7 @@ fn full_scrape() -> String {
         event_stream: true,
         identity: None,
         keepalives: 2,
+        sse_events: 3,
     };
     m.exchange_done(&r, &summary);
     let _open = m.sse_stream_opened(&r, Some(0));

@@ -180,6 +180,7 @@ struct RouteSeries {
     sse_streams: Counter,
     sse_bytes: Counter,
     sse_keepalives: Counter,
+    sse_events: Counter,
     dial: DialCounters,
 }
 
@@ -370,6 +371,7 @@ pub struct Metrics {
     sse_streams: Family<RouteLabels, Counter>,
     sse_bytes: Family<RouteLabels, Counter>,
     sse_keepalives: Family<RouteLabels, Counter>,
+    sse_events: Family<RouteLabels, Counter>,
     upstream_opened: Family<RouteLabels, Counter>,
     upstream_reused: Family<RouteLabels, Counter>,
     upstream_idle: Family<RouteLabels, Gauge>,
@@ -500,6 +502,12 @@ impl Metrics {
             "Keep-alive comments written on quiet SSE answers (sse_keepalive), by route, counted when each stream ends",
             sse_keepalives.clone(),
         );
+        let sse_events = Family::default();
+        registry.register(
+            "sse_events",
+            "Events of the upstreams' SSE answers forwarded to clients (POST answers and GET streams), by route, counted when each stream ends",
+            sse_events.clone(),
+        );
         let upstream_opened = Family::default();
         registry.register(
             "upstream_connections_opened",
@@ -587,6 +595,7 @@ impl Metrics {
             sse_streams,
             sse_bytes,
             sse_keepalives,
+            sse_events,
             upstream_opened,
             upstream_reused,
             upstream_idle,
@@ -636,6 +645,7 @@ impl Metrics {
                     sse_streams: self.sse_streams.get_or_create_owned(&labels),
                     sse_bytes: self.sse_bytes.get_or_create_owned(&labels),
                     sse_keepalives: self.sse_keepalives.get_or_create_owned(&labels),
+                    sse_events: self.sse_events.get_or_create_owned(&labels),
                     dial: DialCounters {
                         opened: self.upstream_opened.get_or_create_owned(&labels),
                         reused: self.upstream_reused.get_or_create_owned(&labels),
@@ -712,6 +722,7 @@ impl Metrics {
             series.sse_streams.inc();
             series.sse_bytes.inc_by(s.body_bytes);
             series.sse_keepalives.inc_by(s.keepalives);
+            series.sse_events.inc_by(s.sse_events);
         }
         if let Some(head) = s.response_head {
             series.head_seconds.observe(since(head));
@@ -919,6 +930,7 @@ mod tests {
             event_stream: false,
             identity: None,
             keepalives: 0,
+            sse_events: 0,
         }
     }
 
@@ -1003,6 +1015,7 @@ mod tests {
         s.event_stream = true;
         s.body_bytes = 1234;
         s.keepalives = 3;
+        s.sse_events = 5;
         m.exchange_done(&r, &s);
         drop(guard);
         let text = m.encode(&r, &[]);
@@ -1011,6 +1024,8 @@ mod tests {
         assert_eq!(value(&text, bytes), Some(1234.0), "{text}");
         let keepalives = r#"sluice_sse_keepalives_total{route="up"}"#;
         assert_eq!(value(&text, keepalives), Some(3.0), "{text}");
+        let events = r#"sluice_sse_events_total{route="up"}"#;
+        assert_eq!(value(&text, events), Some(5.0), "{text}");
         let streams = r#"sluice_sse_streams_total{route="up"}"#;
         assert_eq!(value(&text, streams), Some(1.0), "{text}");
     }

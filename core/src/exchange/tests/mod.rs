@@ -586,6 +586,22 @@ fn get_stream_reset_aborts() {
 }
 
 #[test]
+fn events_of_a_stream_passed_through_unread_are_counted_in_any_split() {
+    let mut h = Harness::new(config());
+    h.client(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .connected(false)
+        .upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk("data: a\n\n: comment\n\nid: 1\nda").as_bytes())
+        .upstream(chunk("ta: b\r\n\r").as_bytes())
+        .upstream(chunk("\nid: 2\n\ndata: cut short").as_bytes())
+        .upstream(b"0\r\n\r\n");
+    assert!(h.log.finished.is_some());
+    // Two events; a comment, a bare id and a block without its blank line
+    // are none.
+    assert_eq!(h.ex.summary().sse_events, 2);
+}
+
+#[test]
 fn keepalive_comments_only_at_boundaries() {
     let mut cfg = config();
     cfg.timeouts.sse_keepalive = Some(Duration::from_secs(15));
