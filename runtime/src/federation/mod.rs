@@ -312,11 +312,11 @@ impl RouteFederation {
             + self.bridges().map(|b| b.live_count()).sum::<usize>()
     }
 
-    /// Its stdio members' per-session bridges and children, summed.
-    pub(crate) fn open_counts(&self) -> (usize, usize) {
+    /// Its stdio members' client sessions and children, summed.
+    pub(crate) fn open_counts(&self) -> crate::stdio::StdioOpen {
         self.stdio_members()
             .map(|m| m.open_counts())
-            .fold((0, 0), |(s, p), (ms, mp)| (s + ms, p + mp))
+            .fold(Default::default(), |sum, m| sum + m)
     }
 
     /// Shutting down: every stdio member's bridges and legacy member's

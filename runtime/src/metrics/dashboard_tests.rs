@@ -83,6 +83,7 @@ fn full_scrape() -> String {
         &[RouteLive {
             legacy_sessions: 1,
             stdio_sessions: 1,
+            stdio_shared_sessions: 1,
             stdio_processes: 1,
             members: vec![MemberLive {
                 name: "m".into(),

@@ -146,9 +146,12 @@ impl Phase {
 pub struct RouteLive {
     /// Legacy HTTP+SSE bridge sessions (one backend SSE stream each).
     pub legacy_sessions: usize,
-    /// stdio client sessions of per-session mode, each with its child (a
-    /// shared child's sessions live in its bridge task: not counted).
+    /// stdio client sessions of per-session mode, each with its child.
     pub stdio_sessions: usize,
+    /// The client sessions of shared-mode stdio children (the route's
+    /// one, or a federation's stdio members'), as their bridge tasks last
+    /// said.
+    pub stdio_shared_sessions: usize,
     /// stdio children alive, those shutting down included.
     pub stdio_processes: usize,
     /// A federated route's members, in member order.
@@ -384,6 +387,7 @@ pub struct Metrics {
     hook_failures: Family<HookFailureLabels, Counter>,
     sessions_open: Family<SessionLabels, Gauge>,
     stdio_processes: Family<RouteLabels, Gauge>,
+    stdio_shared_sessions: Family<RouteLabels, Gauge>,
     member_left_out: Family<MemberLabels, Counter>,
     member_circuit_open: Family<MemberLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
@@ -465,6 +469,12 @@ impl Metrics {
             "stdio_processes",
             "stdio server child processes alive, by route",
             stdio_processes.clone(),
+        );
+        let stdio_shared_sessions = Family::default();
+        registry.register(
+            "stdio_shared_sessions",
+            "Client sessions served by shared-mode stdio server children, by route (per-session mode's are sessions_open{kind=\"stdio\"})",
+            stdio_shared_sessions.clone(),
         );
         let member_left_out = Family::default();
         registry.register(
@@ -608,6 +618,7 @@ impl Metrics {
             hook_failures,
             sessions_open,
             stdio_processes,
+            stdio_shared_sessions,
             member_left_out,
             member_circuit_open,
             reloads,
@@ -805,6 +816,10 @@ impl Metrics {
                 &self.stdio_processes.get_or_create(&labels),
                 live.stdio_processes,
             );
+            set(
+                &self.stdio_shared_sessions.get_or_create(&labels),
+                live.stdio_shared_sessions,
+            );
             for m in &live.members {
                 let labels = MemberLabels {
                     route: route.clone(),
@@ -974,6 +989,7 @@ mod tests {
             RouteLive {
                 legacy_sessions: 0,
                 stdio_sessions: 3,
+                stdio_shared_sessions: 7,
                 stdio_processes: 2,
                 members: vec![MemberLive {
                     name: "gh".into(),
@@ -987,6 +1003,8 @@ mod tests {
         assert_eq!(value(&text, sessions), Some(3.0), "{text}");
         let processes = r#"sluice_stdio_processes{route="b"}"#;
         assert_eq!(value(&text, processes), Some(2.0), "{text}");
+        let shared = r#"sluice_stdio_shared_sessions{route="b"}"#;
+        assert_eq!(value(&text, shared), Some(7.0), "{text}");
         let left_out = r#"sluice_federation_member_left_out_total{route="b",member="gh"}"#;
         assert_eq!(value(&text, left_out), Some(4.0), "{text}");
         let open = r#"sluice_federation_member_circuit_open{route="b",member="gh"}"#;
