@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_core::federation::{
-    Breaker, Catalog, Curation, Lists, MemberPolicy, OnUnavailable, Resources,
+    Breaker, Catalog, Curation, LegOutcome, Lists, MemberPolicy, OnUnavailable, Resources,
 };
 use sluice_core::legacy::StreamId;
 use sluice_core::upstream::Request;
@@ -211,6 +211,8 @@ pub(crate) struct RouteFederation {
     policies: Vec<MemberPolicy>,
     /// Times each member was left out of a fanned-in answer.
     left_out: Vec<std::sync::atomic::AtomicU64>,
+    /// Each member's requests, by how they ended ([`LegOutcome::index`]).
+    requests: Vec<[std::sync::atomic::AtomicU64; LegOutcome::ALL.len()]>,
     /// Sessions sealed and tokens refused.
     sessions: crate::metrics::FederationCounters,
 }
@@ -279,6 +281,7 @@ impl RouteFederation {
             lists: Mutex::new(lists),
             sealer,
             left_out: policies.iter().map(|_| Default::default()).collect(),
+            requests: policies.iter().map(|_| Default::default()).collect(),
             policies,
             sessions,
         }))
@@ -333,6 +336,16 @@ impl RouteFederation {
         }
     }
 
+    /// Counts each member request of a fan-out that is over, by how it
+    /// ended.
+    fn requests_ended(&self, legs: impl Iterator<Item = (usize, LegOutcome)>) {
+        for (member, outcome) in legs {
+            if let Some(n) = self.requests.get(member) {
+                n[outcome.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Its members' counts and circuits, for the metrics.
     pub(crate) fn members_live(&self) -> Vec<crate::metrics::MemberLive> {
         let now = std::time::Instant::now();
@@ -343,6 +356,13 @@ impl RouteFederation {
             .map(|(i, name)| crate::metrics::MemberLive {
                 name: name.clone(),
                 left_out: self.left_out[i].load(std::sync::atomic::Ordering::Relaxed),
+                requests: self
+                    .requests
+                    .get(i)
+                    .map_or([0; LegOutcome::ALL.len()], |r| {
+                        r.each_ref()
+                            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+                    }),
                 circuit_open: lists.health.get(i).is_some_and(|b| b.is_open(now)),
             })
             .collect()

@@ -89,6 +89,7 @@ fn full_scrape() -> String {
                 name: "m".into(),
                 left_out: 1,
                 circuit_open: true,
+                requests: [1, 1, 1, 1, 1],
             }],
         }],
     )

@@ -33,6 +33,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sluice_core::exchange::{Outcome, Summary};
+use sluice_core::federation::LegOutcome;
 
 use crate::hooks::{HookErrorKind, HookRun, HookRunResult};
 use crate::logq::DroppedLines;
@@ -86,6 +87,13 @@ struct SessionLabels {
 struct MemberLabels {
     route: Name,
     member: Name,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MemberRequestLabels {
+    route: Name,
+    member: Name,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -168,6 +176,20 @@ pub struct MemberLive {
     pub left_out: u64,
     /// Its circuit is open: requests fail at once without reaching it.
     pub circuit_open: bool,
+    /// Requests sluice sent it (or meant to) since start, by how they
+    /// ended, in [`LegOutcome::ALL`]'s order.
+    pub requests: [u64; LegOutcome::ALL.len()],
+}
+
+/// The `outcome` label of a federated route's member request.
+fn member_outcome_label(o: LegOutcome) -> &'static str {
+    match o {
+        LegOutcome::Answered => "ok",
+        LegOutcome::Failed => "error",
+        LegOutcome::TimedOut => "timeout",
+        LegOutcome::CircuitOpen => "circuit_open",
+        LegOutcome::Dropped => "dropped",
+    }
 }
 
 /// A route's own series, shared by every configuration (reload) that has
@@ -390,6 +412,7 @@ pub struct Metrics {
     stdio_shared_sessions: Family<RouteLabels, Gauge>,
     member_left_out: Family<MemberLabels, Counter>,
     member_circuit_open: Family<MemberLabels, Gauge>,
+    member_requests: Family<MemberRequestLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     reload_ok: Gauge,
     reload_success_time: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -487,6 +510,12 @@ impl Metrics {
             "federation_member_circuit_open",
             "1 while a federated route's member is failing and not tried (its circuit is open), by route and member",
             member_circuit_open.clone(),
+        );
+        let member_requests = Family::default();
+        registry.register(
+            "federation_member_requests",
+            "Requests a federated route sent its members, by route, member and outcome (ok, error, timeout, circuit_open: not sent, dropped: no longer wanted)",
+            member_requests.clone(),
         );
         let sse_open = Family::default();
         registry.register(
@@ -621,6 +650,7 @@ impl Metrics {
             stdio_shared_sessions,
             member_left_out,
             member_circuit_open,
+            member_requests,
             reloads,
             reload_ok,
             reload_success_time,
@@ -828,6 +858,14 @@ impl Metrics {
                 // The total lives with the route; the counter follows it.
                 let counter = self.member_left_out.get_or_create(&labels);
                 counter.inc_by(m.left_out.saturating_sub(counter.get()));
+                for (&outcome, &n) in LegOutcome::ALL.iter().zip(&m.requests) {
+                    let counter = self.member_requests.get_or_create(&MemberRequestLabels {
+                        route: labels.route.clone(),
+                        member: labels.member.clone(),
+                        outcome: member_outcome_label(outcome),
+                    });
+                    counter.inc_by(n.saturating_sub(counter.get()));
+                }
                 self.member_circuit_open
                     .get_or_create(&labels)
                     .set(i64::from(m.circuit_open));
@@ -995,6 +1033,7 @@ mod tests {
                     name: "gh".into(),
                     left_out: 4,
                     circuit_open: true,
+                    requests: [5, 1, 2, 3, 0],
                 }],
             },
         ];
@@ -1009,6 +1048,15 @@ mod tests {
         assert_eq!(value(&text, left_out), Some(4.0), "{text}");
         let open = r#"sluice_federation_member_circuit_open{route="b",member="gh"}"#;
         assert_eq!(value(&text, open), Some(1.0), "{text}");
+        let requests = |outcome: &str| {
+            let series = format!(
+                r#"sluice_federation_member_requests_total{{route="b",member="gh",outcome="{outcome}"}}"#
+            );
+            value(&text, &series)
+        };
+        assert_eq!(requests("ok"), Some(5.0), "{text}");
+        assert_eq!(requests("circuit_open"), Some(3.0), "{text}");
+        assert_eq!(requests("dropped"), Some(0.0), "{text}");
         let text = m.encode(&r, &[RouteLive::default(), RouteLive::default()]);
         assert_eq!(value(&text, sessions), Some(0.0), "{text}");
         // The standard process series, unprefixed, read from /proc.
