@@ -7,7 +7,8 @@
 //! ([`sluice_core::jsonrpc::MCP_METHODS`]) or `batch`, `other` (a method it
 //! does not define) or `none` (no JSON-RPC message: a GET stream, a DELETE,
 //! a refused request), `status` one of [`STATUSES`] or its class (`4xx`),
-//! `outcome` one of five words, `hook` a configured hook name.
+//! `outcome` one of five words, `hook` a configured hook name, `member` a
+//! federated route's configured member name.
 //! docs/OPERATIONS.md lists every series.
 //!
 //! What is counted as it happens (a request ending, a hook run) is a
