@@ -24,9 +24,10 @@ enum Head {
 
 /// Counts the events an `EventSource` would dispatch from a stream (blocks
 /// with a `data` line, ended by a blank line), fed in any split, without
-/// keeping any of it: per line it reads the bytes up to its line end with
-/// `memchr2` and at most the first five, so it costs one scan of the
-/// stream and no allocation. It agrees with [`super::SseParser`] on every
+/// keeping any of it: per line it finds the line end with `memchr2` and
+/// looks at its first five bytes at most (eight on a first line opening
+/// with a byte order mark), so it costs one scan of the stream and no
+/// allocation. It agrees with [`super::SseParser`] on every
 /// stream the parser reads whole; past the parser's limit it goes on
 /// counting, as a client would.
 #[derive(Debug, Clone)]
