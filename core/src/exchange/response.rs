@@ -846,8 +846,7 @@ impl Streaming {
                 if let Some(watch) = &mut self.watch {
                     watch.observe_message(data);
                 }
-                self.events += 1;
-                self.forward(Bytes::from(event), out, now);
+                self.forward_event(Bytes::from(event), out, now);
             }
         }
     }
@@ -868,10 +867,7 @@ impl Streaming {
                 }
             }
             Some(_) => {}
-            None => {
-                self.events += 1;
-                self.forward(Bytes::from(event), out, now);
-            }
+            None => self.forward_event(Bytes::from(event), out, now),
         }
     }
 
@@ -1038,8 +1034,8 @@ impl Streaming {
                     let mut event = Vec::with_capacity(error.len() + 32);
                     sse::encode_jsonrpc_message(&error, &mut event);
                     self.write_client(Bytes::from(event), out);
+                    self.last_client_write = now;
                 }
-                self.last_client_write = now;
                 // The answer is complete (errors stand for what was owed);
                 // the upstream's stream is out of step and not reused.
                 self.complete = true;
@@ -1057,6 +1053,14 @@ impl Streaming {
     /// reads them.
     fn forward(&mut self, data: Bytes, out: &mut Vec<Bytes>, now: Instant) {
         self.forward_from(data, 0, out, now);
+    }
+
+    /// One whole event from a message upstream, unheld: counted as one.
+    fn forward_event(&mut self, event: Bytes, out: &mut Vec<Bytes>, now: Instant) {
+        if let Counting::Messages = self.counting {
+            self.events += 1;
+        }
+        self.forward(event, out, now);
     }
 
     /// [`Self::forward`], scanning only from `scan_from` (what comes
