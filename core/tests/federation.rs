@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use sluice_core::federation::{
-    Breaker, Catalog, Context, Curation, Fanout, Lists, MemberPolicy, MemberSession, OnUnavailable,
-    Output, Resources,
+    Breaker, Catalog, Context, Curation, Fanout, LegOutcome, Lists, MemberPolicy, MemberSession,
+    OnUnavailable, Output, Resources,
 };
 use sluice_core::http1::Header;
 use sluice_core::upstream::{AnswerHead, AnswerPart, Request};
@@ -310,6 +310,10 @@ fn a_member_that_fails_or_is_late_is_left_out_of_a_list() {
     );
     let (_, _, body) = whole(&out);
     assert_eq!(body["result"]["prompts"], json!([{"name":"fs__p"}]));
+    // Each member's request, as the metrics count it.
+    let outcomes: Vec<_> = f.leg_outcomes().collect();
+    let answered = LegOutcome::Answered;
+    assert_eq!(outcomes, [(0, LegOutcome::TimedOut), (1, answered)]);
 }
 
 #[test]
@@ -803,6 +807,10 @@ fn a_failing_member_is_not_tried_while_its_circuit_is_open() {
         assert_eq!(sent(&drain(&mut f)).len(), 1);
         f.member_failed(0, "connection refused", &mut lists, now);
         assert_eq!(whole(&drain(&mut f)).0, 502);
+        assert_eq!(
+            f.leg_outcomes().collect::<Vec<_>>(),
+            [(0, LegOutcome::Failed)]
+        );
     }
     // The next is refused without a request to the member, with its id
     // and the member's name.
@@ -817,6 +825,8 @@ fn a_failing_member_is_not_tried_while_its_circuit_is_open() {
         message.contains("member gh") && message.contains("not tried again"),
         "{message}"
     );
+    let not_sent = (0, LegOutcome::CircuitOpen);
+    assert_eq!(f.leg_outcomes().collect::<Vec<_>>(), [not_sent]);
     // Lists go on without it.
     let list = json!({"jsonrpc":"2.0","id":"l","method":"tools/list"});
     let mut f = Fanout::new(post(list, Some("tok")), &c, &mut lists, now);

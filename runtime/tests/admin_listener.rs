@@ -220,6 +220,9 @@ fn metrics_count_what_went_through_and_the_admin_paths_answer() {
     let sse_series = |name: &str| value(&m, &format!("{name}{route}"));
     assert_eq!(sse_series("sluice_sse_streams_total"), Some(1.0), "{m}");
     assert_eq!(sse_series("sluice_sse_streams_open"), Some(0.0), "{m}");
+    // Its events: the progress notification and the result.
+    assert_eq!(events_in(&sse.body), 2, "{}", sse.text());
+    assert_eq!(sse_series("sluice_sse_events_total"), Some(2.0), "{m}");
     let bytes = sse_series("sluice_sse_bytes_total").unwrap() as usize;
     let events = sse.body.len();
     assert!(
@@ -483,6 +486,75 @@ fn keepalive_comments_on_a_quiet_sse_stream_are_counted_when_it_ends() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    proxy.shutdown();
+}
+
+/// The events a client reads in an SSE body: blocks with a `data` line.
+fn events_in(body: &[u8]) -> usize {
+    String::from_utf8_lossy(body)
+        .replace("\r\n", "\n")
+        .split("\n\n")
+        .filter(|block| block.lines().any(|l| l.starts_with("data")))
+        .count()
+}
+
+#[test]
+fn events_of_a_get_stream_passed_through_unread_are_counted_when_it_ends() {
+    use std::io::Read;
+    let demo = DemoServer::start().unwrap();
+    // No keep-alives: the GET stream owes nothing and nothing reads it.
+    let proxy = proxy_with(demo.addr(), |s| {
+        s.admin = Some(sluice::proxy::AdminSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config_json: "{}".into(),
+        });
+    });
+    let admin = proxy.admin_addr().unwrap();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let mut c = connect(proxy.local_addr());
+    let r = send(&mut c, "POST", "/mcp", None, init);
+    let session = header(&r, "mcp-session-id").unwrap().to_owned();
+    let mut stream = connect(proxy.local_addr());
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {session}\r\n\r\n"
+    );
+    stream.write_all(get.as_bytes()).unwrap();
+    // The head came through: the demo holds the stream open now.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Each call logs a notification on the session's GET stream.
+    for id in 2..4 {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}}}}}}"#
+        );
+        let r = send(&mut c, "POST", "/mcp", Some(&session), &call);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    while seen.windows(5).filter(|w| w == b"data:").count() < 2 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Ending the session ends its stream cleanly, and its exchange.
+    let r = send(&mut c, "DELETE", "/mcp", Some(&session), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let route = r#"{route="upstream"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = get_metrics(admin);
+        if value(&m, &format!("sluice_sse_streams_total{route}")) == Some(1.0) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let events = value(&m, &format!("sluice_sse_events_total{route}"));
+    assert_eq!(events, Some(2.0), "{m}");
     proxy.shutdown();
 }
 

@@ -120,6 +120,15 @@ fn counted(p: &RunningProxy, name: &str) -> Option<f64> {
         .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
 }
 
+/// A scrape of `p`'s admin listener.
+fn scrape(p: &RunningProxy) -> String {
+    use std::io::Write;
+    let mut c = common::connect(p.admin_addr().expect("an admin listener"));
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    common::read_response(&mut c, "GET").text()
+}
+
 /// A federation of the fixture, once per `(name, flags)`.
 fn proxy(members: &[(&str, &[&str])]) -> RunningProxy {
     federation(
@@ -233,6 +242,64 @@ fn command_and_http_members_mix_and_a_closed_port_is_left_out() {
     );
     p.shutdown();
     b.shutdown();
+}
+
+#[test]
+fn each_members_requests_are_counted_by_how_they_ended() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut a = stdio_member("a", &[]);
+    // Time for the child to start; not for a slow call paused a second a step.
+    a.policy.timeout = std::time::Duration::from_secs(2);
+    let p = federation(vec![a, http_member("gone", closed)]);
+    // Three sessions: a takes each initialize and its notification; gone's
+    // port is closed, three failures in a row, and its circuit opens.
+    for _ in 0..3 {
+        initialize(&p);
+    }
+    // The fourth session does not try it.
+    let (sid, _) = initialize(&p);
+    tool_names(&p, &sid);
+    assert_eq!(call(&p, &sid, 2, "a__echo").status, 200);
+    let slow = json!({"jsonrpc":"2.0","id":3,"method":"tools/call",
+        "params":{"name":"a__slow","arguments":{"pause":1.0}}});
+    assert_eq!(post(&p, slow, Some(&sid)).status, 502);
+    // A call to a member outside the session goes nowhere.
+    assert_eq!(call(&p, &sid, 4, "gone__echo").status, 502);
+    let series = |member: &str, outcome: &str| {
+        format!(
+            r#"sluice_federation_member_requests_total{{route="upstream",member="{member}",outcome="{outcome}"}}"#
+        )
+    };
+    // Counted as each client request ends, just after its answer went.
+    let want = [
+        ("a", "ok", 10.0),
+        ("a", "timeout", 1.0),
+        ("gone", "error", 3.0),
+        ("gone", "circuit_open", 1.0),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(&p);
+        let read = |member, outcome| value(&text, &series(member, outcome));
+        if want.iter().all(|&(m, o, n)| read(m, o) == Some(n)) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    for (member, outcome) in [("a", "error"), ("a", "dropped"), ("gone", "ok")] {
+        assert_eq!(value(&text, &series(member, outcome)), Some(0.0), "{text}");
+    }
+    p.shutdown();
+}
+
+/// The value of `series` (name and labels, as written) in `text`.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Two members `a` and `b`, each the fixture: merged lists, routed calls,

@@ -65,6 +65,11 @@ fn proxy_hooked(
     tweak(&mut up);
     common::proxy_with("127.0.0.1:9".parse().unwrap(), |s| {
         s.upstreams[0].transport = UpstreamTransport::Stdio(Box::new(up));
+        // Every proxy here can be scraped.
+        s.admin = Some(sluice::proxy::AdminSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config_json: "{}".into(),
+        });
         if let Some(guest) = guest {
             let spec = support::spec("stdio-hook", &guest.component());
             let host = sluice::hooks::HookHost::load(vec![spec], None).unwrap();
@@ -104,6 +109,32 @@ fn text(got: &Got) -> String {
         .to_owned()
 }
 
+/// Scrapes `/metrics` until `series` (name and labels, as written) reads
+/// `want`: an exchange is counted just after its client has its answer.
+fn scraped_until(p: &RunningProxy, series: &str, want: f64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = common::connect(p.admin_addr().expect("an admin listener"));
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let m = common::read_response(&mut c, "GET").text();
+        if value(&m, series) == Some(want) {
+            return m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} not {want}:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state says Z.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -139,6 +170,30 @@ fn shared_mode_serves_every_session_from_one_child() {
     p.shutdown();
     let pid: u32 = pid_a.parse().unwrap();
     wait_for("the child to go at shutdown", || !alive(pid));
+}
+
+#[test]
+fn a_shared_childs_client_sessions_and_its_streamed_events_are_in_the_metrics() {
+    let p = proxy(StdioMode::Shared, &[], |_| {});
+    // The in-process settings name their one route "upstream".
+    let shared = r#"sluice_stdio_shared_sessions{route="upstream"}"#;
+    let sessions: Vec<String> = (0..3).map(|_| initialize(&p)).collect();
+    let m = scraped_until(&p, shared, 3.0);
+    let per_session = r#"sluice_sessions_open{route="upstream",kind="stdio"}"#;
+    assert_eq!(value(&m, per_session), Some(0.0), "{m}");
+    let processes = r#"sluice_stdio_processes{route="upstream"}"#;
+    assert_eq!(value(&m, processes), Some(1.0), "{m}");
+    // An answer streamed from the child's messages: three progress
+    // notifications, then the result.
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"t"}}}"#;
+    let got = exchange(&p, &request("POST", body, Some(&sessions[0]), BOTH));
+    assert!(got.complete);
+    assert_eq!(got.events.len(), 4);
+    scraped_until(&p, r#"sluice_sse_events_total{route="upstream"}"#, 4.0);
+    let del = exchange(&p, &request("DELETE", "", Some(&sessions[1]), BOTH));
+    assert_eq!(del.status, 200);
+    scraped_until(&p, shared, 2.0);
+    p.shutdown();
 }
 
 #[test]

@@ -384,6 +384,10 @@ pub struct Summary {
     pub identity: Option<Arc<Identity>>,
     /// Keep-alive comments written to the client on a quiet SSE answer.
     pub keepalives: u64,
+    /// Events of the upstream's SSE answer forwarded to the client (not
+    /// keep-alives, nor the errors sluice writes in place of an answer),
+    /// set when the exchange ends.
+    pub sse_events: u64,
 }
 
 /// Hook runs on the request body, one per hooked message.
@@ -502,6 +506,7 @@ impl Exchange {
                 event_stream: false,
                 identity: None,
                 keepalives: 0,
+                sse_events: 0,
             },
         }
     }
@@ -1715,6 +1720,9 @@ impl Exchange {
     }
 
     fn finish(&mut self, close: Close, now: Instant) {
+        if let State::Streaming(stream) = &self.state {
+            self.summary.sse_events = stream.events_forwarded();
+        }
         self.state = State::Done;
         self.timers.stop_all();
         self.summary.finished = Some(now);

@@ -99,15 +99,29 @@ struct SseWatch {
     lost: bool,
 }
 
+/// What the watch read of one piece of the stream.
+#[derive(Default)]
+struct Observed {
+    /// Events it completed.
+    events: u64,
+    /// The parser passed its limit in this piece: where its last whole
+    /// event ended in it (0 if before it). Nothing past is read any more.
+    lost_at: Option<usize>,
+}
+
 impl SseWatch {
-    fn observe(&mut self, data: &[u8]) {
+    /// Reads the next bytes of the stream.
+    fn observe(&mut self, data: &[u8]) -> Observed {
         let Some(parser) = self.parser.as_mut().filter(|_| !self.lost) else {
-            return;
+            return Observed::default();
         };
+        let base = parser.consumed_bytes();
         parser.feed(data);
+        let mut seen = Observed::default();
         while let Some(item) = parser.poll() {
             match item {
                 Ok(SseItem::Event(event)) => {
+                    seen.events += 1;
                     if let Some(owed) = &self.owed
                         && answers(event.data.as_bytes(), owed, &self.json)
                     {
@@ -117,10 +131,13 @@ impl SseWatch {
                 Ok(_) => {}
                 Err(_) => {
                     self.lost = true;
-                    return;
+                    let at = parser.boundary_offset().saturating_sub(base);
+                    seen.lost_at = Some(usize::try_from(at).unwrap_or(usize::MAX).min(data.len()));
+                    break;
                 }
             }
         }
+        seen
     }
 
     /// One whole message from a message upstream.
@@ -285,6 +302,27 @@ pub(super) struct Streaming {
     /// The upstream connection was let go before the answer went out (the
     /// body was whole; the hooks had not spoken yet).
     upstream_released: bool,
+    /// How the events going to the client are counted.
+    counting: Counting,
+    /// Events forwarded, as [`Counting::Messages`] and
+    /// [`Counting::Watched`] count them.
+    events: u64,
+}
+
+/// How an SSE answer's forwarded events are counted: by whatever already
+/// reads them, and only where nothing does by a scan of their bytes.
+enum Counting {
+    /// Not an event stream.
+    Off,
+    /// A message upstream's unheld answer: one event per message.
+    Messages,
+    /// The watch's parser reads the stream anyway (for the owed response):
+    /// its events are the count.
+    Watched,
+    /// Nothing reads the bytes going out (an unheld stream that owes
+    /// nothing: a GET stream; a coded one), or they go out as whole held
+    /// events: a line scan of them ([`sse::EventCounter`]).
+    Scanned(sse::EventCounter),
 }
 
 /// The JSON-RPC message for a hook's verdict on the answer to request `id`;
@@ -481,6 +519,18 @@ fn prepare(
         lost: false,
     });
 
+    let counting = if !sse {
+        Counting::Off
+    } else if held_ledger.is_some() {
+        Counting::Scanned(sse::EventCounter::default())
+    } else if typed {
+        Counting::Messages
+    } else if watch.as_ref().is_some_and(|w| w.parser.is_some()) {
+        Counting::Watched
+    } else {
+        Counting::Scanned(sse::EventCounter::default())
+    };
+
     let close_client = !req.client_keep_alive || client == ClientBody::UntilClose;
     let held = held_ledger.map(|ledger| {
         let form = if sse {
@@ -539,6 +589,8 @@ fn prepare(
         last_client_write: now,
         last_upstream: now,
         upstream_released: false,
+        counting,
+        events: 0,
     };
     HeadStep::Ready {
         stream: Box::new(stream),
@@ -698,11 +750,20 @@ impl Streaming {
                 }
                 Some(HoldForm::Sse(_)) => self.hold_sse(&data),
                 None => {
+                    let mut scan_from = 0;
                     if let Some(watch) = &mut self.watch {
-                        watch.observe(&data);
+                        let seen = watch.observe(&data);
+                        if let Counting::Watched = self.counting {
+                            self.events += seen.events;
+                            // Past the parser's limit a scan counts on,
+                            // from the end of the last event it counted.
+                            if let Some(at) = seen.lost_at {
+                                self.counting = Counting::Scanned(Default::default());
+                                scan_from = at;
+                            }
+                        }
                     }
-                    self.write_client(data, out);
-                    self.last_client_write = now;
+                    self.forward_from(data, scan_from, out, now);
                 }
             }
         }
@@ -785,8 +846,7 @@ impl Streaming {
                 if let Some(watch) = &mut self.watch {
                     watch.observe_message(data);
                 }
-                self.write_client(Bytes::from(event), out);
-                self.last_client_write = now;
+                self.forward_event(Bytes::from(event), out, now);
             }
         }
     }
@@ -807,10 +867,7 @@ impl Streaming {
                 }
             }
             Some(_) => {}
-            None => {
-                self.write_client(Bytes::from(event), out);
-                self.last_client_write = now;
-            }
+            None => self.forward_event(Bytes::from(event), out, now),
         }
     }
 
@@ -968,12 +1025,16 @@ impl Streaming {
                 }
             }
             let more = hold.marks.front().is_some() && round.is_none() && cut.is_none();
-            self.write_client_now(Bytes::from(data), out, now);
+            if !data.is_empty() {
+                self.forward(Bytes::from(data), out, now);
+            }
             if let Some(errors) = cut {
+                // sluice's own errors, in place of answers: not forwarded.
                 for error in errors {
                     let mut event = Vec::with_capacity(error.len() + 32);
                     sse::encode_jsonrpc_message(&error, &mut event);
-                    self.write_client_now(Bytes::from(event), out, now);
+                    self.write_client(Bytes::from(event), out);
+                    self.last_client_write = now;
                 }
                 // The answer is complete (errors stand for what was owed);
                 // the upstream's stream is out of step and not reused.
@@ -987,10 +1048,37 @@ impl Streaming {
         }
     }
 
-    fn write_client_now(&mut self, data: Bytes, out: &mut Vec<Bytes>, now: Instant) {
-        if !data.is_empty() {
-            self.write_client(data, out);
-            self.last_client_write = now;
+    /// Body bytes of the upstream's answer (its own, or as the hooks left
+    /// it) for the client; a scan counts their events where nothing else
+    /// reads them.
+    fn forward(&mut self, data: Bytes, out: &mut Vec<Bytes>, now: Instant) {
+        self.forward_from(data, 0, out, now);
+    }
+
+    /// One whole event from a message upstream, unheld: counted as one.
+    fn forward_event(&mut self, event: Bytes, out: &mut Vec<Bytes>, now: Instant) {
+        if let Counting::Messages = self.counting {
+            self.events += 1;
+        }
+        self.forward(event, out, now);
+    }
+
+    /// [`Self::forward`], scanning only from `scan_from` (what comes
+    /// before was counted already).
+    fn forward_from(&mut self, data: Bytes, scan_from: usize, out: &mut Vec<Bytes>, now: Instant) {
+        if let Counting::Scanned(counter) = &mut self.counting {
+            counter.feed(data.get(scan_from..).unwrap_or_default());
+        }
+        self.write_client(data, out);
+        self.last_client_write = now;
+    }
+
+    /// The SSE events of the upstream's answer forwarded to the client so
+    /// far (0 for an answer that is not an event stream).
+    pub fn events_forwarded(&self) -> u64 {
+        match &self.counting {
+            Counting::Scanned(counter) => self.events + counter.events(),
+            Counting::Off | Counting::Messages | Counting::Watched => self.events,
         }
     }
 
@@ -1080,7 +1168,9 @@ impl Streaming {
         } else {
             original
         };
-        self.write_client_now(Bytes::from(bytes), out, now);
+        if !bytes.is_empty() {
+            self.forward(Bytes::from(bytes), out, now);
+        }
         self.flush_sse(out, now);
     }
 

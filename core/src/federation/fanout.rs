@@ -50,6 +50,45 @@ pub struct MemberSession {
 /// One member request of a fan-out.
 pub type Leg = usize;
 
+/// How one member request (a leg) ended, as the route's metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegOutcome {
+    /// The member's answer came whole (its stream's end included).
+    Answered,
+    /// Its link failed, it could not be reached, its answer ended early or
+    /// came out of order.
+    Failed,
+    /// No answer began within the member's timeout.
+    TimedOut,
+    /// Not sent: the member's circuit was open.
+    CircuitOpen,
+    /// No longer wanted before it ended: the client left, or its answer
+    /// was complete without this one.
+    Dropped,
+}
+
+impl LegOutcome {
+    /// Every outcome, in the order of [`LegOutcome::index`].
+    pub const ALL: [LegOutcome; 5] = [
+        LegOutcome::Answered,
+        LegOutcome::Failed,
+        LegOutcome::TimedOut,
+        LegOutcome::CircuitOpen,
+        LegOutcome::Dropped,
+    ];
+
+    /// Its place in [`LegOutcome::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            LegOutcome::Answered => 0,
+            LegOutcome::Failed => 1,
+            LegOutcome::TimedOut => 2,
+            LegOutcome::CircuitOpen => 3,
+            LegOutcome::Dropped => 4,
+        }
+    }
+}
+
 /// How long a member without a policy has to begin an answer.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -180,6 +219,16 @@ struct LegState {
     head: Option<AnswerHead>,
     /// An SSE answer is open (pass-through and GET).
     streaming: bool,
+    /// How it ended, once it did (the first word stands).
+    outcome: Option<LegOutcome>,
+}
+
+impl LegState {
+    /// The leg is over, for `outcome` unless it ended already.
+    fn end(&mut self, outcome: LegOutcome) {
+        self.done = true;
+        self.outcome.get_or_insert(outcome);
+    }
 }
 
 /// One client request across the members; see the [module docs](self).
@@ -258,7 +307,7 @@ impl Fanout {
                     "it is failing; not tried again for {:.1}s",
                     open.retry_in.as_secs_f64()
                 );
-                self.leg_failed(leg, &why, lists, now);
+                self.leg_failed(leg, &why, LegOutcome::CircuitOpen, lists, now);
             }
         }
     }
@@ -554,14 +603,14 @@ impl Fanout {
                 }
             }
             (Op::Get, AnswerPart::Whole { .. } | AnswerPart::End) => {
-                self.legs[leg].done = true;
+                self.legs[leg].end(LegOutcome::Answered);
                 if self.legs.iter().all(|l| l.done) {
                     self.finish(AnswerPart::End);
                 }
             }
             (_, AnswerPart::Whole { head, body }) => {
                 let l = &mut self.legs[leg];
-                l.done = true;
+                l.end(LegOutcome::Answered);
                 l.head = Some(head);
                 l.answer = (!body.is_empty()).then_some(body);
                 self.settle_any(lists, now);
@@ -588,7 +637,7 @@ impl Fanout {
             }
             (_, AnswerPart::Prime(_)) => {}
             (_, AnswerPart::End) => {
-                self.legs[leg].done = true;
+                self.legs[leg].end(LegOutcome::Answered);
                 self.settle_any(lists, now);
             }
         }
@@ -597,24 +646,42 @@ impl Fanout {
     /// `leg`'s member failed (its link closed, it could not be reached)
     /// before its answer was complete.
     pub fn member_failed(&mut self, leg: Leg, why: &str, lists: &mut Lists, now: Instant) {
+        self.member_failed_for(leg, why, LegOutcome::Failed, lists, now);
+    }
+
+    fn member_failed_for(
+        &mut self,
+        leg: Leg,
+        why: &str,
+        outcome: LegOutcome,
+        lists: &mut Lists,
+        now: Instant,
+    ) {
         if let Some(l) = self.legs.get(leg)
             && !l.done
             && let Some(b) = lists.health.get_mut(l.member)
         {
             b.failed(now);
         }
-        self.leg_failed(leg, why, lists, now);
+        self.leg_failed(leg, why, outcome, lists, now);
         self.gate(lists, now);
     }
 
-    fn leg_failed(&mut self, leg: Leg, why: &str, lists: &mut Lists, now: Instant) {
+    fn leg_failed(
+        &mut self,
+        leg: Leg,
+        why: &str,
+        outcome: LegOutcome,
+        lists: &mut Lists,
+        now: Instant,
+    ) {
         let Some(l) = self.legs.get_mut(leg) else {
             return;
         };
         if l.done {
             return;
         }
-        l.done = true;
+        l.end(outcome);
         let member = l.member;
         let name = self.member_names[member].clone();
         match self.op {
@@ -658,7 +725,7 @@ impl Fanout {
             .collect();
         for leg in late {
             self.outputs.push_back(Output::DropLeg { leg });
-            self.member_failed(leg, "no answer in time", lists, now);
+            self.member_failed_for(leg, "no answer in time", LegOutcome::TimedOut, lists, now);
         }
         self.gate(lists, now);
     }
@@ -667,11 +734,20 @@ impl Fanout {
     pub fn client_gone(&mut self) {
         for (leg, l) in self.legs.iter_mut().enumerate() {
             if !l.done {
-                l.done = true;
+                l.end(LegOutcome::Dropped);
                 self.outputs.push_back(Output::DropLeg { leg });
             }
         }
         self.finished = true;
+    }
+
+    /// Each request sent (or meant) for a member so far: whom to, and how
+    /// it ended (a leg still out counts as dropped: the driver reads this
+    /// when it lets the fan-out go).
+    pub fn leg_outcomes(&self) -> impl Iterator<Item = (Member, LegOutcome)> + '_ {
+        self.legs
+            .iter()
+            .map(|l| (l.member, l.outcome.unwrap_or(LegOutcome::Dropped)))
     }
 
     // ---- fan-in ----------------------------------------------------------
@@ -882,7 +958,7 @@ impl Fanout {
         let streaming = self.legs[leg].streaming;
         match (streaming, part) {
             (false, AnswerPart::Whole { head, body }) => {
-                self.legs[leg].done = true;
+                self.legs[leg].end(LegOutcome::Answered);
                 let head = AnswerHead {
                     session_id: self.client_session.clone(),
                     ..head
@@ -910,12 +986,12 @@ impl Fanout {
                 }
             }
             (true, AnswerPart::End) => {
-                self.legs[leg].done = true;
+                self.legs[leg].end(LegOutcome::Answered);
                 self.finish(AnswerPart::End);
             }
             // A part out of order: the member's answer is broken.
             (_, part) => {
-                self.legs[leg].done = true;
+                self.legs[leg].end(LegOutcome::Failed);
                 self.outputs.push_back(Output::DropLeg { leg });
                 let name = self.member_names[member].clone();
                 let why = format!("member {name} answered out of order ({})", part_name(&part));
@@ -1047,6 +1123,7 @@ impl Fanout {
             answer: None,
             head: None,
             streaming: false,
+            outcome: None,
         });
         self.outputs
             .push_back(Output::ToMember { leg, member, req });
@@ -1096,7 +1173,7 @@ impl Fanout {
         }
         for (leg, l) in self.legs.iter_mut().enumerate() {
             if !l.done {
-                l.done = true;
+                l.end(LegOutcome::Dropped);
                 self.outputs.push_back(Output::DropLeg { leg });
             }
         }

@@ -38,7 +38,7 @@ pub mod rewrite;
 
 pub use catalog::{Catalog, Member, Problem, Resolved, Target};
 pub use cursor::{ForeignCursor, MergedCursor};
-pub use fanout::{Context, Fanout, Leg, Lists, MemberSession, Output};
+pub use fanout::{Context, Fanout, Leg, LegOutcome, Lists, MemberSession, Output};
 pub use health::{Breaker, CircuitOpen, MemberPolicy, OnUnavailable};
 pub use names::{Curation, Glob, MAX_NAME_LEN, NameError, PrefixMode, check_name};
 pub use resources::Resources;

@@ -52,8 +52,11 @@
 use std::fmt;
 use std::ops::Range;
 
+mod count;
 mod encoder;
 mod parser;
+
+pub use count::EventCounter;
 
 pub use encoder::{
     EncodeError, OutgoingEvent, encode_comment, encode_event, encode_jsonrpc_message,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_core::federation::{
-    Breaker, Catalog, Curation, Lists, MemberPolicy, OnUnavailable, Resources,
+    Breaker, Catalog, Curation, LegOutcome, Lists, MemberPolicy, OnUnavailable, Resources,
 };
 use sluice_core::legacy::StreamId;
 use sluice_core::upstream::Request;
@@ -213,6 +213,8 @@ pub(crate) struct RouteFederation {
     policies: Vec<MemberPolicy>,
     /// Times each member was left out of a fanned-in answer.
     left_out: Vec<std::sync::atomic::AtomicU64>,
+    /// Each member's requests, by how they ended ([`LegOutcome::index`]).
+    requests: Vec<[std::sync::atomic::AtomicU64; LegOutcome::ALL.len()]>,
     /// Sessions sealed and tokens refused.
     sessions: crate::metrics::FederationCounters,
 }
@@ -282,6 +284,7 @@ impl RouteFederation {
             lists: Mutex::new(lists),
             sealer,
             left_out: policies.iter().map(|_| Default::default()).collect(),
+            requests: policies.iter().map(|_| Default::default()).collect(),
             policies,
             sessions,
         }))
@@ -315,11 +318,11 @@ impl RouteFederation {
             + self.bridges().map(|b| b.live_count()).sum::<usize>()
     }
 
-    /// Its stdio members' per-session bridges and children, summed.
-    pub(crate) fn open_counts(&self) -> (usize, usize) {
+    /// Its stdio members' client sessions and children, summed.
+    pub(crate) fn open_counts(&self) -> crate::stdio::StdioOpen {
         self.stdio_members()
             .map(|m| m.open_counts())
-            .fold((0, 0), |(s, p), (ms, mp)| (s + ms, p + mp))
+            .fold(Default::default(), |sum, m| sum + m)
     }
 
     /// Shutting down: every stdio member's bridges and legacy member's
@@ -336,6 +339,16 @@ impl RouteFederation {
         }
     }
 
+    /// Counts each member request of a fan-out that is over, by how it
+    /// ended.
+    fn requests_ended(&self, legs: impl Iterator<Item = (usize, LegOutcome)>) {
+        for (member, outcome) in legs {
+            if let Some(n) = self.requests.get(member) {
+                n[outcome.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Its members' counts and circuits, for the metrics.
     pub(crate) fn members_live(&self) -> Vec<crate::metrics::MemberLive> {
         let now = std::time::Instant::now();
@@ -346,6 +359,13 @@ impl RouteFederation {
             .map(|(i, name)| crate::metrics::MemberLive {
                 name: name.clone(),
                 left_out: self.left_out[i].load(std::sync::atomic::Ordering::Relaxed),
+                requests: self
+                    .requests
+                    .get(i)
+                    .map_or([0; LegOutcome::ALL.len()], |r| {
+                        r.each_ref()
+                            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+                    }),
                 circuit_open: lists.health.get(i).is_some_and(|b| b.is_open(now)),
             })
             .collect()

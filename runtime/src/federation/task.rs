@@ -102,6 +102,7 @@ pub(super) async fn run(
         if fanout.is_finished() {
             // The client's answer is whole; a leg still out (a
             // notification on its way to a member) was handed over already.
+            route.requests_ended(fanout.leg_outcomes());
             return;
         }
         let deadline = fanout.poll_timeout();

@@ -48,6 +48,7 @@ fn full_scrape() -> String {
         event_stream: true,
         identity: None,
         keepalives: 2,
+        sse_events: 3,
     };
     m.exchange_done(&r, &summary);
     let _open = m.sse_stream_opened(&r, Some(0));
@@ -82,11 +83,13 @@ fn full_scrape() -> String {
         &[RouteLive {
             legacy_sessions: 1,
             stdio_sessions: 1,
+            stdio_shared_sessions: 1,
             stdio_processes: 1,
             members: vec![MemberLive {
                 name: "m".into(),
                 left_out: 1,
                 circuit_open: true,
+                requests: [1, 1, 1, 1, 1],
             }],
         }],
     )

@@ -7,7 +7,8 @@
 //! ([`sluice_core::jsonrpc::MCP_METHODS`]) or `batch`, `other` (a method it
 //! does not define) or `none` (no JSON-RPC message: a GET stream, a DELETE,
 //! a refused request), `status` one of [`STATUSES`] or its class (`4xx`),
-//! `outcome` one of five words, `hook` a configured hook name.
+//! `outcome` one of five words, `hook` a configured hook name, `member` a
+//! federated route's configured member name.
 //! docs/OPERATIONS.md lists every series.
 //!
 //! What is counted as it happens (a request ending, a hook run) is a
@@ -33,6 +34,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use sluice_core::exchange::{Outcome, Summary};
+use sluice_core::federation::LegOutcome;
 
 use crate::hooks::{HookErrorKind, HookRun, HookRunResult};
 use crate::logq::DroppedLines;
@@ -86,6 +88,13 @@ struct SessionLabels {
 struct MemberLabels {
     route: Name,
     member: Name,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MemberRequestLabels {
+    route: Name,
+    member: Name,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -146,9 +155,12 @@ impl Phase {
 pub struct RouteLive {
     /// Legacy HTTP+SSE bridge sessions (one backend SSE stream each).
     pub legacy_sessions: usize,
-    /// stdio client sessions of per-session mode, each with its child (a
-    /// shared child's sessions live in its bridge task: not counted).
+    /// stdio client sessions of per-session mode, each with its child.
     pub stdio_sessions: usize,
+    /// The client sessions of shared-mode stdio children (the route's
+    /// one, or a federation's stdio members'), as their bridge tasks last
+    /// said.
+    pub stdio_shared_sessions: usize,
     /// stdio children alive, those shutting down included.
     pub stdio_processes: usize,
     /// A federated route's members, in member order.
@@ -165,6 +177,20 @@ pub struct MemberLive {
     pub left_out: u64,
     /// Its circuit is open: requests fail at once without reaching it.
     pub circuit_open: bool,
+    /// Requests sluice sent it (or meant to) since start, by how they
+    /// ended, in [`LegOutcome::ALL`]'s order.
+    pub requests: [u64; LegOutcome::ALL.len()],
+}
+
+/// The `outcome` label of a federated route's member request.
+fn member_outcome_label(o: LegOutcome) -> &'static str {
+    match o {
+        LegOutcome::Answered => "ok",
+        LegOutcome::Failed => "error",
+        LegOutcome::TimedOut => "timeout",
+        LegOutcome::CircuitOpen => "circuit_open",
+        LegOutcome::Dropped => "dropped",
+    }
 }
 
 /// A route's own series, shared by every configuration (reload) that has
@@ -180,6 +206,7 @@ struct RouteSeries {
     sse_streams: Counter,
     sse_bytes: Counter,
     sse_keepalives: Counter,
+    sse_events: Counter,
     dial: DialCounters,
 }
 
@@ -370,6 +397,7 @@ pub struct Metrics {
     sse_streams: Family<RouteLabels, Counter>,
     sse_bytes: Family<RouteLabels, Counter>,
     sse_keepalives: Family<RouteLabels, Counter>,
+    sse_events: Family<RouteLabels, Counter>,
     upstream_opened: Family<RouteLabels, Counter>,
     upstream_reused: Family<RouteLabels, Counter>,
     upstream_idle: Family<RouteLabels, Gauge>,
@@ -382,8 +410,10 @@ pub struct Metrics {
     hook_failures: Family<HookFailureLabels, Counter>,
     sessions_open: Family<SessionLabels, Gauge>,
     stdio_processes: Family<RouteLabels, Gauge>,
+    stdio_shared_sessions: Family<RouteLabels, Gauge>,
     member_left_out: Family<MemberLabels, Counter>,
     member_circuit_open: Family<MemberLabels, Gauge>,
+    member_requests: Family<MemberRequestLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     reload_ok: Gauge,
     reload_success_time: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -464,6 +494,12 @@ impl Metrics {
             "stdio server child processes alive, by route",
             stdio_processes.clone(),
         );
+        let stdio_shared_sessions = Family::default();
+        registry.register(
+            "stdio_shared_sessions",
+            "Client sessions served by shared-mode stdio server children, by route (per-session mode's are sessions_open{kind=\"stdio\"})",
+            stdio_shared_sessions.clone(),
+        );
         let member_left_out = Family::default();
         registry.register(
             "federation_member_left_out",
@@ -475,6 +511,12 @@ impl Metrics {
             "federation_member_circuit_open",
             "1 while a federated route's member is failing and not tried (its circuit is open), by route and member",
             member_circuit_open.clone(),
+        );
+        let member_requests = Family::default();
+        registry.register(
+            "federation_member_requests",
+            "Requests a federated route sent its members, by route, member and outcome (ok, error, timeout, circuit_open: not sent, dropped: no longer wanted)",
+            member_requests.clone(),
         );
         let sse_open = Family::default();
         registry.register(
@@ -499,6 +541,12 @@ impl Metrics {
             "sse_keepalives",
             "Keep-alive comments written on quiet SSE answers (sse_keepalive), by route, counted when each stream ends",
             sse_keepalives.clone(),
+        );
+        let sse_events = Family::default();
+        registry.register(
+            "sse_events",
+            "Events of the upstreams' SSE answers forwarded to clients (POST answers and GET streams), by route, counted when each stream ends",
+            sse_events.clone(),
         );
         let upstream_opened = Family::default();
         registry.register(
@@ -587,6 +635,7 @@ impl Metrics {
             sse_streams,
             sse_bytes,
             sse_keepalives,
+            sse_events,
             upstream_opened,
             upstream_reused,
             upstream_idle,
@@ -599,8 +648,10 @@ impl Metrics {
             hook_failures,
             sessions_open,
             stdio_processes,
+            stdio_shared_sessions,
             member_left_out,
             member_circuit_open,
+            member_requests,
             reloads,
             reload_ok,
             reload_success_time,
@@ -636,6 +687,7 @@ impl Metrics {
                     sse_streams: self.sse_streams.get_or_create_owned(&labels),
                     sse_bytes: self.sse_bytes.get_or_create_owned(&labels),
                     sse_keepalives: self.sse_keepalives.get_or_create_owned(&labels),
+                    sse_events: self.sse_events.get_or_create_owned(&labels),
                     dial: DialCounters {
                         opened: self.upstream_opened.get_or_create_owned(&labels),
                         reused: self.upstream_reused.get_or_create_owned(&labels),
@@ -712,6 +764,7 @@ impl Metrics {
             series.sse_streams.inc();
             series.sse_bytes.inc_by(s.body_bytes);
             series.sse_keepalives.inc_by(s.keepalives);
+            series.sse_events.inc_by(s.sse_events);
         }
         if let Some(head) = s.response_head {
             series.head_seconds.observe(since(head));
@@ -794,6 +847,10 @@ impl Metrics {
                 &self.stdio_processes.get_or_create(&labels),
                 live.stdio_processes,
             );
+            set(
+                &self.stdio_shared_sessions.get_or_create(&labels),
+                live.stdio_shared_sessions,
+            );
             for m in &live.members {
                 let labels = MemberLabels {
                     route: route.clone(),
@@ -802,6 +859,14 @@ impl Metrics {
                 // The total lives with the route; the counter follows it.
                 let counter = self.member_left_out.get_or_create(&labels);
                 counter.inc_by(m.left_out.saturating_sub(counter.get()));
+                for (&outcome, &n) in LegOutcome::ALL.iter().zip(&m.requests) {
+                    let counter = self.member_requests.get_or_create(&MemberRequestLabels {
+                        route: labels.route.clone(),
+                        member: labels.member.clone(),
+                        outcome: member_outcome_label(outcome),
+                    });
+                    counter.inc_by(n.saturating_sub(counter.get()));
+                }
                 self.member_circuit_open
                     .get_or_create(&labels)
                     .set(i64::from(m.circuit_open));
@@ -919,6 +984,7 @@ mod tests {
             event_stream: false,
             identity: None,
             keepalives: 0,
+            sse_events: 0,
         }
     }
 
@@ -962,11 +1028,13 @@ mod tests {
             RouteLive {
                 legacy_sessions: 0,
                 stdio_sessions: 3,
+                stdio_shared_sessions: 7,
                 stdio_processes: 2,
                 members: vec![MemberLive {
                     name: "gh".into(),
                     left_out: 4,
                     circuit_open: true,
+                    requests: [5, 1, 2, 3, 0],
                 }],
             },
         ];
@@ -975,10 +1043,21 @@ mod tests {
         assert_eq!(value(&text, sessions), Some(3.0), "{text}");
         let processes = r#"sluice_stdio_processes{route="b"}"#;
         assert_eq!(value(&text, processes), Some(2.0), "{text}");
+        let shared = r#"sluice_stdio_shared_sessions{route="b"}"#;
+        assert_eq!(value(&text, shared), Some(7.0), "{text}");
         let left_out = r#"sluice_federation_member_left_out_total{route="b",member="gh"}"#;
         assert_eq!(value(&text, left_out), Some(4.0), "{text}");
         let open = r#"sluice_federation_member_circuit_open{route="b",member="gh"}"#;
         assert_eq!(value(&text, open), Some(1.0), "{text}");
+        let requests = |outcome: &str| {
+            let series = format!(
+                r#"sluice_federation_member_requests_total{{route="b",member="gh",outcome="{outcome}"}}"#
+            );
+            value(&text, &series)
+        };
+        assert_eq!(requests("ok"), Some(5.0), "{text}");
+        assert_eq!(requests("circuit_open"), Some(3.0), "{text}");
+        assert_eq!(requests("dropped"), Some(0.0), "{text}");
         let text = m.encode(&r, &[RouteLive::default(), RouteLive::default()]);
         assert_eq!(value(&text, sessions), Some(0.0), "{text}");
         // The standard process series, unprefixed, read from /proc.
@@ -1003,6 +1082,7 @@ mod tests {
         s.event_stream = true;
         s.body_bytes = 1234;
         s.keepalives = 3;
+        s.sse_events = 5;
         m.exchange_done(&r, &s);
         drop(guard);
         let text = m.encode(&r, &[]);
@@ -1011,6 +1091,8 @@ mod tests {
         assert_eq!(value(&text, bytes), Some(1234.0), "{text}");
         let keepalives = r#"sluice_sse_keepalives_total{route="up"}"#;
         assert_eq!(value(&text, keepalives), Some(3.0), "{text}");
+        let events = r#"sluice_sse_events_total{route="up"}"#;
+        assert_eq!(value(&text, events), Some(5.0), "{text}");
         let streams = r#"sluice_sse_streams_total{route="up"}"#;
         assert_eq!(value(&text, streams), Some(1.0), "{text}");
     }

@@ -243,18 +243,20 @@ impl Upstreams {
                     ..Default::default()
                 },
                 RouteKind::Stdio(s) => {
-                    let (sessions, processes) = s.open_counts();
+                    let open = s.open_counts();
                     crate::metrics::RouteLive {
-                        stdio_sessions: sessions,
-                        stdio_processes: processes,
+                        stdio_sessions: open.per_session,
+                        stdio_shared_sessions: open.shared_sessions,
+                        stdio_processes: open.processes,
                         ..Default::default()
                     }
                 }
                 RouteKind::Federation(f) => {
-                    let (sessions, processes) = f.as_ref().map_or((0, 0), |f| f.open_counts());
+                    let open = f.as_ref().map(|f| f.open_counts()).unwrap_or_default();
                     crate::metrics::RouteLive {
-                        stdio_sessions: sessions,
-                        stdio_processes: processes,
+                        stdio_sessions: open.per_session,
+                        stdio_shared_sessions: open.shared_sessions,
+                        stdio_processes: open.processes,
                         members: f.as_ref().map_or_else(Vec::new, |f| f.members_live()),
                         ..Default::default()
                     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use sluice_core::stdio::StdioConfig;
 
-pub(crate) use route::RouteStdio;
+pub(crate) use route::{RouteStdio, StdioOpen};
 
 /// Settings of a route whose upstream is a stdio server.
 #[derive(Debug, Clone)]

@@ -32,11 +32,38 @@ struct Live {
     sessions: HashMap<String, Sender<Msg>>,
     /// Children still running, those shutting down included.
     processes: usize,
+    /// The shared bridge's client sessions, as its task last said.
+    shared_sessions: usize,
     /// Shutting down: no new bridge starts.
     closing: bool,
     /// Why the last child failed to start, until one starts (for
     /// `/readyz`).
     spawn_error: Option<String>,
+}
+
+/// What a stdio route (or a federation's stdio members, summed) holds for
+/// clients now, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StdioOpen {
+    /// Per-session mode's client sessions, each with its child.
+    pub per_session: usize,
+    /// The client sessions of a shared child (a 2026-07-28 request in
+    /// flight holds one while it runs, as it holds one of `max_sessions`).
+    pub shared_sessions: usize,
+    /// Children alive, those shutting down included.
+    pub processes: usize,
+}
+
+impl std::ops::Add for StdioOpen {
+    type Output = StdioOpen;
+
+    fn add(self, other: StdioOpen) -> StdioOpen {
+        StdioOpen {
+            per_session: self.per_session + other.per_session,
+            shared_sessions: self.shared_sessions + other.shared_sessions,
+            processes: self.processes + other.processes,
+        }
+    }
 }
 
 /// Which bridge a task is, to forget it when it ends.
@@ -67,12 +94,20 @@ impl RouteStdio {
         live.sessions.len() + usize::from(live.shared.is_some()) + live.processes
     }
 
-    /// Per-session bridges (one per client session) and children alive,
-    /// for metrics. A shared bridge's client sessions live in its task and
-    /// are not counted here.
-    pub(crate) fn open_counts(&self) -> (usize, usize) {
+    /// Client sessions and children alive, for metrics.
+    pub(crate) fn open_counts(&self) -> StdioOpen {
         let live = self.lock();
-        (live.sessions.len(), live.processes)
+        StdioOpen {
+            per_session: live.sessions.len(),
+            shared_sessions: live.shared_sessions,
+            processes: live.processes,
+        }
+    }
+
+    /// The shared bridge serves `n` client sessions now (its task says so
+    /// when the number moves).
+    pub(super) fn shared_sessions_now(&self, n: usize) {
+        self.lock().shared_sessions = n;
     }
 
     /// Shutting down: every bridge answers its clients and ends its child;
@@ -133,7 +168,10 @@ impl RouteStdio {
     pub(super) fn forget(&self, key: &Key) {
         let mut live = self.lock();
         match key {
-            Key::Shared => live.shared = None,
+            Key::Shared => {
+                live.shared = None;
+                live.shared_sessions = 0;
+            }
             Key::Session(id) => {
                 live.sessions.remove(id);
             }

@@ -75,6 +75,8 @@ struct Task {
     key: Key,
     clients: HashMap<StreamId, ClientSink>,
     running: Option<Running>,
+    /// The client sessions last told to the route (shared mode's gauge).
+    sessions_told: usize,
 }
 
 /// Runs `bridge` until it closes.
@@ -91,6 +93,7 @@ pub(super) fn run(
         key,
         clients: HashMap::new(),
         running: None,
+        sessions_told: 0,
     }))
 }
 
@@ -101,12 +104,24 @@ async fn drive(mut t: Box<Task>) {
                 return;
             }
         }
+        t.tell_sessions();
         let event = t.next_event().await;
         t.handle(event);
     }
 }
 
 impl Task {
+    /// A shared bridge's client sessions live here: the route's gauge
+    /// hears of them when their number moves (a per-session bridge is one
+    /// session, counted by the route).
+    fn tell_sessions(&mut self) {
+        let n = self.bridge.sessions();
+        if self.key == Key::Shared && n != self.sessions_told {
+            self.sessions_told = n;
+            self.route.shared_sessions_now(n);
+        }
+    }
+
     /// Does what the bridge said; true once the bridge is closed.
     fn perform(&mut self, output: Output) -> bool {
         let now = Instant::now();

@@ -95,6 +95,8 @@ fn an_sse_answer_with_a_respelled_id_is_cut_not_forwarded() {
         let messages = sse_messages(&body);
         assert_eq!(messages.len(), 2, "{body}");
         assert_hook_failure(&messages[1], 1.into());
+        let forwarded = h.ex.summary().sse_events;
+        assert_eq!(forwarded, 1, "{id}: the progress, not sluice's error");
     }
 }
 
@@ -141,6 +143,7 @@ fn a_second_answer_after_the_judged_one_ends_the_stream() {
     let body = body_without_marker(&h);
     assert_eq!(body, first, "the judged answer, then a clean end");
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
+    assert_eq!(h.ex.summary().sse_events, 1);
 }
 
 #[test]

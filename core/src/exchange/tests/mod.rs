@@ -282,6 +282,30 @@ fn sse_answer_streams_event_by_event_byte_for_byte() {
     );
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
     assert_eq!(h.log.releases, vec![true]);
+    // Counted by the parser that watches for the answer.
+    assert_eq!(h.ex.summary().sse_events, 2);
+}
+
+#[test]
+fn past_the_watching_parsers_limit_a_scan_counts_the_events_on() {
+    let mut cfg = config();
+    cfg.limits.sse.max_event_bytes = 200;
+    let mut h = Harness::new(cfg);
+    h.client(&post(CALL)).connected(false);
+    let big = format!("data: {}\n\n", "x".repeat(300));
+    // The event past the limit shares a read with one the parser counts.
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(PROGRESS).as_bytes())
+        .upstream(chunk(&format!("{PROGRESS}{big}")).as_bytes())
+        .upstream(format!("{}0\r\n\r\n", chunk(ANSWER)).as_bytes());
+    assert!(h.log.finished.is_some());
+    // All four went out, each counted once.
+    let (_, body) = decode_response(&h.log.to_client);
+    assert_eq!(
+        body,
+        format!("{PROGRESS}{PROGRESS}{big}{ANSWER}").as_bytes()
+    );
+    assert_eq!(h.ex.summary().sse_events, 4);
 }
 
 #[test]
@@ -305,6 +329,8 @@ fn upstream_dying_at_a_boundary_gets_an_injected_error_with_the_clients_id() {
     assert!(injected.ends_with("\n\n"));
     assert_eq!(h.log.releases, vec![false]);
     assert_eq!(h.ex.summary().outcome, Outcome::Answered);
+    // The progress was forwarded; the error is sluice's own.
+    assert_eq!(h.ex.summary().sse_events, 1);
 }
 
 #[test]
@@ -583,6 +609,22 @@ fn get_stream_reset_aborts() {
         Some(Close::Abort),
         "no response is owed on a GET stream: resume, don't end"
     );
+}
+
+#[test]
+fn events_of_a_stream_passed_through_unread_are_counted_in_any_split() {
+    let mut h = Harness::new(config());
+    h.client(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .connected(false)
+        .upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk("data: a\n\n: comment\n\nid: 1\nda").as_bytes())
+        .upstream(chunk("ta: b\r\n\r").as_bytes())
+        .upstream(chunk("\nid: 2\n\ndata: cut short").as_bytes())
+        .upstream(b"0\r\n\r\n");
+    assert!(h.log.finished.is_some());
+    // Two events; a comment, a bare id and a block without its blank line
+    // are none.
+    assert_eq!(h.ex.summary().sse_events, 2);
 }
 
 #[test]
