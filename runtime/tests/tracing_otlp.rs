@@ -3,9 +3,13 @@
 //! OTLP/JSON export) as a SERVER span named and attributed per the MCP
 //! semantic conventions, the child of the client's `traceparent`, with a
 //! CLIENT span for the upstream attempt that the upstream sees as its
-//! parent.
+//! parent. The same through `params._meta.traceparent` (SEP-414): read,
+//! preferred to the header when valid, rewritten for the upstream, added
+//! for a stdio child; untouched with tracing off.
 
 mod common;
+#[path = "fixtures/legacy_backend.rs"]
+mod legacy_backend;
 
 use std::io::Write;
 use std::time::Duration;
@@ -225,5 +229,251 @@ fn a_refused_upstream_marks_both_spans_failed() {
     assert_eq!(exchange["status"]["code"], 2, "ERROR");
     assert_eq!(error(attempt), Some("connect-failed".into()));
     assert_eq!(attempt["status"]["code"], 2, "ERROR");
+    proxy.shutdown();
+}
+
+/// `[tracing]` sending to `receiver` at `ratio`.
+fn tracing_to(receiver: &Upstream, ratio: f64) -> TraceSettings {
+    TraceSettings {
+        host: "127.0.0.1".into(),
+        port: receiver.addr.port(),
+        target: "/v1/traces".into(),
+        authority: receiver.addr.to_string(),
+        sample_ratio: ratio,
+        service_name: "sluice-test".into(),
+        queue_spans: 64,
+    }
+}
+
+/// Every span exported until `n` came (in one export or several).
+fn spans_exported(receiver: &Upstream, n: usize) -> Vec<Value> {
+    let mut spans = Vec::new();
+    while spans.len() < n {
+        let export = receiver
+            .requests
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{n} spans exported, got {spans:#?}"));
+        let body: Value = serde_json::from_slice(&export.body).expect("OTLP/JSON");
+        for rs in body["resourceSpans"].as_array().unwrap() {
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                spans.extend(ss["spans"].as_array().unwrap().iter().cloned());
+            }
+        }
+    }
+    spans
+}
+
+const META_PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// A tools/call whose `_meta` holds `traceparent` (a JSON value as
+/// written), a `tracestate` and a key of the client's own, spaced oddly.
+fn call_with_meta(traceparent: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"abc","method":"tools/call","params":{{"name":"echo","_meta":{{ "x-client": [1, 2], "traceparent" : {traceparent},"tracestate":"meta=1"}},"arguments":{{"text":"hi"}}}}}}"#
+    )
+}
+
+/// The `_meta.traceparent` of a request body the upstream received.
+fn meta_traceparent(body: &[u8]) -> Option<TraceParent> {
+    let v: Value = serde_json::from_slice(body).expect("JSON upstream");
+    TraceParent::parse(v["params"]["_meta"]["traceparent"].as_str()?.as_bytes())
+}
+
+#[test]
+fn a_meta_traceparent_is_continued_before_the_header_and_names_the_attempt_upstream() {
+    let receiver = upstream(|conn, _| {
+        json_response(conn, "{}");
+        false
+    });
+    let mcp = upstream(|conn, _| {
+        json_response(
+            conn,
+            r#"{"jsonrpc":"2.0","id":"abc","result":{"content":[]}}"#,
+        );
+        true
+    });
+    let proxy = proxy_with(mcp.addr, |s| s.tracing = Some(tracing_to(&receiver, 0.0)));
+    let mut client = connect(proxy.local_addr());
+    let meta_parent = TraceParent::parse(META_PARENT.as_bytes()).unwrap();
+    let header_parent = TraceParent::parse(CLIENT_PARENT.as_bytes()).unwrap();
+    let header = format!("traceparent: {CLIENT_PARENT}\r\ntracestate: header=1\r\n");
+
+    // A valid `_meta.traceparent` wins over the header.
+    let sent = call_with_meta(&format!("\"{META_PARENT}\""));
+    client.write_all(&post_with(&header, &sent)).unwrap();
+    assert_eq!(read_response(&mut client, "POST").status, 200);
+    let got = mcp.requests.recv_timeout(Duration::from_secs(20)).unwrap();
+    let in_head = traceparent_of(&got.head).expect("the header upstream");
+    let in_meta = meta_traceparent(&got.body).expect("_meta upstream");
+    assert_eq!(in_meta, in_head, "one attempt, one parent, both carriers");
+    assert_eq!(in_meta.trace_id, meta_parent.trace_id, "_meta's trace");
+    assert!(in_meta.is_sampled(), "_meta's flag decides");
+    let ours = format!("\"{}\"", in_meta.write());
+    assert_eq!(
+        String::from_utf8(got.body.clone()).unwrap(),
+        sent.replace(&format!("\"{META_PARENT}\""), &ours),
+        "only the value changed"
+    );
+
+    // An invalid one: the header's context; the value still replaced.
+    let sent = call_with_meta("\"00-not-a-traceparent\"");
+    client.write_all(&post_with(&header, &sent)).unwrap();
+    assert_eq!(read_response(&mut client, "POST").status, 200);
+    let got = mcp.requests.recv_timeout(Duration::from_secs(20)).unwrap();
+    let in_meta = meta_traceparent(&got.body).expect("_meta upstream");
+    assert_eq!(
+        in_meta.trace_id, header_parent.trace_id,
+        "the header's trace"
+    );
+    assert_eq!(Some(in_meta), traceparent_of(&got.head));
+    assert_eq!(
+        String::from_utf8(got.body.clone()).unwrap(),
+        sent.replace(
+            "\"00-not-a-traceparent\"",
+            &format!("\"{}\"", in_meta.write())
+        )
+    );
+
+    // Both sampled: two exchanges, two attempts.
+    let spans = spans_exported(&receiver, 4);
+    let server = |trace: &str| {
+        spans
+            .iter()
+            .find(|s| s["kind"] == 2 && s["traceId"] == trace)
+            .unwrap_or_else(|| panic!("a SERVER span in {trace}: {spans:#?}"))
+    };
+    let from_meta = server(&meta_parent.trace_id.hex());
+    assert_eq!(from_meta["parentSpanId"], meta_parent.parent_id.hex());
+    assert_eq!(from_meta["traceState"], "meta=1", "_meta's tracestate");
+    let from_header = server(&header_parent.trace_id.hex());
+    assert_eq!(from_header["parentSpanId"], header_parent.parent_id.hex());
+    assert_eq!(from_header["traceState"], "header=1");
+    let attempt = spans
+        .iter()
+        .find(|s| s["kind"] == 3 && s["parentSpanId"] == from_meta["spanId"])
+        .expect("the attempt of the first");
+    assert_eq!(attempt["traceId"], meta_parent.trace_id.hex());
+    assert_eq!(attempt["spanId"], in_head.parent_id.hex());
+    proxy.shutdown();
+}
+
+#[test]
+fn with_tracing_off_the_body_goes_upstream_byte_for_byte() {
+    let mcp = upstream(|conn, _| {
+        json_response(
+            conn,
+            r#"{"jsonrpc":"2.0","id":"abc","result":{"content":[]}}"#,
+        );
+        true
+    });
+    let proxy = proxy_for(mcp.addr);
+    let mut client = connect(proxy.local_addr());
+    let header = format!("traceparent: {CLIENT_PARENT}\r\n");
+    for sent in [
+        call_with_meta(&format!("\"{META_PARENT}\"")),
+        call_with_meta("\"00-not-a-traceparent\""),
+        CALL.to_string(),
+    ] {
+        client.write_all(&post_with(&header, &sent)).unwrap();
+        assert_eq!(read_response(&mut client, "POST").status, 200);
+        let got = mcp.requests.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(got.body, sent.as_bytes());
+        assert!(
+            got.head
+                .contains(&format!("traceparent: {CLIENT_PARENT}\r\n"))
+        );
+    }
+    proxy.shutdown();
+}
+
+/// The Python interpreter itself (`python3` on PATH may be a pyenv shim).
+fn python() -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_stdio_child_gets_the_attempt_in_meta_whether_or_not_the_client_sent_one() {
+    use legacy_backend::{BOTH, exchange, request};
+    use sluice::legacy::UpstreamTransport;
+    use sluice::stdio::StdioUpstream;
+
+    let receiver = upstream(|conn, _| {
+        json_response(conn, "{}");
+        false
+    });
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/stdio_server.py"
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut child = StdioUpstream::new(vec![python(), fixture.into()], vec![("PATH".into(), path)]);
+    child.shutdown_grace = Duration::from_millis(300);
+    let proxy = proxy_with("127.0.0.1:9".parse().unwrap(), |s| {
+        s.upstreams[0].transport = UpstreamTransport::Stdio(Box::new(child));
+        // Nothing recorded but what a client samples: propagated all the same.
+        s.tracing = Some(tracing_to(&receiver, 0.0));
+    });
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let got = exchange(&proxy, &request("POST", init, None, BOTH));
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let sid = got.header("mcp-session-id").expect("a session");
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(
+        exchange(&proxy, &request("POST", note, Some(&sid), BOTH)).status,
+        202
+    );
+    let meta_of = |body: &str| -> Value {
+        let got = exchange(&proxy, &request("POST", body, Some(&sid), BOTH));
+        assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+        let text = got.last()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        serde_json::from_str(&text).unwrap()
+    };
+
+    // No `_meta` at all, unsampled: one is made, the flag clear.
+    let meta =
+        meta_of(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"meta"}}"#);
+    let added = TraceParent::parse(meta["traceparent"].as_str().unwrap().as_bytes()).unwrap();
+    assert!(!added.is_sampled());
+    assert_eq!(meta.as_object().unwrap().len(), 1, "{meta}");
+
+    // The client's, sampled: continued, replaced by the attempt's, the rest kept.
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"meta","_meta":{{"x":1,"traceparent":"{META_PARENT}","tracestate":"meta=1"}}}}}}"#
+    );
+    let meta = meta_of(&body);
+    let replaced = TraceParent::parse(meta["traceparent"].as_str().unwrap().as_bytes()).unwrap();
+    let client = TraceParent::parse(META_PARENT.as_bytes()).unwrap();
+    assert_eq!(replaced.trace_id, client.trace_id);
+    assert!(replaced.is_sampled());
+    assert_eq!(
+        (&meta["x"], &meta["tracestate"]),
+        (&Value::from(1), &Value::from("meta=1"))
+    );
+    let spans = spans_exported(&receiver, 2);
+    let attempt = spans
+        .iter()
+        .find(|s| s["kind"] == 3)
+        .expect("a CLIENT span");
+    assert_eq!(
+        attempt["spanId"],
+        replaced.parent_id.hex(),
+        "the child's parent"
+    );
+    assert_eq!(
+        attr(attempt, "sluice.upstream").map(|v| v["stringValue"].clone()),
+        Some("stdio".into())
+    );
+    let server = spans
+        .iter()
+        .find(|s| s["kind"] == 2)
+        .expect("a SERVER span");
+    assert_eq!(server["parentSpanId"], client.parent_id.hex());
     proxy.shutdown();
 }

@@ -310,6 +310,12 @@ impl Upstreams {
             .sum()
     }
 
+    /// Whether route `route`'s upstream hears a request's HTTP headers:
+    /// every kind but a stdio child (it reads messages only).
+    pub fn hears_headers(&self, route: usize) -> bool {
+        !matches!(self.kinds.get(route), Some(RouteKind::Stdio(_)))
+    }
+
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,
     /// else a new one; for a legacy upstream, a virtual connection to its
     /// bridge.
