@@ -306,6 +306,8 @@ fn a_meta_traceparent_is_continued_before_the_header_and_names_the_attempt_upstr
     let in_head = traceparent_of(&got.head).expect("the header upstream");
     let in_meta = meta_traceparent(&got.body).expect("_meta upstream");
     assert_eq!(in_meta, in_head, "one attempt, one parent, both carriers");
+    assert!(got.head.contains("tracestate: meta=1\r\n"), "{}", got.head);
+    assert!(!got.head.contains("header=1"), "{}", got.head);
     assert_eq!(in_meta.trace_id, meta_parent.trace_id, "_meta's trace");
     assert!(in_meta.is_sampled(), "_meta's flag decides");
     let ours = format!("\"{}\"", in_meta.write());
@@ -326,6 +328,11 @@ fn a_meta_traceparent_is_continued_before_the_header_and_names_the_attempt_upstr
         "the header's trace"
     );
     assert_eq!(Some(in_meta), traceparent_of(&got.head));
+    assert!(
+        got.head.contains("tracestate: header=1\r\n"),
+        "{}",
+        got.head
+    );
     assert_eq!(
         String::from_utf8(got.body.clone()).unwrap(),
         sent.replace(

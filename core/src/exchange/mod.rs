@@ -599,9 +599,10 @@ impl Exchange {
     /// Send `parent` upstream as the request's trace context, in place of
     /// the client's (the driver's span is the upstream's parent):
     ///
-    /// - as the `traceparent` header; when the client's own header was
-    ///   missing or invalid, its `tracestate` goes too: it belonged to no
-    ///   trace that continues;
+    /// - as the `traceparent` header; the `tracestate` header is the
+    ///   client's when its header's context is the one continued, the
+    ///   `_meta.tracestate` when `_meta`'s is, else none (the client's
+    ///   belonged to no trace that continues);
     /// - as `params._meta.traceparent` of a single JSON-RPC message whose
     ///   `_meta` holds one (whatever its value), the value replaced and
     ///   every other byte of the message kept (`tracestate` with it);
@@ -621,11 +622,20 @@ impl Exchange {
         carrier: TraceCarrier,
     ) {
         let Some(req) = self.req.as_mut() else { return };
-        let keep_state = req.traceparent.is_some();
+        // The context continued from `_meta` brings its own `tracestate`
+        // to the header too: the header's belongs to another trace.
+        let meta_state = req
+            .meta
+            .client(&req.body)
+            .map(|(_, state)| state.map(std::borrow::Cow::into_owned));
+        let keep_state = req.traceparent.is_some() && meta_state.is_none();
         req.headers
             .retain(|h| !h.is("traceparent") && (keep_state || !h.is("tracestate")));
         req.headers
             .push(http1::Header::new("traceparent", parent.write()));
+        if let Some(Some(state)) = meta_state {
+            req.headers.push(http1::Header::new("tracestate", state));
+        }
         if req.method != "POST" {
             return;
         }

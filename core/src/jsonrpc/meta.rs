@@ -215,18 +215,20 @@ mod tests {
     /// `text` as written with our `traceparent`, or `None` when it is left
     /// alone; the length [`written_len`] predicts is checked on the way.
     fn rewrite(text: &str, insert: bool) -> Option<String> {
-        let spans = spans(text)?;
-        let slot = spans.slot(text.as_bytes(), insert)?;
+        let noted = spans(text)?;
+        let slot = noted.slot(text.as_bytes(), insert)?;
         let mut out = Vec::new();
         write(text.as_bytes(), &slot, OURS, &mut out);
         assert_eq!(out.len(), written_len(text.len(), &slot, OURS), "{text}");
         let out = String::from_utf8(out).unwrap();
-        assert!(
-            matches!(
-                classify(out.as_bytes(), &Limits::default()),
-                Ok(Classified::Single(_))
-            ),
-            "still one valid message: {out}"
+        let written = spans(&out).unwrap_or_else(|| panic!("still one valid message: {out}"));
+        assert_eq!(
+            written
+                .traceparent(out.as_bytes())
+                .map(|t| t.write())
+                .as_deref(),
+            Some(OURS),
+            "reads back: {out}"
         );
         Some(out)
     }

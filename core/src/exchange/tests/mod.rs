@@ -1541,6 +1541,8 @@ fn a_valid_meta_traceparent_wins_over_the_header_and_is_replaced_upstream() {
         up.contains(&format!("traceparent: {}\r\n", ours.write())),
         "{up}"
     );
+    assert!(up.contains("tracestate: m=1\r\n"), "_meta's state: {up}");
+    assert!(!up.contains("h=1"), "not the header's: {up}");
     assert_eq!(
         upstream_body(&h.log),
         body.replace(META_PARENT, &ours.write()),
