@@ -370,4 +370,72 @@ mod tests {
             assert_eq!(read(&with(&bad, r#""  ""#)), (None, None), "{bad}");
         }
     }
+
+    /// Every one-byte change and insertion of a few seeds: nothing panics,
+    /// and whatever classifies as one message is either left alone or
+    /// written into so that it still classifies as the same message, reads
+    /// back our value, and keeps every byte outside the slot.
+    #[test]
+    fn mutated_messages_are_written_or_left_alone_never_broken() {
+        let seeds = [
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"m","params":{{"_meta":{{"traceparent":"{CLIENT}","tracestate":"a=1"}}}}}}"#
+            ),
+            r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t","_meta":{}}}"#
+                .into(),
+            r#"{"jsonrpc":"2.0","id":2,"method":"m","params":{}}"#.into(),
+            r#"{"jsonrpc":"2.0","id":2,"method":"m"}"#.into(),
+        ];
+        let bytes = b"{}[]\":, \\a0";
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for seed in &seeds {
+            let seed = seed.as_bytes();
+            for pos in 0..=seed.len() {
+                for &b in bytes {
+                    let mut inserted = seed.to_vec();
+                    inserted.insert(pos, b);
+                    inputs.push(inserted);
+                    if pos < seed.len() {
+                        let mut changed = seed.to_vec();
+                        changed[pos] = b;
+                        inputs.push(changed);
+                    }
+                }
+            }
+        }
+        let mut written = 0;
+        for input in &inputs {
+            let Ok(Classified::Single(m)) = classify(input, &Limits::default()) else {
+                continue;
+            };
+            let noted = MetaSpans::of(input, &m);
+            let _ = (noted.traceparent(input), noted.tracestate(input));
+            for insert in [false, true] {
+                let Some(slot) = noted.slot(input, insert) else {
+                    continue;
+                };
+                let mut out = Vec::new();
+                write(input, &slot, OURS, &mut out);
+                assert_eq!(out.len(), written_len(input.len(), &slot, OURS));
+                let Ok(Classified::Single(again)) = classify(&out, &Limits::default()) else {
+                    panic!("broken: {}", String::from_utf8_lossy(&out));
+                };
+                assert_eq!(
+                    (again.kind, &again.method, again.id),
+                    (m.kind, &m.method, m.id)
+                );
+                let back = MetaSpans::of(&out, &again).traceparent(&out);
+                assert_eq!(back.map(|t| t.write()).as_deref(), Some(OURS));
+                let (at, resume) = match &slot {
+                    Slot::Value(span) => (span.start, span.end),
+                    Slot::Meta { open, .. } | Slot::Params { open, .. } => (open + 1, open + 1),
+                    Slot::Message { close } => (*close, *close),
+                };
+                assert_eq!(out[..at], input[..at]);
+                assert_eq!(out[out.len() - (input.len() - resume)..], input[resume..]);
+                written += 1;
+            }
+        }
+        assert!(written > 100, "{written} written");
+    }
 }
