@@ -5,7 +5,8 @@
 //! CLIENT span for the upstream attempt that the upstream sees as its
 //! parent. The same through `params._meta.traceparent` (SEP-414): read,
 //! preferred to the header when valid, rewritten for the upstream, added
-//! for a stdio child; untouched with tracing off.
+//! for a stdio child and a federation's stdio member; untouched with
+//! tracing off.
 
 mod common;
 #[path = "fixtures/legacy_backend.rs"]
@@ -482,5 +483,91 @@ fn a_stdio_child_gets_the_attempt_in_meta_whether_or_not_the_client_sent_one() {
         .find(|s| s["kind"] == 2)
         .expect("a SERVER span");
     assert_eq!(server["parentSpanId"], client.parent_id.hex());
+    proxy.shutdown();
+}
+
+#[test]
+fn a_federations_stdio_member_gets_the_attempt_in_meta() {
+    use legacy_backend::{BOTH, exchange, request};
+    use sluice::federation::{DEFAULT_POLICY, FederationUpstream, MemberServer, MemberUpstream};
+    use sluice::legacy::UpstreamTransport;
+    use sluice::stdio::StdioUpstream;
+    use sluice_core::federation::Curation;
+    use sluice_core::federation::http::AnswerLimits;
+
+    let receiver = upstream(|conn, _| {
+        json_response(conn, "{}");
+        false
+    });
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/stdio_server.py"
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut child = StdioUpstream::new(vec![python(), fixture.into()], vec![("PATH".into(), path)]);
+    child.shutdown_grace = Duration::from_millis(300);
+    let fed = FederationUpstream {
+        members: vec![MemberUpstream {
+            name: "a".into(),
+            tools: Curation::new("a"),
+            prompts: Curation::new("a"),
+            server: MemberServer::Stdio(child),
+            policy: DEFAULT_POLICY,
+        }],
+        answer_limits: AnswerLimits::default(),
+        session_keys: Vec::new(),
+    };
+    let proxy = proxy_with("127.0.0.1:9".parse().unwrap(), |s| {
+        s.upstreams[0].transport = UpstreamTransport::Federation(Box::new(fed));
+        s.tracing = Some(tracing_to(&receiver, 0.0));
+    });
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let got = exchange(&proxy, &request("POST", init, None, BOTH));
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let sid = got.header("mcp-session-id").expect("a session");
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    assert_eq!(
+        exchange(&proxy, &request("POST", note, Some(&sid), BOTH)).status,
+        202
+    );
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    // One member: its names go unprefixed.
+    let got = exchange(&proxy, &request("POST", list, Some(&sid), BOTH));
+    assert_eq!(got.status, 200);
+    // Without `_meta`, unsampled: one added all the same, its flag clear.
+    let plain = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"meta"}}"#;
+    let got = exchange(&proxy, &request("POST", plain, Some(&sid), BOTH));
+    let text = got.last()["result"]["content"][0]["text"].clone();
+    let meta: Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+    let added = TraceParent::parse(meta["traceparent"].as_str().unwrap().as_bytes()).unwrap();
+    assert!(!added.is_sampled(), "{meta}");
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"meta","_meta":{{"traceparent":"{META_PARENT}"}}}}}}"#
+    );
+    let got = exchange(&proxy, &request("POST", &body, Some(&sid), BOTH));
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+    let answer = got.last();
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    let meta: Value = serde_json::from_str(&text).unwrap();
+    let seen = TraceParent::parse(meta["traceparent"].as_str().unwrap().as_bytes()).unwrap();
+    let client = TraceParent::parse(META_PARENT.as_bytes()).unwrap();
+    assert_eq!(seen.trace_id, client.trace_id);
+    let spans = spans_exported(&receiver, 2);
+    let attempt = spans
+        .iter()
+        .find(|s| s["kind"] == 3)
+        .expect("a CLIENT span");
+    assert_eq!(
+        attempt["spanId"],
+        seen.parent_id.hex(),
+        "the member's parent"
+    );
+    assert_eq!(
+        attr(attempt, "sluice.upstream").map(|v| v["stringValue"].clone()),
+        Some("federation".into())
+    );
     proxy.shutdown();
 }

@@ -213,12 +213,14 @@ pub struct ExchangeConfig {
 /// [`Exchange::propagate_trace`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TraceCarrier {
-    /// HTTP headers reach it (a Streamable HTTP upstream, a legacy or
-    /// federated route's bridge): the `traceparent` header, and
+    /// HTTP headers reach it (a Streamable HTTP upstream, a legacy
+    /// route's bridge): the `traceparent` header, and
     /// `params._meta.traceparent` where the client put one.
     Headers,
-    /// Only the message reaches it (a stdio child): `_meta.traceparent`
-    /// in every request, added where the client put none.
+    /// The message may be all that reaches it (a stdio child, a
+    /// federation's stdio members): the header as well, and
+    /// `_meta.traceparent` in every request, added where the client put
+    /// none.
     Message,
 }
 
@@ -606,7 +608,7 @@ impl Exchange {
     /// - as `params._meta.traceparent` of a single JSON-RPC message whose
     ///   `_meta` holds one (whatever its value), the value replaced and
     ///   every other byte of the message kept (`tracestate` with it);
-    /// - with [`TraceCarrier::Message`] (an upstream that hears no
+    /// - with [`TraceCarrier::Message`] (an upstream that may hear no
     ///   headers: a stdio child), also added to a request that has none,
     ///   creating `_meta` (and `params`) where missing. A message whose
     ///   `params` is an array or whose `_meta` is not an object, and a

@@ -10,8 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_lite::{AsyncWrite, AsyncWriteExt, future};
 use sluice_core::exchange::{
-    ClientInfo, Close, Exchange, HookCall, HookPhase, HookVerdict, Output, TraceCarrier,
-    UpstreamEnd,
+    ClientInfo, Close, Exchange, HookCall, HookPhase, HookVerdict, Output, UpstreamEnd,
 };
 use std::pin::Pin;
 
@@ -283,8 +282,9 @@ impl Driver<'_> {
 
     /// With tracing on, a new upstream attempt: its span's id goes upstream
     /// as the request's `traceparent` parent (its trace the exchange's), in
-    /// the header and in `params._meta` (always for a stdio child, which
-    /// hears no header), and a sampled exchange times it.
+    /// the header and in `params._meta` (in every request for a stdio
+    /// child or a federation, whose stdio members hear no header), and a
+    /// sampled exchange times it.
     fn begin_attempt(&mut self, route: usize) {
         let Some(ctx) = self.trace_context() else {
             return;
@@ -295,11 +295,7 @@ impl Driver<'_> {
             parent_id: id,
             ..ctx.traceparent()
         };
-        let carrier = if self.generation.upstreams.hears_headers(route) {
-            TraceCarrier::Headers
-        } else {
-            TraceCarrier::Message
-        };
+        let carrier = self.generation.upstreams.trace_carrier(route);
         self.exchange.propagate_trace(&parent, carrier);
         if sampled {
             self.attempt = Some(super::trace::Attempt {

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_core::exchange::TransportEvidence;
+use sluice_core::exchange::{TraceCarrier, TransportEvidence};
 use sluice_core::upstream::AnswerPart;
 
 use crate::dial::{self, Conn, Dialer};
@@ -310,10 +310,15 @@ impl Upstreams {
             .sum()
     }
 
-    /// Whether route `route`'s upstream hears a request's HTTP headers:
-    /// every kind but a stdio child (it reads messages only).
-    pub fn hears_headers(&self, route: usize) -> bool {
-        !matches!(self.kinds.get(route), Some(RouteKind::Stdio(_)))
+    /// How route `route`'s upstream hears a request's trace context: in
+    /// the message for a stdio child (it reads no headers) and for a
+    /// federation (its stdio members read none; its HTTP members get
+    /// both), in the headers for every other kind.
+    pub fn trace_carrier(&self, route: usize) -> TraceCarrier {
+        match self.kinds.get(route) {
+            Some(RouteKind::Stdio(_) | RouteKind::Federation(_)) => TraceCarrier::Message,
+            _ => TraceCarrier::Headers,
+        }
     }
 
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,
