@@ -487,7 +487,7 @@ fn a_stdio_child_gets_the_attempt_in_meta_whether_or_not_the_client_sent_one() {
 }
 
 #[test]
-fn a_federations_stdio_member_gets_the_attempt_in_meta() {
+fn a_federations_member_call_is_a_span_of_its_own_named_in_the_members_meta() {
     use legacy_backend::{BOTH, exchange, request};
     use sluice::federation::{DEFAULT_POLICY, FederationUpstream, MemberServer, MemberUpstream};
     use sluice::legacy::UpstreamTransport;
@@ -555,19 +555,39 @@ fn a_federations_stdio_member_gets_the_attempt_in_meta() {
     let seen = TraceParent::parse(meta["traceparent"].as_str().unwrap().as_bytes()).unwrap();
     let client = TraceParent::parse(META_PARENT.as_bytes()).unwrap();
     assert_eq!(seen.trace_id, client.trace_id);
-    let spans = spans_exported(&receiver, 2);
-    let attempt = spans
+    // The exchange, its attempt at the federation, and the member's call.
+    let spans = spans_exported(&receiver, 3);
+    let server = spans.iter().find(|s| s["kind"] == 2).expect("SERVER");
+    let clients: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 3).collect();
+    let attempt = clients
         .iter()
-        .find(|s| s["kind"] == 3)
-        .expect("a CLIENT span");
-    assert_eq!(
-        attempt["spanId"],
-        seen.parent_id.hex(),
-        "the member's parent"
-    );
+        .find(|s| attr(s, "sluice.member").is_none())
+        .expect("the attempt");
+    let member = clients
+        .iter()
+        .find(|s| attr(s, "sluice.member").is_some())
+        .expect("the member's span");
+    assert_eq!(server["parentSpanId"], client.parent_id.hex());
+    assert_eq!(attempt["parentSpanId"], server["spanId"]);
     assert_eq!(
         attr(attempt, "sluice.upstream").map(|v| v["stringValue"].clone()),
         Some("federation".into())
     );
+    assert_eq!(
+        member["parentSpanId"], attempt["spanId"],
+        "under the attempt"
+    );
+    assert_eq!(member["traceId"], client.trace_id.hex());
+    assert_eq!(
+        member["spanId"],
+        seen.parent_id.hex(),
+        "the member's parent"
+    );
+    assert_eq!(member["name"], "tools/call meta");
+    let s = |key: &str| attr(member, key).map(|v| v["stringValue"].clone());
+    assert_eq!(s("sluice.member"), Some("a".into()));
+    assert_eq!(s("sluice.upstream"), Some("stdio".into()));
+    assert_eq!(s("gen_ai.tool.name"), Some("meta".into()));
+    assert_eq!(attr(member, "error.type"), None);
     proxy.shutdown();
 }

@@ -27,6 +27,21 @@ pub struct RpcSummary {
     pub batch: bool,
 }
 
+impl RpcSummary {
+    /// The facts of one classified message.
+    pub fn of(m: &jsonrpc::Message<'_>) -> RpcSummary {
+        RpcSummary {
+            method: m.method.as_deref().map(str::to_owned),
+            id: match m.kind {
+                Kind::Request => m.id.map(<[u8]>::to_vec),
+                _ => None,
+            },
+            name: m.name.as_deref().map(str::to_owned),
+            batch: false,
+        }
+    }
+}
+
 /// What reading more client bytes led to.
 pub(super) enum Step {
     NeedMore,
@@ -521,15 +536,7 @@ pub(super) fn classify(
         Classified::Batch(_) => None,
     };
     let summary = match classified {
-        Classified::Single(m) => RpcSummary {
-            method: m.method.map(|s| s.into_owned()),
-            id: match m.kind {
-                Kind::Request => m.id.map(<[u8]>::to_vec),
-                _ => None,
-            },
-            name: m.name.map(|s| s.into_owned()),
-            batch: false,
-        },
+        Classified::Single(m) => RpcSummary::of(&m),
         Classified::Batch(_) => RpcSummary {
             method: None,
             id: None,

@@ -10,6 +10,7 @@ mod http;
 #[doc(hidden)]
 pub mod seal;
 mod task;
+mod trace;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,6 +214,10 @@ pub(crate) struct RouteFederation {
     left_out: Vec<std::sync::atomic::AtomicU64>,
     /// Sessions sealed and tokens refused.
     sessions: crate::metrics::FederationCounters,
+    /// The process's tracer, when tracing is on: members' spans.
+    tracer: Option<Arc<crate::otel::Tracer>>,
+    /// Each member's host and port (`None`: a command), for its spans.
+    addresses: Vec<Option<(String, u16)>>,
 }
 
 impl RouteFederation {
@@ -226,6 +231,7 @@ impl RouteFederation {
         dialer: &Arc<Dialer>,
         first_target: usize,
         sessions: crate::metrics::FederationCounters,
+        tracer: Option<Arc<crate::otel::Tracer>>,
     ) -> Option<Arc<Self>> {
         let member_names: Vec<String> = settings.members.iter().map(|m| m.name.clone()).collect();
         let sealer = if settings.session_keys.is_empty() {
@@ -241,6 +247,16 @@ impl RouteFederation {
             health: vec![Breaker::default(); settings.members.len()],
         };
         let policies: Vec<MemberPolicy> = settings.members.iter().map(|m| m.policy).collect();
+        let addresses = settings
+            .members
+            .iter()
+            .map(|m| match &m.server {
+                MemberServer::Http(h) | MemberServer::Legacy(LegacyMember { at: h, .. }) => {
+                    Some((h.host.clone(), h.port))
+                }
+                MemberServer::Stdio(_) => None,
+            })
+            .collect();
         let mut target = first_target;
         let limits = settings.answer_limits;
         let members = settings
@@ -281,6 +297,8 @@ impl RouteFederation {
             left_out: policies.iter().map(|_| Default::default()).collect(),
             policies,
             sessions,
+            tracer,
+            addresses,
         }))
     }
 

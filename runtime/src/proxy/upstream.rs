@@ -127,7 +127,9 @@ impl Upstreams {
     /// sockets on `rt`'s workers, their dials counted in `metrics`. With
     /// `previous`, route `i` takes over the sessions and children of
     /// `previous`'s route `carry[i]` (a reload that did not change its
-    /// definition): they keep the dialer they were made with.
+    /// definition): they keep the dialer they were made with. A
+    /// federation makes its members' spans with `tracer`.
+    #[allow(clippy::too_many_arguments)] // called once, by `build`
     pub fn new(
         rt: crate::rt::Handle,
         targets: Vec<UpstreamTarget>,
@@ -136,6 +138,7 @@ impl Upstreams {
         pool: Pool,
         previous: Option<(&Upstreams, &[Option<usize>])>,
         metrics: &crate::metrics::RouteMetrics,
+        tracer: Option<&Arc<crate::otel::Tracer>>,
     ) -> Self {
         // Routes first, by route index; then federations' HTTP members,
         // each federation's from the index noted for it.
@@ -198,6 +201,7 @@ impl Upstreams {
                         &dialer,
                         member_targets[route],
                         metrics.federation(route),
+                        tracer.cloned(),
                     );
                     if federation.is_none() {
                         tracing::error!(route = %name, "no randomness for the federation's session key: its requests fail");
