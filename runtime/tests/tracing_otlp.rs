@@ -591,3 +591,99 @@ fn a_federations_member_call_is_a_span_of_its_own_named_in_the_members_meta() {
     assert_eq!(attr(member, "error.type"), None);
     proxy.shutdown();
 }
+
+#[test]
+fn a_member_that_cannot_be_reached_has_a_failed_span_with_its_address() {
+    use legacy_backend::{BOTH, exchange, request};
+    use sluice::federation::{
+        DEFAULT_POLICY, FederationUpstream, HttpMember, MemberServer, MemberUpstream,
+    };
+    use sluice::legacy::UpstreamTransport;
+    use sluice::stdio::StdioUpstream;
+    use sluice_core::federation::Curation;
+    use sluice_core::federation::http::{AnswerLimits, MemberUrl};
+
+    let receiver = upstream(|conn, _| {
+        json_response(conn, "{}");
+        false
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/stdio_server.py"
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut child = StdioUpstream::new(vec![python(), fixture.into()], vec![("PATH".into(), path)]);
+    child.shutdown_grace = Duration::from_millis(300);
+    let member = |name: &str, server| MemberUpstream {
+        name: name.into(),
+        tools: Curation::new(name),
+        prompts: Curation::new(name),
+        server,
+        policy: DEFAULT_POLICY,
+    };
+    let gone = HttpMember {
+        host: "127.0.0.1".into(),
+        port: closed.port(),
+        tls: false,
+        url: MemberUrl {
+            authority: closed.to_string(),
+            target: "/mcp".into(),
+        },
+    };
+    let fed = FederationUpstream {
+        members: vec![
+            member("a", MemberServer::Stdio(child)),
+            member("b", MemberServer::Http(gone)),
+        ],
+        answer_limits: AnswerLimits::default(),
+        session_keys: Vec::new(),
+    };
+    let proxy = proxy_with("127.0.0.1:9".parse().unwrap(), |s| {
+        s.upstreams[0].transport = UpstreamTransport::Federation(Box::new(fed));
+        s.tracing = Some(tracing_to(&receiver, 1.0));
+    });
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let got = exchange(&proxy, &request("POST", init, None, BOTH));
+    assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+
+    // The initialize's exchange, its attempt, and one span per member.
+    let spans = spans_exported(&receiver, 4);
+    let server = spans.iter().find(|s| s["kind"] == 2).expect("SERVER");
+    let attempt = spans
+        .iter()
+        .find(|s| s["kind"] == 3 && s["parentSpanId"] == server["spanId"])
+        .expect("the attempt");
+    let of = |name: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                attr(s, "sluice.member").map(|v| v["stringValue"].clone()) == Some(name.into())
+            })
+            .unwrap_or_else(|| panic!("member {name}'s span: {spans:#?}"))
+    };
+    let (a, b) = (of("a"), of("b"));
+    for m in [a, b] {
+        assert_eq!(m["name"], "initialize");
+        assert_eq!(m["kind"], 3);
+        assert_eq!(m["parentSpanId"], attempt["spanId"]);
+        assert_eq!(m["traceId"], server["traceId"]);
+    }
+    let error = |s: &Value| attr(s, "error.type").map(|v| v["stringValue"].clone());
+    assert_eq!(error(a), None);
+    assert_eq!(a["status"]["code"], Value::Null, "{a:#}");
+    assert_eq!(error(b), Some("upstream-error".into()));
+    assert_eq!(b["status"]["code"], 2, "ERROR");
+    assert_eq!(
+        attr(b, "server.address").map(|v| v["stringValue"].clone()),
+        Some("127.0.0.1".into())
+    );
+    assert_eq!(
+        attr(b, "server.port").map(|v| v["intValue"].clone()),
+        Some(closed.port().to_string().into())
+    );
+    proxy.shutdown();
+}
