@@ -171,7 +171,7 @@ pub fn write(text: &[u8], slot: &Slot, traceparent: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(text.get(resume..).unwrap_or_default());
 }
 
-/// The length of what [`write`] makes of a `len`-byte text.
+/// The length of what [`write()`] makes of a `len`-byte text.
 pub fn written_len(len: usize, slot: &Slot, traceparent: &str) -> usize {
     let member = "\"traceparent\":\"\"".len() + traceparent.len();
     match slot {
