@@ -15,7 +15,7 @@
 //! |---|---|
 //! | [`http1`] | request and response heads (over `httparse`), the one function that decides body framing, a strict chunked codec, hop-by-hop handling, head writers |
 //! | [`sse`] | an incremental WHATWG event-stream parser (linear under any split, events keep their byte span) and an encoder |
-//! | [`jsonrpc`] | classify one message or a batch in one pass without building a `Value`; build results and errors that echo the id byte for byte |
+//! | [`jsonrpc`] | classify one message or a batch in one pass without building a `Value`; build results and errors that echo the id byte for byte; read and write the trace context in `params._meta` ([`jsonrpc::meta`]) |
 //! | [`inject`] | the pure rules for how an answer sluice makes itself reaches a client, given what the client has already been sent |
 //! | [`guard`] | the `Host`/`Origin` checks against DNS rebinding |
 //! | [`route`] | which upstream serves a request target, and the target it sees |

@@ -209,6 +209,21 @@ pub struct ExchangeConfig {
     pub hooks: HookFilter,
 }
 
+/// How an upstream hears a request's trace context (see
+/// [`Exchange::propagate_trace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceCarrier {
+    /// HTTP headers reach it (a Streamable HTTP upstream, a legacy
+    /// route's bridge): the `traceparent` header, and
+    /// `params._meta.traceparent` where the client put one.
+    Headers,
+    /// The message may be all that reaches it (a stdio child, a
+    /// federation's stdio members): the header as well, and
+    /// `_meta.traceparent` in every request, added where the client put
+    /// none.
+    Message,
+}
+
 /// Facts about the client connection that the exchange cannot see in bytes.
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
@@ -558,26 +573,92 @@ impl Exchange {
         self.req.as_ref().is_some_and(|r| r.client_http10)
     }
 
-    /// The client's W3C trace context, once the request was read whole: its
-    /// `traceparent` when it sent exactly one valid value, and with it its
-    /// `tracestate`. See [`crate::tracecontext`].
-    pub fn trace_context(&self) -> Option<(crate::tracecontext::TraceParent, Option<&str>)> {
+    /// The client's W3C trace context, once the request was read whole:
+    /// its `traceparent` and, with it, its `tracestate`. Two carriers,
+    /// read strictly alike (see [`crate::tracecontext`]):
+    ///
+    /// 1. `params._meta.traceparent` of a single JSON-RPC message (SEP-414,
+    ///    and OpenTelemetry's MCP conventions: the MCP client
+    ///    instrumentation's own context), with `params._meta.tracestate`,
+    ///    when it is a valid value;
+    /// 2. else the HTTP `traceparent` header (exactly one valid field
+    ///    line), with the `tracestate` lines.
+    ///
+    /// A hook's replacement of the body does not change what the client
+    /// sent. Only a tracing driver calls this: with tracing off nothing of
+    /// it is parsed.
+    pub fn trace_context(
+        &self,
+    ) -> Option<(
+        crate::tracecontext::TraceParent,
+        Option<std::borrow::Cow<'_, str>>,
+    )> {
         let req = self.req.as_ref()?;
-        Some((req.traceparent?, req.tracestate.as_deref()))
+        if let Some(from_meta) = req.meta.client(&req.body) {
+            return Some(from_meta);
+        }
+        Some((
+            req.traceparent?,
+            req.tracestate.as_deref().map(std::borrow::Cow::Borrowed),
+        ))
     }
 
-    /// Send `parent` upstream as the request's `traceparent`, in place of
-    /// the client's (the driver's span is the upstream's parent). When the
-    /// client's own `traceparent` was missing or invalid, its `tracestate`
-    /// goes too: it belonged to no trace that continues. Call it before
-    /// answering [`Output::Connect`]: the request is written then.
-    pub fn propagate_trace(&mut self, parent: &crate::tracecontext::TraceParent) {
+    /// Send `parent` upstream as the request's trace context, in place of
+    /// the client's (the driver's span is the upstream's parent):
+    ///
+    /// - as the `traceparent` header; the `tracestate` header is the
+    ///   client's when its header's context is the one continued, the
+    ///   `_meta.tracestate` when `_meta`'s is, else none (the client's
+    ///   belonged to no trace that continues);
+    /// - as `params._meta.traceparent` of a single JSON-RPC message whose
+    ///   `_meta` holds one (whatever its value), the value replaced and
+    ///   every other byte of the message kept (`tracestate` with it);
+    /// - with [`TraceCarrier::Message`] (an upstream that may hear no
+    ///   headers: a stdio child), also added to a request that has none,
+    ///   creating `_meta` (and `params`) where missing. A message whose
+    ///   `params` is an array or whose `_meta` is not an object, and a
+    ///   batch, go as written.
+    ///
+    /// Call it before answering [`Output::Connect`] (the request is
+    /// written or dispatched then), again for each attempt. The body is
+    /// written once, with the request; after a hook replaced it, it is
+    /// classified again here to find the place (tracing on only).
+    pub fn propagate_trace(
+        &mut self,
+        parent: &crate::tracecontext::TraceParent,
+        carrier: TraceCarrier,
+    ) {
         let Some(req) = self.req.as_mut() else { return };
-        let keep_state = req.traceparent.is_some();
+        // The context continued from `_meta` brings its own `tracestate`
+        // to the header too: the header's belongs to another trace.
+        let meta_state = req
+            .meta
+            .client(&req.body)
+            .map(|(_, state)| state.map(std::borrow::Cow::into_owned));
+        let keep_state = req.traceparent.is_some() && meta_state.is_none();
         req.headers
             .retain(|h| !h.is("traceparent") && (keep_state || !h.is("tracestate")));
         req.headers
             .push(http1::Header::new("traceparent", parent.write()));
+        if let Some(Some(state)) = meta_state {
+            req.headers.push(http1::Header::new("tracestate", state));
+        }
+        if req.method != "POST" {
+            return;
+        }
+        let insert = carrier == TraceCarrier::Message;
+        let slot = if req.meta.replaced {
+            match request::classify(&req.body, &self.config) {
+                (_, Some(spans)) => spans.slot(&req.body, insert),
+                _ => None,
+            }
+        } else {
+            req.meta
+                .spans
+                .as_ref()
+                .and_then(|s| s.slot(&req.body, insert))
+        };
+        req.meta.out = slot.map(|slot| (slot, parent.write()));
     }
 
     /// Client bytes received past this request (pipelined requests).
@@ -702,7 +783,14 @@ impl Exchange {
             method: req.method.clone(),
             target: req.upstream_target.clone(),
             headers: std::mem::take(&mut req.headers),
-            body: Bytes::from(std::mem::take(&mut req.body)),
+            body: Bytes::from(match &req.meta.out {
+                Some(_) => {
+                    let mut body = Vec::with_capacity(req.meta.rendered_len(&req.body));
+                    req.meta.render(&req.body, &mut body);
+                    body
+                }
+                None => std::mem::take(&mut req.body),
+            }),
         };
         self.outputs.push_back(Output::Dispatch(Box::new(request)));
         // Never re-sent, never probed: its answer comes typed.
@@ -1199,8 +1287,11 @@ impl Exchange {
                     &new,
                     &self.config.limits.json,
                 );
+                req.body = new;
+                req.meta.replaced(old);
+            } else {
+                req.body = new;
             }
-            req.body = new;
             self.connect(now);
             return;
         }

@@ -1,6 +1,8 @@
 //! The request side of an exchange: read the head and body within limits,
 //! check them, and build the bytes that go upstream.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use super::{ClientInfo, ExchangeConfig, accepts_of};
@@ -8,6 +10,7 @@ use crate::auth::gate::DOCUMENT_PREFLIGHT;
 use crate::auth::{Credentials, Denial, Gate, read_credentials};
 use crate::http1::{self, BodyFraming, BodyReader, Header, Parsed, RequestHead};
 use crate::inject::Accepts;
+use crate::jsonrpc::meta::{self, MetaSpans, Slot};
 use crate::jsonrpc::{self, Classified, Kind, codes};
 use crate::route;
 
@@ -22,6 +25,21 @@ pub struct RpcSummary {
     pub name: Option<String>,
     /// The body was a batch (2025-03-26).
     pub batch: bool,
+}
+
+impl RpcSummary {
+    /// The facts of one classified message.
+    pub fn of(m: &jsonrpc::Message<'_>) -> RpcSummary {
+        RpcSummary {
+            method: m.method.as_deref().map(str::to_owned),
+            id: match m.kind {
+                Kind::Request => m.id.map(<[u8]>::to_vec),
+                _ => None,
+            },
+            name: m.name.as_deref().map(str::to_owned),
+            batch: false,
+        }
+    }
 }
 
 /// What reading more client bytes led to.
@@ -67,11 +85,74 @@ pub(super) struct Forward {
     /// The client's `tracestate` (its field lines joined by `,`), kept
     /// only with a valid `traceparent`.
     pub tracestate: Option<String>,
+    /// The body's trace context (`params._meta`), read and written only
+    /// with tracing on.
+    pub meta: BodyTrace,
     /// The client's headers hooks may see (empty unless the operator listed some).
     pub hook_headers: Vec<(String, String)>,
     /// On a protected route, the bearer token the driver must judge
     /// before the request goes any further.
     pub token: Option<String>,
+}
+
+/// Trace context in a request body: where the client's sits, and where
+/// sluice's goes. Offsets only until a tracing driver asks.
+#[derive(Debug, Default)]
+pub(super) struct BodyTrace {
+    /// Where `params._meta` and its trace context sit in the client's
+    /// body (a single message); noted by the classify pass.
+    pub spans: Option<MetaSpans>,
+    /// The client's body, kept when a hook replaced it and `spans` names
+    /// a `traceparent` in it: the client's context stays readable.
+    pub client_body: Option<Vec<u8>>,
+    /// A hook replaced the body: `spans` no longer point into it.
+    pub replaced: bool,
+    /// Where sluice's `traceparent` goes in the body sent upstream, and
+    /// the value (set by `Exchange::propagate_trace`).
+    pub out: Option<(Slot, String)>,
+}
+
+impl BodyTrace {
+    /// The client's `_meta.traceparent` and `tracestate`, read from
+    /// `body` (the body as forwarded, until a hook replaces it).
+    pub fn client<'b>(
+        &'b self,
+        body: &'b [u8],
+    ) -> Option<(crate::tracecontext::TraceParent, Option<Cow<'b, str>>)> {
+        let spans = self.spans.as_ref()?;
+        let text = match (&self.client_body, self.replaced) {
+            (Some(kept), _) => kept.as_slice(),
+            (None, true) => return None,
+            (None, false) => body,
+        };
+        Some((spans.traceparent(text)?, spans.tracestate(text)))
+    }
+
+    /// A hook replaced `old` (the client's body): keep it while the
+    /// client's context is still to be read from it.
+    pub fn replaced(&mut self, old: Vec<u8>) {
+        if !self.replaced && self.spans.as_ref().is_some_and(|s| s.traceparent.is_some()) {
+            self.client_body = Some(old);
+        }
+        self.replaced = true;
+    }
+
+    /// The body as the upstream gets it: `body`, with sluice's
+    /// `traceparent` written in when `Exchange::propagate_trace` placed one.
+    pub fn render(&self, body: &[u8], out: &mut Vec<u8>) {
+        match &self.out {
+            Some((slot, value)) => meta::write(body, slot, value, out),
+            None => out.extend_from_slice(body),
+        }
+    }
+
+    /// The length of what [`BodyTrace::render`] writes.
+    pub fn rendered_len(&self, body: &[u8]) -> usize {
+        match &self.out {
+            Some((slot, value)) => meta::written_len(body.len(), slot, value),
+            None => body.len(),
+        }
+    }
 }
 
 /// Head checked, body being read.
@@ -441,24 +522,29 @@ fn keep_alive(head: &RequestHead) -> bool {
     }
 }
 
-fn classify(body: &[u8], config: &ExchangeConfig) -> Option<RpcSummary> {
-    match jsonrpc::classify(body, &config.limits.json).ok()? {
-        Classified::Single(m) => Some(RpcSummary {
-            method: m.method.map(|s| s.into_owned()),
-            id: match m.kind {
-                Kind::Request => m.id.map(<[u8]>::to_vec),
-                _ => None,
-            },
-            name: m.name.map(|s| s.into_owned()),
-            batch: false,
-        }),
-        Classified::Batch(_) => Some(RpcSummary {
+/// The body's JSON-RPC facts, and where a single message keeps its trace
+/// context (offsets noted in the same pass: nothing read yet).
+pub(super) fn classify(
+    body: &[u8],
+    config: &ExchangeConfig,
+) -> (Option<RpcSummary>, Option<MetaSpans>) {
+    let Ok(classified) = jsonrpc::classify(body, &config.limits.json) else {
+        return (None, None);
+    };
+    let meta = match &classified {
+        Classified::Single(m) => Some(MetaSpans::of(body, m)),
+        Classified::Batch(_) => None,
+    };
+    let summary = match classified {
+        Classified::Single(m) => RpcSummary::of(&m),
+        Classified::Batch(_) => RpcSummary {
             method: None,
             id: None,
             name: None,
             batch: true,
-        }),
-    }
+        },
+    };
+    (Some(summary), meta)
 }
 
 /// The request as the upstream sees it: our framing, its Host, no hop-by-hop
@@ -553,12 +639,17 @@ fn forward(acc: Accepted, config: &ExchangeConfig, client: &ClientInfo) -> Forwa
     let has_body = !body.is_empty() || !matches!(framing, BodyFraming::None);
     // Only a POST carries a body this far (`Endpoint::check_method`).
     let send_length = has_body || method == "POST";
+    let (rpc, meta) = if method == "POST" {
+        classify(&body, config)
+    } else {
+        (None, None)
+    };
     Forward {
         route: route_index,
-        rpc: if method == "POST" {
-            classify(&body, config)
-        } else {
-            None
+        rpc,
+        meta: BodyTrace {
+            spans: meta,
+            ..BodyTrace::default()
         },
         method,
         upstream_target,
@@ -634,10 +725,14 @@ impl Forward {
         }
         if self.send_length {
             // Writing to a Vec cannot fail.
-            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+            let _ = write!(
+                out,
+                "Content-Length: {}\r\n",
+                self.meta.rendered_len(&self.body)
+            );
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        self.meta.render(&self.body, &mut out);
         Bytes::from(out)
     }
 }

@@ -51,6 +51,10 @@ enum Field {
     ParamsProgressToken,
     /// `params.requestId` (of `notifications/cancelled`).
     RequestId,
+    /// `params._meta.traceparent` (W3C Trace Context, SEP-414).
+    TraceParent,
+    /// `params._meta.tracestate`.
+    TraceState,
 }
 
 /// The JSON type of a scanned value.
@@ -137,6 +141,9 @@ struct Extract {
     progress: Option<Span>,
     params_progress: Option<Span>,
     request_id: Option<Span>,
+    meta: Option<Span>,
+    traceparent: Option<Span>,
+    tracestate: Option<Span>,
 }
 
 struct Walker<'a> {
@@ -409,6 +416,9 @@ impl<'a> Walker<'a> {
             (Role::Meta, Field::ProgressToken) => &mut self.cur.progress,
             (Role::Params, Field::ParamsProgressToken) => &mut self.cur.params_progress,
             (Role::Params, Field::RequestId) => &mut self.cur.request_id,
+            (Role::Params, Field::Meta) => &mut self.cur.meta,
+            (Role::Meta, Field::TraceParent) => &mut self.cur.traceparent,
+            (Role::Meta, Field::TraceState) => &mut self.cur.tracestate,
             _ => return,
         };
         *slot = Some(span);
@@ -430,6 +440,8 @@ fn field(role: Role, name: &str) -> Field {
         (Role::Meta, "progressToken") => Field::ProgressToken,
         (Role::Params, "progressToken") => Field::ParamsProgressToken,
         (Role::Params, "requestId") => Field::RequestId,
+        (Role::Meta, "traceparent") => Field::TraceParent,
+        (Role::Meta, "tracestate") => Field::TraceState,
         _ => Field::None,
     }
 }
@@ -547,6 +559,9 @@ fn finish<'a>(
         progress_token: None,
         request_id: None,
         name: None,
+        meta: None,
+        traceparent: None,
+        tracestate: None,
         params: None,
         result: None,
         error: None,
@@ -561,6 +576,11 @@ fn finish<'a>(
                     _ => ex.progress,
                 }
                 .map(|s| raw(text, s));
+                msg.meta = ex.meta.map(|s| s.start..s.end);
+                if ex.meta.map(|s| s.ty) == Some(Type::Object) {
+                    msg.traceparent = ex.traceparent.map(|s| s.start..s.end);
+                    msg.tracestate = ex.tracestate.map(|s| s.start..s.end);
+                }
                 if method.as_deref() == Some("notifications/cancelled") {
                     msg.request_id = ex.request_id.map(|s| raw(text, s));
                 }

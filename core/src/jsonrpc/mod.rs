@@ -19,8 +19,9 @@
 //! `method` (decoded), `id` (raw text), `params._meta.progressToken` (raw
 //! text), the name that 2026-07-28's `Mcp-Name` header must match
 //! (`params.name` for `tools/call` and `prompts/get`, `params.uri` for
-//! `resources/read`, decoded), and the byte spans of `params`, `result` and
-//! `error`. Ids and tokens stay raw so they can be echoed byte for byte
+//! `resources/read`, decoded), and the byte spans of `params`, `result`,
+//! `error`, `params._meta` and its `traceparent` and `tracestate` (W3C
+//! Trace Context in the message, SEP-414; [`meta`] reads and writes them). Ids and tokens stay raw so they can be echoed byte for byte
 //! ([`result_message`], [`error_message`], [`RawId`]); names are decoded
 //! because that is how the backend will read them: `"tools\/call"` and
 //! `"tools/c\u0061ll"` *are* `tools/call`.
@@ -80,6 +81,7 @@ use std::ops::Range;
 mod build;
 mod classify;
 mod error;
+pub mod meta;
 mod methods;
 mod scan;
 
@@ -154,6 +156,15 @@ pub struct Message<'a> {
     /// `params.uri` of `resources/read` (what `Mcp-Name` must equal).
     /// Always present on such requests.
     pub name: Option<Cow<'a, str>>,
+    /// The span of `params._meta` (any JSON type) of a request or
+    /// notification whose `params` is an object.
+    pub meta: Option<Range<usize>>,
+    /// The span of `params._meta.traceparent`'s value (any JSON type),
+    /// when `_meta` is an object: W3C Trace Context as SEP-414 carries it.
+    /// Only its place is noted; [`meta`] reads it.
+    pub traceparent: Option<Range<usize>>,
+    /// The span of `params._meta.tracestate`'s value, as `traceparent`.
+    pub tracestate: Option<Range<usize>>,
     /// The span of `params` (requests and notifications).
     pub params: Option<Range<usize>>,
     /// The span of `result` (responses).
@@ -170,6 +181,9 @@ impl Message<'_> {
 }
 
 /// A body: one message, or a 2025-03-26 batch of them.
+// One per body, on the stack for the moment it is read: boxing the single
+// message would allocate for every body to save bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified<'a> {
     /// A single JSON object.

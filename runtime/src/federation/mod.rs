@@ -10,6 +10,7 @@ mod http;
 #[doc(hidden)]
 pub mod seal;
 mod task;
+mod trace;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -217,6 +218,10 @@ pub(crate) struct RouteFederation {
     requests: Vec<[std::sync::atomic::AtomicU64; LegOutcome::ALL.len()]>,
     /// Sessions sealed and tokens refused.
     sessions: crate::metrics::FederationCounters,
+    /// The process's tracer, when tracing is on: members' spans.
+    tracer: Option<Arc<crate::otel::Tracer>>,
+    /// Each member's host and port (`None`: a command), for its spans.
+    addresses: Vec<Option<(String, u16)>>,
 }
 
 impl RouteFederation {
@@ -230,6 +235,7 @@ impl RouteFederation {
         dialer: &Arc<Dialer>,
         first_target: usize,
         sessions: crate::metrics::FederationCounters,
+        tracer: Option<Arc<crate::otel::Tracer>>,
     ) -> Option<Arc<Self>> {
         let member_names: Vec<String> = settings.members.iter().map(|m| m.name.clone()).collect();
         let sealer = if settings.session_keys.is_empty() {
@@ -245,6 +251,16 @@ impl RouteFederation {
             health: vec![Breaker::default(); settings.members.len()],
         };
         let policies: Vec<MemberPolicy> = settings.members.iter().map(|m| m.policy).collect();
+        let addresses = settings
+            .members
+            .iter()
+            .map(|m| match &m.server {
+                MemberServer::Http(h) | MemberServer::Legacy(LegacyMember { at: h, .. }) => {
+                    Some((h.host.clone(), h.port))
+                }
+                MemberServer::Stdio(_) => None,
+            })
+            .collect();
         let mut target = first_target;
         let limits = settings.answer_limits;
         let members = settings
@@ -287,6 +303,8 @@ impl RouteFederation {
             requests: policies.iter().map(|_| Default::default()).collect(),
             policies,
             sessions,
+            tracer,
+            addresses,
         }))
     }
 

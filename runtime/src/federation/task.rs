@@ -57,13 +57,24 @@ pub(super) async fn run(
         session: token.as_deref().zip(sessions.as_deref()),
         policies: &route.policies,
     };
+    // Dropped last: the member spans end when the request does.
+    let mut spans = super::trace::MemberSpans::new(&route, &req);
     let now = Instant::now();
     let mut fanout = Fanout::new(req, &ctx, &mut route.lists(), now);
+    // Legs dropped while this is set failed for this reason.
+    let mut dropped_for: Option<&'static str> = None;
     let mut legs: Vec<Option<MessageLink>> = Vec::new();
     loop {
         while let Some(output) = fanout.poll_output() {
             match output {
-                Output::ToMember { leg, member, req } => {
+                Output::ToMember {
+                    leg,
+                    member,
+                    mut req,
+                } => {
+                    if let Some(spans) = spans.as_mut() {
+                        spans.begin(leg, member, &mut req);
+                    }
                     let mut link = route.members[member].open();
                     link.dispatch(req);
                     if legs.len() <= leg {
@@ -74,6 +85,9 @@ pub(super) async fn run(
                 Output::DropLeg { leg } => {
                     if let Some(l) = legs.get_mut(leg) {
                         *l = None;
+                    }
+                    if let Some(spans) = spans.as_mut() {
+                        spans.end(leg, dropped_for.map(str::to_owned));
                     }
                 }
                 Output::Seal(sessions) => match route.sealer.seal(&sessions) {
@@ -99,6 +113,7 @@ pub(super) async fn run(
                 Output::Log(line) => tracing::warn!(route = %route.name, "{line}"),
             }
         }
+        dropped_for = None;
         if fanout.is_finished() {
             // The client's answer is whole; a leg still out (a
             // notification on its way to a member) was handed over already.
@@ -132,13 +147,27 @@ pub(super) async fn run(
         let now = Instant::now();
         let mut lists = route.lists();
         match event {
-            Event::Part(leg, Some(part)) => fanout.member_part(leg, part, &mut lists, now),
+            Event::Part(leg, Some(part)) => {
+                if let Some(spans) = spans.as_mut() {
+                    spans.heard(leg, &part);
+                }
+                fanout.member_part(leg, part, &mut lists, now)
+            }
             Event::Part(leg, None) => {
                 legs[leg] = None;
+                if let Some(spans) = spans.as_mut() {
+                    spans.end(leg, Some("upstream-error".into()));
+                }
                 fanout.member_failed(leg, "it ended the answer early", &mut lists, now);
             }
-            Event::Gone => fanout.client_gone(),
-            Event::Timer => fanout.handle_timeout(&mut lists, now),
+            Event::Gone => {
+                dropped_for = Some("client-gone");
+                fanout.client_gone()
+            }
+            Event::Timer => {
+                dropped_for = Some("timeout");
+                fanout.handle_timeout(&mut lists, now)
+            }
         }
     }
 }

@@ -206,7 +206,10 @@ impl Tracer {
     /// The exchange span's context: a valid client `traceparent` is
     /// continued (its trace, its parent, its sampled flag), else a new
     /// trace is sampled at the configured ratio.
-    pub fn begin(&self, client: Option<(TraceParent, Option<&str>)>) -> SpanContext {
+    pub fn begin(
+        &self,
+        client: Option<(TraceParent, Option<std::borrow::Cow<'_, str>>)>,
+    ) -> SpanContext {
         let parent = client.as_ref().map(|(p, _)| *p);
         let trace_id = match parent {
             Some(p) => p.trace_id,
@@ -221,7 +224,7 @@ impl Tracer {
             trace_id,
             span_id: new_span_id(),
             parent: parent.map(|p| p.parent_id),
-            trace_state: client.and_then(|(_, s)| s.map(str::to_owned)),
+            trace_state: client.and_then(|(_, s)| s.map(std::borrow::Cow::into_owned)),
             sampled,
         }
     }
@@ -512,7 +515,7 @@ mod tests {
         let tracer = Tracer::start(s, SpanCounters::default()).unwrap();
         let parent =
             TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        let ctx = tracer.begin(Some((parent, Some("k=v"))));
+        let ctx = tracer.begin(Some((parent, Some("k=v".into()))));
         assert_eq!(ctx.trace_id, parent.trace_id);
         assert_eq!(ctx.parent, Some(parent.parent_id));
         assert_ne!(ctx.span_id, parent.parent_id);

@@ -188,7 +188,7 @@ impl Driver<'_> {
                         _ => self.upstream_closed(UpstreamEnd::ConnectFailed),
                     },
                     Output::Connect { route, fresh } => {
-                        self.begin_attempt();
+                        self.begin_attempt(route);
                         // A 100 Continue or similar must not wait for the connect.
                         if self.flush_client().await.is_err() {
                             self.exchange.client_closed(Instant::now());
@@ -281,9 +281,11 @@ impl Driver<'_> {
     }
 
     /// With tracing on, a new upstream attempt: its span's id goes upstream
-    /// as the request's `traceparent` parent (its trace the exchange's),
-    /// and a sampled exchange times it.
-    fn begin_attempt(&mut self) {
+    /// as the request's `traceparent` parent (its trace the exchange's), in
+    /// the header and in `params._meta` (in every request for a stdio
+    /// child or a federation, whose stdio members hear no header), and a
+    /// sampled exchange times it.
+    fn begin_attempt(&mut self, route: usize) {
         let Some(ctx) = self.trace_context() else {
             return;
         };
@@ -293,7 +295,8 @@ impl Driver<'_> {
             parent_id: id,
             ..ctx.traceparent()
         };
-        self.exchange.propagate_trace(&parent);
+        let carrier = self.generation.upstreams.trace_carrier(route);
+        self.exchange.propagate_trace(&parent, carrier);
         if sampled {
             self.attempt = Some(super::trace::Attempt {
                 id,

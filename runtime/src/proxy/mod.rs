@@ -4,7 +4,7 @@
 mod admin;
 mod conn;
 mod deadline;
-mod trace;
+pub(crate) mod trace;
 mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
@@ -134,7 +134,7 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// Spans per exchange, if tracing is on, and the listener's address
     /// (their `server.address` and `server.port`).
-    tracer: Option<(crate::otel::Tracer, SocketAddr)>,
+    tracer: Option<(Arc<crate::otel::Tracer>, SocketAddr)>,
 }
 
 /// Everything a configuration makes of the proxy, and a reload replaces
@@ -219,6 +219,7 @@ impl Shared {
             metrics: &self.metrics,
             access_output: &self.access_output,
             access_key: &self.access_key,
+            tracer: self.tracer.as_ref().map(|(t, _)| t),
         }
     }
 }
@@ -229,6 +230,9 @@ struct Parts<'a> {
     metrics: &'a Metrics,
     access_output: &'a Option<AccessOutput>,
     access_key: &'a AccessLog,
+    /// The process's tracer, when tracing is on (a federation's fan-out
+    /// makes its members' spans).
+    tracer: Option<&'a Arc<crate::otel::Tracer>>,
 }
 
 /// Build generation `id` from `settings` (its listen address, workers,
@@ -265,6 +269,7 @@ fn build(
         },
         previous.map(|(g, carry)| (&g.upstreams, carry)),
         &routes,
+        parts.tracer,
     );
     Generation {
         id,
@@ -545,7 +550,7 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
     let metrics = Metrics::new(settings.log_dropped.clone());
     let tracer = match settings.tracing.clone() {
         Some(t) => match crate::otel::Tracer::start(t, metrics.span_counters()) {
-            Ok(tracer) => Some((tracer, local_addr)),
+            Ok(tracer) => Some((Arc::new(tracer), local_addr)),
             Err(e) => {
                 runtime.stop();
                 return Err(anyhow::Error::new(e).context("cannot start the trace exporter"));
@@ -562,6 +567,7 @@ pub fn start(settings: ProxySettings) -> anyhow::Result<RunningProxy> {
             metrics: &metrics,
             access_output: &access_output,
             access_key: &access_key,
+            tracer: tracer.as_ref().map(|(t, _)| t),
         },
         1,
         settings,

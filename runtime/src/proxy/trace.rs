@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
-use sluice_core::exchange::{Exchange, Outcome, Summary};
+use sluice_core::exchange::{Exchange, Outcome, RpcSummary, Summary};
 use sluice_core::tracecontext::SpanId;
 
 use crate::access::{AccessLog, RouteLabel};
@@ -37,7 +37,7 @@ pub(super) fn exchange_span(
     let name = span_name(s);
     let mut a: Vec<(&'static str, Value)> = Vec::with_capacity(16);
     let text = |v: &str| Value::Str(v.to_string());
-    rpc_attributes(s, &mut a);
+    rpc_attributes(s.rpc.as_ref(), &mut a);
     if let Some(id) = ex.session_id() {
         a.push(("mcp.session.id", Value::Str(access.session_label(id))));
     }
@@ -91,21 +91,24 @@ pub(super) fn exchange_span(
 /// A span's name per the MCP conventions: `{mcp.method.name} {target}`
 /// (the tool or prompt), the method alone, or the HTTP method.
 fn span_name(s: &Summary) -> String {
-    let rpc = s.rpc.as_ref();
+    rpc_span_name(s.rpc.as_ref(), &s.http_method)
+}
+
+/// [`span_name`] of a message's facts, `otherwise` without a method.
+fn rpc_span_name(rpc: Option<&RpcSummary>, otherwise: &str) -> String {
     match (
         rpc.and_then(|r| r.method.as_deref()),
         rpc.and_then(|r| r.name.as_deref()),
     ) {
         (Some(m @ ("tools/call" | "prompts/get")), Some(t)) => format!("{m} {t}"),
         (Some(m), _) => m.to_string(),
-        (None, _) => s.http_method.clone(),
+        (None, _) => otherwise.to_string(),
     }
 }
 
 /// The message's attributes: its method, id, and the tool, prompt or
 /// resource it names.
-fn rpc_attributes(s: &Summary, a: &mut Vec<(&'static str, Value)>) {
-    let rpc = s.rpc.as_ref();
+fn rpc_attributes(rpc: Option<&RpcSummary>, a: &mut Vec<(&'static str, Value)>) {
     let method = rpc.and_then(|r| r.method.as_deref());
     let target = rpc.and_then(|r| r.name.as_deref());
     let text = |v: &str| Value::Str(v.to_string());
@@ -141,7 +144,7 @@ pub(super) fn attempt_span(
     error: Option<String>,
 ) -> Span {
     let mut a: Vec<(&'static str, Value)> = Vec::with_capacity(10);
-    rpc_attributes(s, &mut a);
+    rpc_attributes(s.rpc.as_ref(), &mut a);
     if let Some(label) = upstream {
         match split_host_port(&label.upstream) {
             Some((host, port)) => {
@@ -164,6 +167,51 @@ pub(super) fn attempt_span(
         name: span_name(s),
         kind: Kind::Client,
         start: attempt.start,
+        end: SystemTime::now(),
+        attributes: a,
+        error,
+    }
+}
+
+/// One member request of a federated route (kind CLIENT): a child of
+/// the route's attempt span (`parent`, whose trace it joins), named and
+/// attributed as an attempt span from the member's own request (`rpc`),
+/// with `sluice.member`, and the member's address or `sluice.upstream` =
+/// `stdio`.
+pub(crate) struct MemberCall<'a> {
+    pub parent: &'a sluice_core::tracecontext::TraceParent,
+    pub trace_state: Option<String>,
+    pub id: SpanId,
+    pub start: SystemTime,
+    pub rpc: Option<&'a RpcSummary>,
+    pub route: &'a str,
+    pub member: &'a str,
+    pub address: Option<(&'a str, u16)>,
+}
+
+pub(crate) fn member_span(call: MemberCall<'_>, error: Option<String>) -> Span {
+    let mut a: Vec<(&'static str, Value)> = Vec::with_capacity(10);
+    rpc_attributes(call.rpc, &mut a);
+    a.push(("sluice.member", Value::Str(call.member.to_string())));
+    match call.address {
+        Some((host, port)) => {
+            a.push(("server.address", Value::Str(host.to_string())));
+            a.push(("server.port", Value::Int(port.into())));
+        }
+        None => a.push(("sluice.upstream", Value::Str("stdio".into()))),
+    }
+    a.push(("sluice.route", Value::Str(call.route.to_string())));
+    if let Some(e) = &error {
+        a.push(("error.type", Value::Str(e.clone())));
+    }
+    Span {
+        trace_id: call.parent.trace_id,
+        span_id: call.id,
+        parent: Some(call.parent.parent_id),
+        trace_state: call.trace_state,
+        name: rpc_span_name(call.rpc, "POST"),
+        kind: Kind::Client,
+        start: call.start,
         end: SystemTime::now(),
         attributes: a,
         error,

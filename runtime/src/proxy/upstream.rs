@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice_core::exchange::TransportEvidence;
+use sluice_core::exchange::{TraceCarrier, TransportEvidence};
 use sluice_core::upstream::AnswerPart;
 
 use crate::dial::{self, Conn, Dialer};
@@ -127,7 +127,9 @@ impl Upstreams {
     /// sockets on `rt`'s workers, their dials counted in `metrics`. With
     /// `previous`, route `i` takes over the sessions and children of
     /// `previous`'s route `carry[i]` (a reload that did not change its
-    /// definition): they keep the dialer they were made with.
+    /// definition): they keep the dialer they were made with. A
+    /// federation makes its members' spans with `tracer`.
+    #[allow(clippy::too_many_arguments)] // called once, by `build`
     pub fn new(
         rt: crate::rt::Handle,
         targets: Vec<UpstreamTarget>,
@@ -136,6 +138,7 @@ impl Upstreams {
         pool: Pool,
         previous: Option<(&Upstreams, &[Option<usize>])>,
         metrics: &crate::metrics::RouteMetrics,
+        tracer: Option<&Arc<crate::otel::Tracer>>,
     ) -> Self {
         // Routes first, by route index; then federations' HTTP members,
         // each federation's from the index noted for it.
@@ -198,6 +201,7 @@ impl Upstreams {
                         &dialer,
                         member_targets[route],
                         metrics.federation(route),
+                        tracer.cloned(),
                     );
                     if federation.is_none() {
                         tracing::error!(route = %name, "no randomness for the federation's session key: its requests fail");
@@ -310,6 +314,17 @@ impl Upstreams {
                 RouteKind::Direct => 0,
             })
             .sum()
+    }
+
+    /// How route `route`'s upstream hears a request's trace context: in
+    /// the message for a stdio child (it reads no headers) and for a
+    /// federation (its stdio members read none; its HTTP members get
+    /// both), in the headers for every other kind.
+    pub fn trace_carrier(&self, route: usize) -> TraceCarrier {
+        match self.kinds.get(route) {
+            Some(RouteKind::Stdio(_) | RouteKind::Federation(_)) => TraceCarrier::Message,
+            _ => TraceCarrier::Headers,
+        }
     }
 
     /// A connection to route `route`'s upstream: a pooled one unless `fresh`,

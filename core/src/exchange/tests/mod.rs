@@ -1491,12 +1491,12 @@ fn the_clients_trace_context_is_read_and_replaced_upstream() {
     h.client(&post_with(&extra, CALL));
     let (parent, state) = h.ex.trace_context().expect("a valid traceparent");
     assert_eq!(parent.write(), CLIENT_PARENT);
-    assert_eq!(state, Some("a=1,b=2"));
+    assert_eq!(state.as_deref(), Some("a=1,b=2"));
     let ours = TraceParent {
         parent_id: SpanId([1, 2, 3, 4, 5, 6, 7, 8]),
         ..parent
     };
-    h.ex.propagate_trace(&ours);
+    h.ex.propagate_trace(&ours, TraceCarrier::Headers);
     h.connected(false);
     let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
     assert_eq!(up.matches("traceparent").count(), 1, "{up}");
@@ -1519,7 +1519,7 @@ fn a_bad_traceparent_is_ignored_and_its_tracestate_dropped_upstream() {
         parent_id: SpanId([8; 8]),
         flags: 1,
     };
-    h.ex.propagate_trace(&ours);
+    h.ex.propagate_trace(&ours, TraceCarrier::Headers);
     h.connected(false);
     let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
     assert!(!up.contains("tracestate"), "{up}");
@@ -1532,4 +1532,167 @@ fn a_bad_traceparent_is_ignored_and_its_tracestate_dropped_upstream() {
     let mut h = Harness::new(config());
     h.client(&post_with(&twice, CALL));
     assert_eq!(h.ex.trace_context(), None);
+}
+
+/// A tools/call whose `params._meta` carries `traceparent` (a JSON value
+/// as written) and `tracestate`.
+fn call_with_meta(traceparent: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{{"name":"echo","_meta":{{"progressToken":1,"traceparent":{traceparent},"tracestate":"m=1"}},"arguments":{{}}}}}}"#
+    )
+}
+
+const META_PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// sluice's context for the upstream, in the trace `of`.
+fn ours(of: crate::tracecontext::TraceId) -> crate::tracecontext::TraceParent {
+    crate::tracecontext::TraceParent {
+        trace_id: of,
+        parent_id: crate::tracecontext::SpanId([1, 2, 3, 4, 5, 6, 7, 8]),
+        flags: 1,
+    }
+}
+
+/// The body of the one request written upstream, checked against its
+/// `Content-Length`.
+fn upstream_body(log: &Log) -> String {
+    let up = String::from_utf8(log.to_upstream.clone()).unwrap();
+    let (head, body) = up.split_once("\r\n\r\n").unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap();
+    assert_eq!(length.parse::<usize>().unwrap(), body.len(), "{up}");
+    body.to_string()
+}
+
+#[test]
+fn a_valid_meta_traceparent_wins_over_the_header_and_is_replaced_upstream() {
+    let body = call_with_meta(&format!("\"{META_PARENT}\""));
+    let mut h = Harness::new(config());
+    let extra = format!("traceparent: {CLIENT_PARENT}\r\ntracestate: h=1\r\n");
+    h.client(&post_with(&extra, &body));
+    let (parent, state) = h.ex.trace_context().expect("a context");
+    assert_eq!(parent.write(), META_PARENT, "_meta first");
+    assert_eq!(state.as_deref(), Some("m=1"), "with its own tracestate");
+    let ours = ours(parent.trace_id);
+    h.ex.propagate_trace(&ours, TraceCarrier::Headers);
+    h.connected(false);
+    let up = String::from_utf8(h.log.to_upstream.clone()).unwrap();
+    assert!(
+        up.contains(&format!("traceparent: {}\r\n", ours.write())),
+        "{up}"
+    );
+    assert!(up.contains("tracestate: m=1\r\n"), "_meta's state: {up}");
+    assert!(!up.contains("h=1"), "not the header's: {up}");
+    assert_eq!(
+        upstream_body(&h.log),
+        body.replace(META_PARENT, &ours.write()),
+        "the value replaced, every other byte kept"
+    );
+    // A second attempt (a re-send) writes the body again, with its own parent.
+    let mut again = ours;
+    again.parent_id = crate::tracecontext::SpanId([9; 8]);
+    h.ex.propagate_trace(&again, TraceCarrier::Headers);
+    assert_eq!(
+        h.ex.req.as_ref().unwrap().body,
+        body.as_bytes(),
+        "kept as sent"
+    );
+}
+
+#[test]
+fn an_invalid_meta_traceparent_leaves_the_header_in_charge_and_is_still_replaced() {
+    for bad in [
+        "\"00-zz\"",
+        "17",
+        "null",
+        &format!("\"{}\"", CLIENT_PARENT.to_uppercase()),
+    ] {
+        let body = call_with_meta(bad);
+        let mut h = Harness::new(config());
+        h.client(&post_with(
+            &format!("traceparent: {CLIENT_PARENT}\r\n"),
+            &body,
+        ));
+        let (parent, state) = h.ex.trace_context().expect("the header's");
+        assert_eq!((parent.write().as_str(), state), (CLIENT_PARENT, None));
+        let mut h = Harness::new(config());
+        h.client(&post(&body));
+        assert_eq!(h.ex.trace_context(), None, "{bad}");
+        let ours = ours(crate::tracecontext::TraceId([7; 16]));
+        h.ex.propagate_trace(&ours, TraceCarrier::Headers);
+        h.connected(false);
+        let want = body.replace(bad, &format!("\"{}\"", ours.write()));
+        assert_eq!(upstream_body(&h.log), want);
+    }
+}
+
+#[test]
+fn without_propagation_the_body_goes_as_sent() {
+    // Tracing off: the driver never calls propagate_trace.
+    let body = call_with_meta(&format!("\"{META_PARENT}\""));
+    let mut h = Harness::new(config());
+    h.client(&post(&body));
+    h.connected(false);
+    assert_eq!(upstream_body(&h.log), body);
+    // Tracing on, over HTTP, a body without `_meta.traceparent` is not touched.
+    let mut h = Harness::new(config());
+    h.client(&post(CALL));
+    h.ex.propagate_trace(
+        &ours(crate::tracecontext::TraceId([7; 16])),
+        TraceCarrier::Headers,
+    );
+    h.connected(false);
+    assert_eq!(upstream_body(&h.log), CALL);
+}
+
+#[test]
+fn a_message_upstream_gets_meta_traceparent_added() {
+    let mut h = Harness::new(config());
+    h.client(&post(CALL));
+    let ours = ours(crate::tracecontext::TraceId([7; 16]));
+    h.ex.propagate_trace(&ours, TraceCarrier::Message);
+    h.message_connected();
+    let [req] = h.log.dispatched.as_slice() else {
+        panic!("one dispatch: {:?}", h.log.dispatched);
+    };
+    let want = CALL.replace(
+        r#""params":{"#,
+        &format!(
+            r#""params":{{"_meta":{{"traceparent":"{}"}},"#,
+            ours.write()
+        ),
+    );
+    assert_eq!(req.body, want.as_bytes());
+}
+
+#[test]
+fn a_hook_replacement_keeps_the_clients_context_and_gets_ours() {
+    let body = call_with_meta(&format!("\"{META_PARENT}\""));
+    let mut h = Harness::new(hooked_config(&["tools/call"]));
+    h.client(&post(&body));
+    // The hook drops `_meta`: the client's context is still what it sent.
+    let replaced =
+        r#"{"jsonrpc":"2.0","id":"req-7","method":"tools/call","params":{"name":"echo"}}"#;
+    h.verdict(HookVerdict::Replace(replaced.as_bytes().to_vec()));
+    let (parent, state) = h.ex.trace_context().expect("the client's");
+    assert_eq!(
+        (parent.write().as_str(), state.as_deref()),
+        (META_PARENT, Some("m=1"))
+    );
+    let ours = ours(parent.trace_id);
+    h.ex.propagate_trace(&ours, TraceCarrier::Message);
+    h.message_connected();
+    let [req] = h.log.dispatched.as_slice() else {
+        panic!("one dispatch");
+    };
+    let want = replaced.replace(
+        r#""params":{"#,
+        &format!(
+            r#""params":{{"_meta":{{"traceparent":"{}"}},"#,
+            ours.write()
+        ),
+    );
+    assert_eq!(req.body, want.as_bytes());
 }
