@@ -633,6 +633,7 @@ fn a_member_that_cannot_be_reached_has_a_failed_span_with_its_address() {
             authority: closed.to_string(),
             target: "/mcp".into(),
         },
+        headers: Vec::new(),
     };
     let fed = FederationUpstream {
         members: vec![
