@@ -3,20 +3,27 @@
 //! - it prints back to the same text, which parses to the same pattern;
 //! - it matches a method exactly as the grammar says, checked against an
 //!   independent reading: `*` everything, `p/*` every method that starts
-//!   with `p/`, anything else one method; `@request`/`@response` one phase.
+//!   with `p/`, anything else one method; `@request`, `@response`,
+//!   `@server-message`, `@client-answer` one phase.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sluice_core::exchange::HookPhase;
-use sluice_core::exchange::methods::MethodPattern;
+use sluice_core::exchange::methods::{MethodPattern, Phase};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
     entry: &'a str,
     method: &'a str,
-    response: bool,
+    phase: u8,
 }
+
+const PHASES: [(&str, Phase); 4] = [
+    ("@request", Phase::Request),
+    ("@response", Phase::Response),
+    ("@server-message", Phase::ServerMessage),
+    ("@client-answer", Phase::ClientAnswer),
+];
 
 fuzz_target!(|input: Input<'_>| {
     let Ok(pattern) = MethodPattern::parse(input.entry) else {
@@ -27,18 +34,11 @@ fuzz_target!(|input: Input<'_>| {
         MethodPattern::parse(&pattern.to_string()),
         Ok(pattern.clone())
     );
-    let phase = if input.response {
-        HookPhase::Response
-    } else {
-        HookPhase::Request
-    };
-    let (body, only) = if let Some(b) = input.entry.strip_suffix("@request") {
-        (b, Some(HookPhase::Request))
-    } else if let Some(b) = input.entry.strip_suffix("@response") {
-        (b, Some(HookPhase::Response))
-    } else {
-        (input.entry, None)
-    };
+    let phase = PHASES[usize::from(input.phase) % PHASES.len()].1;
+    let (body, only) = PHASES
+        .iter()
+        .find_map(|(suffix, p)| input.entry.strip_suffix(suffix).map(|b| (b, Some(*p))))
+        .unwrap_or((input.entry, None));
     assert!(!body.is_empty() && !body.contains('@'));
     let covers = if body == "*" {
         true
