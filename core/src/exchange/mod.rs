@@ -485,7 +485,24 @@ pub struct Exchange {
     /// The requests owed answers that some response hook judges, from the
     /// body as forwarded; moved into the stream when the answer arrives.
     ledger: Option<answer::Ledger>,
+    /// Which upstream speaks now: an HTTP connection's bytes
+    /// ([`Exchange::feed_upstream`]) or a message upstream's parts
+    /// ([`Exchange::feed_answer`]). Input of the other kind is a driver
+    /// out of step and is dropped: a part written into an HTTP answer's
+    /// body (or bytes into a typed one) would break the client's framing.
+    leg: Leg,
     summary: Summary,
+}
+
+/// The kind of upstream the current attempt went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    /// No attempt yet.
+    None,
+    /// An HTTP connection ([`Exchange::upstream_connected`]).
+    Http,
+    /// A message upstream ([`Exchange::message_upstream_connected`]).
+    Message,
 }
 
 impl Exchange {
@@ -500,6 +517,7 @@ impl Exchange {
             // Room for a whole exchange's outputs without growing.
             outputs: std::collections::VecDeque::with_capacity(8),
             leftover: Vec::new(),
+            leg: Leg::None,
             req: None,
             timers,
             ledger: None,
@@ -756,6 +774,7 @@ impl Exchange {
             return;
         };
         self.summary.reused = reused;
+        self.leg = Leg::Http;
         let bytes = self
             .req
             .as_ref()
@@ -793,6 +812,7 @@ impl Exchange {
             }),
         };
         self.outputs.push_back(Output::Dispatch(Box::new(request)));
+        self.leg = Leg::Message;
         // Never re-sent, never probed: its answer comes typed.
         let attempt = Attempt {
             reused: false,
@@ -807,8 +827,12 @@ impl Exchange {
 
     /// The next part of a message upstream's answer, in the order the
     /// upstream gave them. A part out of order (an event before a head, a
-    /// second head) fails the exchange like malformed upstream bytes.
+    /// second head) fails the exchange like malformed upstream bytes; a part
+    /// while the attempt is an HTTP connection's is dropped.
     pub fn feed_answer(&mut self, part: AnswerPart, now: Instant) {
+        if self.leg != Leg::Message {
+            return;
+        }
         if let State::AwaitingHead(h) = &mut self.state {
             h.spoke = true;
         }
@@ -902,7 +926,7 @@ impl Exchange {
 
     /// Bytes from the upstream.
     pub fn feed_upstream(&mut self, input: Bytes, now: Instant) {
-        if input.is_empty() {
+        if input.is_empty() || self.leg != Leg::Http {
             return;
         }
         match self.state {

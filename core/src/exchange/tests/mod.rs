@@ -249,6 +249,48 @@ fn json_post_is_forwarded_with_normalized_head() {
     assert_eq!(rpc.id.as_deref(), Some(&b"\"req-7\""[..]));
 }
 
+/// A driver out of step (found by the exchange_ops fuzz target): a
+/// message upstream's parts while an HTTP answer streams, or HTTP bytes
+/// while a message upstream answers, are dropped; the client's framing
+/// stays whole.
+#[test]
+fn input_of_the_other_upstream_kind_is_dropped() {
+    let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]}}"#;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut h = Harness::new(config());
+    h.client(&post(CALL))
+        .connected(false)
+        .upstream(resp.as_bytes());
+    h.message_connected()
+        .answer(AnswerPart::Event(Bytes::from_static(
+            b"{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}",
+        )))
+        .answer(AnswerPart::End);
+    assert!(
+        h.log.dispatched.is_empty(),
+        "no message upstream was asked for"
+    );
+    h.upstream(body.as_bytes());
+    assert_eq!(h.client_text(), format!("{resp}{body}"));
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+
+    // And HTTP bytes while a message upstream answers.
+    let mut h = Harness::new(config());
+    h.client(&post(CALL)).message_connected();
+    h.upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    assert!(h.log.to_client.is_empty(), "{}", h.client_text());
+    h.answer(AnswerPart::json(
+        crate::upstream::AnswerHead::status(200),
+        body,
+    ));
+    let (head, got) = decode_response(&h.log.to_client);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(got, body.as_bytes());
+}
+
 const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
 
 fn chunk(data: &str) -> String {
