@@ -112,6 +112,7 @@ mod tests {
         assert!(provided_by_host("wasi:io/streams@0.2.0"));
         assert!(provided_by_host("wasi:cli/stdout@0.2.12"));
         assert!(provided_by_host("sluice:hook/host@0.1.0"));
+        assert!(provided_by_host("sluice:hook/host@0.2.0"));
     }
 
     #[test]
@@ -120,7 +121,8 @@ mod tests {
         assert!(!provided_by_host("wasi:random/random@0.3.0"));
         assert!(!provided_by_host("wasi:random/random"));
         assert!(!provided_by_host("test:extra/x@0.1.0"));
-        assert!(!provided_by_host("sluice:hook/host@0.2.0"));
+        assert!(!provided_by_host("sluice:hook/host@0.3.0"));
+        assert!(!provided_by_host("sluice:hook/host@1.0.0"));
         assert!(!provided_by_host("f"));
     }
 }
