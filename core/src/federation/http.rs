@@ -17,22 +17,12 @@ use crate::http1::{
 use crate::sse::{SseError, SseItem, SseLimits, SseParser};
 use crate::upstream::{AnswerHead, AnswerPart, Request, SESSION_HEADER};
 
-/// Client fields that are never the member's: the writer sets `Host` and
-/// the framing; hop-by-hop fields end at sluice; the answer must be read,
-/// so it comes uncompressed.
-const NOT_FORWARDED: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "proxy-connection",
-    "accept-encoding",
-];
+/// A client field that is never the member's: the writer's own
+/// ([`http1::is_writer_owned`]), and `Accept-Encoding` (the answer must be
+/// read, so it comes uncompressed).
+fn not_forwarded(h: &Header) -> bool {
+    http1::is_writer_owned(&h.name) || h.is("accept-encoding")
+}
 
 /// Where a member listens: the `Host` to send and the origin-form target
 /// of its MCP endpoint (path and query).
@@ -58,9 +48,7 @@ pub fn member_request(req: &Request, url: &MemberUrl, own: &[Header]) -> Result<
     headers.extend(
         req.headers
             .iter()
-            .filter(|h| {
-                !NOT_FORWARDED.iter().any(|n| h.is(n)) && !connection_tokens(h) && !operators(h)
-            })
+            .filter(|h| !not_forwarded(h) && !connection_tokens(h) && !operators(h))
             .cloned(),
     );
     if !req.headers.iter().any(|h| h.is("accept")) {

@@ -103,6 +103,17 @@ pub fn is_hop_by_hop(headers: &[Header], field: &Header) -> bool {
             && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(field.name.as_bytes())))
 }
 
+/// Whether a request writer owns the field `name` for the next hop: `Host`,
+/// `Content-Length` and `Expect` (the framing it writes itself) and the
+/// hop-by-hop fields. Nobody else's value for one goes upstream: not the
+/// client's, nor an operator's `upstream_headers`.
+pub fn is_writer_owned(name: &str) -> bool {
+    ["host", "content-length", "expect"]
+        .iter()
+        .chain(HOP_BY_HOP)
+        .any(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// Remove `Proxy-Authorization` and `Proxy-Authenticate`.
 ///
 /// They address the nearest proxy. A reverse proxy that does not itself
@@ -120,6 +131,29 @@ mod tests {
 
     fn h(name: &str, value: &str) -> Header {
         Header::new(name, value.as_bytes())
+    }
+
+    #[test]
+    fn the_writer_owns_host_the_framing_and_the_hop_by_hop_fields() {
+        for owned in [
+            "Host",
+            "content-length",
+            "EXPECT",
+            "Transfer-Encoding",
+            "te",
+            "Upgrade",
+        ] {
+            assert!(is_writer_owned(owned), "{owned}");
+        }
+        for theirs in [
+            "Authorization",
+            "Accept",
+            "Mcp-Session-Id",
+            "X-Tenant",
+            "hostx",
+        ] {
+            assert!(!is_writer_owned(theirs), "{theirs}");
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub use head::{
 };
 pub use headers::{
     connection_close, connection_has_token, find_header, header_values, is_hop_by_hop,
-    remove_hop_by_hop, remove_proxy_auth,
+    is_writer_owned, remove_hop_by_hop, remove_proxy_auth,
 };
 pub use write::{WriteError, write_request_head, write_response_head};
 

@@ -384,22 +384,11 @@ pub(crate) fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() || !name.bytes().all(tchar) {
         return Err(format!("{name:?} is not a header field name"));
     }
-    const SLUICE_OWNS: &[&str] = &[
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-        "proxy-connection",
-        "mcp-session-id",
-        "mcp-protocol-version",
-        "last-event-id",
-    ];
-    if SLUICE_OWNS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+    // The writer's own fields, and the MCP ones the client's session holds.
+    const SESSION: &[&str] = &["mcp-session-id", "mcp-protocol-version", "last-event-id"];
+    if sluice_core::http1::is_writer_owned(name)
+        || SESSION.iter().any(|n| n.eq_ignore_ascii_case(name))
+    {
         return Err(format!("{name} is sluice's to set, or the client's"));
     }
     Ok(())
