@@ -584,32 +584,38 @@ enum Misbehaviour {
 /// A Streamable HTTP member that answers `initialize` and `tools/list`
 /// properly (one tool, `t`) and misbehaves as told on `tools/call`
 /// (`Garbage`: on everything after `initialize`).
+/// One request from a member's connection: its head (request line and
+/// fields, each with its CRLF) and its `Content-Length` body; `None` at the
+/// connection's end.
+fn read_member_request(reader: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let (mut head, mut len) = (String::new(), 0usize);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    Some((head, body))
+}
+
 fn scripted_member(how: Misbehaviour) -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                while let Some((_, body)) = read_member_request(&mut reader) {
                     let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let id = msg["id"].clone();
                     let json = |v: Value| {
@@ -746,7 +752,6 @@ fn list_changed_from_any_member_reaches_the_clients_get_stream() {
 /// A Streamable HTTP member that answers `initialize`, `tools/list` (one
 /// tool, `t`) and `tools/call`, and reports the head of every request.
 fn recording_member() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
-    use std::io::{BufRead, BufReader, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -755,24 +760,8 @@ fn recording_member() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String
             let Ok(mut conn) = conn else { return };
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let (mut head, mut len) = (String::new(), 0usize);
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap();
-                        }
-                        head.push_str(&line);
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                while let Some((head, body)) = read_member_request(&mut reader) {
                     let _ = tx.send(head);
                     let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let result = match msg["method"].as_str() {
