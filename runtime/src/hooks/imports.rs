@@ -44,6 +44,40 @@ pub(crate) fn provided_by_host(import: &str) -> bool {
         .any(|(p, v)| *p == package && version.starts_with(v))
 }
 
+/// How the host serves one import of a component (what `sluice hook check`
+/// shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    /// The hook's own host interface (`sluice:hook/host`, `sluice:hook/types`).
+    Host,
+    /// A WASI 0.2 interface: linked, and denied unless granted (no files,
+    /// network or environment; a frozen clock and fixed randomness without
+    /// the `clock` and `random` grants; stdout/stderr discarded without
+    /// `stdio`).
+    Wasi,
+    /// Nobody provides it: linked as functions that trap when called, so the
+    /// hook loads as long as it never calls them.
+    Stubbed,
+}
+
+/// Every import of `component`, by name, with how the host serves it.
+pub(crate) fn list(engine: &Engine, component: &Component) -> Vec<(String, ImportKind)> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| {
+            let kind = if !provided_by_host(name) {
+                ImportKind::Stubbed
+            } else if name.starts_with("sluice:hook/") {
+                ImportKind::Host
+            } else {
+                ImportKind::Wasi
+            };
+            (name.to_owned(), kind)
+        })
+        .collect()
+}
+
 /// Define every import of `component` that the host does not provide as a
 /// function that traps with a message naming it.
 pub(crate) fn stub_unprovided<T: 'static>(

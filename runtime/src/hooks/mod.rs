@@ -58,6 +58,7 @@ use world::{CallContext, Instance, Pre};
 
 pub use cache::{CacheStatus, default_cache_dir};
 pub use error::{HookError, HookErrorKind};
+pub use imports::ImportKind;
 use sluice_core::exchange::methods::{HookMethods, MethodSet};
 use verdict::Checked;
 
@@ -355,6 +356,8 @@ pub struct HookInfo {
     pub cache: CacheStatus,
     /// The world it implements: `sluice:hook@0.2.0` or `sluice:hook@0.1.0`.
     pub world: &'static str,
+    /// The component's imports, in its order, with how the host serves each.
+    pub imports: Vec<(String, ImportKind)>,
 }
 
 /// The loaded hooks, ready to run. `Send + Sync`.
@@ -379,6 +382,7 @@ struct LoadedHook {
     mode: InstanceMode,
     warm: Mutex<Vec<Warm>>,
     cache: CacheStatus,
+    imports: Vec<(String, ImportKind)>,
 }
 
 /// Per-hook data every store of that hook points at.
@@ -662,6 +666,7 @@ impl HookHost {
                 declared: h.declared.clone(),
                 cache: h.cache,
                 world: h.pre.world(),
+                imports: h.imports.clone(),
             })
             .collect()
     }
@@ -834,6 +839,7 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
     let (component, cache) = cache::load_component(engine, &wasm, opts.cache_dir.as_deref())?;
     component.initialize_copy_on_write_image()?;
     let mut linker = linker(engine)?;
+    let imports = imports::list(engine, &component);
     // Imports nobody provides (wasi:http, other worlds' interfaces) trap if
     // called instead of failing the load: toolchains add imports a hook
     // never uses.
@@ -859,6 +865,7 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
         mode: InstanceMode::Fresh,
         warm: Mutex::new(Vec::new()),
         cache,
+        imports,
     };
     let declared = hook
         .call(|g, store| g.methods(store))
