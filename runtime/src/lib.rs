@@ -37,6 +37,7 @@ pub mod config;
 pub mod demo;
 mod dial;
 pub mod federation;
+pub mod hook_cli;
 pub mod hooks;
 mod httpd;
 pub mod legacy;

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
             .and_then(|listener| run(demo.proxy_config(listener.addr()), Some(listener), None)),
         // No logging set up: stdout carries messages only.
         Command::DemoStdio => sluice::demo::stdio::serve().map_err(Into::into),
+        // Its own exit statuses (`sluice hook test --help`).
+        Command::Hook(hook) => return sluice::hook_cli::run(hook),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,7 +131,9 @@ fn watch_reloads(
     let source: reload::Source = Box::new(move || match Config::from_args(args.clone())? {
         Command::Proxy(config) => Ok(config),
         // The same arguments: the same command.
-        Command::Demo(_) | Command::DemoStdio => unreachable!("a proxy's arguments"),
+        Command::Demo(_) | Command::DemoStdio | Command::Hook(_) => {
+            unreachable!("a proxy's arguments")
+        }
     });
     let reloader = reload::Reloader::start(
         running.handle(),

@@ -17,6 +17,7 @@ use super::{
     MemberServer, OriginRule, Route, Secret, Stdio, StdioMode, Transport, Upstream, check_admin,
     check_route_path, hook_base_name, unique_names,
 };
+use crate::hook_cli::HookCommand;
 
 const ABOUT: &str = "sluice: an MCP proxy that streams every byte and opens a gate only where a WebAssembly hook asks to look";
 
@@ -251,6 +252,146 @@ enum Sub {
     ///
     /// The demo server listens on a free loopback port; the proxy serves it at /mcp on --listen.
     Demo(DemoArgs),
+
+    /// Check, test or start a hook without running the proxy (docs/HOOKS.md, "Testing a hook
+    /// offline").
+    #[command(subcommand)]
+    Hook(HookSub),
+}
+
+#[derive(Subcommand, Debug)]
+enum HookSub {
+    /// Load a hook component as the proxy would and say what it is: its world (0.1.0 or 0.2.0),
+    /// its imports and how each is served, the methods and phases its methods() asks for.
+    ///
+    /// Exit status 0 when the proxy would load it, 1 (with the reason) when not.
+    Check(HookCheckArgs),
+
+    /// Run a hook offline on a request (and its response) through the proxy's own hook runner:
+    /// the verdict, what the proxy would forward or answer, the hook's log lines, the time.
+    ///
+    /// Exit status: 0 continue, 3 replaced, 4 rejected, 5 responded, 6 the hook failed (trap,
+    /// deadline, memory cap, invalid verdict; whatever --on-error did), 7 not called in any
+    /// phase (methods() or --methods do not cover the method), 1 the hook did not load or the
+    /// input is unusable, 2 a usage error.
+    Test(HookTestArgs),
+
+    /// Write a project that builds a hook for the current WIT (sluice:hook@0.2.0), with a
+    /// README that says how to build it and try it with `sluice hook test`.
+    New(HookNewArgs),
+}
+
+#[derive(Args, Debug)]
+struct HookLoadArgs {
+    /// The hook component.
+    #[arg(value_name = "FILE.wasm")]
+    file: PathBuf,
+
+    /// The hook's configuration string (what its config() returns), as in a [[hook]]'s config.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    config: String,
+
+    /// The operator's narrowing, as a [[hook]]'s methods: METHOD[,METHOD...] (same syntax as
+    /// methods()).
+    #[arg(long, value_name = "LIST")]
+    methods: Option<String>,
+
+    /// Grant the hook a capability (repeatable): clock, random or stdio.
+    #[arg(long, value_name = "NAME")]
+    grant: Vec<String>,
+
+    /// Compile in memory instead of through the proxy's cache of compiled hooks.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Print one JSON object (for scripts) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct HookCheckArgs {
+    #[command(flatten)]
+    load: HookLoadArgs,
+}
+
+#[derive(Args, Debug)]
+struct HookTestArgs {
+    #[command(flatten)]
+    load: HookLoadArgs,
+
+    /// The client's request or notification, one JSON-RPC message: the hook's on-request sees it.
+    #[arg(long, value_name = "JSON")]
+    request: String,
+
+    /// The upstream's response to --request: on-response sees it with the request as forwarded
+    /// (not run when the request was answered by the proxy).
+    #[arg(long, value_name = "JSON")]
+    response: Option<String>,
+
+    /// The caller, as context.identity (0.2.0 hooks): {"scheme":"jwt","subject":"alice",
+    /// "issuer":"https://idp","client_id":"app","scopes":["tools"],"claims":{"roles":["admin"]}}.
+    ///
+    /// Only subject is required; scheme is jwt, introspection or api-key [default: jwt].
+    #[arg(long, value_name = "JSON")]
+    identity: Option<String>,
+
+    /// context.session-id (the client's Mcp-Session-Id).
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+
+    /// context.protocol-version (the client's MCP-Protocol-Version).
+    #[arg(long, value_name = "V")]
+    protocol_version: Option<String>,
+
+    /// A client request header the hook sees (repeatable): NAME=VALUE. Each one given is also
+    /// allowed to the hook, as a [[hook]]'s headers would.
+    #[arg(long, value_name = "NAME=VALUE")]
+    header: Vec<String>,
+
+    /// context.upstream: the route's name.
+    #[arg(long, value_name = "NAME", default_value = "upstream")]
+    upstream: String,
+
+    /// What a failure of the hook does: reject (answer -32010) or pass (as if continue).
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "reject")]
+    on_error: CliOnError,
+
+    /// After the first (cold) call, call each phase N more times and show the warm median and
+    /// minimum.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    repeat: u32,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliOnError {
+    /// Fail closed.
+    Reject,
+    /// Fail open.
+    Pass,
+}
+
+#[derive(Args, Debug)]
+struct HookNewArgs {
+    /// The project's name (ASCII letters, digits, - and _; a letter first).
+    #[arg(value_name = "NAME")]
+    name: String,
+
+    /// Its language: rust (js, python and c are not offered yet).
+    #[arg(long, value_enum, value_name = "LANG")]
+    lang: CliLang,
+
+    /// Where to write it (created; must be empty if it exists) [default: ./NAME].
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliLang {
+    Rust,
+    Js,
+    Python,
+    C,
 }
 
 #[derive(Args, Debug)]
@@ -355,6 +496,82 @@ const CLI_KEYS: FileKeys = FileKeys {
     hook_path: |_| "--hook".to_string(),
 };
 
+/// `sluice hook …`, its values checked with the host's own parsers.
+fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
+    use crate::hook_cli::{CheckArgs, Lang, LoadArgs, NewArgs, TestArgs};
+    use crate::hooks::{Grants, OnError};
+    let load = |a: &HookLoadArgs, on_error, headers| -> Result<LoadArgs, ConfigError> {
+        Ok(LoadArgs {
+            file: a.file.clone(),
+            config: a.config.clone(),
+            methods: a.methods.as_ref().map(|m| {
+                m.split(',')
+                    .map(|e| e.trim().to_owned())
+                    .filter(|e| !e.is_empty())
+                    .collect()
+            }),
+            grants: Grants::parse(&a.grant).map_err(|e| flag_err("--grant", e.to_string()))?,
+            on_error,
+            headers,
+            cache: !a.no_cache,
+        })
+    };
+    Ok(match sub {
+        HookSub::Check(a) => HookCommand::Check(CheckArgs {
+            load: load(&a.load, OnError::Reject, Vec::new())?,
+            json: a.load.json,
+        }),
+        HookSub::Test(a) => {
+            let headers = a
+                .header
+                .iter()
+                .map(|h| {
+                    let (name, value) = h
+                        .split_once('=')
+                        .ok_or_else(|| flag_err("--header", format!("{h:?} is not NAME=VALUE")))?;
+                    crate::hooks::check_header_name(name).map_err(|e| flag_err("--header", e))?;
+                    Ok((name.to_owned(), value.to_owned()))
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?;
+            let on_error = match a.on_error {
+                CliOnError::Reject => OnError::Reject,
+                CliOnError::Pass => OnError::Pass,
+            };
+            let names = headers.iter().map(|(n, _)| n.clone()).collect();
+            HookCommand::Test(Box::new(TestArgs {
+                load: load(&a.load, on_error, names)?,
+                request: a.request.clone(),
+                response: a.response.clone(),
+                upstream: a.upstream.clone(),
+                session_id: a.session.clone(),
+                protocol_version: a.protocol_version.clone(),
+                headers,
+                identity: a
+                    .identity
+                    .as_deref()
+                    .map(crate::hook_cli::parse_identity)
+                    .transpose()
+                    .map_err(|e| flag_err("--identity", e))?,
+                repeat: a.repeat,
+                json: a.load.json,
+            }))
+        }
+        HookSub::New(a) => {
+            crate::hook_cli::check_name(&a.name).map_err(|e| flag_err("NAME", e))?;
+            HookCommand::New(NewArgs {
+                name: a.name.clone(),
+                lang: match a.lang {
+                    CliLang::Rust => Lang::Rust,
+                    CliLang::Js => Lang::Js,
+                    CliLang::Python => Lang::Python,
+                    CliLang::C => Lang::C,
+                },
+                dir: a.dir.clone(),
+            })
+        }
+    })
+}
+
 fn flag_err(flag: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::invalid(None, None, flag, problem)
 }
@@ -372,7 +589,7 @@ where
     // The log flags are global, so they may come before `demo`; the proxy
     // flags may not (clap's args_conflicts_with_subcommands would refuse
     // both).
-    if matches.subcommand_name() == Some("demo") {
+    if let Some(sub @ ("demo" | "hook")) = matches.subcommand_name() {
         let given = PROXY_ARGS
             .iter()
             .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
@@ -381,7 +598,7 @@ where
             return Err(ConfigError::Cli(cmd.error(
                 ErrorKind::ArgumentConflict,
                 format!(
-                    "{flag} cannot be used with `sluice demo`; give demo's own flags after `demo`"
+                    "{flag} cannot be used with `sluice {sub}`; give {sub}'s own flags after `{sub}`"
                 ),
             )));
         }
@@ -396,6 +613,9 @@ where
         log
     };
 
+    if let Some(Sub::Hook(sub)) = &cli.command {
+        return hook_command(sub).map(Command::Hook);
+    }
     if let Some(Sub::Demo(demo)) = &cli.command {
         let listen = parse_listen(&demo.listen).map_err(|p| flag_err("--listen", p))?;
         if demo.stdio {

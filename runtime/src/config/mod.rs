@@ -64,6 +64,8 @@ pub enum Command {
     /// `sluice demo --stdio`: serve the demo MCP server on stdin and
     /// stdout (what `sluice demo` runs behind its `/stdio` route).
     DemoStdio,
+    /// `sluice hook check|test|new`: a hook author's tools, no proxy.
+    Hook(crate::hook_cli::HookCommand),
 }
 
 /// The whole validated configuration of the proxy.

@@ -1,0 +1,226 @@
+//! `sluice hook new`: a project that builds a hook for the current WIT.
+//!
+//! The templates are files beside this one (`templates/<lang>/`), and the
+//! WIT written into the project is the repository's `wit/hook.wit`, both
+//! compiled into the binary: what `hook new` writes cannot drift from the
+//! world the host serves.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+/// The WIT package the host serves as its newest world.
+const WIT: &str = include_str!("../../../wit/hook.wit");
+
+/// The Rust template.
+mod rust {
+    pub const CARGO_TOML: &str = include_str!("templates/rust/Cargo.toml.in");
+    pub const CARGO_CONFIG: &str = include_str!("templates/rust/cargo-config.toml.in");
+    pub const LIB_RS: &str = include_str!("templates/rust/lib.rs.in");
+    pub const README: &str = include_str!("templates/rust/README.md.in");
+    /// The lock file of the example with the same dependencies: the
+    /// project resolves to crates the repository already builds with (and
+    /// builds offline where they are in the cargo cache).
+    pub const LOCK: &str = include_str!("../../../hook-examples/rust-caller-policy/Cargo.lock");
+    /// That example's package name in its lock file.
+    pub const LOCK_ROOT: &str = "rust-caller-policy";
+}
+
+/// A language `hook new` knows of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Rust, wit-bindgen, wasm32-wasip2.
+    Rust,
+    /// JavaScript, componentize-js (not offered yet).
+    Js,
+    /// Python, componentize-py (not offered yet).
+    Python,
+    /// C, wit-bindgen c + wasi-libc (not offered yet).
+    C,
+}
+
+/// `sluice hook new NAME --lang LANG [--dir PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewArgs {
+    /// The project's (and the crate's) name.
+    pub name: String,
+    /// Its language.
+    pub lang: Lang,
+    /// Where to write it [default: ./NAME].
+    pub dir: Option<PathBuf>,
+}
+
+/// Whether `name` can name a project: a Cargo package name that is also a
+/// file name everywhere (ASCII letters, digits, `-`, `_`; a letter first).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    if !chars.next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        return Err(format!("{name:?} must start with an ASCII letter"));
+    }
+    if name.len() > 64 {
+        return Err(format!("{name:?} is longer than 64 characters"));
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        return Err(format!(
+            "{name:?} may hold only ASCII letters, digits, - and _ ({c:?} is not allowed)"
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
+    let files = match args.lang {
+        Lang::Rust => rust_files(&args.name),
+        Lang::Js | Lang::Python | Lang::C => bail!(
+            "--lang {}: not offered yet (only rust is); start from the example in \
+             hook-examples/{} of the sluice repository (copy it with cp -rL) and follow \
+             docs/HOOKS.md",
+            lang_name(args.lang),
+            match args.lang {
+                Lang::Js => "js-tools-rewriter",
+                Lang::Python => "python-arg-validator",
+                _ => "c-audit-log",
+            }
+        ),
+    };
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!("{} exists and is not empty", dir.display());
+    }
+    for (path, text) in &files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let crate_name = args.name.replace('-', "_");
+    println!(
+        "wrote a {} hook project in {}",
+        lang_name(args.lang),
+        dir.display()
+    );
+    for (path, _) in &files {
+        println!("  {}", path.display());
+    }
+    println!(
+        "build it:  (cd {} && cargo build --release --target wasm32-wasip2)",
+        dir.display()
+    );
+    println!(
+        "try it:    sluice hook test {} --request '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"delete_everything\",\"arguments\":{{}}}}}}'",
+        Path::new(&dir)
+            .join("target/wasm32-wasip2/release")
+            .join(format!("{crate_name}.wasm"))
+            .display()
+    );
+    Ok(())
+}
+
+fn lang_name(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Rust => "rust",
+        Lang::Js => "js",
+        Lang::Python => "python",
+        Lang::C => "c",
+    }
+}
+
+fn fill(template: &str, name: &str) -> String {
+    template
+        .replace("{{name}}", name)
+        .replace("{{crate}}", &name.replace('-', "_"))
+}
+
+fn rust_files(name: &str) -> Vec<(PathBuf, String)> {
+    vec![
+        ("Cargo.toml".into(), fill(rust::CARGO_TOML, name)),
+        ("Cargo.lock".into(), lock_for(name)),
+        (".cargo/config.toml".into(), rust::CARGO_CONFIG.to_owned()),
+        ("src/lib.rs".into(), fill(rust::LIB_RS, name)),
+        ("wit/hook.wit".into(), WIT.to_owned()),
+        ("README.md".into(), fill(rust::README, name)),
+        (".gitignore".into(), "/target\n".to_owned()),
+    ]
+}
+
+/// The example's lock file made the project's: its root package renamed
+/// to `name`, the other examples of its workspace (packages without a
+/// `source`) left out, the packages kept in Cargo's order (by name), so that
+/// the project resolves to the same crates and `cargo build --locked`
+/// accepts it.
+fn lock_for(name: &str) -> String {
+    let (head, body) = rust::LOCK
+        .split_once("\n[[package]]\n")
+        .expect("a lock file with packages");
+    let root = format!("name = \"{}\"\n", rust::LOCK_ROOT);
+    let mut packages: Vec<String> = body
+        .split("\n[[package]]\n")
+        .map(|p| p.trim_end())
+        .filter_map(|p| match p.strip_prefix(&root) {
+            Some(rest) => Some(format!("name = \"{name}\"\n{rest}")),
+            None => p.contains("\nsource = ").then(|| p.to_owned()),
+        })
+        .collect();
+    let key = |p: &String| {
+        p.lines()
+            .next()
+            .and_then(|l| l.strip_prefix("name = \""))
+            .map(|n| n.trim_end_matches('"').to_owned())
+            .unwrap_or_default()
+    };
+    packages.sort_by_key(key);
+    let mut out = format!("{}\n", head.trim_end());
+    for p in packages {
+        out.push_str("\n[[package]]\n");
+        out.push_str(&p);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("my-hook").is_ok() && check_name("h_1").is_ok());
+        for bad in ["", "1hook", "-x", "a b", "a/b", "é", ".."] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_lock_names_the_project_and_keeps_every_other_package() {
+        let lock = lock_for("my-hook");
+        assert!(lock.contains("name = \"my-hook\"\n"));
+        assert!(
+            !lock.contains("name = \"rust-"),
+            "the examples' own packages are gone"
+        );
+        let registry = rust::LOCK.matches("\nsource = ").count();
+        assert_eq!(lock.matches("\nsource = ").count(), registry);
+        assert_eq!(lock.matches("[[package]]").count(), registry + 1);
+        assert!(lock.starts_with("# This file is automatically @generated by Cargo."));
+        assert!(lock.contains("version = 4\n\n[[package]]\nname = \"anyhow\""));
+    }
+
+    #[test]
+    fn the_template_depends_on_what_the_lock_holds() {
+        let toml = fill(rust::CARGO_TOML, "x");
+        for dep in ["wit-bindgen", "serde", "serde_json"] {
+            assert!(toml.contains(&format!("\n{dep} = ")), "{dep}");
+            assert!(rust::LOCK.contains(&format!("name = \"{dep}\"")), "{dep}");
+        }
+    }
+}

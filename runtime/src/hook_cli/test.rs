@@ -1,0 +1,629 @@
+//! `sluice hook test`: run one hook offline, through the host's own chain
+//! runner, on messages given on the command line.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_core::auth::{Identity, Scheme};
+use sluice_core::exchange::methods::Phase;
+use sluice_core::jsonrpc::{self, Classified, Kind};
+
+use super::check::phase_name;
+use super::{LoadArgs, Logs, drain, exit, load, logs_json, micros, print_logs};
+use crate::hooks::{ChainOutcome, ChainReport, HookContext, HookHost, HookRunResult, LogLevel};
+
+/// The phases this release of the host runs hooks in, in the order a
+/// message meets them; `hook check` and `hook test` say so of the others.
+pub(super) const HOST_RUNS: &[Phase] = &[Phase::Request, Phase::Response];
+
+/// `sluice hook test FILE.wasm --request JSON …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestArgs {
+    /// How to load the hook.
+    pub load: LoadArgs,
+    /// The client's request (or notification), JSON text.
+    pub request: String,
+    /// The upstream's response to it, JSON text.
+    pub response: Option<String>,
+    /// `context.upstream`.
+    pub upstream: String,
+    /// `context.session-id`.
+    pub session_id: Option<String>,
+    /// `context.protocol-version`.
+    pub protocol_version: Option<String>,
+    /// The client's request headers, (name, value) in order.
+    pub headers: Vec<(String, String)>,
+    /// `context.identity` (0.2.0 hooks).
+    pub identity: Option<Identity>,
+    /// Calls after the first, for the warm figure.
+    pub repeat: u32,
+    /// One JSON object on stdout instead of text.
+    pub json: bool,
+}
+
+/// The `--identity` JSON: the fields of the WIT's `identity` record.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityJson {
+    #[serde(default)]
+    scheme: Option<String>,
+    subject: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default, alias = "client-id")]
+    client_id: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    claims: Option<serde_json::Map<String, Value>>,
+}
+
+/// Read `--identity`: `{"scheme": "jwt"|"introspection"|"api-key",
+/// "subject": …, "issuer": …, "client_id": …, "scopes": [...], "claims":
+/// {...}}`; only `subject` is required, `scheme` defaults to `jwt`.
+pub fn parse_identity(text: &str) -> Result<Identity, String> {
+    let id: IdentityJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let scheme = match id.scheme.as_deref().unwrap_or("jwt") {
+        "jwt" => Scheme::Jwt,
+        "introspection" => Scheme::Introspection,
+        "api-key" | "api_key" => Scheme::ApiKey,
+        other => {
+            return Err(format!(
+                "scheme {other:?} is not one of jwt, introspection, api-key"
+            ));
+        }
+    };
+    Ok(Identity {
+        scheme,
+        subject: id.subject,
+        issuer: id.issuer,
+        client_id: id.client_id,
+        scopes: id.scopes,
+        claims: id.claims,
+    })
+}
+
+/// One message as the proxy reads it.
+struct Msg {
+    text: String,
+    kind: Kind,
+    method: Option<String>,
+    id: Option<Vec<u8>>,
+}
+
+fn read_message(flag: &str, text: &str) -> anyhow::Result<Msg> {
+    let limits = jsonrpc::Limits::default();
+    let text = text.trim();
+    match jsonrpc::classify(text.as_bytes(), &limits) {
+        Ok(Classified::Single(m)) => Ok(Msg {
+            text: m.text.to_owned(),
+            kind: m.kind,
+            method: m.method.map(|m| m.into_owned()),
+            id: m.id.map(<[u8]>::to_vec),
+        }),
+        Ok(Classified::Batch(_)) => bail!(
+            "{flag}: give one message (the proxy hands each element of a batch to hooks on its own)"
+        ),
+        Err(e) => bail!("{flag}: not a JSON-RPC message the proxy would read: {e}"),
+    }
+}
+
+/// One phase of the run: which host runner it takes and with what. The
+/// server-to-client phases become two more arms here (and two flags) when
+/// the host runs them.
+enum Step<'a> {
+    /// The client's request, on its way upstream.
+    Request { request: &'a str },
+    /// The upstream's response, with the request as it was forwarded.
+    Response { request: &'a str, response: &'a str },
+}
+
+impl Step<'_> {
+    fn phase(&self) -> Phase {
+        match self {
+            Step::Request { .. } => Phase::Request,
+            Step::Response { .. } => Phase::Response,
+        }
+    }
+
+    /// The message the hook is handed (the one its verdict is about).
+    fn message(&self) -> &str {
+        match self {
+            Step::Request { request } => request,
+            Step::Response { response, .. } => response,
+        }
+    }
+
+    fn run(&self, host: &HookHost, ctx: &HookContext, method: &str) -> ChainReport {
+        match *self {
+            Step::Request { request } => host.run_request(ctx, method, request),
+            Step::Response { request, response } => {
+                host.run_response(ctx, method, request, response)
+            }
+        }
+    }
+}
+
+/// What the proxy does with the message once the chain has spoken.
+enum Then {
+    /// Sends this on (to the upstream for a request, the client for a
+    /// response); `changed` when a hook replaced it.
+    Forward { json: String, changed: bool },
+    /// Answers the sender of the message with this instead.
+    Answer(String),
+    /// A refused notification: HTTP 400 carrying this error.
+    Refused(String),
+    /// A notification answered by a hook: 202 Accepted, sent nowhere.
+    Consumed,
+}
+
+/// A phase's result.
+struct Ran {
+    phase: Phase,
+    /// Why it was not called, when it was not.
+    skipped: Option<String>,
+    report: Option<ChainReport>,
+    then: Then,
+    logs: Vec<(LogLevel, String)>,
+    cold: Duration,
+    warm: Vec<Duration>,
+}
+
+fn then(phase: Phase, msg: &str, id: Option<&[u8]>, outcome: &ChainOutcome) -> Then {
+    match outcome {
+        ChainOutcome::Continue => Then::Forward {
+            json: msg.to_owned(),
+            changed: false,
+        },
+        ChainOutcome::Replaced(json) => Then::Forward {
+            json: json.clone(),
+            changed: true,
+        },
+        ChainOutcome::Reject {
+            code,
+            message,
+            data,
+        } => {
+            let answer =
+                jsonrpc::error_message(id, *code, message, data.as_deref().map(str::as_bytes));
+            let answer = String::from_utf8_lossy(&answer).into_owned();
+            if id.is_none() && phase == Phase::Request {
+                Then::Refused(answer)
+            } else {
+                Then::Answer(answer)
+            }
+        }
+        ChainOutcome::Respond(result) => match id {
+            Some(id) => Then::Answer(
+                String::from_utf8_lossy(&jsonrpc::result_message(id, result.as_bytes()))
+                    .into_owned(),
+            ),
+            None => Then::Consumed,
+        },
+    }
+}
+
+/// Why the hook is not called for `method` in `phase`, if it is not.
+fn not_called(host: &HookHost, method: &str, phase: Phase) -> Option<String> {
+    let methods = host.methods();
+    let hook = methods.first()?;
+    if hook.wants(method, phase) {
+        return None;
+    }
+    Some(if hook.declared().matches(method, phase) {
+        format!(
+            "--methods does not cover {method:?} in the {} phase",
+            phase_name(phase)
+        )
+    } else {
+        format!(
+            "its methods() does not cover {method:?} in the {} phase",
+            phase_name(phase)
+        )
+    })
+}
+
+fn run_step(
+    host: &HookHost,
+    ctx: &HookContext,
+    method: &str,
+    id: Option<&[u8]>,
+    step: &Step<'_>,
+    logs: &Logs,
+    repeat: u32,
+) -> Ran {
+    let phase = step.phase();
+    if let Some(why) = not_called(host, method, phase) {
+        return Ran {
+            phase,
+            skipped: Some(why),
+            report: None,
+            then: Then::Forward {
+                json: step.message().to_owned(),
+                changed: false,
+            },
+            logs: Vec::new(),
+            cold: Duration::ZERO,
+            warm: Vec::new(),
+        };
+    }
+    let t0 = Instant::now();
+    let report = step.run(host, ctx, method);
+    let cold = t0.elapsed();
+    let lines = drain(logs);
+    let warm = (0..repeat)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = step.run(host, ctx, method);
+            t.elapsed()
+        })
+        .collect();
+    // The repeats' lines are the first call's again.
+    drain(logs);
+    Ran {
+        phase,
+        skipped: None,
+        then: then(phase, step.message(), id, &report.outcome),
+        report: Some(report),
+        logs: lines,
+        cold,
+        warm,
+    }
+}
+
+pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
+    let request = read_message("--request", &args.request)?;
+    let Some(method) = request.method.clone() else {
+        bail!("--request: a response is not a request (give it as --response)");
+    };
+    let response = args
+        .response
+        .as_deref()
+        .map(|r| read_message("--response", r))
+        .transpose()?;
+    if let Some(r) = &response {
+        if request.kind == Kind::Notification {
+            bail!("--response: a notification has no response");
+        }
+        if !matches!(r.kind, Kind::Response | Kind::Error) {
+            bail!("--response: a request or notification is not a response");
+        }
+        if r.id.as_deref() != request.id.as_deref() {
+            bail!("--response: its id is not the request's (the proxy would not match them)");
+        }
+    }
+    let logs = Logs::default();
+    let t0 = Instant::now();
+    let host = load(&args.load, &logs).context("loading the hook")?;
+    let load_time = t0.elapsed();
+    let load_logs = drain(&logs);
+    let info = host.hooks().remove(0);
+    let ctx = HookContext {
+        session_id: args.session_id.clone(),
+        protocol_version: args.protocol_version.clone(),
+        upstream: args.upstream.clone(),
+        headers: args
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        identity: args.identity.clone().map(Arc::new),
+    };
+    let id = request.id.as_deref();
+    let mut ran = vec![run_step(
+        &host,
+        &ctx,
+        &method,
+        id,
+        &Step::Request {
+            request: &request.text,
+        },
+        &logs,
+        args.repeat,
+    )];
+    let mut response_skipped = None;
+    if let Some(response) = &response {
+        match &ran[0].then {
+            Then::Forward { json, .. } => {
+                let forwarded = json.clone();
+                ran.push(run_step(
+                    &host,
+                    &ctx,
+                    &method,
+                    id,
+                    &Step::Response {
+                        request: &forwarded,
+                        response: &response.text,
+                    },
+                    &logs,
+                    args.repeat,
+                ));
+            }
+            _ => {
+                response_skipped =
+                    Some("the request was answered by the proxy: the upstream never answers it")
+            }
+        }
+    }
+    let code = exit_code(&ran);
+    if args.json {
+        print_json(
+            args,
+            &info,
+            load_time,
+            &load_logs,
+            &ran,
+            response_skipped,
+            code,
+        );
+    } else {
+        print_text(
+            args,
+            &info,
+            load_time,
+            &load_logs,
+            &ran,
+            response_skipped,
+            code,
+        );
+    }
+    Ok(code)
+}
+
+/// The exit status: a failure first, then what stopped or changed the
+/// message, then whether the hook ran at all.
+fn exit_code(ran: &[Ran]) -> u8 {
+    let results: Vec<&HookRunResult> = ran
+        .iter()
+        .filter_map(|r| r.report.as_ref())
+        .flat_map(|r| r.runs.iter().map(|run| &run.result))
+        .collect();
+    let any = |f: fn(&HookRunResult) -> bool| results.iter().any(|r| f(r));
+    if any(|r| matches!(r, HookRunResult::Failed { .. })) {
+        exit::FAILED
+    } else if any(|r| matches!(r, HookRunResult::Rejected)) {
+        exit::REJECTED
+    } else if any(|r| matches!(r, HookRunResult::Responded)) {
+        exit::RESPONDED
+    } else if any(|r| matches!(r, HookRunResult::Replaced)) {
+        exit::REPLACED
+    } else if ran.iter().all(|r| r.skipped.is_some()) {
+        exit::NOT_CALLED
+    } else {
+        0
+    }
+}
+
+fn verdict_json(report: &ChainReport) -> Value {
+    let Some(run) = report.runs.first() else {
+        return Value::Null;
+    };
+    match (&run.result, &report.outcome) {
+        (HookRunResult::Continue, _) => json!({ "verdict": "continue" }),
+        (HookRunResult::Replaced, ChainOutcome::Replaced(json)) => {
+            json!({ "verdict": "replace", "json": json })
+        }
+        (
+            HookRunResult::Rejected,
+            ChainOutcome::Reject {
+                code,
+                message,
+                data,
+            },
+        ) => json!({
+            "verdict": "reject",
+            "code": code,
+            "message": message,
+            "data": data.as_deref().map(|d| serde_json::from_str::<Value>(d).unwrap_or(Value::Null)),
+        }),
+        (HookRunResult::Responded, ChainOutcome::Respond(result)) => json!({
+            "verdict": "respond",
+            "result": serde_json::from_str::<Value>(result).unwrap_or(Value::Null),
+        }),
+        (HookRunResult::Failed { error, passed }, _) => json!({
+            "verdict": "failed",
+            "error": error.kind.to_string(),
+            "on_error": if *passed { "pass" } else { "reject" },
+        }),
+        (other, _) => json!({ "verdict": format!("{other:?}") }),
+    }
+}
+
+fn then_json(phase: Phase, then: &Then) -> Value {
+    let to = if phase == Phase::Request {
+        "upstream"
+    } else {
+        "client"
+    };
+    match then {
+        Then::Forward { json, changed } => json!({
+            "action": if *changed { "forward-replaced" } else { "forward" },
+            "to": to,
+            "message": json,
+        }),
+        Then::Answer(json) => json!({ "action": "answer", "to": "client", "message": json }),
+        Then::Refused(json) => json!({
+            "action": "refuse-notification",
+            "to": "client",
+            "http_status": 400,
+            "message": json,
+        }),
+        Then::Consumed => json!({ "action": "consume-notification", "http_status": 202 }),
+    }
+}
+
+/// Median and minimum of the warm calls.
+fn warm_stats(warm: &[Duration]) -> Option<(Duration, Duration)> {
+    let mut sorted = warm.to_vec();
+    sorted.sort();
+    Some((*sorted.get(sorted.len() / 2)?, *sorted.first()?))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_json(
+    args: &TestArgs,
+    info: &crate::hooks::HookInfo,
+    load_time: Duration,
+    load_logs: &[(LogLevel, String)],
+    ran: &[Ran],
+    response_skipped: Option<&str>,
+    code: u8,
+) {
+    let phases: Vec<Value> = ran
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "phase": phase_name(r.phase),
+                "called": r.skipped.is_none(),
+                "then": then_json(r.phase, &r.then),
+                "logs": logs_json(&r.logs),
+            });
+            if let Some(why) = &r.skipped {
+                v["not_called"] = json!(why);
+            }
+            if let Some(report) = &r.report {
+                v["verdict"] = verdict_json(report);
+                v["cold_us"] = json!(r.cold.as_secs_f64() * 1e6);
+                if let Some((median, min)) = warm_stats(&r.warm) {
+                    v["warm"] = json!({
+                        "calls": r.warm.len(),
+                        "median_us": median.as_secs_f64() * 1e6,
+                        "min_us": min.as_secs_f64() * 1e6,
+                    });
+                }
+            }
+            v
+        })
+        .collect();
+    let out = json!({
+        "file": args.load.file.display().to_string(),
+        "world": info.world,
+        "methods": info.declared,
+        "identity_ignored": args.identity.is_some() && info.world == "sluice:hook@0.1.0",
+        "load_us": load_time.as_secs_f64() * 1e6,
+        "load_logs": logs_json(load_logs),
+        "phases": phases,
+        "response_not_run": response_skipped,
+        "exit": code,
+    });
+    println!("{out:#}");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_text(
+    args: &TestArgs,
+    info: &crate::hooks::HookInfo,
+    load_time: Duration,
+    load_logs: &[(LogLevel, String)],
+    ran: &[Ran],
+    response_skipped: Option<&str>,
+    code: u8,
+) {
+    println!(
+        "{} ({}), loaded in {}",
+        args.load.file.display(),
+        info.world,
+        micros(load_time)
+    );
+    print_logs(load_logs, "  log ");
+    if args.identity.is_some() && info.world == "sluice:hook@0.1.0" {
+        println!(
+            "  note: --identity is not given to sluice:hook@0.1.0 hooks (their context has none)"
+        );
+    }
+    for r in ran {
+        println!("{}:", phase_name(r.phase));
+        if let Some(why) = &r.skipped {
+            println!("  not called: {why}");
+        }
+        if let Some(report) = &r.report {
+            print_verdict(report);
+            print_logs(&r.logs, "  log ");
+            match warm_stats(&r.warm) {
+                Some((median, min)) => println!(
+                    "  time    cold {}; warm median {}, min {} over {} calls",
+                    micros(r.cold),
+                    micros(median),
+                    micros(min),
+                    r.warm.len()
+                ),
+                None => println!(
+                    "  time    cold {} (--repeat N for a warm figure)",
+                    micros(r.cold)
+                ),
+            }
+        }
+        let to = if r.phase == Phase::Request {
+            "upstream"
+        } else {
+            "client"
+        };
+        match &r.then {
+            Then::Forward {
+                json,
+                changed: false,
+            } => println!("  then    forwarded to the {to} unchanged: {json}"),
+            Then::Forward {
+                json,
+                changed: true,
+            } => println!("  then    forwarded to the {to} as replaced: {json}"),
+            Then::Answer(json) => println!("  then    the client is answered with: {json}"),
+            Then::Refused(json) => {
+                println!("  then    the notification is refused with HTTP 400: {json}")
+            }
+            Then::Consumed => {
+                println!(
+                    "  then    the notification is consumed: the client gets 202 Accepted, the upstream nothing"
+                )
+            }
+        }
+    }
+    if let Some(why) = response_skipped {
+        println!("response:\n  not run: {why}");
+    }
+    println!("exit {code}");
+}
+
+fn print_verdict(report: &ChainReport) {
+    let Some(run) = report.runs.first() else {
+        return;
+    };
+    match (&run.result, &report.outcome) {
+        (HookRunResult::Continue, _) => println!("  verdict continue"),
+        (HookRunResult::Replaced, ChainOutcome::Replaced(json)) => {
+            println!("  verdict replace {json}")
+        }
+        (
+            HookRunResult::Rejected,
+            ChainOutcome::Reject {
+                code,
+                message,
+                data,
+            },
+        ) => {
+            print!("  verdict reject code {code}, message {message:?}");
+            match data {
+                Some(d) => println!(", data {d}"),
+                None => println!(),
+            }
+        }
+        (HookRunResult::Responded, ChainOutcome::Respond(result)) => {
+            println!("  verdict respond {result}")
+        }
+        (HookRunResult::Failed { error, passed }, _) => {
+            println!("  verdict FAILED: {}", error.kind);
+            if *passed {
+                println!("          on_error = pass: the proxy goes on as if it said continue");
+            } else {
+                println!(
+                    "          on_error = reject: the proxy answers with error {}",
+                    crate::hooks::HOOK_FAILED_CODE
+                );
+            }
+        }
+        (other, outcome) => println!("  verdict {other:?} ({outcome:?})"),
+    }
+}
