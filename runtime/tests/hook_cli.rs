@@ -1,0 +1,564 @@
+//! `sluice hook check|test|new`, run as the built binary: what they print and
+//! the exit status that tells the verdict (docs/HOOKS.md, "Testing a hook
+//! offline"). The Rust examples and the `hook new` project are built for
+//! wasm32-wasip2 (skipped, with a message, when the target is missing); the
+//! other guests are WAT fixtures built at test time.
+
+#[path = "fixtures/hooks/support.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::{Guest, body, rust_examples, temp_dir};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+fn sluice(args: &[&str]) -> Output {
+    // The compiled-hook cache: out of the user's home, one per test run.
+    static CACHE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    Command::new(SLUICE)
+        .args(args)
+        .env(
+            "XDG_CACHE_HOME",
+            CACHE.get_or_init(|| temp_dir("cli-cache")),
+        )
+        .output()
+        .expect("sluice runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn status(o: &Output) -> i32 {
+    o.status.code().expect("an exit status")
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+/// Write `wasm` to a file of its own.
+fn file(name: &str, wasm: &[u8]) -> PathBuf {
+    let path = temp_dir(name).join(format!("{name}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const CALL_DEPLOY: &str =
+    r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"deploy","arguments":{}}}"#;
+const CALLER_POLICY: &str = r#"{"tools":{"deploy":{"scope":"tools:deploy"}}}"#;
+
+#[test]
+fn check_says_what_a_loadable_hook_is() {
+    let Some(dir) = rust_examples() else { return };
+    let wasm = dir.join("rust-caller-policy.wasm");
+    let o = sluice(&["hook", "check", s(&wasm)]);
+    let out = stdout(&o);
+    assert_eq!(status(&o), 0, "{out}");
+    assert!(out.contains("loadable"), "{out}");
+    assert!(out.contains("sluice:hook@0.2.0"), "{out}");
+    assert!(out.contains("tools/call  request"), "{out}");
+    assert!(out.contains("tools/list  response"), "{out}");
+
+    let o = sluice(&[
+        "hook",
+        "check",
+        s(&wasm),
+        "--json",
+        "--methods",
+        "tools/call",
+    ]);
+    assert_eq!(status(&o), 0);
+    let v = json(&o);
+    assert_eq!(v["world"], "sluice:hook@0.2.0");
+    assert_eq!(v["methods"][0], "tools/call@request");
+    assert_eq!(v["narrowed_by"][0], "tools/call");
+    assert_eq!(v["sees"][1]["phases"][0], "response");
+    let imports = v["imports"].as_array().unwrap();
+    assert!(
+        imports
+            .iter()
+            .any(|i| i["name"] == "sluice:hook/host@0.2.0" && i["served"] == "host")
+    );
+    // Rust std imports WASI, which the host links and denies.
+    assert!(imports.iter().any(|i| i["served"] == "wasi"));
+
+    // A 0.1.0 hook; methods() covers the request and response phases only.
+    let o = sluice(&["hook", "check", s(&dir.join("rust-tool-policy.wasm"))]);
+    assert_eq!(status(&o), 0);
+    assert!(stdout(&o).contains("sluice:hook@0.1.0"));
+}
+
+#[test]
+fn check_refuses_what_the_proxy_would_not_load() {
+    let not_wasm = file("not-wasm", b"hello, I am text");
+    let o = sluice(&["hook", "check", s(&not_wasm)]);
+    assert_eq!(status(&o), 1);
+    assert!(stdout(&o).contains("NOT loadable"));
+    assert!(
+        stdout(&o).contains("not a WebAssembly binary"),
+        "{}",
+        stdout(&o)
+    );
+
+    let core = file("core-module", &wat::parse_str("(module)").unwrap());
+    let o = sluice(&["hook", "check", s(&core)]);
+    assert_eq!(status(&o), 1);
+    assert!(
+        stdout(&o).contains("a core WebAssembly module, not a component"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A component that exports nothing: the host's own error.
+    let empty = file("empty-component", &wat::parse_str("(component)").unwrap());
+    let o = sluice(&["hook", "check", s(&empty), "--json"]);
+    assert_eq!(status(&o), 1);
+    let v = json(&o);
+    assert_eq!(v["loadable"], false);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("implements neither sluice:hook/hook@0.2.0 nor sluice:hook/hook@0.1.0"),
+        "{error}"
+    );
+
+    // methods() that does not parse fails the load, naming the entry.
+    let bad = file(
+        "bad-methods",
+        &Guest::new(&["x@later"], body::cont()).component(),
+    );
+    let o = sluice(&["hook", "check", s(&bad)]);
+    assert_eq!(status(&o), 1);
+    assert!(
+        stdout(&o).contains("bad method pattern \"x@later\""),
+        "{}",
+        stdout(&o)
+    );
+
+    // So does a bad narrowing.
+    let good = file("good", &Guest::new(&["*"], body::cont()).component());
+    assert_eq!(status(&sluice(&["hook", "check", s(&good)])), 0);
+    let o = sluice(&["hook", "check", s(&good), "--methods", "a*b"]);
+    assert_eq!(status(&o), 1);
+    assert!(stdout(&o).contains("operator methods"), "{}", stdout(&o));
+
+    let o = sluice(&["hook", "check", "/nonexistent/hook.wasm"]);
+    assert_eq!(status(&o), 1);
+}
+
+#[test]
+fn test_runs_a_0_2_0_hook_with_an_identity() {
+    let Some(dir) = rust_examples() else { return };
+    let wasm = dir.join("rust-caller-policy.wasm");
+    let run = |identity: &str, extra: &[&str]| {
+        let mut args = vec![
+            "hook",
+            "test",
+            s(&wasm),
+            "--config",
+            CALLER_POLICY,
+            "--request",
+            CALL_DEPLOY,
+            "--identity",
+            identity,
+        ];
+        args.extend_from_slice(extra);
+        sluice(&args)
+    };
+    // Without the scope: rejected, with the error the client would get.
+    let o = run(r#"{"subject":"bob","scopes":["tools:read"]}"#, &[]);
+    let out = stdout(&o);
+    assert_eq!(status(&o), 4, "{out}");
+    assert!(out.contains("verdict reject code -31001"), "{out}");
+    assert!(
+        out.contains(
+            r#"the client is answered with: {"jsonrpc":"2.0","id":7,"error":{"code":-31001"#
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("refused \"deploy\" to bob"),
+        "the hook's log line: {out}"
+    );
+    assert!(out.contains("time    cold"), "{out}");
+
+    // With it: continue, forwarded unchanged; then the response phase,
+    // which this hook does not ask for on tools/call.
+    let o = run(
+        r#"{"scheme":"jwt","subject":"alice","issuer":"https://idp","client_id":"app","scopes":["tools:deploy"],"claims":{"roles":["x"]}}"#,
+        &[
+            "--response",
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            "--json",
+            "--repeat",
+            "3",
+        ],
+    );
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["phases"][0]["verdict"]["verdict"], "continue");
+    assert_eq!(v["phases"][0]["then"]["action"], "forward");
+    assert_eq!(v["phases"][0]["then"]["message"], CALL_DEPLOY);
+    assert_eq!(v["phases"][0]["warm"]["calls"], 3);
+    assert!(v["phases"][0]["cold_us"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["phases"][1]["called"], false);
+    assert!(
+        v["phases"][1]["not_called"]
+            .as_str()
+            .unwrap()
+            .contains("methods()")
+    );
+
+    // The response phase it does ask for: tools/list answers filtered.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        CALLER_POLICY,
+        "--json",
+        "--request",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        "--response",
+        r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"deploy"},{"name":"echo"}]}}"#,
+        "--identity",
+        r#"{"subject":"carol"}"#,
+    ]);
+    assert_eq!(status(&o), 3, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["phases"][0]["called"], false);
+    assert_eq!(v["phases"][1]["verdict"]["verdict"], "replace");
+    let replaced: Value =
+        serde_json::from_str(v["phases"][1]["then"]["message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        replaced["result"]["tools"],
+        serde_json::json!([{"name": "echo"}])
+    );
+
+    // Flags the host would refuse are usage errors.
+    let o = run(r#"{"scheme":"magic","subject":"x"}"#, &[]);
+    assert_eq!(status(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--identity"));
+}
+
+#[test]
+fn test_runs_a_0_1_0_hook() {
+    let Some(dir) = rust_examples() else { return };
+    let wasm = dir.join("rust-tool-policy.wasm");
+    let call = |tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+        )
+    };
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        r#"{"deny":["rm"]}"#,
+        "--request",
+        &call("rm"),
+        "--identity",
+        r#"{"subject":"a"}"#,
+    ]);
+    let out = stdout(&o);
+    assert_eq!(status(&o), 4, "{out}");
+    assert!(out.contains("sluice:hook@0.1.0"), "{out}");
+    assert!(
+        out.contains("--identity is not given to sluice:hook@0.1.0 hooks"),
+        "{out}"
+    );
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        r#"{"deny":["rm"]}"#,
+        "--request",
+        &call("echo"),
+    ]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("verdict continue"));
+}
+
+#[test]
+fn test_shows_every_verdict_class_and_the_proxys_answer() {
+    let req = r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x"}}"#;
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let run = |guest: Guest, extra: &[&str]| {
+        let wasm = file("verdicts", &guest.component());
+        let mut args = vec!["hook", "test", s(&wasm), "--json"];
+        args.extend_from_slice(extra);
+        let o = sluice(&args);
+        (status(&o), json(&o))
+    };
+
+    // respond: the client gets a result under the request's id.
+    let (code, v) = run(
+        Guest::new(&["*"], body::respond(support::ECHO)),
+        &["--request", req],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(
+        v["phases"][0]["verdict"]["result"],
+        serde_json::json!({"echo": true})
+    );
+    assert_eq!(
+        v["phases"][0]["then"]["message"],
+        r#"{"jsonrpc":"2.0","id":"a","result":{"echo":true}}"#
+    );
+    // ... and a notification answered so is consumed.
+    let (code, v) = run(
+        Guest::new(&["*"], body::respond(support::ECHO)),
+        &["--request", note],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(v["phases"][0]["then"]["action"], "consume-notification");
+
+    // replace, checked by the proxy's rules: a replacement with another
+    // method is an invalid verdict, a failure of the hook.
+    let (code, v) = run(
+        Guest::new(&["*"], body::replace(support::REPLACED_REQ)),
+        &["--request", req],
+    );
+    assert_eq!(code, 6);
+    assert_eq!(v["phases"][0]["verdict"]["verdict"], "failed");
+    assert!(
+        v["phases"][0]["verdict"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid verdict")
+    );
+    assert!(
+        v["phases"][0]["then"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("-32010")
+    );
+
+    // A trap: on_error reject answers -32010; pass forwards unchanged.
+    let (code, v) = run(Guest::new(&["*"], body::trap()), &["--request", req]);
+    assert_eq!(code, 6);
+    assert_eq!(v["phases"][0]["verdict"]["on_error"], "reject");
+    assert_eq!(v["phases"][0]["then"]["action"], "answer");
+    let (code, v) = run(
+        Guest::new(&["*"], body::trap()),
+        &["--request", req, "--on-error", "pass"],
+    );
+    assert_eq!(code, 6);
+    assert_eq!(v["phases"][0]["then"]["action"], "forward");
+    assert_eq!(v["phases"][0]["then"]["message"], req);
+
+    // A refused notification: HTTP 400 with a null id.
+    let (code, v) = run(
+        Guest::new(&["*"], body::reject(-1, support::DENIED)),
+        &["--request", note],
+    );
+    assert_eq!(code, 4);
+    assert_eq!(v["phases"][0]["then"]["http_status"], 400);
+    assert!(
+        v["phases"][0]["then"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#""id":null"#)
+    );
+
+    // The context: session, protocol version and the headers given.
+    let (code, v) = run(
+        Guest::new(&["*"], body::reject_with_headers(false)),
+        &[
+            "--request",
+            req,
+            "--header",
+            "X-Team=blue",
+            "--header",
+            "x-env=prod",
+        ],
+    );
+    assert_eq!(code, 4);
+    assert_eq!(v["phases"][0]["verdict"]["code"], 4002);
+    assert_eq!(
+        v["phases"][0]["verdict"]["message"],
+        "x-team=blue;x-env=prod;"
+    );
+    let (_, v) = run(
+        Guest::new(&["*"], body::reject_with_context()),
+        &[
+            "--request",
+            req,
+            "--session",
+            "s1",
+            "--protocol-version",
+            "2025-11-25",
+            "--upstream",
+            "tools",
+        ],
+    );
+    assert_eq!(v["phases"][0]["verdict"]["code"], 1010);
+    assert_eq!(v["phases"][0]["verdict"]["message"], "tools");
+
+    // Log lines, every level.
+    let (code, v) = run(
+        Guest::new(&["*"], body::log_then_continue()),
+        &["--request", req],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(v["phases"][0]["logs"][0]["line"], support::HELLO.1);
+
+    // Not called: methods(), or the operator's narrowing.
+    let (code, v) = run(
+        Guest::new(&["resources/*"], body::trap()),
+        &["--request", req],
+    );
+    assert_eq!(code, 7);
+    assert!(
+        v["phases"][0]["not_called"]
+            .as_str()
+            .unwrap()
+            .contains("methods()")
+    );
+    let (code, v) = run(
+        Guest::new(&["*"], body::trap()),
+        &["--request", req, "--methods", "tools/list"],
+    );
+    assert_eq!(code, 7);
+    assert!(
+        v["phases"][0]["not_called"]
+            .as_str()
+            .unwrap()
+            .contains("--methods")
+    );
+}
+
+#[test]
+fn test_refuses_input_the_proxy_would_not_read() {
+    let wasm = file("inputs", &Guest::new(&["*"], body::cont()).component());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["hook", "test", s(&wasm)];
+        args.extend_from_slice(extra);
+        let o = sluice(&args);
+        (status(&o), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, err) = run(&["--request", "{not json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--request"), "{err}");
+    let (code, err) = run(&["--request", r#"{"jsonrpc":"2.0","id":1,"result":{}}"#]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--request"), "{err}");
+    let req = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (code, err) = run(&[
+        "--request",
+        req,
+        "--response",
+        r#"{"jsonrpc":"2.0","id":2,"result":{}}"#,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("id"), "{err}");
+    let (code, err) = run(&["--request", req, "--header", "bad header=1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--header"), "{err}");
+}
+
+/// `hook new --lang rust`, built offline for wasm32-wasip2 with the lock it
+/// writes, then checked and tested with the commands its README gives.
+#[test]
+fn new_rust_project_builds_and_passes_check_and_test() {
+    if rust_examples().is_none() {
+        return;
+    }
+    let dir = temp_dir("new-rust").join("my-hook");
+    let o = sluice(&["hook", "new", "my-hook", "--lang", "rust", "--dir", s(&dir)]);
+    assert_eq!(status(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("wit/hook.wit")).unwrap(),
+        include_str!("../../wit/hook.wit")
+    );
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(readme.contains("cargo build --release --target wasm32-wasip2"));
+    assert!(readme.contains("sluice hook test target/wasm32-wasip2/release/my_hook.wasm"));
+    // Once written, never overwritten.
+    let o = sluice(&["hook", "new", "my-hook", "--lang", "rust", "--dir", s(&dir)]);
+    assert_eq!(status(&o), 1);
+
+    // Kept between runs: the dependencies build once.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-new-target");
+    let build = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--offline",
+            "--locked",
+        ])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        // Flags meant for the host build must not leak into the guest's.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/my_hook.wasm");
+
+    let o = sluice(&["hook", "check", s(&wasm)]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("sluice:hook@0.2.0"));
+    assert!(stdout(&o).contains("tools/call  request"));
+
+    let call = |tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+        )
+    };
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--request",
+        &call("delete_everything"),
+        "--identity",
+        r#"{"subject":"alice"}"#,
+    ]);
+    let out = stdout(&o);
+    assert_eq!(status(&o), 4, "{out}");
+    assert!(
+        out.contains("refused \"delete_everything\" for alice"),
+        "{out}"
+    );
+    let o = sluice(&["hook", "test", s(&wasm), "--request", &call("echo")]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        r#"{"deny":["echo"]}"#,
+        "--request",
+        &call("echo"),
+    ]);
+    assert_eq!(status(&o), 4, "{}", stdout(&o));
+}
+
+#[test]
+fn new_refuses_languages_it_does_not_offer_and_bad_names() {
+    let dir = temp_dir("new-js").join("p");
+    let o = sluice(&["hook", "new", "p", "--lang", "js", "--dir", s(&dir)]);
+    assert_eq!(status(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not offered yet"));
+    assert!(!dir.exists(), "nothing written");
+    let o = sluice(&["hook", "new", "../escape", "--lang", "rust"]);
+    assert_eq!(status(&o), 2);
+}
