@@ -377,7 +377,8 @@ struct HookNewArgs {
     #[arg(value_name = "NAME")]
     name: String,
 
-    /// Its language: rust (js, python and c are not offered yet).
+    /// Its language: rust (cargo, wasm32-wasip2), js (jco, QuickJS) or python (componentize-py);
+    /// c is not offered yet.
     #[arg(long, value_enum, value_name = "LANG")]
     lang: CliLang,
 

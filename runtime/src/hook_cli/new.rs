@@ -5,7 +5,7 @@
 //! compiled into the binary: what `hook new` writes cannot drift from the
 //! world the host serves.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 
@@ -26,14 +26,38 @@ mod rust {
     pub const LOCK_ROOT: &str = "rust-caller-policy";
 }
 
+/// The Python template (componentize-py).
+mod python {
+    pub const APP_PY: &str = include_str!("templates/python/app.py.in");
+    pub const BUILD_SH: &str = include_str!("templates/python/build.sh.in");
+    pub const README: &str = include_str!("templates/python/README.md.in");
+    /// The example's pin, byte for byte: the toolchain cache is keyed by
+    /// its hash, so a machine that built the example builds this offline.
+    pub const REQUIREMENTS: &str =
+        include_str!("../../../hook-examples/python-arg-validator/requirements.txt");
+}
+
+/// The JavaScript template (jco, QuickJS backend).
+mod js {
+    pub const HOOK_JS: &str = include_str!("templates/js/hook.js.in");
+    pub const BUILD_SH: &str = include_str!("templates/js/build.sh.in");
+    pub const README: &str = include_str!("templates/js/README.md.in");
+    /// The example's toolchain pin, byte for byte: the toolchain cache is
+    /// keyed by the hash of both files.
+    pub const PACKAGE_JSON: &str =
+        include_str!("../../../hook-examples/js-tools-rewriter/package.json");
+    pub const PACKAGE_LOCK: &str =
+        include_str!("../../../hook-examples/js-tools-rewriter/package-lock.json");
+}
+
 /// A language `hook new` knows of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     /// Rust, wit-bindgen, wasm32-wasip2.
     Rust,
-    /// JavaScript, componentize-js (not offered yet).
+    /// JavaScript, jco's QuickJS backend.
     Js,
-    /// Python, componentize-py (not offered yet).
+    /// Python, componentize-py.
     Python,
     /// C, wit-bindgen c + wasi-libc (not offered yet).
     C,
@@ -71,16 +95,12 @@ pub fn check_name(name: &str) -> Result<(), String> {
 pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
     let files = match args.lang {
         Lang::Rust => rust_files(&args.name),
-        Lang::Js | Lang::Python | Lang::C => bail!(
-            "--lang {}: not offered yet (only rust is); start from the example in \
-             hook-examples/{} of the sluice repository (copy it with cp -rL) and follow \
-             docs/HOOKS.md",
-            lang_name(args.lang),
-            match args.lang {
-                Lang::Js => "js-tools-rewriter",
-                Lang::Python => "python-arg-validator",
-                _ => "c-audit-log",
-            }
+        Lang::Python => python_files(&args.name),
+        Lang::Js => js_files(&args.name),
+        Lang::C => bail!(
+            "--lang c: not offered yet (rust, js and python are); start from the example in \
+             hook-examples/c-audit-log of the sluice repository (copy it with cp -rL) and \
+             follow docs/HOOKS.md"
         ),
     };
     let dir = args
@@ -103,6 +123,14 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
+    for (path, _) in &files {
+        if path.extension().is_some_and(|e| e == "sh") {
+            use std::os::unix::fs::PermissionsExt as _;
+            let path = dir.join(path);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", path.display()))?;
+        }
+    }
     let crate_name = args.name.replace('-', "_");
     println!(
         "wrote a {} hook project in {}",
@@ -112,16 +140,23 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
     for (path, _) in &files {
         println!("  {}", path.display());
     }
-    println!(
-        "build it:  (cd {} && cargo build --release --target wasm32-wasip2)",
-        dir.display()
-    );
+    let (build, wasm) = match args.lang {
+        Lang::Rust => (
+            format!(
+                "(cd {} && cargo build --release --target wasm32-wasip2)",
+                dir.display()
+            ),
+            dir.join("target/wasm32-wasip2/release"),
+        ),
+        _ => (
+            format!("{}", dir.join("build.sh").display()),
+            dir.join("dist"),
+        ),
+    };
+    println!("build it:  {build}");
     println!(
         "try it:    sluice hook test {} --request '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"delete_everything\",\"arguments\":{{}}}}}}'",
-        Path::new(&dir)
-            .join("target/wasm32-wasip2/release")
-            .join(format!("{crate_name}.wasm"))
-            .display()
+        wasm.join(format!("{crate_name}.wasm")).display()
     );
     Ok(())
 }
@@ -150,6 +185,29 @@ fn rust_files(name: &str) -> Vec<(PathBuf, String)> {
         ("wit/hook.wit".into(), WIT.to_owned()),
         ("README.md".into(), fill(rust::README, name)),
         (".gitignore".into(), "/target\n".to_owned()),
+    ]
+}
+
+fn js_files(name: &str) -> Vec<(PathBuf, String)> {
+    vec![
+        ("hook.js".into(), fill(js::HOOK_JS, name)),
+        ("package.json".into(), js::PACKAGE_JSON.to_owned()),
+        ("package-lock.json".into(), js::PACKAGE_LOCK.to_owned()),
+        ("build.sh".into(), fill(js::BUILD_SH, name)),
+        ("wit/hook.wit".into(), WIT.to_owned()),
+        ("README.md".into(), fill(js::README, name)),
+        (".gitignore".into(), "/dist\n/node_modules\n".to_owned()),
+    ]
+}
+
+fn python_files(name: &str) -> Vec<(PathBuf, String)> {
+    vec![
+        ("app.py".into(), fill(python::APP_PY, name)),
+        ("requirements.txt".into(), python::REQUIREMENTS.to_owned()),
+        ("build.sh".into(), fill(python::BUILD_SH, name)),
+        ("wit/hook.wit".into(), WIT.to_owned()),
+        ("README.md".into(), fill(python::README, name)),
+        (".gitignore".into(), "/dist\n__pycache__/\n".to_owned()),
     ]
 }
 
