@@ -1085,3 +1085,128 @@ fn members_are_commands_or_urls() {
     let e = err(&["--member", "a=x", "--member", "a=y"]);
     assert!(e.to_string().contains("given twice"), "{e}");
 }
+
+#[test]
+fn hook_subcommands_read_their_flags_with_the_hosts_parsers() {
+    use sluice::hook_cli::{HookCommand, Lang};
+    use sluice::hooks::OnError;
+    let req = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let Ok(Command::Hook(HookCommand::Test(t))) = run(&[
+        "hook",
+        "test",
+        "h.wasm",
+        "--request",
+        req,
+        "--header",
+        "X-Team=a=b",
+        "--grant",
+        "clock",
+        "--methods",
+        "tools/call, ping@request",
+        "--on-error",
+        "pass",
+        "--identity",
+        r#"{"scheme":"api-key","subject":"k1","scopes":["s"]}"#,
+        "--repeat",
+        "5",
+    ]) else {
+        panic!("hook test not read");
+    };
+    assert_eq!(t.headers, [("X-Team".to_string(), "a=b".to_string())]);
+    assert_eq!(
+        t.load.headers,
+        ["X-Team"],
+        "a header given is a header allowed"
+    );
+    assert!(t.load.grants.clock && !t.load.grants.random);
+    assert_eq!(
+        t.load.methods.as_deref(),
+        Some(&["tools/call".to_string(), "ping@request".to_string()][..])
+    );
+    assert_eq!(t.load.on_error, OnError::Pass);
+    let id = t.identity.expect("identity");
+    assert_eq!(
+        (id.subject.as_str(), id.scopes.len(), id.claims),
+        ("k1", 1, None)
+    );
+    assert_eq!(t.repeat, 5);
+
+    let Ok(Command::Hook(HookCommand::New(n))) =
+        run(&["hook", "new", "my-hook", "--lang", "python"])
+    else {
+        panic!("hook new not read");
+    };
+    assert_eq!(
+        (n.name.as_str(), n.lang, n.dir),
+        ("my-hook", Lang::Python, None)
+    );
+
+    for (args, flag) in [
+        (
+            &[
+                "hook",
+                "test",
+                "h.wasm",
+                "--request",
+                req,
+                "--header",
+                "novalue",
+            ][..],
+            "--header",
+        ),
+        (
+            &[
+                "hook",
+                "test",
+                "h.wasm",
+                "--request",
+                req,
+                "--header",
+                "a b=1",
+            ],
+            "--header",
+        ),
+        (
+            &[
+                "hook",
+                "test",
+                "h.wasm",
+                "--request",
+                req,
+                "--identity",
+                "{}",
+            ],
+            "--identity",
+        ),
+        (
+            &[
+                "hook",
+                "test",
+                "h.wasm",
+                "--request",
+                req,
+                "--identity",
+                r#"{"subject":"a","x":1}"#,
+            ],
+            "--identity",
+        ),
+        (
+            &["hook", "check", "h.wasm", "--grant", "network"],
+            "--grant",
+        ),
+        (&["hook", "new", "a/b", "--lang", "rust"], "NAME"),
+    ] {
+        let e = err(args).to_string();
+        assert!(e.starts_with(flag), "{args:?}: {e}");
+    }
+    let e = err(&["--upstream", "http://a/", "hook", "check", "h.wasm"]);
+    assert!(
+        e.to_string().contains("cannot be used with `sluice hook`"),
+        "{e}"
+    );
+    // --request is required.
+    assert!(matches!(
+        err(&["hook", "test", "h.wasm"]),
+        ConfigError::Cli(_)
+    ));
+}
