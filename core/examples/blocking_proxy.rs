@@ -346,6 +346,8 @@ impl Connection {
                     // Unreachable with `HookFilter::none()`; a runtime with
                     // hooks would run the chain here.
                     Output::RunHook(_) => exchange.hook_done(HookVerdict::Continue, Instant::now()),
+                    // Only a hook stops a server request: never asked here.
+                    Output::AnswerServer { .. } => {}
                     // No token judge here: a protected route fails closed.
                     Output::Authenticate(_) => exchange.auth_done(
                         sluice_core::auth::Verdict::Unavailable(sluice_core::auth::Outage::NoKeys),

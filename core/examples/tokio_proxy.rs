@@ -259,6 +259,8 @@ impl Connection {
                     // Unreachable with `HookFilter::none()`; a driver with
                     // hooks would run the chain here.
                     Output::RunHook(_) => exchange.hook_done(HookVerdict::Continue, Instant::now()),
+                    // Only a hook stops a server request: never asked here.
+                    Output::AnswerServer { .. } => {}
                 }
             }
             if client_ok && self.client.flush().await.is_err() {

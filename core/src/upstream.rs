@@ -53,6 +53,62 @@ pub struct Request {
 }
 
 impl Request {
+    /// The POST that carries `answer` (a JSON-RPC result or error for a
+    /// server request) to the upstream that `like` went to, on the client's
+    /// behalf: the same target and session, the fields of `like` except
+    /// those that describe its own body or ask for a kind of answer.
+    pub fn answer_to_server(like: &Request, answer: Vec<u8>) -> Request {
+        // Fields about `like`'s own message, or about what it accepts.
+        const OWN: [&str; 8] = [
+            "content-type",
+            "accept",
+            "accept-encoding",
+            "last-event-id",
+            "mcp-method",
+            "mcp-name",
+            "expect",
+            "content-encoding",
+        ];
+        let mut headers: Vec<Header> = like
+            .headers
+            .iter()
+            .filter(|h| {
+                (h.is("host") || !http1::is_writer_owned(&h.name))
+                    && !OWN.iter().any(|own| h.is(own))
+            })
+            .cloned()
+            .collect();
+        headers.push(Header::new("Content-Type", "application/json"));
+        headers.push(Header::new("Accept", "application/json, text/event-stream"));
+        Request {
+            method: "POST".to_owned(),
+            target: like.target.clone(),
+            headers,
+            body: Bytes::from(answer),
+        }
+    }
+
+    /// The request as HTTP/1.1 bytes, framed by `Content-Length`.
+    pub fn render(&self) -> Result<Vec<u8>, http1::WriteError> {
+        let mut head = http1::RequestHead {
+            method: self.method.clone(),
+            target: self.target.clone(),
+            version: http1::Version::Http11,
+            headers: self
+                .headers
+                .iter()
+                .filter(|h| !h.is("content-length") && !h.is("transfer-encoding"))
+                .cloned()
+                .collect(),
+        };
+        head.headers
+            .push(Header::new("Content-Length", self.body.len().to_string()));
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        http1::write_request_head(&head, &mut out)?;
+        out.extend_from_slice(&self.body);
+        Ok(out)
+    }
+
     /// The value of the first field called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         http1::find_header(&self.headers, name).map(|h| h.value.as_slice())

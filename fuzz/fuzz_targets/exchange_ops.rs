@@ -439,6 +439,9 @@ impl Run {
                 }
                 // No hooks are configured, so none is ever asked for.
                 Output::RunHook(call) => panic!("RunHook without hooks: {call:?}"),
+                Output::AnswerServer { request, .. } => {
+                    panic!("a server answered without hooks: {request:?}")
+                }
                 Output::Authenticate(call) => panic!("Authenticate without a gate: {call:?}"),
                 Output::Finished { close } => {
                     assert!(!self.holding, "finished without releasing the upstream");

@@ -11,7 +11,9 @@
 //! a marker; the hook rejects any message with the marker, and notes what it
 //! saw. Whatever the upstream does, the marker never reaches the client
 //! (notifications and server requests, which clients never take as answers,
-//! carry no marker), and the exchange never panics.
+//! carry no marker, except the marked server requests: the hooks want every
+//! message in every phase, so those too must be judged before the client gets
+//! them), and the exchange never panics.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -86,6 +88,11 @@ enum Message {
     Progress,
     /// A server request reusing an id (no marker: not an answer).
     ServerRequest(Id),
+    /// A server request carrying the marker, which the hooks (they want
+    /// every method in every phase) must see before the client does.
+    MarkedServerRequest(Id),
+    /// The same, inside an array.
+    MarkedServerArray(Id),
     /// Text that is not JSON, with the marker.
     Garbage,
     /// A result with the marker and a padding of this many KiB (oversized
@@ -131,6 +138,13 @@ impl Message {
                     other => other.member(),
                 }
             ),
+            Message::MarkedServerRequest(id) => format!(
+                r#"{{"jsonrpc":"2.0",{}"method":"elicitation/create","params":{{"t":"{MARKER}"}}}}"#,
+                id.member()
+            ),
+            Message::MarkedServerArray(id) => {
+                format!("[{}]", Message::MarkedServerRequest(*id).text())
+            }
             Message::Garbage => format!("{{\"result\":{MARKER}"),
             Message::Padded(id, kib) => format!(
                 r#"{{"jsonrpc":"2.0",{}"result":{{"pad":"{}","t":"{MARKER}"}}}}"#,
@@ -336,9 +350,12 @@ fuzz_target!(|input: Input| {
                     let verdict = match call.phase {
                         HookPhase::Request => HookVerdict::Continue,
                         // The hook sees the message: with the marker, it rejects.
-                        HookPhase::Response => {
-                            let seen = call.response.as_deref().unwrap_or_default().as_bytes();
-                            if contains(seen, MARKER.as_bytes()) {
+                        HookPhase::Response | HookPhase::ServerMessage => {
+                            let seen = match call.phase {
+                                HookPhase::Response => call.response.as_deref().unwrap_or_default(),
+                                _ => &call.request,
+                            };
+                            if contains(seen.as_bytes(), MARKER.as_bytes()) {
                                 HookVerdict::Reject {
                                     code: -32003,
                                     message: "denied".into(),
@@ -348,6 +365,7 @@ fuzz_target!(|input: Input| {
                                 HookVerdict::Continue
                             }
                         }
+                        HookPhase::ClientAnswer => panic!("a client-answer hook run: {call:?}"),
                     };
                     ex.hook_done(verdict, now);
                 }
@@ -355,7 +373,8 @@ fuzz_target!(|input: Input| {
                 Output::Connect { .. }
                 | Output::ToUpstream(_)
                 | Output::Dispatch(_)
-                | Output::ReleaseUpstream { .. } => {}
+                | Output::ReleaseUpstream { .. }
+                | Output::AnswerServer { .. } => {}
                 // probe_transport is never called here.
                 Output::ProbeTransport(e) => panic!("transport evidence unasked for: {e:?}"),
                 // No route here has a gate.

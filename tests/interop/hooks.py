@@ -56,6 +56,9 @@ class Example:
     build_args: tuple[str, ...] = ()
     # More [[hook]] keys, for via == "toml".
     hook_toml: str = ""
+    # The client answers server requests (sampling, elicitation, roots), noting them
+    # for a {"op": "seen"} step.
+    server_requests: bool = False
 
 
 def call(name: str, **args) -> dict:
@@ -177,6 +180,25 @@ def judge_audit(seen, _direct, log):
     ]
 
 
+# -- rust-server-guard: the server may not ask the client for sampling --
+
+SEEN = {"op": "seen"}
+GUARD_REFUSAL = "the client does not take sampling/createMessage through this gateway"
+
+
+def judge_server_guard(seen, direct, _log):
+    asked, asked_directly = seen[2]["server_requests"], direct[2]["server_requests"]
+    return [
+        ("sampling_refused_for_the_client", *both(
+            ("sampling/createMessage" not in asked, f"the client answered {asked}"),
+            (seen[0]["result"]["isError"] and GUARD_REFUSAL in text(seen[0]),
+             f"the tool reported {text(seen[0])[:160]!r}"))),
+        ("control_sampling_directly", "sampling/createMessage" in asked_directly
+         and "sampled by" in text(direct[0]), f"directly: {asked_directly}, {text(direct[0])[:120]!r}"),
+        ("other_calls_work", text(seen[1]) == "Echo: after the refusal", repr(text(seen[1]))),
+    ]
+
+
 EXAMPLES = [
     Example("rust-tool-policy", "rust", "rust-tool-policy.wasm",
             '{"allow": ["echo", "get-*"], "deny": ["get-env"]}', "flags",
@@ -207,6 +229,10 @@ EXAMPLES = [
             # ~1.5 ms, docs/HOOKS.md). These rows judge what the hook does;
             # its cost is the benches' to measure.
             hook_toml='mode = "warm"\ndeadline = "1s"\n'),
+    Example("rust-server-guard", "rust", "rust-server-guard.wasm", '{"refuse": ["sampling/createMessage"]}',
+            "toml", [call("trigger-sampling-request", prompt="hi", maxTokens=5),
+                     call("echo", message="after the refusal"), SEEN],
+            judge_server_guard, server_requests=True),
     Example("c-audit-log", "c", "c_audit_log.wasm", "info", "toml",
             [call("echo", message="audited"), call("get-sum", a=1, b=2), LIST, call("get-sum", a="x")],
             judge_audit),
@@ -283,9 +309,10 @@ def start_sluice(sluice: str, ex: Example, wasm: Path, upstream: str, env: dict,
     return r
 
 
-def drive(client: h.ClientSpec, url: str, script: list[dict], env: dict) -> tuple[list[dict] | None, str]:
+def drive(client: h.ClientSpec, url: str, ex: Example, env: dict) -> tuple[list[dict] | None, str]:
+    script = ex.script
     cfg = {"url": url, "mode": client.mode, "checks": ["script"], "script": script, "profile": {},
-           "timeout": 60}
+           "timeout": 60, "server_requests": ex.server_requests}
     got, err = h.run_driver(client.cmd, cfg, env, timeout=90)
     if got and got[0]["status"] == "pass" and len(got[0]["detail"]) == len(script):
         return got[0]["detail"], ""
@@ -329,7 +356,7 @@ def run(env_dir: Path, sluice: str, only: list[str] | None = None) -> list[dict]
 
 def run_one(sluice, ex, wasm, client, upstream, env, tmp) -> list[dict]:
     t0 = time.monotonic()
-    direct, err = drive(client, upstream, ex.script, env)
+    direct, err = drive(client, upstream, ex, env)
     if direct is None:
         return [row(ex, client.name, "control", "fail", f"the script directly against {SERVER}: {err}")]
     try:
@@ -337,7 +364,7 @@ def run_one(sluice, ex, wasm, client, upstream, env, tmp) -> list[dict]:
     except RuntimeError as e:
         return [row(ex, client.name, "start", "fail", str(e))]
     try:
-        seen, err = drive(client, proxy.url, ex.script, env)
+        seen, err = drive(client, proxy.url, ex, env)
     finally:
         # Stopped (SIGTERM) and drained before judging: every line it wrote is in.
         proxy.stop()

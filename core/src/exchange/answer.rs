@@ -30,6 +30,7 @@
 
 use std::sync::Arc;
 
+use super::HookFilter;
 use crate::jsonrpc::{self, Classified, Kind};
 
 /// One request of the client's body that is owed an answer.
@@ -72,24 +73,54 @@ pub(super) enum Judged {
     /// Answers hooked requests: held until the hooks have judged each hooked
     /// part (every answer in it is listed, hooked or not).
     Hold(Vec<Part>),
+    /// A server request or notification some hook wants in the
+    /// server-message phase: held until the hooks have judged it.
+    Server(ServerMessage),
     /// Breaks the rule (why): the answer is cut here.
     Refuse(String),
 }
 
+/// A server request or notification held for the server-message hooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ServerMessage {
+    pub method: String,
+    /// The raw id of a server request; `None` for a notification.
+    pub id: Option<Vec<u8>>,
+    /// The message's exact text, as classified (what a hook sees).
+    pub text: Arc<str>,
+}
+
 /// The requests of one exchange that are owed answers, for an answer some
-/// response hook subscribed to.
+/// response hook subscribed to, and the server messages some hook wants.
 #[derive(Debug)]
 pub(super) struct Ledger {
     owed: Vec<Owed>,
     /// The client sent a batch (arrays may answer it).
     batch: bool,
     limits: jsonrpc::Limits,
+    /// Some owed answer is hooked: the strict rule holds for every answer.
+    /// Without it (only server messages are hooked) answers are not
+    /// policed: one matching an owed id is counted, any other passes, as on
+    /// an unhooked stream.
+    strict: bool,
+    /// The chain, when some hook may want server messages.
+    server: Option<HookFilter>,
 }
 
 impl Ledger {
     /// The ledger for a request body, or `None` when no hook wants any of
     /// its answers (the answer then streams unheld).
     pub fn for_request(
+        body: &[u8],
+        wants_response: impl Fn(&str) -> bool,
+        limits: jsonrpc::Limits,
+    ) -> Option<Ledger> {
+        let ledger = Ledger::read(body, wants_response, limits)?;
+        ledger.strict.then_some(ledger)
+    }
+
+    /// The requests of `body`, each hooked where `wants_response` says.
+    fn read(
         body: &[u8],
         wants_response: impl Fn(&str) -> bool,
         limits: jsonrpc::Limits,
@@ -108,16 +139,57 @@ impl Ledger {
                 delivered: false,
             })
         };
-        let (owed, batch) = match jsonrpc::classify(body, &limits).ok()? {
+        let (owed, batch): (Vec<Owed>, bool) = match jsonrpc::classify(body, &limits).ok()? {
             Classified::Single(m) => (owed_of(&m).into_iter().collect(), false),
             Classified::Batch(ms) => (ms.iter().filter_map(owed_of).collect(), true),
         };
-        let ledger = Ledger {
+        Some(Ledger {
+            strict: owed.iter().any(|o| o.hooked),
             owed,
             batch,
             limits,
+            server: None,
+        })
+    }
+
+    /// The ledger for the answer to a request with `body` (empty for a GET)
+    /// under the hook chain `filter`: `None` when no hook wants any of its
+    /// answers nor any server message (the answer then streams unheld).
+    pub fn for_answer(body: &[u8], filter: &HookFilter, limits: jsonrpc::Limits) -> Option<Ledger> {
+        let ledger = if body.is_empty() {
+            None
+        } else {
+            Ledger::for_request(body, |m| filter.wants_response(m), limits)
         };
-        ledger.owed.iter().any(|o| o.hooked).then_some(ledger)
+        if !filter.watches_server_messages() {
+            return ledger;
+        }
+        let mut ledger = ledger.unwrap_or_else(|| Ledger::unhooked(body, limits));
+        ledger.server = Some(filter.clone());
+        Some(ledger)
+    }
+
+    /// A ledger of `body`'s requests with no answer hooked (their answers
+    /// are counted, not held).
+    fn unhooked(body: &[u8], limits: jsonrpc::Limits) -> Ledger {
+        Ledger::read(body, |_| false, limits).unwrap_or(Ledger {
+            owed: Vec::new(),
+            batch: false,
+            limits,
+            strict: false,
+            server: None,
+        })
+    }
+
+    /// The server message `m` if some hook wants it held.
+    fn hooked_server_message(&self, m: &jsonrpc::Message<'_>) -> Option<ServerMessage> {
+        let method = m.method.as_deref()?;
+        let filter = self.server.as_ref()?;
+        filter.wants_server_message(method).then(|| ServerMessage {
+            method: method.to_owned(),
+            id: m.id.map(<[u8]>::to_vec),
+            text: Arc::from(m.text),
+        })
     }
 
     pub fn owed(&self, index: usize) -> &Owed {
@@ -137,17 +209,46 @@ impl Ledger {
         let mut parts = Vec::new();
         match classified {
             Classified::Single(m) => match m.kind {
-                Kind::Request | Kind::Notification => return Judged::Pass,
+                Kind::Request | Kind::Notification => {
+                    return match self.hooked_server_message(&m) {
+                        Some(server) => Judged::Server(server),
+                        None => Judged::Pass,
+                    };
+                }
                 Kind::Response | Kind::Error => match self.claim(m.id, &[]) {
                     Ok(owed) => parts.push(Part {
                         element: None,
                         owed,
                         text: Arc::from(m.text),
                     }),
+                    Err(_) if !self.strict => return Judged::Pass,
                     Err(why) => return Judged::Refuse(why),
                 },
             },
             Classified::Batch(ms) => {
+                // A hooked server message must not hide in an array:
+                // hooks see messages one at a time.
+                if ms.iter().any(|m| self.hooked_server_message(m).is_some()) {
+                    return Judged::Refuse(
+                        "an array held a server message a hook must see on its own".into(),
+                    );
+                }
+                if !self.strict {
+                    // Not policed: answers are counted where they match.
+                    let mut claimed = Vec::new();
+                    for m in ms
+                        .iter()
+                        .filter(|m| matches!(m.kind, Kind::Response | Kind::Error))
+                    {
+                        if let Ok(owed) = self.claim(m.id, &claimed) {
+                            claimed.push(owed);
+                        }
+                    }
+                    for &i in &claimed {
+                        self.owed[i].seen = true;
+                    }
+                    return Judged::Through(claimed);
+                }
                 if !self.batch {
                     return Judged::Refuse("an array answered a single request".into());
                 }

@@ -66,6 +66,21 @@ impl HookFilter {
             .any(|h| h.wants(method, HookPhase::Response))
     }
 
+    /// Whether a server request or notification of `method` is hooked.
+    pub fn wants_server_message(&self, method: &str) -> bool {
+        self.hooks
+            .iter()
+            .any(|h| h.wants(method, HookPhase::ServerMessage))
+    }
+
+    /// Whether some hook may want server messages: then every SSE answer
+    /// is read event by event, and the ones it wants are held.
+    pub fn watches_server_messages(&self) -> bool {
+        self.hooks
+            .iter()
+            .any(|h| h.covers_phase(HookPhase::ServerMessage))
+    }
+
     /// Whether any hook exists at all.
     pub fn is_active(&self) -> bool {
         !self.hooks.is_empty()
@@ -96,6 +111,12 @@ pub enum HookPhase {
     Request,
     /// The upstream's response to a hooked request, before it goes to the client.
     Response,
+    /// A server request or notification, before it goes to the client (on
+    /// a POST's answer stream or the GET stream).
+    ServerMessage,
+    /// The client's answer to a server request, before it goes upstream.
+    /// Hooks may ask for it; the exchange does not run them in it yet.
+    ClientAnswer,
 }
 
 /// A hook chain run the caller must perform, then answer with
@@ -231,9 +252,13 @@ pub fn check_replacement(
     // were it unreadable, nothing could be shown to match it.
     let old = single(current)?;
     let answer = |k| matches!(k, Kind::Response | Kind::Error);
-    let same_kind = match phase {
-        HookPhase::Request => new.kind == old.kind,
-        HookPhase::Response => answer(old.kind) && answer(new.kind),
+    // A message that travels on its own keeps its kind and method; an
+    // answer may turn from a result into an error and back.
+    let is_answer = matches!(phase, HookPhase::Response | HookPhase::ClientAnswer);
+    let same_kind = if is_answer {
+        answer(old.kind) && answer(new.kind)
+    } else {
+        new.kind == old.kind
     };
     if !same_kind {
         return Err(ReplacementError::Kind {
@@ -241,7 +266,7 @@ pub fn check_replacement(
             now: new.kind,
         });
     }
-    if phase == HookPhase::Request && new.method != old.method {
+    if !is_answer && new.method != old.method {
         return Err(ReplacementError::Method {
             was: old.method.as_deref().unwrap_or_default().to_owned(),
         });

@@ -4,7 +4,8 @@
 //! `prefix/`) or one method name, optionally limited to one phase by an
 //! `@request`, `@response`, `@server-message` or `@client-answer` suffix:
 //! `tools/call@response`. (The last two are the server-to-client phases of
-//! `sluice:hook@0.2.0`; the exchange runs no hook in them yet.) A hook declares
+//! `sluice:hook@0.2.0`; the exchange runs `@server-message` hooks, and no
+//! hook in `@client-answer` yet.) A hook declares
 //! its list (`methods()`), and the operator may narrow it; the hook then sees
 //! a message only where both lists cover its method in that phase. The hook
 //! host, the config and [`super::HookFilter`] all read entries with
@@ -13,26 +14,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::HookPhase;
-
 /// Entries one list may hold.
 pub const MAX_PATTERNS: usize = 256;
 /// Bytes one entry may hold.
 pub const MAX_PATTERN_LEN: usize = 256;
 
-/// A phase a hook can ask for: the exchange's two ([`HookPhase`]) and the
-/// two a server-to-client message travels in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// A client request or notification, before it goes upstream.
-    Request,
-    /// The upstream's answer to a client request, before it goes back.
-    Response,
-    /// A server request or notification, before it goes to the client.
-    ServerMessage,
-    /// The client's answer to a server request, before it goes upstream.
-    ClientAnswer,
-}
+/// A phase a hook can ask for: one name for the exchange's phases and
+/// the method lists' suffixes.
+pub use super::HookPhase as Phase;
 
 impl Phase {
     /// Its suffix in a method list.
@@ -48,15 +37,6 @@ impl Phase {
     /// A phase of a server-to-client message (or the client's answer to one).
     pub fn is_server_to_client(self) -> bool {
         matches!(self, Phase::ServerMessage | Phase::ClientAnswer)
-    }
-}
-
-impl From<HookPhase> for Phase {
-    fn from(phase: HookPhase) -> Phase {
-        match phase {
-            HookPhase::Request => Phase::Request,
-            HookPhase::Response => Phase::Response,
-        }
     }
 }
 
@@ -259,6 +239,14 @@ impl HookMethods {
                 .is_none_or(|n| n.matches(method, phase))
     }
 
+    /// Whether this hook may see some method in `phase` (an entry of each
+    /// list names that phase or none): the cheap test before any message
+    /// of that phase is read.
+    pub fn covers_phase(&self, phase: Phase) -> bool {
+        let covers = |set: &MethodSet| set.0.iter().any(|p| p.phase.is_none_or(|q| q == phase));
+        covers(&self.own) && self.narrowing.as_ref().is_none_or(covers)
+    }
+
     /// What the hook declared.
     pub fn declared(&self) -> &MethodSet {
         &self.own
@@ -268,7 +256,7 @@ impl HookMethods {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use HookPhase::{Request, Response};
+    use Phase::{Request, Response};
 
     #[test]
     fn the_grammar() {

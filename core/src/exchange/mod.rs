@@ -105,7 +105,7 @@ pub use hooks::{
 };
 pub use probe::{PROBE_BODY_MAX, TransportEvidence};
 pub use request::RpcSummary;
-use response::{EventId, HeldFailure, Streaming};
+use response::{EventId, HeldFailure, StreamCall, Streaming};
 use timers::{Timer, TimerTable};
 
 /// Limits applied to one exchange.
@@ -315,6 +315,19 @@ pub enum Output {
     /// The exchange sets no deadline meanwhile; the driver bounds the
     /// judging (a key fetch) itself.
     Authenticate(Box<AuthCall>),
+    /// A server-message hook stopped a server request: send the upstream of
+    /// route `route` this request (a POST carrying the hook's answer, on the
+    /// client's session, with the fields this exchange's request went with)
+    /// as the client would have, on a connection of its own (never this
+    /// exchange's, which is streaming). Its answer (a 202) concerns nobody:
+    /// read and drop it. Nothing in the exchange waits for it.
+    AnswerServer {
+        /// Index into the router's routes.
+        route: usize,
+        /// The POST, as a message upstream takes it; render it with
+        /// [`upstream::Request::render`] for an HTTP upstream.
+        request: Box<upstream::Request>,
+    },
     /// The upstream connection is no longer needed: return it to the pool
     /// when `reusable`, else close it.
     ReleaseUpstream {
@@ -798,10 +811,17 @@ impl Exchange {
         let Some(req) = self.req.as_mut() else { return };
         // Handed over, not copied: a message upstream's request is never
         // rendered again (no re-send, no probe after this).
+        // Kept when a hook may answer a server request for the client:
+        // that POST goes with the same fields.
+        let headers = if self.config.hooks.watches_server_messages() {
+            req.headers.clone()
+        } else {
+            std::mem::take(&mut req.headers)
+        };
         let request = upstream::Request {
             method: req.method.clone(),
             target: req.upstream_target.clone(),
-            headers: std::mem::take(&mut req.headers),
+            headers,
             body: Bytes::from(match &req.meta.out {
                 Some(_) => {
                     let mut body = Vec::with_capacity(req.meta.rendered_len(&req.body));
@@ -1143,14 +1163,13 @@ impl Exchange {
     fn connect(&mut self, now: Instant) {
         self.ledger = self.req.as_mut().and_then(|req| {
             let filter = &self.config.hooks;
-            if req.method != "POST" || !filter.is_active() {
+            // A POST's answer carries its responses and server messages, a
+            // GET's stream server messages only.
+            if !matches!(req.method.as_str(), "POST" | "GET") || !filter.is_active() {
                 return None;
             }
-            let ledger = answer::Ledger::for_request(
-                &req.body,
-                |m| filter.wants_response(m),
-                self.config.limits.json,
-            )?;
+            let body: &[u8] = if req.method == "POST" { &req.body } else { &[] };
+            let ledger = answer::Ledger::for_answer(body, filter, self.config.limits.json)?;
             // The hooks must read the answer: ask for it unencoded.
             req.headers
                 .retain(|h| !h.name.eq_ignore_ascii_case("accept-encoding"));
@@ -1259,10 +1278,12 @@ impl Exchange {
             State::Streaming(stream) if stream.awaiting_hooks() => {
                 let mut out = Vec::new();
                 stream.apply_verdict(verdict, &self.config.limits.json, &mut out, now);
+                let answers = stream.take_server_answers();
                 for bytes in out {
                     self.summary.body_bytes += bytes.len() as u64;
                     self.outputs.push_back(Output::ToClient(bytes));
                 }
+                self.answer_server(answers);
                 if matches!(&self.state, State::Streaming(s) if s.is_complete()) {
                     self.complete(now);
                 } else {
@@ -1273,19 +1294,43 @@ impl Exchange {
         }
     }
 
-    /// Hand out the next response hook call the stream holds, if any.
+    /// Hand out the next hook call the stream holds, if any: the answer
+    /// to a hooked request, or a hooked server message.
     fn ask_response_hook(&mut self) {
         let State::Streaming(stream) = &mut self.state else {
             return;
         };
-        if let Some(call) = stream.take_hook_call() {
-            let call = self.hook_call(
-                HookPhase::Response,
-                call.method,
-                call.request,
-                Some(call.response),
-            );
-            self.outputs.push_back(Output::RunHook(Box::new(call)));
+        let call = match stream.take_hook_call() {
+            Some(StreamCall::Response {
+                method,
+                request,
+                response,
+            }) => self.hook_call(HookPhase::Response, method, request, Some(response)),
+            Some(StreamCall::Server { method, message }) => {
+                self.hook_call(HookPhase::ServerMessage, method, message, None)
+            }
+            None => return,
+        };
+        self.outputs.push_back(Output::RunHook(Box::new(call)));
+    }
+
+    /// Send the upstream the hooks' answers to server requests the client
+    /// never saw.
+    fn answer_server(&mut self, answers: Vec<Vec<u8>>) {
+        let Some(req) = self.req.as_ref() else {
+            return;
+        };
+        for answer in answers {
+            let like = upstream::Request {
+                method: req.method.clone(),
+                target: req.upstream_target.clone(),
+                headers: req.headers.clone(),
+                body: Bytes::new(),
+            };
+            self.outputs.push_back(Output::AnswerServer {
+                route: req.route,
+                request: Box::new(upstream::Request::answer_to_server(&like, answer)),
+            });
         }
     }
 
@@ -1548,8 +1593,11 @@ impl Exchange {
         }
         self.state = State::Streaming(stream);
         // The request is never rendered again (no retry once the
-        // upstream answered): a long-lived stream need not keep its headers.
-        if let Some(req) = self.req.as_mut() {
+        // upstream answered): a long-lived stream need not keep its headers,
+        // unless a hook may answer a server request on the client's behalf.
+        if let Some(req) = self.req.as_mut()
+            && !self.config.hooks.watches_server_messages()
+        {
             req.headers = Vec::new();
         }
         self.arm_stream_timers(now);

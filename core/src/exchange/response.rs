@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::answer::{Judged, Ledger, Part};
+use super::answer::{Judged, Ledger, Part, ServerMessage};
 
 /// The SSE event id a message upstream gave a message.
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +205,13 @@ enum Mark {
         data: String,
         parts: Vec<Part>,
     },
+    /// A server request or notification some hook wants, waiting for the
+    /// server-message hooks.
+    Server {
+        event_type: String,
+        id: String,
+        message: ServerMessage,
+    },
     /// The answer breaks the rule here (why): nothing from here on goes out.
     Cut(String),
 }
@@ -262,13 +269,28 @@ struct Held {
     ledger: Ledger,
     form: HoldForm,
     round: Option<Round>,
+    /// The server message at the front, handed to the hooks (`true`) or
+    /// about to be.
+    server: Option<(ServerMessage, bool)>,
 }
 
-/// A response hook run the exchange must ask for.
-pub(super) struct ResponseCall {
-    pub method: String,
-    pub request: Arc<str>,
-    pub response: Arc<str>,
+impl Held {
+    /// The hooks have a message of this answer to judge.
+    fn judging(&self) -> bool {
+        self.round.is_some() || self.server.is_some()
+    }
+}
+
+/// A hook run the exchange must ask for while an answer streams.
+pub(super) enum StreamCall {
+    /// The answer to a hooked request.
+    Response {
+        method: String,
+        request: Arc<str>,
+        response: Arc<str>,
+    },
+    /// A server request or notification.
+    Server { method: String, message: Arc<str> },
 }
 
 /// What an upstream failure leaves to say about a held answer.
@@ -307,6 +329,9 @@ pub(super) struct Streaming {
     /// Events forwarded, as [`Counting::Messages`] and
     /// [`Counting::Watched`] count them.
     events: u64,
+    /// Answers the server-message hooks gave to server requests, for the
+    /// upstream (the client never saw those requests).
+    to_server: Vec<Vec<u8>>,
 }
 
 /// How an SSE answer's forwarded events are counted: by whatever already
@@ -558,6 +583,7 @@ fn prepare(
             ledger,
             form,
             round: None,
+            server: None,
         }
     });
     let json_held = matches!(
@@ -591,6 +617,7 @@ fn prepare(
         upstream_released: false,
         counting,
         events: 0,
+        to_server: Vec::new(),
     };
     HeadStep::Ready {
         stream: Box::new(stream),
@@ -648,7 +675,7 @@ impl Streaming {
     pub fn is_complete(&self) -> bool {
         self.complete
             && self.held.as_ref().is_none_or(|h| {
-                h.round.is_none()
+                !h.judging()
                     && match &h.form {
                         HoldForm::Json(j) => j.flushed,
                         HoldForm::Sse(s) => s.pending.is_empty() && s.marks.is_empty(),
@@ -670,7 +697,7 @@ impl Streaming {
 
     /// A held answer waits for the hooks.
     pub fn awaiting_hooks(&self) -> bool {
-        self.held.as_ref().is_some_and(|h| h.round.is_some())
+        self.held.as_ref().is_some_and(Held::judging)
     }
 
     pub fn upstream_reusable(&self) -> bool {
@@ -772,7 +799,7 @@ impl Streaming {
             Some(HoldForm::Json(hold))
                 if self.complete
                     && !hold.flushed
-                    && self.held.as_ref().is_some_and(|h| h.round.is_none()) =>
+                    && self.held.as_ref().is_some_and(|h| !h.judging()) =>
             {
                 self.offer_json(out);
             }
@@ -825,6 +852,11 @@ impl Streaming {
                         }),
                         Err(_) => Some(Mark::Cut("an event is not UTF-8".to_owned())),
                     },
+                    Judged::Server(message) => Some(Mark::Server {
+                        event_type: "message".to_owned(),
+                        id: id.map(|id| id.to_string()).unwrap_or_default(),
+                        message,
+                    }),
                     Judged::Refuse(why) => Some(Mark::Cut(why)),
                 };
                 match mark {
@@ -903,6 +935,14 @@ impl Streaming {
                             parts,
                         },
                     ),
+                    Judged::Server(message) => (
+                        event.span,
+                        Mark::Server {
+                            event_type: event.event_type,
+                            id: event.id,
+                            message,
+                        },
+                    ),
                     Judged::Refuse(why) => (event.span.start..event.span.start, Mark::Cut(why)),
                 },
                 Ok(_) => continue,
@@ -935,6 +975,7 @@ impl Streaming {
             ledger,
             form: HoldForm::Json(hold),
             round,
+            ..
         }) = &mut self.held
         else {
             return;
@@ -946,6 +987,14 @@ impl Streaming {
                 self.flush_json(None, out);
             }
             Judged::Hold(parts) => *round = Round::start(hold.body.clone(), parts, ledger),
+            // Server messages travel in event streams; one in a JSON body
+            // would reach a client that reads it unjudged.
+            Judged::Server(_) => {
+                let why = "a server message came as a JSON answer";
+                let errors = ledger.fail_undelivered(HOOK_FAILED, &cut_reason(why));
+                let body = ledger.body_of(&errors);
+                self.flush_json(Some(body), out);
+            }
             Judged::Refuse(why) => {
                 let errors = ledger.fail_undelivered(HOOK_FAILED, &cut_reason(&why));
                 let body = ledger.body_of(&errors);
@@ -983,11 +1032,12 @@ impl Streaming {
                 ledger,
                 form: HoldForm::Sse(hold),
                 round,
+                server,
             }) = &mut self.held
             else {
                 return;
             };
-            if round.is_some() {
+            if round.is_some() || server.is_some() {
                 return;
             }
             let limit = match hold.marks.front() {
@@ -1018,13 +1068,17 @@ impl Streaming {
                 Some((_, Mark::Held { data, parts, .. })) => {
                     *round = Round::start(data.clone().into_bytes(), parts.clone(), ledger);
                 }
+                Some((_, Mark::Server { message, .. })) => *server = Some((message.clone(), false)),
                 Some((_, Mark::Cut(why))) => {
                     cut = Some(ledger.fail_undelivered(HOOK_FAILED, &cut_reason(why)));
                     hold.marks.clear();
                     hold.pending = Vec::new();
                 }
             }
-            let more = hold.marks.front().is_some() && round.is_none() && cut.is_none();
+            let more = hold.marks.front().is_some()
+                && round.is_none()
+                && server.is_none()
+                && cut.is_none();
             if !data.is_empty() {
                 self.forward(Bytes::from(data), out, now);
             }
@@ -1082,9 +1136,20 @@ impl Streaming {
         }
     }
 
-    /// The next response hook call, once per hooked part.
-    pub fn take_hook_call(&mut self) -> Option<ResponseCall> {
+    /// The next hook call: once per hooked part of an answer, once per
+    /// hooked server message.
+    pub fn take_hook_call(&mut self) -> Option<StreamCall> {
         let held = self.held.as_mut()?;
+        if let Some((message, asked)) = &mut held.server {
+            if *asked {
+                return None;
+            }
+            *asked = true;
+            return Some(StreamCall::Server {
+                method: message.method.clone(),
+                message: message.text.clone(),
+            });
+        }
         let round = held.round.as_mut()?;
         if round.asked {
             return None;
@@ -1092,7 +1157,7 @@ impl Streaming {
         let part = round.parts.get(round.next)?;
         round.asked = true;
         let owed = held.ledger.owed(part.owed);
-        Some(ResponseCall {
+        Some(StreamCall::Response {
             method: owed.method.clone(),
             request: owed.request.clone(),
             response: part.text.clone(),
@@ -1111,6 +1176,10 @@ impl Streaming {
         let Some(held) = self.held.as_mut() else {
             return;
         };
+        if held.server.is_some() {
+            self.apply_server_verdict(verdict, limits, out, now);
+            return;
+        }
         let Some(round) = held.round.as_mut() else {
             return;
         };
@@ -1179,6 +1248,7 @@ impl Streaming {
     pub fn fail_held(&mut self, code: i64, why: &str) -> Option<HeldFailure> {
         let held = self.held.as_mut()?;
         held.round = None;
+        held.server = None;
         let flushed = match &held.form {
             HoldForm::Json(j) => j.flushed,
             HoldForm::Sse(_) => false,
@@ -1206,6 +1276,91 @@ impl Streaming {
                 Some(HeldFailure::Events(out))
             }
         }
+    }
+
+    /// The hooks' verdict on the server message at the front: it goes to
+    /// the client (as it was or replaced), or a server request is answered
+    /// to the server instead and a notification dropped.
+    fn apply_server_verdict(
+        &mut self,
+        verdict: HookVerdict,
+        limits: &jsonrpc::Limits,
+        out: &mut Vec<Bytes>,
+        now: Instant,
+    ) {
+        let Some(Held {
+            form: HoldForm::Sse(hold),
+            server,
+            ..
+        }) = &mut self.held
+        else {
+            return;
+        };
+        let Some((message, true)) = server.take() else {
+            return;
+        };
+        let Some((span, Mark::Server { event_type, id, .. })) = hold.marks.pop_front() else {
+            return;
+        };
+        let start = span.start.saturating_sub(hold.base) as usize;
+        let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
+        let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
+        hold.base = span.end.max(hold.base);
+        let verdict = super::checked_verdict(
+            verdict,
+            HookPhase::ServerMessage,
+            message.text.as_bytes(),
+            limits,
+        );
+        let bytes = match verdict {
+            HookVerdict::Continue => original,
+            HookVerdict::Replace(replacement) => {
+                let mut v = Vec::with_capacity(replacement.len() + 32);
+                let data = String::from_utf8_lossy(&replacement);
+                let event = OutgoingEvent {
+                    event_type: Some(event_type.as_str()),
+                    data: &data,
+                    id: Some(id.as_str()).filter(|id| !id.is_empty()),
+                    retry: None,
+                };
+                if sse::encode_event(&event, &mut v).is_err() {
+                    sse::encode_jsonrpc_message(&replacement, &mut v);
+                }
+                v
+            }
+            // Stopped: the client never sees it; a request gets its
+            // answer from the hooks (a notification has no one to tell).
+            HookVerdict::Reject {
+                code,
+                message: text,
+                data,
+            } => {
+                if let Some(id) = &message.id {
+                    self.to_server.push(jsonrpc::error_message(
+                        Some(id),
+                        code,
+                        &text,
+                        data.as_deref(),
+                    ));
+                }
+                Vec::new()
+            }
+            HookVerdict::Respond(result) => {
+                if let Some(id) = &message.id {
+                    self.to_server.push(jsonrpc::result_message(id, &result));
+                }
+                Vec::new()
+            }
+        };
+        if !bytes.is_empty() {
+            self.forward(Bytes::from(bytes), out, now);
+        }
+        self.flush_sse(out, now);
+    }
+
+    /// The answers to server requests the hooks stopped, for the upstream.
+    pub fn take_server_answers(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.to_server)
     }
 
     fn write_client(&self, data: Bytes, out: &mut Vec<Bytes>) {

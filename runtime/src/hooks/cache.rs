@@ -141,9 +141,13 @@ fn read_artifact(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// Write atomically (temp file + rename) so a crash never leaves a torn file
-/// under the final name.
+/// under the final name. The temp name is this writer's own: two loads of
+/// one hook in one process (a reload beside a start, tests in parallel)
+/// would otherwise rename each other's file away.
 fn write_artifact(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    static WRITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let writer = WRITER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{writer}", std::process::id()));
     let mut f = fs::File::create(&tmp)?;
     f.write_all(MAGIC)?;
     f.write_all(&Sha256::digest(body))?;

@@ -695,6 +695,17 @@ impl HookHost {
         )
     }
 
+    /// Run the chain on a server request or notification `message_json`
+    /// (method `method`) on its way to the client.
+    pub fn run_server_message(
+        &self,
+        ctx: &HookContext,
+        method: &str,
+        message_json: &str,
+    ) -> ChainReport {
+        self.run(ctx, HookPhase::ServerMessage, method, None, message_json)
+    }
+
     fn run(
         &self,
         ctx: &HookContext,

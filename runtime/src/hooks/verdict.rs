@@ -73,6 +73,9 @@ pub(crate) fn check(
                 data: e.data,
             })
         }
+        Verdict::Respond(_) if phase == HookPhase::ServerMessage && !is_request(current) => Err(
+            invalid("respond answers a server request; this is a notification".to_owned()),
+        ),
         Verdict::Respond(result) => {
             cap(result.len(), max_bytes)?;
             serde_json::from_str::<serde::de::IgnoredAny>(&result)
@@ -80,6 +83,14 @@ pub(crate) fn check(
             Ok(Checked::Respond(result))
         }
     }
+}
+
+/// Whether `message` (text core classified) is a request: it has an `id`.
+fn is_request(message: &str) -> bool {
+    matches!(
+        jsonrpc::classify(message.as_bytes(), &jsonrpc::Limits::default()),
+        Ok(jsonrpc::Classified::Single(m)) if m.kind == jsonrpc::Kind::Request
+    )
 }
 
 fn cap(len: usize, limit: usize) -> Result<(), HookErrorKind> {

@@ -87,8 +87,9 @@ impl Instance {
         }
     }
 
-    /// `on-request` with `message`, or `on-response` with `request` and
-    /// `message` when `request` is given.
+    /// The handler of `ctx.phase`: `on-request` or `on-server-message` with
+    /// `message`; `on-response` or `on-client-answer` with `request` and
+    /// `message`.
     pub(crate) fn on_message(
         &self,
         store: &mut Store<HostState>,
@@ -100,15 +101,22 @@ impl Instance {
         match self {
             Instance::V1(h) => {
                 use v1::sluice::hook::types as t;
+                let phase = match ctx.phase {
+                    HookPhase::Request => t::Phase::Request,
+                    HookPhase::Response => t::Phase::Response,
+                    // The load refuses a 0.1.0 hook that asks for these.
+                    HookPhase::ServerMessage | HookPhase::ClientAnswer => {
+                        return Err(wasmtime::format_err!(
+                            "a sluice:hook@0.1.0 hook has no server-to-client phases"
+                        ));
+                    }
+                };
                 let wit = t::Context {
                     session_id: ctx.session_id.map(str::to_owned),
                     protocol_version: ctx.protocol_version.map(str::to_owned),
                     upstream: ctx.upstream.to_owned(),
                     headers: ctx.headers.clone(),
-                    phase: match ctx.phase {
-                        HookPhase::Request => t::Phase::Request,
-                        HookPhase::Response => t::Phase::Response,
-                    },
+                    phase,
                 };
                 let msg = |json: &str| t::Message {
                     method: method.to_owned(),
@@ -130,6 +138,8 @@ impl Instance {
                     phase: match ctx.phase {
                         HookPhase::Request => t::Phase::Request,
                         HookPhase::Response => t::Phase::Response,
+                        HookPhase::ServerMessage => t::Phase::ServerMessage,
+                        HookPhase::ClientAnswer => t::Phase::ClientAnswer,
                     },
                     identity: ctx.identity.map(identity),
                 };
@@ -138,9 +148,15 @@ impl Instance {
                     json: json.to_owned(),
                 };
                 let g = h.sluice_hook_handler();
-                let verdict = match request {
-                    None => g.call_on_request(store, &wit, &msg(message))?,
-                    Some(req) => g.call_on_response(store, &wit, &msg(req), &msg(message))?,
+                let verdict = match (ctx.phase, request) {
+                    (HookPhase::ServerMessage, _) => {
+                        g.call_on_server_message(store, &wit, &msg(message))?
+                    }
+                    (HookPhase::ClientAnswer, Some(req)) => {
+                        g.call_on_client_answer(store, &wit, &msg(req), &msg(message))?
+                    }
+                    (_, None) => g.call_on_request(store, &wit, &msg(message))?,
+                    (_, Some(req)) => g.call_on_response(store, &wit, &msg(req), &msg(message))?,
                 };
                 Ok(from_v2(verdict))
             }

@@ -283,7 +283,7 @@ impl MessageRoute for RouteBridge {
 }
 
 /// Reads an answer to a request the bridge sent.
-async fn read_answer(
+pub(crate) async fn read_answer(
     conn: &mut Conn,
     reader: &mut PostAnswerReader,
 ) -> io::Result<legacy::PostAnswer> {

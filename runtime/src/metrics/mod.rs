@@ -138,6 +138,8 @@ pub enum Phase {
     Request,
     /// On the upstream's answer.
     Response,
+    /// On a server request or notification, before the client gets it.
+    ServerMessage,
 }
 
 impl Phase {
@@ -146,6 +148,7 @@ impl Phase {
         match self {
             Phase::Request => "request",
             Phase::Response => "response",
+            Phase::ServerMessage => "server-message",
         }
     }
 }

@@ -50,6 +50,7 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
             client: &client,
             shared: &shared,
             generation: gen_ref,
+            owner: &generation,
             upstream: None,
             route: 0,
             slot: &slot,
@@ -135,6 +136,8 @@ struct Driver<'a> {
     shared: &'a Shared,
     /// The configuration this exchange runs on, start to end.
     generation: &'a Generation,
+    /// The same, for work that outlives the exchange.
+    owner: &'a Arc<Generation>,
     upstream: Option<UpConn>,
     route: usize,
     /// This connection's deadline, checked by the proxy's ticker.
@@ -182,6 +185,9 @@ impl Driver<'_> {
                             ),
                         };
                         self.exchange.auth_done(verdict, Instant::now());
+                    }
+                    Output::AnswerServer { route, request } => {
+                        super::server_answer::send(self.owner.clone(), route, *request)
                     }
                     Output::Dispatch(request) => match self.upstream.as_mut() {
                         Some(UpConn::Message(link)) => link.dispatch(*request),
@@ -418,11 +424,17 @@ impl Driver<'_> {
                 &call.request,
                 response.unwrap_or_default(),
             ),
+            (HookPhase::ServerMessage, _) => {
+                host.run_server_message(&ctx, &call.method, &call.request)
+            }
+            // Core asks for no client-answer hook yet.
+            (HookPhase::ClientAnswer, _) => return HookVerdict::Continue,
         };
         *self.hook_time.get_or_insert_default() += report.total;
         let phase = match call.phase {
             HookPhase::Request => Phase::Request,
-            HookPhase::Response => Phase::Response,
+            HookPhase::Response | HookPhase::ClientAnswer => Phase::Response,
+            HookPhase::ServerMessage => Phase::ServerMessage,
         };
         if let (Some(start), Some(ctx)) = (started, self.trace.as_ref()) {
             super::trace::hook_spans(

@@ -4,6 +4,7 @@
 mod admin;
 mod conn;
 mod deadline;
+mod server_answer;
 pub(crate) mod trace;
 mod upstream;
 

@@ -154,10 +154,14 @@ class Driver:
         """Runs cfg["script"] in one session ({"op": "list"} or {"op": "call", "name", "args"})
         and reports what came back, for the harness to judge (the hook checks)."""
         seen = []
-        async with self.connect() as c:
+        asked: list = []
+        answers = asked if self.cfg.get("server_requests") else None
+        async with self.connect(server_requests=answers) as c:
             for step in self.cfg["script"]:
                 try:
-                    if step["op"] == "list":
+                    if step["op"] == "seen":
+                        seen.append({"server_requests": list(asked)})
+                    elif step["op"] == "list":
                         r = await c.list_tools()
                         seen.append({"tools": [{"name": t.name, "description": t.description} for t in r.tools]})
                     else:

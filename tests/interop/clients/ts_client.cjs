@@ -111,14 +111,19 @@ const checks = {
     });
   },
 
-  // Runs cfg.script in one session ({op: "list"} or {op: "call", name, args}) and reports
-  // what came back, for the harness to judge (the hook checks).
+  // Runs cfg.script in one session ({op: "list"}, {op: "call", name, args}, or {op:
+  // "seen"}: the server requests this client answered so far, when cfg.server_requests
+  // says it answers them) and reports what came back, for the harness to judge (the
+  // hook checks).
   async script() {
-    return withClient({}, async (client) => {
+    const asked = [];
+    return withClient({ serverRequests: !!cfg.server_requests, seen: asked }, async (client) => {
       const seen = [];
       for (const step of cfg.script) {
         try {
-          if (step.op === "list") {
+          if (step.op === "seen") {
+            seen.push({ server_requests: [...asked] });
+          } else if (step.op === "list") {
             const r = await client.listTools();
             seen.push({ tools: r.tools.map((t) => ({ name: t.name, description: t.description })) });
           } else {

@@ -44,6 +44,7 @@ struct Log {
     finished: Option<Close>,
     hooks: Vec<HookCall>,
     dispatched: Vec<upstream::Request>,
+    to_server: Vec<(usize, upstream::Request)>,
     evidence: Vec<TransportEvidence>,
     auths: Vec<AuthCall>,
 }
@@ -84,6 +85,9 @@ impl Harness {
                 Output::RunHook(call) => self.log.hooks.push(*call),
                 Output::ProbeTransport(e) => self.log.evidence.push(*e),
                 Output::Authenticate(call) => self.log.auths.push(*call),
+                Output::AnswerServer { route, request } => {
+                    self.log.to_server.push((route, *request))
+                }
             }
         }
     }
@@ -1467,6 +1471,7 @@ mod auth;
 mod bounds;
 mod hooked_answers;
 mod message_upstream;
+mod server_messages;
 mod transport_probe;
 
 #[test]

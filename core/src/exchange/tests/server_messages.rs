@@ -1,0 +1,259 @@
+//! Server-message hooks: a server request or notification some hook wants
+//! (`@server-message`) is held at its place in the stream until the hooks
+//! have spoken; everything else goes through as it comes. A stopped server
+//! request is answered to the server, never shown to the client.
+
+use super::*;
+
+const SAMPLING: &str = r#"{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":9}}"#;
+const LOG_NOTE: &str =
+    r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}}"#;
+const RESULT: &str = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]}}"#;
+
+fn event(id: &str, data: &str) -> String {
+    format!("event: message\nid: {id}\ndata: {data}\n\n")
+}
+
+/// A tools/call whose answer streams; hooks want the server's sampling
+/// requests and log notifications, and nothing of the client's.
+fn streaming_call() -> Harness {
+    let mut h = Harness::new(hooked_config(&[
+        "sampling/createMessage@server-message",
+        "notifications/message@server-message",
+    ]));
+    h.client(&post(CALL)).connected(false);
+    assert!(h.log.hooks.is_empty(), "no request hook is asked for");
+    h.upstream(SSE_HEAD.as_bytes());
+    h
+}
+
+fn client_body(h: &Harness) -> String {
+    String::from_utf8(decode_response_partial(&h.log.to_client).1).unwrap()
+}
+
+#[test]
+fn a_stopped_server_request_is_answered_to_the_server_and_never_reaches_the_client() {
+    let mut h = streaming_call();
+    h.upstream(chunk(PROGRESS).as_bytes())
+        .upstream(chunk(&event("1", SAMPLING)).as_bytes())
+        .upstream(chunk(&event("2", RESULT)).as_bytes());
+    // The progress went out; the sampling request waits, and the result
+    // behind it too: order is kept.
+    assert_eq!(client_body(&h), PROGRESS);
+    assert_eq!(h.log.hooks.len(), 1);
+    let call = &h.log.hooks[0];
+    assert_eq!(call.phase, HookPhase::ServerMessage);
+    assert_eq!(call.method, "sampling/createMessage");
+    assert_eq!(&*call.request, SAMPLING);
+    assert_eq!(call.session_id.as_deref(), Some("s-1"));
+
+    h.verdict(HookVerdict::Reject {
+        code: -31000,
+        message: "sampling is not allowed here".into(),
+        data: None,
+    })
+    .upstream(b"0\r\n\r\n");
+    let body = client_body(&h);
+    assert!(!body.contains("sampling/createMessage"), "{body}");
+    assert_eq!(body, format!("{PROGRESS}{}", event("2", RESULT)));
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+
+    assert_eq!(h.log.to_server.len(), 1);
+    let (route, post) = &h.log.to_server[0];
+    assert_eq!(*route, 0);
+    assert_eq!(post.method, "POST");
+    assert_eq!(post.target, "/mcp");
+    assert_eq!(post.session_id(), Some("s-1"));
+    assert_eq!(post.header("content-type"), Some(&b"application/json"[..]));
+    let answer: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(answer["id"], 0);
+    assert_eq!(answer["error"]["code"], -31000);
+    let rendered = String::from_utf8(post.render().unwrap()).unwrap();
+    assert!(
+        rendered.starts_with("POST /mcp HTTP/1.1\r\nHost: "),
+        "{rendered}"
+    );
+    assert!(
+        rendered.ends_with(&format!(
+            "Content-Length: {}\r\n\r\n{}",
+            post.body.len(),
+            String::from_utf8_lossy(&post.body)
+        )),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn a_responded_server_request_sends_the_hooks_result_upstream() {
+    let mut h = streaming_call();
+    h.upstream(chunk(&event("1", SAMPLING)).as_bytes())
+        .verdict(HookVerdict::Respond(br#"{"role":"assistant"}"#.to_vec()));
+    assert_eq!(client_body(&h), "");
+    let answer: serde_json::Value = serde_json::from_slice(&h.log.to_server[0].1.body).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"jsonrpc":"2.0","id":0,"result":{"role":"assistant"}})
+    );
+}
+
+#[test]
+fn continue_forwards_the_event_byte_for_byte_and_replace_rewrites_it() {
+    let mut h = streaming_call();
+    let sampling = event("1", SAMPLING);
+    h.upstream(chunk(&sampling).as_bytes())
+        .verdict(HookVerdict::Continue);
+    assert_eq!(client_body(&h), sampling);
+    assert!(h.log.to_server.is_empty());
+
+    let mut h = streaming_call();
+    let quieter = LOG_NOTE.replace("\"hi\"", "\"[redacted]\"");
+    h.upstream(chunk(&event("5", LOG_NOTE)).as_bytes())
+        .verdict(HookVerdict::Replace(quieter.clone().into_bytes()));
+    assert_eq!(client_body(&h), event("5", &quieter));
+}
+
+#[test]
+fn a_replacement_that_changes_the_method_or_id_fails_closed() {
+    for bad in [
+        SAMPLING.replace("sampling/createMessage", "roots/list"),
+        SAMPLING.replace("\"id\":0", "\"id\":\"0\""),
+        LOG_NOTE.to_owned(),
+    ] {
+        let mut h = streaming_call();
+        h.upstream(chunk(&event("1", SAMPLING)).as_bytes())
+            .verdict(HookVerdict::Replace(bad.clone().into_bytes()));
+        assert_eq!(client_body(&h), "", "{bad}");
+        let answer: serde_json::Value = serde_json::from_slice(&h.log.to_server[0].1.body).unwrap();
+        assert_eq!(answer["error"]["code"], HOOK_FAILED, "{bad}");
+    }
+}
+
+#[test]
+fn a_stopped_notification_is_dropped_and_nobody_is_answered() {
+    for verdict in [
+        HookVerdict::Reject {
+            code: -31000,
+            message: "no".into(),
+            data: None,
+        },
+        // Invalid on a notification: dropped all the same.
+        HookVerdict::Respond(b"{}".to_vec()),
+    ] {
+        let mut h = streaming_call();
+        h.upstream(chunk(&event("1", LOG_NOTE)).as_bytes())
+            .verdict(verdict)
+            .upstream(chunk(&event("2", RESULT)).as_bytes())
+            .upstream(b"0\r\n\r\n");
+        assert_eq!(client_body(&h), event("2", RESULT));
+        assert!(h.log.to_server.is_empty());
+        assert_eq!(h.log.finished, Some(Close::KeepAlive));
+    }
+}
+
+#[test]
+fn unhooked_server_messages_and_answers_pass_unread_by_hooks() {
+    let mut h = streaming_call();
+    let roots = r#"{"jsonrpc":"2.0","id":3,"method":"roots/list"}"#;
+    // An answer with a stray id is not policed: no response hook asked.
+    let stray = r#"{"jsonrpc":"2.0","id":"other","result":{}}"#;
+    let body = format!(
+        "{PROGRESS}{}{}{}",
+        event("1", roots),
+        event("2", stray),
+        event("3", RESULT)
+    );
+    h.upstream(chunk(&body).as_bytes()).upstream(b"0\r\n\r\n");
+    assert!(h.log.hooks.is_empty());
+    assert_eq!(client_body(&h), body);
+    assert_eq!(h.log.finished, Some(Close::KeepAlive));
+}
+
+#[test]
+fn a_held_event_split_byte_by_byte_is_judged_once_whole() {
+    let mut h = streaming_call();
+    let body = format!("{}{}", event("1", SAMPLING), event("2", RESULT));
+    for b in body.as_bytes() {
+        h.upstream(chunk(std::str::from_utf8(&[*b]).unwrap()).as_bytes());
+    }
+    assert_eq!(h.log.hooks.len(), 1);
+    assert_eq!(client_body(&h), "");
+    h.verdict(HookVerdict::Continue).upstream(b"0\r\n\r\n");
+    assert_eq!(client_body(&h), body);
+}
+
+#[test]
+fn a_hooked_server_message_inside_an_array_cuts_the_answer() {
+    let mut h = streaming_call();
+    let array = format!("[{SAMPLING}]");
+    h.upstream(chunk(&event("1", &array)).as_bytes());
+    assert!(h.log.hooks.is_empty());
+    let body = client_body(&h);
+    assert!(!body.contains("sampling/createMessage"), "{body}");
+    let error = body.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let error: serde_json::Value = serde_json::from_str(error).unwrap();
+    assert_eq!(error["id"], "req-7");
+    assert_eq!(error["error"]["code"], HOOK_FAILED);
+}
+
+#[test]
+fn a_hooked_server_request_in_a_json_answer_is_refused() {
+    let mut h = Harness::new(hooked_config(&["sampling/createMessage@server-message"]));
+    h.client(&post(CALL)).connected(false).upstream(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SAMPLING}",
+            SAMPLING.len()
+        )
+        .as_bytes(),
+    );
+    let (_, body) = decode_response(&h.log.to_client);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], HOOK_FAILED);
+}
+
+#[test]
+fn the_get_stream_holds_hooked_server_messages_too() {
+    let mut h = Harness::new(hooked_config(&["sampling/createMessage@server-message"]));
+    h.client(b"GET /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nMcp-Session-Id: s-9\r\n\r\n")
+        .connected(false);
+    assert!(
+        String::from_utf8_lossy(&h.log.to_upstream).contains("Accept-Encoding: identity"),
+        "the hooks must read the stream: it is asked for unencoded"
+    );
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(&format!("{PROGRESS}{}", event("1", SAMPLING))).as_bytes());
+    assert_eq!(client_body(&h), PROGRESS);
+    assert_eq!(h.log.hooks[0].phase, HookPhase::ServerMessage);
+    assert_eq!(h.log.hooks[0].session_id.as_deref(), Some("s-9"));
+    h.verdict(HookVerdict::Reject {
+        code: -31000,
+        message: "no".into(),
+        data: None,
+    })
+    .upstream(chunk(PROGRESS).as_bytes());
+    assert_eq!(client_body(&h), format!("{PROGRESS}{PROGRESS}"));
+    let (_, post) = &h.log.to_server[0];
+    assert_eq!(
+        post.method, "POST",
+        "the answer to a GET stream's request is a POST"
+    );
+    assert_eq!(post.session_id(), Some("s-9"));
+    assert!(post.header("accept-encoding").is_none());
+}
+
+#[test]
+fn a_message_upstreams_server_request_is_held_and_answered_through_it() {
+    let mut h = Harness::new(hooked_config(&["sampling/createMessage@server-message"]));
+    h.client(&post(CALL)).message_connected();
+    h.answer(AnswerPart::Stream(upstream::AnswerHead::status(200)))
+        .answer(AnswerPart::Event(Bytes::from_static(SAMPLING.as_bytes())));
+    assert_eq!(h.log.hooks.len(), 1);
+    h.verdict(HookVerdict::Reject {
+        code: -31000,
+        message: "no".into(),
+        data: None,
+    });
+    assert!(!client_body(&h).contains("sampling"));
+    let (_, post) = &h.log.to_server[0];
+    assert_eq!(post.session_id(), Some("s-1"), "the fields went with it");
+}

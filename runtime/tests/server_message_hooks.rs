@@ -1,0 +1,236 @@
+//! Hooks on server-to-client messages (`@server-message`, issue 17): the
+//! rust-server-guard example refuses a server's `sampling/createMessage`
+//! (the client never sees it, the server gets the refusal as the client's
+//! answer, on the client's session) and redacts a log notification, on a
+//! POST's answer stream and on the GET stream; and what a hook that fails on
+//! a server message costs.
+
+mod common;
+#[path = "fixtures/hooks/support.rs"]
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const SESSION: &str = "sess-42";
+const SECRET: &str = "sk-live-0123456789";
+
+/// The answers the upstream got to its server requests, in order.
+struct Answers {
+    got: Mutex<Vec<(String, Value)>>,
+    arrived: Condvar,
+    /// How long the upstream waits for an answer before it goes on.
+    patience: Duration,
+}
+
+impl Answers {
+    fn new(patience: Duration) -> Arc<Answers> {
+        Arc::new(Answers {
+            got: Mutex::default(),
+            arrived: Condvar::new(),
+            patience,
+        })
+    }
+
+    /// The next answer (its request head and body), waiting up to
+    /// `patience`.
+    fn wait(&self, seen: usize) -> Option<(String, Value)> {
+        let got = self.got.lock().unwrap();
+        let (got, _) = self
+            .arrived
+            .wait_timeout_while(got, self.patience, |g| g.len() <= seen)
+            .unwrap();
+        got.get(seen).cloned()
+    }
+}
+
+fn event(id: u32, message: &Value) -> Vec<u8> {
+    format!("event: message\nid: {id}\ndata: {message}\n\n").into_bytes()
+}
+
+const SAMPLING_ID: u32 = 0;
+
+fn sampling() -> Value {
+    json!({"jsonrpc": "2.0", "id": SAMPLING_ID, "method": "sampling/createMessage",
+           "params": {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}],
+                      "maxTokens": 9}})
+}
+
+fn log_note() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/message",
+           "params": {"level": "info", "data": format!("token {SECRET}")}})
+}
+
+/// An MCP server whose tool asks the client for sampling, logs a secret,
+/// and reports what the client answered; its GET stream does the same.
+fn sampling_upstream(answers: Arc<Answers>) -> common::Upstream {
+    common::upstream(move |conn: &mut TcpStream, req| {
+        let msg: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        if req.head.starts_with("GET ") {
+            common::write_sse_head(conn);
+            common::write_chunk(conn, &event(1, &sampling()));
+            let seen = answers.got.lock().unwrap().len();
+            let answer = answers.wait(seen);
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                              "params": {"level": "info", "data": format!("answered: {}", answer.is_some())}});
+            common::write_chunk(conn, &event(2, &note));
+            common::end_chunks(conn);
+            return false;
+        }
+        if msg.get("method").is_none() {
+            // The client's answer to a server request.
+            answers.got.lock().unwrap().push((req.head.clone(), msg));
+            answers.arrived.notify_all();
+            conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            return true;
+        }
+        let seen = answers.got.lock().unwrap().len();
+        common::write_sse_head(conn);
+        common::write_chunk(conn, &event(1, &sampling()));
+        common::write_chunk(conn, &event(2, &log_note()));
+        let text = match answers.wait(seen) {
+            Some((_, answer)) => answer["error"]["message"]
+                .as_str()
+                .unwrap_or("an answer without an error")
+                .to_owned(),
+            None => "no answer".to_owned(),
+        };
+        let result = json!({"jsonrpc": "2.0", "id": msg["id"], "result":
+                            {"content": [{"type": "text", "text": text}]}});
+        common::write_chunk(conn, &event(3, &result));
+        common::end_chunks(conn);
+        true
+    })
+}
+
+fn guarded(up: &common::Upstream, hook_config: &str) -> Option<sluice::proxy::RunningProxy> {
+    let dir = support::rust_examples()?;
+    let wasm = dir.join("rust-server-guard.wasm");
+    let cfg = format!(
+        "listen = \"127.0.0.1:0\"\n\n[[route]]\npath = \"/mcp\"\nupstream = \"http://{}/mcp\"\n\
+         transport = \"streamable\"\n\n[[hook]]\npath = {:?}\nconfig = '{hook_config}'\n",
+        up.addr,
+        wasm.display().to_string()
+    );
+    let config = sluice::config::Config::from_toml(&cfg, "test.toml", std::path::Path::new("/tmp"))
+        .expect("config parses");
+    let mut settings = sluice::settings::proxy_settings(&config).expect("settings");
+    settings.access_log = false;
+    Some(sluice::proxy::start(settings).expect("sluice starts"))
+}
+
+/// The JSON-RPC messages of an SSE body.
+fn messages(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+fn call_tool(proxy: &sluice::proxy::RunningProxy) -> common::Response {
+    let body = json!({"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
+                      "params": {"name": "sample", "arguments": {}}})
+    .to_string();
+    let mut c = common::connect(proxy.local_addr());
+    write!(
+        c,
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {SESSION}\r\n\
+         MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    common::read_response(&mut c, "POST")
+}
+
+#[test]
+fn a_refused_sampling_request_never_reaches_the_client_and_the_server_hears_why() {
+    let answers = Answers::new(Duration::from_secs(10));
+    let up = sampling_upstream(answers.clone());
+    let Some(proxy) = guarded(&up, &format!(r#"{{"redact": ["{SECRET}"]}}"#)) else {
+        return;
+    };
+    let r = call_tool(&proxy);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let body = r.text();
+    assert!(r.complete, "{body}");
+    assert!(!body.contains(SECRET), "{body}");
+    let got = messages(&body);
+    assert!(
+        got.iter().all(|m| m["method"] != "sampling/createMessage"),
+        "{body}"
+    );
+    assert_eq!(got.len(), 2, "{body}");
+    assert_eq!(got[0]["method"], "notifications/message");
+    assert_eq!(got[0]["params"]["data"], "[redacted by sluice]");
+    assert_eq!(got[1]["id"], "c-1");
+    assert_eq!(
+        got[1]["result"]["content"][0]["text"],
+        "the client does not take sampling/createMessage through this gateway"
+    );
+
+    let (head, answer) = answers.wait(0).expect("the server got an answer");
+    assert_eq!(answer["id"], SAMPLING_ID);
+    assert_eq!(answer["error"]["code"], -31002);
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("post /mcp http/1.1\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("mcp-session-id: {SESSION}\r\n").to_ascii_lowercase()),
+        "{head}"
+    );
+    assert!(
+        head.contains("mcp-protocol-version: 2025-06-18\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-type: application/json\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
+fn the_get_stream_is_guarded_too() {
+    let answers = Answers::new(Duration::from_secs(10));
+    let up = sampling_upstream(answers.clone());
+    let Some(proxy) = guarded(&up, "").into_iter().next() else {
+        return;
+    };
+    let mut c = common::connect(proxy.local_addr());
+    write!(
+        c,
+        "GET /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
+         Mcp-Session-Id: {SESSION}\r\n\r\n"
+    )
+    .unwrap();
+    let r = common::read_response(&mut c, "GET");
+    assert_eq!(r.status, 200, "{}", r.head);
+    let body = r.text();
+    assert!(!body.contains("sampling/createMessage"), "{body}");
+    let got = messages(&body);
+    assert_eq!(got.len(), 1, "{body}");
+    assert_eq!(got[0]["params"]["data"], "answered: true");
+    let (_, answer) = answers.wait(0).expect("the server got an answer");
+    assert_eq!(answer["error"]["code"], -31002);
+}
+
+#[test]
+fn without_a_subscription_server_messages_pass_untouched() {
+    // An answer, were one sent, comes within milliseconds.
+    let answers = Answers::new(Duration::from_secs(1));
+    let up = sampling_upstream(answers.clone());
+    // Refuses elicitation only: sampling goes to the client, which here
+    // never answers it.
+    let Some(proxy) = guarded(&up, r#"{"refuse": ["elicitation/create"]}"#) else {
+        return;
+    };
+    let r = call_tool(&proxy);
+    let got = messages(&r.text());
+    assert_eq!(got[0], sampling());
+    assert_eq!(got[1], log_note());
+    assert_eq!(got[2]["result"]["content"][0]["text"], "no answer");
+}
