@@ -109,11 +109,20 @@ fn sampling_upstream(answers: Arc<Answers>) -> common::Upstream {
 }
 
 fn guarded(up: &common::Upstream, hook_config: &str) -> Option<sluice::proxy::RunningProxy> {
+    guarded_with(up, hook_config, "")
+}
+
+/// sluice with the server guard, `more` added to its `[[hook]]` table.
+fn guarded_with(
+    up: &common::Upstream,
+    hook_config: &str,
+    more: &str,
+) -> Option<sluice::proxy::RunningProxy> {
     let dir = support::rust_examples()?;
     let wasm = dir.join("rust-server-guard.wasm");
     let cfg = format!(
         "listen = \"127.0.0.1:0\"\n\n[[route]]\npath = \"/mcp\"\nupstream = \"http://{}/mcp\"\n\
-         transport = \"streamable\"\n\n[[hook]]\npath = {:?}\nconfig = '{hook_config}'\n",
+         transport = \"streamable\"\n\n[[hook]]\npath = {:?}\nconfig = '{hook_config}'\n{more}",
         up.addr,
         wasm.display().to_string()
     );
@@ -233,4 +242,24 @@ fn without_a_subscription_server_messages_pass_untouched() {
     assert_eq!(got[0], sampling());
     assert_eq!(got[1], log_note());
     assert_eq!(got[2]["result"]["content"][0]["text"], "no answer");
+}
+
+#[test]
+fn an_audited_guard_refuses_nothing() {
+    let answers = Answers::new(Duration::from_secs(1));
+    let up = sampling_upstream(answers.clone());
+    let Some(proxy) = guarded_with(
+        &up,
+        &format!(r#"{{"redact": ["{SECRET}"]}}"#),
+        "mode = \"audit\"\n",
+    ) else {
+        return;
+    };
+    let r = call_tool(&proxy);
+    let got = messages(&r.text());
+    // What it would have refused and redacted goes to the client as sent.
+    assert_eq!(got[0], sampling());
+    assert_eq!(got[1], log_note());
+    assert_eq!(got[2]["result"]["content"][0]["text"], "no answer");
+    assert!(answers.got.lock().unwrap().is_empty());
 }
