@@ -85,6 +85,7 @@
 //!             Output::Authenticate(call) => format!("judge the token for route {}", call.route),
 //!             Output::Dispatch(request) => format!("message upstream <- {}", request.method),
 //!             Output::ProbeTransport(evidence) => format!("transport evidence: {}", evidence.status),
+//!             Output::AnswerServer { route, .. } => format!("answer a server request on route {route}"),
 //!         });
 //!     }
 //! }

@@ -4,7 +4,9 @@
 //! - it matches a method exactly as the grammar says, checked against an
 //!   independent reading: `*` everything, `p/*` every method that starts
 //!   with `p/`, anything else one method; `@request`, `@response`,
-//!   `@server-message`, `@client-answer` one phase.
+//!   `@server-message`, `@client-answer` one phase; without a phase, every
+//!   phase the method travels in (the two server-to-client ones only for
+//!   `ping`, notifications, and sampling, elicitation, roots and tasks).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -51,7 +53,17 @@ fuzz_target!(|input: Input<'_>| {
         assert!(!body.contains('*'));
         input.method == body
     };
-    let expected = covers && only.is_none_or(|p| p == phase);
+    let server_to_client = matches!(phase, Phase::ServerMessage | Phase::ClientAnswer);
+    let travels = !server_to_client
+        || input.method == "ping"
+        || ["notifications/", "sampling/", "elicitation/", "roots/", "tasks/"]
+            .iter()
+            .any(|p| input.method.starts_with(p));
+    let expected = covers
+        && match only {
+            Some(p) => p == phase,
+            None => travels,
+        };
     assert_eq!(
         pattern.matches(input.method, phase),
         expected,

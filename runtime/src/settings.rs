@@ -180,6 +180,8 @@ fn hook_specs(hooks: &[config::HookConfig]) -> Vec<HookSpec> {
             deadline: h.deadline,
             max_memory_bytes: h.max_memory,
             mode: h.mode,
+            enforcement: h.enforcement,
+            order: h.order,
             grants: h.grants,
             headers: h.headers.clone(),
         })

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice::config::{
-    Config, ConfigError, EnvValue, EnvVar, Grants, HookMode, Host, Limits, LogFormat, LogLevel,
-    OnError, Roots, RunAs, Sandbox, Scheme, Secret, Stdio, StdioMode, Timeouts, Transport,
+    Config, ConfigError, Enforcement, EnvValue, EnvVar, Grants, HookMode, Host, Limits, LogFormat,
+    LogLevel, OnError, Roots, RunAs, Sandbox, Scheme, Secret, Stdio, StdioMode, Timeouts,
+    Transport,
 };
 
 const ROUTE: &str = "[[route]]\nupstream = \"http://127.0.0.1:3001/mcp\"\n";
@@ -163,6 +164,8 @@ fn full_example_parses() {
     assert_eq!(guard.deadline, Duration::from_millis(50));
     assert_eq!(guard.max_memory, 16 << 20);
     assert_eq!(guard.mode, HookMode::Fresh);
+    assert_eq!(guard.enforcement, Enforcement::Enforce);
+    assert_eq!(guard.order, 0);
     assert_eq!(guard.grants, Grants::default());
     assert_eq!(guard.headers, ["authorization", "x-tenant"]);
 
@@ -171,6 +174,8 @@ fn full_example_parses() {
     assert!(audit.headers.is_empty());
     assert_eq!(audit.config, r#"{"sink": "stderr"}"#);
     assert_eq!(audit.on_error, OnError::Pass);
+    assert_eq!(audit.enforcement, Enforcement::Audit);
+    assert_eq!(audit.order, -10);
     assert_eq!(
         audit.mode,
         HookMode::Warm {
@@ -380,7 +385,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\ndeadline_ms = 5\n",
-        "t.toml:5:1: hook[0].deadline_ms: unknown key (expected one of: name, path, config, methods, on_error, deadline, max_memory, mode, pool, recycle_after, grants, headers)",
+        "t.toml:5:1: hook[0].deadline_ms: unknown key (expected one of: name, path, config, methods, on_error, deadline, max_memory, mode, instances, order, pool, recycle_after, grants, headers)",
     ),
     // listen
     (
@@ -590,7 +595,19 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\npool = 2\n",
-        "t.toml:5:8: hook[0].pool: only applies with mode = \"warm\"",
+        "t.toml:5:8: hook[0].pool: only applies with instances = \"warm\"",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmode = \"warm\"\ninstances = \"fresh\"\n",
+        "t.toml:5:8: hook[0].mode: the instance life cycle is given by `instances`; `mode` is \"enforce\" or \"audit\" here",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmode = \"shadow\"\n",
+        "t.toml:5:8: hook[0].mode: \"shadow\" is not one of: enforce, audit, fresh, warm",
+    ),
+    (
+        "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\norder = 2147483648\n",
+        "t.toml:5:9: hook[0].order: 2147483648 is out of range",
     ),
     (
         "[[route]]\nupstream = \"http://a/\"\n[[hook]]\npath = \"h.wasm\"\nmode = \"warm\"\nrecycle_after = 0\n",

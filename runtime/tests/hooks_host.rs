@@ -756,3 +756,53 @@ fn host_runs_from_many_threads() {
         }
     });
 }
+
+#[test]
+fn an_audited_hook_is_heard_and_never_obeyed() {
+    let audited = |name: &str, body: String| {
+        let mut s = spec(name, &Guest::new(&["*"], body).component());
+        s.enforcement = Enforcement::Audit;
+        s
+    };
+    // The next hook sees the message the audited one got, not its replacement.
+    let echo = spec(
+        "echo",
+        &Guest::new(&["*"], body::respond_message()).component(),
+    );
+    let h = host(vec![audited("shadow", body::replace(REPLACED_REQ)), echo]);
+    let r = h.run_request(&ctx(), "tools/call", CALL);
+    assert_eq!(r.outcome, ChainOutcome::Respond(CALL.into()));
+    assert_eq!(r.runs[0].result, HookRunResult::Replaced);
+    assert!(r.runs[0].audit && !r.runs[1].audit);
+
+    // A refusal and a failure stop nothing, whatever `on_error` says.
+    for body in [body::reject(403, DENIED), body::trap()] {
+        let h = host(vec![audited("shadow", body)]);
+        let r = h.run_request(&ctx(), "tools/call", CALL);
+        assert_eq!(r.outcome, ChainOutcome::Continue);
+        assert!(matches!(
+            r.runs[0].result,
+            HookRunResult::Rejected | HookRunResult::Failed { passed: true, .. }
+        ));
+    }
+    assert_eq!(h.hooks()[0].enforcement, Enforcement::Audit);
+}
+
+#[test]
+fn order_decides_the_chain_and_ties_keep_the_config_order() {
+    let hook = |name: &str, order: i32, body: String| {
+        let mut s = spec(name, &Guest::new(&["*"], body).component());
+        s.order = order;
+        s
+    };
+    let h = host(vec![
+        hook("late", 10, body::respond(ECHO)),
+        hook("first", -5, body::replace(REPLACED_REQ)),
+        hook("second", 0, body::respond_message()),
+        hook("third", 0, body::trap()),
+    ]);
+    let names: Vec<String> = h.hooks().iter().map(|i| i.name.to_string()).collect();
+    assert_eq!(names, ["first", "second", "third", "late"]);
+    let r = h.run_request(&ctx(), "tools/call", CALL);
+    assert_eq!(r.outcome, ChainOutcome::Respond(REPLACED_REQ.1.into()));
+}

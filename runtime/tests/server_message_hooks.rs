@@ -109,11 +109,33 @@ fn sampling_upstream(answers: Arc<Answers>) -> common::Upstream {
 }
 
 fn guarded(up: &common::Upstream, hook_config: &str) -> Option<sluice::proxy::RunningProxy> {
+    guarded_with(up, hook_config, "")
+}
+
+/// sluice with the server guard, `more` added to its `[[hook]]` table.
+fn guarded_with(
+    up: &common::Upstream,
+    hook_config: &str,
+    more: &str,
+) -> Option<sluice::proxy::RunningProxy> {
     let dir = support::rust_examples()?;
     let wasm = dir.join("rust-server-guard.wasm");
+    Some(with_hook(
+        up,
+        &wasm,
+        &format!("config = '{hook_config}'\n{more}"),
+    ))
+}
+
+/// sluice in front of `up` with the hook `wasm`, `hook_toml` in its table.
+fn with_hook(
+    up: &common::Upstream,
+    wasm: &std::path::Path,
+    hook_toml: &str,
+) -> sluice::proxy::RunningProxy {
     let cfg = format!(
         "listen = \"127.0.0.1:0\"\n\n[[route]]\npath = \"/mcp\"\nupstream = \"http://{}/mcp\"\n\
-         transport = \"streamable\"\n\n[[hook]]\npath = {:?}\nconfig = '{hook_config}'\n",
+         transport = \"streamable\"\n\n[[hook]]\npath = {:?}\n{hook_toml}",
         up.addr,
         wasm.display().to_string()
     );
@@ -121,7 +143,7 @@ fn guarded(up: &common::Upstream, hook_config: &str) -> Option<sluice::proxy::Ru
         .expect("config parses");
     let mut settings = sluice::settings::proxy_settings(&config).expect("settings");
     settings.access_log = false;
-    Some(sluice::proxy::start(settings).expect("sluice starts"))
+    sluice::proxy::start(settings).expect("sluice starts")
 }
 
 /// The JSON-RPC messages of an SSE body.
@@ -233,4 +255,129 @@ fn without_a_subscription_server_messages_pass_untouched() {
     assert_eq!(got[0], sampling());
     assert_eq!(got[1], log_note());
     assert_eq!(got[2]["result"]["content"][0]["text"], "no answer");
+}
+
+#[test]
+fn an_audited_guard_refuses_nothing() {
+    let answers = Answers::new(Duration::from_secs(1));
+    let up = sampling_upstream(answers.clone());
+    let Some(proxy) = guarded_with(
+        &up,
+        &format!(r#"{{"redact": ["{SECRET}"]}}"#),
+        "mode = \"audit\"\n",
+    ) else {
+        return;
+    };
+    let r = call_tool(&proxy);
+    let got = messages(&r.text());
+    // What it would have refused and redacted goes to the client as sent.
+    assert_eq!(got[0], sampling());
+    assert_eq!(got[1], log_note());
+    assert_eq!(got[2]["result"]["content"][0]["text"], "no answer");
+    assert!(answers.got.lock().unwrap().is_empty());
+}
+
+// ---- Every failure mode on a server message: hand-written 0.2.0 guests ----
+
+/// A 0.2.0 guest that wants `methods` and runs `body` on each server
+/// message, written to a file.
+fn faulty(methods: &[&str], body: String) -> std::path::PathBuf {
+    let wasm = support::Guest::new(methods, support::body::cont()).component_0_2(body);
+    let path = support::temp_dir("server-faults").join("faulty.wasm");
+    std::fs::write(&path, wasm).unwrap();
+    path
+}
+
+const SAMPLING_ONLY: &[&str] = &["sampling/createMessage@server-message"];
+
+/// What the client and the server saw of the sampling request when the
+/// guest's `body` ran on it under `hook_toml`.
+fn sampling_through(body: String, hook_toml: &str) -> (Vec<Value>, Option<Value>) {
+    let answers = Answers::new(Duration::from_secs(2));
+    let up = sampling_upstream(answers.clone());
+    let proxy = with_hook(&up, &faulty(SAMPLING_ONLY, body), hook_toml);
+    let got = messages(&call_tool(&proxy).text());
+    let answer = answers.got.lock().unwrap().first().map(|(_, a)| a.clone());
+    (got, answer)
+}
+
+fn hook_failed(answer: &Option<Value>, reason: &str) {
+    let answer = answer.as_ref().expect("the server was answered");
+    assert_eq!(answer["id"], SAMPLING_ID);
+    assert_eq!(answer["error"]["code"], -32010, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains(reason), "{message}");
+}
+
+#[test]
+fn a_hook_that_traps_on_a_server_request_fails_it_closed_or_open() {
+    use support::body;
+    let (client, server) = sampling_through(body::trap(), "name = \"faulty\"\n");
+    assert!(
+        client
+            .iter()
+            .all(|m| m["method"] != "sampling/createMessage")
+    );
+    hook_failed(&server, "hook faulty failed: trapped");
+
+    let (client, server) = sampling_through(body::trap(), "on_error = \"pass\"\n");
+    assert_eq!(client[0], sampling(), "fail open: the client gets it");
+    assert!(server.is_none());
+}
+
+#[test]
+fn a_hook_past_its_deadline_on_a_server_request_fails_it() {
+    let (client, server) = sampling_through(support::body::spin(), "deadline = \"20ms\"\n");
+    assert!(
+        client
+            .iter()
+            .all(|m| m["method"] != "sampling/createMessage")
+    );
+    hook_failed(&server, "deadline");
+}
+
+#[test]
+fn a_bad_verdict_on_a_server_request_fails_it() {
+    use support::{NOT_JSON, body};
+    let (client, server) = sampling_through(body::respond(NOT_JSON), "");
+    assert!(
+        client
+            .iter()
+            .all(|m| m["method"] != "sampling/createMessage")
+    );
+    hook_failed(&server, "invalid verdict");
+}
+
+#[test]
+fn an_audited_hook_that_fails_stops_nothing() {
+    let (client, server) = sampling_through(support::body::trap(), "mode = \"audit\"\n");
+    assert_eq!(client[0], sampling());
+    assert!(server.is_none());
+}
+
+#[test]
+fn a_failing_hook_on_a_get_stream_notification_drops_it_and_the_stream_goes_on() {
+    use support::{ECHO, body};
+    // Trapping, and respond (invalid on a notification): both drop it.
+    for body in [body::trap(), body::respond(ECHO)] {
+        let answers = Answers::new(Duration::from_millis(200));
+        let up = sampling_upstream(answers.clone());
+        let proxy = with_hook(
+            &up,
+            &faulty(&["notifications/message@server-message"], body),
+            "",
+        );
+        let mut c = common::connect(proxy.local_addr());
+        write!(
+            c,
+            "GET /mcp HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
+             Mcp-Session-Id: {SESSION}\r\n\r\n"
+        )
+        .unwrap();
+        let r = common::read_response(&mut c, "GET");
+        assert!(r.complete, "the stream ends as the server ends it");
+        // The sampling request (unhooked) went through; the note did not.
+        let got = messages(&r.text());
+        assert_eq!(got, vec![sampling()]);
+    }
 }

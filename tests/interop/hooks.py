@@ -228,7 +228,7 @@ EXAMPLES = [
             # of one CI run and 1 of 5 on a quiet rerun (a release build:
             # ~1.5 ms, docs/HOOKS.md). These rows judge what the hook does;
             # its cost is the benches' to measure.
-            hook_toml='mode = "warm"\ndeadline = "1s"\n'),
+            hook_toml='instances = "warm"\ndeadline = "1s"\n'),
     Example("rust-server-guard", "rust", "rust-server-guard.wasm", '{"refuse": ["sampling/createMessage"]}',
             "toml", [call("trigger-sampling-request", prompt="hi", maxTokens=5),
                      call("echo", message="after the refusal"), SEEN],

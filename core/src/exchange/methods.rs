@@ -40,6 +40,24 @@ impl Phase {
     }
 }
 
+/// Where a server's messages to its client live: `ping`, every
+/// notification, and the client features' requests (sampling, elicitation,
+/// roots) and tasks. An entry without a phase covers the server-to-client
+/// phases only for these: a hook listing `tools/call` does not make every
+/// stream be read for server messages that cannot be `tools/call`.
+const SERVER_TO_CLIENT: [&str; 5] = [
+    "notifications/",
+    "sampling/",
+    "elicitation/",
+    "roots/",
+    "tasks/",
+];
+
+/// Whether a message of `method` can travel from a server to its client.
+pub fn travels_server_to_client(method: &str) -> bool {
+    method == "ping" || SERVER_TO_CLIENT.iter().any(|p| method.starts_with(p))
+}
+
 const PHASES: [Phase; 4] = [
     Phase::Request,
     Phase::Response,
@@ -144,10 +162,15 @@ impl MethodPattern {
         Ok(MethodPattern { methods, phase })
     }
 
-    /// Whether this entry covers `method` in `phase`.
+    /// Whether this entry covers `method` in `phase`. Without a phase it
+    /// covers every phase the method travels in.
     pub fn matches(&self, method: &str, phase: impl Into<Phase>) -> bool {
         let phase = phase.into();
-        self.phase.is_none_or(|p| p == phase)
+        let in_phase = match self.phase {
+            Some(p) => p == phase,
+            None => !phase.is_server_to_client() || travels_server_to_client(method),
+        };
+        in_phase
             && match &self.methods {
                 Methods::All => true,
                 Methods::Under(prefix) => method.starts_with(prefix.as_str()),
@@ -160,6 +183,24 @@ impl MethodPattern {
     /// The one phase this entry is limited to, if any.
     pub fn phase(&self) -> Option<Phase> {
         self.phase
+    }
+
+    /// Whether this entry may cover some method in `phase`.
+    fn covers_phase(&self, phase: Phase) -> bool {
+        match self.phase {
+            Some(p) => p == phase,
+            None if !phase.is_server_to_client() => true,
+            None => match &self.methods {
+                Methods::All => true,
+                Methods::Under(prefix) => {
+                    travels_server_to_client(prefix)
+                        || SERVER_TO_CLIENT
+                            .iter()
+                            .any(|p| p.starts_with(prefix.as_str()))
+                }
+                Methods::Exactly(m) => travels_server_to_client(m),
+            },
+        }
     }
 }
 
@@ -221,18 +262,34 @@ impl MethodSet {
 pub struct HookMethods {
     own: MethodSet,
     narrowing: Option<MethodSet>,
+    /// The hook's world has the server-to-client phases (0.2.0 on).
+    server_phases: bool,
 }
 
 impl HookMethods {
     /// A hook that declared `own`, narrowed by the operator to `narrowing`.
     pub fn new(own: MethodSet, narrowing: Option<MethodSet>) -> HookMethods {
-        HookMethods { own, narrowing }
+        HookMethods {
+            own,
+            narrowing,
+            server_phases: true,
+        }
+    }
+
+    /// The same, for a hook whose world has no server-to-client phases
+    /// (`sluice:hook@0.1.0`): its `*` never covers them.
+    pub fn without_server_phases(self) -> HookMethods {
+        HookMethods {
+            server_phases: false,
+            ..self
+        }
     }
 
     /// Whether this hook sees `method` in `phase`.
     pub fn wants(&self, method: &str, phase: impl Into<Phase>) -> bool {
         let phase = phase.into();
-        self.own.matches(method, phase)
+        (self.server_phases || !phase.is_server_to_client())
+            && self.own.matches(method, phase)
             && self
                 .narrowing
                 .as_ref()
@@ -243,8 +300,10 @@ impl HookMethods {
     /// list names that phase or none): the cheap test before any message
     /// of that phase is read.
     pub fn covers_phase(&self, phase: Phase) -> bool {
-        let covers = |set: &MethodSet| set.0.iter().any(|p| p.phase.is_none_or(|q| q == phase));
-        covers(&self.own) && self.narrowing.as_ref().is_none_or(covers)
+        let covers = |set: &MethodSet| set.0.iter().any(|p| p.covers_phase(phase));
+        (self.server_phases || !phase.is_server_to_client())
+            && covers(&self.own)
+            && self.narrowing.as_ref().is_none_or(covers)
     }
 
     /// What the hook declared.
@@ -257,6 +316,43 @@ impl HookMethods {
 mod tests {
     use super::*;
     use Phase::{Request, Response};
+
+    #[test]
+    fn an_entry_without_a_phase_covers_server_messages_only_where_they_travel() {
+        let set = |entries: &[&str]| HookMethods::new(MethodSet::parse(entries).unwrap(), None);
+        let s2c = Phase::ServerMessage;
+        for (entries, method, want) in [
+            (&["*"][..], "sampling/createMessage", true),
+            (&["*"], "tools/call", false),
+            (&["notifications/*"], "notifications/message", true),
+            (&["tools/call"], "tools/call", false),
+            (&["ping"], "ping", true),
+            (&["tools/call@server-message"], "tools/call", true),
+        ] {
+            assert_eq!(
+                set(entries).wants(method, s2c),
+                want,
+                "{entries:?} {method}"
+            );
+        }
+        // The cheap gate: only lists that can match a server message open it.
+        for (entries, want) in [
+            (&["*"][..], true),
+            (&["tools/call", "tools/list"], false),
+            (&["tools/*"], false),
+            (&["notifications/*"], true),
+            (&["elicitation/create"], true),
+            (&["tools/call@server-message"], true),
+            (&["sampling/createMessage@request"], false),
+        ] {
+            assert_eq!(set(entries).covers_phase(s2c), want, "{entries:?}");
+        }
+        // A 0.1.0 hook has no such phase, whatever its list says.
+        let old = set(&["*"]).without_server_phases();
+        assert!(!old.covers_phase(s2c));
+        assert!(!old.wants("sampling/createMessage", s2c));
+        assert!(old.wants("tools/call", Phase::Request));
+    }
 
     #[test]
     fn the_grammar() {
@@ -370,9 +466,6 @@ mod tests {
         for phase in PHASES {
             assert!(any.matches("ping", phase), "{phase:?}");
         }
-        assert!(
-            Phase::ClientAnswer.is_server_to_client()
-                && !Phase::from(Response).is_server_to_client()
-        );
+        assert!(Phase::ClientAnswer.is_server_to_client() && !Response.is_server_to_client());
     }
 }

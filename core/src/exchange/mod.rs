@@ -30,6 +30,7 @@
 //!         Output::Finished { close } => { /* exchange over */ }
 //!         Output::RunHook(call) => { /* run the hook chain, then exchange.hook_done(verdict, now) */ }
 //!         Output::Authenticate(call) => { /* judge call.token, then exchange.auth_done(verdict, now) */ }
+//!         Output::AnswerServer { route, request } => { /* POST it to the route's upstream, on its own */ }
 //!     }
 //! }
 //! # }

@@ -25,9 +25,13 @@ impl Case {
         };
         match self.phase {
             HookPhase::Request => self.host.run_request(&ctx, self.method, &self.request),
-            HookPhase::Response => {
+            HookPhase::Response | HookPhase::ClientAnswer => {
                 self.host
                     .run_response(&ctx, self.method, &self.request, &self.response)
+            }
+            HookPhase::ServerMessage => {
+                self.host
+                    .run_server_message(&ctx, self.method, &self.request)
             }
         }
     }

@@ -389,6 +389,15 @@ pub(super) enum Mode {
     Warm,
 }
 
+/// A hook's `mode`: whether its verdicts act, or (the older spelling of
+/// `instances`) its instance life cycle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum HookModeKey {
+    Enforce,
+    Audit,
+    Instances(Mode),
+}
+
 /// A command route's `stdio_mode`, before its mode's settings are read.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum StdioModeName {
@@ -436,6 +445,12 @@ parsed! {
     ]),
     OnError => |s| keyword(s, &[("reject", OnError::Reject), ("pass", OnError::Pass)]),
     Mode => |s| keyword(s, &[("fresh", Mode::Fresh), ("warm", Mode::Warm)]),
+    HookModeKey => |s| keyword(s, &[
+        ("enforce", HookModeKey::Enforce),
+        ("audit", HookModeKey::Audit),
+        ("fresh", HookModeKey::Instances(Mode::Fresh)),
+        ("warm", HookModeKey::Instances(Mode::Warm)),
+    ]),
     StdioModeName => |s| keyword(s, &[
         ("shared", StdioModeName::Shared),
         ("per-session", StdioModeName::PerSession),
@@ -508,6 +523,17 @@ impl<'de, const MIN: usize, const MAX: usize> Leaf<'de> for Count<MIN, MAX> {
             Ok(n) if n >= MIN => Ok(Count(n)),
             _ => Err(format!("{n} is out of range (at least {MIN})").into()),
         }
+    }
+}
+
+impl<'de> Leaf<'de> for i32 {
+    const EXPECTED: &'static str = "a whole number from -2147483648 to 2147483647";
+
+    fn scalar(value: Scalar<'_>) -> Result<Self, Refused> {
+        let Scalar::Int(n) = value else {
+            return Err(Refused::Kind);
+        };
+        i32::try_from(n).map_err(|_| format!("{n} is out of range").into())
     }
 }
 

@@ -16,9 +16,9 @@ use serde::Deserialize;
 
 use super::auth::{AuthKey, route_auth};
 use super::de::{
-    At, CommandWords, Count, EnvName, Grace, Grant, IdOrName, Json, Key, Leaf, List, Method, Mode,
-    Name, OrOff, Refused, RoutePath, Scalar, Size, Source, StdioModeName, or, span, tables, value,
-    values,
+    At, CommandWords, Count, EnvName, Grace, Grant, HookModeKey, IdOrName, Json, Key, Leaf, List,
+    Method, Mode, Name, OrOff, Refused, RoutePath, Scalar, Size, Source, StdioModeName, or, span,
+    tables, value, values,
 };
 use super::stdio::{
     EMPTY_COMMAND, GROUP, PASSWD, check_arg, check_env_name, check_program, find_group, find_user,
@@ -26,11 +26,11 @@ use super::stdio::{
 };
 use super::{
     Backend, Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL,
-    EnvValue, EnvVar, Federation, FileKeys, HookConfig, HookMode, HostRule, Http, KeySource,
-    LegacyMode, Limits, Log, LogFormat, LogLevel, MAX_WORKERS, Member, MemberServer, OnError,
-    OriginRule, Pool, Roots, Route, RunAs, SampleRatio, Sandbox, Scheme, Secret, Security, Server,
-    Stdio, StdioMode, Timeouts, Tls, Tracing, Transport, Upstream, UpstreamHeader, check_admin,
-    check_header_name, hook_base_name, unique_names,
+    Enforcement, EnvValue, EnvVar, Federation, FileKeys, HookConfig, HookMode, HostRule, Http,
+    KeySource, LegacyMode, Limits, Log, LogFormat, LogLevel, MAX_WORKERS, Member, MemberServer,
+    OnError, OriginRule, Pool, Roots, Route, RunAs, SampleRatio, Sandbox, Scheme, Secret, Security,
+    Server, Stdio, StdioMode, Timeouts, Tls, Tracing, Transport, Upstream, UpstreamHeader,
+    check_admin, check_header_name, hook_base_name, unique_names,
 };
 use sluice_core::federation::{OnUnavailable, PrefixMode};
 
@@ -201,7 +201,9 @@ tables! {
         on_error: Key<OnError>,
         deadline: Key<Duration>,
         max_memory: Key<Size>,
-        mode: Key<Mode>,
+        mode: Key<HookModeKey>,
+        instances: Key<Mode>,
+        order: Key<i32>,
         pool: Key<Count<1>>,
         recycle_after: Key<Count<1, { u32::MAX as usize }>>,
         grants: Key<List<Grant>>,
@@ -1215,7 +1217,35 @@ fn hooks(src: &Source<'_>, tables: List<HookTable>, base_dir: &Path) -> Result<V
         hook.deadline = or(t.deadline, hook.deadline);
         hook.max_memory = or(t.max_memory, hook.max_memory);
 
-        if or(t.mode, Mode::Fresh) == Mode::Warm {
+        hook.order = or(t.order, 0);
+        // `mode` names the enforcement; "fresh"/"warm" there is the older
+        // spelling of `instances`, kept so configs written for it still load.
+        let mut life = value(t.instances);
+        match t.mode {
+            Some(At {
+                value: HookModeKey::Instances(m),
+                span,
+            }) => {
+                if life.is_some() {
+                    return Err(src.err(
+                        &span,
+                        key("mode"),
+                        "the instance life cycle is given by `instances`; `mode` is \"enforce\" or \"audit\" here",
+                    ));
+                }
+                life = Some(m);
+            }
+            Some(At {
+                value: HookModeKey::Audit,
+                ..
+            }) => hook.enforcement = Enforcement::Audit,
+            Some(At {
+                value: HookModeKey::Enforce,
+                ..
+            })
+            | None => {}
+        }
+        if life.unwrap_or(Mode::Fresh) == Mode::Warm {
             hook.mode = HookMode::Warm {
                 pool: or(t.pool, DEFAULT_WARM_POOL),
                 recycle_after: or(t.recycle_after, DEFAULT_RECYCLE_AFTER),
@@ -1224,7 +1254,7 @@ fn hooks(src: &Source<'_>, tables: List<HookTable>, base_dir: &Path) -> Result<V
             ("pool", span(&t.pool)),
             ("recycle_after", span(&t.recycle_after)),
         ]) {
-            return Err(src.err(s, key(k), "only applies with mode = \"warm\""));
+            return Err(src.err(s, key(k), "only applies with instances = \"warm\""));
         }
 
         for grant in values(value(t.grants).unwrap_or_default()) {

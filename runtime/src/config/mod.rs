@@ -46,7 +46,7 @@ use std::time::Duration;
 
 /// A hook's failure policy, life cycle and grants are the hook host's own
 /// types.
-pub use crate::hooks::{Grants, InstanceMode as HookMode, OnError};
+pub use crate::hooks::{Enforcement, Grants, InstanceMode as HookMode, OnError};
 pub use auth::{Introspection, JwtAuth, RouteAuth, TokenExchange};
 pub use security::{HostRule, OriginRule, Security};
 pub use stdio::{EnvValue, EnvVar, RunAs, Sandbox, Secret, Stdio, StdioMode};
@@ -711,8 +711,13 @@ pub struct HookConfig {
     /// Most linear memory an instance may grow to. Default 16 MiB
     /// ([`hooks::DEFAULT_MAX_MEMORY`](crate::hooks::DEFAULT_MAX_MEMORY)).
     pub max_memory: usize,
-    /// Instance life cycle. Default [`HookMode::Fresh`].
+    /// Instance life cycle (`instances`). Default [`HookMode::Fresh`].
     pub mode: HookMode,
+    /// Whether its verdicts act (`mode`). Default [`Enforcement::Enforce`].
+    pub enforcement: Enforcement,
+    /// Its place in the chain: lower runs first, equal orders keep the
+    /// config's. Default 0.
+    pub order: i32,
     /// Capabilities beyond pure computation. Default none.
     pub grants: Grants,
     /// The client request headers the hook sees in its context, as
@@ -732,6 +737,8 @@ impl HookConfig {
             deadline: crate::hooks::DEFAULT_DEADLINE,
             max_memory: crate::hooks::DEFAULT_MAX_MEMORY,
             mode: HookMode::default(),
+            enforcement: Enforcement::default(),
+            order: 0,
             grants: Grants::default(),
             headers: Vec::new(),
         }

@@ -198,7 +198,9 @@ impl Config {
                 "on_error": format!("{:?}", h.on_error).to_ascii_lowercase(),
                 "deadline_seconds": secs(h.deadline),
                 "max_memory": h.max_memory,
-                "mode": match h.mode {
+                "mode": h.enforcement.label(),
+                "order": h.order,
+                "instances": match h.mode {
                     HookMode::Fresh => json!("fresh"),
                     HookMode::Warm { pool, recycle_after } => {
                         json!({ "warm": { "pool": pool, "recycle_after": recycle_after } })

@@ -98,6 +98,28 @@ pub enum OnError {
     Pass,
 }
 
+/// Whether a hook's verdicts act (the MCP Interceptors draft's `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Enforcement {
+    /// Its verdicts act: a rejection stops the message, a replacement goes on.
+    #[default]
+    Enforce,
+    /// It runs on every message it wants and its verdict is logged and
+    /// counted, never applied: the chain goes on with the message it got,
+    /// whatever the hook said, and a failure never stops it.
+    Audit,
+}
+
+impl Enforcement {
+    /// As metrics and logs name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Enforcement::Enforce => "enforce",
+            Enforcement::Audit => "audit",
+        }
+    }
+}
+
 /// How instances are provided to a hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InstanceMode {
@@ -170,6 +192,11 @@ pub struct HookSpec {
     pub max_memory_bytes: usize,
     /// Fresh or warm instances.
     pub mode: InstanceMode,
+    /// Enforced or audited.
+    pub enforcement: Enforcement,
+    /// Where it runs in the chain: lower first; hooks of equal order keep
+    /// their order in the config.
+    pub order: i32,
     /// Capabilities granted.
     pub grants: Grants,
     /// The client request headers this hook sees in its context, by name
@@ -191,6 +218,8 @@ impl HookSpec {
             deadline: DEFAULT_DEADLINE,
             max_memory_bytes: DEFAULT_MAX_MEMORY,
             mode: InstanceMode::Fresh,
+            enforcement: Enforcement::Enforce,
+            order: 0,
             grants: Grants::default(),
             headers: Vec::new(),
         }
@@ -330,8 +359,10 @@ pub struct HookRun {
     pub hook: Arc<str>,
     /// Wall time spent (instantiation, call and checks).
     pub elapsed: Duration,
-    /// What it did.
+    /// What it did (in audit mode: what it would have done).
     pub result: HookRunResult,
+    /// The hook is audited: its verdict was not applied.
+    pub audit: bool,
 }
 
 /// The outcome of a chain run plus what each hook did and how long it took.
@@ -358,6 +389,8 @@ pub struct HookInfo {
     pub world: &'static str,
     /// The component's imports, in its order, with how the host serves each.
     pub imports: Vec<(String, ImportKind)>,
+    /// Enforced or audited.
+    pub enforcement: Enforcement,
 }
 
 /// The loaded hooks, ready to run. `Send + Sync`.
@@ -377,6 +410,7 @@ struct LoadedHook {
     /// Lower-case names of the headers this hook may see.
     headers: Vec<String>,
     on_error: OnError,
+    enforcement: Enforcement,
     deadline: Duration,
     deadline_ticks: u64,
     mode: InstanceMode,
@@ -611,7 +645,9 @@ impl HookHost {
     }
 
     /// [`HookHost::load`] with every host-wide setting.
-    pub fn load_with(specs: Vec<HookSpec>, opts: HostOptions) -> anyhow::Result<HookHost> {
+    pub fn load_with(mut specs: Vec<HookSpec>, opts: HostOptions) -> anyhow::Result<HookHost> {
+        // Stable: equal orders keep the config's.
+        specs.sort_by_key(|s| s.order);
         let engine = engine(&specs, &opts)?;
         let mut hooks = Vec::with_capacity(specs.len());
         for spec in specs {
@@ -667,6 +703,7 @@ impl HookHost {
                 cache: h.cache,
                 world: h.pre.world(),
                 imports: h.imports.clone(),
+                enforcement: h.enforcement,
             })
             .collect()
     }
@@ -729,13 +766,32 @@ impl HookHost {
                 identity: ctx.identity.as_deref(),
             };
             let result = self.run_one(hook, &hook_ctx, method, request, current);
+            let audit = hook.enforcement == Enforcement::Audit;
             let mut run = |result| {
                 runs.push(HookRun {
                     hook: hook.shared.name.clone(),
                     elapsed: t0.elapsed(),
                     result,
+                    audit,
                 })
             };
+            if audit {
+                // Noted, never acted on: the next hook sees what this one saw.
+                run(match result {
+                    Ok(Checked::Continue) => HookRunResult::Continue,
+                    Ok(Checked::Replace(_)) => HookRunResult::Replaced,
+                    Ok(Checked::Reject { .. }) => HookRunResult::Rejected,
+                    Ok(Checked::Respond(_)) => HookRunResult::Responded,
+                    Err(kind) => HookRunResult::Failed {
+                        error: HookError {
+                            hook: hook.shared.name.clone(),
+                            kind,
+                        },
+                        passed: true,
+                    },
+                });
+                continue;
+            }
             let stop = match result {
                 Ok(Checked::Continue) => {
                     run(HookRunResult::Continue);
@@ -870,6 +926,7 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
         methods: HookMethods::new(MethodSet::default(), None),
         headers,
         on_error: spec.on_error,
+        enforcement: spec.enforcement,
         deadline: spec.deadline,
         deadline_ticks,
         // Asking for the methods must not leave a warm instance behind.
@@ -895,6 +952,9 @@ fn load_one(engine: &Engine, spec: HookSpec, opts: &HostOptions) -> anyhow::Resu
         );
     }
     hook.methods = HookMethods::new(own, narrowing);
+    if !hook.pre.has_server_phases() {
+        hook.methods = hook.methods.without_server_phases();
+    }
     hook.declared = declared;
     hook.mode = spec.mode;
     Ok(hook)

@@ -75,6 +75,7 @@ fn full_scrape() -> String {
             hook: Arc::from("h"),
             elapsed: Duration::from_micros(20),
             result,
+            audit: false,
         };
         m.hook_ran(Phase::Request, &run);
     }

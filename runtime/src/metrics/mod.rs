@@ -115,6 +115,8 @@ struct HookLabels {
     hook: Name,
     phase: &'static str,
     verdict: &'static str,
+    /// `enforce`, or `audit`: the verdict was counted, not applied.
+    mode: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -806,6 +808,7 @@ impl Metrics {
             hook: hook.clone(),
             phase,
             verdict,
+            mode: if run.audit { "audit" } else { "enforce" },
         };
         self.hook_calls.get_or_create(&labels).inc();
         self.hook_seconds

@@ -448,6 +448,23 @@ impl Driver<'_> {
         }
         for run in &report.runs {
             self.shared.metrics.hook_ran(phase, run);
+            if run.audit && !matches!(run.result, crate::hooks::HookRunResult::Continue) {
+                let would = match &run.result {
+                    crate::hooks::HookRunResult::Replaced => "replace",
+                    crate::hooks::HookRunResult::Rejected => "reject",
+                    crate::hooks::HookRunResult::Responded => "respond",
+                    _ => "fail",
+                };
+                tracing::info!(
+                    hook = %run.hook,
+                    phase = phase.label(),
+                    method = %call.method,
+                    route = self.generation.route_names.get(call.route).map_or("", String::as_str),
+                    session = call.session_id.as_deref().unwrap_or(""),
+                    would,
+                    "audit: a hook's verdict, not applied"
+                );
+            }
             if let crate::hooks::HookRunResult::Failed { error, passed } = &run.result {
                 tracing::warn!(
                     hook = %run.hook,
