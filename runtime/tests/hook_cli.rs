@@ -438,6 +438,180 @@ fn test_shows_every_verdict_class_and_the_proxys_answer() {
 }
 
 #[test]
+fn test_runs_a_server_message_hook() {
+    let Some(dir) = rust_examples() else { return };
+    let wasm = dir.join("rust-server-guard.wasm");
+    let sampling = r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":10}}"#;
+    // A refused server request: answered to the upstream, never shown.
+    let o = sluice(&["hook", "test", s(&wasm), "--server-message", sampling]);
+    let out = stdout(&o);
+    assert_eq!(status(&o), 4, "{out}");
+    assert!(out.contains("server-message:"), "{out}");
+    assert!(
+        out.contains(r#"the client never sees it; the upstream is answered with: {"jsonrpc":"2.0","id":5,"error":{"code":-31002"#),
+        "{out}"
+    );
+    // A redacted log notification: replaced on its way to the client.
+    let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"key sk-123"}}"#;
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        r#"{"redact":["sk-"]}"#,
+        "--server-message",
+        log,
+        "--json",
+    ]);
+    assert_eq!(status(&o), 3, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["phases"][0]["phase"], "server-message");
+    assert_eq!(v["phases"][0]["then"]["to"], "client");
+    assert!(
+        v["phases"][0]["then"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[redacted by sluice]")
+    );
+    // What it does not ask for passes.
+    let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
+    assert_eq!(
+        status(&sluice(&[
+            "hook",
+            "test",
+            s(&wasm),
+            "--server-message",
+            progress
+        ])),
+        7
+    );
+    // A server message is a request or a notification.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--server-message",
+        r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+    ]);
+    assert_eq!(status(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--server-message"));
+    // Not with --request.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--server-message",
+        progress,
+        "--request",
+        progress,
+    ]);
+    assert_eq!(status(&o), 2);
+}
+
+#[test]
+fn check_shows_the_phases_each_entry_covers_by_cores_rule() {
+    let entries = &["*", "tools/call", "notifications/*@server-message"];
+    let new = file(
+        "phases-0-2",
+        &Guest::new(entries, body::cont()).component_0_2(body::cont()),
+    );
+    let o = sluice(&["hook", "check", s(&new), "--json"]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    let v = json(&o);
+    let sees = |i: usize, key: &str| -> Vec<String> {
+        v["sees"][i][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        sees(0, "phases"),
+        ["request", "response", "server-message", "client-answer"]
+    );
+    assert_eq!(
+        sees(0, "server_messages_only"),
+        ["server-message", "client-answer"]
+    );
+    assert_eq!(
+        sees(1, "phases"),
+        ["request", "response"],
+        "tools/call never comes from a server"
+    );
+    assert_eq!(sees(2, "phases"), ["server-message"]);
+    let old = file("phases-0-1", &Guest::new(&["*"], body::cont()).component());
+    let v = json(&sluice(&["hook", "check", s(&old), "--json"]));
+    assert_eq!(
+        v["sees"][0]["phases"],
+        serde_json::json!(["request", "response"])
+    );
+}
+
+#[test]
+fn test_on_a_server_message_answers_the_upstream_or_drops_a_notification() {
+    let wasm = file(
+        "respond-0-2",
+        &Guest::new(&["*"], body::cont()).component_0_2(body::respond(support::ECHO)),
+    );
+    let ping = r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#;
+    let o = sluice(&["hook", "test", s(&wasm), "--server-message", ping, "--json"]);
+    assert_eq!(status(&o), 5, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["phases"][0]["then"]["to"], "upstream");
+    assert_eq!(
+        v["phases"][0]["then"]["message"],
+        r#"{"jsonrpc":"2.0","id":9,"result":{"echo":true}}"#
+    );
+    // respond on a notification is an invalid verdict: a failure, and
+    // on_error = reject stops (drops) the notification.
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+    let o = sluice(&["hook", "test", s(&wasm), "--server-message", note, "--json"]);
+    assert_eq!(status(&o), 6, "{}", stdout(&o));
+    let v = json(&o);
+    assert!(
+        v["phases"][0]["verdict"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("notification")
+    );
+    assert_eq!(v["phases"][0]["then"]["action"], "drop-notification");
+}
+
+#[test]
+fn a_0_1_0_hook_is_not_called_on_server_messages() {
+    // "*" covers every phase of the hook's world; a 0.1.0 world has no
+    // server-message phase, so the proxy passes server messages by it.
+    let wasm = file("old-star", &Guest::new(&["*"], body::trap()).component());
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let o = sluice(&["hook", "test", s(&wasm), "--server-message", ping]);
+    assert_eq!(status(&o), 7, "{}", stdout(&o));
+    assert!(stdout(&o).contains("a sluice:hook@0.1.0 hook has no server-message phase"));
+    // Nor when the operator's narrowing names no phase.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--server-message",
+        ping,
+        "--methods",
+        "ping",
+    ]);
+    assert_eq!(status(&o), 7, "{}", stdout(&o));
+    // Its client phases are untouched.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--request",
+        ping,
+        "--methods",
+        "ping",
+    ]);
+    assert_eq!(status(&o), 6, "the trap: {}", stdout(&o));
+}
+
+#[test]
 fn test_refuses_input_the_proxy_would_not_read() {
     let wasm = file("inputs", &Guest::new(&["*"], body::cont()).component());
     let run = |extra: &[&str]| {

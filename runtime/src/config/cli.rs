@@ -267,8 +267,9 @@ enum HookSub {
     /// Exit status 0 when the proxy would load it, 1 (with the reason) when not.
     Check(HookCheckArgs),
 
-    /// Run a hook offline on a request (and its response) through the proxy's own hook runner:
-    /// the verdict, what the proxy would forward or answer, the hook's log lines, the time.
+    /// Run a hook offline on a request (and its response), or on a server's message, through the
+    /// proxy's own hook runner: the verdict, what the proxy would forward or answer, the hook's
+    /// log lines, the time.
     ///
     /// Exit status: 0 continue, 3 replaced, 4 rejected, 5 responded, 6 the hook failed (trap,
     /// deadline, memory cap, invalid verdict; whatever --on-error did), 7 not called in any
@@ -321,13 +322,21 @@ struct HookTestArgs {
     load: HookLoadArgs,
 
     /// The client's request or notification, one JSON-RPC message: the hook's on-request sees it.
-    #[arg(long, value_name = "JSON")]
-    request: String,
+    #[arg(long, value_name = "JSON", required_unless_present = "server_message")]
+    request: Option<String>,
 
     /// The upstream's response to --request: on-response sees it with the request as forwarded
     /// (not run when the request was answered by the proxy).
     #[arg(long, value_name = "JSON")]
     response: Option<String>,
+
+    /// A server's request or notification on its way to the client (sampling/createMessage,
+    /// notifications/message, …): the hook's on-server-message sees it (0.2.0 hooks).
+    ///
+    /// Instead of --request. A server request the hook rejects or answers is answered to the
+    /// upstream and never reaches the client; a notification it rejects is dropped.
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["request", "response"])]
+    server_message: Option<String>,
 
     /// The caller, as context.identity (0.2.0 hooks): {"scheme":"jwt","subject":"alice",
     /// "issuer":"https://idp","client_id":"app","scopes":["tools"],"claims":{"roles":["admin"]}}.
@@ -499,7 +508,7 @@ const CLI_KEYS: FileKeys = FileKeys {
 
 /// `sluice hook …`, its values checked with the host's own parsers.
 fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
-    use crate::hook_cli::{CheckArgs, Lang, LoadArgs, NewArgs, TestArgs};
+    use crate::hook_cli::{CheckArgs, Lang, LoadArgs, Messages, NewArgs, TestArgs};
     use crate::hooks::{Grants, OnError};
     let load = |a: &HookLoadArgs, on_error, headers| -> Result<LoadArgs, ConfigError> {
         Ok(LoadArgs {
@@ -541,8 +550,17 @@ fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
             let names = headers.iter().map(|(n, _)| n.clone()).collect();
             HookCommand::Test(Box::new(TestArgs {
                 load: load(&a.load, on_error, names)?,
-                request: a.request.clone(),
-                response: a.response.clone(),
+                messages: match (&a.request, &a.server_message) {
+                    (_, Some(message)) => Messages::Server {
+                        message: message.clone(),
+                    },
+                    (Some(request), None) => Messages::Client {
+                        request: request.clone(),
+                        response: a.response.clone(),
+                    },
+                    // clap requires one of them.
+                    (None, None) => return Err(flag_err("--request", "missing")),
+                },
                 upstream: a.upstream.clone(),
                 session_id: a.session.clone(),
                 protocol_version: a.protocol_version.clone(),

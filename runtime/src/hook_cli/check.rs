@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use serde_json::json;
-use sluice_core::exchange::methods::Phase;
+use sluice_core::exchange::methods::{HookMethods, MethodSet, Phase};
 
 use super::{CheckArgs, Logs, drain, exit, load, logs_json, micros, print_logs};
 use crate::hooks::{CacheStatus, HookHost, ImportKind};
@@ -22,22 +22,18 @@ pub(super) fn phase_name(phase: Phase) -> &'static str {
     &phase.suffix()[1..]
 }
 
-/// The phases a hook of `world` has handlers for.
-fn world_phases(world: &str) -> &'static [Phase] {
-    if world == "sluice:hook@0.1.0" {
-        &PHASES[..2]
-    } else {
-        &PHASES
-    }
-}
-
 /// One entry of `methods()`: the methods it names and the phases it covers.
 struct Entry {
     entry: String,
     methods: String,
-    phases: Vec<Phase>,
+    /// Each phase it covers, and whether only for the methods a server
+    /// sends (an entry without a phase, in a server-to-client phase).
+    phases: Vec<(Phase, bool)>,
 }
 
+/// Each entry of the hook's `methods()`, with the phases core's own rule
+/// (`HookMethods::covers_phase`, the proxy's gate) says it covers in the
+/// hook's world.
 fn entries(host: &HookHost, world: &str) -> Vec<Entry> {
     let methods = host.methods();
     let Some(hook) = methods.first() else {
@@ -53,10 +49,16 @@ fn entries(host: &HookHost, world: &str) -> Vec<Entry> {
                 None => &entry,
             }
             .to_owned();
-            let phases = match p.phase() {
-                Some(phase) => vec![phase],
-                None => world_phases(world).to_vec(),
-            };
+            let one = MethodSet::parse(&[entry.as_str()]).expect("an entry the host read");
+            let mut alone = HookMethods::new(one, None);
+            if world == "sluice:hook@0.1.0" {
+                alone = alone.without_server_phases();
+            }
+            let phases = PHASES
+                .iter()
+                .filter(|phase| alone.covers_phase(**phase))
+                .map(|phase| (*phase, p.phase().is_none() && phase.is_server_to_client()))
+                .collect();
             Entry {
                 entry,
                 methods,
@@ -64,6 +66,14 @@ fn entries(host: &HookHost, world: &str) -> Vec<Entry> {
             }
         })
         .collect()
+}
+
+fn phase_label((phase, server_only): (Phase, bool)) -> String {
+    if server_only {
+        format!("{} (methods a server sends)", phase_name(phase))
+    } else {
+        phase_name(phase).to_owned()
+    }
 }
 
 fn import_kind(kind: ImportKind) -> &'static str {
@@ -153,7 +163,8 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
             "sees": entries.iter().map(|e| json!({
                 "entry": e.entry,
                 "methods": e.methods,
-                "phases": e.phases.iter().map(|p| phase_name(*p)).collect::<Vec<_>>(),
+                "phases": e.phases.iter().map(|p| phase_name(p.0)).collect::<Vec<_>>(),
+                "server_messages_only": e.phases.iter().filter(|p| p.1).map(|p| phase_name(p.0)).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "imports": info.imports.iter().map(|(name, kind)| json!({
                 "name": name,
@@ -174,7 +185,7 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     }
     let width = entries.iter().map(|e| e.methods.len()).max().unwrap_or(0);
     for e in &entries {
-        let phases: Vec<_> = e.phases.iter().map(|p| phase_name(*p)).collect();
+        let phases: Vec<_> = e.phases.iter().map(|p| phase_label(*p)).collect();
         println!("    {:width$}  {}", e.methods, phases.join(", "));
     }
     if let Some(narrowing) = &args.load.methods {
@@ -182,14 +193,15 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<u8> {
             "  --methods {narrowing:?}: the hook sees a method in a phase only where both lists cover it"
         );
     }
-    let idle: Vec<_> = world_phases(info.world)
+    let idle: Vec<_> = PHASES
         .iter()
         .filter(|p| !super::test::HOST_RUNS.contains(p))
+        .filter(|p| entries.iter().any(|e| e.phases.iter().any(|q| q.0 == **p)))
         .map(|p| phase_name(*p))
         .collect();
     if !idle.is_empty() {
         println!(
-            "  (this release of the proxy calls no hook in the {} phase)",
+            "  (this release of the proxy calls no hook in the {} phase yet)",
             idle.join(" or ")
         );
     }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use crate::hooks::{Grants, HookHost, HookSpec, HostOptions, LogLevel, OnError};
 
 pub use new::{Lang, NewArgs, check_name};
-pub use test::{TestArgs, parse_identity};
+pub use test::{Messages, TestArgs, parse_identity};
 
 /// What `sluice hook` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,18 +16,17 @@ use super::{LoadArgs, Logs, drain, exit, load, logs_json, micros, print_logs};
 use crate::hooks::{ChainOutcome, ChainReport, HookContext, HookHost, HookRunResult, LogLevel};
 
 /// The phases this release of the host runs hooks in, in the order a
-/// message meets them; `hook check` and `hook test` say so of the others.
-pub(super) const HOST_RUNS: &[Phase] = &[Phase::Request, Phase::Response];
+/// message meets them; `hook check` says so of the others.
+pub(super) const HOST_RUNS: &[Phase] = &[Phase::Request, Phase::Response, Phase::ServerMessage];
 
-/// `sluice hook test FILE.wasm --request JSON …`.
+/// `sluice hook test FILE.wasm (--request JSON [--response JSON] |
+/// --server-message JSON) …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestArgs {
     /// How to load the hook.
     pub load: LoadArgs,
-    /// The client's request (or notification), JSON text.
-    pub request: String,
-    /// The upstream's response to it, JSON text.
-    pub response: Option<String>,
+    /// What to run it on.
+    pub messages: Messages,
     /// `context.upstream`.
     pub upstream: String,
     /// `context.session-id`.
@@ -42,6 +41,25 @@ pub struct TestArgs {
     pub repeat: u32,
     /// One JSON object on stdout instead of text.
     pub json: bool,
+}
+
+/// The messages a test runs the hook on, as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Messages {
+    /// A client's request (or notification), and the upstream's response
+    /// to it: the request and response phases.
+    Client {
+        /// The request.
+        request: String,
+        /// The response.
+        response: Option<String>,
+    },
+    /// A server's request or notification on its way to the client: the
+    /// server-message phase.
+    Server {
+        /// The message.
+        message: String,
+    },
 }
 
 /// The `--identity` JSON: the fields of the WIT's `identity` record.
@@ -112,13 +130,15 @@ fn read_message(flag: &str, text: &str) -> anyhow::Result<Msg> {
 }
 
 /// One phase of the run: which host runner it takes and with what. The
-/// server-to-client phases become two more arms here (and two flags) when
-/// the host runs them.
+/// client-answer phase becomes one more arm here (and a `--client-answer`
+/// flag, with `--request` as the server's request) when the host runs it.
 enum Step<'a> {
     /// The client's request, on its way upstream.
     Request { request: &'a str },
     /// The upstream's response, with the request as it was forwarded.
     Response { request: &'a str, response: &'a str },
+    /// A server's request or notification, on its way to the client.
+    ServerMessage { message: &'a str },
 }
 
 impl Step<'_> {
@@ -126,6 +146,7 @@ impl Step<'_> {
         match self {
             Step::Request { .. } => Phase::Request,
             Step::Response { .. } => Phase::Response,
+            Step::ServerMessage { .. } => Phase::ServerMessage,
         }
     }
 
@@ -134,6 +155,7 @@ impl Step<'_> {
         match self {
             Step::Request { request } => request,
             Step::Response { response, .. } => response,
+            Step::ServerMessage { message } => message,
         }
     }
 
@@ -143,21 +165,40 @@ impl Step<'_> {
             Step::Response { request, response } => {
                 host.run_response(ctx, method, request, response)
             }
+            Step::ServerMessage { message } => host.run_server_message(ctx, method, message),
         }
+    }
+}
+
+/// Who a message goes on to, or who answers it, in `phase`.
+fn forward_to(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Request | Phase::ClientAnswer => "upstream",
+        Phase::Response | Phase::ServerMessage => "client",
+    }
+}
+
+/// Who sent the message of `phase` (and gets an answer in its place).
+fn sender(phase: Phase) -> &'static str {
+    match phase {
+        Phase::ServerMessage => "upstream",
+        _ => "client",
     }
 }
 
 /// What the proxy does with the message once the chain has spoken.
 enum Then {
-    /// Sends this on (to the upstream for a request, the client for a
-    /// response); `changed` when a hook replaced it.
+    /// Sends this on ([`forward_to`]); `changed` when a hook replaced it.
     Forward { json: String, changed: bool },
-    /// Answers the sender of the message with this instead.
+    /// Answers the sender of the message ([`sender`]) with this instead.
     Answer(String),
-    /// A refused notification: HTTP 400 carrying this error.
+    /// A client's notification refused: HTTP 400 carrying this error.
     Refused(String),
-    /// A notification answered by a hook: 202 Accepted, sent nowhere.
+    /// A client's notification answered by a hook: 202 Accepted, sent
+    /// nowhere.
     Consumed,
+    /// A server's notification stopped: nobody sees it, nobody is answered.
+    Dropped,
 }
 
 /// A phase's result.
@@ -190,18 +231,20 @@ fn then(phase: Phase, msg: &str, id: Option<&[u8]>, outcome: &ChainOutcome) -> T
             let answer =
                 jsonrpc::error_message(id, *code, message, data.as_deref().map(str::as_bytes));
             let answer = String::from_utf8_lossy(&answer).into_owned();
-            if id.is_none() && phase == Phase::Request {
-                Then::Refused(answer)
-            } else {
-                Then::Answer(answer)
+            match (id, phase) {
+                (None, Phase::ServerMessage) => Then::Dropped,
+                (None, _) => Then::Refused(answer),
+                (Some(_), _) => Then::Answer(answer),
             }
         }
-        ChainOutcome::Respond(result) => match id {
-            Some(id) => Then::Answer(
+        ChainOutcome::Respond(result) => match (id, phase) {
+            (Some(id), _) => Then::Answer(
                 String::from_utf8_lossy(&jsonrpc::result_message(id, result.as_bytes()))
                     .into_owned(),
             ),
-            None => Then::Consumed,
+            // The host refuses it on a server's notification.
+            (None, Phase::ServerMessage) => Then::Dropped,
+            (None, _) => Then::Consumed,
         },
     }
 }
@@ -213,17 +256,25 @@ fn not_called(host: &HookHost, method: &str, phase: Phase) -> Option<String> {
     if hook.wants(method, phase) {
         return None;
     }
-    Some(if hook.declared().matches(method, phase) {
-        format!(
-            "--methods does not cover {method:?} in the {} phase",
-            phase_name(phase)
-        )
-    } else {
-        format!(
-            "its methods() does not cover {method:?} in the {} phase",
-            phase_name(phase)
-        )
-    })
+    let world = host.hooks().first().map_or("", |h| h.world);
+    Some(
+        if phase.is_server_to_client() && world == "sluice:hook@0.1.0" {
+            format!(
+                "a {world} hook has no {} phase (sluice:hook@0.2.0 does)",
+                phase_name(phase)
+            )
+        } else if hook.declared().matches(method, phase) {
+            format!(
+                "--methods does not cover {method:?} in the {} phase",
+                phase_name(phase)
+            )
+        } else {
+            format!(
+                "its methods() does not cover {method:?} in the {} phase",
+                phase_name(phase)
+            )
+        },
+    )
 }
 
 fn run_step(
@@ -274,27 +325,67 @@ fn run_step(
     }
 }
 
-pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
-    let request = read_message("--request", &args.request)?;
-    let Some(method) = request.method.clone() else {
-        bail!("--request: a response is not a request (give it as --response)");
-    };
-    let response = args
-        .response
-        .as_deref()
-        .map(|r| read_message("--response", r))
-        .transpose()?;
-    if let Some(r) = &response {
-        if request.kind == Kind::Notification {
-            bail!("--response: a notification has no response");
-        }
-        if !matches!(r.kind, Kind::Response | Kind::Error) {
-            bail!("--response: a request or notification is not a response");
-        }
-        if r.id.as_deref() != request.id.as_deref() {
-            bail!("--response: its id is not the request's (the proxy would not match them)");
+/// The messages of a test, read as the proxy reads them.
+enum Input {
+    Client {
+        request: Msg,
+        method: String,
+        response: Option<Msg>,
+    },
+    Server {
+        message: Msg,
+        method: String,
+    },
+}
+
+impl Input {
+    fn read(messages: &Messages) -> anyhow::Result<Input> {
+        match messages {
+            Messages::Client { request, response } => {
+                let request = read_message("--request", request)?;
+                let Some(method) = request.method.clone() else {
+                    bail!("--request: a response is not a request (give it as --response)");
+                };
+                let response = response
+                    .as_deref()
+                    .map(|r| read_message("--response", r))
+                    .transpose()?;
+                if let Some(r) = &response {
+                    if request.kind == Kind::Notification {
+                        bail!("--response: a notification has no response");
+                    }
+                    if !matches!(r.kind, Kind::Response | Kind::Error) {
+                        bail!("--response: a request or notification is not a response");
+                    }
+                    if r.id.as_deref() != request.id.as_deref() {
+                        bail!(
+                            "--response: its id is not the request's (the proxy would not match them)"
+                        );
+                    }
+                }
+                Ok(Input::Client {
+                    request,
+                    method,
+                    response,
+                })
+            }
+            Messages::Server { message } => {
+                let message = read_message("--server-message", message)?;
+                let Some(method) = message.method.clone() else {
+                    bail!(
+                        "--server-message: give a server's request or notification (an answer \
+                         to a client's request is --response)"
+                    );
+                };
+                Ok(Input::Server { message, method })
+            }
         }
     }
+}
+
+pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
+    // Before the load, which may take seconds: bad input fails at once.
+    let input = Input::read(&args.messages)?;
     let logs = Logs::default();
     let t0 = Instant::now();
     let host = load(&args.load, &logs).context("loading the hook")?;
@@ -312,39 +403,44 @@ pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
             .collect(),
         identity: args.identity.clone().map(Arc::new),
     };
-    let id = request.id.as_deref();
-    let mut ran = vec![run_step(
-        &host,
-        &ctx,
-        &method,
-        id,
-        &Step::Request {
-            request: &request.text,
-        },
-        &logs,
-        args.repeat,
-    )];
+    let run = |method: &str, id: Option<&[u8]>, step: Step<'_>| {
+        run_step(&host, &ctx, method, id, &step, &logs, args.repeat)
+    };
+    let mut ran = Vec::new();
     let mut response_skipped = None;
-    if let Some(response) = &response {
-        match &ran[0].then {
-            Then::Forward { json, .. } => {
-                let forwarded = json.clone();
-                ran.push(run_step(
-                    &host,
-                    &ctx,
-                    &method,
-                    id,
-                    &Step::Response {
-                        request: &forwarded,
-                        response: &response.text,
-                    },
-                    &logs,
-                    args.repeat,
-                ));
-            }
-            _ => {
-                response_skipped =
-                    Some("the request was answered by the proxy: the upstream never answers it")
+    match &input {
+        Input::Server { message, method } => {
+            let step = Step::ServerMessage {
+                message: &message.text,
+            };
+            ran.push(run(method, message.id.as_deref(), step));
+        }
+        Input::Client {
+            request,
+            method,
+            response,
+        } => {
+            let id = request.id.as_deref();
+            let step = Step::Request {
+                request: &request.text,
+            };
+            ran.push(run(method, id, step));
+            if let Some(response) = response {
+                match &ran[0].then {
+                    Then::Forward { json, .. } => {
+                        let forwarded = json.clone();
+                        let step = Step::Response {
+                            request: &forwarded,
+                            response: &response.text,
+                        };
+                        ran.push(run(method, id, step));
+                    }
+                    _ => {
+                        response_skipped = Some(
+                            "the request was answered by the proxy: the upstream never answers it",
+                        )
+                    }
+                }
             }
         }
     }
@@ -433,18 +529,14 @@ fn verdict_json(report: &ChainReport) -> Value {
 }
 
 fn then_json(phase: Phase, then: &Then) -> Value {
-    let to = if phase == Phase::Request {
-        "upstream"
-    } else {
-        "client"
-    };
+    let to = forward_to(phase);
     match then {
         Then::Forward { json, changed } => json!({
             "action": if *changed { "forward-replaced" } else { "forward" },
             "to": to,
             "message": json,
         }),
-        Then::Answer(json) => json!({ "action": "answer", "to": "client", "message": json }),
+        Then::Answer(json) => json!({ "action": "answer", "to": sender(phase), "message": json }),
         Then::Refused(json) => json!({
             "action": "refuse-notification",
             "to": "client",
@@ -452,6 +544,7 @@ fn then_json(phase: Phase, then: &Then) -> Value {
             "message": json,
         }),
         Then::Consumed => json!({ "action": "consume-notification", "http_status": 202 }),
+        Then::Dropped => json!({ "action": "drop-notification" }),
     }
 }
 
@@ -556,11 +649,7 @@ fn print_text(
                 ),
             }
         }
-        let to = if r.phase == Phase::Request {
-            "upstream"
-        } else {
-            "client"
-        };
+        let to = forward_to(r.phase);
         match &r.then {
             Then::Forward {
                 json,
@@ -570,6 +659,9 @@ fn print_text(
                 json,
                 changed: true,
             } => println!("  then    forwarded to the {to} as replaced: {json}"),
+            Then::Answer(json) if r.phase == Phase::ServerMessage => println!(
+                "  then    the client never sees it; the upstream is answered with: {json}"
+            ),
             Then::Answer(json) => println!("  then    the client is answered with: {json}"),
             Then::Refused(json) => {
                 println!("  then    the notification is refused with HTTP 400: {json}")
@@ -577,6 +669,11 @@ fn print_text(
             Then::Consumed => {
                 println!(
                     "  then    the notification is consumed: the client gets 202 Accepted, the upstream nothing"
+                )
+            }
+            Then::Dropped => {
+                println!(
+                    "  then    the notification is dropped: nobody sees it, nobody is answered"
                 )
             }
         }
