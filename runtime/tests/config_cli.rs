@@ -1109,6 +1109,8 @@ fn hook_subcommands_read_their_flags_with_the_hosts_parsers() {
         r#"{"scheme":"api-key","subject":"k1","scopes":["s"]}"#,
         "--repeat",
         "5",
+        "--instances",
+        "warm",
     ]) else {
         panic!("hook test not read");
     };
@@ -1130,6 +1132,13 @@ fn hook_subcommands_read_their_flags_with_the_hosts_parsers() {
         ("k1", 1, None)
     );
     assert_eq!(t.repeat, 5);
+    assert_eq!(
+        t.load.instances,
+        sluice::hooks::InstanceMode::Warm {
+            pool: sluice::config::DEFAULT_WARM_POOL,
+            recycle_after: sluice::config::DEFAULT_RECYCLE_AFTER
+        }
+    );
 
     let Ok(Command::Hook(HookCommand::New(n))) =
         run(&["hook", "new", "my-hook", "--lang", "python"])

@@ -780,6 +780,23 @@ fn new_js_project_builds_and_passes_check_and_test() {
     );
     let o = sluice(&["hook", "test", s(&wasm), "--request", &call("echo")]);
     assert_eq!(status(&o), 0, "{}", stdout(&o));
+    // Warm instances, as an interpreted guest runs in production.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--request",
+        &call("echo"),
+        "--instances",
+        "warm",
+        "--repeat",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["instances"], "warm");
+    assert_eq!(v["phases"][0]["warm"]["calls"], 3);
 }
 
 /// `hook new --lang python` writes its project (building it needs

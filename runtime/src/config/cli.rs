@@ -370,6 +370,19 @@ struct HookTestArgs {
     /// minimum.
     #[arg(long, value_name = "N", default_value_t = 0)]
     repeat: u32,
+
+    /// Instances as a [[hook]]'s instances: fresh (one per message) or warm (kept and reused,
+    /// pool 4, recycled after 1000 calls): with --repeat, the cost per message of each.
+    #[arg(long, value_enum, value_name = "LIFE", default_value = "fresh")]
+    instances: CliInstances,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliInstances {
+    /// A new instance per message.
+    Fresh,
+    /// Instances kept and reused.
+    Warm,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -509,8 +522,8 @@ const CLI_KEYS: FileKeys = FileKeys {
 /// `sluice hook …`, its values checked with the host's own parsers.
 fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
     use crate::hook_cli::{CheckArgs, Lang, LoadArgs, Messages, NewArgs, TestArgs};
-    use crate::hooks::{Grants, OnError};
-    let load = |a: &HookLoadArgs, on_error, headers| -> Result<LoadArgs, ConfigError> {
+    use crate::hooks::{Grants, InstanceMode, OnError};
+    let load = |a: &HookLoadArgs, on_error, headers, instances| -> Result<LoadArgs, ConfigError> {
         Ok(LoadArgs {
             file: a.file.clone(),
             config: a.config.clone(),
@@ -523,12 +536,13 @@ fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
             grants: Grants::parse(&a.grant).map_err(|e| flag_err("--grant", e.to_string()))?,
             on_error,
             headers,
+            instances,
             cache: !a.no_cache,
         })
     };
     Ok(match sub {
         HookSub::Check(a) => HookCommand::Check(CheckArgs {
-            load: load(&a.load, OnError::Reject, Vec::new())?,
+            load: load(&a.load, OnError::Reject, Vec::new(), InstanceMode::Fresh)?,
             json: a.load.json,
         }),
         HookSub::Test(a) => {
@@ -548,8 +562,15 @@ fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
                 CliOnError::Pass => OnError::Pass,
             };
             let names = headers.iter().map(|(n, _)| n.clone()).collect();
+            let instances = match a.instances {
+                CliInstances::Fresh => InstanceMode::Fresh,
+                CliInstances::Warm => InstanceMode::Warm {
+                    pool: super::DEFAULT_WARM_POOL,
+                    recycle_after: super::DEFAULT_RECYCLE_AFTER,
+                },
+            };
             HookCommand::Test(Box::new(TestArgs {
-                load: load(&a.load, on_error, names)?,
+                load: load(&a.load, on_error, names, instances)?,
                 messages: match (&a.request, &a.server_message) {
                     (_, Some(message)) => Messages::Server {
                         message: message.clone(),

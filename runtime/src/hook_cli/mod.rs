@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use crate::hooks::{Grants, HookHost, HookSpec, HostOptions, LogLevel, OnError};
+use crate::hooks::{Grants, HookHost, HookSpec, HostOptions, InstanceMode, LogLevel, OnError};
 
 pub use new::{Lang, NewArgs, check_name};
 pub use test::{Messages, TestArgs, parse_identity};
@@ -54,6 +54,8 @@ pub struct LoadArgs {
     pub on_error: OnError,
     /// Headers the hook may see (the config's `headers`).
     pub headers: Vec<String>,
+    /// Fresh or warm instances (the config's `instances`).
+    pub instances: InstanceMode,
     /// Load through the proxy's cache of compiled artifacts (the default),
     /// or compile in memory.
     pub cache: bool,
@@ -116,6 +118,7 @@ fn load(args: &LoadArgs, logs: &Logs) -> anyhow::Result<HookHost> {
     spec.grants = args.grants;
     spec.on_error = args.on_error;
     spec.headers = args.headers.clone();
+    spec.mode = args.instances;
     let sink = logs.clone();
     let opts = HostOptions {
         cache_dir: args.cache.then(crate::hooks::default_cache_dir).flatten(),

@@ -596,6 +596,10 @@ fn print_json(
         "world": info.world,
         "methods": info.declared,
         "identity_ignored": args.identity.is_some() && info.world == "sluice:hook@0.1.0",
+        "instances": match args.load.instances {
+            crate::hooks::InstanceMode::Fresh => "fresh",
+            crate::hooks::InstanceMode::Warm { .. } => "warm",
+        },
         "load_us": load_time.as_secs_f64() * 1e6,
         "load_logs": logs_json(load_logs),
         "phases": phases,
