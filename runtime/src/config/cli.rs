@@ -399,8 +399,8 @@ struct HookNewArgs {
     #[arg(value_name = "NAME")]
     name: String,
 
-    /// Its language: rust (cargo, wasm32-wasip2), js (jco, QuickJS) or python (componentize-py);
-    /// c is not offered yet.
+    /// Its language: rust (cargo, wasm32-wasip2), js (jco, QuickJS), python (componentize-py)
+    /// or c (wit-bindgen c, clang for wasm32-wasi).
     #[arg(long, value_enum, value_name = "LANG")]
     lang: CliLang,
 

@@ -50,6 +50,20 @@ mod js {
         include_str!("../../../hook-examples/js-tools-rewriter/package-lock.json");
 }
 
+/// The C template (wit-bindgen c, clang for wasm32-wasi, and the C
+/// example's wrapper tool, copied byte for byte).
+mod c {
+    pub const HOOK_C: &str = include_str!("templates/c/hook.c.in");
+    pub const BUILD_SH: &str = include_str!("templates/c/build.sh.in");
+    pub const README: &str = include_str!("templates/c/README.md.in");
+    pub const WRAP_CARGO_TOML: &str =
+        include_str!("../../../hook-examples/c-audit-log/wrap/Cargo.toml");
+    pub const WRAP_CARGO_LOCK: &str =
+        include_str!("../../../hook-examples/c-audit-log/wrap/Cargo.lock");
+    pub const WRAP_MAIN_RS: &str =
+        include_str!("../../../hook-examples/c-audit-log/wrap/src/main.rs");
+}
+
 /// A language `hook new` knows of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -59,7 +73,7 @@ pub enum Lang {
     Js,
     /// Python, componentize-py.
     Python,
-    /// C, wit-bindgen c + wasi-libc (not offered yet).
+    /// C, wit-bindgen c + clang/wasi-libc.
     C,
 }
 
@@ -97,11 +111,7 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
         Lang::Rust => rust_files(&args.name),
         Lang::Python => python_files(&args.name),
         Lang::Js => js_files(&args.name),
-        Lang::C => bail!(
-            "--lang c: not offered yet (rust, js and python are); start from the example in \
-             hook-examples/c-audit-log of the sluice repository (copy it with cp -rL) and \
-             follow docs/HOOKS.md"
-        ),
+        Lang::C => c_files(&args.name),
     };
     let dir = args
         .dir
@@ -154,8 +164,14 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
         ),
     };
     println!("build it:  {build}");
+    // The C hook refuses by config alone; the others by tool name.
+    let config = if args.lang == Lang::C {
+        " --config closed"
+    } else {
+        ""
+    };
     println!(
-        "try it:    sluice hook test {} --request '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"delete_everything\",\"arguments\":{{}}}}}}'",
+        "try it:    sluice hook test {}{config} --request '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"delete_everything\",\"arguments\":{{}}}}}}'",
         wasm.join(format!("{crate_name}.wasm")).display()
     );
     Ok(())
@@ -185,6 +201,19 @@ fn rust_files(name: &str) -> Vec<(PathBuf, String)> {
         ("wit/hook.wit".into(), WIT.to_owned()),
         ("README.md".into(), fill(rust::README, name)),
         (".gitignore".into(), "/target\n".to_owned()),
+    ]
+}
+
+fn c_files(name: &str) -> Vec<(PathBuf, String)> {
+    vec![
+        ("hook.c".into(), fill(c::HOOK_C, name)),
+        ("build.sh".into(), fill(c::BUILD_SH, name)),
+        ("wrap/Cargo.toml".into(), c::WRAP_CARGO_TOML.to_owned()),
+        ("wrap/Cargo.lock".into(), c::WRAP_CARGO_LOCK.to_owned()),
+        ("wrap/src/main.rs".into(), c::WRAP_MAIN_RS.to_owned()),
+        ("wit/hook.wit".into(), WIT.to_owned()),
+        ("README.md".into(), fill(c::README, name)),
+        (".gitignore".into(), "/dist\n".to_owned()),
     ]
 }
 
