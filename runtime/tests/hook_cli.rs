@@ -635,6 +635,10 @@ fn test_refuses_input_the_proxy_would_not_read() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("id"), "{err}");
+    let not_wasm = file("inputs-not-wasm", b"text");
+    let o = sluice(&["hook", "test", s(&not_wasm), "--request", req, "--json"]);
+    assert_eq!(status(&o), 1);
+    assert_eq!(json(&o)["loadable"], false);
     let (code, err) = run(&["--request", req, "--header", "bad header=1"]);
     assert_eq!(code, 2);
     assert!(err.contains("--header"), "{err}");

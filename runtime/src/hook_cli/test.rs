@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_core::auth::{Identity, Scheme};
@@ -388,7 +388,21 @@ pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
     let input = Input::read(&args.messages)?;
     let logs = Logs::default();
     let t0 = Instant::now();
-    let host = load(&args.load, &logs).context("loading the hook")?;
+    let host = match load(&args.load, &logs) {
+        Ok(host) => host,
+        // A script reading --json gets the reason where it reads.
+        Err(e) if args.json => {
+            let out = json!({
+                "file": args.load.file.display().to_string(),
+                "loadable": false,
+                "error": format!("{e:#}"),
+                "exit": exit::ERROR,
+            });
+            println!("{out:#}");
+            return Ok(exit::ERROR);
+        }
+        Err(e) => return Err(e.context("loading the hook")),
+    };
     let load_time = t0.elapsed();
     let load_logs = drain(&logs);
     let info = host.hooks().remove(0);
