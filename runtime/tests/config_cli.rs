@@ -1111,6 +1111,8 @@ fn hook_subcommands_read_their_flags_with_the_hosts_parsers() {
         "5",
         "--instances",
         "warm",
+        "--mode",
+        "audit",
     ]) else {
         panic!("hook test not read");
     };
@@ -1132,6 +1134,7 @@ fn hook_subcommands_read_their_flags_with_the_hosts_parsers() {
         ("k1", 1, None)
     );
     assert_eq!(t.repeat, 5);
+    assert_eq!(t.load.enforcement, sluice::hooks::Enforcement::Audit);
     assert_eq!(
         t.load.instances,
         sluice::hooks::InstanceMode::Warm {

@@ -356,6 +356,29 @@ fn test_shows_every_verdict_class_and_the_proxys_answer() {
     assert_eq!(v["phases"][0]["then"]["action"], "forward");
     assert_eq!(v["phases"][0]["then"]["message"], req);
 
+    // Audit mode: the verdict it would have given, never applied.
+    let (code, v) = run(
+        Guest::new(&["*"], body::reject(-1, support::DENIED)),
+        &["--request", req, "--mode", "audit"],
+    );
+    assert_eq!(code, 4);
+    assert_eq!(v["mode"], "audit");
+    assert_eq!(
+        v["phases"][0]["verdict"],
+        serde_json::json!({"verdict": "reject", "audit": true})
+    );
+    assert_eq!(v["phases"][0]["then"]["action"], "forward");
+    assert_eq!(v["phases"][0]["then"]["message"], req);
+    let (code, v) = run(
+        Guest::new(&["*"], body::trap()),
+        &["--request", req, "--mode", "audit"],
+    );
+    assert_eq!(code, 6);
+    assert_eq!(
+        v["phases"][0]["then"]["action"], "forward",
+        "a failure stops nothing"
+    );
+
     // A refused notification: HTTP 400 with a null id.
     let (code, v) = run(
         Guest::new(&["*"], body::reject(-1, support::DENIED)),

@@ -371,10 +371,24 @@ struct HookTestArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     repeat: u32,
 
+    /// As a [[hook]]'s mode: enforce (its verdicts act) or audit (its verdict is logged and
+    /// counted, never applied: the output and the exit status show the verdict it would have
+    /// given, and the message goes on unchanged).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "enforce")]
+    mode: CliMode,
+
     /// Instances as a [[hook]]'s instances: fresh (one per message) or warm (kept and reused,
     /// pool 4, recycled after 1000 calls): with --repeat, the cost per message of each.
     #[arg(long, value_enum, value_name = "LIFE", default_value = "fresh")]
     instances: CliInstances,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CliMode {
+    /// Verdicts act.
+    Enforce,
+    /// Verdicts are logged, never applied.
+    Audit,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -522,8 +536,13 @@ const CLI_KEYS: FileKeys = FileKeys {
 /// `sluice hook …`, its values checked with the host's own parsers.
 fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
     use crate::hook_cli::{CheckArgs, Lang, LoadArgs, Messages, NewArgs, TestArgs};
-    use crate::hooks::{Grants, InstanceMode, OnError};
-    let load = |a: &HookLoadArgs, on_error, headers, instances| -> Result<LoadArgs, ConfigError> {
+    use crate::hooks::{Enforcement, Grants, InstanceMode, OnError};
+    let load = |a: &HookLoadArgs,
+                on_error,
+                headers,
+                instances,
+                enforcement|
+     -> Result<LoadArgs, ConfigError> {
         Ok(LoadArgs {
             file: a.file.clone(),
             config: a.config.clone(),
@@ -537,12 +556,19 @@ fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
             on_error,
             headers,
             instances,
+            enforcement,
             cache: !a.no_cache,
         })
     };
     Ok(match sub {
         HookSub::Check(a) => HookCommand::Check(CheckArgs {
-            load: load(&a.load, OnError::Reject, Vec::new(), InstanceMode::Fresh)?,
+            load: load(
+                &a.load,
+                OnError::Reject,
+                Vec::new(),
+                InstanceMode::Fresh,
+                Enforcement::Enforce,
+            )?,
             json: a.load.json,
         }),
         HookSub::Test(a) => {
@@ -562,6 +588,10 @@ fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
                 CliOnError::Pass => OnError::Pass,
             };
             let names = headers.iter().map(|(n, _)| n.clone()).collect();
+            let enforcement = match a.mode {
+                CliMode::Enforce => Enforcement::Enforce,
+                CliMode::Audit => Enforcement::Audit,
+            };
             let instances = match a.instances {
                 CliInstances::Fresh => InstanceMode::Fresh,
                 CliInstances::Warm => InstanceMode::Warm {
@@ -570,7 +600,7 @@ fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
                 },
             };
             HookCommand::Test(Box::new(TestArgs {
-                load: load(&a.load, on_error, names, instances)?,
+                load: load(&a.load, on_error, names, instances, enforcement)?,
                 messages: match (&a.request, &a.server_message) {
                     (_, Some(message)) => Messages::Server {
                         message: message.clone(),

@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use crate::hooks::{Grants, HookHost, HookSpec, HostOptions, InstanceMode, LogLevel, OnError};
+use crate::hooks::{
+    Enforcement, Grants, HookHost, HookSpec, HostOptions, InstanceMode, LogLevel, OnError,
+};
 
 pub use new::{Lang, NewArgs, check_name};
 pub use test::{Messages, TestArgs, parse_identity};
@@ -56,6 +58,8 @@ pub struct LoadArgs {
     pub headers: Vec<String>,
     /// Fresh or warm instances (the config's `instances`).
     pub instances: InstanceMode,
+    /// Enforced or audited (the config's `mode`).
+    pub enforcement: Enforcement,
     /// Load through the proxy's cache of compiled artifacts (the default),
     /// or compile in memory.
     pub cache: bool,
@@ -119,6 +123,7 @@ fn load(args: &LoadArgs, logs: &Logs) -> anyhow::Result<HookHost> {
     spec.on_error = args.on_error;
     spec.headers = args.headers.clone();
     spec.mode = args.instances;
+    spec.enforcement = args.enforcement;
     let sink = logs.clone();
     let opts = HostOptions {
         cache_dir: args.cache.then(crate::hooks::default_cache_dir).flatten(),

@@ -511,6 +511,13 @@ fn verdict_json(report: &ChainReport) -> Value {
     let Some(run) = report.runs.first() else {
         return Value::Null;
     };
+    if run.audit {
+        let mut v = json!({ "verdict": class(&run.result), "audit": true });
+        if let HookRunResult::Failed { error, .. } = &run.result {
+            v["error"] = json!(error.kind.to_string());
+        }
+        return v;
+    }
     match (&run.result, &report.outcome) {
         (HookRunResult::Continue, _) => json!({ "verdict": "continue" }),
         (HookRunResult::Replaced, ChainOutcome::Replaced(json)) => {
@@ -610,6 +617,7 @@ fn print_json(
         "world": info.world,
         "methods": info.declared,
         "identity_ignored": args.identity.is_some() && info.world == "sluice:hook@0.1.0",
+        "mode": args.load.enforcement.label(),
         "instances": match args.load.instances {
             crate::hooks::InstanceMode::Fresh => "fresh",
             crate::hooks::InstanceMode::Warm { .. } => "warm",
@@ -702,10 +710,35 @@ fn print_text(
     println!("exit {code}");
 }
 
+/// The verdict class of a run, as the proxy's audit log names it.
+fn class(result: &HookRunResult) -> &'static str {
+    match result {
+        HookRunResult::Continue => "continue",
+        HookRunResult::Replaced => "replace",
+        HookRunResult::Rejected => "reject",
+        HookRunResult::Responded => "respond",
+        HookRunResult::Failed { .. } => "failed",
+    }
+}
+
 fn print_verdict(report: &ChainReport) {
     let Some(run) = report.runs.first() else {
         return;
     };
+    if run.audit {
+        // What the proxy knows of an audited hook's verdict: its class.
+        println!(
+            "  verdict {} (audit mode: logged and counted, not applied)",
+            class(&run.result)
+        );
+        if let HookRunResult::Failed { error, .. } = &run.result {
+            println!(
+                "          {}; in audit mode a failure stops nothing",
+                error.kind
+            );
+        }
+        return;
+    }
     match (&run.result, &report.outcome) {
         (HookRunResult::Continue, _) => println!("  verdict continue"),
         (HookRunResult::Replaced, ChainOutcome::Replaced(json)) => {
