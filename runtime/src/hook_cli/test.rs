@@ -131,7 +131,8 @@ fn read_message(flag: &str, text: &str) -> anyhow::Result<Msg> {
 
 /// One phase of the run: which host runner it takes and with what. The
 /// client-answer phase becomes one more arm here (and a `--client-answer`
-/// flag, with `--request` as the server's request) when the host runs it.
+/// flag, with `--server-message` as the server's request it answers) when
+/// the host runs it.
 enum Step<'a> {
     /// The client's request, on its way upstream.
     Request { request: &'a str },
