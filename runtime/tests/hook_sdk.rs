@@ -11,7 +11,14 @@ use std::process::Command;
 fn the_sdk_and_the_examples_on_it_pass_their_own_tests() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hook-examples");
     let out = Command::new(env!("CARGO"))
-        .args(["test", "--locked", "-p", "sluice-hook", "-p", "rust-server-guard"])
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "sluice-hook",
+            "-p",
+            "rust-server-guard",
+        ])
         .arg("--manifest-path")
         .arg(examples.join("Cargo.toml"))
         // The examples' own target dir; flags meant for this build stay here.
