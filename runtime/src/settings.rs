@@ -14,7 +14,10 @@ use crate::stdio::{Sandbox, StdioUpstream};
 use crate::tls::{self, Roots};
 
 /// `[tracing]` as the exporter takes it.
-fn trace_settings(t: &config::Tracing) -> crate::otel::TraceSettings {
+fn trace_settings(
+    t: &config::Tracing,
+    tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
+) -> crate::otel::TraceSettings {
     let e = &t.endpoint;
     let target = match &e.query {
         Some(q) => format!("{}?{q}", e.path),
@@ -31,6 +34,9 @@ fn trace_settings(t: &config::Tracing) -> crate::otel::TraceSettings {
         sample_ratio: t.sample_ratio.get(),
         service_name: t.service_name.clone(),
         queue_spans: t.queue_spans,
+        tls: (t.endpoint.scheme == Scheme::Https)
+            .then_some(tls)
+            .flatten(),
     }
 }
 
@@ -115,7 +121,10 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
         u.tls
             || matches!(&u.transport, UpstreamTransport::Federation(f)
                 if f.http_targets().iter().any(|t| t.tls))
-    });
+    }) || config
+        .tracing
+        .as_ref()
+        .is_some_and(|t| t.endpoint.scheme == Scheme::Https);
     let tls = if needs_tls {
         let roots = match config.tls.roots {
             config::Roots::Webpki => Some(Roots::Webpki),
@@ -151,11 +160,16 @@ pub fn proxy_settings(config: &Config) -> anyhow::Result<ProxySettings> {
             .map(|r| r.auth.clone().map(|a| a.read_secrets(&r.name)).transpose())
             .collect::<Result<_, _>>()?,
         redact_subject: config.log.redact_subject,
-        tracing: config.tracing.as_ref().map(trace_settings),
+        tracing: None,
     };
     if settings.tls.is_none() && auth_needs_tls(config) {
         settings.tls = Some(auth_tls(config)?);
     }
+    // An https receiver is trusted as upstreams are (`[tls]`).
+    settings.tracing = config
+        .tracing
+        .as_ref()
+        .map(|t| trace_settings(t, settings.tls.clone()));
     if config.hooks.is_empty() {
         return Ok(settings);
     }

@@ -1596,10 +1596,6 @@ fn tracing_is_off_by_default_and_needs_an_http_endpoint() {
         ("sample_ratio = 1.5", "tracing.sample_ratio"),
         ("sample_ratio = \"all\"", "tracing.sample_ratio"),
         ("", "tracing.endpoint"),
-        (
-            "endpoint = \"https://collector:4318/v1/traces\"",
-            "https is not supported",
-        ),
         ("queue_spans = 0", "tracing.queue_spans"),
         ("endpoint = \"http://x/\"\nbatch = 3", "batch"),
     ] {

@@ -392,3 +392,71 @@ fn a_ca_file_adds_to_the_builtin_roots() {
     assert_eq!(r.text(), JSON_ANSWER);
     proxy.shutdown();
 }
+
+/// `[tracing]` towards `receiver`, an https endpoint named `localhost`,
+/// trusting what `tls` trusts.
+fn tracing_over_tls(receiver: &TlsUpstream, tls: Arc<ClientConfig>) -> sluice::otel::TraceSettings {
+    sluice::otel::TraceSettings {
+        host: "localhost".into(),
+        port: receiver.addr.port(),
+        target: "/v1/traces".into(),
+        authority: format!("localhost:{}", receiver.addr.port()),
+        sample_ratio: 1.0,
+        service_name: "sluice-tls".into(),
+        queue_spans: 64,
+        tls: Some(tls),
+    }
+}
+
+fn traced_call(receiver: &TlsUpstream, tls: Arc<ClientConfig>) -> proxy::RunningProxy {
+    let up = common::upstream(|conn, _| {
+        common::json_response(conn, r#"{"jsonrpc":"2.0","id":"abc","result":{}}"#);
+        true
+    });
+    let proxy = common::proxy_with(up.addr, |s| {
+        s.tracing = Some(tracing_over_tls(receiver, tls))
+    });
+    let mut client = connect(proxy.local_addr());
+    client.write_all(&post(CALL)).unwrap();
+    assert_eq!(read_response(&mut client, "POST").status, 200);
+    proxy
+}
+
+#[test]
+fn spans_go_to_an_https_receiver_over_tls_checked_against_the_trust_anchors() {
+    let ca = new_ca("sluice trace CA");
+    let answer_ok = |tls: &mut Tls, _: &Received| {
+        let _ =
+            tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        false
+    };
+    let receiver = tls_upstream(server_for(&ca, "localhost"), answer_ok);
+    let proxy = traced_call(&receiver, trusting(&ca));
+    let export = receiver
+        .requests
+        .recv_timeout(Duration::from_secs(30))
+        .expect("an export over TLS");
+    assert!(
+        export.head.starts_with("POST /v1/traces HTTP/1.1\r\n"),
+        "{}",
+        export.head
+    );
+    let body: serde_json::Value = serde_json::from_slice(&export.body).expect("OTLP/JSON");
+    let spans = &body["resourceSpans"][0]["scopeSpans"][0]["spans"];
+    assert!(spans.as_array().is_some_and(|s| !s.is_empty()), "{body}");
+    proxy.shutdown();
+
+    // A receiver whose certificate another CA signed gets no span: the
+    // handshake fails before a byte of the export is sent.
+    let stranger = new_ca("someone else's CA");
+    let receiver = tls_upstream(server_for(&stranger, "localhost"), answer_ok);
+    let proxy = traced_call(&receiver, trusting(&ca));
+    assert!(
+        receiver
+            .requests
+            .recv_timeout(Duration::from_secs(3))
+            .is_err(),
+        "an export reached a receiver sluice does not trust"
+    );
+    proxy.shutdown();
+}

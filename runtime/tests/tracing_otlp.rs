@@ -76,6 +76,7 @@ fn a_tools_call_span_continues_the_clients_trace_and_its_attempt_is_the_upstream
             sample_ratio: 0.0,
             service_name: "sluice-test".into(),
             queue_spans: 64,
+            tls: None,
         });
     });
     let mut client = connect(proxy.local_addr());
@@ -206,6 +207,7 @@ fn a_refused_upstream_marks_both_spans_failed() {
             sample_ratio: 1.0,
             service_name: "sluice".into(),
             queue_spans: 64,
+            tls: None,
         });
     });
     let mut client = connect(proxy.local_addr());
@@ -243,6 +245,7 @@ fn tracing_to(receiver: &Upstream, ratio: f64) -> TraceSettings {
         sample_ratio: ratio,
         service_name: "sluice-test".into(),
         queue_spans: 64,
+        tls: None,
     }
 }
 

@@ -28,9 +28,9 @@ use super::{
     Backend, Config, ConfigError, DEFAULT_LISTEN, DEFAULT_RECYCLE_AFTER, DEFAULT_WARM_POOL,
     Enforcement, EnvValue, EnvVar, Federation, FileKeys, HookConfig, HookMode, HostRule, Http,
     KeySource, LegacyMode, Limits, Log, LogFormat, LogLevel, MAX_WORKERS, Member, MemberServer,
-    OnError, OriginRule, Pool, Roots, Route, RunAs, SampleRatio, Sandbox, Scheme, Secret, Security,
-    Server, Stdio, StdioMode, Timeouts, Tls, Tracing, Transport, Upstream, UpstreamHeader,
-    check_admin, check_header_name, hook_base_name, unique_names,
+    OnError, OriginRule, Pool, Roots, Route, RunAs, SampleRatio, Sandbox, Secret, Security, Server,
+    Stdio, StdioMode, Timeouts, Tls, Tracing, Transport, Upstream, UpstreamHeader, check_admin,
+    check_header_name, hook_base_name, unique_names,
 };
 use sluice_core::federation::{OnUnavailable, PrefixMode};
 
@@ -244,24 +244,16 @@ pub(super) fn parse(src: &Source<'_>, base_dir: &Path) -> Result<Config> {
     })
 }
 
-/// `[tracing]`: `endpoint` is required, and `http` (the exporter speaks
-/// plain HTTP; a collector on loopback or a private network takes it on).
+/// `[tracing]`: `endpoint` is required (`http`, or `https` with the `[tls]`
+/// trust anchors).
 fn tracing(src: &Source<'_>, t: At<TracingTable>) -> Result<Tracing> {
     let At { value: t, span } = t;
     let Some(At {
-        value: endpoint,
-        span: at,
+        value: endpoint, ..
     }) = t.endpoint
     else {
         return Err(src.err(&span, "tracing.endpoint", "is required in [tracing]"));
     };
-    if endpoint.scheme == Scheme::Https {
-        return Err(src.err(
-            &at,
-            "tracing.endpoint",
-            "https is not supported by the trace exporter yet; use http (a collector on loopback or a private network)",
-        ));
-    }
     Ok(Tracing {
         endpoint,
         sample_ratio: or(t.sample_ratio, SampleRatio::ALWAYS),

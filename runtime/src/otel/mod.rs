@@ -40,7 +40,7 @@ pub const LINGER: Duration = Duration::from_millis(200);
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where spans go and which are kept: `[tracing]` resolved.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct TraceSettings {
     /// The OTLP/HTTP receiver's host (a name or an IP literal).
     pub host: String,
@@ -58,6 +58,9 @@ pub struct TraceSettings {
     pub service_name: String,
     /// Most spans waiting for export.
     pub queue_spans: usize,
+    /// TLS towards an `https` receiver (the `[tls]` trust anchors);
+    /// `None`: plain `http`.
+    pub tls: Option<std::sync::Arc<futures_rustls::rustls::ClientConfig>>,
 }
 
 /// The two counters the exporter keeps, registered with the metrics.
@@ -457,6 +460,7 @@ mod tests {
             sample_ratio: 1.0,
             service_name: "sluice".into(),
             queue_spans,
+            tls: None,
         }
     }
 

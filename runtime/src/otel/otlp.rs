@@ -11,6 +11,9 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime};
 
+use futures_rustls::rustls::pki_types::ServerName;
+use futures_rustls::rustls::{ClientConnection, StreamOwned};
+
 use sluice_core::jsonrpc::write_json_string;
 
 use super::{Span, TraceSettings, Value};
@@ -131,8 +134,8 @@ impl From<io::Error> for ExportError {
 }
 
 /// POST `body` to the receiver on a connection of its own
-/// (`Connection: close`), each step bounded by `timeout`; `Ok` when it
-/// answered 2xx.
+/// (`Connection: close`, over TLS for an `https` endpoint), each step
+/// bounded by `timeout`; `Ok` when it answered 2xx.
 pub(super) fn post(s: &TraceSettings, body: &[u8], timeout: Duration) -> Result<(), ExportError> {
     let mut last = None;
     let mut stream = None;
@@ -145,13 +148,31 @@ pub(super) fn post(s: &TraceSettings, body: &[u8], timeout: Duration) -> Result<
             Err(e) => last = Some(e),
         }
     }
-    let Some(mut stream) = stream else {
+    let Some(stream) = stream else {
         return Err(last
             .unwrap_or_else(|| io::Error::other("the name resolved to no address"))
             .into());
     };
     stream.set_write_timeout(Some(timeout))?;
     stream.set_read_timeout(Some(timeout))?;
+    match &s.tls {
+        None => exchange(stream, s, body),
+        Some(config) => {
+            let name = ServerName::try_from(s.host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+            // The handshake runs in the first write, under the same timeouts.
+            exchange(StreamOwned::new(conn, stream), s, body)
+        }
+    }
+}
+
+/// The POST on a connected stream, and the status line of its answer.
+fn exchange(
+    mut stream: impl Read + Write,
+    s: &TraceSettings,
+    body: &[u8],
+) -> Result<(), ExportError> {
     let head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: sluice/{}\r\n\r\n",
         s.target,

@@ -43,6 +43,7 @@ fn each_hook_run_is_a_child_span_of_the_exchange() {
         sample_ratio: 1.0,
         service_name: "sluice".into(),
         queue_spans: 64,
+        tls: None,
     });
     let proxy = sluice::proxy::start(settings.with_hooks(Arc::new(host))).expect("proxy starts");
     let answer = crate::call(&proxy, CALL);
