@@ -658,6 +658,34 @@ fn test_refuses_input_the_proxy_would_not_read() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("id"), "{err}");
+    // @FILE and @- (standard input) for the messages.
+    let req_file = temp_dir("req-file").join("req.json");
+    std::fs::write(&req_file, format!("{req}\n")).unwrap();
+    let at = format!("@{}", req_file.display());
+    let o = sluice(&["hook", "test", s(&wasm), "--request", &at]);
+    assert_eq!(status(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, err) = run(&["--request", "@/nonexistent/req.json"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--request: reading /nonexistent/req.json"),
+        "{err}"
+    );
+    let mut child = Command::new(SLUICE)
+        .args(["hook", "test", s(&wasm), "--request", "@-", "--no-cache"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("verdict continue"), "{}", stdout(&o));
     let not_wasm = file("inputs-not-wasm", b"text");
     let o = sluice(&["hook", "test", s(&not_wasm), "--request", req, "--json"]);
     assert_eq!(status(&o), 1);

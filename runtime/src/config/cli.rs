@@ -322,6 +322,9 @@ struct HookTestArgs {
     load: HookLoadArgs,
 
     /// The client's request or notification, one JSON-RPC message: the hook's on-request sees it.
+    ///
+    /// Every message flag takes the JSON itself, or @FILE to read it from a file (@- from standard
+    /// input).
     #[arg(long, value_name = "JSON", required_unless_present = "server_message")]
     request: Option<String>,
 

@@ -112,8 +112,23 @@ struct Msg {
     id: Option<Vec<u8>>,
 }
 
-fn read_message(flag: &str, text: &str) -> anyhow::Result<Msg> {
+/// A message flag's JSON: as given, or read from the file `@PATH` (`@-`:
+/// standard input). JSON text never starts with `@`.
+fn message_text(flag: &str, value: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    match value.strip_prefix('@') {
+        None => Ok(value.to_owned()),
+        Some("-") => std::io::read_to_string(std::io::stdin())
+            .with_context(|| format!("{flag}: reading standard input")),
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("{flag}: reading {path}"))
+        }
+    }
+}
+
+fn read_message(flag: &str, value: &str) -> anyhow::Result<Msg> {
     let limits = jsonrpc::Limits::default();
+    let text = message_text(flag, value)?;
     let text = text.trim();
     match jsonrpc::classify(text.as_bytes(), &limits) {
         Ok(Classified::Single(m)) => Ok(Msg {
