@@ -695,6 +695,40 @@ fn test_refuses_input_the_proxy_would_not_read() {
     assert!(err.contains("--header"), "{err}");
 }
 
+/// `cargo build --release --target wasm32-wasip2 --locked` of a generated
+/// project into `target`: offline first (the lock is the examples', whose
+/// crates are in the cargo cache once they were built here), online when
+/// they are not. --locked either way: the lock `hook new` writes must be
+/// the one Cargo would write.
+fn cargo_build(dir: &Path, target: &Path) -> Output {
+    let cargo = |offline: bool| {
+        let mut cmd = Command::new("cargo");
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--locked",
+        ])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        // Flags meant for the host build must not leak into the guest's.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.output().expect("cargo runs")
+    };
+    let build = cargo(true);
+    if !build.status.success() && String::from_utf8_lossy(&build.stderr).contains("offline") {
+        eprintln!("the examples' crates are not in the cargo cache: building online");
+        return cargo(false);
+    }
+    build
+}
+
 /// `hook new --lang rust`, built offline for wasm32-wasip2 with the lock it
 /// writes, then checked and tested with the commands its README gives.
 #[test]
@@ -718,23 +752,7 @@ fn new_rust_project_builds_and_passes_check_and_test() {
 
     // Kept between runs: the dependencies build once.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hook-new-target");
-    let build = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--offline",
-            "--locked",
-        ])
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", &target)
-        // Flags meant for the host build must not leak into the guest's.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .output()
-        .expect("cargo runs");
+    let build = cargo_build(&dir, &target);
     assert!(
         build.status.success(),
         "{}",
@@ -779,6 +797,51 @@ fn new_rust_project_builds_and_passes_check_and_test() {
         &call("echo"),
     ]);
     assert_eq!(status(&o), 4, "{}", stdout(&o));
+
+    // The same hook on sluice's SDK, copied in by --sdk; one target dir, so
+    // only the SDK and the hook compile.
+    let sdk_dir = temp_dir("new-rust-sdk").join("sdk-hook");
+    let o = sluice(&[
+        "hook",
+        "new",
+        "sdk-hook",
+        "--lang",
+        "rust",
+        "--sdk",
+        "--dir",
+        s(&sdk_dir),
+    ]);
+    assert_eq!(status(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(sdk_dir.join("sluice-hook/src/lib.rs")).unwrap(),
+        include_str!("../../hook-examples/sluice-hook/src/lib.rs")
+    );
+    let build = cargo_build(&sdk_dir, &target);
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/sdk_hook.wasm");
+    let o = sluice(&["hook", "check", s(&wasm)]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--request",
+        &call("delete_everything"),
+        "--identity",
+        r#"{"subject":"alice"}"#,
+    ]);
+    let out = stdout(&o);
+    assert_eq!(status(&o), 4, "{out}");
+    assert!(
+        out.contains("refused \"delete_everything\" for alice"),
+        "{out}"
+    );
+    let o = sluice(&["hook", "test", s(&wasm), "--request", &call("echo")]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
 }
 
 /// `hook new --lang js`, built with its build.sh (the toolchain the
@@ -960,6 +1023,19 @@ fn new_refuses_bad_names_and_full_directories() {
         1,
         "nothing written"
     );
+    let o = sluice(&[
+        "hook",
+        "new",
+        "p",
+        "--lang",
+        "js",
+        "--sdk",
+        "--dir",
+        s(&dir.join("js")),
+    ]);
+    assert_eq!(status(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--sdk: only --lang rust"));
+    assert!(!dir.join("js").exists());
     let o = sluice(&["hook", "new", "../escape", "--lang", "rust"]);
     assert_eq!(status(&o), 2);
 }

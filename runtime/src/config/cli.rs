@@ -424,6 +424,11 @@ struct HookNewArgs {
     /// Where to write it (created; must be empty if it exists) [default: ./NAME].
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
+
+    /// With --lang rust: build the hook on sluice's Rust SDK (typed messages, verdict builders,
+    /// a native test harness), copied into the project beside it.
+    #[arg(long)]
+    sdk: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -640,6 +645,7 @@ fn hook_command(sub: &HookSub) -> Result<HookCommand, ConfigError> {
                     CliLang::C => Lang::C,
                 },
                 dir: a.dir.clone(),
+                sdk: a.sdk,
             })
         }
     })

@@ -7,7 +7,7 @@
 //!   the host's own chain runner ([`HookHost::run_request`],
 //!   [`HookHost::run_response`]) and show the verdict, what the proxy would
 //!   then forward or answer, the hook's log lines and the time per call.
-//! - `sluice hook new NAME --lang rust|js|python|c`: write a project that builds a hook
+//! - `sluice hook new NAME --lang rust|js|python|c [--sdk]`: write a project that builds a hook
 //!   for the current WIT (`wit/hook.wit`, embedded in the binary).
 //!
 //! Nothing here validates or runs a hook in a way of its own: the host's

@@ -18,12 +18,34 @@ mod rust {
     pub const CARGO_CONFIG: &str = include_str!("templates/rust/cargo-config.toml.in");
     pub const LIB_RS: &str = include_str!("templates/rust/lib.rs.in");
     pub const README: &str = include_str!("templates/rust/README.md.in");
-    /// The lock file of the example with the same dependencies: the
-    /// project resolves to crates the repository already builds with (and
-    /// builds offline where they are in the cargo cache).
-    pub const LOCK: &str = include_str!("../../../hook-examples/rust-caller-policy/Cargo.lock");
-    /// That example's package name in its lock file.
-    pub const LOCK_ROOT: &str = "rust-caller-policy";
+    /// The examples' lock file: the project resolves to crates the
+    /// repository already builds with (and builds offline where they are in
+    /// the cargo cache).
+    pub const LOCK: &str = include_str!("../../../hook-examples/Cargo.lock");
+}
+
+/// The Rust template on sluice's SDK (`hook-examples/sluice-hook`, copied
+/// into the project byte for byte, with the repository's WIT).
+mod rust_sdk {
+    pub const CARGO_TOML: &str = include_str!("templates/rust-sdk/Cargo.toml.in");
+    pub const LIB_RS: &str = include_str!("templates/rust-sdk/lib.rs.in");
+    pub const SDK_CARGO_TOML: &str = include_str!("../../../hook-examples/sluice-hook/Cargo.toml");
+    pub const SDK_FILES: [(&str, &str); 3] = [
+        (
+            "lib.rs",
+            include_str!("../../../hook-examples/sluice-hook/src/lib.rs"),
+        ),
+        (
+            "message.rs",
+            include_str!("../../../hook-examples/sluice-hook/src/message.rs"),
+        ),
+        (
+            "testing.rs",
+            include_str!("../../../hook-examples/sluice-hook/src/testing.rs"),
+        ),
+    ];
+    /// The SDK's package name, as its lock entry names it.
+    pub const SDK: &str = "sluice-hook";
 }
 
 /// The Python template (componentize-py).
@@ -86,6 +108,8 @@ pub struct NewArgs {
     pub lang: Lang,
     /// Where to write it [default: ./NAME].
     pub dir: Option<PathBuf>,
+    /// Rust only: build on sluice's SDK (copied into the project).
+    pub sdk: bool,
 }
 
 /// Whether `name` can name a project: a Cargo package name that is also a
@@ -108,7 +132,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
     let files = match args.lang {
+        Lang::Rust if args.sdk => rust_sdk_files(&args.name),
         Lang::Rust => rust_files(&args.name),
+        _ if args.sdk => bail!("--sdk: only --lang rust has an SDK here yet"),
         Lang::Python => python_files(&args.name),
         Lang::Js => js_files(&args.name),
         Lang::C => c_files(&args.name),
@@ -195,13 +221,39 @@ fn fill(template: &str, name: &str) -> String {
 fn rust_files(name: &str) -> Vec<(PathBuf, String)> {
     vec![
         ("Cargo.toml".into(), fill(rust::CARGO_TOML, name)),
-        ("Cargo.lock".into(), lock_for(name)),
+        (
+            "Cargo.lock".into(),
+            lock_for(name, &["serde", "serde_json", "wit-bindgen"], &[]),
+        ),
         (".cargo/config.toml".into(), rust::CARGO_CONFIG.to_owned()),
         ("src/lib.rs".into(), fill(rust::LIB_RS, name)),
         ("wit/hook.wit".into(), WIT.to_owned()),
         ("README.md".into(), fill(rust::README, name)),
         (".gitignore".into(), "/target\n".to_owned()),
     ]
+}
+
+fn rust_sdk_files(name: &str) -> Vec<(PathBuf, String)> {
+    let mut files = vec![
+        ("Cargo.toml".into(), fill(rust_sdk::CARGO_TOML, name)),
+        (
+            "Cargo.lock".into(),
+            lock_for(name, &[rust_sdk::SDK], &[rust_sdk::SDK]),
+        ),
+        (".cargo/config.toml".into(), rust::CARGO_CONFIG.to_owned()),
+        ("src/lib.rs".into(), fill(rust_sdk::LIB_RS, name)),
+        (
+            "sluice-hook/Cargo.toml".into(),
+            rust_sdk::SDK_CARGO_TOML.to_owned(),
+        ),
+        ("sluice-hook/wit/hook.wit".into(), WIT.to_owned()),
+    ];
+    for (file, text) in rust_sdk::SDK_FILES {
+        files.push((PathBuf::from("sluice-hook/src").join(file), text.to_owned()));
+    }
+    files.push(("README.md".into(), fill(rust::README, name)));
+    files.push((".gitignore".into(), "/target\n".to_owned()));
+    files
 }
 
 fn c_files(name: &str) -> Vec<(PathBuf, String)> {
@@ -240,32 +292,38 @@ fn python_files(name: &str) -> Vec<(PathBuf, String)> {
     ]
 }
 
-/// The example's lock file made the project's: its root package renamed
-/// to `name`, the other examples of its workspace (packages without a
-/// `source`) left out, the packages kept in Cargo's order (by name), so that
+/// The examples' lock file made the project's: its registry packages (the
+/// crates the examples build with), the path packages of `keep` (the SDK)
+/// as the examples' lock has them, and the project's own package `name`
+/// depending on `deps` (sorted), all in Cargo's order (by name), so that
 /// the project resolves to the same crates and `cargo build --locked`
 /// accepts it.
-fn lock_for(name: &str) -> String {
+fn lock_for(name: &str, deps: &[&str], keep: &[&str]) -> String {
     let (head, body) = rust::LOCK
         .split_once("\n[[package]]\n")
         .expect("a lock file with packages");
-    let root = format!("name = \"{}\"\n", rust::LOCK_ROOT);
-    let mut packages: Vec<String> = body
-        .split("\n[[package]]\n")
-        .map(|p| p.trim_end())
-        .filter_map(|p| match p.strip_prefix(&root) {
-            Some(rest) => Some(format!("name = \"{name}\"\n{rest}")),
-            None => p.contains("\nsource = ").then(|| p.to_owned()),
-        })
-        .collect();
-    let key = |p: &String| {
+    let key = |p: &str| {
         p.lines()
             .next()
             .and_then(|l| l.strip_prefix("name = \""))
             .map(|n| n.trim_end_matches('"').to_owned())
             .unwrap_or_default()
     };
-    packages.sort_by_key(key);
+    let mut packages: Vec<String> = body
+        .split("\n[[package]]\n")
+        .map(|p| p.trim_end())
+        .filter(|p| p.contains("\nsource = ") || keep.contains(&key(p).as_str()))
+        .map(str::to_owned)
+        .collect();
+    let mut deps = deps.to_vec();
+    deps.sort_unstable();
+    let mut root = format!("name = \"{name}\"\nversion = \"0.1.0\"\ndependencies = [\n");
+    for d in deps {
+        root.push_str(&format!(" \"{d}\",\n"));
+    }
+    root.push(']');
+    packages.push(root);
+    packages.sort_by_key(|p| key(p));
     let mut out = format!("{}\n", head.trim_end());
     for p in packages {
         out.push_str("\n[[package]]\n");
@@ -289,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_lock_names_the_project_and_keeps_every_other_package() {
-        let lock = lock_for("my-hook");
+        let lock = lock_for("my-hook", &["serde", "serde_json", "wit-bindgen"], &[]);
         assert!(lock.contains("name = \"my-hook\"\n"));
         assert!(
             !lock.contains("name = \"rust-"),
@@ -300,6 +358,21 @@ mod tests {
         assert_eq!(lock.matches("[[package]]").count(), registry + 1);
         assert!(lock.starts_with("# This file is automatically @generated by Cargo."));
         assert!(lock.contains("version = 4\n\n[[package]]\nname = \"anyhow\""));
+    }
+
+    #[test]
+    fn the_sdk_lock_holds_the_sdk_as_the_examples_lock_does() {
+        let lock = lock_for("h", &[rust_sdk::SDK], &[rust_sdk::SDK]);
+        assert!(
+            lock.contains(
+                "name = \"h\"\nversion = \"0.1.0\"\ndependencies = [\n \"sluice-hook\",\n]"
+            )
+        );
+        assert!(
+            lock.contains("name = \"sluice-hook\"\nversion = "),
+            "{lock}"
+        );
+        assert!(!lock.contains("name = \"rust-"));
     }
 
     #[test]
