@@ -281,7 +281,7 @@ mod tests {
 
     /// What tracing's fmt layer writes for the same event (the access
     /// log's former path).
-    fn through_tracing(json: bool) -> String {
+    fn through_tracing(f: &Fields<'_>, json: bool) -> String {
         let buffer = Buffer::default();
         let writer = {
             let buffer = buffer.clone();
@@ -291,8 +291,7 @@ mod tests {
             .with_writer(writer)
             .with_ansi(false)
             .with_max_level(tracing::Level::INFO);
-        let f = fields();
-        let event = || through_subscriber(&f);
+        let event = || through_subscriber(f);
         if json {
             let subscriber = builder.json().flatten_event(true).finish();
             tracing::subscriber::with_default(subscriber, event);
@@ -314,7 +313,7 @@ mod tests {
         let mut out = Vec::new();
         text(&fields(), SystemTime::now(), &mut out);
         let ours = String::from_utf8(out).unwrap();
-        let theirs = through_tracing(false);
+        let theirs = through_tracing(&fields(), false);
         assert_eq!(after_timestamp(&ours), after_timestamp(&theirs));
     }
 
@@ -323,7 +322,7 @@ mod tests {
         let mut out = Vec::new();
         json(&fields(), SystemTime::now(), &mut out);
         let ours = String::from_utf8(out).unwrap();
-        let theirs = through_tracing(true);
+        let theirs = through_tracing(&fields(), true);
         assert!(ours.ends_with('\n'));
         let parse = |s: &str| -> serde_json::Map<String, serde_json::Value> {
             let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
@@ -337,6 +336,170 @@ mod tests {
             ours_map.keys().collect::<Vec<_>>(),
             theirs_map.keys().collect::<Vec<_>>()
         );
+    }
+
+    /// 2026-12-04T19:44:57.482415Z
+    fn fixed_time() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_413_497_482_415)
+    }
+
+    fn text_line(f: &Fields<'_>) -> String {
+        let mut out = Vec::new();
+        text(f, fixed_time(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn json_line(f: &Fields<'_>) -> String {
+        let mut out = Vec::new();
+        json(f, fixed_time(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Only what must be there: every optional field absent.
+    fn bare() -> Fields<'static> {
+        Fields {
+            method: "GET",
+            path: "/",
+            rpc: None,
+            name: None,
+            status: None,
+            route: None,
+            upstream: None,
+            session: None,
+            subject: None,
+            outcome: "client-gone",
+            reason: None,
+            fault: None,
+            head_us: None,
+            total_us: None,
+            bytes: 0,
+            reused: false,
+            hooks_us: None,
+        }
+    }
+
+    /// The exact bytes, pinned: the line is a documented contract, and
+    /// every change to how it is written must keep them.
+    #[test]
+    fn the_text_line_byte_for_byte() {
+        assert_eq!(
+            text_line(&fields()),
+            "2026-12-04T19:44:57.482415Z  INFO sluice::access: method=POST path=/mcp \
+             rpc=\"tools/call\" name=\"say \\\"hi\\\"\\n\\u{7f}é\" status=200 \
+             route=\"up-1\" upstream=\"10.0.0.7:8080\" session=\"00c0ffee00c0ffee\" \
+             subject=\"alice@example.com\" outcome=\"complete\" fault=\"upstream\" \
+             head_us=312 total_us=1045 bytes=1024 reused=true hooks_us=9\n"
+        );
+        assert_eq!(
+            text_line(&bare()),
+            "2026-12-04T19:44:57.482415Z  INFO sluice::access: method=GET path=/ \
+             outcome=\"client-gone\" bytes=0 reused=false\n"
+        );
+        let widest = Fields {
+            reason: Some("upstream refused"),
+            status: Some(502),
+            head_us: Some(0),
+            total_us: Some(u64::MAX),
+            bytes: 18_446_744_073_709_551_615,
+            reused: false,
+            ..fields()
+        };
+        assert!(text_line(&widest).ends_with(
+            " outcome=\"complete\" reason=\"upstream refused\" fault=\"upstream\" \
+             head_us=0 total_us=18446744073709551615 bytes=18446744073709551615 \
+             reused=false hooks_us=9\n"
+        ));
+    }
+
+    #[test]
+    fn the_json_line_byte_for_byte() {
+        assert_eq!(
+            json_line(&fields()),
+            "{\"timestamp\":\"2026-12-04T19:44:57.482415Z\",\"level\":\"INFO\",\
+             \"method\":\"POST\",\"path\":\"/mcp\",\"rpc\":\"tools/call\",\
+             \"name\":\"say \\\"hi\\\"\\n\u{7f}é\",\"status\":200,\"route\":\"up-1\",\
+             \"upstream\":\"10.0.0.7:8080\",\"session\":\"00c0ffee00c0ffee\",\
+             \"subject\":\"alice@example.com\",\"outcome\":\"complete\",\
+             \"fault\":\"upstream\",\"head_us\":312,\"total_us\":1045,\"bytes\":1024,\
+             \"reused\":true,\"hooks_us\":9,\"target\":\"sluice::access\"}\n"
+        );
+        assert_eq!(
+            json_line(&bare()),
+            "{\"timestamp\":\"2026-12-04T19:44:57.482415Z\",\"level\":\"INFO\",\
+             \"method\":\"GET\",\"path\":\"/\",\"outcome\":\"client-gone\",\
+             \"bytes\":0,\"reused\":false,\"target\":\"sluice::access\"}\n"
+        );
+    }
+
+    /// Values a client, a token or a configuration chose, each of which
+    /// must come out escaped (a log line an attacker can end early or
+    /// forge is an injection).
+    const HOSTILE: &[&str] = &[
+        "",
+        "plain",
+        "a\nINFO sluice::access: method=GET forged=1",
+        "cr\rlf\n",
+        "tab\there",
+        "nul\0byte",
+        "quote\"inside",
+        "back\\slash",
+        "\\\"",
+        "esc\u{1b}[31mred",
+        "del\u{7f}",
+        "bell\u{7}",
+        "\u{1f}unit",
+        "é and ü",
+        "zero\u{200b}width",
+        "combining e\u{301}",
+        "\u{301}leading combining",
+        "line\u{2028}separator",
+        "bidi \u{202e}evil",
+        "bom\u{feff}",
+        "private \u{e000}",
+        "astral 🦀 \u{10ffff}",
+        "\u{80}\u{9f}c1 controls",
+        "{\"json\":\"in a value\"}",
+        "' single",
+        "\\u0000 spelled out",
+        "\u{fffd} replacement (what a non-UTF-8 byte becomes upstream)",
+    ];
+
+    /// Every hostile value in every string field, both forms, byte for byte
+    /// against what tracing's fmt layer writes for the same event.
+    #[test]
+    fn hostile_values_are_escaped_as_tracing_escapes_them() {
+        for &v in HOSTILE {
+            let hostile = Fields {
+                rpc: Some(v),
+                name: Some(v),
+                route: Some(v),
+                upstream: Some(v),
+                session: Some(v),
+                subject: Some(v),
+                reason: Some(v),
+                fault: Some(v),
+                ..fields()
+            };
+            assert_eq!(
+                after_timestamp(&text_line(&hostile)),
+                after_timestamp(&through_tracing(&hostile, false)),
+                "text, {v:?}"
+            );
+            assert_eq!(
+                after_timestamp(&json_line(&hostile)),
+                after_timestamp(&through_tracing(&hostile, true)),
+                "json, {v:?}"
+            );
+            // One line each, whatever the value.
+            for line in [text_line(&hostile), json_line(&hostile)] {
+                assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+                assert!(line.ends_with('\n'));
+                assert!(!line.contains('\r'), "{line:?}");
+                assert!(!line.bytes().any(|b| b < 0x20 && b != b'\n'), "{line:?}");
+            }
+            let parsed: serde_json::Value = serde_json::from_str(&json_line(&hostile)).unwrap();
+            assert_eq!(parsed["name"], v);
+        }
     }
 
     /// The first column of the table under `heading` in
