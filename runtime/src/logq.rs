@@ -84,10 +84,33 @@ impl Queue {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        // An empty queue's writer sleeps with no timeout: the first line
-        // wakes it to start the linger; after that only a full batch does.
         let first = p.bytes.is_empty();
         p.bytes.extend_from_slice(line);
+        self.pushed(p, first);
+    }
+
+    /// Queue the line `write` appends, or count it as dropped.
+    fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut p = self.lock();
+        let start = p.bytes.len();
+        write(&mut p.bytes);
+        if p.bytes.len() > self.limits.capacity {
+            // Did not fit: as if never written.
+            p.bytes.truncate(start);
+            drop(p);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if p.bytes.len() > start {
+            self.pushed(p, start == 0);
+        }
+    }
+
+    /// A line went into `p` (the `first` in an empty queue): wake the
+    /// writer if it sleeps and this starts its linger or fills a batch.
+    fn pushed(&self, mut p: MutexGuard<'_, Pending>, first: bool) {
+        // An empty queue's writer sleeps with no timeout: the first line
+        // wakes it to start the linger; after that only a full batch does.
         let wake = p.asleep && (first || p.bytes.len() >= self.limits.batch);
         if wake {
             // One wake-up per sleep: on a busy machine the writer may run
@@ -162,9 +185,13 @@ impl LogWriter {
         DroppedLines(self.0.clone())
     }
 
-    /// Queue one whole line (ending in `\n`), or count it as dropped.
-    pub fn push_line(&self, line: &[u8]) {
-        self.0.push(line);
+    /// Queue the whole line (ending in `\n`) that `write` appends to the
+    /// buffer it is given, formatted straight into the queue: no copy, no
+    /// buffer of the caller's. The queue is locked meanwhile, so `write`
+    /// must be short and must not log. A line that takes the queue past its
+    /// capacity is taken back out and counted as dropped.
+    pub(crate) fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.0.push_with(write);
     }
 }
 

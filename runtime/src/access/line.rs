@@ -2,15 +2,48 @@
 //! and JSON forms `tracing_subscriber::fmt` gives every other line, at a
 //! fraction of its cost: the generic path (field visitors, `fmt::Debug`
 //! per value, a timestamp formatted from scratch) was 17k instructions per
-//! line, half of all a proxied request cost (docs/BENCHMARKS.md). Here the
-//! fields are known, the timestamp's date and time are formatted once a
-//! second per thread, and numbers go through `itoa`.
+//! line, half of all a proxied request cost (docs/BENCHMARKS.md).
 //!
-//! A unit test holds both forms to what `tracing_subscriber` writes for the
-//! same event.
+//! Here the fields are known, so the line is a run of copies: each field's
+//! opening (` status=`, `,"status":`) is one constant; a route's name and
+//! upstream are quoted once, when the configuration is read
+//! ([`RouteLine`]); a value is checked for bytes that need escaping with a
+//! table and copied whole when none do (the escaping itself, rare, stays
+//! with `{:?}` and serde_json, the code `tracing` runs); the timestamp's
+//! date and time are formatted once a second per thread; numbers go
+//! through `itoa` or a table of two-digit pairs.
+//!
+//! Unit tests hold both forms to what `tracing_subscriber` writes for the
+//! same event, byte for byte, hostile values included.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::time::SystemTime;
+
+use super::RouteLabel;
+
+/// When a line is written: Unix seconds and microseconds, UTC.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Stamp {
+    secs: u64,
+    micros: u32,
+}
+
+impl Stamp {
+    /// The wall clock now.
+    pub(super) fn now() -> Self {
+        SystemTime::now().into()
+    }
+}
+
+impl From<SystemTime> for Stamp {
+    fn from(t: SystemTime) -> Self {
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        Stamp {
+            secs: since.as_secs(),
+            micros: since.subsec_micros(),
+        }
+    }
+}
 
 /// One access line's fields, in the order they are written. `None` fields
 /// are left out, as `tracing` leaves out an absent `Option`.
@@ -20,8 +53,8 @@ pub(super) struct Fields<'a> {
     pub rpc: Option<&'a str>,
     pub name: Option<&'a str>,
     pub status: Option<u16>,
-    pub route: Option<&'a str>,
-    pub upstream: Option<&'a str>,
+    /// `route` and `upstream`.
+    pub route: Option<&'a RouteLine>,
     pub session: Option<&'a str>,
     pub subject: Option<&'a str>,
     pub outcome: &'a str,
@@ -34,63 +67,309 @@ pub(super) struct Fields<'a> {
     pub hooks_us: Option<u64>,
 }
 
-/// How a field's value is written.
-enum Value<'a> {
-    /// `%value` in tracing: as is (text) or a JSON string.
-    Display(&'a str),
-    /// A `&str` value: Rust-debug-quoted (text) or a JSON string.
-    Str(&'a str),
-    Number(u64),
-    Bool(bool),
+/// A route as its access lines name it, with its `route` and `upstream`
+/// fields written out once in both forms.
+pub(crate) struct RouteLine {
+    pub(super) label: RouteLabel,
+    /// ` route="…" upstream="…"`
+    text: Box<[u8]>,
+    /// `,"route":"…","upstream":"…"`
+    json: Box<[u8]>,
 }
 
-impl Fields<'_> {
-    fn each(&self, mut f: impl FnMut(&str, Value<'_>)) {
-        f("method", Value::Display(self.method));
-        f("path", Value::Display(self.path));
-        let strs = [("rpc", self.rpc), ("name", self.name)];
-        for (key, v) in strs {
-            if let Some(v) = v {
-                f(key, Value::Str(v));
-            }
-        }
-        if let Some(status) = self.status {
-            f("status", Value::Number(status.into()));
-        }
-        let strs = [
-            ("route", self.route),
-            ("upstream", self.upstream),
-            ("session", self.session),
-            ("subject", self.subject),
-        ];
-        for (key, v) in strs {
-            if let Some(v) = v {
-                f(key, Value::Str(v));
-            }
-        }
-        f("outcome", Value::Str(self.outcome));
-        let strs = [("reason", self.reason), ("fault", self.fault)];
-        for (key, v) in strs {
-            if let Some(v) = v {
-                f(key, Value::Str(v));
-            }
-        }
-        let times = [("head_us", self.head_us), ("total_us", self.total_us)];
-        for (key, v) in times {
-            if let Some(v) = v {
-                f(key, Value::Number(v));
-            }
-        }
-        f("bytes", Value::Number(self.bytes));
-        f("reused", Value::Bool(self.reused));
-        if let Some(hooks) = self.hooks_us {
-            f("hooks_us", Value::Number(hooks));
-        }
+impl RouteLine {
+    pub(super) fn new(label: RouteLabel) -> Self {
+        let both = |open: [&[u8]; 2], string: fn(&str, &mut Vec<u8>)| {
+            let mut out = Vec::new();
+            out.extend_from_slice(open[0]);
+            string(&label.name, &mut out);
+            out.extend_from_slice(open[1]);
+            string(&label.upstream, &mut out);
+            out.into_boxed_slice()
+        };
+        let text = both([b" route=", b" upstream="], Text::string);
+        let json = both([b",\"route\":", b",\"upstream\":"], Json::string);
+        RouteLine { label, text, json }
     }
 }
 
-/// The target every access line names.
-const TARGET: &str = "sluice::access";
+/// Where the text and JSON forms differ; the fields and their order are
+/// written once, in [`write`].
+trait Form {
+    /// Everything before the first field: the timestamp, the level and
+    /// (text) the target.
+    fn open(now: Stamp, out: &mut Vec<u8>);
+    /// Of a field's two openings, ` key=` (text) or `,"key":` (JSON), this
+    /// form's.
+    fn pick(text: &'static [u8], json: &'static [u8]) -> &'static [u8];
+    /// A `%value` field: as is (text) or a JSON string.
+    fn display(v: &str, out: &mut Vec<u8>);
+    /// A `&str` field: Rust-debug-quoted (text) or a JSON string.
+    fn string(v: &str, out: &mut Vec<u8>);
+    /// This form's `route` and `upstream`.
+    fn route(r: &RouteLine) -> &[u8];
+    /// Everything after the last field, the newline included.
+    fn close(out: &mut Vec<u8>);
+}
+
+/// `2026-12-04T19:44:57.482415Z  INFO sluice::access: method=GET ...`
+struct Text;
+
+/// `{"timestamp":"…","level":"INFO","method":"GET",…,"target":"sluice::access"}`
+struct Json;
+
+impl Form for Text {
+    fn open(now: Stamp, out: &mut Vec<u8>) {
+        timestamp(now, out);
+        out.extend_from_slice(b"  INFO sluice::access:");
+    }
+    #[inline(always)]
+    fn pick(text: &'static [u8], _: &'static [u8]) -> &'static [u8] {
+        text
+    }
+    #[inline(always)]
+    fn display(v: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(v.as_bytes());
+    }
+    /// `{:?}` of a `str`: quoted, and escaped the way Rust escapes it; the
+    /// common case (printable ASCII, no quote or backslash) is copied as is.
+    #[inline(always)]
+    fn string(v: &str, out: &mut Vec<u8>) {
+        if plain::<true>(v.as_bytes(), &AS_IS_TEXT) {
+            quoted(v, out);
+        } else {
+            debug_escaped(v, out);
+        }
+    }
+    #[inline(always)]
+    fn route(r: &RouteLine) -> &[u8] {
+        &r.text
+    }
+    fn close(out: &mut Vec<u8>) {
+        out.push(b'\n');
+    }
+}
+
+impl Form for Json {
+    fn open(now: Stamp, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(now, out);
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+    }
+    #[inline(always)]
+    fn pick(_: &'static [u8], json: &'static [u8]) -> &'static [u8] {
+        json
+    }
+    #[inline(always)]
+    fn display(v: &str, out: &mut Vec<u8>) {
+        Self::string(v, out);
+    }
+    /// A JSON string as serde_json writes it (what tracing's JSON form
+    /// uses); one with nothing to escape is copied as is.
+    #[inline(always)]
+    fn string(v: &str, out: &mut Vec<u8>) {
+        if plain::<false>(v.as_bytes(), &AS_IS_JSON) {
+            quoted(v, out);
+        } else {
+            json_escaped(v, out);
+        }
+    }
+    #[inline(always)]
+    fn route(r: &RouteLine) -> &[u8] {
+        &r.json
+    }
+    fn close(out: &mut Vec<u8>) {
+        out.extend_from_slice(b",\"target\":\"sluice::access\"}\n");
+    }
+}
+
+/// `{v:?}`, for a value with something to escape.
+#[cold]
+#[inline(never)]
+fn debug_escaped(v: &str, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{v:?}");
+}
+
+/// `v` as serde_json writes a string, for a value with something to escape.
+#[cold]
+#[inline(never)]
+fn json_escaped(v: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// Bytes `{:?}` writes as they are: printable ASCII but `"` and `\`.
+static AS_IS_TEXT: [bool; 256] = as_is(0x7f);
+/// Bytes serde_json writes as they are: all but controls, `"` and `\`.
+static AS_IS_JSON: [bool; 256] = as_is(0x100);
+
+const fn as_is(end: usize) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < end {
+        table[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    table
+}
+
+/// `v` has no byte that `table` says needs escaping. Eight bytes at a
+/// time (`word_plain`) when there are eight, the table for a shorter value.
+#[inline(always)]
+fn plain<const TEXT: bool>(v: &[u8], table: &[bool; 256]) -> bool {
+    if v.len() < 8 {
+        return v.iter().all(|&b| table[b as usize]);
+    }
+    let word = |at: usize| u64::from_le_bytes(v[at..at + 8].try_into().unwrap_or_default());
+    let mut at = 0;
+    while at + 8 <= v.len() {
+        if !word_plain::<TEXT>(word(at)) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight bytes again, overlapping: the tail without a loop.
+    at == v.len() || word_plain::<TEXT>(word(v.len() - 8))
+}
+
+/// Eight bytes, none of which needs escaping: no control (below 0x20), no
+/// `"` or `\`, and for the text form nothing from 0x7f up. Bit tricks from
+/// "Bit Twiddling Hacks" (`hasless`, `hasmore`, `haszero`): each can flag a
+/// byte wrongly only above one it flagged rightly, so "any" is exact.
+#[inline(always)]
+fn word_plain<const TEXT: bool>(x: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let zero_in = |y: u64| y.wrapping_sub(ONES) & !y & HIGH;
+    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    let quote = zero_in(x ^ (ONES * u64::from(b'"')));
+    let backslash = zero_in(x ^ (ONES * u64::from(b'\\')));
+    // 0x7f and up: adding one sets bit 7 of 0x7f; `| x` catches the rest.
+    let high = if TEXT {
+        (x.wrapping_add(ONES) | x) & HIGH
+    } else {
+        0
+    };
+    control | quote | backslash | high == 0
+}
+
+#[inline(always)]
+fn quoted(v: &str, out: &mut Vec<u8>) {
+    out.reserve(v.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(v.as_bytes());
+    out.push(b'"');
+}
+
+#[inline(always)]
+fn number(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// An HTTP status: three digits, written as such (any other, through `itoa`).
+#[inline(always)]
+fn status(v: u16, out: &mut Vec<u8>) {
+    if (100..1000).contains(&v) {
+        let (hundreds, rest) = (v / 100, v % 100);
+        let tens = two_digits(rest.into());
+        out.extend_from_slice(&[b'0' + hundreds as u8, tens[0], tens[1]]);
+    } else {
+        number(v.into(), out);
+    }
+}
+
+/// `00` to `99`.
+static TWO_DIGITS: [[u8; 2]; 100] = {
+    let mut table = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        table[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    table
+};
+
+/// `n` (below 100) as two digits.
+#[inline(always)]
+fn two_digits(n: u32) -> [u8; 2] {
+    TWO_DIGITS[(n % 100) as usize]
+}
+
+/// A field's opening in both forms, from its name.
+macro_rules! key {
+    ($form:ty, $name:literal) => {
+        <$form>::pick(
+            concat!(" ", $name, "=").as_bytes(),
+            concat!(",\"", $name, "\":").as_bytes(),
+        )
+    };
+}
+
+/// The line in form `F`: every field, in the documented order.
+#[inline(always)]
+fn write<F: Form>(f: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
+    // Most lines fit: one capacity check instead of a growth mid-line.
+    out.reserve(320);
+    F::open(now, out);
+    out.extend_from_slice(key!(F, "method"));
+    F::display(f.method, out);
+    out.extend_from_slice(key!(F, "path"));
+    F::display(f.path, out);
+    if let Some(v) = f.rpc {
+        out.extend_from_slice(key!(F, "rpc"));
+        F::string(v, out);
+    }
+    if let Some(v) = f.name {
+        out.extend_from_slice(key!(F, "name"));
+        F::string(v, out);
+    }
+    if let Some(v) = f.status {
+        out.extend_from_slice(key!(F, "status"));
+        status(v, out);
+    }
+    if let Some(r) = f.route {
+        out.extend_from_slice(F::route(r));
+    }
+    if let Some(v) = f.session {
+        out.extend_from_slice(key!(F, "session"));
+        F::string(v, out);
+    }
+    if let Some(v) = f.subject {
+        out.extend_from_slice(key!(F, "subject"));
+        F::string(v, out);
+    }
+    out.extend_from_slice(key!(F, "outcome"));
+    F::string(f.outcome, out);
+    if let Some(v) = f.reason {
+        out.extend_from_slice(key!(F, "reason"));
+        F::string(v, out);
+    }
+    if let Some(v) = f.fault {
+        out.extend_from_slice(key!(F, "fault"));
+        F::string(v, out);
+    }
+    if let Some(v) = f.head_us {
+        out.extend_from_slice(key!(F, "head_us"));
+        number(v, out);
+    }
+    if let Some(v) = f.total_us {
+        out.extend_from_slice(key!(F, "total_us"));
+        number(v, out);
+    }
+    out.extend_from_slice(key!(F, "bytes"));
+    number(f.bytes, out);
+    out.extend_from_slice(match f.reused {
+        true => F::pick(b" reused=true", b",\"reused\":true"),
+        false => F::pick(b" reused=false", b",\"reused\":false"),
+    });
+    if let Some(v) = f.hooks_us {
+        out.extend_from_slice(key!(F, "hooks_us"));
+        number(v, out);
+    }
+    F::close(out);
+}
 
 /// The line as a `tracing` event (the sink on a terminal, where the fmt
 /// layer colours it); [`text`] and [`json`] write the same fields.
@@ -102,8 +381,8 @@ pub(super) fn through_subscriber(f: &Fields<'_>) {
         rpc = f.rpc,
         name = f.name,
         status = f.status,
-        route = f.route,
-        upstream = f.upstream,
+        route = f.route.map(|r| r.label.name.as_str()),
+        upstream = f.route.map(|r| r.label.upstream.as_str()),
         session = f.session,
         subject = f.subject,
         outcome = f.outcome,
@@ -118,90 +397,34 @@ pub(super) fn through_subscriber(f: &Fields<'_>) {
 }
 
 /// `2026-12-04T19:44:57.482415Z  INFO sluice::access: method=GET ...`
-pub(super) fn text(fields: &Fields<'_>, now: SystemTime, out: &mut Vec<u8>) {
-    timestamp(now, out);
-    out.extend_from_slice(b"  INFO ");
-    out.extend_from_slice(TARGET.as_bytes());
-    out.push(b':');
-    fields.each(|key, value| {
-        out.push(b' ');
-        out.extend_from_slice(key.as_bytes());
-        out.push(b'=');
-        match value {
-            Value::Display(v) => out.extend_from_slice(v.as_bytes()),
-            Value::Str(v) => debug_str(v, out),
-            Value::Number(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
-            Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        }
-    });
-    out.push(b'\n');
+pub(super) fn text(fields: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
+    write::<Text>(fields, now, out);
 }
 
 /// `{"timestamp":"…","level":"INFO","method":"GET",…,"target":"sluice::access"}`
-pub(super) fn json(fields: &Fields<'_>, now: SystemTime, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(now, out);
-    out.extend_from_slice(b"\",\"level\":\"INFO\"");
-    fields.each(|key, value| {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
-        match value {
-            Value::Display(v) | Value::Str(v) => json_str(v, out),
-            Value::Number(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
-            Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        }
-    });
-    out.extend_from_slice(b",\"target\":\"");
-    out.extend_from_slice(TARGET.as_bytes());
-    out.extend_from_slice(b"\"}\n");
-}
-
-/// `{:?}` of a `str`: quoted, and escaped the way Rust escapes it; the
-/// common case (printable ASCII, no quote or backslash) is copied as is.
-fn debug_str(v: &str, out: &mut Vec<u8>) {
-    if v.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.push(b'"');
-        out.extend_from_slice(v.as_bytes());
-        out.push(b'"');
-    } else {
-        use std::io::Write as _;
-        let _ = write!(out, "{v:?}");
-    }
-}
-
-/// A JSON string, escaped by serde_json (what tracing's JSON form uses).
-fn json_str(v: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
+pub(super) fn json(fields: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
+    write::<Json>(fields, now, out);
 }
 
 /// RFC 3339 in UTC with microseconds, as tracing's default timer writes it:
 /// `2026-12-04T19:44:57.482415Z`. The date and time of day are formatted
 /// once per second per thread.
-fn timestamp(now: SystemTime, out: &mut Vec<u8>) {
+fn timestamp(now: Stamp, out: &mut Vec<u8>) {
     thread_local! {
-        static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
+        /// The second `DATE_TIME` shows.
+        static SECOND: Cell<u64> = const { Cell::new(u64::MAX) };
+        static DATE_TIME: Cell<[u8; 19]> = const { Cell::new([0; 19]) };
     }
-    let since = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    SECOND.with_borrow_mut(|(cached, text)| {
-        if *cached != secs {
-            *text = date_time(secs);
-            *cached = secs;
-        }
-        out.extend_from_slice(text);
-    });
-    let micros = since.subsec_micros();
-    out.push(b'.');
-    let digits = itoa::Buffer::new().format(micros).len();
-    out.extend(std::iter::repeat_n(b'0', 6 - digits));
-    out.extend_from_slice(itoa::Buffer::new().format(micros).as_bytes());
-    out.push(b'Z');
+    if SECOND.get() != now.secs {
+        DATE_TIME.set(date_time(now.secs));
+        SECOND.set(now.secs);
+    }
+    out.extend_from_slice(&DATE_TIME.get());
+    let micros = now.micros % 1_000_000;
+    let [a, b] = two_digits(micros / 10_000);
+    let [c, d] = two_digits(micros / 100);
+    let [e, f] = two_digits(micros);
+    out.extend_from_slice(&[b'.', a, b, c, d, e, f, b'Z']);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time (proleptic Gregorian, UTC).
@@ -244,6 +467,13 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    fn route_line(name: &str, upstream: &str) -> &'static RouteLine {
+        Box::leak(Box::new(RouteLine::new(RouteLabel {
+            name: name.into(),
+            upstream: upstream.into(),
+        })))
+    }
+
     fn fields() -> Fields<'static> {
         Fields {
             method: "POST",
@@ -251,8 +481,7 @@ mod tests {
             rpc: Some("tools/call"),
             name: Some("say \"hi\"\n\u{7f}é"),
             status: Some(200),
-            route: Some("up-1"),
-            upstream: Some("10.0.0.7:8080"),
+            route: Some(route_line("up-1", "10.0.0.7:8080")),
             session: Some("00c0ffee00c0ffee"),
             subject: Some("alice@example.com"),
             outcome: "complete",
@@ -311,7 +540,7 @@ mod tests {
     #[test]
     fn the_text_line_is_what_tracing_writes() {
         let mut out = Vec::new();
-        text(&fields(), SystemTime::now(), &mut out);
+        text(&fields(), Stamp::now(), &mut out);
         let ours = String::from_utf8(out).unwrap();
         let theirs = through_tracing(&fields(), false);
         assert_eq!(after_timestamp(&ours), after_timestamp(&theirs));
@@ -320,7 +549,7 @@ mod tests {
     #[test]
     fn the_json_line_is_what_tracing_writes() {
         let mut out = Vec::new();
-        json(&fields(), SystemTime::now(), &mut out);
+        json(&fields(), Stamp::now(), &mut out);
         let ours = String::from_utf8(out).unwrap();
         let theirs = through_tracing(&fields(), true);
         assert!(ours.ends_with('\n'));
@@ -345,13 +574,13 @@ mod tests {
 
     fn text_line(f: &Fields<'_>) -> String {
         let mut out = Vec::new();
-        text(f, fixed_time(), &mut out);
+        text(f, fixed_time().into(), &mut out);
         String::from_utf8(out).unwrap()
     }
 
     fn json_line(f: &Fields<'_>) -> String {
         let mut out = Vec::new();
-        json(f, fixed_time(), &mut out);
+        json(f, fixed_time().into(), &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -364,7 +593,6 @@ mod tests {
             name: None,
             status: None,
             route: None,
-            upstream: None,
             session: None,
             subject: None,
             outcome: "client-gone",
@@ -464,6 +692,43 @@ mod tests {
         "\u{fffd} replacement (what a non-UTF-8 byte becomes upstream)",
     ];
 
+    /// The eight-at-a-time check says what the table says, for every byte
+    /// at every place in values of every length up to three words, amid
+    /// neighbours of every kind (the bit tricks carry and borrow between
+    /// bytes).
+    #[test]
+    fn the_word_check_agrees_with_the_table() {
+        let around = [
+            b'a', b' ', b'!', b'#', b'[', b']', 0x7e, 0x7f, 0x80, 0xff, 0x00,
+        ];
+        for len in 0..=24 {
+            for &fill in &around {
+                let mut v = vec![fill; len];
+                for at in 0..len.max(1) {
+                    for byte in 0..=255u8 {
+                        if let Some(b) = v.get_mut(at) {
+                            *b = byte;
+                        }
+                        let table = |t: &[bool; 256]| v.iter().all(|&b| t[b as usize]);
+                        assert_eq!(
+                            plain::<true>(&v, &AS_IS_TEXT),
+                            table(&AS_IS_TEXT),
+                            "text {v:x?}"
+                        );
+                        assert_eq!(
+                            plain::<false>(&v, &AS_IS_JSON),
+                            table(&AS_IS_JSON),
+                            "json {v:x?}"
+                        );
+                    }
+                    if let Some(b) = v.get_mut(at) {
+                        *b = fill;
+                    }
+                }
+            }
+        }
+    }
+
     /// Every hostile value in every string field, both forms, byte for byte
     /// against what tracing's fmt layer writes for the same event.
     #[test]
@@ -472,8 +737,7 @@ mod tests {
             let hostile = Fields {
                 rpc: Some(v),
                 name: Some(v),
-                route: Some(v),
-                upstream: Some(v),
+                route: Some(route_line(v, v)),
                 session: Some(v),
                 subject: Some(v),
                 reason: Some(v),
@@ -531,7 +795,7 @@ mod tests {
             ..fields()
         };
         let mut out = Vec::new();
-        json(&all, SystemTime::now(), &mut out);
+        json(&all, Stamp::now(), &mut out);
         let line: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&out).unwrap();
         let mut keys: Vec<&String> = line.keys().collect();
@@ -553,12 +817,23 @@ mod tests {
     }
 
     #[test]
+    fn statuses_are_written_as_their_digits() {
+        for v in [
+            0, 1, 9, 10, 99, 100, 101, 110, 200, 204, 404, 599, 909, 999, 1000, 65535,
+        ] {
+            let mut out = Vec::new();
+            status(v, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
+    }
+
+    #[test]
     fn timestamps_are_rfc3339_with_microseconds() {
         let at = |secs: u64, micros: u64| {
             let mut out = Vec::new();
             let t =
                 SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros);
-            timestamp(t, &mut out);
+            timestamp(t.into(), &mut out);
             String::from_utf8(out).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
