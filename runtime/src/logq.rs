@@ -108,6 +108,7 @@ impl Queue {
 
     /// A line went into `p` (the `first` in an empty queue): wake the
     /// writer if it sleeps and this starts its linger or fills a batch.
+    #[inline]
     fn pushed(&self, mut p: MutexGuard<'_, Pending>, first: bool) {
         // An empty queue's writer sleeps with no timeout: the first line
         // wakes it to start the linger; after that only a full batch does.
@@ -156,7 +157,7 @@ pub fn start<W: Write + Send + 'static>(
 ) -> io::Result<(LogWriter, LogDrain)> {
     let queue = Arc::new(Queue {
         pending: Mutex::new(Pending {
-            bytes: Vec::with_capacity(limits.batch),
+            bytes: Vec::with_capacity(2 * limits.batch),
             closing: false,
             asleep: false,
         }),
@@ -230,7 +231,10 @@ impl Drop for LogDrain {
 /// buffer out, write it whole; until closed and empty.
 fn drain(queue: &Queue, mut sink: impl Write) {
     let limits = queue.limits;
-    let mut batch = Vec::with_capacity(limits.batch);
+    // Room for a batch and the lines that come while the writer wakes up
+    // (both buffers): a steady load never grows them while a worker holds
+    // the lock.
+    let mut batch = Vec::with_capacity(2 * limits.batch);
     let mut reported = 0;
     let mut last_report: Option<Instant> = None;
     loop {

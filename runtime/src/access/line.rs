@@ -57,9 +57,11 @@ pub(super) struct Fields<'a> {
     pub route: Option<&'a RouteLine>,
     pub session: Option<&'a str>,
     pub subject: Option<&'a str>,
-    pub outcome: &'a str,
+    /// One of sluice's own words (`metrics::outcome_label`).
+    pub outcome: &'static str,
     pub reason: Option<&'a str>,
-    pub fault: Option<&'a str>,
+    /// One of sluice's own words (`ExchangeError::side`).
+    pub fault: Option<&'static str>,
     pub head_us: Option<u64>,
     pub total_us: Option<u64>,
     pub bytes: u64,
@@ -103,9 +105,22 @@ trait Form {
     /// form's.
     fn pick(text: &'static [u8], json: &'static [u8]) -> &'static [u8];
     /// A `%value` field: as is (text) or a JSON string.
-    fn display(v: &str, out: &mut Vec<u8>);
-    /// A `&str` field: Rust-debug-quoted (text) or a JSON string.
-    fn string(v: &str, out: &mut Vec<u8>);
+    fn display(open: Open, v: &str, out: &mut Vec<u8>);
+    /// `v` has nothing this form escapes.
+    fn plain(v: &str) -> bool;
+    /// `v` escaped and quoted, for a value that is not [`Form::plain`].
+    fn escaped(v: &str, out: &mut Vec<u8>);
+    /// A `&str` value: Rust-debug-quoted (text) or a JSON string.
+    #[inline(always)]
+    fn string(v: &str, out: &mut Vec<u8>) {
+        if Self::plain(v) {
+            out.push(b'"');
+            out.extend_from_slice(v.as_bytes());
+            out.push(b'"');
+        } else {
+            Self::escaped(v, out);
+        }
+    }
     /// This form's `route` and `upstream`.
     fn route(r: &RouteLine) -> &[u8];
     /// Everything after the last field, the newline included.
@@ -128,18 +143,22 @@ impl Form for Text {
         text
     }
     #[inline(always)]
-    fn display(v: &str, out: &mut Vec<u8>) {
+    fn display(open: Open, v: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(open.bare);
         out.extend_from_slice(v.as_bytes());
     }
-    /// `{:?}` of a `str`: quoted, and escaped the way Rust escapes it; the
-    /// common case (printable ASCII, no quote or backslash) is copied as is.
+    /// `{:?}` of a `str` writes printable ASCII but `"` and `\` as is.
     #[inline(always)]
-    fn string(v: &str, out: &mut Vec<u8>) {
-        if plain::<true>(v.as_bytes(), &AS_IS_TEXT) {
-            quoted(v, out);
-        } else {
-            debug_escaped(v, out);
-        }
+    fn plain(v: &str) -> bool {
+        plain::<true>(v.as_bytes(), &AS_IS_TEXT)
+    }
+    /// `{:?}` of a `str`: quoted, and escaped the way Rust escapes it.
+    #[cold]
+    #[inline(never)]
+    fn escaped(v: &str, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{v:?}");
     }
     #[inline(always)]
     fn route(r: &RouteLine) -> &[u8] {
@@ -161,18 +180,21 @@ impl Form for Json {
         json
     }
     #[inline(always)]
-    fn display(v: &str, out: &mut Vec<u8>) {
-        Self::string(v, out);
+    fn display(open: Open, v: &str, out: &mut Vec<u8>) {
+        string_field::<Self>(open, v, out);
+    }
+    /// serde_json writes all but controls, `"` and `\` as is.
+    #[inline(always)]
+    fn plain(v: &str) -> bool {
+        plain::<false>(v.as_bytes(), &AS_IS_JSON)
     }
     /// A JSON string as serde_json writes it (what tracing's JSON form
-    /// uses); one with nothing to escape is copied as is.
-    #[inline(always)]
-    fn string(v: &str, out: &mut Vec<u8>) {
-        if plain::<false>(v.as_bytes(), &AS_IS_JSON) {
-            quoted(v, out);
-        } else {
-            json_escaped(v, out);
-        }
+    /// uses).
+    #[cold]
+    #[inline(never)]
+    fn escaped(v: &str, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
     }
     #[inline(always)]
     fn route(r: &RouteLine) -> &[u8] {
@@ -181,23 +203,6 @@ impl Form for Json {
     fn close(out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"target\":\"sluice::access\"}\n");
     }
-}
-
-/// `{v:?}`, for a value with something to escape.
-#[cold]
-#[inline(never)]
-fn debug_escaped(v: &str, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{v:?}");
-}
-
-/// `v` as serde_json writes a string, for a value with something to escape.
-#[cold]
-#[inline(never)]
-fn json_escaped(v: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Bytes `{:?}` writes as they are: printable ASCII but `"` and `\`.
@@ -255,10 +260,34 @@ fn word_plain<const TEXT: bool>(x: u64) -> bool {
     control | quote | backslash | high == 0
 }
 
+/// A field's opening in this form, without and with the quote a string
+/// value opens with.
+#[derive(Clone, Copy)]
+struct Open {
+    bare: &'static [u8],
+    quoted: &'static [u8],
+}
+
+/// A `&str` field: its opening and the value, quoted and escaped (the
+/// opening and the quote are one copy when there is nothing to escape).
 #[inline(always)]
-fn quoted(v: &str, out: &mut Vec<u8>) {
-    out.reserve(v.len() + 2);
-    out.push(b'"');
+fn string_field<F: Form>(open: Open, v: &str, out: &mut Vec<u8>) {
+    if F::plain(v) {
+        out.extend_from_slice(open.quoted);
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(open.bare);
+        F::escaped(v, out);
+    }
+}
+
+/// A field whose value is one of sluice's own words (an outcome, a side):
+/// nothing in them to escape, so none is looked for.
+#[inline(always)]
+fn label_field<F: Form>(open: Open, v: &'static str, out: &mut Vec<u8>) {
+    debug_assert!(F::plain(v) && Text::plain(v) && Json::plain(v), "{v:?}");
+    out.extend_from_slice(open.quoted);
     out.extend_from_slice(v.as_bytes());
     out.push(b'"');
 }
@@ -307,23 +336,32 @@ macro_rules! key {
     };
 }
 
+/// A string field's [`Open`], from its name.
+macro_rules! open {
+    ($form:ty, $name:literal) => {
+        Open {
+            bare: key!($form, $name),
+            quoted: <$form>::pick(
+                concat!(" ", $name, "=\"").as_bytes(),
+                concat!(",\"", $name, "\":\"").as_bytes(),
+            ),
+        }
+    };
+}
+
 /// The line in form `F`: every field, in the documented order.
 #[inline(always)]
 fn write<F: Form>(f: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
     // Most lines fit: one capacity check instead of a growth mid-line.
     out.reserve(320);
     F::open(now, out);
-    out.extend_from_slice(key!(F, "method"));
-    F::display(f.method, out);
-    out.extend_from_slice(key!(F, "path"));
-    F::display(f.path, out);
+    F::display(open!(F, "method"), f.method, out);
+    F::display(open!(F, "path"), f.path, out);
     if let Some(v) = f.rpc {
-        out.extend_from_slice(key!(F, "rpc"));
-        F::string(v, out);
+        string_field::<F>(open!(F, "rpc"), v, out);
     }
     if let Some(v) = f.name {
-        out.extend_from_slice(key!(F, "name"));
-        F::string(v, out);
+        string_field::<F>(open!(F, "name"), v, out);
     }
     if let Some(v) = f.status {
         out.extend_from_slice(key!(F, "status"));
@@ -333,22 +371,17 @@ fn write<F: Form>(f: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
         out.extend_from_slice(F::route(r));
     }
     if let Some(v) = f.session {
-        out.extend_from_slice(key!(F, "session"));
-        F::string(v, out);
+        string_field::<F>(open!(F, "session"), v, out);
     }
     if let Some(v) = f.subject {
-        out.extend_from_slice(key!(F, "subject"));
-        F::string(v, out);
+        string_field::<F>(open!(F, "subject"), v, out);
     }
-    out.extend_from_slice(key!(F, "outcome"));
-    F::string(f.outcome, out);
+    label_field::<F>(open!(F, "outcome"), f.outcome, out);
     if let Some(v) = f.reason {
-        out.extend_from_slice(key!(F, "reason"));
-        F::string(v, out);
+        string_field::<F>(open!(F, "reason"), v, out);
     }
     if let Some(v) = f.fault {
-        out.extend_from_slice(key!(F, "fault"));
-        F::string(v, out);
+        label_field::<F>(open!(F, "fault"), v, out);
     }
     if let Some(v) = f.head_us {
         out.extend_from_slice(key!(F, "head_us"));
@@ -741,7 +774,6 @@ mod tests {
                 session: Some(v),
                 subject: Some(v),
                 reason: Some(v),
-                fault: Some(v),
                 ..fields()
             };
             assert_eq!(
@@ -814,6 +846,48 @@ mod tests {
             doc.windows(2).all(|w| at(&w[0]) < at(&w[1])),
             "the doc's order is not the line's: {doc:?}\n{text}"
         );
+    }
+
+    /// `outcome` and `fault` are written without looking for anything to
+    /// escape: every word they can hold must need none.
+    #[test]
+    fn sluices_own_words_need_no_escaping() {
+        use sluice_core::exchange::{ExchangeError, Outcome, TimedOut, UpstreamError};
+        let outcomes = [
+            Outcome::Pending,
+            Outcome::Complete,
+            Outcome::Answered,
+            Outcome::Aborted,
+            Outcome::ClientGone,
+        ]
+        .map(crate::metrics::outcome_label);
+        let sides = [
+            ExchangeError::Upstream(UpstreamError::ConnectFailed).side(),
+            ExchangeError::Timeout(TimedOut::Request).side(),
+            ExchangeError::ShuttingDown.side(),
+            // ExchangeError::Client's, whose error takes more to build.
+            "client",
+        ];
+        for v in outcomes.into_iter().chain(sides) {
+            assert!(Text::plain(v) && Json::plain(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_their_digits() {
+        let edges = (0..20).flat_map(|p| {
+            let ten = 10u64.pow(p);
+            [ten - 1, ten, ten + 1, ten.saturating_mul(2) - 1]
+        });
+        let all_small = 0..=100_000;
+        for n in edges
+            .chain(all_small)
+            .chain([u64::MAX, 99_999_999, 100_000_000])
+        {
+            let mut out = b"x".to_vec();
+            number(n, &mut out);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 
     #[test]
