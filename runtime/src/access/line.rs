@@ -98,8 +98,9 @@ impl RouteLine {
 /// Where the text and JSON forms differ; the fields and their order are
 /// written once, in [`write`].
 trait Form {
-    /// Everything before the first field: the timestamp, the level and
-    /// (text) the target.
+    /// Everything before the first field's value: the timestamp, the
+    /// level, (text) the target, and the opening of `method`, the first
+    /// field.
     fn open(now: Stamp, out: &mut Vec<u8>);
     /// Of a field's two openings, ` key=` (text) or `,"key":` (JSON), this
     /// form's.
@@ -136,7 +137,7 @@ struct Json;
 impl Form for Text {
     fn open(now: Stamp, out: &mut Vec<u8>) {
         timestamp(now, out);
-        out.extend_from_slice(b"  INFO sluice::access:");
+        out.extend_from_slice(b"  INFO sluice::access: method=");
     }
     #[inline(always)]
     fn pick(text: &'static [u8], _: &'static [u8]) -> &'static [u8] {
@@ -173,7 +174,7 @@ impl Form for Json {
     fn open(now: Stamp, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"timestamp\":\"");
         timestamp(now, out);
-        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+        out.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
     }
     #[inline(always)]
     fn pick(_: &'static [u8], json: &'static [u8]) -> &'static [u8] {
@@ -297,18 +298,6 @@ fn number(n: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// An HTTP status: three digits, written as such (any other, through `itoa`).
-#[inline(always)]
-fn status(v: u16, out: &mut Vec<u8>) {
-    if (100..1000).contains(&v) {
-        let (hundreds, rest) = (v / 100, v % 100);
-        let tens = two_digits(rest.into());
-        out.extend_from_slice(&[b'0' + hundreds as u8, tens[0], tens[1]]);
-    } else {
-        number(v.into(), out);
-    }
-}
-
 /// `00` to `99`.
 static TWO_DIGITS: [[u8; 2]; 100] = {
     let mut table = [[0; 2]; 100];
@@ -349,13 +338,36 @@ macro_rules! open {
     };
 }
 
+/// The `status` field: its opening and three digits in one copy (any
+/// other status, in two).
+#[inline(always)]
+fn status_field<F: Form>(v: u16, out: &mut Vec<u8>) {
+    let key = key!(F, "status");
+    if (100..1000).contains(&v) {
+        let (hundreds, rest) = (v / 100, v % 100);
+        let [tens, ones] = two_digits(rest.into());
+        let mut field = [0; 16];
+        field[..key.len()].copy_from_slice(key);
+        field[key.len()..key.len() + 3].copy_from_slice(&[b'0' + hundreds as u8, tens, ones]);
+        out.extend_from_slice(&field[..key.len() + 3]);
+    } else {
+        out.extend_from_slice(key);
+        number(v.into(), out);
+    }
+}
+
 /// The line in form `F`: every field, in the documented order.
 #[inline(always)]
 fn write<F: Form>(f: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
     // Most lines fit: one capacity check instead of a growth mid-line.
     out.reserve(320);
     F::open(now, out);
-    F::display(open!(F, "method"), f.method, out);
+    // `method`'s opening ends `open`.
+    let method = Open {
+        bare: b"",
+        quoted: F::pick(b"", b"\""),
+    };
+    F::display(method, f.method, out);
     F::display(open!(F, "path"), f.path, out);
     if let Some(v) = f.rpc {
         string_field::<F>(open!(F, "rpc"), v, out);
@@ -364,8 +376,7 @@ fn write<F: Form>(f: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
         string_field::<F>(open!(F, "name"), v, out);
     }
     if let Some(v) = f.status {
-        out.extend_from_slice(key!(F, "status"));
-        status(v, out);
+        status_field::<F>(v, out);
     }
     if let Some(r) = f.route {
         out.extend_from_slice(F::route(r));
@@ -393,15 +404,28 @@ fn write<F: Form>(f: &Fields<'_>, now: Stamp, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(key!(F, "bytes"));
     number(f.bytes, out);
-    out.extend_from_slice(match f.reused {
-        true => F::pick(b" reused=true", b",\"reused\":true"),
-        false => F::pick(b" reused=false", b",\"reused\":false"),
-    });
-    if let Some(v) = f.hooks_us {
-        out.extend_from_slice(key!(F, "hooks_us"));
-        number(v, out);
+    match f.hooks_us {
+        Some(v) => {
+            out.extend_from_slice(match f.reused {
+                true => F::pick(b" reused=true", b",\"reused\":true"),
+                false => F::pick(b" reused=false", b",\"reused\":false"),
+            });
+            out.extend_from_slice(key!(F, "hooks_us"));
+            number(v, out);
+            F::close(out);
+        }
+        // The usual end, one copy: `reused`, then the line's close.
+        None => out.extend_from_slice(match f.reused {
+            true => F::pick(
+                b" reused=true\n",
+                b",\"reused\":true,\"target\":\"sluice::access\"}\n",
+            ),
+            false => F::pick(
+                b" reused=false\n",
+                b",\"reused\":false,\"target\":\"sluice::access\"}\n",
+            ),
+        }),
     }
-    F::close(out);
 }
 
 /// The line as a `tracing` event (the sink on a terminal, where the fmt
@@ -896,8 +920,10 @@ mod tests {
             0, 1, 9, 10, 99, 100, 101, 110, 200, 204, 404, 599, 909, 999, 1000, 65535,
         ] {
             let mut out = Vec::new();
-            status(v, &mut out);
-            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+            status_field::<Text>(v, &mut out);
+            status_field::<Json>(v, &mut out);
+            let written = String::from_utf8(out).unwrap();
+            assert_eq!(written, format!(" status={v},\"status\":{v}"));
         }
     }
 
