@@ -473,6 +473,37 @@ mod tests {
         assert_eq!(w.dropped().get(), 2);
     }
 
+    /// Lines formatted in place (the access log's way) are dropped and
+    /// counted the same way: one that would take the queue past its
+    /// capacity is taken back out whole, and the lines around it stay.
+    #[test]
+    fn a_line_formatted_in_place_that_does_not_fit_is_taken_back_out() {
+        let out = Collected::default();
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let sink = Stalled {
+            out: out.clone(),
+            entered: Some(entered_tx),
+            release: release_rx,
+        };
+        let (w, drain) = start(sink, limits(30, 10)).unwrap();
+        let put = |text: &str| w.push_with(|buf| buf.extend_from_slice(text.as_bytes()));
+        put("first 000\n");
+        entered.recv().unwrap();
+        put("later 001\n");
+        put("a line too long for what is left\n");
+        put("later 002\n");
+        put("later 003\n");
+        put("later 004\n");
+        assert_eq!(w.dropped().get(), 2, "the long line and the fourth");
+        release.send(()).unwrap();
+        drain.close();
+        assert_eq!(
+            out.lines(),
+            ["first 000", "later 001", "later 002", "later 003"]
+        );
+    }
+
     /// A sink that counts its writes.
     #[derive(Clone, Default)]
     struct Counted(Collected, Arc<std::sync::atomic::AtomicUsize>);
