@@ -71,9 +71,13 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
         };
         let hook_time = driver.hook_time;
         let (trace, spans) = (driver.trace.take(), std::mem::take(&mut driver.spans));
-        gen_ref
-            .access
-            .record(exchange.summary(), exchange.session_id(), hook_time);
+        let elapsed = crate::metrics::Elapsed::of(exchange.summary());
+        gen_ref.access.record(
+            exchange.summary(),
+            &elapsed,
+            exchange.session_id(),
+            hook_time,
+        );
         if let Some((tracer, local)) = &shared.tracer {
             // Sampled or not, decided for every exchange that read a request.
             let trace = trace.or_else(|| {
@@ -97,7 +101,7 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
         }
         shared
             .metrics
-            .exchange_done(&gen_ref.routes, exchange.summary());
+            .exchange_done(&gen_ref.routes, exchange.summary(), &elapsed);
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
