@@ -747,6 +747,24 @@ impl HookHost {
         self.run(ctx, HookPhase::ServerMessage, method, None, message_json)
     }
 
+    /// Run the chain on the client's `answer_json` to the server request
+    /// `request_json` (method `method`) on its way to the server.
+    pub fn run_client_answer(
+        &self,
+        ctx: &HookContext,
+        method: &str,
+        request_json: &str,
+        answer_json: &str,
+    ) -> ChainReport {
+        self.run(
+            ctx,
+            HookPhase::ClientAnswer,
+            method,
+            Some(request_json),
+            answer_json,
+        )
+    }
+
     fn run(
         &self,
         ctx: &HookContext,

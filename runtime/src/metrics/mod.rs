@@ -142,6 +142,8 @@ pub enum Phase {
     Response,
     /// On a server request or notification, before the client gets it.
     ServerMessage,
+    /// On the client's answer to a server request, before the server gets it.
+    ClientAnswer,
 }
 
 impl Phase {
@@ -151,6 +153,7 @@ impl Phase {
             Phase::Request => "request",
             Phase::Response => "response",
             Phase::ServerMessage => "server-message",
+            Phase::ClientAnswer => "client-answer",
         }
     }
 }

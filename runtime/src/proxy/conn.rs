@@ -431,14 +431,19 @@ impl Driver<'_> {
             (HookPhase::ServerMessage, _) => {
                 host.run_server_message(&ctx, &call.method, &call.request)
             }
-            // Core asks for no client-answer hook yet.
-            (HookPhase::ClientAnswer, _) => return HookVerdict::Continue,
+            (HookPhase::ClientAnswer, answer) => host.run_client_answer(
+                &ctx,
+                &call.method,
+                &call.request,
+                answer.unwrap_or_default(),
+            ),
         };
         *self.hook_time.get_or_insert_default() += report.total;
         let phase = match call.phase {
             HookPhase::Request => Phase::Request,
-            HookPhase::Response | HookPhase::ClientAnswer => Phase::Response,
+            HookPhase::Response => Phase::Response,
             HookPhase::ServerMessage => Phase::ServerMessage,
+            HookPhase::ClientAnswer => Phase::ClientAnswer,
         };
         if let (Some(start), Some(ctx)) = (started, self.trace.as_ref()) {
             super::trace::hook_spans(
