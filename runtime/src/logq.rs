@@ -84,10 +84,34 @@ impl Queue {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        // An empty queue's writer sleeps with no timeout: the first line
-        // wakes it to start the linger; after that only a full batch does.
         let first = p.bytes.is_empty();
         p.bytes.extend_from_slice(line);
+        self.pushed(p, first);
+    }
+
+    /// Queue the line `write` appends, or count it as dropped.
+    fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut p = self.lock();
+        let start = p.bytes.len();
+        write(&mut p.bytes);
+        if p.bytes.len() > self.limits.capacity {
+            // Did not fit: as if never written.
+            p.bytes.truncate(start);
+            drop(p);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if p.bytes.len() > start {
+            self.pushed(p, start == 0);
+        }
+    }
+
+    /// A line went into `p` (the `first` in an empty queue): wake the
+    /// writer if it sleeps and this starts its linger or fills a batch.
+    #[inline]
+    fn pushed(&self, mut p: MutexGuard<'_, Pending>, first: bool) {
+        // An empty queue's writer sleeps with no timeout: the first line
+        // wakes it to start the linger; after that only a full batch does.
         let wake = p.asleep && (first || p.bytes.len() >= self.limits.batch);
         if wake {
             // One wake-up per sleep: on a busy machine the writer may run
@@ -133,7 +157,7 @@ pub fn start<W: Write + Send + 'static>(
 ) -> io::Result<(LogWriter, LogDrain)> {
     let queue = Arc::new(Queue {
         pending: Mutex::new(Pending {
-            bytes: Vec::with_capacity(limits.batch),
+            bytes: Vec::with_capacity(2 * limits.batch),
             closing: false,
             asleep: false,
         }),
@@ -162,9 +186,13 @@ impl LogWriter {
         DroppedLines(self.0.clone())
     }
 
-    /// Queue one whole line (ending in `\n`), or count it as dropped.
-    pub fn push_line(&self, line: &[u8]) {
-        self.0.push(line);
+    /// Queue the whole line (ending in `\n`) that `write` appends to the
+    /// buffer it is given, formatted straight into the queue: no copy, no
+    /// buffer of the caller's. The queue is locked meanwhile, so `write`
+    /// must be short and must not log. A line that takes the queue past its
+    /// capacity is taken back out and counted as dropped.
+    pub(crate) fn push_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.0.push_with(write);
     }
 }
 
@@ -203,7 +231,10 @@ impl Drop for LogDrain {
 /// buffer out, write it whole; until closed and empty.
 fn drain(queue: &Queue, mut sink: impl Write) {
     let limits = queue.limits;
-    let mut batch = Vec::with_capacity(limits.batch);
+    // Room for a batch and the lines that come while the writer wakes up
+    // (both buffers): a steady load never grows them while a worker holds
+    // the lock.
+    let mut batch = Vec::with_capacity(2 * limits.batch);
     let mut reported = 0;
     let mut last_report: Option<Instant> = None;
     loop {
@@ -440,6 +471,37 @@ mod tests {
             ["first 000", "later 001", "later 002", "later 003"]
         );
         assert_eq!(w.dropped().get(), 2);
+    }
+
+    /// Lines formatted in place (the access log's way) are dropped and
+    /// counted the same way: one that would take the queue past its
+    /// capacity is taken back out whole, and the lines around it stay.
+    #[test]
+    fn a_line_formatted_in_place_that_does_not_fit_is_taken_back_out() {
+        let out = Collected::default();
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let sink = Stalled {
+            out: out.clone(),
+            entered: Some(entered_tx),
+            release: release_rx,
+        };
+        let (w, drain) = start(sink, limits(30, 10)).unwrap();
+        let put = |text: &str| w.push_with(|buf| buf.extend_from_slice(text.as_bytes()));
+        put("first 000\n");
+        entered.recv().unwrap();
+        put("later 001\n");
+        put("a line too long for what is left\n");
+        put("later 002\n");
+        put("later 003\n");
+        put("later 004\n");
+        assert_eq!(w.dropped().get(), 2, "the long line and the fourth");
+        release.send(()).unwrap();
+        drain.close();
+        assert_eq!(
+            out.lines(),
+            ["first 000", "later 001", "later 002", "later 003"]
+        );
     }
 
     /// A sink that counts its writes.

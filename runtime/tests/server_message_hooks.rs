@@ -381,3 +381,96 @@ fn a_failing_hook_on_a_get_stream_notification_drops_it_and_the_stream_goes_on()
         assert_eq!(got, vec![sampling()]);
     }
 }
+
+// ---- The client's answers (`@client-answer`) ----
+
+/// An MCP server whose tool asks the client to elicit a form and reports
+/// what it got back: the action, or the error the client's answer became.
+fn eliciting_upstream(answers: Arc<Answers>) -> common::Upstream {
+    common::upstream(move |conn: &mut TcpStream, req| {
+        let msg: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        if msg.get("method").is_none() {
+            answers.got.lock().unwrap().push((req.head.clone(), msg));
+            answers.arrived.notify_all();
+            conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            return true;
+        }
+        let seen = answers.got.lock().unwrap().len();
+        common::write_sse_head(conn);
+        let ask = json!({"jsonrpc": "2.0", "id": "e-1", "method": "elicitation/create",
+                         "params": {"message": "Your password?", "requestedSchema": {"type": "object"}}});
+        common::write_chunk(conn, &event(1, &ask));
+        let text = match answers.wait(seen) {
+            Some((_, a)) if a.get("error").is_some() => format!("error {}", a["error"]["code"]),
+            Some((_, a)) => format!("action {}", a["result"]["action"].as_str().unwrap_or("?")),
+            None => "no answer".to_owned(),
+        };
+        let result = json!({"jsonrpc": "2.0", "id": msg["id"], "result":
+                            {"content": [{"type": "text", "text": text}]}});
+        common::write_chunk(conn, &event(2, &result));
+        common::end_chunks(conn);
+        true
+    })
+}
+
+/// Calls the tool, answers the elicitation with `content` on a second
+/// connection once it arrives, and returns what the tool reported.
+fn elicit_through(proxy: &sluice::proxy::RunningProxy, content: &str) -> String {
+    use std::io::Read;
+    let body = json!({"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
+                      "params": {"name": "ask", "arguments": {}}})
+    .to_string();
+    let mut c = common::connect(proxy.local_addr());
+    write!(
+        c,
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {SESSION}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("elicitation/create") {
+        let n = c.read(&mut buf).expect("the stream goes on");
+        assert!(n > 0, "the stream ended before the elicitation");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let answer = json!({"jsonrpc": "2.0", "id": "e-1",
+                        "result": {"action": "accept", "content": {"password": content}}})
+    .to_string();
+    let mut a = common::connect(proxy.local_addr());
+    write!(
+        a,
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {SESSION}\r\n\
+         Content-Length: {}\r\n\r\n{answer}",
+        answer.len()
+    )
+    .unwrap();
+    assert_eq!(common::read_response(&mut a, "POST").status, 202);
+    while !String::from_utf8_lossy(&seen).contains("\"c-1\"") {
+        let n = c.read(&mut buf).expect("the stream goes on");
+        assert!(n > 0, "the stream ended before the result");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    let start = text.find("\"text\":\"").expect("a text result") + 8;
+    text[start..start + text[start..].find('"').unwrap()].to_owned()
+}
+
+#[test]
+fn a_client_answer_that_holds_a_secret_goes_to_the_server_as_an_error() {
+    let answers = Answers::new(Duration::from_secs(10));
+    let up = eliciting_upstream(answers.clone());
+    let Some(proxy) = guarded(&up, r#"{"withhold": ["hunter2"]}"#) else {
+        return;
+    };
+    assert_eq!(elicit_through(&proxy, "hunter2"), "error -31004");
+    let (_, got) = answers.got.lock().unwrap()[0].clone();
+    assert!(!got.to_string().contains("hunter2"), "{got}");
+    assert_eq!(got["id"], "e-1");
+    // An answer without the secret goes as the client gave it.
+    assert_eq!(elicit_through(&proxy, "correct horse"), "action accept");
+}

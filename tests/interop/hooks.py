@@ -184,10 +184,11 @@ def judge_audit(seen, _direct, log):
 
 SEEN = {"op": "seen"}
 GUARD_REFUSAL = "the client does not take sampling/createMessage through this gateway"
+ELICITED_NAME = "sluice-user"  # what both clients answer an elicitation with
 
 
 def judge_server_guard(seen, direct, _log):
-    asked, asked_directly = seen[2]["server_requests"], direct[2]["server_requests"]
+    asked, asked_directly = seen[3]["server_requests"], direct[3]["server_requests"]
     return [
         ("sampling_refused_for_the_client", *both(
             ("sampling/createMessage" not in asked, f"the client answered {asked}"),
@@ -196,6 +197,11 @@ def judge_server_guard(seen, direct, _log):
         ("control_sampling_directly", "sampling/createMessage" in asked_directly
          and "sampled by" in text(direct[0]), f"directly: {asked_directly}, {text(direct[0])[:120]!r}"),
         ("other_calls_work", text(seen[1]) == "Echo: after the refusal", repr(text(seen[1]))),
+        # The client answers the elicitation with its name; the hook withholds
+        # answers holding it, so the server gets -31004 in the client's stead.
+        ("answer_withheld", "elicitation/create" in asked and "-31004" in text(seen[2])
+         and ELICITED_NAME not in text(seen[2]), repr(text(seen[2])[:200])),
+        ("control_answer_directly", ELICITED_NAME in text(direct[2]), repr(text(direct[2])[:200])),
     ]
 
 
@@ -229,9 +235,10 @@ EXAMPLES = [
             # ~1.5 ms, docs/HOOKS.md). These rows judge what the hook does;
             # its cost is the benches' to measure.
             hook_toml='instances = "warm"\ndeadline = "1s"\n'),
-    Example("rust-server-guard", "rust", "rust-server-guard.wasm", '{"refuse": ["sampling/createMessage"]}',
+    Example("rust-server-guard", "rust", "rust-server-guard.wasm",
+            json.dumps({"refuse": ["sampling/createMessage"], "withhold": [ELICITED_NAME]}),
             "toml", [call("trigger-sampling-request", prompt="hi", maxTokens=5),
-                     call("echo", message="after the refusal"), SEEN],
+                     call("echo", message="after the refusal"), call("trigger-elicitation-request"), SEEN],
             judge_server_guard, server_requests=True),
     Example("c-audit-log", "c", "c_audit_log.wasm", "info", "toml",
             [call("echo", message="audited"), call("get-sum", a=1, b=2), LIST, call("get-sum", a="x")],

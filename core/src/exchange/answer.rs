@@ -30,7 +30,10 @@
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use super::HookFilter;
+use super::asked::Asked;
 use crate::jsonrpc::{self, Classified, Kind};
 
 /// One request of the client's body that is owed an answer.
@@ -103,8 +106,14 @@ pub(super) struct Ledger {
     /// policed: one matching an owed id is counted, any other passes, as on
     /// an unhooked stream.
     strict: bool,
-    /// The chain, when some hook may want server messages.
+    /// The chain, when some hook may want server messages or the answers
+    /// to them.
     server: Option<HookFilter>,
+    /// Where the server requests of this answer are asked: the route and
+    /// the client's session (for the client-answer hooks).
+    asked_in: (usize, Option<String>),
+    /// The time of the bytes being judged.
+    clock: Option<Instant>,
 }
 
 impl Ledger {
@@ -149,24 +158,55 @@ impl Ledger {
             batch,
             limits,
             server: None,
+            asked_in: (0, None),
+            clock: None,
         })
     }
 
     /// The ledger for the answer to a request with `body` (empty for a GET)
     /// under the hook chain `filter`: `None` when no hook wants any of its
     /// answers nor any server message (the answer then streams unheld).
-    pub fn for_answer(body: &[u8], filter: &HookFilter, limits: jsonrpc::Limits) -> Option<Ledger> {
+    pub fn for_answer(
+        body: &[u8],
+        filter: &HookFilter,
+        limits: jsonrpc::Limits,
+        asked_in: (usize, Option<String>),
+    ) -> Option<Ledger> {
         let ledger = if body.is_empty() {
             None
         } else {
             Ledger::for_request(body, |m| filter.wants_response(m), limits)
         };
-        if !filter.watches_server_messages() {
+        if !filter.reads_server_streams() {
             return ledger;
         }
         let mut ledger = ledger.unwrap_or_else(|| Ledger::unhooked(body, limits));
         ledger.server = Some(filter.clone());
+        ledger.asked_in = asked_in;
         Some(ledger)
+    }
+
+    /// The time of the bytes judged next.
+    pub fn tick(&mut self, now: Instant) {
+        self.clock = Some(now);
+    }
+
+    /// The server request `id` of `method`, as the client gets it in
+    /// `text`: remembered when some hook wants the client's answer.
+    pub fn remember_asked(&self, method: &str, id: Option<&[u8]>, text: &str) {
+        let (Some(filter), Some(id), Some(now)) = (&self.server, id, self.clock) else {
+            return;
+        };
+        let Some(book) = filter.asked() else { return };
+        if !filter.wants_client_answer(method) {
+            return;
+        }
+        let key = (self.asked_in.0, self.asked_in.1.clone(), id.to_vec());
+        let asked = Asked {
+            method: method.to_owned(),
+            request: Arc::from(text),
+        };
+        book.record(key, asked, now);
     }
 
     /// A ledger of `body`'s requests with no answer hooked (their answers
@@ -178,6 +218,8 @@ impl Ledger {
             limits,
             strict: false,
             server: None,
+            asked_in: (0, None),
+            clock: None,
         })
     }
 
@@ -212,7 +254,12 @@ impl Ledger {
                 Kind::Request | Kind::Notification => {
                     return match self.hooked_server_message(&m) {
                         Some(server) => Judged::Server(server),
-                        None => Judged::Pass,
+                        None => {
+                            if let (Kind::Request, Some(method)) = (m.kind, m.method.as_deref()) {
+                                self.remember_asked(method, m.id, m.text);
+                            }
+                            Judged::Pass
+                        }
                     };
                 }
                 Kind::Response | Kind::Error => match self.claim(m.id, &[]) {

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::asked::{Asked, AskedBook};
 use super::methods::HookMethods;
 use crate::http1::Header;
 use crate::jsonrpc::{self, Classified, Kind};
@@ -18,6 +19,9 @@ pub struct HookFilter {
     hooks: Arc<[HookMethods]>,
     /// Lower-case header names; empty: hooks see no headers.
     headers: Arc<[String]>,
+    /// The server requests clients were asked, when some hook wants
+    /// client answers.
+    asked: Option<Arc<AskedBook>>,
 }
 
 impl HookFilter {
@@ -28,9 +32,13 @@ impl HookFilter {
 
     /// A chain of hooks, each seeing the methods its [`HookMethods`] cover.
     pub fn new(hooks: Vec<HookMethods>) -> Self {
+        let answers = hooks
+            .iter()
+            .any(|h| h.covers_phase(HookPhase::ClientAnswer));
         HookFilter {
             hooks: hooks.into(),
             headers: Arc::from([]),
+            asked: answers.then(Arc::default),
         }
     }
 
@@ -81,6 +89,26 @@ impl HookFilter {
             .any(|h| h.covers_phase(HookPhase::ServerMessage))
     }
 
+    /// Whether the client's answer to a server request of `method` is hooked.
+    pub fn wants_client_answer(&self, method: &str) -> bool {
+        self.hooks
+            .iter()
+            .any(|h| h.wants(method, HookPhase::ClientAnswer))
+    }
+
+    /// Whether every SSE answer and GET stream is read event by event: some
+    /// hook may want server messages, or the server requests whose answers
+    /// it wants must be remembered.
+    pub fn reads_server_streams(&self) -> bool {
+        self.watches_server_messages() || self.asked.is_some()
+    }
+
+    /// The server requests clients were asked, when some hook wants client
+    /// answers.
+    pub fn asked(&self) -> Option<&AskedBook> {
+        self.asked.as_deref()
+    }
+
     /// Whether any hook exists at all.
     pub fn is_active(&self) -> bool {
         !self.hooks.is_empty()
@@ -114,8 +142,8 @@ pub enum HookPhase {
     /// A server request or notification, before it goes to the client (on
     /// a POST's answer stream or the GET stream).
     ServerMessage,
-    /// The client's answer to a server request, before it goes upstream.
-    /// Hooks may ask for it; the exchange does not run them in it yet.
+    /// The client's answer to a server request, before it goes upstream
+    /// (see `exchange::asked`: the request it answers is remembered).
     ClientAnswer,
 }
 
@@ -285,8 +313,11 @@ pub(super) struct Hooked {
     pub element: Option<usize>,
     pub method: String,
     pub message: Arc<str>,
-    /// Raw id, for requests.
+    /// Raw id, for requests and answers.
     pub id: Option<Vec<u8>>,
+    /// For the client's answer to a server request: that request (the
+    /// hooks run in the client-answer phase).
+    pub answers: Option<Asked>,
 }
 
 /// The hooked messages of a request body, in order. A body the classifier
@@ -298,11 +329,27 @@ pub(super) fn hooked_messages(
     body: &[u8],
     filter: &HookFilter,
     limits: &jsonrpc::Limits,
+    asked_in: (usize, Option<&str>),
+    now: std::time::Instant,
 ) -> Result<Vec<Hooked>, jsonrpc::ClassifyError> {
     if !filter.is_active() {
         return Ok(Vec::new());
     }
     let hooked = |element, m: &jsonrpc::Message<'_>| {
+        if matches!(m.kind, Kind::Response | Kind::Error) {
+            // The client's answer to a server request it was asked here.
+            let book = filter.asked()?;
+            let id = m.id?.to_vec();
+            let key = (asked_in.0, asked_in.1.map(str::to_owned), id.clone());
+            let asked = book.take(&key, now)?;
+            return Some(Hooked {
+                element,
+                method: asked.method.clone(),
+                message: Arc::from(m.text),
+                id: Some(id),
+                answers: Some(asked),
+            });
+        }
         let method = m.method.as_deref().filter(|m| filter.wants_request(m))?;
         Some(Hooked {
             element,
@@ -313,6 +360,7 @@ pub(super) fn hooked_messages(
             } else {
                 None
             },
+            answers: None,
         })
     };
     Ok(match jsonrpc::classify(body, limits)? {

@@ -4,8 +4,7 @@
 //! `prefix/`) or one method name, optionally limited to one phase by an
 //! `@request`, `@response`, `@server-message` or `@client-answer` suffix:
 //! `tools/call@response`. (The last two are the server-to-client phases of
-//! `sluice:hook@0.2.0`; the exchange runs `@server-message` hooks, and no
-//! hook in `@client-answer` yet.) A hook declares
+//! `sluice:hook@0.2.0`.) A hook declares
 //! its list (`methods()`), and the operator may narrow it; the hook then sees
 //! a message only where both lists cover its method in that phase. The hook
 //! host, the config and [`super::HookFilter`] all read entries with

@@ -73,6 +73,7 @@
 //!   (see [`crate::inject`]).
 
 mod answer;
+mod asked;
 mod error;
 mod hooks;
 pub mod methods;
@@ -99,6 +100,7 @@ use crate::route::Router;
 use crate::sse::SseLimits;
 use crate::upstream::{self, AnswerBody, AnswerPart};
 
+pub use asked::AskedBook;
 pub use error::{ClientError, ExchangeError, TimedOut, UpstreamError};
 pub use hooks::{
     BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict, ReplacementError,
@@ -814,7 +816,7 @@ impl Exchange {
         // rendered again (no re-send, no probe after this).
         // Kept when a hook may answer a server request for the client:
         // that POST goes with the same fields.
-        let headers = if self.config.hooks.watches_server_messages() {
+        let headers = if self.config.hooks.reads_server_streams() {
             req.headers.clone()
         } else {
             std::mem::take(&mut req.headers)
@@ -1122,7 +1124,13 @@ impl Exchange {
             return;
         };
         let calls = if forward.method == "POST" {
-            hooks::hooked_messages(&forward.body, &self.config.hooks, &self.config.limits.json)
+            hooks::hooked_messages(
+                &forward.body,
+                &self.config.hooks,
+                &self.config.limits.json,
+                (forward.route, forward.session_id.as_deref()),
+                now,
+            )
         } else {
             Ok(Vec::new())
         };
@@ -1170,7 +1178,9 @@ impl Exchange {
                 return None;
             }
             let body: &[u8] = if req.method == "POST" { &req.body } else { &[] };
-            let ledger = answer::Ledger::for_answer(body, filter, self.config.limits.json)?;
+            let asked_in = (req.route, req.session_id.clone());
+            let ledger =
+                answer::Ledger::for_answer(body, filter, self.config.limits.json, asked_in)?;
             // The hooks must read the answer: ask for it unencoded.
             req.headers
                 .retain(|h| !h.name.eq_ignore_ascii_case("accept-encoding"));
@@ -1215,12 +1225,21 @@ impl Exchange {
         let Some(call) = h.calls.get(h.next) else {
             return;
         };
-        let call = self.hook_call(
-            HookPhase::Request,
-            call.method.clone(),
-            call.message.clone(),
-            None,
-        );
+        let call = match &call.answers {
+            // The client's answer to a server request: the hooks see both.
+            Some(asked) => self.hook_call(
+                HookPhase::ClientAnswer,
+                call.method.clone(),
+                asked.request.clone(),
+                Some(call.message.clone()),
+            ),
+            None => self.hook_call(
+                HookPhase::Request,
+                call.method.clone(),
+                call.message.clone(),
+                None,
+            ),
+        };
         self.outputs.push_back(Output::RunHook(Box::new(call)));
     }
 
@@ -1232,13 +1251,35 @@ impl Exchange {
                     return;
                 };
                 h.next += 1;
+                let phase = if call.answers.is_some() {
+                    HookPhase::ClientAnswer
+                } else {
+                    HookPhase::Request
+                };
                 let verdict = checked_verdict(
                     verdict,
-                    HookPhase::Request,
+                    phase,
                     call.message.as_bytes(),
                     &self.config.limits.json,
                 );
+                let answer_id = call.answers.as_ref().and(call.id.as_deref());
                 match verdict {
+                    // An answer is never stopped: the server gets the
+                    // hook's instead.
+                    HookVerdict::Reject {
+                        code,
+                        message,
+                        data,
+                    } if answer_id.is_some() => {
+                        let error =
+                            jsonrpc::error_message(answer_id, code, &message, data.as_deref());
+                        h.replaced.push((call.element, error));
+                    }
+                    HookVerdict::Respond(result) if answer_id.is_some() => {
+                        let id = answer_id.unwrap_or_default();
+                        h.replaced
+                            .push((call.element, jsonrpc::result_message(id, &result)));
+                    }
                     HookVerdict::Continue => {}
                     HookVerdict::Replace(message) => h.replaced.push((call.element, message)),
                     HookVerdict::Reject {
@@ -1597,7 +1638,7 @@ impl Exchange {
         // upstream answered): a long-lived stream need not keep its headers,
         // unless a hook may answer a server request on the client's behalf.
         if let Some(req) = self.req.as_mut()
-            && !self.config.hooks.watches_server_messages()
+            && !self.config.hooks.reads_server_streams()
         {
             req.headers = Vec::new();
         }

@@ -737,6 +737,9 @@ impl Streaming {
 
     /// Forward one upstream read: the bytes for the client go to `out`.
     pub fn feed(&mut self, input: Bytes, out: &mut Vec<Bytes>, now: Instant) -> Result<(), String> {
+        if let Some(held) = &mut self.held {
+            held.ledger.tick(now);
+        }
         let mut pieces: Vec<Range<usize>> = Vec::new();
         let mut failure = None;
         match &mut self.upstream {
@@ -818,6 +821,9 @@ impl Streaming {
         out: &mut Vec<Bytes>,
         now: Instant,
     ) {
+        if let Some(held) = &mut self.held {
+            held.ledger.tick(now);
+        }
         let mut event = Vec::with_capacity(data.len() + 24);
         match id {
             Some(EventId::Seq(id)) => sse::encode_jsonrpc_message_with_id(data, id, &mut event),
@@ -1291,6 +1297,7 @@ impl Streaming {
         let Some(Held {
             form: HoldForm::Sse(hold),
             server,
+            ledger,
             ..
         }) = &mut self.held
         else {
@@ -1299,6 +1306,7 @@ impl Streaming {
         let Some((message, true)) = server.take() else {
             return;
         };
+        ledger.tick(now);
         let Some((span, Mark::Server { event_type, id, .. })) = hold.marks.pop_front() else {
             return;
         };
@@ -1313,8 +1321,13 @@ impl Streaming {
             limits,
         );
         let bytes = match verdict {
-            HookVerdict::Continue => original,
+            HookVerdict::Continue => {
+                ledger.remember_asked(&message.method, message.id.as_deref(), &message.text);
+                original
+            }
             HookVerdict::Replace(replacement) => {
+                let text = String::from_utf8_lossy(&replacement);
+                ledger.remember_asked(&message.method, message.id.as_deref(), &text);
                 let mut v = Vec::with_capacity(replacement.len() + 32);
                 let data = String::from_utf8_lossy(&replacement);
                 let event = OutgoingEvent {

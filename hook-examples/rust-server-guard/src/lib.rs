@@ -11,6 +11,10 @@
 //! - `redact` (default none): a log notification (`notifications/message`)
 //!   whose text holds one of these strings reaches the client with its `data`
 //!   replaced by "[redacted by sluice]".
+//! - `withhold` (default none): a client's answer to a server request
+//!   (`elicitation/create`, `sampling/createMessage`, `roots/list`) whose text
+//!   holds one of these strings goes to the server as the error -31004
+//!   instead (`@client-answer`).
 //! - A config that does not parse refuses every server request and redacts
 //!   every log notification (fail closed).
 
@@ -34,6 +38,8 @@ struct Policy {
     refuse: Vec<String>,
     #[serde(default)]
     redact: Vec<String>,
+    #[serde(default)]
+    withhold: Vec<String>,
 }
 
 fn default_refuse() -> Vec<String> {
@@ -52,6 +58,7 @@ impl Policy {
             Policy {
                 refuse: SERVER_REQUESTS.map(str::to_owned).to_vec(),
                 redact: vec![String::new()], // in every text
+                withhold: Vec::new(),
             }
         })
     }
@@ -69,6 +76,12 @@ impl Hook for ServerGuard {
             .collect();
         if !policy.redact.is_empty() {
             methods.push(format!("{LOG}@server-message"));
+        }
+        if !policy.withhold.is_empty() {
+            let answered = SERVER_REQUESTS
+                .iter()
+                .filter(|m| !policy.refuse.iter().any(|r| r == *m));
+            methods.extend(answered.map(|m| format!("{m}@client-answer")));
         }
         methods
     }
@@ -101,6 +114,24 @@ impl Hook for ServerGuard {
                 message.method()
             ),
         )
+    }
+
+    fn on_client_answer(_ctx: &Context, request: &Message, answer: &Message) -> Verdict {
+        let policy = Policy::load();
+        match policy
+            .withhold
+            .iter()
+            .find(|s| answer.json().contains(s.as_str()))
+        {
+            Some(_) => {
+                host::info(&format!("withheld an answer to {}", request.method()));
+                Verdict::reject(
+                    -31004,
+                    "the client's answer held something this gateway does not let through",
+                )
+            }
+            None => Verdict::Continue,
+        }
     }
 }
 
@@ -139,5 +170,22 @@ mod tests {
             call.server_message::<ServerGuard>(NOTE).verdict,
             Verdict::Replace(_)
         ));
+    }
+
+    #[test]
+    fn withholds_answers_that_hold_a_secret() {
+        let call = Call::new().config(r#"{"withhold": ["secret"]}"#);
+        let methods = call.methods::<ServerGuard>();
+        assert!(methods.contains(&"elicitation/create@client-answer".to_owned()));
+        let ask = r#"{"jsonrpc":"2.0","id":"e","method":"elicitation/create","params":{}}"#;
+        let told =
+            r#"{"jsonrpc":"2.0","id":"e","result":{"action":"accept","content":{"pw":"secret"}}}"#;
+        let out = call.client_answer::<ServerGuard>(ask, told);
+        assert!(matches!(out.verdict, Verdict::Reject(e) if e.code == -31004));
+        let fine = told.replace("secret", "hunter");
+        assert_eq!(
+            call.client_answer::<ServerGuard>(ask, &fine).verdict,
+            Verdict::Continue
+        );
     }
 }

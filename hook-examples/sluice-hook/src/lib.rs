@@ -90,8 +90,11 @@ pub trait Hook {
         Verdict::Continue
     }
 
-    /// The client's answer to a server request. Not called by this
-    /// release of sluice (docs/HOOKS.md, "Not yet").
+    /// The client's answer to the server's `request`, before it goes to the
+    /// server. Every verdict sends the server something: the answer as it
+    /// is ([`Verdict::Continue`]) or replaced, or, for
+    /// [`Verdict::Reject`] and [`Verdict::Respond`], that error or result
+    /// in its stead.
     fn on_client_answer(ctx: &Context, request: &Message, answer: &Message) -> Verdict {
         let _ = (ctx, request, answer);
         Verdict::Continue

@@ -133,6 +133,14 @@ impl Call {
         self.outcome(|| H::on_server_message(&ctx, &m))
     }
 
+    /// `H::on_client_answer` on the client's `answer` to the server's `request`.
+    pub fn client_answer<H: Hook>(&self, request: &str, answer: &str) -> Outcome {
+        let request = message(request, None);
+        let answer = message(answer, Some(request.method()));
+        let ctx = self.phase(Phase::ClientAnswer);
+        self.outcome(|| H::on_client_answer(&ctx, &request, &answer))
+    }
+
     fn phase(&self, phase: Phase) -> Context {
         Context {
             phase,

@@ -25,9 +25,13 @@ impl Case {
         };
         match self.phase {
             HookPhase::Request => self.host.run_request(&ctx, self.method, &self.request),
-            HookPhase::Response | HookPhase::ClientAnswer => {
+            HookPhase::Response => {
                 self.host
                     .run_response(&ctx, self.method, &self.request, &self.response)
+            }
+            HookPhase::ClientAnswer => {
+                self.host
+                    .run_client_answer(&ctx, self.method, &self.request, &self.response)
             }
             HookPhase::ServerMessage => {
                 self.host

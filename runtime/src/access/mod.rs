@@ -7,13 +7,12 @@
 
 mod line;
 
-use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
-use std::time::SystemTime;
 
 use sluice_core::exchange::Summary;
 
 use crate::logq::LogWriter;
+use crate::metrics::Elapsed;
 
 /// Where access lines go.
 pub struct AccessLog {
@@ -21,7 +20,7 @@ pub struct AccessLog {
     /// Write `subject=<redacted>` instead of the caller.
     redact_subject: bool,
     /// By route index: its name and where its upstream lives.
-    routes: Vec<RouteLabel>,
+    routes: Vec<line::RouteLine>,
     /// The key of the session hash, random per process.
     session_key: RandomState,
 }
@@ -76,7 +75,7 @@ impl AccessLog {
 
     /// The same log, naming routes (by route index) with `routes`.
     pub fn with_routes(mut self, routes: Vec<RouteLabel>) -> Self {
-        self.routes = routes;
+        self.routes = routes.into_iter().map(line::RouteLine::new).collect();
         self
     }
 
@@ -93,20 +92,18 @@ impl AccessLog {
         self
     }
 
-    /// Record one finished exchange; `session` is the request's
-    /// `Mcp-Session-Id` (logged as a hash, never as is).
+    /// Record one finished exchange, which took `elapsed`; `session` is the
+    /// request's `Mcp-Session-Id` (logged as a hash, never as is).
     pub fn record(
         &self,
         s: &Summary,
+        elapsed: &Elapsed,
         session: Option<&str>,
         hook_time: Option<std::time::Duration>,
     ) {
         if matches!(self.sink, Sink::Off) || s.http_method.is_empty() {
             return;
         }
-        let micros = |t: Option<std::time::Instant>| {
-            t.map(|t| t.saturating_duration_since(s.started).as_micros() as u64)
-        };
         let rpc = s.rpc.as_ref();
         let route = s.route.and_then(|r| self.routes.get(r));
         let mut session_hex = [0u8; 16];
@@ -118,34 +115,26 @@ impl AccessLog {
                 .or(rpc.filter(|r| r.batch).map(|_| "batch")),
             name: rpc.and_then(|r| r.name.as_deref()),
             status: s.status,
-            route: route.map(|r| r.name.as_str()),
-            upstream: route.map(|r| r.upstream.as_str()),
+            route,
             session: session.map(|id| self.session_hash(id, &mut session_hex)),
             subject: self.subject(s),
             outcome: crate::metrics::outcome_label(s.outcome),
             reason: s.reason.as_deref(),
             fault: s.error.as_ref().map(|e| e.side()),
-            head_us: micros(s.response_head),
-            total_us: micros(s.finished),
+            head_us: elapsed.head.map(micros),
+            total_us: elapsed.total.map(micros),
             bytes: s.body_bytes,
             reused: s.reused,
-            hooks_us: hook_time.map(|t| t.as_micros() as u64),
+            hooks_us: hook_time.map(micros),
         };
         match &self.sink {
             Sink::Off => {}
             Sink::Queue { writer, json } => {
-                thread_local! {
-                    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-                }
-                LINE.with_borrow_mut(|out| {
-                    out.clear();
-                    let now = SystemTime::now();
-                    if *json {
-                        line::json(&f, now, out);
-                    } else {
-                        line::text(&f, now, out);
-                    }
-                    writer.push_line(out);
+                let now = line::Stamp::now();
+                let json = *json;
+                writer.push_with(|out| match json {
+                    true => line::json(&f, now, out),
+                    false => line::text(&f, now, out),
                 });
             }
             Sink::Tracing => line::through_subscriber(&f),
@@ -176,7 +165,7 @@ impl AccessLog {
 
     /// How route `index` is named in access lines.
     pub(crate) fn route(&self, index: usize) -> Option<&RouteLabel> {
-        self.routes.get(index)
+        self.routes.get(index).map(|r| &r.label)
     }
 
     /// The caller as the line names it: its subject, or `<redacted>`.
@@ -188,9 +177,21 @@ impl AccessLog {
     }
 }
 
+/// Whole microseconds of `d`, in u64 arithmetic (`as_micros` divides a
+/// u128); saturating, as no exchange lasts 584,000 years.
+fn micros(d: std::time::Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
+}
+
 /// The path without its query: queries may carry secrets (tokens, keys).
 fn path_only(target: &str) -> &str {
-    target.split('?').next().unwrap_or(target)
+    // A plain loop: paths are short, and memchr's set-up costs more here.
+    match target.bytes().position(|b| b == b'?') {
+        Some(at) => &target[..at],
+        None => target,
+    }
 }
 
 #[cfg(test)]

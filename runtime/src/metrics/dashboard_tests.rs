@@ -50,7 +50,7 @@ fn full_scrape() -> String {
         keepalives: 2,
         sse_events: 3,
     };
-    m.exchange_done(&r, &summary);
+    m.exchange_done(&r, &summary, &super::Elapsed::of(&summary));
     let _open = m.sse_stream_opened(&r, Some(0));
     m.auth("r").judged(
         &sluice_core::auth::Verdict::Deny(sluice_core::auth::Denial::InvalidToken),

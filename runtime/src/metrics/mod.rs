@@ -142,6 +142,8 @@ pub enum Phase {
     Response,
     /// On a server request or notification, before the client gets it.
     ServerMessage,
+    /// On the client's answer to a server request, before the server gets it.
+    ClientAnswer,
 }
 
 impl Phase {
@@ -151,6 +153,7 @@ impl Phase {
             Phase::Request => "request",
             Phase::Response => "response",
             Phase::ServerMessage => "server-message",
+            Phase::ClientAnswer => "client-answer",
         }
     }
 }
@@ -746,8 +749,9 @@ impl Metrics {
     }
 
     /// Count one finished exchange (one that read no request is not one)
-    /// of a configuration whose routes are `routes`.
-    pub fn exchange_done(&self, routes: &RouteMetrics, s: &Summary) {
+    /// of a configuration whose routes are `routes`; `elapsed` is
+    /// [`Elapsed::of`] it, worked out once for the access log too.
+    pub fn exchange_done(&self, routes: &RouteMetrics, s: &Summary, elapsed: &Elapsed) {
         if s.http_method.is_empty() {
             return;
         }
@@ -764,18 +768,17 @@ impl Metrics {
         {
             series.tools.add(tool, outcome_index(s.outcome));
         }
-        let since = |t: std::time::Instant| t.saturating_duration_since(s.started).as_secs_f64();
         if s.event_stream {
             series.sse_streams.inc();
             series.sse_bytes.inc_by(s.body_bytes);
             series.sse_keepalives.inc_by(s.keepalives);
             series.sse_events.inc_by(s.sse_events);
         }
-        if let Some(head) = s.response_head {
-            series.head_seconds.observe(since(head));
+        if let Some(head) = elapsed.head {
+            series.head_seconds.observe(head.as_secs_f64());
         }
-        if let Some(end) = s.finished {
-            series.total_seconds.observe(since(end));
+        if let Some(total) = elapsed.total {
+            series.total_seconds.observe(total.as_secs_f64());
         }
     }
 
@@ -927,6 +930,28 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// How long an exchange took, from its request's first byte: worked out
+/// once per exchange for the metrics and the access log (each reading of
+/// an `Instant` difference costs some fifty instructions).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Elapsed {
+    /// To the upstream's response head, when it arrived.
+    pub head: Option<std::time::Duration>,
+    /// To the exchange's end, when it ended.
+    pub total: Option<std::time::Duration>,
+}
+
+impl Elapsed {
+    /// The times of `s`.
+    pub fn of(s: &Summary) -> Self {
+        let since = |t: std::time::Instant| t.saturating_duration_since(s.started);
+        Elapsed {
+            head: s.response_head.map(since),
+            total: s.finished.map(since),
+        }
+    }
+}
+
 /// The access log's word for an outcome.
 pub(crate) fn outcome_label(o: Outcome) -> &'static str {
     match o {
@@ -961,6 +986,11 @@ pub(crate) fn failure_label(kind: &HookErrorKind) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    /// [`Metrics::exchange_done`] with the summary's own times.
+    fn done(m: &Metrics, r: &RouteMetrics, s: &Summary) {
+        m.exchange_done(r, s, &Elapsed::of(s));
+    }
+
     use super::*;
     use sluice_core::exchange::RpcSummary;
     use std::time::{Duration, Instant};
@@ -1004,10 +1034,10 @@ mod tests {
     fn requests_are_counted_with_bounded_labels() {
         let m = Metrics::new(None);
         let r = m.routes(&["up".into()]);
-        m.exchange_done(&r, &summary(Some(0), Some("tools/call"), 200));
-        m.exchange_done(&r, &summary(Some(0), Some("tools/call"), 200));
-        m.exchange_done(&r, &summary(Some(0), Some("made/up/by/a/client"), 299));
-        m.exchange_done(&r, &summary(None, None, 404));
+        done(&m, &r, &summary(Some(0), Some("tools/call"), 200));
+        done(&m, &r, &summary(Some(0), Some("tools/call"), 200));
+        done(&m, &r, &summary(Some(0), Some("made/up/by/a/client"), 299));
+        done(&m, &r, &summary(None, None, 404));
         let text = m.encode(&r, &[RouteLive::default()]);
         let call = r#"sluice_requests_total{route="up",method="tools/call",status="200",outcome="complete"}"#;
         assert_eq!(value(&text, call), Some(2.0), "{text}");
@@ -1089,7 +1119,7 @@ mod tests {
         s.body_bytes = 1234;
         s.keepalives = 3;
         s.sse_events = 5;
-        m.exchange_done(&r, &s);
+        done(&m, &r, &s);
         drop(guard);
         let text = m.encode(&r, &[]);
         assert_eq!(value(&text, open), Some(0.0), "{text}");
@@ -1112,22 +1142,22 @@ mod tests {
             s.rpc.as_mut().unwrap().name = Some(tool.into());
             s
         };
-        m.exchange_done(&r, &call(0, "echo"));
-        m.exchange_done(&r, &call(0, "echo"));
+        done(&m, &r, &call(0, "echo"));
+        done(&m, &r, &call(0, "echo"));
         let mut failed = call(0, "echo");
         failed.outcome = Outcome::Aborted;
-        m.exchange_done(&r, &failed);
+        done(&m, &r, &failed);
         // Not a tools/call: its name is not a tool's.
         let mut prompt = summary(Some(0), Some("prompts/get"), 200);
         prompt.rpc.as_mut().unwrap().name = Some("greeting".into());
-        m.exchange_done(&r, &prompt);
+        done(&m, &r, &prompt);
         // Route a fills its table; route b's is its own.
         for i in 1..TOOLS_PER_ROUTE {
-            m.exchange_done(&r, &call(0, &format!("t{i}")));
+            done(&m, &r, &call(0, &format!("t{i}")));
         }
-        m.exchange_done(&r, &call(0, "late"));
-        m.exchange_done(&r, &call(0, "bad \"name\""));
-        m.exchange_done(&r, &call(1, "late"));
+        done(&m, &r, &call(0, "late"));
+        done(&m, &r, &call(0, "bad \"name\""));
+        done(&m, &r, &call(1, "late"));
         let text = m.encode(&r, &[]);
         let series = |route: &str, tool: &str, outcome: &str| {
             let s = format!(

@@ -71,9 +71,13 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
         };
         let hook_time = driver.hook_time;
         let (trace, spans) = (driver.trace.take(), std::mem::take(&mut driver.spans));
-        gen_ref
-            .access
-            .record(exchange.summary(), exchange.session_id(), hook_time);
+        let elapsed = crate::metrics::Elapsed::of(exchange.summary());
+        gen_ref.access.record(
+            exchange.summary(),
+            &elapsed,
+            exchange.session_id(),
+            hook_time,
+        );
         if let Some((tracer, local)) = &shared.tracer {
             // Sampled or not, decided for every exchange that read a request.
             let trace = trace.or_else(|| {
@@ -97,7 +101,7 @@ pub(super) async fn serve(client: Stream, peer: SocketAddr, shared: Arc<Shared>)
         }
         shared
             .metrics
-            .exchange_done(&gen_ref.routes, exchange.summary());
+            .exchange_done(&gen_ref.routes, exchange.summary(), &elapsed);
         match close {
             Close::KeepAlive if !shared.is_shutting_down() => carry = exchange.take_leftover(),
             Close::KeepAlive | Close::Graceful => {
@@ -427,14 +431,19 @@ impl Driver<'_> {
             (HookPhase::ServerMessage, _) => {
                 host.run_server_message(&ctx, &call.method, &call.request)
             }
-            // Core asks for no client-answer hook yet.
-            (HookPhase::ClientAnswer, _) => return HookVerdict::Continue,
+            (HookPhase::ClientAnswer, answer) => host.run_client_answer(
+                &ctx,
+                &call.method,
+                &call.request,
+                answer.unwrap_or_default(),
+            ),
         };
         *self.hook_time.get_or_insert_default() += report.total;
         let phase = match call.phase {
             HookPhase::Request => Phase::Request,
-            HookPhase::Response | HookPhase::ClientAnswer => Phase::Response,
+            HookPhase::Response => Phase::Response,
             HookPhase::ServerMessage => Phase::ServerMessage,
+            HookPhase::ClientAnswer => Phase::ClientAnswer,
         };
         if let (Some(start), Some(ctx)) = (started, self.trace.as_ref()) {
             super::trace::hook_spans(

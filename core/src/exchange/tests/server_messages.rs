@@ -257,3 +257,133 @@ fn a_message_upstreams_server_request_is_held_and_answered_through_it() {
     let (_, post) = &h.log.to_server[0];
     assert_eq!(post.session_id(), Some("s-1"), "the fields went with it");
 }
+
+// ---- The client's answers to server requests (`@client-answer`) ----
+
+const ELICIT: &str =
+    r#"{"jsonrpc":"2.0","id":"e-1","method":"elicitation/create","params":{"message":"name?"}}"#;
+const ELICITED: &str =
+    r#"{"jsonrpc":"2.0","id":"e-1","result":{"action":"accept","content":{"name":"secret"}}}"#;
+
+/// A tools/call whose answer stream asks the client `request` (session
+/// s-1), under a chain that wants `methods`; the stream ends.
+fn asked(methods: &'static [&'static str], request: &str) -> ExchangeConfig {
+    let config = hooked_config(methods);
+    let mut h = Harness::new(config.clone());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(&event("1", request)).as_bytes())
+        .upstream(chunk(&event("2", RESULT)).as_bytes())
+        .upstream(b"0\r\n\r\n");
+    assert!(client_body(&h).contains(request), "the client was asked");
+    assert!(h.log.hooks.is_empty(), "no hook runs on the way out");
+    config
+}
+
+/// The client's `answer` POSTed on session `session` under `config`.
+fn answering(config: ExchangeConfig, session: &str, answer: &str) -> Harness {
+    let mut h = Harness::new(config);
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: localhost:8080\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+         Content-Length: {}\r\n\r\n{answer}",
+        answer.len()
+    );
+    h.client(request.as_bytes());
+    h
+}
+
+fn forwarded_body(h: &Harness) -> serde_json::Value {
+    let up = String::from_utf8_lossy(&h.log.to_upstream).into_owned();
+    let body = up.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {up}"))
+}
+
+#[test]
+fn a_client_answer_reaches_the_hooks_with_the_request_it_answers() {
+    let config = asked(&["elicitation/create@client-answer"], ELICIT);
+    let mut h = answering(config.clone(), "s-1", ELICITED);
+    assert_eq!(h.log.hooks.len(), 1);
+    let call = &h.log.hooks[0];
+    assert_eq!(call.phase, HookPhase::ClientAnswer);
+    assert_eq!(call.method, "elicitation/create");
+    assert_eq!(&*call.request, ELICIT);
+    assert_eq!(call.response.as_deref(), Some(ELICITED));
+    // Refused: the server gets the hook's error in the client's stead.
+    h.verdict(HookVerdict::Reject {
+        code: -31003,
+        message: "no names".into(),
+        data: None,
+    })
+    .connected(false);
+    let sent = forwarded_body(&h);
+    assert_eq!(sent["id"], "e-1");
+    assert_eq!(sent["error"]["code"], -31003);
+    assert!(!String::from_utf8_lossy(&h.log.to_upstream).contains("secret"));
+
+    // Answered once: the same answer again is not the asked request's.
+    let h = answering(config, "s-1", ELICITED);
+    assert!(h.log.hooks.is_empty());
+}
+
+#[test]
+fn respond_and_replace_change_what_the_server_gets() {
+    let config = asked(&["elicitation/create@client-answer"], ELICIT);
+    let mut h = answering(config, "s-1", ELICITED);
+    h.verdict(HookVerdict::Respond(br#"{"action":"decline"}"#.to_vec()))
+        .connected(false);
+    assert_eq!(forwarded_body(&h)["result"]["action"], "decline");
+
+    let config = asked(&["elicitation/create@client-answer"], ELICIT);
+    let mut h = answering(config, "s-1", ELICITED);
+    let cancel = r#"{"jsonrpc":"2.0","id":"e-1","result":{"action":"cancel"}}"#;
+    h.verdict(HookVerdict::Replace(cancel.as_bytes().to_vec()))
+        .connected(false);
+    assert_eq!(forwarded_body(&h)["result"]["action"], "cancel");
+
+    // A replacement with another id fails closed: an error goes instead.
+    let config = asked(&["elicitation/create@client-answer"], ELICIT);
+    let mut h = answering(config, "s-1", ELICITED);
+    h.verdict(HookVerdict::Replace(
+        ELICITED.replace("e-1", "e-2").into_bytes(),
+    ))
+    .connected(false);
+    assert_eq!(forwarded_body(&h)["error"]["code"], HOOK_FAILED);
+}
+
+#[test]
+fn an_answer_from_another_session_or_to_an_unasked_id_is_not_hooked() {
+    let config = asked(&["elicitation/create@client-answer"], ELICIT);
+    for (session, answer) in [
+        ("s-2", ELICITED.to_owned()),
+        ("s-1", ELICITED.replace("e-1", "e-9")),
+    ] {
+        let mut h = answering(config.clone(), session, &answer);
+        assert!(h.log.hooks.is_empty(), "{session} {answer}");
+        h.connected(false);
+        assert_eq!(
+            forwarded_body(&h),
+            serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+        );
+    }
+    // Nor one whose method no client-answer hook wants.
+    let config = asked(&["roots/list@client-answer"], ELICIT);
+    assert!(answering(config, "s-1", ELICITED).log.hooks.is_empty());
+}
+
+#[test]
+fn a_server_message_hook_and_a_client_answer_hook_on_one_request() {
+    // The request is judged on its way out, replaced, and the replacement
+    // is what the answer's hook sees as the request.
+    let config = hooked_config(&["elicitation/create"]);
+    let mut h = Harness::new(config.clone());
+    h.client(&post(CALL)).connected(false);
+    h.upstream(SSE_HEAD.as_bytes())
+        .upstream(chunk(&event("1", ELICIT)).as_bytes());
+    assert_eq!(h.log.hooks[0].phase, HookPhase::ServerMessage);
+    let milder = ELICIT.replace("name?", "nickname?");
+    h.verdict(HookVerdict::Replace(milder.clone().into_bytes()));
+    let h = answering(config, "s-1", ELICITED);
+    assert_eq!(h.log.hooks[0].phase, HookPhase::ClientAnswer);
+    assert_eq!(&*h.log.hooks[0].request, milder);
+}
