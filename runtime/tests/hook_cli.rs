@@ -518,6 +518,80 @@ fn test_runs_a_server_message_hook() {
     ]);
     assert_eq!(status(&o), 1);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--server-message"));
+    // The client's answer to a server request: withheld, the server gets an
+    // error in the client's stead.
+    let elicit = r#"{"jsonrpc":"2.0","id":3,"method":"elicitation/create","params":{"message":"name?","requestedSchema":{"type":"object","properties":{}}}}"#;
+    let answer =
+        r#"{"jsonrpc":"2.0","id":3,"result":{"action":"accept","content":{"name":"a secret"}}}"#;
+    let withhold = r#"{"refuse":[],"withhold":["secret"]}"#;
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        withhold,
+        "--server-message",
+        elicit,
+        "--client-answer",
+        answer,
+        "--json",
+    ]);
+    assert_eq!(status(&o), 4, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(
+        v["phases"][0]["called"], false,
+        "no @server-message for elicitation"
+    );
+    assert_eq!(v["phases"][1]["phase"], "client-answer");
+    assert_eq!(v["phases"][1]["verdict"]["code"], -31004);
+    assert_eq!(v["phases"][1]["then"]["to"], "upstream");
+    assert!(
+        v["phases"][1]["then"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"{"jsonrpc":"2.0","id":3,"error":{"code":-31004"#)
+    );
+    // A refused server request never reaches the client: no answer to run.
+    let sampling_answer = r#"{"jsonrpc":"2.0","id":5,"result":{"role":"assistant","content":{"type":"text","text":"hi"},"model":"m"}}"#;
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--server-message",
+        sampling,
+        "--client-answer",
+        sampling_answer,
+        "--json",
+    ]);
+    assert_eq!(status(&o), 4, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["not_run"]["phase"], "client-answer");
+    assert_eq!(v["phases"].as_array().unwrap().len(), 1);
+    // An answer answers the server's request: same id; and needs one.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--server-message",
+        elicit,
+        "--client-answer",
+        sampling_answer,
+    ]);
+    assert_eq!(status(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--client-answer"));
+    assert_eq!(
+        status(&sluice(&[
+            "hook",
+            "test",
+            s(&wasm),
+            "--request",
+            elicit,
+            "--client-answer",
+            answer
+        ])),
+        2
+    );
+
     // Not with --request.
     let o = sluice(&[
         "hook",

@@ -17,7 +17,12 @@ use crate::hooks::{ChainOutcome, ChainReport, HookContext, HookHost, HookRunResu
 
 /// The phases this release of the host runs hooks in, in the order a
 /// message meets them; `hook check` says so of the others.
-pub(super) const HOST_RUNS: &[Phase] = &[Phase::Request, Phase::Response, Phase::ServerMessage];
+pub(super) const HOST_RUNS: &[Phase] = &[
+    Phase::Request,
+    Phase::Response,
+    Phase::ServerMessage,
+    Phase::ClientAnswer,
+];
 
 /// `sluice hook test FILE.wasm (--request JSON [--response JSON] |
 /// --server-message JSON) …`.
@@ -54,11 +59,14 @@ pub enum Messages {
         /// The response.
         response: Option<String>,
     },
-    /// A server's request or notification on its way to the client: the
-    /// server-message phase.
+    /// A server's request or notification on its way to the client, and
+    /// the client's answer to it: the server-message and client-answer
+    /// phases.
     Server {
         /// The message.
         message: String,
+        /// The answer.
+        answer: Option<String>,
     },
 }
 
@@ -144,10 +152,7 @@ fn read_message(flag: &str, value: &str) -> anyhow::Result<Msg> {
     }
 }
 
-/// One phase of the run: which host runner it takes and with what. The
-/// client-answer phase becomes one more arm here (and a `--client-answer`
-/// flag, with `--server-message` as the server's request it answers) when
-/// the host runs it.
+/// One phase of the run: which host runner it takes and with what.
 enum Step<'a> {
     /// The client's request, on its way upstream.
     Request { request: &'a str },
@@ -155,6 +160,8 @@ enum Step<'a> {
     Response { request: &'a str, response: &'a str },
     /// A server's request or notification, on its way to the client.
     ServerMessage { message: &'a str },
+    /// The client's answer, with the server's request as the client got it.
+    ClientAnswer { request: &'a str, answer: &'a str },
 }
 
 impl Step<'_> {
@@ -163,6 +170,7 @@ impl Step<'_> {
             Step::Request { .. } => Phase::Request,
             Step::Response { .. } => Phase::Response,
             Step::ServerMessage { .. } => Phase::ServerMessage,
+            Step::ClientAnswer { .. } => Phase::ClientAnswer,
         }
     }
 
@@ -172,6 +180,7 @@ impl Step<'_> {
             Step::Request { request } => request,
             Step::Response { response, .. } => response,
             Step::ServerMessage { message } => message,
+            Step::ClientAnswer { answer, .. } => answer,
         }
     }
 
@@ -182,6 +191,9 @@ impl Step<'_> {
                 host.run_response(ctx, method, request, response)
             }
             Step::ServerMessage { message } => host.run_server_message(ctx, method, message),
+            Step::ClientAnswer { request, answer } => {
+                host.run_client_answer(ctx, method, request, answer)
+            }
         }
     }
 }
@@ -194,11 +206,12 @@ fn forward_to(phase: Phase) -> &'static str {
     }
 }
 
-/// Who sent the message of `phase` (and gets an answer in its place).
-fn sender(phase: Phase) -> &'static str {
+/// Who gets the answer a hook gives in `phase` in the message's place:
+/// the sender of a request, the server for a client's answer.
+fn answered(phase: Phase) -> &'static str {
     match phase {
-        Phase::ServerMessage => "upstream",
-        _ => "client",
+        Phase::Request | Phase::Response => "client",
+        Phase::ServerMessage | Phase::ClientAnswer => "upstream",
     }
 }
 
@@ -206,7 +219,7 @@ fn sender(phase: Phase) -> &'static str {
 enum Then {
     /// Sends this on ([`forward_to`]); `changed` when a hook replaced it.
     Forward { json: String, changed: bool },
-    /// Answers the sender of the message ([`sender`]) with this instead.
+    /// Answers [`answered`] with this instead.
     Answer(String),
     /// A client's notification refused: HTTP 400 carrying this error.
     Refused(String),
@@ -351,6 +364,7 @@ enum Input {
     Server {
         message: Msg,
         method: String,
+        answer: Option<Msg>,
     },
 }
 
@@ -385,7 +399,7 @@ impl Input {
                     response,
                 })
             }
-            Messages::Server { message } => {
+            Messages::Server { message, answer } => {
                 let message = read_message("--server-message", message)?;
                 let Some(method) = message.method.clone() else {
                     bail!(
@@ -393,7 +407,29 @@ impl Input {
                          to a client's request is --response)"
                     );
                 };
-                Ok(Input::Server { message, method })
+                let answer = answer
+                    .as_deref()
+                    .map(|a| read_message("--client-answer", a))
+                    .transpose()?;
+                if let Some(a) = &answer {
+                    if message.kind == Kind::Notification {
+                        bail!("--client-answer: a notification has no answer");
+                    }
+                    if !matches!(a.kind, Kind::Response | Kind::Error) {
+                        bail!("--client-answer: a request or notification is not an answer");
+                    }
+                    if a.id.as_deref() != message.id.as_deref() {
+                        bail!(
+                            "--client-answer: its id is not the server request's (sluice would \
+                             not match them)"
+                        );
+                    }
+                }
+                Ok(Input::Server {
+                    message,
+                    method,
+                    answer,
+                })
             }
         }
     }
@@ -437,13 +473,37 @@ pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
         run_step(&host, &ctx, method, id, &step, &logs, args.repeat)
     };
     let mut ran = Vec::new();
-    let mut response_skipped = None;
+    // The second phase, when the first one stopped the message.
+    let mut second_skipped: Option<(&str, &str)> = None;
     match &input {
-        Input::Server { message, method } => {
+        Input::Server {
+            message,
+            method,
+            answer,
+        } => {
+            let id = message.id.as_deref();
             let step = Step::ServerMessage {
                 message: &message.text,
             };
-            ran.push(run(method, message.id.as_deref(), step));
+            ran.push(run(method, id, step));
+            if let Some(answer) = answer {
+                match &ran[0].then {
+                    Then::Forward { json, .. } => {
+                        let delivered = json.clone();
+                        let step = Step::ClientAnswer {
+                            request: &delivered,
+                            answer: &answer.text,
+                        };
+                        ran.push(run(method, id, step));
+                    }
+                    _ => {
+                        second_skipped = Some((
+                            "client-answer",
+                            "the server request never reached the client: it has no answer",
+                        ))
+                    }
+                }
+            }
         }
         Input::Client {
             request,
@@ -466,9 +526,10 @@ pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
                         ran.push(run(method, id, step));
                     }
                     _ => {
-                        response_skipped = Some(
+                        second_skipped = Some((
+                            "response",
                             "the request was answered by the proxy: the upstream never answers it",
-                        )
+                        ))
                     }
                 }
             }
@@ -482,7 +543,7 @@ pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
             load_time,
             &load_logs,
             &ran,
-            response_skipped,
+            second_skipped,
             code,
         );
     } else {
@@ -492,7 +553,7 @@ pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
             load_time,
             &load_logs,
             &ran,
-            response_skipped,
+            second_skipped,
             code,
         );
     }
@@ -573,7 +634,7 @@ fn then_json(phase: Phase, then: &Then) -> Value {
             "to": to,
             "message": json,
         }),
-        Then::Answer(json) => json!({ "action": "answer", "to": sender(phase), "message": json }),
+        Then::Answer(json) => json!({ "action": "answer", "to": answered(phase), "message": json }),
         Then::Refused(json) => json!({
             "action": "refuse-notification",
             "to": "client",
@@ -599,7 +660,7 @@ fn print_json(
     load_time: Duration,
     load_logs: &[(LogLevel, String)],
     ran: &[Ran],
-    response_skipped: Option<&str>,
+    second_skipped: Option<(&str, &str)>,
     code: u8,
 ) {
     let phases: Vec<Value> = ran
@@ -641,7 +702,7 @@ fn print_json(
         "load_us": load_time.as_secs_f64() * 1e6,
         "load_logs": logs_json(load_logs),
         "phases": phases,
-        "response_not_run": response_skipped,
+        "not_run": second_skipped.map(|(phase, why)| json!({ "phase": phase, "why": why })),
         "exit": code,
     });
     println!("{out:#}");
@@ -654,7 +715,7 @@ fn print_text(
     load_time: Duration,
     load_logs: &[(LogLevel, String)],
     ran: &[Ran],
-    response_skipped: Option<&str>,
+    second_skipped: Option<(&str, &str)>,
     code: u8,
 ) {
     println!(
@@ -704,6 +765,9 @@ fn print_text(
             Then::Answer(json) if r.phase == Phase::ServerMessage => println!(
                 "  then    the client never sees it; the upstream is answered with: {json}"
             ),
+            Then::Answer(json) if r.phase == Phase::ClientAnswer => {
+                println!("  then    the upstream gets, in the client's stead: {json}")
+            }
             Then::Answer(json) => println!("  then    the client is answered with: {json}"),
             Then::Refused(json) => {
                 println!("  then    the notification is refused with HTTP 400: {json}")
@@ -720,8 +784,8 @@ fn print_text(
             }
         }
     }
-    if let Some(why) = response_skipped {
-        println!("response:\n  not run: {why}");
+    if let Some((phase, why)) = second_skipped {
+        println!("{phase}:\n  not run: {why}");
     }
     println!("exit {code}");
 }
