@@ -267,9 +267,9 @@ enum HookSub {
     /// Exit status 0 when the proxy would load it, 1 (with the reason) when not.
     Check(HookCheckArgs),
 
-    /// Run a hook offline on a request (and its response), or on a server's message, through the
-    /// proxy's own hook runner: the verdict, what the proxy would forward or answer, the hook's
-    /// log lines, the time.
+    /// Run a hook offline on a request (and its response), or a server's message (and the client's
+    /// answer), through the proxy's own hook runner: the verdict, what the proxy would forward or
+    /// answer, the hook's log lines, the time.
     ///
     /// Exit status: 0 continue, 3 replaced, 4 rejected, 5 responded, 6 the hook failed (trap,
     /// deadline, memory cap, invalid verdict; whatever --on-error did), 7 not called in any
