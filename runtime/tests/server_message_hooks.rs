@@ -474,3 +474,21 @@ fn a_client_answer_that_holds_a_secret_goes_to_the_server_as_an_error() {
     // An answer without the secret goes as the client gave it.
     assert_eq!(elicit_through(&proxy, "correct horse"), "action accept");
 }
+
+#[test]
+fn a_hook_that_fails_on_a_client_answer_sends_the_server_an_error_or_the_answer() {
+    use support::body;
+    for (hook_toml, want) in [
+        ("", "error -32010"),
+        ("on_error = \"pass\"\n", "action accept"),
+    ] {
+        let answers = Answers::new(Duration::from_secs(10));
+        let up = eliciting_upstream(answers.clone());
+        let wasm = support::Guest::new(&["elicitation/create@client-answer"], body::cont())
+            .component_0_2_with(body::cont(), body::trap());
+        let path = support::temp_dir("client-answer-faults").join("faulty.wasm");
+        std::fs::write(&path, wasm).unwrap();
+        let proxy = with_hook(&up, &path, hook_toml);
+        assert_eq!(elicit_through(&proxy, "anything"), want, "{hook_toml}");
+    }
+}
