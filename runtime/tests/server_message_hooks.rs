@@ -36,6 +36,14 @@ impl Answers {
         })
     }
 
+    /// The client's answer to a server request arrived: noted, and 202.
+    fn took(&self, conn: &mut TcpStream, req: &common::Received, answer: Value) {
+        self.got.lock().unwrap().push((req.head.clone(), answer));
+        self.arrived.notify_all();
+        conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    }
+
     /// The next answer (its request head and body), waiting up to
     /// `patience`.
     fn wait(&self, seen: usize) -> Option<(String, Value)> {
@@ -82,11 +90,7 @@ fn sampling_upstream(answers: Arc<Answers>) -> common::Upstream {
             return false;
         }
         if msg.get("method").is_none() {
-            // The client's answer to a server request.
-            answers.got.lock().unwrap().push((req.head.clone(), msg));
-            answers.arrived.notify_all();
-            conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
+            answers.took(conn, req, msg);
             return true;
         }
         let seen = answers.got.lock().unwrap().len();
@@ -390,10 +394,7 @@ fn eliciting_upstream(answers: Arc<Answers>) -> common::Upstream {
     common::upstream(move |conn: &mut TcpStream, req| {
         let msg: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         if msg.get("method").is_none() {
-            answers.got.lock().unwrap().push((req.head.clone(), msg));
-            answers.arrived.notify_all();
-            conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
+            answers.took(conn, req, msg);
             return true;
         }
         let seen = answers.got.lock().unwrap().len();
