@@ -305,6 +305,16 @@ fn sampling_through(body: String, hook_toml: &str) -> (Vec<Value>, Option<Value>
     (got, answer)
 }
 
+/// The client was never asked for sampling.
+fn never_asked(client: &[Value]) {
+    assert!(
+        client
+            .iter()
+            .all(|m| m["method"] != "sampling/createMessage"),
+        "{client:?}"
+    );
+}
+
 fn hook_failed(answer: &Option<Value>, reason: &str) {
     let answer = answer.as_ref().expect("the server was answered");
     assert_eq!(answer["id"], SAMPLING_ID);
@@ -317,11 +327,7 @@ fn hook_failed(answer: &Option<Value>, reason: &str) {
 fn a_hook_that_traps_on_a_server_request_fails_it_closed_or_open() {
     use support::body;
     let (client, server) = sampling_through(body::trap(), "name = \"faulty\"\n");
-    assert!(
-        client
-            .iter()
-            .all(|m| m["method"] != "sampling/createMessage")
-    );
+    never_asked(&client);
     hook_failed(&server, "hook faulty failed: trapped");
 
     let (client, server) = sampling_through(body::trap(), "on_error = \"pass\"\n");
@@ -332,11 +338,7 @@ fn a_hook_that_traps_on_a_server_request_fails_it_closed_or_open() {
 #[test]
 fn a_hook_past_its_deadline_on_a_server_request_fails_it() {
     let (client, server) = sampling_through(support::body::spin(), "deadline = \"20ms\"\n");
-    assert!(
-        client
-            .iter()
-            .all(|m| m["method"] != "sampling/createMessage")
-    );
+    never_asked(&client);
     hook_failed(&server, "deadline");
 }
 
@@ -344,11 +346,7 @@ fn a_hook_past_its_deadline_on_a_server_request_fails_it() {
 fn a_bad_verdict_on_a_server_request_fails_it() {
     use support::{NOT_JSON, body};
     let (client, server) = sampling_through(body::respond(NOT_JSON), "");
-    assert!(
-        client
-            .iter()
-            .all(|m| m["method"] != "sampling/createMessage")
-    );
+    never_asked(&client);
     hook_failed(&server, "invalid verdict");
 }
 
