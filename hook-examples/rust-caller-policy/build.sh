@@ -7,9 +7,11 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SLUICE_HOOK_OUT:-$here/dist}
-# wit/ and build-cache.sh are links into the repository; a copy made with
-# `cp -rL` holds the files themselves.
-[ -f "$here/wit/hook.wit" ] || { echo "build.sh: $here/wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
+# build-cache.sh (here) and wit/ (in the SDK) are links into the repository;
+# a copy made with `cp -rL` holds the files themselves.
+# The SDK (sluice-hook) sits beside the example and carries the WIT.
+sdk=$here/../sluice-hook
+[ -f "$sdk/src/lib.rs" ] && [ -f "$sdk/wit/hook.wit" ] || { echo "build.sh: the SDK is missing beside the example: copy both with cp -rL (cp -rL rust-caller-policy sluice-hook DEST/)" >&2; exit 2; }
 . "$here/build-cache.sh"
 mkdir -p "$out"
 # The inputs: sources, WIT, this script, the compiler, and the dependencies
@@ -19,7 +21,7 @@ deps=$(cargo tree --manifest-path "$here/Cargo.toml" --target wasm32-wasip2 -e n
     --prefix none --format '{p}' | sed 's/ (.*)$//' | LC_ALL=C sort -u)
 key=$(hook_cache_key "$(rustc -vV)
 $deps" "$here/Cargo.toml" "$here/src" "$here/build.sh" \
-    "$here/build-cache.sh" "$here"/wit/*.wit)
+    "$here/build-cache.sh" "$sdk/Cargo.toml" "$sdk/src" "$sdk"/wit/*.wit)
 if hook_cache_fetch "$key" "$out" rust-caller-policy.wasm; then
     echo "$out/rust-caller-policy.wasm"
     exit 0

@@ -445,8 +445,9 @@ mod tests {
         assert_eq!(w.dropped().get(), 0);
     }
 
-    #[test]
-    fn a_full_queue_drops_and_counts_lines_and_never_blocks() {
+    /// A sink that stalls on its first write until released: what it got,
+    /// the signal that it entered the write, the release, the sink.
+    fn stalled() -> (Collected, mpsc::Receiver<()>, mpsc::Sender<()>, Stalled) {
         let out = Collected::default();
         let (entered_tx, entered) = mpsc::channel();
         let (release, release_rx) = mpsc::channel();
@@ -455,6 +456,12 @@ mod tests {
             entered: Some(entered_tx),
             release: release_rx,
         };
+        (out, entered, release, sink)
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_lines_and_never_blocks() {
+        let (out, entered, release, sink) = stalled();
         // Ten-byte lines: "first 000\n"; a batch of one line, room for three.
         let (w, drain) = start(sink, limits(30, 10)).unwrap();
         line(&w, "first 000");
@@ -478,14 +485,7 @@ mod tests {
     /// capacity is taken back out whole, and the lines around it stay.
     #[test]
     fn a_line_formatted_in_place_that_does_not_fit_is_taken_back_out() {
-        let out = Collected::default();
-        let (entered_tx, entered) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel();
-        let sink = Stalled {
-            out: out.clone(),
-            entered: Some(entered_tx),
-            release: release_rx,
-        };
+        let (out, entered, release, sink) = stalled();
         let (w, drain) = start(sink, limits(30, 10)).unwrap();
         let put = |text: &str| w.push_with(|buf| buf.extend_from_slice(text.as_bytes()));
         put("first 000\n");

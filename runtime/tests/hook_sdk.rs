@@ -18,6 +18,8 @@ fn the_sdk_and_the_examples_on_it_pass_their_own_tests() {
             "sluice-hook",
             "-p",
             "rust-server-guard",
+            "-p",
+            "rust-caller-policy",
         ])
         .arg("--manifest-path")
         .arg(examples.join("Cargo.toml"))
@@ -39,5 +41,5 @@ fn the_sdk_and_the_examples_on_it_pass_their_own_tests() {
         .lines()
         .filter(|l| l.starts_with("test result: ok.") && !l.contains(" 0 passed"))
         .collect();
-    assert!(passed.len() >= 2, "{text}");
+    assert!(passed.len() >= 3, "{text}");
 }

@@ -36,6 +36,14 @@ impl Answers {
         })
     }
 
+    /// The client's answer to a server request arrived: noted, and 202.
+    fn took(&self, conn: &mut TcpStream, req: &common::Received, answer: Value) {
+        self.got.lock().unwrap().push((req.head.clone(), answer));
+        self.arrived.notify_all();
+        conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+    }
+
     /// The next answer (its request head and body), waiting up to
     /// `patience`.
     fn wait(&self, seen: usize) -> Option<(String, Value)> {
@@ -82,11 +90,7 @@ fn sampling_upstream(answers: Arc<Answers>) -> common::Upstream {
             return false;
         }
         if msg.get("method").is_none() {
-            // The client's answer to a server request.
-            answers.got.lock().unwrap().push((req.head.clone(), msg));
-            answers.arrived.notify_all();
-            conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
+            answers.took(conn, req, msg);
             return true;
         }
         let seen = answers.got.lock().unwrap().len();
@@ -301,6 +305,16 @@ fn sampling_through(body: String, hook_toml: &str) -> (Vec<Value>, Option<Value>
     (got, answer)
 }
 
+/// The client was never asked for sampling.
+fn never_asked(client: &[Value]) {
+    assert!(
+        client
+            .iter()
+            .all(|m| m["method"] != "sampling/createMessage"),
+        "{client:?}"
+    );
+}
+
 fn hook_failed(answer: &Option<Value>, reason: &str) {
     let answer = answer.as_ref().expect("the server was answered");
     assert_eq!(answer["id"], SAMPLING_ID);
@@ -313,11 +327,7 @@ fn hook_failed(answer: &Option<Value>, reason: &str) {
 fn a_hook_that_traps_on_a_server_request_fails_it_closed_or_open() {
     use support::body;
     let (client, server) = sampling_through(body::trap(), "name = \"faulty\"\n");
-    assert!(
-        client
-            .iter()
-            .all(|m| m["method"] != "sampling/createMessage")
-    );
+    never_asked(&client);
     hook_failed(&server, "hook faulty failed: trapped");
 
     let (client, server) = sampling_through(body::trap(), "on_error = \"pass\"\n");
@@ -328,11 +338,7 @@ fn a_hook_that_traps_on_a_server_request_fails_it_closed_or_open() {
 #[test]
 fn a_hook_past_its_deadline_on_a_server_request_fails_it() {
     let (client, server) = sampling_through(support::body::spin(), "deadline = \"20ms\"\n");
-    assert!(
-        client
-            .iter()
-            .all(|m| m["method"] != "sampling/createMessage")
-    );
+    never_asked(&client);
     hook_failed(&server, "deadline");
 }
 
@@ -340,11 +346,7 @@ fn a_hook_past_its_deadline_on_a_server_request_fails_it() {
 fn a_bad_verdict_on_a_server_request_fails_it() {
     use support::{NOT_JSON, body};
     let (client, server) = sampling_through(body::respond(NOT_JSON), "");
-    assert!(
-        client
-            .iter()
-            .all(|m| m["method"] != "sampling/createMessage")
-    );
+    never_asked(&client);
     hook_failed(&server, "invalid verdict");
 }
 
@@ -390,10 +392,7 @@ fn eliciting_upstream(answers: Arc<Answers>) -> common::Upstream {
     common::upstream(move |conn: &mut TcpStream, req| {
         let msg: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         if msg.get("method").is_none() {
-            answers.got.lock().unwrap().push((req.head.clone(), msg));
-            answers.arrived.notify_all();
-            conn.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-                .unwrap();
+            answers.took(conn, req, msg);
             return true;
         }
         let seen = answers.got.lock().unwrap().len();
@@ -473,4 +472,22 @@ fn a_client_answer_that_holds_a_secret_goes_to_the_server_as_an_error() {
     assert_eq!(got["id"], "e-1");
     // An answer without the secret goes as the client gave it.
     assert_eq!(elicit_through(&proxy, "correct horse"), "action accept");
+}
+
+#[test]
+fn a_hook_that_fails_on_a_client_answer_sends_the_server_an_error_or_the_answer() {
+    use support::body;
+    for (hook_toml, want) in [
+        ("", "error -32010"),
+        ("on_error = \"pass\"\n", "action accept"),
+    ] {
+        let answers = Answers::new(Duration::from_secs(10));
+        let up = eliciting_upstream(answers.clone());
+        let wasm = support::Guest::new(&["elicitation/create@client-answer"], body::cont())
+            .component_0_2_with(body::cont(), body::trap());
+        let path = support::temp_dir("client-answer-faults").join("faulty.wasm");
+        std::fs::write(&path, wasm).unwrap();
+        let proxy = with_hook(&up, &path, hook_toml);
+        assert_eq!(elicit_through(&proxy, "anything"), want, "{hook_toml}");
+    }
 }

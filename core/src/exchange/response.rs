@@ -232,7 +232,34 @@ struct SseHold {
     cut: bool,
 }
 
+/// The event carrying `message` in place of a held one: its `event:` type
+/// and `id:` kept.
+fn replacement_event(event_type: &str, id: &str, message: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(message.len() + 32);
+    let data = String::from_utf8_lossy(message);
+    let event = OutgoingEvent {
+        event_type: Some(event_type),
+        data: &data,
+        id: Some(id).filter(|id| !id.is_empty()),
+        retry: None,
+    };
+    if sse::encode_event(&event, &mut v).is_err() {
+        sse::encode_jsonrpc_message(message, &mut v);
+    }
+    v
+}
+
 impl SseHold {
+    /// The held event's own bytes (at `span`), taken out of what waits:
+    /// everything before it went out already.
+    fn take_event(&mut self, span: Range<u64>) -> Vec<u8> {
+        let start = span.start.saturating_sub(self.base) as usize;
+        let end = (span.end.saturating_sub(self.base) as usize).min(self.pending.len());
+        let original: Vec<u8> = self.pending.drain(..end).skip(start).collect();
+        self.base = span.end.max(self.base);
+        original
+    }
+
     /// The stream offset of the end of the last whole event.
     fn boundary(&self) -> u64 {
         match &self.parser {
@@ -1223,23 +1250,9 @@ impl Streaming {
         let Some((span, Mark::Held { event_type, id, .. })) = hold.marks.pop_front() else {
             return;
         };
-        let start = span.start.saturating_sub(hold.base) as usize;
-        let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
-        let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
-        hold.base = span.end.max(hold.base);
+        let original = hold.take_event(span);
         let bytes = if changed {
-            let mut v = Vec::with_capacity(message.len() + 32);
-            let data = String::from_utf8_lossy(&message);
-            let event = OutgoingEvent {
-                event_type: Some(event_type.as_str()),
-                data: &data,
-                id: Some(id.as_str()).filter(|id| !id.is_empty()),
-                retry: None,
-            };
-            if sse::encode_event(&event, &mut v).is_err() {
-                sse::encode_jsonrpc_message(&message, &mut v);
-            }
-            v
+            replacement_event(&event_type, &id, &message)
         } else {
             original
         };
@@ -1310,10 +1323,7 @@ impl Streaming {
         let Some((span, Mark::Server { event_type, id, .. })) = hold.marks.pop_front() else {
             return;
         };
-        let start = span.start.saturating_sub(hold.base) as usize;
-        let end = (span.end.saturating_sub(hold.base) as usize).min(hold.pending.len());
-        let original: Vec<u8> = hold.pending.drain(..end).skip(start).collect();
-        hold.base = span.end.max(hold.base);
+        let original = hold.take_event(span);
         let verdict = super::checked_verdict(
             verdict,
             HookPhase::ServerMessage,
@@ -1328,18 +1338,7 @@ impl Streaming {
             HookVerdict::Replace(replacement) => {
                 let text = String::from_utf8_lossy(&replacement);
                 ledger.remember_asked(&message.method, message.id.as_deref(), &text);
-                let mut v = Vec::with_capacity(replacement.len() + 32);
-                let data = String::from_utf8_lossy(&replacement);
-                let event = OutgoingEvent {
-                    event_type: Some(event_type.as_str()),
-                    data: &data,
-                    id: Some(id.as_str()).filter(|id| !id.is_empty()),
-                    retry: None,
-                };
-                if sse::encode_event(&event, &mut v).is_err() {
-                    sse::encode_jsonrpc_message(&replacement, &mut v);
-                }
-                v
+                replacement_event(&event_type, &id, &replacement)
             }
             // Stopped: the client never sees it; a request gets its
             // answer from the hooks (a notification has no one to tell).

@@ -1,4 +1,4 @@
-//! sluice hook (`sluice:hook@0.2.0`): which caller may see and call which
+//! sluice hook (`sluice:hook@0.2.0`, on the `sluice-hook` SDK): which caller may see and call which
 //! MCP tools, decided by the caller's scopes or a role claim of its token.
 //!
 //! Config (the hook's config string), JSON:
@@ -17,18 +17,11 @@
 //!   role: the guarded tools are refused. A config that does not parse
 //!   refuses every guarded tool and hides every tool (fail closed).
 
-wit_bindgen::generate!({
-    path: "wit",
-    world: "sluice:hook/hook@0.2.0",
-});
-
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use exports::sluice::hook::handler::Guest;
 use serde::Deserialize;
-use sluice::hook::host;
-use sluice::hook::types::{Context, Identity, Level, Message, RpcError, Verdict};
+use sluice_hook::serde_json::{self, Value};
+use sluice_hook::{Context, Hook, Identity, Message, Verdict, export_hook, host};
 
 /// The code of a refusal: outside JSON-RPC's reserved range, as a hook's
 /// own codes must be.
@@ -97,11 +90,9 @@ struct Caller {
 impl Caller {
     fn of(identity: Option<&Identity>, roles_claim: &str) -> Option<Caller> {
         let id = identity?;
-        let claims: Option<serde_json::Value> =
-            id.claims.as_deref().and_then(|c| serde_json::from_str(c).ok());
-        let roles = match claims.as_ref().and_then(|c| c.get(roles_claim)) {
-            Some(serde_json::Value::String(one)) => vec![one.clone()],
-            Some(serde_json::Value::Array(many)) => many
+        let roles = match id.claim(roles_claim) {
+            Some(Value::String(one)) => vec![one.clone()],
+            Some(Value::Array(many)) => many
                 .iter()
                 .filter_map(|r| r.as_str().map(str::to_owned))
                 .collect(),
@@ -139,99 +130,50 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-#[derive(Deserialize)]
-struct Call<'a> {
-    #[serde(borrow)]
-    params: Option<CallParams<'a>>,
-}
-
-#[derive(Deserialize)]
-struct CallParams<'a> {
-    #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
-}
-
-fn reject(code: i64, message: String) -> Verdict {
-    Verdict::Reject(RpcError {
-        code,
-        message,
-        data: None,
-    })
-}
-
 struct CallerPolicy;
 
-impl Guest for CallerPolicy {
+impl Hook for CallerPolicy {
     fn methods() -> Vec<String> {
         vec!["tools/call@request".into(), "tools/list@response".into()]
     }
 
-    fn on_request(ctx: Context, request: Message) -> Verdict {
+    fn on_request(ctx: &Context, request: &Message) -> Verdict {
         let policy = match Policy::load() {
             Ok(p) => p,
             Err(e) => {
-                host::log(Level::Error, &e);
-                return reject(-32603, "caller policy is misconfigured".into());
+                host::log(host::Level::Error, &e);
+                return Verdict::reject(-32603, "caller policy is misconfigured");
             }
         };
-        let name = match serde_json::from_str::<Call>(&request.json) {
-            Ok(Call {
-                params: Some(CallParams { name: Some(n) }),
-            }) => n,
-            _ => return reject(-32602, "tools/call without a tool name".into()),
+        let Some(call) = request.tool_call() else {
+            return Verdict::reject(-32602, "tools/call without a tool name");
         };
         let roles_claim = policy.roles_claim.as_deref().unwrap_or("roles");
         let caller = Caller::of(ctx.identity.as_ref(), roles_claim);
-        let Some(lacking) = policy.refusal(&name, caller.as_ref()) else {
+        let Some(lacking) = policy.refusal(&call.name, caller.as_ref()) else {
             return Verdict::Continue;
         };
         let who = caller.map_or_else(|| "an anonymous caller".to_owned(), |c| c.subject);
-        host::log(Level::Info, &format!("refused {name:?} to {who}"));
-        reject(REFUSED, format!("tool {name:?} needs {lacking}"))
+        host::info(&format!("refused {:?} to {who}", call.name));
+        Verdict::reject(REFUSED, format!("tool {:?} needs {lacking}", call.name))
     }
 
-    fn on_response(ctx: Context, _request: Message, response: Message) -> Verdict {
+    fn on_response(ctx: &Context, _request: &Message, response: &Message) -> Verdict {
         let Ok(policy) = Policy::load() else {
             // Misconfigured: show no tools rather than all of them.
-            return filter_tools(&response.json, |_| false);
+            return response.keep_tools(|_| false);
         };
         let roles_claim = policy.roles_claim.as_deref().unwrap_or("roles");
         let caller = Caller::of(ctx.identity.as_ref(), roles_claim);
-        filter_tools(&response.json, |tool| {
-            policy.refusal(tool, caller.as_ref()).is_none()
+        response.keep_tools(|tool| {
+            tool["name"]
+                .as_str()
+                .is_some_and(|name| policy.refusal(name, caller.as_ref()).is_none())
         })
     }
-
-    // Not asked for (see `methods`): what 0.2.0 requires every hook to have.
-    fn on_server_message(_ctx: Context, _message: Message) -> Verdict {
-        Verdict::Continue
-    }
-
-    fn on_client_answer(_ctx: Context, _request: Message, _answer: Message) -> Verdict {
-        Verdict::Continue
-    }
 }
 
-/// Drop the tools `keep` refuses from a tools/list result.
-fn filter_tools(json: &str, keep: impl Fn(&str) -> bool) -> Verdict {
-    let Ok(mut msg) = serde_json::from_str::<serde_json::Value>(json) else {
-        return Verdict::Continue;
-    };
-    let Some(tools) = msg
-        .pointer_mut("/result/tools")
-        .and_then(|t| t.as_array_mut())
-    else {
-        return Verdict::Continue;
-    };
-    let before = tools.len();
-    tools.retain(|t| t.get("name").and_then(|n| n.as_str()).is_some_and(&keep));
-    if tools.len() == before {
-        return Verdict::Continue;
-    }
-    Verdict::Replace(msg.to_string())
-}
-
-export!(CallerPolicy);
+export_hook!(CallerPolicy);
 
 #[cfg(test)]
 mod tests {
@@ -257,12 +199,25 @@ mod tests {
         let p = policy();
         assert_eq!(p.refusal("echo", None), None, "no entry: open");
         assert!(p.refusal("deploy", None).is_some(), "anonymous");
-        assert!(p.refusal("deploy", Some(&caller(&["tools:read"], &[]))).is_some());
-        assert_eq!(p.refusal("deploy", Some(&caller(&["tools:deploy"], &[]))), None);
-        assert_eq!(p.refusal("admin_reset", Some(&caller(&[], &["admin"]))), None);
-        assert_eq!(p.refusal("admin_reset", Some(&caller(&["root"], &[]))), None);
+        assert!(
+            p.refusal("deploy", Some(&caller(&["tools:read"], &[])))
+                .is_some()
+        );
         assert_eq!(
-            p.refusal("admin_reset", Some(&caller(&[], &["user"]))).as_deref(),
+            p.refusal("deploy", Some(&caller(&["tools:deploy"], &[]))),
+            None
+        );
+        assert_eq!(
+            p.refusal("admin_reset", Some(&caller(&[], &["admin"]))),
+            None
+        );
+        assert_eq!(
+            p.refusal("admin_reset", Some(&caller(&["root"], &[]))),
+            None
+        );
+        assert_eq!(
+            p.refusal("admin_reset", Some(&caller(&[], &["user"])))
+                .as_deref(),
             Some(r#"the scope "root" or the role "admin""#)
         );
     }
