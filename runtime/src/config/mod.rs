@@ -20,6 +20,7 @@
 //!         let config = demo.proxy_config("127.0.0.1:3001".parse().unwrap());
 //!     }
 //!     Command::DemoStdio => { /* serve the demo MCP server on stdin and stdout */ }
+//!     Command::Hook(hook) => { /* sluice hook check|test|new: a hook, offline */ }
 //! }
 //! ```
 //!
