@@ -316,10 +316,12 @@ def start_sluice(sluice: str, ex: Example, wasm: Path, upstream: str, env: dict,
     return r
 
 
-def drive(client: h.ClientSpec, url: str, ex: Example, env: dict) -> tuple[list[dict] | None, str]:
-    script = ex.script
+def drive(client: h.ClientSpec, url: str, script: list[dict], env: dict,
+          server_requests: bool = False) -> tuple[list[dict] | None, str]:
+    """Run `script` in one session of `client` at `url`; with `server_requests` the client
+    answers sampling, elicitation and roots (and notes them for a {"op": "seen"} step)."""
     cfg = {"url": url, "mode": client.mode, "checks": ["script"], "script": script, "profile": {},
-           "timeout": 60, "server_requests": ex.server_requests}
+           "timeout": 60, "server_requests": server_requests}
     got, err = h.run_driver(client.cmd, cfg, env, timeout=90)
     if got and got[0]["status"] == "pass" and len(got[0]["detail"]) == len(script):
         return got[0]["detail"], ""
@@ -363,7 +365,7 @@ def run(env_dir: Path, sluice: str, only: list[str] | None = None) -> list[dict]
 
 def run_one(sluice, ex, wasm, client, upstream, env, tmp) -> list[dict]:
     t0 = time.monotonic()
-    direct, err = drive(client, upstream, ex, env)
+    direct, err = drive(client, upstream, ex.script, env, ex.server_requests)
     if direct is None:
         return [row(ex, client.name, "control", "fail", f"the script directly against {SERVER}: {err}")]
     try:
@@ -371,7 +373,7 @@ def run_one(sluice, ex, wasm, client, upstream, env, tmp) -> list[dict]:
     except RuntimeError as e:
         return [row(ex, client.name, "start", "fail", str(e))]
     try:
-        seen, err = drive(client, proxy.url, ex, env)
+        seen, err = drive(client, proxy.url, ex.script, env, ex.server_requests)
     finally:
         # Stopped (SIGTERM) and drained before judging: every line it wrote is in.
         proxy.stop()
