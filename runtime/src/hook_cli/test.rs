@@ -472,67 +472,62 @@ pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
     let run = |method: &str, id: Option<&[u8]>, step: Step<'_>| {
         run_step(&host, &ctx, method, id, &step, &logs, args.repeat)
     };
-    let mut ran = Vec::new();
-    // The second phase, when the first one stopped the message.
-    let mut second_skipped: Option<(&str, &str)> = None;
-    match &input {
-        Input::Server {
-            message,
-            method,
-            answer,
-        } => {
-            let id = message.id.as_deref();
-            let step = Step::ServerMessage {
-                message: &message.text,
-            };
-            ran.push(run(method, id, step));
-            if let Some(answer) = answer {
-                match &ran[0].then {
-                    Then::Forward { json, .. } => {
-                        let delivered = json.clone();
-                        let step = Step::ClientAnswer {
-                            request: &delivered,
-                            answer: &answer.text,
-                        };
-                        ran.push(run(method, id, step));
-                    }
-                    _ => {
-                        second_skipped = Some((
-                            "client-answer",
-                            "the server request never reached the client: it has no answer",
-                        ))
-                    }
-                }
-            }
-        }
+    // The message's first phase, then the phase of its answer (when one is
+    // given and the first phase let the message through).
+    let (method, id, first, answer, skip) = match &input {
         Input::Client {
             request,
             method,
             response,
-        } => {
-            let id = request.id.as_deref();
-            let step = Step::Request {
+        } => (
+            method,
+            request.id.as_deref(),
+            Step::Request {
                 request: &request.text,
-            };
-            ran.push(run(method, id, step));
-            if let Some(response) = response {
-                match &ran[0].then {
-                    Then::Forward { json, .. } => {
-                        let forwarded = json.clone();
-                        let step = Step::Response {
-                            request: &forwarded,
-                            response: &response.text,
-                        };
-                        ran.push(run(method, id, step));
-                    }
-                    _ => {
-                        second_skipped = Some((
-                            "response",
-                            "the request was answered by the proxy: the upstream never answers it",
-                        ))
-                    }
-                }
+            },
+            response.as_ref(),
+            (
+                "response",
+                "the request was answered by the proxy: the upstream never answers it",
+            ),
+        ),
+        Input::Server {
+            message,
+            method,
+            answer,
+        } => (
+            method,
+            message.id.as_deref(),
+            Step::ServerMessage {
+                message: &message.text,
+            },
+            answer.as_ref(),
+            (
+                "client-answer",
+                "the server request never reached the client: it has no answer",
+            ),
+        ),
+    };
+    let mut ran = vec![run(method, id, first)];
+    let mut second_skipped: Option<(&str, &str)> = None;
+    if let Some(answer) = answer {
+        match &ran[0].then {
+            Then::Forward { json, .. } => {
+                // The answer's hooks see the message as it went on.
+                let went = json.clone();
+                let step = match &input {
+                    Input::Client { .. } => Step::Response {
+                        request: &went,
+                        response: &answer.text,
+                    },
+                    Input::Server { .. } => Step::ClientAnswer {
+                        request: &went,
+                        answer: &answer.text,
+                    },
+                };
+                ran.push(run(method, id, step));
             }
+            _ => second_skipped = Some(skip),
         }
     }
     let code = exit_code(&ran);
