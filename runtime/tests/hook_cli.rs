@@ -248,15 +248,39 @@ fn test_runs_a_0_2_0_hook_with_an_identity() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--identity"));
 }
 
+/// A `tools/call` of `tool`, no arguments.
+fn call(tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    )
+}
+
+/// What every generated Rust and JS project does out of the box: refuse
+/// `delete_everything` (naming the caller) and let `echo` through.
+fn refuses_delete_for_alice_and_lets_echo_through(wasm: &Path) {
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(wasm),
+        "--request",
+        &call("delete_everything"),
+        "--identity",
+        r#"{"subject":"alice"}"#,
+    ]);
+    let out = stdout(&o);
+    assert_eq!(status(&o), 4, "{out}");
+    assert!(
+        out.contains("refused \"delete_everything\" for alice"),
+        "{out}"
+    );
+    let o = sluice(&["hook", "test", s(wasm), "--request", &call("echo")]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+}
+
 #[test]
 fn test_runs_a_0_1_0_hook() {
     let Some(dir) = rust_examples() else { return };
     let wasm = dir.join("rust-tool-policy.wasm");
-    let call = |tool: &str| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
-        )
-    };
     let o = sluice(&[
         "hook",
         "test",
@@ -839,28 +863,7 @@ fn new_rust_project_builds_and_passes_check_and_test() {
     assert!(stdout(&o).contains("sluice:hook@0.2.0"));
     assert!(stdout(&o).contains("tools/call  request"));
 
-    let call = |tool: &str| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
-        )
-    };
-    let o = sluice(&[
-        "hook",
-        "test",
-        s(&wasm),
-        "--request",
-        &call("delete_everything"),
-        "--identity",
-        r#"{"subject":"alice"}"#,
-    ]);
-    let out = stdout(&o);
-    assert_eq!(status(&o), 4, "{out}");
-    assert!(
-        out.contains("refused \"delete_everything\" for alice"),
-        "{out}"
-    );
-    let o = sluice(&["hook", "test", s(&wasm), "--request", &call("echo")]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    refuses_delete_for_alice_and_lets_echo_through(&wasm);
     let o = sluice(&[
         "hook",
         "test",
@@ -899,23 +902,7 @@ fn new_rust_project_builds_and_passes_check_and_test() {
     let wasm = target.join("wasm32-wasip2/release/sdk_hook.wasm");
     let o = sluice(&["hook", "check", s(&wasm)]);
     assert_eq!(status(&o), 0, "{}", stdout(&o));
-    let o = sluice(&[
-        "hook",
-        "test",
-        s(&wasm),
-        "--request",
-        &call("delete_everything"),
-        "--identity",
-        r#"{"subject":"alice"}"#,
-    ]);
-    let out = stdout(&o);
-    assert_eq!(status(&o), 4, "{out}");
-    assert!(
-        out.contains("refused \"delete_everything\" for alice"),
-        "{out}"
-    );
-    let o = sluice(&["hook", "test", s(&wasm), "--request", &call("echo")]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    refuses_delete_for_alice_and_lets_echo_through(&wasm);
 }
 
 /// `hook new --lang js`, built with its build.sh (the toolchain the
@@ -950,28 +937,7 @@ fn new_js_project_builds_and_passes_check_and_test() {
     let o = sluice(&["hook", "check", s(&wasm)]);
     assert_eq!(status(&o), 0, "{}", stdout(&o));
     assert!(stdout(&o).contains("sluice:hook@0.2.0"));
-    let call = |tool: &str| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
-        )
-    };
-    let o = sluice(&[
-        "hook",
-        "test",
-        s(&wasm),
-        "--request",
-        &call("delete_everything"),
-        "--identity",
-        r#"{"subject":"alice"}"#,
-    ]);
-    let out = stdout(&o);
-    assert_eq!(status(&o), 4, "{out}");
-    assert!(
-        out.contains("refused \"delete_everything\" for alice"),
-        "{out}"
-    );
-    let o = sluice(&["hook", "test", s(&wasm), "--request", &call("echo")]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    refuses_delete_for_alice_and_lets_echo_through(&wasm);
     // Warm instances, as an interpreted guest runs in production.
     let o = sluice(&[
         "hook",

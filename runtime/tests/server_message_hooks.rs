@@ -158,10 +158,10 @@ fn messages(body: &str) -> Vec<Value> {
         .collect()
 }
 
-fn call_tool(proxy: &sluice::proxy::RunningProxy) -> common::Response {
-    let body = json!({"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
-                      "params": {"name": "sample", "arguments": {}}})
-    .to_string();
+/// `body` POSTed on the session, on a connection of its own (returned,
+/// the answer unread).
+fn post_on_session(proxy: &sluice::proxy::RunningProxy, body: &Value) -> TcpStream {
+    let body = body.to_string();
     let mut c = common::connect(proxy.local_addr());
     write!(
         c,
@@ -171,7 +171,13 @@ fn call_tool(proxy: &sluice::proxy::RunningProxy) -> common::Response {
         body.len()
     )
     .unwrap();
-    common::read_response(&mut c, "POST")
+    c
+}
+
+fn call_tool(proxy: &sluice::proxy::RunningProxy) -> common::Response {
+    let call = json!({"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
+                      "params": {"name": "sample", "arguments": {}}});
+    common::read_response(&mut post_on_session(proxy, &call), "POST")
 }
 
 #[test]
@@ -417,43 +423,25 @@ fn eliciting_upstream(answers: Arc<Answers>) -> common::Upstream {
 /// connection once it arrives, and returns what the tool reported.
 fn elicit_through(proxy: &sluice::proxy::RunningProxy, content: &str) -> String {
     use std::io::Read;
-    let body = json!({"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
-                      "params": {"name": "ask", "arguments": {}}})
-    .to_string();
-    let mut c = common::connect(proxy.local_addr());
-    write!(
-        c,
-        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {SESSION}\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let call = json!({"jsonrpc": "2.0", "id": "c-1", "method": "tools/call",
+                      "params": {"name": "ask", "arguments": {}}});
+    let mut c = post_on_session(proxy, &call);
     let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("elicitation/create") {
-        let n = c.read(&mut buf).expect("the stream goes on");
-        assert!(n > 0, "the stream ended before the elicitation");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    // The stream, read on until it holds `needle`.
+    let mut read_until = |seen: &mut Vec<u8>, needle: &str| {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let n = c.read(&mut buf).expect("the stream goes on");
+            assert!(n > 0, "the stream ended before {needle}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until(&mut seen, "elicitation/create");
     let answer = json!({"jsonrpc": "2.0", "id": "e-1",
-                        "result": {"action": "accept", "content": {"password": content}}})
-    .to_string();
-    let mut a = common::connect(proxy.local_addr());
-    write!(
-        a,
-        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {SESSION}\r\n\
-         Content-Length: {}\r\n\r\n{answer}",
-        answer.len()
-    )
-    .unwrap();
+                        "result": {"action": "accept", "content": {"password": content}}});
+    let mut a = post_on_session(proxy, &answer);
     assert_eq!(common::read_response(&mut a, "POST").status, 202);
-    while !String::from_utf8_lossy(&seen).contains("\"c-1\"") {
-        let n = c.read(&mut buf).expect("the stream goes on");
-        assert!(n > 0, "the stream ended before the result");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut seen, "\"c-1\"");
     let text = String::from_utf8_lossy(&seen).into_owned();
     let start = text.find("\"text\":\"").expect("a text result") + 8;
     text[start..start + text[start..].find('"').unwrap()].to_owned()
