@@ -54,10 +54,11 @@ pub struct Request {
 
 impl Request {
     /// The POST that carries `answer` (a JSON-RPC result or error for a
-    /// server request) to the upstream that `like` went to, on the client's
-    /// behalf: the same target and session, the fields of `like` except
-    /// those that describe its own body or ask for a kind of answer.
-    pub fn answer_to_server(like: &Request, answer: Vec<u8>) -> Request {
+    /// server request) to `target` on the client's behalf, with the
+    /// `headers` a request of the client's went with (the session, the
+    /// upstream's credentials) but those that describe that request's own
+    /// body or ask for a kind of answer.
+    pub fn answer_to_server(target: &str, headers: &[Header], answer: Vec<u8>) -> Request {
         // Fields about `like`'s own message, or about what it accepts.
         const OWN: [&str; 8] = [
             "content-type",
@@ -69,8 +70,7 @@ impl Request {
             "expect",
             "content-encoding",
         ];
-        let mut headers: Vec<Header> = like
-            .headers
+        let mut headers: Vec<Header> = headers
             .iter()
             .filter(|h| {
                 (h.is("host") || !http1::is_writer_owned(&h.name))
@@ -82,7 +82,7 @@ impl Request {
         headers.push(Header::new("Accept", "application/json, text/event-stream"));
         Request {
             method: "POST".to_owned(),
-            target: like.target.clone(),
+            target: target.to_owned(),
             headers,
             body: Bytes::from(answer),
         }

@@ -1363,15 +1363,11 @@ impl Exchange {
             return;
         };
         for answer in answers {
-            let like = upstream::Request {
-                method: req.method.clone(),
-                target: req.upstream_target.clone(),
-                headers: req.headers.clone(),
-                body: Bytes::new(),
-            };
+            let request =
+                upstream::Request::answer_to_server(&req.upstream_target, &req.headers, answer);
             self.outputs.push_back(Output::AnswerServer {
                 route: req.route,
-                request: Box::new(upstream::Request::answer_to_server(&like, answer)),
+                request: Box::new(request),
             });
         }
     }
