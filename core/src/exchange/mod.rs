@@ -1177,6 +1177,19 @@ impl Exchange {
             if !matches!(req.method.as_str(), "POST" | "GET") || !filter.is_active() {
                 return None;
             }
+            // One request whose answer no hook reads: nothing to hold, and
+            // no second parse of the body (a hook's replacement keeps the
+            // method).
+            let unread = req.rpc.as_ref().is_some_and(|rpc| {
+                !rpc.batch
+                    && rpc
+                        .method
+                        .as_deref()
+                        .is_some_and(|m| !filter.wants_response(m))
+            });
+            if unread && !filter.reads_server_streams() {
+                return None;
+            }
             let body: &[u8] = if req.method == "POST" { &req.body } else { &[] };
             let asked_in = (req.route, req.session_id.clone());
             let ledger =
