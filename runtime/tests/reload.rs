@@ -597,6 +597,56 @@ fn hooks_reload_with_the_config_and_watch_sees_a_hook_file_change() {
     assert_eq!(from(&call(sluice.proxy, "/mcp")), "a");
 }
 
+/// The way a policy goes live (docs/HOOKS.md, "Modes and order"): deployed
+/// with `mode = "audit"` it is run and counted, and every call goes on;
+/// one word of config and a SIGHUP later it is enforced.
+#[test]
+fn a_hook_deployed_in_audit_mode_is_enforced_after_a_reload() {
+    use support::{DENIED, Guest, body};
+    let dir = Dir::new("audit");
+    let a = named_upstream("a");
+    let deny = Guest::new(&["tools/call"], body::reject(403, DENIED)).component();
+    dir.write("policy.wasm", &deny);
+    let hook = |mode: &str| {
+        config(
+            a.addr,
+            &format!("\n[[hook]]\nname = \"policy\"\npath = \"policy.wasm\"\nmode = \"{mode}\"\n"),
+        )
+    };
+    dir.write_config(&hook("audit"));
+    let mut sluice = Running::start(&dir, &[]);
+    let counted = |sluice: &Running, mode: &str| {
+        sluice
+            .metric(&format!(
+                "sluice_hook_calls_total{{hook=\"policy\",phase=\"request\",verdict=\"reject\",mode=\"{mode}\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+
+    for _ in 0..2 {
+        assert_eq!(
+            from(&call(sluice.proxy, "/mcp")),
+            "a",
+            "audited, not applied"
+        );
+    }
+    sluice
+        .log
+        .wait_for("audit: a hook's verdict, not applied", 2);
+    assert_eq!(counted(&sluice, "audit"), 2.0);
+    assert_eq!(counted(&sluice, "enforce"), 0.0);
+
+    sluice.reload_good(&dir, &hook("enforce"));
+    let refused = call(sluice.proxy, "/mcp");
+    assert!(
+        refused.text().contains("denied by policy"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(counted(&sluice, "enforce"), 1.0);
+    assert_eq!(counted(&sluice, "audit"), 2.0);
+}
+
 /// A config with the demo server's legacy HTTP+SSE face at `/legacy`
 /// (bridged, a backend session per client session) and a federation of
 /// its Streamable HTTP face at `/fed` (sessions sealed with a key made at
