@@ -479,3 +479,36 @@ fn a_hook_that_fails_on_a_client_answer_sends_the_server_an_error_or_the_answer(
         assert_eq!(elicit_through(&proxy, "anything"), want, "{hook_toml}");
     }
 }
+
+/// A client's answer to a server request that never went through this
+/// proxy (another replica's, a made-up id) cannot be judged: it must not
+/// carry past a client-answer hook what the hook would have withheld.
+#[test]
+fn an_answer_to_a_request_this_proxy_never_forwarded_is_refused_unless_the_hooks_fail_open() {
+    use support::body;
+    for (hook_toml, refused) in [
+        ("", true),
+        ("on_error = \"pass\"\n", false),
+        ("mode = \"audit\"\n", false),
+    ] {
+        let answers = Answers::new(Duration::from_secs(10));
+        let up = eliciting_upstream(answers.clone());
+        let wasm = support::Guest::new(&["elicitation/create@client-answer"], body::cont())
+            .component_0_2_with(body::cont(), body::cont());
+        let path = support::temp_dir("unseen-answers").join("answers.wasm");
+        std::fs::write(&path, wasm).unwrap();
+        let proxy = with_hook(&up, &path, hook_toml);
+        let answer = json!({"jsonrpc": "2.0", "id": "nobody-asked",
+                            "result": {"action": "accept", "content": {"password": "hunter2"}}});
+        let mut a = post_on_session(&proxy, &answer);
+        assert_eq!(common::read_response(&mut a, "POST").status, 202);
+        let (_, got) = answers.wait(0).expect("the server gets an answer");
+        assert_eq!(got["id"], "nobody-asked", "{hook_toml}: {got}");
+        if refused {
+            assert_eq!(got["error"]["code"], -32010, "{got}");
+            assert!(!got.to_string().contains("hunter2"), "{got}");
+        } else {
+            assert_eq!(got, answer, "{hook_toml}");
+        }
+    }
+}

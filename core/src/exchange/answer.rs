@@ -192,19 +192,22 @@ impl Ledger {
     }
 
     /// The server request `id` of `method`, as the client gets it in
-    /// `text`: remembered when some hook wants the client's answer.
+    /// `text`: remembered when some hook wants client answers. Every
+    /// server request is, so that an answer to one never forwarded here
+    /// is told from one no hook wants; only a wanted one's text is kept.
     pub fn remember_asked(&self, method: &str, id: Option<&[u8]>, text: &str) {
         let (Some(filter), Some(id), Some(now)) = (&self.server, id, self.clock) else {
             return;
         };
         let Some(book) = filter.asked() else { return };
-        if !filter.wants_client_answer(method) {
-            return;
-        }
         let key = (self.asked_in.0, self.asked_in.1.clone(), id.to_vec());
         let asked = Asked {
             method: method.to_owned(),
-            request: Arc::from(text),
+            request: if filter.wants_client_answer(method) {
+                Arc::from(text)
+            } else {
+                Arc::from("")
+            },
         };
         book.record(key, asked, now);
     }
@@ -279,6 +282,11 @@ impl Ledger {
                     return Judged::Refuse(
                         "an array held a server message a hook must see on its own".into(),
                     );
+                }
+                for m in ms.iter().filter(|m| m.kind == Kind::Request) {
+                    if let Some(method) = m.method.as_deref() {
+                        self.remember_asked(method, m.id, m.text);
+                    }
                 }
                 if !self.strict {
                     // Not policed: answers are counted where they match.

@@ -2,13 +2,16 @@
 //! which comes back on another HTTP request, reaches the client-answer
 //! hooks with the request it answers (`on-client-answer`).
 //!
-//! Only requests of methods some hook wants in the `client-answer` phase
-//! are kept, by (route, the client's session, the id's raw text), each
+//! While some hook wants client answers, every server request a client is
+//! sent is noted, by (route, the client's session, the id's raw text), each
 //! until it is answered or for [`AskedBook::KEEP`]; at most
-//! [`AskedBook::CAPACITY`] at once, the oldest making room. An answer whose
-//! request is not here (this process never forwarded it: another replica
-//! did, or it expired) goes upstream unjudged, as a client's answer to a
-//! request the server never sent would: docs/HOOKS.md says so.
+//! [`AskedBook::CAPACITY`] at once, the oldest making room. The text is
+//! kept only for methods some hook wants in the `client-answer` phase. An
+//! answer whose request is not here (this process never forwarded it:
+//! another replica did, it expired, or the server never sent it) cannot be
+//! judged: it is refused in the server's direction when an enforced
+//! client-answer hook fails closed, and goes on unjudged otherwise
+//! (`HookFilter::refusing_unseen_answers`; docs/HOOKS.md says so).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,7 +24,8 @@ pub(super) type AskedKey = (usize, Option<String>, Vec<u8>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Asked {
     pub method: String,
-    /// The request as the client got it.
+    /// The request as the client got it; empty for a method no hook wants
+    /// the answer of.
     pub request: Arc<str>,
 }
 

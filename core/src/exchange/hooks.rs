@@ -22,6 +22,9 @@ pub struct HookFilter {
     /// The server requests clients were asked, when some hook wants
     /// client answers.
     asked: Option<Arc<AskedBook>>,
+    /// What a client's answer to a server request this process never
+    /// forwarded gets (see [`HookFilter::refusing_unseen_answers`]).
+    refuse_unseen: bool,
 }
 
 impl HookFilter {
@@ -39,7 +42,25 @@ impl HookFilter {
             hooks: hooks.into(),
             headers: Arc::from([]),
             asked: answers.then(Arc::default),
+            refuse_unseen: false,
         }
+    }
+
+    /// With client-answer hooks, refuse a client's answer to a server
+    /// request this process never forwarded (another replica did, it
+    /// expired, or the server never sent it): no hook can judge it, so the
+    /// server gets a [`jsonrpc::codes::HOOK_FAILED`] error in its place,
+    /// as when a hook fails closed. Without it such an answer goes on
+    /// unjudged. The caller sets it when some enforced client-answer hook
+    /// fails closed.
+    pub fn refusing_unseen_answers(mut self, refuse: bool) -> Self {
+        self.refuse_unseen = refuse && self.asked.is_some();
+        self
+    }
+
+    /// Whether an answer to an unseen server request is refused.
+    pub fn refuses_unseen_answers(&self) -> bool {
+        self.refuse_unseen
     }
 
     /// Let hooks see the client's request headers named in `names` (compared
@@ -318,6 +339,10 @@ pub(super) struct Hooked {
     /// For the client's answer to a server request: that request (the
     /// hooks run in the client-answer phase).
     pub answers: Option<Asked>,
+    /// A client's answer to a server request this process never forwarded,
+    /// refused without running a hook (see
+    /// [`HookFilter::refusing_unseen_answers`]).
+    pub unseen: bool,
 }
 
 /// The hooked messages of a request body, in order. A body the classifier
@@ -341,13 +366,22 @@ pub(super) fn hooked_messages(
             let book = filter.asked()?;
             let id = m.id?.to_vec();
             let key = (asked_in.0, asked_in.1.map(str::to_owned), id.clone());
-            let asked = book.take(&key, now)?;
+            let (method, answers, unseen) = match book.take(&key, now) {
+                // Every server request is noted; only wanted ones are judged.
+                Some(asked) if filter.wants_client_answer(&asked.method) => {
+                    (asked.method.clone(), Some(asked), false)
+                }
+                Some(_) => return None,
+                None if filter.refuses_unseen_answers() => (String::new(), None, true),
+                None => return None,
+            };
             return Some(Hooked {
                 element,
-                method: asked.method.clone(),
+                method,
                 message: Arc::from(m.text),
                 id: Some(id),
-                answers: Some(asked),
+                answers,
+                unseen,
             });
         }
         let method = m.method.as_deref().filter(|m| filter.wants_request(m))?;
@@ -361,6 +395,7 @@ pub(super) fn hooked_messages(
                 None
             },
             answers: None,
+            unseen: false,
         })
     };
     Ok(match jsonrpc::classify(body, limits)? {

@@ -1156,16 +1156,36 @@ impl Exchange {
                 return;
             }
         };
-        if calls.is_empty() {
-            self.connect(now);
-        } else {
-            self.state = State::HookingRequest(RequestHooks {
-                calls,
-                next: 0,
-                replaced: Vec::new(),
-                stopped: Vec::new(),
-            });
+        // Answers to server requests never forwarded here: no hook can
+        // judge them, so the server gets an error in their place.
+        let (unseen, calls): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.unseen);
+        let replaced: Vec<_> = unseen
+            .iter()
+            .map(|c| {
+                let message = "sluice: this answers a server request this proxy did not forward; \
+                               the client-answer hooks cannot judge it";
+                let error = jsonrpc::error_message(
+                    c.id.as_deref(),
+                    jsonrpc::codes::HOOK_FAILED,
+                    message,
+                    None,
+                );
+                (c.element, error)
+            })
+            .collect();
+        let hooks = RequestHooks {
+            calls,
+            next: 0,
+            replaced,
+            stopped: Vec::new(),
+        };
+        if !hooks.calls.is_empty() {
+            self.state = State::HookingRequest(hooks);
             self.next_request_hook();
+        } else if !hooks.replaced.is_empty() {
+            self.finish_request_hooks(hooks, now);
+        } else {
+            self.connect(now);
         }
     }
 

@@ -702,6 +702,17 @@ impl HookHost {
         names
     }
 
+    /// Whether a client's answer the hooks cannot judge (its server request
+    /// was never forwarded here) must be refused: some enforced hook that
+    /// wants client answers fails closed.
+    pub fn refuses_unseen_answers(&self) -> bool {
+        self.hooks.iter().any(|h| {
+            h.methods.covers_phase(HookPhase::ClientAnswer)
+                && h.enforcement == Enforcement::Enforce
+                && h.on_error == OnError::Reject
+        })
+    }
+
     /// Facts about the loaded hooks, in chain order.
     pub fn hooks(&self) -> Vec<HookInfo> {
         self.hooks

@@ -747,7 +747,8 @@ impl ProxySettings {
     /// Run `host`'s hooks on every exchange (and parse only what they want).
     pub fn with_hooks(mut self, host: Arc<crate::hooks::HookHost>) -> ProxySettings {
         self.exchange.hooks = sluice_core::exchange::HookFilter::new(host.methods())
-            .with_headers(&host.header_names());
+            .with_headers(&host.header_names())
+            .refusing_unseen_answers(host.refuses_unseen_answers());
         self.hooks = Some(host);
         self
     }

@@ -268,7 +268,11 @@ const ELICITED: &str =
 /// A tools/call whose answer stream asks the client `request` (session
 /// s-1), under a chain that wants `methods`; the stream ends.
 fn asked(methods: &'static [&'static str], request: &str) -> ExchangeConfig {
-    let config = hooked_config(methods);
+    asked_under(hooked_config(methods), request)
+}
+
+/// [`asked`] under `config`.
+fn asked_under(config: ExchangeConfig, request: &str) -> ExchangeConfig {
     let mut h = Harness::new(config.clone());
     h.client(&post(CALL)).connected(false);
     h.upstream(SSE_HEAD.as_bytes())
@@ -369,6 +373,61 @@ fn an_answer_from_another_session_or_to_an_unasked_id_is_not_hooked() {
     // Nor one whose method no client-answer hook wants.
     let config = asked(&["roots/list@client-answer"], ELICIT);
     assert!(answering(config, "s-1", ELICITED).log.hooks.is_empty());
+}
+
+/// An enforced client-answer hook that fails closed: an answer no hook
+/// can judge reaches the server as an error, never as written.
+#[test]
+fn an_answer_to_a_request_never_forwarded_here_is_refused_when_hooks_fail_closed() {
+    let refusing = || {
+        let mut config = hooked_config(&["elicitation/create@client-answer"]);
+        config.hooks = config.hooks.refusing_unseen_answers(true);
+        config
+    };
+    let config = asked_under(refusing(), ELICIT);
+    let refused = |h: &Harness, id: &str| {
+        let sent = forwarded_body(h);
+        assert_eq!(sent["id"], id, "{sent}");
+        assert_eq!(sent["error"]["code"], HOOK_FAILED, "{sent}");
+        assert!(!String::from_utf8_lossy(&h.log.to_upstream).contains("secret"));
+    };
+    // Another session's, and one to an id never asked.
+    for (session, id) in [("s-2", "e-1"), ("s-1", "e-9")] {
+        let mut h = answering(config.clone(), session, &ELICITED.replace("e-1", id));
+        assert!(h.log.hooks.is_empty(), "{session} {id}");
+        h.connected(false);
+        refused(&h, id);
+    }
+    // The asked one is judged, once: the same answer again is refused.
+    let mut h = answering(config.clone(), "s-1", ELICITED);
+    assert_eq!(h.log.hooks.len(), 1);
+    h.verdict(HookVerdict::Continue).connected(false);
+    assert_eq!(forwarded_body(&h)["result"]["content"]["name"], "secret");
+    let mut h = answering(config, "s-1", ELICITED);
+    assert!(h.log.hooks.is_empty());
+    h.connected(false);
+    refused(&h, "e-1");
+
+    // A server request no hook wants the answer of is noted as it goes
+    // by: its answer goes on as written.
+    let roots = r#"{"jsonrpc":"2.0","id":"r-1","method":"roots/list"}"#;
+    let config = asked_under(refusing(), roots);
+    let answer = r#"{"jsonrpc":"2.0","id":"r-1","result":{"roots":[]}}"#;
+    let mut h = answering(config.clone(), "s-1", answer);
+    assert!(h.log.hooks.is_empty());
+    h.connected(false);
+    assert_eq!(forwarded_body(&h)["result"]["roots"], serde_json::json!([]));
+
+    // In an array, only the element no hook can judge is replaced.
+    let config = asked_under(refusing(), ELICIT);
+    let batch = format!("[{ELICITED},{}]", ELICITED.replace("e-1", "e-9"));
+    let mut h = answering(config, "s-1", &batch);
+    assert_eq!(h.log.hooks.len(), 1, "the asked element is judged");
+    h.verdict(HookVerdict::Continue).connected(false);
+    let sent = forwarded_body(&h);
+    assert_eq!(sent[0]["result"]["action"], "accept", "{sent}");
+    assert_eq!(sent[1]["id"], "e-9", "{sent}");
+    assert_eq!(sent[1]["error"]["code"], HOOK_FAILED, "{sent}");
 }
 
 #[test]
