@@ -127,7 +127,7 @@ impl Default for StdioConfig {
     }
 }
 
-/// Which bridge serves a request: [`session_of`] (its `Mcp-Session-Id`, or
+/// Which bridge serves a request: [`session_of`](crate::upstream::session_of) (its `Mcp-Session-Id`, or
 /// a new session for an `initialize`).
 pub use crate::upstream::{SessionOf as Dispatch, session_of as dispatch};
 

@@ -282,14 +282,16 @@ pub(crate) enum AnswerBody {
 }
 
 /// One piece of a message upstream's answer, in order: a [`Whole`] answer
-/// alone, or a [`Stream`] head, any number of [`Event`]s and an [`End`].
+/// alone, or a [`Stream`] head, any number of [`Event`]s (or
+/// [`IdentifiedEvent`]s) and an [`End`]; a [`Prime`] may come first among
+/// the events.
 ///
 /// [`Whole`]: AnswerPart::Whole
 /// [`Stream`]: AnswerPart::Stream
 /// [`Event`]: AnswerPart::Event
-/// (or [`IdentifiedEvent`](AnswerPart::IdentifiedEvent))
+/// [`IdentifiedEvent`]: AnswerPart::IdentifiedEvent
 /// [`End`]: AnswerPart::End
-/// (a [`Prime`](AnswerPart::Prime) may come first among the events)
+/// [`Prime`]: AnswerPart::Prime
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerPart {
     /// A complete answer: a JSON body (one message or an array), or an

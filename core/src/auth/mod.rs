@@ -5,7 +5,7 @@
 //! | module | what it decides |
 //! |---|---|
 //! | [`credentials`] | the bearer token of a request, read as a backend would; two `Authorization` fields, a malformed one, a token in the query: refused |
-//! | [`challenge`] | the `WWW-Authenticate: Bearer` value and the status of each refusal; no reason leaks |
+//! | [`challenge`](mod@challenge) | the `WWW-Authenticate: Bearer` value and the status of each refusal; no reason leaks |
 //! | [`metadata`] | RFC 9728: a resource identifier, the path and URL of its metadata document, the document |
 //! | [`jwt`] | a JWS compact token's header and claims read strictly (duplicate keys, `none`, HMAC, `crit` refused), the algorithm allow-list, the claim rules (`iss`, `aud`, `exp`/`nbf` with leeway, scopes) |
 //! | [`scope`] | `scope` and `scp`, and what is missing |

@@ -302,8 +302,8 @@ pub enum Output {
     /// answered: what the answer says about the route's transport, for
     /// `legacy::Probe::after_answer`. When [`TransportEvidence::held`],
     /// nothing moves until [`Exchange::transport_probed`] (do not feed the
-    /// upstream meanwhile; its answer is held whole or in part). See
-    /// [the transport probe](self::probe).
+    /// upstream meanwhile; its answer is held whole or in part). See the
+    /// transport probe's module docs (`exchange/probe.rs`).
     ProbeTransport(Box<TransportEvidence>),
     /// Write these bytes to the client, whole, after those of the previous
     /// `ToClient` and before those of the next. See [writing to the

@@ -73,7 +73,7 @@ impl Exchange {
     /// The route's transport is not known yet (`auto`): tell the driver
     /// what the upstream answers, and hold a POST's 400, 404 or 405 until
     /// [`Exchange::transport_probed`]. Call it before the first upstream
-    /// bytes are fed; see the [module docs](self::probe).
+    /// bytes are fed; see the module docs of `exchange/probe.rs`.
     pub fn probe_transport(&mut self) {
         match &mut self.state {
             State::Connecting(attempt) => attempt.probing = true,

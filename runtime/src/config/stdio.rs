@@ -130,7 +130,7 @@ impl Stdio {
     }
 }
 
-/// The command, quoted so that [`split_command`] reads it back (for logs;
+/// The command, quoted so that `split_command` reads it back (for logs;
 /// arguments are not secret, `env` values are).
 impl fmt::Display for Stdio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

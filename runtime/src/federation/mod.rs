@@ -2,7 +2,7 @@
 //! (`core::federation` holds the rules and the fan-out machine; this
 //! module its I/O). Each member is itself a message upstream — a stdio
 //! server sluice runs ([`crate::stdio`]), or a Streamable HTTP server at a
-//! URL ([`http`]) — reached through a [`MessageLink`] of its own per member
+//! URL (`http`) — reached through a `MessageLink` of its own per member
 //! request, so its sessions, restarts and limits are its own as on a route
 //! of its own.
 

@@ -1,6 +1,6 @@
 //! The hook host: runs operator-configured WebAssembly components
 //! (`wit/hook.wit`, package `sluice:hook@0.2.0`, and the 0.1.0 world of
-//! `wit/0.1.0/hook.wit`, see [`world`]) on JSON-RPC messages.
+//! `wit/0.1.0/hook.wit`, see `world.rs`) on JSON-RPC messages.
 //!
 //! Each hook is compiled once at [`HookHost::load`] (through a cache of
 //! precompiled artifacts), validated against the world, and asked which

@@ -5,7 +5,7 @@
 //! its answer back as parts, so routing, guards, hooks, the injection rules
 //! and the access log apply as on any route. Every protocol decision is
 //! `sluice_core::stdio`'s (`Bridge`: shared or per-session, ids, progress,
-//! server requests, restarts); this module runs the child ([`child`]),
+//! server requests, restarts); this module runs the child (`child`),
 //! moves bytes and parts, and keeps the registry of bridges (`route`), each
 //! one task (`task`) on the worker that opened it.
 
