@@ -400,7 +400,9 @@ const HANDLERS = [
  * The component's `handler` export for `hook`: an object with `methods()`
  * and any of onRequest(ctx, request), onResponse(ctx, request, response),
  * onServerMessage(ctx, message), onClientAnswer(ctx, request, answer), or a
- * class with those methods (made once per instance). A handler left out
+ * class with those methods (made once, when the module is evaluated: at
+ * build time in a component, so its constructor must not call the host;
+ * read config() in methods() or the handlers). A handler left out
  * lets the message through. Each must return a Verdict: anything else, or
  * an exception, fails the hook (the proxy's `on_error` decides), with the
  * reason in the proxy's log.
