@@ -56,6 +56,7 @@ export class Verdict {
     }
     this.tag = tag;
     Object.assign(this, fields);
+    if (fields.error) Object.freeze(fields.error);
     Object.freeze(this);
   }
 

@@ -160,6 +160,10 @@ test("verdict builders check what the WIT can carry", () => {
     val: '{"jsonrpc":"2.0","id":1,"result":{}}',
   });
   assert.ok(Object.isFrozen(Verdict.continue));
+  const shared = Verdict.reject(-31000, "x");
+  assert.throws(() => {
+    shared.error.code = 1;
+  }, TypeError, "a verdict cannot be changed under a test's feet");
 });
 
 test("a hook that breaks the contract gets an exception that says how", () => {
