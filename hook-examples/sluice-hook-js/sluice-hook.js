@@ -269,10 +269,12 @@ export class Message {
   }
 
   /**
-   * This message changed by `edit`, as a replacement: `edit` gets a fresh
-   * copy to change in place (or returns the new message). The id and the
-   * method stay as they were unless `edit` changes them, which the proxy
-   * refuses.
+   * This message changed by `edit`, as a replacement: `edit` gets the
+   * parsed message to change in place (or returns the new message). The
+   * message itself stays as it came (its views read the text again after
+   * an edit), but what `value`, `params`, `tools()` … returned before the
+   * edit is the edited object. The id and the method stay as they were
+   * unless `edit` changes them, which the proxy refuses.
    */
   edited(edit) {
     const value = this.value;

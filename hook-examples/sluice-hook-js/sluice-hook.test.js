@@ -94,10 +94,18 @@ test("typed views and edits", () => {
   assert.equal(broken.edited(() => ({})), Verdict.continue);
 });
 
-test("the message is parsed once", () => {
-  const m = new Message("tools/list", '{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}');
+test("the message is parsed once, and stays as it came after an edit", () => {
+  const m = new Message("tools/list", '{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}');
   assert.equal(m.value, m.value);
   assert.equal(m.tools(), m.result.tools);
+  const v = m.edited((x) => {
+    x.result.tools[0].name = "b";
+  });
+  assert.equal(JSON.parse(v.json).result.tools[0].name, "b");
+  assert.equal(m.tools()[0].name, "a", "the views read the text again");
+  assert.equal(m.json, '{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}');
+  const returned = m.edited(() => ({ jsonrpc: "2.0", id: 1, result: { tools: [] } }));
+  assert.equal(returned.json, '{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}', "or the edit returns the new message");
 });
 
 test("server messages", () => {
