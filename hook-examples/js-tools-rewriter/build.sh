@@ -22,10 +22,12 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SLUICE_HOOK_OUT:-$here/dist}
-# wit/ and build-cache.sh are links into the repository; a copy made with
-# `cp -rL` holds the files themselves.
+# wit/, sluice-hook/ (the JavaScript SDK) and build-cache.sh are links into
+# the repository; a copy made with `cp -rL` holds the files themselves.
 wit="$here/wit"
 [ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
+sdk="$here/sluice-hook"
+[ -f "$sdk/sluice-hook.js" ] || { echo "build.sh: $sdk/sluice-hook.js is missing: copy the example with cp -rL, or copy sluice's hook-examples/sluice-hook-js into it as sluice-hook/" >&2; exit 2; }
 . "$here/build-cache.sh"
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 what=${1:-quickjs}
@@ -36,6 +38,9 @@ exec 9>"$out/.js-tools-rewriter.lock"
 command -v flock >/dev/null && flock 9
 
 hash() { cat "$@" | sha256sum | cut -c1-16; }
+
+stage=
+trap '[ -z "$stage" ] || rm -rf "$stage"' EXIT
 
 # npm_failed LOG TMP: show npm's error, then exit 3 when the registry could
 # not be reached, 4 when npm refused the pinned toolchain. The one-line
@@ -84,25 +89,38 @@ toolchain() {
 
 build() { # backend output
   local backend=$1 name=$2 wasm="$out/$2" key
-  # The toolchain is pinned by package-lock.json.
-  key=$(hook_cache_key "backend $backend" "$here/tools-rewriter.js" "$here/package.json" \
-    "$here/package-lock.json" "$here/build.sh" "$here/build-cache.sh" "$wit"/*.wit)
+  # The toolchain is pinned by package-lock.json; the SDK's module is
+  # compiled in, so an edit of it rebuilds.
+  key=$(hook_cache_key "backend $backend" "$here/tools-rewriter.js" "$sdk/sluice-hook.js" \
+    "$here/package.json" "$here/package-lock.json" "$here/build.sh" "$here/build-cache.sh" "$wit"/*.wit)
   hook_cache_fetch "$key" "$out" "$name" && return
   toolchain
   local t0=$SECONDS
+  # Both engines read the hook's imports from its own directory: jco's
+  # QuickJS backend bundles them, componentize-js lets StarlingMonkey load
+  # them at build time from that directory (mapped as /) and no further, so
+  # the link sluice-hook/ leads nowhere there. The build reads a staged copy
+  # instead: the hook and the SDK's module, links resolved, in one
+  # directory that is also the working directory (componentize-js maps the
+  # working directory when the source is under it).
+  stage="$out/.stage-$backend.$$"
+  rm -rf "$stage" && mkdir -p "$stage/sluice-hook"
+  cp "$here/tools-rewriter.js" "$stage/"
+  cp "$sdk/sluice-hook.js" "$sdk/package.json" "$stage/sluice-hook/"
   case $backend in
     quickjs)
       # --backend-qjs-disable-async: no component-model-async in the host;
       # --backend-qjs-stub-wasi: no WASI imports at all.
-      "$bin/jco" componentize "$here/tools-rewriter.js" -w "$wit" -n hook \
+      (cd "$stage" && "$bin/jco" componentize tools-rewriter.js -w "$wit" -n hook \
         --backend quickjs --backend-qjs-disable-async --backend-qjs-stub-wasi \
-        -o "$wasm.tmp" >&2 ;;
+        -o "$wasm.tmp") >&2 ;;
     starlingmonkey)
       # Without http/fetch-event it would import wasi:http, which sluice
       # does not provide; the others are denied by the host anyway.
-      "$bin/componentize-js" "$here/tools-rewriter.js" --wit "$wit" -n hook \
-        -d stdio random clocks http fetch-event -o "$wasm.tmp" >&2 ;;
+      (cd "$stage" && "$bin/componentize-js" tools-rewriter.js --wit "$wit" -n hook \
+        -d stdio random clocks http fetch-event -o "$wasm.tmp") >&2 ;;
   esac
+  rm -rf "$stage"
   mv "$wasm.tmp" "$wasm"
   hook_cache_store "$key" "$out" "$name"
   echo "build.sh: built $wasm ($(wc -c < "$wasm") bytes, $((SECONDS - t0)) s)" >&2

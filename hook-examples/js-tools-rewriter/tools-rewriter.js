@@ -9,9 +9,7 @@
 // and of each tool is kept as it was. On a tools/call request the prefix is
 // taken off again, so the upstream sees the names it knows.
 
-import { log, config } from "sluice:hook/host@0.1.0";
-
-const CONTINUE = { tag: "continue" };
+import { Verdict, config, exportHook, log } from "./sluice-hook/sluice-hook.js";
 
 // Parsed once per instance; an instance serves one message (fresh mode) or a
 // few hundred (warm mode).
@@ -21,17 +19,12 @@ function loadSettings() {
   if (settings !== null) return settings;
   const text = config();
   const raw = text.trim() === "" ? {} : JSON.parse(text);
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    throw new Error("config must be a JSON object");
-  }
+  if (!isObject(raw)) throw new Error("config must be a JSON object");
   const prefix = raw.prefix ?? "";
   const describe = raw.describe ?? {};
   if (typeof prefix !== "string") throw new Error("config.prefix must be a string");
-  if (describe === null || typeof describe !== "object" || Array.isArray(describe)) {
+  if (!isObject(describe) || !Object.values(describe).every((d) => typeof d === "string")) {
     throw new Error("config.describe must be an object of tool name -> description");
-  }
-  for (const [name, text] of Object.entries(describe)) {
-    if (typeof text !== "string") throw new Error(`config.describe.${name} must be a string`);
   }
   settings = { prefix, describe };
   return settings;
@@ -41,7 +34,7 @@ function isObject(v) {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
-export const handler = {
+export const handler = exportHook({
   // Called once at load: a bad config fails the load, not every message.
   methods() {
     loadSettings();
@@ -51,35 +44,25 @@ export const handler = {
 
   onRequest(_ctx, request) {
     const { prefix } = loadSettings();
-    if (request.method !== "tools/call" || prefix === "") return CONTINUE;
-    const msg = JSON.parse(request.json);
-    const name = msg?.params?.name;
-    if (typeof name !== "string" || !name.startsWith(prefix)) return CONTINUE;
-    msg.params.name = name.slice(prefix.length);
-    return { tag: "replace", val: JSON.stringify(msg) };
+    const name = request.toolCall()?.name;
+    if (prefix === "" || !name?.startsWith(prefix)) return Verdict.continue;
+    return request.edited((m) => {
+      m.params.name = name.slice(prefix.length);
+    });
   },
 
-  onResponse(_ctx, request, response) {
-    if (request.method !== "tools/list") return CONTINUE;
+  onResponse(_ctx, _request, response) {
     const { prefix, describe } = loadSettings();
-    const msg = JSON.parse(response.json);
-    const tools = msg?.result?.tools;
-    if (!Array.isArray(tools)) return CONTINUE;
-    let changed = 0;
-    for (const tool of tools) {
-      if (!isObject(tool) || typeof tool.name !== "string") continue;
-      const upstreamName = tool.name;
-      if (Object.hasOwn(describe, upstreamName)) {
-        tool.description = describe[upstreamName];
-        changed++;
+    const renamed = (tool) => isObject(tool) && typeof tool.name === "string";
+    const changes = (tool) => renamed(tool) && (prefix !== "" || Object.hasOwn(describe, tool.name));
+    const tools = response.tools();
+    if (!tools?.some(changes)) return Verdict.continue;
+    log.debug(`rewrote ${tools.length} tools`);
+    return response.edited((m) => {
+      for (const tool of m.result.tools.filter(changes)) {
+        if (Object.hasOwn(describe, tool.name)) tool.description = describe[tool.name];
+        tool.name = prefix + tool.name;
       }
-      if (prefix !== "") {
-        tool.name = prefix + upstreamName;
-        changed++;
-      }
-    }
-    if (changed === 0) return CONTINUE;
-    log("debug", `rewrote ${tools.length} tools`);
-    return { tag: "replace", val: JSON.stringify(msg) };
+    });
   },
-};
+});

@@ -905,8 +905,9 @@ fn new_rust_project_builds_and_passes_check_and_test() {
     refuses_delete_for_alice_and_lets_echo_through(&wasm);
 }
 
-/// `hook new --lang js`, built with its build.sh (the toolchain the
-/// JavaScript example pins, from the same cache), then checked and tested.
+/// `hook new --lang js`, bare and `--sdk`, built with its build.sh (the
+/// toolchain the JavaScript example pins, from the same cache), then checked
+/// and tested (the `--sdk` one natively first, with its own test.sh).
 /// Skipped when node or npm is missing.
 #[test]
 fn new_js_project_builds_and_passes_check_and_test() {
@@ -955,6 +956,71 @@ fn new_js_project_builds_and_passes_check_and_test() {
     let v = json(&o);
     assert_eq!(v["instances"], "warm");
     assert_eq!(v["phases"][0]["warm"]["calls"], 3);
+
+    // The same hook on sluice's JavaScript SDK, copied in by --sdk: its
+    // native tests pass under node, and its component (jco bundles the SDK
+    // module the hook imports) behaves as the bare one.
+    let sdk_dir = temp_dir("new-js-sdk").join("js-sdk-hook");
+    let o = sluice(&[
+        "hook",
+        "new",
+        "js-sdk-hook",
+        "--lang",
+        "js",
+        "--sdk",
+        "--dir",
+        s(&sdk_dir),
+    ]);
+    assert_eq!(status(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout(&o).contains(&format!("test it:   {}", s(&sdk_dir.join("test.sh")))),
+        "{}",
+        stdout(&o)
+    );
+    for file in ["sluice-hook.js", "testing.js", "test.sh", "package.json"] {
+        assert_eq!(
+            std::fs::read(sdk_dir.join("sluice-hook").join(file)).unwrap(),
+            std::fs::read(example.join("sluice-hook").join(file)).unwrap(),
+            "{file}: the SDK's, byte for byte"
+        );
+    }
+    let test = Command::new(sdk_dir.join("test.sh"))
+        .output()
+        .expect("test.sh runs");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    if test.status.code() == Some(3) {
+        eprintln!("SKIPPED the native tests: {}", out.trim());
+    } else {
+        assert!(test.status.success(), "{out}");
+        assert!(out.contains("pass 2") && out.contains("fail 0"), "{out}");
+    }
+    let build = Command::new(sdk_dir.join("build.sh"))
+        .output()
+        .expect("build.sh runs");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = sdk_dir.join("dist/js_sdk_hook.wasm");
+    let o = sluice(&["hook", "check", s(&wasm)]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("tools/call  request"), "{}", stdout(&o));
+    refuses_delete_for_alice_and_lets_echo_through(&wasm);
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        r#"{"deny":["echo"]}"#,
+        "--request",
+        &call("echo"),
+    ]);
+    assert_eq!(status(&o), 4, "{}", stdout(&o));
 }
 
 /// `hook new --lang python` writes its project (building it needs
@@ -1068,14 +1134,14 @@ fn new_refuses_bad_names_and_full_directories() {
         "new",
         "p",
         "--lang",
-        "js",
+        "c",
         "--sdk",
         "--dir",
-        s(&dir.join("js")),
+        s(&dir.join("c")),
     ]);
     assert_eq!(status(&o), 1);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--sdk: only --lang rust"));
-    assert!(!dir.join("js").exists());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--sdk: only --lang rust and js"));
+    assert!(!dir.join("c").exists());
     let o = sluice(&["hook", "new", "../escape", "--lang", "rust"]);
     assert_eq!(status(&o), 2);
 }

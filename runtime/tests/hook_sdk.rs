@@ -1,8 +1,11 @@
-//! The Rust guest SDK (hook-examples/sluice-hook) and the examples written
-//! on it, tested natively: the SDK's harness runs a hook in `cargo test`
-//! with the config and caller a test gives it, no proxy and no wasm. The
-//! same examples run as components in server_message_hooks.rs and the
-//! interop hooks stage.
+//! The guest SDKs and the examples written on them, tested natively: the
+//! Rust SDK's harness (hook-examples/sluice-hook) runs a hook in `cargo
+//! test`, the JavaScript SDK's (hook-examples/sluice-hook-js) under plain
+//! node, with the config and caller a test gives it, no proxy and no wasm.
+//! The same examples run as components in server_message_hooks.rs,
+//! hooks_guests.rs and the interop hooks stage.
+
+mod guests;
 
 use std::path::Path;
 use std::process::Command;
@@ -42,4 +45,48 @@ fn the_sdk_and_the_examples_on_it_pass_their_own_tests() {
         .filter(|l| l.starts_with("test result: ok.") && !l.contains(" 0 passed"))
         .collect();
     assert!(passed.len() >= 3, "{text}");
+}
+
+/// The JavaScript SDK's tests and the rewriter's, under node with the SDK's
+/// harness (`test.sh` of each). Exit status 3 (node missing or older than
+/// 20.6) is skipped only as the guest builds are, when
+/// `SLUICE_SKIP_GUEST_TOOLCHAINS` names js.
+#[test]
+fn the_js_sdk_and_the_example_on_it_pass_their_own_tests() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hook-examples");
+    for script in ["sluice-hook-js/test.sh", "js-tools-rewriter/test.sh"] {
+        let out = Command::new("bash")
+            .arg(examples.join(script))
+            .output()
+            .expect("bash runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.code() == Some(3) {
+            assert!(
+                guests::skip_allowed("js"),
+                "{script}: node is missing or too old; set SLUICE_SKIP_GUEST_TOOLCHAINS=js \
+                 to skip it on such a machine.\n{text}"
+            );
+            eprintln!(
+                "\n==== SKIPPED: {script} (SLUICE_SKIP_GUEST_TOOLCHAINS is set) ====\n{text}"
+            );
+            continue;
+        }
+        assert!(out.status.success(), "{script}: {}\n{text}", out.status);
+        // node's summary ("# pass 9" in TAP, "ℹ pass 9" in its spec
+        // reporter): some tests ran, none failed.
+        let count = |what: &str| -> u32 {
+            text.lines()
+                .find_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                    [_, w, n] if w == what => n.parse().ok(),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{script}: no `{what}` count\n{text}"))
+        };
+        assert!(count("pass") >= 5, "{script}\n{text}");
+        assert_eq!(count("fail"), 0, "{script}\n{text}");
+    }
 }

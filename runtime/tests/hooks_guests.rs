@@ -136,6 +136,61 @@ fn js_starlingmonkey_rewriter_prefixes_tools_and_keeps_the_cursor() {
     js_rewriter(Example::JsStarlingMonkey);
 }
 
+/// The rewriter's build-cache key holds the SDK module it imports: an edit of
+/// the SDK alone builds the component again rather than serving the one
+/// built before it. A copy with its own build cache, QuickJS (seconds).
+#[test]
+fn js_sdk_edit_rebuilds_the_rewriter() {
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("js-sdk-key-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let copy = tmp.join("example");
+    // -L: the SDK (sluice-hook/), wit/ and build-cache.sh are links.
+    let cp = std::process::Command::new("cp")
+        .arg("-rL")
+        .arg(guests::repo().join("hook-examples/js-tools-rewriter"))
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let build = || {
+        let out = std::process::Command::new("bash")
+            .arg(copy.join("build.sh"))
+            .env("SLUICE_HOOK_OUT", tmp.join("out"))
+            .env("SLUICE_HOOK_BUILD_CACHE", tmp.join("cache"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, log) = build();
+    if code == Some(3) && guests::skip_allowed("js") {
+        eprintln!("\n==== SKIPPED: no npm here (SLUICE_SKIP_GUEST_TOOLCHAINS is set) ====\n{log}");
+        let _ = std::fs::remove_dir_all(&tmp);
+        return;
+    }
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("not in the build cache"), "{log}");
+    let (code, log) = build();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("is up to date"), "unchanged: {log}");
+
+    let sdk = copy.join("sluice-hook/sluice-hook.js");
+    let mut text = std::fs::read_to_string(&sdk).unwrap();
+    text.push_str("\n// an edit of the SDK\n");
+    std::fs::write(&sdk, text).unwrap();
+    let (code, log) = build();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("not in the build cache") && log.contains("built "),
+        "the SDK changed, the component is built again: {log}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 /// A lock that npm refuses is exit status 4, which `guests::build` never
 /// skips, with npm's reason printed. The broken lock is the one of issue 11:
 /// an optional platform package missing, which npm 11 refuses and an older

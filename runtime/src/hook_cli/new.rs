@@ -72,6 +72,33 @@ mod js {
         include_str!("../../../hook-examples/js-tools-rewriter/package-lock.json");
 }
 
+/// The JavaScript template on sluice's SDK (`hook-examples/sluice-hook-js`,
+/// copied into the project byte for byte); built as the bare one is.
+mod js_sdk {
+    pub const HOOK_JS: &str = include_str!("templates/js-sdk/hook.js.in");
+    pub const HOOK_TEST_JS: &str = include_str!("templates/js-sdk/hook.test.js.in");
+    pub const TEST_SH: &str = include_str!("templates/js-sdk/test.sh.in");
+    pub const README: &str = include_str!("templates/js-sdk/README.md.in");
+    pub const SDK_FILES: [(&str, &str); 4] = [
+        (
+            "sluice-hook.js",
+            include_str!("../../../hook-examples/sluice-hook-js/sluice-hook.js"),
+        ),
+        (
+            "testing.js",
+            include_str!("../../../hook-examples/sluice-hook-js/testing.js"),
+        ),
+        (
+            "test.sh",
+            include_str!("../../../hook-examples/sluice-hook-js/test.sh"),
+        ),
+        (
+            "package.json",
+            include_str!("../../../hook-examples/sluice-hook-js/package.json"),
+        ),
+    ];
+}
+
 /// The C template (wit-bindgen c, clang for wasm32-wasi, and the C
 /// example's wrapper tool, copied byte for byte).
 mod c {
@@ -108,7 +135,7 @@ pub struct NewArgs {
     pub lang: Lang,
     /// Where to write it [default: ./NAME].
     pub dir: Option<PathBuf>,
-    /// Rust only: build on sluice's SDK (copied into the project).
+    /// Rust and JavaScript: build on sluice's SDK (copied into the project).
     pub sdk: bool,
 }
 
@@ -134,7 +161,8 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
     let files = match args.lang {
         Lang::Rust if args.sdk => rust_sdk_files(&args.name),
         Lang::Rust => rust_files(&args.name),
-        _ if args.sdk => bail!("--sdk: only --lang rust has an SDK here yet"),
+        Lang::Js if args.sdk => js_sdk_files(&args.name),
+        _ if args.sdk => bail!("--sdk: only --lang rust and js have an SDK here yet"),
         Lang::Python => python_files(&args.name),
         Lang::Js => js_files(&args.name),
         Lang::C => c_files(&args.name),
@@ -190,6 +218,12 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
         ),
     };
     println!("build it:  {build}");
+    // The SDK projects carry tests that run natively, without building.
+    match args.lang {
+        Lang::Rust if args.sdk => println!("test it:   (cd {} && cargo test)", dir.display()),
+        Lang::Js if args.sdk => println!("test it:   {}", dir.join("test.sh").display()),
+        _ => {}
+    }
     // The C hook refuses by config alone; the others by tool name.
     let config = if args.lang == Lang::C {
         " --config closed"
@@ -279,6 +313,24 @@ fn js_files(name: &str) -> Vec<(PathBuf, String)> {
         ("README.md".into(), fill(js::README, name)),
         (".gitignore".into(), "/dist\n/node_modules\n".to_owned()),
     ]
+}
+
+fn js_sdk_files(name: &str) -> Vec<(PathBuf, String)> {
+    let mut files = vec![
+        ("hook.js".into(), fill(js_sdk::HOOK_JS, name)),
+        ("hook.test.js".into(), fill(js_sdk::HOOK_TEST_JS, name)),
+        ("test.sh".into(), fill(js_sdk::TEST_SH, name)),
+        ("package.json".into(), js::PACKAGE_JSON.to_owned()),
+        ("package-lock.json".into(), js::PACKAGE_LOCK.to_owned()),
+        ("build.sh".into(), fill(js::BUILD_SH, name)),
+        ("wit/hook.wit".into(), WIT.to_owned()),
+    ];
+    for (file, text) in js_sdk::SDK_FILES {
+        files.push((PathBuf::from("sluice-hook").join(file), text.to_owned()));
+    }
+    files.push(("README.md".into(), fill(js_sdk::README, name)));
+    files.push((".gitignore".into(), "/dist\n/node_modules\n".to_owned()));
+    files
 }
 
 fn python_files(name: &str) -> Vec<(PathBuf, String)> {
