@@ -681,17 +681,23 @@ impl Exchange {
             return;
         }
         let insert = carrier == TraceCarrier::Message;
-        let slot = if req.meta.replaced {
-            match request::classify(&req.body, &self.config) {
-                (_, Some(spans)) => spans.slot(&req.body, insert),
-                _ => None,
-            }
+        let mut spans = if req.meta.replaced {
+            request::classify(&req.body, &self.config).1
         } else {
-            req.meta
-                .spans
-                .as_ref()
-                .and_then(|s| s.slot(&req.body, insert))
+            req.meta.spans.clone()
         };
+        // The body's `tracestate` goes with a `traceparent` that is not
+        // valid, as the header's does: ours starts or continues another trace.
+        let stale = spans.as_ref().and_then(|s| s.stale_tracestate(&req.body));
+        if let Some(body) = stale.and_then(|state| jsonrpc::meta::without_member(&req.body, state))
+        {
+            req.body = body;
+            spans = request::classify(&req.body, &self.config).1;
+            if !req.meta.replaced {
+                req.meta.spans.clone_from(&spans);
+            }
+        }
+        let slot = spans.and_then(|s| s.slot(&req.body, insert));
         req.meta.out = slot.map(|slot| (slot, parent.write()));
     }
 

@@ -9,7 +9,10 @@
 //! [`TraceParent::parse`], as strict as for the header. Writing replaces
 //! the value of `traceparent` (or adds the member, creating `_meta` and
 //! `params` where they are missing) and keeps every other byte of the
-//! message as written: key order, spacing, escapes, `tracestate`.
+//! message as written: key order, spacing, escapes, `tracestate` — unless
+//! the `traceparent` beside it is missing or not valid: then the trace
+//! sent on is not the one it belongs to, and [`without_member`] removes it
+//! (as W3C Trace Context has a vendor drop the header's).
 //!
 //! | the message | [`MetaSpans::slot`] |
 //! |---|---|
@@ -89,6 +92,15 @@ impl MetaSpans {
     pub fn traceparent(&self, text: &[u8]) -> Option<TraceParent> {
         let value = string_value(text, self.traceparent.clone()?)?;
         TraceParent::parse(value.as_bytes())
+    }
+
+    /// The span of a `_meta.tracestate` that belongs to no trace: beside a
+    /// `traceparent` that is missing or not valid. W3C Trace Context: a
+    /// vendor that cannot parse `traceparent` must not use `tracestate`;
+    /// the trace sluice sends on is another one, so it goes.
+    pub fn stale_tracestate(&self, text: &[u8]) -> Option<Range<usize>> {
+        let state = self.tracestate.clone()?;
+        self.traceparent(text).is_none().then_some(state)
     }
 
     /// The message's `_meta.tracestate`, when it is a string that is not
@@ -171,6 +183,42 @@ pub fn write(text: &[u8], slot: &Slot, traceparent: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(text.get(resume..).unwrap_or_default());
 }
 
+/// `text` without the `_meta` member whose value is at `value` (its key,
+/// and one comma beside it), or `None` when `text` is not shaped so there.
+/// The key's text needs no decoding: [`classify`](super::classify) noted
+/// the value because the key reads `tracestate`, which holds no quote.
+pub fn without_member(text: &[u8], value: Range<usize>) -> Option<Vec<u8>> {
+    let back_ws = |mut i: usize| {
+        while i > 0 && matches!(text[i - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            i -= 1;
+        }
+        i
+    };
+    // `"key"` `:` before the value, whitespace allowed around the colon.
+    let colon = back_ws(value.start).checked_sub(1)?;
+    let key_end = back_ws((text.get(colon) == Some(&b':')).then_some(colon)?);
+    let quote = key_end.checked_sub(1)?;
+    if text.get(quote) != Some(&b'"') {
+        return None;
+    }
+    let key_start = text.get(..quote)?.iter().rposition(|&b| b == b'"')?;
+    let after = skip_ws(text, value.end);
+    let cut = if text.get(after) == Some(&b',') {
+        key_start..after + 1
+    } else {
+        let before = back_ws(key_start);
+        match before.checked_sub(1).map(|i| (i, text[i])) {
+            Some((comma, b',')) => comma..value.end,
+            Some((_, b'{')) => key_start..value.end,
+            _ => return None,
+        }
+    };
+    let mut out = Vec::with_capacity(text.len() - cut.len());
+    out.extend_from_slice(&text[..cut.start]);
+    out.extend_from_slice(&text[cut.end..]);
+    Some(out)
+}
+
 /// The length of what [`write()`] makes of a `len`-byte text.
 pub fn written_len(len: usize, slot: &Slot, traceparent: &str) -> usize {
     let member = "\"traceparent\":\"\"".len() + traceparent.len();
@@ -231,6 +279,30 @@ mod tests {
             "reads back: {out}"
         );
         Some(out)
+    }
+
+    #[test]
+    fn a_member_is_removed_with_one_comma_and_every_other_byte_kept() {
+        let cases = [
+            (r#"{"tracestate":"a=1","x":1}"#, r#"{"x":1}"#),
+            (r#"{"x":1,"tracestate":"a=1"}"#, r#"{"x":1}"#),
+            (
+                r#"{"x":1, "tracestate" : "a=1" ,"y":2}"#,
+                r#"{"x":1, "y":2}"#,
+            ),
+            (r#"{ "tracestate":"a=1" }"#, r#"{  }"#),
+            (r#"{"x":1,"tracestate":{"deep":[","]}}"#, r#"{"x":1}"#),
+        ];
+        for (meta, want) in cases {
+            let text =
+                format!(r#"{{"jsonrpc":"2.0","id":1,"method":"m","params":{{"_meta":{meta}}}}}"#);
+            let noted = spans(&text).unwrap_or_else(|| panic!("{text}"));
+            let state = noted.tracestate.clone().expect("noted");
+            let out = without_member(text.as_bytes(), state).expect("removed");
+            let want =
+                format!(r#"{{"jsonrpc":"2.0","id":1,"method":"m","params":{{"_meta":{want}}}}}"#);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 
     #[test]
@@ -374,7 +446,8 @@ mod tests {
     /// Every one-byte change and insertion of a few seeds: nothing panics,
     /// and whatever classifies as one message is either left alone or
     /// written into so that it still classifies as the same message, reads
-    /// back our value, and keeps every byte outside the slot.
+    /// back our value, and keeps every byte outside the slot; and without
+    /// its `tracestate` it is still the same message.
     #[test]
     fn mutated_messages_are_written_or_left_alone_never_broken() {
         let seeds = [
@@ -403,13 +476,28 @@ mod tests {
                 }
             }
         }
-        let mut written = 0;
+        let (mut written, mut removed) = (0, 0);
         for input in &inputs {
             let Ok(Classified::Single(m)) = classify(input, &Limits::default()) else {
                 continue;
             };
             let noted = MetaSpans::of(input, &m);
             let _ = (noted.traceparent(input), noted.tracestate(input));
+            // Removing `tracestate` leaves the same message, without it.
+            if let Some(out) = noted
+                .tracestate
+                .clone()
+                .and_then(|s| without_member(input, s))
+            {
+                let Ok(Classified::Single(again)) = classify(&out, &Limits::default()) else {
+                    panic!("broken: {}", String::from_utf8_lossy(&out));
+                };
+                assert_eq!(
+                    (again.kind, &again.method, again.id, &again.tracestate),
+                    (m.kind, &m.method, m.id, &None)
+                );
+                removed += 1;
+            }
             for insert in [false, true] {
                 let Some(slot) = noted.slot(input, insert) else {
                     continue;
@@ -437,5 +525,6 @@ mod tests {
             }
         }
         assert!(written > 100, "{written} written");
+        assert!(removed > 100, "{removed} removed");
     }
 }
