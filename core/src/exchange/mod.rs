@@ -686,9 +686,13 @@ impl Exchange {
         } else {
             req.meta.spans.clone()
         };
-        // The body's `tracestate` goes with a `traceparent` that is not
-        // valid, as the header's does: ours starts or continues another trace.
-        let stale = spans.as_ref().and_then(|s| s.stale_tracestate(&req.body));
+        // Where ours is written, the body's `tracestate` goes with a
+        // `traceparent` that is not valid, as the header's does: ours
+        // starts or continues another trace.
+        let stale = spans
+            .as_ref()
+            .filter(|s| s.slot(&req.body, insert).is_some())
+            .and_then(|s| s.stale_tracestate(&req.body));
         if let Some(body) = stale.and_then(|state| jsonrpc::meta::without_member(&req.body, state))
         {
             req.body = body;

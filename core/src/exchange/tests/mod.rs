@@ -1687,15 +1687,19 @@ fn without_propagation_the_body_goes_as_sent() {
     h.client(&post(&body));
     h.connected(false);
     assert_eq!(upstream_body(&h.log), body);
-    // Tracing on, over HTTP, a body without `_meta.traceparent` is not touched.
-    let mut h = Harness::new(config());
-    h.client(&post(CALL));
-    h.ex.propagate_trace(
-        &ours(crate::tracecontext::TraceId([7; 16])),
-        TraceCarrier::Headers,
-    );
-    h.connected(false);
-    assert_eq!(upstream_body(&h.log), CALL);
+    // Tracing on, over HTTP, a body without `_meta.traceparent` is not
+    // touched, even where a `tracestate` stands alone there.
+    let alone = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"tracestate":"m=1"}}}"#;
+    for body in [CALL, alone] {
+        let mut h = Harness::new(config());
+        h.client(&post(body));
+        h.ex.propagate_trace(
+            &ours(crate::tracecontext::TraceId([7; 16])),
+            TraceCarrier::Headers,
+        );
+        h.connected(false);
+        assert_eq!(upstream_body(&h.log), body);
+    }
 }
 
 #[test]
