@@ -404,7 +404,8 @@ pub struct Summary {
     pub response_head: Option<Instant>,
     /// When the exchange finished.
     pub finished: Option<Instant>,
-    /// Response body bytes written to the client (before chunk framing).
+    /// Response body bytes written to the client after the head, chunk
+    /// framing, keep-alives and injected errors included.
     pub body_bytes: u64,
     /// The upstream connection was reused from the pool.
     pub reused: bool,
@@ -1794,6 +1795,7 @@ impl Exchange {
 
     fn emit_client(&mut self, bytes: Vec<u8>) {
         if !bytes.is_empty() {
+            self.summary.body_bytes += bytes.len() as u64;
             self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
         }
     }
@@ -1887,6 +1889,7 @@ impl Exchange {
             Some(HeldFailure::Events(bytes)) => {
                 self.summary.outcome = Outcome::Answered;
                 for b in bytes {
+                    self.summary.body_bytes += b.len() as u64;
                     self.outputs.push_back(Output::ToClient(b));
                 }
                 let close = match framing {
@@ -1937,6 +1940,7 @@ impl Exchange {
             }
             Injection::EventThenEnd(bytes) => {
                 self.summary.outcome = Outcome::Answered;
+                self.summary.body_bytes += bytes.len() as u64;
                 self.outputs.push_back(Output::ToClient(Bytes::from(bytes)));
                 let close = match framing {
                     ClientFraming::UntilClose => Close::Graceful,

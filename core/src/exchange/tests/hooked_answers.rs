@@ -46,6 +46,14 @@ fn sse_messages(body: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The summary counts every body byte the client got, the error events
+/// a failure put in included (what `sluice_sse_bytes_total` adds up).
+fn assert_body_counted(h: &Harness) {
+    let head = h.log.to_client.windows(4).position(|w| w == b"\r\n\r\n");
+    let body = h.log.to_client.len() - head.expect("a head") - 4;
+    assert_eq!(h.ex.summary().body_bytes, body as u64);
+}
+
 fn assert_hook_failure(v: &serde_json::Value, id: serde_json::Value) {
     assert_eq!(v["id"], id, "{v}");
     assert_eq!(v["error"]["code"], HOOK_FAILED, "{v}");
@@ -189,6 +197,7 @@ fn an_oversized_event_fails_the_hooked_answer_closed() {
     assert_hook_failure(&messages[1], 1.into());
     assert_eq!(h.log.hooks.len(), 1, "the answer never reached a hook");
     assert_eq!(h.log.finished, Some(Close::KeepAlive));
+    assert_body_counted(&h);
 }
 
 #[test]
@@ -361,6 +370,7 @@ fn a_close_delimited_sse_answer_cut_before_the_answer_gets_an_injected_error() {
         assert_eq!(messages.len(), 2, "hooked {hooked}: {body}");
         assert_eq!(messages[1]["id"], 1);
         assert_eq!(messages[1]["error"]["code"], UPSTREAM_FAILED);
+        assert_body_counted(&h);
     }
 }
 
