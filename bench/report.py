@@ -25,6 +25,7 @@ NAMES = {
     "sluice1": "sluice (1 worker)",
     "hook": "sluice + Rust hook on tools/call (default workers)",
     "hook1": "sluice + Rust hook on tools/call (1 worker)",
+    "hookwarm": "sluice + Rust hook on tools/call, warm instances (default workers)",
     "bridge": "sluice bridging a legacy HTTP+SSE upstream (default workers)",
     "legacy": "direct, legacy HTTP+SSE face of the stub",
     "trace1": "sluice, tracing at sample_ratio 0.01 (default workers)",
