@@ -25,7 +25,10 @@ back the verdict and the log lines::
 
 The WIT the component is built from is sluice's own (``wit/`` beside this
 package is a link to it). A hook written against the bare WIT keeps
-working: the SDK only wraps it.
+working: the SDK only wraps it. The bindings componentize-py generates
+(``wit_world``) exist while it builds the component, when this package is
+imported; under plain CPython there are none, and the package imports all
+the same.
 """
 
 from __future__ import annotations
@@ -200,10 +203,6 @@ def export_hook(hook_class: type) -> type:
         return instance[0]
 
     def run(handler, ctx, *messages):
-        # The bindings exist inside the component only: imported there, on
-        # the first call, so that a native test can import the app module.
-        from . import _wit
-
         return _wit.run(hook(), handler, ctx, *messages)
 
     class Handler:
@@ -226,3 +225,8 @@ def export_hook(hook_class: type) -> type:
     Handler.__qualname__ = Handler.__name__ = "Handler"
     Handler.__doc__ = f"The handler export of the sluice hook {hook_class.__name__}."
     return Handler
+
+
+# Last: it reads the names above, and the bindings, which componentize-py
+# offers only while it pre-initialises the app module (importing this).
+from . import _wit  # noqa: E402

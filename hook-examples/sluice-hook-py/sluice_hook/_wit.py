@@ -1,14 +1,22 @@
-"""Between the WIT bindings componentize-py generates (``wit_world``, inside
+"""Between the WIT bindings componentize-py generates (``wit_world``, in
 the component only) and the SDK's types. Not part of the API."""
 
 from __future__ import annotations
 
 import json
 
-from wit_world.imports import types as wit
-
 from . import Context, Identity, Phase, Scheme, checked
 from .message import Message
+
+# componentize-py generates the bindings for its build only: they can be
+# imported while it pre-initialises the app module (when this runs), not
+# later. Under plain CPython there are none; sluice_hook.testing stands in
+# for the host there.
+try:
+    from wit_world.imports import host as wit_host
+    from wit_world.imports import types as wit
+except ImportError:
+    wit_host = wit = None
 
 
 def _identity(i):

@@ -1,9 +1,8 @@
 """The services the proxy gives every hook: its config string and its log.
 
 Inside the component these are the WIT imports (``wit_world.imports.host``,
-which componentize-py generates into the component only, so it is imported
-on first use). Under plain CPython :mod:`sluice_hook.testing` stands in for
-the proxy while it runs a hook.
+which componentize-py generates for the component only). Under plain CPython
+:mod:`sluice_hook.testing` stands in for the proxy while it runs a hook.
 """
 
 from __future__ import annotations
@@ -25,14 +24,14 @@ class _Component:
     """The proxy, through the component's imports."""
 
     def __init__(self):
-        try:
-            from wit_world.imports import host, types
-        except ImportError:
+        from . import _wit
+
+        if _wit.wit_host is None:
             raise RuntimeError(
                 "sluice_hook.host: no proxy here: a hook's host calls work inside the "
                 "component, or under sluice_hook.testing.Call in a native test"
-            ) from None
-        self._host, self._types = host, types
+            )
+        self._host, self._types = _wit.wit_host, _wit.wit
 
     def config(self) -> str:
         return self._host.config()

@@ -1,6 +1,7 @@
 """The SDK's own tests, under plain CPython: `./test.sh` (or
 `python3 -m unittest discover -s tests -t .` in this directory)."""
 
+import importlib
 import json
 import sys
 import types
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import List, Optional, Tuple
 
-from sluice_hook import Context, Hook, Identity, Level, Message, Phase, RpcError, Scheme, Verdict, export_hook, host
+from sluice_hook import Context, Hook, Identity, Level, Message, Phase, RpcError, Scheme, Verdict, _wit, export_hook, host
 from sluice_hook.testing import Call, InvalidVerdict
 
 
@@ -340,16 +341,19 @@ class Export(unittest.TestCase):
                         "wit_world.imports.types": wit_types, "wit_world.imports.host": wit_host}
         self.saved = {k: sys.modules.get(k) for k in self.modules}
         sys.modules.update(self.modules)
-        sys.modules.pop("sluice_hook._wit", None)
+        # As in the component: the bindings are there while the app module
+        # (and so the SDK) is imported, and gone when the proxy calls it.
+        importlib.reload(_wit)
+        for k in self.modules:
+            del sys.modules[k]
         self.saved_backend, host._backend = host._backend, None
 
     def tearDown(self):
         for k, v in self.saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
+            if v is not None:
                 sys.modules[k] = v
-        sys.modules.pop("sluice_hook._wit", None)
+        importlib.reload(_wit)
+        self.assertIsNone(_wit.wit, "no bindings under plain CPython")
         host._backend = self.saved_backend
 
     def ctx(self, phase, identity=None):
