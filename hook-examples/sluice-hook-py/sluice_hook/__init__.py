@@ -170,14 +170,19 @@ class Hook:
 HANDLERS = ("on_request", "on_response", "on_server_message", "on_client_answer")
 
 
+def not_a_verdict(hook: Hook, handler: str, value: Any) -> str:
+    """Why ``value``, returned by ``hook.handler``, is no verdict."""
+    return (
+        f"{type(hook).__name__}.{handler} returned {value!r}, not a sluice_hook.Verdict "
+        "(return Verdict.CONTINUE, Verdict.reject(...), Verdict.replace(...) or "
+        "Verdict.respond(...))"
+    )
+
+
 def checked(hook: Hook, handler: str, verdict: Any) -> Verdict:
     """``verdict`` if it is one, else a TypeError naming the handler."""
     if not isinstance(verdict, Verdict):
-        raise TypeError(
-            f"{type(hook).__name__}.{handler} returned {verdict!r}, not a sluice_hook.Verdict "
-            "(return Verdict.CONTINUE, Verdict.reject(...), Verdict.replace(...) or "
-            "Verdict.respond(...))"
-        )
+        raise TypeError(not_a_verdict(hook, handler, verdict))
     return verdict
 
 

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
-from . import Context, Hook, Identity, Message, Phase, Verdict, checked, checked_methods, host
+from . import Context, Hook, Identity, Message, Phase, Verdict, checked_methods, host, not_a_verdict
 from .host import Level
 from .verdict import dumps
 
@@ -229,12 +229,9 @@ class Call:
         hook = self._hook(hook_class)
         ctx = copy.deepcopy(self._ctx)
         ctx.phase = phase
-        try:
-            verdict, logs = self._run(lambda: checked(hook, handler, getattr(hook, handler)(ctx, *messages)))
-        except TypeError as e:
-            if "not a sluice_hook.Verdict" in str(e):
-                raise InvalidVerdict(str(e)) from None
-            raise
+        verdict, logs = self._run(lambda: getattr(hook, handler)(ctx, *messages))
+        if not isinstance(verdict, Verdict):
+            raise InvalidVerdict(not_a_verdict(hook, handler, verdict))
         return Outcome(check_verdict(verdict, phase, judged), logs)
 
     def _run(self, run: Callable[[], Any]):
