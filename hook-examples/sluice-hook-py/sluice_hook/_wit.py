@@ -19,45 +19,47 @@ except ImportError:
     wit_host = wit = None
 
 
+# A warm instance runs many calls: the per-call conversions are table
+# lookups (the WIT enums' members, by value) and positional constructors.
+_PHASE = {m.value: Phase[m.name] for m in wit.Phase} if wit else {}
+_SCHEME = {m.value: Scheme[m.name] for m in wit.Scheme} if wit else {}
+
+
 def _identity(i):
-    if i is None:
-        return None
     claims = None
     if i.claims is not None:
         try:
             claims = json.loads(i.claims)
         except ValueError:
             claims = None
-    return Identity(
-        subject=i.subject,
-        scheme=Scheme[i.scheme.name],
-        issuer=i.issuer,
-        client_id=i.client_id,
-        scopes=list(i.scopes),
-        claims=claims,
-    )
+    return Identity(i.subject, _SCHEME[i.scheme.value], i.issuer, i.client_id, list(i.scopes), claims)
 
 
 def context(ctx) -> Context:
+    i = ctx.identity
     return Context(
-        phase=Phase[ctx.phase.name],
-        session_id=ctx.session_id,
-        protocol_version=ctx.protocol_version,
-        upstream=ctx.upstream,
-        headers=[(n, v) for n, v in ctx.headers],
-        identity=_identity(ctx.identity),
+        _PHASE[ctx.phase.value],
+        ctx.session_id,
+        ctx.protocol_version,
+        ctx.upstream,
+        list(ctx.headers),
+        None if i is None else _identity(i),
     )
 
 
 def verdict(v):
-    if v.kind == "continue":
-        return wit.Verdict_Continue()
-    if v.kind == "replace":
+    kind = v.kind
+    if kind == "continue":
+        return _CONTINUE
+    if kind == "replace":
         return wit.Verdict_Replace(v.json)
-    if v.kind == "respond":
+    if kind == "respond":
         return wit.Verdict_Respond(v.json)
     e = v.error
-    return wit.Verdict_Reject(wit.RpcError(code=e.code, message=e.message, data=e.data))
+    return wit.Verdict_Reject(wit.RpcError(e.code, e.message, e.data))
+
+
+_CONTINUE = wit.Verdict_Continue() if wit else None
 
 
 def run(hook, handler, ctx, *messages):
