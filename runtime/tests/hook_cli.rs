@@ -1035,7 +1035,7 @@ fn new_python_sdk_project_passes_its_tests_builds_and_passes_check_and_test() {
         include_str!("../../hook-examples/python-arg-validator/requirements.txt")
     );
 
-    // Its tests, as its README runs them.
+    // Its tests, as its README runs them; then the SDK's own, copied too.
     let tests = Command::new(dir.join("sluice-hook-py/test.sh"))
         .arg(".")
         .current_dir(&dir)
@@ -1048,6 +1048,11 @@ fn new_python_sdk_project_passes_its_tests_builds_and_passes_check_and_test() {
     }
     assert!(tests.status.success(), "{log}");
     assert!(log.contains("Ran 2 tests") && log.contains("\nOK"), "{log}");
+    let sdk_tests = Command::new(dir.join("sluice-hook-py/test.sh"))
+        .output()
+        .expect("test.sh runs");
+    let log = String::from_utf8_lossy(&sdk_tests.stderr);
+    assert!(sdk_tests.status.success() && log.contains("\nOK"), "{log}");
 
     let build = Command::new(dir.join("build.sh"))
         .output()

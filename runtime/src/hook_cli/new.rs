@@ -66,8 +66,9 @@ mod python_sdk {
     pub const TEST_APP_PY: &str = include_str!("templates/python-sdk/test_app.py.in");
     pub const BUILD_SH: &str = include_str!("templates/python-sdk/build.sh.in");
     pub const README: &str = include_str!("templates/python-sdk/README.md.in");
-    /// The SDK's files, under `sluice-hook-py/` in the project.
-    pub const SDK_FILES: [(&str, &str); 7] = [
+    /// The SDK's files, under `sluice-hook-py/` in the project (its tests
+    /// too: `sluice-hook-py/test.sh` runs them there).
+    pub const SDK_FILES: [(&str, &str); 8] = [
         (
             "sluice_hook/__init__.py",
             include_str!("../../../hook-examples/sluice-hook-py/sluice_hook/__init__.py"),
@@ -95,6 +96,10 @@ mod python_sdk {
         (
             "test.sh",
             include_str!("../../../hook-examples/sluice-hook-py/test.sh"),
+        ),
+        (
+            "tests/test_sdk.py",
+            include_str!("../../../hook-examples/sluice-hook-py/tests/test_sdk.py"),
         ),
     ];
 }
@@ -434,15 +439,18 @@ mod tests {
 
     #[test]
     fn the_python_sdk_is_copied_whole() {
-        // Every file of the SDK's package: one added there and not here
-        // would be missing from every generated project.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../hook-examples/sluice-hook-py/sluice_hook");
-        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // Every Python file of the SDK's package and tests: one added there
+        // and not here would be missing from every generated project.
+        let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../hook-examples/sluice-hook-py");
+        let mut on_disk: Vec<String> = ["sluice_hook", "tests"]
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_dir(sdk.join(d))
+                    .unwrap()
+                    .map(move |e| format!("{d}/{}", e.unwrap().file_name().to_string_lossy()))
+            })
             .filter(|n| n.ends_with(".py"))
-            .map(|n| format!("sluice_hook/{n}"))
             .collect();
         on_disk.sort();
         let copied: Vec<&str> = python_sdk::SDK_FILES
