@@ -33,22 +33,13 @@ reaches the upstream. Everything else passes unchanged.
 
 import json
 import re
+from functools import cached_property
 
-from wit_world import exports
-from wit_world.imports import host
-from wit_world.imports.types import (
-    Level,
-    RpcError,
-    Verdict_Continue,
-    Verdict_Reject,
-)
+from sluice_hook import Hook, Verdict, export_hook, host
 
 INVALID_PARAMS = -32602
-TOOL_OPTIONS = ("max_string_length", "additional_arguments")
 TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
 CONSTRAINTS = ("type", "required", "min", "max", "min_length", "max_length", "enum", "pattern")
-
-CONTINUE = Verdict_Continue()
 
 
 class ConfigError(Exception):
@@ -56,14 +47,15 @@ class ConfigError(Exception):
 
 
 class Broken(Exception):
-    """A rule the arguments break."""
+    """A rule the arguments break; `data` is the error's data but the tool."""
 
     def __init__(self, argument, rule, message, expected=None, path=None):
         super().__init__(message)
-        self.argument = argument
-        self.rule = rule
-        self.expected = expected
-        self.path = path
+        self.data = {"argument": argument, "rule": rule}
+        if expected is not None:
+            self.data["expected"] = expected
+        if path is not None:
+            self.data["path"] = path
 
 
 def json_type(value):
@@ -214,57 +206,39 @@ def check(rules, arguments):
             check_strings(name, value, limit, f"/{name}")
 
 
-_rules = None
-
-
-def rules():
-    global _rules
-    if _rules is None:
-        _rules = compile_rules(host.config())
-    return _rules
-
-
 def reject(tool, message, data):
-    return Verdict_Reject(RpcError(
-        code=INVALID_PARAMS,
-        message=f"Invalid params for tool {tool!r}: {message}",
-        data=json.dumps(data),
-    ))
+    return Verdict.reject(INVALID_PARAMS, f"Invalid params for tool {tool!r}: {message}", {"tool": tool, **data})
 
 
-class Handler(exports.Handler):
+class ArgValidator(Hook):
+    @cached_property
+    def rules(self):
+        # Parsed once per instance (a warm instance keeps them).
+        return compile_rules(host.config())
+
     def methods(self):
         # Called once at load: a bad config fails the load with its reason.
-        rules()
+        self.rules
         # Arguments are checked on the way in only.
         return ["tools/call@request"]
 
     def on_request(self, ctx, request):
-        if request.method != "tools/call":
-            return CONTINUE
-        params = json.loads(request.json).get("params")
-        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
-            return CONTINUE
-        tool = params["name"]
-        arguments = params.get("arguments", {})
+        call = request.tool_call()
+        if call is None:
+            return Verdict.CONTINUE
+        tool, arguments = call.name, call.arguments
         if arguments is None:
             arguments = {}
         if not isinstance(arguments, dict):
-            return reject(tool, "arguments must be an object",
-                          {"tool": tool, "rule": "type", "expected": "object"})
+            return reject(tool, "arguments must be an object", {"rule": "type", "expected": "object"})
         for key in ("*", tool):
-            if key in rules():
+            if key in self.rules:
                 try:
-                    check(rules()[key], arguments)
+                    check(self.rules[key], arguments)
                 except Broken as b:
-                    host.log(Level.INFO, f"rejected tools/call {tool}: {b}")
-                    data = {"tool": tool, "argument": b.argument, "rule": b.rule}
-                    if b.expected is not None:
-                        data["expected"] = b.expected
-                    if b.path is not None:
-                        data["path"] = b.path
-                    return reject(tool, str(b), data)
-        return CONTINUE
+                    host.info(f"rejected tools/call {tool}: {b}")
+                    return reject(tool, str(b), b.data)
+        return Verdict.CONTINUE
 
-    def on_response(self, ctx, request, response):
-        return CONTINUE
+
+Handler = export_hook(ArgValidator)

@@ -17,10 +17,12 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${SLUICE_HOOK_OUT:-$here/dist}
-# wit/ and build-cache.sh are links into the repository; a copy made with
-# `cp -rL` holds the files themselves.
-wit="$here/wit"
-[ -f "$wit/hook.wit" ] || { echo "build.sh: $wit/hook.wit is missing: copy the example with cp -rL, or copy sluice's wit/ into it" >&2; exit 2; }
+# The SDK (sluice-hook-py) sits beside the example and carries the WIT (its
+# wit/ is a link to sluice's); build-cache.sh is a link too. A copy made with
+# `cp -rL python-arg-validator sluice-hook-py DEST/` holds the files themselves.
+sdk=$here/../sluice-hook-py
+wit="$sdk/wit"
+[ -f "$sdk/sluice_hook/__init__.py" ] && [ -f "$wit/hook.wit" ] || { echo "build.sh: the SDK is missing beside the example: copy both with cp -rL (cp -rL python-arg-validator sluice-hook-py DEST/)" >&2; exit 2; }
 . "$here/build-cache.sh"
 cache=${SLUICE_TOOLCHAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/toolchains}
 wasm="$out/python_arg_validator.wasm"
@@ -32,8 +34,9 @@ command -v flock >/dev/null && flock 9
 hash() { cat "$@" | sha256sum | cut -c1-16; }
 
 # componentize-py, pinned by requirements.txt, bundles its own CPython.
+# The SDK's sources are inputs too: an SDK edit rebuilds.
 key=$(hook_cache_key "" "$here/app.py" "$here/requirements.txt" "$here/build.sh" \
-  "$here/build-cache.sh" "$wit"/*.wit)
+  "$here/build-cache.sh" "$sdk"/sluice_hook/*.py "$wit"/*.wit)
 hook_cache_fetch "$key" "$out" python_arg_validator.wasm && exit 0
 
 python=${PYTHON:-python3}
@@ -71,7 +74,8 @@ t0=$SECONDS
 # --stub-wasi: CPython's WASI imports become stubs inside the component, so
 # it imports only sluice:hook/host (the hook needs no clock, files or
 # randomness; Python's `random` would replay a seed fixed at build time).
-"$venv/bin/componentize-py" -d "$wit" -w hook componentize --stub-wasi -p "$here" app \
+# -p: the SDK's package and this example's app module.
+"$venv/bin/componentize-py" -d "$wit" -w hook componentize --stub-wasi -p "$sdk" -p "$here" app \
   -o "$wasm.tmp" >&2
 mv "$wasm.tmp" "$wasm"
 hook_cache_store "$key" "$out" python_arg_validator.wasm

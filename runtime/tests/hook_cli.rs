@@ -1058,6 +1058,128 @@ fn new_python_project_is_written_with_the_examples_pin() {
     assert!(stdout(&o).contains("py_hook.wasm"));
 }
 
+/// `hook new --lang python --sdk`: the SDK copied in byte for byte, the
+/// project's own tests run natively (no component), then built with its
+/// build.sh (the Python example's pinned componentize-py, from the same
+/// toolchain cache) and checked and tested as a component. Skipped, loudly,
+/// when python3 3.10+ or its venv is missing (exit status 3). The component
+/// is ~18 MB of CPython: compiling it takes this debug build of sluice a
+/// minute or more, so it is compiled once, by `check`, into the artifact
+/// cache that the `test` runs then load from.
+#[test]
+fn new_python_sdk_project_passes_its_tests_builds_and_passes_check_and_test() {
+    let dir = temp_dir("new-py-sdk").join("py-sdk-hook");
+    let o = sluice(&[
+        "hook",
+        "new",
+        "py-sdk-hook",
+        "--lang",
+        "python",
+        "--sdk",
+        "--dir",
+        s(&dir),
+    ]);
+    assert_eq!(status(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hook-examples/sluice-hook-py");
+    for file in [
+        "sluice_hook/__init__.py",
+        "sluice_hook/testing.py",
+        "test.sh",
+    ] {
+        assert_eq!(
+            std::fs::read(dir.join("sluice-hook-py").join(file)).unwrap(),
+            std::fs::read(sdk.join(file)).unwrap(),
+            "{file}: the SDK's, byte for byte"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sluice-hook-py/wit/hook.wit")).unwrap(),
+        include_str!("../../wit/hook.wit")
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("requirements.txt")).unwrap(),
+        include_str!("../../hook-examples/python-arg-validator/requirements.txt")
+    );
+
+    // Its tests, as its README runs them; then the SDK's own, copied too.
+    let tests = Command::new(dir.join("sluice-hook-py/test.sh"))
+        .arg(".")
+        .current_dir(&dir)
+        .output()
+        .expect("test.sh runs");
+    let log = String::from_utf8_lossy(&tests.stderr);
+    if tests.status.code() == Some(3) {
+        eprintln!("SKIPPED: {}", log.trim());
+        return;
+    }
+    assert!(tests.status.success(), "{log}");
+    assert!(log.contains("Ran 2 tests") && log.contains("\nOK"), "{log}");
+    let sdk_tests = Command::new(dir.join("sluice-hook-py/test.sh"))
+        .output()
+        .expect("test.sh runs");
+    let log = String::from_utf8_lossy(&sdk_tests.stderr);
+    assert!(sdk_tests.status.success() && log.contains("\nOK"), "{log}");
+
+    let build = Command::new(dir.join("build.sh"))
+        .output()
+        .expect("build.sh runs");
+    if build.status.code() == Some(3) {
+        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&build.stderr).trim());
+        return;
+    }
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = dir.join("dist/py_sdk_hook.wasm");
+    let o = sluice(&["hook", "check", s(&wasm), "--json"]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["world"], "sluice:hook@0.2.0");
+    assert_eq!(v["methods"], serde_json::json!(["tools/call@request"]));
+    // --stub-wasi: nothing but sluice's host interface.
+    assert!(
+        v["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["served"] == "host"),
+        "no WASI: {v}"
+    );
+    refuses_delete_for_alice_and_lets_echo_through(&wasm);
+    // The SDK's edges in the component: data built by the SDK, a config
+    // read through the host import, a bad one failing closed.
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        r#"{"deny":["echo"]}"#,
+        "--request",
+        &call("echo"),
+        "--json",
+    ]);
+    assert_eq!(status(&o), 4, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["phases"][0]["verdict"]["code"], -31000);
+    assert_eq!(
+        v["phases"][0]["verdict"]["data"],
+        serde_json::json!({"tool": "echo"})
+    );
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(&wasm),
+        "--config",
+        "{not json",
+        "--request",
+        &call("echo"),
+    ]);
+    assert_eq!(status(&o), 4, "{}", stdout(&o));
+    assert!(stdout(&o).contains("bad config"), "{}", stdout(&o));
+}
+
 /// `hook new --lang c`, built with its build.sh (wit-bindgen c, clang,
 /// the C example's wrapper), then checked and tested. Skipped when clang
 /// for wasm32-wasi or cargo is missing.
@@ -1140,7 +1262,7 @@ fn new_refuses_bad_names_and_full_directories() {
         s(&dir.join("c")),
     ]);
     assert_eq!(status(&o), 1);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--sdk: only --lang rust and js"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--sdk: only --lang rust, js and python"));
     assert!(!dir.join("c").exists());
     let o = sluice(&["hook", "new", "../escape", "--lang", "rust"]);
     assert_eq!(status(&o), 2);

@@ -274,6 +274,8 @@ fn python_validator_rejects_bad_arguments_and_passes_good_ones() {
     for mode in MODES {
         let (h, logs) = load(spec(ex, &wasm, RULES, mode)).expect("validator loads");
         assert!(h.wants("tools/call") && !h.wants("tools/list"));
+        // Written on the Python SDK, for the newest world.
+        assert_eq!(h.hooks()[0].world, "sluice:hook@0.2.0");
         for _ in 0..2 {
             let ok = tools_call(1, "add", json!({"a": 999.5, "b": -3}));
             assert_eq!(

@@ -431,8 +431,8 @@ struct HookNewArgs {
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
 
-    /// With --lang rust or js: build the hook on sluice's SDK for that language (typed messages,
-    /// verdict builders, a native test harness), copied into the project beside it.
+    /// With --lang rust, js or python: build the hook on sluice's SDK for that language (typed
+    /// messages, verdict builders, a native test harness), copied into the project beside it.
     #[arg(long)]
     sdk: bool,
 }

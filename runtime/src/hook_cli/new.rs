@@ -59,6 +59,51 @@ mod python {
         include_str!("../../../hook-examples/python-arg-validator/requirements.txt");
 }
 
+/// The Python template on sluice's SDK (`hook-examples/sluice-hook-py`,
+/// copied into the project byte for byte, with the repository's WIT).
+mod python_sdk {
+    pub const APP_PY: &str = include_str!("templates/python-sdk/app.py.in");
+    pub const TEST_APP_PY: &str = include_str!("templates/python-sdk/test_app.py.in");
+    pub const BUILD_SH: &str = include_str!("templates/python-sdk/build.sh.in");
+    pub const README: &str = include_str!("templates/python-sdk/README.md.in");
+    /// The SDK's files, under `sluice-hook-py/` in the project (its tests
+    /// too: `sluice-hook-py/test.sh` runs them there).
+    pub const SDK_FILES: [(&str, &str); 8] = [
+        (
+            "sluice_hook/__init__.py",
+            include_str!("../../../hook-examples/sluice-hook-py/sluice_hook/__init__.py"),
+        ),
+        (
+            "sluice_hook/_wit.py",
+            include_str!("../../../hook-examples/sluice-hook-py/sluice_hook/_wit.py"),
+        ),
+        (
+            "sluice_hook/host.py",
+            include_str!("../../../hook-examples/sluice-hook-py/sluice_hook/host.py"),
+        ),
+        (
+            "sluice_hook/message.py",
+            include_str!("../../../hook-examples/sluice-hook-py/sluice_hook/message.py"),
+        ),
+        (
+            "sluice_hook/testing.py",
+            include_str!("../../../hook-examples/sluice-hook-py/sluice_hook/testing.py"),
+        ),
+        (
+            "sluice_hook/verdict.py",
+            include_str!("../../../hook-examples/sluice-hook-py/sluice_hook/verdict.py"),
+        ),
+        (
+            "test.sh",
+            include_str!("../../../hook-examples/sluice-hook-py/test.sh"),
+        ),
+        (
+            "tests/test_sdk.py",
+            include_str!("../../../hook-examples/sluice-hook-py/tests/test_sdk.py"),
+        ),
+    ];
+}
+
 /// The JavaScript template (jco, QuickJS backend).
 mod js {
     pub const HOOK_JS: &str = include_str!("templates/js/hook.js.in");
@@ -135,7 +180,7 @@ pub struct NewArgs {
     pub lang: Lang,
     /// Where to write it [default: ./NAME].
     pub dir: Option<PathBuf>,
-    /// Rust and JavaScript: build on sluice's SDK (copied into the project).
+    /// Rust, JavaScript and Python: build on sluice's SDK (copied into the project).
     pub sdk: bool,
 }
 
@@ -162,7 +207,8 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
         Lang::Rust if args.sdk => rust_sdk_files(&args.name),
         Lang::Rust => rust_files(&args.name),
         Lang::Js if args.sdk => js_sdk_files(&args.name),
-        _ if args.sdk => bail!("--sdk: only --lang rust and js have an SDK here yet"),
+        Lang::Python if args.sdk => python_sdk_files(&args.name),
+        _ if args.sdk => bail!("--sdk: only --lang rust, js and python have an SDK here yet"),
         Lang::Python => python_files(&args.name),
         Lang::Js => js_files(&args.name),
         Lang::C => c_files(&args.name),
@@ -222,6 +268,12 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
     match args.lang {
         Lang::Rust if args.sdk => println!("test it:   (cd {} && cargo test)", dir.display()),
         Lang::Js if args.sdk => println!("test it:   {}", dir.join("test.sh").display()),
+        Lang::Python if args.sdk => {
+            println!(
+                "test it:   (cd {} && sluice-hook-py/test.sh .)",
+                dir.display()
+            )
+        }
         _ => {}
     }
     // The C hook refuses by config alone; the others by tool name.
@@ -344,6 +396,22 @@ fn python_files(name: &str) -> Vec<(PathBuf, String)> {
     ]
 }
 
+fn python_sdk_files(name: &str) -> Vec<(PathBuf, String)> {
+    let mut files = vec![
+        ("app.py".into(), fill(python_sdk::APP_PY, name)),
+        ("test_app.py".into(), fill(python_sdk::TEST_APP_PY, name)),
+        ("requirements.txt".into(), python::REQUIREMENTS.to_owned()),
+        ("build.sh".into(), fill(python_sdk::BUILD_SH, name)),
+    ];
+    for (file, text) in python_sdk::SDK_FILES {
+        files.push((PathBuf::from("sluice-hook-py").join(file), text.to_owned()));
+    }
+    files.push(("sluice-hook-py/wit/hook.wit".into(), WIT.to_owned()));
+    files.push(("README.md".into(), fill(python_sdk::README, name)));
+    files.push((".gitignore".into(), "/dist\n__pycache__/\n".to_owned()));
+    files
+}
+
 /// The examples' lock file made the project's: its registry packages (the
 /// crates the examples build with), the path packages of `keep` (the SDK)
 /// as the examples' lock has them, and the project's own package `name`
@@ -425,6 +493,35 @@ mod tests {
             "{lock}"
         );
         assert!(!lock.contains("name = \"rust-"));
+    }
+
+    #[test]
+    fn the_python_sdk_is_copied_whole() {
+        // Every Python file of the SDK's package and tests: one added there
+        // and not here would be missing from every generated project.
+        let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../hook-examples/sluice-hook-py");
+        let mut on_disk: Vec<String> = ["sluice_hook", "tests"]
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_dir(sdk.join(d))
+                    .unwrap()
+                    .map(move |e| format!("{d}/{}", e.unwrap().file_name().to_string_lossy()))
+            })
+            .filter(|n| n.ends_with(".py"))
+            .collect();
+        on_disk.sort();
+        let copied: Vec<&str> = python_sdk::SDK_FILES
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| f.ends_with(".py"))
+            .collect();
+        assert_eq!(on_disk, copied);
+        let files = python_sdk_files("py-hook");
+        let app = &files.iter().find(|(p, _)| p.ends_with("app.py")).unwrap().1;
+        assert!(
+            app.contains("\"\"\"py-hook: a sluice hook") && app.contains("Handler = export_hook(")
+        );
     }
 
     #[test]
