@@ -249,6 +249,27 @@ fn test_runs_a_0_2_0_hook_with_an_identity() {
 }
 
 /// A `tools/call` of `tool`, no arguments.
+/// `hook check` loads it; what it says.
+fn checked(wasm: &Path) -> String {
+    let o = sluice(&["hook", "check", s(wasm)]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    stdout(&o)
+}
+
+/// The generated deny-list hook refuses a tool its config names (exit 4).
+fn refuses_echo_by_config(wasm: &Path) {
+    let o = sluice(&[
+        "hook",
+        "test",
+        s(wasm),
+        "--config",
+        r#"{"deny":["echo"]}"#,
+        "--request",
+        &call("echo"),
+    ]);
+    assert_eq!(status(&o), 4, "{}", stdout(&o));
+}
+
 fn call(tool: &str) -> String {
     format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
@@ -858,22 +879,12 @@ fn new_rust_project_builds_and_passes_check_and_test() {
     );
     let wasm = target.join("wasm32-wasip2/release/my_hook.wasm");
 
-    let o = sluice(&["hook", "check", s(&wasm)]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
-    assert!(stdout(&o).contains("sluice:hook@0.2.0"));
-    assert!(stdout(&o).contains("tools/call  request"));
+    let report = checked(&wasm);
+    assert!(report.contains("sluice:hook@0.2.0"));
+    assert!(report.contains("tools/call  request"));
 
     refuses_delete_for_alice_and_lets_echo_through(&wasm);
-    let o = sluice(&[
-        "hook",
-        "test",
-        s(&wasm),
-        "--config",
-        r#"{"deny":["echo"]}"#,
-        "--request",
-        &call("echo"),
-    ]);
-    assert_eq!(status(&o), 4, "{}", stdout(&o));
+    refuses_echo_by_config(&wasm);
 
     // The same hook on sluice's SDK, copied in by --sdk; one target dir, so
     // only the SDK and the hook compile.
@@ -900,8 +911,7 @@ fn new_rust_project_builds_and_passes_check_and_test() {
         String::from_utf8_lossy(&build.stderr)
     );
     let wasm = target.join("wasm32-wasip2/release/sdk_hook.wasm");
-    let o = sluice(&["hook", "check", s(&wasm)]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    checked(&wasm);
     refuses_delete_for_alice_and_lets_echo_through(&wasm);
 }
 
@@ -935,9 +945,7 @@ fn new_js_project_builds_and_passes_check_and_test() {
         String::from_utf8_lossy(&build.stderr)
     );
     let wasm = dir.join("dist/js_hook.wasm");
-    let o = sluice(&["hook", "check", s(&wasm)]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
-    assert!(stdout(&o).contains("sluice:hook@0.2.0"));
+    assert!(checked(&wasm).contains("sluice:hook@0.2.0"));
     refuses_delete_for_alice_and_lets_echo_through(&wasm);
     // Warm instances, as an interpreted guest runs in production.
     let o = sluice(&[
@@ -1007,20 +1015,10 @@ fn new_js_project_builds_and_passes_check_and_test() {
         String::from_utf8_lossy(&build.stderr)
     );
     let wasm = sdk_dir.join("dist/js_sdk_hook.wasm");
-    let o = sluice(&["hook", "check", s(&wasm)]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
-    assert!(stdout(&o).contains("tools/call  request"), "{}", stdout(&o));
+    let report = checked(&wasm);
+    assert!(report.contains("tools/call  request"), "{report}");
     refuses_delete_for_alice_and_lets_echo_through(&wasm);
-    let o = sluice(&[
-        "hook",
-        "test",
-        s(&wasm),
-        "--config",
-        r#"{"deny":["echo"]}"#,
-        "--request",
-        &call("echo"),
-    ]);
-    assert_eq!(status(&o), 4, "{}", stdout(&o));
+    refuses_echo_by_config(&wasm);
 }
 
 /// `hook new --lang python` writes its project (building it needs
