@@ -256,6 +256,21 @@ fn checked(wasm: &Path) -> String {
     stdout(&o)
 }
 
+/// `hook check --json` loads it as a 0.2.0 hook that imports nothing but
+/// sluice's host interface; what it says.
+fn checked_0_2_0_without_wasi(wasm: &Path) -> Value {
+    let o = sluice(&["hook", "check", s(wasm), "--json"]);
+    assert_eq!(status(&o), 0, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["world"], "sluice:hook@0.2.0");
+    let imports = v["imports"].as_array().expect("imports");
+    assert!(
+        imports.iter().all(|i| i["served"] == "host"),
+        "no WASI: {v}"
+    );
+    v
+}
+
 /// The generated deny-list hook refuses a tool its config names (exit 4).
 fn refuses_echo_by_config(wasm: &Path) {
     let o = sluice(&[
@@ -1131,20 +1146,9 @@ fn new_python_sdk_project_passes_its_tests_builds_and_passes_check_and_test() {
         String::from_utf8_lossy(&build.stderr)
     );
     let wasm = dir.join("dist/py_sdk_hook.wasm");
-    let o = sluice(&["hook", "check", s(&wasm), "--json"]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
-    let v = json(&o);
-    assert_eq!(v["world"], "sluice:hook@0.2.0");
-    assert_eq!(v["methods"], serde_json::json!(["tools/call@request"]));
     // --stub-wasi: nothing but sluice's host interface.
-    assert!(
-        v["imports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|i| i["served"] == "host"),
-        "no WASI: {v}"
-    );
+    let v = checked_0_2_0_without_wasi(&wasm);
+    assert_eq!(v["methods"], serde_json::json!(["tools/call@request"]));
     refuses_delete_for_alice_and_lets_echo_through(&wasm);
     // The SDK's edges in the component: data built by the SDK, a config
     // read through the host import, a bad one failing closed.
@@ -1201,18 +1205,7 @@ fn new_c_project_builds_and_passes_check_and_test() {
         String::from_utf8_lossy(&build.stderr)
     );
     let wasm = dir.join("dist/c_hook.wasm");
-    let o = sluice(&["hook", "check", s(&wasm), "--json"]);
-    assert_eq!(status(&o), 0, "{}", stdout(&o));
-    let v = json(&o);
-    assert_eq!(v["world"], "sluice:hook@0.2.0");
-    assert!(
-        v["imports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|i| i["served"] == "host"),
-        "no WASI: {v}"
-    );
+    checked_0_2_0_without_wasi(&wasm);
     let call =
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
     let o = sluice(&[
