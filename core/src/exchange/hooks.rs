@@ -327,6 +327,35 @@ pub fn check_replacement(
     }
 }
 
+/// `replacement` with its id written as `current` writes it, when the two
+/// ids are one string spelled two ways (`"\u0031"` written back as `"1"` by
+/// a hook that parsed the message and serialised it again); `None` when
+/// there is nothing to respell. Clients and servers match ids by their
+/// text, so a replacement keeps the text: drivers respell before
+/// [`check_replacement`], which would refuse another spelling. Numbers are
+/// left alone: `1` and `1.0` are not one id to every peer.
+pub fn respell_id(current: &[u8], replacement: &[u8], limits: &jsonrpc::Limits) -> Option<Vec<u8>> {
+    let id = |json| match jsonrpc::classify(json, limits) {
+        Ok(Classified::Single(m)) => m.id.filter(|id| id.first() == Some(&b'"')),
+        _ => None,
+    };
+    let (was, now) = (id(current)?, id(replacement)?);
+    let text = |raw| serde_json::from_slice::<String>(raw).ok();
+    if was == now || text(was)? != text(now)? {
+        return None;
+    }
+    // The id is a slice of `replacement`: where it sits.
+    let at = (now.as_ptr() as usize).checked_sub(replacement.as_ptr() as usize)?;
+    if replacement.get(at..at + now.len()) != Some(now) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(replacement.len() - now.len() + was.len());
+    out.extend_from_slice(&replacement[..at]);
+    out.extend_from_slice(was);
+    out.extend_from_slice(&replacement[at + now.len()..]);
+    Some(out)
+}
+
 /// One hooked message inside a request body.
 #[derive(Debug, Clone)]
 pub(super) struct Hooked {
@@ -561,6 +590,51 @@ fn scalar_text(v: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_string_id_written_back_another_way_is_respelled_as_it_came() {
+        let limits = jsonrpc::Limits::default();
+        let msg = |id: &str, name: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}"}}}}"#
+            )
+        };
+        let respell = |old: &str, new: &str| {
+            respell_id(old.as_bytes(), new.as_bytes(), &limits)
+                .map(|b| String::from_utf8(b).unwrap())
+        };
+        for (was, now) in [
+            (r#""\u0031""#, r#""1""#),
+            (r#""a\/b""#, r#""a/b""#),
+            (r#""é""#, r#""\u00e9""#),
+        ] {
+            let old = msg(was, "a");
+            let got = respell(&old, &msg(now, "b")).unwrap_or_else(|| panic!("{was} {now}"));
+            assert_eq!(got, msg(was, "b"));
+            assert_eq!(
+                check_replacement(HookPhase::Request, old.as_bytes(), got.as_bytes(), &limits),
+                Ok(())
+            );
+        }
+        // Nothing to respell: the same text, another string, numbers, no id.
+        for (was, now) in [
+            (r#""1""#, r#""1""#),
+            (r#""1""#, r#""2""#),
+            ("1", "1.0"),
+            ("1", r#""1""#),
+            (r#""1""#, "1"),
+        ] {
+            assert_eq!(respell(&msg(was, "a"), &msg(now, "b")), None, "{was} {now}");
+        }
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/x"}"#;
+        assert_eq!(respell(note, note), None);
+        // An answer's id too (a response hook's `edited`).
+        let answer = |id: &str| format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+        assert_eq!(
+            respell(&answer(r#""\u0031""#), &answer(r#""1""#)),
+            Some(answer(r#""\u0031""#))
+        );
+    }
 
     #[test]
     fn replacements_keep_kind_method_and_id_text() {

@@ -104,7 +104,7 @@ pub use asked::AskedBook;
 pub use error::{ClientError, ExchangeError, TimedOut, UpstreamError};
 pub use hooks::{
     BATCH_REFUSED, HookCall, HookFilter, HookPhase, HookVerdict, ReplacementError,
-    check_replacement,
+    check_replacement, respell_id,
 };
 pub use probe::{PROBE_BODY_MAX, TransportEvidence};
 pub use request::RpcSummary;
@@ -2019,14 +2019,17 @@ pub(super) fn checked_verdict(
     limits: &jsonrpc::Limits,
 ) -> HookVerdict {
     match verdict {
-        HookVerdict::Replace(new) => match check_replacement(phase, current, &new, limits) {
-            Ok(()) => HookVerdict::Replace(new),
-            Err(e) => HookVerdict::Reject {
-                code: HOOK_FAILED,
-                message: format!("sluice: a hook's replacement was refused: {e}"),
-                data: None,
-            },
-        },
+        HookVerdict::Replace(new) => {
+            let new = respell_id(current, &new, limits).unwrap_or(new);
+            match check_replacement(phase, current, &new, limits) {
+                Ok(()) => HookVerdict::Replace(new),
+                Err(e) => HookVerdict::Reject {
+                    code: HOOK_FAILED,
+                    message: format!("sluice: a hook's replacement was refused: {e}"),
+                    data: None,
+                },
+            }
+        }
         other => other,
     }
 }

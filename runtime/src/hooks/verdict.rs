@@ -54,6 +54,7 @@ pub(crate) fn check(
         Verdict::Continue => Ok(Checked::Continue),
         Verdict::Replace(json) => {
             cap(json.len(), max_bytes)?;
+            let json = respelled(json, current, max_bytes);
             check_replacement(&json, phase, current, max_bytes)?;
             Ok(Checked::Replace(json))
         }
@@ -102,6 +103,19 @@ fn cap(len: usize, limit: usize) -> Result<(), HookErrorKind> {
 
 fn invalid(m: String) -> HookErrorKind {
     HookErrorKind::InvalidVerdict(m)
+}
+
+/// `json` with its id spelled as in `current` where only the spelling
+/// differs (core's `exchange::respell_id`: a hook that parsed the message
+/// and wrote it again may have unescaped a string id).
+fn respelled(json: String, current: &str, max_bytes: usize) -> String {
+    let limits = jsonrpc::Limits {
+        max_bytes,
+        ..jsonrpc::Limits::default()
+    };
+    exchange::respell_id(current.as_bytes(), json.as_bytes(), &limits)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or(json)
 }
 
 /// A replacement must pass core's rule (`exchange::check_replacement`: one
@@ -156,6 +170,17 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":7,"id":7,"method":"tools/call","params":{"name":"b"}}"#,
         ] {
             assert!(check(bad, HookPhase::Request, req).is_err(), "{bad}");
+        }
+        // Only the spelling of a string id changed: the original's goes on.
+        let escaped =
+            r#"{"jsonrpc":"2.0","id":"\u0037","method":"tools/call","params":{"name":"a"}}"#;
+        let unescaped = r#"{"jsonrpc":"2.0","id":"7","method":"tools/call","params":{"name":"b"}}"#;
+        let verdict = Verdict::Replace(unescaped.into());
+        match super::check(verdict, HookPhase::Request, escaped, 1 << 20) {
+            Ok(Checked::Replace(json)) => {
+                assert_eq!(json, unescaped.replace(r#""7""#, r#""\u0037""#))
+            }
+            other => panic!("{other:?}"),
         }
         let resp = r#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
         let ok = r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"}}"#;

@@ -1062,7 +1062,7 @@ fn a_replacement_core_cannot_read_alike_is_a_hook_failure() {
 }
 
 #[test]
-fn a_response_replacement_that_respells_the_id_is_a_hook_failure() {
+fn a_response_replacement_that_respells_the_id_goes_with_the_ids_own_spelling() {
     let mut h = call_past_the_request_hooks();
     let body = r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[]}}"#;
     let resp = format!(
@@ -1070,13 +1070,15 @@ fn a_response_replacement_that_respells_the_id_is_a_hook_failure() {
         body.len()
     );
     h.upstream(resp.as_bytes());
-    let respelled = r#"{"jsonrpc":"2.0","id":"\u0072eq-7","result":{"content":[]}}"#;
+    // A hook that parsed the answer and wrote it again with an escape.
+    let respelled = r#"{"jsonrpc":"2.0","id":"\u0072eq-7","result":{"content":[1]}}"#;
     h.verdict(HookVerdict::Replace(respelled.as_bytes().to_vec()));
     let (_, got) = decode_response(&h.log.to_client);
-    let v: serde_json::Value = serde_json::from_slice(&got).unwrap();
-    assert_eq!(v["id"], "req-7");
-    assert_eq!(v["error"]["code"], HOOK_FAILED, "{v}");
-    assert!(!String::from_utf8_lossy(&got).contains("u0072"));
+    let got = String::from_utf8(got).unwrap();
+    assert_eq!(
+        got,
+        r#"{"jsonrpc":"2.0","id":"req-7","result":{"content":[1]}}"#
+    );
 }
 
 #[test]
