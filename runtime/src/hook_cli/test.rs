@@ -376,23 +376,7 @@ impl Input {
                 let Some(method) = request.method.clone() else {
                     bail!("--request: a response is not a request (give it as --response)");
                 };
-                let response = response
-                    .as_deref()
-                    .map(|r| read_message("--response", r))
-                    .transpose()?;
-                if let Some(r) = &response {
-                    if request.kind == Kind::Notification {
-                        bail!("--response: a notification has no response");
-                    }
-                    if !matches!(r.kind, Kind::Response | Kind::Error) {
-                        bail!("--response: a request or notification is not a response");
-                    }
-                    if r.id.as_deref() != request.id.as_deref() {
-                        bail!(
-                            "--response: its id is not the request's (the proxy would not match them)"
-                        );
-                    }
-                }
+                let response = read_answer("--response", response.as_deref(), &request)?;
                 Ok(Input::Client {
                     request,
                     method,
@@ -407,24 +391,7 @@ impl Input {
                          to a client's request is --response)"
                     );
                 };
-                let answer = answer
-                    .as_deref()
-                    .map(|a| read_message("--client-answer", a))
-                    .transpose()?;
-                if let Some(a) = &answer {
-                    if message.kind == Kind::Notification {
-                        bail!("--client-answer: a notification has no answer");
-                    }
-                    if !matches!(a.kind, Kind::Response | Kind::Error) {
-                        bail!("--client-answer: a request or notification is not an answer");
-                    }
-                    if a.id.as_deref() != message.id.as_deref() {
-                        bail!(
-                            "--client-answer: its id is not the server request's (sluice would \
-                             not match them)"
-                        );
-                    }
-                }
+                let answer = read_answer("--client-answer", answer.as_deref(), &message)?;
                 Ok(Input::Server {
                     message,
                     method,
@@ -433,6 +400,23 @@ impl Input {
             }
         }
     }
+}
+
+/// The answer given with `flag` to `asked`, if any: a result or error with
+/// `asked`'s id, as the proxy would match it.
+fn read_answer(flag: &str, value: Option<&str>, asked: &Msg) -> anyhow::Result<Option<Msg>> {
+    let Some(value) = value else { return Ok(None) };
+    let answer = read_message(flag, value)?;
+    if asked.kind == Kind::Notification {
+        bail!("{flag}: a notification has no answer");
+    }
+    if !matches!(answer.kind, Kind::Response | Kind::Error) {
+        bail!("{flag}: a request or notification is not an answer");
+    }
+    if answer.id.as_deref() != asked.id.as_deref() {
+        bail!("{flag}: its id is not the request's (the proxy would not match them)");
+    }
+    Ok(Some(answer))
 }
 
 pub(super) fn run(args: &TestArgs) -> anyhow::Result<u8> {
