@@ -249,6 +249,22 @@ fn test_runs_a_0_2_0_hook_with_an_identity() {
 }
 
 /// A `tools/call` of `tool`, no arguments.
+/// Run a generated project's `build.sh`; `false` when its toolchain is
+/// missing here (exit status 3: skipped, with the script's reason).
+fn built(build_sh: &mut Command) -> bool {
+    let build = build_sh.output().expect("build.sh runs");
+    if build.status.code() == Some(3) {
+        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&build.stderr).trim());
+        return false;
+    }
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    true
+}
+
 /// `hook check` loads it; what it says.
 fn checked(wasm: &Path) -> String {
     let o = sluice(&["hook", "check", s(wasm)]);
@@ -947,18 +963,9 @@ fn new_js_project_builds_and_passes_check_and_test() {
             "{pin}: the example's, so the toolchain cache serves both"
         );
     }
-    let build = Command::new(dir.join("build.sh"))
-        .output()
-        .expect("build.sh runs");
-    if build.status.code() == Some(3) {
-        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&build.stderr).trim());
+    if !built(&mut Command::new(dir.join("build.sh"))) {
         return;
     }
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
     let wasm = dir.join("dist/js_hook.wasm");
     assert!(checked(&wasm).contains("sluice:hook@0.2.0"));
     refuses_delete_for_alice_and_lets_echo_through(&wasm);
@@ -1133,18 +1140,9 @@ fn new_python_sdk_project_passes_its_tests_builds_and_passes_check_and_test() {
     let log = String::from_utf8_lossy(&sdk_tests.stderr);
     assert!(sdk_tests.status.success() && log.contains("\nOK"), "{log}");
 
-    let build = Command::new(dir.join("build.sh"))
-        .output()
-        .expect("build.sh runs");
-    if build.status.code() == Some(3) {
-        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&build.stderr).trim());
+    if !built(&mut Command::new(dir.join("build.sh"))) {
         return;
     }
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
     let wasm = dir.join("dist/py_sdk_hook.wasm");
     // --stub-wasi: nothing but sluice's host interface.
     let v = checked_0_2_0_without_wasi(&wasm);
@@ -1191,19 +1189,9 @@ fn new_c_project_builds_and_passes_check_and_test() {
     let o = sluice(&["hook", "new", "c-hook", "--lang", "c", "--dir", s(&dir)]);
     assert_eq!(status(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("--config closed"));
-    let build = Command::new(dir.join("build.sh"))
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("build.sh runs");
-    if build.status.code() == Some(3) {
-        eprintln!("SKIPPED: {}", String::from_utf8_lossy(&build.stderr).trim());
+    if !built(Command::new(dir.join("build.sh")).env_remove("CARGO_TARGET_DIR")) {
         return;
     }
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
     let wasm = dir.join("dist/c_hook.wasm");
     checked_0_2_0_without_wasi(&wasm);
     let call =
