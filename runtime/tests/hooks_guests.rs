@@ -136,17 +136,16 @@ fn js_starlingmonkey_rewriter_prefixes_tools_and_keeps_the_cursor() {
     js_rewriter(Example::JsStarlingMonkey);
 }
 
-/// The rewriter's build-cache key holds the SDK module it imports: an edit of
-/// the SDK alone builds the component again rather than serving the one
-/// built before it. A copy with its own build cache, QuickJS (seconds).
-#[test]
-fn js_sdk_edit_rebuilds_the_rewriter() {
+/// A fresh directory under the test's temp dir holding a copy of
+/// js-tools-rewriter as a user makes one (`cp -rL`: its SDK, `wit/` and
+/// `build-cache.sh` are links into the repository); the directory and the
+/// copy in it.
+fn rewriter_copy(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("js-sdk-key-{}", std::process::id()));
+        .join(format!("{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
     let copy = tmp.join("example");
-    // -L: the SDK (sluice-hook/), wit/ and build-cache.sh are links.
     let cp = std::process::Command::new("cp")
         .arg("-rL")
         .arg(guests::repo().join("hook-examples/js-tools-rewriter"))
@@ -154,6 +153,15 @@ fn js_sdk_edit_rebuilds_the_rewriter() {
         .status()
         .unwrap();
     assert!(cp.success());
+    (tmp, copy)
+}
+
+/// The rewriter's build-cache key holds the SDK module it imports: an edit of
+/// the SDK alone builds the component again rather than serving the one
+/// built before it. A copy with its own build cache, QuickJS (seconds).
+#[test]
+fn js_sdk_edit_rebuilds_the_rewriter() {
+    let (tmp, copy) = rewriter_copy("js-sdk-key");
     let build = || {
         let out = std::process::Command::new("bash")
             .arg(copy.join("build.sh"))
@@ -198,19 +206,7 @@ fn js_sdk_edit_rebuilds_the_rewriter() {
 /// empty toolchain cache and no build cache.
 #[test]
 fn js_lock_refused_by_npm_is_a_failure_not_a_skip() {
-    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("js-refused-lock-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).unwrap();
-    let copy = tmp.join("example");
-    // -L: wit/ and build-cache.sh are links into the repository.
-    let cp = std::process::Command::new("cp")
-        .arg("-rL")
-        .arg(guests::repo().join("hook-examples/js-tools-rewriter"))
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    let (tmp, copy) = rewriter_copy("js-refused-lock");
     let lock_path = copy.join("package-lock.json");
     let mut lock = parse(&std::fs::read_to_string(&lock_path).unwrap());
     let gone = "@rolldown/binding-win32-x64-msvc";
